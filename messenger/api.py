@@ -1,0 +1,130 @@
+"""The local API: the commands the CLI, scripts and bots use, as JSON-able results.
+
+The same `LocalApi` serves a profile opened in-process and, over the control socket
+(`control.py`), the profile held by a running `chinwag-cli run`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from .identity import format_safety_number
+from .invite import save_invite_qr
+from .records import ContactRecord, MessageRecord
+from .service import PeerService, ServiceError
+
+
+def contact_json(service: PeerService, c: ContactRecord, unread: int = 0) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "name": c.display_name,
+        "verified": c.verified,
+        "online": service.is_online(c.id),
+        "last_seen": c.last_seen,
+        "addresses": list(c.addresses),
+        "unread": unread,
+    }
+
+
+def message_json(m: MessageRecord, author: str) -> dict[str, Any]:
+    return {
+        "id": m.msg_id.hex(),
+        "outgoing": m.outgoing,
+        "author": author,
+        "seq": m.seq,
+        "lamport": m.lamport,
+        "sent_at": dt.datetime.fromtimestamp(m.sent_at_ms / 1000, dt.UTC).isoformat(),
+        "state": m.state.name.lower(),
+        "body": m.body,
+    }
+
+
+class LocalApi:
+    def __init__(self, service: PeerService) -> None:
+        self.service = service
+
+    async def call(self, command: str, args: dict[str, Any]) -> Any:
+        handler = getattr(self, f"cmd_{command}", None)
+        if handler is None:
+            raise ServiceError(f"unknown command {command!r}")
+        return await handler(**args)
+
+    async def cmd_whoami(self) -> dict[str, Any]:
+        s = self.service
+        return {
+            "name": s.display_name,
+            "id": s.contact_id,
+            "fingerprint": s.fingerprint,
+            "profile": str(s.profile.path),
+            "listen_port": s.listen_port,
+            "running": s.listen_port is not None,
+            "addresses": [str(a) for a in s.addresses()],
+            "settings": dict(s.settings),
+        }
+
+    async def cmd_invite(
+        self, ttl: int = 24 * 3600, addresses: list[str] | None = None, qr: str | None = None
+    ) -> dict[str, Any]:
+        code, invite = await self.service.create_invite(ttl=ttl, addresses=addresses or [])
+        if qr:
+            save_invite_qr(code, Path(qr))
+        return {
+            "code": code,
+            "expires_at": dt.datetime.fromtimestamp(invite.expires_at, dt.UTC).isoformat(),
+            "addresses": [str(a) for a in invite.addresses],
+            "qr": qr,
+        }
+
+    async def cmd_accept(self, code: str) -> dict[str, Any]:
+        contact = await self.service.accept_invite(code)
+        return contact_json(self.service, contact)
+
+    async def cmd_contacts(self) -> list[dict[str, Any]]:
+        unread = await self.service.unread_counts()
+        return [
+            contact_json(self.service, c, unread.get(c.id, 0))
+            for c in await self.service.contacts()
+        ]
+
+    async def cmd_send(self, contact: str, text: str) -> dict[str, Any]:
+        record = await self.service.resolve_contact(contact)
+        message = await self.service.send_text(record.id, text)
+        return {
+            "contact": record.display_name,
+            "online": self.service.is_online(record.id),
+            **message_json(message, self.service.display_name),
+        }
+
+    async def cmd_history(
+        self, contact: str, limit: int = 50, mark_read: bool = True
+    ) -> dict[str, Any]:
+        record = await self.service.resolve_contact(contact)
+        messages = await self.service.history(record.id, limit=limit)
+        if mark_read:
+            await self.service.mark_read(record.id)
+        me = self.service.display_name
+        return {
+            "contact": contact_json(self.service, record),
+            "messages": [
+                message_json(m, me if m.outgoing else record.display_name) for m in messages
+            ],
+        }
+
+    async def cmd_verify(self, contact: str, confirm: bool = False) -> dict[str, Any]:
+        record = await self.service.resolve_contact(contact)
+        digits = self.service.safety_number(record)
+        if confirm:
+            await self.service.set_verified(record.id, True)
+        return {
+            "contact": record.display_name,
+            "id": record.id,
+            "safety_number": digits,
+            "formatted": format_safety_number(digits),
+            "verified": confirm or record.verified,
+        }
+
+    async def cmd_set(self, key: str, value: Any) -> dict[str, Any]:
+        await self.service.set_setting(key, value)
+        return {"key": key, "value": value}

@@ -1,0 +1,338 @@
+"""chinwag-cli: the headless front end, and the local API for scripts and bots.
+
+While `chinwag-cli run` holds a profile, every other command is carried out by that
+process over its control socket; otherwise the command opens the profile itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import control
+from .api import LocalApi
+from .events import MessageAdded, MessageStatesChanged, PresenceChanged, ServiceEvent
+from .invite import parse_address
+from .profile import KdfParams, ProfileDir, ProfileError
+from .service import PeerService, ServiceConfig, ServiceError
+
+log = logging.getLogger("chinwag.cli")
+
+READ_COMMANDS = {"whoami", "contacts", "history", "verify"}
+
+
+class CliError(Exception):
+    pass
+
+
+def _passphrase(profile: ProfileDir) -> str | None:
+    env = os.environ.get("CHINWAG_PASSPHRASE")
+    if env is not None:
+        return env
+    if not profile.exists() or not profile.needs_passphrase():
+        return None
+    if not sys.stdin.isatty():
+        raise CliError("this profile needs its passphrase: set CHINWAG_PASSPHRASE or use a terminal")
+    return getpass.getpass("Passphrase: ")
+
+
+def _new_passphrase(args: argparse.Namespace) -> str | None:
+    if args.no_passphrase:
+        return None
+    env = os.environ.get("CHINWAG_PASSPHRASE")
+    if env is not None:
+        return env or None
+    if not sys.stdin.isatty():
+        raise CliError(
+            "choose a passphrase: set CHINWAG_PASSPHRASE, or pass --no-passphrase to keep "
+            "the database key in the OS keyring instead"
+        )
+    print(
+        "Choose a passphrase. It encrypts everything on disk; nobody can recover it for you.\n"
+        "Leave it empty to keep a random key in your OS keyring instead (anyone who can use\n"
+        "your unlocked account can then open Chinwag)."
+    )
+    first = getpass.getpass("Passphrase: ")
+    if first and getpass.getpass("Again: ") != first:
+        raise CliError("the two passphrases differ; nothing was created")
+    return first or None
+
+
+def _print(result: Any, args: argparse.Namespace) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    formatter = globals().get(f"_show_{args.command}")
+    if formatter is not None:
+        formatter(result)
+    else:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def _show_whoami(r: dict[str, Any]) -> None:
+    print(f"{r['name']}  (id {r['id']})")
+    print(f"fingerprint  {r['fingerprint']}")
+    print(f"profile      {r['profile']}")
+    if r["running"]:
+        print(f"listening    port {r['listen_port']}: {', '.join(r['addresses']) or '-'}")
+    else:
+        print("not running (start `chinwag-cli run` to be reachable)")
+
+
+def _show_invite(r: dict[str, Any]) -> None:
+    print("Give this code to the person you want to chat with (single use):\n")
+    print(f"  {r['code']}\n")
+    print(f"expires {r['expires_at']}; reachable at {', '.join(r['addresses'])}")
+    if r.get("qr"):
+        print(f"QR code written to {r['qr']}")
+
+
+def _show_accept(r: dict[str, Any]) -> None:
+    print(f"You and {r['name']} are now contacts (id {r['id'][:8]}).")
+    print(f"Compare safety numbers in person with `chinwag-cli verify {r['id'][:8]}`.")
+
+
+def _show_contacts(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        print("no contacts yet: `chinwag-cli invite` or `chinwag-cli accept CODE`")
+    for c in rows:
+        dot = "●" if c["online"] else "○"
+        mark = " ✓" if c["verified"] else ""
+        unread = f"  ({c['unread']} unread)" if c["unread"] else ""
+        print(f"{dot} {c['name']}{mark}  {c['id'][:8]}{unread}")
+
+
+def _show_send(r: dict[str, Any]) -> None:
+    where = "sent" if r["online"] else "queued (delivered when you are both online)"
+    print(f"{where} to {r['contact']}: {r['id'][:8]}")
+
+
+def _show_history(r: dict[str, Any]) -> None:
+    for m in r["messages"]:
+        ticks = {"queued": "…", "sent": "✓", "delivered": "✓✓", "read": "✓✓ read"}
+        state = f"  {ticks.get(m['state'], '')}" if m["outgoing"] else ""
+        print(f"[{m['sent_at'][:19].replace('T', ' ')}] {m['author']}: {m['body']}{state}")
+
+
+def _show_verify(r: dict[str, Any]) -> None:
+    print(f"Safety number with {r['contact']}:\n")
+    for line in r["formatted"].splitlines():
+        print(f"  {line}")
+    print()
+    print("verified ✓" if r["verified"] else "not verified")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chinwag-cli", description=__doc__)
+    parser.add_argument("--profile", type=Path, help="profile folder (or CHINWAG_PROFILE)")
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str, *, json_flag: bool = False) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="machine-readable output")
+        return p
+
+    p = command("init", "create a new profile", json_flag=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--no-passphrase", action="store_true", help="key in the OS keyring instead")
+    command("whoami", "show your name, id and fingerprint", json_flag=True)
+    p = command("invite", "create a single-use invite code (and QR)", json_flag=True)
+    p.add_argument("--address", action="append", default=[], help="HOST:PORT to include")
+    p.add_argument("--ttl", type=int, default=24 * 3600, help="seconds until it expires")
+    p.add_argument("--qr", help="also write the code as a QR image (.png or .svg)")
+    p = command("accept", "accept an invite code", json_flag=True)
+    p.add_argument("code")
+    command("contacts", "list contacts", json_flag=True)
+    p = command("send", "send a message", json_flag=True)
+    p.add_argument("contact", help="name or id prefix")
+    p.add_argument("text", help="the message ('-' reads it from standard input)")
+    p = command("history", "show a conversation", json_flag=True)
+    p.add_argument("contact")
+    p.add_argument("--limit", type=int, default=50)
+    p = command("verify", "show the safety number and mark the contact verified", json_flag=True)
+    p.add_argument("contact")
+    p.add_argument("--yes", action="store_true", help="mark verified without asking")
+    p = command("set", "change a setting (read_receipts, typing_notifications, display_name)")
+    p.add_argument("key")
+    p.add_argument("value", help="true/false, or a name")
+    p = command("run", "run the peer service until SIGINT/SIGTERM")
+    p.add_argument("--listen", help="HOST:PORT to listen on (default all interfaces)")
+    p.add_argument("--address", action="append", default=[], help="extra HOST:PORT to announce")
+    return parser
+
+
+def _command_args(args: argparse.Namespace) -> dict[str, Any]:
+    c = args.command
+    if c == "invite":
+        return {"ttl": args.ttl, "addresses": args.address, "qr": args.qr and str(Path(args.qr).resolve())}
+    if c == "accept":
+        return {"code": args.code}
+    if c == "send":
+        text = sys.stdin.read() if args.text == "-" else args.text
+        return {"contact": args.contact, "text": text}
+    if c == "history":
+        return {"contact": args.contact, "limit": args.limit}
+    if c == "verify":
+        return {"contact": args.contact, "confirm": False}
+    if c == "set":
+        value: Any = {"true": True, "false": False}.get(args.value.lower(), args.value)
+        return {"key": args.key, "value": value}
+    return {}
+
+
+async def _run_command(profile: ProfileDir, args: argparse.Namespace) -> Any:
+    cmd_args = _command_args(args)
+    # A running peer owns the profile: ask it.
+    if profile.control_socket.exists():
+        try:
+            result = await control.call(profile.control_socket, args.command, cmd_args)
+            if args.command == "verify":
+                result = await _confirm_verify(result, args, profile, remote=True)
+            return result
+        except (ConnectionRefusedError, FileNotFoundError):
+            pass  # a stale socket of a killed run
+        except control.ControlError as exc:
+            raise CliError(str(exc)) from exc
+    network = args.command == "accept"
+    service = await PeerService.open(
+        profile.path,
+        _passphrase(profile),
+        config=ServiceConfig(network=network),
+        purpose=f"chinwag-cli {args.command}",
+    )
+    async with service:
+        result = await LocalApi(service).call(args.command, cmd_args)
+        if args.command == "verify":
+            result = await _confirm_verify(result, args, profile, remote=False, service=service)
+    return result
+
+
+async def _confirm_verify(
+    result: dict[str, Any],
+    args: argparse.Namespace,
+    profile: ProfileDir,
+    *,
+    remote: bool,
+    service: PeerService | None = None,
+) -> dict[str, Any]:
+    if result["verified"] and not args.yes:
+        return result
+    confirm = args.yes
+    if not confirm and sys.stdin.isatty() and not args.json:
+        _show_verify(result)
+        answer = input("\nDo these digits match the ones on their screen? [y/N] ")
+        confirm = answer.strip().lower() in ("y", "yes")
+    if not confirm:
+        return result
+    cmd_args = {"contact": result["id"], "confirm": True}
+    if remote:
+        return dict(await control.call(profile.control_socket, "verify", cmd_args))
+    assert service is not None
+    return dict(await LocalApi(service).call("verify", cmd_args))
+
+
+async def _init(profile: ProfileDir, args: argparse.Namespace) -> dict[str, Any]:
+    passphrase = _new_passphrase(args)
+    kdf = KdfParams.moderate()
+    service, warnings = await PeerService.create_profile(
+        profile.path, args.name, passphrase, kdf=kdf, config=ServiceConfig(network=False)
+    )
+    async with service:
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        return {
+            "name": service.display_name,
+            "id": service.contact_id,
+            "fingerprint": service.fingerprint,
+            "profile": str(profile.path),
+            "key": "passphrase (" + kdf.describe() + ")" if passphrase else profile.key_source.value,
+        }
+
+
+async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
+    host, port = "", None
+    if args.listen:
+        address = parse_address(args.listen if ":" in args.listen else f"{args.listen}:0")
+        host, port = address.host, address.port or None
+    config = ServiceConfig(listen_host=host, listen_port=port, extra_addresses=tuple(args.address))
+    service = await PeerService.open(
+        profile.path, _passphrase(profile), config=config, purpose="chinwag-cli run"
+    )
+    server = control.ControlServer(LocalApi(service), profile.control_socket)
+    names = {c.id: c.display_name for c in await service.contacts()}
+
+    def show(event: ServiceEvent) -> None:
+        if isinstance(event, MessageAdded) and not event.message.outgoing:
+            name = names.get(event.message.contact_id) or event.message.contact_id[:8]
+            print(f"{name}: {event.message.body}", flush=True)
+        elif isinstance(event, PresenceChanged):
+            name = names.get(event.contact_id) or event.contact_id[:8]
+            print(f"* {name} is {'online' if event.online else 'offline'}", flush=True)
+        elif isinstance(event, MessageStatesChanged):
+            log.info("%d message(s) now %s", len(event.msg_ids), event.state.name.lower())
+        elif hasattr(event, "contact"):
+            contact = event.contact
+            names[contact.id] = contact.display_name
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await server.start()
+        service.subscribe(show)
+        print(
+            f"{service.display_name} is online on port {service.listen_port} "
+            f"({', '.join(str(a) for a in service.addresses()) or 'no address'}); "
+            "Ctrl+C to stop",
+            flush=True,
+        )
+        await stop.wait()
+        print("shutting down", flush=True)
+    finally:
+        await server.aclose()
+        await service.aclose()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    profile = ProfileDir(args.profile or _default_dir())
+    try:
+        if args.command == "init":
+            _print(asyncio.run(_init(profile, args)), args)
+            return 0
+        if args.command == "run":
+            return asyncio.run(_run(profile, args))
+        _print(asyncio.run(_run_command(profile, args)), args)
+        return 0
+    except (CliError, ProfileError, ServiceError, control.ControlError) as exc:
+        print(f"chinwag-cli: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _default_dir() -> Path:
+    from .profile import default_profile_dir
+
+    return default_profile_dir()
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

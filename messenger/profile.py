@@ -1,0 +1,299 @@
+"""The profile folder: where it is, how its database key is obtained, and who holds it.
+
+A profile folder holds:
+
+- ``chinwag.db``   the SQLCipher database (keys, contacts, messages: everything)
+- ``profile.json`` clear-text metadata: format version, how the key is obtained, the
+                   Argon2id salt and cost. Nothing secret.
+- ``db.key``       only when there is no passphrase and no OS keyring: the raw key, 0600
+- ``lock``         the lock file of the process that has the profile open
+- ``control.sock`` the local control socket of a running ``chinwag-cli run`` (0600)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+import sys
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import nacl.pwhash
+import nacl.utils
+import platformdirs
+
+log = logging.getLogger(__name__)
+
+PROFILE_FORMAT = 1
+DB_FILE = "chinwag.db"
+META_FILE = "profile.json"
+KEY_FILE = "db.key"
+LOCK_FILE = "lock"
+CONTROL_SOCKET = "control.sock"
+KEYRING_SERVICE = "chinwag"
+DB_KEY_LEN = 32
+SALT_LEN = nacl.pwhash.argon2id.SALTBYTES
+
+
+class ProfileError(Exception):
+    """A profile problem the user can act on; the message says what to do."""
+
+
+class WrongPassphrase(ProfileError):
+    pass
+
+
+class ProfileMissing(ProfileError):
+    pass
+
+
+class ProfileExists(ProfileError):
+    pass
+
+
+class ProfileLocked(ProfileError):
+    def __init__(self, holder: str) -> None:
+        super().__init__(f"the profile is in use by another Chinwag process ({holder})")
+        self.holder = holder
+
+
+class KeySource(StrEnum):
+    PASSPHRASE = "passphrase"
+    KEYRING = "keyring"
+    KEY_FILE = "keyfile"
+
+
+@dataclass(frozen=True, slots=True)
+class KdfParams:
+    """Argon2id cost. MODERATE is the default: about a second and 256 MiB to unlock."""
+
+    opslimit: int
+    memlimit: int
+
+    @classmethod
+    def moderate(cls) -> KdfParams:
+        return cls(nacl.pwhash.argon2id.OPSLIMIT_MODERATE, nacl.pwhash.argon2id.MEMLIMIT_MODERATE)
+
+    @classmethod
+    def interactive(cls) -> KdfParams:
+        return cls(
+            nacl.pwhash.argon2id.OPSLIMIT_INTERACTIVE, nacl.pwhash.argon2id.MEMLIMIT_INTERACTIVE
+        )
+
+    def describe(self) -> str:
+        return f"Argon2id, opslimit={self.opslimit}, memlimit={self.memlimit // (1024 * 1024)} MiB"
+
+
+def default_profile_dir() -> Path:
+    env = os.environ.get("CHINWAG_PROFILE")
+    if env:
+        return Path(env).expanduser()
+    return Path(platformdirs.user_data_dir("chinwag", appauthor=False)) / "default"
+
+
+def derive_key(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
+    return nacl.pwhash.argon2id.kdf(
+        DB_KEY_LEN,
+        passphrase.encode("utf-8"),
+        salt,
+        opslimit=params.opslimit,
+        memlimit=params.memlimit,
+    )
+
+
+class ProfileDir:
+    """Paths and clear-text metadata of one profile folder. Opening the database is storage's job."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_FILE
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / META_FILE
+
+    @property
+    def key_file(self) -> Path:
+        return self.path / KEY_FILE
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK_FILE
+
+    @property
+    def control_socket(self) -> Path:
+        return self.path / CONTROL_SOCKET
+
+    def exists(self) -> bool:
+        return self.meta_path.exists() and self.db_path.exists()
+
+    def read_meta(self) -> dict[str, Any]:
+        try:
+            meta: dict[str, Any] = json.loads(self.meta_path.read_text("utf-8"))
+        except FileNotFoundError:
+            raise ProfileMissing(
+                f"no profile at {self.path}; create one with `chinwag-cli init --name NAME`"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise ProfileError(f"{self.meta_path} is unreadable: {exc}") from exc
+        if meta.get("format") != PROFILE_FORMAT:
+            raise ProfileError(f"{self.meta_path}: unsupported profile format {meta.get('format')}")
+        return meta
+
+    @property
+    def key_source(self) -> KeySource:
+        return KeySource(self.read_meta()["key_source"])
+
+    def needs_passphrase(self) -> bool:
+        return self.key_source is KeySource.PASSPHRASE
+
+    # -- creating -------------------------------------------------------------------------
+
+    def prepare_new(
+        self, passphrase: str | None, *, kdf: KdfParams | None = None
+    ) -> tuple[bytes, list[str]]:
+        """Decide the key of a new profile and write its metadata. Returns (key, warnings)."""
+        if self.exists() or self.db_path.exists():
+            raise ProfileExists(f"a profile already exists at {self.path}")
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        warnings: list[str] = []
+        meta: dict[str, Any] = {"format": PROFILE_FORMAT}
+        if passphrase:
+            params = kdf or KdfParams.moderate()
+            salt = nacl.utils.random(SALT_LEN)
+            key = derive_key(passphrase, salt, params)
+            meta |= {
+                "key_source": KeySource.PASSPHRASE.value,
+                "kdf": {
+                    "algorithm": "argon2id13",
+                    "salt": salt.hex(),
+                    "opslimit": params.opslimit,
+                    "memlimit": params.memlimit,
+                },
+            }
+        else:
+            key = nacl.utils.random(DB_KEY_LEN)
+            meta["key_source"] = self._store_random_key(key, warnings).value
+        self._write_meta(meta)
+        return key, warnings
+
+    def _store_random_key(self, key: bytes, warnings: list[str]) -> KeySource:
+        account = self._keyring_account()
+        try:
+            import keyring
+            import keyring.errors
+
+            keyring.set_password(KEYRING_SERVICE, account, key.hex())
+            if keyring.get_password(KEYRING_SERVICE, account) == key.hex():
+                return KeySource.KEYRING
+        except Exception as exc:  # any backend failure means: no usable keyring
+            log.info("no usable OS keyring: %s", exc)
+        self._write_private(self.key_file, key.hex().encode("ascii"))
+        warnings.append(
+            f"No OS keyring is available: the database key is stored in {self.key_file} "
+            "(readable only by you). Anyone who can read your files can read your messages; "
+            "set a passphrase to prevent that."
+        )
+        return KeySource.KEY_FILE
+
+    def _keyring_account(self) -> str:
+        return f"profile:{self.path.resolve()}"
+
+    def _write_meta(self, meta: dict[str, Any]) -> None:
+        tmp = self.meta_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(meta, indent=2), "utf-8")
+        os.replace(tmp, self.meta_path)
+
+    @staticmethod
+    def _write_private(path: Path, data: bytes) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(path, 0o600)
+
+    # -- unlocking ------------------------------------------------------------------------
+
+    def kdf_params(self) -> KdfParams | None:
+        meta = self.read_meta()
+        if meta["key_source"] != KeySource.PASSPHRASE.value:
+            return None
+        return KdfParams(int(meta["kdf"]["opslimit"]), int(meta["kdf"]["memlimit"]))
+
+    def database_key(self, passphrase: str | None) -> bytes:
+        """The candidate database key. Whether it is right is known only when the db opens."""
+        meta = self.read_meta()
+        source = KeySource(meta["key_source"])
+        if source is KeySource.PASSPHRASE:
+            if not passphrase:
+                raise WrongPassphrase("this profile is protected by a passphrase; none was given")
+            kdf = meta["kdf"]
+            params = KdfParams(int(kdf["opslimit"]), int(kdf["memlimit"]))
+            return derive_key(passphrase, bytes.fromhex(kdf["salt"]), params)
+        if source is KeySource.KEYRING:
+            import keyring
+
+            try:
+                stored = keyring.get_password(KEYRING_SERVICE, self._keyring_account())
+            except Exception as exc:
+                raise ProfileError(f"the OS keyring holding this profile's key failed: {exc}") from exc
+            if stored is None:
+                raise ProfileError(
+                    "the OS keyring no longer holds this profile's key; the profile cannot be opened"
+                )
+            return bytes.fromhex(stored)
+        try:
+            return bytes.fromhex(self.key_file.read_text("ascii").strip())
+        except (OSError, ValueError) as exc:
+            raise ProfileError(f"cannot read the profile key file {self.key_file}: {exc}") from exc
+
+
+class ProfileLock:
+    """An exclusive advisory lock (flock) on the profile; released when the process dies."""
+
+    def __init__(self, profile: ProfileDir) -> None:
+        self._profile = profile
+        self._fd: int | None = None
+
+    def acquire(self, purpose: str = "chinwag") -> None:
+        path = self._profile.lock_path
+        self._profile.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "unknown process"
+            os.close(fd)
+            raise ProfileLocked(holder) from None
+        os.ftruncate(fd, 0)
+        info = f"pid {os.getpid()} on {socket.gethostname()}: {purpose}"
+        os.write(fd, info.encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> ProfileLock:
+        if not self.held:
+            self.acquire(" ".join(sys.argv[:2]) or "chinwag")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -1,0 +1,60 @@
+"""What the service hands to front ends: plain frozen records, no ORM objects, no sockets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class MessageState(IntEnum):
+    QUEUED = 0  # stored in our outbox, not yet written to the peer
+    SENT = 1  # written to a live session, no receipt yet (resent on reconnect)
+    DELIVERED = 2  # the peer stored it and said so
+    READ = 3  # the peer's read receipt arrived
+    RECEIVED = 10  # incoming, not yet read by us
+    SEEN = 11  # incoming, read by us
+
+    @property
+    def outgoing_pending(self) -> bool:
+        return self in (MessageState.QUEUED, MessageState.SENT)
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRecord:
+    id: str
+    display_name: str
+    ed25519_public: bytes
+    x25519_public: bytes
+    verified: bool
+    addresses: tuple[str, ...]
+    created_at: float
+    last_seen: float | None
+    conversation_id: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    row_id: int
+    msg_id: bytes
+    contact_id: str
+    outgoing: bool
+    seq: int
+    lamport: int
+    sent_at_ms: int
+    received_at_ms: int | None
+    body: str
+    state: MessageState
+
+    @property
+    def id_hex(self) -> str:
+        return self.msg_id.hex()
+
+
+@dataclass(frozen=True, slots=True)
+class InviteRecord:
+    id: bytes
+    secret: bytes
+    created_at: float
+    expires_at: int
+    used_at: float | None
+    used_by: str | None

@@ -1,0 +1,991 @@
+"""PeerService: the one object front ends use. It owns storage, the listener, dialers and
+every connection, routes session events, and emits service events.
+
+All database work runs on one dedicated thread (`_db`), so the event loop never waits on
+disk; arriving messages and our own sends are written in batches (group commit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import nacl.encoding
+import nacl.hash
+
+from . import wire
+from .events import (
+    ContactAdded,
+    MessageAdded,
+    MessageStatesChanged,
+    PresenceChanged,
+    ServiceEvent,
+    TypingChanged,
+)
+from .identity import (
+    Identity,
+    contact_id as make_contact_id,
+    derive_contact_secrets,
+    fingerprint,
+    safety_number,
+)
+from .invite import Address, Invite, InviteError, create_invite, decode_invite, encode_invite
+from .invite import interface_addresses
+from .noise import KeyPair
+from .profile import KdfParams, ProfileDir, ProfileError, ProfileLock
+from .records import ContactRecord, InviteRecord, MessageRecord, MessageState
+from .session import (
+    Closed,
+    ContactMatch,
+    ContactTarget,
+    Established,
+    InviteTarget,
+    Received,
+    Rejected,
+    Session,
+    SessionEvent,
+)
+from .storage.database import open_database
+from .storage.repository import (
+    ContactExists,
+    ContactKeys,
+    IncomingMessage,
+    InviteUnusable,
+    NewContact,
+    Repository,
+)
+from .transport import Backoff, Connection, Timing, bound_port, dial, serve
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+SETTING_NAME = "display_name"
+SETTING_PORT = "listen_port"
+SETTING_READ_RECEIPTS = "read_receipts"
+SETTING_TYPING = "typing_notifications"
+BLOB_IDENTITY = "identity"
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    # Read receipts tell a contact exactly when you read; off unless the user opts in.
+    SETTING_READ_RECEIPTS: False,
+    SETTING_TYPING: True,
+}
+
+
+class ServiceError(Exception):
+    """A request the service cannot carry out; the message is for the user."""
+
+
+class MessageTooLong(ServiceError):
+    pass
+
+
+class ContactNotFound(ServiceError):
+    pass
+
+
+class InviteFailed(ServiceError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    listen_host: str = ""
+    listen_port: int | None = None  # None: the remembered port, or a free one
+    extra_addresses: tuple[str, ...] = ()
+    network: bool = True  # False: open the profile only (CLI reads, offline queueing)
+    timing: Timing = field(default_factory=Timing)
+    dial_base: float = 0.5
+    dial_cap: float = 60.0
+    batch_max: int = 2000
+
+
+class GroupCommitter(Generic[T, R]):
+    """Collects items submitted concurrently and writes them in one batch (group commit).
+
+    `submit` waits until its item is durably written and returns that item's result.
+    """
+
+    def __init__(
+        self, write: Callable[[list[T]], Awaitable[list[R]]], max_batch: int, name: str
+    ) -> None:
+        self._write = write
+        self._max_batch = max_batch
+        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name=name)
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        await self._queue.put((item, future))
+        return await future
+
+    def submit_nowait(self, item: T) -> asyncio.Future[R]:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await self._write([item for item, _ in batch])
+            except Exception as exc:
+                log.exception("batch write failed")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+
+    async def aclose(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        while not self._queue.empty():
+            _, future = self._queue.get_nowait()
+            if not future.done():
+                future.set_exception(ServiceError("the service is shutting down"))
+
+
+@dataclass(slots=True)
+class _Arrival:
+    contact_id: str
+    message: wire.ChatMessage
+    connection: Connection
+
+
+def conversation_id(a: bytes, b: bytes) -> bytes:
+    low, high = sorted((a, b))
+    return nacl.hash.blake2b(
+        low + high, digest_size=16, person=b"chinwag-conv-1:1", encoder=nacl.encoding.RawEncoder
+    )
+
+
+class PeerService:
+    """Create with `await PeerService.open(...)`, or `create_profile` for a new one."""
+
+    def __init__(
+        self,
+        profile: ProfileDir,
+        repo: Repository,
+        executor: ThreadPoolExecutor,
+        lock: ProfileLock,
+        config: ServiceConfig,
+        *,
+        clock: Callable[[], float],
+        rng: random.Random,
+    ) -> None:
+        self.profile = profile
+        self.repo = repo
+        self.config = config
+        self._executor = executor
+        self._lock = lock
+        self._clock = clock
+        self._rng = rng
+        self.identity: Identity
+        self.display_name: str = ""
+        self.settings: dict[str, Any] = dict(DEFAULT_SETTINGS)
+        self.listen_port: int | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._subscribers: list[Callable[[ServiceEvent], None]] = []
+        self._contact_keys: dict[str, ContactKeys] = {}
+        self._by_static: dict[bytes, str] = {}
+        self._by_ed25519: dict[bytes, str] = {}
+        self._live: dict[str, Connection] = {}
+        self._connections: set[Connection] = set()
+        self._dialers: dict[str, asyncio.Task[None]] = {}
+        self._dial_wakeup: dict[str, asyncio.Event] = {}
+        self._invites: dict[bytes, InviteRecord] = {}
+        self._send_locks: dict[str, asyncio.Lock] = {}
+        self._closing = False
+        self._incoming: GroupCommitter[_Arrival, bool] | None = None
+        self._outgoing: GroupCommitter[tuple[str, str], MessageRecord] | None = None
+
+    # -- construction ---------------------------------------------------------------------
+
+    @classmethod
+    async def create_profile(
+        cls,
+        path: Path,
+        display_name: str,
+        passphrase: str | None,
+        *,
+        kdf: KdfParams | None = None,
+        config: ServiceConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> tuple[PeerService, list[str]]:
+        name = display_name.strip()
+        if not name or len(name) > wire.MAX_NAME_CHARS:
+            raise ServiceError(f"a display name needs 1 to {wire.MAX_NAME_CHARS} characters")
+        profile = ProfileDir(path)
+        lock = ProfileLock(profile)
+        lock.acquire("creating profile")
+        try:
+            key, warnings = await asyncio.to_thread(profile.prepare_new, passphrase, kdf=kdf)
+            engine = await asyncio.to_thread(open_database, profile.db_path, key, create=True)
+            repo = Repository(engine)
+            identity = Identity.generate()
+            repo.set_blob(BLOB_IDENTITY, identity.to_bytes())
+            repo.set_setting(SETTING_NAME, name)
+        except BaseException:
+            lock.release()
+            raise
+        service = await cls._finish_open(profile, repo, lock, config, clock, rng)
+        return service, warnings
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        passphrase: str | None,
+        *,
+        config: ServiceConfig | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        purpose: str = "chinwag",
+    ) -> PeerService:
+        profile = ProfileDir(path)
+        if not profile.exists():
+            profile.read_meta()  # raises ProfileMissing with the right message
+        lock = ProfileLock(profile)
+        lock.acquire(purpose)
+        try:
+            key = await asyncio.to_thread(profile.database_key, passphrase)
+            engine = await asyncio.to_thread(open_database, profile.db_path, key)
+            repo = Repository(engine)
+        except BaseException:
+            lock.release()
+            raise
+        return await cls._finish_open(profile, repo, lock, config, clock, rng)
+
+    @classmethod
+    async def _finish_open(
+        cls,
+        profile: ProfileDir,
+        repo: Repository,
+        lock: ProfileLock,
+        config: ServiceConfig | None,
+        clock: Callable[[], float],
+        rng: random.Random | None,
+    ) -> PeerService:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chinwag-db")
+        service = cls(
+            profile,
+            repo,
+            executor,
+            lock,
+            config or ServiceConfig(),
+            clock=clock,
+            rng=rng or random.Random(),  # noqa: S311  (jitter, not secrets)
+        )
+        try:
+            await service._load()
+            if service.config.network:
+                await service._start_network()
+        except BaseException:
+            await service.aclose()
+            raise
+        return service
+
+    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def _load(self) -> None:
+        blob = await self._db(self.repo.get_blob, BLOB_IDENTITY)
+        if blob is None:
+            raise ProfileError("the profile database holds no identity")
+        self.identity = Identity.from_bytes(blob)
+        self.display_name = await self._db(self.repo.get_setting, SETTING_NAME, "")
+        for key, default in DEFAULT_SETTINGS.items():
+            self.settings[key] = await self._db(self.repo.get_setting, key, default)
+        for keys in await self._db(self.repo.contact_keys):
+            self._remember_contact(keys)
+        for inv in await self._db(self.repo.invites):
+            self._invites[inv.id] = inv
+        self._incoming = GroupCommitter(
+            self._store_arrivals, self.config.batch_max, "chinwag-incoming"
+        )
+        self._outgoing = GroupCommitter(
+            self._queue_sends, self.config.batch_max, "chinwag-outgoing"
+        )
+
+    def _remember_contact(self, keys: ContactKeys) -> None:
+        self._contact_keys[keys.id] = keys
+        self._by_static[keys.x25519_public] = keys.id
+        self._by_ed25519[keys.ed25519_public] = keys.id
+
+    async def _start_network(self) -> None:
+        port = self.config.listen_port
+        if port is None:
+            port = await self._db(self.repo.get_setting, SETTING_PORT, 0)
+        try:
+            self._server = await serve(self.config.listen_host, port or 0, self._on_inbound)
+        except OSError as exc:
+            if not port or self.config.listen_port is not None:
+                raise ServiceError(f"cannot listen on port {port}: {exc}") from exc
+            log.warning("remembered port %s is taken (%s); choosing another", port, exc)
+            self._server = await serve(self.config.listen_host, 0, self._on_inbound)
+        self.listen_port = bound_port(self._server)
+        await self._db(self.repo.set_setting, SETTING_PORT, self.listen_port)
+        log.info("listening on %s:%s", self.config.listen_host or "*", self.listen_port)
+        for contact_id in list(self._contact_keys):
+            self._ensure_dialer(contact_id)
+
+    async def aclose(self) -> None:
+        """Close every connection with a goodbye, stop all tasks, close the database."""
+        if self._closing:
+            return
+        self._closing = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._connections):
+            conn.close("shutting down")
+        for conn in list(self._connections):
+            with contextlib.suppress(Exception):
+                await conn.drain()
+        tasks = [*self._tasks, *self._dialers.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for committer in (self._incoming, self._outgoing):
+            if committer is not None:
+                await committer.aclose()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+        await self._db(self.repo.close)
+        self._executor.shutdown(wait=True)
+        self._lock.release()
+
+    async def __aenter__(self) -> PeerService:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- events ---------------------------------------------------------------------------
+
+    def subscribe(self, callback: Callable[[ServiceEvent], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _emit(self, event: ServiceEvent) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(event)
+            except Exception:
+                log.exception("event subscriber failed on %r", event)
+
+    # -- identity, settings ---------------------------------------------------------------
+
+    @property
+    def contact_id(self) -> str:
+        return make_contact_id(self.identity.ed25519_public)
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.identity.ed25519_public)
+
+    async def set_setting(self, key: str, value: Any) -> None:
+        if key not in DEFAULT_SETTINGS and key != SETTING_NAME:
+            raise ServiceError(f"unknown setting {key!r}")
+        await self._db(self.repo.set_setting, key, value)
+        if key == SETTING_NAME:
+            self.display_name = value
+        else:
+            self.settings[key] = value
+
+    def _hello(self) -> wire.Hello:
+        return wire.Hello(
+            ed25519_public=self.identity.ed25519_public,
+            static_certificate=self.identity.static_certificate,
+            display_name=self.display_name,
+            listen_port=self.listen_port or 0,
+            addresses=tuple(str(a) for a in self.addresses()[: wire.MAX_ADDRESSES]),
+        )
+
+    def addresses(self) -> list[Address]:
+        """Where contacts can reach us: configured addresses first, then every interface."""
+        port = self.listen_port or 0
+        found: list[Address] = []
+        for text in self.config.extra_addresses:
+            from .invite import parse_address
+
+            found.append(parse_address(text))
+        if self.config.listen_host not in ("", "0.0.0.0", "::"):  # noqa: S104
+            found.append(Address(self.config.listen_host, port))
+        elif port:
+            found += interface_addresses(port)
+        return list(dict.fromkeys(found))
+
+    # -- contacts -------------------------------------------------------------------------
+
+    async def contacts(self) -> list[ContactRecord]:
+        return await self._db(self.repo.contacts)
+
+    async def resolve_contact(self, query: str) -> ContactRecord:
+        found = await self._db(self.repo.find_contacts, query)
+        if not found:
+            raise ContactNotFound(f"no contact named {query!r} or with an id starting so")
+        if len(found) > 1:
+            names = ", ".join(f"{c.display_name} ({c.id[:8]})" for c in found)
+            raise ContactNotFound(f"{query!r} matches several contacts: {names}; use an id prefix")
+        return found[0]
+
+    def is_online(self, contact_id: str) -> bool:
+        return contact_id in self._live
+
+    def safety_number(self, contact: ContactRecord) -> str:
+        return safety_number(self.identity.ed25519_public, contact.ed25519_public)
+
+    async def set_verified(self, contact_id: str, verified: bool = True) -> None:
+        await self._db(self.repo.set_verified, contact_id, verified)
+
+    # -- invites --------------------------------------------------------------------------
+
+    async def create_invite(
+        self, *, ttl: int = 24 * 3600, addresses: Sequence[str] = ()
+    ) -> tuple[str, Invite]:
+        from .invite import parse_address
+
+        extra = [parse_address(a) for a in addresses]
+        port = self.listen_port or await self._db(self.repo.get_setting, SETTING_PORT, 0)
+        if not port and not extra:
+            raise ServiceError("no listening port yet: run the service once, or give --address")
+        own = self.addresses() if self.listen_port else interface_addresses(port)
+        all_addresses = list(dict.fromkeys([*extra, *own]))[:16]
+        if not all_addresses:
+            raise ServiceError("this machine has no network address; give one with --address")
+        invite = create_invite(
+            self.identity,
+            addresses=all_addresses,
+            display_name=self.display_name,
+            ttl=ttl,
+            now=self._clock(),
+        )
+        record = await self._db(
+            self.repo.add_invite, invite.invite_id, invite.secret, invite.expires_at, self._clock()
+        )
+        self._invites[invite.invite_id] = record
+        return encode_invite(invite), invite
+
+    async def accept_invite(self, code: str, *, verified: bool = False) -> ContactRecord:
+        """Contact the inviter, run the XXpsk3 handshake, and store each other as contacts."""
+        try:
+            invite = decode_invite(code, now=self._clock())
+        except InviteError as exc:
+            raise InviteFailed(str(exc)) from exc
+        if invite.ed25519_public == self.identity.ed25519_public:
+            raise InviteFailed("this is your own invite")
+        if invite.ed25519_public in self._by_ed25519:
+            raise InviteFailed(f"{invite.display_name or 'the inviter'} is already a contact")
+        target = InviteTarget(
+            invite.invite_id, invite.secret, invite.ed25519_public, invite.x25519_public
+        )
+        failures: list[str] = []
+        for address in invite.addresses:
+            try:
+                reader, writer = await dial(
+                    address.host, address.port, self.config.timing.connect_timeout
+                )
+            except (OSError, TimeoutError) as exc:
+                failures.append(f"{address}: {exc or 'timed out'}")
+                continue
+            outcome: asyncio.Future[ContactRecord] = asyncio.get_running_loop().create_future()
+            session = Session(
+                initiator=True, static=self._static_keypair(), hello=self._hello(), target=target
+            )
+            conn = Connection(
+                reader,
+                writer,
+                session,
+                self._invite_handler(invite, outcome, verified),
+                self.config.timing,
+            )
+            self._track(conn)
+            try:
+                return await outcome
+            except _Unreachable as exc:
+                failures.append(f"{address}: {exc}")
+        raise InviteFailed(
+            "could not reach the inviter; is their Chinwag running? " + "; ".join(failures)
+        )
+
+    def _invite_handler(
+        self, invite: Invite, outcome: asyncio.Future[ContactRecord], verified: bool
+    ) -> Callable[[Connection, SessionEvent], Awaitable[None]]:
+        async def handle(conn: Connection, event: SessionEvent) -> None:
+            if isinstance(event, Established):
+                if outcome.done():
+                    return
+                peer = event.peer
+                secrets = derive_contact_secrets(peer.handshake_hash)
+                new = NewContact(
+                    id=make_contact_id(peer.hello.ed25519_public),
+                    display_name=peer.hello.display_name,
+                    ed25519_public=peer.hello.ed25519_public,
+                    x25519_public=peer.remote_static,
+                    static_certificate=peer.hello.static_certificate,
+                    psk=secrets.psk,
+                    discovery_key=secrets.discovery_key,
+                    conversation_id=conversation_id(
+                        self.identity.ed25519_public, peer.hello.ed25519_public
+                    ),
+                    verified=verified,
+                    addresses=self._peer_addresses(conn, peer.hello, invite.addresses),
+                )
+                try:
+                    await self._db(self.repo.add_contact, new, self._clock())
+                except ContactExists as exc:
+                    conn.close("already contacts")
+                    outcome.set_exception(InviteFailed(str(exc)))
+                    return
+                record = await self._contact_added(new)
+                self._adopt(conn, new.id)
+                outcome.set_result(record)
+            elif isinstance(event, Rejected):
+                messages = {
+                    wire.RejectCode.INVITE_USED: "this invite has already been used; ask for a new one",
+                    wire.RejectCode.INVITE_EXPIRED: "this invite has expired; ask for a new one",
+                    wire.RejectCode.BUSY: "the inviter is busy; try again in a moment",
+                    wire.RejectCode.VERSION: "the inviter runs an incompatible Chinwag version",
+                }
+                if not outcome.done():
+                    outcome.set_exception(InviteFailed(messages.get(event.code, event.code.name)))
+            elif isinstance(event, Closed):
+                if conn.contact_id is not None:
+                    await self._on_connection_event(conn, event)
+                elif not outcome.done():
+                    if "does not match the invite" in event.reason:
+                        outcome.set_exception(InviteFailed(event.reason))
+                    else:
+                        outcome.set_exception(_Unreachable(event.reason))
+            else:
+                await self._on_connection_event(conn, event)
+
+        return handle
+
+    async def _contact_added(self, new: NewContact) -> ContactRecord:
+        self._remember_contact(
+            ContactKeys(new.id, new.ed25519_public, new.x25519_public, new.psk)
+        )
+        record = await self._db(self.repo.contact, new.id)
+        assert record is not None
+        self._emit(ContactAdded(record))
+        return record
+
+    def _peer_addresses(
+        self, conn: Connection, hello: wire.Hello, known: Iterable[Address | str] = ()
+    ) -> tuple[str, ...]:
+        found: list[str] = []
+        if conn.peer_address and hello.listen_port:
+            host = conn.peer_address[0]
+            found.append(f"[{host}]:{hello.listen_port}" if ":" in host else f"{host}:{hello.listen_port}")
+        found += list(hello.addresses)
+        found += [str(a) for a in known]
+        return tuple(dict.fromkeys(found))[: wire.MAX_ADDRESSES]
+
+    def _static_keypair(self) -> KeyPair:
+        return KeyPair(self.identity.static_private, self.identity.static_public)
+
+    # -- inbound connections ----------------------------------------------------------------
+
+    async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._closing:
+            writer.close()
+            return
+        session = Session(
+            initiator=False,
+            static=self._static_keypair(),
+            hello=self._hello(),
+            authority=_Authority(self),
+        )
+        conn = Connection(reader, writer, session, self._on_connection_event, self.config.timing)
+        self._connections.add(conn)
+        try:
+            await conn.run()
+        finally:
+            self._connections.discard(conn)
+
+    def _track(self, conn: Connection) -> None:
+        self._connections.add(conn)
+
+        async def run() -> None:
+            try:
+                await conn.run()
+            finally:
+                self._connections.discard(conn)
+
+        self._spawn(run(), f"chinwag-conn-{id(conn):x}")
+
+    async def _on_connection_event(self, conn: Connection, event: SessionEvent) -> None:
+        if isinstance(event, Established):
+            await self._on_established(conn, event)
+        elif isinstance(event, Received):
+            await self._on_message(conn, event.message)
+        elif isinstance(event, Closed):
+            log.info("connection %r closed: %s", conn, event.reason)
+            contact_id = conn.contact_id
+            if contact_id is not None and self._live.get(contact_id) is conn:
+                del self._live[contact_id]
+                self._emit(PresenceChanged(contact_id, online=False))
+                self._ensure_dialer(contact_id, now=event.reason == "rehandshake")
+        elif isinstance(event, Rejected):
+            log.info("connection %r rejected: %s", conn, event.code.name)
+
+    async def _on_established(self, conn: Connection, event: Established) -> None:
+        peer = event.peer
+        if peer.contact_id is None:
+            # First contact through one of our invites: store both the contact and the used
+            # invite in one transaction, then let the session send our hello.
+            invite_id = _Authority.invite_of(conn)
+            secrets = derive_contact_secrets(peer.handshake_hash)
+            new = NewContact(
+                id=make_contact_id(peer.hello.ed25519_public),
+                display_name=peer.hello.display_name,
+                ed25519_public=peer.hello.ed25519_public,
+                x25519_public=peer.remote_static,
+                static_certificate=peer.hello.static_certificate,
+                psk=secrets.psk,
+                discovery_key=secrets.discovery_key,
+                conversation_id=conversation_id(
+                    self.identity.ed25519_public, peer.hello.ed25519_public
+                ),
+                verified=False,
+                addresses=self._peer_addresses(conn, peer.hello),
+            )
+            try:
+                await self._db(self.repo.redeem_invite, invite_id, new, self._clock())
+            except (InviteUnusable, ContactExists) as exc:
+                conn.close(f"invite not redeemable: {exc}")
+                return
+            used = self._invites[invite_id]
+            self._invites[invite_id] = dataclasses.replace(
+                used, used_at=self._clock(), used_by=new.id
+            )
+            conn.session.accept_peer()
+            await self._contact_added(new)
+            self._adopt(conn, new.id)
+            return
+        contact_id = peer.contact_id
+        keys = self._contact_keys.get(contact_id)
+        if keys is not None and keys.x25519_public != peer.remote_static:
+            # A static-key rotation certified by the same identity key (checked by the session).
+            await self._db(self.repo.update_static, contact_id, peer.remote_static, peer.hello.static_certificate)
+            self._by_static.pop(keys.x25519_public, None)
+            self._remember_contact(
+                ContactKeys(contact_id, keys.ed25519_public, peer.remote_static, keys.psk)
+            )
+        addresses = self._peer_addresses(conn, peer.hello)
+        await self._db(self.repo.update_presence, contact_id, addresses, self._clock(), peer.hello.display_name)
+        self._adopt(conn, contact_id)
+
+    def _adopt(self, conn: Connection, contact_id: str) -> None:
+        """Make `conn` the contact's live session, resolving simultaneous dials."""
+        conn.contact_id = contact_id
+        current = self._live.get(contact_id)
+        if current is not None and current is not conn and not current.closed.is_set():
+            if self._preferred(current, conn) is current:
+                conn.close("duplicate connection")
+                return
+            current.contact_id = None  # its close must not mark the contact offline
+            current.close("duplicate connection")
+        was_online = current is not None and not current.closed.is_set()
+        self._live[contact_id] = conn
+        conn.adopted.set()
+        if not was_online:
+            self._emit(PresenceChanged(contact_id, online=True))
+        self._spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
+
+    def _preferred(self, a: Connection, b: Connection) -> Connection:
+        """Both ends keep the connection dialled by the peer with the smaller identity key."""
+        mine = self.identity.ed25519_public
+        contact_id = a.contact_id or b.contact_id
+        assert contact_id is not None
+        theirs = self._contact_keys[contact_id].ed25519_public
+        dialled_by_me_wins = mine < theirs
+        for conn in (a, b):
+            if conn.initiator == dialled_by_me_wins:
+                return conn
+        return a  # both dialled the same way: keep the older one
+
+    # -- dialing ----------------------------------------------------------------------------
+
+    def _ensure_dialer(self, contact_id: str, *, now: bool = False) -> None:
+        if self._closing or not self.config.network or self._server is None:
+            return
+        wake = self._dial_wakeup.setdefault(contact_id, asyncio.Event())
+        if now:
+            wake.set()
+        task = self._dialers.get(contact_id)
+        if task is None or task.done():
+            self._dialers[contact_id] = asyncio.create_task(
+                self._dial_loop(contact_id, wake), name=f"chinwag-dial-{contact_id[:8]}"
+            )
+
+    def poke(self, contact_id: str) -> None:
+        """Try to reach a contact now rather than at the next backoff tick."""
+        wake = self._dial_wakeup.get(contact_id)
+        if wake is not None:
+            wake.set()
+        else:
+            self._ensure_dialer(contact_id, now=True)
+
+    async def _dial_loop(self, contact_id: str, wake: asyncio.Event) -> None:
+        backoff = Backoff(self._rng, self.config.dial_base, self.config.dial_cap)
+        while not self._closing:
+            live = self._live.get(contact_id)
+            if live is not None and not live.closed.is_set():
+                backoff.reset()
+                wake.clear()
+                await live.closed.wait()
+                continue
+            if await self._dial_once(contact_id):
+                backoff.reset()
+                continue
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff.next_delay()):
+                    await wake.wait()
+
+    async def _dial_once(self, contact_id: str) -> bool:
+        keys = self._contact_keys.get(contact_id)
+        contact = await self._db(self.repo.contact, contact_id)
+        if keys is None or contact is None:
+            return False
+        from .invite import parse_address
+
+        for text in contact.addresses:
+            if contact_id in self._live:
+                return True
+            try:
+                address = parse_address(text)
+                reader, writer = await dial(
+                    address.host, address.port, self.config.timing.connect_timeout
+                )
+            except (OSError, TimeoutError, InviteError) as exc:
+                log.debug("dial %s at %s failed: %s", contact_id[:8], text, exc)
+                continue
+            session = Session(
+                initiator=True,
+                static=self._static_keypair(),
+                hello=self._hello(),
+                target=ContactTarget(contact_id, keys.ed25519_public, keys.x25519_public, keys.psk),
+            )
+            conn = Connection(reader, writer, session, self._on_connection_event, self.config.timing)
+            self._track(conn)
+            waiters = {
+                asyncio.ensure_future(conn.closed.wait()),
+                asyncio.ensure_future(conn.adopted.wait()),
+            }
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if self._live.get(contact_id) is conn:
+                return True
+        return False
+
+    # -- messaging --------------------------------------------------------------------------
+
+    async def send_text(self, contact_id: str, body: str) -> MessageRecord:
+        """Store a message in the outbox (durably) and send it if the contact is online."""
+        size = len(body.encode("utf-8"))
+        if size > wire.MAX_BODY_BYTES:
+            raise MessageTooLong(
+                f"message is {size} bytes; the limit is {wire.MAX_BODY_BYTES} bytes of text"
+            )
+        if not body.strip():
+            raise ServiceError("an empty message is not sent")
+        if contact_id not in self._contact_keys:
+            raise ContactNotFound(f"no contact {contact_id}")
+        assert self._outgoing is not None
+        record = await self._outgoing.submit((contact_id, body))
+        self._emit(MessageAdded(record))
+        conn = self._live.get(contact_id)
+        if conn is not None and not conn.closed.is_set() and conn.session.established:
+            self._send_chat(conn, record)
+        else:
+            self.poke(contact_id)
+        return record
+
+    async def _queue_sends(self, items: list[tuple[str, str]]) -> list[MessageRecord]:
+        return await self._db(self.repo.queue_outgoing_many, items, int(self._clock() * 1000))
+
+    def _send_chat(self, conn: Connection, record: MessageRecord) -> None:
+        keys = self._contact_keys[record.contact_id]
+        contact_conv = self._conversation(keys)
+        conn.send(
+            wire.ChatMessage(
+                msg_id=record.msg_id,
+                conversation=contact_conv,
+                seq=record.seq,
+                lamport=record.lamport,
+                sent_at_ms=record.sent_at_ms,
+                body=record.body,
+            )
+        )
+
+    def _conversation(self, keys: ContactKeys) -> bytes:
+        return conversation_id(self.identity.ed25519_public, keys.ed25519_public)
+
+    async def _flush_outbox(self, contact_id: str, conn: Connection) -> None:
+        """Resend everything not yet acknowledged: on every (re)connect."""
+        pending = await self._db(self.repo.outbox, contact_id)
+        for record in pending:
+            if conn.closed.is_set() or not conn.session.established:
+                return
+            self._send_chat(conn, record)
+            await conn.drain()
+        if pending:
+            self._emit(
+                MessageStatesChanged(
+                    contact_id, tuple(r.msg_id for r in pending), MessageState.SENT
+                )
+            )
+
+    async def _on_message(self, conn: Connection, message: wire.WireMessage) -> None:
+        contact_id = conn.contact_id
+        if contact_id is None:
+            return
+        if isinstance(message, wire.ChatMessage):
+            if message.conversation != self._conversation(self._contact_keys[contact_id]):
+                conn.close("message for an unknown conversation")
+                return
+            assert self._incoming is not None
+            self._incoming.submit_nowait(_Arrival(contact_id, message, conn))
+        elif isinstance(message, wire.Receipt):
+            state = (
+                MessageState.DELIVERED
+                if message.kind is wire.ReceiptKind.DELIVERED
+                else MessageState.READ
+            )
+            changed = await self._db(self.repo.advance_states, contact_id, message.msg_ids, state)
+            if changed:
+                self._emit(MessageStatesChanged(contact_id, tuple(changed), state))
+        elif isinstance(message, wire.Typing):
+            if self.settings[SETTING_TYPING]:
+                self._emit(TypingChanged(contact_id, message.active))
+        elif isinstance(message, wire.Ping):
+            conn.send(wire.Pong(message.nonce))
+        elif isinstance(message, wire.ProfileUpdate):
+            await self._db(self.repo.set_display_name, contact_id, message.display_name)
+
+    async def _store_arrivals(self, arrivals: list[_Arrival]) -> list[bool]:
+        """Group commit of arriving messages, then one delivery receipt per connection."""
+        by_contact: dict[str, list[IncomingMessage]] = {}
+        for a in arrivals:
+            m = a.message
+            by_contact.setdefault(a.contact_id, []).append(
+                IncomingMessage(m.msg_id, m.seq, m.lamport, m.sent_at_ms, m.body)
+            )
+        stored = await self._db(
+            self.repo.store_incoming, list(by_contact.items()), int(self._clock() * 1000)
+        )
+        # Acknowledge only now that it is stored: duplicates too, their first ack was lost.
+        acks: dict[Connection, list[bytes]] = {}
+        for a in arrivals:
+            acks.setdefault(a.connection, []).append(a.message.msg_id)
+        for conn, ids in acks.items():
+            if conn.closed.is_set() or not conn.session.established:
+                continue
+            for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
+                conn.send(
+                    wire.Receipt(
+                        wire.ReceiptKind.DELIVERED, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
+                    )
+                )
+        for record in stored:
+            self._emit(MessageAdded(record))
+        return [True] * len(arrivals)
+
+    async def history(
+        self, contact_id: str, *, limit: int = 50, before: tuple[int, bytes] | None = None
+    ) -> list[MessageRecord]:
+        return await self._db(self.repo.history, contact_id, limit=limit, before=before)
+
+    async def mark_read(self, contact_id: str) -> int:
+        ids = await self._db(self.repo.mark_seen, contact_id)
+        conn = self._live.get(contact_id)
+        if ids and self.settings[SETTING_READ_RECEIPTS] and conn and conn.session.established:
+            for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
+                conn.send(
+                    wire.Receipt(wire.ReceiptKind.READ, tuple(ids[start : start + wire.MAX_RECEIPT_IDS]))
+                )
+        return len(ids)
+
+    def set_typing(self, contact_id: str, active: bool) -> None:
+        conn = self._live.get(contact_id)
+        keys = self._contact_keys.get(contact_id)
+        if self.settings[SETTING_TYPING] and conn and keys and conn.session.established:
+            conn.send(wire.Typing(self._conversation(keys), active))
+
+    async def unread_counts(self) -> dict[str, int]:
+        return await self._db(self.repo.unread_counts)
+
+    async def outbox_counts(self) -> dict[str, int]:
+        return await self._db(self.repo.outbox_counts)
+
+
+class _Unreachable(Exception):
+    pass
+
+
+class _Authority:
+    """Answers a responder session's questions from the service's in-memory tables."""
+
+    def __init__(self, service: PeerService) -> None:
+        self._service = service
+        self.invite_id: bytes | None = None
+
+    @staticmethod
+    def invite_of(conn: Connection) -> bytes:
+        authority = conn.session._authority  # noqa: SLF001
+        assert isinstance(authority, _Authority) and authority.invite_id is not None
+        return authority.invite_id
+
+    def invite_psk(self, invite_id: bytes) -> bytes | wire.RejectCode | None:
+        service = self._service
+        invite = service._invites.get(invite_id)  # noqa: SLF001
+        if invite is None:
+            return None
+        if invite.used_at is not None:
+            return wire.RejectCode.INVITE_USED
+        if service._clock() >= invite.expires_at:  # noqa: SLF001
+            return wire.RejectCode.INVITE_EXPIRED
+        self.invite_id = invite_id
+        return invite.secret
+
+    def match_contact(self, remote_static: bytes, hello: wire.Hello) -> ContactMatch | None:
+        service = self._service
+        contact_id = service._by_ed25519.get(hello.ed25519_public)  # noqa: SLF001
+        if contact_id is None:
+            return None
+        keys = service._contact_keys[contact_id]  # noqa: SLF001
+        return ContactMatch(contact_id, keys.psk)

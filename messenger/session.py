@@ -1,0 +1,442 @@
+"""One connection's state machine: preamble -> Noise handshake -> transport -> close.
+
+Sans-I/O: feed it the bytes that arrived (`receive_data`), collect the bytes to write
+(`data_to_send`) and the events it produced. It never touches a socket or a clock, so
+every path (split chunks, corrupted frames, strangers) is tested by feeding bytes.
+
+Handshakes (docs/protocol.md has the byte layout):
+
+- INVITE, Noise_XXpsk3: the acceptor (initiator) dials the inviter. Its first frame is the
+  clear preamble ``CW|ver|1|invite_id`` followed by Noise message 1. The inviter answers
+  only for an invite it issued (else silence, or a Rejection frame for a used or expired
+  one). The acceptor checks that the inviter's static key is the one in the invite before
+  it reveals anything of itself in message 3, which carries its Hello. The inviter
+  stores the new contact, then sends its own Hello as its first transport message.
+- RECONNECT, Noise_IKpsk2: message 1 carries the initiator's Hello (encrypted to the
+  responder's static key); the responder answers only a known contact, mixing in that
+  contact's psk, and puts its Hello in message 2.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum, auto
+from typing import Protocol
+
+from . import framing, wire
+from .identity import IdentityError, verify_static_certificate
+from .noise import CipherState, HandshakeState, KeyPair, NoiseError
+
+log = logging.getLogger(__name__)
+
+XXPSK3 = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b"
+IKPSK2 = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b"
+PROLOGUE = b"chinwag/1"
+
+# Re-handshake (a fresh IKpsk2 with new ephemeral keys) after this many frames either way.
+REHANDSHAKE_FRAMES = 1 << 20
+
+
+class ProtocolViolation(Exception):
+    """The peer broke the protocol; the connection is closed with this reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerIdentity:
+    """Who is on the other end, proven by the handshake."""
+
+    hello: wire.Hello
+    remote_static: bytes
+    handshake_hash: bytes
+    contact_id: str | None  # known contact (RECONNECT), None on first contact (INVITE)
+
+
+@dataclass(frozen=True, slots=True)
+class Established:
+    peer: PeerIdentity
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    message: wire.WireMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    code: wire.RejectCode
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    reason: str
+    clean: bool  # the peer said Close; otherwise a violation or an abort
+
+
+SessionEvent = Established | Received | Rejected | Closed
+
+
+@dataclass(frozen=True, slots=True)
+class ContactMatch:
+    contact_id: str
+    psk: bytes
+
+
+class Authority(Protocol):
+    """What a responder asks while a handshake is under way. Answers come from memory."""
+
+    def invite_psk(self, invite_id: bytes) -> bytes | wire.RejectCode | None:
+        """The psk of an invite we issued; a RejectCode if used/expired; None if unknown."""
+        ...
+
+    def match_contact(self, remote_static: bytes, hello: wire.Hello) -> ContactMatch | None:
+        """The contact behind a RECONNECT (hello already certificate-checked), or None."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class InviteTarget:
+    invite_id: bytes
+    secret: bytes
+    ed25519_public: bytes
+    x25519_public: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ContactTarget:
+    contact_id: str
+    ed25519_public: bytes
+    x25519_public: bytes
+    psk: bytes
+
+
+class State(Enum):
+    HANDSHAKE = auto()
+    AWAIT_ACCEPT = auto()  # INVITE responder: contact being stored before our Hello goes out
+    AWAIT_HELLO = auto()  # INVITE initiator: waiting for the inviter's Hello
+    TRANSPORT = auto()
+    CLOSED = auto()
+
+
+def _prologue(kind: wire.HandshakeKind, invite_id: bytes | None) -> bytes:
+    return PROLOGUE + bytes([wire.PROTOCOL_VERSION, int(kind)]) + (invite_id or b"")
+
+
+def _checked_hello(payload: bytes, remote_static: bytes) -> wire.Hello:
+    try:
+        hello = wire.decode_hello(payload)
+        verify_static_certificate(hello.ed25519_public, remote_static, hello.static_certificate)
+    except wire.WireError as exc:
+        raise ProtocolViolation(f"malformed hello: {exc}") from exc
+    except IdentityError as exc:
+        raise ProtocolViolation(f"static key not certified by the identity key: {exc}") from exc
+    return hello
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        initiator: bool,
+        static: KeyPair,
+        hello: wire.Hello,
+        target: InviteTarget | ContactTarget | None = None,
+        authority: Authority | None = None,
+        ephemeral: KeyPair | None = None,
+        max_record: int = framing.MAX_RECORD,
+    ) -> None:
+        if initiator and target is None:
+            raise ValueError("an initiator needs a target")
+        if not initiator and authority is None:
+            raise ValueError("a responder needs an authority")
+        self.initiator = initiator
+        self.state = State.HANDSHAKE
+        self.kind: wire.HandshakeKind | None = None
+        self.peer: PeerIdentity | None = None
+        self.close_reason: str | None = None
+        self.frames_sent = 0
+        self.frames_received = 0
+        self._static = static
+        self._ephemeral = ephemeral
+        self._hello = hello
+        self._target = target
+        self._authority = authority
+        self._decoder = framing.FrameDecoder()
+        self._reassembler = framing.Reassembler(max_record)
+        self._out = bytearray()
+        self._events: list[SessionEvent] = []
+        self._hs: HandshakeState | None = None
+        self._send: CipherState | None = None
+        self._recv: CipherState | None = None
+        self._contact_id: str | None = None
+        self._pending_hello: wire.Hello | None = None
+        if initiator:
+            self._start_initiator()
+
+    # -- public API -----------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        data = bytes(self._out)
+        self._out.clear()
+        return data
+
+    def receive_data(self, data: bytes) -> list[SessionEvent]:
+        """Process bytes from the peer. After a Closed event, everything further is ignored."""
+        if self.state is State.CLOSED:
+            return []
+        try:
+            for frame in self._decoder.feed(data):
+                self._on_frame(frame)
+                if self.state is State.CLOSED:
+                    break
+        except (ProtocolViolation, framing.FrameError, wire.WireError, NoiseError) as exc:
+            self._abort(str(exc) or type(exc).__name__)
+        return self._take_events()
+
+    def receive_eof(self) -> list[SessionEvent]:
+        if self.state is not State.CLOSED:
+            reason = "connection closed by the peer without a close message"
+            if self._decoder.buffered:
+                reason += f" (truncated frame, {self._decoder.buffered} bytes pending)"
+            self._abort(reason)
+        return self._take_events()
+
+    def send(self, message: wire.WireMessage) -> None:
+        if self.state is not State.TRANSPORT:
+            raise RuntimeError(f"cannot send in state {self.state.name}")
+        self._send_record(wire.encode_message(message))
+
+    def close(self, reason: str) -> None:
+        """Say goodbye (an explicit Close, so the peer can tell it from truncation)."""
+        if self.state is State.TRANSPORT:
+            self._send_record(wire.encode_message(wire.Close(reason[:200])))
+        if self.state is not State.CLOSED:
+            self.state = State.CLOSED
+            self.close_reason = reason
+
+    def accept_peer(self) -> None:
+        """INVITE responder: the new contact is stored; now send our Hello and go live."""
+        if self.state is not State.AWAIT_ACCEPT:
+            raise RuntimeError("no peer is waiting to be accepted")
+        self.state = State.TRANSPORT
+        self._send_record(wire.encode_hello(self._hello))
+
+    def reject(self, code: wire.RejectCode) -> None:
+        """Refuse in clear text (before transport): used or expired invite, busy."""
+        self._out += framing.encode_frame(wire.encode_rejection(wire.Rejection(code)))
+        self.state = State.CLOSED
+        self.close_reason = f"rejected: {code.name}"
+
+    @property
+    def established(self) -> bool:
+        return self.state is State.TRANSPORT
+
+    @property
+    def needs_rehandshake(self) -> bool:
+        return max(self.frames_sent, self.frames_received) >= REHANDSHAKE_FRAMES
+
+    @property
+    def handshake_hash(self) -> bytes | None:
+        return self.peer.handshake_hash if self.peer else None
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _take_events(self) -> list[SessionEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def _abort(self, reason: str) -> None:
+        if self.state is State.CLOSED:
+            return
+        self.state = State.CLOSED
+        self.close_reason = reason
+        self._events.append(Closed(reason, clean=False))
+
+    def _start_initiator(self) -> None:
+        target = self._target
+        if isinstance(target, InviteTarget):
+            self.kind = wire.HandshakeKind.INVITE
+            self._hs = HandshakeState(
+                XXPSK3,
+                initiator=True,
+                prologue=_prologue(self.kind, target.invite_id),
+                s=self._static,
+                e=self._ephemeral,
+                psks=[target.secret],
+            )
+            preamble = wire.Preamble(self.kind, target.invite_id)
+            first = self._hs.write_message(b"")
+        else:
+            assert isinstance(target, ContactTarget)
+            self.kind = wire.HandshakeKind.RECONNECT
+            self._contact_id = target.contact_id
+            self._hs = HandshakeState(
+                IKPSK2,
+                initiator=True,
+                prologue=_prologue(self.kind, None),
+                s=self._static,
+                e=self._ephemeral,
+                rs=target.x25519_public,
+                psks=[target.psk],
+            )
+            preamble = wire.Preamble(self.kind, None)
+            first = self._hs.write_message(wire.encode_hello(self._hello))
+        self._out += framing.encode_frame(wire.encode_preamble(preamble) + first)
+
+    def _on_frame(self, frame: bytes) -> None:
+        if self.state in (State.TRANSPORT, State.AWAIT_HELLO, State.AWAIT_ACCEPT):
+            self._on_transport_frame(frame)
+        elif self.initiator:
+            self._on_initiator_handshake(frame)
+        else:
+            self._on_responder_handshake(frame)
+
+    def _on_initiator_handshake(self, frame: bytes) -> None:
+        rejection = wire.parse_rejection(frame)
+        if rejection is not None:
+            self.state = State.CLOSED
+            self.close_reason = f"rejected: {rejection.code.name}"
+            self._events.append(Rejected(rejection.code))
+            return
+        hs = self._hs
+        assert hs is not None
+        payload = hs.read_message(frame)
+        target = self._target
+        rs = hs.remote_static
+        assert rs is not None
+        if isinstance(target, InviteTarget):
+            # XXpsk3 message 2: is this the peer the invite names? Check before we say who we are.
+            if rs != target.x25519_public:
+                raise ProtocolViolation(
+                    "the peer's key does not match the invite: not the person who invited you"
+                )
+            if payload:
+                raise ProtocolViolation("unexpected payload in handshake message 2")
+            self._out += framing.encode_frame(hs.write_message(wire.encode_hello(self._hello)))
+            self._split(hs)
+            self.state = State.AWAIT_HELLO
+        else:
+            assert isinstance(target, ContactTarget)
+            hello = _checked_hello(payload, rs)
+            if hello.ed25519_public != target.ed25519_public:
+                raise ProtocolViolation("the peer's identity key is not the contact's key")
+            self._split(hs)
+            self.peer = PeerIdentity(hello, rs, hs.handshake_hash, target.contact_id)
+            self.state = State.TRANSPORT
+            self._events.append(Established(self.peer))
+
+    def _on_responder_handshake(self, frame: bytes) -> None:
+        authority = self._authority
+        assert authority is not None
+        if self._hs is None:
+            preamble, first = wire.parse_preamble(frame)
+            self.kind = preamble.kind
+            if preamble.kind is wire.HandshakeKind.INVITE:
+                assert preamble.invite_id is not None
+                answer = authority.invite_psk(preamble.invite_id)
+                if answer is None:
+                    raise ProtocolViolation("handshake for an invite we never issued")
+                if isinstance(answer, wire.RejectCode):
+                    self.reject(answer)
+                    self._events.append(Closed(f"invite refused: {answer.name}", clean=False))
+                    return
+                self._hs = HandshakeState(
+                    XXPSK3,
+                    initiator=False,
+                    prologue=_prologue(preamble.kind, preamble.invite_id),
+                    s=self._static,
+                    e=self._ephemeral,
+                    psks=[answer],
+                )
+                if self._hs.read_message(first):
+                    raise ProtocolViolation("unexpected payload in handshake message 1")
+                self._out += framing.encode_frame(self._hs.write_message(b""))
+            elif preamble.kind is wire.HandshakeKind.RECONNECT:
+                hs = HandshakeState(
+                    IKPSK2,
+                    initiator=False,
+                    prologue=_prologue(preamble.kind, None),
+                    s=self._static,
+                    e=self._ephemeral,
+                )
+                self._hs = hs
+                payload = hs.read_message(first)
+                rs = hs.remote_static
+                assert rs is not None
+                hello = _checked_hello(payload, rs)
+                match = authority.match_contact(rs, hello)
+                if match is None:
+                    # Strangers get silence: nothing tells them a Chinwag peer is here.
+                    raise ProtocolViolation("reconnect from a key that is not a contact")
+                hs.set_psk(match.psk)
+                self._out += framing.encode_frame(hs.write_message(wire.encode_hello(self._hello)))
+                self._split(hs)
+                self.peer = PeerIdentity(hello, rs, hs.handshake_hash, match.contact_id)
+                self.state = State.TRANSPORT
+                self._events.append(Established(self.peer))
+            else:
+                raise ProtocolViolation(f"handshake kind {preamble.kind.name} is not offered here")
+            return
+        # INVITE message 3: the acceptor's static key and Hello, under the invite's psk.
+        hs = self._hs
+        payload = hs.read_message(frame)
+        rs = hs.remote_static
+        assert rs is not None
+        hello = _checked_hello(payload, rs)
+        self._split(hs)
+        self.peer = PeerIdentity(hello, rs, hs.handshake_hash, None)
+        self.state = State.AWAIT_ACCEPT
+        self._events.append(Established(self.peer))
+
+    def _split(self, hs: HandshakeState) -> None:
+        if not hs.is_complete:
+            raise ProtocolViolation("handshake incomplete")
+        self._send, self._recv = hs.split()
+
+    def _send_record(self, record: bytes) -> None:
+        send = self._send
+        assert send is not None
+        for chunk, more in framing.fragment(record):
+            self._out += framing.encode_frame(
+                send.encrypt_with_ad(b"", framing.pad(chunk, more=more))
+            )
+            self.frames_sent += 1
+
+    def _on_transport_frame(self, frame: bytes) -> None:
+        recv = self._recv
+        assert recv is not None
+        try:
+            plaintext = recv.decrypt_with_ad(b"", frame)
+        except NoiseError:
+            raise ProtocolViolation(
+                "frame failed authentication (tampered, replayed, reordered or wrong key)"
+            ) from None
+        self.frames_received += 1
+        chunk, more = framing.unpad(plaintext)
+        record = self._reassembler.add(chunk, more)
+        if record is None:
+            return
+        if self.state is State.AWAIT_ACCEPT:
+            raise ProtocolViolation("message before the contact was accepted")
+        if self.state is State.AWAIT_HELLO:
+            # The inviter's first transport record is its Hello (kept out of message 2, where
+            # only the ee key protects it, so a sniffed invite id cannot reveal who invited).
+            target = self._target
+            assert isinstance(target, InviteTarget) and self._hs is not None
+            rs = self._hs.remote_static
+            assert rs is not None
+            hello = _checked_hello(record, rs)
+            if hello.ed25519_public != target.ed25519_public:
+                raise ProtocolViolation("the inviter's identity key does not match the invite")
+            self.peer = PeerIdentity(hello, rs, self._hs.handshake_hash, None)
+            self.state = State.TRANSPORT
+            self._events.append(Established(self.peer))
+            return
+        message = wire.decode_message(record)
+        if isinstance(message, wire.Close):
+            self.state = State.CLOSED
+            self.close_reason = f"peer closed: {message.reason}"
+            self._events.append(Closed(message.reason, clean=True))
+            return
+        self._events.append(Received(message))
+

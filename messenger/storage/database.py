@@ -1,0 +1,89 @@
+"""Opening the SQLCipher database and migrating it with Alembic."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import URL, Engine, create_engine, event, text
+from sqlalchemy.exc import DatabaseError
+
+from ..profile import WrongPassphrase
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _url(db_path: Path, key: bytes) -> URL:
+    # SQLCipher takes a raw 256-bit key as  PRAGMA key = "x'<hex>'"  and then skips its own
+    # PBKDF2: our key already comes from Argon2id or from a random source.
+    return URL.create("sqlite+pysqlcipher", password=f"x'{key.hex()}'", database=str(db_path))
+
+
+def create_db_engine(db_path: Path, key: bytes) -> Engine:
+    engine = create_engine(
+        _url(db_path, key), connect_args={"check_same_thread": False, "isolation_level": None}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: object, _record: object) -> None:
+        cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        cur.execute("PRAGMA cipher_log_level = NONE")  # a wrong key is reported by us, not on stderr
+        # Reading the schema is the first access that needs the key: a wrong key fails here.
+        cur.execute("PRAGMA journal_mode=WAL")
+        # FULL: a message we acknowledge survives a power cut, not only a killed process.
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=5000")
+        cur.close()
+
+    # isolation_level=None hands transaction control to SQLAlchemy's own BEGIN below.
+    @event.listens_for(engine, "begin")
+    def _begin(conn: object) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # type: ignore[attr-defined]
+
+    return engine
+
+
+def open_database(db_path: Path, key: bytes, *, create: bool = False) -> Engine:
+    """Open (or with create=True, make) the encrypted database and bring it to the newest schema.
+
+    A wrong key raises WrongPassphrase and leaves the file untouched.
+    """
+    if not create and not db_path.exists():
+        raise FileNotFoundError(db_path)
+    engine = create_db_engine(db_path, key)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT count(*) FROM sqlite_master")).scalar_one()
+    except DatabaseError as exc:
+        engine.dispose()
+        if "file is not a database" in str(exc) or "encrypted" in str(exc):
+            raise WrongPassphrase(
+                "wrong passphrase: the profile database cannot be decrypted"
+            ) from None
+        raise
+    migrate(engine)
+    return engine
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()

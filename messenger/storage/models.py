@@ -1,0 +1,84 @@
+"""SQLAlchemy 2.x models. Alembic migrations in ``migrations/`` build exactly this schema."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Setting(Base):
+    """Profile-wide key/value settings (JSON values), including the local identity."""
+
+    __tablename__ = "settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(64))
+    ed25519_public: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    x25519_public: Mapped[bytes] = mapped_column(LargeBinary)
+    static_certificate: Mapped[bytes] = mapped_column(LargeBinary)
+    psk: Mapped[bytes] = mapped_column(LargeBinary)
+    discovery_key: Mapped[bytes] = mapped_column(LargeBinary)
+    conversation_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    addresses: Mapped[str] = mapped_column(Text, default="[]")
+    created_at: Mapped[float] = mapped_column()
+    last_seen: Mapped[float | None] = mapped_column(nullable=True)
+    lamport: Mapped[int] = mapped_column(Integer, default=0)
+    next_seq: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class Invite(Base):
+    """Invites we issued. Used ones stay as tombstones so a reuse is recognised as such."""
+
+    __tablename__ = "invites"
+    id: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[float] = mapped_column()
+    expires_at: Mapped[int] = mapped_column(Integer)
+    used_at: Mapped[float | None] = mapped_column(nullable=True)
+    used_by: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    msg_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    contact_id: Mapped[str] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    outgoing: Mapped[bool] = mapped_column(Boolean)
+    seq: Mapped[int] = mapped_column(Integer)
+    lamport: Mapped[int] = mapped_column(Integer)
+    sent_at_ms: Mapped[int] = mapped_column(Integer)
+    received_at_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+    state: Mapped[int] = mapped_column(Integer)
+    read_receipt_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_messages_conversation_order", "contact_id", "lamport", "msg_id"),
+        Index("ix_messages_contact_state", "contact_id", "state"),
+    )

@@ -1,0 +1,516 @@
+"""All reads and writes of the profile database. Synchronous: the service runs it on one
+dedicated thread so the event loop (and the Qt window on it) never waits on disk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import nacl.utils
+from sqlalchemy import Engine, Row, and_, func, or_, select, tuple_, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from ..records import ContactRecord, InviteRecord, MessageRecord, MessageState
+from .models import Contact, Invite, Message, Setting
+
+MSG_ID_LEN = 16
+
+
+class StorageError(Exception):
+    pass
+
+
+class ContactExists(StorageError):
+    pass
+
+
+class InviteUnusable(StorageError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason  # "unknown", "used" or "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class NewContact:
+    id: str
+    display_name: str
+    ed25519_public: bytes
+    x25519_public: bytes
+    static_certificate: bytes
+    psk: bytes
+    discovery_key: bytes
+    conversation_id: bytes
+    verified: bool
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    msg_id: bytes
+    seq: int
+    lamport: int
+    sent_at_ms: int
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactKeys:
+    """What a session needs to authenticate a contact."""
+
+    id: str
+    ed25519_public: bytes
+    x25519_public: bytes
+    psk: bytes
+
+
+_MESSAGE_COLUMNS = (
+    Message.id,
+    Message.msg_id,
+    Message.contact_id,
+    Message.outgoing,
+    Message.seq,
+    Message.lamport,
+    Message.sent_at_ms,
+    Message.received_at_ms,
+    Message.body,
+    Message.state,
+)
+
+
+def _message(row: Row[Any]) -> MessageRecord:
+    return MessageRecord(
+        row_id=row[0],
+        msg_id=row[1],
+        contact_id=row[2],
+        outgoing=bool(row[3]),
+        seq=row[4],
+        lamport=row[5],
+        sent_at_ms=row[6],
+        received_at_ms=row[7],
+        body=row[8],
+        state=MessageState(row[9]),
+    )
+
+
+def _contact(c: Contact) -> ContactRecord:
+    return ContactRecord(
+        id=c.id,
+        display_name=c.display_name,
+        ed25519_public=c.ed25519_public,
+        x25519_public=c.x25519_public,
+        verified=c.verified,
+        addresses=tuple(json.loads(c.addresses)),
+        created_at=c.created_at,
+        last_seen=c.last_seen,
+        conversation_id=c.conversation_id,
+    )
+
+
+class Repository:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- settings -------------------------------------------------------------------------
+
+    def get_setting(self, key: str, default: Any = None) -> Any:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(Setting.value).where(Setting.key == key)).scalar()
+        return default if value is None else json.loads(value)
+
+    def set_setting(self, key: str, value: Any) -> None:
+        data = json.dumps(value).encode()
+        stmt = sqlite_insert(Setting).values(key=key, value=data)
+        stmt = stmt.on_conflict_do_update(index_elements=[Setting.key], set_={"value": data})
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def get_blob(self, key: str) -> bytes | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(Setting.value).where(Setting.key == key)).scalar()
+
+    def set_blob(self, key: str, value: bytes) -> None:
+        stmt = sqlite_insert(Setting).values(key=key, value=value)
+        stmt = stmt.on_conflict_do_update(index_elements=[Setting.key], set_={"value": value})
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    # -- contacts -------------------------------------------------------------------------
+
+    def _add_contact(self, conn: Any, new: NewContact, now: float) -> None:
+        exists = conn.execute(
+            select(Contact.id).where(
+                or_(Contact.id == new.id, Contact.ed25519_public == new.ed25519_public)
+            )
+        ).scalar()
+        if exists is not None:
+            raise ContactExists(f"{new.display_name} is already a contact")
+        conn.execute(
+            sqlite_insert(Contact).values(
+                id=new.id,
+                display_name=new.display_name,
+                ed25519_public=new.ed25519_public,
+                x25519_public=new.x25519_public,
+                static_certificate=new.static_certificate,
+                psk=new.psk,
+                discovery_key=new.discovery_key,
+                conversation_id=new.conversation_id,
+                verified=new.verified,
+                addresses=json.dumps(list(new.addresses)),
+                created_at=now,
+                last_seen=now,
+                lamport=0,
+                next_seq=1,
+            )
+        )
+
+    def add_contact(self, new: NewContact, now: float) -> None:
+        with self.engine.begin() as conn:
+            self._add_contact(conn, new, now)
+
+    def _contacts_where(self, *conditions: Any) -> list[ContactRecord]:
+        with Session(self.engine) as session:
+            found = session.scalars(
+                select(Contact).where(*conditions).order_by(Contact.display_name, Contact.id)
+            ).all()
+            return [_contact(c) for c in found]
+
+    def contacts(self) -> list[ContactRecord]:
+        return self._contacts_where()
+
+    def contact(self, contact_id: str) -> ContactRecord | None:
+        found = self._contacts_where(Contact.id == contact_id)
+        return found[0] if found else None
+
+    def contact_keys(self) -> list[ContactKeys]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    Contact.id,
+                    Contact.ed25519_public,
+                    Contact.x25519_public,
+                    Contact.psk,
+                )
+            ).all()
+        return [ContactKeys(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def find_contacts(self, query: str) -> list[ContactRecord]:
+        """Contacts whose name equals `query` (case-insensitive) or whose id starts with it."""
+        q = query.strip()
+        return self._contacts_where(
+            or_(
+                func.lower(Contact.display_name) == q.lower(),
+                Contact.id.startswith(q.lower(), autoescape=True),
+            )
+        )
+
+    def set_addresses(self, contact_id: str, addresses: Sequence[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Contact)
+                .where(Contact.id == contact_id)
+                .values(addresses=json.dumps(list(dict.fromkeys(addresses))))
+            )
+
+    def set_display_name(self, contact_id: str, name: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(Contact).where(Contact.id == contact_id).values(display_name=name))
+
+    def update_presence(
+        self, contact_id: str, addresses: Sequence[str], now: float, display_name: str
+    ) -> None:
+        """A contact connected: remember where it was and what it calls itself now."""
+        with self.engine.begin() as conn:
+            known = conn.execute(select(Contact.addresses).where(Contact.id == contact_id)).scalar()
+            merged = list(dict.fromkeys([*addresses, *json.loads(known or "[]")]))[:16]
+            conn.execute(
+                update(Contact)
+                .where(Contact.id == contact_id)
+                .values(addresses=json.dumps(merged), last_seen=now, display_name=display_name)
+            )
+
+    def update_static(self, contact_id: str, x25519_public: bytes, certificate: bytes) -> None:
+        """The contact rotated its static key (certified by its unchanged identity key)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(Contact)
+                .where(Contact.id == contact_id)
+                .values(x25519_public=x25519_public, static_certificate=certificate)
+            )
+
+    def set_verified(self, contact_id: str, verified: bool = True) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(Contact).where(Contact.id == contact_id).values(verified=verified))
+
+    # -- invites --------------------------------------------------------------------------
+
+    def add_invite(
+        self, invite_id: bytes, secret: bytes, expires_at: int, now: float
+    ) -> InviteRecord:
+        with self.engine.begin() as conn:
+            conn.execute(
+                sqlite_insert(Invite).values(
+                    id=invite_id, secret=secret, created_at=now, expires_at=expires_at
+                )
+            )
+        return InviteRecord(invite_id, secret, now, expires_at, None, None)
+
+    def invites(self) -> list[InviteRecord]:
+        return self._invites_where()
+
+    def invite(self, invite_id: bytes) -> InviteRecord | None:
+        found = self._invites_where(Invite.id == invite_id)
+        return found[0] if found else None
+
+    def _invites_where(self, *conditions: Any) -> list[InviteRecord]:
+        with Session(self.engine) as session:
+            return [
+                InviteRecord(i.id, i.secret, i.created_at, i.expires_at, i.used_at, i.used_by)
+                for i in session.scalars(select(Invite).where(*conditions))
+            ]
+
+    def usable_invite(self, invite_id: bytes, now: float) -> InviteRecord:
+        record = self.invite(invite_id)
+        if record is None:
+            raise InviteUnusable("unknown")
+        if record.used_at is not None:
+            raise InviteUnusable("used")
+        if now >= record.expires_at:
+            raise InviteUnusable("expired")
+        return record
+
+    def redeem_invite(self, invite_id: bytes, new: NewContact, now: float) -> None:
+        """Mark the invite used and add the contact, atomically: both or neither."""
+        with self.engine.begin() as conn:
+            used = conn.execute(
+                update(Invite)
+                .where(
+                    and_(Invite.id == invite_id, Invite.used_at.is_(None)),
+                    Invite.expires_at > now,
+                )
+                .values(used_at=now, used_by=new.id)
+            )
+            if used.rowcount != 1:
+                raise InviteUnusable("used")
+            self._add_contact(conn, new, now)
+
+    def pending_invites(self, now: float) -> list[InviteRecord]:
+        return self._invites_where(Invite.used_at.is_(None), Invite.expires_at > now)
+
+    # -- messages -------------------------------------------------------------------------
+
+    def queue_outgoing(self, contact_id: str, body: str, now_ms: int) -> MessageRecord:
+        return self.queue_outgoing_many([(contact_id, body)], now_ms)[0]
+
+    def queue_outgoing_many(
+        self, items: Sequence[tuple[str, str]], now_ms: int
+    ) -> list[MessageRecord]:
+        """Store messages of ours in the outbox, in one transaction, each with a fresh id,
+        the next sequence number and Lamport time of its conversation."""
+        records: list[MessageRecord] = []
+        with self.engine.begin() as conn:
+            counters: dict[str, list[int]] = {}
+            for contact_id, _ in items:
+                if contact_id in counters:
+                    continue
+                row = conn.execute(
+                    select(Contact.lamport, Contact.next_seq).where(Contact.id == contact_id)
+                ).first()
+                if row is None:
+                    raise StorageError(f"no contact {contact_id}")
+                counters[contact_id] = [row[0], row[1]]
+            rows = []
+            for contact_id, body in items:
+                counter = counters[contact_id]
+                counter[0] += 1
+                lamport, seq = counter[0], counter[1]
+                counter[1] += 1
+                msg_id = nacl.utils.random(MSG_ID_LEN)
+                rows.append(
+                    {
+                        "msg_id": msg_id,
+                        "contact_id": contact_id,
+                        "outgoing": True,
+                        "seq": seq,
+                        "lamport": lamport,
+                        "sent_at_ms": now_ms,
+                        "received_at_ms": None,
+                        "body": body,
+                        "state": int(MessageState.QUEUED),
+                        "read_receipt_pending": False,
+                    }
+                )
+            for contact_id, (lamport, next_seq) in counters.items():
+                conn.execute(
+                    update(Contact)
+                    .where(Contact.id == contact_id)
+                    .values(lamport=lamport, next_seq=next_seq)
+                )
+            conn.execute(sqlite_insert(Message), rows)
+            first = conn.execute(
+                select(Message.id).where(Message.msg_id == rows[0]["msg_id"])
+            ).scalar_one()
+            for offset, row in enumerate(rows):
+                records.append(
+                    MessageRecord(
+                        first + offset,
+                        row["msg_id"],
+                        row["contact_id"],
+                        True,
+                        row["seq"],
+                        row["lamport"],
+                        now_ms,
+                        None,
+                        row["body"],
+                        MessageState.QUEUED,
+                    )
+                )
+        return records
+
+    def outbox(self, contact_id: str) -> list[MessageRecord]:
+        """Our messages to this contact not yet acknowledged, in the order they were written."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(*_MESSAGE_COLUMNS)
+                .where(
+                    Message.contact_id == contact_id,
+                    Message.state.in_([int(MessageState.QUEUED), int(MessageState.SENT)]),
+                )
+                .order_by(Message.id)
+            ).all()
+        return [_message(r) for r in rows]
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Message.contact_id, func.count())
+                .where(Message.state.in_([int(MessageState.QUEUED), int(MessageState.SENT)]))
+                .group_by(Message.contact_id)
+            ).all()
+        return {r[0]: r[1] for r in rows}
+
+    def advance_states(
+        self, contact_id: str, msg_ids: Iterable[bytes], state: MessageState
+    ) -> list[bytes]:
+        """Move our messages forward (never back) to `state`; returns the ids that changed."""
+        ids = list(msg_ids)
+        if not ids:
+            return []
+        changed: list[bytes] = []
+        with self.engine.begin() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                where = and_(
+                    Message.contact_id == contact_id,
+                    Message.outgoing.is_(True),
+                    Message.msg_id.in_(chunk),
+                    Message.state < int(state),
+                )
+                changed += conn.execute(select(Message.msg_id).where(where)).scalars().all()
+                conn.execute(update(Message).where(where).values(state=int(state)))
+        return changed
+
+    def store_incoming(
+        self, batches: Sequence[tuple[str, Sequence[IncomingMessage]]], now_ms: int
+    ) -> list[MessageRecord]:
+        """Store arriving messages of several contacts in ONE transaction (group commit).
+
+        Duplicates (by id) are dropped. Returns the records that are new.
+        """
+        stored: list[MessageRecord] = []
+        with self.engine.begin() as conn:
+            for contact_id, messages in batches:
+                if not messages:
+                    continue
+                wanted: dict[bytes, IncomingMessage] = {}
+                for m in messages:
+                    wanted.setdefault(m.msg_id, m)
+                ids = list(wanted)
+                for start in range(0, len(ids), 500):
+                    present = conn.execute(
+                        select(Message.msg_id).where(Message.msg_id.in_(ids[start : start + 500]))
+                    ).scalars()
+                    for known in present:
+                        wanted.pop(known, None)
+                if not wanted:
+                    continue
+                rows = [
+                    {
+                        "msg_id": m.msg_id,
+                        "contact_id": contact_id,
+                        "outgoing": False,
+                        "seq": m.seq,
+                        "lamport": m.lamport,
+                        "sent_at_ms": m.sent_at_ms,
+                        "received_at_ms": now_ms,
+                        "body": m.body,
+                        "state": int(MessageState.RECEIVED),
+                        "read_receipt_pending": False,
+                    }
+                    for m in wanted.values()
+                ]
+                conn.execute(sqlite_insert(Message), rows)
+                top = max(m.lamport for m in wanted.values())
+                conn.execute(
+                    update(Contact)
+                    .where(Contact.id == contact_id, Contact.lamport < top)
+                    .values(lamport=top)
+                )
+                new_rows = conn.execute(
+                    select(*_MESSAGE_COLUMNS).where(Message.msg_id.in_(list(wanted)))
+                ).all()
+                stored += sorted((_message(r) for r in new_rows), key=lambda r: r.row_id)
+        return stored
+
+    def history(
+        self,
+        contact_id: str,
+        *,
+        limit: int = 50,
+        before: tuple[int, bytes] | None = None,
+    ) -> list[MessageRecord]:
+        """The newest `limit` messages (optionally older than `before` = (lamport, msg_id)),
+        oldest first, in the conversation order both sides share: (Lamport time, id)."""
+        query = select(*_MESSAGE_COLUMNS).where(Message.contact_id == contact_id)
+        if before is not None:
+            query = query.where(tuple_(Message.lamport, Message.msg_id) < tuple_(*before))
+        query = query.order_by(Message.lamport.desc(), Message.msg_id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [_message(r) for r in reversed(rows)]
+
+    def message(self, msg_id: bytes) -> MessageRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*_MESSAGE_COLUMNS).where(Message.msg_id == msg_id)).first()
+        return _message(row) if row else None
+
+    def mark_seen(self, contact_id: str) -> list[bytes]:
+        """Mark every received message of the conversation read; returns their ids."""
+        where = and_(
+            Message.contact_id == contact_id, Message.state == int(MessageState.RECEIVED)
+        )
+        with self.engine.begin() as conn:
+            ids = list(conn.execute(select(Message.msg_id).where(where)).scalars())
+            conn.execute(update(Message).where(where).values(state=int(MessageState.SEEN)))
+        return ids
+
+    def unread_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(Message.contact_id, func.count())
+                .where(Message.state == int(MessageState.RECEIVED))
+                .group_by(Message.contact_id)
+            ).all()
+        return {r[0]: r[1] for r in rows}
+
+    def message_count(self, contact_id: str | None = None) -> int:
+        query = select(func.count()).select_from(Message)
+        if contact_id is not None:
+            query = query.where(Message.contact_id == contact_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())

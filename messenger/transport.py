@@ -1,0 +1,203 @@
+"""asyncio TCP: a listener, a dialer with backoff, and a connection that feeds a Session.
+
+This module moves bytes and keeps time (handshake deadline, keepalive, dead-peer
+detection); what the bytes mean is the Session's business, what to do with the
+events is the service's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from . import wire
+from .session import Closed, Session, SessionEvent
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Timers of a connection, in seconds. Tests shorten them."""
+
+    handshake_timeout: float = 10.0
+    keepalive_interval: float = 15.0
+    dead_after: float = 45.0
+    connect_timeout: float = 5.0
+    max_session_age: float = 3600.0  # then re-handshake with fresh ephemeral keys
+
+
+EventHandler = Callable[["Connection", SessionEvent], Awaitable[None]]
+
+
+class Connection:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        session: Session,
+        on_event: EventHandler,
+        timing: Timing,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.session = session
+        self._on_event = on_event
+        self._timing = timing
+        self._clock = clock
+        self._last_heard = clock()
+        self._started = clock()
+        self._ping = 0
+        self.contact_id: str | None = None
+        self.closed = asyncio.Event()
+        self.adopted = asyncio.Event()  # set when the service made it a contact's live session
+        peer = writer.get_extra_info("peername")
+        self.peer_address: tuple[str, int] | None = (peer[0], peer[1]) if peer else None
+
+    def __repr__(self) -> str:
+        who = self.contact_id or "?"
+        return f"<Connection {who} {self.peer_address} {self.session.state.name}>"
+
+    @property
+    def initiator(self) -> bool:
+        return self.session.initiator
+
+    def _flush(self) -> None:
+        data = self.session.data_to_send()
+        if data and not self.writer.is_closing():
+            self.writer.write(data)
+
+    def send(self, message: wire.WireMessage) -> None:
+        self.session.send(message)
+        self._flush()
+        if self.session.needs_rehandshake:
+            self.close("rehandshake")
+
+    async def drain(self) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self.writer.drain()
+
+    def close(self, reason: str) -> None:
+        """Close with an explicit Close message when the session is live."""
+        if not self.closed.is_set():
+            log.info("closing %r: %s", self, reason)
+        self.session.close(reason)
+        self._flush()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+        self.closed.set()
+
+    async def run(self) -> None:
+        """Read until the connection ends; always returns normally."""
+        try:
+            self._flush()
+            await self._read_loop()
+        except (ConnectionError, OSError) as exc:
+            await self._emit(Closed(f"connection error: {exc}", clean=False))
+        finally:
+            self._shutdown()
+            with contextlib.suppress(Exception):
+                await self.writer.wait_closed()
+
+    async def _read_loop(self) -> None:
+        t = self._timing
+        while not self.closed.is_set():
+            live = self.session.established
+            wait = t.keepalive_interval if live else t.handshake_timeout
+            try:
+                async with asyncio.timeout(wait):
+                    data = await self.reader.read(READ_CHUNK)
+            except TimeoutError:
+                if not self.session.established:
+                    self.session.close("handshake timed out")
+                    await self._emit(Closed("handshake timed out", clean=False))
+                    return
+                if self._clock() - self._last_heard >= t.dead_after:
+                    self.close("peer unresponsive")
+                    await self._emit(Closed("peer unresponsive (keepalive)", clean=False))
+                    return
+                if self._clock() - self._started >= t.max_session_age:
+                    self.close("rehandshake")
+                    await self._emit(Closed("session age limit: re-handshake", clean=True))
+                    return
+                self._ping += 1
+                self.send(wire.Ping(self._ping))
+                continue
+            if not data:
+                for event in self.session.receive_eof():
+                    await self._emit(event)
+                return
+            self._last_heard = self._clock()
+            events = self.session.receive_data(data)
+            self._flush()
+            for event in events:
+                await self._emit(event)
+            if not self.session.established and self.session.close_reason is not None:
+                return
+
+    async def _emit(self, event: SessionEvent) -> None:
+        if isinstance(event, Closed):
+            self.closed.set()
+        try:
+            await self._on_event(self, event)
+        except Exception:
+            log.exception("event handler failed for %r on %r", event, self)
+            self.close("internal error")
+
+
+async def serve(
+    host: str, port: int, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+) -> asyncio.Server:
+    """Listen on host:port (host "" = all interfaces, IPv4 and IPv6)."""
+    return await asyncio.start_server(
+        handler, host=host or None, port=port, reuse_address=True, limit=READ_CHUNK
+    )
+
+
+def bound_port(server: asyncio.Server) -> int:
+    for sock in server.sockets:
+        return int(sock.getsockname()[1])
+    raise RuntimeError("server has no sockets")
+
+
+async def dial(
+    host: str, port: int, timeout: float
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port, limit=READ_CHUNK)
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return reader, writer
+
+
+class Backoff:
+    """Exponential backoff with jitter: sleep uniform(c/2, c), c = min(cap, base * 2**n).
+
+    The random half keeps two peers that failed together from retrying in lockstep."""
+
+    def __init__(self, rng: random.Random, base: float = 0.5, cap: float = 60.0) -> None:
+        self._rng = rng
+        self.base = base
+        self.cap = cap
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * (2**self.attempt))
+        self.attempt = min(self.attempt + 1, 32)
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempt = 0

@@ -1,0 +1,12 @@
+"""Shared test setup. Every test has a timeout (pyproject: timeout = 120)."""
+
+from __future__ import annotations
+
+import os
+
+# Qt tests never need a screen; the Xvfb smoke test sets its own DISPLAY.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Tests must never touch a real user's keyring or profile.
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+os.environ.pop("CHINWAG_PROFILE", None)
+os.environ.pop("CHINWAG_PASSPHRASE", None)
