@@ -16,7 +16,9 @@ from .records import ContactRecord, MessageRecord
 from .service import PeerService, ServiceError
 
 
-def contact_json(service: PeerService, c: ContactRecord, unread: int = 0) -> dict[str, Any]:
+def contact_json(
+    service: PeerService, c: ContactRecord, unread: int = 0, queued: int = 0
+) -> dict[str, Any]:
     return {
         "id": c.id,
         "name": c.display_name,
@@ -25,6 +27,7 @@ def contact_json(service: PeerService, c: ContactRecord, unread: int = 0) -> dic
         "last_seen": c.last_seen,
         "addresses": list(c.addresses),
         "unread": unread,
+        "queued": queued,
     }
 
 
@@ -83,8 +86,9 @@ class LocalApi:
 
     async def cmd_contacts(self) -> list[dict[str, Any]]:
         unread = await self.service.unread_counts()
+        queued = await self.service.outbox_counts()
         return [
-            contact_json(self.service, c, unread.get(c.id, 0))
+            contact_json(self.service, c, unread.get(c.id, 0), queued.get(c.id, 0))
             for c in await self.service.contacts()
         ]
 

@@ -22,7 +22,7 @@ from typing import Any
 from . import control
 from .api import LocalApi
 from .events import MessageAdded, MessageStatesChanged, PresenceChanged, ServiceEvent
-from .invite import parse_address
+from .invite import InviteError
 from .profile import KdfParams, ProfileDir, ProfileError
 from .service import PeerService, ServiceConfig, ServiceError
 
@@ -42,7 +42,9 @@ def _passphrase(profile: ProfileDir) -> str | None:
     if not profile.exists() or not profile.needs_passphrase():
         return None
     if not sys.stdin.isatty():
-        raise CliError("this profile needs its passphrase: set CHINWAG_PASSPHRASE or use a terminal")
+        raise CliError(
+            "this profile needs its passphrase: set CHINWAG_PASSPHRASE or use a terminal"
+        )
     return getpass.getpass("Passphrase: ")
 
 
@@ -132,6 +134,20 @@ def _show_verify(r: dict[str, Any]) -> None:
     print("verified ✓" if r["verified"] else "not verified")
 
 
+def parse_listen(text: str) -> tuple[str, int | None]:
+    """HOST, HOST:PORT, [V6]:PORT or :PORT; port 0 or none means the remembered/free one."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or (host.count(":") and not host.startswith("[")):
+        host, port_text = text, ""  # a bare host (or a bare IPv6 address)
+    host = host.strip("[]")
+    if port_text and not port_text.isdigit():
+        raise CliError(f"--listen {text!r}: the port must be a number")
+    port = int(port_text) if port_text else 0
+    if port > 65535:
+        raise CliError(f"--listen {text!r}: port out of range")
+    return host, port or None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chinwag-cli", description=__doc__)
     parser.add_argument("--profile", type=Path, help="profile folder (or CHINWAG_PROFILE)")
@@ -176,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _command_args(args: argparse.Namespace) -> dict[str, Any]:
     c = args.command
     if c == "invite":
-        return {"ttl": args.ttl, "addresses": args.address, "qr": args.qr and str(Path(args.qr).resolve())}
+        return {
+            "ttl": args.ttl,
+            "addresses": args.address,
+            "qr": args.qr and str(Path(args.qr).resolve()),
+        }
     if c == "accept":
         return {"code": args.code}
     if c == "send":
@@ -232,7 +252,8 @@ async def _confirm_verify(
     confirm = args.yes
     if not confirm and sys.stdin.isatty() and not args.json:
         _show_verify(result)
-        answer = input("\nDo these digits match the ones on their screen? [y/N] ")
+        question = "\nDo these digits match the ones on their screen? [y/N] "
+        answer = await asyncio.to_thread(input, question)
         confirm = answer.strip().lower() in ("y", "yes")
     if not confirm:
         return result
@@ -257,15 +278,14 @@ async def _init(profile: ProfileDir, args: argparse.Namespace) -> dict[str, Any]
             "id": service.contact_id,
             "fingerprint": service.fingerprint,
             "profile": str(profile.path),
-            "key": "passphrase (" + kdf.describe() + ")" if passphrase else profile.key_source.value,
+            "key": "passphrase (" + kdf.describe() + ")"
+            if passphrase
+            else profile.key_source.value,
         }
 
 
 async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
-    host, port = "", None
-    if args.listen:
-        address = parse_address(args.listen if ":" in args.listen else f"{args.listen}:0")
-        host, port = address.host, address.port or None
+    host, port = parse_listen(args.listen) if args.listen else ("", None)
     config = ServiceConfig(listen_host=host, listen_port=port, extra_addresses=tuple(args.address))
     service = await PeerService.open(
         profile.path, _passphrase(profile), config=config, purpose="chinwag-cli run"
@@ -320,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(profile, args))
         _print(asyncio.run(_run_command(profile, args)), args)
         return 0
-    except (CliError, ProfileError, ServiceError, control.ControlError) as exc:
+    except (CliError, ProfileError, ServiceError, InviteError, control.ControlError) as exc:
         print(f"chinwag-cli: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

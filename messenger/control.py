@@ -89,13 +89,13 @@ def _is_user_error(exc: Exception) -> bool:
     return isinstance(exc, ServiceError | ProfileError)
 
 
-async def call(path: Path, command: str, args: dict[str, Any], timeout: float = 60.0) -> Any:
+async def call(path: Path, command: str, args: dict[str, Any], wait: float = 60.0) -> Any:
     """Run one command on the peer listening at `path`. Raises ConnectionError if none."""
     reader, writer = await asyncio.open_unix_connection(str(path), limit=MAX_REQUEST)
     try:
         writer.write(json.dumps({"cmd": command, "args": args}).encode() + b"\n")
         await writer.drain()
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(wait):
             line = await reader.readline()
     finally:
         writer.close()

@@ -64,7 +64,7 @@ class ProfileLocked(ProfileError):
 
 
 class KeySource(StrEnum):
-    PASSPHRASE = "passphrase"
+    PASSPHRASE = "passphrase"  # noqa: S105  (a name, not a secret)
     KEYRING = "keyring"
     KEY_FILE = "keyfile"
 
@@ -108,7 +108,7 @@ def derive_key(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
 
 
 class ProfileDir:
-    """Paths and clear-text metadata of one profile folder. Opening the database is storage's job."""
+    """Paths and clear-text metadata of a profile folder; opening the db is storage's job."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -244,10 +244,13 @@ class ProfileDir:
             try:
                 stored = keyring.get_password(KEYRING_SERVICE, self._keyring_account())
             except Exception as exc:
-                raise ProfileError(f"the OS keyring holding this profile's key failed: {exc}") from exc
+                raise ProfileError(
+                    f"the OS keyring holding this profile's key failed: {exc}"
+                ) from exc
             if stored is None:
                 raise ProfileError(
-                    "the OS keyring no longer holds this profile's key; the profile cannot be opened"
+                    "the OS keyring no longer holds this profile's key; "
+                    "the profile cannot be opened"
                 )
             return bytes.fromhex(stored)
         try:

@@ -33,13 +33,22 @@ from .events import (
 )
 from .identity import (
     Identity,
-    contact_id as make_contact_id,
     derive_contact_secrets,
     fingerprint,
     safety_number,
 )
-from .invite import Address, Invite, InviteError, create_invite, decode_invite, encode_invite
-from .invite import interface_addresses
+from .identity import (
+    contact_id as make_contact_id,
+)
+from .invite import (
+    Address,
+    Invite,
+    InviteError,
+    create_invite,
+    decode_invite,
+    encode_invite,
+    interface_addresses,
+)
 from .noise import KeyPair
 from .profile import KdfParams, ProfileDir, ProfileError, ProfileLock
 from .records import ContactRecord, InviteRecord, MessageRecord, MessageState
@@ -80,6 +89,14 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # Read receipts tell a contact exactly when you read; off unless the user opts in.
     SETTING_READ_RECEIPTS: False,
     SETTING_TYPING: True,
+}
+
+
+REJECTION_MESSAGES = {
+    wire.RejectCode.INVITE_USED: "this invite has already been used; ask for a new one",
+    wire.RejectCode.INVITE_EXPIRED: "this invite has expired; ask for a new one",
+    wire.RejectCode.BUSY: "the inviter is busy; try again in a moment",
+    wire.RejectCode.VERSION: "the inviter runs an incompatible Chinwag version",
 }
 
 
@@ -477,7 +494,10 @@ class PeerService:
         port = self.listen_port or await self._db(self.repo.get_setting, SETTING_PORT, 0)
         if not port and not extra:
             raise ServiceError("no listening port yet: run the service once, or give --address")
-        own = self.addresses() if self.listen_port else interface_addresses(port)
+        if self.listen_port:
+            own = self.addresses()
+        else:
+            own = interface_addresses(port) if port else []
         all_addresses = list(dict.fromkeys([*extra, *own]))[:16]
         if not all_addresses:
             raise ServiceError("this machine has no network address; give one with --address")
@@ -569,14 +589,9 @@ class PeerService:
                 self._adopt(conn, new.id)
                 outcome.set_result(record)
             elif isinstance(event, Rejected):
-                messages = {
-                    wire.RejectCode.INVITE_USED: "this invite has already been used; ask for a new one",
-                    wire.RejectCode.INVITE_EXPIRED: "this invite has expired; ask for a new one",
-                    wire.RejectCode.BUSY: "the inviter is busy; try again in a moment",
-                    wire.RejectCode.VERSION: "the inviter runs an incompatible Chinwag version",
-                }
                 if not outcome.done():
-                    outcome.set_exception(InviteFailed(messages.get(event.code, event.code.name)))
+                    reason = REJECTION_MESSAGES.get(event.code, event.code.name)
+                    outcome.set_exception(InviteFailed(reason))
             elif isinstance(event, Closed):
                 if conn.contact_id is not None:
                     await self._on_connection_event(conn, event)
@@ -591,9 +606,7 @@ class PeerService:
         return handle
 
     async def _contact_added(self, new: NewContact) -> ContactRecord:
-        self._remember_contact(
-            ContactKeys(new.id, new.ed25519_public, new.x25519_public, new.psk)
-        )
+        self._remember_contact(ContactKeys(new.id, new.ed25519_public, new.x25519_public, new.psk))
         record = await self._db(self.repo.contact, new.id)
         assert record is not None
         self._emit(ContactAdded(record))
@@ -605,7 +618,9 @@ class PeerService:
         found: list[str] = []
         if conn.peer_address and hello.listen_port:
             host = conn.peer_address[0]
-            found.append(f"[{host}]:{hello.listen_port}" if ":" in host else f"{host}:{hello.listen_port}")
+            found.append(
+                f"[{host}]:{hello.listen_port}" if ":" in host else f"{host}:{hello.listen_port}"
+            )
         found += list(hello.addresses)
         found += [str(a) for a in known]
         return tuple(dict.fromkeys(found))[: wire.MAX_ADDRESSES]
@@ -696,13 +711,20 @@ class PeerService:
         keys = self._contact_keys.get(contact_id)
         if keys is not None and keys.x25519_public != peer.remote_static:
             # A static-key rotation certified by the same identity key (checked by the session).
-            await self._db(self.repo.update_static, contact_id, peer.remote_static, peer.hello.static_certificate)
+            await self._db(
+                self.repo.update_static,
+                contact_id,
+                peer.remote_static,
+                peer.hello.static_certificate,
+            )
             self._by_static.pop(keys.x25519_public, None)
             self._remember_contact(
                 ContactKeys(contact_id, keys.ed25519_public, peer.remote_static, keys.psk)
             )
         addresses = self._peer_addresses(conn, peer.hello)
-        await self._db(self.repo.update_presence, contact_id, addresses, self._clock(), peer.hello.display_name)
+        await self._db(
+            self.repo.update_presence, contact_id, addresses, self._clock(), peer.hello.display_name
+        )
         self._adopt(conn, contact_id)
 
     def _adopt(self, conn: Connection, contact_id: str) -> None:
@@ -797,7 +819,9 @@ class PeerService:
                 hello=self._hello(),
                 target=ContactTarget(contact_id, keys.ed25519_public, keys.x25519_public, keys.psk),
             )
-            conn = Connection(reader, writer, session, self._on_connection_event, self.config.timing)
+            conn = Connection(
+                reader, writer, session, self._on_connection_event, self.config.timing
+            )
             self._track(conn)
             waiters = {
                 asyncio.ensure_future(conn.closed.wait()),
@@ -936,7 +960,9 @@ class PeerService:
         if ids and self.settings[SETTING_READ_RECEIPTS] and conn and conn.session.established:
             for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
                 conn.send(
-                    wire.Receipt(wire.ReceiptKind.READ, tuple(ids[start : start + wire.MAX_RECEIPT_IDS]))
+                    wire.Receipt(
+                        wire.ReceiptKind.READ, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
+                    )
                 )
         return len(ids)
 
@@ -966,26 +992,26 @@ class _Authority:
 
     @staticmethod
     def invite_of(conn: Connection) -> bytes:
-        authority = conn.session._authority  # noqa: SLF001
+        authority = conn.session._authority
         assert isinstance(authority, _Authority) and authority.invite_id is not None
         return authority.invite_id
 
     def invite_psk(self, invite_id: bytes) -> bytes | wire.RejectCode | None:
         service = self._service
-        invite = service._invites.get(invite_id)  # noqa: SLF001
+        invite = service._invites.get(invite_id)
         if invite is None:
             return None
         if invite.used_at is not None:
             return wire.RejectCode.INVITE_USED
-        if service._clock() >= invite.expires_at:  # noqa: SLF001
+        if service._clock() >= invite.expires_at:
             return wire.RejectCode.INVITE_EXPIRED
         self.invite_id = invite_id
         return invite.secret
 
     def match_contact(self, remote_static: bytes, hello: wire.Hello) -> ContactMatch | None:
         service = self._service
-        contact_id = service._by_ed25519.get(hello.ed25519_public)  # noqa: SLF001
+        contact_id = service._by_ed25519.get(hello.ed25519_public)
         if contact_id is None:
             return None
-        keys = service._contact_keys[contact_id]  # noqa: SLF001
+        keys = service._contact_keys[contact_id]
         return ContactMatch(contact_id, keys.psk)

@@ -187,7 +187,7 @@ class Session:
         try:
             for frame in self._decoder.feed(data):
                 self._on_frame(frame)
-                if self.state is State.CLOSED:
+                if self.closed:
                     break
         except (ProtocolViolation, framing.FrameError, wire.WireError, NoiseError) as exc:
             self._abort(str(exc) or type(exc).__name__)
@@ -226,6 +226,10 @@ class Session:
         self._out += framing.encode_frame(wire.encode_rejection(wire.Rejection(code)))
         self.state = State.CLOSED
         self.close_reason = f"rejected: {code.name}"
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
 
     @property
     def established(self) -> bool:
@@ -439,4 +443,3 @@ class Session:
             self._events.append(Closed(message.reason, clean=True))
             return
         self._events.append(Received(message))
-

@@ -144,7 +144,8 @@ class Connection:
             self._flush()
             for event in events:
                 await self._emit(event)
-            if not self.session.established and self.session.close_reason is not None:
+            self._flush()  # handlers may have queued bytes (an accepted invite's hello)
+            if self.session.closed:
                 return
 
     async def _emit(self, event: SessionEvent) -> None:
@@ -158,7 +159,9 @@ class Connection:
 
 
 async def serve(
-    host: str, port: int, handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+    host: str,
+    port: int,
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
 ) -> asyncio.Server:
     """Listen on host:port (host "" = all interfaces, IPv4 and IPv6)."""
     return await asyncio.start_server(
@@ -173,9 +176,9 @@ def bound_port(server: asyncio.Server) -> int:
 
 
 async def dial(
-    host: str, port: int, timeout: float
+    host: str, port: int, connect_timeout: float
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(connect_timeout):
         reader, writer = await asyncio.open_connection(host, port, limit=READ_CHUNK)
     sock = writer.get_extra_info("socket")
     if sock is not None:

@@ -32,7 +32,9 @@ def create_db_engine(db_path: Path, key: bytes) -> Engine:
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: object, _record: object) -> None:
         cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
-        cur.execute("PRAGMA cipher_log_level = NONE")  # a wrong key is reported by us, not on stderr
+        cur.execute(
+            "PRAGMA cipher_log_level = NONE"
+        )  # a wrong key is reported by us, not on stderr
         # Reading the schema is the first access that needs the key: a wrong key fails here.
         cur.execute("PRAGMA journal_mode=WAL")
         # FULL: a message we acknowledge survives a power cut, not only a killed process.

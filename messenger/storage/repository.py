@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nacl.utils
-from sqlalchemy import Engine, Row, and_, func, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, func, or_, select, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -80,7 +80,7 @@ _MESSAGE_COLUMNS = (
 )
 
 
-def _message(row: Row[Any]) -> MessageRecord:
+def _message(row: Sequence[Any]) -> MessageRecord:
     return MessageRecord(
         row_id=row[0],
         msg_id=row[1],
@@ -324,7 +324,7 @@ class Repository:
                 if row is None:
                     raise StorageError(f"no contact {contact_id}")
                 counters[contact_id] = [row[0], row[1]]
-            rows = []
+            rows: list[dict[str, Any]] = []
             for contact_id, body in items:
                 counter = counters[contact_id]
                 counter[0] += 1
@@ -355,18 +355,18 @@ class Repository:
             first = conn.execute(
                 select(Message.id).where(Message.msg_id == rows[0]["msg_id"])
             ).scalar_one()
-            for offset, row in enumerate(rows):
+            for offset, values in enumerate(rows):
                 records.append(
                     MessageRecord(
                         first + offset,
-                        row["msg_id"],
-                        row["contact_id"],
+                        values["msg_id"],
+                        values["contact_id"],
                         True,
-                        row["seq"],
-                        row["lamport"],
+                        values["seq"],
+                        values["lamport"],
                         now_ms,
                         None,
-                        row["body"],
+                        values["body"],
                         MessageState.QUEUED,
                     )
                 )
@@ -491,9 +491,7 @@ class Repository:
 
     def mark_seen(self, contact_id: str) -> list[bytes]:
         """Mark every received message of the conversation read; returns their ids."""
-        where = and_(
-            Message.contact_id == contact_id, Message.state == int(MessageState.RECEIVED)
-        )
+        where = and_(Message.contact_id == contact_id, Message.state == int(MessageState.RECEIVED))
         with self.engine.begin() as conn:
             ids = list(conn.execute(select(Message.msg_id).where(where)).scalars())
             conn.execute(update(Message).where(where).values(state=int(MessageState.SEEN)))

@@ -24,7 +24,8 @@ def upgrade() -> None:
     )
     op.execute(
         "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages BEGIN "
-        "INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body); END"
+        "INSERT INTO messages_fts(messages_fts, rowid, body) "
+        "VALUES ('delete', old.id, old.body); END"
     )
     op.execute(
         "CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages BEGIN "
