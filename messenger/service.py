@@ -92,6 +92,9 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
+# Connections adopted within this many seconds of each other count as simultaneous dials.
+SIMULTANEOUS_WINDOW = 5.0
+
 REJECTION_MESSAGES = {
     wire.RejectCode.INVITE_USED: "this invite has already been used; ask for a new one",
     wire.RejectCode.INVITE_EXPIRED: "this invite has expired; ask for a new one",
@@ -669,7 +672,7 @@ class PeerService:
             if contact_id is not None and self._live.get(contact_id) is conn:
                 del self._live[contact_id]
                 self._emit(PresenceChanged(contact_id, online=False))
-                self._ensure_dialer(contact_id, now=event.reason == "rehandshake")
+                self._ensure_dialer(contact_id)
         elif isinstance(event, Rejected):
             log.info("connection %r rejected: %s", conn, event.code.name)
 
@@ -730,9 +733,14 @@ class PeerService:
     def _adopt(self, conn: Connection, contact_id: str) -> None:
         """Make `conn` the contact's live session, resolving simultaneous dials."""
         conn.contact_id = contact_id
+        conn.adopted_at = time.monotonic()
         current = self._live.get(contact_id)
         if current is not None and current is not conn and not current.closed.is_set():
-            if self._preferred(current, conn) is current:
+            # Two live connections: if both are new, both ends dialled at once and the key
+            # rule picks the same one on both sides; an older one is presumed dead (the peer
+            # would not have dialled otherwise) and gives way.
+            simultaneous = conn.adopted_at - current.adopted_at < SIMULTANEOUS_WINDOW
+            if simultaneous and self._preferred(current, conn) is current:
                 conn.close("duplicate connection")
                 return
             current.contact_id = None  # its close must not mark the contact offline
@@ -803,7 +811,8 @@ class PeerService:
         from .invite import parse_address
 
         for text in contact.addresses:
-            if contact_id in self._live:
+            live = self._live.get(contact_id)
+            if live is not None and not live.closed.is_set():
                 return True
             try:
                 address = parse_address(text)

@@ -59,7 +59,9 @@ class Connection:
         self._ping = 0
         self.contact_id: str | None = None
         self.closed = asyncio.Event()
-        self.adopted = asyncio.Event()  # set when the service made it a contact's live session
+        self.adopted = asyncio.Event()
+        self._reported_closed = False
+        self.adopted_at = 0.0  # set when the service made it a contact's live session
         peer = writer.get_extra_info("peername")
         self.peer_address: tuple[str, int] | None = (peer[0], peer[1]) if peer else None
 
@@ -108,6 +110,11 @@ class Connection:
             await self._emit(Closed(f"connection error: {exc}", clean=False))
         finally:
             self._shutdown()
+            if not self._reported_closed:
+                # Closed from our side (close() called): the service still hears of it once.
+                reason = self.session.close_reason or "closed"
+                with contextlib.suppress(Exception):
+                    await self._emit(Closed(reason, clean=True))
             with contextlib.suppress(Exception):
                 await self.writer.wait_closed()
 
@@ -150,6 +157,9 @@ class Connection:
 
     async def _emit(self, event: SessionEvent) -> None:
         if isinstance(event, Closed):
+            if self._reported_closed:
+                return
+            self._reported_closed = True
             self.closed.set()
         try:
             await self._on_event(self, event)
