@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import random
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import nacl.hash
 from . import wire
 from .events import (
     ContactAdded,
+    ContactChanged,
     MessageAdded,
     MessageStatesChanged,
     PresenceChanged,
@@ -91,6 +93,12 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     SETTING_TYPING: True,
 }
 
+
+# Unauthenticated inbound connections allowed at once; more are closed at once.
+MAX_PENDING_HANDSHAKES = 64
+# A Lamport time or sequence number this large can only come from a hostile peer (and
+# would overflow SQLite's 64-bit integers one increment later).
+MAX_COUNTER = 1 << 62
 
 # Connections adopted within this many seconds of each other count as simultaneous dials.
 SIMULTANEOUS_WINDOW = 5.0
@@ -187,6 +195,12 @@ class _Arrival:
     contact_id: str
     message: wire.ChatMessage
     connection: Connection
+
+
+def safe_name(name: str) -> str:
+    """A peer-chosen name made safe to show: no control or bidi-override characters."""
+    cleaned = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
+    return " ".join(cleaned.split())[: wire.MAX_NAME_CHARS]
 
 
 def conversation_id(a: bytes, b: bytes) -> bytes:
@@ -434,11 +448,22 @@ class PeerService:
     async def set_setting(self, key: str, value: Any) -> None:
         if key not in DEFAULT_SETTINGS and key != SETTING_NAME:
             raise ServiceError(f"unknown setting {key!r}")
+        if key == SETTING_NAME:
+            value = safe_name(str(value))
+            if not value or len(value) > wire.MAX_NAME_CHARS:
+                raise ServiceError(f"a display name needs 1 to {wire.MAX_NAME_CHARS} characters")
         await self._db(self.repo.set_setting, key, value)
         if key == SETTING_NAME:
             self.display_name = value
+            for conn in list(self._live.values()):
+                conn.send(wire.ProfileUpdate(value))
         else:
             self.settings[key] = value
+
+    async def _emit_contact_changed(self, contact_id: str) -> None:
+        record = await self._db(self.repo.contact, contact_id)
+        if record is not None:
+            self._emit(ContactChanged(record))
 
     def _hello(self) -> wire.Hello:
         return wire.Hello(
@@ -570,7 +595,7 @@ class PeerService:
                 secrets = derive_contact_secrets(peer.handshake_hash)
                 new = NewContact(
                     id=make_contact_id(peer.hello.ed25519_public),
-                    display_name=peer.hello.display_name,
+                    display_name=safe_name(peer.hello.display_name) or "?",
                     ed25519_public=peer.hello.ed25519_public,
                     x25519_public=peer.remote_static,
                     static_certificate=peer.hello.static_certificate,
@@ -601,6 +626,8 @@ class PeerService:
                 elif not outcome.done():
                     if "does not match the invite" in event.reason:
                         outcome.set_exception(InviteFailed(event.reason))
+                    elif event.clean:  # the inviter completed the handshake, then refused
+                        outcome.set_exception(InviteFailed(f"the inviter refused: {event.reason}"))
                     else:
                         outcome.set_exception(_Unreachable(event.reason))
             else:
@@ -634,7 +661,9 @@ class PeerService:
     # -- inbound connections ----------------------------------------------------------------
 
     async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._closing:
+        pending = sum(1 for c in self._connections if c.contact_id is None)
+        if self._closing or pending >= MAX_PENDING_HANDSHAKES:
+            log.warning("refusing an inbound connection: %d handshakes pending", pending)
             writer.close()
             return
         session = Session(
@@ -685,7 +714,7 @@ class PeerService:
             secrets = derive_contact_secrets(peer.handshake_hash)
             new = NewContact(
                 id=make_contact_id(peer.hello.ed25519_public),
-                display_name=peer.hello.display_name,
+                display_name=safe_name(peer.hello.display_name) or "?",
                 ed25519_public=peer.hello.ed25519_public,
                 x25519_public=peer.remote_static,
                 static_certificate=peer.hello.static_certificate,
@@ -699,8 +728,16 @@ class PeerService:
             )
             try:
                 await self._db(self.repo.redeem_invite, invite_id, new, self._clock())
-            except (InviteUnusable, ContactExists) as exc:
-                conn.close(f"invite not redeemable: {exc}")
+            except InviteUnusable as exc:
+                conn.close(
+                    {
+                        "used": "this invite has already been used",
+                        "expired": "this invite expired",
+                    }.get(exc.reason, "unknown invite")
+                )
+                return
+            except ContactExists:
+                conn.close("you are already contacts")
                 return
             used = self._invites[invite_id]
             self._invites[invite_id] = dataclasses.replace(
@@ -726,7 +763,11 @@ class PeerService:
             )
         addresses = self._peer_addresses(conn, peer.hello)
         await self._db(
-            self.repo.update_presence, contact_id, addresses, self._clock(), peer.hello.display_name
+            self.repo.update_presence,
+            contact_id,
+            addresses,
+            self._clock(),
+            safe_name(peer.hello.display_name) or "?",
         )
         self._adopt(conn, contact_id)
 
@@ -911,6 +952,9 @@ class PeerService:
             if message.conversation != self._conversation(self._contact_keys[contact_id]):
                 conn.close("message for an unknown conversation")
                 return
+            if message.lamport >= MAX_COUNTER or message.seq >= MAX_COUNTER:
+                conn.close("implausible Lamport time or sequence number")
+                return
             assert self._incoming is not None
             self._incoming.submit_nowait(_Arrival(contact_id, message, conn))
         elif isinstance(message, wire.Receipt):
@@ -928,7 +972,8 @@ class PeerService:
         elif isinstance(message, wire.Ping):
             conn.send(wire.Pong(message.nonce))
         elif isinstance(message, wire.ProfileUpdate):
-            await self._db(self.repo.set_display_name, contact_id, message.display_name)
+            await self._db(self.repo.set_display_name, contact_id, safe_name(message.display_name))
+            await self._emit_contact_changed(contact_id)
 
     async def _store_arrivals(self, arrivals: list[_Arrival]) -> list[bool]:
         """Group commit of arriving messages, then one delivery receipt per connection."""

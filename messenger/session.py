@@ -114,6 +114,9 @@ class State(Enum):
     HANDSHAKE = auto()
     AWAIT_ACCEPT = auto()  # INVITE responder: contact being stored before our Hello goes out
     AWAIT_HELLO = auto()  # INVITE initiator: waiting for the inviter's Hello
+    # RECONNECT responder: message 1 can be replayed by anyone who recorded it, so the
+    # initiator is believed only once a transport frame proves it holds the session keys.
+    AWAIT_CONFIRM = auto()
     TRANSPORT = auto()
     CLOSED = auto()
 
@@ -131,6 +134,14 @@ def _checked_hello(payload: bytes, remote_static: bytes) -> wire.Hello:
     except IdentityError as exc:
         raise ProtocolViolation(f"static key not certified by the identity key: {exc}") from exc
     return hello
+
+
+def _as_close(record: bytes) -> wire.Close | None:
+    try:
+        message = wire.decode_message(record)
+    except wire.WireError:
+        return None
+    return message if isinstance(message, wire.Close) else None
 
 
 class Session:
@@ -208,7 +219,7 @@ class Session:
 
     def close(self, reason: str) -> None:
         """Say goodbye (an explicit Close, so the peer can tell it from truncation)."""
-        if self.state is State.TRANSPORT:
+        if self._send is not None and self.state is not State.CLOSED:
             self._send_record(wire.encode_message(wire.Close(reason[:200])))
         if self.state is not State.CLOSED:
             self.state = State.CLOSED
@@ -288,7 +299,7 @@ class Session:
         self._out += framing.encode_frame(wire.encode_preamble(preamble) + first)
 
     def _on_frame(self, frame: bytes) -> None:
-        if self.state in (State.TRANSPORT, State.AWAIT_HELLO, State.AWAIT_ACCEPT):
+        if self._recv is not None:
             self._on_transport_frame(frame)
         elif self.initiator:
             self._on_initiator_handshake(frame)
@@ -327,13 +338,20 @@ class Session:
             self._split(hs)
             self.peer = PeerIdentity(hello, rs, hs.handshake_hash, target.contact_id)
             self.state = State.TRANSPORT
+            # Key confirmation for the responder (see State.AWAIT_CONFIRM).
+            self._send_record(wire.encode_message(wire.Ping(0)))
             self._events.append(Established(self.peer))
 
     def _on_responder_handshake(self, frame: bytes) -> None:
         authority = self._authority
         assert authority is not None
         if self._hs is None:
-            preamble, first = wire.parse_preamble(frame)
+            try:
+                preamble, first = wire.parse_preamble(frame)
+            except wire.UnsupportedVersion as exc:
+                self.reject(wire.RejectCode.VERSION)
+                self._events.append(Closed(str(exc), clean=False))
+                return
             self.kind = preamble.kind
             if preamble.kind is wire.HandshakeKind.INVITE:
                 assert preamble.invite_id is not None
@@ -376,8 +394,7 @@ class Session:
                 self._out += framing.encode_frame(hs.write_message(wire.encode_hello(self._hello)))
                 self._split(hs)
                 self.peer = PeerIdentity(hello, rs, hs.handshake_hash, match.contact_id)
-                self.state = State.TRANSPORT
-                self._events.append(Established(self.peer))
+                self.state = State.AWAIT_CONFIRM
             else:
                 raise ProtocolViolation(f"handshake kind {preamble.kind.name} is not offered here")
             return
@@ -416,6 +433,10 @@ class Session:
                 "frame failed authentication (tampered, replayed, reordered or wrong key)"
             ) from None
         self.frames_received += 1
+        if self.state is State.AWAIT_CONFIRM:
+            assert self.peer is not None
+            self.state = State.TRANSPORT
+            self._events.append(Established(self.peer))
         chunk, more = framing.unpad(plaintext)
         record = self._reassembler.add(chunk, more)
         if record is None:
@@ -429,6 +450,12 @@ class Session:
             assert isinstance(target, InviteTarget) and self._hs is not None
             rs = self._hs.remote_static
             assert rs is not None
+            refusal = _as_close(record)
+            if refusal is not None:  # the inviter could not take us (invite used meanwhile)
+                self.state = State.CLOSED
+                self.close_reason = f"peer closed: {refusal.reason}"
+                self._events.append(Closed(refusal.reason, clean=True))
+                return
             hello = _checked_hello(record, rs)
             if hello.ed25519_public != target.ed25519_public:
                 raise ProtocolViolation("the inviter's identity key does not match the invite")

@@ -79,6 +79,9 @@ class Connection:
             self.writer.write(data)
 
     def send(self, message: wire.WireMessage) -> None:
+        """Send if the session is live; otherwise drop it (the outbox resends chat)."""
+        if not self.session.established or self.writer.is_closing():
+            return
         self.session.send(message)
         self._flush()
         if self.session.needs_rehandshake:
@@ -114,30 +117,35 @@ class Connection:
                 # Closed from our side (close() called): the service still hears of it once.
                 reason = self.session.close_reason or "closed"
                 with contextlib.suppress(Exception):
-                    await self._emit(Closed(reason, clean=True))
+                    await self._emit(Closed(reason, clean=False))
             with contextlib.suppress(Exception):
                 await self.writer.wait_closed()
 
     async def _read_loop(self) -> None:
         t = self._timing
+        handshake_deadline = self._started + t.handshake_timeout
         while not self.closed.is_set():
-            live = self.session.established
-            wait = t.keepalive_interval if live else t.handshake_timeout
+            now = self._clock()
+            if self.session.established:
+                if now - self._started >= t.max_session_age:
+                    self.close("rehandshake")  # fresh ephemeral keys: the dialer reconnects
+                    return
+                wait = t.keepalive_interval
+            else:
+                # One deadline for the whole handshake, so a stranger trickling bytes
+                # cannot hold the connection open.
+                wait = handshake_deadline - now
+                if wait <= 0:
+                    self.close("handshake timed out")
+                    return
             try:
                 async with asyncio.timeout(wait):
                     data = await self.reader.read(READ_CHUNK)
             except TimeoutError:
                 if not self.session.established:
-                    self.session.close("handshake timed out")
-                    await self._emit(Closed("handshake timed out", clean=False))
-                    return
+                    continue
                 if self._clock() - self._last_heard >= t.dead_after:
                     self.close("peer unresponsive")
-                    await self._emit(Closed("peer unresponsive (keepalive)", clean=False))
-                    return
-                if self._clock() - self._started >= t.max_session_age:
-                    self.close("rehandshake")
-                    await self._emit(Closed("session age limit: re-handshake", clean=True))
                     return
                 self._ping += 1
                 self.send(wire.Ping(self._ping))

@@ -58,6 +58,8 @@ def open_database(db_path: Path, key: bytes, *, create: bool = False) -> Engine:
     """
     if not create and not db_path.exists():
         raise FileNotFoundError(db_path)
+    if db_path.exists():
+        check_key(db_path, key)
     engine = create_db_engine(db_path, key)
     try:
         with engine.connect() as conn:
@@ -71,6 +73,25 @@ def open_database(db_path: Path, key: bytes, *, create: bool = False) -> Engine:
         raise
     migrate(engine)
     return engine
+
+
+def check_key(db_path: Path, key: bytes) -> None:
+    """Try the key on a read-only connection, which can neither write nor checkpoint a
+    leftover WAL: a wrong key must leave every file exactly as it was."""
+    import sqlcipher3
+
+    uri = f"file:{db_path}?mode=ro"
+    conn = sqlcipher3.connect(uri, uri=True)
+    try:
+        conn.execute("PRAGMA cipher_log_level = NONE")
+        conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlcipher3.DatabaseError:
+        raise WrongPassphrase(
+            "wrong passphrase: the profile database cannot be decrypted"
+        ) from None
+    finally:
+        conn.close()
 
 
 def alembic_config() -> Config:

@@ -76,7 +76,6 @@ class Message(Base):
     received_at_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     body: Mapped[str] = mapped_column(Text)
     state: Mapped[int] = mapped_column(Integer)
-    read_receipt_pending: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (
         Index("ix_messages_conversation_order", "contact_id", "lamport", "msg_id"),

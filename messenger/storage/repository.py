@@ -201,13 +201,11 @@ class Repository:
 
     def find_contacts(self, query: str) -> list[ContactRecord]:
         """Contacts whose name equals `query` (case-insensitive) or whose id starts with it."""
-        q = query.strip()
-        return self._contacts_where(
-            or_(
-                func.lower(Contact.display_name) == q.lower(),
-                Contact.id.startswith(q.lower(), autoescape=True),
-            )
-        )
+        q = query.strip().casefold()
+        if not q:
+            return []
+        # Compared in Python: SQLite's lower() only folds ASCII, and contacts are few.
+        return [c for c in self.contacts() if c.display_name.casefold() == q or c.id.startswith(q)]
 
     def set_addresses(self, contact_id: str, addresses: Sequence[str]) -> None:
         with self.engine.begin() as conn:
@@ -296,7 +294,12 @@ class Repository:
                 .values(used_at=now, used_by=new.id)
             )
             if used.rowcount != 1:
-                raise InviteUnusable("used")
+                row = conn.execute(
+                    select(Invite.used_at, Invite.expires_at).where(Invite.id == invite_id)
+                ).first()
+                if row is None:
+                    raise InviteUnusable("unknown")
+                raise InviteUnusable("used" if row[0] is not None else "expired")
             self._add_contact(conn, new, now)
 
     def pending_invites(self, now: float) -> list[InviteRecord]:
@@ -313,6 +316,8 @@ class Repository:
         """Store messages of ours in the outbox, in one transaction, each with a fresh id,
         the next sequence number and Lamport time of its conversation."""
         records: list[MessageRecord] = []
+        if not items:
+            return records
         with self.engine.begin() as conn:
             counters: dict[str, list[int]] = {}
             for contact_id, _ in items:
@@ -342,7 +347,6 @@ class Repository:
                         "received_at_ms": None,
                         "body": body,
                         "state": int(MessageState.QUEUED),
-                        "read_receipt_pending": False,
                     }
                 )
             for contact_id, (lamport, next_seq) in counters.items():
@@ -450,7 +454,6 @@ class Repository:
                         "received_at_ms": now_ms,
                         "body": m.body,
                         "state": int(MessageState.RECEIVED),
-                        "read_receipt_pending": False,
                     }
                     for m in wanted.values()
                 ]

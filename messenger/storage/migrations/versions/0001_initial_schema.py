@@ -63,7 +63,6 @@ def upgrade() -> None:
         sa.Column("received_at_ms", sa.Integer(), nullable=True),
         sa.Column("body", sa.Text(), nullable=False),
         sa.Column("state", sa.Integer(), nullable=False),
-        sa.Column("read_receipt_pending", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["contact_id"],
             ["contacts.id"],
