@@ -165,6 +165,17 @@ class ProfileDir:
         if self.exists() or self.db_path.exists():
             raise ProfileExists(f"a profile already exists at {self.path}")
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key, meta, warnings = self.new_key_material(passphrase, kdf=kdf)
+        self._write_meta(meta)
+        return key, warnings
+
+    def new_key_material(
+        self, passphrase: str | None, *, kdf: KdfParams | None = None
+    ) -> tuple[bytes, dict[str, Any], list[str]]:
+        """A fresh database key and the metadata that says how to get it again.
+
+        With no passphrase the key is already stored (keyring or key file) on return.
+        """
         warnings: list[str] = []
         meta: dict[str, Any] = {"format": PROFILE_FORMAT}
         if passphrase:
@@ -182,28 +193,50 @@ class ProfileDir:
             }
         else:
             key = nacl.utils.random(DB_KEY_LEN)
-            meta["key_source"] = self._store_random_key(key, warnings).value
-        self._write_meta(meta)
-        return key, warnings
+            self._store_random_key(key, warnings, meta)
+        return key, meta, warnings
 
-    def _store_random_key(self, key: bytes, warnings: list[str]) -> KeySource:
-        account = self._keyring_account()
+    def commit_key_material(self, meta: dict[str, Any]) -> None:
+        """After a re-key succeeded: switch to the new key and forget the old one."""
+        old = self.read_meta()
+        if meta["key_source"] == KeySource.KEY_FILE.value:
+            os.replace(self.path / meta["key_file"], self.path / KEY_FILE)
+            meta = {**meta, "key_file": KEY_FILE}
+        self._write_meta(meta)
+        if (
+            old["key_source"] == KeySource.KEY_FILE.value
+            and meta["key_source"] != old["key_source"]
+        ):
+            with contextlib.suppress(FileNotFoundError):
+                self.key_file.unlink()
+        old_account = old.get("keyring_account")
+        if old_account and old_account != meta.get("keyring_account"):
+            with contextlib.suppress(Exception):
+                import keyring
+
+                keyring.delete_password(KEYRING_SERVICE, old_account)
+
+    def _store_random_key(self, key: bytes, warnings: list[str], meta: dict[str, Any]) -> None:
+        """Keep a random key in the OS keyring, else in a 0600 file. A new key never
+        overwrites the one in use: it gets its own keyring entry or file until committed."""
+        account = f"{self._keyring_account()}:{nacl.utils.random(4).hex()}"
         try:
             import keyring
-            import keyring.errors
 
             keyring.set_password(KEYRING_SERVICE, account, key.hex())
             if keyring.get_password(KEYRING_SERVICE, account) == key.hex():
-                return KeySource.KEYRING
+                meta |= {"key_source": KeySource.KEYRING.value, "keyring_account": account}
+                return
         except Exception as exc:  # any backend failure means: no usable keyring
             log.info("no usable OS keyring: %s", exc)
-        self._write_private(self.key_file, key.hex().encode("ascii"))
+        name = KEY_FILE if not self.key_file.exists() else f"{KEY_FILE}.new"
+        self._write_private(self.path / name, key.hex().encode("ascii"))
+        meta |= {"key_source": KeySource.KEY_FILE.value, "key_file": name}
         warnings.append(
             f"No OS keyring is available: the database key is stored in {self.key_file} "
             "(readable only by you). Anyone who can read your files can read your messages; "
             "set a passphrase to prevent that."
         )
-        return KeySource.KEY_FILE
 
     def _keyring_account(self) -> str:
         return f"profile:{self.path.resolve()}"
@@ -242,7 +275,8 @@ class ProfileDir:
             import keyring
 
             try:
-                stored = keyring.get_password(KEYRING_SERVICE, self._keyring_account())
+                account = meta.get("keyring_account", self._keyring_account())
+                stored = keyring.get_password(KEYRING_SERVICE, account)
             except Exception as exc:
                 raise ProfileError(
                     f"the OS keyring holding this profile's key failed: {exc}"
@@ -254,7 +288,8 @@ class ProfileDir:
                 )
             return bytes.fromhex(stored)
         try:
-            return bytes.fromhex(self.key_file.read_text("ascii").strip())
+            key_path = self.path / meta.get("key_file", KEY_FILE)
+            return bytes.fromhex(key_path.read_text("ascii").strip())
         except (OSError, ValueError) as exc:
             raise ProfileError(f"cannot read the profile key file {self.key_file}: {exc}") from exc
 

@@ -87,10 +87,17 @@ SETTING_READ_RECEIPTS = "read_receipts"
 SETTING_TYPING = "typing_notifications"
 BLOB_IDENTITY = "identity"
 
+SETTING_NOTIFICATIONS = "notifications"
+SETTING_PREVIEWS = "notification_previews"
+SETTING_THEME = "theme"
+
 DEFAULT_SETTINGS: dict[str, Any] = {
     # Read receipts tell a contact exactly when you read; off unless the user opts in.
     SETTING_READ_RECEIPTS: False,
     SETTING_TYPING: True,
+    SETTING_NOTIFICATIONS: True,
+    SETTING_PREVIEWS: True,
+    SETTING_THEME: "system",  # "system", "light" or "dark"
 }
 
 
@@ -1004,9 +1011,46 @@ class PeerService:
         return [True] * len(arrivals)
 
     async def history(
-        self, contact_id: str, *, limit: int = 50, before: tuple[int, bytes] | None = None
+        self,
+        contact_id: str,
+        *,
+        limit: int = 50,
+        before: tuple[int, bytes] | None = None,
+        after: tuple[int, bytes] | None = None,
     ) -> list[MessageRecord]:
-        return await self._db(self.repo.history, contact_id, limit=limit, before=before)
+        """A page of a conversation, oldest first (see Repository.history)."""
+        return await self._db(
+            self.repo.history, contact_id, limit=limit, before=before, after=after
+        )
+
+    async def conversations(self) -> list[ConversationSummary]:
+        """Every contact with its newest message and unread count, most recent first."""
+        contacts = await self._db(self.repo.contacts)
+        last = await self._db(self.repo.last_messages)
+        unread = await self._db(self.repo.unread_counts)
+        summaries = [
+            ConversationSummary(c, last.get(c.id), unread.get(c.id, 0), self.is_online(c.id))
+            for c in contacts
+        ]
+        summaries.sort(key=lambda s: -s.last_activity)
+        return summaries
+
+    async def search(
+        self, text: str, *, contact_id: str | None = None, limit: int = 100
+    ) -> list[MessageRecord]:
+        """Full-text search of every conversation, or of one."""
+        return await self._db(self.repo.search, text, contact_id=contact_id, limit=limit)
+
+    async def change_passphrase(
+        self, new_passphrase: str | None, *, kdf: KdfParams | None = None
+    ) -> list[str]:
+        """Re-encrypt the database under a new passphrase (or a keyring key if None)."""
+        key, meta, warnings = await asyncio.to_thread(
+            self.profile.new_key_material, new_passphrase, kdf=kdf
+        )
+        await self._db(self.repo.rekey, key)
+        await asyncio.to_thread(self.profile.commit_key_material, meta)
+        return warnings
 
     async def mark_read(self, contact_id: str) -> int:
         ids = await self._db(self.repo.mark_seen, contact_id)
@@ -1031,6 +1075,20 @@ class PeerService:
 
     async def outbox_counts(self) -> dict[str, int]:
         return await self._db(self.repo.outbox_counts)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    contact: ContactRecord
+    last_message: MessageRecord | None
+    unread: int
+    online: bool
+
+    @property
+    def last_activity(self) -> float:
+        if self.last_message is not None:
+            return self.last_message.sent_at_ms / 1000
+        return self.contact.created_at
 
 
 class _Unreachable(Exception):

@@ -10,6 +10,7 @@ from typing import Any
 
 import nacl.utils
 from sqlalchemy import Engine, and_, func, or_, select, tuple_, update
+from sqlalchemy import text as text_sql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -476,16 +477,78 @@ class Repository:
         *,
         limit: int = 50,
         before: tuple[int, bytes] | None = None,
+        after: tuple[int, bytes] | None = None,
     ) -> list[MessageRecord]:
-        """The newest `limit` messages (optionally older than `before` = (lamport, msg_id)),
-        oldest first, in the conversation order both sides share: (Lamport time, id)."""
+        """A page of a conversation, oldest first, in the order both sides share:
+        (Lamport time, id). By default the newest `limit`; with `before` the `limit`
+        just older than that (lamport, msg_id) position; with `after` the `limit` just newer.
+        """
         query = select(*_MESSAGE_COLUMNS).where(Message.contact_id == contact_id)
+        position = tuple_(Message.lamport, Message.msg_id)
         if before is not None:
-            query = query.where(tuple_(Message.lamport, Message.msg_id) < tuple_(*before))
+            query = query.where(position < tuple_(*before))
+        if after is not None:
+            query = query.where(position > tuple_(*after))
+            query = query.order_by(Message.lamport, Message.msg_id).limit(limit)
+            with self.engine.connect() as conn:
+                return [_message(r) for r in conn.execute(query).all()]
         query = query.order_by(Message.lamport.desc(), Message.msg_id.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [_message(r) for r in reversed(rows)]
+
+    def last_messages(self) -> dict[str, MessageRecord]:
+        """The newest message of every conversation (for the conversation list)."""
+        latest = (
+            select(Message.contact_id, func.max(Message.lamport).label("top"))
+            .group_by(Message.contact_id)
+            .subquery()
+        )
+        query = (
+            select(*_MESSAGE_COLUMNS)
+            .join(
+                latest,
+                and_(Message.contact_id == latest.c.contact_id, Message.lamport == latest.c.top),
+            )
+            .order_by(Message.msg_id)
+        )
+        found: dict[str, MessageRecord] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query).all():
+                record = _message(row)
+                found[record.contact_id] = record  # ties: the larger id, as in history order
+        return found
+
+    def search(
+        self, text: str, *, contact_id: str | None = None, limit: int = 100
+    ) -> list[MessageRecord]:
+        """Full-text search (FTS5, inside the encrypted database), newest first.
+
+        Every word of `text` must occur (prefix match on the last one, for search-as-you-type).
+        """
+        words = [w.replace('"', '""') for w in text.split()]
+        if not words:
+            return []
+        match = " ".join(f'"{w}"' for w in words[:-1]) + f' "{words[-1]}"*'
+        sql = (
+            "SELECT m.id, m.msg_id, m.contact_id, m.outgoing, m.seq, m.lamport, m.sent_at_ms,"
+            " m.received_at_ms, m.body, m.state FROM messages_fts f"
+            " JOIN messages m ON m.id = f.rowid WHERE messages_fts MATCH :match"
+        )
+        params: dict[str, Any] = {"match": match.strip(), "limit": limit}
+        if contact_id is not None:
+            sql += " AND m.contact_id = :contact"
+            params["contact"] = contact_id
+        sql += " ORDER BY m.sent_at_ms DESC LIMIT :limit"
+        with self.engine.connect() as conn:
+            rows = conn.execute(text_sql(sql), params).all()
+        return [_message(r) for r in rows]
+
+    def rekey(self, new_key: bytes) -> None:
+        """Re-encrypt the whole database under a new key (SQLCipher PRAGMA rekey)."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql(f"PRAGMA rekey = \"x'{new_key.hex()}'\"")
+        self.engine.dispose()  # pooled connections still carry the old key
 
     def message(self, msg_id: bytes) -> MessageRecord | None:
         with self.engine.connect() as conn:
