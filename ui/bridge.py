@@ -1,0 +1,155 @@
+"""The Qt face of the peer service: service events become Qt signals, commands are
+coroutines run on the one asyncio loop that qasync shares with Qt.
+
+Widgets never touch storage or sockets: they call these methods (from an
+``@asyncSlot`` or ``asyncio.ensure_future``) and listen to these signals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from messenger import (
+    ContactAdded,
+    ContactChanged,
+    ContactRecord,
+    MessageAdded,
+    MessageRecord,
+    MessageStatesChanged,
+    PeerService,
+    PresenceChanged,
+    ServiceEvent,
+    TypingChanged,
+)
+from messenger.identity import (
+    format_safety_number,
+    safety_number_qr_payload,
+    verify_safety_number_qr,
+)
+from messenger.invite import Invite
+from messenger.service import ConversationSummary
+
+
+class Bridge(QObject):
+    # A contact was added, renamed or verified: the conversation list should refresh it.
+    contactAdded = Signal(object)  # ContactRecord
+    contactChanged = Signal(object)  # ContactRecord
+    presenceChanged = Signal(str, bool)  # contact_id, online
+    messageAdded = Signal(object)  # MessageRecord (ours queued, or theirs stored)
+    messageStatesChanged = Signal(str, object, int)  # contact_id, tuple[bytes], MessageState
+    typingChanged = Signal(str, bool)  # contact_id, active
+    settingChanged = Signal(str, object)  # key, value
+
+    def __init__(self, service: PeerService, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.service = service
+        self._unsubscribe = service.subscribe(self._on_event)
+
+    def detach(self) -> None:
+        self._unsubscribe()
+
+    # -- events -> signals (called on the loop thread, which is Qt's thread) -------------
+
+    def _on_event(self, event: ServiceEvent) -> None:
+        if isinstance(event, MessageAdded):
+            self.messageAdded.emit(event.message)
+        elif isinstance(event, MessageStatesChanged):
+            self.messageStatesChanged.emit(event.contact_id, event.msg_ids, int(event.state))
+        elif isinstance(event, PresenceChanged):
+            self.presenceChanged.emit(event.contact_id, event.online)
+        elif isinstance(event, TypingChanged):
+            self.typingChanged.emit(event.contact_id, event.active)
+        elif isinstance(event, ContactAdded):
+            self.contactAdded.emit(event.contact)
+        elif isinstance(event, ContactChanged):
+            self.contactChanged.emit(event.contact)
+
+    # -- who am I --------------------------------------------------------------------------
+
+    @property
+    def display_name(self) -> str:
+        return self.service.display_name
+
+    @property
+    def my_id(self) -> str:
+        return self.service.contact_id
+
+    def setting(self, key: str) -> Any:
+        return self.service.settings.get(key)
+
+    async def set_setting(self, key: str, value: Any) -> None:
+        await self.service.set_setting(key, value)
+        self.settingChanged.emit(key, value)
+
+    async def change_passphrase(self, new_passphrase: str | None) -> list[str]:
+        return await self.service.change_passphrase(new_passphrase)
+
+    # -- conversations ----------------------------------------------------------------------
+
+    async def conversations(self) -> list[ConversationSummary]:
+        return await self.service.conversations()
+
+    async def contact(self, contact_id: str) -> ContactRecord | None:
+        for c in await self.service.contacts():
+            if c.id == contact_id:
+                return c
+        return None
+
+    def is_online(self, contact_id: str) -> bool:
+        return self.service.is_online(contact_id)
+
+    async def history(
+        self,
+        contact_id: str,
+        *,
+        limit: int = 50,
+        before: tuple[int, bytes] | None = None,
+        after: tuple[int, bytes] | None = None,
+    ) -> list[MessageRecord]:
+        return await self.service.history(contact_id, limit=limit, before=before, after=after)
+
+    async def send_text(self, contact_id: str, body: str) -> MessageRecord:
+        return await self.service.send_text(contact_id, body)
+
+    async def mark_read(self, contact_id: str) -> int:
+        return await self.service.mark_read(contact_id)
+
+    def set_typing(self, contact_id: str, active: bool) -> None:
+        self.service.set_typing(contact_id, active)
+
+    async def search(self, text: str, contact_id: str | None = None) -> list[MessageRecord]:
+        return await self.service.search(text, contact_id=contact_id)
+
+    # -- contacts, invites, verification ----------------------------------------------------
+
+    async def create_invite(self, ttl: int = 24 * 3600) -> tuple[str, Invite]:
+        return await self.service.create_invite(ttl=ttl)
+
+    async def accept_invite(self, code: str, *, verified: bool = False) -> ContactRecord:
+        """Raises messenger.InviteFailed with a user-facing message."""
+        return await self.service.accept_invite(code, verified=verified)
+
+    def safety_number(self, contact: ContactRecord) -> str:
+        return format_safety_number(self.service.safety_number(contact), lines=True)
+
+    def safety_qr_payload(self, contact: ContactRecord) -> bytes:
+        return safety_number_qr_payload(
+            self.service.identity.ed25519_public, contact.ed25519_public
+        )
+
+    async def verify_with_qr(self, contact: ContactRecord, payload: bytes) -> bool:
+        """Their safety-number QR, scanned: marks the contact verified if it matches."""
+        ok = verify_safety_number_qr(
+            payload, self.service.identity.ed25519_public, contact.ed25519_public
+        )
+        if ok:
+            await self.set_verified(contact.id, True)
+        return ok
+
+    async def set_verified(self, contact_id: str, verified: bool) -> None:
+        await self.service.set_verified(contact_id, verified)
+        record = await self.contact(contact_id)
+        if record is not None:
+            self.contactChanged.emit(record)
