@@ -61,7 +61,8 @@ class Connection:
         self.closed = asyncio.Event()
         self.adopted = asyncio.Event()
         self._reported_closed = False
-        self.adopted_at = 0.0  # set when the service made it a contact's live session
+        self.adopted_at = 0.0
+        self._flush_scheduled = False  # set when the service made it a contact's live session
         peer = writer.get_extra_info("peername")
         self.peer_address: tuple[str, int] | None = (peer[0], peer[1]) if peer else None
 
@@ -73,21 +74,40 @@ class Connection:
     def initiator(self) -> bool:
         return self.session.initiator
 
+    @property
+    def last_heard(self) -> float:
+        """When bytes last arrived (the connection's clock, monotonic by default)."""
+        return self._last_heard
+
+    def use_timing(self, timing: Timing) -> None:
+        """Change the keepalive timers of this connection (the service uses shorter ones
+        for peers on the local link); applies from the next read timeout on."""
+        self._timing = timing
+
     def _flush(self) -> None:
         data = self.session.data_to_send()
         if data and not self.writer.is_closing():
             self.writer.write(data)
 
     def send(self, message: wire.WireMessage) -> None:
-        """Send if the session is live; otherwise drop it (the outbox resends chat)."""
+        """Send if the session is live; otherwise drop it (the outbox resends chat).
+
+        Frames queued in one pass of the event loop leave in one write."""
         if not self.session.established or self.writer.is_closing():
             return
         self.session.send(message)
-        self._flush()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
         if self.session.needs_rehandshake:
             self.close("rehandshake")
 
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self._flush()
+
     async def drain(self) -> None:
+        self._flush()
         with contextlib.suppress(ConnectionError):
             await self.writer.drain()
 
@@ -122,9 +142,9 @@ class Connection:
                 await self.writer.wait_closed()
 
     async def _read_loop(self) -> None:
-        t = self._timing
-        handshake_deadline = self._started + t.handshake_timeout
+        handshake_deadline = self._started + self._timing.handshake_timeout
         while not self.closed.is_set():
+            t = self._timing  # may change while live (use_timing)
             now = self._clock()
             if self.session.established:
                 if now - self._started >= t.max_session_age:

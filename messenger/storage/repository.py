@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import nacl.utils
-from sqlalchemy import Engine, and_, func, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy import text as text_sql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -65,6 +65,18 @@ class ContactKeys:
     ed25519_public: bytes
     x25519_public: bytes
     psk: bytes
+
+
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (msg_id, contact_id, outgoing, seq, lamport, sent_at_ms, "
+    "received_at_ms, body, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_COUNTERS = "SELECT lamport, next_seq FROM contacts WHERE id = ?"
+
+
+def _cursor(conn: Any) -> Any:
+    """The DB-API cursor inside a SQLAlchemy transaction (same connection, same BEGIN)."""
+    return conn.connection.dbapi_connection.cursor()
 
 
 _MESSAGE_COLUMNS = (
@@ -246,6 +258,23 @@ class Repository:
         with self.engine.begin() as conn:
             conn.execute(update(Contact).where(Contact.id == contact_id).values(verified=verified))
 
+    def discovery_keys(self) -> dict[str, bytes]:
+        """Every contact's LAN advertising key (what its mDNS tokens are made with)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Contact.id, Contact.discovery_key)).all()
+        return {r[0]: r[1] for r in rows}
+
+    def set_discovery_key(self, contact_id: str, key: bytes) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(Contact).where(Contact.id == contact_id).values(discovery_key=key))
+
+    def delete_contact(self, contact_id: str) -> bool:
+        """Remove a contact and its whole conversation, in one transaction."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(Message).where(Message.contact_id == contact_id))
+            gone = conn.execute(delete(Contact).where(Contact.id == contact_id))
+        return bool(gone.rowcount)
+
     # -- invites --------------------------------------------------------------------------
 
     def add_invite(
@@ -315,66 +344,53 @@ class Repository:
         self, items: Sequence[tuple[str, str]], now_ms: int
     ) -> list[MessageRecord]:
         """Store messages of ours in the outbox, in one transaction, each with a fresh id,
-        the next sequence number and Lamport time of its conversation."""
+        the next sequence number and Lamport time of its conversation.
+
+        Hot path: plain SQL on the driver cursor (building SQLAlchemy statements cost more
+        than SQLite's own work here), in the same transaction."""
         records: list[MessageRecord] = []
         if not items:
             return records
+        queued = int(MessageState.QUEUED)
+        ids = nacl.utils.random(MSG_ID_LEN * len(items))
         with self.engine.begin() as conn:
+            cur = _cursor(conn)
             counters: dict[str, list[int]] = {}
             for contact_id, _ in items:
                 if contact_id in counters:
                     continue
-                row = conn.execute(
-                    select(Contact.lamport, Contact.next_seq).where(Contact.id == contact_id)
-                ).first()
+                row = cur.execute(_SELECT_COUNTERS, (contact_id,)).fetchone()
                 if row is None:
                     raise StorageError(f"no contact {contact_id}")
                 counters[contact_id] = [row[0], row[1]]
-            rows: list[dict[str, Any]] = []
-            for contact_id, body in items:
+            for i, (contact_id, body) in enumerate(items):
                 counter = counters[contact_id]
                 counter[0] += 1
                 lamport, seq = counter[0], counter[1]
                 counter[1] += 1
-                msg_id = nacl.utils.random(MSG_ID_LEN)
-                rows.append(
-                    {
-                        "msg_id": msg_id,
-                        "contact_id": contact_id,
-                        "outgoing": True,
-                        "seq": seq,
-                        "lamport": lamport,
-                        "sent_at_ms": now_ms,
-                        "received_at_ms": None,
-                        "body": body,
-                        "state": int(MessageState.QUEUED),
-                    }
-                )
-            for contact_id, (lamport, next_seq) in counters.items():
-                conn.execute(
-                    update(Contact)
-                    .where(Contact.id == contact_id)
-                    .values(lamport=lamport, next_seq=next_seq)
-                )
-            conn.execute(sqlite_insert(Message), rows)
-            first = conn.execute(
-                select(Message.id).where(Message.msg_id == rows[0]["msg_id"])
-            ).scalar_one()
-            for offset, values in enumerate(rows):
+                msg_id = ids[i * MSG_ID_LEN : (i + 1) * MSG_ID_LEN]
+                ((row_id,),) = cur.execute(
+                    _INSERT_MESSAGE + " RETURNING id",
+                    (msg_id, contact_id, 1, seq, lamport, now_ms, None, body, queued),
+                ).fetchall()
                 records.append(
                     MessageRecord(
-                        first + offset,
-                        values["msg_id"],
-                        values["contact_id"],
+                        row_id,
+                        msg_id,
+                        contact_id,
                         True,
-                        values["seq"],
-                        values["lamport"],
+                        seq,
+                        lamport,
                         now_ms,
                         None,
-                        values["body"],
+                        body,
                         MessageState.QUEUED,
                     )
                 )
+            cur.executemany(
+                "UPDATE contacts SET lamport = ?, next_seq = ? WHERE id = ?",
+                [(lamport, next_seq, cid) for cid, (lamport, next_seq) in counters.items()],
+            )
         return records
 
     def outbox(self, contact_id: str) -> list[MessageRecord]:
@@ -403,21 +419,31 @@ class Repository:
         self, contact_id: str, msg_ids: Iterable[bytes], state: MessageState
     ) -> list[bytes]:
         """Move our messages forward (never back) to `state`; returns the ids that changed."""
-        ids = list(msg_ids)
-        if not ids:
-            return []
+        return self.advance_states_many([(contact_id, list(msg_ids), state)])
+
+    def advance_states_many(
+        self, updates: Sequence[tuple[str, Sequence[bytes], MessageState]]
+    ) -> list[bytes]:
+        """Several receipts in one transaction (receipts are group-committed too)."""
         changed: list[bytes] = []
+        if not any(ids for _, ids, _ in updates):
+            return changed
         with self.engine.begin() as conn:
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                where = and_(
-                    Message.contact_id == contact_id,
-                    Message.outgoing.is_(True),
-                    Message.msg_id.in_(chunk),
-                    Message.state < int(state),
-                )
-                changed += conn.execute(select(Message.msg_id).where(where)).scalars().all()
-                conn.execute(update(Message).where(where).values(state=int(state)))
+            cur = _cursor(conn)
+            for contact_id, ids, state in updates:
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    # Only "?" placeholders are interpolated; every value is a parameter.
+                    sql = (
+                        "UPDATE messages SET state = ? WHERE contact_id = ? AND outgoing = 1 "  # noqa: S608
+                        f"AND state < ? AND msg_id IN ({marks}) RETURNING msg_id"
+                    )
+                    rows = cur.execute(
+                        sql,
+                        (int(state), contact_id, int(state), *chunk),
+                    ).fetchall()
+                    changed += [r[0] for r in rows]
         return changed
 
     def store_incoming(
@@ -428,47 +454,48 @@ class Repository:
         Duplicates (by id) are dropped. Returns the records that are new.
         """
         stored: list[MessageRecord] = []
+        received = int(MessageState.RECEIVED)
         with self.engine.begin() as conn:
+            cur = _cursor(conn)
             for contact_id, messages in batches:
-                if not messages:
-                    continue
-                wanted: dict[bytes, IncomingMessage] = {}
+                top = -1
                 for m in messages:
-                    wanted.setdefault(m.msg_id, m)
-                ids = list(wanted)
-                for start in range(0, len(ids), 500):
-                    present = conn.execute(
-                        select(Message.msg_id).where(Message.msg_id.in_(ids[start : start + 500]))
-                    ).scalars()
-                    for known in present:
-                        wanted.pop(known, None)
-                if not wanted:
-                    continue
-                rows = [
-                    {
-                        "msg_id": m.msg_id,
-                        "contact_id": contact_id,
-                        "outgoing": False,
-                        "seq": m.seq,
-                        "lamport": m.lamport,
-                        "sent_at_ms": m.sent_at_ms,
-                        "received_at_ms": now_ms,
-                        "body": m.body,
-                        "state": int(MessageState.RECEIVED),
-                    }
-                    for m in wanted.values()
-                ]
-                conn.execute(sqlite_insert(Message), rows)
-                top = max(m.lamport for m in wanted.values())
-                conn.execute(
-                    update(Contact)
-                    .where(Contact.id == contact_id, Contact.lamport < top)
-                    .values(lamport=top)
-                )
-                new_rows = conn.execute(
-                    select(*_MESSAGE_COLUMNS).where(Message.msg_id.in_(list(wanted)))
-                ).all()
-                stored += sorted((_message(r) for r in new_rows), key=lambda r: r.row_id)
+                    rows = cur.execute(
+                        _INSERT_MESSAGE + " ON CONFLICT (msg_id) DO NOTHING RETURNING id",
+                        (
+                            m.msg_id,
+                            contact_id,
+                            0,
+                            m.seq,
+                            m.lamport,
+                            m.sent_at_ms,
+                            now_ms,
+                            m.body,
+                            received,
+                        ),
+                    ).fetchall()
+                    if not rows:
+                        continue  # a duplicate: stored before
+                    stored.append(
+                        MessageRecord(
+                            rows[0][0],
+                            m.msg_id,
+                            contact_id,
+                            False,
+                            m.seq,
+                            m.lamport,
+                            m.sent_at_ms,
+                            now_ms,
+                            m.body,
+                            MessageState.RECEIVED,
+                        )
+                    )
+                    top = max(top, m.lamport)
+                if top >= 0:
+                    cur.execute(
+                        "UPDATE contacts SET lamport = ? WHERE id = ? AND lamport < ?",
+                        (top, contact_id, top),
+                    )
         return stored
 
     def history(
@@ -519,6 +546,22 @@ class Repository:
                 found[record.contact_id] = record  # ties: the larger id, as in history order
         return found
 
+    def index_pending(self, limit: int = 5000) -> int:
+        """Add up to `limit` not yet indexed messages to the search index; returns how many.
+
+        Indexing runs after storing (see migration 0003), never inside a message's commit."""
+        with self.engine.begin() as conn:
+            cur = _cursor(conn)
+            (last,) = cur.execute("SELECT last_id FROM search_progress WHERE id = 1").fetchone()
+            rows = cur.execute(
+                "SELECT id, body FROM messages WHERE id > ? ORDER BY id LIMIT ?", (last, limit)
+            ).fetchall()
+            if not rows:
+                return 0
+            cur.executemany("INSERT INTO messages_fts(rowid, body) VALUES (?, ?)", rows)
+            cur.execute("UPDATE search_progress SET last_id = ? WHERE id = 1", (rows[-1][0],))
+        return len(rows)
+
     def search(
         self, text: str, *, contact_id: str | None = None, limit: int = 100
     ) -> list[MessageRecord]:
@@ -529,6 +572,8 @@ class Repository:
         words = [w.replace('"', '""') for w in text.split()]
         if not words:
             return []
+        while self.index_pending():
+            pass  # a search sees every stored message
         match = " ".join(f'"{w}"' for w in words[:-1]) + f' "{words[-1]}"*'
         sql = (
             "SELECT m.id, m.msg_id, m.contact_id, m.outgoing, m.seq, m.lamport, m.sent_at_ms,"

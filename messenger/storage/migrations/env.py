@@ -7,9 +7,13 @@ from messenger.storage.models import Base
 connection = context.config.attributes["connection"]
 
 
+RAW_SQL_TABLES = ("messages_fts", "search_progress")
+
+
 def include_name(name: str | None, type_: str, _parents: object) -> bool:
-    # The FTS5 index (0002) is raw SQL with shadow tables the models do not describe.
-    return not (type_ == "table" and name is not None and name.startswith("messages_fts"))
+    # The search index (0002, 0003) is raw SQL: FTS5 with its shadow tables, and its
+    # progress row; the models do not describe them.
+    return not (type_ == "table" and name is not None and name.startswith(RAW_SQL_TABLES))
 
 
 context.configure(
