@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import URL, Engine, create_engine, event, text
 from sqlalchemy.exc import DatabaseError
 
-from ..profile import WrongPassphrase
+from ..profile import ProfileError, WrongPassphrase
 
 log = logging.getLogger(__name__)
 
@@ -86,8 +86,12 @@ def check_key(db_path: Path, key: bytes) -> None:
     leftover WAL: a wrong key must leave every file exactly as it was."""
     import sqlcipher3
 
-    uri = f"file:{db_path}?mode=ro"
-    conn = sqlcipher3.connect(uri, uri=True)
+    # as_uri() percent-encodes: a raw '#', '?' or '%' in the path would change its meaning.
+    uri = f"{db_path.resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlcipher3.connect(uri, uri=True)
+    except sqlcipher3.OperationalError as exc:
+        raise ProfileError(f"cannot open the profile database {db_path}: {exc}") from exc
     try:
         conn.execute("PRAGMA cipher_log_level = NONE")
         conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")

@@ -1,0 +1,737 @@
+"""Storage: SQLCipher at rest, Alembic migrations, and the repository's contracts."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine, MetaData, Table, event, insert, text
+
+from messenger.records import MessageState
+from messenger.storage.database import (
+    alembic_config,
+    create_db_engine,
+    current_revision,
+    migrate,
+    open_database,
+)
+from messenger.storage.models import Base
+from messenger.storage.repository import (
+    ContactExists,
+    IncomingMessage,
+    InviteUnusable,
+    NewContact,
+    Repository,
+    StorageError,
+)
+
+FTS_PREFIX = "messages_fts"  # the FTS5 table and its shadow tables: built by 0002, not models
+RAW_SQL_TABLES = (FTS_PREFIX, "search_progress")  # as excluded in migrations/env.py
+NOW = 1_700_000_000.0
+NOW_MS = int(NOW * 1000)
+
+
+def _head() -> str:
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def _contact(name: str = "Alice", *, cid: str | None = None, ed: bytes | None = None) -> NewContact:
+    return NewContact(
+        id=cid or os.urandom(16).hex(),
+        display_name=name,
+        ed25519_public=ed or os.urandom(32),
+        x25519_public=os.urandom(32),
+        static_certificate=os.urandom(64),
+        psk=os.urandom(32),
+        discovery_key=os.urandom(32),
+        conversation_id=os.urandom(16),
+        verified=False,
+        addresses=("192.0.2.1:4000",),
+    )
+
+
+def _incoming(
+    body: str = "hi", *, lamport: int = 1, seq: int = 1, msg_id: bytes | None = None
+) -> IncomingMessage:
+    return IncomingMessage(
+        msg_id=msg_id or os.urandom(16), seq=seq, lamport=lamport, sent_at_ms=NOW_MS, body=body
+    )
+
+
+def _schema(engine: Engine) -> list[tuple[str, str, str, str | None]]:
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT type, name, tbl_name, sql FROM sqlite_master").all()
+    return sorted((r[0], r[1], r[2], " ".join(r[3].split()) if r[3] else None) for r in rows)
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = open_database(tmp_path / "chinwag.db", os.urandom(32), create=True)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def repo(engine: Engine) -> Repository:
+    return Repository(engine)
+
+
+# -- migrations -------------------------------------------------------------------------
+
+
+def _modelled(name: str | None, type_: str, _parents: object) -> bool:
+    return not (type_ == "table" and name is not None and name.startswith(RAW_SQL_TABLES))
+
+
+def test_fresh_database_is_at_head_with_the_models_schema(engine: Engine) -> None:
+    assert current_revision(engine) == _head()
+    with engine.connect() as conn:
+        everything = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        ctx = MigrationContext.configure(
+            conn,
+            opts={"compare_type": True, "include_name": _modelled, "render_as_batch": True},
+        )
+        diff = compare_metadata(ctx, Base.metadata)
+    assert diff == []
+    # What the filter hides is exactly the search index, nothing else: a new table that is
+    # not a model must be added to the models, or to this list and to migrations/env.py.
+    assert {d[0] for d in everything} == {"remove_table"}
+    assert {d[1].name for d in everything} == {
+        "search_progress",
+        FTS_PREFIX,
+        *(f"{FTS_PREFIX}_{s}" for s in ("data", "idx", "docsize", "config")),
+    }
+
+
+def test_alembic_check_finds_no_pending_changes(engine: Engine) -> None:
+    from alembic import command
+
+    cfg = alembic_config()
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.check(cfg)
+
+
+def test_reopening_does_not_migrate_again(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    path = tmp_path / "chinwag.db"
+    open_database(path, key, create=True).dispose()
+    eng = open_database(path, key)
+    try:
+        assert current_revision(eng) == _head()
+    finally:
+        eng.dispose()
+    with pytest.raises(FileNotFoundError):
+        open_database(tmp_path / "absent.db", key)
+
+
+def test_upgrade_from_0001_keeps_data_and_matches_a_fresh_schema(
+    tmp_path: Path, engine: Engine
+) -> None:
+    old = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(old, "0001")
+        assert current_revision(old) == "0001"
+        assert not any(name.startswith(FTS_PREFIX) for _, name, _, _ in _schema(old))
+        contact = _contact("Old Friend")
+        with old.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO contacts (id, display_name, ed25519_public, x25519_public, "
+                    "static_certificate, psk, discovery_key, conversation_id, verified, "
+                    "addresses, created_at, last_seen, lamport, next_seq) VALUES (:id, :name, "
+                    ":ed, :x, :cert, :psk, :dk, :conv, 0, '[]', :now, NULL, 3, 4)"
+                ),
+                {
+                    "id": contact.id,
+                    "name": contact.display_name,
+                    "ed": contact.ed25519_public,
+                    "x": contact.x25519_public,
+                    "cert": contact.static_certificate,
+                    "psk": contact.psk,
+                    "dk": contact.discovery_key,
+                    "conv": contact.conversation_id,
+                    "now": NOW,
+                },
+            )
+            bodies = ["the old café on the corner", "pineapple upside down", "third message"]
+            ids = [os.urandom(16) for _ in bodies]
+            # Core on the table as 0001 built it (reflected), not on today's models.
+            messages = Table("messages", MetaData(), autoload_with=conn)
+            rows = [
+                {
+                    "msg_id": m,
+                    "contact_id": contact.id,
+                    "outgoing": bool(i % 2),
+                    "seq": i + 1,
+                    "lamport": i + 1,
+                    "sent_at_ms": NOW_MS,
+                    "received_at_ms": None,
+                    "body": b,
+                    "state": int(MessageState.DELIVERED if i % 2 else MessageState.SEEN),
+                    "read_receipt_pending": False,
+                }
+                for i, (m, b) in enumerate(zip(ids, bodies, strict=True))
+            ]
+            conn.execute(
+                insert(messages),
+                [{k: v for k, v in r.items() if k in messages.c} for r in rows],
+            )
+
+        # A message stored while at 0002 (indexed by 0002's trigger) must survive 0003 too.
+        migrate(old, "0002")
+        kumquat = os.urandom(16)
+        later = {**rows[0], "msg_id": kumquat, "body": "kumquat", "seq": 4, "lamport": 4}
+        with old.begin() as conn:
+            conn.execute(insert(messages), [{k: v for k, v in later.items() if k in messages.c}])
+        ids.append(kumquat)
+        bodies.append("kumquat")
+
+        migrate(old)
+
+        assert current_revision(old) == _head()
+        assert _schema(old) == _schema(engine)
+        repo = Repository(old)
+        assert [m.msg_id for m in repo.history(contact.id)] == ids
+        assert {m.body for m in repo.history(contact.id)} == set(bodies)
+        record = repo.contact(contact.id)
+        assert record is not None and record.display_name == "Old Friend"
+
+        def match(query: str) -> list[bytes]:
+            """The FTS index as the migrations left it (no lazy indexing has run yet)."""
+            with old.connect() as conn:
+                return list(
+                    conn.execute(
+                        text(
+                            "SELECT m.msg_id FROM messages_fts JOIN messages m "
+                            "ON m.id = messages_fts.rowid WHERE messages_fts MATCH :q "
+                            "ORDER BY m.id"
+                        ),
+                        {"q": query},
+                    ).scalars()
+                )
+
+        assert match("pineapple") == [ids[1]]
+        assert match("cafe") == [ids[0]]  # remove_diacritics 2
+        assert match("kumquat") == [kumquat]
+        assert match("messag") == []  # whole tokens, not substrings
+
+        (new,) = repo.store_incoming([(contact.id, [_incoming("pineapple juice", lamport=9)])], 0)
+        found = repo.search("pineapple")
+        assert {m.msg_id for m in found} == {ids[1], new.msg_id}
+        assert {m.msg_id for m in repo.search("café")} == {ids[0]}
+        # Lamport/sequence counters written before the upgrade are honoured.
+        (mine,) = repo.queue_outgoing_many([(contact.id, "after")], NOW_MS)
+        assert (mine.seq, mine.lamport) == (4, 10)
+    finally:
+        old.dispose()
+
+
+# -- at rest ----------------------------------------------------------------------------
+
+SECRET_BODY = "ultraviolet-marmalade-quokka-8841"
+SECRET_NAME = "Zanzibar Quillfeather"
+
+
+def _plaintext_leaks(folder: Path, needles: list[bytes]) -> list[tuple[str, bytes]]:
+    leaks = []
+    for name in ("chinwag.db", "chinwag.db-wal", "chinwag.db-shm"):
+        path = folder / name
+        if path.exists():
+            data = path.read_bytes()
+            leaks += [(name, n) for n in needles if n in data]
+    return leaks
+
+
+def test_database_file_holds_no_plaintext(tmp_path: Path) -> None:
+    key = os.urandom(32)
+    eng = open_database(tmp_path / "chinwag.db", key, create=True)
+    repo = Repository(eng)
+    new = _contact(SECRET_NAME)
+    repo.add_contact(new, NOW)
+    repo.store_incoming([(new.id, [_incoming(f"{SECRET_BODY} #{i}") for i in range(50)])], NOW_MS)
+    repo.queue_outgoing_many([(new.id, f"re: {SECRET_BODY}")] * 50, NOW_MS)
+    needles = [
+        SECRET_BODY.encode(),
+        SECRET_BODY.encode("utf-16-le"),
+        b"marmalade",
+        SECRET_NAME.encode(),
+        b"Quillfeather",
+        new.psk,
+        new.id.encode(),
+        b"SQLite format 3",
+    ]
+    # While open, the committed pages sit in the -wal file: that is encrypted too.
+    assert (tmp_path / "chinwag.db-wal").exists()
+    assert _plaintext_leaks(tmp_path, needles) == []
+    eng.dispose()
+    assert _plaintext_leaks(tmp_path, needles) == []
+
+    eng = open_database(tmp_path / "chinwag.db", key)
+    try:
+        repo = Repository(eng)
+        assert [c.display_name for c in repo.contacts()] == [SECRET_NAME]
+        bodies = [m.body for m in repo.history(new.id, limit=200)]
+        assert len(bodies) == 100
+        assert all(SECRET_BODY in b for b in bodies)
+    finally:
+        eng.dispose()
+
+
+def test_plain_sqlite_cannot_read_the_database(tmp_path: Path) -> None:
+    open_database(tmp_path / "chinwag.db", os.urandom(32), create=True).dispose()
+    conn = sqlite3.connect(tmp_path / "chinwag.db")
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="file is not a database"):
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    finally:
+        conn.close()
+
+
+# -- incoming ---------------------------------------------------------------------------
+
+
+def test_store_incoming_drops_duplicates_and_returns_only_new(repo: Repository) -> None:
+    alice, bob = _contact("Alice"), _contact("Bob")
+    repo.add_contact(alice, NOW)
+    repo.add_contact(bob, NOW)
+    m1, m2, m3 = (_incoming(f"m{i}", lamport=i, seq=i) for i in (1, 2, 3))
+    m1_again = IncomingMessage(m1.msg_id, 1, 1, NOW_MS, "a forged second copy")
+
+    first = repo.store_incoming([(alice.id, [m1, m2, m1_again, m2])], NOW_MS + 5)
+    assert [r.msg_id for r in first] == [m1.msg_id, m2.msg_id]
+    assert [r.body for r in first] == ["m1", "m2"]
+    assert all(r.state is MessageState.RECEIVED and not r.outgoing for r in first)
+    assert all(r.received_at_ms == NOW_MS + 5 for r in first)
+    for r in first:
+        stored = repo.message(r.msg_id)
+        assert stored == r  # the returned record is what the database holds, row_id too
+
+    # Across calls, and across batches of one call (even for another contact).
+    second = repo.store_incoming([(alice.id, [m2, m3]), (bob.id, [m3, m1]), (bob.id, [])], NOW_MS)
+    assert [r.msg_id for r in second] == [m3.msg_id]
+    assert repo.store_incoming([(alice.id, [m1, m2, m3])], NOW_MS) == []
+
+    assert repo.message_count(alice.id) == 3
+    assert repo.message_count(bob.id) == 0
+    assert repo.message(m1.msg_id).body == "m1"  # type: ignore[union-attr]
+
+
+def test_incoming_lamport_moves_our_clock_forward(repo: Repository) -> None:
+    alice = _contact()
+    repo.add_contact(alice, NOW)
+    repo.store_incoming([(alice.id, [_incoming(lamport=41), _incoming(lamport=7)])], NOW_MS)
+    (mine,) = repo.queue_outgoing_many([(alice.id, "answer")], NOW_MS)
+    assert mine.lamport == 42
+    assert mine.seq == 1  # the sequence counts our own messages only
+    repo.store_incoming([(alice.id, [_incoming(lamport=3)])], NOW_MS)  # an old one: no change
+    (later,) = repo.queue_outgoing_many([(alice.id, "again")], NOW_MS)
+    assert (later.lamport, later.seq) == (43, 2)
+
+
+# -- outgoing ---------------------------------------------------------------------------
+
+
+def test_queue_outgoing_many_assigns_seq_lamport_and_row_ids(repo: Repository) -> None:
+    alice, bob = _contact("Alice"), _contact("Bob")
+    repo.add_contact(alice, NOW)
+    repo.add_contact(bob, NOW)
+    repo.store_incoming([(bob.id, [_incoming(lamport=5)])], NOW_MS)  # a row before ours
+
+    items = [(alice.id, "a1"), (bob.id, "b1"), (alice.id, "a2"), (alice.id, "a3"), (bob.id, "b2")]
+    records = repo.queue_outgoing_many(items, NOW_MS)
+    assert [(r.contact_id, r.body) for r in records] == items
+    by = {cid: [r for r in records if r.contact_id == cid] for cid in (alice.id, bob.id)}
+    assert [(r.seq, r.lamport) for r in by[alice.id]] == [(1, 1), (2, 2), (3, 3)]
+    assert [(r.seq, r.lamport) for r in by[bob.id]] == [(1, 6), (2, 7)]
+    assert len({r.msg_id for r in records}) == len(records)
+    assert all(len(r.msg_id) == 16 for r in records)
+    for r in records:
+        assert r.outgoing and r.state is MessageState.QUEUED
+        assert repo.message(r.msg_id) == r  # row_id, seq, lamport as stored
+
+    more = repo.queue_outgoing_many([(alice.id, "a4"), (bob.id, "b3")], NOW_MS)
+    assert [(r.seq, r.lamport) for r in more] == [(4, 4), (3, 8)]
+    assert [m.body for m in repo.outbox(alice.id)] == ["a1", "a2", "a3", "a4"]
+    assert repo.outbox_counts() == {alice.id: 4, bob.id: 3}
+    single = repo.queue_outgoing(alice.id, "a5", NOW_MS)
+    assert repo.message(single.msg_id) == single
+
+
+def test_queue_outgoing_to_an_unknown_contact_stores_nothing(repo: Repository) -> None:
+    alice = _contact()
+    repo.add_contact(alice, NOW)
+    with pytest.raises(StorageError, match="no contact"):
+        repo.queue_outgoing_many([(alice.id, "fine"), ("0" * 32, "nobody")], NOW_MS)
+    assert repo.message_count() == 0
+    (first,) = repo.queue_outgoing_many([(alice.id, "now")], NOW_MS)
+    assert (first.seq, first.lamport) == (1, 1)  # counters were rolled back too
+
+
+def test_queue_outgoing_many_of_nothing(repo: Repository) -> None:
+    assert repo.queue_outgoing_many([], NOW_MS) == []
+
+
+def test_advance_states_never_goes_backwards(repo: Repository) -> None:
+    alice, bob = _contact("Alice"), _contact("Bob")
+    repo.add_contact(alice, NOW)
+    repo.add_contact(bob, NOW)
+    m1, m2, m3 = repo.queue_outgoing_many([(alice.id, "1"), (alice.id, "2"), (alice.id, "3")], 0)
+    (theirs,) = repo.store_incoming([(alice.id, [_incoming()])], NOW_MS)
+
+    def state(msg_id: bytes) -> MessageState:
+        record = repo.message(msg_id)
+        assert record is not None
+        return record.state
+
+    assert set(repo.advance_states(alice.id, [m1.msg_id, m2.msg_id], MessageState.SENT)) == {
+        m1.msg_id,
+        m2.msg_id,
+    }
+    assert repo.advance_states(alice.id, [m1.msg_id], MessageState.READ) == [m1.msg_id]
+    # A late delivery receipt after the read receipt: m1 stays READ, m2 moves on.
+    assert repo.advance_states(alice.id, [m1.msg_id, m2.msg_id], MessageState.DELIVERED) == [
+        m2.msg_id
+    ]
+    assert repo.advance_states(alice.id, [m1.msg_id], MessageState.SENT) == []
+    assert repo.advance_states(alice.id, [m1.msg_id, m2.msg_id], MessageState.DELIVERED) == []
+    assert (state(m1.msg_id), state(m2.msg_id), state(m3.msg_id)) == (
+        MessageState.READ,
+        MessageState.DELIVERED,
+        MessageState.QUEUED,
+    )
+    # Only our own messages, only in that conversation.
+    assert repo.advance_states(bob.id, [m3.msg_id], MessageState.READ) == []
+    assert repo.advance_states(alice.id, [theirs.msg_id], MessageState.READ) == []
+    assert state(theirs.msg_id) is MessageState.RECEIVED
+    assert state(m3.msg_id) is MessageState.QUEUED
+    assert repo.advance_states(alice.id, [], MessageState.READ) == []
+    assert [m.msg_id for m in repo.outbox(alice.id)] == [m3.msg_id]
+
+
+def test_advance_states_in_large_batches(repo: Repository) -> None:
+    alice = _contact()
+    repo.add_contact(alice, NOW)
+    records = repo.queue_outgoing_many([(alice.id, str(i)) for i in range(1200)], NOW_MS)
+    ids = [r.msg_id for r in records]
+    changed = repo.advance_states(alice.id, [*ids, os.urandom(16)], MessageState.DELIVERED)
+    assert sorted(changed) == sorted(ids)
+    assert repo.outbox(alice.id) == []
+
+
+# -- history ----------------------------------------------------------------------------
+
+
+def test_history_pages_back_without_gaps_or_overlaps(repo: Repository) -> None:
+    rnd = random.Random(20240501)
+    alice, bob = _contact("Alice"), _contact("Bob")
+    repo.add_contact(alice, NOW)
+    repo.add_contact(bob, NOW)
+    # Many Lamport ties, so the msg_id tiebreak matters; bob's messages interleave.
+    for start in range(0, 950, 190):
+        batch = [
+            _incoming(f"a{i}", lamport=rnd.randint(1, 250), msg_id=rnd.randbytes(16))
+            for i in range(start, start + 190)
+        ]
+        noise = [_incoming(f"b{i}", lamport=rnd.randint(1, 250)) for i in range(20)]
+        repo.store_incoming([(alice.id, batch), (bob.id, noise)], NOW_MS)
+    repo.queue_outgoing_many([(alice.id, f"o{i}") for i in range(50)], NOW_MS)
+
+    everything = repo.history(alice.id, limit=10_000)
+    assert len(everything) == 1000
+    keys = [(m.lamport, m.msg_id) for m in everything]
+    assert keys == sorted(keys)
+    assert {m.contact_id for m in everything} == {alice.id}
+
+    pages = []
+    page = repo.history(alice.id, limit=37)
+    assert page == everything[-37:]  # the newest, oldest first
+    for _ in range(100):  # bounded: a `before` that is not strict would page forever
+        if not page:
+            break
+        pages.append(page)
+        oldest = page[0]
+        page = repo.history(alice.id, limit=37, before=(oldest.lamport, oldest.msg_id))
+    assert page == []
+    stitched = [m for p in reversed(pages) for m in p]
+    assert stitched == everything
+    assert len(pages) == -(-1000 // 37)
+    assert all(len(p) == 37 for p in pages[:-1])
+
+    # And forwards from the oldest with `after`, the same way.
+    forward = repo.history(alice.id, limit=41, after=(0, b""))
+    assert forward == everything[:41]
+    collected = []
+    for _ in range(100):
+        if not forward:
+            break
+        collected += forward
+        newest = forward[-1]
+        forward = repo.history(alice.id, limit=41, after=(newest.lamport, newest.msg_id))
+    assert collected == everything
+
+
+def test_history_of_an_empty_conversation(repo: Repository) -> None:
+    alice = _contact()
+    repo.add_contact(alice, NOW)
+    assert repo.history(alice.id) == []
+    assert repo.history(alice.id, before=(1, b"\x00" * 16)) == []
+
+
+# -- invites ----------------------------------------------------------------------------
+
+
+def test_redeem_invite_once(repo: Repository) -> None:
+    invite_id = os.urandom(16)
+    repo.add_invite(invite_id, os.urandom(32), int(NOW) + 3600, NOW)
+    assert [i.id for i in repo.pending_invites(NOW)] == [invite_id]
+    first, second = _contact("First"), _contact("Second")
+
+    repo.redeem_invite(invite_id, first, NOW + 1)
+    used = repo.invite(invite_id)
+    assert used is not None
+    assert (used.used_at, used.used_by) == (NOW + 1, first.id)
+    assert repo.contact(first.id) is not None
+    assert repo.pending_invites(NOW + 2) == []
+
+    with pytest.raises(InviteUnusable):
+        repo.redeem_invite(invite_id, second, NOW + 2)
+    assert repo.contact(second.id) is None
+    assert repo.invite(invite_id).used_by == first.id  # type: ignore[union-attr]
+    with pytest.raises(InviteUnusable) as info:
+        repo.usable_invite(invite_id, NOW + 2)
+    assert info.value.reason == "used"
+
+
+def test_redeem_invite_stays_unused_when_the_contact_exists(repo: Repository) -> None:
+    known = _contact("Known")
+    repo.add_contact(known, NOW)
+    invite_id = os.urandom(16)
+    repo.add_invite(invite_id, os.urandom(32), int(NOW) + 3600, NOW)
+
+    for clash in (known, _contact("Same key", ed=known.ed25519_public)):
+        with pytest.raises(ContactExists):
+            repo.redeem_invite(invite_id, clash, NOW + 1)
+        record = repo.invite(invite_id)
+        assert record is not None
+        assert (record.used_at, record.used_by) == (None, None)
+    assert [c.display_name for c in repo.contacts()] == ["Known"]
+    assert repo.usable_invite(invite_id, NOW + 1).id == invite_id
+
+    newcomer = _contact("Newcomer")
+    repo.redeem_invite(invite_id, newcomer, NOW + 2)  # still usable once
+    assert repo.invite(invite_id).used_by == newcomer.id  # type: ignore[union-attr]
+
+
+def test_expired_and_unknown_invites_cannot_be_redeemed(repo: Repository) -> None:
+    invite_id = os.urandom(16)
+    repo.add_invite(invite_id, os.urandom(32), int(NOW) + 60, NOW)
+    late = _contact("Late")
+    with pytest.raises(InviteUnusable):
+        repo.redeem_invite(invite_id, late, NOW + 60)
+    with pytest.raises(InviteUnusable):
+        repo.redeem_invite(os.urandom(16), late, NOW)
+    assert repo.contact(late.id) is None
+    assert repo.invite(invite_id).used_at is None  # type: ignore[union-attr]
+    with pytest.raises(InviteUnusable) as info:
+        repo.usable_invite(invite_id, NOW + 60)
+    assert info.value.reason == "expired"
+    with pytest.raises(InviteUnusable) as info:
+        repo.usable_invite(os.urandom(16), NOW)
+    assert info.value.reason == "unknown"
+
+
+def test_redeem_invite_says_why(repo: Repository) -> None:
+    invite_id = os.urandom(16)
+    repo.add_invite(invite_id, os.urandom(32), int(NOW) + 60, NOW)
+    with pytest.raises(InviteUnusable) as info:
+        repo.redeem_invite(invite_id, _contact(), NOW + 60)
+    assert info.value.reason == "expired"
+    with pytest.raises(InviteUnusable) as info:
+        repo.redeem_invite(os.urandom(16), _contact(), NOW)
+    assert info.value.reason == "unknown"
+
+
+# -- finding contacts -------------------------------------------------------------------
+
+
+@pytest.fixture
+def people(repo: Repository) -> dict[str, NewContact]:
+    found = {
+        "alice": _contact("Alice", cid="ab12" + "0" * 28),
+        "alice2": _contact("Alice Smith", cid="ab99" + "1" * 28),
+        "bob": _contact("bob", cid="cd34" + "2" * 28),
+        "carol": _contact("Carol_1", cid="ef56" + "3" * 28),
+    }
+    for c in found.values():
+        repo.add_contact(c, NOW)
+    return found
+
+
+def _names(repo: Repository, query: str) -> list[str]:
+    return [c.display_name for c in repo.find_contacts(query)]
+
+
+def test_find_contacts_by_name_case_insensitive(
+    repo: Repository, people: dict[str, NewContact]
+) -> None:
+    assert _names(repo, "alice") == ["Alice"]
+    assert _names(repo, "ALICE") == ["Alice"]
+    assert _names(repo, "  Alice Smith ") == ["Alice Smith"]
+    assert _names(repo, "BOB") == ["bob"]
+    assert _names(repo, "carol_1") == ["Carol_1"]
+    assert _names(repo, "Ali") == []  # a name must match whole
+    assert _names(repo, "dave") == []
+
+
+def test_find_contacts_by_id_prefix(repo: Repository, people: dict[str, NewContact]) -> None:
+    assert _names(repo, "ab") == ["Alice", "Alice Smith"]
+    assert _names(repo, "ab12") == ["Alice"]
+    assert _names(repo, "AB12") == ["Alice"]
+    assert _names(repo, people["bob"].id) == ["bob"]
+    assert _names(repo, "12") == []  # a prefix, not a substring
+
+
+@pytest.mark.parametrize("query", ["%", "_", "%%", "a%", "ab%", "a_", "__", "*", "\\", "/"])
+def test_find_contacts_wildcards_are_literal(
+    repo: Repository, people: dict[str, NewContact], query: str
+) -> None:
+    assert repo.find_contacts(query) == []
+
+
+def test_find_contacts_a_name_with_wildcards(repo: Repository) -> None:
+    odd = _contact("100%_sure")
+    repo.add_contact(odd, NOW)
+    repo.add_contact(_contact("100xxsure"), NOW)
+    assert _names(repo, "100%_SURE") == ["100%_sure"]
+
+
+@pytest.mark.parametrize("query", ["", "   "])
+def test_find_contacts_blank_matches_nothing(
+    repo: Repository, people: dict[str, NewContact], query: str
+) -> None:
+    assert repo.find_contacts(query) == []
+
+
+@pytest.mark.parametrize("name", ["Émile", "Ørjan", "Анна"])
+def test_find_contacts_non_ascii_names(repo: Repository, name: str) -> None:
+    repo.add_contact(_contact(name), NOW)
+    assert _names(repo, name) == [name]
+    assert _names(repo, name.upper()) == [name]
+    assert _names(repo, name.lower()) == [name]
+
+
+# -- read state -------------------------------------------------------------------------
+
+
+def test_mark_seen_and_unread_counts(repo: Repository) -> None:
+    alice, bob, carol = _contact("Alice"), _contact("Bob"), _contact("Carol")
+    for c in (alice, bob, carol):
+        repo.add_contact(c, NOW)
+    assert repo.unread_counts() == {}
+    a = repo.store_incoming([(alice.id, [_incoming(str(i)) for i in range(3)])], NOW_MS)
+    repo.store_incoming([(bob.id, [_incoming(), _incoming()])], NOW_MS)
+    (ours,) = repo.queue_outgoing_many([(alice.id, "mine")], NOW_MS)
+    assert repo.unread_counts() == {alice.id: 3, bob.id: 2}
+
+    assert sorted(repo.mark_seen(alice.id)) == sorted(r.msg_id for r in a)
+    assert repo.unread_counts() == {bob.id: 2}
+    assert repo.mark_seen(alice.id) == []
+    assert repo.mark_seen(carol.id) == []
+    states = {m.msg_id: m.state for m in repo.history(alice.id)}
+    assert states.pop(ours.msg_id) is MessageState.QUEUED  # our own message is not touched
+    assert set(states.values()) == {MessageState.SEEN}
+
+    (late,) = repo.store_incoming([(alice.id, [_incoming("late")])], NOW_MS)
+    assert repo.unread_counts() == {alice.id: 1, bob.id: 2}
+    assert repo.mark_seen(alice.id) == [late.msg_id]
+
+
+# -- property: duplicates and order -----------------------------------------------------
+
+_example = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def shared_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repository]:
+    path = tmp_path_factory.mktemp("hypothesis") / "chinwag.db"
+    eng = open_database(path, os.urandom(32), create=True)
+
+    # Durability is not what this property is about: skip the fsyncs, so that shrinking
+    # a failure takes seconds rather than minutes.
+    @event.listens_for(eng, "connect")
+    def _fast(dbapi_conn: Any, _record: object) -> None:
+        dbapi_conn.execute("PRAGMA synchronous=OFF")
+
+    eng.dispose()  # reconnect with the pragma
+    repo = Repository(eng)
+    yield repo
+    repo.close()
+
+
+_message = st.tuples(
+    st.integers(0, 1),  # which contact it arrives from
+    st.integers(0, 24),  # which id, from a small pool: duplicates are common
+    st.integers(1, 8),  # Lamport time: ties are common
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    report_multiple_bugs=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    suffixes=st.lists(st.binary(min_size=12, max_size=12), min_size=25, max_size=25, unique=True),
+    calls=st.lists(st.lists(st.lists(_message, max_size=8), max_size=3), min_size=1, max_size=5),
+)
+def test_incoming_batches_store_each_id_once_in_conversation_order(
+    shared_repo: Repository, suffixes: list[bytes], calls: list[list[list[tuple[int, int, int]]]]
+) -> None:
+    repo = shared_repo
+    # Hypothesis reuses values between examples: a per-example prefix keeps ids apart.
+    prefix = next(_example).to_bytes(4, "big")
+    contacts = [_contact("P"), _contact("Q")]
+    for c in contacts:
+        repo.add_contact(c, NOW)
+    first_seen: dict[bytes, tuple[str, int]] = {}
+
+    for call in calls:
+        batches = []
+        expected_new = []
+        for batch in call:
+            # One batch is one contact's; let the batch's first message choose it.
+            who = contacts[batch[0][0]].id if batch else contacts[0].id
+            msgs = []
+            for _, which, lamport in batch:
+                msg_id = prefix + suffixes[which]
+                msgs.append(_incoming(f"{which}@{lamport}", lamport=lamport, msg_id=msg_id))
+                if msg_id not in first_seen:
+                    first_seen[msg_id] = (who, lamport)
+                    expected_new.append(msg_id)
+            batches.append((who, msgs))
+        stored = repo.store_incoming(batches, NOW_MS)
+        assert sorted(r.msg_id for r in stored) == sorted(expected_new)
+
+    for contact in contacts:
+        history = repo.history(contact.id, limit=1000)
+        mine = {m: lamport for m, (who, lamport) in first_seen.items() if who == contact.id}
+        assert {m.msg_id for m in history} == set(mine)
+        assert [(m.lamport, m.msg_id) for m in history] == sorted(
+            (lamport, m) for m, lamport in mine.items()
+        )
+        assert repo.message_count(contact.id) == len(mine)
