@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import nacl.utils
@@ -15,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..records import ContactRecord, InviteRecord, MessageRecord, MessageState
+from .database import create_db_engine
 from .models import Contact, Invite, Message, Setting
 
 MSG_ID_LEN = 16
@@ -123,8 +125,9 @@ def _contact(c: Contact) -> ContactRecord:
 
 
 class Repository:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, synchronous: str = "NORMAL") -> None:
         self.engine = engine
+        self._synchronous = synchronous
 
     def close(self) -> None:
         self.engine.dispose()
@@ -593,7 +596,10 @@ class Repository:
         """Re-encrypt the whole database under a new key (SQLCipher PRAGMA rekey)."""
         with self.engine.connect() as conn:
             conn.exec_driver_sql(f"PRAGMA rekey = \"x'{new_key.hex()}'\"")
-        self.engine.dispose()  # pooled connections still carry the old key
+        # Every later connection must use the new key: a new engine, the old one closed.
+        path = Path(str(self.engine.url.database))
+        self.engine.dispose()
+        self.engine = create_db_engine(path, new_key, synchronous=self._synchronous)
 
     def message(self, msg_id: bytes) -> MessageRecord | None:
         with self.engine.connect() as conn:

@@ -26,8 +26,11 @@ async def _with_contact(tmp_path, name: str = "Dana") -> tuple[PeerService, str]
 
 
 async def test_change_passphrase_and_back(tmp_path):
-    service, _ = await _with_contact(tmp_path)
+    service, contact_id = await _with_contact(tmp_path)
     await service.change_passphrase("new secret", kdf=KdfParams.interactive())
+    # The running service goes on with the new key, on new connections too.
+    await service.send_text(contact_id, "after the re-key")
+    assert (await service.history(contact_id))[-1].body == "after the re-key"
     await service.aclose()
     with pytest.raises(WrongPassphrase):
         await PeerService.open(tmp_path / "p", "old guess", config=OFFLINE)
