@@ -82,7 +82,11 @@ async def make_peer(tmp_path: Path) -> AsyncIterator[PeerFactory]:
     services: list[PeerService] = []
 
     async def factory(
-        name: str, *, reopen: bool = False, clock: Callable[[], float] = time.time, **overrides: object
+        name: str,
+        *,
+        reopen: bool = False,
+        clock: Callable[[], float] = time.time,
+        **overrides: object,
     ) -> PeerService:
         path = tmp_path / name
         cfg = config(**overrides)
@@ -109,3 +113,21 @@ async def befriend(a: PeerService, b: PeerService) -> tuple[str, str]:
     await wait_for(lambda: b.contact_id in a._contact_keys, what="inviter stored contact")
     await wait_for(lambda: a.is_online(b.contact_id) and b.is_online(a.contact_id))
     return b.contact_id, contact_at_b.id
+
+
+@pytest.fixture
+def runners():
+    started: list = []
+
+    def start(profile: Path, env: dict[str, str] | None = None):
+        from .test_cli import Runner
+
+        runner = Runner(profile, env)
+        started.append(runner)
+        return runner
+
+    yield start
+    for runner in started:
+        if runner.proc.poll() is None:
+            runner.proc.kill()
+            runner.proc.wait(timeout=10)

@@ -10,8 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 ENV = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
 ENV.pop("CHINWAG_PASSPHRASE", None)
 
@@ -39,8 +37,16 @@ class Runner:
     def __init__(self, profile: Path, env: dict[str, str] | None = None) -> None:
         self.profile = profile
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "messenger.cli", "--profile", str(profile), "run",
-             "--listen", "127.0.0.1:0"],
+            [
+                sys.executable,
+                "-m",
+                "messenger.cli",
+                "--profile",
+                str(profile),
+                "run",
+                "--listen",
+                "127.0.0.1:0",
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -55,22 +61,6 @@ class Runner:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=20)
-
-
-@pytest.fixture
-def runners():
-    started: list[Runner] = []
-
-    def start(profile: Path, env: dict[str, str] | None = None) -> Runner:
-        runner = Runner(profile, env)
-        started.append(runner)
-        return runner
-
-    yield start
-    for runner in started:
-        if runner.proc.poll() is None:
-            runner.proc.kill()
-            runner.proc.wait(timeout=10)
 
 
 def wait_until(predicate, timeout: float = 20.0) -> None:
@@ -150,7 +140,10 @@ def test_send_without_run_queues_then_run_delivers(tmp_path, runners):
     # A second `run` of the same profile is refused and told who holds it.
     clash = subprocess.run(
         [sys.executable, "-m", "messenger.cli", "--profile", str(alice), "run"],
-        capture_output=True, text=True, env=ENV, timeout=30,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=30,
     )
     assert clash.returncode == 1
     assert f"pid {second.proc.pid}" in clash.stderr and "run" in clash.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from messenger import control
 
-from .test_cli import Runner, cli, cli_json, runners, wait_until  # noqa: F401  (fixture)
+from .test_cli import Runner, cli, cli_json, wait_until
 
 COUNT = 300
 
@@ -56,9 +56,7 @@ def test_receiver_killed_mid_burst(tmp_path, runners):
 
     async def scenario() -> list[str]:
         halfway = asyncio.Event()
-        sender = asyncio.create_task(
-            _send_many(alice / "control.sock", "bob", "m", COUNT, halfway)
-        )
+        sender = asyncio.create_task(_send_many(alice / "control.sock", "bob", "m", COUNT, halfway))
         await halfway.wait()  # the burst is under way
         b_run.proc.send_signal(signal.SIGKILL)
         b_run.proc.wait(timeout=10)
@@ -79,9 +77,7 @@ def test_sender_killed_mid_burst(tmp_path, runners):
 
     async def scenario() -> list[str]:
         halfway = asyncio.Event()
-        sender = asyncio.create_task(
-            _send_many(alice / "control.sock", "bob", "m", COUNT, halfway)
-        )
+        sender = asyncio.create_task(_send_many(alice / "control.sock", "bob", "m", COUNT, halfway))
         await halfway.wait()
         a_run.proc.send_signal(signal.SIGKILL)
         a_run.proc.wait(timeout=10)

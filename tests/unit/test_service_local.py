@@ -17,8 +17,16 @@ async def _with_contact(tmp_path, name: str = "Dana") -> tuple[PeerService, str]
     service, _ = await PeerService.create_profile(tmp_path / "p", "Me", None, config=OFFLINE)
     contact_id = os.urandom(16).hex()
     new = NewContact(
-        contact_id, name, os.urandom(32), os.urandom(32), os.urandom(64), os.urandom(32),
-        os.urandom(32), os.urandom(16), False, ("127.0.0.1:9",),
+        contact_id,
+        name,
+        os.urandom(32),
+        os.urandom(32),
+        os.urandom(64),
+        os.urandom(32),
+        os.urandom(32),
+        os.urandom(16),
+        False,
+        ("127.0.0.1:9",),
     )
     service.repo.add_contact(new, time.time())
     await service.aclose()
