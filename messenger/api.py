@@ -132,3 +132,38 @@ class LocalApi:
     async def cmd_set(self, key: str, value: Any) -> dict[str, Any]:
         await self.service.set_setting(key, value)
         return {"key": key, "value": value}
+
+    # -- LAN discovery and nearby pairing (need a running peer) --------------------------
+
+    async def cmd_lan(self) -> dict[str, Any]:
+        return self.service.lan_status()
+
+    async def cmd_nearby(self) -> dict[str, Any]:
+        s = self.service
+        return {
+            "visible": s.visible,
+            "discovery": s.lan_status()["discovery"],
+            "people": [
+                {"id": p.id, "name": p.name, "addresses": list(p.addresses), "seen_at": p.seen_at}
+                for p in s.nearby()
+            ],
+        }
+
+    async def cmd_pair(self, nearby: str) -> dict[str, Any]:
+        started = await self.service.pair_nearby(nearby)
+        return {"pairing": started.pairing_id, "name": started.name, "sas": started.sas}
+
+    async def cmd_pairing(self, action: str = "list", pairing: str | None = None) -> Any:
+        if action == "list":
+            return self.service.pairings()
+        if action not in ("accept", "reject") or not pairing:
+            raise ServiceError("use: pairing list | pairing accept ID | pairing reject ID")
+        contact = await self.service.answer_pairing(pairing, action == "accept")
+        if contact is None:
+            return {"pairing": pairing, "paired": False}
+        return {"pairing": pairing, "paired": True, **contact_json(self.service, contact)}
+
+    async def cmd_remove(self, contact: str) -> dict[str, Any]:
+        record = await self.service.resolve_contact(contact)
+        await self.service.remove_contact(record.id)
+        return {"removed": record.id, "name": record.display_name}

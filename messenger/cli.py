@@ -21,14 +21,26 @@ from typing import Any
 
 from . import control
 from .api import LocalApi
-from .events import MessageAdded, MessageStatesChanged, PresenceChanged, ServiceEvent
+from .events import (
+    MessageAdded,
+    MessageStatesChanged,
+    PairingEnded,
+    PairingRequested,
+    PresenceChanged,
+    ServiceEvent,
+)
 from .invite import InviteError
+from .nearby import PAIRING_TIMEOUT
 from .profile import KdfParams, ProfileDir, ProfileError
 from .service import PeerService, ServiceConfig, ServiceError
 
 log = logging.getLogger("chinwag.cli")
 
 READ_COMMANDS = {"whoami", "contacts", "history", "verify"}
+# Commands only a running peer can carry out (they need its LAN discovery).
+RUNNING_COMMANDS = {"nearby", "pair", "pairing", "lan"}
+# Seconds a test may shorten the LAN token epoch to (docs/protocol.md §14).
+EPOCH_ENV = "CHINWAG_DISCOVERY_EPOCH"
 
 
 class CliError(Exception):
@@ -134,6 +146,48 @@ def _show_verify(r: dict[str, Any]) -> None:
     print("verified ✓" if r["verified"] else "not verified")
 
 
+def _digits(sas: str) -> str:
+    return f"{sas[:3]} {sas[3:]}"
+
+
+def _show_nearby(r: dict[str, Any]) -> None:
+    if not r["discovery"]:
+        print("LAN discovery is not running (is `chinwag-cli run` listening on 127.0.0.1?)")
+    elif not r["visible"]:
+        print("You are not visible on this network, so you see nobody nearby.")
+        print("Switch it on with `chinwag-cli set visible true` (others then see your name).")
+    elif not r["people"]:
+        print("nobody visible nearby (they need `set visible true` too)")
+    for p in r["people"]:
+        print(f"{p['id']}  {p['name']}  ({', '.join(p['addresses'])})")
+
+
+def _show_pair(r: dict[str, Any]) -> None:
+    if r.get("paired"):
+        print(f"You and {r['name']} are now contacts (id {r['id'][:8]}), verified ✓.")
+    elif r.get("paired") is False:
+        print("Declined: nothing was stored.")
+    else:
+        digits = _digits(r["sas"])
+        print(f"Pairing {r['pairing']} with {r['name']} is waiting; the digits are {digits}.")
+        print(f"Confirm with `chinwag-cli pairing accept {r['pairing']}` once they match.")
+
+
+def _show_pairing(r: Any) -> None:
+    if isinstance(r, list):
+        if not r:
+            print("no pairing is waiting")
+        for p in r:
+            who = "asks you" if p["incoming"] else "asked by you"
+            print(f"{p['id']}  {p['name']} ({who})  digits {_digits(p['sas'])}")
+        return
+    _show_pair(r)
+
+
+def _show_remove(r: dict[str, Any]) -> None:
+    print(f"{r['name']} ({r['removed'][:8]}) and your conversation are deleted.")
+
+
 def parse_listen(text: str) -> tuple[str, int | None]:
     """HOST, HOST:PORT, [V6]:PORT or :PORT; port 0 or none means the remembered/free one."""
     host, sep, port_text = text.rpartition(":")
@@ -183,9 +237,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("set", "change a setting (read_receipts, typing_notifications, display_name)")
     p.add_argument("key")
     p.add_argument("value", help="true/false, or a name")
+    p = command("remove", "delete a contact and your conversation", json_flag=True)
+    p.add_argument("contact")
+    p.add_argument("--yes", action="store_true", help="do not ask")
+    command("nearby", "people visible on this network (needs `set visible true`)", json_flag=True)
+    p = command("pair", "pair with someone nearby: compare 6 digits, both confirm", json_flag=True)
+    p.add_argument("nearby_id", help="the id shown by `nearby`")
+    p.add_argument("--yes", action="store_true", help="confirm the digits without asking")
+    p = command("pairing", "pending nearby pairings: list, accept ID, reject ID", json_flag=True)
+    p.add_argument("action", choices=["list", "accept", "reject"], nargs="?", default="list")
+    p.add_argument("pairing", nargs="?", help="the pairing id")
+    command("lan", "LAN discovery status of the running peer", json_flag=True)
     p = command("run", "run the peer service until SIGINT/SIGTERM")
     p.add_argument("--listen", help="HOST:PORT to listen on (default all interfaces)")
     p.add_argument("--address", action="append", default=[], help="extra HOST:PORT to announce")
+    p.add_argument("--no-discovery", action="store_true", help="do not announce or browse the LAN")
     return parser
 
 
@@ -209,15 +275,26 @@ def _command_args(args: argparse.Namespace) -> dict[str, Any]:
     if c == "set":
         value: Any = {"true": True, "false": False}.get(args.value.lower(), args.value)
         return {"key": args.key, "value": value}
+    if c == "remove":
+        return {"contact": args.contact}
+    if c == "pair":
+        return {"nearby": args.nearby_id}
+    if c == "pairing":
+        return {"action": args.action, "pairing": args.pairing}
     return {}
 
 
 async def _run_command(profile: ProfileDir, args: argparse.Namespace) -> Any:
     cmd_args = _command_args(args)
+    if args.command == "remove" and not args.yes:
+        await _confirm_remove(args)
     # A running peer owns the profile: ask it.
     if profile.control_socket.exists():
         try:
-            result = await control.call(profile.control_socket, args.command, cmd_args)
+            if args.command == "pair":
+                return await _pair(profile, args, cmd_args)
+            wait = PAIRING_TIMEOUT + 10 if args.command == "pairing" else 60.0
+            result = await control.call(profile.control_socket, args.command, cmd_args, wait)
             if args.command == "verify":
                 result = await _confirm_verify(result, args, profile, remote=True)
             return result
@@ -225,6 +302,8 @@ async def _run_command(profile: ProfileDir, args: argparse.Namespace) -> Any:
             pass  # a stale socket of a killed run
         except control.ControlError as exc:
             raise CliError(str(exc)) from exc
+    if args.command in RUNNING_COMMANDS:
+        raise CliError(f"`{args.command}` needs the running peer: start `chinwag-cli run` first")
     network = args.command == "accept"
     service = await PeerService.open(
         profile.path,
@@ -237,6 +316,36 @@ async def _run_command(profile: ProfileDir, args: argparse.Namespace) -> Any:
         if args.command == "verify":
             result = await _confirm_verify(result, args, profile, remote=False, service=service)
     return result
+
+
+async def _confirm_remove(args: argparse.Namespace) -> None:
+    if not sys.stdin.isatty():
+        raise CliError("removing a contact deletes your conversation: add --yes to confirm")
+    question = f"Delete {args.contact} and your whole conversation? [y/N] "
+    answer = await asyncio.to_thread(input, question)
+    if answer.strip().lower() not in ("y", "yes"):
+        raise CliError("nothing was deleted")
+
+
+async def _pair(profile: ProfileDir, args: argparse.Namespace, cmd_args: dict[str, Any]) -> Any:
+    """Ask someone nearby to pair, show the digits, confirm (or not), wait for both sides."""
+    sock = profile.control_socket
+    started = await control.call(sock, "pair", cmd_args, 30.0)
+    pairing = started["pairing"]
+    confirm: bool | None = True if args.yes else None
+    if not args.json and (args.yes or sys.stdin.isatty()):
+        print(f"Pairing with {started['name']}. Both screens now show:\n")
+        print(f"    {_digits(started['sas'])}\n", flush=True)
+    if confirm is None and sys.stdin.isatty() and not args.json:
+        answer = await asyncio.to_thread(input, "Do the digits on their screen match? [y/N] ")
+        confirm = answer.strip().lower() in ("y", "yes")
+    if confirm and not args.json:
+        print(f"Waiting for {started['name']} to confirm too ...", flush=True)
+    if confirm is None:
+        return started  # a script: it answers later with `pairing accept|reject ID`
+    action = {"action": "accept" if confirm else "reject", "pairing": pairing}
+    result = await control.call(sock, "pairing", action, PAIRING_TIMEOUT + 10)
+    return {**result, "sas": started["sas"]}
 
 
 async def _confirm_verify(
@@ -286,7 +395,19 @@ async def _init(profile: ProfileDir, args: argparse.Namespace) -> dict[str, Any]
 
 async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen) if args.listen else ("", None)
-    config = ServiceConfig(listen_host=host, listen_port=port, extra_addresses=tuple(args.address))
+    lan: dict[str, Any] = {}
+    if args.no_discovery:
+        lan["discovery"] = False
+    if os.environ.get(EPOCH_ENV):
+        try:
+            lan["discovery_epoch"] = float(os.environ[EPOCH_ENV])
+        except ValueError:
+            raise CliError(f"{EPOCH_ENV} must be a number of seconds") from None
+        if not lan["discovery_epoch"] > 0:
+            raise CliError(f"{EPOCH_ENV} must be positive")
+    config = ServiceConfig(
+        listen_host=host, listen_port=port, extra_addresses=tuple(args.address), **lan
+    )
     service = await PeerService.open(
         profile.path, _passphrase(profile), config=config, purpose="chinwag-cli run"
     )
@@ -302,6 +423,15 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
             print(f"* {name} is {'online' if event.online else 'offline'}", flush=True)
         elif isinstance(event, MessageStatesChanged):
             log.info("%d message(s) now %s", len(event.msg_ids), event.state.name.lower())
+        elif isinstance(event, PairingRequested) and event.incoming:
+            print(
+                f"* {event.name} (nearby) asks to pair {event.pairing_id}. Check that their screen "
+                f"shows {_digits(event.sas)}, then: chinwag-cli pairing accept {event.pairing_id}"
+                f" (or: pairing reject {event.pairing_id})",
+                flush=True,
+            )
+        elif isinstance(event, PairingEnded):
+            print(f"* pairing {event.pairing_id}: {event.reason}", flush=True)
         elif hasattr(event, "contact"):
             contact = event.contact
             names[contact.id] = contact.display_name

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .records import ContactRecord, MessageRecord, MessageState
+from .records import ContactRecord, MessageRecord, MessageState, NearbyPerson
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +32,9 @@ class MessageAdded:
 
 @dataclass(frozen=True, slots=True)
 class MessageStatesChanged:
+    """Our messages reached `state` (a state only moves forward: apply max(old, new);
+    ids that are not ours, or already further, are to be ignored)."""
+
     contact_id: str
     msg_ids: tuple[bytes, ...]
     state: MessageState
@@ -43,6 +46,35 @@ class TypingChanged:
     active: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ContactRemoved:
+    contact_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NearbyChanged:
+    """The Nearby list changed (at most one event a second)."""
+
+    people: tuple[NearbyPerson, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PairingRequested:
+    """A nearby pairing reached the point where both users compare `sas` and confirm."""
+
+    pairing_id: str
+    name: str  # the other side's self-chosen name; trust it only once the digits match
+    sas: str  # six digits
+    incoming: bool  # they asked us (True) or we asked them
+
+
+@dataclass(frozen=True, slots=True)
+class PairingEnded:
+    pairing_id: str
+    contact_id: str | None  # the new (verified) contact, or None if it did not happen
+    reason: str
+
+
 ServiceEvent = (
     ContactAdded
     | ContactChanged
@@ -50,4 +82,8 @@ ServiceEvent = (
     | MessageAdded
     | MessageStatesChanged
     | TypingChanged
+    | ContactRemoved
+    | NearbyChanged
+    | PairingRequested
+    | PairingEnded
 )

@@ -53,8 +53,12 @@ __all__ = [
     "derive_contact_secrets",
     "fingerprint",
     "format_safety_number",
+    "pairing_signature",
     "safety_number",
     "safety_number_qr_payload",
+    "sas_commitment",
+    "short_authentication_string",
+    "verify_pairing_signature",
     "verify_safety_number_qr",
     "verify_static_certificate",
 ]
@@ -82,6 +86,12 @@ _PSK_PERSON: Final = b"chinwag-psk-v1"
 _PSK_SALT: Final = b"contact-psk"
 _DISCOVERY_PERSON: Final = b"chinwag-disc-v1"
 _DISCOVERY_SALT: Final = b"discovery-key"
+
+_SAS_PERSON: Final = b"chinwag-sas-v1"
+_SAS_COMMIT_PERSON: Final = b"chinwag-sas-cmt"
+SAS_NONCE_LEN: Final = 32
+SAS_DIGITS: Final = 6
+PAIRING_CONTEXT: Final = b"chinwag nearby pairing v1"
 
 _RAW: Final = nacl.encoding.RawEncoder
 
@@ -320,3 +330,45 @@ def derive_contact_secrets(handshake_hash: bytes) -> ContactSecrets:
         b"", size=32, key=handshake_hash, person=_DISCOVERY_PERSON, salt=_DISCOVERY_SALT
     )
     return ContactSecrets(psk=psk, discovery_key=discovery_key)
+
+
+# --------------------------------------------------------------------------- nearby pairing
+
+
+def sas_commitment(nonce: bytes) -> bytes:
+    """The initiator's commitment to its SAS nonce, sent before it sees the responder's keys."""
+    _require_len("SAS nonce", nonce, SAS_NONCE_LEN)
+    return _blake2b(nonce, size=32, person=_SAS_COMMIT_PERSON, salt=b"")
+
+
+def short_authentication_string(handshake_hash: bytes, nonce: bytes) -> str:
+    """Six decimal digits both users compare after an unauthenticated NEARBY handshake.
+
+    `handshake_hash` is the Noise hash after message 2 (fixed once both ephemerals are
+    known), `nonce` the initiator's committed nonce (revealed in message 3). Neither side
+    can choose its contribution after seeing the other's, so a man in the middle matches
+    both users' digits with probability 10^-6 per attempt (docs/protocol.md §15).
+    """
+    if not isinstance(handshake_hash, bytes) or not 32 <= len(handshake_hash) <= 64:
+        raise IdentityError("handshake hash must be 32 to 64 bytes")
+    _require_len("SAS nonce", nonce, SAS_NONCE_LEN)
+    digest = _blake2b(handshake_hash + nonce, size=8, person=_SAS_PERSON, salt=b"")
+    return f"{int.from_bytes(digest, 'big') % 10**SAS_DIGITS:0{SAS_DIGITS}d}"
+
+
+def pairing_signature(signing_key: nacl.signing.SigningKey, handshake_hash: bytes) -> bytes:
+    """Ed25519 signature binding an identity to one NEARBY session (its final hash)."""
+    signed = signing_key.sign(PAIRING_CONTEXT + handshake_hash)
+    return bytes(signed.signature)
+
+
+def verify_pairing_signature(
+    ed25519_public: bytes, handshake_hash: bytes, signature: bytes
+) -> None:
+    """Raise :class:`IdentityError` unless `signature` is `pairing_signature` by that key."""
+    _require_len("Ed25519 public key", ed25519_public, KEY_LEN)
+    _require_len("pairing signature", signature, SIGNATURE_LEN)
+    try:
+        nacl.signing.VerifyKey(ed25519_public).verify(PAIRING_CONTEXT + handshake_hash, signature)
+    except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError) as exc:
+        raise IdentityError("pairing signature does not verify") from exc

@@ -58,3 +58,13 @@ class InviteRecord:
     expires_at: int
     used_at: float | None
     used_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NearbyPerson:
+    """Someone visible on this network who is not a contact (LAN discovery, opt-in)."""
+
+    id: str  # short id for `pair`: 8 hex digits, from the random mDNS instance name
+    name: str  # self-chosen and unverified
+    addresses: tuple[str, ...]
+    seen_at: float

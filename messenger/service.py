@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import random
 import time
@@ -22,13 +23,18 @@ from typing import Any, Generic, TypeVar
 
 import nacl.encoding
 import nacl.hash
+import nacl.utils
 
 from . import wire
+from .discovery import Discovery, DiscoverySettings, host_of
 from .events import (
     ContactAdded,
     ContactChanged,
+    ContactRemoved,
     MessageAdded,
     MessageStatesChanged,
+    NearbyChanged,
+    PairingRequested,
     PresenceChanged,
     ServiceEvent,
     TypingChanged,
@@ -51,9 +57,10 @@ from .invite import (
     encode_invite,
     interface_addresses,
 )
+from .nearby import PairingError, PairingManager
 from .noise import KeyPair
 from .profile import KdfParams, ProfileDir, ProfileError, ProfileLock
-from .records import ContactRecord, InviteRecord, MessageRecord, MessageState
+from .records import ContactRecord, InviteRecord, MessageRecord, MessageState, NearbyPerson
 from .session import (
     Closed,
     ContactMatch,
@@ -86,6 +93,9 @@ SETTING_PORT = "listen_port"
 SETTING_READ_RECEIPTS = "read_receipts"
 SETTING_TYPING = "typing_notifications"
 BLOB_IDENTITY = "identity"
+# Our LAN advertising key: contacts recognise our mDNS token with it (discovery.py).
+BLOB_DISCOVERY_KEY = "discovery_key"
+SETTING_VISIBLE = "visible"
 
 SETTING_NOTIFICATIONS = "notifications"
 SETTING_PREVIEWS = "notification_previews"
@@ -98,7 +108,26 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     SETTING_NOTIFICATIONS: True,
     SETTING_PREVIEWS: True,
     SETTING_THEME: "system",  # "system", "light" or "dark"
+    # "Visible on this network": announce the display name on the LAN, see the Nearby list,
+    # accept nearby pairing requests. Off unless the user opts in.
+    SETTING_VISIBLE: False,
 }
+
+# Keepalive on sessions with a peer on the local link: a vanished host (link down, unplugged)
+# is marked offline within dead_after + keepalive_interval seconds instead of ~60.
+LAN_TIMING = Timing(keepalive_interval=2.0, dead_after=6.0)
+# A live session with a contact that left the LAN (goodbye, TTL expiry, new address) is
+# pinged; without an answer within this many seconds it is closed (and redialled).
+LAN_PROBE_TIMEOUT = 2.0
+# At most one discovery-triggered dial per contact per this many seconds.
+LAN_DIAL_INTERVAL = 1.0
+# When two contacts see each other appear at once, the one with the smaller identity key
+# dials at once and the other waits this long first (and then only if still apart), so
+# they rarely dial each other simultaneously (which resolves, but flaps presence).
+LAN_YIELD = 1.0
+# A contact with no address at all (none stored, not seen on the LAN) is retried this
+# rarely: discovery (or a message to send) pokes its dial loop when there is one.
+ADDRESSLESS_RETRY = 300.0
 
 
 # Unauthenticated inbound connections allowed at once; more are closed at once.
@@ -147,6 +176,11 @@ class ServiceConfig:
     dial_base: float = 0.5
     dial_cap: float = 60.0
     batch_max: int = 2000
+    # LAN discovery over mDNS. None: on when listening on all interfaces or on one
+    # non-loopback address (a peer bound to 127.0.0.1 has no LAN to announce on).
+    discovery: bool | None = None
+    discovery_epoch: float = 600.0  # token lifetime in seconds (tests shorten it)
+    lan_timing: Timing = LAN_TIMING
 
 
 class GroupCommitter(Generic[T, R]):
@@ -266,6 +300,14 @@ class PeerService:
         self._incoming: GroupCommitter[_Arrival, bool] | None = None
         self._outgoing: GroupCommitter[tuple[str, str], MessageRecord] | None = None
         self._receipts: GroupCommitter[_ReceiptUpdate, None] | None = None
+        self._discovery: Discovery | None = None
+        self._own_discovery_key = b""
+        self._discovery_keys: dict[str, bytes] = {}  # contact id -> its advertising key
+        self._lan_last_dial: dict[str, float] = {}
+        self._lan_dial_later: dict[str, asyncio.TimerHandle] = {}
+        self._lan_probing: set[Connection] = set()
+        self._addressless: set[str] = set()  # contacts _dial_once found no address for
+        self._pairing = PairingManager(self)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -370,6 +412,12 @@ class PeerService:
             self._remember_contact(keys)
         for inv in await self._db(self.repo.invites):
             self._invites[inv.id] = inv
+        own_key = await self._db(self.repo.get_blob, BLOB_DISCOVERY_KEY)
+        if own_key is None or len(own_key) != 32:
+            own_key = nacl.utils.random(32)
+            await self._db(self.repo.set_blob, BLOB_DISCOVERY_KEY, own_key)
+        self._own_discovery_key = own_key
+        self._discovery_keys = await self._db(self.repo.discovery_keys)
         self._incoming = GroupCommitter(
             self._store_arrivals, self.config.batch_max, "chinwag-incoming"
         )
@@ -403,6 +451,7 @@ class PeerService:
         log.info("listening on %s:%s", self.config.listen_host or "*", self.listen_port)
         for contact_id in list(self._contact_keys):
             self._ensure_dialer(contact_id)
+        await self._start_discovery()
 
     async def aclose(self) -> None:
         """Close every connection with a goodbye, stop all tasks, close the database."""
@@ -411,11 +460,16 @@ class PeerService:
         self._closing = True
         if self._server is not None:
             self._server.close()
+        self._pairing.close()
+        for handle in self._lan_dial_later.values():
+            handle.cancel()
         for conn in list(self._connections):
             conn.close("shutting down")
         for conn in list(self._connections):
             with contextlib.suppress(Exception):
                 await conn.drain()
+        if self._discovery is not None:
+            await self._discovery.aclose()  # goodbye packets
         tasks = [*self._tasks, *self._dialers.values()]
         for task in tasks:
             task.cancel()
@@ -473,6 +527,8 @@ class PeerService:
             value = safe_name(str(value))
             if not value or len(value) > wire.MAX_NAME_CHARS:
                 raise ServiceError(f"a display name needs 1 to {wire.MAX_NAME_CHARS} characters")
+        if key == SETTING_VISIBLE and not isinstance(value, bool):
+            raise ServiceError("visible is true or false")
         await self._db(self.repo.set_setting, key, value)
         if key == SETTING_NAME:
             self.display_name = value
@@ -480,6 +536,11 @@ class PeerService:
                 conn.send(wire.ProfileUpdate(value))
         else:
             self.settings[key] = value
+        if key in (SETTING_NAME, SETTING_VISIBLE) and self._discovery is not None:
+            visible = bool(self.settings[SETTING_VISIBLE])
+            self._discovery.set_visible(self.display_name if visible else None)
+            if not self.settings[SETTING_VISIBLE]:
+                self._emit(NearbyChanged(()))
 
     async def _emit_contact_changed(self, contact_id: str) -> None:
         record = await self._db(self.repo.contact, contact_id)
@@ -692,6 +753,7 @@ class PeerService:
             static=self._static_keypair(),
             hello=self._hello(),
             authority=_Authority(self),
+            nearby=self._nearby_offered(),
         )
         conn = Connection(reader, writer, session, self._on_connection_event, self.config.timing)
         self._connections.add(conn)
@@ -712,6 +774,11 @@ class PeerService:
         self._spawn(run(), f"chinwag-conn-{id(conn):x}")
 
     async def _on_connection_event(self, conn: Connection, event: SessionEvent) -> None:
+        if conn.contact_id is None and conn.session.kind is wire.HandshakeKind.NEARBY:
+            if isinstance(event, Closed):
+                log.info("connection %r closed: %s", conn, event.reason)
+            await self._pairing.on_event(conn, event)  # a nearby pairing (nearby.py)
+            return
         if isinstance(event, Established):
             await self._on_established(conn, event)
         elif isinstance(event, Received):
@@ -797,6 +864,9 @@ class PeerService:
         conn.contact_id = contact_id
         conn.adopted_at = time.monotonic()
         current = self._live.get(contact_id)
+        # Online already (a replacement, not a new presence): decided before `current`
+        # is closed below, or a replaced session would announce "online" twice.
+        was_online = current is not None and not current.closed.is_set()
         if current is not None and current is not conn and not current.closed.is_set():
             # Two live connections: if both are new, both ends dialled at once and the key
             # rule picks the same one on both sides; an older one is presumed dead (the peer
@@ -807,12 +877,12 @@ class PeerService:
                 return
             current.contact_id = None  # its close must not mark the contact offline
             current.close("duplicate connection")
-        was_online = current is not None and not current.closed.is_set()
         self._live[contact_id] = conn
         conn.adopted.set()
         if not was_online:
             self._emit(PresenceChanged(contact_id, online=True))
         self._spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
+        self._lan_adopted(conn)
 
     def _preferred(self, a: Connection, b: Connection) -> Connection:
         """Both ends keep the connection dialled by the peer with the smaller identity key."""
@@ -861,8 +931,11 @@ class PeerService:
                 backoff.reset()
                 continue
             wake.clear()
+            delay = backoff.next_delay()
+            if contact_id in self._addressless:
+                delay = max(delay, ADDRESSLESS_RETRY)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(backoff.next_delay()):
+                async with asyncio.timeout(delay):
                     await wake.wait()
 
     async def _dial_once(self, contact_id: str) -> bool:
@@ -872,7 +945,12 @@ class PeerService:
             return False
         from .invite import parse_address
 
-        for text in contact.addresses:
+        addresses = self._dial_addresses(contact_id, contact.addresses)
+        if addresses:
+            self._addressless.discard(contact_id)
+        else:
+            self._addressless.add(contact_id)
+        for text in addresses:
             live = self._live.get(contact_id)
             if live is not None and not live.closed.is_set():
                 return True
@@ -906,6 +984,232 @@ class PeerService:
             if self._live.get(contact_id) is conn:
                 return True
         return False
+
+    # -- LAN discovery and nearby pairing (discovery.py, nearby.py) -------------------------
+
+    def _discovery_wanted(self) -> bool:
+        if self.config.discovery is not None:
+            return self.config.discovery
+        host = self.config.listen_host
+        if host in ("", "0.0.0.0", "::"):  # noqa: S104
+            return True
+        try:
+            return not ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
+    async def _start_discovery(self) -> None:
+        if not self._discovery_wanted() or self.listen_port is None:
+            return
+        host = self.config.listen_host
+        discovery = Discovery(
+            self,
+            port=self.listen_port,
+            own_key=self._own_discovery_key,
+            contact_keys=self._discovery_keys,
+            visible_name=self.display_name if self.settings[SETTING_VISIBLE] else None,
+            clock=self._clock,
+            settings=DiscoverySettings(
+                epoch_seconds=self.config.discovery_epoch,
+                only_address=None if host in ("", "0.0.0.0", "::") else host,  # noqa: S104
+            ),
+        )
+        await discovery.start()
+        self._discovery = discovery
+
+    def _nearby_offered(self) -> bool:
+        """Do we answer NEARBY handshakes? Only while visible on this network."""
+        return self._discovery is not None and bool(self.settings[SETTING_VISIBLE])
+
+    def _dial_addresses(self, contact_id: str, stored: Iterable[str]) -> list[str]:
+        """A contact seen on the LAN is dialled there first, then at its stored addresses."""
+        lan = self._discovery.contact_addresses(contact_id) if self._discovery else []
+        return list(dict.fromkeys([*lan, *stored]))
+
+    def _lan_adopted(self, conn: Connection) -> None:
+        """A contact's session went live: tell it our advertising key; on the local link,
+        use the short keepalive so a vanished peer is noticed within seconds."""
+        conn.send(wire.DiscoveryKey(self._own_discovery_key))
+        discovery = self._discovery
+        if discovery and conn.peer_address and discovery.snapshot.on_link(conn.peer_address[0]):
+            conn.use_timing(self.config.lan_timing)
+
+    async def _lan_store_key(self, contact_id: str, key: bytes) -> None:
+        if self._discovery_keys.get(contact_id) == key:
+            return
+        await self._db(self.repo.set_discovery_key, contact_id, key)
+        self._discovery_keys[contact_id] = key
+        if self._discovery is not None:
+            self._discovery.set_contact_key(contact_id, key)
+
+    # DiscoveryListener: called by Discovery on the event loop.
+
+    def lan_contact_seen(self, contact_id: str, addresses: list[str]) -> None:
+        if self._closing or contact_id not in self._contact_keys:
+            return
+        live = self._live.get(contact_id)
+        if live is None or live.closed.is_set():
+            self._lan_dial(contact_id)
+        elif live.peer_address is not None and live.peer_address[0] not in {
+            host_of(a) for a in addresses
+        }:
+            self._lan_probe(live)  # it announced itself elsewhere: is this session still up?
+
+    def lan_contact_gone(self, contact_id: str) -> None:
+        live = self._live.get(contact_id)
+        if not self._closing and live is not None and not live.closed.is_set():
+            self._lan_probe(live)
+
+    def lan_nearby_changed(self) -> None:
+        if not self._closing and self.settings[SETTING_VISIBLE]:
+            self._emit(NearbyChanged(tuple(self.nearby())))
+
+    def lan_network_changed(self, addresses: tuple[str, ...]) -> None:
+        """Our own addresses or links changed (`addresses`: all we have, links up or down):
+        drop sessions bound to an address we no longer have, check the others, and dial
+        every contact that is offline."""
+        if self._closing:
+            return
+        ours = set(addresses)
+        for conn in list(self._live.values()):
+            local = conn.writer.get_extra_info("sockname")
+            host = str(local[0]).removeprefix("::ffff:") if local else None
+            if host is not None and host not in ours and not _is_loopback(host):
+                conn.close("our network address changed")
+            else:
+                self._lan_probe(conn)
+        for contact_id in list(self._contact_keys):
+            if contact_id not in self._live:
+                self._lan_dial(contact_id)
+
+    def _lan_dial(self, contact_id: str, *, deferred: bool = False) -> None:
+        """Dial a contact soon: at once if our identity key is the smaller one, else after
+        LAN_YIELD; at most once per LAN_DIAL_INTERVAL (later requests are deferred)."""
+        if contact_id in self._lan_dial_later or contact_id not in self._contact_keys:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._lan_last_dial.get(contact_id, -LAN_DIAL_INTERVAL) + LAN_DIAL_INTERVAL
+        wait -= loop.time()
+        if not deferred:
+            theirs = self._contact_keys[contact_id].ed25519_public
+            if theirs < self.identity.ed25519_public:
+                wait = max(wait, LAN_YIELD)
+        if wait > 0:
+
+            def later() -> None:
+                self._lan_dial_later.pop(contact_id, None)
+                live = self._live.get(contact_id)
+                if live is None or live.closed.is_set():
+                    self._lan_dial(contact_id, deferred=True)
+
+            self._lan_dial_later[contact_id] = loop.call_later(wait, later)
+            return
+        self._lan_last_dial[contact_id] = loop.time()
+        if not self._closing and contact_id in self._contact_keys:
+            self.poke(contact_id)
+
+    def _lan_probe(self, conn: Connection) -> None:
+        """Ping a live session; close it if nothing comes back within LAN_PROBE_TIMEOUT."""
+        if conn in self._lan_probing or not conn.session.established:
+            return
+        self._lan_probing.add(conn)
+        heard = conn.last_heard
+        conn.send(wire.Ping(0))
+
+        async def check() -> None:
+            try:
+                await asyncio.sleep(LAN_PROBE_TIMEOUT)
+                if conn.last_heard == heard and not conn.closed.is_set():
+                    conn.close("no answer after a change on the LAN")
+            finally:
+                self._lan_probing.discard(conn)
+
+        self._spawn(check(), "chinwag-lan-probe")
+
+    # Public: Nearby, pairing, removal.
+
+    @property
+    def visible(self) -> bool:
+        return bool(self.settings[SETTING_VISIBLE])
+
+    def nearby(self) -> list[NearbyPerson]:
+        """Visible people on this network who are not contacts (empty unless we are visible)."""
+        if self._discovery is None or not self.settings[SETTING_VISIBLE]:
+            return []
+        return [
+            NearbyPerson(s.nearby_id, s.advert.name or "?", s.addresses, s.seen_at)
+            for s in self._discovery.directory.nearby()
+        ]
+
+    async def pair_nearby(self, nearby_id: str) -> PairingRequested:
+        """Start pairing with someone in the Nearby list; returns once both screens show the
+        digits. Then `answer_pairing(id, True)` once the user compared them."""
+        if self._discovery is None:
+            raise ServiceError("LAN discovery is not running")
+        if not self.settings[SETTING_VISIBLE]:
+            raise ServiceError("switch on `visible` first: only visible people can pair")
+        found = self._discovery.directory.find_nearby(nearby_id)
+        if found is None:
+            raise ServiceError(f"nobody nearby with id {nearby_id!r}; look again with `nearby`")
+        try:
+            pairing = await self._pairing.start(list(found.addresses))
+        except PairingError as exc:
+            raise ServiceError(str(exc)) from None
+        return PairingRequested(pairing.id, pairing.peer_name, pairing.sas, pairing.incoming)
+
+    def pairings(self) -> list[dict[str, object]]:
+        return [p.summary() for p in self._pairing.pending()]
+
+    async def answer_pairing(
+        self, pairing_id: str, accept: bool, *, wait: bool = True
+    ) -> ContactRecord | None:
+        """Our user compared the six digits: confirm or decline a pending pairing. With
+        `wait`, a confirmation returns the new contact once the other side confirmed too."""
+        try:
+            return await self._pairing.answer(pairing_id, accept, wait=wait)
+        except PairingError as exc:
+            raise ServiceError(str(exc)) from None
+
+    async def remove_contact(self, contact_id: str) -> None:
+        """Forget a contact and its conversation; then rotate our LAN advertising key, so
+        it can no longer recognise us on a LAN (the others learn the new key)."""
+        keys = self._contact_keys.pop(contact_id, None)
+        if keys is None:
+            raise ContactNotFound(f"no contact {contact_id}")
+        self._by_static.pop(keys.x25519_public, None)
+        self._by_ed25519.pop(keys.ed25519_public, None)
+        dialer = self._dialers.pop(contact_id, None)
+        if dialer is not None:
+            dialer.cancel()
+        self._dial_wakeup.pop(contact_id, None)
+        conn = self._live.pop(contact_id, None)
+        if conn is not None:
+            conn.close("no longer a contact")
+            self._emit(PresenceChanged(contact_id, online=False))
+        await self._db(self.repo.delete_contact, contact_id)
+        self._discovery_keys.pop(contact_id, None)
+        if self._discovery is not None:
+            self._discovery.set_contact_key(contact_id, None)
+        await self.rotate_discovery_key()
+        self._emit(ContactRemoved(contact_id))
+
+    async def rotate_discovery_key(self) -> None:
+        """A fresh advertising key: announced from the next record update on, sent to every
+        contact online now and to the others when they next connect."""
+        key = nacl.utils.random(32)
+        await self._db(self.repo.set_blob, BLOB_DISCOVERY_KEY, key)
+        self._own_discovery_key = key
+        for conn in list(self._live.values()):
+            conn.send(wire.DiscoveryKey(key))
+        if self._discovery is not None:
+            self._discovery.set_own_key(key)
+
+    def lan_status(self) -> dict[str, Any]:
+        status: dict[str, Any] = {"discovery": self._discovery is not None, "visible": self.visible}
+        if self._discovery is not None:
+            status.update(self._discovery.status())
+        status["pairings"] = len(self._pairing.pending())
+        return status
 
     # -- messaging --------------------------------------------------------------------------
 
@@ -1005,6 +1309,8 @@ class PeerService:
         elif isinstance(message, wire.ProfileUpdate):
             await self._db(self.repo.set_display_name, contact_id, safe_name(message.display_name))
             await self._emit_contact_changed(contact_id)
+        elif isinstance(message, wire.DiscoveryKey):
+            await self._lan_store_key(contact_id, message.key)
 
     def _index_soon(self) -> None:
         """Wake the background search indexer (it batches, so bursts cost little)."""
@@ -1169,3 +1475,10 @@ class _Authority:
             return None
         keys = service._contact_keys[contact_id]
         return ContactMatch(contact_id, keys.psk)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False

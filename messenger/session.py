@@ -15,6 +15,12 @@ Handshakes (docs/protocol.md has the byte layout):
 - RECONNECT, Noise_IKpsk2: message 1 carries the initiator's Hello (encrypted to the
   responder's static key); the responder answers only a known contact, mixing in that
   contact's psk, and puts its Hello in message 2.
+- NEARBY, Noise_XX with one-time static keys, offered only by a responder that is visible
+  on the LAN: unauthenticated. Message 1 carries the initiator's commitment to a random
+  nonce, message 2 the responder's display name, message 3 the nonce and the initiator's
+  name. Both sides then emit PairingReady with a 6-digit short authentication string
+  (SAS) from the hash after message 2 and the nonce; the users compare it, and the
+  service exchanges identities (wire.PairAccept) only once its user confirmed.
 """
 
 from __future__ import annotations
@@ -24,14 +30,24 @@ from dataclasses import dataclass
 from enum import Enum, auto
 from typing import Protocol
 
+import nacl.bindings
+import nacl.utils
+
 from . import framing, wire
-from .identity import IdentityError, verify_static_certificate
+from .identity import (
+    SAS_NONCE_LEN,
+    IdentityError,
+    sas_commitment,
+    short_authentication_string,
+    verify_static_certificate,
+)
 from .noise import CipherState, HandshakeState, KeyPair, NoiseError
 
 log = logging.getLogger(__name__)
 
 XXPSK3 = "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b"
 IKPSK2 = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b"
+XX = "Noise_XX_25519_ChaChaPoly_BLAKE2b"
 PROLOGUE = b"chinwag/1"
 
 # Re-handshake (a fresh IKpsk2 with new ephemeral keys) after this many frames either way.
@@ -73,7 +89,16 @@ class Closed:
     clean: bool  # the peer said Close; otherwise a violation or an abort
 
 
-SessionEvent = Established | Received | Rejected | Closed
+@dataclass(frozen=True, slots=True)
+class PairingReady:
+    """NEARBY handshake done: show `sas` to the user. Nobody is authenticated yet."""
+
+    sas: str
+    handshake_hash: bytes  # final hash: what PairAccept signatures and contact secrets bind
+    peer_name: str  # self-chosen, unverified until the users compared the SAS
+
+
+SessionEvent = Established | Received | Rejected | Closed | PairingReady
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +135,11 @@ class ContactTarget:
     psk: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class NearbyTarget:
+    """Dial a visible stranger for nearby pairing (NEARBY handshake)."""
+
+
 class State(Enum):
     HANDSHAKE = auto()
     AWAIT_ACCEPT = auto()  # INVITE responder: contact being stored before our Hello goes out
@@ -136,6 +166,16 @@ def _checked_hello(payload: bytes, remote_static: bytes) -> wire.Hello:
     return hello
 
 
+def _nearby_name(payload: bytes) -> str:
+    try:
+        name = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolViolation("display name in a NEARBY handshake is not UTF-8") from None
+    if len(name) > wire.MAX_NAME_CHARS:
+        raise ProtocolViolation("display name in a NEARBY handshake is too long")
+    return name
+
+
 def _as_close(record: bytes) -> wire.Close | None:
     try:
         message = wire.decode_message(record)
@@ -151,10 +191,13 @@ class Session:
         initiator: bool,
         static: KeyPair,
         hello: wire.Hello,
-        target: InviteTarget | ContactTarget | None = None,
+        target: InviteTarget | ContactTarget | NearbyTarget | None = None,
         authority: Authority | None = None,
         ephemeral: KeyPair | None = None,
         max_record: int = framing.MAX_RECORD,
+        nearby: bool = False,
+        nearby_static: KeyPair | None = None,
+        sas_nonce: bytes | None = None,
     ) -> None:
         if initiator and target is None:
             raise ValueError("an initiator needs a target")
@@ -181,6 +224,12 @@ class Session:
         self._recv: CipherState | None = None
         self._contact_id: str | None = None
         self._pending_hello: wire.Hello | None = None
+        # NEARBY: offered by this responder?; one-time static key; SAS state.
+        self._nearby = nearby
+        self._nearby_static = nearby_static
+        self._sas_nonce = sas_nonce
+        self._sas_commitment: bytes | None = None
+        self._sas_hash: bytes | None = None
         if initiator:
             self._start_initiator()
 
@@ -281,6 +330,19 @@ class Session:
             )
             preamble = wire.Preamble(self.kind, target.invite_id)
             first = self._hs.write_message(b"")
+        elif isinstance(target, NearbyTarget):
+            self.kind = wire.HandshakeKind.NEARBY
+            self._hs = HandshakeState(
+                XX,
+                initiator=True,
+                prologue=_prologue(self.kind, None),
+                s=self._nearby_static or KeyPair.generate(),
+                e=self._ephemeral,
+            )
+            if self._sas_nonce is None:
+                self._sas_nonce = nacl.utils.random(SAS_NONCE_LEN)
+            preamble = wire.Preamble(self.kind, None)
+            first = self._hs.write_message(sas_commitment(self._sas_nonce))
         else:
             assert isinstance(target, ContactTarget)
             self.kind = wire.HandshakeKind.RECONNECT
@@ -319,7 +381,18 @@ class Session:
         target = self._target
         rs = hs.remote_static
         assert rs is not None
-        if isinstance(target, InviteTarget):
+        if isinstance(target, NearbyTarget):
+            # XX message 2 carries the responder's name; the SAS is fixed from here on.
+            peer_name = _nearby_name(payload)
+            nonce = self._sas_nonce
+            assert nonce is not None
+            sas = short_authentication_string(hs.handshake_hash, nonce)
+            name = self._hello.display_name.encode("utf-8")
+            self._out += framing.encode_frame(hs.write_message(nonce + name))
+            self._split(hs)
+            self.state = State.TRANSPORT
+            self._events.append(PairingReady(sas, hs.handshake_hash, peer_name))
+        elif isinstance(target, InviteTarget):
             # XXpsk3 message 2: is this the peer the invite names? Check before we say who we are.
             if rs != target.x25519_public:
                 raise ProtocolViolation(
@@ -395,11 +468,42 @@ class Session:
                 self._split(hs)
                 self.peer = PeerIdentity(hello, rs, hs.handshake_hash, match.contact_id)
                 self.state = State.AWAIT_CONFIRM
+            elif preamble.kind is wire.HandshakeKind.NEARBY and self._nearby:
+                hs = HandshakeState(
+                    XX,
+                    initiator=False,
+                    prologue=_prologue(preamble.kind, None),
+                    s=self._nearby_static or KeyPair.generate(),
+                    e=self._ephemeral,
+                )
+                self._hs = hs
+                commitment = hs.read_message(first)
+                if len(commitment) != 32:
+                    raise ProtocolViolation("NEARBY message 1 must carry a 32-byte commitment")
+                self._sas_commitment = commitment
+                name = self._hello.display_name.encode("utf-8")
+                self._out += framing.encode_frame(hs.write_message(name))
+                self._sas_hash = hs.handshake_hash
             else:
                 raise ProtocolViolation(f"handshake kind {preamble.kind.name} is not offered here")
             return
-        # INVITE message 3: the acceptor's static key and Hello, under the invite's psk.
         hs = self._hs
+        if self.kind is wire.HandshakeKind.NEARBY:
+            # XX message 3: the initiator's nonce (checked against its commitment) and name.
+            payload = hs.read_message(frame)
+            nonce, name_bytes = payload[:SAS_NONCE_LEN], payload[SAS_NONCE_LEN:]
+            assert self._sas_commitment is not None and self._sas_hash is not None
+            if len(nonce) != SAS_NONCE_LEN or not nacl.bindings.sodium_memcmp(
+                sas_commitment(nonce), self._sas_commitment
+            ):
+                raise ProtocolViolation("the SAS nonce does not match its commitment")
+            peer_name = _nearby_name(name_bytes)
+            self._split(hs)
+            self.state = State.TRANSPORT
+            sas = short_authentication_string(self._sas_hash, nonce)
+            self._events.append(PairingReady(sas, hs.handshake_hash, peer_name))
+            return
+        # INVITE message 3: the acceptor's static key and Hello, under the invite's psk.
         payload = hs.read_message(frame)
         rs = hs.remote_static
         assert rs is not None

@@ -43,10 +43,12 @@ __all__ = [
     "REJECTION_MAGIC",
     "ChatMessage",
     "Close",
+    "DiscoveryKey",
     "HandshakeKind",
     "Hello",
     "MessageTooLarge",
     "MessageType",
+    "PairAccept",
     "Ping",
     "Pong",
     "Preamble",
@@ -86,6 +88,8 @@ MAX_CLOSE_REASON_CHARS: Final = 200
 
 ED25519_PUBLIC_LEN: Final = 32
 ED25519_SIGNATURE_LEN: Final = 64
+X25519_PUBLIC_LEN: Final = 32
+DISCOVERY_KEY_LEN: Final = 32
 
 _INT63: Final = 2**63
 _UINT64: Final = 2**64
@@ -133,6 +137,9 @@ class MessageType(enum.IntEnum):
     PONG = 5
     CLOSE = 6
     PROFILE_UPDATE = 7
+    # 8 is left unassigned.
+    DISCOVERY_KEY = 9
+    PAIR_ACCEPT = 10
 
 
 class ReceiptKind(enum.IntEnum):
@@ -203,7 +210,31 @@ class ProfileUpdate:
     display_name: str
 
 
-WireMessage: TypeAlias = ChatMessage | Receipt | Typing | Ping | Pong | Close | ProfileUpdate
+@dataclass(frozen=True, slots=True)
+class DiscoveryKey:
+    """The sender's current LAN advertising key (docs/protocol.md §14)."""
+
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PairAccept:
+    """Nearby pairing: the sender's user confirmed the short authentication string.
+
+    Carries the sender's identity, bound to this session by a signature of the identity
+    key over the handshake hash (identity.pairing_signature)."""
+
+    ed25519_public: bytes
+    static_public: bytes
+    static_certificate: bytes
+    display_name: str
+    listen_port: int
+    signature: bytes
+
+
+WireMessage: TypeAlias = (
+    ChatMessage | Receipt | Typing | Ping | Pong | Close | ProfileUpdate | DiscoveryKey | PairAccept
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,6 +405,21 @@ def _make_profile_update(f: list[object]) -> ProfileUpdate:
     return ProfileUpdate(display_name=_display_name(f[0], "display_name"))
 
 
+def _make_discovery_key(f: list[object]) -> DiscoveryKey:
+    return DiscoveryKey(key=_bytes(f[0], "key", DISCOVERY_KEY_LEN))
+
+
+def _make_pair_accept(f: list[object]) -> PairAccept:
+    return PairAccept(
+        ed25519_public=_bytes(f[0], "ed25519_public", ED25519_PUBLIC_LEN),
+        static_public=_bytes(f[1], "static_public", X25519_PUBLIC_LEN),
+        static_certificate=_bytes(f[2], "static_certificate", ED25519_SIGNATURE_LEN),
+        display_name=_display_name(f[3], "display_name"),
+        listen_port=_int(f[4], "listen_port", 0, 65536),
+        signature=_bytes(f[5], "signature", ED25519_SIGNATURE_LEN),
+    )
+
+
 def _make_hello(f: list[object]) -> Hello:
     addrs = _array(f[4], "addresses", 0, MAX_ADDRESSES)
     return Hello(
@@ -396,6 +442,8 @@ _DECODERS: Final[dict[int, tuple[type[WireMessage], int, _Maker]]] = {
     MessageType.PONG: (Pong, 1, _make_pong),
     MessageType.CLOSE: (Close, 1, _make_close),
     MessageType.PROFILE_UPDATE: (ProfileUpdate, 1, _make_profile_update),
+    MessageType.DISCOVERY_KEY: (DiscoveryKey, 1, _make_discovery_key),
+    MessageType.PAIR_ACCEPT: (PairAccept, 6, _make_pair_accept),
 }
 _TAGS: Final[dict[type[WireMessage], int]] = {cls: tag for tag, (cls, _, _) in _DECODERS.items()}
 _HELLO_FIELDS: Final = 5
@@ -415,6 +463,17 @@ def _fields(msg: WireMessage | Hello) -> list[object]:
         return [msg.reason]
     if isinstance(msg, ProfileUpdate):
         return [msg.display_name]
+    if isinstance(msg, DiscoveryKey):
+        return [msg.key]
+    if isinstance(msg, PairAccept):
+        return [
+            msg.ed25519_public,
+            msg.static_public,
+            msg.static_certificate,
+            msg.display_name,
+            msg.listen_port,
+            msg.signature,
+        ]
     addrs = msg.addresses
     return [
         msg.ed25519_public,

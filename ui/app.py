@@ -1,24 +1,380 @@
-"""Entry point of the desktop app.
+"""Entry point of the desktop app (`chinwag`, `make run`, `python -m ui.app`).
 
-The window itself is the desktop-app issue's work; until it lands, `chinwag` says so and
-points at the headless front end, which runs the same peer service.
+One asyncio loop, shared with Qt through qasync, runs everything: the peer service
+in-process, and the window. Start-up: first run -> onboarding, then the profile is
+created; later runs -> the unlock dialog when the profile has a passphrase (unless
+CHINWAG_PASSPHRASE is set), else it opens directly. Closing the window, Quit (Ctrl+Q) or
+quitting from the tray shuts the service down (``await service.aclose()``) before the
+loop stops.
+
+    chinwag [--profile DIR] [--listen HOST:PORT] [--address HOST:PORT ...]
+
+``--profile`` / ``CHINWAG_PROFILE`` and ``CHINWAG_PASSPHRASE`` work as in chinwag-cli.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
 import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+_STARTED = time.perf_counter()
+
+# The peer service (SQLAlchemy, Alembic, zeroconf...) is imported before PySide6: once
+# PySide6 is loaded, its import hook inspects the source of every module imported after
+# it, which adds a quarter of a second to start-up.
+from messenger import (  # noqa: E402
+    PeerService,
+    ProfileDir,
+    ProfileError,
+    ProfileLocked,
+    ServiceConfig,
+    ServiceError,
+    WrongPassphrase,
+    default_profile_dir,
+)
+from messenger import service as _service  # noqa: E402, F401
+from ui import _pyside_fix  # noqa: E402
+
+_pyside_fix.apply()
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer  # noqa: E402
+from PySide6.QtGui import QGuiApplication  # noqa: E402
+from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QWidget  # noqa: E402
+
+from ui import theme  # noqa: E402
+
+log = logging.getLogger("chinwag.ui")
+
+# Benchmarks and smoke tests: print "chinwag: window shown after X s" at the main window's
+# first paint and "chinwag: conversations listed after X s" once they are, then quit cleanly.
+EXIT_AFTER_SHOWN_ENV = "CHINWAG_EXIT_AFTER_SHOWN"
 
 
-def main() -> int:
-    print(
-        "The Chinwag desktop window is not built yet.\n"
-        "Use the headless client, which runs the same peer service:\n\n"
-        "  .venv/bin/chinwag-cli init --name 'Your Name'\n"
-        "  .venv/bin/chinwag-cli run\n\n"
-        "See README.md for a tour.",
-        file=sys.stderr,
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chinwag", description="Chinwag: serverless, end-to-end encrypted chat on your LAN."
     )
+    parser.add_argument("--profile", type=Path, help="profile folder (or CHINWAG_PROFILE)")
+    parser.add_argument("--listen", help="HOST:PORT to listen on (default: all interfaces)")
+    parser.add_argument(
+        "--address", action="append", default=[], help="extra HOST:PORT to put in invites"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+    return parser
+
+
+def service_config(args: argparse.Namespace) -> ServiceConfig:
+    host, port = "", None
+    if args.listen:
+        from messenger.cli import parse_listen
+
+        host, port = parse_listen(args.listen)
+    return ServiceConfig(listen_host=host, listen_port=port, extra_addresses=tuple(args.address))
+
+
+# -- dialogs without nested event loops -------------------------------------------------------
+
+
+async def run_dialog(dialog: QDialog) -> int:
+    """Show a dialog and wait for it on the asyncio loop (never `exec()` inside a task:
+    a nested Qt loop would run other tasks re-entrantly)."""
+    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def finished(result: int) -> None:
+        if not future.done():
+            future.set_result(result)
+
+    dialog.finished.connect(finished)
+    dialog.open()
+    dialog.raise_()
+    dialog.activateWindow()
+    return await future
+
+
+async def message(
+    icon: QMessageBox.Icon, title: str, text: str, parent: QWidget | None = None
+) -> None:
+    box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, parent)
+    box.setWindowIcon(theme.app_icon())
+    await run_dialog(box)
+
+
+# -- opening the profile ---------------------------------------------------------------------
+
+
+async def obtain_service(profile: ProfileDir, config: ServiceConfig) -> PeerService | None:
+    """Onboarding, unlock or a direct open; None when the user gave up (or it failed and
+    the user was told why)."""
+    try:
+        if not profile.exists():
+            return await _onboard(profile, config)
+        env = os.environ.get("CHINWAG_PASSPHRASE")
+        if profile.needs_passphrase() and env is None:
+            from ui.views.onboarding import UnlockDialog
+
+            dialog = UnlockDialog(profile.path, config=config)
+            dialog.setWindowIcon(theme.app_icon())
+            if await run_dialog(dialog) != QDialog.DialogCode.Accepted:
+                return None
+            return dialog.service
+        return await PeerService.open(profile.path, env or None, config=config)
+    except ProfileLocked as exc:
+        await message(
+            QMessageBox.Icon.Warning,
+            "Chinwag is already running",
+            "This profile is open in another Chinwag process:\n\n"
+            f"{exc.holder}\n\nClose it first, or start Chinwag with another profile "
+            "(--profile DIR).",
+        )
+    except WrongPassphrase:
+        await message(
+            QMessageBox.Icon.Critical,
+            "Wrong passphrase",
+            "CHINWAG_PASSPHRASE does not unlock this profile. Unset it to type the "
+            "passphrase instead.",
+        )
+    except (ProfileError, ServiceError, OSError) as exc:
+        await message(
+            QMessageBox.Icon.Critical,
+            "Chinwag cannot start",
+            f"Chinwag could not open {profile.path}:\n\n{exc}",
+        )
+    return None
+
+
+async def _onboard(profile: ProfileDir, config: ServiceConfig) -> PeerService | None:
+    from ui.views.onboarding import OnboardingDialog
+
+    while True:
+        dialog = OnboardingDialog()
+        dialog.setWindowIcon(theme.app_icon())
+        if await run_dialog(dialog) != QDialog.DialogCode.Accepted:
+            return None
+        name, passphrase = dialog.result_name(), dialog.result_passphrase()
+        dialog.deleteLater()
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        try:
+            service, warnings = await PeerService.create_profile(
+                profile.path, name, passphrase, config=config
+            )
+        except ServiceError as exc:
+            QApplication.restoreOverrideCursor()
+            await message(QMessageBox.Icon.Warning, "Chinwag", str(exc))
+            continue
+        finally:
+            with contextlib.suppress(Exception):
+                QApplication.restoreOverrideCursor()
+        for warning in warnings:
+            await message(QMessageBox.Icon.Information, "About your key", warning)
+        return service
+
+
+# -- the running app -----------------------------------------------------------------------
+
+
+class _FirstPaint(QObject):
+    """Notices the main window's first paint; with CHINWAG_EXIT_AFTER_SHOWN set, says when
+    (benchmarks and smoke tests measure start-up with it)."""
+
+    def __init__(self, window: QWidget, on_paint: Callable[[], object]) -> None:
+        super().__init__(window)
+        self._on_paint = on_paint
+        self._fired = False
+        window.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if not self._fired and event.type() == QEvent.Type.Paint:
+            self._fired = True
+            if os.environ.get(EXIT_AFTER_SHOWN_ENV):
+                print(
+                    f"chinwag: window shown after {time.perf_counter() - _STARTED:.3f} s",
+                    flush=True,
+                )
+            QTimer.singleShot(0, self, self._on_paint)
+        return False
+
+
+async def run_window(service: PeerService) -> int:
+    """Show the window over a running service until the user quits; then close it all.
+
+    The window shows first and fills as the conversations load (a big profile's summary
+    query must not keep the screen empty)."""
+    from ui.bridge import Bridge
+    from ui.tray import Tray
+    from ui.views.main_window import MainWindow
+
+    manager = theme.manager()
+    bridge = Bridge(service)
+    if manager is not None:
+        manager.set_mode(str(bridge.setting("theme") or "system"))
+    window = MainWindow(bridge)
+    done = asyncio.Event()
+    tray = Tray(bridge, window)
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    try:
+        window.notifier = tray
+        window.unreadChanged.connect(tray.set_unread)
+
+        def show_window() -> None:
+            window.showNormal()
+            window.raise_()
+            window.activateWindow()
+
+        def open_from_notification(contact_id: str) -> None:
+            show_window()
+            window.open_conversation(contact_id)
+
+        tray.showRequested.connect(show_window)
+        tray.conversationRequested.connect(open_from_notification)
+        tray.quitRequested.connect(done.set)
+        window.quitRequested.connect(done.set)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, done.set)
+                handled.append(sig)
+        painted = asyncio.Event()
+        _FirstPaint(window, painted.set)
+        window.resize(1100, 720)
+        window.show()
+        await window.load()
+        tray.set_unread(window.conversations.unread_total())
+        collector = QApplication.instance().findChild(MainThreadCollector, "chinwag-gc")
+        if collector is not None:
+            QTimer.singleShot(3000, collector, collector.settle)
+        if os.environ.get(EXIT_AFTER_SHOWN_ENV):
+            await painted.wait()
+            await asyncio.sleep(0)  # the paint that shows the loaded list
+            print(
+                f"chinwag: conversations listed after {time.perf_counter() - _STARTED:.3f} s",
+                flush=True,
+            )
+            done.set()
+        await done.wait()
+    finally:
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+        window.hide()
+        tray.hide()
+        window.shutdown()
+        bridge.detach()
+        await service.aclose()
+        window.deleteLater()
     return 0
+
+
+async def run(args: argparse.Namespace) -> int:
+    profile = ProfileDir(args.profile or default_profile_dir())
+    service = await obtain_service(profile, service_config(args))
+    if service is None:
+        return 1
+    return await run_window(service)
+
+
+class MainThreadCollector(QObject):
+    """Runs Python's cyclic garbage collector on the GUI thread only.
+
+    Left alone, the collector runs in whichever thread happens to allocate, often the
+    database thread; a QObject in a reference cycle freed there is deleted on the wrong
+    thread, its timers stay registered with the GUI thread, and Qt later crashes on them.
+    """
+
+    def __init__(self, parent: QObject, interval_ms: int = 250) -> None:
+        super().__init__(parent)
+        self._threshold = gc.get_threshold()
+        gc.disable()
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.check)
+        self._timer.start(interval_ms)
+
+    def settle(self) -> None:
+        """Once start-up is over: collect, then move every object alive now out of the
+        collector's sight (gc.freeze), so later full collections stay short."""
+        gc.collect()
+        gc.freeze()
+
+    def check(self) -> None:
+        counts = gc.get_count()
+        generation = -1
+        for i, (count, limit) in enumerate(zip(counts, self._threshold, strict=True)):
+            if count > limit:
+                generation = i
+        if generation >= 0:
+            gc.collect(generation)
+
+
+def make_event_loop(app: QApplication) -> asyncio.AbstractEventLoop:
+    """qasync's loop, staying the running loop when `run_forever` returns.
+
+    qasync's `run_until_complete` processes Qt events once more after `run_forever`
+    has cleared the running loop; timers and socket notifiers that fire then would run
+    asyncio callbacks with no running loop (create_task and friends fail)."""
+    import qasync
+
+    class EventLoop(qasync.QEventLoop):  # type: ignore[misc, name-defined]
+        def run_forever(self) -> Any:
+            try:
+                return super().run_forever()
+            finally:
+                asyncio.events._set_running_loop(self)
+
+        def close(self) -> None:
+            if asyncio.events._get_running_loop() is self:
+                asyncio.events._set_running_loop(None)
+            super().close()
+
+    return EventLoop(app)
+
+
+def create_application(argv: Sequence[str]) -> QApplication:
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        return existing
+    QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
+        Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+    )
+    app = QApplication(list(argv))
+    app.setApplicationName("Chinwag")
+    app.setOrganizationName("Chinwag")
+    app.setDesktopFileName("chinwag")
+    app.setWindowIcon(theme.app_icon())
+    app.setQuitOnLastWindowClosed(False)  # quitting is ours: the service closes first
+    theme.install(app, "system")
+    collector = MainThreadCollector(app)
+    collector.setObjectName("chinwag-gc")
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, qt_args = build_parser().parse_known_args(argv)
+    try:
+        service_config(args)
+    except Exception as exc:  # a malformed --listen or --address
+        print(f"chinwag: {exc}", file=sys.stderr)
+        return 2
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_application([sys.argv[0], *qt_args])
+    loop = make_event_loop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(run(args))
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        with contextlib.suppress(Exception):
+            loop.close()
+        asyncio.set_event_loop(None)
 
 
 if __name__ == "__main__":

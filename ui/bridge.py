@@ -76,6 +76,13 @@ class Bridge(QObject):
     def my_id(self) -> str:
         return self.service.contact_id
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The most UTF-8 bytes one message can hold (the composer counts against it)."""
+        from messenger.wire import MAX_BODY_BYTES
+
+        return int(MAX_BODY_BYTES)
+
     def setting(self, key: str) -> Any:
         return self.service.settings.get(key)
 
@@ -137,6 +144,12 @@ class Bridge(QObject):
     def safety_qr_payload(self, contact: ContactRecord) -> bytes:
         return safety_number_qr_payload(
             self.service.identity.ed25519_public, contact.ed25519_public
+        )
+
+    def check_safety_qr(self, contact: ContactRecord, payload: bytes) -> bool:
+        """Whether their safety-number QR matches ours (no side effect)."""
+        return verify_safety_number_qr(
+            payload, self.service.identity.ed25519_public, contact.ed25519_public
         )
 
     async def verify_with_qr(self, contact: ContactRecord, payload: bytes) -> bool:

@@ -1,0 +1,111 @@
+"""Smoke test: the real `chinwag` (python -m ui.app) on a real X server (Xvfb), seen by
+the X server as a window named Chinwag, then stopped with SIGTERM and shutting down
+cleanly. Skipped where Xvfb or xwininfo (x11-utils) is not installed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from messenger import PeerService
+from tests.ui.conftest import peer_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed"),
+    pytest.mark.skipif(
+        shutil.which("xwininfo") is None, reason="xwininfo (x11-utils) is not installed"
+    ),
+]
+
+
+def _free_display() -> int:
+    for number in range(91, 200):
+        if (
+            not Path(f"/tmp/.X11-unix/X{number}").exists()
+            and not Path(f"/tmp/.X{number}-lock").exists()
+        ):
+            return number
+    raise RuntimeError("no free X display number")
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int | None:
+    """Terminate one process we started (by its PID), then kill it if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    return proc.returncode
+
+
+def _windows(env: dict[str, str]) -> str:
+    result = subprocess.run(
+        ["xwininfo", "-root", "-tree"], env=env, capture_output=True, text=True, timeout=10
+    )
+    return result.stdout
+
+
+@pytest.mark.timeout(90)
+def test_chinwag_shows_its_window_under_xvfb(qloop, tmp_path):
+    profile = tmp_path / "profile"
+    service, _ = qloop.run(
+        PeerService.create_profile(profile, "Smoke Test", None, config=peer_config(network=False))
+    )
+    qloop.run(service.aclose())
+
+    display = _free_display()
+    xvfb = subprocess.Popen(
+        ["Xvfb", f":{display}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    app: subprocess.Popen[bytes] | None = None
+    log = tmp_path / "chinwag.log"
+    try:
+        deadline = time.monotonic() + 15
+        while not Path(f"/tmp/.X11-unix/X{display}").exists():
+            assert xvfb.poll() is None, "Xvfb exited"
+            assert time.monotonic() < deadline, "Xvfb did not start"
+            time.sleep(0.05)
+        env = {
+            **os.environ,
+            "DISPLAY": f":{display}",
+            "QT_QPA_PLATFORM": "xcb",
+            "CHINWAG_PROFILE": str(profile),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+        }
+        env.pop("CHINWAG_PASSPHRASE", None)
+        env.pop("WAYLAND_DISPLAY", None)
+        with log.open("wb") as out:
+            app = subprocess.Popen(
+                [sys.executable, "-m", "ui.app", "--listen", "127.0.0.1:0"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 40
+        while "Chinwag" not in _windows(env):
+            if app.poll() is not None:
+                pytest.fail(f"chinwag exited with {app.returncode}:\n{log.read_text()}")
+            assert time.monotonic() < deadline, f"no Chinwag window:\n{log.read_text()}"
+            time.sleep(0.2)
+        assert '"Chinwag"' in _windows(env)
+        code = _stop(app, timeout=15)
+        assert code == 0, f"chinwag did not shut down cleanly ({code}):\n{log.read_text()}"
+        assert "Traceback" not in log.read_text()
+    finally:
+        if app is not None:
+            _stop(app)
+        _stop(xvfb)

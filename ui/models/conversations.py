@@ -1,0 +1,347 @@
+"""The conversation list: one row per contact, newest activity first, live from the bridge."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+    Signal,
+)
+
+from messenger import ContactRecord, MessageRecord, MessageState
+from ui.bridge import Bridge
+
+# A typing notice that is not renewed within this many seconds has expired (the peer may
+# have closed the window or lost the connection before saying it stopped).
+TYPING_TTL = 8.0
+# During a burst of arrivals the list is re-sorted and repainted at most this often (s).
+COMMIT_SPACING = 0.1
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+def _order(m: MessageRecord) -> tuple[int, bytes]:
+    return (m.lamport, m.msg_id)
+
+
+@dataclass(slots=True)
+class ConversationItem:
+    contact: ContactRecord
+    last: MessageRecord | None
+    unread: int
+    online: bool
+    typing: bool = False
+    last_seen: float | None = None
+
+    @property
+    def id(self) -> str:
+        return self.contact.id
+
+    @property
+    def name(self) -> str:
+        return self.contact.display_name
+
+    @property
+    def activity_ms(self) -> int:
+        """When this conversation last moved: our clock for what arrived, else its own."""
+        if self.last is None:
+            return int(self.contact.created_at * 1000)
+        return self.last.received_at_ms or self.last.sent_at_ms
+
+    def sort_key(self) -> tuple[int, str]:
+        return (-self.activity_ms, self.name.casefold())
+
+    def accessible_text(self) -> str:
+        parts = [self.name]
+        if self.contact.verified:
+            parts.append("verified")
+        parts.append("online" if self.online else "offline")
+        if self.unread:
+            parts.append(f"{self.unread} unread")
+        if self.typing:
+            parts.append("typing")
+        elif self.last is not None:
+            who = "You" if self.last.outgoing else self.name
+            parts.append(f"last message from {who}: {self.last.body[:80]}")
+        return ", ".join(parts)
+
+
+class ConversationListModel(QAbstractListModel):
+    ItemRole = Qt.ItemDataRole.UserRole + 1
+    ContactIdRole = Qt.ItemDataRole.UserRole + 2
+
+    unreadTotalChanged = Signal(int)
+    typingChanged = Signal(str, bool)  # contact_id, active (expires by itself)
+    contactUpdated = Signal(object)  # ConversationItem: name, verification or presence changed
+
+    def __init__(self, bridge: Bridge, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self._items: list[ConversationItem] = []
+        self._typing_until: dict[str, float] = {}
+        self._typing_timer = QTimer(self)
+        self._typing_timer.setInterval(1000)
+        self._typing_timer.timeout.connect(self._expire_typing)
+        self._unread_total = 0
+        self._dirty: set[str] = set()
+        self._last_commit = 0.0
+        self._commit_timer = QTimer(self)
+        self._commit_timer.setSingleShot(True)
+        self._commit_timer.timeout.connect(self._commit)
+        # Set by the window: True when the user is looking at that conversation right now,
+        # so what arrives there is read, not unread.
+        self.read_now: Callable[[str], bool] | None = None
+        bridge.messageAdded.connect(self._on_message_added)
+        bridge.messageStatesChanged.connect(self._on_states_changed)
+        bridge.presenceChanged.connect(self._on_presence_changed)
+        bridge.contactAdded.connect(self._on_contact_added)
+        bridge.contactChanged.connect(self._on_contact_changed)
+        bridge.typingChanged.connect(self._on_typing_changed)
+
+    def detach(self) -> None:
+        for signal, slot in (
+            (self.bridge.messageAdded, self._on_message_added),
+            (self.bridge.messageStatesChanged, self._on_states_changed),
+            (self.bridge.presenceChanged, self._on_presence_changed),
+            (self.bridge.contactAdded, self._on_contact_added),
+            (self.bridge.contactChanged, self._on_contact_changed),
+            (self.bridge.typingChanged, self._on_typing_changed),
+        ):
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
+        self._typing_timer.stop()
+        self._commit_timer.stop()
+
+    # -- loading ----------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        summaries = await self.bridge.conversations()
+        items = [
+            ConversationItem(
+                s.contact, s.last_message, s.unread, s.online, last_seen=s.contact.last_seen
+            )
+            for s in summaries
+        ]
+        items.sort(key=ConversationItem.sort_key)
+        self.beginResetModel()
+        self._items = items
+        self.endResetModel()
+        self._update_unread_total()
+
+    # -- Qt model API -------------------------------------------------------------------------
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._items)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._items):
+            return None
+        item = self._items[index.row()]
+        if role == self.ItemRole:
+            return item
+        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            return item.name
+        if role == self.ContactIdRole:
+            return item.id
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return item.accessible_text()
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{item.name} · {item.id[:16]}"
+        return None
+
+    def roleNames(self) -> dict[int, bytes]:
+        return {
+            **super().roleNames(),
+            self.ItemRole: b"item",
+            self.ContactIdRole: b"contactId",
+        }
+
+    # -- lookups ------------------------------------------------------------------------------
+
+    def items(self) -> list[ConversationItem]:
+        return list(self._items)
+
+    def row_of(self, contact_id: str) -> int:
+        for row, item in enumerate(self._items):
+            if item.id == contact_id:
+                return row
+        return -1
+
+    def item(self, contact_id: str) -> ConversationItem | None:
+        row = self.row_of(contact_id)
+        return self._items[row] if row >= 0 else None
+
+    def unread_total(self) -> int:
+        return sum(item.unread for item in self._items)
+
+    def is_typing(self, contact_id: str) -> bool:
+        return self._typing_until.get(contact_id, 0.0) > time.monotonic()
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def clear_unread(self, contact_id: str) -> None:
+        row = self.row_of(contact_id)
+        if row >= 0 and self._items[row].unread:
+            self._items[row].unread = 0
+            self._changed(row)
+            self._update_unread_total()
+
+    def _changed(self, row: int) -> None:
+        index = self.index(row)
+        self.dataChanged.emit(index, index)
+
+    def _update_unread_total(self) -> None:
+        total = sum(item.unread for item in self._items)
+        if total != self._unread_total:
+            self._unread_total = total
+            self.unreadTotalChanged.emit(total)
+
+    def _resort(self, row: int) -> int:
+        """Move the row to where its activity puts it; returns its new row."""
+        key = self._items[row].sort_key()
+        new_row = sum(
+            1 for i, other in enumerate(self._items) if i != row and other.sort_key() < key
+        )
+        if new_row == row:
+            return row
+        dest = new_row if new_row < row else new_row + 1
+        self.beginMoveRows(QModelIndex(), row, row, QModelIndex(), dest)
+        self._items.insert(new_row, self._items.pop(row))
+        self.endMoveRows()
+        return new_row
+
+    def _on_message_added(self, message: MessageRecord) -> None:
+        row = self.row_of(message.contact_id)
+        if row < 0:
+            return
+        item = self._items[row]
+        if item.last is None or _order(message) >= _order(item.last):
+            item.last = message
+        if (
+            not message.outgoing
+            and message.state is MessageState.RECEIVED
+            and not (self.read_now is not None and self.read_now(message.contact_id))
+        ):
+            item.unread += 1
+        if not message.outgoing and item.typing:
+            item.typing = False
+            self._typing_until.pop(item.id, None)
+            self.typingChanged.emit(item.id, False)
+        # Repaint, re-sort and recount once per burst, not once per message.
+        self._dirty.add(item.id)
+        if not self._commit_timer.isActive():
+            recent = time.monotonic() - self._last_commit < COMMIT_SPACING
+            self._commit_timer.setInterval(int(COMMIT_SPACING * 1000) if recent else 0)
+            self._commit_timer.start()
+
+    def _commit(self) -> None:
+        self._last_commit = time.monotonic()
+        dirty, self._dirty = self._dirty, set()
+        for contact_id in dirty:
+            row = self.row_of(contact_id)
+            if row >= 0:
+                self._changed(row)
+                self._resort(row)
+        self._update_unread_total()
+
+    def flush(self) -> None:
+        """Apply pending arrivals now (tests, and before a window closes)."""
+        if self._dirty:
+            self._commit_timer.stop()
+            self._commit()
+
+    def _on_states_changed(self, contact_id: str, msg_ids: object, state: int) -> None:
+        row = self.row_of(contact_id)
+        if row < 0:
+            return
+        item = self._items[row]
+        last = item.last
+        if last is not None and last.msg_id in set(msg_ids) and last.state < state:  # type: ignore[call-overload]
+            item.last = replace(item.last, state=MessageState(state))
+            self._changed(row)
+
+    def _on_presence_changed(self, contact_id: str, online: bool) -> None:
+        row = self.row_of(contact_id)
+        if row < 0:
+            return
+        item = self._items[row]
+        item.online = online
+        item.last_seen = time.time()
+        if not online and item.typing:
+            item.typing = False
+            self._typing_until.pop(contact_id, None)
+            self.typingChanged.emit(contact_id, False)
+        self._changed(row)
+        self.contactUpdated.emit(item)
+
+    def _on_contact_added(self, contact: ContactRecord) -> None:
+        if self.row_of(contact.id) >= 0:
+            self._on_contact_changed(contact)
+            return
+        item = ConversationItem(
+            contact, None, 0, self.bridge.is_online(contact.id), last_seen=contact.last_seen
+        )
+        self.beginInsertRows(QModelIndex(), 0, 0)
+        self._items.insert(0, item)
+        self.endInsertRows()
+        self._resort(0)
+
+    def _on_contact_changed(self, contact: ContactRecord) -> None:
+        row = self.row_of(contact.id)
+        if row < 0:
+            self._on_contact_added(contact)
+            return
+        item = self._items[row]
+        item.contact = contact
+        item.last_seen = contact.last_seen if not item.online else item.last_seen
+        self._changed(row)
+        self.contactUpdated.emit(item)
+
+    def _on_typing_changed(self, contact_id: str, active: bool) -> None:
+        row = self.row_of(contact_id)
+        if row < 0:
+            return
+        item = self._items[row]
+        if active:
+            self._typing_until[contact_id] = time.monotonic() + TYPING_TTL
+            if not self._typing_timer.isActive():
+                self._typing_timer.start()
+        else:
+            self._typing_until.pop(contact_id, None)
+        if item.typing != active:
+            item.typing = active
+            self._changed(row)
+            self.typingChanged.emit(contact_id, active)
+
+    def _expire_typing(self) -> None:
+        now = time.monotonic()
+        for contact_id, until in list(self._typing_until.items()):
+            if until <= now:
+                self._on_typing_changed(contact_id, False)
+        if not self._typing_until:
+            self._typing_timer.stop()
+
+
+class ConversationFilterModel(QSortFilterProxyModel):
+    """The filter box: matches a name anywhere, ignoring case and accents' absence."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setFilterRole(Qt.ItemDataRole.DisplayRole)
+        self.setDynamicSortFilter(False)
+
+    def set_filter(self, text: str) -> None:
+        self.setFilterFixedString(text.strip())

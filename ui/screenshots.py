@@ -1,0 +1,384 @@
+"""Render Chinwag's main screens with demo data to docs/screenshots/*.png.
+
+    make screenshots                       (QT_QPA_PLATFORM=offscreen python -m ui.screenshots)
+    python -m ui.screenshots --out DIR --scale 2
+
+The demo is real: temporary profiles on 127.0.0.1 befriended through invites, the
+conversation written into the demo profile's encrypted database, and the real main window
+rendered offscreen in the light and dark themes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The demo never touches a real keyring: its keys live in files in a temporary folder.
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+
+import nacl.utils
+from PySide6.QtCore import QPoint, QRectF, QSize, Qt
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontDatabase,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+)
+from PySide6.QtWidgets import QApplication, QWidget
+
+from messenger import MessageState, PeerService, ServiceConfig
+from messenger.storage.repository import IncomingMessage
+from messenger.transport import Timing
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = ROOT / "docs" / "screenshots"
+WINDOW = QSize(1180, 760)
+
+
+class DemoClock:
+    """Today at 09:45 local time, plus whatever offset the script sets."""
+
+    def __init__(self) -> None:
+        today = dt.date.today()
+        self.base = dt.datetime.combine(today, dt.time(9, 45)).timestamp()
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self.base + self.offset + (time.monotonic() % 1) * 0.001
+
+
+def at(days_ago: int, hh: int, mm: int) -> int:
+    """Epoch milliseconds of HH:MM local time, `days_ago` days before today."""
+    day = dt.date.today() - dt.timedelta(days=days_ago)
+    return int(dt.datetime.combine(day, dt.time(hh, mm)).timestamp() * 1000)
+
+
+@dataclass
+class Demo:
+    root: Path
+    me: PeerService
+    friends: dict[str, PeerService] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)  # friend name -> contact id at me
+    lamport: dict[str, int] = field(default_factory=dict)
+    seq: dict[str, int] = field(default_factory=dict)
+
+    def incoming(self, who: str, when_ms: int, body: str) -> None:
+        cid = self.ids[who]
+        self.lamport[cid] = self.lamport.get(cid, 0) + 1
+        self.seq[cid] = self.seq.get(cid, 0) + 1
+        message = IncomingMessage(
+            nacl.utils.random(16), self.seq[cid], self.lamport[cid], when_ms, body
+        )
+        self.me.repo.store_incoming([(cid, [message])], when_ms + 400)
+
+    def outgoing(self, who: str, when_ms: int, body: str, state: MessageState) -> None:
+        cid = self.ids[who]
+        (record,) = self.me.repo.queue_outgoing_many([(cid, body)], when_ms)
+        self.lamport[cid] = record.lamport
+        if state is not MessageState.QUEUED:
+            self.me.repo.advance_states(cid, [record.msg_id], state)
+
+
+FRIENDS = [
+    # name, stays online, verified
+    ("Alice Moreau", True, True),
+    ("Ben Okafor", True, False),
+    ("Chen Wei", False, False),
+    ("Dana Kowalski", False, True),
+    ("Eve Lindqvist", False, False),
+    ("Farid Haddad", False, False),
+]
+
+
+async def build_demo(root: Path) -> Demo:
+    clock = DemoClock()
+    config = ServiceConfig(
+        listen_host="127.0.0.1",
+        listen_port=0,
+        timing=Timing(connect_timeout=2.0),
+        dial_base=0.05,
+        dial_cap=0.5,
+    )
+    me, _ = await PeerService.create_profile(
+        root / "me",
+        "Sam Taylor",
+        None,
+        config=config,
+        clock=clock,
+        rng=random.Random(7),  # noqa: S311  (a reproducible demo)
+    )
+    demo = Demo(root, me)
+    for i, (name, _online, verified) in enumerate(FRIENDS):
+        clock.offset = -3600.0 * (i * 7 + 1)  # each was last seen a while ago
+        friend, _ = await PeerService.create_profile(
+            root / f"friend{i}",
+            name,
+            None,
+            config=config,
+            clock=clock,
+            rng=random.Random(i),  # noqa: S311
+        )
+        demo.friends[name] = friend
+        code, _ = await friend.create_invite()
+        contact = await me.accept_invite(code, verified=verified)
+        demo.ids[name] = contact.id
+        async with asyncio.timeout(10):
+            while not (me.is_online(contact.id) and friend.is_online(me.contact_id)):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    clock.offset = 0.0
+    for name, online, _ in FRIENDS:
+        if not online:
+            await demo.friends.pop(name).aclose()
+    async with asyncio.timeout(10):
+        while any(me.is_online(demo.ids[n]) for n, online, _ in FRIENDS if not online):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    write_conversations(demo)
+    return demo
+
+
+def write_conversations(d: Demo) -> None:
+    a, out, inc = "Alice Moreau", d.outgoing, d.incoming
+    read, delivered = MessageState.READ, MessageState.DELIVERED
+    inc(a, at(1, 18, 40), "Are we still on for the lab demo tomorrow?")
+    out(a, at(1, 18, 42), "Yes! 10:00 in room 3.14. I'll bring the Raspberry Pis.", read)
+    out(a, at(1, 18, 42), "Could you print the handouts?", read)
+    inc(a, at(1, 18, 51), "Sure 👍")
+    inc(a, at(0, 9, 12), "Morning! The printer on floor 2 is jammed again")
+    inc(a, at(0, 9, 13), "Using the one in the library instead 🙄")
+    out(a, at(0, 9, 20), "No rush. Here's the deck: https://wiki.lab.example/demo-day/slides", read)
+    out(
+        a,
+        at(0, 9, 21),
+        "And the plan for the afternoon:\n• 13:00 set-up\n• 14:00 talks\n• 16:30 pizza 🍕",
+        read,
+    )
+    inc(
+        a,
+        at(0, 9, 34),
+        "Perfect. Does the demo work without internet? The guest Wi-Fi here is awful.",
+    )
+    out(
+        a,
+        at(0, 9, 36),
+        "That's the whole point: it only needs the LAN. No server, no accounts; our laptops "
+        "find each other on the network and talk directly, end-to-end encrypted.",
+        read,
+    )
+    inc(a, at(0, 9, 37), "🎉🎉")
+    out(a, at(0, 9, 41), "See you at 10!", delivered)
+    d.me.repo.mark_seen(d.ids[a])
+
+    inc("Ben Okafor", at(0, 8, 58), "Hey Sam, can you show me your code later?")
+    inc("Ben Okafor", at(0, 9, 2), "I'll scan it with my webcam so we're verified 🔐")
+    out("Chen Wei", at(1, 16, 5), "Thanks, the build passes now ✅", read)
+    d.me.repo.mark_seen(d.ids["Chen Wei"])
+    inc("Dana Kowalski", at(3, 11, 20), "The projector in 3.14 needs an HDMI adapter")
+    d.me.repo.mark_seen(d.ids["Dana Kowalski"])
+    inc("Eve Lindqvist", at(4, 12, 2), "Lunch at 12:30? The new place on the corner")
+
+
+def grab(widget: QWidget, overlays: tuple[QWidget, ...] = ()) -> QPixmap:
+    """The window, with dialogs painted where they are over a dimmed window (offscreen
+    there is no window manager to draw their frames)."""
+    from ui import theme
+
+    pixmap = widget.grab()
+    if overlays:
+        t = theme.current()
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.fillRect(pixmap.rect(), QColor(0, 0, 0, 110 if t.dark else 70))
+        origin = widget.mapToGlobal(QPoint(0, 0))
+        for overlay in overlays:
+            pos = overlay.mapToGlobal(QPoint(0, 0)) - origin
+            rect = QRectF(pos.x(), pos.y(), overlay.width(), overlay.height())
+            for spread in range(12, 0, -2):  # a soft shadow
+                painter.setPen(Qt.PenStyle.NoPen)
+                painter.setBrush(QColor(0, 0, 0, 10))
+                painter.drawRoundedRect(
+                    rect.adjusted(-spread, -spread + 4, spread, spread + 4), 14, 14
+                )
+            painter.setBrush(t.color("window"))
+            painter.setPen(QPen(t.color("border"), 1))
+            painter.drawRoundedRect(rect.adjusted(-0.5, -0.5, 0.5, 0.5), 10, 10)
+            painter.save()
+            path = QPainterPath()
+            path.addRoundedRect(rect, 10, 10)
+            painter.setClipPath(path)
+            painter.drawPixmap(pos, overlay.grab())
+            painter.restore()
+        painter.end()
+    return pixmap
+
+
+async def settle(app: QApplication, seconds: float = 0.3) -> None:
+    """Let the loop (Qt events included) run; never processEvents() inside a task."""
+    del app
+    await asyncio.sleep(seconds)
+
+
+def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget]]]:
+    """(shot name, factory) of each dialog worth a picture; imported lazily."""
+    bridge = window.bridge  # type: ignore[attr-defined]
+
+    def my_code() -> QWidget:
+        from ui.views.my_code_dialog import MyCodeDialog
+
+        return MyCodeDialog(bridge, window)
+
+    def add_contact() -> QWidget:
+        from ui.views.add_contact_dialog import AddContactDialog
+
+        return AddContactDialog(bridge, window)
+
+    def safety() -> QWidget:
+        from ui.views.safety_number_dialog import SafetyNumberDialog
+
+        item = window.conversations.item(demo.ids["Ben Okafor"])  # type: ignore[attr-defined]
+        return SafetyNumberDialog(bridge, item.contact, window)
+
+    def settings() -> QWidget:
+        from ui.views.settings_dialog import SettingsDialog
+
+        return SettingsDialog(bridge, window)
+
+    return [
+        ("my-code", my_code),
+        ("add-contact", add_contact),
+        ("safety-number", safety),
+        ("settings", settings),
+    ]
+
+
+async def shoot(out: Path, only: set[str] | None) -> list[Path]:
+    from ui import theme
+    from ui.bridge import Bridge
+    from ui.views.main_window import MainWindow
+
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="chinwag-shots-") as tmp:
+        demo = await build_demo(Path(tmp))
+        bridge = Bridge(demo.me)
+        window = MainWindow(bridge)
+        try:
+            await window.load()
+            window.resize(WINDOW)
+            window.show()
+            await settle(app)
+            alice = demo.ids["Alice Moreau"]
+            manager = theme.manager()
+            assert manager is not None
+
+            async def save(name: str, *overlays: QWidget) -> None:
+                if only and name not in only:
+                    return
+                await settle(app, 0.4)
+                path = out / f"{name}.png"
+                grab(window, overlays).save(str(path))
+                written.append(path)
+                print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+            for mode in ("light", "dark"):
+                manager.set_mode(mode)
+                window.chat.clear()
+                window.stack.setCurrentWidget(window.empty)
+                window.list.select_contact(None)
+                await save(f"empty-{mode}")
+                window.open_conversation(alice)
+                bridge.typingChanged.emit(alice, True)
+                await settle(app, 0.6)
+                await save(f"main-{mode}")
+                bridge.typingChanged.emit(alice, False)
+
+                window.chat.open_search()
+                window.chat.search_bar.field.setText("LAN")
+                window.chat.search_bar.queryChanged.emit("LAN")
+                await settle(app, 0.8)
+                await save(f"search-{mode}")
+                window.chat.close_search()
+
+                from ui.views.quick_switcher import QuickSwitcher
+
+                switcher = QuickSwitcher(window.conversations, window)
+                switcher.show()
+                switcher.field.setText("a")
+                await settle(app, 0.4)
+                await save(f"switcher-{mode}", switcher)
+                switcher.close()
+                switcher.deleteLater()
+
+                # The dialogs (ui/views/*_dialog.py), over the window as the user sees them.
+                for name, make in dialogs(window, demo):
+                    if only and f"{name}-{mode}" not in only:
+                        continue
+                    try:
+                        dialog = make()
+                        dialog.adjustSize()
+                        center = window.mapToGlobal(window.rect().center())
+                        dialog.move(
+                            center.x() - dialog.width() // 2, center.y() - dialog.height() // 2
+                        )
+                        dialog.show()
+                        await settle(app, 1.0)
+                        await save(f"{name}-{mode}", dialog)
+                        dialog.reject()
+                        dialog.deleteLater()
+                    except Exception as exc:  # a dialog must not stop the other shots
+                        print(f"skipped {name}-{mode}: {exc!r}", file=sys.stderr)
+        finally:
+            window.shutdown()
+            bridge.detach()
+            window.close()
+            for friend in demo.friends.values():
+                await friend.aclose()
+            await demo.me.aclose()
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--scale", type=float, default=1.0, help="device pixel ratio")
+    parser.add_argument("--only", action="append", help="render only these shots")
+    args = parser.parse_args(argv)
+    if args.scale != 1.0:
+        os.environ["QT_SCALE_FACTOR"] = str(args.scale)
+    from ui.app import create_application, make_event_loop
+
+    app = create_application([sys.argv[0]])
+    families = set(QFontDatabase.families())
+    for family in ("Inter", "Cantarell", "Noto Sans"):
+        if family in families:
+            font = QFont(family)
+            font.setPointSizeF(10.0)
+            app.setFont(font)
+            break
+    args.out.mkdir(parents=True, exist_ok=True)
+    loop = make_event_loop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        written = loop.run_until_complete(shoot(args.out, set(args.only) if args.only else None))
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    print(f"{len(written)} screenshots in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,519 @@
+"""The main window: conversations on the left, the open conversation on the right.
+
+Keyboard: Ctrl+N add contact, Ctrl+K quick switcher, Ctrl+F search (in the conversation,
+or everywhere when none is open), Ctrl+Shift+F search everywhere, Ctrl+, settings,
+Ctrl+Q quit. Esc closes dialogs and bars.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QApplication,
+    QDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMainWindow,
+    QMenu,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from messenger import MessageRecord
+from ui import theme
+from ui.bridge import Bridge
+from ui.models.conversations import ConversationFilterModel, ConversationListModel
+from ui.tasks import TaskSet
+from ui.views.chat_view import ChatView
+from ui.views.conversation_list import ConversationListView
+from ui.views.paint import Avatar
+
+log = logging.getLogger("chinwag.ui")
+
+MARK_READ_DELAY_MS = 250
+
+
+class EmptyState(QWidget):
+    """What the right pane shows when no conversation is open."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("EmptyState")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground)
+        self.logo = QLabel(self)
+        self.logo.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.title = QLabel("Chinwag", self)
+        self.title.setObjectName("EmptyTitle")
+        self.title.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.title.setFont(theme.scaled_font(self.font(), 1.6, self.font().Weight.DemiBold))
+        self.text = QLabel(self)
+        self.text.setObjectName("EmptyText")
+        self.text.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.text.setWordWrap(True)
+        self.add_button = QPushButton("Add a contact", self)
+        self.add_button.setProperty("primary", True)
+        self.add_button.setAccessibleName("Add a contact")
+        self.code_button = QPushButton("Show my code", self)
+        self.code_button.setAccessibleName("Show my code")
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.code_button)
+        buttons.addWidget(self.add_button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addStretch(3)
+        layout.addWidget(self.logo)
+        layout.addSpacing(12)
+        layout.addWidget(self.title)
+        layout.addSpacing(4)
+        layout.addWidget(self.text)
+        layout.addSpacing(18)
+        layout.addLayout(buttons)
+        layout.addStretch(4)
+        self.set_has_contacts(False)
+        self._logo()
+
+    def _logo(self) -> None:
+        dpr = self.devicePixelRatioF() or 1.0
+        self.logo.setPixmap(theme.app_icon().pixmap(QSize(88, 88), dpr))
+
+    def set_has_contacts(self, has: bool) -> None:
+        if has:
+            self.text.setText(
+                "Choose a conversation on the left, or press Ctrl+K to jump to one.\n"
+                "Messages are end-to-end encrypted and never leave your network."
+            )
+        else:
+            self.text.setText(
+                "No contacts yet. Show your code to someone nearby, or add theirs.\n"
+                "No account, no phone number, no server: just your network."
+            )
+
+
+class MainWindow(QMainWindow):
+    quitRequested = Signal()
+    unreadChanged = Signal(int)
+
+    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.setObjectName("MainWindow")
+        self.setWindowTitle("Chinwag")
+        self.setWindowIcon(theme.app_icon())
+        self.setMinimumSize(QSize(720, 480))
+        self._tasks = TaskSet("main window")
+        self._closing = False
+        self._dialogs: list[QDialog] = []
+        self._action_icons: dict[QAction, str] = {}
+        self._unmarked = False  # arrivals read on screen, not yet marked in storage
+
+        self.conversations = ConversationListModel(bridge, self)
+        self.conversations.read_now = self._reading
+        self.filtered = ConversationFilterModel(self)
+        self.filtered.setSourceModel(self.conversations)
+
+        # Left pane --------------------------------------------------------------------
+        self.sidebar = QFrame(self)
+        self.sidebar.setObjectName("Sidebar")
+        self.me = Avatar(32, self.sidebar)
+        self.me.set_contact(bridge.display_name, bridge.my_id)
+        self.me.setToolTip(f"{bridge.display_name} (you)")
+        self.title = QLabel("Chats", self.sidebar)
+        self.title.setObjectName("SidebarTitle")
+        self.title.setFont(theme.scaled_font(self.font(), 1.25, self.font().Weight.DemiBold))
+        self.add_button = QToolButton(self.sidebar)
+        self.add_button.setToolTip("Add a contact (Ctrl+N)")
+        self.add_button.setAccessibleName("Add a contact")
+        self.menu_button = QToolButton(self.sidebar)
+        self.menu_button.setToolTip("Menu")
+        self.menu_button.setAccessibleName("Menu")
+        self.menu_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        for button in (self.add_button, self.menu_button):
+            button.setIconSize(QSize(20, 20))
+            button.setFixedSize(36, 36)
+            button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.filter = QLineEdit(self.sidebar)
+        self.filter.setObjectName("FilterBox")
+        self.filter.setPlaceholderText("Search")
+        self.filter.setAccessibleName("Filter conversations")
+        self.filter.setClearButtonEnabled(True)
+        self._filter_icon = self.filter.addAction(
+            theme.icon("search"), QLineEdit.ActionPosition.LeadingPosition
+        )
+        self.list = ConversationListView(self.sidebar)
+        self.list.setModel(self.filtered)
+        self.empty_list = QLabel(self.sidebar)
+        self.empty_list.setObjectName("EmptyList")
+        self.empty_list.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_list.setWordWrap(True)
+
+        header = QFrame(self.sidebar)
+        header.setObjectName("SidebarHeader")
+        top = QHBoxLayout(header)
+        top.setContentsMargins(16, 12, 10, 4)
+        top.setSpacing(10)
+        top.addWidget(self.me)
+        top.addWidget(self.title, 1)
+        top.addWidget(self.add_button)
+        top.addWidget(self.menu_button)
+        side = QVBoxLayout(self.sidebar)
+        side.setContentsMargins(0, 0, 0, 0)
+        side.setSpacing(0)
+        side.addWidget(header)
+        filter_row = QHBoxLayout()
+        filter_row.setContentsMargins(14, 8, 14, 10)
+        filter_row.addWidget(self.filter)
+        side.addLayout(filter_row)
+        side.addWidget(self.list, 1)
+        side.addWidget(self.empty_list, 1)
+
+        # Right pane --------------------------------------------------------------------
+        self.chat = ChatView(bridge, self.conversations, self)
+        self.empty = EmptyState(self)
+        self.stack = QStackedWidget(self)
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(self.chat)
+
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(self.stack)
+        splitter.setHandleWidth(1)
+        splitter.setChildrenCollapsible(False)
+        splitter.setStretchFactor(0, 0)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([330, 770])
+        self.sidebar.setMinimumWidth(260)
+        self.sidebar.setMaximumWidth(480)
+        self.splitter = splitter
+        self.setCentralWidget(splitter)
+
+        # Actions -------------------------------------------------------------------------
+        self.add_action = self._action("Add contact…", "user-plus", "Ctrl+N", self.add_contact)
+        self.code_action = self._action("My code…", "qr-code", "Ctrl+Shift+C", self.show_my_code)
+        self.switch_action = self._action(
+            "Go to conversation…", "message", "Ctrl+K", self.show_quick_switcher
+        )
+        self.search_action = self._action(
+            "Find…", "search", QKeySequence.StandardKey.Find, self.find
+        )
+        self.search_all_action = self._action(
+            "Search all messages…", "message-search", "Ctrl+Shift+F", self.show_search
+        )
+        self.settings_action = self._action(
+            "Settings…", "settings", QKeySequence.StandardKey.Preferences, self.show_settings
+        )
+        if self.settings_action.shortcut().isEmpty():
+            self.settings_action.setShortcut(QKeySequence("Ctrl+,"))
+        self.quit_action = self._action("Quit", "log-out", QKeySequence.StandardKey.Quit, self.quit)
+        if self.quit_action.shortcut().isEmpty():
+            self.quit_action.setShortcut(QKeySequence("Ctrl+Q"))
+        menu = QMenu(self)
+        menu.addAction(self.add_action)
+        menu.addAction(self.code_action)
+        menu.addSeparator()
+        menu.addAction(self.switch_action)
+        menu.addAction(self.search_all_action)
+        menu.addSeparator()
+        menu.addAction(self.settings_action)
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
+        self.menu = menu
+        self.menu_button.setMenu(menu)
+        self.add_button.clicked.connect(self.add_contact)
+        self.empty.add_button.clicked.connect(self.add_contact)
+        self.empty.code_button.clicked.connect(self.show_my_code)
+        QShortcut(QKeySequence("Ctrl+L"), self, activated=self.focus_filter)  # type: ignore[call-arg]
+
+        self.setTabOrder(self.filter, self.list)
+        self.setTabOrder(self.list, self.chat.header.search_button)
+
+        # Wiring ---------------------------------------------------------------------------
+        self.filter.textChanged.connect(self._on_filter)
+        self.filter.returnPressed.connect(self._open_first_match)
+        self.filter.installEventFilter(self)
+        self.list.conversationActivated.connect(self.open_conversation)
+        self.list.conversationEntered.connect(self._open_and_focus)
+        self.list.conversationClicked.connect(lambda _cid: self.chat.focus_composer())
+        self.chat.safetyNumberRequested.connect(self.show_safety_number)
+        self.conversations.unreadTotalChanged.connect(self._on_unread)
+        self.conversations.rowsInserted.connect(self._update_empty)
+        self.conversations.modelReset.connect(self._update_empty)
+        bridge.messageAdded.connect(self._on_message_added)
+        bridge.settingChanged.connect(self._on_setting_changed)
+        self._mark_timer = QTimer(self)
+        self._mark_timer.setSingleShot(True)
+        self._mark_timer.setInterval(MARK_READ_DELAY_MS)
+        self._mark_timer.timeout.connect(self._mark_read_now)
+        self.notifier: Any = None  # set by the app: ui.tray.Tray
+        manager = theme.manager()
+        if manager is not None:
+            manager.changed.connect(self.retheme)
+        self.retheme()
+        self._update_empty()
+
+    def _action(self, text: str, icon: str, shortcut: Any, slot: Any) -> QAction:
+        action = QAction(text, self)
+        action.setIconVisibleInMenu(True)
+        self._action_icons[action] = icon
+        action.setShortcut(QKeySequence(shortcut))
+        action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        action.triggered.connect(lambda _checked=False: slot())
+        self.addAction(action)
+        return action
+
+    def _on_setting_changed(self, key: str, value: object) -> None:
+        if key == "theme":
+            manager = theme.manager()
+            if manager is not None:
+                manager.set_mode(str(value))
+        elif key == "display_name":
+            self.me.set_contact(self.bridge.display_name, self.bridge.my_id)
+            self.me.setToolTip(f"{self.bridge.display_name} (you)")
+
+    def retheme(self, *_args: object) -> None:
+        self.add_button.setIcon(theme.icon("edit"))
+        self.menu_button.setIcon(theme.icon("menu"))
+        self._filter_icon.setIcon(theme.icon("search"))
+        for action, name in self._action_icons.items():
+            action.setIcon(theme.icon(name))
+        self.list.viewport().update()
+
+    # -- loading and shutting down ----------------------------------------------------------
+
+    async def load(self) -> None:
+        await self.conversations.load()
+        self._update_empty()
+        self.list.setFocus()
+        self._on_unread(self.conversations.unread_total())
+
+    def shutdown(self) -> None:
+        """Stop every task and timer; the window can no longer talk to the service."""
+        self._closing = True
+        self._mark_timer.stop()
+        self._tasks.close()
+        self.chat.shutdown()
+        self.conversations.detach()
+        for signal, slot in (
+            (self.bridge.messageAdded, self._on_message_added),
+            (self.bridge.settingChanged, self._on_setting_changed),
+        ):
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
+        for dialog in list(self._dialogs):
+            dialog.close()
+
+    def quit(self) -> None:
+        self.quitRequested.emit()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        # Closing the window quits (there is no hidden background mode).
+        self.quitRequested.emit()
+        event.accept()
+
+    # -- conversations ----------------------------------------------------------------------
+
+    def _update_empty(self, *_args: object) -> None:
+        has = self.conversations.rowCount() > 0
+        shown = self.filtered.rowCount() > 0
+        self.empty.set_has_contacts(has)
+        self.list.setVisible(shown)
+        self.empty_list.setVisible(not shown)
+        if not has:
+            self.empty_list.setText("No conversations yet.\nPress Ctrl+N to add a contact.")
+        else:
+            self.empty_list.setText(f"No conversation matches “{self.filter.text().strip()}”.")
+
+    def _on_filter(self, text: str) -> None:
+        self.filtered.set_filter(text)
+        self._update_empty()
+        self.list.select_contact(self.chat.contact_id)
+
+    def _open_first_match(self) -> None:
+        if self.filtered.rowCount():
+            contact_id = self.filtered.index(0, 0).data(ConversationListModel.ContactIdRole)
+            self._open_and_focus(contact_id)
+
+    def focus_filter(self) -> None:
+        self.filter.setFocus()
+        self.filter.selectAll()
+
+    def eventFilter(self, obj: Any, event: QEvent) -> bool:
+        if obj is self.filter and event.type() == QEvent.Type.KeyPress:
+            key = event.key()  # type: ignore[attr-defined]
+            if key == Qt.Key.Key_Down:
+                self.list.setFocus()
+                if not self.list.currentIndex().isValid() and self.filtered.rowCount():
+                    self.list.setCurrentIndex(self.filtered.index(0, 0))
+                return True
+            if key == Qt.Key.Key_Escape and self.filter.text():
+                self.filter.clear()
+                return True
+        return super().eventFilter(obj, event)
+
+    def open_conversation(self, contact_id: str, jump_to: MessageRecord | None = None) -> None:
+        if self._closing or self.conversations.item(contact_id) is None:
+            return
+        self.chat.show_conversation(contact_id, jump_to)
+        self.stack.setCurrentWidget(self.chat)
+        self.list.select_contact(contact_id)
+        item = self.conversations.item(contact_id)
+        if item is not None:
+            self.setWindowTitle(self._title())
+        self.mark_read_soon(immediate=True)
+
+    def _open_and_focus(self, contact_id: str) -> None:
+        self.open_conversation(contact_id)
+        self.chat.focus_composer()
+
+    def current_contact(self) -> str | None:
+        return self.chat.contact_id if self.stack.currentWidget() is self.chat else None
+
+    # -- unread, read receipts, notifications ------------------------------------------------
+
+    def is_attentive(self) -> bool:
+        """The user can see the open conversation: the window is active and not minimised."""
+        return self.isVisible() and self.isActiveWindow() and not self.isMinimized()
+
+    def _reading(self, contact_id: str) -> bool:
+        return not self._closing and contact_id == self.current_contact() and self.is_attentive()
+
+    def mark_read_soon(self, immediate: bool = False) -> None:
+        """Mark the open conversation read (storage and, if enabled, read receipts)."""
+        contact_id = self.current_contact()
+        if contact_id is None or not self.is_attentive():
+            return
+        item = self.conversations.item(contact_id)
+        if item is None:
+            return
+        if item.unread:
+            self.conversations.clear_unread(contact_id)
+        elif not immediate and not self._unmarked:
+            return
+        self._unmarked = True
+        if immediate:
+            self._mark_read_now()
+        elif not self._mark_timer.isActive():
+            self._mark_timer.start()  # a burst of arrivals makes one database write
+
+    def _mark_read_now(self) -> None:
+        self._unmarked = False
+        contact_id = self.current_contact()
+        if contact_id is not None and not self._closing:
+            self._tasks.spawn(self.bridge.mark_read(contact_id))
+
+    def _on_message_added(self, message: MessageRecord) -> None:
+        if message.outgoing or self._closing:
+            return
+        if message.contact_id == self.current_contact() and self.is_attentive():
+            # Counted as read already (see _reading); storage catches up in one write.
+            self._unmarked = True
+            if not self._mark_timer.isActive():
+                self._mark_timer.start()
+            return
+        if self.notifier is not None and self.bridge.setting("notifications"):
+            item = self.conversations.item(message.contact_id)
+            name = item.name if item is not None else "Someone"
+            self.notifier.notify_message(message, name)
+        if not self.isActiveWindow():
+            QApplication.alert(self, 0)
+
+    def _on_unread(self, total: int) -> None:
+        title = self._title()
+        if title != self.windowTitle():
+            self.setWindowTitle(title)
+        self.unreadChanged.emit(total)
+
+    def _title(self) -> str:
+        total = self.conversations.unread_total()
+        return f"Chinwag ({total})" if total else "Chinwag"
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.ActivationChange, QEvent.Type.WindowStateChange):
+            if self.is_attentive():
+                QTimer.singleShot(0, self, lambda: self.mark_read_soon(immediate=True))
+
+    # -- searching and switching --------------------------------------------------------------
+
+    def find(self) -> None:
+        if self.current_contact() is not None:
+            self.chat.open_search()
+        else:
+            self.show_search()
+
+    def show_quick_switcher(self) -> None:
+        from ui.views.quick_switcher import QuickSwitcher
+
+        dialog = QuickSwitcher(self.conversations, self)
+        dialog.chosen.connect(self._open_and_focus)
+        self._show_dialog(dialog)
+
+    def show_search(self) -> None:
+        from ui.views.search_dialog import SearchDialog
+
+        dialog = SearchDialog(self.bridge, self.conversations, self)
+        dialog.resultChosen.connect(self.jump_to_message)
+        self._show_dialog(dialog)
+
+    def jump_to_message(self, record: MessageRecord) -> None:
+        """Open the message's conversation with the message shown and highlighted."""
+        self.open_conversation(record.contact_id, jump_to=record)
+
+    # -- dialogs (from ui/views/*_dialog.py) ---------------------------------------------------
+
+    def _show_dialog(self, dialog: QDialog) -> QDialog:
+        """Non-blocking: a modal dialog that never nests an event loop inside a task."""
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self._dialogs.append(dialog)
+        dialog.finished.connect(
+            lambda _r, d=dialog: self._dialogs.remove(d) if d in self._dialogs else None
+        )
+        dialog.open()
+        return dialog
+
+    def add_contact(self) -> None:
+        from ui.views.add_contact_dialog import AddContactDialog
+
+        dialog = AddContactDialog(self.bridge, self)
+        dialog.accepted.connect(lambda d=dialog: self._contact_added(getattr(d, "contact", None)))
+        self._show_dialog(dialog)
+
+    def _contact_added(self, contact: Any) -> None:
+        contact_id = getattr(contact, "id", None)
+        if contact_id is None:
+            return
+        if self.conversations.item(contact_id) is None:
+            # The ContactAdded event may not have reached the list yet.
+            QTimer.singleShot(100, self, lambda: self._open_and_focus(contact_id))
+        else:
+            self._open_and_focus(contact_id)
+
+    def show_my_code(self) -> None:
+        from ui.views.my_code_dialog import MyCodeDialog
+
+        self._show_dialog(MyCodeDialog(self.bridge, self))
+
+    def show_safety_number(self, contact_id: str) -> None:
+        from ui.views.safety_number_dialog import SafetyNumberDialog
+
+        item = self.conversations.item(contact_id)
+        if item is None:
+            return
+        self._show_dialog(SafetyNumberDialog(self.bridge, item.contact, self))
+
+    def show_settings(self) -> None:
+        from ui.views.settings_dialog import SettingsDialog
+
+        self._show_dialog(SettingsDialog(self.bridge, self))

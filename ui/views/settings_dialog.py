@@ -1,0 +1,405 @@
+"""Settings: profile name, appearance, chats, notifications, passphrase, network.
+
+Every switch applies at once through ``bridge.set_setting`` (the app listens to
+``bridge.settingChanged``, e.g. to switch the theme). The listening port is shown for
+firewall set-ups only: Chinwag chooses it on first start and keeps it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Final
+
+from PySide6.QtCore import QSize, Qt
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QRadioButton,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from messenger import ProfileError, ServiceError
+from ui import theme
+from ui.bridge import Bridge
+from ui.views.dialog_parts import (
+    BusyRow,
+    DialogTasks,
+    InlineMessage,
+    hint_label,
+    monospace_font,
+    primary_button,
+    secondary_button,
+    section_label,
+    style_dialog,
+    title_label,
+)
+from ui.views.onboarding import MAX_NAME_CHARS, PassphraseChooser
+
+THEMES: Final = (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark"))
+PAGES: Final = ("Profile", "Appearance", "Chats", "Notifications", "Privacy", "Network")
+PAGE_ICONS: Final = ("user", "sun", "message", "bell", "lock", "wifi")
+
+
+def _page(title: str) -> tuple[QWidget, QVBoxLayout]:
+    page = QWidget()
+    layout = QVBoxLayout(page)
+    layout.setContentsMargins(28, 22, 28, 16)
+    layout.setSpacing(8)
+    layout.addWidget(title_label(title))
+    layout.addSpacing(8)
+    return page, layout
+
+
+def _option(box: QCheckBox, hint: str, layout: QVBoxLayout) -> None:
+    layout.addWidget(box)
+    text = hint_label(hint)
+    text.setContentsMargins(26, 0, 0, 8)
+    layout.addWidget(text)
+
+
+class SettingsDialog(QDialog):
+    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.tasks = DialogTasks("settings", on_error=self._unexpected)
+        self.setWindowTitle("Settings")
+        self.resize(720, 500)
+        self.setMinimumSize(640, 460)
+
+        self.nav = QListWidget()
+        self.nav.setFixedWidth(170)
+        self.nav.setAccessibleName("Settings sections")
+        self.pages = QStackedWidget()
+        self.message = InlineMessage()
+        self.message.setContentsMargins(28, 0, 28, 0)
+
+        self._build_profile()
+        self._build_appearance()
+        self._build_chats()
+        self._build_notifications()
+        self._build_privacy()
+        self._build_network()
+        self.nav.setIconSize(QSize(18, 18))
+        for name, icon_name in zip(PAGES, PAGE_ICONS, strict=True):
+            item = QListWidgetItem(theme.icon(icon_name), name, self.nav)
+            item.setData(Qt.ItemDataRole.UserRole, icon_name)
+        self.nav.currentRowChanged.connect(self._show_page)
+        self.nav.setCurrentRow(0)
+
+        self.close_button = primary_button("Close")
+        self.close_button.clicked.connect(self.accept)
+        right = QVBoxLayout()
+        right.setContentsMargins(0, 0, 0, 0)
+        right.addWidget(self.pages, 1)
+        right.addWidget(self.message)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(28, 8, 22, 18)
+        bottom.addStretch(1)
+        bottom.addWidget(self.close_button)
+        right.addLayout(bottom)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.nav)
+        layout.addLayout(right, 1)
+        style_dialog(self, self._style_nav)
+
+    def _style_nav(self) -> None:
+        t = theme.current()
+        for row in range(self.nav.count()):
+            item = self.nav.item(row)
+            item.setIcon(theme.icon(item.data(Qt.ItemDataRole.UserRole)))
+        self.nav.setStyleSheet(
+            f"""
+            QListWidget {{ background: {t.sidebar}; border: none;
+                          border-right: 1px solid {t.border}; padding: 14px 8px; outline: none; }}
+            QListWidget::item {{ padding: 8px 10px; border-radius: 8px; margin: 1px 0;
+                                color: {t.text}; }}
+            QListWidget::item:selected {{ background: {t.selected}; color: {t.text}; }}
+            QListWidget::item:hover:!selected {{ background: {t.hover}; }}
+            """
+        )
+
+    def _unexpected(self, exc: BaseException) -> None:
+        self.message.error(f"Not saved: {exc}")
+
+    def _show_page(self, row: int) -> None:
+        self.pages.setCurrentIndex(row)
+        self.message.clear_message()
+
+    def show_page(self, name: str) -> None:
+        self.nav.setCurrentRow(PAGES.index(name))
+
+    # -- pages -----------------------------------------------------------------------------
+
+    def _build_profile(self) -> None:
+        page, layout = _page("Profile")
+        self.name_edit = QLineEdit(self.bridge.display_name)
+        self.name_edit.setMaxLength(MAX_NAME_CHARS)
+        self.name_edit.setAccessibleName("Display name")
+        self.name_save = secondary_button("Save")
+        row = QHBoxLayout()
+        row.addWidget(self.name_edit, 1)
+        row.addWidget(self.name_save)
+        layout.addWidget(section_label("Your name"))
+        layout.addLayout(row)
+        layout.addWidget(hint_label("Shown to your contacts; they see the change when online."))
+        layout.addSpacing(16)
+        layout.addWidget(section_label("Your fingerprint"))
+        fingerprint = QLabel(self._service_value("fingerprint", ""))
+        fingerprint.setFont(monospace_font())
+        fingerprint.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        fingerprint.setAccessibleName("Your key fingerprint")
+        layout.addWidget(fingerprint)
+        layout.addWidget(
+            hint_label(
+                "Identifies your key. To check a contact, compare safety numbers in "
+                "their chat instead."
+            )
+        )
+        layout.addStretch(1)
+        self.name_edit.textChanged.connect(self._name_edited)
+        self.name_edit.returnPressed.connect(self.save_name)
+        self.name_save.clicked.connect(self.save_name)
+        self._name_edited()
+        self.pages.addWidget(page)
+
+    def _build_appearance(self) -> None:
+        page, layout = _page("Appearance")
+        layout.addWidget(section_label("Theme"))
+        self.theme_buttons: dict[str, QRadioButton] = {}
+        group = QButtonGroup(page)
+        current = self.bridge.setting("theme") or "system"
+        for value, label in THEMES:
+            button = QRadioButton(label)
+            button.setChecked(value == current)
+            button.toggled.connect(
+                lambda on, value=value: on and self.apply_setting("theme", value)
+            )
+            group.addButton(button)
+            self.theme_buttons[value] = button
+            layout.addWidget(button)
+        layout.addStretch(1)
+        self.pages.addWidget(page)
+
+    def _build_chats(self) -> None:
+        page, layout = _page("Chats")
+        self.read_receipts = QCheckBox("Send read receipts")
+        self.typing = QCheckBox("Send typing indicators")
+        self._bind(self.read_receipts, "read_receipts")
+        self._bind(self.typing, "typing_notifications")
+        _option(
+            self.read_receipts,
+            "Let people know when you have read their messages. Off by default.",
+            layout,
+        )
+        _option(self.typing, "Let people see when you are typing.", layout)
+        layout.addStretch(1)
+        self.pages.addWidget(page)
+
+    def _build_notifications(self) -> None:
+        page, layout = _page("Notifications")
+        self.notifications = QCheckBox("Show a notification for new messages")
+        self.previews = QCheckBox("Show the sender and message text")
+        self._bind(self.notifications, "notifications")
+        self._bind(self.previews, "notification_previews")
+        _option(self.notifications, "Only when the Chinwag window is not active.", layout)
+        _option(
+            self.previews,
+            "Turn off to show only that a message arrived, without who sent it or what "
+            "it says (others may see your screen).",
+            layout,
+        )
+        self.notifications.toggled.connect(self.previews.setEnabled)
+        self.previews.setEnabled(self.notifications.isChecked())
+        layout.addStretch(1)
+        self.pages.addWidget(page)
+
+    def _build_privacy(self) -> None:
+        page, layout = _page("Privacy")
+        layout.addWidget(section_label("Passphrase"))
+        self.passphrase_state = hint_label()
+        layout.addWidget(self.passphrase_state)
+        layout.addSpacing(6)
+        self.passphrase_chooser = PassphraseChooser(
+            page,
+            with_label="Use a new passphrase",
+            without_label="No passphrase (keep the key in the keyring)",
+        )
+        layout.addWidget(self.passphrase_chooser)
+        self.passphrase_busy = BusyRow()
+        self.passphrase_message = InlineMessage()
+        self.passphrase_button = primary_button("Change passphrase")
+        self.passphrase_button.setDefault(False)
+        row = QHBoxLayout()
+        row.addWidget(self.passphrase_busy, 1)
+        row.addStretch(0)
+        row.addWidget(self.passphrase_button)
+        layout.addWidget(self.passphrase_message)
+        layout.addLayout(row)
+        layout.addStretch(1)
+        self.passphrase_chooser.on_change(self._passphrase_edited)
+        self.passphrase_button.clicked.connect(self.change_passphrase)
+        self._show_passphrase_state()
+        self._passphrase_edited()
+        self.pages.addWidget(page)
+
+    def _build_network(self) -> None:
+        page, layout = _page("Network")
+        layout.addWidget(section_label("Listening port"))
+        port = self._service_value("listen_port", None)
+        self.port_field = QLineEdit(str(port) if port else "not listening")
+        self.port_field.setReadOnly(True)
+        self.port_field.setFont(monospace_font())
+        self.port_field.setMaximumWidth(160)
+        self.port_field.setAccessibleName("Listening port")
+        layout.addWidget(self.port_field)
+        layout.addWidget(
+            hint_label(
+                "Chinwag picks a free TCP port the first time it runs and keeps it. Contacts "
+                "on your network find you by themselves; you only need this number to "
+                "allow Chinwag through a firewall."
+            )
+        )
+        layout.addSpacing(14)
+        layout.addWidget(section_label("Your addresses"))
+        addresses = self._addresses()
+        shown = QLabel("\n".join(addresses) if addresses else "No network address found.")
+        shown.setFont(monospace_font())
+        shown.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(shown)
+        layout.addWidget(hint_label("Invite codes carry these so contacts can reach you."))
+        layout.addStretch(1)
+        self.pages.addWidget(page)
+
+    # -- reading the service (read-only facts the bridge does not wrap) --------------------
+
+    def _service_value(self, name: str, default: Any) -> Any:
+        service = getattr(self.bridge, "service", None)
+        return getattr(service, name, default) if service is not None else default
+
+    def _addresses(self) -> list[str]:
+        service = getattr(self.bridge, "service", None)
+        try:
+            return [str(a) for a in service.addresses()] if service is not None else []
+        except Exception:  # informational only
+            return []
+
+    def _has_passphrase(self) -> bool | None:
+        service = getattr(self.bridge, "service", None)
+        try:
+            return bool(service.profile.needs_passphrase()) if service is not None else None
+        except (ProfileError, OSError, AttributeError):
+            return None
+
+    # -- applying --------------------------------------------------------------------------
+
+    def _bind(self, box: QCheckBox, key: str) -> None:
+        box.setChecked(bool(self.bridge.setting(key)))
+        box.toggled.connect(lambda on: self.apply_setting(key, on))
+
+    def apply_setting(self, key: str, value: Any) -> asyncio.Task[Any]:
+        return self.tasks.spawn(self._apply(key, value))
+
+    async def _apply(self, key: str, value: Any) -> None:
+        try:
+            await self.bridge.set_setting(key, value)
+        except ServiceError as exc:
+            self.message.error(f"Not saved: {exc}")
+            return
+        self.message.clear_message()
+
+    def _name_edited(self) -> None:
+        name = " ".join(self.name_edit.text().split())
+        self.name_save.setEnabled(bool(name) and name != self.bridge.display_name)
+
+    def save_name(self) -> asyncio.Task[Any] | None:
+        name = " ".join(self.name_edit.text().split())
+        if not name or name == self.bridge.display_name:
+            return None
+        return self.tasks.spawn(self._save_name(name))
+
+    async def _save_name(self, name: str) -> None:
+        self.name_save.setEnabled(False)
+        try:
+            await self.bridge.set_setting("display_name", name)
+        except ServiceError as exc:
+            self.message.error(f"Not saved: {exc}")
+            self._name_edited()
+            return
+        self.name_edit.setText(self.bridge.display_name)
+        self._name_edited()
+        self.message.success("Name saved.")
+
+    # -- passphrase ------------------------------------------------------------------------
+
+    def _show_passphrase_state(self) -> None:
+        has = self._has_passphrase()
+        if has is True:
+            text = (
+                "Your messages are protected by a passphrase. You can change it, or remove "
+                "it. Your current passphrase is not needed: you are already signed in."
+            )
+        elif has is False:
+            text = (
+                "You have no passphrase: the key is kept by your system's keyring or a "
+                "private file, and Chinwag opens without asking. Set one to protect your "
+                "messages from anyone who uses this computer account."
+            )
+        else:
+            text = ""
+        self.passphrase_state.setText(text)
+        self.passphrase_state.setVisible(bool(text))
+
+    def _passphrase_edited(self) -> None:
+        chooser = self.passphrase_chooser
+        wanted_none = chooser.no_passphrase.isChecked()
+        already_none = self._has_passphrase() is False
+        self.passphrase_button.setText("Remove passphrase" if wanted_none else "Change passphrase")
+        self.passphrase_button.setEnabled(
+            chooser.is_valid()
+            and not (wanted_none and already_none)
+            and not self.passphrase_busy.active
+        )
+
+    def change_passphrase(self) -> asyncio.Task[Any] | None:
+        chooser = self.passphrase_chooser
+        if not chooser.is_valid() or self.passphrase_busy.active:
+            return None
+        return self.tasks.spawn(self._change_passphrase(chooser.result()))
+
+    async def _change_passphrase(self, passphrase: str | None) -> None:
+        self.passphrase_message.clear_message()
+        self.passphrase_chooser.setEnabled(False)
+        self.passphrase_button.setEnabled(False)
+        self.passphrase_busy.start("Re-encrypting your messages…")
+        try:
+            warnings = await self.bridge.change_passphrase(passphrase)
+        except (ProfileError, ServiceError, OSError) as exc:
+            self.passphrase_message.error(f"The passphrase was not changed: {exc}")
+            return
+        finally:
+            self.passphrase_busy.stop()
+            self.passphrase_chooser.setEnabled(True)
+        self.passphrase_chooser.reset()
+        self._show_passphrase_state()
+        self._passphrase_edited()
+        done = "Passphrase changed." if passphrase else "Passphrase removed."
+        if warnings:
+            self.passphrase_message.info(done + " " + " ".join(warnings))
+        else:
+            self.passphrase_message.success(done)
+
+    def done(self, result: int) -> None:
+        if self.passphrase_busy.active:
+            return  # a re-key must finish; closing now would hide its outcome
+        # Setting writes still in flight finish on their own (self.tasks keeps them).
+        super().done(result)
