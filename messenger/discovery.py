@@ -421,6 +421,15 @@ class LanDirectory:
     def _bound(self, newest: str) -> None:
         entry = self._entries[newest]
         if entry.contact_id is not None:
+            # A replayed token re-announced from one address takes one slot, not all of
+            # them: otherwise a replayer could push the contact's genuine record out.
+            for key, other in list(self._entries.items()):
+                if (
+                    key != newest
+                    and other.contact_id == entry.contact_id
+                    and set(other.addresses) == set(entry.addresses)
+                ):
+                    del self._entries[key]
             same = [k for k, e in self._entries.items() if e.contact_id == entry.contact_id]
             for key in same[: max(0, len(same) - self.max_per_contact)]:
                 del self._entries[key]
