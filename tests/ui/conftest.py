@@ -20,32 +20,17 @@ from typing import Any, TypeVar
 
 import pytest
 
-from messenger.service import PeerService, ServiceConfig
-from messenger.transport import Timing
+from messenger.service import PeerService
 from ui import _pyside_fix
 
 _pyside_fix.apply()  # PySide6 6.12 on Python 3.11 releases None once per void call
 
+from tests.net.conftest import config as net_config  # noqa: E402
+
 T = TypeVar("T")
 
-FAST = Timing(
-    handshake_timeout=3.0,
-    keepalive_interval=1.0,
-    dead_after=3.0,
-    connect_timeout=2.0,
-)
-
-
-def peer_config(**overrides: object) -> ServiceConfig:
-    values: dict[str, object] = {
-        "listen_host": "127.0.0.1",
-        "listen_port": 0,
-        "timing": FAST,
-        "dial_base": 0.05,
-        "dial_cap": 0.5,
-    }
-    values.update(overrides)
-    return ServiceConfig(**values)  # type: ignore[arg-type]
+# The same fast timers and loopback config as the network tests.
+peer_config = net_config
 
 
 class QLoop:
