@@ -20,6 +20,7 @@ from sqlalchemy import Engine, MetaData, Table, event, insert, text
 
 from messenger.records import MessageState
 from messenger.storage.database import (
+    SCHEMA_HEAD,
     alembic_config,
     create_db_engine,
     current_revision,
@@ -94,6 +95,12 @@ def repo(engine: Engine) -> Repository:
 
 def _modelled(name: str | None, type_: str, _parents: object) -> bool:
     return not (type_ == "table" and name is not None and name.startswith(RAW_SQL_TABLES))
+
+
+def test_schema_head_constant_names_alembics_newest_migration() -> None:
+    # migrate() skips Alembic when the database is at SCHEMA_HEAD; a stale constant would
+    # leave an old profile unmigrated.
+    assert _head() == SCHEMA_HEAD
 
 
 def test_fresh_database_is_at_head_with_the_models_schema(engine: Engine) -> None:
