@@ -1414,7 +1414,7 @@ class PeerService:
             await self._receipts.settle()
 
     async def _store_receipts(self, updates: list[_ReceiptUpdate]) -> list[None]:
-        await self._db(self.repo.advance_states_many, updates)
+        await self._db(self.repo.record_states, updates)
         return [None] * len(updates)
 
     async def _store_arrivals(self, arrivals: list[_Arrival]) -> list[bool]:
