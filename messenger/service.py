@@ -8,6 +8,7 @@ disk; arriving messages and our own sends are written in batches (group commit).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import ipaddress
@@ -76,7 +77,6 @@ from .storage.database import open_database
 from .storage.repository import (
     ContactExists,
     ContactKeys,
-    IncomingMessage,
     InviteUnusable,
     NewContact,
     Repository,
@@ -193,7 +193,8 @@ class ServiceConfig:
 class GroupCommitter(Generic[T, R]):
     """Collects items submitted concurrently and writes them in one batch (group commit).
 
-    `submit` waits until its item is durably written and returns that item's result.
+    `submit` waits until its item is durably written and returns that item's result;
+    `post` queues an item whose result nobody waits for.
     """
 
     def __init__(
@@ -206,36 +207,45 @@ class GroupCommitter(Generic[T, R]):
         self._write = write
         self._max_batch = max_batch
         self._gather_delay = gather_delay  # wait this long after the first item for more
-        self._gathered: list[tuple[T, asyncio.Future[R]]] = []  # taken, not yet writing
+        # A deque and one Event: asyncio.Queue costs several times more per item.
+        self._items: collections.deque[tuple[T, asyncio.Future[R] | None]] = collections.deque()
+        self._ready = asyncio.Event()
         self._writing = False
         self._wake = asyncio.Event()  # cuts the gather delay short (settle)
         self._settlers: list[asyncio.Future[None]] = []
-        self._queue: asyncio.Queue[tuple[T, asyncio.Future[R]]] = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name=name)
+
+    def _put(self, item: T, future: asyncio.Future[R] | None) -> None:
+        self._items.append((item, future))
+        if not self._ready.is_set():
+            self._ready.set()
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        self._put(item, future)
         return await future
 
     def submit_nowait(self, item: T) -> asyncio.Future[R]:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((item, future))
+        self._put(item, future)
         return future
 
+    def post(self, item: T) -> None:
+        self._put(item, None)
+
     async def _run(self) -> None:
+        items = self._items
         while True:
-            if self._queue.empty():
+            if not items:
                 self._release_settlers()
-            self._gathered = [await self._queue.get()]
+                self._ready.clear()
+                await self._ready.wait()
             if self._gather_delay and not self._settlers:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._gather_delay):
                         await self._wake.wait()
             self._wake.clear()
-            batch, self._gathered = self._gathered, []
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch = [items.popleft() for _ in range(min(len(items), self._max_batch))]
             settlers, self._settlers = self._settlers, []
             await self._write_batch(batch)
             for settler in settlers:
@@ -245,7 +255,7 @@ class GroupCommitter(Generic[T, R]):
     async def settle(self) -> None:
         """Write what was submitted so far without waiting out the gather delay, and
         return once it is written (reads see what the events already told)."""
-        if self._queue.empty() and not self._gathered and not self._writing:
+        if not self._items and not self._writing:
             return
         settler: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._settlers.append(settler)
@@ -258,20 +268,20 @@ class GroupCommitter(Generic[T, R]):
             if not settler.done():
                 settler.set_result(None)
 
-    async def _write_batch(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
+    async def _write_batch(self, batch: list[tuple[T, asyncio.Future[R] | None]]) -> None:
         self._writing = True
         try:
             results = await self._write([item for item, _ in batch])
         except Exception as exc:
             log.exception("batch write failed")
             for _, future in batch:
-                if not future.done():
+                if future is not None and not future.done():
                     future.set_exception(exc)
             return
         finally:
             self._writing = False
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
+            if future is not None and not future.done():
                 future.set_result(result)
 
     async def aclose(self, *, flush: bool = False) -> None:
@@ -280,13 +290,13 @@ class GroupCommitter(Generic[T, R]):
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        left = self._gathered
-        self._gathered = []
-        while not self._queue.empty():
-            left.append(self._queue.get_nowait())
+        left = list(self._items)
+        self._items.clear()
         if flush and left:
             await self._write_batch(left)
         for _, future in left:
+            if future is None:
+                continue
             if not future.done():
                 future.set_exception(ServiceError("the service is shutting down"))
             if not future.cancelled():
@@ -1371,7 +1381,7 @@ class PeerService:
                 conn.close("implausible Lamport time or sequence number")
                 return
             assert self._incoming is not None
-            self._incoming.submit_nowait(_Arrival(contact_id, message, conn))
+            self._incoming.post(_Arrival(contact_id, message, conn))
         elif isinstance(message, wire.Receipt):
             state = (
                 MessageState.DELIVERED
@@ -1383,7 +1393,7 @@ class PeerService:
             # message is resent, dropped as a duplicate and acknowledged again).
             self._emit(MessageStatesChanged(contact_id, message.msg_ids, state))
             assert self._receipts is not None
-            self._receipts.submit_nowait((contact_id, message.msg_ids, state))
+            self._receipts.post((contact_id, message.msg_ids, state))
         elif isinstance(message, wire.Typing):
             if self.settings[SETTING_TYPING]:
                 self._emit(TypingChanged(contact_id, message.active))
@@ -1419,12 +1429,9 @@ class PeerService:
 
     async def _store_arrivals(self, arrivals: list[_Arrival]) -> list[bool]:
         """Group commit of arriving messages, then one delivery receipt per connection."""
-        by_contact: dict[str, list[IncomingMessage]] = {}
+        by_contact: dict[str, list[wire.ChatMessage]] = {}
         for a in arrivals:
-            m = a.message
-            by_contact.setdefault(a.contact_id, []).append(
-                IncomingMessage(m.msg_id, m.seq, m.lamport, m.sent_at_ms, m.body)
-            )
+            by_contact.setdefault(a.contact_id, []).append(a.message)
         stored = await self._db_write(
             len(arrivals),
             self.repo.store_incoming,

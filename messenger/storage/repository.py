@@ -8,7 +8,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import nacl.utils
 from sqlalchemy import Engine, and_, delete, func, or_, select, tuple_, update
@@ -58,6 +58,22 @@ class IncomingMessage:
     lamport: int
     sent_at_ms: int
     body: str
+
+
+class ArrivingMessage(Protocol):
+    """What store_incoming reads of a message: an IncomingMessage, or the wire's
+    ChatMessage itself (no copy per message on the hot path)."""
+
+    @property
+    def msg_id(self) -> bytes: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def lamport(self) -> int: ...
+    @property
+    def sent_at_ms(self) -> int: ...
+    @property
+    def body(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -524,7 +540,7 @@ class Repository:
         return changed
 
     def store_incoming(
-        self, batches: Sequence[tuple[str, Sequence[IncomingMessage]]], now_ms: int
+        self, batches: Sequence[tuple[str, Sequence[ArrivingMessage]]], now_ms: int
     ) -> list[MessageRecord]:
         """Store arriving messages of several contacts in ONE transaction (group commit).
 
