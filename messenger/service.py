@@ -14,6 +14,7 @@ import dataclasses
 import ipaddress
 import logging
 import random
+import threading
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -367,6 +368,7 @@ class PeerService:
         self._send_locks: dict[str, asyncio.Lock] = {}
         self._closing = False
         self._db_jobs = 0  # database jobs handed to the thread and not yet finished
+        self._db_jobs_lock = threading.Lock()
         self._index_wanted = asyncio.Event()
         self._incoming: GroupCommitter[_Arrival, bool] | None = None
         self._outgoing: GroupCommitter[tuple[str, str], MessageRecord] | None = None
@@ -468,11 +470,21 @@ class PeerService:
         return service
 
     async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        self._db_jobs += 1
+        with self._db_jobs_lock:
+            self._db_jobs += 1
         try:
-            return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
-        finally:
+            job = self._executor.submit(fn, *args, **kwargs)
+        except BaseException:
+            self._db_job_done(None)
+            raise
+        # Counted down when the job has really finished (or was cancelled before it ran),
+        # not when an awaiting task is cancelled: until then the thread may be using the
+        # connection, and _db_write must not run beside it.
+        job.add_done_callback(self._db_job_done)
+        return await asyncio.wrap_future(job)
+
+    def _db_job_done(self, _job: object) -> None:
+        with self._db_jobs_lock:
             self._db_jobs -= 1
 
     async def _db_write(self, size: int, fn: Callable[..., T], *args: Any) -> T:

@@ -389,6 +389,25 @@ def _array(
 
 
 def _make_chat(f: list[object]) -> ChatMessage:
+    msg_id, conversation, seq, lamport, sent_at_ms, body = f
+    # Fast path for the common case (the hot path of every chat message, both ways); any
+    # doubt falls through to the field-by-field checks below, which give the error.
+    if (
+        type(msg_id) is bytes
+        and len(msg_id) == MSG_ID_LEN
+        and type(conversation) is bytes
+        and len(conversation) == MSG_ID_LEN
+        and type(seq) is int
+        and 1 <= seq < _INT63
+        and type(lamport) is int
+        and 1 <= lamport < _INT63
+        and type(sent_at_ms) is int
+        and 0 <= sent_at_ms < _INT63
+        and type(body) is str
+        and body.isascii()  # then its UTF-8 size is its length
+        and 0 < len(body) <= MAX_BODY_BYTES
+    ):
+        return ChatMessage(msg_id, conversation, seq, lamport, sent_at_ms, body)
     return ChatMessage(
         msg_id=_bytes(f[0], "msg_id", MSG_ID_LEN),
         conversation=_bytes(f[1], "conversation", MSG_ID_LEN),
@@ -459,7 +478,7 @@ def _make_batch(f: list[object]) -> Batch:
             raise WireError(
                 f"batch entry {cls.__name__}: expected {count} fields, got {len(entry) - 1}"
             )
-        message = make(list(entry[1:]))
+        message = make(entry[1:])  # type: ignore[arg-type]
         assert isinstance(message, ChatMessage | Receipt)
         messages.append(message)
     return Batch(messages=tuple(messages))
