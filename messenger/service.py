@@ -137,8 +137,10 @@ MAX_PENDING_HANDSHAKES = 64
 # would overflow SQLite's 64-bit integers one increment later).
 MAX_COUNTER = 1 << 62
 
-# Hot-path writes of at most this many messages may run on the loop thread (_db_write).
+# Hot-path writes of at most this many messages, and this many characters of text, may
+# run on the loop thread (_db_write): a few hundred microseconds of blocking at most.
 INLINE_WRITE_MAX = 16
+INLINE_WRITE_MAX_CHARS = 16 * 1024
 # Recording DELIVERED/READ states waits this long to gather receipts into one commit: it
 # is bookkeeping after the fact (the event is emitted at once), kept off the path of the
 # next message.
@@ -487,14 +489,18 @@ class PeerService:
         with self._db_jobs_lock:
             self._db_jobs -= 1
 
-    async def _db_write(self, size: int, fn: Callable[..., T], *args: Any) -> T:
+    async def _db_write(self, bodies: Sequence[str], fn: Callable[..., T], *args: Any) -> T:
         """A hot-path write: a small one runs right here on the loop thread when the
         database thread is idle (a ~200 us commit beats two thread hand-offs, which cost
         ~150-600 us each under load); a big batch goes to the database thread so the loop
         keeps serving the network while SQLite (which drops the GIL) works. Running inline
         only when no job is queued or running keeps every write in submission order and
         the connection used by one thread at a time."""
-        if size <= INLINE_WRITE_MAX and self._db_jobs == 0:
+        if (
+            self._db_jobs == 0
+            and len(bodies) <= INLINE_WRITE_MAX
+            and sum(map(len, bodies)) <= INLINE_WRITE_MAX_CHARS
+        ):
             return fn(*args)
         return await self._db(fn, *args)
 
@@ -1339,7 +1345,10 @@ class PeerService:
 
     async def _queue_sends(self, items: list[tuple[str, str]]) -> list[MessageRecord]:
         records = await self._db_write(
-            len(items), self.repo.queue_outgoing_many, items, int(self._clock() * 1000)
+            [body for _, body in items],
+            self.repo.queue_outgoing_many,
+            items,
+            int(self._clock() * 1000),
         )
         self._index_soon()
         return records
@@ -1445,7 +1454,7 @@ class PeerService:
         for a in arrivals:
             by_contact.setdefault(a.contact_id, []).append(a.message)
         stored = await self._db_write(
-            len(arrivals),
+            [a.message.body for a in arrivals],
             self.repo.store_incoming,
             list(by_contact.items()),
             int(self._clock() * 1000),
