@@ -146,6 +146,9 @@ INLINE_WRITE_MAX_CHARS = 16 * 1024
 # next message.
 RECEIPT_COMMIT_DELAY = 0.05
 
+# An outbox resend waits for the socket's buffer after this many messages.
+OUTBOX_DRAIN_EVERY = 256
+
 # Seconds after a write before its messages are added to the search index.
 SEARCH_INDEX_DELAY = 0.5
 
@@ -1378,11 +1381,13 @@ class PeerService:
     async def _flush_outbox(self, contact_id: str, conn: Connection) -> None:
         """Resend everything not yet acknowledged: on every (re)connect."""
         pending = await self._db(self.repo.outbox, contact_id)
-        for record in pending:
+        for i, record in enumerate(pending):
             if conn.closed.is_set() or not conn.session.established:
                 return
             self._send_chat(conn, record)
-            await conn.drain()
+            if i % OUTBOX_DRAIN_EVERY == OUTBOX_DRAIN_EVERY - 1:
+                await conn.drain()  # backpressure; the messages in between share frames
+        await conn.drain()
         if pending:
             self._emit(
                 MessageStatesChanged(

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from . import wire
-from .session import Closed, Session, SessionEvent
+from .session import Closed, Received, Session, SessionEvent
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,8 @@ class Connection:
             events = self.session.receive_data(data)
             self._flush()
             for event in events:
+                if isinstance(event, Received) and self.closed.is_set():
+                    continue  # closed by a handler: unacknowledged, the peer sends it again
                 await self._emit(event)
             self._flush()  # handlers may have queued bytes (an accepted invite's hello)
             if self.session.closed:
