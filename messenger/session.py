@@ -50,6 +50,10 @@ IKPSK2 = "Noise_IKpsk2_25519_ChaChaPoly_BLAKE2b"
 XX = "Noise_XX_25519_ChaChaPoly_BLAKE2b"
 PROLOGUE = b"chinwag/1"
 
+# A Batch record is at most this big, so that it fits one frame (framing.MAX_CHUNK less the
+# batch's own header of at most 5 bytes).
+BATCH_BYTES = framing.MAX_CHUNK - 8
+
 # Re-handshake (a fresh IKpsk2 with new ephemeral keys) after this many frames either way.
 REHANDSHAKE_FRAMES = 1 << 20
 
@@ -265,6 +269,39 @@ class Session:
         if self.state is not State.TRANSPORT:
             raise RuntimeError(f"cannot send in state {self.state.name}")
         self._send_record(wire.encode_message(message))
+
+    def send_many(self, messages: list[wire.WireMessage]) -> None:
+        """Send in order; runs of chat messages and receipts go out as Batch records of up
+        to one frame each (one AEAD call and a few bytes of framing for the lot). Every
+        message is validated before anything is sent."""
+        self.send_records(
+            [(wire.encode_message(m), isinstance(m, wire.BATCHABLE)) for m in messages]
+        )
+
+    def send_records(self, records: list[tuple[bytes, bool]]) -> None:
+        """send_many for messages already encoded: (record, may it go in a Batch)."""
+        if self.state is not State.TRANSPORT:
+            raise RuntimeError(f"cannot send in state {self.state.name}")
+        group: list[bytes] = []
+        size = 0
+        for record, batchable in records:
+            if not batchable or len(record) > BATCH_BYTES:
+                self._send_group(group)
+                group, size = [], 0
+                self._send_record(record)
+                continue
+            if size + len(record) > BATCH_BYTES or len(group) >= wire.MAX_BATCH_MESSAGES:
+                self._send_group(group)
+                group, size = [], 0
+            group.append(record)
+            size += len(record)
+        self._send_group(group)
+
+    def _send_group(self, group: list[bytes]) -> None:
+        if len(group) == 1:
+            self._send_record(group[0])
+        elif group:
+            self._send_record(wire.encode_batch(group))
 
     def close(self, reason: str) -> None:
         """Say goodbye (an explicit Close, so the peer can tell it from truncation)."""
@@ -568,6 +605,9 @@ class Session:
             self._events.append(Established(self.peer))
             return
         message = wire.decode_message(record)
+        if isinstance(message, wire.Batch):
+            self._events.extend(Received(m) for m in message.messages)
+            return
         if isinstance(message, wire.Close):
             self.state = State.CLOSED
             self.close_reason = f"peer closed: {message.reason}"

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from . import wire
-from .session import Closed, Session, SessionEvent
+from .session import Closed, Received, Session, SessionEvent
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,10 @@ class Connection:
         self.closed = asyncio.Event()
         self.adopted = asyncio.Event()
         self._reported_closed = False
-        self.adopted_at = 0.0
-        self._flush_scheduled = False  # set when the service made it a contact's live session
+        self.adopted_at = 0.0  # set when the service made it a contact's live session
+        self._flush_scheduled = False
+        # Encoded messages sent and not yet handed to the session: (record, batchable).
+        self._pending: list[tuple[bytes, bool]] = []
         peer = writer.get_extra_info("peername")
         self.peer_address: tuple[str, int] | None = (peer[0], peer[1]) if peer else None
 
@@ -84,7 +86,20 @@ class Connection:
         for peers on the local link); applies from the next read timeout on."""
         self._timing = timing
 
+    def _push(self) -> None:
+        """Hand the queued messages to the session (which batches them into frames)."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        if not self.session.established or self.writer.is_closing():
+            return  # dropped, as in send(): the outbox resends chat
+        self.session.send_records(pending)
+        if self.session.needs_rehandshake:
+            self.close("rehandshake")
+
     def _flush(self) -> None:
+        self._push()
         data = self.session.data_to_send()
         if data and not self.writer.is_closing():
             self.writer.write(data)
@@ -92,15 +107,15 @@ class Connection:
     def send(self, message: wire.WireMessage) -> None:
         """Send if the session is live; otherwise drop it (the outbox resends chat).
 
-        Frames queued in one pass of the event loop leave in one write."""
+        Messages queued in one pass of the event loop are encrypted together (chat
+        messages and receipts in Batch records) and leave in one write."""
         if not self.session.established or self.writer.is_closing():
             return
-        self.session.send(message)
+        # Encoded (and so validated) now: a bad message fails here, at its sender.
+        self._pending.append((wire.encode_message(message), isinstance(message, wire.BATCHABLE)))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
-        if self.session.needs_rehandshake:
-            self.close("rehandshake")
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
@@ -115,6 +130,7 @@ class Connection:
         """Close with an explicit Close message when the session is live."""
         if not self.closed.is_set():
             log.info("closing %r: %s", self, reason)
+        self._push()  # what was sent before the close goes out before it
         self.session.close(reason)
         self._flush()
         self._shutdown()
@@ -178,6 +194,8 @@ class Connection:
             events = self.session.receive_data(data)
             self._flush()
             for event in events:
+                if isinstance(event, Received) and self.closed.is_set():
+                    continue  # closed by a handler: unacknowledged, the peer sends it again
                 await self._emit(event)
             self._flush()  # handlers may have queued bytes (an accepted invite's hello)
             if self.session.closed:

@@ -30,9 +30,11 @@ from typing import Final, TypeAlias, TypeVar
 import msgpack
 
 __all__ = [
+    "BATCHABLE",
     "HELLO_TAG",
     "MAX_ADDRESSES",
     "MAX_ADDRESS_CHARS",
+    "MAX_BATCH_MESSAGES",
     "MAX_BODY_BYTES",
     "MAX_CLOSE_REASON_CHARS",
     "MAX_NAME_CHARS",
@@ -41,6 +43,7 @@ __all__ = [
     "PREAMBLE_MAGIC",
     "PROTOCOL_VERSION",
     "REJECTION_MAGIC",
+    "Batch",
     "ChatMessage",
     "Close",
     "DiscoveryKey",
@@ -63,6 +66,7 @@ __all__ = [
     "WireMessage",
     "decode_hello",
     "decode_message",
+    "encode_batch",
     "encode_hello",
     "encode_message",
     "encode_preamble",
@@ -81,6 +85,8 @@ MAX_BODY_BYTES: Final = 65536
 MSG_ID_LEN: Final = 16
 """Length of message ids and conversation ids."""
 MAX_RECEIPT_IDS: Final = 512
+MAX_BATCH_MESSAGES: Final = 512
+"""Most messages one Batch may carry."""
 MAX_NAME_CHARS: Final = 64
 MAX_ADDRESSES: Final = 16
 MAX_ADDRESS_CHARS: Final = 300
@@ -140,6 +146,7 @@ class MessageType(enum.IntEnum):
     # 8 is left unassigned.
     DISCOVERY_KEY = 9
     PAIR_ACCEPT = 10
+    BATCH = 11
 
 
 class ReceiptKind(enum.IntEnum):
@@ -232,8 +239,26 @@ class PairAccept:
     signature: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Several chat messages and receipts in one record, so in one encrypted frame: under
+    load a sender packs what it queued in one pass of its event loop (docs/protocol.md §7).
+    The receiver handles them one by one, in order, exactly as if they came alone."""
+
+    messages: tuple[ChatMessage | Receipt, ...]
+
+
 WireMessage: TypeAlias = (
-    ChatMessage | Receipt | Typing | Ping | Pong | Close | ProfileUpdate | DiscoveryKey | PairAccept
+    ChatMessage
+    | Receipt
+    | Typing
+    | Ping
+    | Pong
+    | Close
+    | ProfileUpdate
+    | DiscoveryKey
+    | PairAccept
+    | Batch
 )
 
 
@@ -364,6 +389,25 @@ def _array(
 
 
 def _make_chat(f: list[object]) -> ChatMessage:
+    msg_id, conversation, seq, lamport, sent_at_ms, body = f
+    # Fast path for the common case (the hot path of every chat message, both ways); any
+    # doubt falls through to the field-by-field checks below, which give the error.
+    if (
+        type(msg_id) is bytes
+        and len(msg_id) == MSG_ID_LEN
+        and type(conversation) is bytes
+        and len(conversation) == MSG_ID_LEN
+        and type(seq) is int
+        and 1 <= seq < _INT63
+        and type(lamport) is int
+        and 1 <= lamport < _INT63
+        and type(sent_at_ms) is int
+        and 0 <= sent_at_ms < _INT63
+        and type(body) is str
+        and body.isascii()  # then its UTF-8 size is its length
+        and 0 < len(body) <= MAX_BODY_BYTES
+    ):
+        return ChatMessage(msg_id, conversation, seq, lamport, sent_at_ms, body)
     return ChatMessage(
         msg_id=_bytes(f[0], "msg_id", MSG_ID_LEN),
         conversation=_bytes(f[1], "conversation", MSG_ID_LEN),
@@ -420,6 +464,26 @@ def _make_pair_accept(f: list[object]) -> PairAccept:
     )
 
 
+def _make_batch(f: list[object]) -> Batch:
+    entries = _array(f[0], "batch", 1, MAX_BATCH_MESSAGES)
+    messages: list[ChatMessage | Receipt] = []
+    for entry in entries:
+        if not isinstance(entry, list | tuple) or not entry or type(entry[0]) is not int:
+            raise WireError("batch entry: expected a message array with an int type tag")
+        tag = entry[0]
+        if tag not in _BATCHABLE_TAGS:
+            raise WireError(f"batch entry: message type tag {tag} cannot be batched")
+        cls, count, make = _DECODERS[tag]
+        if len(entry) - 1 != count:
+            raise WireError(
+                f"batch entry {cls.__name__}: expected {count} fields, got {len(entry) - 1}"
+            )
+        message = make(entry[1:])  # type: ignore[arg-type]
+        assert isinstance(message, ChatMessage | Receipt)
+        messages.append(message)
+    return Batch(messages=tuple(messages))
+
+
 def _make_hello(f: list[object]) -> Hello:
     addrs = _array(f[4], "addresses", 0, MAX_ADDRESSES)
     return Hello(
@@ -444,7 +508,11 @@ _DECODERS: Final[dict[int, tuple[type[WireMessage], int, _Maker]]] = {
     MessageType.PROFILE_UPDATE: (ProfileUpdate, 1, _make_profile_update),
     MessageType.DISCOVERY_KEY: (DiscoveryKey, 1, _make_discovery_key),
     MessageType.PAIR_ACCEPT: (PairAccept, 6, _make_pair_accept),
+    MessageType.BATCH: (Batch, 1, _make_batch),
 }
+# What a Batch may carry: the messages that come in bursts.
+_BATCHABLE_TAGS: Final = frozenset({MessageType.CHAT, MessageType.RECEIPT})
+BATCHABLE: Final = (ChatMessage, Receipt)
 _TAGS: Final[dict[type[WireMessage], int]] = {cls: tag for tag, (cls, _, _) in _DECODERS.items()}
 _HELLO_FIELDS: Final = 5
 
@@ -465,6 +533,11 @@ def _fields(msg: WireMessage | Hello) -> list[object]:
         return [msg.display_name]
     if isinstance(msg, DiscoveryKey):
         return [msg.key]
+    if isinstance(msg, Batch):
+        inner = msg.messages
+        if not isinstance(inner, tuple | list):
+            return [inner]  # rejected by the validator
+        return [[_tag_and_fields(m) for m in inner]]
     if isinstance(msg, PairAccept):
         return [
             msg.ed25519_public,
@@ -482,6 +555,18 @@ def _fields(msg: WireMessage | Hello) -> list[object]:
         msg.listen_port,
         list(addrs) if isinstance(addrs, tuple | list) else addrs,
     ]
+
+
+def _tag_and_fields(msg: object) -> object:
+    """A batch entry as the decoder sees it: [tag, field, ...] (anything else is left as
+    it is, for the validator to reject)."""
+    tag = _TAGS.get(type(msg))  # type: ignore[arg-type]
+    if tag is None:
+        return msg
+    fields = _fields(msg)  # type: ignore[arg-type]
+    if isinstance(msg, Receipt) and isinstance(msg.kind, int):
+        fields[0] = int(msg.kind)
+    return [int(tag), *fields]
 
 
 def _pack(tag: int, validated: WireMessage | Hello) -> bytes:
@@ -552,6 +637,20 @@ def decode_message(data: bytes) -> WireMessage:
     if len(obj) - 1 != count:
         raise WireError(f"{cls.__name__}: expected {count} fields, got {len(obj) - 1}")
     return make(obj[1:])
+
+
+def encode_batch(encoded: list[bytes]) -> bytes:
+    """A Batch record from messages already encoded with :func:`encode_message` (each a
+    ChatMessage or Receipt, 1..MAX_BATCH_MESSAGES of them): the msgpack array
+    ``[11, [m1, m2, ...]]`` is its header followed by the encoded messages, so they are
+    not encoded twice. Equal to ``encode_message(Batch(messages))``."""
+    count = len(encoded)
+    if not 1 <= count <= MAX_BATCH_MESSAGES:
+        raise WireError(f"batch: {count} messages, expected 1..{MAX_BATCH_MESSAGES}")
+    head = b"\x92\x0b" + (
+        bytes((0x90 | count,)) if count < 16 else b"\xdc" + count.to_bytes(2, "big")
+    )
+    return head + b"".join(encoded)
 
 
 def encode_hello(hello: Hello) -> bytes:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import URL, Engine, create_engine, event, text
 from sqlalchemy.exc import DatabaseError, OperationalError
+from sqlalchemy.pool import StaticPool
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -36,8 +37,14 @@ def create_db_engine(db_path: Path, key: bytes, *, synchronous: str = "NORMAL") 
     commits (never corrupts). FULL also fsyncs each commit, at ~10x the latency here."""
     if synchronous not in ("NORMAL", "FULL"):
         raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+    # One connection for the whole process (StaticPool), used by one thread at a time (the
+    # service's database thread, or the loop thread while that is idle). The default pool
+    # here keeps one connection per thread, and in WAL mode every commit on one of them
+    # throws away the page cache of the others: SQLCipher then decrypts the pages again.
     engine = create_engine(
-        _url(db_path, key), connect_args={"check_same_thread": False, "isolation_level": None}
+        _url(db_path, key),
+        connect_args={"check_same_thread": False, "isolation_level": None},
+        poolclass=StaticPool,
     )
 
     @event.listens_for(engine, "connect")

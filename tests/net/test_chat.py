@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from messenger.events import MessageAdded, MessageStatesChanged
@@ -125,6 +127,27 @@ async def test_offline_peer_gets_queue_in_order(make_peer):
     await wait_for(lambda: _outbox_empty(alice), timeout=20)
     got = [m.body for m in await bob.history(alice_at_bob, limit=100)]
     assert got == [f"queued {i}" for i in range(20)]
+
+
+async def test_long_offline_queue_is_resent_in_order(make_peer):
+    # More than one Batch and more than one outbox drain step (service.OUTBOX_DRAIN_EVERY).
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    bob_at_alice, alice_at_bob = await befriend(alice, bob)
+    port = bob.listen_port
+    await bob.aclose()
+    await wait_for(lambda: not alice.is_online(bob_at_alice))
+    count = 700
+    for start in range(0, count, 100):
+        await asyncio.gather(
+            *(alice.send_text(bob_at_alice, f"queued {i}") for i in range(start, start + 100))
+        )
+    sent = [m.body for m in await alice.history(bob_at_alice, limit=count)]
+    bob = await make_peer("bob", reopen=True, listen_port=port)
+    await wait_for(lambda: _outbox_empty(alice), timeout=30)
+    got = [m.body for m in await bob.history(alice_at_bob, limit=count)]
+    assert got == sent
+    assert sorted(got) == sorted(f"queued {i}" for i in range(count))
 
 
 async def test_invite_is_single_use_and_checked(make_peer):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 import time
 
 import pytest
@@ -85,4 +87,47 @@ async def test_search_paging_and_conversations(tmp_path):
         assert summary.last_message.body == "a reply about badgers"
         assert summary.unread == 300 and not summary.online
     finally:
+        await service.aclose()
+
+
+async def test_small_writes_never_run_beside_a_database_job(tmp_path):
+    """A small send is committed on the loop thread only while the database thread is
+    idle; behind a running job (even one whose awaiting task was cancelled) it waits,
+    so the one connection is never used by two threads and writes keep their order."""
+    service, contact_id = await _with_contact(tmp_path)
+    try:
+        gate = threading.Event()
+        started = threading.Event()
+        order: list[str] = []
+
+        def slow_job() -> None:
+            started.set()
+            gate.wait(timeout=30)
+            order.append("job")
+
+        real_queue = service.repo.queue_outgoing_many
+
+        def tracked_queue(*args: object) -> object:
+            order.append("send")
+            return real_queue(*args)  # type: ignore[arg-type]
+
+        service.repo.queue_outgoing_many = tracked_queue  # type: ignore[method-assign]
+        job = asyncio.ensure_future(service._db(slow_job))
+        assert await asyncio.to_thread(started.wait, 30)
+        job.cancel()  # the thread still runs it
+        send = asyncio.ensure_future(service.send_text(contact_id, "after the job"))
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert order == []  # still behind the job
+        gate.set()
+        record = await send
+        assert order == ["job", "send"]
+        assert (await service.history(contact_id))[-1].msg_id == record.msg_id
+        # Idle again: the next small send runs at once, on the loop thread.
+        order.clear()
+        await service.send_text(contact_id, "inline")
+        assert order == ["send"]
+        assert service._db_jobs == 0
+    finally:
+        gate.set()
         await service.aclose()

@@ -1083,3 +1083,59 @@ def test_rehandshake_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_default_rehandshake_threshold() -> None:
     assert session.REHANDSHAKE_FRAMES == 1 << 20
     assert not reconnected().initiator.needs_rehandshake
+
+
+# --------------------------------------------------------------------------- batching
+
+
+def test_send_many_packs_chat_and_receipts_into_few_frames() -> None:
+    pair = reconnected()
+    i, r = pair.initiator, pair.responder
+    messages: list[wire.WireMessage] = [chat(f"message {n}", n) for n in range(1, 1201)]
+    messages.insert(600, wire.Receipt(wire.ReceiptKind.DELIVERED, (b"\x01" * 16,)))
+    before = i.frames_sent
+    i.send_many(messages)
+    data = i.data_to_send()
+    # ~60 bytes per message: at most MAX_BATCH_MESSAGES of them per frame.
+    assert i.frames_sent - before == len(frames_of(data)) == 3
+    assert r.receive_data(data) == [Received(m) for m in messages]
+
+
+def test_send_many_keeps_order_around_messages_that_are_not_batched() -> None:
+    pair = reconnected()
+    i, r = pair.initiator, pair.responder
+    big = chat("x" * wire.MAX_BODY_BYTES, 3)  # larger than a frame: sent alone, fragmented
+    messages: list[wire.WireMessage] = [
+        chat("a", 1),
+        chat("b", 2),
+        wire.Typing(b"C" * 16, True),
+        big,
+        chat("c", 4),
+        wire.Ping(7),
+        chat("d", 5),
+    ]
+    i.send_many(messages)
+    data = i.data_to_send()
+    # [a, b] batch, typing, big (2 fragments), c, ping, d
+    assert len(frames_of(data)) == 7
+    assert r.receive_data(data) == [Received(m) for m in messages]
+
+
+def test_batch_fills_but_never_exceeds_one_frame() -> None:
+    pair = reconnected()
+    i, r = pair.initiator, pair.responder
+    messages: list[wire.WireMessage] = [chat("y" * 3000, n) for n in range(1, 101)]
+    i.send_many(messages)
+    data = i.data_to_send()
+    frames = frames_of(data)
+    assert all(len(f) <= 2 + framing.MAX_FRAME_BODY for f in frames)
+    assert len(frames) == 5  # 21 messages of ~3 KB fill one 64 KiB frame
+    assert r.receive_data(data) == [Received(m) for m in messages]
+
+
+def test_send_many_validates_every_message_before_sending_any() -> None:
+    pair = reconnected()
+    i = pair.initiator
+    with pytest.raises(wire.WireError):
+        i.send_many([chat("ok", 1), chat("", 2)])
+    assert i.data_to_send() == b""

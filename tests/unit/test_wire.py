@@ -13,11 +13,13 @@ from messenger import framing
 from messenger.wire import (
     HELLO_TAG,
     MAX_ADDRESSES,
+    MAX_BATCH_MESSAGES,
     MAX_BODY_BYTES,
     MAX_NAME_CHARS,
     MAX_RECEIPT_IDS,
     MSG_ID_LEN,
     PROTOCOL_VERSION,
+    Batch,
     ChatMessage,
     Close,
     HandshakeKind,
@@ -38,6 +40,7 @@ from messenger.wire import (
     WireMessage,
     decode_hello,
     decode_message,
+    encode_batch,
     encode_hello,
     encode_message,
     encode_preamble,
@@ -86,8 +89,12 @@ pongs = st.builds(Pong, nonce=u64)
 closes = st.builds(Close, reason=st.text(max_size=200))
 profile_updates = st.builds(ProfileUpdate, display_name=names)
 
+batches = st.builds(
+    Batch, messages=st.lists(chat_messages | receipts, min_size=1, max_size=20).map(tuple)
+)
+
 wire_messages: st.SearchStrategy[WireMessage] = st.one_of(
-    chat_messages, receipts, typings, pings, pongs, closes, profile_updates
+    chat_messages, receipts, typings, pings, pongs, closes, profile_updates, batches
 )
 
 hellos = st.builds(
@@ -168,7 +175,7 @@ def test_message_round_trip(msg: WireMessage) -> None:
 
 
 @pytest.mark.parametrize(
-    "strategy", [chat_messages, receipts, typings, pings, pongs, closes, profile_updates]
+    "strategy", [chat_messages, receipts, typings, pings, pongs, closes, profile_updates, batches]
 )
 def test_round_trip_each_type(strategy: st.SearchStrategy[WireMessage]) -> None:
     @settings(max_examples=40, deadline=None)
@@ -679,3 +686,76 @@ def test_truncations_never_decode(msg: WireMessage) -> None:
     for cut in range(len(data) - 1, max(-1, len(data) - 40), -1):
         with pytest.raises(WireError):
             decode_message(data[:cut])
+
+
+# --------------------------------------------------------------------------
+# Batch (tag 11)
+# --------------------------------------------------------------------------
+
+
+@FAST
+@given(st.lists(chat_messages | receipts, min_size=1, max_size=40))
+def test_encode_batch_equals_encoding_a_batch(messages: list[ChatMessage | Receipt]) -> None:
+    encoded = [encode_message(m) for m in messages]
+    data = encode_batch(encoded)
+    assert data == encode_message(Batch(tuple(messages)))
+    assert decode_message(data) == Batch(tuple(messages))
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 255, MAX_BATCH_MESSAGES])
+def test_batch_sizes_round_trip(count: int) -> None:
+    messages = tuple(chat(f"m{i}", seq=i + 1) for i in range(count))
+    data = encode_batch([encode_message(m) for m in messages])
+    assert decode_message(data) == Batch(messages)
+
+
+def test_batch_limits() -> None:
+    with pytest.raises(WireError, match="expected 1"):
+        encode_batch([])
+    with pytest.raises(WireError):
+        encode_message(Batch(()))
+    too_many = [encode_message(chat())] * (MAX_BATCH_MESSAGES + 1)
+    with pytest.raises(WireError):
+        encode_batch(too_many)
+    with pytest.raises(WireError):
+        decode_message(
+            pack([int(MessageType.BATCH), [chat_fields_tagged()] * (MAX_BATCH_MESSAGES + 1)])
+        )
+    with pytest.raises(WireError):
+        decode_message(pack([int(MessageType.BATCH), []]))
+
+
+def chat_fields_tagged() -> list[Any]:
+    return [int(MessageType.CHAT), *chat_fields()]
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        [int(MessageType.PING), 1],  # not batchable
+        [int(MessageType.CLOSE), "bye"],
+        [int(MessageType.TYPING), b"C" * 16, True],
+        [int(MessageType.BATCH), [[int(MessageType.CHAT), *["x"] * 6]]],  # nested
+        [int(MessageType.CHAT), b"x" * 16],  # too few fields
+        [int(MessageType.CHAT), *["x"] * 6],  # wrong field types
+        [True, *["x"] * 6],  # bool is not a tag
+        [],
+        "not an array",
+        7,
+        None,
+    ],
+)
+def test_bad_batch_entries_rejected(entry: Any) -> None:
+    with pytest.raises(WireError):
+        decode_message(pack([int(MessageType.BATCH), [chat_fields_tagged(), entry]]))
+
+
+def test_batch_with_extra_field_rejected() -> None:
+    with pytest.raises(WireError, match="fields"):
+        decode_message(pack([int(MessageType.BATCH), [chat_fields_tagged()], 1]))
+
+
+@FUZZ
+@given(st.lists(tagged_arrays | msgpack_values, min_size=1, max_size=6))
+def test_fuzz_batch_entries(entries: list[Any]) -> None:
+    assert_only_wire_error(pack([int(MessageType.BATCH), entries]))
