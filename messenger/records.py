@@ -68,3 +68,47 @@ class NearbyPerson:
     name: str  # self-chosen and unverified
     addresses: tuple[str, ...]
     seen_at: float
+
+
+# -- groups (messenger/groups.py) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMemberRecord:
+    contact_id: str
+    name: str  # as the roster introduced it (self-chosen when added)
+    admin: bool
+    online: bool
+    is_me: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    id: str  # 32 hex digits
+    name: str
+    epoch: int
+    state: str  # "active", "left", "removed" or "deleted"
+    members: tuple[GroupMemberRecord, ...]
+    unread: int
+    i_am_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMessageRecord:
+    row_id: int
+    msg_id: bytes
+    group_id: str
+    author_id: str  # the author's contact id
+    author_name: str
+    seq: int
+    lamport: int
+    sent_at_ms: int
+    received_at_ms: int | None
+    body: str
+    outgoing: bool
+    delivered_to: int  # our messages: members (other than us) known to hold it
+    member_count: int  # members other than us
+
+    @property
+    def id_hex(self) -> str:
+        return self.msg_id.hex()

@@ -39,6 +39,7 @@ from .events import (
     ServiceEvent,
     TypingChanged,
 )
+from .groups import GroupManager
 from .identity import (
     Identity,
     derive_contact_secrets,
@@ -308,6 +309,7 @@ class PeerService:
         self._lan_probing: set[Connection] = set()
         self._addressless: set[str] = set()  # contacts _dial_once found no address for
         self._pairing = PairingManager(self)
+        self.groups = GroupManager(self)  # LAN group chat (groups.py)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -429,6 +431,7 @@ class PeerService:
         )
         self._spawn(self._search_indexer(), "chinwag-search-indexer")
         self._index_soon()  # whatever a killed process left unindexed
+        await self.groups.load()
 
     def _remember_contact(self, keys: ContactKeys) -> None:
         self._contact_keys[keys.id] = keys
@@ -477,6 +480,7 @@ class PeerService:
         for committer in (self._incoming, self._outgoing, self._receipts):
             if committer is not None:
                 await committer.aclose()
+        await self.groups.aclose()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -883,6 +887,7 @@ class PeerService:
             self._emit(PresenceChanged(contact_id, online=True))
         self._spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
         self._lan_adopted(conn)
+        self.groups.on_adopted(conn, contact_id)
 
     def _preferred(self, a: Connection, b: Connection) -> Connection:
         """Both ends keep the connection dialled by the peer with the smaller identity key."""
@@ -1279,6 +1284,8 @@ class PeerService:
     async def _on_message(self, conn: Connection, message: wire.WireMessage) -> None:
         contact_id = conn.contact_id
         if contact_id is None:
+            return
+        if await self.groups.on_message(conn, message):
             return
         if isinstance(message, wire.ChatMessage):
             if message.conversation != self._conversation(self._contact_keys[contact_id]):
