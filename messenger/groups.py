@@ -17,7 +17,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import nacl.bindings
 import nacl.encoding
@@ -75,23 +75,25 @@ def signed_bytes(context: bytes, message: wire.WireMessage) -> bytes:
     return context + wire.encode_message(unsigned)
 
 
-def _sign(identity: Identity, context: bytes, message: Any) -> Any:
+_Signed = TypeVar("_Signed", wire.GroupRoster, wire.GroupMessage, wire.GroupLeave)
+
+
+def _sign(identity: Identity, context: bytes, message: _Signed) -> _Signed:
     signature = identity.signing_key.sign(signed_bytes(context, message)).signature
     return dataclasses.replace(message, signature=bytes(signature))
 
 
 def sign_roster(identity: Identity, roster: wire.GroupRoster) -> wire.GroupRoster:
-    return _sign(
-        identity, ROSTER_CONTEXT, dataclasses.replace(roster, signer=identity.ed25519_public)
-    )  # type: ignore[no-any-return]
+    signer = dataclasses.replace(roster, signer=identity.ed25519_public)
+    return _sign(identity, ROSTER_CONTEXT, signer)
 
 
 def sign_message(identity: Identity, message: wire.GroupMessage) -> wire.GroupMessage:
-    return _sign(identity, MESSAGE_CONTEXT, message)  # type: ignore[no-any-return]
+    return _sign(identity, MESSAGE_CONTEXT, message)
 
 
 def sign_leave(identity: Identity, leave: wire.GroupLeave) -> wire.GroupLeave:
-    return _sign(identity, LEAVE_CONTEXT, leave)  # type: ignore[no-any-return]
+    return _sign(identity, LEAVE_CONTEXT, leave)
 
 
 def verify(context: bytes, message: Any, key: bytes) -> bool:
