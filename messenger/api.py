@@ -10,6 +10,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from .group_api import GroupCommands
 from .identity import format_safety_number
 from .invite import save_invite_qr
 from .records import ContactRecord, MessageRecord
@@ -44,7 +45,7 @@ def message_json(m: MessageRecord, author: str) -> dict[str, Any]:
     }
 
 
-class LocalApi:
+class LocalApi(GroupCommands):
     def __init__(self, service: PeerService) -> None:
         self.service = service
 
