@@ -388,6 +388,7 @@ class GroupManager:
             msg_id=m.msg_id,
             group_id=m.group_id.hex(),
             author_id=make_contact_id(m.author),
+            author_key=m.author,
             author_name=name,
             seq=m.seq,
             lamport=m.lamport,
@@ -579,6 +580,11 @@ class GroupManager:
     async def mark_read(self, group_id: bytes) -> int:
         self._group(group_id)
         return await self._service._db(self.repo.mark_seen, group_id)
+
+    def delivery(self, group_id: bytes) -> dict[str, int]:
+        """How far each member holds our messages (contact id -> our seq)."""
+        group = self._group(group_id)
+        return {make_contact_id(k): s for k, s in group.delivery.items()}
 
     async def repo_count(self, group_id: bytes) -> int:
         """How many messages of the group this device holds."""

@@ -99,6 +99,7 @@ class GroupMessageRecord:
     msg_id: bytes
     group_id: str
     author_id: str  # the author's contact id
+    author_key: bytes  # the author's identity key: (lamport, author_key, seq) is the order
     author_name: str
     seq: int
     lamport: int
