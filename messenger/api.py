@@ -145,7 +145,13 @@ class LocalApi(GroupCommands):
             "visible": s.visible,
             "discovery": s.lan_status()["discovery"],
             "people": [
-                {"id": p.id, "name": p.name, "addresses": list(p.addresses), "seen_at": p.seen_at}
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "addresses": list(p.addresses),
+                    "seen_at": p.seen_at,
+                    "open_group": p.open_group,
+                }
                 for p in s.nearby()
             ],
         }

@@ -23,6 +23,7 @@ from . import control
 from .api import LocalApi
 from .events import (
     GroupChanged,
+    GroupJoinRequested,
     GroupMessageAdded,
     MessageAdded,
     MessageStatesChanged,
@@ -191,7 +192,8 @@ def _show_nearby(r: dict[str, Any]) -> None:
     elif not r["people"]:
         print("nobody visible nearby (they need `set visible true` too)")
     for p in r["people"]:
-        print(f"{p['id']}  {p['name']}  ({', '.join(p['addresses'])})")
+        group = f"  group “{p['open_group']}” is open to join" if p.get("open_group") else ""
+        print(f"{p['id']}  {p['name']}  ({', '.join(p['addresses'])}){group}")
 
 
 def _show_pair(r: dict[str, Any]) -> None:
@@ -487,6 +489,14 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
             )
         elif isinstance(event, GroupChanged):
             groups[event.group.id] = event.group.name
+        elif isinstance(event, GroupJoinRequested):
+            group = groups.get(event.group_id, event.group_id[:8])
+            ids = f"{event.group_id[:8]} {event.contact_id[:8]}"
+            print(
+                f"* {event.name} asks to join {group}: chinwag-cli group approve {ids}"
+                f" (or: group decline {ids})",
+                flush=True,
+            )
         elif hasattr(event, "contact"):
             contact = event.contact
             names[contact.id] = contact.display_name

@@ -111,6 +111,15 @@ class GroupDeliveryChanged:
     seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class GroupJoinRequested:
+    """A contact (usually just paired nearby) asks to join an open group we administer."""
+
+    group_id: str
+    contact_id: str
+    name: str  # the contact's name
+
+
 ServiceEvent = (
     ContactAdded
     | ContactChanged
@@ -126,4 +135,5 @@ ServiceEvent = (
     | GroupDeleted
     | GroupMessageAdded
     | GroupDeliveryChanged
+    | GroupJoinRequested
 )

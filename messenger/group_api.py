@@ -24,6 +24,12 @@ GROUP_ACTIONS = (
     "delete",
     "send",
     "history",
+    "open",
+    "close",
+    "join",
+    "requests",
+    "approve",
+    "decline",
 )
 
 
@@ -89,6 +95,14 @@ class GroupCommands:
         groups = self.service.groups
         if action == "list":
             return [group_json(g) for g in await groups.groups()]
+        if action == "requests":
+            return groups.join_requests()
+        if action == "join":
+            if not group or not names:
+                raise ServiceError("use: group join CONTACT GROUP-NAME")
+            contact = await self.service.resolve_contact(group)
+            await groups.request_join(contact.id, " ".join(names))
+            return {"asked": contact.display_name, "group_name": " ".join(names)}
         if action == "create":
             if not group:
                 raise ServiceError("use: group create NAME [CONTACT ...]")
@@ -112,6 +126,19 @@ class GroupCommands:
             if not text:
                 raise ServiceError("use: group rename GROUP NEW-NAME")
             return group_json(await groups.rename(group_id, text))
+        if action in ("open", "close"):
+            return {
+                **group_json(await groups.set_open(group_id, action == "open")),
+                "open": group_id.hex() in groups.open_groups(),
+            }
+        if action in ("approve", "decline"):
+            if len(names) != 1:
+                raise ServiceError(f"use: group {action} GROUP CONTACT")
+            contact = await self.service.resolve_contact(names[0])
+            if action == "decline":
+                groups.decline(group_id, contact.id)
+                return {"declined": contact.display_name}
+            return group_json(await groups.approve(group_id, contact.id))
         if action == "leave":
             return group_json(await groups.leave(group_id))
         if action == "delete":

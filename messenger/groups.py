@@ -27,7 +27,13 @@ import nacl.signing
 import nacl.utils
 
 from . import wire
-from .events import GroupChanged, GroupDeleted, GroupDeliveryChanged, GroupMessageAdded
+from .events import (
+    GroupChanged,
+    GroupDeleted,
+    GroupDeliveryChanged,
+    GroupJoinRequested,
+    GroupMessageAdded,
+)
 from .identity import Identity, IdentityError, verify_static_certificate
 from .identity import contact_id as make_contact_id
 from .records import GroupMemberRecord, GroupMessageRecord, GroupRecord
@@ -48,6 +54,10 @@ NO_HASH: Final = bytes(wire.GROUP_HASH_LEN)
 GROUP_ID_LEN: Final = wire.MSG_ID_LEN
 # Catch-up sends at most this many messages before waiting for the socket to drain.
 CATCH_UP_BATCH: Final = 500
+# Settings key: the groups (hex ids) we announce on the LAN as open to join.
+SETTING_OPEN_GROUPS: Final = "open_groups"
+# Join requests kept at once (each needs a paired contact, so this is generous).
+MAX_JOIN_REQUESTS: Final = 64
 # A Lamport time or sequence number this large can only come from a hostile peer.
 MAX_COUNTER: Final = 1 << 62
 
@@ -284,6 +294,8 @@ class GroupManager:
         self._group_only: set[str] = set()
         self._committer: GroupCommitter[_Arrival, StoredGroupMessage | None] | None = None
         self.rejected = 0  # messages and rosters refused (hostile or stale): for tests, logs
+        self._open: list[bytes] = []  # groups announced as open to join, in order
+        self._join_requests: dict[tuple[bytes, str], str] = {}  # (group, contact) -> name
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -303,6 +315,8 @@ class GroupManager:
             if group_id in self._groups:
                 self._groups[group_id].delivery = marks
         self._group_only = await s._db(self.repo.group_only_ids)
+        opened = await s._db(s.repo.get_setting, SETTING_OPEN_GROUPS, [])
+        self._open = [bytes.fromhex(g) for g in opened if bytes.fromhex(g) in self._groups]
         self._committer = GroupCommitter(self._store, s.config.batch_max, "chinwag-group-messages")
 
     async def aclose(self) -> None:
@@ -595,6 +609,86 @@ class GroupManager:
         group = self._group(group_id)
         return {make_contact_id(a): s for a, s in group.marks.mark.items()}
 
+    # -- open groups (docs/protocol.md §16.8) ---------------------------------------------
+
+    async def set_open(self, group_id: bytes, is_open: bool) -> GroupRecord:
+        """Announce the group on the LAN as open to join (its name only, while we are
+        visible), or stop. People nearby pair with us (SAS check), then ask; we approve."""
+        group = self._admin(group_id) if is_open else self._group(group_id)
+        self._open = [g for g in self._open if g != group_id]
+        if is_open:
+            self._open.insert(0, group_id)
+        s = self._service
+        await s._db(s.repo.set_setting, SETTING_OPEN_GROUPS, [g.hex() for g in self._open])
+        self.announce()
+        return self.record(group)
+
+    def open_groups(self) -> list[str]:
+        return [g.hex() for g in self._open]
+
+    def announce(self) -> None:
+        """Service hook (discovery started) and after changes: what the LAN advert says."""
+        discovery = self._service._discovery
+        if discovery is None:
+            return
+        live = [
+            g
+            for g in self._open
+            if g in self._groups
+            and self._groups[g].state is GroupState.ACTIVE
+            and self._me in self._groups[g].roster.admins
+        ]
+        discovery.set_open_group(self._groups[live[0]].roster.name if live else None)
+
+    async def request_join(self, contact_id: str, name: str) -> None:
+        """Ask a contact (met nearby and paired) to let us into its open group `name`."""
+        conn = self._service._live.get(contact_id)
+        if conn is None or not conn.session.established:
+            raise GroupError("they are not online: ask again when they are")
+        conn.send(wire.GroupJoinRequest(self._group_name(name)))
+
+    def join_requests(self) -> list[dict[str, str]]:
+        return [
+            {"group": g.hex(), "group_name": self._groups[g].roster.name, "contact": c, "name": n}
+            for (g, c), n in self._join_requests.items()
+            if g in self._groups
+        ]
+
+    async def approve(self, group_id: bytes, contact_id: str) -> GroupRecord:
+        if (group_id, contact_id) not in self._join_requests:
+            raise GroupError("no such join request")
+        record = await self.add_members(group_id, [contact_id])
+        self._join_requests.pop((group_id, contact_id), None)
+        return record
+
+    def decline(self, group_id: bytes, contact_id: str) -> None:
+        self._join_requests.pop((group_id, contact_id), None)
+
+    async def _on_join_request(self, conn: Connection, request: wire.GroupJoinRequest) -> None:
+        contact_id = conn.contact_id
+        if contact_id is None or contact_id in self._group_only:
+            return
+        wanted = request.name.casefold()
+        for group_id in self._open:
+            group = self._groups.get(group_id)
+            if (
+                group is None
+                or group.state is not GroupState.ACTIVE
+                or self._me not in group.roster.admins
+                or group.roster.name.casefold() != wanted
+            ):
+                continue
+            keys = self._service._contact_keys[contact_id]
+            if group.member(keys.ed25519_public) is not None:
+                return
+            if len(self._join_requests) >= MAX_JOIN_REQUESTS:
+                return
+            record = await self._service._db(self._service.repo.contact, contact_id)
+            name = record.display_name if record else "?"
+            self._join_requests[(group_id, contact_id)] = name
+            self._service._emit(GroupJoinRequested(group_id.hex(), contact_id, name))
+            return
+
     # -- building rosters -----------------------------------------------------------------
 
     def _group_name(self, name: str) -> str:
@@ -708,6 +802,8 @@ class GroupManager:
         group.names.update({m.ed25519_public: m.display_name for m in roster.members})
         if state is GroupState.ACTIVE:
             await self._introduce(roster.members)
+        if roster.group_id in self._open:
+            self.announce()
         self._changed(group)
         return group
 
@@ -815,6 +911,8 @@ class GroupManager:
             await self._on_roster(conn, message)
         elif isinstance(message, wire.GroupLeave):
             await self._on_leave(conn, message)
+        elif isinstance(message, wire.GroupJoinRequest):
+            await self._on_join_request(conn, message)
         elif isinstance(message, wire.ChatMessage) and conn.contact_id in self._group_only:
             return True  # a group-only peer is no contact: no 1:1 chat with it
         else:

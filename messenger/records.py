@@ -68,6 +68,7 @@ class NearbyPerson:
     name: str  # self-chosen and unverified
     addresses: tuple[str, ...]
     seen_at: float
+    open_group: str | None = None  # a group they announce as open to join (name only)
 
 
 # -- groups (messenger/groups.py) -----------------------------------------------------------

@@ -1021,6 +1021,7 @@ class PeerService:
         )
         await discovery.start()
         self._discovery = discovery
+        self.groups.announce()
 
     def _nearby_offered(self) -> bool:
         """Do we answer NEARBY handshakes? Only while visible on this network."""
@@ -1142,7 +1143,9 @@ class PeerService:
         if self._discovery is None or not self.settings[SETTING_VISIBLE]:
             return []
         return [
-            NearbyPerson(s.nearby_id, s.advert.name or "?", s.addresses, s.seen_at)
+            NearbyPerson(
+                s.nearby_id, s.advert.name or "?", s.addresses, s.seen_at, s.advert.open_group
+            )
             for s in self._discovery.directory.nearby()
         ]
 

@@ -50,6 +50,7 @@ __all__ = [
     "DiscoveryKey",
     "GroupAck",
     "GroupHave",
+    "GroupJoinRequest",
     "GroupLeave",
     "GroupMark",
     "GroupMember",
@@ -166,6 +167,7 @@ class MessageType(enum.IntEnum):
     GROUP_HAVE = 22
     GROUP_ACK = 23
     GROUP_LEAVE = 24
+    GROUP_JOIN_REQUEST = 25
 
 
 class ReceiptKind(enum.IntEnum):
@@ -345,6 +347,14 @@ class GroupLeave:
     signature: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class GroupJoinRequest:
+    """Someone who paired with us nearby asks to join the open group they saw announced
+    (by name: the announcement carries nothing else)."""
+
+    name: str
+
+
 WireMessage: TypeAlias = (
     ChatMessage
     | Receipt
@@ -360,6 +370,7 @@ WireMessage: TypeAlias = (
     | GroupHave
     | GroupAck
     | GroupLeave
+    | GroupJoinRequest
 )
 
 
@@ -635,6 +646,10 @@ def _make_group_leave(f: list[object]) -> GroupLeave:
     )
 
 
+def _make_group_join_request(f: list[object]) -> GroupJoinRequest:
+    return GroupJoinRequest(name=_display_name(f[0], "group name"))
+
+
 def _make_hello(f: list[object]) -> Hello:
     addrs = _array(f[4], "addresses", 0, MAX_ADDRESSES)
     return Hello(
@@ -664,6 +679,7 @@ _DECODERS: Final[dict[int, tuple[type[WireMessage], int, _Maker]]] = {
     MessageType.GROUP_HAVE: (GroupHave, 4, _make_group_have),
     MessageType.GROUP_ACK: (GroupAck, 2, _make_group_ack),
     MessageType.GROUP_LEAVE: (GroupLeave, 4, _make_group_leave),
+    MessageType.GROUP_JOIN_REQUEST: (GroupJoinRequest, 1, _make_group_join_request),
 }
 _TAGS: Final[dict[type[WireMessage], int]] = {cls: tag for tag, (cls, _, _) in _DECODERS.items()}
 _HELLO_FIELDS: Final = 5
@@ -735,6 +751,8 @@ def _group_fields(msg: _GroupWire) -> list[object]:
 def _fields(msg: WireMessage | Hello) -> list[object]:
     if isinstance(msg, GroupRoster | GroupMessage | GroupHave | GroupAck | GroupLeave):
         return _group_fields(msg)
+    if isinstance(msg, GroupJoinRequest):
+        return [msg.name]
     if isinstance(msg, ChatMessage):
         return [msg.msg_id, msg.conversation, msg.seq, msg.lamport, msg.sent_at_ms, msg.body]
     if isinstance(msg, Receipt):

@@ -20,6 +20,7 @@ from messenger.wire import (
     MAX_NAME_CHARS,
     GroupAck,
     GroupHave,
+    GroupJoinRequest,
     GroupLeave,
     GroupMark,
     GroupMember,
@@ -94,7 +95,10 @@ haves = st.builds(
 )
 acks = st.builds(GroupAck, group_id=ids, marks=st.lists(marks, max_size=8).map(tuple))
 leaves = st.builds(GroupLeave, group_id=ids, member=keys, epoch=pos63, signature=sigs)
-group_wire: st.SearchStrategy[WireMessage] = st.one_of(rosters, group_messages, haves, acks, leaves)
+joins = st.builds(GroupJoinRequest, name=names)
+group_wire: st.SearchStrategy[WireMessage] = st.one_of(
+    rosters, group_messages, haves, acks, leaves, joins
+)
 
 msgpack_leaves = st.one_of(
     st.none(),
@@ -131,7 +135,7 @@ def test_round_trip(msg: WireMessage) -> None:
     assert encode_message(decoded) == data
 
 
-@pytest.mark.parametrize("strategy", [rosters, group_messages, haves, acks, leaves])
+@pytest.mark.parametrize("strategy", [rosters, group_messages, haves, acks, leaves, joins])
 def test_round_trip_each_type(strategy: st.SearchStrategy[WireMessage]) -> None:
     @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(strategy)
@@ -142,7 +146,15 @@ def test_round_trip_each_type(strategy: st.SearchStrategy[WireMessage]) -> None:
 
 
 def test_tags_are_in_the_group_range() -> None:
-    assert GROUP_TAGS == [20, 21, 22, 23, 24]
+    assert GROUP_TAGS == [20, 21, 22, 23, 24, 25]
+
+
+def test_join_request_needs_a_name() -> None:
+    for bad in ("", "   ", "x" * (MAX_NAME_CHARS + 1)):
+        with pytest.raises(WireError, match="group name"):
+            encode_message(GroupJoinRequest(bad))
+    with pytest.raises(WireError):
+        decode_message(pack([25, 7]))
 
 
 def _member(i: int, n_addresses: int = MAX_MEMBER_ADDRESSES) -> GroupMember:
