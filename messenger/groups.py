@@ -655,11 +655,14 @@ class GroupManager:
         ]
 
     async def approve(self, group_id: bytes, contact_id: str) -> GroupRecord:
-        if (group_id, contact_id) not in self._join_requests:
+        name = self._join_requests.pop((group_id, contact_id), None)
+        if name is None:
             raise GroupError("no such join request")
-        record = await self.add_members(group_id, [contact_id])
-        self._join_requests.pop((group_id, contact_id), None)
-        return record
+        try:
+            return await self.add_members(group_id, [contact_id])
+        except BaseException:
+            self._join_requests[(group_id, contact_id)] = name
+            raise
 
     def decline(self, group_id: bytes, contact_id: str) -> None:
         self._join_requests.pop((group_id, contact_id), None)

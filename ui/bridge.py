@@ -27,6 +27,7 @@ from messenger.events import (
     GroupChanged,
     GroupDeleted,
     GroupDeliveryChanged,
+    GroupJoinRequested,
     GroupMessageAdded,
 )
 from messenger.identity import (
@@ -53,6 +54,7 @@ class Bridge(QObject):
     groupDeleted = Signal(str)  # group id
     groupMessageAdded = Signal(object)  # GroupMessageRecord (ours stored, or theirs)
     groupDeliveryChanged = Signal(str, str, int)  # group id, member contact id, our seq
+    groupJoinRequested = Signal(str, str, str)  # group id, contact id, contact name
 
     def __init__(self, service: PeerService, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -85,6 +87,8 @@ class Bridge(QObject):
             self.groupChanged.emit(event.group)
         elif isinstance(event, GroupDeleted):
             self.groupDeleted.emit(event.group_id)
+        elif isinstance(event, GroupJoinRequested):
+            self.groupJoinRequested.emit(event.group_id, event.contact_id, event.name)
 
     # -- who am I --------------------------------------------------------------------------
 
@@ -232,3 +236,23 @@ class Bridge(QObject):
 
     def group_delivery(self, group_id: str) -> dict[str, int]:
         return self.service.groups.delivery(bytes.fromhex(group_id))
+
+    async def set_group_open(self, group_id: str, is_open: bool) -> GroupRecord:
+        return await self.service.groups.set_open(bytes.fromhex(group_id), is_open)
+
+    def group_is_open(self, group_id: str) -> bool:
+        return group_id in self.service.groups.open_groups()
+
+    def join_requests(self, group_id: str) -> list[tuple[str, str]]:
+        """(contact id, name) of the people asking to join this group."""
+        return [
+            (r["contact"], r["name"])
+            for r in self.service.groups.join_requests()
+            if r["group"] == group_id
+        ]
+
+    async def approve_join(self, group_id: str, contact_id: str) -> GroupRecord:
+        return await self.service.groups.approve(bytes.fromhex(group_id), contact_id)
+
+    def decline_join(self, group_id: str, contact_id: str) -> None:
+        self.service.groups.decline(bytes.fromhex(group_id), contact_id)

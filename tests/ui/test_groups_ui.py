@@ -130,3 +130,29 @@ def test_manage_rename_and_remove(qloop, make_peer, open_window):
         lambda: cai.groups._groups[bytes.fromhex(record.id)].state.name == "REMOVED",
         what="cai told",
     )
+
+
+def test_join_request_for_an_open_group_is_approved_in_the_app(qloop, make_peer, open_window):
+    alice, bob = make_peer("alice"), make_peer("bob")
+    cai = make_peer("cai")
+    befriend(qloop, alice, cai)
+    befriend(qloop, alice, bob)  # as after a nearby pairing
+    record = qloop.run(alice.groups.create_group("Lab", [cai.contact_id]))
+    window = open_window(alice)
+    window.open_group(record.id)
+    view = window.group_view
+    qloop.run(window.bridge.set_group_open(record.id, True))
+    assert window.bridge.group_is_open(record.id)
+    assert not view.requests_button.isVisible()
+    qloop.run(bob.groups.request_join(alice.contact_id, "lab"))  # names match case-insensitively
+    qloop.until(view.requests_button.isVisible, what="the join request shown")
+    assert view.requests_button.text() == "1 asking to join"
+    view.requests_button.click()
+    qloop.until(lambda: _dialog(window, ManageGroupDialog) is not None, what="the dialog")
+    dialog = _dialog(window, ManageGroupDialog)
+    assert dialog.requests.item(0).text() == "Bob asks to join"
+    dialog.approve_button.click()
+    gid = bytes.fromhex(record.id)
+    qloop.until(lambda: gid in bob.groups._groups, what="bob is in")
+    qloop.until(lambda: not view.requests_button.isVisible(), what="request answered")
+    assert view.member_list.count() == 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QHBoxLayout,
     QLineEdit,
@@ -15,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from messenger.records import ContactRecord, GroupRecord
+from ui import theme
 from ui.bridge import Bridge
 from ui.views.dialog_parts import (
     DialogTasks,
@@ -27,6 +29,18 @@ from ui.views.dialog_parts import (
     style_dialog,
     title_label,
 )
+
+
+def _indicator_sheet() -> str:
+    """Check boxes in lists that stay visible in the dark theme too: an outlined square,
+    filled with the accent colour when checked."""
+    t = theme.current()
+    return (
+        "QListWidget::indicator { width: 14px; height: 14px; border-radius: 3px; "
+        f"border: 1px solid {t.text_muted}; background: {t.input_bg}; }}"
+        "QListWidget::indicator:checked { "
+        f"border: 1px solid {t.accent}; background: {t.accent}; }}"
+    )
 
 
 def _checklist(contacts: list[ContactRecord], name: str) -> QListWidget:
@@ -83,7 +97,7 @@ class CreateGroupDialog(QDialog):
         layout.addWidget(self.members, 1)
         layout.addWidget(self.error)
         layout.addLayout(buttons)
-        style_dialog(self)
+        style_dialog(self, lambda: self.members.setStyleSheet(_indicator_sheet()))
         self._tasks = DialogTasks("create group", self._failed)
         self.name.textChanged.connect(self._update)
         self.members.itemChanged.connect(self._update)
@@ -146,6 +160,21 @@ class ManageGroupDialog(QDialog):
         present = {m.contact_id for m in group.members}
         self.candidates = _checklist([c for c in contacts if c.id not in present], "Add people")
         self.add_button = secondary_button("Add checked")
+        self.open_box = QCheckBox("Open to join: announce the name on this network", self)
+        self.open_box.setChecked(bridge.group_is_open(group.id))
+        self.open_box.setEnabled(admin)
+        self.open_box.setToolTip(
+            "People nearby who see it pair with you (compare six digits), then ask; "
+            "you approve each request. Needs “visible on this network”."
+        )
+        self.requests = QListWidget(self)
+        self.requests.setAccessibleName("Join requests")
+        for contact_id, name in bridge.join_requests(group.id):
+            item = QListWidgetItem(f"{name} asks to join")
+            item.setData(Qt.ItemDataRole.UserRole, contact_id)
+            self.requests.addItem(item)
+        self.approve_button = primary_button("Approve", default=False)
+        self.decline_button = secondary_button("Decline")
         self.leave_button = secondary_button("Leave group")
         self.delete_button = secondary_button("Delete on this device")
         self.error = InlineMessage(self)
@@ -170,6 +199,16 @@ class ManageGroupDialog(QDialog):
             layout.addWidget(hint_label("Every one of your contacts is a member."))
             self.candidates.hide()
             self.add_button.hide()
+        layout.addWidget(self.open_box)
+        if self.requests.count():
+            layout.addWidget(section_label("Join requests"))
+            layout.addWidget(self.requests)
+            answer = QHBoxLayout()
+            answer.addStretch(1)
+            answer.addWidget(self.decline_button)
+            answer.addWidget(self.approve_button)
+            layout.addLayout(answer)
+            self.requests.setCurrentRow(0)
         layout.addWidget(rule())
         bottom = QHBoxLayout()
         bottom.addWidget(self.leave_button)
@@ -178,7 +217,12 @@ class ManageGroupDialog(QDialog):
         bottom.addWidget(close)
         layout.addWidget(self.error)
         layout.addLayout(bottom)
-        style_dialog(self)
+
+        def lists() -> None:
+            for widget in (self.members, self.candidates):
+                widget.setStyleSheet(_indicator_sheet())
+
+        style_dialog(self, lists)
         for widget in (self.name, self.rename_button, self.remove_button, self.add_button):
             widget.setEnabled(admin)
         self.candidates.setEnabled(admin)
@@ -196,6 +240,26 @@ class ManageGroupDialog(QDialog):
         self.leave_button.clicked.connect(lambda: self._run(self.bridge.leave_group(group.id)))
         self.delete_button.clicked.connect(lambda: self._run(self.bridge.delete_group(group.id)))
         close.clicked.connect(self.accept)
+        self.open_box.toggled.connect(
+            lambda on: self._tasks.spawn(self.bridge.set_group_open(group.id, on))
+        )
+        self.approve_button.clicked.connect(self._approve)
+        self.decline_button.clicked.connect(self._decline)
+
+    def _chosen_request(self) -> str | None:
+        item = self.requests.currentItem()
+        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+
+    def _approve(self) -> None:
+        contact_id = self._chosen_request()
+        if contact_id is not None:
+            self._run(self.bridge.approve_join(self.group.id, contact_id))
+
+    def _decline(self) -> None:
+        contact_id = self._chosen_request()
+        if contact_id is not None:
+            self.bridge.decline_join(self.group.id, contact_id)
+            self.requests.takeItem(self.requests.currentRow())
 
     def _checked_members(self) -> list[str]:
         return _checked(self.members)

@@ -215,6 +215,9 @@ class GroupView(QWidget):
         self.members_button.setCheckable(True)
         self.members_button.setChecked(True)
         self.members_button.setAccessibleName("Show members")
+        self.requests_button = QPushButton(header)
+        self.requests_button.setProperty("primary", True)
+        self.requests_button.hide()
         self.manage_button = QPushButton("Manage…", header)
         self.manage_button.setAccessibleName("Manage group")
         titles = QVBoxLayout()
@@ -224,6 +227,7 @@ class GroupView(QWidget):
         top = QHBoxLayout(header)
         top.setContentsMargins(16, 10, 12, 10)
         top.addLayout(titles, 1)
+        top.addWidget(self.requests_button)
         top.addWidget(self.members_button)
         top.addWidget(self.manage_button)
 
@@ -277,6 +281,8 @@ class GroupView(QWidget):
         self.manage_button.clicked.connect(
             lambda: self.group is not None and self.manageRequested.emit(self.group.id)
         )
+        self.requests_button.clicked.connect(self.manage_button.click)
+        bridge.groupJoinRequested.connect(self._on_join_requested)
         self.model.rowsInserted.connect(self._scroll_if_at_bottom)
         self.model.modelReset.connect(self.messages.scrollToBottom)
         bridge.groupChanged.connect(self._on_group_changed)
@@ -292,6 +298,7 @@ class GroupView(QWidget):
         for signal, slot in (
             (self.bridge.groupChanged, self._on_group_changed),
             (self.bridge.presenceChanged, self._on_presence),
+            (self.bridge.groupJoinRequested, self._on_join_requested),
         ):
             try:
                 signal.disconnect(slot)
@@ -318,6 +325,14 @@ class GroupView(QWidget):
         self.composer.setPlaceholderText(
             "Write to the group" if active else "You are no longer a member of this group"
         )
+        pending = len(self.bridge.join_requests(group.id)) if group.i_am_admin else 0
+        self.requests_button.setText(f"{pending} asking to join" if pending else "")
+        self.requests_button.setAccessibleName(self.requests_button.text())
+        self.requests_button.setVisible(pending > 0)
+
+    def _on_join_requested(self, group_id: str, _contact_id: str, _name: str) -> None:
+        if group_id == self.group_id:
+            self._show_header()
 
     def _on_group_changed(self, group: GroupRecord) -> None:
         if group.id == self.group_id:
