@@ -11,6 +11,7 @@ small classes at the top; :class:`GroupManager` wires them to the service.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import json
@@ -296,6 +297,7 @@ class GroupManager:
         self.rejected = 0  # messages and rosters refused (hostile or stale): for tests, logs
         self._open: list[bytes] = []  # groups announced as open to join, in order
         self._join_requests: dict[tuple[bytes, str], str] = {}  # (group, contact) -> name
+        self._pending_acks: dict[tuple[Connection, bytes], set[bytes]] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -946,7 +948,7 @@ class GroupManager:
             log.warning("group message from a non-member refused")
             return
         if group.marks.has(m.author, m.seq):
-            self._ack(conn, group, [m.author])  # its first ack may have been lost
+            self._ack_soon(conn, group, m.author)  # its first ack may have been lost
             return
         problem = group.check_message(m)
         if problem is not None:
@@ -981,6 +983,20 @@ class GroupManager:
             if group is not None:
                 s._emit(GroupMessageAdded(self._message_record(group, m)))
         return [by_id.get(a.message.msg_id) for a in arrivals]
+
+    def _ack_soon(self, conn: Connection, group: Group, author: bytes) -> None:
+        """Duplicates (a second member replaying a catch-up) are acknowledged once per
+        turn of the loop, not once per message."""
+        if not self._pending_acks:
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+        self._pending_acks.setdefault((conn, group.id), set()).add(author)
+
+    def _flush_acks(self) -> None:
+        pending, self._pending_acks = self._pending_acks, {}
+        for (conn, group_id), authors in pending.items():
+            group = self._groups.get(group_id)
+            if group is not None:
+                self._ack(conn, group, authors)
 
     def _ack(self, conn: Connection, group: Group, authors: Iterable[bytes]) -> None:
         if conn.closed.is_set() or not conn.session.established:
