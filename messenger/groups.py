@@ -57,6 +57,8 @@ GROUP_ID_LEN: Final = wire.MSG_ID_LEN
 CATCH_UP_BATCH: Final = 500
 # Settings key: the groups (hex ids) we announce on the LAN as open to join.
 SETTING_OPEN_GROUPS: Final = "open_groups"
+# Seconds a burst of delivery acks is collected before it is written (one transaction).
+DELIVERY_WRITE_DELAY: Final = 0.2
 # Join requests kept at once (each needs a paired contact, so this is generous).
 MAX_JOIN_REQUESTS: Final = 64
 # A Lamport time or sequence number this large can only come from a hostile peer.
@@ -298,6 +300,7 @@ class GroupManager:
         self._open: list[bytes] = []  # groups announced as open to join, in order
         self._join_requests: dict[tuple[bytes, str], str] = {}  # (group, contact) -> name
         self._pending_acks: dict[tuple[Connection, bytes], set[bytes]] = {}
+        self._delivery_dirty: dict[tuple[bytes, bytes], int] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -324,6 +327,10 @@ class GroupManager:
     async def aclose(self) -> None:
         if self._committer is not None:
             await self._committer.aclose()
+        dirty, self._delivery_dirty = self._delivery_dirty, {}
+        if dirty:  # the delayed write was cancelled with the service's tasks
+            marks = [(g, m, s) for (g, m), s in dirty.items()]
+            await self._service._db(self.repo.set_delivery_marks, marks)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -1106,11 +1113,17 @@ class GroupManager:
         if seq <= group.delivery.get(member, 0):
             return
         group.delivery[member] = seq
-        self._service._spawn(
-            self._service._db(self.repo.set_delivery_marks, [(group.id, member, seq)]),
-            "chinwag-group-delivery",
-        )
+        # Recorded in one write per burst of acks, off the path of the next send.
+        if not self._delivery_dirty:
+            self._service._spawn(self._write_delivery(), "chinwag-group-delivery")
+        self._delivery_dirty[(group.id, member)] = seq
         self._service._emit(GroupDeliveryChanged(group.id.hex(), make_contact_id(member), seq))
+
+    async def _write_delivery(self) -> None:
+        await asyncio.sleep(DELIVERY_WRITE_DELAY)
+        dirty, self._delivery_dirty = self._delivery_dirty, {}
+        marks = [(g, m, s) for (g, m), s in dirty.items()]
+        await self._service._db(self.repo.set_delivery_marks, marks)
 
     async def _on_leave(self, conn: Connection, leave: wire.GroupLeave) -> None:
         group = self._groups.get(leave.group_id)
