@@ -156,3 +156,26 @@ def test_join_request_for_an_open_group_is_approved_in_the_app(qloop, make_peer,
     qloop.until(lambda: gid in bob.groups._groups, what="bob is in")
     qloop.until(lambda: not view.requests_button.isVisible(), what="request answered")
     assert view.member_list.count() == 3
+
+
+def test_group_history_pages_older_messages_in(qloop, make_peer, open_window):
+    alice, bob = make_peer("alice"), make_peer("bob")
+    befriend(qloop, alice, bob)
+    record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id]))
+    gid = bytes.fromhex(record.id)
+
+    async def write() -> None:
+        for i in range(120):
+            await alice.groups.send_text(gid, f"note {i:03d}")
+
+    qloop.run(write())
+    window = open_window(alice)
+    window.open_group(record.id)
+    model = window.group_view.model
+    qloop.until(lambda: model.rowCount() >= 50, what="the newest page")
+    assert model.index(model.rowCount() - 1, 0).data() == "note 119"
+    while model.canFetchMore():
+        model.fetchMore()
+        qloop.until(lambda: not model._loading, what="a page")
+    bodies = [model.index(r, 0).data() for r in range(model.rowCount())]
+    assert bodies == [f"note {i:03d}" for i in range(120)]
