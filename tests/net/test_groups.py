@@ -226,3 +226,22 @@ async def test_concurrent_roster_changes_converge_after_a_partition(make_peer):
 
 def winner_version(peer: PeerService) -> tuple[int, bytes]:
     return next(iter(peer.groups._groups.values())).version
+
+
+async def test_a_group_only_member_cannot_chat_one_to_one(make_peer):
+    admin, bea, cai = [await make_peer(n) for n in ("admin", "bea", "cai")]
+    await befriend(admin, bea)
+    await befriend(admin, cai)
+    group_id = await _group([admin, bea, cai])
+    await wait_for(lambda: bea.is_online(cai.contact_id), what="bea and cai meet")
+    assert cai.contact_id not in {c.id for c in await bea.contacts()}
+    with pytest.raises(Exception, match="no contact"):
+        await bea.resolve_contact(cai.contact_id)
+    # A hand-made 1:1 message over the group session is dropped, nothing stored.
+    keys = bea._contact_keys[cai.contact_id]
+    bea._live[cai.contact_id].send(
+        wire.ChatMessage(b"m" * 16, bea._conversation(keys), 1, 1, 0, "psst")
+    )
+    await bea.groups.send_text(group_id, "in the group")
+    await _all_have([cai], group_id, 1)  # sent after the 1:1 attempt, on the same session
+    assert await cai._db(cai.repo.message_count) == 0
