@@ -10,6 +10,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from .group_api import GroupCommands
 from .identity import format_safety_number
 from .invite import save_invite_qr
 from .records import ContactRecord, MessageRecord
@@ -44,7 +45,7 @@ def message_json(m: MessageRecord, author: str) -> dict[str, Any]:
     }
 
 
-class LocalApi:
+class LocalApi(GroupCommands):
     def __init__(self, service: PeerService) -> None:
         self.service = service
 
@@ -144,7 +145,13 @@ class LocalApi:
             "visible": s.visible,
             "discovery": s.lan_status()["discovery"],
             "people": [
-                {"id": p.id, "name": p.name, "addresses": list(p.addresses), "seen_at": p.seen_at}
+                {
+                    "id": p.id,
+                    "name": p.name,
+                    "addresses": list(p.addresses),
+                    "seen_at": p.seen_at,
+                    "open_group": p.open_group,
+                }
                 for p in s.nearby()
             ],
         }

@@ -22,6 +22,9 @@ from typing import Any
 from . import control
 from .api import LocalApi
 from .events import (
+    GroupChanged,
+    GroupJoinRequested,
+    GroupMessageAdded,
     MessageAdded,
     MessageStatesChanged,
     PairingEnded,
@@ -29,6 +32,7 @@ from .events import (
     PresenceChanged,
     ServiceEvent,
 )
+from .group_api import GROUP_ACTIONS
 from .invite import InviteError
 from .nearby import PAIRING_TIMEOUT
 from .profile import KdfParams, ProfileDir, ProfileError
@@ -131,6 +135,35 @@ def _show_send(r: dict[str, Any]) -> None:
     print(f"{where} to {r['contact']}: {r['id'][:8]}")
 
 
+def _show_group(r: Any) -> None:
+    if isinstance(r, list):  # group list
+        if not r:
+            print("no groups yet: `chinwag-cli group create NAME CONTACT...`")
+        for g in r:
+            online = sum(1 for m in g["members"] if m["online"])
+            unread = f"  ({g['unread']} unread)" if g["unread"] else ""
+            state = "" if g["state"] == "active" else f"  [{g['state']}]"
+            print(
+                f"# {g['name']}  {g['id'][:8]}  {online}/{len(g['members'])} online{unread}{state}"
+            )
+        return
+    if "messages" in r:  # history
+        for m in r["messages"]:
+            got = f"  ✓ {m['delivered_to']}/{m['members']}" if m["outgoing"] else ""
+            print(f"[{m['sent_at'][:19].replace('T', ' ')}] {m['author']}: {m['body']}{got}")
+        return
+    if "members" in r and "epoch" in r:  # a group
+        print(f"# {r['name']}  {r['id'][:8]}  (roster epoch {r['epoch']}, {r['state']})")
+        for m in r["members"]:
+            dot = "●" if m["online"] else "○"
+            print(f"  {dot} {m['name']}{' (admin)' if m['admin'] else ''}  {m['id'][:8]}")
+        return
+    if "body" in r:
+        print(f"sent to {r['group']}: {r['id'][:8]}")
+        return
+    print(json.dumps(r, indent=2, ensure_ascii=False))
+
+
 def _show_history(r: dict[str, Any]) -> None:
     for m in r["messages"]:
         ticks = {"queued": "…", "sent": "✓", "delivered": "✓✓", "read": "✓✓ read"}
@@ -159,7 +192,8 @@ def _show_nearby(r: dict[str, Any]) -> None:
     elif not r["people"]:
         print("nobody visible nearby (they need `set visible true` too)")
     for p in r["people"]:
-        print(f"{p['id']}  {p['name']}  ({', '.join(p['addresses'])})")
+        group = f"  group “{p['open_group']}” is open to join" if p.get("open_group") else ""
+        print(f"{p['id']}  {p['name']}  ({', '.join(p['addresses'])}){group}")
 
 
 def _show_pair(r: dict[str, Any]) -> None:
@@ -248,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "accept", "reject"], nargs="?", default="list")
     p.add_argument("pairing", nargs="?", help="the pairing id")
     command("lan", "LAN discovery status of the running peer", json_flag=True)
+    p = command(
+        "group",
+        "group chat: list, create, add, remove, rename, admins, leave, delete, send, history",
+        json_flag=True,
+    )
+    p.add_argument("action", choices=GROUP_ACTIONS)
+    p.add_argument("group", nargs="?", help="group name or id prefix (create: the new name)")
+    p.add_argument("args", nargs="*", help="contacts or members; send/rename: the text")
+    p.add_argument("--limit", type=int, default=50, help="history: how many messages")
     p = command("run", "run the peer service until SIGINT/SIGTERM")
     p.add_argument("--listen", help="HOST:PORT to listen on (default all interfaces)")
     p.add_argument("--address", action="append", default=[], help="extra HOST:PORT to announce")
@@ -281,6 +324,12 @@ def _command_args(args: argparse.Namespace) -> dict[str, Any]:
         return {"nearby": args.nearby_id}
     if c == "pairing":
         return {"action": args.action, "pairing": args.pairing}
+    if c == "group":
+        if args.action in ("send", "rename"):
+            joined = " ".join(args.args)
+            text = sys.stdin.read() if joined == "-" else joined
+            return {"action": args.action, "group": args.group, "text": text}
+        return {"action": args.action, "group": args.group, "names": args.args, "limit": args.limit}
     return {}
 
 
@@ -413,6 +462,7 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
     )
     server = control.ControlServer(LocalApi(service), profile.control_socket)
     names = {c.id: c.display_name for c in await service.contacts()}
+    groups = {g.id: g.name for g in await service.groups.groups()}
 
     def show(event: ServiceEvent) -> None:
         if isinstance(event, MessageAdded) and not event.message.outgoing:
@@ -432,6 +482,21 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
             )
         elif isinstance(event, PairingEnded):
             print(f"* pairing {event.pairing_id}: {event.reason}", flush=True)
+        elif isinstance(event, GroupMessageAdded) and not event.message.outgoing:
+            m = event.message
+            print(
+                f"[{groups.get(m.group_id, m.group_id[:8])}] {m.author_name}: {m.body}", flush=True
+            )
+        elif isinstance(event, GroupChanged):
+            groups[event.group.id] = event.group.name
+        elif isinstance(event, GroupJoinRequested):
+            group = groups.get(event.group_id, event.group_id[:8])
+            ids = f"{event.group_id[:8]} {event.contact_id[:8]}"
+            print(
+                f"* {event.name} asks to join {group}: chinwag-cli group approve {ids}"
+                f" (or: group decline {ids})",
+                flush=True,
+            )
         elif hasattr(event, "contact"):
             contact = event.contact
             names[contact.id] = contact.display_name

@@ -57,6 +57,7 @@ SWEEP_INTERVAL: Final = 15.0
 
 MAX_TXT_BYTES: Final = 255  # our own records are at most ~200 bytes; larger ones are ignored
 MAX_NAME_BYTES: Final = 160  # a display name in TXT is cut to this many UTF-8 bytes
+MAX_OPEN_GROUP_BYTES: Final = 48  # an open group's name in TXT (protocol.md §16.8)
 MAX_ENTRIES: Final = 512  # services remembered at once
 MAX_PER_CONTACT: Final = 4  # services remembered per contact (a replayed token cannot add more)
 MAX_NEARBY: Final = 32  # people in the Nearby list (visible strangers remembered at once)
@@ -134,6 +135,7 @@ class Advert:
     version: int
     token: bytes
     name: str | None = None
+    open_group: str | None = None  # a group the visible peer lets people ask to join
 
 
 def clean_name(name: str) -> str:
@@ -143,8 +145,8 @@ def clean_name(name: str) -> str:
     return " ".join(kept.split())[: wire.MAX_NAME_CHARS]
 
 
-def _fit_name(name: str) -> bytes:
-    data = clean_name(name).encode("utf-8")[:MAX_NAME_BYTES]
+def _fit_name(name: str, limit: int = MAX_NAME_BYTES) -> bytes:
+    data = clean_name(name).encode("utf-8")[:limit]
     return data.decode("utf-8", errors="ignore").encode("utf-8")  # no cut-off character
 
 
@@ -157,6 +159,9 @@ def encode_txt(advert: Advert) -> bytes:
         name = _fit_name(advert.name)
         if name:
             items.append(b"n=" + name)
+        group = _fit_name(advert.open_group or "", MAX_OPEN_GROUP_BYTES)
+        if group:
+            items.append(b"o=" + group)
     return b"".join(bytes([len(item)]) + item for item in items)
 
 
@@ -191,13 +196,19 @@ def parse_txt(raw: object) -> Advert | None:
     token_hex = fields.get(b"t", b"")
     if len(token_hex) != 2 * TOKEN_LEN or not all(c in b"0123456789abcdef" for c in token_hex):
         return None
-    name: str | None = None
-    if b"n" in fields:
-        try:
-            name = clean_name(fields[b"n"].decode("utf-8")) or None
-        except UnicodeDecodeError:
-            name = None
-    return Advert(wire.PROTOCOL_VERSION, bytes.fromhex(token_hex.decode("ascii")), name)
+    name = _text_field(fields, b"n")
+    # An open group only means something from a visible peer (a name to ask).
+    group = _text_field(fields, b"o") if name else None
+    return Advert(wire.PROTOCOL_VERSION, bytes.fromhex(token_hex.decode("ascii")), name, group)
+
+
+def _text_field(fields: dict[bytes, bytes], key: bytes) -> str | None:
+    if key not in fields:
+        return None
+    try:
+        return clean_name(fields[key].decode("utf-8")) or None
+    except UnicodeDecodeError:
+        return None
 
 
 def format_address(ip: str, port: int) -> str:
@@ -408,7 +419,9 @@ class LanDirectory:
     # -- internals
 
     def _snapshot(self) -> tuple[set[str], tuple[tuple[str, str | None], ...]]:
-        nearby = tuple((e.instance, e.advert.name) for e in self.nearby())
+        nearby = tuple(
+            (e.instance, f"{e.advert.name}\n{e.advert.open_group or ''}") for e in self.nearby()
+        )
         return self.contacts_seen(), nearby
 
     def _changes(
@@ -629,6 +642,7 @@ class Discovery:
         self._port = port
         self._own_key = own_key
         self._visible_name = visible_name
+        self._open_group: str | None = None
         self._clock = clock
         self._zc: Any = None  # AsyncZeroconf
         self._browser: Any = None  # AsyncServiceBrowser
@@ -680,6 +694,12 @@ class Discovery:
         self._visible_name = name
         self._republish.set()
 
+    def set_open_group(self, name: str | None) -> None:
+        """Announce (while visible) one group people nearby may ask to join, by name only."""
+        if name != self._open_group:
+            self._open_group = name
+            self._republish.set()
+
     def contact_addresses(self, contact_id: str) -> list[str]:
         return self.directory.contact_addresses(contact_id)
 
@@ -709,7 +729,10 @@ class Discovery:
 
     def current_advert(self) -> Advert:
         epoch = epoch_of(self._clock(), self.settings.epoch_seconds)
-        return Advert(wire.PROTOCOL_VERSION, advert_token(self._own_key, epoch), self._visible_name)
+        group = self._open_group if self._visible_name else None
+        return Advert(
+            wire.PROTOCOL_VERSION, advert_token(self._own_key, epoch), self._visible_name, group
+        )
 
     # -- supervisor
 

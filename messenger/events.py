@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .records import ContactRecord, MessageRecord, MessageState, NearbyPerson
+from .records import (
+    ContactRecord,
+    GroupMessageRecord,
+    GroupRecord,
+    MessageRecord,
+    MessageState,
+    NearbyPerson,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +82,44 @@ class PairingEnded:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class GroupChanged:
+    """A group appeared or its roster, name or state changed."""
+
+    group: GroupRecord
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDeleted:
+    """The group was deleted on this device."""
+
+    group_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMessageAdded:
+    message: GroupMessageRecord
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDeliveryChanged:
+    """`contact_id` now holds our messages in the group up to `seq` (our author seq):
+    each of our messages with seq <= this counts it in "delivered to N of M"."""
+
+    group_id: str
+    contact_id: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupJoinRequested:
+    """A contact (usually just paired nearby) asks to join an open group we administer."""
+
+    group_id: str
+    contact_id: str
+    name: str  # the contact's name
+
+
 ServiceEvent = (
     ContactAdded
     | ContactChanged
@@ -86,4 +131,9 @@ ServiceEvent = (
     | NearbyChanged
     | PairingRequested
     | PairingEnded
+    | GroupChanged
+    | GroupDeleted
+    | GroupMessageAdded
+    | GroupDeliveryChanged
+    | GroupJoinRequested
 )

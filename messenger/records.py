@@ -68,3 +68,49 @@ class NearbyPerson:
     name: str  # self-chosen and unverified
     addresses: tuple[str, ...]
     seen_at: float
+    open_group: str | None = None  # a group they announce as open to join (name only)
+
+
+# -- groups (messenger/groups.py) -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMemberRecord:
+    contact_id: str
+    name: str  # as the roster introduced it (self-chosen when added)
+    admin: bool
+    online: bool
+    is_me: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecord:
+    id: str  # 32 hex digits
+    name: str
+    epoch: int
+    state: str  # "active", "left", "removed" or "deleted"
+    members: tuple[GroupMemberRecord, ...]
+    unread: int
+    i_am_admin: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMessageRecord:
+    row_id: int
+    msg_id: bytes
+    group_id: str
+    author_id: str  # the author's contact id
+    author_key: bytes  # the author's identity key: (lamport, author_key, seq) is the order
+    author_name: str
+    seq: int
+    lamport: int
+    sent_at_ms: int
+    received_at_ms: int | None
+    body: str
+    outgoing: bool
+    delivered_to: int  # our messages: members (other than us) known to hold it
+    member_count: int  # members other than us
+
+    @property
+    def id_hex(self) -> str:
+        return self.msg_id.hex()

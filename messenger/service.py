@@ -41,6 +41,7 @@ from .events import (
     ServiceEvent,
     TypingChanged,
 )
+from .groups import GroupManager
 from .identity import (
     Identity,
     derive_contact_secrets,
@@ -386,6 +387,7 @@ class PeerService:
         self._lan_probing: set[Connection] = set()
         self._addressless: set[str] = set()  # contacts _dial_once found no address for
         self._pairing = PairingManager(self)
+        self.groups = GroupManager(self)  # LAN group chat (groups.py)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -539,6 +541,7 @@ class PeerService:
         )
         self._spawn(self._search_indexer(), "chinwag-search-indexer")
         self._index_soon()  # whatever a killed process left unindexed
+        await self.groups.load()
 
     def _remember_contact(self, keys: ContactKeys) -> None:
         self._contact_keys[keys.id] = keys
@@ -589,6 +592,7 @@ class PeerService:
                 await committer.aclose()
         if self._receipts is not None:
             await self._receipts.aclose(flush=True)
+        await self.groups.aclose()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
@@ -995,6 +999,7 @@ class PeerService:
             self._emit(PresenceChanged(contact_id, online=True))
         self._spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
         self._lan_adopted(conn)
+        self.groups.on_adopted(conn, contact_id)
 
     def _preferred(self, a: Connection, b: Connection) -> Connection:
         """Both ends keep the connection dialled by the peer with the smaller identity key."""
@@ -1128,6 +1133,7 @@ class PeerService:
         )
         await discovery.start()
         self._discovery = discovery
+        self.groups.announce()
 
     def _nearby_offered(self) -> bool:
         """Do we answer NEARBY handshakes? Only while visible on this network."""
@@ -1249,7 +1255,9 @@ class PeerService:
         if self._discovery is None or not self.settings[SETTING_VISIBLE]:
             return []
         return [
-            NearbyPerson(s.nearby_id, s.advert.name or "?", s.addresses, s.seen_at)
+            NearbyPerson(
+                s.nearby_id, s.advert.name or "?", s.addresses, s.seen_at, s.advert.open_group
+            )
             for s in self._discovery.directory.nearby()
         ]
 
@@ -1398,6 +1406,8 @@ class PeerService:
     async def _on_message(self, conn: Connection, message: wire.WireMessage) -> None:
         contact_id = conn.contact_id
         if contact_id is None:
+            return
+        if await self.groups.on_message(conn, message):
             return
         if isinstance(message, wire.ChatMessage):
             if message.conversation != self._conversation(self._contact_keys[contact_id]):

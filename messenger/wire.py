@@ -37,6 +37,10 @@ __all__ = [
     "MAX_BATCH_MESSAGES",
     "MAX_BODY_BYTES",
     "MAX_CLOSE_REASON_CHARS",
+    "MAX_GROUP_MARKS",
+    "MAX_GROUP_MEMBERS",
+    "MAX_GROUP_REMOVED",
+    "MAX_MEMBER_ADDRESSES",
     "MAX_NAME_CHARS",
     "MAX_RECEIPT_IDS",
     "MSG_ID_LEN",
@@ -47,6 +51,15 @@ __all__ = [
     "ChatMessage",
     "Close",
     "DiscoveryKey",
+    "GroupAck",
+    "GroupHave",
+    "GroupJoinRequest",
+    "GroupLeave",
+    "GroupMark",
+    "GroupMember",
+    "GroupMessage",
+    "GroupRemoved",
+    "GroupRoster",
     "HandshakeKind",
     "Hello",
     "MessageTooLarge",
@@ -91,6 +104,14 @@ MAX_NAME_CHARS: Final = 64
 MAX_ADDRESSES: Final = 16
 MAX_ADDRESS_CHARS: Final = 300
 MAX_CLOSE_REASON_CHARS: Final = 200
+
+# Groups (docs/protocol.md §16). A roster of MAX_GROUP_MEMBERS members, each with
+# MAX_MEMBER_ADDRESSES addresses, still fits one record (framing.MAX_RECORD).
+MAX_GROUP_MEMBERS: Final = 64
+MAX_MEMBER_ADDRESSES: Final = 4
+MAX_GROUP_REMOVED: Final = 256
+MAX_GROUP_MARKS: Final = MAX_GROUP_MEMBERS + MAX_GROUP_REMOVED
+GROUP_HASH_LEN: Final = 32
 
 ED25519_PUBLIC_LEN: Final = 32
 ED25519_SIGNATURE_LEN: Final = 64
@@ -147,6 +168,13 @@ class MessageType(enum.IntEnum):
     DISCOVERY_KEY = 9
     PAIR_ACCEPT = 10
     BATCH = 11
+    # 12-19: reserved. 20-39: groups (docs/protocol.md §16).
+    GROUP_ROSTER = 20
+    GROUP_MESSAGE = 21
+    GROUP_HAVE = 22
+    GROUP_ACK = 23
+    GROUP_LEAVE = 24
+    GROUP_JOIN_REQUEST = 25
 
 
 class ReceiptKind(enum.IntEnum):
@@ -248,6 +276,101 @@ class Batch:
     messages: tuple[ChatMessage | Receipt, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """One member as the signed roster introduces it: enough to open a session with it
+    (static key + certificate), find it on the LAN (discovery key, addresses) and check its
+    messages (identity key)."""
+
+    ed25519_public: bytes
+    static_public: bytes
+    static_certificate: bytes
+    discovery_key: bytes
+    display_name: str
+    joined_epoch: int
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRemoved:
+    """A removed member and the last of its messages that stays valid (`last_seq`)."""
+
+    ed25519_public: bytes
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRoster:
+    """A whole roster at `epoch`, signed by `signer` (an admin of the previous roster)."""
+
+    group_id: bytes
+    epoch: int
+    name: str
+    signer: bytes
+    admins: tuple[bytes, ...]
+    members: tuple[GroupMember, ...]
+    removed: tuple[GroupRemoved, ...]
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMessage:
+    """A group message, signed by its author so any member can pass it on."""
+
+    group_id: bytes
+    author: bytes
+    epoch: int
+    seq: int
+    lamport: int
+    sent_at_ms: int
+    body: str
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMark:
+    """ "I hold every message of `author` up to `seq`" (a contiguous high-water mark)."""
+
+    author: bytes
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupHave:
+    """Catch-up: the sender's roster version and high-water marks for one group."""
+
+    group_id: bytes
+    epoch: int
+    roster_hash: bytes
+    marks: tuple[GroupMark, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupAck:
+    """Messages just stored: the sender's new high-water marks for the authors concerned."""
+
+    group_id: bytes
+    marks: tuple[GroupMark, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupLeave:
+    """A member leaves; signed by that member, acted on by an admin."""
+
+    group_id: bytes
+    member: bytes
+    epoch: int
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GroupJoinRequest:
+    """Someone who paired with us nearby asks to join the open group they saw announced
+    (by name: the announcement carries nothing else)."""
+
+    name: str
+
+
 WireMessage: TypeAlias = (
     ChatMessage
     | Receipt
@@ -259,6 +382,12 @@ WireMessage: TypeAlias = (
     | DiscoveryKey
     | PairAccept
     | Batch
+    | GroupRoster
+    | GroupMessage
+    | GroupHave
+    | GroupAck
+    | GroupLeave
+    | GroupJoinRequest
 )
 
 
@@ -484,6 +613,99 @@ def _make_batch(f: list[object]) -> Batch:
     return Batch(messages=tuple(messages))
 
 
+def _fields_of(value: object, what: str, count: int) -> list[object] | tuple[object, ...]:
+    return _array(value, what, count, count)
+
+
+def _make_member(value: object) -> GroupMember:
+    f = _fields_of(value, "member", 7)
+    addrs = _array(f[6], "member addresses", 0, MAX_MEMBER_ADDRESSES)
+    return GroupMember(
+        ed25519_public=_bytes(f[0], "member ed25519_public", ED25519_PUBLIC_LEN),
+        static_public=_bytes(f[1], "member static_public", X25519_PUBLIC_LEN),
+        static_certificate=_bytes(f[2], "member static_certificate", ED25519_SIGNATURE_LEN),
+        discovery_key=_bytes(f[3], "member discovery_key", DISCOVERY_KEY_LEN),
+        display_name=_display_name(f[4], "member display_name"),
+        joined_epoch=_int(f[5], "member joined_epoch", 1, _INT63),
+        addresses=tuple(_address(a, "member address") for a in addrs),
+    )
+
+
+def _make_removed(value: object) -> GroupRemoved:
+    f = _fields_of(value, "removed member", 2)
+    return GroupRemoved(
+        ed25519_public=_bytes(f[0], "removed ed25519_public", ED25519_PUBLIC_LEN),
+        last_seq=_int(f[1], "removed last_seq", 0, _INT63),
+    )
+
+
+def _make_mark(value: object) -> GroupMark:
+    f = _fields_of(value, "mark", 2)
+    return GroupMark(
+        author=_bytes(f[0], "mark author", ED25519_PUBLIC_LEN),
+        seq=_int(f[1], "mark seq", 0, _INT63),
+    )
+
+
+def _marks(value: object) -> tuple[GroupMark, ...]:
+    return tuple(_make_mark(m) for m in _array(value, "marks", 0, MAX_GROUP_MARKS))
+
+
+def _make_group_roster(f: list[object]) -> GroupRoster:
+    admins = _array(f[4], "admins", 1, MAX_GROUP_MEMBERS)
+    members = _array(f[5], "members", 1, MAX_GROUP_MEMBERS)
+    removed = _array(f[6], "removed", 0, MAX_GROUP_REMOVED)
+    return GroupRoster(
+        group_id=_bytes(f[0], "group_id", MSG_ID_LEN),
+        epoch=_int(f[1], "epoch", 1, _INT63),
+        name=_display_name(f[2], "group name"),
+        signer=_bytes(f[3], "signer", ED25519_PUBLIC_LEN),
+        admins=tuple(_bytes(a, "admin", ED25519_PUBLIC_LEN) for a in admins),
+        members=tuple(_make_member(m) for m in members),
+        removed=tuple(_make_removed(r) for r in removed),
+        signature=_bytes(f[7], "signature", ED25519_SIGNATURE_LEN),
+    )
+
+
+def _make_group_message(f: list[object]) -> GroupMessage:
+    return GroupMessage(
+        group_id=_bytes(f[0], "group_id", MSG_ID_LEN),
+        author=_bytes(f[1], "author", ED25519_PUBLIC_LEN),
+        epoch=_int(f[2], "epoch", 1, _INT63),
+        seq=_int(f[3], "seq", 1, _INT63),
+        lamport=_int(f[4], "lamport", 1, _INT63),
+        sent_at_ms=_int(f[5], "sent_at_ms", 0, _INT63),
+        body=_body(f[6]),
+        signature=_bytes(f[7], "signature", ED25519_SIGNATURE_LEN),
+    )
+
+
+def _make_group_have(f: list[object]) -> GroupHave:
+    return GroupHave(
+        group_id=_bytes(f[0], "group_id", MSG_ID_LEN),
+        epoch=_int(f[1], "epoch", 0, _INT63),
+        roster_hash=_bytes(f[2], "roster_hash", GROUP_HASH_LEN),
+        marks=_marks(f[3]),
+    )
+
+
+def _make_group_ack(f: list[object]) -> GroupAck:
+    return GroupAck(group_id=_bytes(f[0], "group_id", MSG_ID_LEN), marks=_marks(f[1]))
+
+
+def _make_group_leave(f: list[object]) -> GroupLeave:
+    return GroupLeave(
+        group_id=_bytes(f[0], "group_id", MSG_ID_LEN),
+        member=_bytes(f[1], "member", ED25519_PUBLIC_LEN),
+        epoch=_int(f[2], "epoch", 1, _INT63),
+        signature=_bytes(f[3], "signature", ED25519_SIGNATURE_LEN),
+    )
+
+
+def _make_group_join_request(f: list[object]) -> GroupJoinRequest:
+    return GroupJoinRequest(name=_display_name(f[0], "group name"))
+
+
 def _make_hello(f: list[object]) -> Hello:
     addrs = _array(f[4], "addresses", 0, MAX_ADDRESSES)
     return Hello(
@@ -509,6 +731,12 @@ _DECODERS: Final[dict[int, tuple[type[WireMessage], int, _Maker]]] = {
     MessageType.DISCOVERY_KEY: (DiscoveryKey, 1, _make_discovery_key),
     MessageType.PAIR_ACCEPT: (PairAccept, 6, _make_pair_accept),
     MessageType.BATCH: (Batch, 1, _make_batch),
+    MessageType.GROUP_ROSTER: (GroupRoster, 8, _make_group_roster),
+    MessageType.GROUP_MESSAGE: (GroupMessage, 8, _make_group_message),
+    MessageType.GROUP_HAVE: (GroupHave, 4, _make_group_have),
+    MessageType.GROUP_ACK: (GroupAck, 2, _make_group_ack),
+    MessageType.GROUP_LEAVE: (GroupLeave, 4, _make_group_leave),
+    MessageType.GROUP_JOIN_REQUEST: (GroupJoinRequest, 1, _make_group_join_request),
 }
 # What a Batch may carry: the messages that come in bursts.
 _BATCHABLE_TAGS: Final = frozenset({MessageType.CHAT, MessageType.RECEIPT})
@@ -517,7 +745,74 @@ _TAGS: Final[dict[type[WireMessage], int]] = {cls: tag for tag, (cls, _, _) in _
 _HELLO_FIELDS: Final = 5
 
 
+def _seq(value: object) -> object:
+    """Tuples and lists become lists; anything else is left for the validator to reject."""
+    return list(value) if isinstance(value, tuple | list) else value
+
+
+def _member_fields(m: object) -> object:
+    if not isinstance(m, GroupMember):
+        return m
+    return [
+        m.ed25519_public,
+        m.static_public,
+        m.static_certificate,
+        m.discovery_key,
+        m.display_name,
+        m.joined_epoch,
+        _seq(m.addresses),
+    ]
+
+
+def _marks_fields(marks: object) -> object:
+    if not isinstance(marks, tuple | list):
+        return marks
+    return [[m.author, m.seq] if isinstance(m, GroupMark) else m for m in marks]
+
+
+_GroupWire: TypeAlias = "GroupRoster | GroupMessage | GroupHave | GroupAck | GroupLeave"
+
+
+def _group_fields(msg: _GroupWire) -> list[object]:
+    if isinstance(msg, GroupRoster):
+        removed = msg.removed
+        return [
+            msg.group_id,
+            msg.epoch,
+            msg.name,
+            msg.signer,
+            _seq(msg.admins),
+            [_member_fields(m) for m in msg.members]
+            if isinstance(msg.members, tuple | list)
+            else msg.members,
+            [[r.ed25519_public, r.last_seq] if isinstance(r, GroupRemoved) else r for r in removed]
+            if isinstance(removed, tuple | list)
+            else removed,
+            msg.signature,
+        ]
+    if isinstance(msg, GroupMessage):
+        return [
+            msg.group_id,
+            msg.author,
+            msg.epoch,
+            msg.seq,
+            msg.lamport,
+            msg.sent_at_ms,
+            msg.body,
+            msg.signature,
+        ]
+    if isinstance(msg, GroupHave):
+        return [msg.group_id, msg.epoch, msg.roster_hash, _marks_fields(msg.marks)]
+    if isinstance(msg, GroupAck):
+        return [msg.group_id, _marks_fields(msg.marks)]
+    return [msg.group_id, msg.member, msg.epoch, msg.signature]
+
+
 def _fields(msg: WireMessage | Hello) -> list[object]:
+    if isinstance(msg, GroupRoster | GroupMessage | GroupHave | GroupAck | GroupLeave):
+        return _group_fields(msg)
+    if isinstance(msg, GroupJoinRequest):
+        return [msg.name]
     if isinstance(msg, ChatMessage):
         return [msg.msg_id, msg.conversation, msg.seq, msg.lamport, msg.sent_at_ms, msg.body]
     if isinstance(msg, Receipt):

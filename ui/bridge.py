@@ -23,12 +23,20 @@ from messenger import (
     ServiceEvent,
     TypingChanged,
 )
+from messenger.events import (
+    GroupChanged,
+    GroupDeleted,
+    GroupDeliveryChanged,
+    GroupJoinRequested,
+    GroupMessageAdded,
+)
 from messenger.identity import (
     format_safety_number,
     safety_number_qr_payload,
     verify_safety_number_qr,
 )
 from messenger.invite import Invite
+from messenger.records import GroupMessageRecord, GroupRecord
 from messenger.service import ConversationSummary
 
 
@@ -41,6 +49,12 @@ class Bridge(QObject):
     messageStatesChanged = Signal(str, object, int)  # contact_id, tuple[bytes], MessageState
     typingChanged = Signal(str, bool)  # contact_id, active
     settingChanged = Signal(str, object)  # key, value
+    # Groups (messenger/groups.py); group ids are 32 hex digits.
+    groupChanged = Signal(object)  # GroupRecord: new, renamed, members or state changed
+    groupDeleted = Signal(str)  # group id
+    groupMessageAdded = Signal(object)  # GroupMessageRecord (ours stored, or theirs)
+    groupDeliveryChanged = Signal(str, str, int)  # group id, member contact id, our seq
+    groupJoinRequested = Signal(str, str, str)  # group id, contact id, contact name
 
     def __init__(self, service: PeerService, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -65,6 +79,16 @@ class Bridge(QObject):
             self.contactAdded.emit(event.contact)
         elif isinstance(event, ContactChanged):
             self.contactChanged.emit(event.contact)
+        elif isinstance(event, GroupMessageAdded):
+            self.groupMessageAdded.emit(event.message)
+        elif isinstance(event, GroupDeliveryChanged):
+            self.groupDeliveryChanged.emit(event.group_id, event.contact_id, event.seq)
+        elif isinstance(event, GroupChanged):
+            self.groupChanged.emit(event.group)
+        elif isinstance(event, GroupDeleted):
+            self.groupDeleted.emit(event.group_id)
+        elif isinstance(event, GroupJoinRequested):
+            self.groupJoinRequested.emit(event.group_id, event.contact_id, event.name)
 
     # -- who am I --------------------------------------------------------------------------
 
@@ -166,3 +190,69 @@ class Bridge(QObject):
         record = await self.contact(contact_id)
         if record is not None:
             self.contactChanged.emit(record)
+
+    # -- groups -----------------------------------------------------------------------------
+
+    async def contacts(self) -> list[ContactRecord]:
+        return await self.service.contacts()
+
+    async def groups(self) -> list[GroupRecord]:
+        return await self.service.groups.groups()
+
+    async def group(self, group_id: str) -> GroupRecord:
+        return await self.service.groups.group(bytes.fromhex(group_id))
+
+    async def create_group(self, name: str, member_ids: list[str]) -> GroupRecord:
+        """Raises messenger.groups.GroupError with a user-facing message."""
+        return await self.service.groups.create_group(name, member_ids)
+
+    async def add_group_members(self, group_id: str, member_ids: list[str]) -> GroupRecord:
+        return await self.service.groups.add_members(bytes.fromhex(group_id), member_ids)
+
+    async def remove_group_members(self, group_id: str, member_ids: list[str]) -> GroupRecord:
+        return await self.service.groups.remove_members(bytes.fromhex(group_id), member_ids)
+
+    async def rename_group(self, group_id: str, name: str) -> GroupRecord:
+        return await self.service.groups.rename(bytes.fromhex(group_id), name)
+
+    async def leave_group(self, group_id: str) -> GroupRecord:
+        return await self.service.groups.leave(bytes.fromhex(group_id))
+
+    async def delete_group(self, group_id: str) -> None:
+        await self.service.groups.delete(bytes.fromhex(group_id))
+
+    async def group_history(
+        self, group_id: str, *, limit: int = 50, before: tuple[int, bytes, int] | None = None
+    ) -> list[GroupMessageRecord]:
+        return await self.service.groups.history(
+            bytes.fromhex(group_id), limit=limit, before=before
+        )
+
+    async def send_group_text(self, group_id: str, body: str) -> GroupMessageRecord:
+        return await self.service.groups.send_text(bytes.fromhex(group_id), body)
+
+    async def mark_group_read(self, group_id: str) -> int:
+        return await self.service.groups.mark_read(bytes.fromhex(group_id))
+
+    def group_delivery(self, group_id: str) -> dict[str, int]:
+        return self.service.groups.delivery(bytes.fromhex(group_id))
+
+    async def set_group_open(self, group_id: str, is_open: bool) -> GroupRecord:
+        return await self.service.groups.set_open(bytes.fromhex(group_id), is_open)
+
+    def group_is_open(self, group_id: str) -> bool:
+        return group_id in self.service.groups.open_groups()
+
+    def join_requests(self, group_id: str) -> list[tuple[str, str]]:
+        """(contact id, name) of the people asking to join this group."""
+        return [
+            (r["contact"], r["name"])
+            for r in self.service.groups.join_requests()
+            if r["group"] == group_id
+        ]
+
+    async def approve_join(self, group_id: str, contact_id: str) -> GroupRecord:
+        return await self.service.groups.approve(bytes.fromhex(group_id), contact_id)
+
+    def decline_join(self, group_id: str, contact_id: str) -> None:
+        self.service.groups.decline(bytes.fromhex(group_id), contact_id)

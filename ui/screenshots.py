@@ -74,6 +74,7 @@ class Demo:
     ids: dict[str, str] = field(default_factory=dict)  # friend name -> contact id at me
     lamport: dict[str, int] = field(default_factory=dict)
     seq: dict[str, int] = field(default_factory=dict)
+    group_id: str = ""
 
     def incoming(self, who: str, when_ms: int, body: str) -> None:
         cid = self.ids[who]
@@ -147,6 +148,32 @@ async def build_demo(root: Path) -> Demo:
             await asyncio.sleep(0.02)
     write_conversations(demo)
     return demo
+
+
+async def build_group(d: Demo) -> str:
+    """A real group: every demo contact a member, the online ones writing to it."""
+    record = await d.me.groups.create_group("Lab 3.14", list(d.ids.values()))
+    group_id = bytes.fromhex(record.id)
+    writers = list(d.friends.values())
+    async with asyncio.timeout(15):
+        while not all(group_id in f.groups._groups for f in writers):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    lines = [
+        (0, "Morning! The new switch for the lab is in, I'll rack it after lunch."),
+        (None, "Great. Does anything need to be offline while you do it?"),
+        (1, "Only the printers, for ten minutes or so."),
+        (0, "I'll post here when it's done. Whoever is away catches up from us anyway."),
+    ]
+    for who, body in lines:
+        service = d.me if who is None else writers[who % len(writers)]
+        await service.groups.send_text(group_id, body)
+        await asyncio.sleep(0.05)
+    async with asyncio.timeout(15):
+        while await d.me.groups.repo_count(group_id) < len(lines):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        while not d.me.groups.delivery(group_id):  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    return record.id
 
 
 def write_conversations(d: Demo) -> None:
@@ -255,7 +282,26 @@ def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget
 
         return SettingsDialog(bridge, window)
 
+    def new_group() -> QWidget:
+        from ui.views.group_dialogs import CreateGroupDialog
+
+        contacts = [item.contact for item in window.conversations._items]  # type: ignore[attr-defined]
+        dialog = CreateGroupDialog(bridge, contacts, window)
+        dialog.name.setText("Book club")
+        for row in (0, 2):
+            dialog.members.item(row).setCheckState(Qt.CheckState.Checked)
+        return dialog
+
+    def manage_group() -> QWidget:
+        from ui.views.group_dialogs import ManageGroupDialog
+
+        item = window.groups.item(demo.group_id)  # type: ignore[attr-defined]
+        contacts = [i.contact for i in window.conversations._items]  # type: ignore[attr-defined]
+        return ManageGroupDialog(bridge, item.group, contacts, window)
+
     return [
+        ("new-group", new_group),
+        ("manage-group", manage_group),
         ("my-code", my_code),
         ("add-contact", add_contact),
         ("safety-number", safety),
@@ -273,6 +319,7 @@ async def shoot(out: Path, only: set[str] | None) -> list[Path]:
     written: list[Path] = []
     with tempfile.TemporaryDirectory(prefix="chinwag-shots-") as tmp:
         demo = await build_demo(Path(tmp))
+        demo.group_id = await build_group(demo)
         bridge = Bridge(demo.me)
         window = MainWindow(bridge)
         try:
@@ -304,6 +351,11 @@ async def shoot(out: Path, only: set[str] | None) -> list[Path]:
                 await settle(app, 0.6)
                 await save(f"main-{mode}")
                 bridge.typingChanged.emit(alice, False)
+
+                window.open_group(demo.group_id)
+                await settle(app, 0.6)
+                await save(f"group-{mode}")
+                window.open_conversation(alice)
 
                 window.chat.open_search()
                 window.chat.search_bar.field.setText("LAN")

@@ -50,6 +50,9 @@ class Contact(Base):
     last_seen: Mapped[float | None] = mapped_column(nullable=True)
     lamport: Mapped[int] = mapped_column(Integer, default=0)
     next_seq: Mapped[int] = mapped_column(Integer, default=1)
+    # Known only as a member of a group we share (introduced by a signed roster): not
+    # listed as a contact, used for the group's pairwise sessions only.
+    group_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
 
 class Invite(Base):
@@ -81,3 +84,66 @@ class Message(Base):
         Index("ix_messages_conversation_order", "contact_id", "lamport", "msg_id"),
         Index("ix_messages_contact_state", "contact_id", "state"),
     )
+
+
+# -- groups (docs/protocol.md §16) ---------------------------------------------------------
+
+
+class ChatGroup(Base):
+    """A group we belong (or belonged) to; `roster` is the encoded, signed wire roster."""
+
+    __tablename__ = "chat_groups"
+    id: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    epoch: Mapped[int] = mapped_column(Integer)
+    roster_hash: Mapped[bytes] = mapped_column(LargeBinary)
+    roster: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[int] = mapped_column(Integer, default=0)  # groups.GroupState
+    lamport: Mapped[int] = mapped_column(Integer, default=0)
+    next_seq: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[float] = mapped_column()
+
+
+class GroupRosterVersion(Base):
+    """Every roster we accepted as current, by epoch: sent to members that are behind, so
+    each step can be checked against the one before it."""
+
+    __tablename__ = "group_rosters"
+    group_id: Mapped[bytes] = mapped_column(
+        ForeignKey("chat_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    roster: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class GroupMessageRow(Base):
+    __tablename__ = "group_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    msg_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    group_id: Mapped[bytes] = mapped_column(ForeignKey("chat_groups.id", ondelete="CASCADE"))
+    author: Mapped[bytes] = mapped_column(LargeBinary)
+    seq: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[int] = mapped_column(Integer)
+    lamport: Mapped[int] = mapped_column(Integer)
+    sent_at_ms: Mapped[int] = mapped_column(Integer)
+    received_at_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    body: Mapped[str] = mapped_column(Text)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    outgoing: Mapped[bool] = mapped_column(Boolean)
+    seen: Mapped[bool] = mapped_column(Boolean)
+
+    __table_args__ = (
+        Index("ix_group_messages_author_seq", "group_id", "author", "seq", unique=True),
+        Index("ix_group_messages_order", "group_id", "lamport", "author"),
+    )
+
+
+class GroupDelivery(Base):
+    """How far a member holds our own messages in a group (for "delivered to N of M")."""
+
+    __tablename__ = "group_delivery"
+    group_id: Mapped[bytes] = mapped_column(
+        ForeignKey("chat_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    member: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)

@@ -292,7 +292,8 @@ class Repository:
             return [_contact(c) for c in found]
 
     def contacts(self) -> list[ContactRecord]:
-        return self._contacts_where()
+        """Contacts the user added (members known only through a group are not listed)."""
+        return self._contacts_where(Contact.group_only.is_(False))
 
     def contact(self, contact_id: str) -> ContactRecord | None:
         found = self._contacts_where(Contact.id == contact_id)

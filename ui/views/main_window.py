@@ -33,9 +33,12 @@ from messenger import MessageRecord
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.conversations import ConversationFilterModel, ConversationListModel
+from ui.models.groups import GroupListModel
 from ui.tasks import TaskSet
 from ui.views.chat_view import ChatView
 from ui.views.conversation_list import ConversationListView
+from ui.views.group_list import GroupListView
+from ui.views.group_view import GroupView
 from ui.views.paint import Avatar
 
 log = logging.getLogger("chinwag.ui")
@@ -121,6 +124,8 @@ class MainWindow(QMainWindow):
         self.conversations.read_now = self._reading
         self.filtered = ConversationFilterModel(self)
         self.filtered.setSourceModel(self.conversations)
+        self.groups = GroupListModel(bridge, self)
+        self.groups.read_now = self._reading_group
 
         # Left pane --------------------------------------------------------------------
         self.sidebar = QFrame(self)
@@ -176,6 +181,22 @@ class MainWindow(QMainWindow):
         side.addLayout(filter_row)
         side.addWidget(self.list, 1)
         side.addWidget(self.empty_list, 1)
+        # Groups (ui/views/group_list.py): a section under the conversations.
+        self.groups_title = QLabel("Groups", self.sidebar)
+        self.groups_title.setObjectName("SectionTitle")
+        self.new_group_button = QToolButton(self.sidebar)
+        self.new_group_button.setText("+")
+        self.new_group_button.setToolTip("New group (Ctrl+G)")
+        self.new_group_button.setAccessibleName("New group")
+        groups_row = QHBoxLayout()
+        groups_row.setContentsMargins(16, 6, 10, 2)
+        groups_row.addWidget(self.groups_title, 1)
+        groups_row.addWidget(self.new_group_button)
+        side.addLayout(groups_row)
+        self.group_list = GroupListView(bridge, self.sidebar)
+        self.group_list.setModel(self.groups)
+        self.group_list.setMaximumHeight(4 * 60 + 4)
+        side.addWidget(self.group_list)
 
         # Right pane --------------------------------------------------------------------
         self.chat = ChatView(bridge, self.conversations, self)
@@ -183,6 +204,8 @@ class MainWindow(QMainWindow):
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.empty)
         self.stack.addWidget(self.chat)
+        self.group_view = GroupView(bridge, self)
+        self.stack.addWidget(self.group_view)
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.sidebar)
@@ -209,6 +232,7 @@ class MainWindow(QMainWindow):
         self.search_all_action = self._action(
             "Search all messages…", "message-search", "Ctrl+Shift+F", self.show_search
         )
+        self.new_group_action = self._action("New group…", "user-plus", "Ctrl+G", self.new_group)
         self.settings_action = self._action(
             "Settings…", "settings", QKeySequence.StandardKey.Preferences, self.show_settings
         )
@@ -220,6 +244,7 @@ class MainWindow(QMainWindow):
         menu = QMenu(self)
         menu.addAction(self.add_action)
         menu.addAction(self.code_action)
+        menu.addAction(self.new_group_action)
         menu.addSeparator()
         menu.addAction(self.switch_action)
         menu.addAction(self.search_all_action)
@@ -250,6 +275,12 @@ class MainWindow(QMainWindow):
         self.conversations.modelReset.connect(self._update_empty)
         bridge.messageAdded.connect(self._on_message_added)
         bridge.settingChanged.connect(self._on_setting_changed)
+        self.group_list.groupActivated.connect(self.open_group)
+        self.new_group_button.clicked.connect(self.new_group)
+        self.group_view.manageRequested.connect(self.manage_group)
+        self.groups.unreadTotalChanged.connect(lambda _n: self._on_unread(0))
+        bridge.groupMessageAdded.connect(self._on_group_message)
+        bridge.groupDeleted.connect(self._on_group_deleted)
         self._mark_timer = QTimer(self)
         self._mark_timer.setSingleShot(True)
         self._mark_timer.setInterval(MARK_READ_DELAY_MS)
@@ -292,6 +323,7 @@ class MainWindow(QMainWindow):
 
     async def load(self) -> None:
         await self.conversations.load()
+        await self.groups.load()
         self._update_empty()
         self.list.setFocus()
         self._on_unread(self.conversations.unread_total())
@@ -303,9 +335,13 @@ class MainWindow(QMainWindow):
         self._tasks.close()
         self.chat.shutdown()
         self.conversations.detach()
+        self.group_view.shutdown()
+        self.groups.detach()
         for signal, slot in (
             (self.bridge.messageAdded, self._on_message_added),
             (self.bridge.settingChanged, self._on_setting_changed),
+            (self.bridge.groupMessageAdded, self._on_group_message),
+            (self.bridge.groupDeleted, self._on_group_deleted),
         ):
             try:
                 signal.disconnect(slot)
@@ -363,11 +399,15 @@ class MainWindow(QMainWindow):
         return super().eventFilter(obj, event)
 
     def open_conversation(self, contact_id: str, jump_to: MessageRecord | None = None) -> None:
+        if contact_id.startswith(GROUP_PREFIX):  # a group's notification was clicked
+            self.open_group(contact_id.removeprefix(GROUP_PREFIX))
+            return
         if self._closing or self.conversations.item(contact_id) is None:
             return
         self.chat.show_conversation(contact_id, jump_to)
         self.stack.setCurrentWidget(self.chat)
         self.list.select_contact(contact_id)
+        self.group_list.select_group(None)
         item = self.conversations.item(contact_id)
         if item is not None:
             self.setWindowTitle(self._title())
@@ -429,14 +469,14 @@ class MainWindow(QMainWindow):
         if not self.isActiveWindow():
             QApplication.alert(self, 0)
 
-    def _on_unread(self, total: int) -> None:
+    def _on_unread(self, _total: int) -> None:
         title = self._title()
         if title != self.windowTitle():
             self.setWindowTitle(title)
-        self.unreadChanged.emit(total)
+        self.unreadChanged.emit(self.conversations.unread_total() + self.groups.unread_total())
 
     def _title(self) -> str:
-        total = self.conversations.unread_total()
+        total = self.conversations.unread_total() + self.groups.unread_total()
         return f"Chinwag ({total})" if total else "Chinwag"
 
     def changeEvent(self, event: QEvent) -> None:
@@ -517,3 +557,80 @@ class MainWindow(QMainWindow):
         from ui.views.settings_dialog import SettingsDialog
 
         self._show_dialog(SettingsDialog(self.bridge, self))
+
+    # -- groups (ui/views/group_view.py, group_dialogs.py) --------------------------------------
+
+    def current_group(self) -> str | None:
+        return self.group_view.group_id if self.stack.currentWidget() is self.group_view else None
+
+    def _reading_group(self, group_id: str) -> bool:
+        return not self._closing and group_id == self.current_group() and self.is_attentive()
+
+    def open_group(self, group_id: str) -> None:
+        item = self.groups.item(group_id)
+        if self._closing or item is None:
+            return
+        self.stack.setCurrentWidget(self.group_view)
+        self.list.select_contact(None)
+        self.group_list.select_group(group_id)
+        self._tasks.spawn(self.group_view.show_group(item.group))
+        if item.unread:
+            self.groups.clear_unread(group_id)
+        self._tasks.spawn(self.bridge.mark_group_read(group_id))
+
+    def _on_group_message(self, message: Any) -> None:
+        if message.outgoing or self._closing:
+            return
+        if self._reading_group(message.group_id):
+            self._tasks.spawn(self.bridge.mark_group_read(message.group_id))
+            return
+        if self.notifier is not None and self.bridge.setting("notifications"):
+            item = self.groups.item(message.group_id)
+            name = item.group.name if item is not None else "A group"
+            self.notifier.notify_message(
+                _GroupNote(
+                    GROUP_PREFIX + message.group_id, f"{message.author_name}: {message.body}"
+                ),
+                name,
+            )
+        if not self.isActiveWindow():
+            QApplication.alert(self, 0)
+
+    def _on_group_deleted(self, group_id: str) -> None:
+        if self.current_group() == group_id:
+            self.stack.setCurrentWidget(self.empty)
+
+    def new_group(self) -> None:
+        self._tasks.spawn(self._new_group())
+
+    async def _new_group(self) -> None:
+        from ui.views.group_dialogs import CreateGroupDialog
+
+        dialog = CreateGroupDialog(self.bridge, await self.bridge.contacts(), self)
+        dialog.accepted.connect(
+            lambda d=dialog: (
+                d.group is not None
+                and QTimer.singleShot(50, self, lambda: self.open_group(d.group.id))
+            )
+        )
+        self._show_dialog(dialog)
+
+    def manage_group(self, group_id: str) -> None:
+        self._tasks.spawn(self._manage_group(group_id))
+
+    async def _manage_group(self, group_id: str) -> None:
+        from ui.views.group_dialogs import ManageGroupDialog
+
+        group = await self.bridge.group(group_id)
+        self._show_dialog(ManageGroupDialog(self.bridge, group, await self.bridge.contacts(), self))
+
+
+GROUP_PREFIX = "group:"
+
+
+class _GroupNote:
+    """What the tray's notify_message reads from a message: the conversation key and text."""
+
+    def __init__(self, contact_id: str, body: str) -> None:
+        self.contact_id = contact_id
+        self.body = body

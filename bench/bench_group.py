@@ -1,0 +1,226 @@
+"""LAN group chat on loopback (docs/protocol.md §16).
+
+1. A 20-member group over 127.0.0.1. The admin sends one 200-byte message at a time; each
+   sample is timed from the `send_text` call until the admin has heard, by GroupAck, that
+   all 19 others stored it ("delivered to 19 of 19"). Measured twice: every member a
+   PeerService in this one process (one event loop and one GIL for all 20: pessimistic),
+   and the 19 members as separate `chinwag-cli run` processes (as on a LAN, but all on
+   this 2-core machine). Raw baseline, same run: asyncio TCP ping-pong of one 200-byte
+   message.
+2. Catch-up: a member that was offline while another sent 10,000 messages comes back;
+   timed from its restart (the profile open) until it stored all 10,000 (each signature
+   checked). Raw baseline: pipelined asyncio TCP echo of 200-byte messages.
+
+    python -m bench.bench_group [--quick]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from messenger.events import GroupDeliveryChanged, ServiceEvent
+from messenger.service import PeerService
+
+from .common import (
+    Result,
+    befriend,
+    body,
+    config,
+    fmt_rate,
+    fmt_time,
+    parse_args,
+    percentile,
+    print_table,
+    quiet_logging,
+    raw_echo_throughput,
+    raw_ping_pong,
+    wait_for,
+)
+
+
+async def _peer(root: Path, name: str, *, reopen: bool = False) -> PeerService:
+    if reopen:
+        return await PeerService.open(
+            root / name, None, config=config(listen_port=None), rng=random.Random(1)
+        )
+    service, _ = await PeerService.create_profile(
+        root / name, name.capitalize(), None, config=config(), rng=random.Random(1)
+    )
+    return service
+
+
+async def fan_out_latencies(root: Path, members: int, count: int) -> list[float]:
+    peers = [await _peer(root, f"m{i:02d}") for i in range(members)]
+    try:
+        admin = peers[0]
+        for other in peers[1:]:
+            await befriend(admin, other)
+        record = await admin.groups.create_group("Bench", [p.contact_id for p in peers[1:]])
+        group_id = bytes.fromhex(record.id)
+
+        def meshed() -> bool:
+            return all(p.is_online(q.contact_id) for p in peers for q in peers if p is not q)
+
+        await wait_for(meshed, within=120)
+        return await _delivered_to_all(admin, group_id, members - 1, count)
+    finally:
+        for p in reversed(peers):
+            await p.aclose()
+
+
+async def _delivered_to_all(
+    admin: PeerService, group_id: bytes, others: int, count: int, warmup: int = 5
+) -> list[float]:
+    holders: dict[str, int] = {}
+    progressed = asyncio.Event()
+
+    def on_event(event: ServiceEvent) -> None:
+        if isinstance(event, GroupDeliveryChanged):
+            holders[event.contact_id] = max(holders.get(event.contact_id, 0), event.seq)
+            progressed.set()
+
+    unsubscribe = admin.subscribe(on_event)
+    samples: list[float] = []
+    try:
+        for i in range(count + warmup):
+            started = time.perf_counter()
+            sent = await admin.groups.send_text(group_id, body(i=i))
+            async with asyncio.timeout(60):
+                while sum(1 for s in holders.values() if s >= sent.seq) < others:
+                    progressed.clear()
+                    await progressed.wait()
+            if i >= warmup:
+                samples.append(time.perf_counter() - started)
+    finally:
+        unsubscribe()
+    return samples
+
+
+async def fan_out_processes(root: Path, members: int, count: int) -> list[float]:
+    """The admin in this process, the other members as `chinwag-cli run` processes."""
+    admin = await _peer(root, "admin")
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        ids = []
+        for i in range(1, members):
+            member = await _peer(root, f"p{i:02d}")
+            await befriend(admin, member)
+            ids.append(member.contact_id)
+            await member.aclose()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        for i in range(1, members):
+            profile = str(root / f"p{i:02d}")
+            procs.append(
+                await asyncio.create_subprocess_exec(
+                    *(sys.executable, "-m", "messenger.cli", "--profile", profile, "run"),
+                    *("--listen", "127.0.0.1:0", "--no-discovery"),
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                    env=env,
+                )
+            )
+        await wait_for(lambda: all(admin.is_online(c) for c in ids), within=120)
+        record = await admin.groups.create_group("Processes", ids)
+        group_id = bytes.fromhex(record.id)
+        await _delivered_to_all(admin, group_id, members - 1, 5, warmup=0)  # all have it
+        return await _delivered_to_all(admin, group_id, members - 1, count)
+    finally:
+        await admin.aclose()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                async with asyncio.timeout(20):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+async def catch_up_seconds(root: Path, count: int) -> float:
+    author, away = await _peer(root, "author"), await _peer(root, "away")
+    try:
+        await befriend(author, away)
+        record = await author.groups.create_group("Catch-up", [away.contact_id])
+        group_id = bytes.fromhex(record.id)
+        await wait_for(lambda: group_id in away.groups._groups)
+        await away.aclose()
+        for start in range(0, count, 500):  # concurrent sends share commits
+            await asyncio.gather(
+                *(author.groups.send_text(group_id, body(i=i)) for i in range(start, start + 500))
+            )
+        started = time.perf_counter()
+        away = await _peer(root, "away", reopen=True)
+
+        async def caught_up() -> bool:
+            return await away.groups.repo_count(group_id) >= count
+
+        await wait_for(caught_up, within=600, poll=0.05)
+        return time.perf_counter() - started
+    finally:
+        await away.aclose()
+        await author.aclose()
+
+
+async def run(quick: bool = False) -> list[Result]:
+    members = 5 if quick else 20
+    count = 20 if quick else 200
+    backlog = 1000 if quick else 10_000
+    with tempfile.TemporaryDirectory(prefix="chinwag-bench-group-") as tmp:
+        raw = await raw_ping_pong(2000)
+        fan_out = await fan_out_latencies(Path(tmp) / "fan", members, count)
+        procs = await fan_out_processes(Path(tmp) / "procs", members, count)
+        raw += await raw_ping_pong(2000)
+        raw_rate = await raw_echo_throughput(backlog)
+        seconds = await catch_up_seconds(Path(tmp) / "catch", backlog)
+        raw_rate = max(raw_rate, await raw_echo_throughput(backlog))
+    p50, p99 = percentile(fan_out, 50), percentile(fan_out, 99)
+    q50, q99 = percentile(procs, 50), percentile(procs, 99)
+    raw50, raw99 = percentile(raw, 50), percentile(raw, 99)
+    rate = backlog / seconds
+    return [
+        Result(
+            name=f"group of {members}, one process: send -> delivered to all p50 ({count} msgs)",
+            result=fmt_time(p50),
+            baseline=f"{fmt_time(raw50)} (asyncio TCP ping-pong p50)",
+            ratio=p50 / raw50,
+            ratio_text=f"{p50 / raw50:.1f}x",
+        ),
+        Result(
+            name=f"group of {members}, one process: send -> delivered to all p99",
+            result=fmt_time(p99),
+            baseline=f"{fmt_time(raw99)} (ping-pong p99)",
+            ratio=p99 / raw99,
+            ratio_text=f"{p99 / raw99:.1f}x",
+        ),
+        Result(
+            name=f"group of {members}, members in separate processes: delivered to all p50",
+            result=f"{fmt_time(q50)} (p99 {fmt_time(q99)})",
+            baseline=f"{fmt_time(raw50)} (asyncio TCP ping-pong p50)",
+            ratio=q50 / raw50,
+            ratio_text=f"{q50 / raw50:.1f}x",
+        ),
+        Result(
+            name=f"group catch-up of {backlog:,} missed messages from one member",
+            result=f"{seconds:.2f} s ({fmt_rate(rate, 'msg')}, signatures checked, stored)",
+            baseline=f"{fmt_rate(raw_rate, 'msg')} (asyncio TCP echo, pipelined)",
+            ratio=rate / raw_rate,
+            ratio_text=f"{100 * rate / raw_rate:.1f}%",
+        ),
+    ]
+
+
+def main() -> None:
+    args = parse_args(__doc__.splitlines()[0])
+    quiet_logging()
+    print_table("Groups", asyncio.run(run(quick=args.quick)))
+
+
+if __name__ == "__main__":
+    main()

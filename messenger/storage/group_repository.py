@@ -1,0 +1,352 @@
+"""Reads and writes of group state (docs/protocol.md §16). Synchronous, like Repository: the
+service runs it on its one database thread. It shares the Repository's engine (which a
+re-key replaces), so it always asks the Repository for the current one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+
+from .models import ChatGroup, Contact
+from .repository import NewContact, Repository, _cursor
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRow:
+    id: bytes
+    name: str
+    epoch: int
+    roster_hash: bytes
+    roster: bytes
+    state: int
+    lamport: int
+    next_seq: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoredGroupMessage:
+    """A group message as stored (the signed wire fields plus local bookkeeping)."""
+
+    row_id: int
+    msg_id: bytes
+    group_id: bytes
+    author: bytes
+    seq: int
+    epoch: int
+    lamport: int
+    sent_at_ms: int
+    received_at_ms: int | None
+    body: str
+    signature: bytes
+    outgoing: bool
+    seen: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewGroupMessage:
+    msg_id: bytes
+    group_id: bytes
+    author: bytes
+    seq: int
+    epoch: int
+    lamport: int
+    sent_at_ms: int
+    body: str
+    signature: bytes
+    outgoing: bool
+
+
+_COLUMNS = (
+    "id, msg_id, group_id, author, seq, epoch, lamport, sent_at_ms, received_at_ms, body, "
+    "signature, outgoing, seen"
+)
+_INSERT = (
+    "INSERT INTO group_messages (msg_id, group_id, author, seq, epoch, lamport, sent_at_ms, "
+    "received_at_ms, body, signature, outgoing, seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+def _stored(row: Sequence[Any]) -> StoredGroupMessage:
+    return StoredGroupMessage(
+        row_id=row[0],
+        msg_id=row[1],
+        group_id=row[2],
+        author=row[3],
+        seq=row[4],
+        epoch=row[5],
+        lamport=row[6],
+        sent_at_ms=row[7],
+        received_at_ms=row[8],
+        body=row[9],
+        signature=row[10],
+        outgoing=bool(row[11]),
+        seen=bool(row[12]),
+    )
+
+
+class GroupRepository:
+    def __init__(self, repo: Repository) -> None:
+        self._repo = repo
+
+    @property
+    def engine(self) -> Engine:
+        return self._repo.engine
+
+    # -- groups and rosters -----------------------------------------------------------------
+
+    def groups(self) -> list[GroupRow]:
+        with self.engine.connect() as conn:
+            rows = (
+                _cursor(conn)
+                .execute(
+                    "SELECT id, name, epoch, roster_hash, roster, state, lamport, next_seq, "
+                    "created_at FROM chat_groups ORDER BY created_at"
+                )
+                .fetchall()
+            )
+        return [GroupRow(*row) for row in rows]
+
+    def save_roster(
+        self,
+        group_id: bytes,
+        *,
+        epoch: int,
+        name: str,
+        roster: bytes,
+        roster_hash: bytes,
+        state: int,
+        now: float,
+    ) -> None:
+        """Make `roster` the group's current roster (creating the group if new), and keep
+        it as the version of its epoch (a concurrent one it beat is replaced)."""
+        with self.engine.begin() as conn:
+            cur = _cursor(conn)
+            cur.execute(
+                "INSERT INTO chat_groups (id, name, epoch, roster_hash, roster, state, lamport, "
+                "next_seq, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, 1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET name = excluded.name, epoch = excluded.epoch, "
+                "roster_hash = excluded.roster_hash, roster = excluded.roster, "
+                "state = excluded.state",
+                (group_id, name, epoch, roster_hash, roster, state, now),
+            )
+            cur.execute(
+                "INSERT OR REPLACE INTO group_rosters (group_id, epoch, roster) VALUES (?, ?, ?)",
+                (group_id, epoch, roster),
+            )
+
+    def roster_versions(self, group_id: bytes, after_epoch: int) -> list[bytes]:
+        with self.engine.connect() as conn:
+            cur = _cursor(conn)
+            rows = cur.execute(
+                "SELECT roster FROM group_rosters WHERE group_id = ? AND epoch > ? ORDER BY epoch",
+                (group_id, after_epoch),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def roster_before(self, group_id: bytes, epoch: int) -> bytes | None:
+        """The newest roster version older than `epoch` (what a new version must build on)."""
+        with self.engine.connect() as conn:
+            cur = _cursor(conn)
+            row = cur.execute(
+                "SELECT roster FROM group_rosters WHERE group_id = ? AND epoch < ? "
+                "ORDER BY epoch DESC LIMIT 1",
+                (group_id, epoch),
+            ).fetchone()
+        return row[0] if row else None
+
+    def set_state(self, group_id: bytes, state: int) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(ChatGroup).where(ChatGroup.id == group_id).values(state=state))
+
+    def forget_group(self, group_id: bytes, state: int) -> None:
+        """Delete a group's messages and roster history; keep a tombstone row in `state`
+        so a stale roster that still lists us does not bring the group back."""
+        with self.engine.begin() as conn:
+            cur = _cursor(conn)
+            cur.execute("DELETE FROM group_messages WHERE group_id = ?", (group_id,))
+            cur.execute("DELETE FROM group_rosters WHERE group_id = ?", (group_id,))
+            cur.execute("DELETE FROM group_delivery WHERE group_id = ?", (group_id,))
+            cur.execute("UPDATE chat_groups SET state = ? WHERE id = ?", (state, group_id))
+
+    # -- members that are not contacts ------------------------------------------------------
+
+    def add_group_contact(self, new: NewContact, now: float) -> None:
+        with self.engine.begin() as conn:
+            self._repo._add_contact(conn, new, now)
+            conn.execute(update(Contact).where(Contact.id == new.id).values(group_only=True))
+
+    def group_only_ids(self) -> set[str]:
+        with self.engine.connect() as conn:
+            return set(conn.execute(select(Contact.id).where(Contact.group_only)).scalars())
+
+    def member_material(self, contact_id: str) -> tuple[bytes, bytes, bytes, bytes, str, str]:
+        """(ed25519, static, certificate, discovery key, name, addresses JSON) of a contact."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    Contact.ed25519_public,
+                    Contact.x25519_public,
+                    Contact.static_certificate,
+                    Contact.discovery_key,
+                    Contact.display_name,
+                    Contact.addresses,
+                ).where(Contact.id == contact_id)
+            ).one()
+        return (row[0], row[1], row[2], row[3], row[4], row[5])
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def store_messages(
+        self, messages: Sequence[NewGroupMessage], now_ms: int
+    ) -> list[StoredGroupMessage]:
+        """Store in ONE transaction; duplicates (same group, author and seq) are dropped.
+        Returns the messages that are new. Each group's Lamport clock (and, for our own
+        messages, the next sequence number) moves past what was stored."""
+        stored: list[StoredGroupMessage] = []
+        clocks: dict[bytes, list[int]] = {}
+        with self.engine.begin() as conn:
+            cur = _cursor(conn)
+            for m in messages:
+                received = None if m.outgoing else now_ms
+                rows = cur.execute(
+                    _INSERT,
+                    (
+                        m.msg_id,
+                        m.group_id,
+                        m.author,
+                        m.seq,
+                        m.epoch,
+                        m.lamport,
+                        m.sent_at_ms,
+                        received,
+                        m.body,
+                        m.signature,
+                        int(m.outgoing),
+                        int(m.outgoing),
+                    ),
+                ).fetchall()
+                if not rows:
+                    continue
+                clock = clocks.setdefault(m.group_id, [0, 0])
+                clock[0] = max(clock[0], m.lamport)
+                if m.outgoing:
+                    clock[1] = max(clock[1], m.seq + 1)
+                stored.append(
+                    StoredGroupMessage(
+                        rows[0][0],
+                        m.msg_id,
+                        m.group_id,
+                        m.author,
+                        m.seq,
+                        m.epoch,
+                        m.lamport,
+                        m.sent_at_ms,
+                        received,
+                        m.body,
+                        m.signature,
+                        m.outgoing,
+                        m.outgoing,
+                    )
+                )
+            for group_id, (lamport, next_seq) in clocks.items():
+                cur.execute(
+                    "UPDATE chat_groups SET lamport = max(lamport, ?), "
+                    "next_seq = max(next_seq, ?) WHERE id = ?",
+                    (lamport, next_seq, group_id),
+                )
+        return stored
+
+    def author_seqs(self, group_id: bytes) -> dict[bytes, list[int]]:
+        """Every stored sequence number per author, ascending (for high-water marks)."""
+        found: dict[bytes, list[int]] = {}
+        with self.engine.connect() as conn:
+            cur = _cursor(conn)
+            for author, seq in cur.execute(
+                "SELECT author, seq FROM group_messages WHERE group_id = ? ORDER BY author, seq",
+                (group_id,),
+            ):
+                found.setdefault(author, []).append(seq)
+        return found
+
+    def messages_after(
+        self, group_id: bytes, author: bytes, after_seq: int, limit: int
+    ) -> list[StoredGroupMessage]:
+        """An author's messages with seq > after_seq, ascending (a catch-up batch)."""
+        with self.engine.connect() as conn:
+            cur = _cursor(conn)
+            rows = cur.execute(
+                f"SELECT {_COLUMNS} FROM group_messages "  # noqa: S608  (constant columns)
+                "WHERE group_id = ? AND author = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (group_id, author, after_seq, limit),
+            ).fetchall()
+        return [_stored(r) for r in rows]
+
+    def history(
+        self, group_id: bytes, *, limit: int = 50, before: tuple[int, bytes, int] | None = None
+    ) -> list[StoredGroupMessage]:
+        """A page of a group conversation, oldest first, in the order every member shares:
+        (Lamport time, author, seq). The newest `limit`, or the `limit` older than `before`."""
+        sql = f"SELECT {_COLUMNS} FROM group_messages WHERE group_id = ?"  # noqa: S608
+        params: list[Any] = [group_id]
+        if before is not None:
+            sql += " AND (lamport, author, seq) < (?, ?, ?)"
+            params += list(before)
+        sql += " ORDER BY lamport DESC, author DESC, seq DESC LIMIT ?"
+        params.append(limit)
+        with self.engine.connect() as conn:
+            rows = _cursor(conn).execute(sql, params).fetchall()
+        return [_stored(r) for r in reversed(rows)]
+
+    def message_count(self, group_id: bytes) -> int:
+        with self.engine.connect() as conn:
+            (count,) = (
+                _cursor(conn)
+                .execute("SELECT count(*) FROM group_messages WHERE group_id = ?", (group_id,))
+                .fetchone()
+            )
+        return int(count)
+
+    def mark_seen(self, group_id: bytes) -> int:
+        with self.engine.begin() as conn:
+            cur = _cursor(conn)
+            cur.execute(
+                "UPDATE group_messages SET seen = 1 WHERE group_id = ? AND seen = 0", (group_id,)
+            )
+            return int(cur.rowcount)
+
+    def unread_counts(self) -> dict[bytes, int]:
+        with self.engine.connect() as conn:
+            rows = (
+                _cursor(conn)
+                .execute(
+                    "SELECT group_id, count(*) FROM group_messages WHERE seen = 0 GROUP BY group_id"
+                )
+                .fetchall()
+            )
+        return {r[0]: r[1] for r in rows}
+
+    # -- delivery of our own messages -------------------------------------------------------
+
+    def delivery_marks(self) -> dict[bytes, dict[bytes, int]]:
+        found: dict[bytes, dict[bytes, int]] = {}
+        with self.engine.connect() as conn:
+            for group_id, member, seq in _cursor(conn).execute(
+                "SELECT group_id, member, seq FROM group_delivery"
+            ):
+                found.setdefault(group_id, {})[member] = seq
+        return found
+
+    def set_delivery_marks(self, marks: Sequence[tuple[bytes, bytes, int]]) -> None:
+        if not marks:
+            return
+        with self.engine.begin() as conn:
+            _cursor(conn).executemany(
+                "INSERT INTO group_delivery (group_id, member, seq) VALUES (?, ?, ?) "
+                "ON CONFLICT (group_id, member) DO UPDATE SET seq = max(seq, excluded.seq)",
+                marks,
+            )

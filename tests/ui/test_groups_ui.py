@@ -1,0 +1,181 @@
+"""Groups in the desktop app, over real peers on 127.0.0.1: create, write, read, manage."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication
+
+from tests.ui.conftest import befriend
+from ui.views.group_dialogs import CreateGroupDialog, ManageGroupDialog
+
+
+class Notes:
+    """Stands in for the tray: records what would be notified."""
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[str, str, str]] = []
+
+    def notify_message(self, message, name: str) -> None:
+        self.shown.append((message.contact_id, name, message.body))
+
+
+def _three(qloop, make_peer):
+    alice, bob, cai = make_peer("alice"), make_peer("bob"), make_peer("cai")
+    befriend(qloop, alice, bob)
+    befriend(qloop, alice, cai)
+    return alice, bob, cai
+
+
+def _dialog(window, kind):
+    qloop_widgets = [w for w in QApplication.topLevelWidgets() if isinstance(w, kind)]
+    return qloop_widgets[-1] if qloop_widgets else None
+
+
+def test_create_a_group_write_and_see_it_delivered(qloop, qtbot, make_peer, open_window):
+    alice, bob, cai = _three(qloop, make_peer)
+    window = open_window(alice)
+    window.new_group()
+    qloop.until(lambda: _dialog(window, CreateGroupDialog) is not None, what="the dialog")
+    dialog = _dialog(window, CreateGroupDialog)
+    assert not dialog.create_button.isEnabled()  # no name, no members yet
+    qtbot.keyClicks(dialog.name, "Lab")
+    for row in range(dialog.members.count()):
+        dialog.members.item(row).setCheckState(Qt.CheckState.Checked)
+    assert dialog.create_button.isEnabled()
+    dialog.create_button.click()
+    qloop.until(lambda: window.groups.rowCount() == 1, what="the group in the sidebar")
+    group_id = window.groups.index(0, 0).data(window.groups.GroupIdRole)
+    qloop.until(lambda: window.current_group() == group_id, what="the new group opened")
+    view = window.group_view
+    assert view.title.text() == "Lab"
+    assert view.member_list.count() == 3
+
+    qtbot.keyClicks(view.composer, "hello lab")
+    qtbot.keyClick(view.composer, Qt.Key.Key_Return)
+    assert view.composer.toPlainText() == ""
+    gid = bytes.fromhex(group_id)
+
+    async def both_have() -> bool:
+        for p in (bob, cai):
+            if gid not in p.groups._groups or await p.groups.repo_count(gid) != 1:
+                return False
+        return True
+
+    qloop.until(both_have, what="the message at bob and cai")
+    model = view.model
+    qloop.until(lambda: model.rowCount() == 1, what="the message in the view")
+    mine = model.index(0, 0).data(model.MessageRole)
+    qloop.until(lambda: model.delivered(mine) == 2, what="delivered to 2 of 2")
+    assert "delivered to 2 of 2" in model.index(0, 0).data(Qt.ItemDataRole.AccessibleTextRole)
+
+
+def test_arrivals_count_as_unread_and_notify_until_opened(qloop, make_peer, open_window):
+    alice, bob, cai = _three(qloop, make_peer)
+    record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id, cai.contact_id]))
+    gid = bytes.fromhex(record.id)
+    window = open_window(alice)
+    notes = Notes()
+    window.notifier = notes
+    qloop.until(lambda: gid in bob.groups._groups, what="bob has the group")
+    qloop.run(bob.groups.send_text(gid, "anyone there?"))
+    qloop.until(lambda: window.groups.unread_total() == 1, what="one unread")
+    assert "(1)" in window.windowTitle()
+    qloop.until(lambda: bool(notes.shown), what="a notification")
+    assert notes.shown[-1] == ("group:" + record.id, "Lab", "Bob: anyone there?")
+    item = window.groups.item(record.id)
+    assert item is not None and item.preview() == "Bob: anyone there?"
+
+    window.open_group(record.id)
+    assert window.groups.unread_total() == 0
+    view = window.group_view
+    qloop.until(lambda: view.model.rowCount() == 1, what="the message shown")
+    shown = view.model.index(0, 0).data(view.model.MessageRole)
+    assert (shown.author_name, shown.body, shown.outgoing) == ("Bob", "anyone there?", False)
+
+    async def stored_as_read() -> bool:
+        return (await alice.groups.groups())[0].unread == 0
+
+    qloop.until(stored_as_read, what="marked read in storage")
+    # Clicking the notification opens the group too.
+    window.open_conversation("group:" + record.id)
+    assert window.current_group() == record.id
+
+
+def test_manage_rename_and_remove(qloop, make_peer, open_window):
+    alice, bob, cai = _three(qloop, make_peer)
+    record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id, cai.contact_id]))
+    window = open_window(alice)
+    window.open_group(record.id)
+    window.manage_group(record.id)
+    qloop.until(lambda: _dialog(window, ManageGroupDialog) is not None, what="the dialog")
+    dialog = _dialog(window, ManageGroupDialog)
+    dialog.name.setText("Lab 2")
+    dialog.rename_button.click()
+    qloop.until(lambda: window.group_view.title.text() == "Lab 2", what="renamed in the view")
+    qloop.until(lambda: bob.groups._groups[bytes.fromhex(record.id)].roster.name == "Lab 2")
+
+    window.manage_group(record.id)
+    qloop.until(
+        lambda: (d := _dialog(window, ManageGroupDialog)) is not None and d.isVisible(),
+        what="the dialog again",
+    )
+    dialog = _dialog(window, ManageGroupDialog)
+    for row in range(dialog.members.count()):
+        item = dialog.members.item(row)
+        if item.text().startswith("Cai"):
+            item.setCheckState(Qt.CheckState.Checked)
+    dialog.remove_button.click()
+    qloop.until(lambda: window.group_view.member_list.count() == 2, what="cai gone from panel")
+    qloop.until(
+        lambda: cai.groups._groups[bytes.fromhex(record.id)].state.name == "REMOVED",
+        what="cai told",
+    )
+
+
+def test_join_request_for_an_open_group_is_approved_in_the_app(qloop, make_peer, open_window):
+    alice, bob = make_peer("alice"), make_peer("bob")
+    cai = make_peer("cai")
+    befriend(qloop, alice, cai)
+    befriend(qloop, alice, bob)  # as after a nearby pairing
+    record = qloop.run(alice.groups.create_group("Lab", [cai.contact_id]))
+    window = open_window(alice)
+    window.open_group(record.id)
+    view = window.group_view
+    qloop.run(window.bridge.set_group_open(record.id, True))
+    assert window.bridge.group_is_open(record.id)
+    assert not view.requests_button.isVisible()
+    qloop.run(bob.groups.request_join(alice.contact_id, "lab"))  # names match case-insensitively
+    qloop.until(view.requests_button.isVisible, what="the join request shown")
+    assert view.requests_button.text() == "1 asking to join"
+    view.requests_button.click()
+    qloop.until(lambda: _dialog(window, ManageGroupDialog) is not None, what="the dialog")
+    dialog = _dialog(window, ManageGroupDialog)
+    assert dialog.requests.item(0).text() == "Bob asks to join"
+    dialog.approve_button.click()
+    gid = bytes.fromhex(record.id)
+    qloop.until(lambda: gid in bob.groups._groups, what="bob is in")
+    qloop.until(lambda: not view.requests_button.isVisible(), what="request answered")
+    assert view.member_list.count() == 3
+
+
+def test_group_history_pages_older_messages_in(qloop, make_peer, open_window):
+    alice, bob = make_peer("alice"), make_peer("bob")
+    befriend(qloop, alice, bob)
+    record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id]))
+    gid = bytes.fromhex(record.id)
+
+    async def write() -> None:
+        for i in range(120):
+            await alice.groups.send_text(gid, f"note {i:03d}")
+
+    qloop.run(write())
+    window = open_window(alice)
+    window.open_group(record.id)
+    model = window.group_view.model
+    qloop.until(lambda: model.rowCount() >= 50, what="the newest page")
+    assert model.index(model.rowCount() - 1, 0).data() == "note 119"
+    while model.canFetchMore():
+        model.fetchMore()
+        qloop.until(lambda: not model._loading, what="a page")
+    bodies = [model.index(r, 0).data() for r in range(model.rowCount())]
+    assert bodies == [f"note {i:03d}" for i in range(120)]

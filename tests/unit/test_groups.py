@@ -1,0 +1,143 @@
+"""The pure parts of groups.py: signatures, roster rules, message rules, high-water marks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from messenger import wire
+from messenger.groups import (
+    MESSAGE_CONTEXT,
+    NO_SIGNATURE,
+    Group,
+    GroupState,
+    Marks,
+    check_roster_shape,
+    group_psk,
+    message_id,
+    newer,
+    roster_hash,
+    sign_message,
+    sign_roster,
+    verify,
+)
+from messenger.identity import Identity
+
+
+def member(identity: Identity, joined: int = 1) -> wire.GroupMember:
+    return wire.GroupMember(
+        identity.ed25519_public,
+        identity.static_public,
+        identity.static_certificate,
+        b"d" * 32,
+        "someone",
+        joined,
+        ("127.0.0.1:4000",),
+    )
+
+
+ADMIN, BEA, EVE = Identity.generate(), Identity.generate(), Identity.generate()
+
+
+def roster(epoch: int = 1, **kw: object) -> wire.GroupRoster:
+    fields: dict[str, object] = dict(
+        group_id=b"g" * 16,
+        epoch=epoch,
+        name="Lab",
+        signer=ADMIN.ed25519_public,
+        admins=(ADMIN.ed25519_public,),
+        members=(member(ADMIN), member(BEA)),
+        removed=(),
+        signature=NO_SIGNATURE,
+    )
+    fields.update(kw)
+    return sign_roster(ADMIN, wire.GroupRoster(**fields))  # type: ignore[arg-type]
+
+
+def text(author: Identity, seq: int = 1, epoch: int = 1, body: str = "hi") -> wire.GroupMessage:
+    return sign_message(
+        author,
+        wire.GroupMessage(b"g" * 16, author.ed25519_public, epoch, seq, seq, 0, body, NO_SIGNATURE),
+    )
+
+
+def test_a_signed_roster_passes_and_any_change_breaks_it() -> None:
+    good = roster()
+    assert check_roster_shape(good) is None
+    assert check_roster_shape(dataclasses.replace(good, name="Other")) == (
+        "the roster signature does not verify"
+    )
+    assert check_roster_shape(dataclasses.replace(good, signer=BEA.ed25519_public)) is not None
+
+
+def test_roster_shape_rules() -> None:
+    assert check_roster_shape(roster(admins=(EVE.ed25519_public,))) == "an admin is not a member"
+    assert check_roster_shape(roster(members=(member(ADMIN), member(ADMIN)))) is not None
+    removed = (wire.GroupRemoved(BEA.ed25519_public, 3),)
+    assert check_roster_shape(roster(removed=removed)) == "a member is also listed as removed"
+    assert check_roster_shape(roster(members=(member(ADMIN), member(BEA, joined=2)))) is not None
+    forged_cert = dataclasses.replace(member(BEA), static_certificate=b"x" * 64)
+    assert "certificate" in str(check_roster_shape(roster(members=(member(ADMIN), forged_cert))))
+
+
+def test_concurrent_versions_have_one_winner() -> None:
+    a, b = roster(2, name="North"), roster(2, name="South")
+    va, vb = (2, roster_hash(a)), (2, roster_hash(b))
+    assert newer(va, vb) != newer(vb, va)
+    assert newer((3, b"\x00" * 32), max(va, vb))
+
+
+def test_group_psk_is_the_same_on_both_sides() -> None:
+    ab = group_psk(
+        ADMIN.static_private, ADMIN.ed25519_public, BEA.static_public, BEA.ed25519_public
+    )
+    ba = group_psk(
+        BEA.static_private, BEA.ed25519_public, ADMIN.static_public, ADMIN.ed25519_public
+    )
+    assert ab == ba and len(ab) == 32
+    other = group_psk(EVE.static_private, EVE.ed25519_public, BEA.static_public, BEA.ed25519_public)
+    assert other != ab
+
+
+def test_message_ids_are_stable_and_distinct() -> None:
+    assert message_id(b"g" * 16, b"a" * 32, 1) == message_id(b"g" * 16, b"a" * 32, 1)
+    assert message_id(b"g" * 16, b"a" * 32, 1) != message_id(b"g" * 16, b"a" * 32, 2)
+
+
+def test_message_rules() -> None:
+    current = roster(
+        3,
+        members=(member(ADMIN), member(BEA, joined=2)),
+        removed=(wire.GroupRemoved(EVE.ed25519_public, 5),),
+    )
+    group = Group(current, roster_hash(current), GroupState.ACTIVE, 0, 1)
+    assert group.check_message(text(BEA, epoch=2)) is None
+    assert group.check_message(text(BEA, epoch=1)) is not None  # before bea joined
+    assert group.check_message(text(BEA, epoch=4)) is not None  # a roster we do not have
+    assert group.check_message(text(EVE, seq=5)) is None  # sent before eve's removal
+    assert "removed" in str(group.check_message(text(EVE, seq=6)))
+    outsider = Identity.generate()
+    assert group.check_message(text(outsider)) == "the author is not a member"
+    tampered = dataclasses.replace(text(BEA, epoch=2), body="changed")
+    assert group.check_message(tampered) == "bad signature"
+    assert not verify(
+        MESSAGE_CONTEXT, dataclasses.replace(tampered, signature=NO_SIGNATURE), BEA.ed25519_public
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 40), max_size=60))
+def test_marks_are_the_contiguous_prefix(seqs: list[int]) -> None:
+    marks = Marks()
+    for s in seqs:
+        marks.add(b"a", s)
+    held = set(seqs)
+    expected = 0
+    while expected + 1 in held:
+        expected += 1
+    assert marks.mark.get(b"a", 0) == expected
+    assert all(marks.has(b"a", s) for s in held)
+    assert marks.highest(b"a") == max(held, default=0)
+    assert Marks.from_seqs({b"a": sorted(held)}).mark.get(b"a", 0) == expected

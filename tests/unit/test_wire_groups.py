@@ -1,0 +1,314 @@
+"""Group wire messages (tags 20-24): hypothesis round trips, strict validation, fuzzing."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from messenger import framing
+from messenger.wire import (
+    MAX_BODY_BYTES,
+    MAX_GROUP_MARKS,
+    MAX_GROUP_MEMBERS,
+    MAX_GROUP_REMOVED,
+    MAX_MEMBER_ADDRESSES,
+    MAX_NAME_CHARS,
+    GroupAck,
+    GroupHave,
+    GroupJoinRequest,
+    GroupLeave,
+    GroupMark,
+    GroupMember,
+    GroupMessage,
+    GroupRemoved,
+    GroupRoster,
+    MessageTooLarge,
+    MessageType,
+    WireError,
+    WireMessage,
+    decode_message,
+    encode_message,
+)
+
+FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+GROUP_TAGS = [int(t) for t in MessageType if 20 <= t < 40]
+
+ids = st.binary(min_size=16, max_size=16)
+keys = st.binary(min_size=32, max_size=32)
+sigs = st.binary(min_size=64, max_size=64)
+pos63 = st.integers(min_value=1, max_value=2**63 - 1)
+u63 = st.integers(min_value=0, max_value=2**63 - 1)
+names = st.text(min_size=1, max_size=MAX_NAME_CHARS).filter(lambda s: s.strip() != "")
+hosts = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40
+)
+addresses = st.builds(lambda h, p: f"{h}:{p}", hosts, st.integers(1, 65535))
+bodies = st.text(min_size=1, max_size=200) | st.just("x" * MAX_BODY_BYTES)
+
+members = st.builds(
+    GroupMember,
+    ed25519_public=keys,
+    static_public=keys,
+    static_certificate=sigs,
+    discovery_key=keys,
+    display_name=names,
+    joined_epoch=pos63,
+    addresses=st.lists(addresses, max_size=MAX_MEMBER_ADDRESSES).map(tuple),
+)
+removed = st.builds(GroupRemoved, ed25519_public=keys, last_seq=u63)
+marks = st.builds(GroupMark, author=keys, seq=u63)
+rosters = st.builds(
+    GroupRoster,
+    group_id=ids,
+    epoch=pos63,
+    name=names,
+    signer=keys,
+    admins=st.lists(keys, min_size=1, max_size=4).map(tuple),
+    members=st.lists(members, min_size=1, max_size=4).map(tuple),
+    removed=st.lists(removed, max_size=4).map(tuple),
+    signature=sigs,
+)
+group_messages = st.builds(
+    GroupMessage,
+    group_id=ids,
+    author=keys,
+    epoch=pos63,
+    seq=pos63,
+    lamport=pos63,
+    sent_at_ms=u63,
+    body=bodies,
+    signature=sigs,
+)
+haves = st.builds(
+    GroupHave,
+    group_id=ids,
+    epoch=u63,
+    roster_hash=keys,
+    marks=st.lists(marks, max_size=8).map(tuple),
+)
+acks = st.builds(GroupAck, group_id=ids, marks=st.lists(marks, max_size=8).map(tuple))
+leaves = st.builds(GroupLeave, group_id=ids, member=keys, epoch=pos63, signature=sigs)
+joins = st.builds(GroupJoinRequest, name=names)
+group_wire: st.SearchStrategy[WireMessage] = st.one_of(
+    rosters, group_messages, haves, acks, leaves, joins
+)
+
+msgpack_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.text(max_size=20),
+    st.binary(max_size=70),
+    keys,
+    sigs,
+    ids,
+)
+msgpack_values = st.recursive(
+    msgpack_leaves, lambda children: st.lists(children, max_size=8), max_leaves=30
+)
+tagged = st.builds(
+    lambda tag, rest: [tag, *rest],
+    st.sampled_from(GROUP_TAGS),
+    st.lists(msgpack_values, max_size=9),
+)
+
+
+def pack(obj: Any) -> bytes:
+    out = msgpack.packb(obj, use_bin_type=True)
+    assert isinstance(out, bytes)
+    return out
+
+
+@FAST
+@given(group_wire)
+def test_round_trip(msg: WireMessage) -> None:
+    data = encode_message(msg)
+    decoded = decode_message(data)
+    assert decoded == msg
+    assert encode_message(decoded) == data
+
+
+@pytest.mark.parametrize("strategy", [rosters, group_messages, haves, acks, leaves, joins])
+def test_round_trip_each_type(strategy: st.SearchStrategy[WireMessage]) -> None:
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(strategy)
+    def check(msg: WireMessage) -> None:
+        assert decode_message(encode_message(msg)) == msg
+
+    check()
+
+
+def test_tags_are_in_the_group_range() -> None:
+    assert GROUP_TAGS == [20, 21, 22, 23, 24, 25]
+
+
+def test_join_request_needs_a_name() -> None:
+    for bad in ("", "   ", "x" * (MAX_NAME_CHARS + 1)):
+        with pytest.raises(WireError, match="group name"):
+            encode_message(GroupJoinRequest(bad))
+    with pytest.raises(WireError):
+        decode_message(pack([25, 7]))
+
+
+def _member(i: int, n_addresses: int = MAX_MEMBER_ADDRESSES) -> GroupMember:
+    return GroupMember(
+        bytes([i]) * 32,
+        b"s" * 32,
+        b"c" * 64,
+        b"d" * 32,
+        "N" * MAX_NAME_CHARS,
+        2**62,
+        tuple(f"{'h' * 290}:{65535 - j}" for j in range(n_addresses)),
+    )
+
+
+def _roster(**kw: Any) -> GroupRoster:
+    fields: dict[str, Any] = dict(
+        group_id=b"g" * 16,
+        epoch=1,
+        name="Lab",
+        signer=b"a" * 32,
+        admins=(b"a" * 32,),
+        members=(_member(1),),
+        removed=(),
+        signature=b"s" * 64,
+    )
+    fields.update(kw)
+    return GroupRoster(**fields)
+
+
+def test_largest_roster_and_message_fit_in_a_record() -> None:
+    roster = _roster(
+        admins=tuple(bytes([i]) * 32 for i in range(MAX_GROUP_MEMBERS)),
+        members=tuple(_member(i) for i in range(MAX_GROUP_MEMBERS)),
+        removed=tuple(GroupRemoved(bytes([i]) * 32, 2**62) for i in range(MAX_GROUP_REMOVED)),
+    )
+    have = GroupHave(b"g" * 16, 2**62, b"h" * 32, (GroupMark(b"a" * 32, 2**62),) * MAX_GROUP_MARKS)
+    message = GroupMessage(b"g" * 16, b"a" * 32, 1, 1, 1, 0, "😀" * 16384, b"s" * 64)
+    for msg in (roster, have, message):
+        assert len(encode_message(msg)) <= framing.MAX_RECORD
+        assert decode_message(encode_message(msg)) == msg
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"members": ()}, "members"),
+        ({"admins": ()}, "admins"),
+        ({"members": tuple(_member(i, 0) for i in range(MAX_GROUP_MEMBERS + 1))}, "members"),
+        ({"removed": (GroupRemoved(b"r" * 32, 0),) * (MAX_GROUP_REMOVED + 1)}, "removed"),
+        ({"epoch": 0}, "epoch"),
+        ({"name": " "}, "group name"),
+        ({"name": "x" * (MAX_NAME_CHARS + 1)}, "group name"),
+        ({"group_id": b"g" * 15}, "group_id"),
+        ({"signature": b"s" * 63}, "signature"),
+        ({"admins": (b"a" * 31,)}, "admin"),
+        ({"members": (dataclasses.replace(_member(1), joined_epoch=0),)}, "joined_epoch"),
+        ({"members": (_member(1, MAX_MEMBER_ADDRESSES + 1),)}, "member addresses"),
+        ({"members": (dataclasses.replace(_member(1), addresses=("nohost",)),)}, "member address"),
+        ({"removed": (GroupRemoved(b"r" * 32, -1),)}, "last_seq"),
+        ({"members": ("not a member",)}, "member"),
+    ],
+)
+def test_invalid_rosters_rejected_both_ways(change: dict[str, Any], error: str) -> None:
+    bad = _roster(**change)
+    with pytest.raises(WireError, match=error):
+        encode_message(bad)
+    # The same fields packed by hand are refused by the decoder too.
+    fields = [
+        bad.group_id,
+        bad.epoch,
+        bad.name,
+        bad.signer,
+        list(bad.admins),
+        [
+            [
+                m.ed25519_public,
+                m.static_public,
+                m.static_certificate,
+                m.discovery_key,
+                m.display_name,
+                m.joined_epoch,
+                list(m.addresses),
+            ]
+            if isinstance(m, GroupMember)
+            else m
+            for m in bad.members
+        ],
+        [[r.ed25519_public, r.last_seq] for r in bad.removed],
+        bad.signature,
+    ]
+    with pytest.raises(WireError):
+        decode_message(pack([int(MessageType.GROUP_ROSTER), *fields]))
+
+
+def test_group_message_limits() -> None:
+    ok = GroupMessage(b"g" * 16, b"a" * 32, 1, 1, 1, 0, "x" * MAX_BODY_BYTES, b"s" * 64)
+    assert decode_message(encode_message(ok)) == ok
+    with pytest.raises(MessageTooLarge):
+        encode_message(dataclasses.replace(ok, body="x" * (MAX_BODY_BYTES + 1)))
+    for change in ({"seq": 0}, {"lamport": 0}, {"epoch": 0}, {"body": ""}, {"seq": True}):
+        with pytest.raises(WireError):
+            encode_message(dataclasses.replace(ok, **change))
+    # A bool where an int belongs is refused by the decoder as well.
+    raw = pack([21, b"g" * 16, b"a" * 32, True, 1, 1, 0, "x", b"s" * 64])
+    with pytest.raises(WireError, match="epoch"):
+        decode_message(raw)
+
+
+def test_marks_limits() -> None:
+    too_many = (GroupMark(b"a" * 32, 1),) * (MAX_GROUP_MARKS + 1)
+    with pytest.raises(WireError, match="marks"):
+        encode_message(GroupAck(b"g" * 16, too_many))
+    with pytest.raises(WireError, match="mark"):
+        decode_message(pack([23, b"g" * 16, [[b"a" * 32]]]))
+    with pytest.raises(WireError, match="roster_hash"):
+        encode_message(GroupHave(b"g" * 16, 0, b"h" * 31, ()))
+
+
+@FUZZ
+@given(tagged)
+def test_fuzz_tagged_arrays(obj: list[Any]) -> None:
+    try:
+        msg = decode_message(pack(obj))
+    except WireError:
+        return
+    assert decode_message(encode_message(msg)) == msg
+
+
+@FUZZ
+@given(group_wire.map(encode_message), st.data())
+def test_fuzz_mutations(data: bytes, draw: st.DataObject) -> None:
+    buf = bytearray(data)
+    for _ in range(draw.draw(st.integers(1, 3))):
+        i = draw.draw(st.integers(0, len(buf) - 1))
+        op = draw.draw(st.sampled_from(["flip", "set", "delete", "insert"]))
+        if op == "flip":
+            buf[i] ^= 1 << draw.draw(st.integers(0, 7))
+        elif op == "set":
+            buf[i] = draw.draw(st.integers(0, 255))
+        elif op == "delete" and len(buf) > 1:
+            del buf[i]
+        else:
+            buf[i:i] = draw.draw(st.binary(min_size=1, max_size=3))
+    try:
+        msg = decode_message(bytes(buf))
+    except WireError:
+        return
+    assert decode_message(encode_message(msg)) == msg
+
+
+@FAST
+@given(group_wire)
+def test_truncations_never_decode(msg: WireMessage) -> None:
+    data = encode_message(msg)
+    for cut in range(len(data) - 1, max(-1, len(data) - 40), -1):
+        with pytest.raises(WireError):
+            decode_message(data[:cut])

@@ -1,0 +1,304 @@
+"""Groups in the sidebar and one group's history, live from the bridge (ui/bridge.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    Qt,
+    Signal,
+)
+
+from messenger.records import GroupMessageRecord, GroupRecord
+from ui.bridge import Bridge
+from ui.tasks import TaskSet
+
+Index = QModelIndex | QPersistentModelIndex
+PAGE = 50
+
+
+def message_order(m: GroupMessageRecord) -> tuple[int, bytes, int]:
+    """The order every member shows: Lamport time, author key, author seq."""
+    return (m.lamport, m.author_key, m.seq)
+
+
+@dataclass(slots=True)
+class GroupItem:
+    group: GroupRecord
+    last: GroupMessageRecord | None
+    unread: int
+
+    @property
+    def id(self) -> str:
+        return self.group.id
+
+    @property
+    def activity_ms(self) -> int:
+        if self.last is None:
+            return 0
+        return self.last.received_at_ms or self.last.sent_at_ms
+
+    def online_count(self, bridge: Bridge) -> int:
+        return sum(1 for m in self.group.members if m.is_me or bridge.is_online(m.contact_id))
+
+    def preview(self) -> str:
+        if self.group.state != "active":
+            return {"left": "You left this group", "removed": "You were removed"}.get(
+                self.group.state, ""
+            )
+        if self.last is None:
+            return f"{len(self.group.members)} members"
+        who = "You" if self.last.outgoing else self.last.author_name
+        return f"{who}: {' '.join(self.last.body.split())}"
+
+
+class GroupListModel(QAbstractListModel):
+    ItemRole = Qt.ItemDataRole.UserRole + 1
+    GroupIdRole = Qt.ItemDataRole.UserRole + 2
+
+    unreadTotalChanged = Signal(int)
+
+    def __init__(self, bridge: Bridge, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self._items: list[GroupItem] = []
+        self._tasks = TaskSet("group list")
+        self.read_now: Any = None  # set by the window: is the user reading that group now?
+        bridge.groupChanged.connect(self._on_group_changed)
+        bridge.groupDeleted.connect(self._on_group_deleted)
+        bridge.groupMessageAdded.connect(self._on_message)
+        bridge.presenceChanged.connect(self._on_presence)
+
+    def detach(self) -> None:
+        self._tasks.close()
+        for signal, slot in (
+            (self.bridge.groupChanged, self._on_group_changed),
+            (self.bridge.groupDeleted, self._on_group_deleted),
+            (self.bridge.groupMessageAdded, self._on_message),
+            (self.bridge.presenceChanged, self._on_presence),
+        ):
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
+
+    async def load(self) -> None:
+        items = []
+        for group in await self.bridge.groups():
+            last = await self.bridge.group_history(group.id, limit=1)
+            items.append(GroupItem(group, last[0] if last else None, group.unread))
+        self.beginResetModel()
+        self._items = sorted(items, key=lambda i: (-i.activity_ms, i.group.name.casefold()))
+        self.endResetModel()
+        self.unreadTotalChanged.emit(self.unread_total())
+
+    # -- Qt model ------------------------------------------------------------------------
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._items)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._items):
+            return None
+        item = self._items[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return item.group.name
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            online = item.online_count(self.bridge)
+            unread = f", {item.unread} unread" if item.unread else ""
+            return f"group {item.group.name}, {online} of {len(item.group.members)} online{unread}"
+        if role == self.ItemRole:
+            return item
+        if role == self.GroupIdRole:
+            return item.id
+        return None
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def item(self, group_id: str) -> GroupItem | None:
+        for item in self._items:
+            if item.id == group_id:
+                return item
+        return None
+
+    def unread_total(self) -> int:
+        return sum(i.unread for i in self._items)
+
+    def clear_unread(self, group_id: str) -> None:
+        row = self._row(group_id)
+        if row is not None and self._items[row].unread:
+            self._items[row].unread = 0
+            self._changed(row)
+            self.unreadTotalChanged.emit(self.unread_total())
+
+    # -- updates ---------------------------------------------------------------------------
+
+    def _row(self, group_id: str) -> int | None:
+        for row, item in enumerate(self._items):
+            if item.id == group_id:
+                return row
+        return None
+
+    def _changed(self, row: int) -> None:
+        index = self.index(row, 0)
+        self.dataChanged.emit(index, index)
+
+    def _on_group_changed(self, group: GroupRecord) -> None:
+        row = self._row(group.id)
+        if row is None:
+            self.beginInsertRows(QModelIndex(), 0, 0)
+            self._items.insert(0, GroupItem(group, None, 0))
+            self.endInsertRows()
+            return
+        item = self._items[row]
+        item.group = replace(group, unread=item.unread)
+        self._changed(row)
+
+    def _on_group_deleted(self, group_id: str) -> None:
+        row = self._row(group_id)
+        if row is not None:
+            self.beginRemoveRows(QModelIndex(), row, row)
+            del self._items[row]
+            self.endRemoveRows()
+            self.unreadTotalChanged.emit(self.unread_total())
+
+    def _on_message(self, message: GroupMessageRecord) -> None:
+        row = self._row(message.group_id)
+        if row is None:
+            return
+        item = self._items[row]
+        if item.last is None or message_order(message) >= message_order(item.last):
+            item.last = message
+        if not message.outgoing and not (self.read_now and self.read_now(message.group_id)):
+            item.unread += 1
+            self.unreadTotalChanged.emit(self.unread_total())
+        if row != 0 and item.activity_ms >= self._items[0].activity_ms:
+            self.beginMoveRows(QModelIndex(), row, row, QModelIndex(), 0)
+            self._items.insert(0, self._items.pop(row))
+            self.endMoveRows()
+            row = 0
+        self._changed(row)
+
+    def _on_presence(self, contact_id: str, _online: bool) -> None:
+        for row, item in enumerate(self._items):
+            if any(m.contact_id == contact_id for m in item.group.members):
+                self._changed(row)
+
+
+class GroupHistoryModel(QAbstractListModel):
+    """One group's messages, oldest first; older pages load as the view scrolls up."""
+
+    MessageRole = Qt.ItemDataRole.UserRole + 1
+
+    def __init__(self, bridge: Bridge, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.group_id: str | None = None
+        self._messages: list[GroupMessageRecord] = []
+        self._delivery: dict[str, int] = {}
+        self._others: set[str] = set()
+        self._more = False
+        self._loading = False
+        self._tasks = TaskSet("group history")
+        bridge.groupMessageAdded.connect(self._on_message)
+        bridge.groupDeliveryChanged.connect(self._on_delivery)
+        bridge.groupChanged.connect(self._on_group_changed)
+
+    def detach(self) -> None:
+        self._tasks.close()
+        for signal, slot in (
+            (self.bridge.groupMessageAdded, self._on_message),
+            (self.bridge.groupDeliveryChanged, self._on_delivery),
+            (self.bridge.groupChanged, self._on_group_changed),
+        ):
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
+
+    async def show_group(self, group: GroupRecord) -> None:
+        self.group_id = group.id
+        self._others = {m.contact_id for m in group.members if not m.is_me}
+        self._delivery = self.bridge.group_delivery(group.id)
+        page = await self.bridge.group_history(group.id, limit=PAGE)
+        if self.group_id != group.id:
+            return  # another group was opened meanwhile
+        self.beginResetModel()
+        self._messages = page
+        self._more = len(page) == PAGE
+        self.endResetModel()
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._messages)
+
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._messages):
+            return None
+        m = self._messages[index.row()]
+        if role == self.MessageRole:
+            return m
+        if role == Qt.ItemDataRole.DisplayRole:
+            return m.body
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            who = "You" if m.outgoing else m.author_name
+            tail = (
+                f", delivered to {self.delivered(m)} of {len(self._others)}" if m.outgoing else ""
+            )
+            return f"{who}: {m.body}{tail}"
+        return None
+
+    def delivered(self, m: GroupMessageRecord) -> int:
+        return sum(1 for c in self._others if self._delivery.get(c, 0) >= m.seq)
+
+    def member_count(self) -> int:
+        return len(self._others)
+
+    def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
+        return not parent.isValid() and self._more and not self._loading
+
+    def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: B008
+        if self.canFetchMore(parent) and self.group_id and self._messages:
+            self._loading = True
+            self._tasks.spawn(self._older(self.group_id, message_order(self._messages[0])))
+
+    async def _older(self, group_id: str, before: tuple[int, bytes, int]) -> None:
+        try:
+            page = await self.bridge.group_history(group_id, limit=PAGE, before=before)
+        finally:
+            self._loading = False
+        if group_id != self.group_id or not page:
+            self._more = False
+            return
+        self.beginInsertRows(QModelIndex(), 0, len(page) - 1)
+        self._messages[:0] = page
+        self.endInsertRows()
+        self._more = len(page) == PAGE
+
+    def _on_message(self, message: GroupMessageRecord) -> None:
+        if message.group_id != self.group_id:
+            return
+        key = message_order(message)
+        row = len(self._messages)
+        while row > 0 and message_order(self._messages[row - 1]) > key:
+            row -= 1
+        self.beginInsertRows(QModelIndex(), row, row)
+        self._messages.insert(row, message)
+        self.endInsertRows()
+
+    def _on_delivery(self, group_id: str, contact_id: str, seq: int) -> None:
+        if group_id != self.group_id:
+            return
+        self._delivery[contact_id] = max(self._delivery.get(contact_id, 0), seq)
+        if self._messages:
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self._messages) - 1, 0))
+
+    def _on_group_changed(self, group: GroupRecord) -> None:
+        if group.id == self.group_id:
+            self._others = {m.contact_id for m in group.members if not m.is_me}
+            if self._messages:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(self._messages) - 1, 0))

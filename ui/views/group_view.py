@@ -1,0 +1,373 @@
+"""A group conversation: header, messages with author names and colours, "delivered to
+N of M" on ours, a member panel with presence, and a composer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QTextOption
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QPushButton,
+    QSplitter,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from messenger.records import GroupMessageRecord, GroupRecord
+from ui import theme
+from ui.bridge import Bridge
+from ui.models.groups import GroupHistoryModel
+from ui.tasks import TaskSet
+from ui.views.paint import paint_avatar, paint_presence, rounded_path
+
+Index = QModelIndex | QPersistentModelIndex
+BUBBLE_MAX = 520
+PAD = 10
+
+
+def _time(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000).strftime("%H:%M")
+
+
+class GroupMessageDelegate(QStyledItemDelegate):
+    """A bubble per message: theirs on the left with the author's name in the author's
+    colour, ours on the right with "✓ N/M" (delivered to N of the M other members)."""
+
+    def __init__(self, model: GroupHistoryModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+
+    def _fonts(self, option: QStyleOptionViewItem) -> tuple[QFont, QFont, QFont]:
+        base = QFont(option.font)
+        name = QFont(base)
+        name.setWeight(QFont.Weight.DemiBold)
+        meta = theme.scaled_font(base, 0.85)
+        return base, name, meta
+
+    def _layout(
+        self, option: QStyleOptionViewItem, m: GroupMessageRecord
+    ) -> tuple[float, float, float]:
+        """(bubble width, body height, total height)."""
+        base, name, meta = self._fonts(option)
+        width = min(BUBBLE_MAX, max(120, option.rect.width() - 120))
+        fm = QFontMetrics(base)
+        body = fm.boundingRect(
+            0, 0, width - 2 * PAD, 100000, Qt.TextFlag.TextWordWrap, m.body
+        ).height()
+        natural = fm.boundingRect(0, 0, 100000, 1000, 0, m.body).width() + 2 * PAD
+        label = QFontMetrics(name).horizontalAdvance(m.author_name) + 2 * PAD
+        status = QFontMetrics(meta).horizontalAdvance("00:00  ✓ 00/00") + 2 * PAD
+        bubble = min(width, max(natural, label if not m.outgoing else 0, status))
+        header = 0 if m.outgoing else QFontMetrics(name).height() + 2
+        total = PAD + header + body + 4 + QFontMetrics(meta).height() + PAD
+        return bubble, body, total + 6
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
+        m = index.data(GroupHistoryModel.MessageRole)
+        if m is None:
+            return QSize(0, 0)
+        return QSize(option.rect.width(), int(self._layout(option, m)[2]))
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        m: GroupMessageRecord | None = index.data(GroupHistoryModel.MessageRole)
+        if m is None:
+            return
+        t = theme.current()
+        base, name, meta = self._fonts(option)
+        bubble_w, body_h, total = self._layout(option, m)
+        rect = option.rect
+        left = rect.right() - bubble_w - 16 if m.outgoing else rect.left() + 52
+        bubble = QRectF(left, rect.top() + 3, bubble_w, total - 6)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if not m.outgoing:
+            avatar = QRectF(rect.left() + 12, bubble.top(), 30, 30)
+            paint_avatar(painter, avatar, m.author_name, m.author_id)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(t.bubble_out if m.outgoing else t.bubble_in))
+        painter.drawPath(rounded_path(bubble, 12, 12, 12, 12))
+        y = bubble.top() + PAD
+        if not m.outgoing:
+            painter.setFont(name)
+            painter.setPen(theme.avatar_color(m.author_id))
+            height = QFontMetrics(name).height()
+            painter.drawText(
+                QRectF(bubble.left() + PAD, y, bubble_w - 2 * PAD, height),
+                Qt.AlignmentFlag.AlignLeft,
+                m.author_name,
+            )
+            y += height + 2
+        painter.setFont(base)
+        painter.setPen(QColor(t.bubble_out_text if m.outgoing else t.bubble_in_text))
+        text_rect = QRectF(bubble.left() + PAD, y, bubble_w - 2 * PAD, body_h)
+        option_text = QTextOption()
+        option_text.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        painter.drawText(text_rect, m.body, option_text)
+        y += body_h + 4
+        painter.setFont(meta)
+        painter.setPen(QColor(t.bubble_out_meta if m.outgoing else t.text_muted))
+        status = _time(m.sent_at_ms)
+        if m.outgoing:
+            status += f"  ✓ {self.model.delivered(m)}/{self.model.member_count()}"
+        painter.drawText(
+            QRectF(bubble.left() + PAD, y, bubble_w - 2 * PAD, QFontMetrics(meta).height()),
+            Qt.AlignmentFlag.AlignRight,
+            status,
+        )
+        painter.restore()
+
+
+class MemberList(QListWidget):
+    """The member panel: avatar, name, presence dot, "admin" and "you" marks."""
+
+    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.setObjectName("MemberList")
+        self.setAccessibleName("Members")
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.setIconSize(QSize(28, 28))
+        self.group: GroupRecord | None = None
+
+    def show_group(self, group: GroupRecord) -> None:
+        self.group = group
+        self.refresh()
+
+    def refresh(self) -> None:
+        self.clear()
+        if self.group is None:
+            return
+        for m in sorted(self.group.members, key=lambda m: (not m.is_me, m.name.casefold())):
+            online = m.is_me or self.bridge.is_online(m.contact_id)
+            marks = [x for x, on in (("you", m.is_me), ("admin", m.admin)) if on]
+            text = m.name + (f"  ({', '.join(marks)})" if marks else "")
+            item = QListWidgetItem(_avatar_icon(m.name, m.contact_id, online), text)
+            item.setData(Qt.ItemDataRole.UserRole, m.contact_id)
+            item.setData(
+                Qt.ItemDataRole.AccessibleTextRole,
+                f"{text}, {'online' if online else 'offline'}",
+            )
+            item.setToolTip("online" if online else "offline")
+            self.addItem(item)
+
+
+def _avatar_icon(name: str, contact_id: str, online: bool) -> Any:
+    from PySide6.QtGui import QIcon, QPixmap
+
+    pixmap = QPixmap(56, 56)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    rect = QRectF(2, 2, 48, 48)
+    paint_avatar(painter, rect, name, contact_id)
+    paint_presence(painter, rect, online, QColor(theme.current().sidebar))
+    painter.end()
+    return QIcon(pixmap)
+
+
+class Composer(QPlainTextEdit):
+    """Enter sends, Shift+Enter starts a new line."""
+
+    submitted = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
+            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        ):
+            self.submitted.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class GroupView(QWidget):
+    manageRequested = Signal(str)  # group id
+
+    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.setObjectName("GroupView")
+        self.group: GroupRecord | None = None
+        self._tasks = TaskSet("group view")
+        self.model = GroupHistoryModel(bridge, self)
+
+        header = QFrame(self)
+        header.setObjectName("ChatHeader")
+        self.title = QLabel(header)
+        self.title.setObjectName("ChatTitle")
+        self.title.setFont(theme.scaled_font(self.font(), 1.15, QFont.Weight.DemiBold))
+        self.subtitle = QLabel(header)
+        self.subtitle.setObjectName("ChatSubtitle")
+        self.members_button = QToolButton(header)
+        self.members_button.setText("Members")
+        self.members_button.setCheckable(True)
+        self.members_button.setChecked(True)
+        self.members_button.setAccessibleName("Show members")
+        self.requests_button = QPushButton(header)
+        self.requests_button.setProperty("primary", True)
+        self.requests_button.hide()
+        self.manage_button = QPushButton("Manage…", header)
+        self.manage_button.setAccessibleName("Manage group")
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        titles.addWidget(self.title)
+        titles.addWidget(self.subtitle)
+        top = QHBoxLayout(header)
+        top.setContentsMargins(16, 10, 12, 10)
+        top.addLayout(titles, 1)
+        top.addWidget(self.requests_button)
+        top.addWidget(self.members_button)
+        top.addWidget(self.manage_button)
+
+        self.messages = QListView(self)
+        self.messages.setObjectName("GroupMessages")
+        self.messages.setAccessibleName("Messages")
+        self.messages.setModel(self.model)
+        self.messages.setItemDelegate(GroupMessageDelegate(self.model, self.messages))
+        self.messages.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.messages.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.messages.setUniformItemSizes(False)
+        self.messages.setWordWrap(True)
+        self.messages.setFrameShape(QFrame.Shape.NoFrame)
+        self.member_list = MemberList(bridge, self)
+        self.member_list.setMinimumWidth(180)
+        split = QSplitter(Qt.Orientation.Horizontal, self)
+        split.addWidget(self.messages)
+        split.addWidget(self.member_list)
+        split.setStretchFactor(0, 1)
+        split.setSizes([600, 200])
+        split.setChildrenCollapsible(False)
+
+        bar = QFrame(self)
+        bar.setObjectName("ComposerBar")
+        self.composer = Composer(bar)
+        self.composer.setObjectName("Composer")
+        self.composer.setPlaceholderText("Write to the group")
+        self.composer.setAccessibleName("Message")
+        self.composer.setFixedHeight(64)
+        self.send_button = QPushButton("Send", bar)
+        self.send_button.setProperty("primary", True)
+        self.send_button.setAccessibleName("Send")
+        self.notice = QLabel(bar)
+        self.notice.setObjectName("Hint")
+        row = QHBoxLayout(bar)
+        row.setContentsMargins(12, 8, 12, 8)
+        row.addWidget(self.composer, 1)
+        row.addWidget(self.send_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(header)
+        layout.addWidget(split, 1)
+        layout.addWidget(self.notice)
+        layout.addWidget(bar)
+        self.notice.hide()
+
+        self.composer.submitted.connect(self.send)
+        self.send_button.clicked.connect(self.send)
+        self.members_button.toggled.connect(self.member_list.setVisible)
+        self.manage_button.clicked.connect(
+            lambda: self.group is not None and self.manageRequested.emit(self.group.id)
+        )
+        self.requests_button.clicked.connect(self.manage_button.click)
+        bridge.groupJoinRequested.connect(self._on_join_requested)
+        self.model.rowsInserted.connect(self._scroll_if_at_bottom)
+        self.model.modelReset.connect(self.messages.scrollToBottom)
+        bridge.groupChanged.connect(self._on_group_changed)
+        bridge.presenceChanged.connect(self._on_presence)
+
+    @property
+    def group_id(self) -> str | None:
+        return self.group.id if self.group is not None else None
+
+    def shutdown(self) -> None:
+        self._tasks.close()
+        self.model.detach()
+        for signal, slot in (
+            (self.bridge.groupChanged, self._on_group_changed),
+            (self.bridge.presenceChanged, self._on_presence),
+            (self.bridge.groupJoinRequested, self._on_join_requested),
+        ):
+            try:
+                signal.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
+
+    async def show_group(self, group: GroupRecord) -> None:
+        self.group = group
+        self._show_header()
+        self.member_list.show_group(group)
+        await self.model.show_group(group)
+        self.messages.scrollToBottom()
+
+    def _show_header(self) -> None:
+        group = self.group
+        if group is None:
+            return
+        online = sum(1 for m in group.members if m.is_me or self.bridge.is_online(m.contact_id))
+        self.title.setText(group.name)
+        self.subtitle.setText(f"{len(group.members)} members, {online} online")
+        active = group.state == "active"
+        self.composer.setEnabled(active)
+        self.send_button.setEnabled(active)
+        self.composer.setPlaceholderText(
+            "Write to the group" if active else "You are no longer a member of this group"
+        )
+        pending = len(self.bridge.join_requests(group.id)) if group.i_am_admin else 0
+        self.requests_button.setText(f"{pending} asking to join" if pending else "")
+        self.requests_button.setAccessibleName(self.requests_button.text())
+        self.requests_button.setVisible(pending > 0)
+
+    def _on_join_requested(self, group_id: str, _contact_id: str, _name: str) -> None:
+        if group_id == self.group_id:
+            self._show_header()
+
+    def _on_group_changed(self, group: GroupRecord) -> None:
+        if group.id == self.group_id:
+            self.group = group
+            self._show_header()
+            self.member_list.show_group(group)
+
+    def _on_presence(self, contact_id: str, _online: bool) -> None:
+        if self.group is not None and any(m.contact_id == contact_id for m in self.group.members):
+            self._show_header()
+            self.member_list.refresh()
+
+    def _scroll_if_at_bottom(self, _parent: Any, first: int, _last: int) -> None:
+        bar = self.messages.verticalScrollBar()
+        if first > 0 and bar.value() >= bar.maximum() - 80:
+            self.messages.scrollToBottom()
+
+    def focus_composer(self) -> None:
+        self.composer.setFocus()
+
+    def send(self) -> None:
+        text = self.composer.toPlainText()
+        if self.group is None or not text.strip():
+            return
+        self.composer.clear()
+        self.notice.hide()
+        group_id = self.group.id
+
+        def failed(exc: BaseException) -> None:
+            self.composer.setPlainText(text)
+            self.notice.setText(str(exc))
+            self.notice.show()
+
+        self._tasks.spawn(self._send(group_id, text), on_error=failed)
+
+    async def _send(self, group_id: str, text: str) -> None:
+        await self.bridge.send_group_text(group_id, text)
+        self.messages.scrollToBottom()
