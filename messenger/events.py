@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .records import ContactRecord, MessageRecord, MessageState, NearbyPerson
+from .records import ContactRecord, MessageRecord, MessageState, NearbyPerson, TransferRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +75,24 @@ class PairingEnded:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class TransferChanged:
+    """A file transfer changed state, or made progress (at most a few times a second)."""
+
+    transfer: TransferRecord
+
+
+@dataclass(frozen=True, slots=True)
+class FileOfferRejected:
+    """An offer was refused: one we received was hostile or unacceptable (incoming=True),
+    or a contact refused ours (incoming=False). `reason` is for the user."""
+
+    contact_id: str
+    name: str
+    reason: str
+    incoming: bool
+
+
 ServiceEvent = (
     ContactAdded
     | ContactChanged
@@ -86,4 +104,6 @@ ServiceEvent = (
     | NearbyChanged
     | PairingRequested
     | PairingEnded
+    | TransferChanged
+    | FileOfferRejected
 )

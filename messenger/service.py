@@ -39,6 +39,7 @@ from .events import (
     ServiceEvent,
     TypingChanged,
 )
+from .files.manager import FileManager
 from .identity import (
     Identity,
     derive_contact_secrets,
@@ -308,6 +309,7 @@ class PeerService:
         self._lan_probing: set[Connection] = set()
         self._addressless: set[str] = set()  # contacts _dial_once found no address for
         self._pairing = PairingManager(self)
+        self.files = FileManager(self)  # file transfer (files/manager.py)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -429,6 +431,7 @@ class PeerService:
         )
         self._spawn(self._search_indexer(), "chinwag-search-indexer")
         self._index_soon()  # whatever a killed process left unindexed
+        await self.files.load()
 
     def _remember_contact(self, keys: ContactKeys) -> None:
         self._contact_keys[keys.id] = keys
@@ -461,6 +464,7 @@ class PeerService:
         if self._server is not None:
             self._server.close()
         self._pairing.close()
+        await self.files.aclose()
         for handle in self._lan_dial_later.values():
             handle.cancel()
         for conn in list(self._connections):
@@ -748,6 +752,9 @@ class PeerService:
             log.warning("refusing an inbound connection: %d handshakes pending", pending)
             writer.close()
             return
+        initial = await self.files.peek_inbound(reader, writer)  # a bulk connection: handled
+        if initial is None:
+            return
         session = Session(
             initiator=False,
             static=self._static_keypair(),
@@ -755,6 +762,7 @@ class PeerService:
             authority=_Authority(self),
             nearby=self._nearby_offered(),
         )
+        session.receive_data(initial)  # an incomplete first frame: buffered, no events
         conn = Connection(reader, writer, session, self._on_connection_event, self.config.timing)
         self._connections.add(conn)
         try:
@@ -883,6 +891,7 @@ class PeerService:
             self._emit(PresenceChanged(contact_id, online=True))
         self._spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
         self._lan_adopted(conn)
+        self.files.contact_online(contact_id)
 
     def _preferred(self, a: Connection, b: Connection) -> Connection:
         """Both ends keep the connection dialled by the peer with the smaller identity key."""
@@ -1267,7 +1276,8 @@ class PeerService:
         for record in pending:
             if conn.closed.is_set() or not conn.session.established:
                 return
-            self._send_chat(conn, record)
+            if not self.files.send_offer_for(conn, record):  # a file offer goes as such
+                self._send_chat(conn, record)
             await conn.drain()
         if pending:
             self._emit(
@@ -1311,6 +1321,10 @@ class PeerService:
             await self._emit_contact_changed(contact_id)
         elif isinstance(message, wire.DiscoveryKey):
             await self._lan_store_key(contact_id, message.key)
+        elif isinstance(
+            message, wire.FileOffer | wire.FileRequest | wire.FileControl | wire.FileHave
+        ):
+            await self.files.on_message(contact_id, conn, message)
 
     def _index_soon(self) -> None:
         """Wake the background search indexer (it batches, so bursts cost little)."""
