@@ -95,6 +95,7 @@ class TransferRecord:
     serving: bool  # we answer chunk requests for it
     contacts: tuple[str, ...]  # conversations it appears in
     sources: tuple[str, ...]  # contacts that can serve it to us
+    dropped_sources: tuple[str, ...]  # sources that sent a bad chunk or manifest
     error: str | None  # why it failed or waits (disk full, paused by the sender, ...)
     speed: float  # bytes per second over the last moments (0 when idle)
     fetched_chunks: int  # chunks this run fetched (not counting those held before)

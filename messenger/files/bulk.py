@@ -369,8 +369,8 @@ def fetch(channel: Channel, download: Download, source: str) -> None:
             if len(outstanding) < WINDOW:
                 more = download.take(source_have, WINDOW - len(outstanding))
                 if more:
+                    outstanding += more  # before sending: released if the send fails
                     channel.send(GET, b"".join(_INDEX.pack(i) for i in more))
-                    outstanding += more
             if not outstanding:
                 download.wait_for_work(0.2)  # others hold the rest, and they may fail
                 continue
@@ -379,8 +379,8 @@ def fetch(channel: Channel, download: Download, source: str) -> None:
                 (index,) = _INDEX.unpack_from(body)
                 if index not in outstanding:
                     raise SourceMisbehaved(f"chunk {index} was not asked for")
+                download.store_chunk(source, index, body[4:])  # raises: still outstanding
                 outstanding.remove(index)
-                download.store_chunk(source, index, body[4:])
                 delay = download.rate.take(len(body))
                 if delay:
                     time.sleep(delay)

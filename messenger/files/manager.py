@@ -524,12 +524,16 @@ class FileManager:
     async def _on_control(self, contact_id: str, control: wire.FileControl) -> None:
         f = self._files.get(control.root)
         action = control.action
+        if action is wire.FileAction.REJECT:
+            name = f.row.name if f is not None else control.root.hex()[:12]
+            self._service._emit(FileOfferRejected(contact_id, name, control.reason, False))
+            if f is not None:
+                f.peers[contact_id] = f"refused: {control.reason}"
+                self._changed(f)
+            return
         if f is None:
             return
-        if action is wire.FileAction.REJECT:
-            f.peers[contact_id] = f"refused: {control.reason}"
-            self._service._emit(FileOfferRejected(contact_id, f.row.name, control.reason, False))
-        elif action is wire.FileAction.UNAVAILABLE:
+        if action is wire.FileAction.UNAVAILABLE:
             f.remote_paused[contact_id] = "does not have it"
         elif contact_id in f.sources and f.state is not TransferState.COMPLETE:
             # From a source: the sender paused, resumed or withdrew the file.
@@ -864,6 +868,7 @@ class FileManager:
             serving=f.row.serving and f.state is TransferState.COMPLETE,
             contacts=tuple(dict.fromkeys(c for c, _ in f.contacts.values())),
             sources=tuple(sorted(f.sources)),
+            dropped_sources=tuple(sorted(f.bad_sources)),
             error=error,
             speed=f.speed,
             fetched_chunks=download.fetched if download else 0,
