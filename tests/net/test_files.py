@@ -126,7 +126,7 @@ async def test_three_sources_serve_one_download(make_peer, tmp_path):
 
 
 async def test_a_source_serving_corrupt_chunks_is_dropped(make_peer, tmp_path):
-    (alice, bob, carol, dave), source, tid = await _three_holders(make_peer, tmp_path, 30 * MiB)
+    (_alice, _bob, carol, dave), source, tid = await _three_holders(make_peer, tmp_path, 30 * MiB)
     # Damage every chunk in carol's store: whatever she serves is wrong.
     store_file = carol.files.store.path(bytes.fromhex(tid))
     data = bytearray(store_file.read_bytes())
