@@ -274,10 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     command("lan", "LAN discovery status of the running peer", json_flag=True)
     p = command("file", "send, list, accept, pause, resume, cancel and save files", json_flag=True)
     files = p.add_subparsers(dest="file_action", required=True)
-    f = files.add_parser("send", help="offer a file to a contact")
+    # --json after the action too (`file list --json`).
+    json_too = argparse.ArgumentParser(add_help=False)
+    json_too.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    f = files.add_parser("send", help="offer a file to a contact", parents=[json_too])
     f.add_argument("contact")
     f.add_argument("path")
-    files.add_parser("list", help="every file sent or offered, with its progress")
+    files.add_parser(
+        "list", help="every file sent or offered, with its progress", parents=[json_too]
+    )
     for action, text in (
         ("show", "one transfer"),
         ("accept", "download a file offered to you"),
@@ -285,14 +290,22 @@ def build_parser() -> argparse.ArgumentParser:
         ("resume", "resume a download, or serve a paused file again"),
         ("cancel", "cancel a download (the partial copy is deleted) or withdraw a file"),
     ):
-        files.add_parser(action, help=text).add_argument("id", help="transfer id (prefix)")
-    f = files.add_parser("save", help="decrypt a complete file to PATH (a file or folder)")
+        files.add_parser(action, help=text, parents=[json_too]).add_argument(
+            "id", help="transfer id (prefix)"
+        )
+    f = files.add_parser(
+        "save", help="decrypt a complete file to PATH (a file or folder)", parents=[json_too]
+    )
     f.add_argument("id")
     f.add_argument("path")
-    f = files.add_parser("forward", help="offer a file you hold to another contact")
+    f = files.add_parser(
+        "forward", help="offer a file you hold to another contact", parents=[json_too]
+    )
     f.add_argument("id")
     f.add_argument("contact")
-    f = files.add_parser("config", help="limits: max size, image auto-accept, rate")
+    f = files.add_parser(
+        "config", help="limits: max size, image auto-accept, rate", parents=[json_too]
+    )
     f.add_argument("--max-size", type=int, help="bytes; bigger offers are refused")
     f.add_argument("--auto-accept-images", type=int, help="bytes; smaller images download unasked")
     f.add_argument("--rate-limit", type=int, help="bytes per second per download (0: no limit)")
