@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from messenger import wire
 from messenger.events import FileOfferRejected, MessageAdded, TransferChanged
@@ -270,3 +273,31 @@ async def test_pause_resume_and_cancel_from_either_side(make_peer, tmp_path):
     await alice.files.cancel(tid3)
     await wait_for(lambda: bob.files.find(tid3).state is TransferState.CANCELLED)
     assert bob.files.find(tid3).error == "cancelled by the sender"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+async def test_a_full_disk_fails_clearly_and_keeps_the_partial_for_resume(make_peer, tmp_path):
+    alice, bob = await make_peer("alice"), await make_peer("bob")
+    await befriend(alice, bob)
+    source = random_file(tmp_path / "a.bin", 30 * MiB)
+    tid = await deliver(alice, bob, source)
+    attachments = bob.files.store.root_dir
+    attachments.mkdir(mode=0o700, exist_ok=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(attachments)], check=True
+    )
+    try:
+        await bob.files.accept(tid)
+        await wait_for(lambda: bob.files.find(tid).state is TransferState.FAILED, timeout=30)
+        failed = bob.files.find(tid)
+        assert "disk is full" in (failed.error or "")
+        held = failed.have_bytes // MiB
+        assert 5 <= held < 30 and bob.files.store.path(bytes.fromhex(tid)).exists()
+        subprocess.run(["mount", "-o", "remount,size=64m", str(attachments)], check=True)
+        await bob.files.accept(tid)  # resume
+        await complete(bob, tid)
+        assert bob.files.find(tid).fetched_chunks == 30 - held
+        assert digest(await bob.files.save_as(tid, tmp_path / "out.bin")) == digest(source)
+    finally:
+        await bob.aclose()
+        subprocess.run(["umount", str(attachments)], check=False)
