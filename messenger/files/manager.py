@@ -707,6 +707,9 @@ class FileManager:
             f.download = None
             f.last_download = download
             self._changed(f)
+            if f.state is TransferState.DOWNLOADING and not self._closing:
+                # Resumed while this run was winding down: go again once it is done.
+                asyncio.get_running_loop().call_soon(self._start, f)
 
     async def _fetch_from(self, f: _File, download: Download, contact_id: str) -> None:
         service = self._service

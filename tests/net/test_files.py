@@ -53,12 +53,18 @@ async def deliver(sender: PeerService, receiver: PeerService, path: Path) -> str
 
 
 async def complete(service: PeerService, transfer_id: str, timeout: float = 60.0) -> None:
+    last: list = []
+
     def done() -> bool:
         t = service.files.find(transfer_id)
+        last[:] = [t]
         assert t.state not in (TransferState.FAILED, TransferState.CANCELLED), t.error
         return t.state is TransferState.COMPLETE
 
-    await wait_for(done, timeout=timeout)
+    try:
+        await wait_for(done, timeout=timeout)
+    except TimeoutError:
+        raise AssertionError(f"not complete: {last}") from None
 
 
 async def test_100_mib_arrives_identical_and_the_store_holds_no_plaintext(make_peer, tmp_path):
