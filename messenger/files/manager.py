@@ -50,7 +50,9 @@ from .chunks import (
     Manifest,
     ManifestError,
     check_geometry,
+    chunk_hash,
     decode_manifest,
+    decrypt_chunk,
 )
 from .names import BadName, check_mime, check_name, is_image, sanitise
 from .store import AttachmentStore, StoreError
@@ -94,6 +96,7 @@ class _File:
     last_download: Download | None = None  # the finished one, for its statistics
     task: asyncio.Task[None] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     speed: float = 0.0
     last_emit: float = 0.0
 
@@ -342,46 +345,57 @@ class FileManager:
         )
         return True
 
+    # User actions on one file run one at a time (f.lock): a pause still winding down
+    # must not overwrite the resume clicked right after it.
+
     async def accept(self, transfer_id: str) -> TransferRecord:
         f = self._find(transfer_id)
+        async with f.lock:
+            await self._accept(f)
+        return self._record(f)
+
+    async def _accept(self, f: _File) -> None:
         if f.state in (TransferState.OFFERED, TransferState.FAILED, TransferState.PAUSED):
             await self._set_state(f, TransferState.DOWNLOADING, error=None)
             self._start(f)
         elif f.state is TransferState.CANCELLED:
             raise FileError("this transfer was cancelled")
-        return self._record(f)
 
     async def resume(self, transfer_id: str) -> TransferRecord:
         f = self._find(transfer_id)
-        if f.state is TransferState.COMPLETE:
-            if not f.row.serving:
-                await self._set_serving(f, True)
-                self._tell_all(f, wire.FileAction.RESUME, "resumed by the sender")
-            return self._record(f)
-        if f.state is TransferState.PAUSED:
-            self._tell_sources(f, wire.FileAction.RESUME, "resumed by the receiver")
-        return await self.accept(transfer_id)
+        async with f.lock:
+            if f.state is TransferState.COMPLETE:
+                if not f.row.serving:
+                    await self._set_serving(f, True)
+                    self._tell_all(f, wire.FileAction.RESUME, "resumed by the sender")
+                return self._record(f)
+            if f.state is TransferState.PAUSED:
+                self._tell_sources(f, wire.FileAction.RESUME, "resumed by the receiver")
+            await self._accept(f)
+        return self._record(f)
 
     async def pause(self, transfer_id: str) -> TransferRecord:
         f = self._find(transfer_id)
-        if f.state is TransferState.COMPLETE:
-            if f.row.serving:
-                await self._set_serving(f, False)
-                self._tell_all(f, wire.FileAction.PAUSE, "paused by the sender")
-        elif f.state in (TransferState.DOWNLOADING, TransferState.OFFERED):
-            await self._stop(f)
-            await self._set_state(f, TransferState.PAUSED)
-            self._tell_sources(f, wire.FileAction.PAUSE, "paused by the receiver")
+        async with f.lock:
+            if f.state is TransferState.COMPLETE:
+                if f.row.serving:
+                    await self._set_serving(f, False)
+                    self._tell_all(f, wire.FileAction.PAUSE, "paused by the sender")
+            elif f.state in (TransferState.DOWNLOADING, TransferState.OFFERED):
+                await self._stop(f)
+                await self._set_state(f, TransferState.PAUSED)
+                self._tell_sources(f, wire.FileAction.PAUSE, "paused by the receiver")
         return self._record(f)
 
     async def cancel(self, transfer_id: str) -> TransferRecord:
         f = self._find(transfer_id)
-        if f.state is TransferState.COMPLETE:
-            await self._set_serving(f, False)
-            self._tell_all(f, wire.FileAction.CANCEL, "cancelled by the sender")
-            return self._record(f)
-        await self._cancel_download(f)
-        self._tell_sources(f, wire.FileAction.CANCEL, "cancelled by the receiver")
+        async with f.lock:
+            if f.state is TransferState.COMPLETE:
+                await self._set_serving(f, False)
+                self._tell_all(f, wire.FileAction.CANCEL, "cancelled by the sender")
+                return self._record(f)
+            await self._cancel_download(f)
+            self._tell_sources(f, wire.FileAction.CANCEL, "cancelled by the receiver")
         return self._record(f)
 
     async def save_as(self, transfer_id: str, dest: Path) -> Path:
@@ -404,6 +418,35 @@ class FileManager:
             raise FileError(str(exc)) from None
         except OSError as exc:
             raise FileError(f"cannot write {dest}: {exc.strerror or exc}") from None
+
+    async def plaintext(self, transfer_id: str, *, limit: int = 64 << 20) -> bytes:
+        """A complete small file decrypted in memory (for thumbnails and the image viewer:
+        nothing is written in the clear)."""
+        f = self._find(transfer_id)
+        manifest = f.manifest
+        if f.state is not TransferState.COMPLETE or manifest is None:
+            raise FileError(f"{f.row.name} is not complete yet")
+        if f.row.size > limit:
+            raise FileError(f"{f.row.name} is too big to show")
+
+        def read() -> bytes:
+            fd = self.store.open_for_reading(f.root) if manifest.count else -1
+            try:
+                parts = []
+                for i in range(manifest.count):
+                    data = self.store.read_chunk(fd, manifest, i)
+                    if chunk_hash(data) != manifest.hashes[i]:
+                        raise FileError(f"stored chunk {i} of {f.row.name} is damaged")
+                    parts.append(decrypt_chunk(f.row.file_key, manifest.size, i, data))
+                return b"".join(parts)
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, read)
+        except (StoreError, OSError, ValueError) as exc:
+            raise FileError(str(exc)) from None
 
     async def thumbnail(self, transfer_id: str) -> bytes | None:
         f = self._find(transfer_id)
