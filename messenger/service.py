@@ -762,10 +762,15 @@ class PeerService:
             authority=_Authority(self),
             nearby=self._nearby_offered(),
         )
-        session.receive_data(initial)  # an incomplete first frame: buffered, no events
+        garbage = session.receive_data(initial)  # at most a Closed, for a malformed start
         conn = Connection(reader, writer, session, self._on_connection_event, self.config.timing)
         self._connections.add(conn)
         try:
+            for event in garbage:
+                await self._on_connection_event(conn, event)
+            if garbage:
+                conn.close(session.close_reason or "malformed first frame")
+                return
             await conn.run()
         finally:
             self._connections.discard(conn)

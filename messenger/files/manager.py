@@ -40,8 +40,10 @@ from .bulk import (
     derive_keys,
     encode_preamble,
     fetch,
-    is_bulk_preamble,
     serve,
+)
+from .bulk import (
+    encode_preamble as _encode_bulk_preamble,
 )
 from .chunks import (
     DEFAULT_CHUNK_SIZE,
@@ -71,6 +73,7 @@ DEFAULT_FILE_SETTINGS: dict[str, int] = {
     SETTING_AUTO_ACCEPT_IMAGES: 10 << 20,  # images up to this size download unasked
     SETTING_RATE_LIMIT: 0,  # bytes per second per download; 0 = as fast as it goes
 }
+BULK_PEEK = _encode_bulk_preamble(bytes(16))[:PEEK_LEN]  # what starts every bulk preamble
 TICKET_TTL = 30.0  # seconds a FileRequest's ticket waits for its bulk connection
 MAX_BULK_CONNECTIONS = 32
 PERSIST_INTERVAL = 0.5  # seconds between bitmap saves (and progress events)
@@ -611,15 +614,25 @@ class FileManager:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> bytes | None:
         """The first bytes of an inbound connection: a bulk preamble is handled here (and
-        None returned); anything else is returned for the chat session to start with."""
+        None returned); anything else is returned as soon as it differs from one (or at
+        EOF), for the chat session to start with."""
+        got = b""
         try:
             async with asyncio.timeout(self._service.config.timing.handshake_timeout):
-                peek = await reader.readexactly(PEEK_LEN)
-                if not is_bulk_preamble(peek):
-                    return peek
+                while len(got) < PEEK_LEN and got == BULK_PEEK[: len(got)]:
+                    more = await reader.read(PEEK_LEN - len(got))
+                    if not more:
+                        return got  # EOF: the session reports it
+                    got += more
+                if got != BULK_PEEK:
+                    return got
                 ticket = await reader.readexactly(PREAMBLE_LEN - PEEK_LEN)
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-            writer.close()  # too short or too slow for any handshake
+        except TimeoutError:
+            log.info("closing an inbound connection: handshake timed out")
+            writer.close()
+            return None
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
             return None
         await self._serve_inbound(writer, ticket)
         return None

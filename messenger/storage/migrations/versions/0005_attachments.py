@@ -33,7 +33,7 @@ def upgrade() -> None:
         sa.Column("serving", sa.Boolean(), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("thumbnail", sa.LargeBinary(), nullable=True),
-        sa.Column("created_at", sa.Float(), nullable=False),
+        sa.Column("created_at", sa.Double(), nullable=False),
         sa.PrimaryKeyConstraint("root", name="pk_attachments"),
     )
     op.create_table(
