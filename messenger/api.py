@@ -10,10 +10,11 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from .files.manager import FileError
 from .group_api import GroupCommands
 from .identity import format_safety_number
 from .invite import save_invite_qr
-from .records import ContactRecord, MessageRecord
+from .records import ContactRecord, MessageRecord, TransferRecord
 from .service import PeerService, ServiceError
 
 
@@ -43,6 +44,45 @@ def message_json(m: MessageRecord, author: str) -> dict[str, Any]:
         "state": m.state.name.lower(),
         "body": m.body,
     }
+
+
+def transfer_json(t: TransferRecord, names: dict[str, str] | None = None) -> dict[str, Any]:
+    names = names or {}
+    return {
+        "id": t.id,
+        "name": t.name,
+        "mime": t.mime,
+        "size": t.size,
+        "state": t.state.name.lower(),
+        "have_bytes": t.have_bytes,
+        "progress": round(t.progress, 4),
+        "outgoing": t.outgoing,
+        "serving": t.serving,
+        "contacts": [names.get(c, c) for c in t.contacts],
+        "sources": [names.get(c, c) for c in t.sources],
+        "dropped_sources": [names.get(c, c) for c in t.dropped_sources],
+        "error": t.error,
+        "speed": round(t.speed),
+        "eta": None if t.eta is None else round(t.eta, 1),
+        "fetched_chunks": t.fetched_chunks,
+        "chunks_by_source": {names.get(c, c): n for c, n in t.chunks_by_source},
+        "peers": {names.get(c, c): status for c, status in t.peers},
+        "messages": [m.hex() for m in t.msg_ids],
+    }
+
+
+FILE_ACTIONS = (
+    "send",
+    "list",
+    "show",
+    "accept",
+    "pause",
+    "resume",
+    "cancel",
+    "save",
+    "forward",
+    "config",
+)
 
 
 class LocalApi(GroupCommands):
@@ -174,3 +214,45 @@ class LocalApi(GroupCommands):
         record = await self.service.resolve_contact(contact)
         await self.service.remove_contact(record.id)
         return {"removed": record.id, "name": record.display_name}
+
+    # -- files (docs/protocol.md §17) ------------------------------------------------------
+
+    async def cmd_file(
+        self,
+        action: str,
+        id: str | None = None,
+        contact: str | None = None,
+        path: str | None = None,
+        settings: dict[str, int] | None = None,
+    ) -> Any:
+        files = self.service.files
+        names = {c.id: c.display_name for c in await self.service.contacts()}
+        try:
+            if action == "list":
+                return [transfer_json(t, names) for t in files.transfers()]
+            if action == "config":
+                return await files.configure(**(settings or {}))
+            if action == "send":
+                if not contact or not path:
+                    raise ServiceError("use: file send CONTACT PATH")
+                record = await self.service.resolve_contact(contact)
+                return transfer_json(await files.send_file(record.id, Path(path)), names)
+            if not id:
+                raise ServiceError(f"use: file {action} ID (see `file list`)")
+            if action == "show":
+                return transfer_json(files.find(id), names)
+            if action in ("accept", "pause", "resume", "cancel"):
+                return transfer_json(await getattr(files, action)(id), names)
+            if action == "save":
+                if not path:
+                    raise ServiceError("use: file save ID PATH")
+                saved = await files.save_as(id, Path(path))
+                return {**transfer_json(files.find(id), names), "saved_to": str(saved)}
+            if action == "forward":
+                if not contact:
+                    raise ServiceError("use: file forward ID CONTACT")
+                record = await self.service.resolve_contact(contact)
+                return transfer_json(await files.forward(id, record.id), names)
+        except FileError as exc:
+            raise ServiceError(str(exc)) from None
+        raise ServiceError(f"unknown file action {action!r}; one of {', '.join(FILE_ACTIONS)}")

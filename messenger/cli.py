@@ -22,6 +22,7 @@ from typing import Any
 from . import control
 from .api import LocalApi
 from .events import (
+    FileOfferRejected,
     GroupChanged,
     GroupJoinRequested,
     GroupMessageAdded,
@@ -31,11 +32,13 @@ from .events import (
     PairingRequested,
     PresenceChanged,
     ServiceEvent,
+    TransferChanged,
 )
 from .group_api import GROUP_ACTIONS
 from .invite import InviteError
 from .nearby import PAIRING_TIMEOUT
 from .profile import KdfParams, ProfileDir, ProfileError
+from .records import TransferState
 from .service import PeerService, ServiceConfig, ServiceError
 
 log = logging.getLogger("chinwag.cli")
@@ -218,6 +221,27 @@ def _show_pairing(r: Any) -> None:
     _show_pair(r)
 
 
+def _show_file(r: Any) -> None:
+    rows = r if isinstance(r, list) else [r]
+    if isinstance(r, dict) and "id" not in r:
+        print(json.dumps(r, indent=2))
+        return
+    if not rows:
+        print("no files yet; send one with `chinwag-cli file send CONTACT PATH`")
+    for t in rows:
+        arrow = "->" if t["outgoing"] else "<-"
+        who = ", ".join(t["contacts"]) or "-"
+        line = f"{t['id'][:12]}  {arrow} {who}  {t['name']}  {t['state']}"
+        line += f"  {t['progress'] * 100:.0f}% of {t['size']} bytes"
+        if t["speed"]:
+            line += f"  {t['speed'] / 1048576:.1f} MiB/s"
+        if t["error"]:
+            line += f"  ({t['error']})"
+        print(line)
+        if t.get("saved_to"):
+            print(f"  saved to {t['saved_to']}")
+
+
 def _show_remove(r: dict[str, Any]) -> None:
     print(f"{r['name']} ({r['removed'][:8]}) and your conversation are deleted.")
 
@@ -291,6 +315,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("group", nargs="?", help="group name or id prefix (create: the new name)")
     p.add_argument("args", nargs="*", help="contacts or members; send/rename: the text")
     p.add_argument("--limit", type=int, default=50, help="history: how many messages")
+    p = command("file", "send, list, accept, pause, resume, cancel and save files", json_flag=True)
+    files = p.add_subparsers(dest="file_action", required=True)
+    # --json after the action too (`file list --json`).
+    json_too = argparse.ArgumentParser(add_help=False)
+    json_too.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    f = files.add_parser("send", help="offer a file to a contact", parents=[json_too])
+    f.add_argument("contact")
+    f.add_argument("path")
+    files.add_parser(
+        "list", help="every file sent or offered, with its progress", parents=[json_too]
+    )
+    for action, text in (
+        ("show", "one transfer"),
+        ("accept", "download a file offered to you"),
+        ("pause", "pause a download, or stop serving a file you sent"),
+        ("resume", "resume a download, or serve a paused file again"),
+        ("cancel", "cancel a download (the partial copy is deleted) or withdraw a file"),
+    ):
+        files.add_parser(action, help=text, parents=[json_too]).add_argument(
+            "id", help="transfer id (prefix)"
+        )
+    f = files.add_parser(
+        "save", help="decrypt a complete file to PATH (a file or folder)", parents=[json_too]
+    )
+    f.add_argument("id")
+    f.add_argument("path")
+    f = files.add_parser(
+        "forward", help="offer a file you hold to another contact", parents=[json_too]
+    )
+    f.add_argument("id")
+    f.add_argument("contact")
+    f = files.add_parser(
+        "config", help="limits: max size, image auto-accept, rate", parents=[json_too]
+    )
+    f.add_argument("--max-size", type=int, help="bytes; bigger offers are refused")
+    f.add_argument("--auto-accept-images", type=int, help="bytes; smaller images download unasked")
+    f.add_argument("--rate-limit", type=int, help="bytes per second per download (0: no limit)")
     p = command("run", "run the peer service until SIGINT/SIGTERM")
     p.add_argument("--listen", help="HOST:PORT to listen on (default all interfaces)")
     p.add_argument("--address", action="append", default=[], help="extra HOST:PORT to announce")
@@ -330,7 +391,24 @@ def _command_args(args: argparse.Namespace) -> dict[str, Any]:
             text = sys.stdin.read() if joined == "-" else joined
             return {"action": args.action, "group": args.group, "text": text}
         return {"action": args.action, "group": args.group, "names": args.args, "limit": args.limit}
+    if c == "file":
+        return _file_args(args)
     return {}
+
+
+def _file_args(args: argparse.Namespace) -> dict[str, Any]:
+    action = args.file_action
+    out: dict[str, Any] = {"action": action}
+    if action in ("show", "accept", "pause", "resume", "cancel", "save", "forward"):
+        out["id"] = args.id
+    if action in ("send", "forward"):
+        out["contact"] = args.contact
+    if action in ("send", "save"):
+        out["path"] = str(Path(args.path).expanduser().resolve())
+    if action == "config":
+        names = ("max_size", "auto_accept_images", "rate_limit")
+        out["settings"] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    return out
 
 
 async def _run_command(profile: ProfileDir, args: argparse.Namespace) -> Any:
@@ -463,6 +541,7 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
     server = control.ControlServer(LocalApi(service), profile.control_socket)
     names = {c.id: c.display_name for c in await service.contacts()}
     groups = {g.id: g.name for g in await service.groups.groups()}
+    reported: dict[str, TransferState] = {t.id: t.state for t in service.files.transfers()}
 
     def show(event: ServiceEvent) -> None:
         if isinstance(event, MessageAdded) and not event.message.outgoing:
@@ -497,6 +576,20 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
                 f" (or: group decline {ids})",
                 flush=True,
             )
+        elif isinstance(event, FileOfferRejected):
+            whose = "an offer from" if event.incoming else "your offer to"
+            name = names.get(event.contact_id) or event.contact_id[:8]
+            print(f"* {whose} {name} ({event.name}) refused: {event.reason}", flush=True)
+        elif isinstance(event, TransferChanged):
+            t = event.transfer
+            if t.state is not reported.get(t.id) and t.state is not TransferState.DOWNLOADING:
+                reported[t.id] = t.state
+                if t.state is TransferState.COMPLETE and not t.outgoing:
+                    print(
+                        f"* received {t.name}: chinwag-cli file save {t.id[:12]} PATH", flush=True
+                    )
+                elif t.state is TransferState.OFFERED:
+                    print(f"* {t.name} offered: chinwag-cli file accept {t.id[:12]}", flush=True)
         elif hasattr(event, "contact"):
             contact = event.contact
             names[contact.id] = contact.display_name

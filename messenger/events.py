@@ -11,6 +11,7 @@ from .records import (
     MessageRecord,
     MessageState,
     NearbyPerson,
+    TransferRecord,
 )
 
 
@@ -120,6 +121,24 @@ class GroupJoinRequested:
     name: str  # the contact's name
 
 
+@dataclass(frozen=True, slots=True)
+class TransferChanged:
+    """A file transfer changed state, or made progress (at most a few times a second)."""
+
+    transfer: TransferRecord
+
+
+@dataclass(frozen=True, slots=True)
+class FileOfferRejected:
+    """An offer was refused: one we received was hostile or unacceptable (incoming=True),
+    or a contact refused ours (incoming=False). `reason` is for the user."""
+
+    contact_id: str
+    name: str
+    reason: str
+    incoming: bool
+
+
 ServiceEvent = (
     ContactAdded
     | ContactChanged
@@ -136,4 +155,6 @@ ServiceEvent = (
     | GroupMessageAdded
     | GroupDeliveryChanged
     | GroupJoinRequested
+    | TransferChanged
+    | FileOfferRejected
 )

@@ -114,3 +114,47 @@ class GroupMessageRecord:
     @property
     def id_hex(self) -> str:
         return self.msg_id.hex()
+
+
+class TransferState(IntEnum):
+    """Our copy of a file (docs/protocol.md §17)."""
+
+    OFFERED = 0  # offered to us, not accepted yet
+    DOWNLOADING = 1  # accepted: fetching chunks whenever a source is reachable
+    PAUSED = 2  # paused by us
+    COMPLETE = 3  # every chunk verified and stored; we can serve it
+    CANCELLED = 4  # cancelled (by us or its sender); the partial copy is deleted
+    FAILED = 5  # stopped on an error (disk full, bad manifest); `error` says which
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRecord:
+    """A file in our attachment store, or offered to us. `id` is its root hash in hex."""
+
+    id: str
+    name: str
+    mime: str
+    size: int
+    state: TransferState
+    have_bytes: int
+    outgoing: bool  # we sent it (imported it ourselves)
+    serving: bool  # we answer chunk requests for it
+    contacts: tuple[str, ...]  # conversations it appears in
+    sources: tuple[str, ...]  # contacts that can serve it to us
+    dropped_sources: tuple[str, ...]  # sources that sent a bad chunk or manifest
+    error: str | None  # why it failed or waits (disk full, paused by the sender, ...)
+    speed: float  # bytes per second over the last moments (0 when idle)
+    fetched_chunks: int  # chunks this run fetched (not counting those held before)
+    chunks_by_source: tuple[tuple[str, int], ...]  # chunks this run fetched from each source
+    msg_ids: tuple[bytes, ...]  # the chat messages that carry it
+    peers: tuple[tuple[str, str], ...]  # (contact, status) for those we send it to
+
+    @property
+    def progress(self) -> float:
+        return self.have_bytes / self.size if self.size else 1.0
+
+    @property
+    def eta(self) -> float | None:
+        if self.speed <= 0 or self.state is not TransferState.DOWNLOADING:
+            return None
+        return (self.size - self.have_bytes) / self.speed

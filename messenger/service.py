@@ -41,6 +41,7 @@ from .events import (
     ServiceEvent,
     TypingChanged,
 )
+from .files.manager import FileManager
 from .groups import GroupManager
 from .identity import (
     Identity,
@@ -388,6 +389,7 @@ class PeerService:
         self._addressless: set[str] = set()  # contacts _dial_once found no address for
         self._pairing = PairingManager(self)
         self.groups = GroupManager(self)  # LAN group chat (groups.py)
+        self.files = FileManager(self)  # file transfer (files/manager.py)
 
     # -- construction ---------------------------------------------------------------------
 
@@ -542,6 +544,7 @@ class PeerService:
         self._spawn(self._search_indexer(), "chinwag-search-indexer")
         self._index_soon()  # whatever a killed process left unindexed
         await self.groups.load()
+        await self.files.load()
 
     def _remember_contact(self, keys: ContactKeys) -> None:
         self._contact_keys[keys.id] = keys
@@ -574,6 +577,7 @@ class PeerService:
         if self._server is not None:
             self._server.close()
         self._pairing.close()
+        await self.files.aclose()
         for handle in self._lan_dial_later.values():
             handle.cancel()
         for conn in list(self._connections):
@@ -864,6 +868,9 @@ class PeerService:
             log.warning("refusing an inbound connection: %d handshakes pending", pending)
             writer.close()
             return
+        initial = await self.files.peek_inbound(reader, writer)  # a bulk connection: handled
+        if initial is None:
+            return
         session = Session(
             initiator=False,
             static=self._static_keypair(),
@@ -871,9 +878,15 @@ class PeerService:
             authority=_Authority(self),
             nearby=self._nearby_offered(),
         )
+        garbage = session.receive_data(initial)  # at most a Closed, for a malformed start
         conn = Connection(reader, writer, session, self._on_connection_event, self.config.timing)
         self._connections.add(conn)
         try:
+            for event in garbage:
+                await self._on_connection_event(conn, event)
+            if garbage:
+                conn.close(session.close_reason or "malformed first frame")
+                return
             await conn.run()
         finally:
             self._connections.discard(conn)
@@ -1000,6 +1013,7 @@ class PeerService:
         self._spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
         self._lan_adopted(conn)
         self.groups.on_adopted(conn, contact_id)
+        self.files.contact_online(contact_id)
 
     def _preferred(self, a: Connection, b: Connection) -> Connection:
         """Both ends keep the connection dialled by the peer with the smaller identity key."""
@@ -1392,7 +1406,8 @@ class PeerService:
         for i, record in enumerate(pending):
             if conn.closed.is_set() or not conn.session.established:
                 return
-            self._send_chat(conn, record)
+            if not self.files.send_offer_for(conn, record):  # a file offer goes as such
+                self._send_chat(conn, record)
             if i % OUTBOX_DRAIN_EVERY == OUTBOX_DRAIN_EVERY - 1:
                 await conn.drain()  # backpressure; the messages in between share frames
         await conn.drain()
@@ -1440,6 +1455,10 @@ class PeerService:
             await self._emit_contact_changed(contact_id)
         elif isinstance(message, wire.DiscoveryKey):
             await self._lan_store_key(contact_id, message.key)
+        elif isinstance(
+            message, wire.FileOffer | wire.FileRequest | wire.FileControl | wire.FileHave
+        ):
+            await self.files.on_message(contact_id, conn, message)
 
     def _index_soon(self) -> None:
         """Wake the background search indexer (it batches, so bursts cost little)."""

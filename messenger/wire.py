@@ -51,6 +51,11 @@ __all__ = [
     "ChatMessage",
     "Close",
     "DiscoveryKey",
+    "FileAction",
+    "FileControl",
+    "FileHave",
+    "FileOffer",
+    "FileRequest",
     "GroupAck",
     "GroupHave",
     "GroupJoinRequest",
@@ -127,6 +132,11 @@ HELLO_TAG: Final = 100
 PREAMBLE_MAGIC: Final = b"CW"
 REJECTION_MAGIC: Final = b"CX"
 INVITE_ID_LEN: Final = 16
+FILE_ROOT_LEN: Final = 32
+FILE_KEY_LEN: Final = 32
+FILE_TICKET_LEN: Final = 16
+MAX_FILE_NAME_CHARS: Final = 1024
+MAX_MIME_CHARS: Final = 255
 
 # msgpack limits.  Nothing legitimate comes close: the largest field is a chat
 # body (MAX_BODY_BYTES of UTF-8); strings are allowed to be larger so that an
@@ -175,11 +185,26 @@ class MessageType(enum.IntEnum):
     GROUP_ACK = 23
     GROUP_LEAVE = 24
     GROUP_JOIN_REQUEST = 25
+    # 40-59: file transfer (docs/protocol.md §17).
+    FILE_OFFER = 40
+    FILE_REQUEST = 41
+    FILE_CONTROL = 42
+    FILE_HAVE = 43
 
 
 class ReceiptKind(enum.IntEnum):
     DELIVERED = 1
     READ = 2
+
+
+class FileAction(enum.IntEnum):
+    """What a FileControl asks or reports (docs/protocol.md §17)."""
+
+    PAUSE = 1
+    RESUME = 2
+    CANCEL = 3
+    REJECT = 4  # the offer was refused; the reason says why
+    UNAVAILABLE = 5  # asked for a file we do not (or no longer) serve
 
 
 class HandshakeKind(enum.IntEnum):
@@ -371,6 +396,49 @@ class GroupJoinRequest:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class FileOffer:
+    """A file in a conversation: a chat message (id, counters) plus the file's metadata and
+    key. Size, chunk size and name are checked by the receiver, which answers a bad offer
+    with FileControl(REJECT, reason) rather than dropping the session."""
+
+    msg_id: bytes
+    conversation: bytes
+    seq: int
+    lamport: int
+    sent_at_ms: int
+    root: bytes
+    name: str
+    mime: str
+    size: int
+    chunk_size: int
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileRequest:
+    """Open a bulk connection for `root`: the next inbound bulk preamble with `ticket` is
+    ours, and both ends derive its record keys from `secret`."""
+
+    root: bytes
+    ticket: bytes
+    secret: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FileControl:
+    root: bytes
+    action: FileAction
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class FileHave:
+    """The sender holds every chunk of `root` and can serve it."""
+
+    root: bytes
+
+
 WireMessage: TypeAlias = (
     ChatMessage
     | Receipt
@@ -388,7 +456,15 @@ WireMessage: TypeAlias = (
     | GroupAck
     | GroupLeave
     | GroupJoinRequest
+    | FileOffer
+    | FileRequest
+    | FileControl
+    | FileHave
 )
+
+
+FILE_MESSAGES: Final = (FileOffer, FileRequest, FileControl, FileHave)
+"""The messages files/manager.py handles (tags 40-59)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -706,6 +782,43 @@ def _make_group_join_request(f: list[object]) -> GroupJoinRequest:
     return GroupJoinRequest(name=_display_name(f[0], "group name"))
 
 
+def _make_file_offer(f: list[object]) -> FileOffer:
+    return FileOffer(
+        msg_id=_bytes(f[0], "msg_id", MSG_ID_LEN),
+        conversation=_bytes(f[1], "conversation", MSG_ID_LEN),
+        seq=_int(f[2], "seq", 1, _INT63),
+        lamport=_int(f[3], "lamport", 1, _INT63),
+        sent_at_ms=_int(f[4], "sent_at_ms", 0, _INT63),
+        root=_bytes(f[5], "root", FILE_ROOT_LEN),
+        name=_str(f[6], "name", MAX_FILE_NAME_CHARS),
+        mime=_str(f[7], "mime", MAX_MIME_CHARS),
+        # Any int64: a negative or huge size is the receiver's to reject with a reason.
+        size=_int(f[8], "size", -_INT63, _INT63),
+        chunk_size=_int(f[9], "chunk_size", 0, 2**32),
+        key=_bytes(f[10], "key", FILE_KEY_LEN),
+    )
+
+
+def _make_file_request(f: list[object]) -> FileRequest:
+    return FileRequest(
+        root=_bytes(f[0], "root", FILE_ROOT_LEN),
+        ticket=_bytes(f[1], "ticket", FILE_TICKET_LEN),
+        secret=_bytes(f[2], "secret", FILE_KEY_LEN),
+    )
+
+
+def _make_file_control(f: list[object]) -> FileControl:
+    return FileControl(
+        root=_bytes(f[0], "root", FILE_ROOT_LEN),
+        action=_enum(f[1], "file action", FileAction),
+        reason=_str(f[2], "reason", MAX_CLOSE_REASON_CHARS),
+    )
+
+
+def _make_file_have(f: list[object]) -> FileHave:
+    return FileHave(root=_bytes(f[0], "root", FILE_ROOT_LEN))
+
+
 def _make_hello(f: list[object]) -> Hello:
     addrs = _array(f[4], "addresses", 0, MAX_ADDRESSES)
     return Hello(
@@ -737,6 +850,10 @@ _DECODERS: Final[dict[int, tuple[type[WireMessage], int, _Maker]]] = {
     MessageType.GROUP_ACK: (GroupAck, 2, _make_group_ack),
     MessageType.GROUP_LEAVE: (GroupLeave, 4, _make_group_leave),
     MessageType.GROUP_JOIN_REQUEST: (GroupJoinRequest, 1, _make_group_join_request),
+    MessageType.FILE_OFFER: (FileOffer, 11, _make_file_offer),
+    MessageType.FILE_REQUEST: (FileRequest, 3, _make_file_request),
+    MessageType.FILE_CONTROL: (FileControl, 3, _make_file_control),
+    MessageType.FILE_HAVE: (FileHave, 1, _make_file_have),
 }
 # What a Batch may carry: the messages that come in bursts.
 _BATCHABLE_TAGS: Final = frozenset({MessageType.CHAT, MessageType.RECEIPT})
@@ -842,6 +959,26 @@ def _fields(msg: WireMessage | Hello) -> list[object]:
             msg.listen_port,
             msg.signature,
         ]
+    if isinstance(msg, FileOffer):
+        return [
+            msg.msg_id,
+            msg.conversation,
+            msg.seq,
+            msg.lamport,
+            msg.sent_at_ms,
+            msg.root,
+            msg.name,
+            msg.mime,
+            msg.size,
+            msg.chunk_size,
+            msg.key,
+        ]
+    if isinstance(msg, FileRequest):
+        return [msg.root, msg.ticket, msg.secret]
+    if isinstance(msg, FileControl):
+        return [msg.root, msg.action, msg.reason]
+    if isinstance(msg, FileHave):
+        return [msg.root]
     addrs = msg.addresses
     return [
         msg.ed25519_public,
@@ -868,6 +1005,8 @@ def _pack(tag: int, validated: WireMessage | Hello) -> bytes:
     fields = _fields(validated)
     if isinstance(validated, Receipt):
         fields[0] = int(validated.kind)
+    elif isinstance(validated, FileControl):
+        fields[1] = int(validated.action)
     try:
         packed = msgpack.packb([tag, *fields], use_bin_type=True)
     except Exception as exc:  # defensive: validation should make this unreachable

@@ -7,6 +7,7 @@ Widgets never touch storage or sockets: they call these methods (from an
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -24,11 +25,13 @@ from messenger import (
     TypingChanged,
 )
 from messenger.events import (
+    FileOfferRejected,
     GroupChanged,
     GroupDeleted,
     GroupDeliveryChanged,
     GroupJoinRequested,
     GroupMessageAdded,
+    TransferChanged,
 )
 from messenger.identity import (
     format_safety_number,
@@ -36,7 +39,7 @@ from messenger.identity import (
     verify_safety_number_qr,
 )
 from messenger.invite import Invite
-from messenger.records import GroupMessageRecord, GroupRecord
+from messenger.records import GroupMessageRecord, GroupRecord, TransferRecord
 from messenger.service import ConversationSummary
 
 
@@ -48,6 +51,8 @@ class Bridge(QObject):
     messageAdded = Signal(object)  # MessageRecord (ours queued, or theirs stored)
     messageStatesChanged = Signal(str, object, int)  # contact_id, tuple[bytes], MessageState
     typingChanged = Signal(str, bool)  # contact_id, active
+    transferChanged = Signal(object)  # TransferRecord (state or progress)
+    fileOfferRejected = Signal(str, str, str, bool)  # contact_id, name, reason, incoming
     settingChanged = Signal(str, object)  # key, value
     # Groups (messenger/groups.py); group ids are 32 hex digits.
     groupChanged = Signal(object)  # GroupRecord: new, renamed, members or state changed
@@ -89,6 +94,10 @@ class Bridge(QObject):
             self.groupDeleted.emit(event.group_id)
         elif isinstance(event, GroupJoinRequested):
             self.groupJoinRequested.emit(event.group_id, event.contact_id, event.name)
+        elif isinstance(event, TransferChanged):
+            self.transferChanged.emit(event.transfer)
+        elif isinstance(event, FileOfferRejected):
+            self.fileOfferRejected.emit(event.contact_id, event.name, event.reason, event.incoming)
 
     # -- who am I --------------------------------------------------------------------------
 
@@ -152,6 +161,37 @@ class Bridge(QObject):
 
     async def search(self, text: str, contact_id: str | None = None) -> list[MessageRecord]:
         return await self.service.search(text, contact_id=contact_id)
+
+    # -- files (messenger/files) -------------------------------------------------------------
+
+    def transfers(self, contact_id: str | None = None) -> list[TransferRecord]:
+        found = self.service.files.transfers()
+        return [t for t in found if contact_id is None or contact_id in t.contacts]
+
+    def transfer_for_message(self, msg_id: bytes) -> TransferRecord | None:
+        return self.service.files.for_message(msg_id)
+
+    async def send_file(self, contact_id: str, path: Path) -> TransferRecord:
+        """Raises messenger.files.manager.FileError with a user-facing message."""
+        return await self.service.files.send_file(contact_id, path)
+
+    async def transfer_action(self, action: str, transfer_id: str) -> TransferRecord:
+        if action not in ("accept", "pause", "resume", "cancel"):
+            raise ValueError(action)
+        result: TransferRecord = await getattr(self.service.files, action)(transfer_id)
+        return result
+
+    async def save_file(self, transfer_id: str, dest: Path) -> Path:
+        return await self.service.files.save_as(transfer_id, dest)
+
+    async def file_bytes(self, transfer_id: str) -> bytes:
+        return await self.service.files.plaintext(transfer_id)
+
+    async def thumbnail(self, transfer_id: str) -> bytes | None:
+        return await self.service.files.thumbnail(transfer_id)
+
+    async def set_thumbnail(self, transfer_id: str, png: bytes) -> None:
+        await self.service.files.set_thumbnail(transfer_id, png)
 
     # -- contacts, invites, verification ----------------------------------------------------
 

@@ -309,6 +309,43 @@ def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget
     ]
 
 
+async def demo_files(demo: Demo, tmp: Path) -> None:
+    """Alice sends a photo (auto-accepted: a thumbnail), offers slides, and a big data set
+    is on its way (throttled so the shot shows it moving)."""
+    from PySide6.QtGui import QColor, QImage, QLinearGradient, QPainter
+
+    alice = demo.friends["Alice Moreau"]
+    me = demo.me
+    image = QImage(640, 420, QImage.Format.Format_RGB32)
+    painter = QPainter(image)
+    gradient = QLinearGradient(0, 0, 640, 420)
+    gradient.setColorAt(0, QColor("#2b6cb0"))
+    gradient.setColorAt(1, QColor("#f6ad55"))
+    painter.fillRect(image.rect(), gradient)
+    painter.setBrush(QColor("#ffffff"))
+    painter.drawEllipse(420, 80, 120, 120)
+    painter.end()
+    photo = tmp / "lab-bench.png"
+    image.save(str(photo))
+    slides = tmp / "demo-day-slides.pdf"
+    slides.write_bytes(os.urandom(3 << 20))
+    dataset = tmp / "sensor-dataset.tar"
+    dataset.write_bytes(os.urandom(96 << 20))
+    await me.files.configure(rate_limit=6 << 20)
+    big = await alice.files.send_file(me.contact_id, dataset)
+    shown = await alice.files.send_file(me.contact_id, photo)
+    await alice.files.send_file(me.contact_id, slides)
+    async with asyncio.timeout(20):
+        while len(me.files.transfers()) < 3:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    await me.files.accept(big.id)
+    async with asyncio.timeout(20):
+        while me.files.find(shown.id).state.name != "COMPLETE":  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        while me.files.find(big.id).speed < 1:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+
+
 async def shoot(out: Path, only: set[str] | None) -> list[Path]:
     from ui import theme
     from ui.bridge import Bridge
@@ -328,6 +365,7 @@ async def shoot(out: Path, only: set[str] | None) -> list[Path]:
             window.show()
             await settle(app)
             alice = demo.ids["Alice Moreau"]
+            await demo_files(demo, Path(tmp))
             manager = theme.manager()
             assert manager is not None
 
@@ -351,6 +389,9 @@ async def shoot(out: Path, only: set[str] | None) -> list[Path]:
                 await settle(app, 0.6)
                 await save(f"main-{mode}")
                 bridge.typingChanged.emit(alice, False)
+                window.chat.transfers.show_contact(alice)
+                await settle(app, 1.2)
+                await save(f"files-{mode}")
 
                 window.open_group(demo.group_id)
                 await settle(app, 0.6)

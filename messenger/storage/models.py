@@ -147,3 +147,40 @@ class GroupDelivery(Base):
     )
     member: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
+
+
+class Attachment(Base):
+    """A file offered to us or by us, named by its manifest root (docs/protocol.md §17)."""
+
+    __tablename__ = "attachments"
+    root: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    name: Mapped[str] = mapped_column(Text)
+    mime: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(Integer)
+    chunk_size: Mapped[int] = mapped_column(Integer)
+    file_key: Mapped[bytes] = mapped_column(LargeBinary)
+    manifest: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    have: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    state: Mapped[int] = mapped_column(Integer)
+    serving: Mapped[bool] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    thumbnail: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    created_at: Mapped[float] = mapped_column()
+
+
+class AttachmentMessage(Base):
+    __tablename__ = "attachment_messages"
+    msg_id: Mapped[bytes] = mapped_column(LargeBinary, primary_key=True)
+    root: Mapped[bytes] = mapped_column(
+        ForeignKey("attachments.root", ondelete="CASCADE"), index=True
+    )
+    contact_id: Mapped[str] = mapped_column(String(32))
+    outgoing: Mapped[bool] = mapped_column(Boolean)
+
+
+class AttachmentSource(Base):
+    __tablename__ = "attachment_sources"
+    root: Mapped[bytes] = mapped_column(
+        ForeignKey("attachments.root", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import math
 import re
+import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import (
     QEvent,
     QIdentityProxyModel,
+    QMimeData,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -35,9 +38,12 @@ from PySide6.QtGui import (
     QColor,
     QContextMenuEvent,
     QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
     QFont,
     QFontMetricsF,
     QGuiApplication,
+    QImage,
     QKeyEvent,
     QKeySequence,
     QMouseEvent,
@@ -52,6 +58,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -69,12 +76,14 @@ from PySide6.QtWidgets import (
 )
 
 from messenger import MessageRecord, MessageState, MessageTooLong, ServiceError
+from messenger.files.manager import FileError
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.conversations import ConversationItem, ConversationListModel
 from ui.models.history import HistoryModel, key_of, local_time, time_label
 from ui.tasks import TaskSet
 from ui.views.paint import Avatar, paint_ticks, paint_verified, rounded_path, tick_width
+from ui.views.transfers import TransfersPanel
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -822,10 +831,13 @@ def _full_time(m: MessageRecord) -> str:
 
 
 class ComposerEdit(QPlainTextEdit):
-    """Enter sends, Shift+Enter starts a new line; grows from one to six lines."""
+    """Enter sends, Shift+Enter starts a new line; grows from one to six lines. Pasting an
+    image (or files) sends it instead of inserting text."""
 
     submitted = Signal()
     escapePressed = Signal()
+    imagePasted = Signal(object)  # QImage
+    filesDropped = Signal(object)  # list[Path]
 
     MAX_LINES = 6
 
@@ -840,6 +852,18 @@ class ComposerEdit(QPlainTextEdit):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.document().documentLayout().documentSizeChanged.connect(self._fit)
         self._fit()
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return source.hasImage() or source.hasUrls() or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        files = [Path(u.toLocalFile()) for u in source.urls() if u.isLocalFile()]
+        if files:
+            self.filesDropped.emit(files)
+        elif source.hasImage():
+            self.imagePasted.emit(source.imageData())
+        else:
+            super().insertFromMimeData(source)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
@@ -909,6 +933,7 @@ class EmojiPicker(QFrame):
 class Composer(QFrame):
     sendRequested = Signal(str)
     typingChanged = Signal(bool)
+    attachRequested = Signal()
 
     TYPING_REFRESH = 4.0  # re-announce while typing goes on
     TYPING_IDLE_MS = 5000  # stopped typing after this long without a key
@@ -922,6 +947,11 @@ class Composer(QFrame):
         self.emoji_button.setIconSize(QSize(22, 22))
         self.emoji_button.setToolTip("Emoji")
         self.emoji_button.setAccessibleName("Insert emoji")
+        self.attach_button = QToolButton(self)
+        self.attach_button.setIcon(theme.icon("paperclip"))
+        self.attach_button.setIconSize(QSize(22, 22))
+        self.attach_button.setToolTip("Send a file or image (or drop it here, or paste it)")
+        self.attach_button.setAccessibleName("Attach a file")
         self.edit = ComposerEdit(self)
         self.counter = QLabel(self)
         self.counter.setObjectName("Counter")
@@ -942,6 +972,7 @@ class Composer(QFrame):
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.setSpacing(8)
+        row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.emoji_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.edit, 1)
         row.addWidget(self.counter, 0, Qt.AlignmentFlag.AlignBottom)
@@ -952,8 +983,9 @@ class Composer(QFrame):
         outer.addWidget(self.error)
         outer.addLayout(row)
 
-        for button in (self.emoji_button, self.send_button):
+        for button in (self.attach_button, self.emoji_button, self.send_button):
             button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
+        self.attach_button.clicked.connect(self.attachRequested)
         self._picker: EmojiPicker | None = None
         self._typing = False
         self._typing_sent_at = 0.0
@@ -1344,7 +1376,9 @@ class ChatView(QWidget):
         self.search_bar.hide()
         self.view = HistoryView(self)
         self.typing = TypingIndicator(self)
+        self.transfers = TransfersPanel(bridge, self)
         self.composer = Composer(bridge.max_body_bytes, self)
+        self.setAcceptDrops(True)
         self.jump_button = QToolButton(self.view)
         self.jump_button.setObjectName("JumpButton")
         self.jump_button.setIcon(theme.icon("arrow-down"))
@@ -1361,6 +1395,7 @@ class ChatView(QWidget):
         layout.addWidget(self.search_bar)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.typing)
+        layout.addWidget(self.transfers)
         layout.addWidget(self.composer)
         self.setTabOrder(self.header.search_button, self.header.safety_button)
         self.setTabOrder(self.header.safety_button, self.view)
@@ -1370,6 +1405,9 @@ class ChatView(QWidget):
 
         self.composer.set_available(False, "Choose a conversation to start chatting")
         self.composer.sendRequested.connect(self._send)
+        self.composer.attachRequested.connect(self._choose_files)
+        self.composer.edit.imagePasted.connect(self._send_image)
+        self.composer.edit.filesDropped.connect(self.send_files)
         self.composer.typingChanged.connect(self._on_own_typing)
         self.composer.edit.escapePressed.connect(self.close_search)
         self.header.searchClicked.connect(self.open_search)
@@ -1395,6 +1433,7 @@ class ChatView(QWidget):
 
     def shutdown(self) -> None:
         self._tasks.close()
+        self.transfers.shutdown()
         if self.history is not None:
             self.history.close()
         self._status_timer.stop()
@@ -1442,6 +1481,7 @@ class ChatView(QWidget):
             old.close()
             old.deleteLater()
         self.close_search()
+        self.transfers.show_contact(contact_id)
         self.header.show_item(item, self.conversations.is_typing(contact_id))
         self.typing.set_typing(item.name, self.conversations.is_typing(contact_id))
         self.composer.show_error("")
@@ -1459,6 +1499,7 @@ class ChatView(QWidget):
             self.history.deleteLater()
         self.history = None
         self.contact_id = None
+        self.transfers.show_contact(None)
         self.view.set_history(None)
         self.composer.set_available(False, "Choose a conversation to start chatting")
 
@@ -1553,6 +1594,53 @@ class ChatView(QWidget):
 
         self._tasks.spawn(send())
         self.view.scrollToBottom()
+
+    # -- files --------------------------------------------------------------------------------
+
+    def _choose_files(self) -> None:
+        if self.contact_id is None:
+            return
+        paths, _ = QFileDialog.getOpenFileNames(self, "Send files", str(Path.home()))
+        self.send_files([Path(p) for p in paths])
+
+    def send_files(self, paths: list[Path]) -> None:
+        if self.contact_id is None:
+            return
+        contact_id = self.contact_id
+
+        async def send(path: Path) -> None:
+            try:
+                await self.bridge.send_file(contact_id, path)
+            except (FileError, ServiceError) as exc:
+                if self.contact_id == contact_id:
+                    self.composer.show_error(f"Not sent: {exc}")
+
+        for path in paths:
+            self._tasks.spawn(send(path))
+
+    def _send_image(self, image: object) -> None:
+        """A pasted image: written as a PNG to a private temporary folder, then sent."""
+        if not isinstance(image, QImage) or image.isNull() or self.contact_id is None:
+            return
+        folder = Path(tempfile.mkdtemp(prefix="chinwag-paste-"))
+        path = folder / f"pasted {time.strftime('%Y-%m-%d %H.%M.%S')}.png"
+        if image.save(str(path), "PNG"):
+            self.send_files([path])
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if self.contact_id is not None and (
+            event.mimeData().hasUrls() or event.mimeData().hasImage()
+        ):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        data = event.mimeData()
+        files = [Path(u.toLocalFile()) for u in data.urls() if u.isLocalFile()]
+        if files:
+            self.send_files(files)
+        elif data.hasImage():
+            self._send_image(data.imageData())
+        event.acceptProposedAction()
 
     def _on_own_typing(self, active: bool) -> None:
         if self.contact_id is not None:

@@ -1,0 +1,300 @@
+"""Manifests, chunk crypto, bitmaps, file names, the attachment store, and the bulk
+channel over a real socket pair."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from messenger.files import bulk
+from messenger.files.chunks import (
+    HASH_LEN,
+    MANIFEST_MAGIC,
+    MIN_CHUNK_SIZE,
+    Bitmap,
+    ChunkError,
+    Manifest,
+    ManifestError,
+    check_geometry,
+    decode_manifest,
+    decrypt_chunk,
+    encrypt_chunk,
+)
+from messenger.files.names import BadName, check_mime, check_name, sanitise
+from messenger.files.store import AttachmentStore
+
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+chunk_sizes = st.sampled_from([1 << 16, 1 << 17, 1 << 20, 1 << 22])
+
+
+@st.composite
+def manifests(draw: st.DrawFn) -> Manifest:
+    chunk_size = draw(chunk_sizes)
+    count = draw(st.integers(0, 40))
+    size = 0 if count == 0 else (count - 1) * chunk_size + draw(st.integers(1, chunk_size))
+    hashes = tuple(draw(st.binary(min_size=32, max_size=32)) for _ in range(count))
+    return Manifest(size, chunk_size, hashes)
+
+
+@FAST
+@given(manifests())
+def test_manifest_round_trip(manifest: Manifest) -> None:
+    decoded = decode_manifest(manifest.encode())
+    assert decoded == manifest and decoded.root == manifest.root
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_manifest_fuzz_raises_only_manifest_error(data: bytes) -> None:
+    try:
+        decode_manifest(data)
+    except ManifestError:
+        pass
+
+
+@FUZZ
+@given(manifests(), st.data())
+def test_manifest_mutations_never_crash(manifest: Manifest, data: st.DataObject) -> None:
+    encoded = bytearray(manifest.encode())
+    i = data.draw(st.integers(0, len(encoded) - 1))
+    encoded[i] ^= data.draw(st.integers(1, 255))
+    try:
+        decoded = decode_manifest(bytes(encoded))
+    except ManifestError:
+        return
+    assert decoded.root != manifest.root  # a change is never the same file
+
+
+def test_manifest_must_match_its_size() -> None:
+    header = MANIFEST_MAGIC + (3 << 20).to_bytes(8, "big") + (1 << 20).to_bytes(4, "big")
+    with pytest.raises(ManifestError, match="lists 2 chunks but"):
+        decode_manifest(header + (2).to_bytes(4, "big") + b"h" * 2 * HASH_LEN)
+    with pytest.raises(ManifestError, match="hash bytes"):
+        decode_manifest(header + (3).to_bytes(4, "big") + b"h" * 2 * HASH_LEN)
+
+
+@pytest.mark.parametrize(
+    ("size", "chunk_size", "error"),
+    [(-1, 1 << 20, "negative"), (1 << 40, 1 << 20, "limit"), (10, 1000, "power of two")],
+)
+def test_geometry_checks(size: int, chunk_size: int, error: str) -> None:
+    with pytest.raises(ManifestError, match=error):
+        check_geometry(size, chunk_size, 4 << 30)
+
+
+@FAST
+@given(st.binary(max_size=5000), st.integers(0, 2**40), st.integers(0, 1000))
+def test_chunk_crypto_round_trip_and_binding(plain: bytes, size: int, index: int) -> None:
+    key = os.urandom(32)
+    ct = encrypt_chunk(key, size, index, plain)
+    assert decrypt_chunk(key, size, index, ct) == plain
+    with pytest.raises(ChunkError):
+        decrypt_chunk(key, size, index + 1, ct)  # moved
+    with pytest.raises(ChunkError):
+        decrypt_chunk(key, size + 1, index, ct)  # another file length
+
+
+@FAST
+@given(st.integers(0, 200), st.data())
+def test_bitmap(count: int, data: st.DataObject) -> None:
+    present = data.draw(st.sets(st.integers(0, max(count - 1, 0)), max_size=count))
+    if count == 0:
+        present = set()
+    bitmap = Bitmap(count)
+    for i in present:
+        bitmap.add(i)
+    again = Bitmap(count, bitmap.to_bytes())
+    assert [i in again for i in range(count)] == [i in present for i in range(count)]
+    assert again.have == len(present) and again.complete == (len(present) == count)
+    assert again.missing() == sorted(set(range(count)) - present)
+
+
+def test_bitmap_rejects_bits_past_the_end() -> None:
+    with pytest.raises(ManifestError):
+        Bitmap(3, b"\x08")
+    with pytest.raises(ManifestError):
+        Bitmap(9, b"\x00")
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("../x", "separator"),
+        ("a\\b", "separator"),
+        ("..", "not a file name"),
+        ("...", "not a file name"),
+        ("CON", "device"),
+        ("lpt1.txt", "device"),
+        ("Aux.tar.gz", "device"),
+        ("a\x07b", "forbidden"),
+        ("a\u202eb", "forbidden"),
+        ("what?.txt", "forbidden"),
+        (" lead", "space"),
+        ("trail.", "dot"),
+        ("x" * 256, "255 bytes"),
+        ("", "empty"),
+    ],
+)
+def test_check_name_refuses(name: str, why: str) -> None:
+    with pytest.raises(BadName, match=why):
+        check_name(name)
+
+
+@pytest.mark.parametrize(
+    "name", ["photo.png", "Résumé 2026.pdf", "a.b.c", "CONTRACT.txt", "日本.txt"]
+)
+def test_check_name_accepts(name: str) -> None:
+    assert check_name(name) == name
+
+
+@FUZZ
+@given(st.text(max_size=300))
+def test_sanitise_always_gives_a_name_check_name_accepts(name: str) -> None:
+    clean = sanitise(name)
+    assert check_name(clean) == clean
+
+
+def test_sanitise_examples() -> None:
+    assert sanitise("../../etc/passwd") == "passwd"
+    assert sanitise("C:\\Windows\\nul.txt") == "_nul.txt"
+    assert sanitise("..") == "file"
+    assert sanitise("evil\u202egnp.exe") == "evil_gnp.exe"
+
+
+def test_check_mime() -> None:
+    assert check_mime("image/png") == "image/png"
+    for bad in ("image", "image/png; x", "", "IMAGE/PNG\n"):
+        with pytest.raises(BadName):
+            check_mime(bad)
+
+
+def test_store_round_trip_holds_no_plaintext(tmp_path: Path) -> None:
+    store = AttachmentStore(tmp_path)
+    plain = os.urandom(3 * MIN_CHUNK_SIZE + 77)
+    (tmp_path / "in.bin").write_bytes(plain)
+    key = os.urandom(32)
+    manifest = store.import_file(tmp_path / "in.bin", key, chunk_size=MIN_CHUNK_SIZE)
+    assert manifest.count == 4 and manifest.size == len(plain)
+    stored = store.path(manifest.root).read_bytes()
+    assert len(stored) == len(plain) + 4 * 16
+    assert not any(plain[i : i + 32] in stored for i in range(0, len(plain), 4096))
+    out = store.export(manifest.root, manifest, key, tmp_path / "out.bin")
+    assert out.read_bytes() == plain
+    # A damaged chunk is caught on export and leaves no file behind.
+    damaged = bytearray(stored)
+    damaged[10] ^= 1
+    store.path(manifest.root).write_bytes(damaged)
+    with pytest.raises(ChunkError):
+        store.export(manifest.root, manifest, key, tmp_path / "bad.bin")
+    assert not (tmp_path / "bad.bin").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    store = AttachmentStore(tmp_path)
+    (tmp_path / "empty").write_bytes(b"")
+    manifest = store.import_file(tmp_path / "empty", os.urandom(32))
+    assert manifest.count == 0
+    store.delete(manifest.root)
+    assert store.export(manifest.root, manifest, b"k" * 32, tmp_path / "o").read_bytes() == b""
+
+
+def _pair() -> tuple[bulk.Channel, bulk.Channel]:
+    a, b = socket.socketpair()
+    d2s, s2d = bulk.derive_keys(os.urandom(32))
+    return bulk.Channel(a, d2s, s2d), bulk.Channel(b, s2d, d2s)
+
+
+def test_channel_round_trip_and_tamper() -> None:
+    down, src = _pair()
+    down.send(bulk.GET, b"\x00\x00\x00\x01")
+    assert (lambda r: (r[0], bytes(r[1])))(src.recv()) == (bulk.GET, b"\x00\x00\x00\x01")
+    big = os.urandom(1 << 20)
+    sending = threading.Thread(target=src.send, args=(bulk.CHUNK, b"\x00\x00\x00\x01", big))
+    sending.start()
+    kind, body = down.recv()
+    sending.join(timeout=10)
+    assert kind == bulk.CHUNK and bytes(body[4:]) == big
+    # A flipped bit, or a replayed record, fails authentication.
+    raw = socket.socketpair()
+    d2s, s2d = bulk.derive_keys(b"s" * 32)
+    sender, receiver = bulk.Channel(raw[0], s2d, d2s), bulk.Channel(raw[1], d2s, s2d)
+    sender.send(bulk.READY, b"abc")
+    data = bytearray(raw[1].recv(100))
+    data[-1] ^= 1
+    replay = socket.socketpair()
+    replay[0].sendall(bytes(data))
+    with pytest.raises(bulk.SourceMisbehaved, match="authentication"):
+        bulk.Channel(replay[1], d2s, s2d).recv()
+    for s in (*raw, *replay):
+        s.close()
+    down.close()
+    src.close()
+    del receiver
+
+
+def test_channel_refuses_an_oversized_length() -> None:
+    a, b = socket.socketpair()
+    a.sendall((bulk.MAX_RECORD + 1000).to_bytes(4, "big"))
+    with pytest.raises(bulk.SourceMisbehaved, match="out of bounds"):
+        bulk.Channel(b, b"k" * 32, b"k" * 32).recv()
+    a.close()
+    b.close()
+
+
+def test_preamble() -> None:
+    ticket = os.urandom(16)
+    pre = bulk.encode_preamble(ticket)
+    assert len(pre) == bulk.PREAMBLE_LEN and bulk.is_bulk_preamble(pre[: bulk.PEEK_LEN])
+    assert pre[bulk.PEEK_LEN :] == ticket
+    assert not bulk.is_bulk_preamble(b"\x00\x30CW\x01\x02")  # a RECONNECT handshake
+
+
+def test_serve_and_fetch_over_a_socket_pair(tmp_path: Path) -> None:
+    """One source, one downloader, a source that lies about one chunk."""
+    store = AttachmentStore(tmp_path / "src")
+    (tmp_path / "f").write_bytes(os.urandom(5 * MIN_CHUNK_SIZE))
+    manifest = store.import_file(tmp_path / "f", os.urandom(32), chunk_size=MIN_CHUNK_SIZE)
+    served = bulk.Served(manifest.root, manifest, Bitmap.full(5), lambda: None, lambda n: None)
+    down, src = _pair()
+    worker = threading.Thread(target=bulk.serve, args=(src, store, served))
+    worker.start()
+    download = bulk.Download(manifest.root, AttachmentStore(tmp_path / "dst"), 1 << 30)
+    download.expected = (manifest.size, manifest.chunk_size)
+    bulk.fetch(down, download, "source")
+    worker.join(timeout=10)
+    download.close()
+    assert download.complete and download.fetched == 5
+    assert download.store.path(manifest.root).read_bytes() == store.path(manifest.root).read_bytes()
+
+    # Now a source whose chunk 2 is damaged: the fetch stops with SourceMisbehaved and
+    # chunk 2 is neither marked present nor left in flight.
+    data = bytearray(store.path(manifest.root).read_bytes())
+    data[2 * (MIN_CHUNK_SIZE + 16) + 5] ^= 1
+    store.path(manifest.root).write_bytes(data)
+    down, src = _pair()
+    worker = threading.Thread(target=lambda: _quietly(bulk.serve, src, store, served))
+    worker.start()
+    download = bulk.Download(manifest.root, AttachmentStore(tmp_path / "dst2"), 1 << 30)
+    with pytest.raises(bulk.SourceMisbehaved, match="chunk 2"):
+        bulk.fetch(down, download, "source")
+    down.close()
+    worker.join(timeout=10)
+    download.close()
+    assert download.have is not None and 2 not in download.have
+    assert 2 in download.take(None, 5)
+
+
+def _quietly(fn, *args) -> None:  # type: ignore[no-untyped-def]
+    try:
+        fn(*args)
+    except (bulk.BulkError, OSError):
+        pass

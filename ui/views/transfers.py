@@ -1,0 +1,358 @@
+"""Files in a conversation: one row per transfer with a progress bar, speed and time left,
+pause/resume/cancel, accept, open, show in folder and save as; image thumbnails made
+locally (and kept in the encrypted database), click one to see the image.
+
+Nothing here writes plaintext except "Save as" (where the user chose) and "Open" (a
+private temporary folder, so the system viewer can read it).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QImage, QMouseEvent, QPixmap
+from PySide6.QtWidgets import (
+    QDialog,
+    QFileDialog,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from messenger.files.names import sanitise
+from messenger.records import TransferRecord, TransferState
+
+from .. import theme
+from ..bridge import Bridge
+from ..tasks import TaskSet
+
+log = logging.getLogger(__name__)
+
+THUMB = 56
+MAX_ROWS_SHOWN = 3
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def human_duration(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def status_text(t: TransferRecord) -> str:
+    """The line under the file name: what is happening, how fast, how long still."""
+    size = human_size(t.size)
+    if t.state is TransferState.COMPLETE:
+        if t.outgoing:
+            peers = "; ".join(status for _, status in t.peers) or "offered"
+            return f"{size} · {peers}" + ("" if t.serving else " · paused")
+        return f"{size} · received"
+    if t.state is TransferState.OFFERED:
+        return f"{size} · offered to you"
+    if t.state is TransferState.PAUSED:
+        return f"{human_size(t.have_bytes)} of {size} · paused"
+    if t.state is TransferState.CANCELLED:
+        return f"{size} · cancelled" + (f" ({t.error})" if t.error else "")
+    if t.state is TransferState.FAILED:
+        return f"{human_size(t.have_bytes)} of {size} · stopped: {t.error}"
+    text = f"{human_size(t.have_bytes)} of {size}"
+    if t.error:
+        return f"{text} · {t.error}"
+    if t.speed > 0:
+        text += f" · {human_size(t.speed)}/s"
+        if t.eta is not None:
+            text += f" · {human_duration(t.eta)} left"
+    return text
+
+
+def make_thumbnail(data: bytes, size: int = 2 * THUMB) -> bytes | None:
+    """A PNG thumbnail of an image (None if Qt cannot read it)."""
+    image = QImage.fromData(QByteArray(data))
+    if image.isNull():
+        return None
+    small = image.scaled(
+        size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+    )
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    small.save(buffer, "PNG")
+    return bytes(buffer.data().data())
+
+
+class ImageViewer(QDialog):
+    def __init__(self, name: str, data: bytes, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(name)
+        self.label = QLabel(self)
+        self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        pixmap = QPixmap()
+        pixmap.loadFromData(QByteArray(data))
+        screen = (
+            self.screen().availableGeometry().size() * 0.8 if self.screen() else QSize(1200, 800)
+        )
+        if pixmap.width() > screen.width() or pixmap.height() > screen.height():
+            pixmap = pixmap.scaled(
+                screen,
+                Qt.AspectRatioMode.KeepAspectRatio,
+                Qt.TransformationMode.SmoothTransformation,
+            )
+        self.label.setPixmap(pixmap)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.label)
+
+
+class _Thumb(QLabel):
+    clicked = Signal()
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.clicked.emit()
+        super().mouseReleaseEvent(event)
+
+
+class TransferRow(QFrame):
+    """One file: thumbnail or icon, name, progress, status, buttons for what makes sense."""
+
+    actionRequested = Signal(str, str)  # action, transfer id
+
+    def __init__(self, transfer: TransferRecord, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("TransferRow")
+        self.transfer = transfer
+        self.thumb = _Thumb(self)
+        self.thumb.setFixedSize(THUMB, THUMB)
+        self.thumb.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.name = QLabel(self)
+        self.name.setObjectName("TransferName")
+        self.status = QLabel(self)
+        self.status.setObjectName("TransferStatus")
+        self.progress = QProgressBar(self)
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedHeight(6)
+        self.buttons: dict[str, QToolButton] = {}
+        text = QVBoxLayout()
+        text.setSpacing(3)
+        text.addWidget(self.name)
+        text.addWidget(self.progress)
+        text.addWidget(self.status)
+        row = QHBoxLayout(self)
+        row.setContentsMargins(10, 6, 10, 6)
+        row.setSpacing(10)
+        row.addWidget(self.thumb)
+        row.addLayout(text, 1)
+        for action, label in (
+            ("accept", "Download"),
+            ("pause", "Pause"),
+            ("resume", "Resume"),
+            ("cancel", "Cancel"),
+            ("open", "Open"),
+            ("folder", "Show in folder"),
+            ("save", "Save as…"),
+        ):
+            button = QToolButton(self)
+            button.setText(label)
+            button.setAccessibleName(f"{label} {transfer.name}")
+            button.clicked.connect(
+                lambda _c=False, a=action: self.actionRequested.emit(a, self.transfer.id)
+            )
+            row.addWidget(button)
+            self.buttons[action] = button
+        self.thumb.clicked.connect(lambda: self.actionRequested.emit("view", self.transfer.id))
+        self.saved_to: Path | None = None
+        self.update_transfer(transfer)
+
+    def set_thumbnail(self, png: bytes | None) -> None:
+        if png:
+            pixmap = QPixmap()
+            pixmap.loadFromData(QByteArray(png))
+            self.thumb.setPixmap(
+                pixmap.scaled(
+                    THUMB,
+                    THUMB,
+                    Qt.AspectRatioMode.KeepAspectRatio,
+                    Qt.TransformationMode.SmoothTransformation,
+                )
+            )
+            self.thumb.setCursor(Qt.CursorShape.PointingHandCursor)
+            self.thumb.setToolTip("View the image")
+        else:
+            icon = "image" if self.transfer.mime.startswith("image/") else "paperclip"
+            self.thumb.setPixmap(theme.icon(icon).pixmap(28, 28))
+
+    def update_transfer(self, t: TransferRecord) -> None:
+        self.transfer = t
+        self.name.setText(("↑ " if t.outgoing else "↓ ") + t.name)
+        self.status.setText(status_text(t))
+        self.progress.setValue(int(t.progress * 1000))
+        moving = t.state in (TransferState.DOWNLOADING, TransferState.PAUSED)
+        self.progress.setVisible(moving or t.state is TransferState.FAILED)
+        complete = t.state is TransferState.COMPLETE
+        shown = {
+            "accept": t.state in (TransferState.OFFERED, TransferState.FAILED),
+            "pause": t.state is TransferState.DOWNLOADING
+            or (complete and t.outgoing and t.serving),
+            "resume": t.state is TransferState.PAUSED
+            or (complete and t.outgoing and not t.serving),
+            "cancel": t.state
+            in (TransferState.OFFERED, TransferState.DOWNLOADING, TransferState.PAUSED),
+            "open": complete,
+            "folder": complete and self.saved_to is not None,
+            "save": complete,
+        }
+        for action, button in self.buttons.items():
+            button.setVisible(shown[action])
+        if self.thumb.pixmap().isNull():
+            self.set_thumbnail(None)
+
+
+class TransfersPanel(QFrame):
+    """The files of the conversation on screen, newest first (hidden when there are none)."""
+
+    errorShown = Signal(str)
+
+    def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("TransfersPanel")
+        self.bridge = bridge
+        self.contact_id: str | None = None
+        self.rows: dict[str, TransferRow] = {}
+        self._tasks = TaskSet("transfers panel")
+        self._thumbs: dict[str, bytes | None] = {}  # transfer id -> PNG (None: loading)
+        self._inner = QWidget()
+        self._list = QVBoxLayout(self._inner)
+        self._list.setContentsMargins(0, 0, 0, 0)
+        self._list.setSpacing(0)
+        self._list.addStretch(1)
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidget(self._inner)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.scroll)
+        self.hide()
+        bridge.transferChanged.connect(self._on_transfer)
+
+    def shutdown(self) -> None:
+        self._tasks.close()
+
+    def show_contact(self, contact_id: str | None) -> None:
+        self.contact_id = contact_id
+        for row in self.rows.values():
+            row.deleteLater()
+        self.rows.clear()
+        if contact_id is not None:
+            for t in reversed(self.bridge.transfers(contact_id)):
+                self._add(t)
+        self._fit()
+
+    def _on_transfer(self, t: TransferRecord) -> None:
+        if self.contact_id is None or self.contact_id not in t.contacts:
+            return
+        row = self.rows.get(t.id)
+        if row is None:
+            self._add(t)
+            self._fit()
+        else:
+            row.update_transfer(t)
+            self._want_thumbnail(row)
+
+    def _add(self, t: TransferRecord) -> None:
+        row = TransferRow(t, self._inner)
+        row.actionRequested.connect(self._on_action)
+        self._list.insertWidget(0, row)
+        self.rows[t.id] = row
+        self._want_thumbnail(row)
+
+    def _fit(self) -> None:
+        self.setVisible(bool(self.rows))
+        if self.rows:
+            per_row = next(iter(self.rows.values())).sizeHint().height()
+            self.setFixedHeight(per_row * min(len(self.rows), MAX_ROWS_SHOWN) + 2)
+
+    def _want_thumbnail(self, row: TransferRow) -> None:
+        t = row.transfer
+        if not t.mime.startswith("image/") or t.state is not TransferState.COMPLETE:
+            return
+        if t.size > 32 << 20:
+            return
+        if t.id in self._thumbs:
+            if self._thumbs[t.id] is not None:
+                row.set_thumbnail(self._thumbs[t.id])
+            return
+        self._thumbs[t.id] = None
+
+        async def load() -> None:
+            png = await self.bridge.thumbnail(t.id)
+            if png is None:
+                png = make_thumbnail(await self.bridge.file_bytes(t.id))
+                if png is not None:
+                    await self.bridge.set_thumbnail(t.id, png)
+            self._thumbs[t.id] = png
+            current = self.rows.get(t.id)
+            if current is not None:
+                current.set_thumbnail(png)
+
+        self._tasks.spawn(load(), on_error=lambda e: log.warning("thumbnail failed: %s", e))
+
+    def _on_action(self, action: str, transfer_id: str) -> None:
+        row = self.rows.get(transfer_id)
+        if row is None:
+            return
+        t = row.transfer
+        if action in ("accept", "pause", "resume", "cancel"):
+            self._run(self.bridge.transfer_action(action, transfer_id))
+        elif action == "save":
+            start = str(Path.home() / sanitise(t.name))
+            path, _ = QFileDialog.getSaveFileName(self, "Save as", start)
+            if path:
+                self._run(self._save(row, Path(path)))
+        elif action == "open":
+            self._run(self._open(row))
+        elif action == "folder" and row.saved_to is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(row.saved_to.parent)))
+        elif action == "view" and t.mime.startswith("image/"):
+            self._run(self._view(t))
+
+    async def _save(self, row: TransferRow, path: Path) -> None:
+        row.saved_to = await self.bridge.save_file(row.transfer.id, path)
+        row.update_transfer(row.transfer)
+
+    async def _open(self, row: TransferRow) -> None:
+        folder = Path(tempfile.mkdtemp(prefix="chinwag-open-"))  # 0700, ours alone
+        saved = await self.bridge.save_file(row.transfer.id, folder)
+        QDesktopServices.openUrl(QUrl.fromLocalFile(str(saved)))
+
+    async def _view(self, t: TransferRecord) -> None:
+        data = await self.bridge.file_bytes(t.id)
+        viewer = ImageViewer(t.name, data, self.window())
+        viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        viewer.show()
+
+    def _run(self, coro: object) -> None:
+        def failed(exc: BaseException) -> None:
+            self.errorShown.emit(str(exc))
+            QMessageBox.warning(self, "File transfer", str(exc))
+
+        self._tasks.spawn(coro, on_error=failed)  # type: ignore[arg-type]
