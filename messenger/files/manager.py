@@ -127,13 +127,14 @@ class _Ticket:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def human_size(n: int) -> str:
+def human_size(n: float) -> str:
+    """Sizes as the user sees them everywhere (messages, transfer panel, CLI): binary units."""
     size = float(n)
     for unit in ("bytes", "KiB", "MiB", "GiB"):
         if size < 1024 or unit == "GiB":
-            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+            return f"{int(n)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
         size /= 1024
-    return f"{n} bytes"
+    return f"{int(n)} bytes"
 
 
 def offer_summary(name: str, size: int) -> str:

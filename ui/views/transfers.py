@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from messenger.files.manager import human_size
 from messenger.files.names import sanitise
 from messenger.records import TransferRecord, TransferState
 
@@ -39,14 +40,6 @@ log = logging.getLogger(__name__)
 
 THUMB = 56
 MAX_ROWS_SHOWN = 3
-
-
-def human_size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
 
 
 def human_duration(seconds: float) -> str:
