@@ -557,15 +557,9 @@ class GroupManager:
     async def send_text(self, group_id: bytes, body: str) -> GroupMessageRecord:
         """Sign, store durably, then send to every member online now (the others get it
         at their next catch-up, from us or from any member that has it)."""
-        from .service import MessageTooLong
+        from .service import check_text
 
-        size = len(body.encode("utf-8"))
-        if size > wire.MAX_BODY_BYTES:
-            raise MessageTooLong(
-                f"message is {size} bytes; the limit is {wire.MAX_BODY_BYTES} bytes of text"
-            )
-        if not body.strip():
-            raise GroupError("an empty message is not sent")
+        check_text(body)
         group = self._active(group_id)
         group.lamport += 1
         seq = group.next_seq

@@ -322,6 +322,17 @@ class _Arrival:
     connection: Connection
 
 
+def check_text(body: str) -> None:
+    """The rules every text message obeys, 1:1 or group: within the size limit, not blank."""
+    size = len(body.encode("utf-8"))
+    if size > wire.MAX_BODY_BYTES:
+        raise MessageTooLong(
+            f"message is {size} bytes; the limit is {wire.MAX_BODY_BYTES} bytes of text"
+        )
+    if not body.strip():
+        raise ServiceError("an empty message is not sent")
+
+
 def safe_name(name: str) -> str:
     """A peer-chosen name made safe to show: no control or bidi-override characters."""
     cleaned = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
@@ -1349,13 +1360,7 @@ class PeerService:
 
     async def send_text(self, contact_id: str, body: str) -> MessageRecord:
         """Store a message in the outbox (durably) and send it if the contact is online."""
-        size = len(body.encode("utf-8"))
-        if size > wire.MAX_BODY_BYTES:
-            raise MessageTooLong(
-                f"message is {size} bytes; the limit is {wire.MAX_BODY_BYTES} bytes of text"
-            )
-        if not body.strip():
-            raise ServiceError("an empty message is not sent")
+        check_text(body)
         if contact_id not in self._contact_keys:
             raise ContactNotFound(f"no contact {contact_id}")
         assert self._outgoing is not None
