@@ -214,6 +214,7 @@ GAP = 10.0
 FILE_WIDTH = 260.0  # a file message's bubble is at least this wide (room for its status)
 FILE_SPACING = 6.0
 THUMB_HEIGHT = 160.0  # image thumbnails fit in FILE_WIDTH x this
+THUMB_MAX_ZOOM = 1.5
 BAR_HEIGHT = 4.0
 PROGRESS_STATES = (TransferState.DOWNLOADING, TransferState.PAUSED, TransferState.FAILED)
 TICK = 0.95  # delivery-state icon size, relative to the small font's height
@@ -399,9 +400,13 @@ class BubbleDelegate(QStyledItemDelegate):
             file_top = PAD_Y + text_h + FILE_SPACING
             file_h = 0.0
             if thumb is not None:
-                thumb_size = QSizeF(thumb.size()).scaled(
-                    QSizeF(file_w, THUMB_HEIGHT), Qt.AspectRatioMode.KeepAspectRatio
-                )
+                # Stored thumbnails are small: fit the box, but blow them up at most 1.5x.
+                native = QSizeF(thumb.size()) * THUMB_MAX_ZOOM
+                thumb_size = native.boundedTo(QSizeF(file_w, THUMB_HEIGHT))
+                if thumb_size != native:
+                    thumb_size = native.scaled(
+                        QSizeF(file_w, THUMB_HEIGHT), Qt.AspectRatioMode.KeepAspectRatio
+                    )
                 file_h += thumb_size.height() + FILE_SPACING
             progress_bar = transfer.state in PROGRESS_STATES
             if progress_bar:
