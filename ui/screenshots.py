@@ -311,7 +311,7 @@ def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget
 
 async def demo_files(demo: Demo, tmp: Path) -> None:
     """Alice sends a photo (auto-accepted: a thumbnail), offers slides, and a big data set
-    is on its way (throttled so the shot shows it moving)."""
+    is on its way (throttled so the shots show it moving)."""
     from PySide6.QtGui import QColor, QImage, QLinearGradient, QPainter
 
     alice = demo.friends["Alice Moreau"]
@@ -331,7 +331,14 @@ async def demo_files(demo: Demo, tmp: Path) -> None:
     slides.write_bytes(os.urandom(3 << 20))
     dataset = tmp / "sensor-dataset.tar"
     dataset.write_bytes(os.urandom(96 << 20))
-    await me.files.configure(rate_limit=6 << 20)
+    # The scripted conversation lives only in my database, so Alice's clock is behind it and
+    # her offers would sort above it; a real message from me brings her clock forward.
+    asked = await me.send_text(demo.ids["Alice Moreau"], "Can you send me the files for today?")
+    async with asyncio.timeout(20):
+        while not await alice.history(me.contact_id, limit=1):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    assert (await alice.history(me.contact_id, limit=1))[0].lamport == asked.lamport
+    await me.files.configure(rate_limit=1 << 20)  # still moving in the dark shots
     big = await alice.files.send_file(me.contact_id, dataset)
     shown = await alice.files.send_file(me.contact_id, photo)
     await alice.files.send_file(me.contact_id, slides)
@@ -365,7 +372,6 @@ async def shoot(out: Path, only: set[str] | None) -> list[Path]:
             window.show()
             await settle(app)
             alice = demo.ids["Alice Moreau"]
-            await demo_files(demo, Path(tmp))
             manager = theme.manager()
             assert manager is not None
 
@@ -378,6 +384,7 @@ async def shoot(out: Path, only: set[str] | None) -> list[Path]:
                 written.append(path)
                 print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
+            # The plain conversation first: the files, sent next, end Alice's conversation.
             for mode in ("light", "dark"):
                 manager.set_mode(mode)
                 window.chat.clear()
@@ -389,6 +396,11 @@ async def shoot(out: Path, only: set[str] | None) -> list[Path]:
                 await settle(app, 0.6)
                 await save(f"main-{mode}")
                 bridge.typingChanged.emit(alice, False)
+            await demo_files(demo, Path(tmp))
+
+            for mode in ("light", "dark"):
+                manager.set_mode(mode)
+                window.open_conversation(alice)
                 window.chat.transfers.show_contact(alice)
                 await settle(app, 1.2)
                 await save(f"files-{mode}")

@@ -68,6 +68,7 @@ class FakeBridge(QObject):
     messageStatesChanged = Signal(str, object, int)
     typingChanged = Signal(str, bool)
     settingChanged = Signal(str, object)
+    transferChanged = Signal(object)
 
     def __init__(self) -> None:
         super().__init__()
@@ -88,6 +89,9 @@ class FakeBridge(QObject):
 
     def setting(self, key: str) -> Any:
         return self.settings.get(key)
+
+    def transfers(self, contact_id: str | None = None) -> list[Any]:
+        return []  # no files in the fake's conversations
 
     def is_online(self, contact_id: str) -> bool:
         return contact_id in self.online

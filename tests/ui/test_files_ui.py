@@ -8,8 +8,9 @@ import os
 from PySide6.QtCore import QMimeData, Qt, QUrl
 from PySide6.QtGui import QColor, QImage
 
-from messenger.records import TransferState
+from messenger.records import TransferRecord, TransferState
 from tests.ui.conftest import befriend
+from ui.models.history import HistoryModel
 from ui.views.transfers import status_text
 
 
@@ -86,3 +87,72 @@ def test_dropped_file_and_pasted_image_are_sent_with_a_thumbnail(
     stored = qloop.run(alice.files.thumbnail(png.id))
     assert stored is not None and QImage.fromData(stored).width() <= 112
     assert "received" in status_text(bob.files.find(png.id))
+
+
+def _bubble_center(chat, row: int):
+    view = chat.view
+    index = view.model().index(row, 0)
+    view.scrollTo(index)
+    rect = view.visualRect(index)
+    return view.delegate.bubble_rect(rect, view.delegate.layout(index)).center().toPoint()
+
+
+def test_file_message_bubble_shows_progress_and_acts(
+    qloop, qtbot, make_peer, open_window, tmp_path
+):
+    alice, bob = make_peer("alice"), make_peer("bob")
+    _bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
+    source = tmp_path / "dataset.bin"
+    source.write_bytes(os.urandom(12 << 20))
+    window = open_window(bob)
+    window.open_conversation(alice_at_bob)
+    chat = window.chat
+    history = chat.history
+    assert history is not None
+
+    sent = qloop.run(alice.files.send_file(bob.contact_id, source))
+    (msg_id,) = sent.msg_ids
+    qloop.until(lambda: history.row_of(msg_id) >= 0, what="the offer in Bob's history")
+    row = history.row_of(msg_id)
+    index = history.index(row)
+
+    def shown() -> TransferRecord | None:
+        return history.data(history.index(history.row_of(msg_id)), HistoryModel.TransferRole)
+
+    qloop.until(lambda: shown() is not None, what="the offer's transfer on its row")
+    assert shown().id == sent.id and shown().state is TransferState.OFFERED
+    assert chat.view.transfer_actions(shown()) == ["accept", "cancel"]
+    # A text message carries no transfer.
+    qloop.run(alice.send_text(bob.contact_id, "that was the data set"))
+    qloop.until(lambda: history.rowCount() == row + 2)
+    assert history.data(history.index(row + 1), HistoryModel.TransferRole) is None
+    offered_height = chat.view.delegate.layout(index).row_height
+
+    # A click on the bubble downloads it (the hint says "Download"); slowly, so it shows moving.
+    qloop.run(bob.files.configure(rate_limit=3 << 20))
+    with qtbot.waitSignal(chat.view.transferActionRequested) as clicked:
+        qtbot.mouseClick(
+            chat.view.viewport(), Qt.MouseButton.LeftButton, pos=_bubble_center(chat, row)
+        )
+    assert clicked.args == ["accept", sent.id]
+    qloop.until(
+        lambda: shown().state is TransferState.DOWNLOADING and shown().speed > 0,
+        what="downloading, as the bubble shows",
+    )
+    assert 0 < shown().progress < 1
+    assert "left" in status_text(shown()) and "/s" in status_text(shown())
+    # The progress bar and its status line make the bubble taller.
+    assert chat.view.delegate.layout(history.index(row)).progress_bar
+    assert chat.view.delegate.layout(history.index(row)).row_height > offered_height
+
+    # Clicking again pauses it at the service; the context menu's actions follow the state.
+    qtbot.mouseClick(chat.view.viewport(), Qt.MouseButton.LeftButton, pos=_bubble_center(chat, row))
+    qloop.until(lambda: bob.files.find(sent.id).state is TransferState.PAUSED, what="paused")
+    qloop.until(lambda: shown().state is TransferState.PAUSED)
+    assert chat.view.transfer_actions(shown()) == ["resume", "cancel"]
+    qloop.run(bob.files.configure(rate_limit=0))
+    chat.view.transferActionRequested.emit("resume", sent.id)  # what the menu's Resume does
+    qloop.until(lambda: shown().state is TransferState.COMPLETE, timeout=60, what="complete")
+    assert not chat.view.delegate.layout(history.index(row)).progress_bar
+    assert chat.view.transfer_actions(shown()) == ["open", "save"]
+    assert qloop.run(bob.files.plaintext(sent.id)) == source.read_bytes()

@@ -29,8 +29,10 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
+from PySide6.QtGui import QImage
 
 from messenger import MessageRecord, MessageState
+from messenger.records import TransferRecord, TransferState
 from ui.bridge import Bridge
 from ui.tasks import TaskSet
 
@@ -40,6 +42,8 @@ PAGE_SIZE = 50
 MAX_ROWS = 250  # five pages
 # Two messages of the same author closer than this are drawn as one group.
 GROUP_GAP_MS = 3 * 60 * 1000
+# Images larger than this get no thumbnail (making one means decrypting the whole file).
+THUMBNAIL_MAX_SOURCE = 32 << 20
 # During a burst of arrivals, live rows are added at most this often (seconds).
 FLUSH_SPACING = 0.1
 
@@ -93,11 +97,14 @@ class HistoryModel(QAbstractListModel):
     DayRole = Qt.ItemDataRole.UserRole + 2  # str | None: day separator above this row
     GroupRole = Qt.ItemDataRole.UserRole + 3  # (joins previous, joins next)
     HighlightRole = Qt.ItemDataRole.UserRole + 4  # bool: the message jumped to
+    TransferRole = Qt.ItemDataRole.UserRole + 5  # TransferRecord | None: the file it carries
 
     loadingChanged = Signal(bool)
     appended = Signal(int)  # rows added at the end (live messages or a newer page)
     windowReset = Signal()  # a new window was loaded (latest, or around a message)
     beyondWindow = Signal(int)  # live messages not shown because the window is in the past
+    # A file message changed shape (state or thumbnail): its row height may differ now.
+    transferShapeChanged = Signal()
 
     def __init__(
         self,
@@ -135,13 +142,21 @@ class HistoryModel(QAbstractListModel):
         self._flush_timer.timeout.connect(self._flush_pending)
         self._last_flush = 0.0
         self._views: list[tuple[MessageRecord, str | None, bool, bool, bool]] | None = None
+        # Files carried by messages, by message id: a handful per conversation, kept whole
+        # (the service holds them in memory anyway) so painting a row is one dict lookup.
+        self._transfers: dict[bytes, TransferRecord] = {}
+        self._thumbnails: dict[str, QImage | None] = {}  # transfer id -> image (None: loading)
+        for t in bridge.transfers(contact_id):
+            self._index_transfer(t)
         bridge.messageAdded.connect(self._on_message_added)
         bridge.messageStatesChanged.connect(self._on_states_changed)
+        bridge.transferChanged.connect(self._on_transfer)
 
     def close(self) -> None:
         for signal, slot in (
             (self.bridge.messageAdded, self._on_message_added),
             (self.bridge.messageStatesChanged, self._on_states_changed),
+            (self.bridge.transferChanged, self._on_transfer),
         ):
             try:
                 signal.disconnect(slot)
@@ -175,6 +190,8 @@ class HistoryModel(QAbstractListModel):
             return (self._joins(row - 1, row), self._joins(row, row + 1))
         if role == self.HighlightRole:
             return self.highlight is not None and m.msg_id == self.highlight
+        if role == self.TransferRole:
+            return self._transfers.get(m.msg_id)
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.ToolTipRole):
             return m.body
         if role == Qt.ItemDataRole.AccessibleTextRole:
@@ -247,6 +264,55 @@ class HistoryModel(QAbstractListModel):
                 )
             )
         return views
+
+    def transfer_of(self, msg_id: bytes) -> TransferRecord | None:
+        """The file a message carries (its current state), if it carries one."""
+        return self._transfers.get(msg_id)
+
+    def thumbnail(self, t: TransferRecord) -> QImage | None:
+        """A finished image's thumbnail; the first ask loads it (transferShapeChanged follows)."""
+        if not t.mime.startswith("image/") or t.state is not TransferState.COMPLETE:
+            return None
+        if t.size > THUMBNAIL_MAX_SOURCE:
+            return None
+        if t.id not in self._thumbnails and not self._tasks.closed:
+            self._thumbnails[t.id] = None
+            self._tasks.spawn(self._load_thumbnail(t.id))
+        return self._thumbnails.get(t.id)
+
+    async def _load_thumbnail(self, transfer_id: str) -> None:
+        png = await self.bridge.thumbnail(transfer_id)
+        if png is None:
+            from ui.views.transfers import make_thumbnail  # the panel's maker, shared
+
+            png = make_thumbnail(await self.bridge.file_bytes(transfer_id))
+            if png is not None:
+                await self.bridge.set_thumbnail(transfer_id, png)
+        image = QImage.fromData(png) if png else None
+        if image is not None and not image.isNull():
+            self._thumbnails[transfer_id] = image
+            self.transferShapeChanged.emit()
+
+    def _index_transfer(self, t: TransferRecord) -> list[int]:
+        """Remember `t` for its messages; the rows on screen that show it."""
+        rows = []
+        for msg_id in t.msg_ids:
+            self._transfers[msg_id] = t
+            row = self.row_of(msg_id)
+            if row >= 0:
+                rows.append(row)
+        return rows
+
+    def _on_transfer(self, t: TransferRecord) -> None:
+        if self.contact_id not in t.contacts:
+            return
+        old = next((self._transfers[i] for i in t.msg_ids if i in self._transfers), None)
+        rows = self._index_transfer(t)
+        if not rows:
+            return
+        if old is None or old.state is not t.state:
+            self.transferShapeChanged.emit()
+        self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)))
 
     def record(self, row: int) -> MessageRecord:
         return self._rows[row]

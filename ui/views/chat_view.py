@@ -13,6 +13,7 @@ import re
 import tempfile
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from PySide6.QtCore import (
     QRectF,
     QRegularExpression,
     QSize,
+    QSizeF,
     Qt,
     QTimer,
     QUrl,
@@ -77,13 +79,20 @@ from PySide6.QtWidgets import (
 
 from messenger import MessageRecord, MessageState, MessageTooLong, ServiceError
 from messenger.files.manager import FileError
+from messenger.records import TransferRecord, TransferState
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.conversations import ConversationItem, ConversationListModel
 from ui.models.history import HistoryModel, key_of, local_time, time_label
 from ui.tasks import TaskSet
 from ui.views.paint import Avatar, paint_ticks, paint_verified, rounded_path, tick_width
-from ui.views.transfers import TransfersPanel
+from ui.views.transfers import (
+    ACTION_LABELS,
+    TransfersPanel,
+    available_actions,
+    primary_action,
+    status_text,
+)
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -202,6 +211,12 @@ RADIUS = 18.0
 TIGHT = 5.0
 GROUP_GAP = 2.0
 GAP = 10.0
+FILE_WIDTH = 260.0  # a file message's bubble is at least this wide (room for its status)
+FILE_SPACING = 6.0
+THUMB_HEIGHT = 160.0  # image thumbnails fit in FILE_WIDTH x this
+THUMB_MAX_ZOOM = 1.5
+BAR_HEIGHT = 4.0
+PROGRESS_STATES = (TransferState.DOWNLOADING, TransferState.PAUSED, TransferState.FAILED)
 TICK = 0.95  # delivery-state icon size, relative to the small font's height
 
 
@@ -220,6 +235,11 @@ class BubbleLayout:
     time: str
     row_height: int
     body: str = ""
+    # A file message: where its file area starts below the bubble's top, and its parts.
+    file_top: float = 0.0
+    thumb: QImage | None = None
+    thumb_size: QSizeF | None = None
+    progress_bar: bool = False
 
 
 @dataclass(slots=True)
@@ -319,7 +339,10 @@ class BubbleDelegate(QStyledItemDelegate):
             width = self._width = self._view.viewport().width()
         # Theme and font changes clear the cache (invalidate), so they need no key part.
         marks = history.search_terms
-        key = (m.row_id, width, day, joins_prev, joins_next, last, marks)
+        transfer = history.transfer_of(m.msg_id)
+        thumb = history.thumbnail(transfer) if transfer is not None else None
+        shape = None if transfer is None else (transfer.state, thumb is not None)
+        key = (m.row_id, width, day, joins_prev, joins_next, last, marks, shape)
         found = self._cache.get(key)
         if found is not None:
             self._cache.move_to_end(key)
@@ -360,13 +383,36 @@ class BubbleDelegate(QStyledItemDelegate):
         meta_w = fm_small.horizontalAdvance(when) + (
             tick_width(tick, MessageState.READ) + 4 if m.outgoing else 0
         )
-        inline = not jumbo and last_line_w + 12 + meta_w <= max_text
+        inline = transfer is None and not jumbo and last_line_w + 12 + meta_w <= max_text
         if inline:
             content_w = max(text_w, last_line_w + 12 + meta_w)
             content_h = text_h
         else:
             content_w = max(text_w, meta_w)
             content_h = text_h + fm_small.height() + 1
+        file_top = 0.0
+        thumb_size = None
+        progress_bar = False
+        if transfer is not None:
+            # Under the name: thumbnail, progress bar, status line; the hint shares the time's line.
+            file_w = min(max_text, FILE_WIDTH)
+            content_w = max(content_w, file_w)
+            file_top = PAD_Y + text_h + FILE_SPACING
+            file_h = 0.0
+            if thumb is not None:
+                # Stored thumbnails are small: fit the box, but blow them up at most 1.5x.
+                native = QSizeF(thumb.size()) * THUMB_MAX_ZOOM
+                thumb_size = native.boundedTo(QSizeF(file_w, THUMB_HEIGHT))
+                if thumb_size != native:
+                    thumb_size = native.scaled(
+                        QSizeF(file_w, THUMB_HEIGHT), Qt.AspectRatioMode.KeepAspectRatio
+                    )
+                file_h += thumb_size.height() + FILE_SPACING
+            progress_bar = transfer.state in PROGRESS_STATES
+            if progress_bar:
+                file_h += BAR_HEIGHT + FILE_SPACING
+            file_h += fm_small.height()
+            content_h += FILE_SPACING + file_h + FILE_SPACING
         bubble_w = content_w + 2 * PAD_X
         bubble_h = content_h + 2 * PAD_Y
 
@@ -387,6 +433,10 @@ class BubbleDelegate(QStyledItemDelegate):
             time=when,
             row_height=math.ceil(top + bubble_h + bottom),
             body=body,
+            file_top=file_top,
+            thumb=thumb,
+            thumb_size=thumb_size,
+            progress_bar=progress_bar,
         )
         self._cache[key] = result
         if len(self._cache) > self.CACHE:
@@ -482,8 +532,12 @@ class BubbleDelegate(QStyledItemDelegate):
             lay.doc.documentLayout().draw(painter, ctx)
             painter.restore()
 
-        # Time and delivery state, at the bubble's lower right.
         fm_small = st.fm_small
+        transfer = self._view.history.transfer_of(m.msg_id) if self._view.history else None
+        if transfer is not None and lay.file_top:
+            self._paint_file(painter, bubble, lay, transfer)
+
+        # Time and delivery state, at the bubble's lower right.
         if lay.jumbo:
             meta_color = c["text_muted"]
         else:
@@ -513,6 +567,66 @@ class BubbleDelegate(QStyledItemDelegate):
             lay.time,
         )
         painter.restore()
+
+    def _paint_file(
+        self, painter: QPainter, bubble: QRectF, lay: BubbleLayout, t: TransferRecord
+    ) -> None:
+        """Thumbnail, progress bar and status of a file message, and what a click does."""
+        st = self.style()
+        c = st.colors
+        fm_small = st.fm_small
+        left = bubble.left() + PAD_X
+        width = bubble.width() - 2 * PAD_X
+        y = bubble.top() + lay.file_top
+        muted = c["bubble_out_meta" if lay.outgoing else "text_muted"]
+        if lay.thumb is not None and lay.thumb_size is not None:
+            target = QRectF(QPointF(left, y), lay.thumb_size)
+            path = rounded_path(target, 8, 8, 8, 8)
+            painter.save()
+            painter.setClipPath(path, Qt.ClipOperation.IntersectClip)
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            painter.drawImage(target, lay.thumb)
+            painter.restore()
+            y += lay.thumb_size.height() + FILE_SPACING
+        if lay.progress_bar:
+            track = QRectF(left, y, width, BAR_HEIGHT)
+            painter.setPen(Qt.PenStyle.NoPen)
+            trough = QColor(muted)
+            trough.setAlphaF(0.3)
+            painter.setBrush(trough)
+            painter.drawRoundedRect(track, BAR_HEIGHT / 2, BAR_HEIGHT / 2)
+            done = QRectF(track)
+            done.setWidth(max(BAR_HEIGHT, width * min(1.0, t.progress)))
+            painter.setBrush(c["link_out" if lay.outgoing else "link_in"])
+            painter.drawRoundedRect(done, BAR_HEIGHT / 2, BAR_HEIGHT / 2)
+            y += BAR_HEIGHT + FILE_SPACING
+        painter.setFont(st.small)
+        painter.setPen(muted)
+        status = fm_small.elidedText(status_text(t), Qt.TextElideMode.ElideRight, width)
+        painter.drawText(
+            QRectF(left, y, width, fm_small.height()),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            status,
+        )
+        action = primary_action(t)
+        if action is not None:
+            # On the time's line, at the left: what a click does (more in the context menu).
+            hint = f"{ACTION_LABELS[action]} ▸"
+            painter.setPen(c["link_out" if lay.outgoing else "link_in"])
+            line_top = bubble.bottom() - PAD_Y - fm_small.height()
+            painter.drawText(
+                QRectF(left, line_top, width / 2, fm_small.height()),
+                Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                hint,
+            )
+
+    def transfer_at(self, index: Index, rect: QRectF, pos: QPointF) -> TransferRecord | None:
+        """The file carried by the bubble under `pos`, if it is a file message."""
+        row = self._row(index)
+        history = self._view.history
+        if row is None or history is None or not self.bubble_at(index, rect, pos):
+            return None
+        return history.transfer_of(row[0].msg_id)
 
     def anchor_at(self, index: Index, rect: QRectF, pos: QPointF) -> str | None:
         """The link under `pos` (view coordinates) in the row at `rect`, if any."""
@@ -551,6 +665,7 @@ class _NoAutoFetch(QIdentityProxyModel):
 class HistoryView(QListView):
     linkActivated = Signal(str)
     atBottomChanged = Signal(bool)
+    transferActionRequested = Signal(str, str)  # action, transfer id (from a file's bubble)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -574,6 +689,9 @@ class HistoryView(QListView):
         self._stick = True
         self._at_bottom = True
         self._press_href: str | None = None
+        self._press_transfer: str | None = None  # the file whose bubble the press was on
+        # Whether a file was saved this session (ChatView points this at its files panel).
+        self.is_saved: Callable[[str], bool] = lambda _transfer_id: False
         self.open_url = QDesktopServices.openUrl  # tests replace this
         self._fetch_timer = QTimer(self)  # dies with the view, unlike a bare singleShot
         self._fetch_timer.setSingleShot(True)
@@ -608,6 +726,7 @@ class HistoryView(QListView):
             proxy.modelReset.connect(self._after_reset)
             model.windowReset.connect(self._after_window)
             model.loadingChanged.connect(self._on_loading_changed)
+            model.transferShapeChanged.connect(self._on_transfer_shape)
             self._proxy = proxy
         if old_proxy is not None:
             old_proxy.deleteLater()
@@ -665,6 +784,14 @@ class HistoryView(QListView):
 
     def _after_reset(self) -> None:
         self._anchor = None
+
+    def _on_transfer_shape(self) -> None:
+        """A file message grew or shrank (a thumbnail arrived, the progress bar went)."""
+        if self._stick:
+            self.scrollToBottom()  # lays out (once) and stays at the newest message
+        else:
+            self.scheduleDelayedItemsLayout()
+            self.viewport().update()
 
     def _after_window(self) -> None:
         """A new window: show the highlighted message, or the newest one."""
@@ -761,21 +888,40 @@ class HistoryView(QListView):
         self.viewport().setToolTip(href or "")
         super().mouseMoveEvent(event)
 
+    def transfer_at(self, pos: QPoint) -> TransferRecord | None:
+        index = self.indexAt(pos)
+        if not index.isValid():
+            return None
+        return self.delegate.transfer_at(index, QRectF(self.visualRect(index)), QPointF(pos))
+
     def mousePressEvent(self, event: QMouseEvent) -> None:
         self._press_href = None
+        self._press_transfer = None
         if event.button() == Qt.MouseButton.LeftButton:
-            self._press_href = self._href_at(event.position().toPoint())
+            pos = event.position().toPoint()
+            self._press_href = self._href_at(pos)
+            found = self.transfer_at(pos)
+            self._press_transfer = found.id if found is not None else None
         super().mousePressEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         href = None
+        transfer = None
         if event.button() == Qt.MouseButton.LeftButton:
-            href = self._href_at(event.position().toPoint())
+            pos = event.position().toPoint()
+            href = self._href_at(pos)
+            transfer = self.transfer_at(pos)
         super().mouseReleaseEvent(event)
         if href and href == self._press_href:
             self.linkActivated.emit(href)
             self.open_url(QUrl(href))
+        elif transfer is not None and transfer.id == self._press_transfer:
+            # A click on a file's bubble does what its hint says (Download, Pause, Open, ...).
+            action = primary_action(transfer)
+            if action is not None:
+                self.transferActionRequested.emit(action, transfer.id)
         self._press_href = None
+        self._press_transfer = None
 
     def message_at(self, pos: QPoint) -> MessageRecord | None:
         index = self.indexAt(pos)
@@ -796,9 +942,24 @@ class HistoryView(QListView):
         if href:
             link = menu.addAction("Copy link")
             link.triggered.connect(lambda: QGuiApplication.clipboard().setText(href))
+        transfer = self.history.transfer_of(message.msg_id) if self.history else None
+        if transfer is not None:
+            menu.addSeparator()
+            emit = self.transferActionRequested.emit
+            for action in self.transfer_actions(transfer):
+                item = menu.addAction(ACTION_LABELS[action])
+                item.triggered.connect(lambda _c=False, a=action, i=transfer.id: emit(a, i))
+            menu.addSeparator()
         info = menu.addAction(f"{'Sent' if message.outgoing else 'Received'} {_full_time(message)}")
         info.setEnabled(False)
         menu.exec(event.globalPos())
+
+    def transfer_actions(self, t: TransferRecord) -> list[str]:
+        """The file actions a bubble's context menu offers (the panel's buttons, and View)."""
+        actions = available_actions(t, self.is_saved(t.id))
+        if t.state is TransferState.COMPLETE and t.mime.startswith("image/"):
+            actions.insert(0, "view")
+        return actions
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         sb = self.verticalScrollBar()
@@ -1377,6 +1538,9 @@ class ChatView(QWidget):
         self.view = HistoryView(self)
         self.typing = TypingIndicator(self)
         self.transfers = TransfersPanel(bridge, self)
+        # File bubbles act through the panel, which keeps per-file state (where it was saved).
+        self.view.is_saved = self.transfers.saved
+        self.view.transferActionRequested.connect(self.transfers.run_action)
         self.composer = Composer(bridge.max_body_bytes, self)
         self.setAcceptDrops(True)
         self.jump_button = QToolButton(self.view)

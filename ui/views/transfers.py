@@ -77,6 +77,47 @@ def status_text(t: TransferRecord) -> str:
     return text
 
 
+ACTION_LABELS = {
+    "accept": "Download",
+    "pause": "Pause",
+    "resume": "Resume",
+    "cancel": "Cancel",
+    "open": "Open",
+    "folder": "Show in folder",
+    "save": "Save as…",
+    "view": "View",
+}
+
+
+def available_actions(t: TransferRecord, saved: bool = False) -> list[str]:
+    """What the user can do with a file now, in the order the buttons and menus show them."""
+    complete = t.state is TransferState.COMPLETE
+    active = (TransferState.OFFERED, TransferState.DOWNLOADING, TransferState.PAUSED)
+    shown = {
+        "accept": t.state in (TransferState.OFFERED, TransferState.FAILED),
+        "pause": t.state is TransferState.DOWNLOADING or (complete and t.outgoing and t.serving),
+        "resume": t.state is TransferState.PAUSED or (complete and t.outgoing and not t.serving),
+        "cancel": t.state in active,
+        "open": complete,
+        "folder": complete and saved,
+        "save": complete,
+    }
+    return [action for action, show in shown.items() if show]
+
+
+def primary_action(t: TransferRecord) -> str | None:
+    """What a click on the file's message bubble does."""
+    if t.state in (TransferState.OFFERED, TransferState.FAILED):
+        return "accept"
+    if t.state is TransferState.DOWNLOADING:
+        return "pause"
+    if t.state is TransferState.PAUSED:
+        return "resume"
+    if t.state is TransferState.COMPLETE:
+        return "view" if t.mime.startswith("image/") else "open"
+    return None
+
+
 def make_thumbnail(data: bytes, size: int = 2 * THUMB) -> bytes | None:
     """A PNG thumbnail of an image (None if Qt cannot read it)."""
     image = QImage.fromData(QByteArray(data))
@@ -154,15 +195,9 @@ class TransferRow(QFrame):
         row.setSpacing(10)
         row.addWidget(self.thumb)
         row.addLayout(text, 1)
-        for action, label in (
-            ("accept", "Download"),
-            ("pause", "Pause"),
-            ("resume", "Resume"),
-            ("cancel", "Cancel"),
-            ("open", "Open"),
-            ("folder", "Show in folder"),
-            ("save", "Save as…"),
-        ):
+        for action, label in ACTION_LABELS.items():
+            if action == "view":
+                continue  # the thumbnail is the button
             button = QToolButton(self)
             button.setText(label)
             button.setAccessibleName(f"{label} {transfer.name}")
@@ -200,21 +235,9 @@ class TransferRow(QFrame):
         self.progress.setValue(int(t.progress * 1000))
         moving = t.state in (TransferState.DOWNLOADING, TransferState.PAUSED)
         self.progress.setVisible(moving or t.state is TransferState.FAILED)
-        complete = t.state is TransferState.COMPLETE
-        shown = {
-            "accept": t.state in (TransferState.OFFERED, TransferState.FAILED),
-            "pause": t.state is TransferState.DOWNLOADING
-            or (complete and t.outgoing and t.serving),
-            "resume": t.state is TransferState.PAUSED
-            or (complete and t.outgoing and not t.serving),
-            "cancel": t.state
-            in (TransferState.OFFERED, TransferState.DOWNLOADING, TransferState.PAUSED),
-            "open": complete,
-            "folder": complete and self.saved_to is not None,
-            "save": complete,
-        }
+        shown = available_actions(t, self.saved_to is not None)
         for action, button in self.buttons.items():
-            button.setVisible(shown[action])
+            button.setVisible(action in shown)
         if self.thumb.pixmap().isNull():
             self.set_thumbnail(None)
 
@@ -308,6 +331,14 @@ class TransfersPanel(QFrame):
                 current.set_thumbnail(png)
 
         self._tasks.spawn(load(), on_error=lambda e: log.warning("thumbnail failed: %s", e))
+
+    def saved(self, transfer_id: str) -> bool:
+        row = self.rows.get(transfer_id)
+        return row is not None and row.saved_to is not None
+
+    def run_action(self, action: str, transfer_id: str) -> None:
+        """An action on one of this conversation's files (from the panel or a chat bubble)."""
+        self._on_action(action, transfer_id)
 
     def _on_action(self, action: str, transfer_id: str) -> None:
         row = self.rows.get(transfer_id)
