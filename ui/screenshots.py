@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # The demo never touches a real keyring: its keys live in files in a temporary folder.
@@ -66,6 +67,9 @@ def at(days_ago: int, hh: int, mm: int) -> int:
     return int(dt.datetime.combine(day, dt.time(hh, mm)).timestamp() * 1000)
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class Demo:
     root: Path
@@ -76,6 +80,13 @@ class Demo:
     seq: dict[str, int] = field(default_factory=dict)
     group_id: str = ""
 
+    def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Write demo data on the service's database thread and wait for it. The service
+        runs (search indexer, groups) and shares one SQLite connection between its database
+        thread and small writes on this thread; a direct call here could land beside a job
+        on that thread ("cannot commit - no transaction is active")."""
+        return self.me._executor.submit(fn, *args).result()
+
     def incoming(self, who: str, when_ms: int, body: str) -> None:
         cid = self.ids[who]
         self.lamport[cid] = self.lamport.get(cid, 0) + 1
@@ -83,14 +94,14 @@ class Demo:
         message = IncomingMessage(
             nacl.utils.random(16), self.seq[cid], self.lamport[cid], when_ms, body
         )
-        self.me.repo.store_incoming([(cid, [message])], when_ms + 400)
+        self.write(self.me.repo.store_incoming, [(cid, [message])], when_ms + 400)
 
     def outgoing(self, who: str, when_ms: int, body: str, state: MessageState) -> None:
         cid = self.ids[who]
-        (record,) = self.me.repo.queue_outgoing_many([(cid, body)], when_ms)
+        (record,) = self.write(self.me.repo.queue_outgoing_many, [(cid, body)], when_ms)
         self.lamport[cid] = record.lamport
         if state is not MessageState.QUEUED:
-            self.me.repo.advance_states(cid, [record.msg_id], state)
+            self.write(self.me.repo.advance_states, cid, [record.msg_id], state)
 
 
 FRIENDS = [
@@ -206,14 +217,14 @@ def write_conversations(d: Demo) -> None:
     )
     inc(a, at(0, 9, 37), "🎉🎉")
     out(a, at(0, 9, 41), "See you at 10!", delivered)
-    d.me.repo.mark_seen(d.ids[a])
+    d.write(d.me.repo.mark_seen, d.ids[a])
 
     inc("Ben Okafor", at(0, 8, 58), "Hey Sam, can you show me your code later?")
     inc("Ben Okafor", at(0, 9, 2), "I'll scan it with my webcam so we're verified 🔐")
     out("Chen Wei", at(1, 16, 5), "Thanks, the build passes now ✅", read)
-    d.me.repo.mark_seen(d.ids["Chen Wei"])
+    d.write(d.me.repo.mark_seen, d.ids["Chen Wei"])
     inc("Dana Kowalski", at(3, 11, 20), "The projector in 3.14 needs an HDMI adapter")
-    d.me.repo.mark_seen(d.ids["Dana Kowalski"])
+    d.write(d.me.repo.mark_seen, d.ids["Dana Kowalski"])
     inc("Eve Lindqvist", at(4, 12, 2), "Lunch at 12:30? The new place on the corner")
 
 
