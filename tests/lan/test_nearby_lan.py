@@ -106,48 +106,29 @@ def test_a_mismatch_writes_nothing(lan: Lan, tmp_path, who_declines: str) -> Non
     request = _request_at(runners["frank"])
     assert started["sas"] == request["sas"].replace(" ", "")
     # One of them sees different digits (in a real attack they would differ) and says no.
-    if who_declines == "frank":
-        erin_accepts = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "messenger.cli",
-                "--profile",
-                str(profiles["erin"]),
-                "pairing",
-                "accept",
-                started["pairing"],
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-        )
-        wait_until(lambda: cli_json(profiles["erin"], "pairing")[0]["confirmed_here"], 10)
-        cli(profiles["frank"], "pairing", "reject", request["id"])
-        _, err = erin_accepts.communicate(timeout=30)
-        assert erin_accepts.returncode == 1 and "no pairing" in err
-    else:
-        frank_accepts = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "messenger.cli",
-                "--profile",
-                str(profiles["frank"]),
-                "pairing",
-                "accept",
-                request["id"],
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-        )
-        wait_until(lambda: cli_json(profiles["frank"], "pairing")[0]["confirmed_here"], 10)
-        cli(profiles["erin"], "pairing", "reject", started["pairing"])
-        _, err = frank_accepts.communicate(timeout=30)
-        assert frank_accepts.returncode == 1 and "no pairing" in err
+    # The other one has already accepted and waits for the answer, which is a no.
+    ids = {"erin": started["pairing"], "frank": request["id"]}
+    accepter = "erin" if who_declines == "frank" else "frank"
+    accepts = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "messenger.cli",
+            "--profile",
+            str(profiles[accepter]),
+            "pairing",
+            "accept",
+            ids[accepter],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    wait_until(lambda: cli_json(profiles[accepter], "pairing")[0]["confirmed_here"], 10)
+    cli(profiles[who_declines], "pairing", "reject", ids[who_declines])
+    _, err = accepts.communicate(timeout=30)
+    assert accepts.returncode == 1 and "no pairing" in err
     for name in profiles:
         runners[name].wait_line("* pairing", timeout=10)
         assert cli_json(profiles[name], "pairing") == []
