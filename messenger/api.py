@@ -59,6 +59,7 @@ def transfer_json(t: TransferRecord, names: dict[str, str] | None = None) -> dic
         "outgoing": t.outgoing,
         "serving": t.serving,
         "contacts": [names.get(c, c) for c in t.contacts],
+        "groups": [names.get(g, g) for g in t.groups],
         "sources": [names.get(c, c) for c in t.sources],
         "dropped_sources": [names.get(c, c) for c in t.dropped_sources],
         "error": t.error,
@@ -226,7 +227,7 @@ class LocalApi(GroupCommands):
         settings: dict[str, int] | None = None,
     ) -> Any:
         files = self.service.files
-        names = {c.id: c.display_name for c in await self.service.contacts()}
+        names = await self.service.display_names()
         try:
             if action == "list":
                 return [transfer_json(t, names) for t in files.transfers()]

@@ -308,12 +308,14 @@ def build_parser() -> argparse.ArgumentParser:
     command("lan", "LAN discovery status of the running peer", json_flag=True)
     p = command(
         "group",
-        "group chat: list, create, add, remove, rename, admins, leave, delete, send, history",
+        "group chat: list, create, add, remove, rename, admins, leave, delete, send, file, history",
         json_flag=True,
     )
     p.add_argument("action", choices=GROUP_ACTIONS)
     p.add_argument("group", nargs="?", help="group name or id prefix (create: the new name)")
-    p.add_argument("args", nargs="*", help="contacts or members; send/rename: the text")
+    p.add_argument(
+        "args", nargs="*", help="contacts or members; send/rename: the text; file: the path"
+    )
     p.add_argument("--limit", type=int, default=50, help="history: how many messages")
     p = command("file", "send, list, accept, pause, resume, cancel and save files", json_flag=True)
     files = p.add_subparsers(dest="file_action", required=True)
@@ -390,6 +392,9 @@ def _command_args(args: argparse.Namespace) -> dict[str, Any]:
             joined = " ".join(args.args)
             text = sys.stdin.read() if joined == "-" else joined
             return {"action": args.action, "group": args.group, "text": text}
+        if args.action == "file":
+            paths = [str(Path(a).expanduser().resolve()) for a in args.args]
+            return {"action": "file", "group": args.group, "names": paths}
         return {"action": args.action, "group": args.group, "names": args.args, "limit": args.limit}
     if c == "file":
         return _file_args(args)

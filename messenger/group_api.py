@@ -5,8 +5,10 @@ Mixed into LocalApi (api.py), so they work in-process and over the control socke
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .files.manager import FileError
 from .groups import GroupError
 from .records import GroupMessageRecord, GroupRecord
 
@@ -23,6 +25,7 @@ GROUP_ACTIONS = (
     "leave",
     "delete",
     "send",
+    "file",
     "history",
     "open",
     "close",
@@ -64,6 +67,7 @@ def group_message_json(m: GroupMessageRecord) -> dict[str, Any]:
         "lamport": m.lamport,
         "sent_at": dt.datetime.fromtimestamp(m.sent_at_ms / 1000, dt.UTC).isoformat(),
         "body": m.body,
+        "file": m.file_id,
         "delivered_to": m.delivered_to if m.outgoing else None,
         "members": m.member_count,
     }
@@ -144,6 +148,16 @@ class GroupCommands:
         if action == "delete":
             await groups.delete(group_id)
             return {"deleted": group_id.hex()}
+        if action == "file":
+            from .api import transfer_json
+
+            if len(names) != 1:
+                raise ServiceError("use: group file GROUP PATH")
+            try:
+                sent = await self.service.files.send_to_group(group_id, Path(names[0]))
+            except FileError as exc:
+                raise ServiceError(str(exc)) from None
+            return transfer_json(sent, await self.service.display_names())
         if action == "send":
             if text is None:
                 raise ServiceError("use: group send GROUP TEXT")

@@ -421,6 +421,7 @@ class GroupManager:
             outgoing=m.outgoing,
             delivered_to=delivered,
             member_count=len(others),
+            file_id=wire.decode_group_attachment(m.attachment).root.hex() if m.attachment else None,
         )
 
     def _changed(self, group: Group) -> None:
@@ -554,9 +555,12 @@ class GroupManager:
         await self._service._db(self.repo.forget_group, group.id, int(group.state))
         self._service._emit(GroupDeleted(group.id.hex()))
 
-    async def send_text(self, group_id: bytes, body: str) -> GroupMessageRecord:
+    async def send_text(
+        self, group_id: bytes, body: str, *, attachment: wire.GroupAttachment | None = None
+    ) -> GroupMessageRecord:
         """Sign, store durably, then send to every member online now (the others get it
-        at their next catch-up, from us or from any member that has it)."""
+        at their next catch-up, from us or from any member that has it). `attachment`
+        makes it a file offer (files/manager.py sends those)."""
         from .service import check_text
 
         check_text(body)
@@ -575,6 +579,7 @@ class GroupManager:
                 self._now_ms(),
                 body,
                 NO_SIGNATURE,
+                attachment,
             ),
         )
         assert self._committer is not None
@@ -586,6 +591,21 @@ class GroupManager:
                 if conn is not None:
                     conn.send(message)
         return self._message_record(group, stored)
+
+    def is_active(self, group_id: bytes) -> bool:
+        group = self._groups.get(group_id)
+        return group is not None and group.state is GroupState.ACTIVE
+
+    def member_contacts(self, group_id: bytes) -> set[str]:
+        """Contact ids of the other members of an active group (empty if there is none)."""
+        group = self._groups.get(group_id)
+        if group is None or group.state is not GroupState.ACTIVE:
+            return set()
+        return {
+            make_contact_id(m.ed25519_public)
+            for m in group.roster.members
+            if m.ed25519_public != self._me
+        }
 
     async def history(
         self, group_id: bytes, *, limit: int = 50, before: tuple[int, bytes, int] | None = None
@@ -937,6 +957,9 @@ class GroupManager:
             body=m.body,
             signature=m.signature,
             outgoing=outgoing,
+            attachment=(
+                wire.encode_group_attachment(m.attachment) if m.attachment is not None else None
+            ),
         )
 
     def _on_group_message(self, conn: Connection, m: wire.GroupMessage) -> None:
@@ -979,6 +1002,9 @@ class GroupManager:
         for conn, by_group in acks.items():
             for group_id, authors in by_group.items():
                 self._ack(conn, self._groups[group_id], authors)
+        offers = [m for m in stored if m.attachment is not None and not m.outgoing]
+        if offers:
+            await s.files.on_group_offers(offers)  # before the UI hears of the messages
         for m in stored:
             group = self._groups.get(m.group_id)
             if group is not None:
@@ -1088,6 +1114,7 @@ class GroupManager:
                             m.sent_at_ms,
                             m.body,
                             m.signature,
+                            _attachment(m.attachment),
                         )
                     )
                 after = batch[-1].seq
@@ -1135,6 +1162,11 @@ class GroupManager:
                 target = self._live(admin)
                 if target is not None and target is not conn:
                     target.send(leave)
+
+
+def _attachment(stored: bytes | None) -> wire.GroupAttachment | None:
+    """A stored attachment back as signed (it was validated before it was stored)."""
+    return wire.decode_group_attachment(stored) if stored is not None else None
 
 
 def _valid_addresses(addresses: Iterable[str]) -> tuple[str, ...]:

@@ -110,6 +110,7 @@ class GroupMessageRecord:
     outgoing: bool
     delivered_to: int  # our messages: members (other than us) known to hold it
     member_count: int  # members other than us
+    file_id: str | None = None  # a file offer: the transfer id (its root hash, hex)
 
     @property
     def id_hex(self) -> str:
@@ -140,6 +141,7 @@ class TransferRecord:
     outgoing: bool  # we sent it (imported it ourselves)
     serving: bool  # we answer chunk requests for it
     contacts: tuple[str, ...]  # conversations it appears in
+    groups: tuple[str, ...]  # groups (ids, hex) it was shared in
     sources: tuple[str, ...]  # contacts that can serve it to us
     dropped_sources: tuple[str, ...]  # sources that sent a bad chunk or manifest
     error: str | None  # why it failed or waits (disk full, paused by the sender, ...)

@@ -706,6 +706,15 @@ class PeerService:
     async def contacts(self) -> list[ContactRecord]:
         return await self._db(self.repo.contacts)
 
+    async def display_names(self) -> dict[str, str]:
+        """Names by id for what the CLI prints: contacts, group-only members and groups."""
+        names: dict[str, str] = {}
+        for group in await self.groups.groups():
+            names[group.id] = group.name
+            names.update((m.contact_id, m.name) for m in group.members)
+        names.update((c.id, c.display_name) for c in await self.contacts())
+        return names
+
     async def resolve_contact(self, query: str) -> ContactRecord:
         found = await self._db(self.repo.find_contacts, query)
         if not found:

@@ -57,6 +57,7 @@ __all__ = [
     "FileOffer",
     "FileRequest",
     "GroupAck",
+    "GroupAttachment",
     "GroupHave",
     "GroupJoinRequest",
     "GroupLeave",
@@ -82,9 +83,11 @@ __all__ = [
     "UnsupportedVersion",
     "WireError",
     "WireMessage",
+    "decode_group_attachment",
     "decode_hello",
     "decode_message",
     "encode_batch",
+    "encode_group_attachment",
     "encode_hello",
     "encode_message",
     "encode_preamble",
@@ -350,6 +353,22 @@ class GroupMessage:
     sent_at_ms: int
     body: str
     signature: bytes
+    # A file shared in the group (§16.9). Absent from the encoding when None, so a text
+    # message is encoded (and signed) exactly as before attachments existed.
+    attachment: GroupAttachment | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GroupAttachment:
+    """A file offered in a group: what FileOffer carries beyond the chat message. Checked
+    by each receiver like a 1:1 offer; a bad one leaves the message as text."""
+
+    root: bytes
+    name: str
+    mime: str
+    size: int
+    chunk_size: int
+    key: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -743,6 +762,19 @@ def _make_group_roster(f: list[object]) -> GroupRoster:
     )
 
 
+def _make_group_attachment(value: object) -> GroupAttachment:
+    f = _fields_of(value, "attachment", 6)
+    return GroupAttachment(
+        root=_bytes(f[0], "attachment root", FILE_ROOT_LEN),
+        name=_str(f[1], "attachment name", MAX_FILE_NAME_CHARS),
+        mime=_str(f[2], "attachment mime", MAX_MIME_CHARS),
+        # Any int64, as in FileOffer: an implausible size is each receiver's to refuse.
+        size=_int(f[3], "attachment size", -_INT63, _INT63),
+        chunk_size=_int(f[4], "attachment chunk_size", 0, 2**32),
+        key=_bytes(f[5], "attachment key", FILE_KEY_LEN),
+    )
+
+
 def _make_group_message(f: list[object]) -> GroupMessage:
     return GroupMessage(
         group_id=_bytes(f[0], "group_id", MSG_ID_LEN),
@@ -753,6 +785,7 @@ def _make_group_message(f: list[object]) -> GroupMessage:
         sent_at_ms=_int(f[5], "sent_at_ms", 0, _INT63),
         body=_body(f[6]),
         signature=_bytes(f[7], "signature", ED25519_SIGNATURE_LEN),
+        attachment=_make_group_attachment(f[8]) if len(f) > 8 else None,
     )
 
 
@@ -845,7 +878,7 @@ _DECODERS: Final[dict[int, tuple[type[WireMessage], int, _Maker]]] = {
     MessageType.PAIR_ACCEPT: (PairAccept, 6, _make_pair_accept),
     MessageType.BATCH: (Batch, 1, _make_batch),
     MessageType.GROUP_ROSTER: (GroupRoster, 8, _make_group_roster),
-    MessageType.GROUP_MESSAGE: (GroupMessage, 8, _make_group_message),
+    MessageType.GROUP_MESSAGE: (GroupMessage, 9, _make_group_message),
     MessageType.GROUP_HAVE: (GroupHave, 4, _make_group_have),
     MessageType.GROUP_ACK: (GroupAck, 2, _make_group_ack),
     MessageType.GROUP_LEAVE: (GroupLeave, 4, _make_group_leave),
@@ -855,6 +888,8 @@ _DECODERS: Final[dict[int, tuple[type[WireMessage], int, _Maker]]] = {
     MessageType.FILE_CONTROL: (FileControl, 3, _make_file_control),
     MessageType.FILE_HAVE: (FileHave, 1, _make_file_have),
 }
+# Messages whose last fields are optional: tag -> fewest fields.
+_MIN_FIELDS: Final[dict[int, int]] = {MessageType.GROUP_MESSAGE: 8}
 # What a Batch may carry: the messages that come in bursts.
 _BATCHABLE_TAGS: Final = frozenset({MessageType.CHAT, MessageType.RECEIPT})
 BATCHABLE: Final = (ChatMessage, Receipt)
@@ -908,7 +943,7 @@ def _group_fields(msg: _GroupWire) -> list[object]:
             msg.signature,
         ]
     if isinstance(msg, GroupMessage):
-        return [
+        fields: list[object] = [
             msg.group_id,
             msg.author,
             msg.epoch,
@@ -918,6 +953,14 @@ def _group_fields(msg: _GroupWire) -> list[object]:
             msg.body,
             msg.signature,
         ]
+        a = msg.attachment
+        if a is not None:
+            fields.append(
+                [a.root, a.name, a.mime, a.size, a.chunk_size, a.key]
+                if isinstance(a, GroupAttachment)
+                else a
+            )
+        return fields
     if isinstance(msg, GroupHave):
         return [msg.group_id, msg.epoch, msg.roster_hash, _marks_fields(msg.marks)]
     if isinstance(msg, GroupAck):
@@ -1068,9 +1111,37 @@ def decode_message(data: bytes) -> WireMessage:
     if entry is None:
         raise WireError(f"unknown message type tag {tag}")
     cls, count, make = entry
-    if len(obj) - 1 != count:
-        raise WireError(f"{cls.__name__}: expected {count} fields, got {len(obj) - 1}")
+    fewest = _MIN_FIELDS.get(tag, count)
+    if not fewest <= len(obj) - 1 <= count:
+        expected = str(count) if fewest == count else f"{fewest} to {count}"
+        raise WireError(f"{cls.__name__}: expected {expected} fields, got {len(obj) - 1}")
     return make(obj[1:])
+
+
+def encode_group_attachment(attachment: GroupAttachment) -> bytes:
+    """The attachment as stored beside its group message (the array it is signed as)."""
+    a = _make_group_attachment(
+        [
+            attachment.root,
+            attachment.name,
+            attachment.mime,
+            attachment.size,
+            attachment.chunk_size,
+            attachment.key,
+        ]
+    )
+    packed = msgpack.packb([a.root, a.name, a.mime, a.size, a.chunk_size, a.key])
+    assert isinstance(packed, bytes)
+    return packed
+
+
+def decode_group_attachment(data: bytes) -> GroupAttachment:
+    """Inverse of :func:`encode_group_attachment`; raises only :class:`WireError`."""
+    try:
+        value = msgpack.unpackb(data, raw=False, max_bin_len=_MAX_BIN_LEN, max_map_len=0)
+    except Exception as exc:  # msgpack raises many types
+        raise WireError(f"attachment: not valid msgpack ({type(exc).__name__})") from None
+    return _make_group_attachment(value)
 
 
 def encode_batch(encoded: list[bytes]) -> bytes:

@@ -24,8 +24,10 @@ import nacl.utils
 
 from .. import wire
 from ..events import FileOfferRejected, MessageAdded, TransferChanged
+from ..identity import contact_id as make_contact_id
 from ..records import MessageRecord, TransferRecord, TransferState
 from ..storage.attachments import AttachmentRepo, AttachmentRow
+from ..storage.group_repository import StoredGroupMessage
 from ..storage.repository import IncomingMessage
 from .bulk import (
     PEEK_LEN,
@@ -78,6 +80,10 @@ TICKET_TTL = 30.0  # seconds a FileRequest's ticket waits for its bulk connectio
 MAX_BULK_CONNECTIONS = 32
 PERSIST_INTERVAL = 0.5  # seconds between bitmap saves (and progress events)
 RETRY_DELAY = 2.0  # seconds before a source that failed is tried again
+# FileHave for files we have not heard of yet (a member announces what it holds as soon as
+# a session comes up, before catch-up brings the group message that offers it): kept for
+# this many roots, oldest forgotten first.
+MAX_EARLY_HAVES = 1024
 
 
 class FileError(Exception):
@@ -90,6 +96,7 @@ class _File:
     manifest: Manifest | None
     have: Bitmap | None
     contacts: dict[bytes, tuple[str, bool]] = field(default_factory=dict)  # msg -> (who, ours)
+    groups: dict[bytes, tuple[bytes, bool]] = field(default_factory=dict)  # msg -> (group, ours)
     sources: set[str] = field(default_factory=set)
     bad_sources: set[str] = field(default_factory=set)  # sent a bad chunk: never again
     remote_paused: dict[str, str] = field(default_factory=dict)  # source -> reason
@@ -113,9 +120,9 @@ class _File:
 
     @property
     def outgoing(self) -> bool:
-        return any(ours for _, ours in self.contacts.values()) and not any(
-            not ours for _, ours in self.contacts.values()
-        )
+        """We sent it (imported it ourselves) and nobody offered it to us."""
+        links = [*self.contacts.values(), *self.groups.values()]
+        return bool(links) and all(ours for _, ours in links)
 
 
 @dataclass(slots=True)
@@ -149,6 +156,7 @@ class FileManager:
         self._repo = AttachmentRepo(service.repo)
         self._files: dict[bytes, _File] = {}
         self._offer_msgs: dict[bytes, bytes] = {}  # our offer's msg id -> root
+        self._early_haves: dict[bytes, set[str]] = {}  # root -> contacts (see MAX_EARLY_HAVES)
         self._tickets: dict[bytes, _Ticket] = {}
         self._bulk_open = 0
         self._channels: set[Channel] = set()
@@ -176,6 +184,17 @@ class FileManager:
         for root, contact_id in await db(self._repo.sources):
             if root in self._files:
                 self._files[root].sources.add(contact_id)
+        group_links = await db(self._service.groups.repo.attachment_links)
+        unregistered = []
+        for msg_id, group_id, author, outgoing, encoded in group_links:
+            root = wire.decode_group_attachment(encoded).root
+            f = self._files.get(root)
+            if f is not None:
+                f.groups[msg_id] = (group_id, outgoing)
+            elif not outgoing:
+                unregistered.append((msg_id, group_id, author, encoded))
+        if unregistered:  # stored, then killed before the file was noted: note it now
+            await self._register_group_offers(unregistered)
         for f in self._files.values():
             if f.state is TransferState.DOWNLOADING:
                 self._start(f)
@@ -230,7 +249,7 @@ class FileManager:
 
     def for_message(self, msg_id: bytes) -> TransferRecord | None:
         for f in self._files.values():
-            if msg_id in f.contacts:
+            if msg_id in f.contacts or msg_id in f.groups:
                 return self._record(f)
         return None
 
@@ -247,9 +266,41 @@ class FileManager:
 
     async def send_file(self, contact_id: str, path: Path) -> TransferRecord:
         """Encrypt a file into the store once and offer it in a conversation."""
-        service = self._service
-        if contact_id not in service._contact_keys:
+        if contact_id not in self._service._contact_keys:
             raise FileError(f"no contact {contact_id}")
+        f = await self._import(path)
+        await self._offer(f, contact_id)
+        return self._record(f)
+
+    async def send_to_group(self, group_id: bytes, path: Path) -> TransferRecord:
+        """Encrypt a file into the store once and offer it to a group in a signed group
+        message; every member that downloads it becomes a source for the others."""
+        if not self._service.groups.is_active(group_id):
+            raise FileError("you can only share files in a group you are a member of")
+        f = await self._import(path)
+        await self._offer_to_group(f, group_id)
+        return self._record(f)
+
+    async def _offer_to_group(self, f: _File, group_id: bytes) -> None:
+        from ..groups import GroupError
+
+        row = replace(f.row, serving=True)
+        f.row = row
+        await self._service._db(self._repo.save, row)
+        attachment = wire.GroupAttachment(
+            row.root, row.name, row.mime, row.size, row.chunk_size, row.file_key
+        )
+        try:
+            record = await self._service.groups.send_text(
+                group_id, offer_summary(row.name, row.size), attachment=attachment
+            )
+        except GroupError as exc:
+            raise FileError(str(exc)) from None
+        f.groups[record.msg_id] = (group_id, True)
+        self._changed(f)
+
+    async def _import(self, path: Path) -> _File:
+        """The file encrypted into the store with a fresh key: a complete transfer of ours."""
         path = Path(path)
         try:
             size = path.stat().st_size
@@ -287,12 +338,11 @@ class FileManager:
             state=int(TransferState.COMPLETE),
             serving=True,
             error=None,
-            created_at=service._clock(),
+            created_at=self._service._clock(),
         )
         f = _File(row, manifest, have)
         self._files[row.root] = f
-        await self._offer(f, contact_id)
-        return self._record(f)
+        return f
 
     async def forward(self, transfer_id: str, contact_id: str) -> TransferRecord:
         """Offer a file we hold (all of it) to another contact: we become one of its sources."""
@@ -473,7 +523,14 @@ class FileManager:
             await self._on_control(contact_id, message)
         elif isinstance(message, wire.FileHave):
             f = self._files.get(message.root)
-            if f is not None:
+            if f is None:
+                if (
+                    message.root not in self._early_haves
+                    and len(self._early_haves) >= MAX_EARLY_HAVES
+                ):
+                    del self._early_haves[next(iter(self._early_haves))]
+                self._early_haves.setdefault(message.root, set()).add(contact_id)
+            else:
                 if contact_id not in f.sources:
                     f.sources.add(contact_id)
                     await self._service._db(self._repo.add_source, f.root, contact_id)
@@ -486,22 +543,93 @@ class FileManager:
         keys = self._service._contact_keys[contact_id]
         if offer.conversation != self._service._conversation(keys):
             return "the offer is for an unknown conversation"
-        try:
-            check_name(offer.name)
-            check_mime(offer.mime)
-            check_geometry(offer.size, offer.chunk_size, self.settings[SETTING_MAX_SIZE])
-        except (BadName, ManifestError) as exc:
-            return str(exc)
         if offer.lamport >= 1 << 62 or offer.seq >= 1 << 62:
             return "implausible Lamport time or sequence number"
-        known = self._files.get(offer.root)
+        return self._check_file(
+            offer.root, offer.name, offer.mime, offer.size, offer.chunk_size, offer.key
+        )
+
+    def _check_file(
+        self, root: bytes, name: str, mime: str, size: int, chunk_size: int, key: bytes
+    ) -> str | None:
+        """Why a file offered to us (1:1 or in a group) is refused, or None."""
+        try:
+            check_name(name)
+            check_mime(mime)
+            check_geometry(size, chunk_size, self.settings[SETTING_MAX_SIZE])
+        except (BadName, ManifestError) as exc:
+            return str(exc)
+        known = self._files.get(root)
         if known is not None and (
-            known.row.size != offer.size
-            or known.row.chunk_size != offer.chunk_size
-            or known.row.file_key != offer.key
+            known.row.size != size
+            or known.row.chunk_size != chunk_size
+            or known.row.file_key != key
         ):
             return "the offer conflicts with a file we already know by that root hash"
         return None
+
+    def _offered_row(
+        self, root: bytes, name: str, mime: str, size: int, chunk_size: int, key: bytes
+    ) -> AttachmentRow:
+        """A file offered to us as it is first stored (images under the limit download
+        unasked)."""
+        auto = is_image(mime) and size <= self.settings[SETTING_AUTO_ACCEPT_IMAGES]
+        return AttachmentRow(
+            root=root,
+            name=name,
+            mime=mime,
+            size=size,
+            chunk_size=chunk_size,
+            file_key=key,
+            manifest=None,
+            have=None,
+            state=int(TransferState.DOWNLOADING if auto else TransferState.OFFERED),
+            serving=True,
+            error=None,
+            created_at=self._service._clock(),
+        )
+
+    # -- files offered in groups (groups.py calls on_group_offers after storing them) --------
+
+    async def on_group_offers(self, messages: list[StoredGroupMessage]) -> None:
+        await self._register_group_offers(
+            [(m.msg_id, m.group_id, m.author, m.attachment) for m in messages if m.attachment]
+        )
+
+    async def _register_group_offers(self, offers: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
+        """Note files offered in stored group messages (msg id, group, author key, attachment
+        as stored). A refused one leaves its message as text; the author is a source."""
+        for msg_id, group_id, author, encoded in offers:
+            a = wire.decode_group_attachment(encoded)
+            author_id = make_contact_id(author)
+            reason = self._check_file(a.root, a.name, a.mime, a.size, a.chunk_size, a.key)
+            if reason is not None:
+                log.warning("refused a file offered in a group by %s: %s", author_id[:8], reason)
+                self._service._emit(FileOfferRejected(author_id, sanitise(a.name), reason, True))
+                continue
+            row = self._offered_row(a.root, a.name, a.mime, a.size, a.chunk_size, a.key)
+            await self._service._db(self._repo.store_group_offer, row, author_id)
+            f = self._files.get(a.root)
+            if f is None:
+                f = _File(row, None, None)
+                self._files[a.root] = f
+            f.groups[msg_id] = (group_id, False)
+            for source in {author_id} | self._early_haves.pop(a.root, set()):
+                if source not in f.sources:
+                    f.sources.add(source)
+                    if source != author_id:
+                        await self._service._db(self._repo.add_source, a.root, source)
+            self._changed(f)
+            f.wake.set()
+            if f.state is TransferState.DOWNLOADING:
+                self._start(f)
+
+    def _members_of_groups(self, f: _File) -> set[str]:
+        """Everyone in the groups the file was shared in (they may hold it or want it)."""
+        members: set[str] = set()
+        for group_id, _ in f.groups.values():
+            members |= self._service.groups.member_contacts(group_id)
+        return members
 
     async def _on_offer(self, contact_id: str, conn: Connection, offer: wire.FileOffer) -> None:
         service = self._service
@@ -512,20 +640,8 @@ class FileManager:
             conn.send(wire.Receipt(wire.ReceiptKind.DELIVERED, (offer.msg_id,)))
             service._emit(FileOfferRejected(contact_id, sanitise(offer.name), reason, True))
             return
-        auto = is_image(offer.mime) and offer.size <= self.settings[SETTING_AUTO_ACCEPT_IMAGES]
-        row = AttachmentRow(
-            root=offer.root,
-            name=offer.name,
-            mime=offer.mime,
-            size=offer.size,
-            chunk_size=offer.chunk_size,
-            file_key=offer.key,
-            manifest=None,
-            have=None,
-            state=int(TransferState.DOWNLOADING if auto else TransferState.OFFERED),
-            serving=True,
-            error=None,
-            created_at=service._clock(),
+        row = self._offered_row(
+            offer.root, offer.name, offer.mime, offer.size, offer.chunk_size, offer.key
         )
         message = IncomingMessage(
             offer.msg_id,
@@ -686,12 +802,22 @@ class FileManager:
     # -- downloading --------------------------------------------------------------------------
 
     def contact_online(self, contact_id: str) -> None:
-        """Service hook: a contact's session went live; downloads it can serve go on."""
+        """Service hook: a contact's session went live; downloads it can serve go on, and
+        it hears which of the files shared in its groups we can serve."""
+        conn = self._service._live.get(contact_id)
         for f in self._files.values():
             if contact_id in f.sources:
                 if f.remote_paused.get(contact_id) == "does not have it":
                     del f.remote_paused[contact_id]  # it may have it by now
                 f.wake.set()
+            if (
+                conn is not None
+                and f.groups
+                and f.state is TransferState.COMPLETE
+                and f.row.serving
+                and contact_id in self._members_of_groups(f)
+            ):
+                conn.send(wire.FileHave(f.root))
 
     def _start(self, f: _File) -> None:
         if self._closing or (f.task is not None and not f.task.done()):
@@ -750,7 +876,8 @@ class FileManager:
                 await self._persist(f)
                 await self._set_state(f, TransferState.COMPLETE, error=None)
                 f.speed = 0.0
-                for contact_id in f.sources:
+                # Our sources stop counting on us; group members gain a source.
+                for contact_id in f.sources | self._members_of_groups(f):
                     conn = service._live.get(contact_id)
                     if conn is not None:
                         conn.send(wire.FileHave(f.root))
@@ -912,7 +1039,6 @@ class FileManager:
                 error = waiting[0]
             elif not any(self._service.is_online(c) for c in usable):
                 error = "waiting for a source to come online"
-        outgoing = bool(f.contacts) and all(ours for _, ours in f.contacts.values())
         peers = dict(f.peers)
         for contact_id, n in f.served_bytes.items():
             status = peers.get(contact_id, "downloading")
@@ -924,15 +1050,16 @@ class FileManager:
             size=f.row.size,
             state=f.state,
             have_bytes=self._have_bytes(f),
-            outgoing=outgoing,
+            outgoing=f.outgoing,
             serving=f.row.serving and f.state is TransferState.COMPLETE,
             contacts=tuple(dict.fromkeys(c for c, _ in f.contacts.values())),
+            groups=tuple(dict.fromkeys(g.hex() for g, _ in f.groups.values())),
             sources=tuple(sorted(f.sources)),
             dropped_sources=tuple(sorted(f.bad_sources)),
             error=error,
             speed=f.speed,
             fetched_chunks=download.fetched if download else 0,
             chunks_by_source=tuple(sorted(download.per_source.items())) if download else (),
-            msg_ids=tuple(f.contacts),
+            msg_ids=(*f.contacts, *f.groups),
             peers=tuple(sorted(peers.items())),
         )

@@ -138,6 +138,18 @@ class AttachmentRepo:
         self._link(message.msg_id, row.root, contact_id, outgoing=False)
         return stored[0] if stored else None
 
+    def store_group_offer(self, row: AttachmentRow, author_id: str) -> None:
+        """A file offered in a group: noted once (later offers of it add a source); its
+        message is the group message, stored before this is called."""
+        stmt = sqlite_insert(Attachment).values(**{c.key: getattr(row, c.key) for c in _COLUMNS})
+        with self.engine.begin() as conn:
+            conn.execute(stmt.on_conflict_do_nothing())
+            conn.execute(
+                sqlite_insert(AttachmentSource)
+                .values(root=row.root, contact_id=author_id)
+                .on_conflict_do_nothing()
+            )
+
     def _link(self, msg_id: bytes, root: bytes, contact_id: str, *, outgoing: bool) -> None:
         stmt = sqlite_insert(AttachmentMessage).values(
             msg_id=msg_id, root=root, contact_id=contact_id, outgoing=outgoing

@@ -44,6 +44,7 @@ class StoredGroupMessage:
     signature: bytes
     outgoing: bool
     seen: bool
+    attachment: bytes | None = None  # the file offered, as signed (wire.GroupAttachment)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +59,17 @@ class NewGroupMessage:
     body: str
     signature: bytes
     outgoing: bool
+    attachment: bytes | None = None
 
 
 _COLUMNS = (
     "id, msg_id, group_id, author, seq, epoch, lamport, sent_at_ms, received_at_ms, body, "
-    "signature, outgoing, seen"
+    "signature, outgoing, seen, attachment"
 )
 _INSERT = (
     "INSERT INTO group_messages (msg_id, group_id, author, seq, epoch, lamport, sent_at_ms, "
-    "received_at_ms, body, signature, outgoing, seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING RETURNING id"
+    "received_at_ms, body, signature, outgoing, seen, attachment) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"
 )
 
 
@@ -86,6 +88,7 @@ def _stored(row: Sequence[Any]) -> StoredGroupMessage:
         signature=row[10],
         outgoing=bool(row[11]),
         seen=bool(row[12]),
+        attachment=row[13],
     )
 
 
@@ -228,6 +231,7 @@ class GroupRepository:
                         m.signature,
                         int(m.outgoing),
                         int(m.outgoing),
+                        m.attachment,
                     ),
                 ).fetchall()
                 if not rows:
@@ -251,6 +255,7 @@ class GroupRepository:
                         m.signature,
                         m.outgoing,
                         m.outgoing,
+                        m.attachment,
                     )
                 )
             for group_id, (lamport, next_seq) in clocks.items():
@@ -301,6 +306,16 @@ class GroupRepository:
         with self.engine.connect() as conn:
             rows = _cursor(conn).execute(sql, params).fetchall()
         return [_stored(r) for r in reversed(rows)]
+
+    def attachment_links(self) -> list[tuple[bytes, bytes, bytes, bool, bytes]]:
+        """(msg_id, group_id, author, outgoing, attachment) of every group message that
+        offers a file (the partial index makes this cheap however long the history)."""
+        with self.engine.connect() as conn:
+            rows = _cursor(conn).execute(
+                "SELECT msg_id, group_id, author, outgoing, attachment FROM group_messages "
+                "INDEXED BY ix_group_messages_attachment WHERE attachment IS NOT NULL"
+            )
+            return [(r[0], r[1], r[2], bool(r[3]), r[4]) for r in rows]
 
     def message_count(self, group_id: bytes) -> int:
         with self.engine.connect() as conn:

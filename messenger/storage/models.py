@@ -11,6 +11,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -131,10 +132,16 @@ class GroupMessageRow(Base):
     signature: Mapped[bytes] = mapped_column(LargeBinary)
     outgoing: Mapped[bool] = mapped_column(Boolean)
     seen: Mapped[bool] = mapped_column(Boolean)
+    attachment: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
     __table_args__ = (
         Index("ix_group_messages_author_seq", "group_id", "author", "seq", unique=True),
         Index("ix_group_messages_order", "group_id", "lamport", "author"),
+        Index(
+            "ix_group_messages_attachment",
+            "group_id",
+            sqlite_where=text("attachment IS NOT NULL"),
+        ),
     )
 
 

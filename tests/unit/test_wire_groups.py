@@ -19,6 +19,7 @@ from messenger.wire import (
     MAX_MEMBER_ADDRESSES,
     MAX_NAME_CHARS,
     GroupAck,
+    GroupAttachment,
     GroupHave,
     GroupJoinRequest,
     GroupLeave,
@@ -31,7 +32,9 @@ from messenger.wire import (
     MessageType,
     WireError,
     WireMessage,
+    decode_group_attachment,
     decode_message,
+    encode_group_attachment,
     encode_message,
 )
 
@@ -75,6 +78,15 @@ rosters = st.builds(
     removed=st.lists(removed, max_size=4).map(tuple),
     signature=sigs,
 )
+attachments = st.builds(
+    GroupAttachment,
+    root=keys,
+    name=st.text(max_size=60),
+    mime=st.text(max_size=40),
+    size=st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1),
+    chunk_size=st.integers(min_value=0, max_value=2**32 - 1),
+    key=keys,
+)
 group_messages = st.builds(
     GroupMessage,
     group_id=ids,
@@ -85,6 +97,7 @@ group_messages = st.builds(
     sent_at_ms=u63,
     body=bodies,
     signature=sigs,
+    attachment=st.none() | attachments,
 )
 haves = st.builds(
     GroupHave,
@@ -261,6 +274,65 @@ def test_group_message_limits() -> None:
     raw = pack([21, b"g" * 16, b"a" * 32, True, 1, 1, 0, "x", b"s" * 64])
     with pytest.raises(WireError, match="epoch"):
         decode_message(raw)
+
+
+def test_a_text_message_is_encoded_as_before_attachments_existed() -> None:
+    """Eight fields without an attachment: signatures made before §16.9 still verify."""
+    text = GroupMessage(b"g" * 16, b"a" * 32, 1, 2, 3, 4, "hi", b"s" * 64)
+    assert msgpack.unpackb(encode_message(text)) == [
+        21, b"g" * 16, b"a" * 32, 1, 2, 3, 4, "hi", b"s" * 64
+    ]  # fmt: skip
+    file = GroupAttachment(b"r" * 32, "a.pdf", "application/pdf", 10, 1 << 20, b"k" * 32)
+    with_file = dataclasses.replace(text, attachment=file)
+    fields = msgpack.unpackb(encode_message(with_file))
+    assert len(fields) == 10 and fields[9] == [
+        b"r" * 32,
+        "a.pdf",
+        "application/pdf",
+        10,
+        1 << 20,
+        b"k" * 32,
+    ]
+    assert decode_message(encode_message(with_file)) == with_file
+    assert decode_group_attachment(encode_group_attachment(file)) == file
+
+
+@pytest.mark.parametrize(
+    ("attachment", "error"),
+    [
+        ([b"r" * 31, "a", "b", 1, 1, b"k" * 32], "attachment root"),
+        ([b"r" * 32, "a", "b", 1, 1], "attachment"),
+        ([b"r" * 32, "a", "b", 1, 2**32 + 1, b"k" * 32], "chunk_size"),
+        ([b"r" * 32, 5, "b", 1, 1, b"k" * 32], "name"),
+        ([b"r" * 32, "a", "b", 1, 1, b"k" * 31], "key"),
+        ("not an array", "attachment"),
+    ],
+)
+def test_malformed_attachments_are_refused(attachment: Any, error: str) -> None:
+    raw = pack([21, b"g" * 16, b"a" * 32, 1, 1, 1, 0, "x", b"s" * 64, attachment])
+    with pytest.raises(WireError, match=error):
+        decode_message(raw)
+    with pytest.raises(WireError):
+        decode_group_attachment(pack(attachment))
+
+
+def test_a_group_message_has_eight_or_nine_fields() -> None:
+    base = [21, b"g" * 16, b"a" * 32, 1, 1, 1, 0, "x", b"s" * 64]
+    with pytest.raises(WireError, match="8 to 9 fields, got 7"):
+        decode_message(pack(base[:-1]))
+    with pytest.raises(WireError, match="8 to 9 fields, got 10"):
+        decode_message(pack([*base, None, None]))
+    with pytest.raises(WireError, match="attachment"):
+        decode_message(pack([*base, None]))  # absent means absent, not nil
+
+
+@FAST
+@given(st.binary(max_size=200))
+def test_attachment_decoder_raises_only_wire_errors(data: bytes) -> None:
+    try:
+        decode_group_attachment(data)
+    except WireError:
+        pass
 
 
 def test_marks_limits() -> None:
