@@ -164,9 +164,16 @@ class Bridge(QObject):
 
     # -- files (messenger/files) -------------------------------------------------------------
 
-    def transfers(self, contact_id: str | None = None) -> list[TransferRecord]:
+    def transfers(
+        self, contact_id: str | None = None, group_id: str | None = None
+    ) -> list[TransferRecord]:
+        """Every transfer, or those of one conversation (a contact's or a group's)."""
         found = self.service.files.transfers()
-        return [t for t in found if contact_id is None or contact_id in t.contacts]
+        if contact_id is not None:
+            found = [t for t in found if contact_id in t.contacts]
+        if group_id is not None:
+            found = [t for t in found if group_id in t.groups]
+        return found
 
     def transfer_for_message(self, msg_id: bytes) -> TransferRecord | None:
         return self.service.files.for_message(msg_id)
@@ -174,6 +181,10 @@ class Bridge(QObject):
     async def send_file(self, contact_id: str, path: Path) -> TransferRecord:
         """Raises messenger.files.manager.FileError with a user-facing message."""
         return await self.service.files.send_file(contact_id, path)
+
+    async def send_group_file(self, group_id: str, path: Path) -> TransferRecord:
+        """Raises messenger.files.manager.FileError with a user-facing message."""
+        return await self.service.files.send_to_group(bytes.fromhex(group_id), path)
 
     async def transfer_action(self, action: str, transfer_id: str) -> TransferRecord:
         if action not in ("accept", "pause", "resume", "cancel"):

@@ -13,13 +13,15 @@ from PySide6.QtCore import (
     Qt,
     Signal,
 )
+from PySide6.QtGui import QImage
 
-from messenger.records import GroupMessageRecord, GroupRecord
+from messenger.records import GroupMessageRecord, GroupRecord, TransferRecord, TransferState
 from ui.bridge import Bridge
 from ui.tasks import TaskSet
 
 Index = QModelIndex | QPersistentModelIndex
 PAGE = 50
+THUMBNAIL_MAX_SOURCE = 32 << 20  # as in a 1:1 conversation (ui/models/history.py)
 
 
 def message_order(m: GroupMessageRecord) -> tuple[int, bytes, int]:
@@ -205,9 +207,12 @@ class GroupHistoryModel(QAbstractListModel):
         self._more = False
         self._loading = False
         self._tasks = TaskSet("group history")
+        self._transfers: dict[str, TransferRecord] = {}  # file id -> its current state
+        self._thumbnails: dict[str, QImage | None] = {}  # file id -> image (None: loading)
         bridge.groupMessageAdded.connect(self._on_message)
         bridge.groupDeliveryChanged.connect(self._on_delivery)
         bridge.groupChanged.connect(self._on_group_changed)
+        bridge.transferChanged.connect(self._on_transfer)
 
     def detach(self) -> None:
         self._tasks.close()
@@ -215,6 +220,7 @@ class GroupHistoryModel(QAbstractListModel):
             (self.bridge.groupMessageAdded, self._on_message),
             (self.bridge.groupDeliveryChanged, self._on_delivery),
             (self.bridge.groupChanged, self._on_group_changed),
+            (self.bridge.transferChanged, self._on_transfer),
         ):
             try:
                 signal.disconnect(slot)
@@ -231,6 +237,7 @@ class GroupHistoryModel(QAbstractListModel):
         self.beginResetModel()
         self._messages = page
         self._more = len(page) == PAGE
+        self._transfers = {t.id: t for t in self.bridge.transfers(group_id=group.id)}
         self.endResetModel()
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -245,12 +252,62 @@ class GroupHistoryModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return m.body
         if role == Qt.ItemDataRole.AccessibleTextRole:
+            from ui.views.transfers import status_text
+
             who = "You" if m.outgoing else m.author_name
             tail = (
                 f", delivered to {self.delivered(m)} of {len(self._others)}" if m.outgoing else ""
             )
-            return f"{who}: {m.body}{tail}"
+            t = self.transfer_of(m)
+            file = f", file {t.name}: {status_text(t)}" if t is not None else ""
+            return f"{who}: {m.body}{file}{tail}"
         return None
+
+    def transfer_of(self, m: GroupMessageRecord) -> TransferRecord | None:
+        """The file a message offers (its current state); None for text, or a file this
+        member refused (the message then reads as text)."""
+        return self._transfers.get(m.file_id) if m.file_id else None
+
+    def thumbnail(self, t: TransferRecord) -> QImage | None:
+        """A finished image's thumbnail; the first ask loads it (the layout follows)."""
+        if not t.mime.startswith("image/") or t.state is not TransferState.COMPLETE:
+            return None
+        if t.size > THUMBNAIL_MAX_SOURCE:
+            return None
+        if t.id not in self._thumbnails and not self._tasks.closed:
+            self._thumbnails[t.id] = None
+            self._tasks.spawn(self._load_thumbnail(t.id))
+        return self._thumbnails.get(t.id)
+
+    async def _load_thumbnail(self, transfer_id: str) -> None:
+        png = await self.bridge.thumbnail(transfer_id)
+        if png is None:
+            from ui.views.transfers import make_thumbnail  # the panel's maker, shared
+
+            png = make_thumbnail(await self.bridge.file_bytes(transfer_id))
+            if png is not None:
+                await self.bridge.set_thumbnail(transfer_id, png)
+        image = QImage.fromData(png) if png else None
+        if image is not None and not image.isNull():
+            self._thumbnails[transfer_id] = image
+            self._relayout()
+
+    def _relayout(self) -> None:
+        """Rows changed height (a thumbnail arrived, a progress bar came or went)."""
+        self.layoutAboutToBeChanged.emit()
+        self.layoutChanged.emit()
+
+    def _on_transfer(self, t: TransferRecord) -> None:
+        if self.group_id is None or self.group_id not in t.groups:
+            return
+        old = self._transfers.get(t.id)
+        self._transfers[t.id] = t
+        if old is None or old.state is not t.state:
+            self._relayout()
+            return
+        rows = [i for i, m in enumerate(self._messages) if m.file_id == t.id]
+        if rows:
+            self.dataChanged.emit(self.index(min(rows), 0), self.index(max(rows), 0))
 
     def delivered(self, m: GroupMessageRecord) -> int:
         return sum(1 for c in self._others if self._delivery.get(c, 0) >= m.seq)

@@ -1,22 +1,49 @@
 """A group conversation: header, messages with author names and colours, "delivered to
-N of M" on ours, a member panel with presence, and a composer."""
+N of M" on ours, files shared in the group (progress, thumbnails, actions), a member panel
+with presence, and a composer that takes files by button, drop or paste."""
 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QKeyEvent, QPainter, QTextOption
+from PySide6.QtCore import (
+    QModelIndex,
+    QPersistentModelIndex,
+    QPoint,
+    QPointF,
+    QRectF,
+    QSize,
+    QSizeF,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import (
+    QColor,
+    QContextMenuEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QMouseEvent,
+    QPainter,
+    QTextOption,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
     QListView,
     QListWidget,
     QListWidgetItem,
-    QPlainTextEdit,
+    QMenu,
     QPushButton,
     QSplitter,
     QStyledItemDelegate,
@@ -26,12 +53,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger.records import GroupMessageRecord, GroupRecord
+from messenger.records import GroupMessageRecord, GroupRecord, TransferRecord, TransferState
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.groups import GroupHistoryModel
 from ui.tasks import TaskSet
+from ui.views.chat_view import (
+    BAR_HEIGHT,
+    FILE_SPACING,
+    FILE_WIDTH,
+    PROGRESS_STATES,
+    THUMB_HEIGHT,
+    THUMB_MAX_ZOOM,
+    ComposerEdit,
+)
 from ui.views.paint import paint_avatar, paint_presence, rounded_path
+from ui.views.transfers import (
+    ACTION_LABELS,
+    TransfersPanel,
+    available_actions,
+    primary_action,
+    status_text,
+)
 
 Index = QModelIndex | QPersistentModelIndex
 BUBBLE_MAX = 520
@@ -57,6 +100,28 @@ class GroupMessageDelegate(QStyledItemDelegate):
         meta = theme.scaled_font(base, 0.85)
         return base, name, meta
 
+    def _file_block(
+        self, m: GroupMessageRecord, width: float, meta: QFont
+    ) -> tuple[TransferRecord | None, QSizeF | None, float]:
+        """A file message's extra: (transfer, thumbnail size, height under the text)."""
+        t = self.model.transfer_of(m)
+        if t is None:
+            return None, None, 0.0
+        height = FILE_SPACING + QFontMetrics(meta).height()
+        thumb_size = None
+        thumb = self.model.thumbnail(t)
+        if thumb is not None:
+            # Stored thumbnails are small: fit the box, but blow them up at most 1.5x.
+            native = QSizeF(thumb.size()) * THUMB_MAX_ZOOM
+            box = QSizeF(width, THUMB_HEIGHT)
+            thumb_size = native.boundedTo(box)
+            if thumb_size != native:
+                thumb_size = native.scaled(box, Qt.AspectRatioMode.KeepAspectRatio)
+            height += thumb_size.height() + FILE_SPACING
+        if t.state in PROGRESS_STATES:
+            height += BAR_HEIGHT + FILE_SPACING
+        return t, thumb_size, height
+
     def _layout(
         self, option: QStyleOptionViewItem, m: GroupMessageRecord
     ) -> tuple[float, float, float]:
@@ -71,9 +136,21 @@ class GroupMessageDelegate(QStyledItemDelegate):
         label = QFontMetrics(name).horizontalAdvance(m.author_name) + 2 * PAD
         status = QFontMetrics(meta).horizontalAdvance("00:00  ✓ 00/00") + 2 * PAD
         bubble = min(width, max(natural, label if not m.outgoing else 0, status))
+        t, _, file_h = self._file_block(m, min(width, FILE_WIDTH) - 2 * PAD, meta)
+        if t is not None:
+            bubble = min(width, max(bubble, FILE_WIDTH))
         header = 0 if m.outgoing else QFontMetrics(name).height() + 2
-        total = PAD + header + body + 4 + QFontMetrics(meta).height() + PAD
+        total = PAD + header + body + file_h + 4 + QFontMetrics(meta).height() + PAD
         return bubble, body, total + 6
+
+    def bubble_rect(self, option: QStyleOptionViewItem, index: Index) -> QRectF | None:
+        m = index.data(GroupHistoryModel.MessageRole)
+        if m is None:
+            return None
+        bubble_w, _, total = self._layout(option, m)
+        rect = option.rect
+        left = rect.right() - bubble_w - 16 if m.outgoing else rect.left() + 52
+        return QRectF(left, rect.top() + 3, bubble_w, total - 6)
 
     def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
         m = index.data(GroupHistoryModel.MessageRole)
@@ -116,18 +193,68 @@ class GroupMessageDelegate(QStyledItemDelegate):
         option_text = QTextOption()
         option_text.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
         painter.drawText(text_rect, m.body, option_text)
-        y += body_h + 4
+        y += body_h
+        muted = QColor(t.bubble_out_meta if m.outgoing else t.text_muted)
+        link = QColor(t.link_out if m.outgoing else t.link_in)
+        transfer, thumb_size, file_h = self._file_block(m, bubble_w - 2 * PAD, meta)
+        if transfer is not None:
+            self._paint_file(painter, bubble, y, transfer, thumb_size, meta, muted, link)
+            y += file_h
+        y += 4
         painter.setFont(meta)
-        painter.setPen(QColor(t.bubble_out_meta if m.outgoing else t.text_muted))
+        painter.setPen(muted)
         status = _time(m.sent_at_ms)
         if m.outgoing:
             status += f"  ✓ {self.model.delivered(m)}/{self.model.member_count()}"
-        painter.drawText(
-            QRectF(bubble.left() + PAD, y, bubble_w - 2 * PAD, QFontMetrics(meta).height()),
-            Qt.AlignmentFlag.AlignRight,
-            status,
-        )
+        line = QRectF(bubble.left() + PAD, y, bubble_w - 2 * PAD, QFontMetrics(meta).height())
+        painter.drawText(line, Qt.AlignmentFlag.AlignRight, status)
+        action = primary_action(transfer) if transfer is not None else None
+        if action is not None:
+            # On the time's line, at the left: what a click does (more in the context menu).
+            painter.setPen(link)
+            painter.drawText(line, Qt.AlignmentFlag.AlignLeft, f"{ACTION_LABELS[action]} ▸")
         painter.restore()
+
+    def _paint_file(
+        self,
+        painter: QPainter,
+        bubble: QRectF,
+        y: float,
+        transfer: TransferRecord,
+        thumb_size: QSizeF | None,
+        meta: QFont,
+        muted: QColor,
+        link: QColor,
+    ) -> None:
+        """Thumbnail, progress bar and status line under a file message's text."""
+        left, width = bubble.left() + PAD, bubble.width() - 2 * PAD
+        y += FILE_SPACING
+        thumb = self.model.thumbnail(transfer)
+        if thumb is not None and thumb_size is not None:
+            target = QRectF(QPointF(left, y), thumb_size)
+            painter.save()
+            painter.setClipPath(rounded_path(target, 8, 8, 8, 8), Qt.ClipOperation.IntersectClip)
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            painter.drawImage(target, thumb)
+            painter.restore()
+            y += thumb_size.height() + FILE_SPACING
+        if transfer.state in PROGRESS_STATES:
+            track = QRectF(left, y, width, BAR_HEIGHT)
+            painter.setPen(Qt.PenStyle.NoPen)
+            trough = QColor(muted)
+            trough.setAlphaF(0.3)
+            painter.setBrush(trough)
+            painter.drawRoundedRect(track, BAR_HEIGHT / 2, BAR_HEIGHT / 2)
+            done = QRectF(track)
+            done.setWidth(max(BAR_HEIGHT, width * min(1.0, transfer.progress)))
+            painter.setBrush(link)
+            painter.drawRoundedRect(done, BAR_HEIGHT / 2, BAR_HEIGHT / 2)
+            y += BAR_HEIGHT + FILE_SPACING
+        painter.setFont(meta)
+        painter.setPen(muted)
+        fm = QFontMetrics(meta)
+        text = fm.elidedText(status_text(transfer), Qt.TextElideMode.ElideRight, int(width))
+        painter.drawText(QRectF(left, y, width, fm.height()), Qt.AlignmentFlag.AlignLeft, text)
 
 
 class MemberList(QListWidget):
@@ -178,18 +305,64 @@ def _avatar_icon(name: str, contact_id: str, online: bool) -> Any:
     return QIcon(pixmap)
 
 
-class Composer(QPlainTextEdit):
-    """Enter sends, Shift+Enter starts a new line."""
+class GroupMessageList(QListView):
+    """The messages; a click on a file's bubble does its main action, a right click offers
+    the rest."""
 
-    submitted = Signal()
+    transferActionRequested = Signal(str, str)  # action, transfer id
 
-    def keyPressEvent(self, event: QKeyEvent) -> None:
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
-            event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+    def __init__(self, model: GroupHistoryModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.history = model
+        self.is_saved: Callable[[str], bool] = lambda _transfer_id: False
+        self._press: str | None = None  # the file whose bubble the press was on
+
+    def transfer_at(self, pos: QPoint) -> TransferRecord | None:
+        index = self.indexAt(pos)
+        delegate = self.itemDelegate()
+        if not index.isValid() or not isinstance(delegate, GroupMessageDelegate):
+            return None
+        option = QStyleOptionViewItem()
+        option.initFrom(self)
+        option.rect = self.visualRect(index)
+        bubble = delegate.bubble_rect(option, index)
+        m = index.data(GroupHistoryModel.MessageRole)
+        if bubble is None or m is None or not bubble.contains(QPointF(pos)):
+            return None
+        return self.history.transfer_of(m)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        found = self.transfer_at(event.position().toPoint())
+        self._press = found.id if found is not None else None
+        super().mousePressEvent(event)
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        found = self.transfer_at(event.position().toPoint())
+        if (
+            event.button() == Qt.MouseButton.LeftButton
+            and found is not None
+            and found.id == self._press
         ):
-            self.submitted.emit()
+            action = primary_action(found)
+            if action is not None:
+                self.transferActionRequested.emit(action, found.id)
+        self._press = None
+        super().mouseReleaseEvent(event)
+
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:
+        found = self.transfer_at(event.pos())
+        if found is None:
             return
-        super().keyPressEvent(event)
+        menu = QMenu(self)
+        actions = available_actions(found, self.is_saved(found.id))
+        if found.state is TransferState.COMPLETE and found.mime.startswith("image/"):
+            actions.insert(0, "view")
+        for action in actions:
+            item = menu.addAction(ACTION_LABELS[action])
+            item.triggered.connect(
+                lambda _c=False, a=action, i=found.id: self.transferActionRequested.emit(a, i)
+            )
+        menu.exec(event.globalPos())
 
 
 class GroupView(QWidget):
@@ -231,7 +404,7 @@ class GroupView(QWidget):
         top.addWidget(self.members_button)
         top.addWidget(self.manage_button)
 
-        self.messages = QListView(self)
+        self.messages = GroupMessageList(self.model, self)
         self.messages.setObjectName("GroupMessages")
         self.messages.setAccessibleName("Messages")
         self.messages.setModel(self.model)
@@ -250,13 +423,20 @@ class GroupView(QWidget):
         split.setSizes([600, 200])
         split.setChildrenCollapsible(False)
 
+        self.transfers = TransfersPanel(bridge, self)
+        self.messages.is_saved = self.transfers.saved
+        self.messages.transferActionRequested.connect(self.transfers.run_action)
+
         bar = QFrame(self)
         bar.setObjectName("ComposerBar")
-        self.composer = Composer(bar)
-        self.composer.setObjectName("Composer")
+        self.composer = ComposerEdit(bar)
         self.composer.setPlaceholderText("Write to the group")
-        self.composer.setAccessibleName("Message")
-        self.composer.setFixedHeight(64)
+        self.attach_button = QToolButton(bar)
+        self.attach_button.setIcon(theme.icon("paperclip"))
+        self.attach_button.setIconSize(QSize(22, 22))
+        self.attach_button.setToolTip("Share a file or image (or drop it here, or paste it)")
+        self.attach_button.setAccessibleName("Attach a file")
+        self.attach_button.setAutoRaise(True)
         self.send_button = QPushButton("Send", bar)
         self.send_button.setProperty("primary", True)
         self.send_button.setAccessibleName("Send")
@@ -264,6 +444,7 @@ class GroupView(QWidget):
         self.notice.setObjectName("Hint")
         row = QHBoxLayout(bar)
         row.setContentsMargins(12, 8, 12, 8)
+        row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.composer, 1)
         row.addWidget(self.send_button)
         layout = QVBoxLayout(self)
@@ -271,11 +452,17 @@ class GroupView(QWidget):
         layout.setSpacing(0)
         layout.addWidget(header)
         layout.addWidget(split, 1)
+        layout.addWidget(self.transfers)
         layout.addWidget(self.notice)
         layout.addWidget(bar)
         self.notice.hide()
 
         self.composer.submitted.connect(self.send)
+        self.composer.imagePasted.connect(self._send_image)
+        self.composer.filesDropped.connect(self.send_files)
+        self.attach_button.clicked.connect(self._choose_files)
+        self.transfers.errorShown.connect(self._show_notice)
+        self.setAcceptDrops(True)
         self.send_button.clicked.connect(self.send)
         self.members_button.toggled.connect(self.member_list.setVisible)
         self.manage_button.clicked.connect(
@@ -294,6 +481,7 @@ class GroupView(QWidget):
 
     def shutdown(self) -> None:
         self._tasks.close()
+        self.transfers.shutdown()
         self.model.detach()
         for signal, slot in (
             (self.bridge.groupChanged, self._on_group_changed),
@@ -309,6 +497,7 @@ class GroupView(QWidget):
         self.group = group
         self._show_header()
         self.member_list.show_group(group)
+        self.transfers.show_group(group.id)
         await self.model.show_group(group)
         self.messages.scrollToBottom()
 
@@ -322,6 +511,7 @@ class GroupView(QWidget):
         active = group.state == "active"
         self.composer.setEnabled(active)
         self.send_button.setEnabled(active)
+        self.attach_button.setEnabled(active)
         self.composer.setPlaceholderText(
             "Write to the group" if active else "You are no longer a member of this group"
         )
@@ -371,3 +561,54 @@ class GroupView(QWidget):
     async def _send(self, group_id: str, text: str) -> None:
         await self.bridge.send_group_text(group_id, text)
         self.messages.scrollToBottom()
+
+    # -- files ------------------------------------------------------------------------------
+
+    def _show_notice(self, text: str) -> None:
+        self.notice.setText(text)
+        self.notice.show()
+
+    def _choose_files(self) -> None:
+        if self.group is None:
+            return
+        paths, _ = QFileDialog.getOpenFileNames(self, "Share files", str(Path.home()))
+        self.send_files([Path(p) for p in paths])
+
+    def send_files(self, paths: list[Path]) -> None:
+        if self.group is None or self.group.state != "active":
+            return
+        group_id = self.group.id
+        self.notice.hide()
+
+        async def send(path: Path) -> None:
+            await self.bridge.send_group_file(group_id, path)
+            self.messages.scrollToBottom()
+
+        def failed(exc: BaseException) -> None:
+            self._show_notice(f"Not shared: {exc}")
+
+        for path in paths:
+            self._tasks.spawn(send(path), on_error=failed)
+
+    def _send_image(self, image: object) -> None:
+        """A pasted image: written as a PNG to a private temporary folder, then shared."""
+        if not isinstance(image, QImage) or image.isNull() or self.group is None:
+            return
+        folder = Path(tempfile.mkdtemp(prefix="chinwag-paste-"))
+        path = folder / f"pasted {time.strftime('%Y-%m-%d %H.%M.%S')}.png"
+        if image.save(str(path), "PNG"):
+            self.send_files([path])
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        data = event.mimeData()
+        if self.group is not None and (data.hasUrls() or data.hasImage()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        data = event.mimeData()
+        files = [Path(u.toLocalFile()) for u in data.urls() if u.isLocalFile()]
+        if files:
+            self.send_files(files)
+        elif data.hasImage():
+            self._send_image(data.imageData())
+        event.acceptProposedAction()

@@ -252,6 +252,7 @@ class TransfersPanel(QFrame):
         self.setObjectName("TransfersPanel")
         self.bridge = bridge
         self.contact_id: str | None = None
+        self.group_id: str | None = None
         self.rows: dict[str, TransferRow] = {}
         self._tasks = TaskSet("transfers panel")
         self._thumbs: dict[str, bytes | None] = {}  # transfer id -> PNG (None: loading)
@@ -274,17 +275,29 @@ class TransfersPanel(QFrame):
         self._tasks.close()
 
     def show_contact(self, contact_id: str | None) -> None:
-        self.contact_id = contact_id
+        self._show(contact_id, None)
+
+    def show_group(self, group_id: str | None) -> None:
+        self._show(None, group_id)
+
+    def _show(self, contact_id: str | None, group_id: str | None) -> None:
+        self.contact_id, self.group_id = contact_id, group_id
         for row in self.rows.values():
             row.deleteLater()
         self.rows.clear()
-        if contact_id is not None:
-            for t in reversed(self.bridge.transfers(contact_id)):
+        if contact_id is not None or group_id is not None:
+            for t in reversed(self.bridge.transfers(contact_id, group_id)):
                 self._add(t)
         self._fit()
 
+    def _shows(self, t: TransferRecord) -> bool:
+        """Is `t` one of the files of the conversation on screen?"""
+        if self.contact_id is not None:
+            return self.contact_id in t.contacts
+        return self.group_id is not None and self.group_id in t.groups
+
     def _on_transfer(self, t: TransferRecord) -> None:
-        if self.contact_id is None or self.contact_id not in t.contacts:
+        if not self._shows(t):
             return
         row = self.rows.get(t.id)
         if row is None:
