@@ -139,6 +139,9 @@ def _show_send(r: dict[str, Any]) -> None:
 
 
 def _show_group(r: Any) -> None:
+    if isinstance(r, dict) and "mime" in r:  # group file: the transfer it started
+        _show_file(r)
+        return
     if isinstance(r, list):  # group list
         if not r:
             print("no groups yet: `chinwag-cli group create NAME CONTACT...`")
@@ -230,7 +233,7 @@ def _show_file(r: Any) -> None:
         print("no files yet; send one with `chinwag-cli file send CONTACT PATH`")
     for t in rows:
         arrow = "->" if t["outgoing"] else "<-"
-        who = ", ".join(t["contacts"]) or "-"
+        who = ", ".join([*t["contacts"], *(f"#{g}" for g in t.get("groups", []))]) or "-"
         line = f"{t['id'][:12]}  {arrow} {who}  {t['name']}  {t['state']}"
         line += f"  {t['progress'] * 100:.0f}% of {t['size']} bytes"
         if t["speed"]:

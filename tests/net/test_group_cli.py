@@ -62,6 +62,19 @@ def test_group_commands_through_the_running_peer(tmp_path, runners):
         wait_until(lambda p=p: _bodies(p) == ["hello from bob"])
     wait_until(lambda: _history(bob)[0]["delivered_to"] == 2)
     assert "Bob" not in [c["name"] for c in cli_json(cai, "contacts")]
+    # A file shared with the group: cai fetches it from bob, who is no contact of hers.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("minutes of the lab meeting")
+    shared = cli_json(bob, "group", "file", "Lab", str(notes))
+    assert shared["groups"] == ["Lab"] and shared["outgoing"]
+    wait_until(lambda: [t["id"] for t in cli_json(cai, "file", "list")] == [shared["id"]])
+    assert _history(cai)[-1]["file"] == shared["id"]
+    cli(cai, "file", "accept", shared["id"][:8])
+    wait_until(lambda: cli_json(cai, "file", "show", shared["id"][:8])["state"] == "complete")
+    cli(cai, "file", "save", shared["id"][:8], str(tmp_path / "got.txt"))
+    assert (tmp_path / "got.txt").read_text() == "minutes of the lab meeting"
+    listed = cli(cai, "file", "list").stdout
+    assert "#Lab" in listed and "notes.txt" in listed
     cli(alice, "group", "rename", "Lab", "Lab", "2")
     wait_until(lambda: cli_json(cai, "group", "list")[0]["name"] == "Lab 2")
     cli(alice, "group", "remove", "Lab 2", "cai")
