@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import nacl.bindings
 
@@ -116,14 +117,24 @@ def cli(profile: Path, *args: str) -> object:
     return json.loads(out.stdout)
 
 
-def proc_cpu(pid: int) -> float:
+def proc_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process `pid` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def self_cpu() -> float:
+def self_cpu() -> tuple[float, float]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime, usage.ru_stime
+
+
+def cpu_since(before: tuple[float, float], now: tuple[float, float]) -> tuple[float, float]:
+    return now[0] - before[0], now[1] - before[1]
+
+
+def cpu_text(cpu: tuple[float, float]) -> str:
+    return f"{sum(cpu):.2f} s (user {cpu[0]:.2f}, system {cpu[1]:.2f})"
 
 
 def start_sender(alice: Path) -> subprocess.Popen[str]:
@@ -139,7 +150,7 @@ def start_sender(alice: Path) -> subprocess.Popen[str]:
     )  # fmt: skip
 
 
-async def end_to_end(alice: Path, sender: subprocess.Popen[str], path: Path) -> dict[str, float]:
+async def end_to_end(alice: Path, sender: subprocess.Popen[str], path: Path) -> dict[str, Any]:
     root = alice.parent
     try:
         assert sender.stdout is not None and "is online" in sender.stdout.readline()
@@ -167,7 +178,7 @@ async def end_to_end(alice: Path, sender: subprocess.Popen[str], path: Path) -> 
             await bob.files.accept(tid)
             await asyncio.wait_for(done.wait(), 600)
             elapsed = time.perf_counter() - start
-            cpu_a, cpu_b = proc_cpu(sender.pid) - cpu_a, self_cpu() - cpu_b
+            cpu_a, cpu_b = cpu_since(cpu_a, proc_cpu(sender.pid)), cpu_since(cpu_b, self_cpu())
             return {"seconds": elapsed, "sender_cpu": cpu_a, "receiver_cpu": cpu_b,
                     "import_seconds": t_import}  # fmt: skip
         finally:
@@ -248,7 +259,8 @@ def main() -> None:
     print(f"  raw socket copy   {raw_rate:8.1f} MiB/s  -> {e2e_rate / raw_rate:.0%} of raw")
     print(f"  crypto bound      {bound_rate:8.1f} MiB/s  -> {ratio:.0%} of the bound "
           f"(target {TARGET:.0%}: {'met' if ratio >= TARGET else 'NOT met'})")  # fmt: skip
-    print(f"  sender CPU {e2e['sender_cpu']:.2f} s, receiver CPU {e2e['receiver_cpu']:.2f} s")
+    print(f"  sender CPU {cpu_text(e2e['sender_cpu'])}")
+    print(f"  receiver CPU {cpu_text(e2e['receiver_cpu'])} (the whole receiving process)")
     print(f"  import before the offer (encrypt + hash into the store, `file send`, incl. CLI "
           f"start-up) {e2e['import_seconds']:.2f} s")  # fmt: skip
     print(f"  256 MiB from 1 source: {256 / one:.1f} MiB/s; from 3 sources: {256 / three:.1f} "

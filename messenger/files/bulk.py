@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import mmap
 import os
+import queue
 import socket
 import struct
 import threading
@@ -38,16 +40,18 @@ from .. import wire
 from .chunks import (
     MAX_CHUNK_SIZE,
     MAX_CHUNKS,
+    STORE_ALIGN,
     TAG_LEN,
     Bitmap,
     Manifest,
     ManifestError,
+    aligned,
     chunk_hash,
     decode_manifest,
     manifest_root,
     stored_offset,
 )
-from .store import AttachmentStore, StoreError
+from .store import AttachmentStore, ChunkFile, StoreError
 
 BULK_KIND: Final = 4
 """Preamble handshake kind of a bulk connection (beside wire.HandshakeKind 1-3)."""
@@ -60,6 +64,8 @@ MAX_RECORD: Final = max(MAX_CHUNK_SIZE, MAX_CHUNKS * 32) + 64
 MAX_GET: Final = 256
 WINDOW: Final = 6
 """Chunk requests a downloader keeps outstanding per source (6 MiB at 1 MiB chunks)."""
+WRITE_BUFFERS: Final = 3
+"""Received chunks a downloader holds per source while its writer verifies and stores them."""
 
 READY, GET, CHUNK, MISSING, MANIFEST_GET, MANIFEST, BYE = range(1, 8)
 _LEN = struct.Struct(">I")
@@ -104,13 +110,37 @@ def derive_keys(secret: bytes) -> tuple[bytes, bytes]:
     return kdf(b"downloader->source"), kdf(b"source->downloader")
 
 
+class RecordBuffer:
+    """A plaintext record buffer and libsodium's pointer to it.
+
+    The memory is page-aligned and a record starts 5 bytes (type and chunk index) before
+    a STORE_ALIGN boundary, so a received chunk's body is aligned as O_DIRECT wants it.
+    """
+
+    __slots__ = ("_memory", "data", "pointer")
+    _AT = STORE_ALIGN - 5
+
+    def __init__(self) -> None:
+        self._memory = mmap.mmap(-1, self._AT + MAX_RECORD + STORE_ALIGN)
+        self.data = memoryview(self._memory)[self._AT : self._AT + MAX_RECORD]
+        self.pointer = _ffi.from_buffer(self._memory) + self._AT
+
+    def padded_chunk(self, length: int) -> memoryview:
+        """The received chunk body of `length` bytes plus zeros to a STORE_ALIGN multiple."""
+        start = STORE_ALIGN  # = self._AT + 5
+        end = start + aligned(length)
+        self._memory[start + length : end] = bytes(end - start - length)
+        return memoryview(self._memory)[start:end]
+
+
 class Channel:
     """Encrypted records over a blocking socket (see the module docstring).
 
     Chunks are the bulk of the bytes, and on a busy machine a megabyte copy costs a third
     of a megabyte of ChaCha20, so records are sealed and opened in place in buffers owned
     by the channel: libsodium through PyNaCl's own cffi binding, which (unlike its bytes
-    API) takes buffers. A received body is a view valid until the next `recv`.
+    API) takes buffers. A received body is a view valid until the next `recv` into the
+    same buffer (the channel's own unless the caller passes one).
     """
 
     def __init__(self, sock: socket.socket, send_key: bytes, recv_key: bytes) -> None:
@@ -120,10 +150,11 @@ class Channel:
         self._send_n = 0
         self._recv_n = 0
         self._in = bytearray(MAX_RECORD + TAG_LEN)
-        self._plain = bytearray(MAX_RECORD)
+        self._received = RecordBuffer()
+        self._plain = self._received.data
+        self._plain_c = self._received.pointer
         self._out = bytearray(4 + MAX_RECORD + TAG_LEN)
         self._in_c = _ffi.from_buffer(self._in)
-        self._plain_c = _ffi.from_buffer(self._plain)
         self._out_c = _ffi.from_buffer(self._out)
         self._len_c = _ffi.new("unsigned long long *")
         self.download: Download | None = None  # what it fetches for (downloader side)
@@ -174,7 +205,9 @@ class Channel:
                 raise BulkError("the connection closed in the middle of a record")
             got += n
 
-    def recv(self) -> tuple[int, memoryview]:
+    def recv(self, into: RecordBuffer | None = None) -> tuple[int, memoryview]:
+        """The next record's type and body (a view of `into`, or of the channel's buffer)."""
+        into = into or self._received
         view = memoryview(self._in)
         self._recv_into(view[:4])
         (length,) = _LEN.unpack_from(self._in)
@@ -184,12 +217,12 @@ class Channel:
         nonce = b"\0\0\0\0" + self._recv_n.to_bytes(8, "little")
         self._recv_n += 1
         rc = _lib.crypto_aead_chacha20poly1305_ietf_decrypt(
-            self._plain_c, self._len_c, _ffi.NULL, self._in_c, length, _ffi.NULL, 0,
+            into.pointer, self._len_c, _ffi.NULL, self._in_c, length, _ffi.NULL, 0,
             nonce, self._recv_key,
         )  # fmt: skip
         if rc != 0:
             raise SourceMisbehaved("a bulk record failed authentication")
-        return self._plain[0], memoryview(self._plain)[1 : self._len_c[0]]
+        return into.data[0], memoryview(into.data)[1 : self._len_c[0]]
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -291,7 +324,7 @@ class Download:
         default_factory=lambda: threading.Condition(threading.Lock())
     )
     _in_flight: set[int] = field(default_factory=set)
-    _fd: int | None = None
+    _file: ChunkFile | None = None
 
     def set_manifest(self, encoded: bytes) -> None:
         with self._lock:
@@ -314,22 +347,22 @@ class Download:
 
     def open(self) -> None:
         with self._lock:
-            if self._fd is None:
-                self._fd = self.store.open_for_writing(self.root)
+            if self._file is None:
+                self._file = self.store.open_for_writing(self.root)
 
     def close(self) -> None:
         with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            if self._file is not None:
+                self._file.close()
+                self._file = None
 
     def sync(self) -> bytes | None:
         """Flush written chunks to disk; return the bitmap that is now durable."""
         with self._lock:
-            fd, have = self._fd, self.have
+            file, have = self._file, self.have
             snapshot = have.to_bytes() if have is not None else None
-        if fd is not None:
-            self.store.sync(fd)
+        if file is not None:
+            file.sync()
         return snapshot
 
     @property
@@ -360,13 +393,16 @@ class Download:
         with self._lock:
             self._lock.wait(timeout)
 
-    def store_chunk(self, source: str, index: int, data: memoryview) -> None:
-        """Verify a chunk against the manifest and write it as it is."""
-        manifest = self.manifest
-        assert manifest is not None and self._fd is not None
+    def store_chunk(
+        self, source: str, index: int, data: memoryview, padded: memoryview | None = None
+    ) -> None:
+        """Verify a chunk against the manifest and write it as it is (see ChunkFile.write
+        for `padded`)."""
+        manifest, file = self.manifest, self._file
+        assert manifest is not None and file is not None
         if len(data) != manifest.stored_size(index) or chunk_hash(data) != manifest.hashes[index]:
             raise SourceMisbehaved(f"chunk {index} does not match its hash")
-        self.store.write_chunk(self._fd, manifest, index, data)
+        file.write(manifest, index, data, padded)
         with self._lock:
             assert self.have is not None
             self.have.add(index)
@@ -378,11 +414,71 @@ class Download:
                 self._lock.notify_all()
 
 
+class ChunkWriter:
+    """Verifies and stores one source's chunks on a thread of its own.
+
+    Receiving and decrypting chunk n+1 then overlaps hashing and writing chunk n (both
+    release the GIL), instead of a source's connection idling while its last chunk is
+    checked. Chunks travel in a few RecordBuffers that go round: `buffer()` hands out a
+    free one (waiting while all are queued), `submit` queues one, the writer frees it.
+    """
+
+    def __init__(self, download: Download, source: str, buffers: int = WRITE_BUFFERS) -> None:
+        self.download = download
+        self.source = source
+        self.error: BaseException | None = None
+        self._free: queue.SimpleQueue[RecordBuffer] = queue.SimpleQueue()
+        for _ in range(buffers):
+            self._free.put(RecordBuffer())
+        self._queued: queue.SimpleQueue[tuple[int, RecordBuffer, memoryview] | None]
+        self._queued = queue.SimpleQueue()
+        self._thread = threading.Thread(
+            target=self._run, name=f"chinwag-chunk-writer-{source[:8]}", daemon=True
+        )
+        self._thread.start()
+
+    def buffer(self) -> RecordBuffer:
+        """A free buffer to receive into; raises what the writer failed with."""
+        buffer = self._free.get()
+        self.check()
+        return buffer
+
+    def give_back(self, buffer: RecordBuffer) -> None:
+        self._free.put(buffer)
+
+    def submit(self, index: int, buffer: RecordBuffer, data: memoryview) -> None:
+        self._queued.put((index, buffer, data))
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        """Store what is queued (unless storing failed), then stop the thread."""
+        if self._thread.is_alive():
+            self._queued.put(None)
+            self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._queued.get()) is not None:
+            index, buffer, data = item
+            if self.error is None:
+                try:
+                    padded = buffer.padded_chunk(len(data))
+                    self.download.store_chunk(self.source, index, data, padded)
+                except BaseException as exc:  # handed to the fetching thread
+                    self.error = exc
+            if self.error is not None:
+                self.download.release([index])  # not stored: someone else may fetch it
+            self._free.put(buffer)
+
+
 def fetch(channel: Channel, download: Download, source: str) -> None:
     """Pull chunks from one source until the download is complete or stopped. Blocking.
 
     Raises SourceMisbehaved (drop the source), SourceStopped, BulkError or StoreError."""
     outstanding: list[int] = []
+    writer: ChunkWriter | None = None
     try:
         kind, body = channel.recv()
         if kind == BYE:
@@ -402,7 +498,9 @@ def fetch(channel: Channel, download: Download, source: str) -> None:
         except ManifestError as exc:
             raise SourceMisbehaved(f"bad chunk list: {exc}") from None
         download.open()
+        writer = ChunkWriter(download, source)
         while not download.stopped.is_set() and not download.complete:
+            writer.check()
             if len(outstanding) < WINDOW:
                 more = download.take(source_have, WINDOW - len(outstanding))
                 if more:
@@ -411,17 +509,21 @@ def fetch(channel: Channel, download: Download, source: str) -> None:
             if not outstanding:
                 download.wait_for_work(0.2)  # others hold the rest, and they may fail
                 continue
-            kind, body = channel.recv()
+            buffer = writer.buffer()
+            kind, body = channel.recv(into=buffer)
             if kind == CHUNK:
                 (index,) = _INDEX.unpack_from(body)
                 if index not in outstanding:
+                    writer.give_back(buffer)
                     raise SourceMisbehaved(f"chunk {index} was not asked for")
-                download.store_chunk(source, index, body[4:])  # raises: still outstanding
-                outstanding.remove(index)
+                outstanding.remove(index)  # the writer stores it, or releases it if bad
+                writer.submit(index, buffer, body[4:])
                 delay = download.rate.take(len(body))
                 if delay:
                     time.sleep(delay)
-            elif kind == MISSING:
+                continue
+            writer.give_back(buffer)
+            if kind == MISSING:
                 (index,) = _INDEX.unpack_from(body)
                 if index in outstanding:
                     outstanding.remove(index)
@@ -431,7 +533,11 @@ def fetch(channel: Channel, download: Download, source: str) -> None:
                 raise SourceStopped(bytes(body).decode("utf-8", "replace") or "stopped serving")
             else:
                 raise SourceMisbehaved(f"unexpected bulk record type {kind}")
+        writer.close()
+        writer.check()
         with contextlib.suppress(OSError):
             channel.send(BYE)
     finally:
+        if writer is not None:
+            writer.close()
         download.release(outstanding)

@@ -72,9 +72,21 @@ def stored_chunk_size(size: int, chunk_size: int, index: int) -> int:
     return min(chunk_size, size - start) + TAG_LEN
 
 
+STORE_ALIGN: Final = 4096
+"""Stored chunks start on 4 KiB boundaries: a downloader can then write them straight to
+the disk (O_DIRECT), which on a virtual machine is several times cheaper than filling the
+page cache (see store.ChunkFile)."""
+
+
 def stored_offset(chunk_size: int, index: int) -> int:
-    """Where ciphertext chunk `index` starts in the store file."""
-    return index * (chunk_size + TAG_LEN)
+    """Where ciphertext chunk `index` starts in the store file: slot `index` of
+    chunk_size + 4 KiB (room for the tag, rounded up to the alignment)."""
+    return index * (chunk_size + STORE_ALIGN)
+
+
+def aligned(length: int) -> int:
+    """`length` rounded up to a multiple of STORE_ALIGN."""
+    return -(-length // STORE_ALIGN) * STORE_ALIGN
 
 
 def chunk_hash(ciphertext: bytes | bytearray | memoryview) -> bytes:

@@ -175,6 +175,7 @@ class FileManager:
             manifest = decode_manifest(row.manifest) if row.manifest else None
             have = Bitmap(manifest.count, row.have) if manifest and row.have else None
             self._files[row.root] = _File(row, manifest, have)
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._upgrade_store)
         for link in await db(self._repo.links):
             f = self._files.get(link.root)
             if f is not None:
@@ -198,6 +199,15 @@ class FileManager:
         for f in self._files.values():
             if f.state is TransferState.DOWNLOADING:
                 self._start(f)
+
+    def _upgrade_store(self) -> None:
+        """Move attachments kept in an earlier version's layout to the current one."""
+        for root in self.store.legacy_roots():
+            f = self._files.get(root)
+            try:
+                self.store.upgrade_legacy(root, f.manifest if f is not None else None)
+            except StoreError as exc:
+                log.warning("attachment %s stays in its old layout: %s", root.hex()[:12], exc)
 
     async def aclose(self) -> None:
         self._closing = True

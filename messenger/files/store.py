@@ -1,22 +1,27 @@
 """The attachment store: one file of ciphertext chunks per attachment, in the profile folder.
 
-``<profile>/attachments/<root hex>.chunks`` holds chunk ``i`` at ``i * (chunk_size + 16)``
+``<profile>/attachments/<root hex>.slots`` holds chunk ``i`` at ``i * (chunk_size + 4096)``
 exactly as the manifest hashes it (encrypted with the file's own key, which lives only in
-the encrypted database). A partial download is the same file with holes; which chunks are
-present is the bitmap kept in the database. Nothing here is ever plaintext: only
-`export` decrypts, straight to the path the user chose.
+the encrypted database); the rest of each slot is a hole or zeros. A partial download is
+the same file with holes; which chunks are present is the bitmap kept in the database.
+Nothing here is ever plaintext: only `export` decrypts, straight to the path the user chose.
+
+Earlier versions packed chunks at ``i * (chunk_size + 16)`` in ``<root hex>.chunks``;
+`upgrade_legacy` rewrites such a file into slots once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from .chunks import (
     DEFAULT_CHUNK_SIZE,
+    TAG_LEN,
     ChunkError,
     Manifest,
     chunk_hash,
@@ -26,6 +31,7 @@ from .chunks import (
 )
 
 DIR_NAME = "attachments"
+log = logging.getLogger(__name__)
 
 
 class StoreError(Exception):
@@ -47,6 +53,9 @@ class AttachmentStore:
         self.root_dir = Path(profile_path) / DIR_NAME
 
     def path(self, root: bytes) -> Path:
+        return self.root_dir / f"{root.hex()}.slots"
+
+    def legacy_path(self, root: bytes) -> Path:
         return self.root_dir / f"{root.hex()}.chunks"
 
     def _ensure_dir(self) -> None:
@@ -80,6 +89,7 @@ class AttachmentStore:
                         raise StoreError(f"{source} changed while it was being read")
                     ct = encrypt_chunk(key, size, index, plain)
                     hashes.append(chunk_hash(ct))
+                    out.seek(stored_offset(chunk_size, index))  # the gap stays a hole
                     out.write(ct)
                     index += 1
                     if progress is not None:
@@ -98,25 +108,12 @@ class AttachmentStore:
                 raise _disk_error(exc, f"storing {source.name}") from exc
             raise
 
-    def open_for_writing(self, root: bytes) -> int:
+    def open_for_writing(self, root: bytes) -> ChunkFile:
         self._ensure_dir()
-        return os.open(self.path(root), os.O_RDWR | os.O_CREAT, 0o600)
+        return ChunkFile(self.path(root))
 
     def open_for_reading(self, root: bytes) -> int:
         return os.open(self.path(root), os.O_RDONLY)
-
-    @staticmethod
-    def write_chunk(fd: int, manifest: Manifest, index: int, data: bytes | memoryview) -> None:
-        try:
-            offset = stored_offset(manifest.chunk_size, index)
-            written = os.pwrite(fd, data, offset)
-            while written < len(data):  # short writes only happen near a full disk
-                more = os.pwrite(fd, memoryview(data)[written:], offset + written)
-                if more == 0:
-                    raise OSError(errno.ENOSPC, "no space left on device")
-                written += more
-        except OSError as exc:
-            raise _disk_error(exc, "writing a received chunk") from exc
 
     @staticmethod
     def read_chunk(fd: int, manifest: Manifest, index: int) -> bytes:
@@ -125,13 +122,6 @@ class AttachmentStore:
         if len(data) != length:
             raise StoreError(f"chunk {index} is missing from the store")
         return data
-
-    @staticmethod
-    def sync(fd: int) -> None:
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            raise _disk_error(exc, "saving received chunks") from exc
 
     def verify_present(self, root: bytes, manifest: Manifest, indices: list[int]) -> list[int]:
         """Those of `indices` whose stored bytes match their hash (after a crash)."""
@@ -184,5 +174,116 @@ class AttachmentStore:
             os.close(fd)
 
     def delete(self, root: bytes) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path(root).unlink()
+        for path in (self.path(root), self.legacy_path(root)):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def legacy_roots(self) -> list[bytes]:
+        """Roots of the attachments stored in an earlier version's layout."""
+        if not self.root_dir.is_dir():
+            return []
+        roots = []
+        for path in self.root_dir.glob("*.chunks"):
+            with contextlib.suppress(ValueError):
+                roots.append(bytes.fromhex(path.stem))
+        return roots
+
+    def upgrade_legacy(self, root: bytes, manifest: Manifest | None) -> bool:
+        """Rewrite an attachment stored in the packed layout of earlier versions into
+        slots (once, at start-up; chunks missing from a partial one stay holes). Blocking.
+        Returns whether there was one."""
+        legacy = self.legacy_path(root)
+        if not legacy.exists():
+            return False
+        if manifest is None:  # nothing was written before the manifest arrived (or no record)
+            legacy.unlink()
+            return True
+        log.info("moving attachment %s to the slotted layout", root.hex()[:12])
+        tmp = self.root_dir / f".upgrade-{os.urandom(8).hex()}"
+        try:
+            with open(legacy, "rb") as src, open(tmp, "wb") as out:
+                for index in range(manifest.count):
+                    src.seek(index * (manifest.chunk_size + TAG_LEN))
+                    data = src.read(manifest.stored_size(index))
+                    if not data.strip(b"\0"):
+                        continue  # a hole: the chunk was never received
+                    out.seek(stored_offset(manifest.chunk_size, index))
+                    out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, self.path(root))
+            legacy.unlink()
+            return True
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise _disk_error(exc, "moving an attachment to the new layout") from exc
+
+
+class ChunkFile:
+    """A download's store file, open for writing verified chunks.
+
+    Chunks go straight to the disk (O_DIRECT) when the file system allows it and the
+    caller hands over an aligned, padded view of the chunk (`write(..., padded=)`): the
+    receiver then never fills the page cache with a file it only passes through, which on
+    this project's virtual machines costs more CPU than decrypting and hashing the data
+    together (docs/protocol.md §17.1). Anything else takes the ordinary buffered path.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._direct_fd = -1
+        direct = getattr(os, "O_DIRECT", 0)  # Linux; elsewhere buffered writes only
+        if direct:
+            try:
+                self._direct_fd = os.open(path, os.O_WRONLY | direct)
+            except OSError:  # e.g. tmpfs before Linux 6.6
+                self._direct_fd = -1
+
+    @property
+    def direct(self) -> bool:
+        return self._direct_fd >= 0
+
+    def write(
+        self, manifest: Manifest, index: int, data: memoryview, padded: memoryview | None = None
+    ) -> None:
+        """Write chunk `index`. `padded`, if given, is `data` followed by zeros up to a
+        multiple of STORE_ALIGN, starting at a STORE_ALIGN-aligned address."""
+        offset = stored_offset(manifest.chunk_size, index)
+        try:
+            if self._direct_fd >= 0 and padded is not None:
+                try:
+                    self._write_all(self._direct_fd, padded, offset)
+                    if index == manifest.count - 1 and len(padded) > len(data):
+                        os.ftruncate(self.fd, offset + len(data))  # the file ends with it
+                    return
+                except OSError as exc:
+                    if exc.errno != errno.EINVAL:
+                        raise
+                    # The file system wants another alignment: buffered from now on.
+                    os.close(self._direct_fd)
+                    self._direct_fd = -1
+            self._write_all(self.fd, data, offset)
+        except OSError as exc:
+            raise _disk_error(exc, "writing a received chunk") from exc
+
+    @staticmethod
+    def _write_all(fd: int, data: memoryview, offset: int) -> None:
+        written = os.pwrite(fd, data, offset)
+        while written < len(data):  # short writes only happen near a full disk
+            more = os.pwrite(fd, data[written:], offset + written)
+            if more == 0:
+                raise OSError(errno.ENOSPC, "no space left on device")
+            written += more
+
+    def sync(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise _disk_error(exc, "saving received chunks") from exc
+
+    def close(self) -> None:
+        for fd in (self.fd, self._direct_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self._direct_fd = -1

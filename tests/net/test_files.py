@@ -12,7 +12,7 @@ import pytest
 
 from messenger import wire
 from messenger.events import FileOfferRejected, MessageAdded, TransferChanged
-from messenger.files.chunks import DEFAULT_CHUNK_SIZE, TAG_LEN
+from messenger.files.chunks import DEFAULT_CHUNK_SIZE, TAG_LEN, stored_offset
 from messenger.records import TransferState
 from messenger.service import PeerService
 
@@ -95,7 +95,8 @@ async def test_100_mib_arrives_identical_and_the_store_holds_no_plaintext(make_p
         bob.files.store.path(bytes.fromhex(tid)),
     ):
         stored = store_file.read_bytes()
-        assert len(stored) == len(plain) + TAG_LEN * 101
+        # 100 full chunks in their slots, then the last (12345 bytes + tag) ends the file.
+        assert len(stored) == stored_offset(DEFAULT_CHUNK_SIZE, 100) + 12345 + TAG_LEN
         assert not any(s in stored for s in samples)
 
 
@@ -139,7 +140,7 @@ async def test_a_source_serving_corrupt_chunks_is_dropped(make_peer, tmp_path):
     # Damage every chunk in carol's store: whatever she serves is wrong.
     store_file = carol.files.store.path(bytes.fromhex(tid))
     data = bytearray(store_file.read_bytes())
-    for offset in range(100, len(data), DEFAULT_CHUNK_SIZE + TAG_LEN):
+    for offset in range(100, len(data), stored_offset(DEFAULT_CHUNK_SIZE, 1)):
         data[offset] ^= 0x55
     store_file.write_bytes(data)
     await dave.files.configure(rate_limit=40 * MiB)
@@ -307,3 +308,27 @@ async def test_a_full_disk_fails_clearly_and_keeps_the_partial_for_resume(make_p
     finally:
         await bob.aclose()
         subprocess.run(["umount", str(attachments)], check=False)
+
+
+async def test_a_file_stored_by_an_earlier_version_is_moved_to_slots_on_start(make_peer, tmp_path):
+    alice, bob = await make_peer("alice"), await make_peer("bob")
+    await befriend(alice, bob)
+    source = random_file(tmp_path / "old.bin", 3 * MiB + 777)
+    tid = await deliver(alice, bob, source)
+    await bob.files.accept(tid)
+    await complete(bob, tid)
+    store, root = bob.files.store, bytes.fromhex(tid)
+    await bob.aclose()
+    # Rewrite bob's copy as earlier versions kept it: chunks packed at i * (chunk + 16).
+    slots = store.path(root).read_bytes()
+    sizes = [DEFAULT_CHUNK_SIZE + TAG_LEN] * 3 + [777 + TAG_LEN]
+    packed = b"".join(
+        slots[stored_offset(DEFAULT_CHUNK_SIZE, i) :][:n] for i, n in enumerate(sizes)
+    )
+    store.path(root).unlink()
+    store.legacy_path(root).write_bytes(packed)
+
+    bob = await make_peer("bob", reopen=True)
+    assert not bob.files.store.legacy_path(root).exists()
+    assert bob.files.find(tid).state is TransferState.COMPLETE
+    assert digest(await bob.files.save_as(tid, tmp_path / "out.bin")) == digest(source)

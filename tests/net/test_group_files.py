@@ -7,7 +7,7 @@ import pytest
 
 from messenger import wire
 from messenger.events import FileOfferRejected, GroupMessageAdded
-from messenger.files.chunks import DEFAULT_CHUNK_SIZE, TAG_LEN
+from messenger.files.chunks import DEFAULT_CHUNK_SIZE, stored_offset
 from messenger.groups import NO_SIGNATURE, sign_message
 from messenger.records import TransferState
 from messenger.service import PeerService
@@ -86,7 +86,7 @@ async def test_a_member_serving_bad_chunks_is_dropped(make_peer, tmp_path):
     # Damage every chunk in cai's store: whatever cai serves is wrong.
     store_file = cai.files.store.path(bytes.fromhex(tid))
     data = bytearray(store_file.read_bytes())
-    for offset in range(100, len(data), DEFAULT_CHUNK_SIZE + TAG_LEN):
+    for offset in range(100, len(data), stored_offset(DEFAULT_CHUNK_SIZE, 1)):
         data[offset] ^= 0x55
     store_file.write_bytes(data)
     await wait_for(lambda: len(dov.files.find(tid).sources) == 3, what="three sources")

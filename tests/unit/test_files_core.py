@@ -17,6 +17,8 @@ from messenger.files.chunks import (
     HASH_LEN,
     MANIFEST_MAGIC,
     MIN_CHUNK_SIZE,
+    STORE_ALIGN,
+    TAG_LEN,
     Bitmap,
     ChunkError,
     Manifest,
@@ -27,7 +29,7 @@ from messenger.files.chunks import (
     encrypt_chunk,
 )
 from messenger.files.names import BadName, check_mime, check_name, sanitise
-from messenger.files.store import AttachmentStore
+from messenger.files.store import AttachmentStore, ChunkFile
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -184,7 +186,8 @@ def test_store_round_trip_holds_no_plaintext(tmp_path: Path) -> None:
     manifest = store.import_file(tmp_path / "in.bin", key, chunk_size=MIN_CHUNK_SIZE)
     assert manifest.count == 4 and manifest.size == len(plain)
     stored = store.path(manifest.root).read_bytes()
-    assert len(stored) == len(plain) + 4 * 16
+    # Chunks sit in 4 KiB-aligned slots (the gaps are holes); the last one ends the file.
+    assert len(stored) == 3 * (MIN_CHUNK_SIZE + STORE_ALIGN) + 77 + 16
     assert not any(plain[i : i + 32] in stored for i in range(0, len(plain), 4096))
     out = store.export(manifest.root, manifest, key, tmp_path / "out.bin")
     assert out.read_bytes() == plain
@@ -278,7 +281,7 @@ def test_serve_and_fetch_over_a_socket_pair(tmp_path: Path) -> None:
     # Now a source whose chunk 2 is damaged: the fetch stops with SourceMisbehaved and
     # chunk 2 is neither marked present nor left in flight.
     data = bytearray(store.path(manifest.root).read_bytes())
-    data[2 * (MIN_CHUNK_SIZE + 16) + 5] ^= 1
+    data[bulk.stored_offset(MIN_CHUNK_SIZE, 2) + 5] ^= 1
     store.path(manifest.root).write_bytes(data)
     down, src = _pair()
     worker = threading.Thread(target=lambda: _quietly(bulk.serve, src, store, served))
@@ -298,3 +301,62 @@ def _quietly(fn, *args) -> None:  # type: ignore[no-untyped-def]
         fn(*args)
     except (bulk.BulkError, OSError):
         pass
+
+
+def _imported(tmp_path: Path, size: int) -> tuple[AttachmentStore, Manifest, bytes, bytes]:
+    store = AttachmentStore(tmp_path / "source")
+    plain = os.urandom(size)
+    (tmp_path / "in.bin").write_bytes(plain)
+    key = os.urandom(32)
+    return store, store.import_file(tmp_path / "in.bin", key, chunk_size=MIN_CHUNK_SIZE), key, plain
+
+
+def test_chunk_file_writes_direct_or_buffered_alike(tmp_path: Path) -> None:
+    manifest = Manifest(3 * MIN_CHUNK_SIZE, MIN_CHUNK_SIZE, (b"\0" * 32,) * 3)
+    chunk = os.urandom(MIN_CHUNK_SIZE + TAG_LEN)
+    buffer = bulk.RecordBuffer()
+    buffer.data[5 : 5 + len(chunk)] = chunk
+    buffer.data[5 + len(chunk) : 5 + len(chunk) + 100] = b"\xff" * 100  # stale bytes
+    padded = buffer.padded_chunk(len(chunk))
+    assert len(padded) % STORE_ALIGN == 0 and bytes(padded[len(chunk) :]).count(0) == len(
+        padded
+    ) - len(chunk)
+    results = []
+    for name, use_padded in (("direct", True), ("buffered", False)):
+        file = ChunkFile(tmp_path / name)
+        file.write(manifest, 1, memoryview(chunk), padded if use_padded else None)
+        file.sync()
+        file.close()
+        data = (tmp_path / name).read_bytes()
+        start = bulk.stored_offset(MIN_CHUNK_SIZE, 1)
+        assert data[:start] == bytes(start)  # chunk 0 is a hole
+        results.append(data[start : start + len(chunk)])
+    assert results == [chunk, chunk]
+
+
+def test_an_attachment_in_the_old_packed_layout_is_moved_to_slots(tmp_path: Path) -> None:
+    store, manifest, key, plain = _imported(tmp_path, 4 * MIN_CHUNK_SIZE + 99)
+    slots = store.path(manifest.root).read_bytes()
+    chunks = [
+        slots[bulk.stored_offset(manifest.chunk_size, i) :][: manifest.stored_size(i)]
+        for i in range(manifest.count)
+    ]
+    # The layout of earlier versions: chunks packed at i * (chunk_size + 16); chunk 2 of
+    # this partial download never arrived (a hole of zeros).
+    packed = b"".join(c if i != 2 else bytes(len(c)) for i, c in enumerate(chunks))
+    store.path(manifest.root).unlink()
+    store.legacy_path(manifest.root).write_bytes(packed)
+    assert store.legacy_roots() == [manifest.root]
+    assert store.upgrade_legacy(manifest.root, manifest)
+    assert not store.legacy_path(manifest.root).exists() and store.legacy_roots() == []
+    indices = list(range(manifest.count))
+    assert store.verify_present(manifest.root, manifest, indices) == [0, 1, 3, 4]
+    upgraded = store.path(manifest.root).read_bytes()
+    upgraded = (
+        upgraded[: bulk.stored_offset(manifest.chunk_size, 2)]
+        + b"".join([chunks[2].ljust(manifest.chunk_size + STORE_ALIGN, b"\0")])
+        + upgraded[bulk.stored_offset(manifest.chunk_size, 3) :]
+    )
+    store.path(manifest.root).write_bytes(upgraded)
+    assert store.export(manifest.root, manifest, key, tmp_path / "out").read_bytes() == plain
+    assert not store.upgrade_legacy(manifest.root, manifest)  # nothing left to do
