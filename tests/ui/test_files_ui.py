@@ -3,9 +3,10 @@ pause/resume, save as, thumbnails."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
-from PySide6.QtCore import QMimeData, Qt, QUrl
+from PySide6.QtCore import QMimeData, QRect, Qt, QUrl
 from PySide6.QtGui import QColor, QImage
 
 from messenger.records import TransferRecord, TransferState
@@ -156,3 +157,62 @@ def test_file_message_bubble_shows_progress_and_acts(
     assert not chat.view.delegate.layout(history.index(row)).progress_bar
     assert chat.view.transfer_actions(shown()) == ["open", "save"]
     assert qloop.run(bob.files.plaintext(sent.id)) == source.read_bytes()
+
+
+def test_a_received_image_shows_its_thumbnail_in_the_bubble(
+    qloop, qtbot, make_peer, open_window, tmp_path, monkeypatch
+):
+    alice, bob = make_peer("alice"), make_peer("bob")
+    _bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
+    image = QImage(600, 400, QImage.Format.Format_RGB32)
+    image.fill(QColor("#cc6633"))
+    photo = tmp_path / "photo.png"
+    assert image.save(str(photo))
+    # A small image is fetched without asking; Bob opens the conversation afterwards.
+    sent = qloop.run(alice.files.send_file(bob.contact_id, photo))
+    (msg_id,) = sent.msg_ids
+    qloop.until(
+        lambda: any(t.id == sent.id and t.state is TransferState.COMPLETE
+                    for t in bob.files.transfers()),
+        what="the photo downloaded",
+    )  # fmt: skip
+    qloop.run(alice.send_text(bob.contact_id, "and a caption after it"))
+    window = open_window(bob)
+    # The thumbnail is loaded only once the row has been laid out without it, as when
+    # loading it takes a while.
+    bridge = window.bridge
+    loaded = bridge.thumbnail
+    gate = asyncio.Event()
+
+    async def slow_thumbnail(transfer_id: str) -> bytes | None:
+        await gate.wait()
+        return await loaded(transfer_id)
+
+    monkeypatch.setattr(bridge, "thumbnail", slow_thumbnail)
+    window.open_conversation(alice_at_bob)
+    chat = window.chat
+    history = chat.history
+    assert history is not None
+    qloop.until(lambda: history.row_of(msg_id) >= 0, what="the photo in Bob's history")
+
+    def row_rect() -> QRect:
+        return chat.view.rectForIndex(chat.view.model().index(history.row_of(msg_id), 0))
+
+    qloop.until(lambda: row_rect().height() > 0, what="the photo's row laid out")
+    qloop.run(asyncio.sleep(0.3))  # idle: no layout of the view is pending
+    chat.view.executeDelayedItemsLayout()
+    before = row_rect().height()
+    gate.set()
+
+    # Its bubble grows a thumbnail, and the view lays the row out again: the row is as
+    # tall as the bubble now needs (not painted over the messages below it).
+    def laid_out() -> bool:
+        index = chat.view.model().index(history.row_of(msg_id), 0)
+        layout = chat.view.delegate.layout(index)
+        return layout.thumb is not None and row_rect().height() == layout.row_height
+
+    qloop.until(laid_out, what="the thumbnail in the bubble, laid out")
+    assert row_rect().height() > before
+    index = chat.view.model().index(history.row_of(msg_id), 0)
+    thumb = chat.view.delegate.layout(index).thumb
+    assert thumb is not None and thumb.pixelColor(5, 5) == QColor("#cc6633")

@@ -787,11 +787,14 @@ class HistoryView(QListView):
 
     def _on_transfer_shape(self) -> None:
         """A file message grew or shrank (a thumbnail arrived, the progress bar went)."""
+        # The rows' sizes changed without the model saying so: lay them out again (a
+        # scroll to the bottom alone keeps the old row rectangles, and a thumbnail that
+        # arrived would be painted into a row too short for it).
+        self.scheduleDelayedItemsLayout()
         if self._stick:
-            self.scrollToBottom()  # lays out (once) and stays at the newest message
-        else:
-            self.scheduleDelayedItemsLayout()
-            self.viewport().update()
+            self.executeDelayedItemsLayout()
+            self.scrollToBottom()  # and stay at the newest message
+        self.viewport().update()
 
     def _after_window(self) -> None:
         """A new window: show the highlighted message, or the newest one."""
