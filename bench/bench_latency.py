@@ -12,6 +12,12 @@ echo side commits each message to a plain sqlite3 file (WAL, synchronous=FULL) b
 echoing, i.e. one fsync per round trip. The service has three durable commits on this
 path (sender's outbox, receiver's store, sender's DELIVERED state).
 
+And the floor those commits set: one bare SQLCipher transaction inserting one 200-byte
+message row into a table with three indexes (sqlcipher3, the service's WAL and
+synchronous=NORMAL, no Python layers), p50. The first two commits are in series on the
+path (the outbox before the message may leave, the receiver's store before it may be
+acknowledged), so twice this is the least any design that keeps both can reach.
+
     python -m bench.bench_latency [--quick] [--profile]
 """
 
@@ -19,9 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import tempfile
 import time
 from pathlib import Path
+
+import sqlcipher3
 
 from messenger.events import MessageStatesChanged, ServiceEvent
 from messenger.records import MessageState
@@ -78,6 +87,33 @@ async def service_latencies(
     return round_trips, queued
 
 
+def sqlcipher_commit_times(path: Path, count: int, warmup: int = 200) -> list[float]:
+    """Seconds per bare SQLCipher commit of one message-shaped row (see the docstring)."""
+    conn = sqlcipher3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA key = \"x'{os.urandom(32).hex()}'\"")
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(
+            "CREATE TABLE m (id BLOB PRIMARY KEY, conv BLOB, seq INT, at INT, body TEXT, st INT)"
+        )
+        for i, columns in enumerate(("conv, seq", "conv, at", "st")):
+            conn.execute(f"CREATE INDEX m{i} ON m ({columns})")
+        conv, text = os.urandom(16), body(BODY_SIZE)
+        times: list[float] = []
+        for i in range(warmup + count):
+            start = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(
+                "INSERT INTO m VALUES (?, ?, ?, ?, ?, 0)", (os.urandom(16), conv, i, i, text)
+            )
+            conn.execute("COMMIT")
+            times.append(time.perf_counter() - start)
+        return times[warmup:]
+    finally:
+        conn.close()
+
+
 async def run(quick: bool = False, profile: bool = False) -> list[Result]:
     count = 40 if quick else 500
     raw_count = 300 if quick else 3000
@@ -93,10 +129,12 @@ async def run(quick: bool = False, profile: bool = False) -> list[Result]:
             else:
                 service, queued = await service_latencies(pair, count)
             raw += await raw_ping_pong(raw_count)  # before and after: the machine is noisy
+            commits = sqlcipher_commit_times(Path(tmp) / "floor.db", raw_count)
     raw_p50, raw_p99 = percentile(raw, 50), percentile(raw, 99)
     durable_p50 = percentile(durable, 50)
     p50, p99 = percentile(service, 50), percentile(service, 99)
     q50 = percentile(queued, 50)
+    commit_p50 = percentile(commits, 50)
     return [
         Result(
             name=f"send -> delivered receipt p50 ({count} msgs, one at a time)",
@@ -123,6 +161,13 @@ async def run(quick: bool = False, profile: bool = False) -> list[Result]:
             ),
             ratio=p50 / durable_p50,
             ratio_text=f"{p50 / durable_p50:.1f}x",
+        ),
+        Result(
+            name="floor: two bare SQLCipher commits of one message row (in series on the path)",
+            result=f"2 x {fmt_time(commit_p50)} = {fmt_time(2 * commit_p50)}",
+            baseline=f"{fmt_time(raw_p50)} (asyncio TCP ping-pong p50)",
+            ratio=2 * commit_p50 / raw_p50,
+            ratio_text=f"{2 * commit_p50 / raw_p50:.1f}x",
         ),
     ]
 
