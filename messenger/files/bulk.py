@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import mmap
-import os
 import queue
 import socket
 import struct
@@ -51,7 +50,7 @@ from .chunks import (
     manifest_root,
     stored_offset,
 )
-from .store import AttachmentStore, ChunkFile, StoreError
+from .store import AttachmentStore, ChunkFile, ChunkReader, StoreError
 
 BULK_KIND: Final = 4
 """Preamble handshake kind of a bulk connection (beside wire.HandshakeKind 1-3)."""
@@ -125,12 +124,16 @@ class RecordBuffer:
         self.data = memoryview(self._memory)[self._AT : self._AT + MAX_RECORD]
         self.pointer = _ffi.from_buffer(self._memory) + self._AT
 
+    def aligned_body(self, length: int) -> memoryview:
+        """A chunk body's place (after type and index), `length` rounded up to STORE_ALIGN."""
+        start = STORE_ALIGN  # = self._AT + 5
+        return memoryview(self._memory)[start : start + aligned(length)]
+
     def padded_chunk(self, length: int) -> memoryview:
         """The received chunk body of `length` bytes plus zeros to a STORE_ALIGN multiple."""
-        start = STORE_ALIGN  # = self._AT + 5
-        end = start + aligned(length)
-        self._memory[start + length : end] = bytes(end - start - length)
-        return memoryview(self._memory)[start:end]
+        body = self.aligned_body(length)
+        body[length:] = bytes(len(body) - length)
+        return body
 
 
 class Channel:
@@ -187,14 +190,16 @@ class Channel:
             at += len(part)
         self._seal_and_send(at)
 
-    def send_stored_chunk(self, fd: int, index: int, offset: int, length: int) -> None:
-        """A CHUNK record read straight from the store file into the record buffer."""
+    def send_stored_chunk(self, chunks: ChunkReader, index: int, offset: int, length: int) -> None:
+        """A CHUNK record read straight from the store file into the record buffer (whose
+        body is aligned for an O_DIRECT read: see RecordBuffer)."""
         plain = self._plain
         plain[0] = CHUNK
         _INDEX.pack_into(plain, 1, index)
-        got = os.preadv(fd, [memoryview(plain)[5 : 5 + length]], offset)
-        if got != length:
-            raise StoreError(f"chunk {index} is missing from the store")
+        try:
+            chunks.read_into(offset, plain[5 : 5 + length], self._received.aligned_body(length))
+        except StoreError:
+            raise StoreError(f"chunk {index} is missing from the store") from None
         self._seal_and_send(5 + length)
 
     def _recv_into(self, view: memoryview) -> None:
@@ -248,7 +253,7 @@ class Served:
 def serve(channel: Channel, store: AttachmentStore, served: Served) -> None:
     """Answer one downloader until it says goodbye or we stop serving. Blocking."""
     try:
-        fd = store.open_for_reading(served.root)
+        chunks = store.open_for_serving(served.root)
     except FileNotFoundError:
         channel.send(BYE, b"the file is not in the store")
         return
@@ -274,12 +279,12 @@ def serve(channel: Channel, store: AttachmentStore, served: Served) -> None:
                         continue
                     length = served.manifest.stored_size(index)
                     offset = stored_offset(served.manifest.chunk_size, index)
-                    channel.send_stored_chunk(fd, index, offset, length)
+                    channel.send_stored_chunk(chunks, index, offset, length)
                     served.on_served(length)
             else:
                 raise BulkError(f"unexpected bulk record type {kind}")
     finally:
-        os.close(fd)
+        chunks.close()
 
 
 # -- the fetching side ------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +25,8 @@ from .chunks import (
     TAG_LEN,
     ChunkError,
     Manifest,
+    aligned,
+    chunk_count,
     chunk_hash,
     decrypt_chunk,
     encrypt_chunk,
@@ -72,32 +75,40 @@ class AttachmentStore:
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         progress: Callable[[int], None] | None = None,
     ) -> Manifest:
-        """Encrypt `source` chunk by chunk into the store; return its manifest. Blocking."""
+        """Encrypt `source` chunk by chunk into the store; return its manifest. Blocking.
+
+        Written like a download (ChunkFile): straight to the disk where it can be."""
         self._ensure_dir()
         size = os.stat(source).st_size
+        count = chunk_count(size, chunk_size)
         tmp = self.root_dir / f".import-{os.urandom(8).hex()}"
         hashes: list[bytes] = []
+        buffer = mmap.mmap(-1, aligned(chunk_size + TAG_LEN))  # page-aligned
         try:
-            with open(source, "rb") as src, open(tmp, "wb") as out:
-                index = 0
-                while True:
-                    plain = src.read(chunk_size)
-                    if not plain and index * chunk_size >= size:
-                        break
-                    end = index * chunk_size + len(plain)
-                    if end > size or (len(plain) < chunk_size and end != size):
+            out = ChunkFile(tmp)
+            try:
+                with open(source, "rb") as src:
+                    for index in range(count):
+                        plain = src.read(chunk_size)
+                        end = index * chunk_size + len(plain)
+                        if end > size or (len(plain) < chunk_size and end != size):
+                            raise StoreError(f"{source} changed while it was being read")
+                        ct = encrypt_chunk(key, size, index, plain)
+                        hashes.append(chunk_hash(ct))
+                        buffer[: len(ct)] = ct
+                        padded = aligned(len(ct))
+                        buffer[len(ct) : padded] = bytes(padded - len(ct))
+                        out.write_at(
+                            stored_offset(chunk_size, index), memoryview(ct),
+                            memoryview(buffer)[:padded], last=index == count - 1,
+                        )  # fmt: skip
+                        if progress is not None:
+                            progress(end)
+                    if src.read(1):
                         raise StoreError(f"{source} changed while it was being read")
-                    ct = encrypt_chunk(key, size, index, plain)
-                    hashes.append(chunk_hash(ct))
-                    out.seek(stored_offset(chunk_size, index))  # the gap stays a hole
-                    out.write(ct)
-                    index += 1
-                    if progress is not None:
-                        progress(index * chunk_size)
-                    if len(plain) < chunk_size:
-                        break
-                out.flush()
-                os.fsync(out.fileno())
+                out.sync()
+            finally:
+                out.close()
             manifest = Manifest(size, chunk_size, tuple(hashes))
             os.replace(tmp, self.path(manifest.root))
             return manifest
@@ -107,6 +118,9 @@ class AttachmentStore:
             if isinstance(exc, OSError):
                 raise _disk_error(exc, f"storing {source.name}") from exc
             raise
+        finally:
+            with contextlib.suppress(BufferError):  # a view of it may linger in a traceback
+                buffer.close()
 
     def open_for_writing(self, root: bytes) -> ChunkFile:
         self._ensure_dir()
@@ -114,6 +128,9 @@ class AttachmentStore:
 
     def open_for_reading(self, root: bytes) -> int:
         return os.open(self.path(root), os.O_RDONLY)
+
+    def open_for_serving(self, root: bytes) -> ChunkReader:
+        return ChunkReader(self.path(root))
 
     @staticmethod
     def read_chunk(fd: int, manifest: Manifest, index: int) -> bytes:
@@ -232,13 +249,7 @@ class ChunkFile:
 
     def __init__(self, path: Path) -> None:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._direct_fd = -1
-        direct = getattr(os, "O_DIRECT", 0)  # Linux; elsewhere buffered writes only
-        if direct:
-            try:
-                self._direct_fd = os.open(path, os.O_WRONLY | direct)
-            except OSError:  # e.g. tmpfs before Linux 6.6
-                self._direct_fd = -1
+        self._direct_fd = _open_direct(path, os.O_WRONLY)
 
     @property
     def direct(self) -> bool:
@@ -250,11 +261,16 @@ class ChunkFile:
         """Write chunk `index`. `padded`, if given, is `data` followed by zeros up to a
         multiple of STORE_ALIGN, starting at a STORE_ALIGN-aligned address."""
         offset = stored_offset(manifest.chunk_size, index)
+        self.write_at(offset, data, padded, last=index == manifest.count - 1)
+
+    def write_at(
+        self, offset: int, data: memoryview, padded: memoryview | None, *, last: bool
+    ) -> None:
         try:
             if self._direct_fd >= 0 and padded is not None:
                 try:
                     self._write_all(self._direct_fd, padded, offset)
-                    if index == manifest.count - 1 and len(padded) > len(data):
+                    if last and len(padded) > len(data):
                         os.ftruncate(self.fd, offset + len(data))  # the file ends with it
                     return
                 except OSError as exc:
@@ -265,7 +281,7 @@ class ChunkFile:
                     self._direct_fd = -1
             self._write_all(self.fd, data, offset)
         except OSError as exc:
-            raise _disk_error(exc, "writing a received chunk") from exc
+            raise _disk_error(exc, "writing a chunk to the store") from exc
 
     @staticmethod
     def _write_all(fd: int, data: memoryview, offset: int) -> None:
@@ -281,6 +297,51 @@ class ChunkFile:
             os.fsync(self.fd)
         except OSError as exc:
             raise _disk_error(exc, "saving received chunks") from exc
+
+    def close(self) -> None:
+        for fd in (self.fd, self._direct_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self._direct_fd = -1
+
+
+def _open_direct(path: Path, flags: int) -> int:
+    """An O_DIRECT descriptor of `path`, or -1 where there is none (not Linux, or a file
+    system that refuses it, such as tmpfs before Linux 6.6)."""
+    direct = getattr(os, "O_DIRECT", 0)
+    if not direct:
+        return -1
+    try:
+        return os.open(path, flags | direct)
+    except OSError:
+        return -1
+
+
+class ChunkReader:
+    """A store file open for serving chunks: read straight from the disk (O_DIRECT) into
+    the caller's aligned buffer where possible, like ChunkFile writes, so that serving a
+    big file does not fill the page cache either; otherwise ordinary reads."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDONLY)
+        self._direct_fd = _open_direct(path, os.O_RDONLY)
+
+    def read_into(self, offset: int, view: memoryview, padded: memoryview | None) -> None:
+        """Fill `view` from `offset`. `padded`, if given, starts where `view` does, at a
+        STORE_ALIGN-aligned address, and has room for len(view) rounded up to it."""
+        length = len(view)
+        if self._direct_fd >= 0 and padded is not None:
+            try:
+                if os.preadv(self._direct_fd, [padded[: aligned(length)]], offset) >= length:
+                    return
+                raise StoreError("a chunk is missing from the store")
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                os.close(self._direct_fd)  # another alignment wanted: ordinary reads
+                self._direct_fd = -1
+        if os.preadv(self.fd, [view], offset) != length:
+            raise StoreError("a chunk is missing from the store")
 
     def close(self) -> None:
         for fd in (self.fd, self._direct_fd):

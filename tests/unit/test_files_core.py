@@ -29,7 +29,7 @@ from messenger.files.chunks import (
     encrypt_chunk,
 )
 from messenger.files.names import BadName, check_mime, check_name, sanitise
-from messenger.files.store import AttachmentStore, ChunkFile
+from messenger.files.store import AttachmentStore, ChunkFile, ChunkReader, StoreError
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -331,6 +331,16 @@ def test_chunk_file_writes_direct_or_buffered_alike(tmp_path: Path) -> None:
         start = bulk.stored_offset(MIN_CHUNK_SIZE, 1)
         assert data[:start] == bytes(start)  # chunk 0 is a hole
         results.append(data[start : start + len(chunk)])
+        # Served back the same, read straight from the disk or through the page cache.
+        reader = ChunkReader(tmp_path / name)
+        for direct in (True, False):
+            out = bulk.RecordBuffer()
+            view = out.data[5 : 5 + len(chunk)]
+            reader.read_into(start, view, out.aligned_body(len(chunk)) if direct else None)
+            assert bytes(view) == chunk
+        with pytest.raises(StoreError, match="missing"):  # beyond the end: not there
+            reader.read_into(3 * start, out.data[5 : 5 + len(chunk)], None)
+        reader.close()
     assert results == [chunk, chunk]
 
 
