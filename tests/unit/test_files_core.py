@@ -3,6 +3,7 @@ channel over a real socket pair."""
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import threading
@@ -370,3 +371,48 @@ def test_an_attachment_in_the_old_packed_layout_is_moved_to_slots(tmp_path: Path
     store.path(manifest.root).write_bytes(upgraded)
     assert store.export(manifest.root, manifest, key, tmp_path / "out").read_bytes() == plain
     assert not store.upgrade_legacy(manifest.root, manifest)  # nothing left to do
+
+
+def test_a_file_system_that_refuses_direct_io_falls_back_to_ordinary_io(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """O_DIRECT opened, then EINVAL on the first write or read (another alignment wanted):
+    the chunk still lands, and later ones go the ordinary way."""
+    manifest = Manifest(2 * MIN_CHUNK_SIZE, MIN_CHUNK_SIZE, (b"\0" * 32,) * 2)
+    chunks = [os.urandom(MIN_CHUNK_SIZE + TAG_LEN) for _ in range(2)]
+    file = ChunkFile(tmp_path / "f")
+    if not file.direct:
+        pytest.skip("this file system has no O_DIRECT at all")
+    real_pwrite, real_preadv = os.pwrite, os.preadv
+    refused: list[int] = []
+
+    def pwrite(fd: int, data: object, offset: int) -> int:
+        if len(data) % STORE_ALIGN == 0:  # type: ignore[arg-type]  # the direct write
+            refused.append(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    for index, chunk in enumerate(chunks):
+        buffer = bulk.RecordBuffer()
+        buffer.data[5 : 5 + len(chunk)] = chunk
+        file.write(manifest, index, memoryview(chunk), buffer.padded_chunk(len(chunk)))
+    assert len(refused) == 1 and not file.direct  # refused once, then no more tries
+    file.close()
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
+
+    def preadv(fd: int, buffers: list[memoryview], offset: int) -> int:
+        if len(buffers[0]) % STORE_ALIGN == 0:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", preadv)
+    reader = ChunkReader(tmp_path / "f")
+    for index, chunk in enumerate(chunks):
+        out = bulk.RecordBuffer()
+        view = out.data[5 : 5 + len(chunk)]
+        reader.read_into(
+            bulk.stored_offset(MIN_CHUNK_SIZE, index), view, out.aligned_body(len(chunk))
+        )
+        assert bytes(view) == chunk
+    reader.close()
