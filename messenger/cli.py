@@ -153,6 +153,14 @@ def _show_group(r: Any) -> None:
                 f"# {g['name']}  {g['id'][:8]}  {online}/{len(g['members'])} online{unread}{state}"
             )
         return
+    if "query" in r:  # search
+        if not r["messages"]:
+            print(f"no group message matches {r['query']!r}")
+        for m in r["messages"]:
+            print(
+                f"[{m['sent_at'][:19].replace('T', ' ')}] #{m['group']} {m['author']}: {m['body']}"
+            )
+        return
     if "messages" in r:  # history
         for m in r["messages"]:
             got = f"  ✓ {m['delivered_to']}/{m['members']}" if m["outgoing"] else ""
@@ -311,15 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
     command("lan", "LAN discovery status of the running peer", json_flag=True)
     p = command(
         "group",
-        "group chat: list, create, add, remove, rename, admins, leave, delete, send, file, history",
+        "group chat: list, create, add, remove, rename, admins, leave, delete, send, file, "
+        "history, search",
         json_flag=True,
     )
     p.add_argument("action", choices=GROUP_ACTIONS)
     p.add_argument("group", nargs="?", help="group name or id prefix (create: the new name)")
     p.add_argument(
         "args", nargs="*", help="contacts or members; send/rename: the text; file: the path"
-    )
-    p.add_argument("--limit", type=int, default=50, help="history: how many messages")
+    )  # search: every word after the action is the text (every group is searched)
+    p.add_argument("--limit", type=int, default=50, help="history, search: how many messages")
     p = command("file", "send, list, accept, pause, resume, cancel and save files", json_flag=True)
     files = p.add_subparsers(dest="file_action", required=True)
     # --json after the action too (`file list --json`).

@@ -33,6 +33,7 @@ GROUP_ACTIONS = (
     "requests",
     "approve",
     "decline",
+    "search",
 )
 
 
@@ -107,6 +108,19 @@ class GroupCommands:
             contact = await self.service.resolve_contact(group)
             await groups.request_join(contact.id, " ".join(names))
             return {"asked": contact.display_name, "group_name": " ".join(names)}
+        if action == "search":
+            query = " ".join([group or "", *names]).strip()
+            if not query:
+                raise ServiceError("use: group search TEXT")
+            found = await groups.search(query, limit=limit)
+            names_of = {g.id: g.name for g in await groups.groups()}
+            return {
+                "query": query,
+                "messages": [
+                    {"group": names_of.get(m.group_id, m.group_id), **group_message_json(m)}
+                    for m in found
+                ],
+            }
         if action == "create":
             if not group:
                 raise ServiceError("use: group create NAME [CONTACT ...]")

@@ -614,6 +614,20 @@ class GroupManager:
         rows = await self._service._db(self.repo.history, group_id, limit=limit, before=before)
         return [self._message_record(group, r) for r in rows]
 
+    async def search(
+        self, text: str, *, group_id: bytes | None = None, limit: int = 100
+    ) -> list[GroupMessageRecord]:
+        """Full-text search of every group's messages (or one group's), newest first."""
+        if group_id is not None:
+            self._group(group_id)
+        rows = await self._service._db(self.repo.search, text, group_id=group_id, limit=limit)
+        found = []
+        for row in rows:
+            group = self._groups.get(row.group_id)
+            if group is not None:
+                found.append(self._message_record(group, row))
+        return found
+
     async def mark_read(self, group_id: bytes) -> int:
         self._group(group_id)
         return await self._service._db(self.repo.mark_seen, group_id)

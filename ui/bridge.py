@@ -162,6 +162,9 @@ class Bridge(QObject):
     async def search(self, text: str, contact_id: str | None = None) -> list[MessageRecord]:
         return await self.service.search(text, contact_id=contact_id)
 
+    async def search_groups(self, text: str) -> list[GroupMessageRecord]:
+        return await self.service.groups.search(text)
+
     # -- files (messenger/files) -------------------------------------------------------------
 
     def transfers(

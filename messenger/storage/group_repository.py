@@ -307,6 +307,30 @@ class GroupRepository:
             rows = _cursor(conn).execute(sql, params).fetchall()
         return [_stored(r) for r in reversed(rows)]
 
+    def search(
+        self, text: str, *, group_id: bytes | None = None, limit: int = 100
+    ) -> list[StoredGroupMessage]:
+        """Full-text search of group messages (FTS5), newest first; as Repository.search:
+        every word must occur, the last one as a prefix."""
+        words = [w.replace('"', '""') for w in text.split()]
+        if not words:
+            return []
+        match = " ".join(f'"{w}"' for w in words[:-1]) + f' "{words[-1]}"*'
+        columns = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
+        sql = (
+            f"SELECT {columns} FROM group_messages_fts f "  # noqa: S608  (constant columns)
+            "JOIN group_messages m ON m.id = f.rowid WHERE group_messages_fts MATCH ?"
+        )
+        params: list[Any] = [match.strip()]
+        if group_id is not None:
+            sql += " AND m.group_id = ?"
+            params.append(group_id)
+        sql += " ORDER BY m.sent_at_ms DESC LIMIT ?"
+        params.append(limit)
+        with self.engine.connect() as conn:
+            rows = _cursor(conn).execute(sql, params).fetchall()
+        return [_stored(r) for r in rows]
+
     def attachment_links(self) -> list[tuple[bytes, bytes, bytes, bool, bytes]]:
         """(msg_id, group_id, author, outgoing, attachment) of every group message that
         offers a file (the partial index makes this cheap however long the history)."""

@@ -75,6 +75,13 @@ def test_group_commands_through_the_running_peer(tmp_path, runners):
     assert (tmp_path / "got.txt").read_text() == "minutes of the lab meeting"
     listed = cli(cai, "file", "list").stdout
     assert "#Lab" in listed and "notes.txt" in listed
+    found = cli_json(cai, "group", "search", "hello", "fro")
+    assert [(m["group"], m["author"], m["body"]) for m in found["messages"]] == [
+        ("Lab", "Bob", "hello from bob")
+    ]
+    shown = cli(cai, "group", "search", "hello").stdout
+    assert "#Lab Bob: hello from bob" in shown
+    assert "no group message matches 'goodbye'" in cli(cai, "group", "search", "goodbye").stdout
     cli(alice, "group", "rename", "Lab", "Lab", "2")
     wait_until(lambda: cli_json(cai, "group", "list")[0]["name"] == "Lab 2")
     cli(alice, "group", "remove", "Lab 2", "cai")

@@ -245,3 +245,47 @@ async def test_a_group_only_member_cannot_chat_one_to_one(make_peer):
     await bea.groups.send_text(group_id, "in the group")
     await _all_have([cai], group_id, 1)  # sent after the 1:1 attempt, on the same session
     assert await cai._db(cai.repo.message_count) == 0
+
+
+async def test_group_messages_are_found_by_search_and_forgotten_with_the_group(make_peer):
+    peers = (await _star(make_peer))[:3]
+    admin, bea, cai = peers
+    group_id = await _group(peers)
+    other_id = await _group(peers, "Book club")
+    await admin.groups.send_text(group_id, "the café opens at nine")
+    await bea.groups.send_text(group_id, "Cafe au lait for everyone?")
+    await cai.groups.send_text(other_id, "chapter nine, then the café")
+    await admin.send_text(bea.contact_id, "café, one to one")
+    await _all_have(peers, group_id, 2)
+    await _all_have(peers, other_id, 1)
+    for p in peers:
+        # Every word must occur, the last as a prefix; accents do not matter.
+        found = await p.groups.search("cafe")
+        assert sorted(m.body for m in found) == [
+            "Cafe au lait for everyone?",
+            "chapter nine, then the café",
+            "the café opens at nine",
+        ]
+        assert [m.body for m in await p.groups.search("nine caf")] == [
+            "chapter nine, then the café",
+            "the café opens at nine",
+        ]  # newest first
+        assert [m.body for m in await p.groups.search("caf", group_id=other_id)] == [
+            "chapter nine, then the café"
+        ]
+        assert await p.groups.search("breakfast") == []
+        assert await p.groups.search("   ") == []
+        # Quotes and FTS syntax in the text are words, not query syntax.
+        assert await p.groups.search('"café" OR NEAR(') == []
+
+    # 1:1 messages stay in their own search, group messages in theirs.
+    async def arrived() -> bool:
+        return [m.body for m in await bea.search("café")] == ["café, one to one"]
+
+    await wait_for(arrived, what="the 1:1 message at bea")
+    found = await bea.groups.search("everyone")
+    assert [(m.author_name, m.outgoing) for m in found] == [("Bea", True)]
+    # A deleted group's messages leave the index with it.
+    await cai.groups.delete(other_id)
+    assert [m.body for m in await cai.groups.search("chapter")] == []
+    assert len(await cai.groups.search("cafe")) == 2

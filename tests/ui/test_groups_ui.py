@@ -179,3 +179,52 @@ def test_group_history_pages_older_messages_in(qloop, make_peer, open_window):
         qloop.until(lambda: not model._loading, what="a page")
     bodies = [model.index(r, 0).data() for r in range(model.rowCount())]
     assert bodies == [f"note {i:03d}" for i in range(120)]
+
+
+def test_search_everywhere_finds_group_messages_and_opens_the_group_at_one(
+    qloop, qtbot, make_peer, open_window
+):
+    from ui.models.groups import PAGE
+    from ui.views.search_dialog import SearchDialog
+
+    alice, bob, cai = make_peer("alice"), make_peer("bob"), make_peer("cai")
+    _bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
+    befriend(qloop, alice, cai)
+    record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id, cai.contact_id]))
+    gid = bytes.fromhex(record.id)
+    for p in (bob, cai):
+        qloop.until(lambda p=p: gid in p.groups._groups, what="the group everywhere")
+    # The hit is far back in the group: more than two pages of newer messages follow it.
+    qloop.run(cai.groups.send_text(gid, "the kiwi harvest is in"))
+    for i in range(2 * PAGE + 10):
+        qloop.run(bob.groups.send_text(gid, f"filler {i}"))
+    qloop.run(bob.send_text(alice_at_bob, "kiwis, just between us"))
+    total = 2 * PAGE + 11
+
+    async def all_there() -> bool:
+        return await alice.groups.repo_count(gid) == total
+
+    qloop.until(all_there, timeout=30, what="every group message at alice")
+    window = open_window(alice)
+    window.show_search()
+    dialog = next(d for d in window._dialogs if isinstance(d, SearchDialog))
+    dialog.field.setText("kiwi")
+    dialog.run_search()
+    qloop.until(lambda: dialog.model.rowCount() == 2, what="a 1:1 and a group result")
+    texts = [dialog.model.index(i, 0).data() for i in range(2)]
+    assert texts[0].startswith("Bob, ") and texts[0].endswith("kiwis, just between us")
+    assert texts[1].startswith("Cai in Lab, ") and texts[1].endswith("the kiwi harvest is in")
+
+    dialog.list.setCurrentIndex(dialog.model.index(1, 0))
+    qtbot.keyClick(dialog.field, Qt.Key.Key_Return)
+    view = window.group_view
+    qloop.until(lambda: view.group_id == record.id, what="the group open")
+    model = view.model
+    qloop.until(lambda: model.highlight is not None, what="the message outlined")
+    row = model.row_of(model.highlight)
+    assert model.index(row, 0).data(model.MessageRole).body == "the kiwi harvest is in"
+    # Older pages were loaded to reach it, and it is on screen.
+    assert model.rowCount() == total
+    view.messages.executeDelayedItemsLayout()
+    shown = view.messages.visualRect(model.index(row, 0))
+    assert shown.height() > 0 and view.messages.viewport().rect().intersects(shown)

@@ -38,7 +38,8 @@ from messenger.storage.repository import (
 )
 
 FTS_PREFIX = "messages_fts"  # the FTS5 table and its shadow tables: built by 0002, not models
-RAW_SQL_TABLES = (FTS_PREFIX, "search_progress")  # as excluded in migrations/env.py
+GROUP_FTS = "group_messages_fts"  # the same for group messages, built by 0007
+RAW_SQL_TABLES = (FTS_PREFIX, "search_progress", GROUP_FTS)  # as excluded in migrations/env.py
 NOW = 1_700_000_000.0
 NOW_MS = int(NOW * 1000)
 
@@ -118,8 +119,11 @@ def test_fresh_database_is_at_head_with_the_models_schema(engine: Engine) -> Non
     assert {d[0] for d in everything} == {"remove_table"}
     assert {d[1].name for d in everything} == {
         "search_progress",
-        FTS_PREFIX,
-        *(f"{FTS_PREFIX}_{s}" for s in ("data", "idx", "docsize", "config")),
+        *(
+            name
+            for fts in (FTS_PREFIX, GROUP_FTS)
+            for name in (fts, *(f"{fts}_{s}" for s in ("data", "idx", "docsize", "config")))
+        ),
     }
 
 
@@ -742,3 +746,35 @@ def test_incoming_batches_store_each_id_once_in_conversation_order(
             (lamport, m) for m, lamport in mine.items()
         )
         assert repo.message_count(contact.id) == len(mine)
+
+
+def test_upgrade_to_0007_indexes_the_group_messages_already_stored(tmp_path: Path) -> None:
+    from messenger.storage.group_repository import GroupRepository
+
+    old = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(old, "0006")
+        with old.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO chat_groups (id, name, epoch, roster_hash, roster, state, "
+                    "lamport, next_seq, created_at) VALUES (:g, 'Lab', 1, x'00', x'00', 0, 0, "
+                    "1, 0)"
+                ),
+                {"g": b"g" * 16},
+            )
+            for seq, body in enumerate(["rhubarb crumble", "plain custard"], 1):
+                conn.execute(
+                    text(
+                        "INSERT INTO group_messages (msg_id, group_id, author, seq, epoch, "
+                        "lamport, sent_at_ms, body, signature, outgoing, seen) VALUES "
+                        "(:m, :g, x'01', :s, 1, :s, :s, :b, x'00', 0, 0)"
+                    ),
+                    {"m": bytes([seq]) * 16, "g": b"g" * 16, "s": seq, "b": body},
+                )
+        migrate(old)
+        assert current_revision(old) == SCHEMA_HEAD
+        found = GroupRepository(old).search("rhubarb")
+        assert [m.body for m in found] == ["rhubarb crumble"]
+    finally:
+        old.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -209,6 +210,7 @@ class GroupHistoryModel(QAbstractListModel):
         self._tasks = TaskSet("group history")
         self._transfers: dict[str, TransferRecord] = {}  # file id -> its current state
         self._thumbnails: dict[str, QImage | None] = {}  # file id -> image (None: loading)
+        self.highlight: bytes | None = None  # a message found by search, outlined
         bridge.groupMessageAdded.connect(self._on_message)
         bridge.groupDeliveryChanged.connect(self._on_delivery)
         bridge.groupChanged.connect(self._on_group_changed)
@@ -229,6 +231,7 @@ class GroupHistoryModel(QAbstractListModel):
 
     async def show_group(self, group: GroupRecord) -> None:
         self.group_id = group.id
+        self.highlight = None
         self._others = {m.contact_id for m in group.members if not m.is_me}
         self._delivery = self.bridge.group_delivery(group.id)
         page = await self.bridge.group_history(group.id, limit=PAGE)
@@ -314,6 +317,34 @@ class GroupHistoryModel(QAbstractListModel):
 
     def member_count(self) -> int:
         return len(self._others)
+
+    def row_of(self, msg_id: bytes) -> int:
+        for row, m in enumerate(self._messages):
+            if m.msg_id == msg_id:
+                return row
+        return -1
+
+    async def load_until(self, msg_id: bytes, max_pages: int = 400) -> int:
+        """Load older pages until `msg_id` is in the model; its row, or -1."""
+        pages = 0
+        while pages < max_pages:
+            row = self.row_of(msg_id)
+            if row >= 0 or not self._more or not self._messages or self.group_id is None:
+                return row
+            if self._loading:  # the view's own fetchMore is on its way: let it land first
+                await asyncio.sleep(0.005)
+                continue
+            self._loading = True
+            await self._older(self.group_id, message_order(self._messages[0]))
+            pages += 1
+        return self.row_of(msg_id)
+
+    def set_highlight(self, msg_id: bytes | None) -> None:
+        old, self.highlight = self.highlight, msg_id
+        for changed in (old, msg_id):
+            row = self.row_of(changed) if changed is not None else -1
+            if row >= 0:
+                self.dataChanged.emit(self.index(row, 0), self.index(row, 0))
 
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
         return not parent.isValid() and self._more and not self._loading

@@ -32,6 +32,7 @@ from PySide6.QtGui import (
     QImage,
     QMouseEvent,
     QPainter,
+    QPen,
     QTextOption,
 )
 from PySide6.QtWidgets import (
@@ -176,6 +177,10 @@ class GroupMessageDelegate(QStyledItemDelegate):
         painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor(t.bubble_out if m.outgoing else t.bubble_in))
         painter.drawPath(rounded_path(bubble, 12, 12, 12, 12))
+        if m.msg_id == self.model.highlight:  # the message a search jumped to
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(QPen(QColor(t.accent), 2.5))
+            painter.drawPath(rounded_path(bubble.adjusted(-2, -2, 2, 2), 14, 14, 14, 14))
         y = bubble.top() + PAD
         if not m.outgoing:
             painter.setFont(name)
@@ -493,13 +498,27 @@ class GroupView(QWidget):
             except (RuntimeError, TypeError):
                 pass
 
-    async def show_group(self, group: GroupRecord) -> None:
+    async def show_group(self, group: GroupRecord, jump_to: bytes | None = None) -> None:
+        """Show `group`: at its newest message, or at `jump_to` (outlined) if given."""
         self.group = group
         self._show_header()
         self.member_list.show_group(group)
         self.transfers.show_group(group.id)
         await self.model.show_group(group)
         self.messages.scrollToBottom()
+        if jump_to is not None:
+            await self.jump_to(jump_to)
+
+    async def jump_to(self, msg_id: bytes) -> None:
+        row = await self.model.load_until(msg_id)
+        if row < 0:
+            self._show_notice("That message is no longer in this group.")
+            return
+        self.model.set_highlight(msg_id)
+        self.messages.executeDelayedItemsLayout()
+        self.messages.scrollTo(
+            self.model.index(row, 0), QAbstractItemView.ScrollHint.PositionAtCenter
+        )
 
     def _show_header(self) -> None:
         group = self.group

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from messenger import MessageRecord
+from messenger.records import GroupMessageRecord
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.conversations import ConversationFilterModel, ConversationListModel
@@ -503,13 +504,16 @@ class MainWindow(QMainWindow):
     def show_search(self) -> None:
         from ui.views.search_dialog import SearchDialog
 
-        dialog = SearchDialog(self.bridge, self.conversations, self)
+        dialog = SearchDialog(self.bridge, self.conversations, self, groups=self.groups)
         dialog.resultChosen.connect(self.jump_to_message)
         self._show_dialog(dialog)
 
-    def jump_to_message(self, record: MessageRecord) -> None:
+    def jump_to_message(self, record: MessageRecord | GroupMessageRecord) -> None:
         """Open the message's conversation with the message shown and highlighted."""
-        self.open_conversation(record.contact_id, jump_to=record)
+        if isinstance(record, GroupMessageRecord):
+            self.open_group(record.group_id, jump_to=record.msg_id)
+        else:
+            self.open_conversation(record.contact_id, jump_to=record)
 
     # -- dialogs (from ui/views/*_dialog.py) ---------------------------------------------------
 
@@ -566,14 +570,14 @@ class MainWindow(QMainWindow):
     def _reading_group(self, group_id: str) -> bool:
         return not self._closing and group_id == self.current_group() and self.is_attentive()
 
-    def open_group(self, group_id: str) -> None:
+    def open_group(self, group_id: str, jump_to: bytes | None = None) -> None:
         item = self.groups.item(group_id)
         if self._closing or item is None:
             return
         self.stack.setCurrentWidget(self.group_view)
         self.list.select_contact(None)
         self.group_list.select_group(group_id)
-        self._tasks.spawn(self.group_view.show_group(item.group))
+        self._tasks.spawn(self.group_view.show_group(item.group, jump_to=jump_to))
         if item.unread:
             self.groups.clear_unread(group_id)
         self._tasks.spawn(self.bridge.mark_group_read(group_id))

@@ -35,9 +35,11 @@ from PySide6.QtWidgets import (
 )
 
 from messenger import MessageRecord
+from messenger.records import GroupMessageRecord
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.conversations import ConversationListModel
+from ui.models.groups import GroupListModel
 from ui.models.history import local_time, time_label
 from ui.tasks import TaskSet
 from ui.views.conversation_list import list_time
@@ -77,13 +79,19 @@ class SearchResultsModel(QAbstractListModel):
     RecordRole = Qt.ItemDataRole.UserRole + 1
     NameRole = Qt.ItemDataRole.UserRole + 2
 
-    def __init__(self, conversations: ConversationListModel, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        conversations: ConversationListModel,
+        groups: GroupListModel | None = None,
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self._conversations = conversations
-        self.results: list[MessageRecord] = []
+        self._groups = groups
+        self.results: list[MessageRecord | GroupMessageRecord] = []
         self.words: list[str] = []
 
-    def set_results(self, results: list[MessageRecord], query: str) -> None:
+    def set_results(self, results: list[MessageRecord | GroupMessageRecord], query: str) -> None:
         self.beginResetModel()
         self.results = results
         self.words = query.split()
@@ -92,9 +100,20 @@ class SearchResultsModel(QAbstractListModel):
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.results)
 
-    def name_of(self, m: MessageRecord) -> str:
+    def name_of(self, m: MessageRecord | GroupMessageRecord) -> str:
+        """The conversation's name: the contact's, or the group's."""
+        if isinstance(m, GroupMessageRecord):
+            group = self._groups.item(m.group_id) if self._groups is not None else None
+            return group.group.name if group is not None else m.group_id[:8]
         item = self._conversations.item(m.contact_id)
         return item.name if item is not None else m.contact_id[:8]
+
+    @staticmethod
+    def who(m: MessageRecord | GroupMessageRecord, name: str) -> str:
+        """Who wrote it, where: "Ana", "You → Ana", "Ana in Lab", "You in Lab"."""
+        if isinstance(m, GroupMessageRecord):
+            return f"{'You' if m.outgoing else m.author_name} in {name}"
+        return f"You → {name}" if m.outgoing else name
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self.results):
@@ -105,7 +124,7 @@ class SearchResultsModel(QAbstractListModel):
         if role == self.NameRole:
             return self.name_of(m)
         if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.AccessibleTextRole):
-            who = "You" if m.outgoing else self.name_of(m)
+            who = self.who(m, self.name_of(m))
             return (
                 f"{who}, {local_time(m.sent_at_ms):%d %b %Y} {time_label(m.sent_at_ms)}: {m.body}"
             )
@@ -120,7 +139,7 @@ class SearchResultDelegate(QStyledItemDelegate):
         return QSize(300, max(self.HEIGHT, round(fm.height() * 2 + 28)))
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
-        m: MessageRecord | None = index.data(SearchResultsModel.RecordRole)
+        m: MessageRecord | GroupMessageRecord | None = index.data(SearchResultsModel.RecordRole)
         if m is None:
             return
         model = index.model()
@@ -136,7 +155,8 @@ class SearchResultDelegate(QStyledItemDelegate):
             painter.setBrush(t.color("selected" if selected else "hover"))
             painter.drawRoundedRect(rect.adjusted(4, 2, -4, -2), 8, 8)
         avatar = QRectF(rect.left() + 14, rect.center().y() - 18, 36, 36)
-        paint_avatar(painter, avatar, name, m.contact_id, option.font)
+        seed = m.group_id if isinstance(m, GroupMessageRecord) else m.contact_id
+        paint_avatar(painter, avatar, name, seed, option.font)
         left = avatar.right() + 12
         right = rect.right() - 14
         bold = theme.scaled_font(option.font, 1.0, QFont.Weight.DemiBold)
@@ -154,7 +174,7 @@ class SearchResultDelegate(QStyledItemDelegate):
         )
         painter.setFont(bold)
         painter.setPen(t.color("text"))
-        who = f"{name}" if not m.outgoing else f"You → {name}"
+        who = model.who(m, name)
         painter.drawText(
             QRectF(left, top, right - when_w - 8 - left, fm_bold.height()),
             Qt.AlignmentFlag.AlignVCenter,
@@ -179,10 +199,14 @@ class SearchResultDelegate(QStyledItemDelegate):
 
 
 class SearchDialog(QDialog):
-    resultChosen = Signal(object)  # MessageRecord
+    resultChosen = Signal(object)  # MessageRecord or GroupMessageRecord
 
     def __init__(
-        self, bridge: Bridge, conversations: ConversationListModel, parent: QWidget | None = None
+        self,
+        bridge: Bridge,
+        conversations: ConversationListModel,
+        parent: QWidget | None = None,
+        groups: GroupListModel | None = None,
     ) -> None:
         super().__init__(parent)
         self.bridge = bridge
@@ -199,7 +223,7 @@ class SearchDialog(QDialog):
         self.field.addAction(theme.icon("search"), QLineEdit.ActionPosition.LeadingPosition)
         self.status = QLabel("Type a word to search every conversation.", self)
         self.status.setObjectName("MutedLabel")
-        self.model = SearchResultsModel(conversations, self)
+        self.model = SearchResultsModel(conversations, groups, self)
         self.list = QListView(self)
         self.list.setObjectName("SearchResults")
         self.list.setAccessibleName("Search results")
@@ -249,9 +273,13 @@ class SearchDialog(QDialog):
         self.status.setText("Searching…")
 
         async def search() -> None:
-            results = await self.bridge.search(query)
+            direct = await self.bridge.search(query)
+            in_groups = await self.bridge.search_groups(query)
             if generation != self._generation:
                 return
+            results: list[MessageRecord | GroupMessageRecord] = [*direct, *in_groups]
+            results.sort(key=lambda m: m.sent_at_ms, reverse=True)
+            results = results[:100]
             self.model.set_results(results, query)
             if results:
                 more = "+" if len(results) >= 100 else ""
