@@ -46,6 +46,8 @@ def test_drop_a_file_download_pause_resume_and_save(qloop, qtbot, make_peer, ope
     qtbot.mouseClick(row.buttons["resume"], Qt.MouseButton.LeftButton)
     qloop.until(lambda: row.transfer.state is TransferState.COMPLETE, timeout=60, what="done")
     assert row.buttons["save"].isVisibleTo(row) and row.buttons["open"].isVisibleTo(row)
+    # Done: it leaves the panel (its bubble shows it), whose actions still serve the bubble.
+    assert panel.isHidden() and panel.shown_rows() == [] and list(panel.rows) == [row.transfer.id]
 
     dest = tmp_path / "saved.bin"
     qloop.run(panel._save(row, dest))
@@ -80,9 +82,11 @@ def test_dropped_file_and_pasted_image_are_sent_with_a_thumbnail(
     # A small image is accepted without asking and completes at Bob's.
     qloop.until(lambda: bob.files.find(png.id).state is TransferState.COMPLETE)
 
-    # Alice's own panel shows both, the image with a locally made thumbnail.
+    # Alice's panel holds both (for the bubbles' actions), the image with a locally made
+    # thumbnail, but shows neither: her own offers are in her bubbles.
     panel = chat.transfers
     qloop.until(lambda: len(panel.rows) == 2)
+    assert panel.isHidden() and panel.shown_rows() == []
     row = panel.rows[png.id]
     qloop.until(lambda: not row.thumb.pixmap().isNull() and row.thumb.toolTip() == "View the image")
     stored = qloop.run(alice.files.thumbnail(png.id))

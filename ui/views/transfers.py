@@ -77,6 +77,16 @@ def status_text(t: TransferRecord) -> str:
     return text
 
 
+def in_progress(t: TransferRecord) -> bool:
+    """A download under way or waiting for a decision (what the files panel lists)."""
+    return not t.outgoing and t.state in (
+        TransferState.OFFERED,
+        TransferState.DOWNLOADING,
+        TransferState.PAUSED,
+        TransferState.FAILED,
+    )
+
+
 ACTION_LABELS = {
     "accept": "Download",
     "pause": "Pause",
@@ -243,7 +253,11 @@ class TransferRow(QFrame):
 
 
 class TransfersPanel(QFrame):
-    """The files of the conversation on screen, newest first (hidden when there are none)."""
+    """The conversation's downloads that are under way or wait for a decision, newest
+    first, above the composer; hidden when there are none. Finished files and our own
+    offers are shown by their message bubbles alone (the panel would only repeat them),
+    but the panel keeps a row for every file of the conversation: the bubbles' actions
+    run through it (`run_action`), and it remembers where a file was saved."""
 
     errorShown = Signal(str)
 
@@ -305,20 +319,27 @@ class TransfersPanel(QFrame):
             self._fit()
         else:
             row.update_transfer(t)
+            row.setVisible(in_progress(t))
             self._want_thumbnail(row)
+            self._fit()
 
     def _add(self, t: TransferRecord) -> None:
         row = TransferRow(t, self._inner)
         row.actionRequested.connect(self._on_action)
+        row.setVisible(in_progress(t))
         self._list.insertWidget(0, row)
         self.rows[t.id] = row
         self._want_thumbnail(row)
 
+    def shown_rows(self) -> list[TransferRow]:
+        return [row for row in self.rows.values() if in_progress(row.transfer)]
+
     def _fit(self) -> None:
-        self.setVisible(bool(self.rows))
-        if self.rows:
-            per_row = next(iter(self.rows.values())).sizeHint().height()
-            self.setFixedHeight(per_row * min(len(self.rows), MAX_ROWS_SHOWN) + 2)
+        shown = self.shown_rows()
+        self.setVisible(bool(shown))
+        if shown:
+            per_row = shown[0].sizeHint().height()
+            self.setFixedHeight(per_row * min(len(shown), MAX_ROWS_SHOWN) + 2)
 
     def _want_thumbnail(self, row: TransferRow) -> None:
         t = row.transfer
