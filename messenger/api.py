@@ -251,7 +251,10 @@ class LocalApi(GroupCommands):
                 return {**transfer_json(files.find(id), names), "saved_to": str(saved)}
             if action == "forward":
                 if not contact:
-                    raise ServiceError("use: file forward ID CONTACT")
+                    raise ServiceError("use: file forward ID CONTACT (or #GROUP)")
+                if contact.startswith("#"):
+                    group_id = self._group_id(contact[1:])
+                    return transfer_json(await files.forward_to_group(id, group_id), names)
                 record = await self.service.resolve_contact(contact)
                 return transfer_json(await files.forward(id, record.id), names)
         except FileError as exc:

@@ -356,10 +356,10 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("id")
     f.add_argument("path")
     f = files.add_parser(
-        "forward", help="offer a file you hold to another contact", parents=[json_too]
+        "forward", help="offer a file you hold to another contact or a group", parents=[json_too]
     )
     f.add_argument("id")
-    f.add_argument("contact")
+    f.add_argument("contact", help="a contact, or #GROUP to share it in a group")
     f = files.add_parser(
         "config", help="limits: max size, image auto-accept, rate", parents=[json_too]
     )

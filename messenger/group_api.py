@@ -184,6 +184,15 @@ class GroupCommands:
             "messages": [group_message_json(m) for m in messages],
         }
 
+    def _group_id(self, query: str) -> bytes:
+        """A group by name or id prefix, for commands outside `group` (file forward #GROUP)."""
+        from .service import ServiceError
+
+        try:
+            return self.service.groups.resolve(query)
+        except GroupError as exc:
+            raise ServiceError(str(exc)) from None
+
     async def _member(self, group_id: bytes, query: str) -> str:
         """A member by name (case-insensitive) or id prefix; members need not be contacts."""
         from .service import ServiceError

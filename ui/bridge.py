@@ -195,6 +195,16 @@ class Bridge(QObject):
         result: TransferRecord = await getattr(self.service.files, action)(transfer_id)
         return result
 
+    async def forward_file(
+        self, transfer_id: str, *, contact_id: str | None = None, group_id: str | None = None
+    ) -> TransferRecord:
+        """Pass a complete file on to a contact or into a group (FileError if it cannot)."""
+        files = self.service.files
+        if group_id is not None:
+            return await files.forward_to_group(transfer_id, bytes.fromhex(group_id))
+        assert contact_id is not None
+        return await files.forward(transfer_id, contact_id)
+
     async def save_file(self, transfer_id: str, dest: Path) -> Path:
         return await self.service.files.save_as(transfer_id, dest)
 

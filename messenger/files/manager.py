@@ -364,6 +364,17 @@ class FileManager:
         await self._offer(f, contact_id)
         return self._record(f)
 
+    async def forward_to_group(self, transfer_id: str, group_id: bytes) -> TransferRecord:
+        """Share a file we hold (all of it) in a group: a signed group message offers it,
+        and we serve it to the members, as for a file shared there first."""
+        f = self._find(transfer_id)
+        if f.state is not TransferState.COMPLETE:
+            raise FileError("only a complete file can be passed on")
+        if not self._service.groups.is_active(group_id):
+            raise FileError("you can only share files in a group you are a member of")
+        await self._offer_to_group(f, group_id)
+        return self._record(f)
+
     async def _offer(self, f: _File, contact_id: str) -> None:
         service = self._service
         now_ms = int(service._clock() * 1000)

@@ -8,6 +8,7 @@ import pytest
 from messenger import wire
 from messenger.events import FileOfferRejected, GroupMessageAdded
 from messenger.files.chunks import DEFAULT_CHUNK_SIZE, stored_offset
+from messenger.files.manager import FileError
 from messenger.groups import NO_SIGNATURE, sign_message
 from messenger.records import TransferState
 from messenger.service import PeerService
@@ -170,3 +171,29 @@ async def test_a_hostile_group_offer_stays_text_and_is_refused_with_a_reason(mak
     bea._live[admin.contact_id].send(tampered)
     await wait_for(lambda: admin.groups.rejected == rejected + 1, what="tampered refused")
     assert await admin.groups.repo_count(group_id) == 2
+
+
+async def test_a_file_received_one_to_one_is_forwarded_into_a_group(make_peer, tmp_path):
+    """Bea got a file from the admin in their 1:1 chat and shares it in the group; cai
+    (no contact of bea) downloads it from her, and only a complete file can be passed on."""
+    admin, bea, cai = (await _star(make_peer))[:3]
+    group_id = await _group([admin, bea, cai], "Lab")
+    await _mesh([admin, bea, cai])
+    source = random_file(tmp_path / "scan.pdf", 3 * MiB + 99)
+    tid = (await admin.files.send_file(bea.contact_id, source)).id
+    await wait_for(lambda: _has(bea, tid), what="the 1:1 offer at bea")
+    with pytest.raises(FileError, match="only a complete file"):
+        await bea.files.forward_to_group(tid, group_id)  # not downloaded yet
+    await bea.files.accept(tid)
+    await complete(bea, tid)
+    forwarded = await bea.files.forward_to_group(tid, group_id)
+    assert forwarded.groups == (group_id.hex(),)
+    await wait_for(lambda: _has(cai, tid), what="the group offer at cai")
+    (message,) = await cai.groups.history(group_id)
+    assert message.author_name == "Bea" and cai.files.for_message(message.msg_id).id == tid
+    await cai.files.accept(tid)
+    await complete(cai, tid)
+    assert digest(await cai.files.save_as(tid, tmp_path / "got.pdf")) == digest(source)
+    # Not into a group one is not a member of.
+    with pytest.raises(FileError, match="member of"):
+        await admin.files.forward_to_group(tid, b"\x00" * 16)

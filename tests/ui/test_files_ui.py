@@ -159,7 +159,7 @@ def test_file_message_bubble_shows_progress_and_acts(
     chat.view.transferActionRequested.emit("resume", sent.id)  # what the menu's Resume does
     qloop.until(lambda: shown().state is TransferState.COMPLETE, timeout=60, what="complete")
     assert not chat.view.delegate.layout(history.index(row)).progress_bar
-    assert chat.view.transfer_actions(shown()) == ["open", "save"]
+    assert chat.view.transfer_actions(shown()) == ["open", "save", "forward"]
     assert qloop.run(bob.files.plaintext(sent.id)) == source.read_bytes()
 
 
@@ -220,3 +220,42 @@ def test_a_received_image_shows_its_thumbnail_in_the_bubble(
     index = chat.view.model().index(history.row_of(msg_id), 0)
     thumb = chat.view.delegate.layout(index).thumb
     assert thumb is not None and thumb.pixelColor(5, 5) == QColor("#cc6633")
+
+
+def test_a_received_file_is_forwarded_into_a_group_from_its_bubble(
+    qloop, qtbot, make_peer, open_window, tmp_path
+):
+    alice, bob, cai = make_peer("alice"), make_peer("bob"), make_peer("cai")
+    _bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
+    befriend(qloop, bob, cai)
+    record = qloop.run(bob.groups.create_group("Lab", [cai.contact_id]))
+    gid = bytes.fromhex(record.id)
+    qloop.until(lambda: gid in cai.groups._groups, what="the group at cai")
+    report = tmp_path / "report.pdf"
+    report.write_bytes(os.urandom(300_000))
+    sent = qloop.run(alice.files.send_file(bob.contact_id, report))
+    qloop.until(lambda: any(t.id == sent.id for t in bob.files.transfers()))
+    qloop.run(bob.files.accept(sent.id))
+    qloop.until(lambda: bob.files.find(sent.id).state is TransferState.COMPLETE)
+
+    window = open_window(bob)
+    window.open_conversation(alice_at_bob)
+    chat = window.chat
+    qloop.until(lambda: sent.id in chat.transfers.rows, what="the file in Bob's conversation")
+    assert "forward" in chat.view.transfer_actions(bob.files.find(sent.id))
+    chat.view.transferActionRequested.emit("forward", sent.id)  # the menu's Forward…
+    panel = chat.transfers
+    qloop.until(lambda: panel.forward_dialog is not None, what="the forward dialog")
+    dialog = panel.forward_dialog
+    targets = [dialog.list.item(i).text() for i in range(dialog.list.count())]
+    assert targets == ["Alice", "Cai", "# Lab"]
+    assert not dialog.ok.isEnabled()  # nothing chosen yet
+    dialog.list.setCurrentRow(2)
+    qtbot.mouseClick(dialog.ok, Qt.MouseButton.LeftButton)
+    # Cai sees it in the group, offered by Bob, and can fetch it from him.
+    qloop.until(lambda: any(t.id == sent.id for t in cai.files.transfers()), what="at cai")
+    (message,) = qloop.run(cai.groups.history(gid))
+    assert message.author_name == "Bob" and message.file_id == sent.id
+    qloop.run(cai.files.accept(sent.id))
+    qloop.until(lambda: cai.files.find(sent.id).state is TransferState.COMPLETE)
+    assert qloop.run(cai.files.plaintext(sent.id)) == report.read_bytes()

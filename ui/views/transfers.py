@@ -20,6 +20,8 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QListWidget,
+    QListWidgetItem,
     QMessageBox,
     QProgressBar,
     QScrollArea,
@@ -35,6 +37,7 @@ from messenger.records import TransferRecord, TransferState
 from .. import theme
 from ..bridge import Bridge
 from ..tasks import TaskSet
+from .dialog_parts import hint_label, primary_button, secondary_button, style_dialog, title_label
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,9 @@ ACTION_LABELS = {
     "folder": "Show in folder",
     "save": "Save as…",
     "view": "View",
+    "forward": "Forward…",
 }
+MENU_ONLY = ("view", "forward")  # in the bubbles' menus, no button in the panel
 
 
 def available_actions(t: TransferRecord, saved: bool = False) -> list[str]:
@@ -111,6 +116,7 @@ def available_actions(t: TransferRecord, saved: bool = False) -> list[str]:
         "open": complete,
         "folder": complete and saved,
         "save": complete,
+        "forward": complete,
     }
     return [action for action, show in shown.items() if show]
 
@@ -174,6 +180,67 @@ class _Thumb(QLabel):
         super().mouseReleaseEvent(event)
 
 
+class ForwardDialog(QDialog):
+    """Where to pass a file on: a contact, or a group (you become one of its sources)."""
+
+    chosen = Signal(str, str)  # "contact_id" or "group_id", the id
+
+    def __init__(
+        self,
+        name: str,
+        contacts: list[tuple[str, str]],
+        groups: list[tuple[str, str]],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Forward")
+        self.setModal(True)
+        self.setMinimumWidth(380)
+        self.list = QListWidget(self)
+        self.list.setAccessibleName("Where to forward the file")
+        self.list.setStyleSheet("QListWidget::item { padding: 7px 6px; }")
+        for label, kind, items in (("", "contact_id", contacts), ("# ", "group_id", groups)):
+            for display, target in sorted(items, key=lambda item: item[0].casefold()):
+                item = QListWidgetItem(f"{label}{display}")
+                item.setData(Qt.ItemDataRole.UserRole, (kind, target))
+                self.list.addItem(item)
+        self.ok = primary_button("Forward")
+        cancel = secondary_button("Cancel")
+        self.ok.setEnabled(False)
+        # Enabled by a selection only (focus alone makes the first row current, and a
+        # stray Enter must not send the file to whoever sorts first).
+        self.list.itemSelectionChanged.connect(
+            lambda: self.ok.setEnabled(bool(self.list.selectedItems()))
+        )
+        self.list.itemDoubleClicked.connect(lambda _item: self.accept())
+        self.ok.clicked.connect(self.accept)
+        cancel.clicked.connect(self.reject)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(cancel)
+        buttons.addWidget(self.ok)
+        layout = QVBoxLayout(self)
+        layout.addWidget(title_label("Forward"))
+        layout.addWidget(
+            hint_label(
+                f"Offer {name} to a contact or share it in a group; they fetch it from you "
+                "(and, in a group, from everyone who has it)."
+            )
+        )
+        layout.addWidget(self.list, 1)
+        layout.addLayout(buttons)
+        style_dialog(self)
+        self.resize(400, 440)
+
+    def accept(self) -> None:
+        selected = self.list.selectedItems()
+        if not selected:
+            return
+        kind, target = selected[0].data(Qt.ItemDataRole.UserRole)
+        super().accept()
+        self.chosen.emit(kind, target)
+
+
 class TransferRow(QFrame):
     """One file: thumbnail or icon, name, progress, status, buttons for what makes sense."""
 
@@ -206,8 +273,8 @@ class TransferRow(QFrame):
         row.addWidget(self.thumb)
         row.addLayout(text, 1)
         for action, label in ACTION_LABELS.items():
-            if action == "view":
-                continue  # the thumbnail is the button
+            if action in MENU_ONLY:
+                continue  # the thumbnail is View's button
             button = QToolButton(self)
             button.setText(label)
             button.setAccessibleName(f"{label} {transfer.name}")
@@ -270,6 +337,7 @@ class TransfersPanel(QFrame):
         self.rows: dict[str, TransferRow] = {}
         self._tasks = TaskSet("transfers panel")
         self._thumbs: dict[str, bytes | None] = {}  # transfer id -> PNG (None: loading)
+        self.forward_dialog: ForwardDialog | None = None  # the last one opened
         self._inner = QWidget()
         self._list = QVBoxLayout(self._inner)
         self._list.setContentsMargins(0, 0, 0, 0)
@@ -392,6 +460,20 @@ class TransfersPanel(QFrame):
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(row.saved_to.parent)))
         elif action == "view" and t.mime.startswith("image/"):
             self._run(self._view(t))
+        elif action == "forward":
+            self._run(self._ask_where_to_forward(t))
+
+    async def _ask_where_to_forward(self, t: TransferRecord) -> None:
+        contacts = [(c.display_name, c.id) for c in await self.bridge.contacts()]
+        groups = [(g.name, g.id) for g in await self.bridge.groups() if g.state == "active"]
+        dialog = ForwardDialog(t.name, contacts, groups, self.window())
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.chosen.connect(lambda kind, target: self._run(self._forward(t, kind, target)))
+        dialog.open()  # not exec(): no event loop nested in this task
+        self.forward_dialog = dialog
+
+    async def _forward(self, t: TransferRecord, kind: str, target: str) -> None:
+        await self.bridge.forward_file(t.id, **{kind: target})
 
     async def _save(self, row: TransferRow, path: Path) -> None:
         row.saved_to = await self.bridge.save_file(row.transfer.id, path)
