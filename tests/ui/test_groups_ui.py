@@ -228,3 +228,7 @@ def test_search_everywhere_finds_group_messages_and_opens_the_group_at_one(
     view.messages.executeDelayedItemsLayout()
     shown = view.messages.visualRect(model.index(row, 0))
     assert shown.height() > 0 and view.messages.viewport().rect().intersects(shown)
+    # Writing in the group moves on from it: the outline goes.
+    view.composer.setPlainText("found it")
+    view.send()
+    assert model.highlight is None

@@ -568,6 +568,7 @@ class GroupView(QWidget):
             return
         self.composer.clear()
         self.notice.hide()
+        self.model.set_highlight(None)  # a message reached from search: moved on from it
         group_id = self.group.id
 
         def failed(exc: BaseException) -> None:
