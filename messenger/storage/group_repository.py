@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from .models import ChatGroup, Contact
-from .repository import NewContact, Repository, _cursor
+from .repository import NewContact, Repository, _cursor, fts_match
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,18 +310,16 @@ class GroupRepository:
     def search(
         self, text: str, *, group_id: bytes | None = None, limit: int = 100
     ) -> list[StoredGroupMessage]:
-        """Full-text search of group messages (FTS5), newest first; as Repository.search:
-        every word must occur, the last one as a prefix."""
-        words = [w.replace('"', '""') for w in text.split()]
-        if not words:
+        """Full-text search of group messages (FTS5), newest first (see fts_match)."""
+        match = fts_match(text)
+        if match is None:
             return []
-        match = " ".join(f'"{w}"' for w in words[:-1]) + f' "{words[-1]}"*'
         columns = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
         sql = (
             f"SELECT {columns} FROM group_messages_fts f "  # noqa: S608  (constant columns)
             "JOIN group_messages m ON m.id = f.rowid WHERE group_messages_fts MATCH ?"
         )
-        params: list[Any] = [match.strip()]
+        params: list[Any] = [match]
         if group_id is not None:
             sql += " AND m.group_id = ?"
             params.append(group_id)

@@ -197,6 +197,16 @@ def _contact(c: Contact) -> ContactRecord:
     )
 
 
+def fts_match(text: str) -> str | None:
+    """An FTS5 query for what the user typed: every word must occur, the last one as a
+    prefix (search as you type); each word quoted, so FTS syntax in it is just text.
+    None when there is no word."""
+    words = [w.replace('"', '""') for w in text.split()]
+    if not words:
+        return None
+    return " ".join([*(f'"{w}"' for w in words[:-1]), f'"{words[-1]}"*'])
+
+
 class Repository:
     def __init__(self, engine: Engine, *, synchronous: str = "NORMAL") -> None:
         self.engine = engine
@@ -663,18 +673,17 @@ class Repository:
 
         Every word of `text` must occur (prefix match on the last one, for search-as-you-type).
         """
-        words = [w.replace('"', '""') for w in text.split()]
-        if not words:
+        match = fts_match(text)
+        if match is None:
             return []
         while self.index_pending():
             pass  # a search sees every stored message
-        match = " ".join(f'"{w}"' for w in words[:-1]) + f' "{words[-1]}"*'
         sql = (
             "SELECT m.id, m.msg_id, m.contact_id, m.outgoing, m.seq, m.lamport, m.sent_at_ms,"
             " m.received_at_ms, m.body, m.state FROM messages_fts f"
             " JOIN messages m ON m.id = f.rowid WHERE messages_fts MATCH :match"
         )
-        params: dict[str, Any] = {"match": match.strip(), "limit": limit}
+        params: dict[str, Any] = {"match": match, "limit": limit}
         if contact_id is not None:
             sql += " AND m.contact_id = :contact"
             params["contact"] = contact_id
