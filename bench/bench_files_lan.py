@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from messenger import control
+
+from .bench_files import make_file
 
 MiB = 1 << 20
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,16 +80,6 @@ def wait(predicate: Any, timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
-def random_file(path: Path, size: int) -> Path:
-    with open(path, "wb") as out:
-        left = size
-        while left:
-            block = os.urandom(min(left, 16 * MiB))
-            out.write(block)
-            left -= len(block)
-    return path
-
-
 def timed_download(lan: Any, runners: dict[str, Any], name: str, tid: str) -> dict[str, Any]:
     """Accept `tid` at `name`; seconds until its peer prints that it has the file."""
     profile = runners[name].profile
@@ -118,7 +109,8 @@ def raw_copy(lan: Any, path: Path, dest: Path) -> float:
 
 
 def scenario(lan: Any, runners: dict[str, Any], root: Path, size: int, label: str) -> dict:
-    path = random_file(root / f"{label}.bin", size)
+    path = root / f"{label}.bin"
+    make_file(path, size)
     raw = raw_copy(lan, path, root / f"{label}.raw")
     profiles = {name: runner.profile for name, runner in runners.items()}
     posted = call(profiles["admin"], "group", {"action": "file", "group": "Lab",
