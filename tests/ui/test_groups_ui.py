@@ -232,3 +232,6 @@ def test_search_everywhere_finds_group_messages_and_opens_the_group_at_one(
     view.composer.setPlainText("found it")
     view.send()
     assert model.highlight is None
+    # A hit that is gone (say, the group was emptied meanwhile) is said so.
+    qloop.run(view.jump_to(b"\x00" * 16))
+    assert view.notice.text() == "That message is no longer in this group."

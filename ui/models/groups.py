@@ -22,6 +22,7 @@ from ui.tasks import TaskSet
 
 Index = QModelIndex | QPersistentModelIndex
 PAGE = 50
+MAX_JUMP_PAGES = 400  # a search hit further back than 20,000 messages is not loaded
 THUMBNAIL_MAX_SOURCE = 32 << 20  # as in a 1:1 conversation (ui/models/history.py)
 
 
@@ -324,8 +325,14 @@ class GroupHistoryModel(QAbstractListModel):
                 return row
         return -1
 
-    async def load_until(self, msg_id: bytes, max_pages: int = 400) -> int:
-        """Load older pages until `msg_id` is in the model; its row, or -1."""
+    @property
+    def has_older(self) -> bool:
+        """Older messages than those loaded are stored."""
+        return self._more
+
+    async def load_until(self, msg_id: bytes, max_pages: int = MAX_JUMP_PAGES) -> int:
+        """Load older pages until `msg_id` is in the model; its row, or -1 (not in the
+        group, or more than `max_pages` pages back)."""
         pages = 0
         while pages < max_pages:
             row = self.row_of(msg_id)

@@ -512,7 +512,11 @@ class GroupView(QWidget):
     async def jump_to(self, msg_id: bytes) -> None:
         row = await self.model.load_until(msg_id)
         if row < 0:
-            self._show_notice("That message is no longer in this group.")
+            self._show_notice(
+                "That message is too far back to show here."
+                if self.model.has_older
+                else "That message is no longer in this group."
+            )
             return
         self.model.set_highlight(msg_id)
         self.messages.executeDelayedItemsLayout()
