@@ -237,8 +237,31 @@ class AttachmentStore:
             raise _disk_error(exc, "moving an attachment to the new layout") from exc
 
 
-class ChunkFile:
-    """A download's store file, open for writing verified chunks.
+class _StoreFile:
+    """A store file open twice: ordinary I/O, and O_DIRECT where the file system allows it
+    (given up for good at the first EINVAL: it wants another alignment)."""
+
+    def __init__(self, path: Path, flags: int, direct_flags: int, mode: int = 0o600) -> None:
+        self.fd = os.open(path, flags, mode)
+        self._direct_fd = _open_direct(path, direct_flags)
+
+    @property
+    def direct(self) -> bool:
+        return self._direct_fd >= 0
+
+    def _give_up_direct(self) -> None:
+        os.close(self._direct_fd)
+        self._direct_fd = -1
+
+    def close(self) -> None:
+        for fd in (self.fd, self._direct_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.fd = self._direct_fd = -1
+
+
+class ChunkFile(_StoreFile):
+    """A store file open for writing chunks (a download's verified ones, or an import's).
 
     Chunks go straight to the disk (O_DIRECT) when the file system allows it and the
     caller hands over an aligned, padded view of the chunk (`write(..., padded=)`): the
@@ -248,12 +271,7 @@ class ChunkFile:
     """
 
     def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._direct_fd = _open_direct(path, os.O_WRONLY)
-
-    @property
-    def direct(self) -> bool:
-        return self._direct_fd >= 0
+        super().__init__(path, os.O_RDWR | os.O_CREAT, os.O_WRONLY)
 
     def write(
         self, manifest: Manifest, index: int, data: memoryview, padded: memoryview | None = None
@@ -276,9 +294,7 @@ class ChunkFile:
                 except OSError as exc:
                     if exc.errno != errno.EINVAL:
                         raise
-                    # The file system wants another alignment: buffered from now on.
-                    os.close(self._direct_fd)
-                    self._direct_fd = -1
+                    self._give_up_direct()  # buffered from now on
             self._write_all(self.fd, data, offset)
         except OSError as exc:
             raise _disk_error(exc, "writing a chunk to the store") from exc
@@ -298,12 +314,6 @@ class ChunkFile:
         except OSError as exc:
             raise _disk_error(exc, "saving received chunks") from exc
 
-    def close(self) -> None:
-        for fd in (self.fd, self._direct_fd):
-            if fd >= 0:
-                os.close(fd)
-        self.fd = self._direct_fd = -1
-
 
 def _open_direct(path: Path, flags: int) -> int:
     """An O_DIRECT descriptor of `path`, or -1 where there is none (not Linux, or a file
@@ -317,14 +327,13 @@ def _open_direct(path: Path, flags: int) -> int:
         return -1
 
 
-class ChunkReader:
+class ChunkReader(_StoreFile):
     """A store file open for serving chunks: read straight from the disk (O_DIRECT) into
     the caller's aligned buffer where possible, like ChunkFile writes, so that serving a
     big file does not fill the page cache either; otherwise ordinary reads."""
 
     def __init__(self, path: Path) -> None:
-        self.fd = os.open(path, os.O_RDONLY)
-        self._direct_fd = _open_direct(path, os.O_RDONLY)
+        super().__init__(path, os.O_RDONLY, os.O_RDONLY)
 
     def read_into(self, offset: int, view: memoryview, padded: memoryview | None) -> None:
         """Fill `view` from `offset`. `padded`, if given, starts where `view` does, at a
@@ -338,13 +347,6 @@ class ChunkReader:
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
-                os.close(self._direct_fd)  # another alignment wanted: ordinary reads
-                self._direct_fd = -1
+                self._give_up_direct()  # ordinary reads from now on
         if os.preadv(self.fd, [view], offset) != length:
             raise StoreError("a chunk is missing from the store")
-
-    def close(self) -> None:
-        for fd in (self.fd, self._direct_fd):
-            if fd >= 0:
-                os.close(fd)
-        self.fd = self._direct_fd = -1
