@@ -59,15 +59,15 @@ from ui import theme
 from ui.bridge import Bridge
 from ui.models.groups import GroupHistoryModel
 from ui.tasks import TaskSet
-from ui.views.chat_view import (
+from ui.views.chat.bubbles import (
     BAR_HEIGHT,
     FILE_SPACING,
     FILE_WIDTH,
     PROGRESS_STATES,
     THUMB_HEIGHT,
     THUMB_MAX_ZOOM,
-    ComposerEdit,
 )
+from ui.views.chat.composer import ComposerEdit
 from ui.views.paint import paint_avatar, paint_presence, rounded_path
 from ui.views.transfers import (
     ACTION_LABELS,
