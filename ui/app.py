@@ -41,8 +41,8 @@ from messenger import (  # noqa: E402
     ServiceError,
     WrongPassphrase,
     default_profile_dir,
+    parse_listen,
 )
-from messenger import service as _service  # noqa: E402, F401
 from ui import _pyside_fix  # noqa: E402
 
 _pyside_fix.apply()
@@ -76,8 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
 def service_config(args: argparse.Namespace) -> ServiceConfig:
     host, port = "", None
     if args.listen:
-        from messenger.cli import parse_listen
-
         host, port = parse_listen(args.listen)
     return ServiceConfig(listen_host=host, listen_port=port, extra_addresses=tuple(args.address))
 

@@ -13,34 +13,33 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from messenger import (
+    MAX_BODY_BYTES,
     ContactAdded,
     ContactChanged,
     ContactRecord,
-    MessageAdded,
-    MessageRecord,
-    MessageStatesChanged,
-    PeerService,
-    PresenceChanged,
-    ServiceEvent,
-    TypingChanged,
-)
-from messenger.events import (
+    ConversationSummary,
     FileOfferRejected,
     GroupChanged,
     GroupDeleted,
     GroupDeliveryChanged,
     GroupJoinRequested,
     GroupMessageAdded,
+    GroupMessageRecord,
+    GroupRecord,
+    Invite,
+    MessageAdded,
+    MessageRecord,
+    MessageStatesChanged,
+    PeerService,
+    PresenceChanged,
+    ServiceEvent,
     TransferChanged,
-)
-from messenger.identity import (
+    TransferRecord,
+    TypingChanged,
     format_safety_number,
     safety_number_qr_payload,
     verify_safety_number_qr,
 )
-from messenger.invite import Invite
-from messenger.records import GroupMessageRecord, GroupRecord, TransferRecord
-from messenger.service import ConversationSummary
 
 
 class Bridge(QObject):
@@ -112,8 +111,6 @@ class Bridge(QObject):
     @property
     def max_body_bytes(self) -> int:
         """The most UTF-8 bytes one message can hold (the composer counts against it)."""
-        from messenger.wire import MAX_BODY_BYTES
-
         return int(MAX_BODY_BYTES)
 
     def setting(self, key: str) -> Any:
@@ -182,11 +179,11 @@ class Bridge(QObject):
         return self.service.files.for_message(msg_id)
 
     async def send_file(self, contact_id: str, path: Path) -> TransferRecord:
-        """Raises messenger.files.manager.FileError with a user-facing message."""
+        """Raises messenger.FileError with a user-facing message."""
         return await self.service.files.send_file(contact_id, path)
 
     async def send_group_file(self, group_id: str, path: Path) -> TransferRecord:
-        """Raises messenger.files.manager.FileError with a user-facing message."""
+        """Raises messenger.FileError with a user-facing message."""
         return await self.service.files.send_to_group(bytes.fromhex(group_id), path)
 
     async def transfer_action(self, action: str, transfer_id: str) -> TransferRecord:
@@ -267,7 +264,7 @@ class Bridge(QObject):
         return await self.service.groups.group(bytes.fromhex(group_id))
 
     async def create_group(self, name: str, member_ids: list[str]) -> GroupRecord:
-        """Raises messenger.groups.GroupError with a user-facing message."""
+        """Raises messenger.GroupError with a user-facing message."""
         return await self.service.groups.create_group(name, member_ids)
 
     async def add_group_members(self, group_id: str, member_ids: list[str]) -> GroupRecord:

@@ -40,9 +40,7 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication, QWidget
 
-from messenger import MessageState, PeerService, ServiceConfig
-from messenger.storage.repository import IncomingMessage
-from messenger.transport import Timing
+from messenger import IncomingMessage, MessageState, PeerService, ServiceConfig, Timing
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "docs" / "screenshots"
@@ -296,7 +294,7 @@ def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget
     def new_group() -> QWidget:
         from ui.views.group_dialogs import CreateGroupDialog
 
-        contacts = [item.contact for item in window.conversations._items]  # type: ignore[attr-defined]
+        contacts = [item.contact for item in window.conversations.items()]
         dialog = CreateGroupDialog(bridge, contacts, window)
         dialog.name.setText("Book club")
         for row in (0, 2):
@@ -307,7 +305,7 @@ def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget
         from ui.views.group_dialogs import ManageGroupDialog
 
         item = window.groups.item(demo.group_id)  # type: ignore[attr-defined]
-        contacts = [i.contact for i in window.conversations._items]  # type: ignore[attr-defined]
+        contacts = [i.contact for i in window.conversations.items()]
         return ManageGroupDialog(bridge, item.group, contacts, window)
 
     return [

@@ -8,8 +8,6 @@ indicator and the composer (Enter sends, Shift+Enter is a new line, emoji picker
 
 from __future__ import annotations
 
-import tempfile
-import time
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -19,16 +17,16 @@ from PySide6.QtCore import (
     QTimer,
     Signal,
 )
-from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage, QKeyEvent, QKeySequence
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import QAbstractItemView, QFileDialog, QToolButton, QVBoxLayout, QWidget
 
-from messenger import MessageRecord, MessageTooLong, ServiceError
-from messenger.files.manager import FileError
+from messenger import FileError, MessageRecord, MessageTooLong, ServiceError
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.conversations import ConversationItem, ConversationListModel
 from ui.models.history import HistoryModel
 from ui.tasks import TaskSet
+from ui.views.chat.attachments import offers_files, pasted_image_file, take_files
 from ui.views.chat.composer import Composer
 from ui.views.chat.header import ChatHeader
 from ui.views.chat.history_view import HistoryView
@@ -308,26 +306,16 @@ class ChatView(QWidget):
 
     def _send_image(self, image: object) -> None:
         """A pasted image: written as a PNG to a private temporary folder, then sent."""
-        if not isinstance(image, QImage) or image.isNull() or self.contact_id is None:
-            return
-        folder = Path(tempfile.mkdtemp(prefix="chinwag-paste-"))
-        path = folder / f"pasted {time.strftime('%Y-%m-%d %H.%M.%S')}.png"
-        if image.save(str(path), "PNG"):
+        path = pasted_image_file(image) if self.contact_id is not None else None
+        if path is not None:
             self.send_files([path])
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if self.contact_id is not None and (
-            event.mimeData().hasUrls() or event.mimeData().hasImage()
-        ):
+        if self.contact_id is not None and offers_files(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        data = event.mimeData()
-        files = [Path(u.toLocalFile()) for u in data.urls() if u.isLocalFile()]
-        if files:
-            self.send_files(files)
-        elif data.hasImage():
-            self._send_image(data.imageData())
+        take_files(event.mimeData(), self.send_files, self._send_image)
         event.acceptProposedAction()
 
     def _on_own_typing(self, active: bool) -> None:

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger.records import ContactRecord, GroupRecord
+from messenger import ContactRecord, GroupRecord
 from ui import theme
 from ui.bridge import Bridge
 from ui.views.dialog_parts import (

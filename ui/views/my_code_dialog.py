@@ -23,8 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger import ServiceError
-from messenger.invite import Invite, invite_qr, save_invite_qr
+from messenger import Invite, ServiceError, invite_qr, save_invite_qr
 from ui.bridge import Bridge
 from ui.qr import QrWidget
 from ui.views.dialog_parts import (

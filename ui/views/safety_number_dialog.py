@@ -21,8 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger import ContactRecord
-from messenger.invite import InviteError, decode_invite
+from messenger import ContactRecord, InviteError, decode_invite
 from ui.bridge import Bridge
 from ui.qr import QrWidget, parse_safety_qr_text, safety_qr
 from ui.views.dialog_parts import (

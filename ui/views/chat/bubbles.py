@@ -20,13 +20,20 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QListView, QStyledItemDelegate, QStyleOptionViewItem
 
-from messenger import MessageRecord, MessageState
-from messenger.records import TransferRecord, TransferState
+from messenger import MessageRecord, MessageState, TransferRecord
 from ui import theme
 from ui.models.history import time_label
+from ui.views.chat.attachments import (
+    FILE_SPACING,
+    FILE_WIDTH,
+    PROGRESS_STATES,
+    action_hint,
+    file_part_height,
+    paint_file_part,
+    thumbnail_size,
+)
 from ui.views.chat.text import URL_RE, build_document, jumbo_emoji
 from ui.views.paint import paint_ticks, rounded_path, tick_width
-from ui.views.transfers import ACTION_LABELS, primary_action, status_text
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -38,12 +45,6 @@ RADIUS = 18.0
 TIGHT = 5.0
 GROUP_GAP = 2.0
 GAP = 10.0
-FILE_WIDTH = 260.0  # a file message's bubble is at least this wide (room for its status)
-FILE_SPACING = 6.0
-THUMB_HEIGHT = 160.0  # image thumbnails fit in FILE_WIDTH x this
-THUMB_MAX_ZOOM = 1.5
-BAR_HEIGHT = 4.0
-PROGRESS_STATES = (TransferState.DOWNLOADING, TransferState.PAUSED, TransferState.FAILED)
 TICK = 0.95  # delivery-state icon size, relative to the small font's height
 
 
@@ -150,7 +151,7 @@ class BubbleDelegate(QStyledItemDelegate):
         if history is None or not index.isValid():
             return None
         row = index.row()
-        if not 0 <= row < len(history._rows):
+        if not 0 <= row < history.rowCount():
             return None
         return history.row_view(row)
 
@@ -160,7 +161,7 @@ class BubbleDelegate(QStyledItemDelegate):
         assert history is not None
         row = index.row()
         m, day, joins_prev, joins_next, _ = history.row_view(row)
-        last = row == len(history._rows) - 1
+        last = row == history.rowCount() - 1
         width = self._width
         if width < 0:
             width = self._width = self._view.viewport().width()
@@ -225,20 +226,9 @@ class BubbleDelegate(QStyledItemDelegate):
             file_w = min(max_text, FILE_WIDTH)
             content_w = max(content_w, file_w)
             file_top = PAD_Y + text_h + FILE_SPACING
-            file_h = 0.0
-            if thumb is not None:
-                # Stored thumbnails are small: fit the box, but blow them up at most 1.5x.
-                native = QSizeF(thumb.size()) * THUMB_MAX_ZOOM
-                thumb_size = native.boundedTo(QSizeF(file_w, THUMB_HEIGHT))
-                if thumb_size != native:
-                    thumb_size = native.scaled(
-                        QSizeF(file_w, THUMB_HEIGHT), Qt.AspectRatioMode.KeepAspectRatio
-                    )
-                file_h += thumb_size.height() + FILE_SPACING
+            thumb_size = thumbnail_size(thumb, file_w) if thumb is not None else None
             progress_bar = transfer.state in PROGRESS_STATES
-            if progress_bar:
-                file_h += BAR_HEIGHT + FILE_SPACING
-            file_h += fm_small.height()
+            file_h = file_part_height(thumb_size, progress_bar) + fm_small.height()
             content_h += FILE_SPACING + file_h + FILE_SPACING
         bubble_w = content_w + 2 * PAD_X
         bubble_h = content_h + 2 * PAD_Y
@@ -404,42 +394,15 @@ class BubbleDelegate(QStyledItemDelegate):
         fm_small = st.fm_small
         left = bubble.left() + PAD_X
         width = bubble.width() - 2 * PAD_X
-        y = bubble.top() + lay.file_top
         muted = c["bubble_out_meta" if lay.outgoing else "text_muted"]
-        if lay.thumb is not None and lay.thumb_size is not None:
-            target = QRectF(QPointF(left, y), lay.thumb_size)
-            path = rounded_path(target, 8, 8, 8, 8)
-            painter.save()
-            painter.setClipPath(path, Qt.ClipOperation.IntersectClip)
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            painter.drawImage(target, lay.thumb)
-            painter.restore()
-            y += lay.thumb_size.height() + FILE_SPACING
-        if lay.progress_bar:
-            track = QRectF(left, y, width, BAR_HEIGHT)
-            painter.setPen(Qt.PenStyle.NoPen)
-            trough = QColor(muted)
-            trough.setAlphaF(0.3)
-            painter.setBrush(trough)
-            painter.drawRoundedRect(track, BAR_HEIGHT / 2, BAR_HEIGHT / 2)
-            done = QRectF(track)
-            done.setWidth(max(BAR_HEIGHT, width * min(1.0, t.progress)))
-            painter.setBrush(c["link_out" if lay.outgoing else "link_in"])
-            painter.drawRoundedRect(done, BAR_HEIGHT / 2, BAR_HEIGHT / 2)
-            y += BAR_HEIGHT + FILE_SPACING
-        painter.setFont(st.small)
-        painter.setPen(muted)
-        status = fm_small.elidedText(status_text(t), Qt.TextElideMode.ElideRight, width)
-        painter.drawText(
-            QRectF(left, y, width, fm_small.height()),
-            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-            status,
-        )
-        action = primary_action(t)
-        if action is not None:
+        link = c["link_out" if lay.outgoing else "link_in"]
+        top = bubble.top() + lay.file_top
+        part = QRectF(left, top, width, bubble.bottom() - top)
+        paint_file_part(painter, part, t, lay.thumb, lay.thumb_size, st.small, (muted, link))
+        hint = action_hint(t)
+        if hint is not None:
             # On the time's line, at the left: what a click does (more in the context menu).
-            hint = f"{ACTION_LABELS[action]} ▸"
-            painter.setPen(c["link_out" if lay.outgoing else "link_in"])
+            painter.setPen(link)
             line_top = bubble.bottom() - PAD_Y - fm_small.height()
             painter.drawText(
                 QRectF(left, line_top, width / 2, fm_small.height()),

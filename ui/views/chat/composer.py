@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 from PySide6.QtCore import (
     QMimeData,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui import theme
+from ui.views.chat.attachments import take_files
 
 EMOJI = (
     "😀 😂 🥲 😊 😍 🥰 😘 😉 😎 🤔 😅 😭 😡 😱 🥳 😴 "
@@ -63,12 +63,7 @@ class ComposerEdit(QPlainTextEdit):
         return source.hasImage() or source.hasUrls() or super().canInsertFromMimeData(source)
 
     def insertFromMimeData(self, source: QMimeData) -> None:
-        files = [Path(u.toLocalFile()) for u in source.urls() if u.isLocalFile()]
-        if files:
-            self.filesDropped.emit(files)
-        elif source.hasImage():
-            self.imagePasted.emit(source.imageData())
-        else:
+        if not take_files(source, self.filesDropped.emit, self.imagePasted.emit):
             super().insertFromMimeData(source)
 
     def keyPressEvent(self, event: QKeyEvent) -> None:

@@ -28,12 +28,11 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QAbstractItemView, QFrame, QListView, QMenu, QWidget
 
-from messenger import MessageRecord
-from messenger.records import TransferRecord, TransferState
+from messenger import MessageRecord, TransferRecord
 from ui import theme
 from ui.models.history import HistoryModel, local_time
+from ui.views.chat.attachments import FileClick, add_file_actions, bubble_actions
 from ui.views.chat.bubbles import BubbleDelegate
-from ui.views.transfers import ACTION_LABELS, available_actions, primary_action
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -76,7 +75,7 @@ class HistoryView(QListView):
         self._stick = True
         self._at_bottom = True
         self._press_href: str | None = None
-        self._press_transfer: str | None = None  # the file whose bubble the press was on
+        self._file_click = FileClick()
         # Whether a file was saved this session (ChatView points this at its files panel).
         self.is_saved: Callable[[str], bool] = lambda _transfer_id: False
         self.open_url = QDesktopServices.openUrl  # tests replace this
@@ -286,12 +285,11 @@ class HistoryView(QListView):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         self._press_href = None
-        self._press_transfer = None
-        if event.button() == Qt.MouseButton.LeftButton:
-            pos = event.position().toPoint()
+        left = event.button() == Qt.MouseButton.LeftButton
+        pos = event.position().toPoint()
+        if left:
             self._press_href = self._href_at(pos)
-            found = self.transfer_at(pos)
-            self._press_transfer = found.id if found is not None else None
+        self._file_click.press(self.transfer_at(pos) if left else None)
         super().mousePressEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
@@ -302,16 +300,14 @@ class HistoryView(QListView):
             href = self._href_at(pos)
             transfer = self.transfer_at(pos)
         super().mouseReleaseEvent(event)
+        # A click on a file's bubble does what its hint says (Download, Pause, Open, ...).
+        clicked = self._file_click.release(transfer)
         if href and href == self._press_href:
             self.linkActivated.emit(href)
             self.open_url(QUrl(href))
-        elif transfer is not None and transfer.id == self._press_transfer:
-            # A click on a file's bubble does what its hint says (Download, Pause, Open, ...).
-            action = primary_action(transfer)
-            if action is not None:
-                self.transferActionRequested.emit(action, transfer.id)
+        elif clicked is not None:
+            self.transferActionRequested.emit(*clicked)
         self._press_href = None
-        self._press_transfer = None
 
     def message_at(self, pos: QPoint) -> MessageRecord | None:
         index = self.indexAt(pos)
@@ -335,10 +331,8 @@ class HistoryView(QListView):
         transfer = self.history.transfer_of(message.msg_id) if self.history else None
         if transfer is not None:
             menu.addSeparator()
-            emit = self.transferActionRequested.emit
-            for action in self.transfer_actions(transfer):
-                item = menu.addAction(ACTION_LABELS[action])
-                item.triggered.connect(lambda _c=False, a=action, i=transfer.id: emit(a, i))
+            saved = self.is_saved(transfer.id)
+            add_file_actions(menu, transfer, saved, self.transferActionRequested.emit)
             menu.addSeparator()
         info = menu.addAction(f"{'Sent' if message.outgoing else 'Received'} {_full_time(message)}")
         info.setEnabled(False)
@@ -346,32 +340,22 @@ class HistoryView(QListView):
 
     def transfer_actions(self, t: TransferRecord) -> list[str]:
         """The file actions a bubble's context menu offers (the panel's buttons, and View)."""
-        actions = available_actions(t, self.is_saved(t.id))
-        if t.state is TransferState.COMPLETE and t.mime.startswith("image/"):
-            actions.insert(0, "view")
-        return actions
+        return bubble_actions(t, self.is_saved(t.id))
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         sb = self.verticalScrollBar()
-        if (
-            event.key() == Qt.Key.Key_Home
-            and event.modifiers() & Qt.KeyboardModifier.ControlModifier
-        ):
-            sb.setValue(sb.minimum())
-            return
-        if (
-            event.key() == Qt.Key.Key_End
-            and event.modifiers() & Qt.KeyboardModifier.ControlModifier
-        ):
-            sb.setValue(sb.maximum())
-            return
-        if event.key() == Qt.Key.Key_PageUp:
-            sb.setValue(sb.value() - self.viewport().height() + 40)
-            return
-        if event.key() == Qt.Key.Key_PageDown:
-            sb.setValue(sb.value() + self.viewport().height() - 40)
-            return
-        super().keyPressEvent(event)
+        page = self.viewport().height() - 40
+        ctrl = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+        target = {
+            (Qt.Key.Key_Home, True): lambda: sb.minimum(),
+            (Qt.Key.Key_End, True): lambda: sb.maximum(),
+            (Qt.Key.Key_PageUp, ctrl): lambda: sb.value() - page,
+            (Qt.Key.Key_PageDown, ctrl): lambda: sb.value() + page,
+        }.get((event.key(), ctrl))
+        if target is None:
+            super().keyPressEvent(event)
+        else:
+            sb.setValue(target())
 
 
 def _full_time(m: MessageRecord) -> str:
