@@ -247,7 +247,8 @@ async def run_window(service: PeerService) -> int:
         window.show()
         await window.load()
         tray.set_unread(window.conversations.unread_total())
-        collector = QApplication.instance().findChild(MainThreadCollector, "chinwag-gc")
+        qapp = QApplication.instance()
+        collector = qapp.findChild(MainThreadCollector, "chinwag-gc") if qapp else None
         if collector is not None:
             QTimer.singleShot(3000, collector, collector.settle)
         if os.environ.get(EXIT_AFTER_SHOWN_ENV):
@@ -319,7 +320,7 @@ def make_event_loop(app: QApplication) -> asyncio.AbstractEventLoop:
     asyncio callbacks with no running loop (create_task and friends fail)."""
     import qasync
 
-    class EventLoop(qasync.QEventLoop):  # type: ignore[misc, name-defined]
+    class EventLoop(qasync.QEventLoop):  # type: ignore[misc]
         def run_forever(self) -> Any:
             try:
                 return super().run_forever()

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # The demo never touches a real keyring: its keys live in files in a temporary folder.
@@ -41,6 +41,9 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QApplication, QWidget
 
 from messenger import IncomingMessage, MessageState, PeerService, ServiceConfig, Timing
+
+if TYPE_CHECKING:
+    from ui.views.main_window import MainWindow
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "docs" / "screenshots"
@@ -266,9 +269,9 @@ async def settle(app: QApplication, seconds: float = 0.3) -> None:
     await asyncio.sleep(seconds)
 
 
-def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget]]]:
+def dialogs(window: MainWindow, demo: Demo) -> list[tuple[str, Callable[[], QWidget]]]:
     """(shot name, factory) of each dialog worth a picture; imported lazily."""
-    bridge = window.bridge  # type: ignore[attr-defined]
+    bridge = window.bridge
 
     def my_code() -> QWidget:
         from ui.views.my_code_dialog import MyCodeDialog
@@ -283,7 +286,8 @@ def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget
     def safety() -> QWidget:
         from ui.views.safety_number_dialog import SafetyNumberDialog
 
-        item = window.conversations.item(demo.ids["Ben Okafor"])  # type: ignore[attr-defined]
+        item = window.conversations.item(demo.ids["Ben Okafor"])
+        assert item is not None
         return SafetyNumberDialog(bridge, item.contact, window)
 
     def settings() -> QWidget:
@@ -304,7 +308,8 @@ def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget
     def manage_group() -> QWidget:
         from ui.views.group_dialogs import ManageGroupDialog
 
-        item = window.groups.item(demo.group_id)  # type: ignore[attr-defined]
+        item = window.groups.item(demo.group_id)
+        assert item is not None
         contacts = [i.contact for i in window.conversations.items()]
         return ManageGroupDialog(bridge, item.group, contacts, window)
 
@@ -450,7 +455,7 @@ async def shoot(out: Path, only: set[str] | None) -> list[Path]:
                         dialog.show()
                         await settle(app, 1.0)
                         await save(f"{name}-{mode}", dialog)
-                        dialog.reject()
+                        dialog.close()
                         dialog.deleteLater()
                     except Exception as exc:  # a dialog must not stop the other shots
                         print(f"skipped {name}-{mode}: {exc!r}", file=sys.stderr)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from PySide6.QtCore import (
+    QByteArray,
     QModelIndex,
     QObject,
     QSortFilterProxyModel,
@@ -132,11 +133,11 @@ class ConversationListModel(RecordListModel[ConversationItem]):
         answer = _ROLES.get(role)
         return None if answer is None else answer(self, item)
 
-    def roleNames(self) -> dict[int, bytes]:
+    def roleNames(self) -> dict[int, QByteArray]:
         return {
             **super().roleNames(),
-            self.ItemRole: b"item",
-            self.ContactIdRole: b"contactId",
+            self.ItemRole: QByteArray(b"item"),
+            self.ContactIdRole: QByteArray(b"contactId"),
         }
 
     # -- lookups ------------------------------------------------------------------------------
@@ -236,7 +237,7 @@ class ConversationListModel(RecordListModel[ConversationItem]):
         item = self._rows[row]
         last = item.last
         if last is not None and last.msg_id in set(msg_ids) and last.state < state:  # type: ignore[call-overload]
-            item.last = replace(item.last, state=MessageState(state))
+            item.last = replace(last, state=MessageState(state))
             self._changed(row)
 
     def _on_presence_changed(self, contact_id: str, online: bool) -> None:

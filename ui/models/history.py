@@ -20,11 +20,13 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from PySide6.QtCore import (
+    QDate,
     QLocale,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
     Qt,
+    QTime,
     QTimer,
     Signal,
 )
@@ -63,7 +65,8 @@ def time_label(ms: int) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _minute_label(minute: int) -> str:
-    return QLocale().toString(local_time(minute * 60_000).time(), QLocale.FormatType.ShortFormat)
+    when = local_time(minute * 60_000)
+    return QLocale().toString(QTime(when.hour, when.minute), QLocale.FormatType.ShortFormat)
 
 
 def day_label(day: dt.date, today: dt.date | None = None) -> str:
@@ -76,9 +79,10 @@ def day_label(day: dt.date, today: dt.date | None = None) -> str:
     locale = QLocale()
     if 1 < delta < 7:
         return locale.dayName(day.isoweekday(), QLocale.FormatType.LongFormat)
+    date = QDate(day.year, day.month, day.day)
     if day.year == today.year:
-        return locale.toString(day, "ddd, d MMMM")
-    return locale.toString(day, "ddd, d MMMM yyyy")
+        return locale.toString(date, "ddd, d MMMM")
+    return locale.toString(date, "ddd, d MMMM yyyy")
 
 
 def state_label(state: MessageState) -> str:

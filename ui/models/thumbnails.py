@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, Qt
-from PySide6.QtGui import QImage
+from PySide6.QtGui import QImage, QImageWriter
 
 from messenger import TransferRecord, TransferState
 from ui.bridge import Bridge
@@ -31,7 +31,7 @@ def make_thumbnail(data: bytes, size: int = THUMBNAIL_SIZE) -> bytes | None:
     )
     buffer = QBuffer()
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    small.save(buffer, "PNG")
+    QImageWriter(buffer, QByteArray(b"png")).write(small)
     return bytes(buffer.data().data())
 
 

@@ -248,7 +248,8 @@ class ManageGroupDialog(QDialog):
 
     def _chosen_request(self) -> str | None:
         item = self.requests.currentItem()
-        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+        value = None if item is None else item.data(Qt.ItemDataRole.UserRole)
+        return value if isinstance(value, str) else None
 
     def _approve(self) -> None:
         contact_id = self._chosen_request()

@@ -123,7 +123,7 @@ class GroupMessageDelegate(QStyledItemDelegate):
         natural = fm.boundingRect(0, 0, 100000, 1000, 0, m.body).width() + 2 * PAD
         label = QFontMetrics(name).horizontalAdvance(m.author_name) + 2 * PAD
         status = QFontMetrics(meta).horizontalAdvance("00:00  ✓ 00/00") + 2 * PAD
-        bubble = min(width, max(natural, label if not m.outgoing else 0, status))
+        bubble: float = min(width, max(natural, label if not m.outgoing else 0, status))
         t, _, file_h = self._file_block(m, min(width, FILE_WIDTH) - 2 * PAD, meta)
         if t is not None:
             bubble = min(width, max(bubble, FILE_WIDTH))

@@ -227,7 +227,7 @@ class MainWindow(QMainWindow):
             "Go to conversation…", "message", "Ctrl+K", self.show_quick_switcher
         )
         self.search_action = self._action(
-            "Find…", "search", QKeySequence.StandardKey.Find, self.find
+            "Find…", "search", QKeySequence.StandardKey.Find, self.find_text
         )
         self.search_all_action = self._action(
             "Search all messages…", "message-search", "Ctrl+Shift+F", self.show_search
@@ -257,7 +257,7 @@ class MainWindow(QMainWindow):
         self.add_button.clicked.connect(self.add_contact)
         self.empty.add_button.clicked.connect(self.add_contact)
         self.empty.code_button.clicked.connect(self.show_my_code)
-        QShortcut(QKeySequence("Ctrl+L"), self, activated=self.focus_filter)  # type: ignore[call-arg]
+        QShortcut(QKeySequence("Ctrl+L"), self).activated.connect(self.focus_filter)
 
         self.setTabOrder(self.filter, self.list)
         self.setTabOrder(self.list, self.chat.header.search_button)
@@ -487,7 +487,7 @@ class MainWindow(QMainWindow):
 
     # -- searching and switching --------------------------------------------------------------
 
-    def find(self) -> None:
+    def find_text(self) -> None:
         if self.current_contact() is not None:
             self.chat.open_search()
         else:

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QListView, QStyledItemDelegate, QStyleOptionViewIt
 
 from messenger import MessageRecord, MessageState, TransferRecord
 from ui import theme
-from ui.models.history import time_label
+from ui.models.history import HistoryModel, time_label
 from ui.views.chat.attachments import (
     FILE_SPACING,
     FILE_WIDTH,
@@ -109,6 +109,7 @@ class BubbleDelegate(QStyledItemDelegate):
     def __init__(self, view: QListView) -> None:
         super().__init__(view)
         self._view = view
+        self.history: HistoryModel | None = None  # what the view shows (set by the view)
         self._cache: OrderedDict[tuple[object, ...], BubbleLayout] = OrderedDict()
         self._width = -1
         self._style: _Style | None = None
@@ -147,7 +148,7 @@ class BubbleDelegate(QStyledItemDelegate):
         return max(160.0, min(vw * 0.72, 620.0))
 
     def _row(self, index: Index) -> tuple[MessageRecord, str | None, bool, bool, bool] | None:
-        history = self._view.history
+        history = self.history
         if history is None or not index.isValid():
             return None
         row = index.row()
@@ -157,7 +158,7 @@ class BubbleDelegate(QStyledItemDelegate):
 
     def layout(self, index: Index) -> BubbleLayout:
         """The row's layout, cached: every relayout of the view asks for every row."""
-        history = self._view.history
+        history = self.history
         assert history is not None
         row = index.row()
         m, day, joins_prev, joins_next, _ = history.row_view(row)
@@ -186,11 +187,11 @@ class BubbleDelegate(QStyledItemDelegate):
             and URL_RE.search(body) is None
             and not (marks and any(w.casefold() in body.casefold() for w in marks))
         )
-        text_w = st.fm_body.horizontalAdvance(body) if plain else max_text + 1
+        text_w: float = st.fm_body.horizontalAdvance(body) if plain else max_text + 1
         if plain and text_w <= max_text:
             text_w = math.ceil(text_w) + 1
             text_h = st.fm_body.height()
-            last_line_w = text_w
+            last_line_w: float = text_w
         else:
             doc = self._document(m, jumbo, marks)
             doc.setTextWidth(max_text)
@@ -281,8 +282,8 @@ class BubbleDelegate(QStyledItemDelegate):
             return QSize(0, 0)
         return QSize(max(0, self._width), self.layout(index).row_height)
 
-    def bubble_rect(self, rect: QRectF | object, lay: BubbleLayout) -> QRectF:
-        r = QRectF(rect)  # type: ignore[call-overload]
+    def bubble_rect(self, rect: QRectF, lay: BubbleLayout) -> QRectF:
+        r = QRectF(rect)
         x = r.right() - SIDE - lay.width if lay.outgoing else r.left() + SIDE
         return QRectF(x, r.top() + lay.top, lay.width, lay.height)
 
@@ -350,7 +351,7 @@ class BubbleDelegate(QStyledItemDelegate):
             painter.restore()
 
         fm_small = st.fm_small
-        transfer = self._view.history.transfer_of(m.msg_id) if self._view.history else None
+        transfer = self.history.transfer_of(m.msg_id) if self.history else None
         if transfer is not None and lay.file_top:
             self._paint_file(painter, bubble, lay, transfer)
 
@@ -413,7 +414,7 @@ class BubbleDelegate(QStyledItemDelegate):
     def transfer_at(self, index: Index, rect: QRectF, pos: QPointF) -> TransferRecord | None:
         """The file carried by the bubble under `pos`, if it is a file message."""
         row = self._row(index)
-        history = self._view.history
+        history = self.history
         if row is None or history is None or not self.bubble_at(index, rect, pos):
             return None
         return history.transfer_of(row[0].msg_id)

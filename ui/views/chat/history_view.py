@@ -91,6 +91,7 @@ class HistoryView(QListView):
     def set_history(self, model: HistoryModel | None) -> None:
         old_proxy = self._proxy
         self.history = model
+        self.delegate.history = model
         if model is None:
             # An empty model, not setModel(None): PySide6 6.12 releases None once too often
             # on setModel(None), which eventually aborts the interpreter.
@@ -346,12 +347,14 @@ class HistoryView(QListView):
         sb = self.verticalScrollBar()
         page = self.viewport().height() - 40
         ctrl = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
-        target = {
-            (Qt.Key.Key_Home, True): lambda: sb.minimum(),
-            (Qt.Key.Key_End, True): lambda: sb.maximum(),
+        # Ctrl+Home/End: the ends of what is loaded; Page Up/Down with or without Ctrl.
+        scrolls: dict[tuple[int, bool], Callable[[], int]] = {
+            (Qt.Key.Key_Home, True): sb.minimum,
+            (Qt.Key.Key_End, True): sb.maximum,
             (Qt.Key.Key_PageUp, ctrl): lambda: sb.value() - page,
             (Qt.Key.Key_PageDown, ctrl): lambda: sb.value() + page,
-        }.get((event.key(), ctrl))
+        }
+        target = scrolls.get((event.key(), ctrl))
         if target is None:
             super().keyPressEvent(event)
         else:
