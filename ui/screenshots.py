@@ -18,7 +18,7 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -367,6 +367,54 @@ async def demo_files(demo: Demo, tmp: Path) -> None:
             await asyncio.sleep(0.05)
 
 
+async def shoot_search_and_switcher(
+    app: QApplication, window: MainWindow, mode: str, save: Callable[..., Awaitable[None]]
+) -> None:
+    """Search in Alice's conversation, then the quick switcher over the window."""
+    window.chat.open_search()
+    window.chat.search_bar.field.setText("LAN")
+    window.chat.search_bar.queryChanged.emit("LAN")
+    await settle(app, 0.8)
+    await save(f"search-{mode}")
+    window.chat.close_search()
+
+    from ui.views.quick_switcher import QuickSwitcher
+
+    switcher = QuickSwitcher(window.conversations, window)
+    switcher.show()
+    switcher.field.setText("a")
+    await settle(app, 0.4)
+    await save(f"switcher-{mode}", switcher)
+    switcher.close()
+    switcher.deleteLater()
+
+
+async def shoot_dialogs(
+    app: QApplication,
+    window: MainWindow,
+    demo: Demo,
+    mode: str,
+    only: set[str] | None,
+    save: Callable[..., Awaitable[None]],
+) -> None:
+    """The dialogs (ui/views/*_dialog.py), over the window as the user sees them."""
+    for name, make in dialogs(window, demo):
+        if only and f"{name}-{mode}" not in only:
+            continue
+        try:
+            dialog = make()
+            dialog.adjustSize()
+            center = window.mapToGlobal(window.rect().center())
+            dialog.move(center.x() - dialog.width() // 2, center.y() - dialog.height() // 2)
+            dialog.show()
+            await settle(app, 1.0)
+            await save(f"{name}-{mode}", dialog)
+            dialog.close()
+            dialog.deleteLater()
+        except Exception as exc:  # a dialog must not stop the other shots
+            print(f"skipped {name}-{mode}: {exc!r}", file=sys.stderr)
+
+
 async def shoot(out: Path, only: set[str] | None) -> list[Path]:
     from ui import theme
     from ui.bridge import Bridge
@@ -424,41 +472,9 @@ async def shoot(out: Path, only: set[str] | None) -> list[Path]:
                 await save(f"group-{mode}")
                 window.open_conversation(alice)
 
-                window.chat.open_search()
-                window.chat.search_bar.field.setText("LAN")
-                window.chat.search_bar.queryChanged.emit("LAN")
-                await settle(app, 0.8)
-                await save(f"search-{mode}")
-                window.chat.close_search()
+                await shoot_search_and_switcher(app, window, mode, save)
 
-                from ui.views.quick_switcher import QuickSwitcher
-
-                switcher = QuickSwitcher(window.conversations, window)
-                switcher.show()
-                switcher.field.setText("a")
-                await settle(app, 0.4)
-                await save(f"switcher-{mode}", switcher)
-                switcher.close()
-                switcher.deleteLater()
-
-                # The dialogs (ui/views/*_dialog.py), over the window as the user sees them.
-                for name, make in dialogs(window, demo):
-                    if only and f"{name}-{mode}" not in only:
-                        continue
-                    try:
-                        dialog = make()
-                        dialog.adjustSize()
-                        center = window.mapToGlobal(window.rect().center())
-                        dialog.move(
-                            center.x() - dialog.width() // 2, center.y() - dialog.height() // 2
-                        )
-                        dialog.show()
-                        await settle(app, 1.0)
-                        await save(f"{name}-{mode}", dialog)
-                        dialog.close()
-                        dialog.deleteLater()
-                    except Exception as exc:  # a dialog must not stop the other shots
-                        print(f"skipped {name}-{mode}: {exc!r}", file=sys.stderr)
+                await shoot_dialogs(app, window, demo, mode, only, save)
         finally:
             window.shutdown()
             bridge.detach()

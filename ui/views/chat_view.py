@@ -74,6 +74,11 @@ class ChatView(QWidget):
         self.jump_button.setAccessibleName("Jump to the newest message")
         self.jump_button.hide()
 
+        self._lay_out()
+        self._wire()
+
+    def _lay_out(self) -> None:
+        """Header, search bar, history, typing, files, composer; and the tab order."""
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
@@ -89,6 +94,8 @@ class ChatView(QWidget):
         self.setTabOrder(self.composer.emoji_button, self.composer.edit)
         self.setTabOrder(self.composer.edit, self.composer.send_button)
 
+    def _wire(self) -> None:
+        """What the pieces, the conversation list and the theme tell this pane."""
         self.composer.set_available(False, "Choose a conversation to start chatting")
         self.composer.sendRequested.connect(self._send)
         self.composer.attachRequested.connect(self._choose_files)
@@ -105,8 +112,8 @@ class ChatView(QWidget):
         self.view.atBottomChanged.connect(lambda _b: self._update_jump_button())
         self.jump_button.clicked.connect(self.jump_to_latest)
         self.view.installEventFilter(self)
-        conversations.typingChanged.connect(self._on_typing_changed)
-        conversations.contactUpdated.connect(self._on_contact_updated)
+        self.conversations.typingChanged.connect(self._on_typing_changed)
+        self.conversations.contactUpdated.connect(self._on_contact_updated)
         self._status_timer = QTimer(self)
         self._status_timer.setInterval(30_000)
         self._status_timer.timeout.connect(self._refresh_header)

@@ -317,6 +317,27 @@ class GroupView(QWidget):
         self._tasks = TaskSet("group view")
         self.model = GroupHistoryModel(bridge, self)
 
+        header = self._build_header()
+        split = self._build_messages()
+        self.transfers = TransfersPanel(bridge, self)
+        self.messages.is_saved = self.transfers.saved
+        self.messages.transferActionRequested.connect(self.transfers.run_action)
+
+        bar = self._build_composer_bar()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(header)
+        layout.addWidget(split, 1)
+        layout.addWidget(self.transfers)
+        layout.addWidget(self.notice)
+        layout.addWidget(bar)
+        self.notice.hide()
+
+        self._wire()
+
+    def _build_header(self) -> QFrame:
+        """Title, member count, join requests, the members and manage buttons."""
         header = QFrame(self)
         header.setObjectName("ChatHeader")
         self.title = QLabel(header)
@@ -344,7 +365,10 @@ class GroupView(QWidget):
         top.addWidget(self.requests_button)
         top.addWidget(self.members_button)
         top.addWidget(self.manage_button)
+        return header
 
+    def _build_messages(self) -> QSplitter:
+        """The messages beside the member panel."""
         self.messages = GroupMessageList(self.model, self)
         self.messages.setObjectName("GroupMessages")
         self.messages.setAccessibleName("Messages")
@@ -355,7 +379,7 @@ class GroupView(QWidget):
         self.messages.setUniformItemSizes(False)
         self.messages.setWordWrap(True)
         self.messages.setFrameShape(QFrame.Shape.NoFrame)
-        self.member_list = MemberList(bridge, self)
+        self.member_list = MemberList(self.bridge, self)
         self.member_list.setMinimumWidth(180)
         split = QSplitter(Qt.Orientation.Horizontal, self)
         split.addWidget(self.messages)
@@ -363,11 +387,10 @@ class GroupView(QWidget):
         split.setStretchFactor(0, 1)
         split.setSizes([600, 200])
         split.setChildrenCollapsible(False)
+        return split
 
-        self.transfers = TransfersPanel(bridge, self)
-        self.messages.is_saved = self.transfers.saved
-        self.messages.transferActionRequested.connect(self.transfers.run_action)
-
+    def _build_composer_bar(self) -> QFrame:
+        """The composer: attach, text, send."""
         bar = QFrame(self)
         bar.setObjectName("ComposerBar")
         self.composer = ComposerEdit(bar)
@@ -388,16 +411,10 @@ class GroupView(QWidget):
         row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.composer, 1)
         row.addWidget(self.send_button)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(header)
-        layout.addWidget(split, 1)
-        layout.addWidget(self.transfers)
-        layout.addWidget(self.notice)
-        layout.addWidget(bar)
-        self.notice.hide()
+        return bar
 
+    def _wire(self) -> None:
+        """What the widgets, model and bridge tell each other."""
         self.composer.submitted.connect(self.send)
         self.composer.imagePasted.connect(self._send_image)
         self.composer.filesDropped.connect(self.send_files)
@@ -406,15 +423,17 @@ class GroupView(QWidget):
         self.setAcceptDrops(True)
         self.send_button.clicked.connect(self.send)
         self.members_button.toggled.connect(self.member_list.setVisible)
-        self.manage_button.clicked.connect(
-            lambda: self.group is not None and self.manageRequested.emit(self.group.id)
-        )
+        self.manage_button.clicked.connect(self._on_manage)
         self.requests_button.clicked.connect(self.manage_button.click)
-        bridge.groupJoinRequested.connect(self._on_join_requested)
+        self.bridge.groupJoinRequested.connect(self._on_join_requested)
         self.model.rowsInserted.connect(self._scroll_if_at_bottom)
         self.model.modelReset.connect(self.messages.scrollToBottom)
-        bridge.groupChanged.connect(self._on_group_changed)
-        bridge.presenceChanged.connect(self._on_presence)
+        self.bridge.groupChanged.connect(self._on_group_changed)
+        self.bridge.presenceChanged.connect(self._on_presence)
+
+    def _on_manage(self) -> None:
+        if self.group is not None:
+            self.manageRequested.emit(self.group.id)
 
     @property
     def group_id(self) -> str | None:

@@ -180,31 +180,7 @@ class BubbleDelegate(QStyledItemDelegate):
         body = m.body
         max_text = self.bubble_max() - 2 * PAD_X
         jumbo = jumbo_emoji(body)
-        doc = None
-        plain = (
-            not jumbo
-            and "\n" not in body
-            and URL_RE.search(body) is None
-            and not (marks and any(w.casefold() in body.casefold() for w in marks))
-        )
-        text_w: float = st.fm_body.horizontalAdvance(body) if plain else max_text + 1
-        if plain and text_w <= max_text:
-            text_w = math.ceil(text_w) + 1
-            text_h = st.fm_body.height()
-            last_line_w: float = text_w
-        else:
-            doc = self._document(m, jumbo, marks)
-            doc.setTextWidth(max_text)
-            ideal = math.ceil(doc.idealWidth()) + 1
-            if ideal < max_text:
-                doc.setTextWidth(ideal)
-            text_w = doc.textWidth()
-            text_h = doc.size().height()
-            lines = doc.lastBlock().layout()
-            last_line_w = 0.0
-            if lines is not None and lines.lineCount():
-                line = lines.lineAt(lines.lineCount() - 1)
-                last_line_w = line.x() + line.naturalTextWidth()
+        doc, text_w, text_h, last_line_w = self._measure_text(m, jumbo, marks, max_text)
 
         fm_small = st.fm_small
         when = time_label(m.sent_at_ms)
@@ -261,6 +237,34 @@ class BubbleDelegate(QStyledItemDelegate):
             self._cache.popitem(last=False)
         return result
 
+    def _measure_text(
+        self, m: MessageRecord, jumbo: bool, marks: tuple[str, ...], max_text: float
+    ) -> tuple[QTextDocument | None, float, float, float]:
+        """(document or None for the fast path, text width, height, last line's width)."""
+        st = self.style()
+        body = m.body
+        plain = (
+            not jumbo
+            and "\n" not in body
+            and URL_RE.search(body) is None
+            and not (marks and any(w.casefold() in body.casefold() for w in marks))
+        )
+        text_w: float = st.fm_body.horizontalAdvance(body) if plain else max_text + 1
+        if plain and text_w <= max_text:
+            text_w = math.ceil(text_w) + 1
+            return None, text_w, st.fm_body.height(), text_w
+        doc = self._document(m, jumbo, marks)
+        doc.setTextWidth(max_text)
+        ideal = math.ceil(doc.idealWidth()) + 1
+        if ideal < max_text:
+            doc.setTextWidth(ideal)
+        lines = doc.lastBlock().layout()
+        last_line_w = 0.0
+        if lines is not None and lines.lineCount():
+            line = lines.lineAt(lines.lineCount() - 1)
+            last_line_w = line.x() + line.naturalTextWidth()
+        return doc, doc.textWidth(), doc.size().height(), last_line_w
+
     def _document(self, m: MessageRecord, jumbo: bool, marks: tuple[str, ...]) -> QTextDocument:
         st = self.style()
         c = st.colors
@@ -302,16 +306,7 @@ class BubbleDelegate(QStyledItemDelegate):
         painter.setClipRect(option.rect)
 
         if lay.day:
-            fm = st.fm_day
-            w = fm.horizontalAdvance(lay.day) + 24
-            h = fm.height() + 8
-            pill = QRectF(rect.center().x() - w / 2, rect.top() + 16, w, h)
-            painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(c["day_pill"])
-            painter.drawRoundedRect(pill, h / 2, h / 2)
-            painter.setFont(st.day)
-            painter.setPen(c["day_pill_text"])
-            painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, lay.day)
+            self._paint_day(painter, rect, lay.day)
 
         bubble = self.bubble_rect(rect, lay)
         big, tight = RADIUS, TIGHT
@@ -350,12 +345,34 @@ class BubbleDelegate(QStyledItemDelegate):
             lay.doc.documentLayout().draw(painter, ctx)
             painter.restore()
 
-        fm_small = st.fm_small
         transfer = self.history.transfer_of(m.msg_id) if self.history else None
         if transfer is not None and lay.file_top:
             self._paint_file(painter, bubble, lay, transfer)
 
-        # Time and delivery state, at the bubble's lower right.
+        self._paint_meta(painter, bubble, lay, m)
+        painter.restore()
+
+    def _paint_day(self, painter: QPainter, rect: QRectF, day: str) -> None:
+        """The day's pill above the first message of a day."""
+        st = self.style()
+        fm = st.fm_day
+        w = fm.horizontalAdvance(day) + 24
+        h = fm.height() + 8
+        pill = QRectF(rect.center().x() - w / 2, rect.top() + 16, w, h)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(st.colors["day_pill"])
+        painter.drawRoundedRect(pill, h / 2, h / 2)
+        painter.setFont(st.day)
+        painter.setPen(st.colors["day_pill_text"])
+        painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, day)
+
+    def _paint_meta(
+        self, painter: QPainter, bubble: QRectF, lay: BubbleLayout, m: MessageRecord
+    ) -> None:
+        """Time and delivery state, at the bubble's lower right."""
+        st = self.style()
+        c = st.colors
+        fm_small = st.fm_small
         if lay.jumbo:
             meta_color = c["text_muted"]
         else:
@@ -384,7 +401,6 @@ class BubbleDelegate(QStyledItemDelegate):
             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
             lay.time,
         )
-        painter.restore()
 
     def _paint_file(
         self, painter: QPainter, bubble: QRectF, lay: BubbleLayout, t: TransferRecord
