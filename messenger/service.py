@@ -574,7 +574,7 @@ class PeerService:
     async def _start_network(self) -> None:
         port = self.config.listen_port
         if port is None:
-            port = await self._db(self.repo.get_setting, SETTING_PORT, 0)
+            port = await self._db(self._port_to_reuse, self._clock())
         try:
             self._server = await serve(self.config.listen_host, port or 0, self._on_inbound)
         except OSError as exc:
@@ -588,6 +588,14 @@ class PeerService:
         for contact_id in list(self._contact_keys):
             self._ensure_dialer(contact_id)
         await self._start_discovery()
+
+    def _port_to_reuse(self, now: float) -> int:
+        """A fresh port at every start, so a stranger cannot link our runs by it (contacts
+        find the new one over mDNS or by their own dial); the last one only while an
+        invite we gave out is still open, since the invite names it (protocol.md 4.1)."""
+        if not self.repo.pending_invites(now):
+            return 0
+        return int(self.repo.get_setting(SETTING_PORT, 0))
 
     async def aclose(self) -> None:
         """Close every connection with a goodbye, stop all tasks, close the database."""
@@ -1041,6 +1049,9 @@ class PeerService:
             simultaneous = conn.adopted_at - current.adopted_at < SIMULTANEOUS_WINDOW
             if simultaneous and self._preferred(current, conn) is current:
                 conn.close("duplicate connection")
+                # If `current` is in fact dead (the peer moved to another address right
+                # after connecting), the peer redials at once; a probe ends that quickly.
+                self._lan_probe(current)
                 return
             current.contact_id = None  # its close must not mark the contact offline
             current.close("duplicate connection")
@@ -1251,6 +1262,27 @@ class PeerService:
         for contact_id in list(self._contact_keys):
             if contact_id not in self._live:
                 self._lan_dial(contact_id)
+
+    async def lan_port_for_new_network(self) -> int:
+        """Move the listener to a fresh port when the network changes (a stranger could
+        link our announcements on two networks by the port), unless the user chose the
+        port or an open invite names the current one. Live sessions are not affected."""
+        current = self.listen_port or 0
+        if self._closing or self._server is None or self.config.listen_port is not None:
+            return current
+        if await self._db(self._port_to_reuse, self._clock()):
+            return current
+        try:
+            fresh = await serve(self.config.listen_host, 0, self._on_inbound)
+        except OSError as exc:
+            log.warning("could not move to a new port (%s); keeping %s", exc, current)
+            return current
+        old, self._server = self._server, fresh
+        old.close()
+        self.listen_port = fresh.port
+        await self._db(self.repo.set_setting, SETTING_PORT, self.listen_port)
+        log.info("new network: listening on port %s now", self.listen_port)
+        return self.listen_port
 
     def _lan_dial(self, contact_id: str, *, deferred: bool = False) -> None:
         """Dial a contact soon: at once if our identity key is the smaller one, else after
