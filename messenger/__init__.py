@@ -1,5 +1,20 @@
 """Chinwag's peer service: the public API front ends use. Never imports Qt."""
 
+from .errors import (
+    ChinwagError,
+    ContactNotFound,
+    FileError,
+    GroupError,
+    InviteFailed,
+    MessageTooLong,
+    PairingError,
+    ProfileError,
+    ProfileExists,
+    ProfileLocked,
+    ProfileMissing,
+    ServiceError,
+    WrongPassphrase,
+)
 from .events import (
     ContactAdded,
     ContactChanged,
@@ -9,31 +24,18 @@ from .events import (
     ServiceEvent,
     TypingChanged,
 )
-from .profile import (
-    KdfParams,
-    ProfileDir,
-    ProfileError,
-    ProfileExists,
-    ProfileLocked,
-    ProfileMissing,
-    WrongPassphrase,
-    default_profile_dir,
-)
+from .profile import KdfParams, ProfileDir, default_profile_dir
 from .records import ContactRecord, MessageRecord, MessageState
-from .service import (
-    ContactNotFound,
-    InviteFailed,
-    MessageTooLong,
-    PeerService,
-    ServiceConfig,
-    ServiceError,
-)
+from .service import PeerService, ServiceConfig
 
 __all__ = [
+    "ChinwagError",
     "ContactAdded",
     "ContactChanged",
     "ContactNotFound",
     "ContactRecord",
+    "FileError",
+    "GroupError",
     "InviteFailed",
     "KdfParams",
     "MessageAdded",
@@ -41,6 +43,7 @@ __all__ = [
     "MessageState",
     "MessageStatesChanged",
     "MessageTooLong",
+    "PairingError",
     "PeerService",
     "PresenceChanged",
     "ProfileDir",

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import control
 from .api import LocalApi
+from .errors import ProfileError, ProfileLocked, ServiceError
 from .events import (
     FileOfferRejected,
     GroupChanged,
@@ -36,9 +37,9 @@ from .events import (
 from .group_api import GROUP_ACTIONS
 from .invite import InviteError
 from .nearby import PAIRING_TIMEOUT
-from .profile import KdfParams, ProfileDir, ProfileError, ProfileLocked
+from .profile import KdfParams, ProfileDir
 from .records import TransferState
-from .service import PeerService, ServiceConfig, ServiceError
+from .service import PeerService, ServiceConfig
 
 log = logging.getLogger("chinwag.cli")
 

@@ -28,6 +28,7 @@ import nacl.signing
 import nacl.utils
 
 from . import wire
+from .errors import GroupError
 from .events import (
     GroupChanged,
     GroupDeleted,
@@ -65,10 +66,6 @@ MAX_JOIN_REQUESTS: Final = 64
 MAX_COUNTER: Final = 1 << 62
 
 _RAW = nacl.encoding.RawEncoder
-
-
-class GroupError(Exception):
-    """A group request that cannot be carried out; the message is for the user."""
 
 
 class GroupState(enum.IntEnum):

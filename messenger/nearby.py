@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import wire
+from .errors import PairingError
 from .events import PairingEnded, PairingRequested
 from .identity import (
     IdentityError,
@@ -53,10 +54,6 @@ log = logging.getLogger(__name__)
 PAIRING_TIMEOUT = 120.0  # seconds both users have to compare and confirm
 MAX_PENDING = 4  # pairings waiting for confirmation at once; more are refused silently
 INCOMING_COOLDOWN = 5.0  # seconds between two requests from the same address
-
-
-class PairingError(Exception):
-    """A pairing did not happen; the message is for the user."""
 
 
 @dataclass(eq=False)

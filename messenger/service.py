@@ -29,6 +29,14 @@ import nacl.utils
 
 from . import wire
 from .discovery import Discovery, DiscoverySettings, host_of
+from .errors import (
+    ContactNotFound,
+    InviteFailed,
+    MessageTooLong,
+    PairingError,
+    ProfileError,
+    ServiceError,
+)
 from .events import (
     ContactAdded,
     ContactChanged,
@@ -61,9 +69,9 @@ from .invite import (
     encode_invite,
     interface_addresses,
 )
-from .nearby import PairingError, PairingManager
+from .nearby import PairingManager
 from .noise import KeyPair
-from .profile import KdfParams, ProfileDir, ProfileError, ProfileLock
+from .profile import KdfParams, ProfileDir, ProfileLock
 from .records import ContactRecord, InviteRecord, MessageRecord, MessageState, NearbyPerson
 from .session import (
     Closed,
@@ -163,22 +171,6 @@ REJECTION_MESSAGES = {
     wire.RejectCode.BUSY: "the inviter is busy; try again in a moment",
     wire.RejectCode.VERSION: "the inviter runs an incompatible Chinwag version",
 }
-
-
-class ServiceError(Exception):
-    """A request the service cannot carry out; the message is for the user."""
-
-
-class MessageTooLong(ServiceError):
-    pass
-
-
-class ContactNotFound(ServiceError):
-    pass
-
-
-class InviteFailed(ServiceError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import nacl.utils
 
 from .. import wire
+from ..errors import FileError, GroupError
 from ..events import FileOfferRejected, MessageAdded, TransferChanged
 from ..identity import contact_id as make_contact_id
 from ..records import MessageRecord, TransferRecord, TransferState
@@ -84,10 +85,6 @@ RETRY_DELAY = 2.0  # seconds before a source that failed is tried again
 # a session comes up, before catch-up brings the group message that offers it): kept for
 # this many roots, oldest forgotten first.
 MAX_EARLY_HAVES = 1024
-
-
-class FileError(Exception):
-    """A file request we cannot carry out; the message is for the user."""
 
 
 @dataclass(slots=True)
@@ -292,8 +289,6 @@ class FileManager:
         return self._record(f)
 
     async def _offer_to_group(self, f: _File, group_id: bytes) -> None:
-        from ..groups import GroupError
-
         row = replace(f.row, serving=True)
         f.row = row
         await self._service._db(self._repo.save, row)

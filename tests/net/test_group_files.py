@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from messenger import wire
+from messenger import FileError, wire
 from messenger.events import FileOfferRejected, GroupMessageAdded
 from messenger.files.chunks import DEFAULT_CHUNK_SIZE, stored_offset
-from messenger.files.manager import FileError
 from messenger.groups import NO_SIGNATURE, sign_message
 from messenger.records import TransferState
 from messenger.service import PeerService
