@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import control
+from . import PeerService, ServiceConfig, control
 from .api import LocalApi
 from .errors import ProfileError, ProfileLocked, ServiceError
 from .events import (
@@ -39,7 +39,6 @@ from .invite import InviteError
 from .nearby import PAIRING_TIMEOUT
 from .profile import KdfParams, ProfileDir
 from .records import TransferState
-from .service import PeerService, ServiceConfig
 
 log = logging.getLogger("chinwag.cli")
 

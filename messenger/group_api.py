@@ -12,7 +12,7 @@ from .errors import FileError, GroupError, ServiceError
 from .records import GroupMessageRecord, GroupRecord
 
 if TYPE_CHECKING:
-    from .service import PeerService
+    from . import PeerService
 
 GROUP_ACTIONS = (
     "list",

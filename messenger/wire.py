@@ -582,7 +582,9 @@ def _display_name(value: object, what: str) -> str:
     return name
 
 
-def _address(value: object, what: str) -> str:
+def check_address(value: object, what: str) -> str:
+    """A "host:port" as the wire allows it (WireError otherwise): also for addresses that
+    go into a message we build (groups.py)."""
     addr = _str(value, what, MAX_ADDRESS_CHARS)
     host, sep, port = addr.rpartition(":")
     if not sep or not host:
@@ -722,7 +724,7 @@ def _make_member(value: object) -> GroupMember:
         discovery_key=_bytes(f[3], "member discovery_key", DISCOVERY_KEY_LEN),
         display_name=_display_name(f[4], "member display_name"),
         joined_epoch=_int(f[5], "member joined_epoch", 1, _INT63),
-        addresses=tuple(_address(a, "member address") for a in addrs),
+        addresses=tuple(check_address(a, "member address") for a in addrs),
     )
 
 
@@ -859,7 +861,7 @@ def _make_hello(f: list[object]) -> Hello:
         static_certificate=_bytes(f[1], "static_certificate", ED25519_SIGNATURE_LEN),
         display_name=_display_name(f[2], "display_name"),
         listen_port=_int(f[3], "listen_port", 0, 65536),
-        addresses=tuple(_address(a, "address") for a in addrs),
+        addresses=tuple(check_address(a, "address") for a in addrs),
     )
 
 
