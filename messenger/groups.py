@@ -961,22 +961,23 @@ class GroupManager:
 
     async def on_message(self, conn: Connection, message: wire.WireMessage) -> bool:
         """Service hook: True if the message was a group matter (handled here)."""
-        if isinstance(message, wire.GroupMessage):
-            self._on_group_message(conn, message)
-        elif isinstance(message, wire.GroupHave):
-            await self._on_have(conn, message)
-        elif isinstance(message, wire.GroupAck):
-            await self._on_ack(conn, message)
-        elif isinstance(message, wire.GroupRoster):
-            await self._on_roster(conn, message)
-        elif isinstance(message, wire.GroupLeave):
-            await self._on_leave(conn, message)
-        elif isinstance(message, wire.GroupJoinRequest):
-            await self._on_join_request(conn, message)
-        elif isinstance(message, wire.ChatMessage) and conn.contact_id in self._group_only:
-            return True  # a group-only peer is no contact: no 1:1 chat with it
-        else:
-            return False
+        match message:
+            case wire.GroupMessage():
+                self._on_group_message(conn, message)
+            case wire.GroupHave():
+                await self._on_have(conn, message)
+            case wire.GroupAck():
+                await self._on_ack(conn, message)
+            case wire.GroupRoster():
+                await self._on_roster(conn, message)
+            case wire.GroupLeave():
+                await self._on_leave(conn, message)
+            case wire.GroupJoinRequest():
+                await self._on_join_request(conn, message)
+            case wire.ChatMessage() if conn.contact_id in self._group_only:
+                pass  # a group-only peer is no contact: no 1:1 chat with it
+            case _:
+                return False
         return True
 
     def _new(self, m: wire.GroupMessage, *, outgoing: bool) -> NewGroupMessage:

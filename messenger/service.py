@@ -1097,42 +1097,44 @@ class PeerService:
             return
         if await self.groups.on_message(conn, message):
             return
-        if isinstance(message, wire.ChatMessage):
-            if message.conversation != self.contact_keys.conversation(contact_id):
-                conn.close("message for an unknown conversation")
-                return
-            if message.lamport >= MAX_COUNTER or message.seq >= MAX_COUNTER:
-                conn.close("implausible Lamport time or sequence number")
-                return
-            assert self._incoming is not None
-            self._incoming.post(_Arrival(contact_id, message, conn))
-        elif isinstance(message, wire.Receipt):
-            state = (
-                MessageState.DELIVERED
-                if message.kind is wire.ReceiptKind.DELIVERED
-                else MessageState.READ
-            )
-            # The receipt is the fact: show it now. Recording it is bookkeeping, group-
-            # committed without holding up the read loop (if it is lost in a crash, the
-            # message is resent, dropped as a duplicate and acknowledged again).
-            self._emit(MessageStatesChanged(contact_id, message.msg_ids, state))
-            assert self._receipts is not None
-            self._receipts.post((contact_id, message.msg_ids, state))
-        elif isinstance(message, wire.Typing):
-            if self.settings[SETTING_TYPING]:
-                self._emit(TypingChanged(contact_id, message.active))
-        elif isinstance(message, wire.Ping):
-            conn.send(wire.Pong(message.nonce))
-        elif isinstance(message, wire.ProfileUpdate):
-            name = safe_name(message.display_name)
-            await self.db.run(self.repo.set_display_name, contact_id, name)
-            await self._emit_contact_changed(contact_id)
-        elif isinstance(message, wire.DiscoveryKey):
-            await self._lan_store_key(contact_id, message.key)
-        elif isinstance(
-            message, wire.FileOffer | wire.FileRequest | wire.FileControl | wire.FileHave
-        ):
-            await self.files.on_message(contact_id, conn, message)
+        match message:
+            case wire.ChatMessage():
+                self._on_chat(contact_id, conn, message)
+            case wire.Receipt(kind=kind, msg_ids=msg_ids):
+                state = (
+                    MessageState.DELIVERED
+                    if kind is wire.ReceiptKind.DELIVERED
+                    else MessageState.READ
+                )
+                # The receipt is the fact: show it now. Recording it is bookkeeping, group-
+                # committed without holding up the read loop (if it is lost in a crash, the
+                # message is resent, dropped as a duplicate and acknowledged again).
+                self._emit(MessageStatesChanged(contact_id, msg_ids, state))
+                assert self._receipts is not None
+                self._receipts.post((contact_id, msg_ids, state))
+            case wire.Typing(active=active):
+                if self.settings[SETTING_TYPING]:
+                    self._emit(TypingChanged(contact_id, active))
+            case wire.Ping(nonce=nonce):
+                conn.send(wire.Pong(nonce))
+            case wire.ProfileUpdate(display_name=display_name):
+                name = safe_name(display_name)
+                await self.db.run(self.repo.set_display_name, contact_id, name)
+                await self._emit_contact_changed(contact_id)
+            case wire.DiscoveryKey(key=key):
+                await self._lan_store_key(contact_id, key)
+            case wire.FileOffer() | wire.FileRequest() | wire.FileControl() | wire.FileHave():
+                await self.files.on_message(contact_id, conn, message)
+
+    def _on_chat(self, contact_id: str, conn: Connection, message: wire.ChatMessage) -> None:
+        if message.conversation != self.contact_keys.conversation(contact_id):
+            conn.close("message for an unknown conversation")
+            return
+        if message.lamport >= MAX_COUNTER or message.seq >= MAX_COUNTER:
+            conn.close("implausible Lamport time or sequence number")
+            return
+        assert self._incoming is not None
+        self._incoming.post(_Arrival(contact_id, message, conn))
 
     def _index_soon(self) -> None:
         """Wake the background search indexer (it batches, so bursts cost little)."""

@@ -571,28 +571,29 @@ class FileManager:
     async def on_message(
         self, contact_id: str, conn: Connection, message: wire.WireMessage
     ) -> None:
-        if isinstance(message, wire.FileOffer):
-            await self._on_offer(contact_id, conn, message)
-        elif isinstance(message, wire.FileRequest):
-            self._on_request(contact_id, conn, message)
-        elif isinstance(message, wire.FileControl):
-            await self._on_control(contact_id, message)
-        elif isinstance(message, wire.FileHave):
-            f = self._files.get(message.root)
-            if f is None:
-                if (
-                    message.root not in self._early_haves
-                    and len(self._early_haves) >= MAX_EARLY_HAVES
-                ):
-                    del self._early_haves[next(iter(self._early_haves))]
-                self._early_haves.setdefault(message.root, set()).add(contact_id)
-            else:
-                if contact_id not in f.sources:
-                    f.sources.add(contact_id)
-                    await self._db.run(self._repo.add_source, f.root, contact_id)
-                f.peers[contact_id] = "received" if contact_id in f.peers else "has it"
-                f.wake.set()
-                self._changed(f)
+        match message:
+            case wire.FileOffer():
+                await self._on_offer(contact_id, conn, message)
+            case wire.FileRequest():
+                self._on_request(contact_id, conn, message)
+            case wire.FileControl():
+                await self._on_control(contact_id, message)
+            case wire.FileHave(root=root):
+                await self._on_have(contact_id, root)
+
+    async def _on_have(self, contact_id: str, root: bytes) -> None:
+        f = self._files.get(root)
+        if f is None:
+            if root not in self._early_haves and len(self._early_haves) >= MAX_EARLY_HAVES:
+                del self._early_haves[next(iter(self._early_haves))]
+            self._early_haves.setdefault(root, set()).add(contact_id)
+            return
+        if contact_id not in f.sources:
+            f.sources.add(contact_id)
+            await self._db.run(self._repo.add_source, f.root, contact_id)
+        f.peers[contact_id] = "received" if contact_id in f.peers else "has it"
+        f.wake.set()
+        self._changed(f)
 
     def _check_offer(self, contact_id: str, offer: wire.FileOffer) -> str | None:
         """Why a received offer is refused, or None. Every field came from the peer."""
