@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -66,6 +66,11 @@ class DbThread:
         ):
             return fn(*args)
         return await self.run(fn, *args)
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Hand a call to the thread from synchronous code (the demo-data writer of
+        ui/screenshots.py); prefer `run` on the loop."""
+        return self._executor.submit(fn, *args)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True)

@@ -155,7 +155,9 @@ class _Authority:
 
 
 class Links:
-    def __init__(
+    # Keyword-only ports and settings, wired by PeerService._build_workers: one argument
+    # per collaborator is the point (a test hands each a small fake).
+    def __init__(  # noqa: PLR0913
         self,
         *,
         identity: Identity,
