@@ -4,7 +4,26 @@ Front ends (ui/, and anything else outside messenger/) import from here only, ne
 module inside the package: everything they may use is re-exported below.
 """
 
+# The service first: cli (below) and the modules it uses import PeerService from here.
+from .service import ConversationSummary, PeerService, ServiceConfig
+
+# isort: split
 from .cli import CliError, parse_listen
+from .errors import (
+    ChinwagError,
+    ContactNotFound,
+    FileError,
+    GroupError,
+    InviteFailed,
+    MessageTooLong,
+    PairingError,
+    ProfileError,
+    ProfileExists,
+    ProfileLocked,
+    ProfileMissing,
+    ServiceError,
+    WrongPassphrase,
+)
 from .events import (
     ContactAdded,
     ContactChanged,
@@ -21,21 +40,11 @@ from .events import (
     TransferChanged,
     TypingChanged,
 )
-from .files.manager import FileError, human_size
+from .files.manager import human_size
 from .files.names import sanitise
-from .groups import GroupError
 from .identity import format_safety_number, safety_number_qr_payload, verify_safety_number_qr
 from .invite import Invite, InviteError, InviteMalformed, decode_invite, invite_qr, save_invite_qr
-from .profile import (
-    KdfParams,
-    ProfileDir,
-    ProfileError,
-    ProfileExists,
-    ProfileLocked,
-    ProfileMissing,
-    WrongPassphrase,
-    default_profile_dir,
-)
+from .profile import KdfParams, ProfileDir, default_profile_dir
 from .records import (
     ContactRecord,
     GroupMemberRecord,
@@ -46,15 +55,6 @@ from .records import (
     TransferRecord,
     TransferState,
 )
-from .service import (
-    ContactNotFound,
-    ConversationSummary,
-    InviteFailed,
-    MessageTooLong,
-    PeerService,
-    ServiceConfig,
-    ServiceError,
-)
 
 # Seeding a profile's history directly (the screenshot demo writes a conversation that
 # never crossed a wire) and connection timing for ServiceConfig.
@@ -64,6 +64,7 @@ from .wire import MAX_BODY_BYTES
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "ChinwagError",
     "CliError",
     "ContactAdded",
     "ContactChanged",
@@ -92,6 +93,7 @@ __all__ = [
     "MessageState",
     "MessageStatesChanged",
     "MessageTooLong",
+    "PairingError",
     "PeerService",
     "PresenceChanged",
     "ProfileDir",

@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import control
+from . import PeerService, ServiceConfig, control
 from .api import LocalApi
+from .errors import ProfileError, ProfileLocked, ServiceError
 from .events import (
     FileOfferRejected,
     GroupChanged,
@@ -36,9 +37,8 @@ from .events import (
 from .group_api import GROUP_ACTIONS
 from .invite import InviteError
 from .nearby import PAIRING_TIMEOUT
-from .profile import KdfParams, ProfileDir, ProfileError, ProfileLocked
+from .profile import KdfParams, ProfileDir
 from .records import TransferState
-from .service import PeerService, ServiceConfig, ServiceError
 
 log = logging.getLogger("chinwag.cli")
 

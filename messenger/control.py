@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .api import LocalApi
+from .errors import ChinwagError
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +85,7 @@ class ControlServer:
 
 
 def _is_user_error(exc: Exception) -> bool:
-    from .profile import ProfileError
-    from .service import ServiceError
-
-    return isinstance(exc, ServiceError | ProfileError)
+    return isinstance(exc, ChinwagError)
 
 
 def answers(path: Path) -> bool:

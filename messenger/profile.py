@@ -31,6 +31,8 @@ import nacl.pwhash
 import nacl.utils
 import platformdirs
 
+from .errors import ProfileError, ProfileExists, ProfileLocked, ProfileMissing, WrongPassphrase
+
 log = logging.getLogger(__name__)
 
 PROFILE_FORMAT = 1
@@ -43,28 +45,6 @@ CONTROL_SOCKET = "control.sock"
 KEYRING_SERVICE = "chinwag"
 DB_KEY_LEN = 32
 SALT_LEN = nacl.pwhash.argon2id.SALTBYTES
-
-
-class ProfileError(Exception):
-    """A profile problem the user can act on; the message says what to do."""
-
-
-class WrongPassphrase(ProfileError):
-    pass
-
-
-class ProfileMissing(ProfileError):
-    pass
-
-
-class ProfileExists(ProfileError):
-    pass
-
-
-class ProfileLocked(ProfileError):
-    def __init__(self, holder: str) -> None:
-        super().__init__(f"the profile is in use by another Chinwag process ({holder})")
-        self.holder = holder
 
 
 class KeySource(StrEnum):

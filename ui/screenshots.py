@@ -86,7 +86,7 @@ class Demo:
         runs (search indexer, groups) and shares one SQLite connection between its database
         thread and small writes on this thread; a direct call here could land beside a job
         on that thread ("cannot commit - no transaction is active")."""
-        return self.me._executor.submit(fn, *args).result()
+        return self.me.db.submit(fn, *args).result()
 
     def incoming(self, who: str, when_ms: int, body: str) -> None:
         cid = self.ids[who]
@@ -168,7 +168,7 @@ async def build_group(d: Demo) -> str:
     group_id = bytes.fromhex(record.id)
     writers = list(d.friends.values())
     async with asyncio.timeout(15):
-        while not all(group_id in f.groups._groups for f in writers):  # noqa: ASYNC110
+        while not all(f.groups.get(group_id) is not None for f in writers):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     lines = [
         (0, "Morning! The new switch for the lab is in, I'll rack it after lunch."),

@@ -13,7 +13,7 @@ from sqlalchemy.pool import StaticPool
 if TYPE_CHECKING:
     from alembic.config import Config
 
-from ..profile import ProfileError, WrongPassphrase
+from ..errors import ProfileError, WrongPassphrase
 
 log = logging.getLogger(__name__)
 

@@ -330,8 +330,8 @@ async def _make_profiles(
             async with asyncio.timeout(15):
                 # Paired, online, and each holds the other's LAN advertising key.
                 while not (
-                    sa._discovery_keys.get(sb.contact_id) == sb._own_discovery_key
-                    and sb._discovery_keys.get(sa.contact_id) == sa._own_discovery_key
+                    sa.discovery_keys().get(sb.contact_id) == sb.own_discovery_key
+                    and sb.discovery_keys().get(sa.contact_id) == sa.own_discovery_key
                 ):
                     await asyncio.sleep(0.02)
     finally:
@@ -341,7 +341,7 @@ async def _make_profiles(
         service = await PeerService.open(root / name, None, config=ServiceConfig(network=False))
         async with service:
             for contact in await service.contacts():
-                await service._db(service.repo.set_addresses, contact.id, [])
+                await service.db.run(service.repo.set_addresses, contact.id, [])
             assert all(not c.addresses for c in await service.contacts())
     return {name: root / name for name in names}
 

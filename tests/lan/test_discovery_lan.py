@@ -125,7 +125,7 @@ def _secrets_of(profile) -> dict[str, bytes]:
                 "name (lower)": service.display_name.lower().encode(),
                 "identity key": service.identity.ed25519_public,
                 "static key": service.identity.static_public,
-                "advertising key": service._own_discovery_key,
+                "advertising key": service.own_discovery_key,
                 "contact id": service.contact_id.encode(),
                 "fingerprint": service.fingerprint.replace(" ", "").lower().encode(),
             }
