@@ -135,7 +135,14 @@ def _show_contacts(rows: list[dict[str, Any]]) -> None:
 
 def _show_send(r: dict[str, Any]) -> None:
     where = "sent" if r["online"] else "queued (delivered when you are both online)"
-    print(f"{where} to {r['contact']}: {r['id'][:8]}")
+    print(f"{where} to {r['contact']}: {short_msg_id(r['id'])}")
+
+
+def short_msg_id(msg_id: str) -> str:
+    """The part of a message id that tells messages apart: its first 12 hex digits are the
+    send time in milliseconds (shared by messages sent close together), the rest random.
+    --json prints the whole id."""
+    return msg_id[-8:]
 
 
 def _show_group(r: Any) -> None:
@@ -173,7 +180,7 @@ def _show_group(r: Any) -> None:
             print(f"  {dot} {m['name']}{' (admin)' if m['admin'] else ''}  {m['id'][:8]}")
         return
     if "body" in r:
-        print(f"sent to {r['group']}: {r['id'][:8]}")
+        print(f"sent to {r['group']}: {short_msg_id(r['id'])}")
         return
     print(json.dumps(r, indent=2, ensure_ascii=False))
 
