@@ -18,6 +18,7 @@ from .profile import (
     ProfileMissing,
     WrongPassphrase,
     default_profile_dir,
+    restrict_umask,
 )
 from .records import ContactRecord, MessageRecord, MessageState
 from .service import (
@@ -54,4 +55,5 @@ __all__ = [
     "TypingChanged",
     "WrongPassphrase",
     "default_profile_dir",
+    "restrict_umask",
 ]

@@ -37,7 +37,7 @@ from .events import (
 from .group_api import GROUP_ACTIONS
 from .invite import InviteError
 from .nearby import PAIRING_TIMEOUT
-from .profile import KdfParams, ProfileDir, ProfileError
+from .profile import KdfParams, ProfileDir, ProfileError, restrict_umask
 from .records import TransferState
 from .service import PeerService, ServiceConfig, ServiceError
 
@@ -640,6 +640,7 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    restrict_umask()  # every file Chinwag writes is the user's only
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,6 +40,16 @@ CONTROL_SOCKET = "control.sock"
 KEYRING_SERVICE = "chinwag"
 DB_KEY_LEN = 32
 SALT_LEN = nacl.pwhash.argon2id.SALTBYTES
+# Nothing in a profile is for anyone but its owner: an encrypted database and its Argon2id
+# salt readable by others are all an offline guessing attack needs (docs/threat-model.md).
+PRIVATE_UMASK = 0o077
+
+
+def restrict_umask() -> None:
+    """Files this process creates are its owner's only (0600 files, 0700 folders). The
+    entry points (chinwag-cli, the window) call this first; ProfileDir.secure() still
+    checks every start, since a library user or an older version may have made them."""
+    os.umask(PRIVATE_UMASK)
 
 
 class ProfileError(Exception):
@@ -136,6 +147,35 @@ class ProfileDir:
     def exists(self) -> bool:
         return self.meta_path.exists() and self.db_path.exists()
 
+    def secure(self) -> list[str]:
+        """Narrow the folder to 0700 and everything in it to 0600 (folders 0700) where they
+        are wider; returns a warning for each fix. Symbolic links are left alone (chmod
+        would follow them out of the profile)."""
+        fixed: list[str] = []
+
+        def narrow(path: Path, st: os.stat_result) -> None:
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & 0o077:
+                os.chmod(path, mode & 0o700, follow_symlinks=False)
+                fixed.append(
+                    f"{path} was readable by other users (mode {mode:04o}); now {mode & 0o700:04o}"
+                )
+
+        try:
+            narrow(self.path, os.lstat(self.path))
+            for top, dirs, files in os.walk(self.path):
+                for name in (*dirs, *files):
+                    path = Path(top) / name
+                    with contextlib.suppress(FileNotFoundError):  # e.g. a WAL just removed
+                        st = os.lstat(path)
+                        if not stat.S_ISLNK(st.st_mode):
+                            narrow(path, st)
+        except OSError as exc:
+            fixed.append(f"cannot check the permissions of {self.path}: {exc}")
+        for warning in fixed:
+            log.warning("%s", warning)
+        return fixed
+
     def read_meta(self) -> dict[str, Any]:
         try:
             meta: dict[str, Any] = json.loads(self.meta_path.read_text("utf-8"))
@@ -165,9 +205,14 @@ class ProfileDir:
         if self.exists() or self.db_path.exists():
             raise ProfileExists(f"a profile already exists at {self.path}")
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key, meta, warnings = self.new_key_material(passphrase, kdf=kdf)
+        # A folder that already existed keeps its mode: narrow it (and anything in it).
+        warnings = self.secure()
+        key, meta, more = self.new_key_material(passphrase, kdf=kdf)
         self._write_meta(meta)
-        return key, warnings
+        # SQLite creates the database (and later its -wal and -shm, which copy the
+        # database's mode) under the process umask: create it private first.
+        os.close(os.open(self.db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return key, warnings + more
 
     def new_key_material(
         self, passphrase: str | None, *, kdf: KdfParams | None = None
@@ -243,7 +288,7 @@ class ProfileDir:
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
         tmp = self.meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, indent=2), "utf-8")
+        self._write_private(tmp, json.dumps(meta, indent=2).encode("utf-8"))
         os.replace(tmp, self.meta_path)
 
     @staticmethod

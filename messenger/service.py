@@ -452,6 +452,7 @@ class PeerService:
         lock = ProfileLock(profile)
         lock.acquire(purpose)
         try:
+            await asyncio.to_thread(profile.secure)  # warns and narrows what is too wide
             key = await asyncio.to_thread(profile.database_key, passphrase)
             engine = await asyncio.to_thread(open_database, profile.db_path, key)
             repo = Repository(engine)

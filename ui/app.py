@@ -41,6 +41,7 @@ from messenger import (  # noqa: E402
     ServiceError,
     WrongPassphrase,
     default_profile_dir,
+    restrict_umask,
 )
 from messenger import service as _service  # noqa: E402, F401
 from ui import _pyside_fix  # noqa: E402
@@ -356,6 +357,7 @@ def create_application(argv: Sequence[str]) -> QApplication:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    restrict_umask()  # every file Chinwag writes is the user's only
     args, qt_args = build_parser().parse_known_args(argv)
     try:
         service_config(args)
