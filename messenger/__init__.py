@@ -10,6 +10,10 @@ from .events import (
     TypingChanged,
 )
 from .profile import (
+    DatabaseCorrupt,
+    DatabaseDamaged,
+    DatabaseEmpty,
+    DatabaseTruncated,
     KdfParams,
     ProfileDir,
     ProfileError,
@@ -35,6 +39,10 @@ __all__ = [
     "ContactChanged",
     "ContactNotFound",
     "ContactRecord",
+    "DatabaseCorrupt",
+    "DatabaseDamaged",
+    "DatabaseEmpty",
+    "DatabaseTruncated",
     "InviteFailed",
     "KdfParams",
     "MessageAdded",

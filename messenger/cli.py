@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from .events import (
 from .group_api import GROUP_ACTIONS
 from .invite import InviteError
 from .nearby import PAIRING_TIMEOUT
-from .profile import KdfParams, ProfileDir, ProfileError, restrict_umask
+from .profile import DatabaseDamaged, KdfParams, ProfileDir, ProfileError, restrict_umask
 from .records import TransferState
 from .service import PeerService, ServiceConfig, ServiceError
 
@@ -373,6 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-size", type=int, help="bytes; bigger offers are refused")
     f.add_argument("--auto-accept-images", type=int, help="bytes; smaller images download unasked")
     f.add_argument("--rate-limit", type=int, help="bytes per second per download (0: no limit)")
+    command(
+        "doctor",
+        "check the whole profile: file permissions, the key, every page and index of the "
+        "database (read-only; works while `run` is running)",
+        json_flag=True,
+    )
     p = command("run", "run the peer service until SIGINT/SIGTERM")
     p.add_argument("--listen", help="HOST:PORT to listen on (default all interfaces)")
     p.add_argument("--address", action="append", default=[], help="extra HOST:PORT to announce")
@@ -639,6 +646,36 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(profile: ProfileDir, args: argparse.Namespace) -> int:
+    """The full check on demand (the start-up one is cheap, see storage/database.py)."""
+    from .storage.database import check_database
+
+    profile.read_meta()  # ProfileMissing with what to do
+    report: dict[str, Any] = {"profile": str(profile.path), "permissions_fixed": profile.secure()}
+    key, trusted = profile.unlock_key(_passphrase(profile))
+    size = profile.db_path.stat().st_size
+    report |= {"size": size, "pages": size // 4096}
+    if not args.json:
+        print(f"checking {size / 1048576:.0f} MiB: every page's HMAC, then every b-tree ...")
+    started = time.monotonic()
+    code = 0
+    try:
+        check_database(profile.db_path, key, key_trusted=trusted, full=True)
+        report["database"] = "ok"
+    except DatabaseDamaged as exc:
+        report["database"] = str(exc)
+        code = exc.exit_code
+    report["seconds"] = round(time.monotonic() - started, 2)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for fixed in report["permissions_fixed"]:
+            print(f"fixed: {fixed}")
+        verdict = "no problem found" if code == 0 else report["database"]
+        print(f"{profile.db_path}: {verdict} ({report['seconds']} s)")
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     restrict_umask()  # every file Chinwag writes is the user's only
     args = build_parser().parse_args(argv)
@@ -651,11 +688,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return asyncio.run(_run(profile, args))
+        if args.command == "doctor":
+            return _doctor(profile, args)
         _print(asyncio.run(_run_command(profile, args)), args)
         return 0
     except (CliError, ProfileError, ServiceError, InviteError, control.ControlError) as exc:
         print(f"chinwag-cli: {exc}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_code", 1)  # a damaged database has its own (docs)
     except KeyboardInterrupt:
         return 130
 

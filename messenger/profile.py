@@ -23,8 +23,10 @@ import sys
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import nacl.encoding
+import nacl.hash
 import nacl.pwhash
 import nacl.utils
 import platformdirs
@@ -55,6 +57,8 @@ def restrict_umask() -> None:
 class ProfileError(Exception):
     """A profile problem the user can act on; the message says what to do."""
 
+    exit_code: ClassVar[int] = 1  # chinwag-cli's exit status for it
+
 
 class WrongPassphrase(ProfileError):
     pass
@@ -72,6 +76,46 @@ class ProfileLocked(ProfileError):
     def __init__(self, holder: str) -> None:
         super().__init__(f"the profile is in use by another Chinwag process ({holder})")
         self.holder = holder
+
+
+# What to do with a damaged database: never write to it; keep it; start from a backup.
+_DAMAGED_ADVICE = (
+    "Nothing was changed. Keep this folder as it is, and restore your latest backup "
+    "into a new folder: `chinwag-cli --profile NEW_FOLDER restore BACKUP_FILE`, or start "
+    "Chinwag with `--profile NEW_FOLDER` and choose “Restore a backup”."
+)
+
+
+class DatabaseDamaged(ProfileError):
+    """The database file is damaged. Chinwag neither writes to it nor rebuilds it."""
+
+    exit_code: ClassVar[int] = 5
+
+    def __init__(self, db_path: Path, problem: str) -> None:
+        super().__init__(f"{db_path} {problem}. {_DAMAGED_ADVICE}")
+        self.problem = problem
+
+
+class DatabaseEmpty(DatabaseDamaged):
+    """chinwag.db is zero bytes long (or holds no tables): everything in it is gone."""
+
+    exit_code: ClassVar[int] = 3
+
+
+class DatabaseTruncated(DatabaseDamaged):
+    """chinwag.db is shorter than the database says it is: its end was cut off."""
+
+    exit_code: ClassVar[int] = 4
+
+
+class DatabaseCorrupt(DatabaseDamaged):
+    """A page of chinwag.db fails its HMAC or its structure is broken."""
+
+    exit_code: ClassVar[int] = 5
+
+    def __init__(self, db_path: Path, problem: str) -> None:
+        super().__init__(db_path, problem)
+        self.args = (f"{self.args[0]} `chinwag-cli doctor` checks every page.",)
 
 
 class KeySource(StrEnum):
@@ -106,6 +150,16 @@ def default_profile_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_data_dir("chinwag", appauthor=False)) / "default"
+
+
+def key_check(key: bytes) -> str:
+    """A value that tells a right database key from a wrong one before the database is
+    read, so that a decryption failure with the right key is known to be damage, not a
+    wrong passphrase. It is a keyed BLAKE2b of nothing: for a passphrase it is exactly as
+    costly to guess against as the database's own first page (one Argon2id per guess)."""
+    return nacl.hash.blake2b(
+        b"", key=key, digest_size=16, person=b"chinwag-keycheck", encoder=nacl.encoding.HexEncoder
+    ).decode("ascii")
 
 
 def derive_key(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
@@ -239,6 +293,7 @@ class ProfileDir:
         else:
             key = nacl.utils.random(DB_KEY_LEN)
             self._store_random_key(key, warnings, meta)
+        meta["key_check"] = key_check(key)
         return key, meta, warnings
 
     def commit_key_material(self, meta: dict[str, Any]) -> None:
@@ -305,6 +360,36 @@ class ProfileDir:
         if meta["key_source"] != KeySource.PASSPHRASE.value:
             return None
         return KdfParams(int(meta["kdf"]["opslimit"]), int(meta["kdf"]["memlimit"]))
+
+    def unlock_key(self, passphrase: str | None) -> tuple[bytes, bool]:
+        """The database key and whether it is known to be right: by the key check in
+        profile.json, or because no passphrase is involved (keyring and key file hold the
+        key the database was made with). A wrong passphrase or key file is refused here,
+        before the database is read."""
+        key = self.database_key(passphrase)
+        meta = self.read_meta()
+        stored = meta.get("key_check")
+        if stored is None:  # a profile made before the key check
+            return key, meta["key_source"] != KeySource.PASSPHRASE.value
+        if stored == key_check(key):
+            return key, True
+        if meta["key_source"] == KeySource.PASSPHRASE.value:
+            raise WrongPassphrase("wrong passphrase: the profile database cannot be decrypted")
+        where = (
+            "the OS keyring"
+            if meta["key_source"] == KeySource.KEYRING.value
+            else str(self.path / meta.get("key_file", KEY_FILE))
+        )
+        raise ProfileError(
+            f"the key in {where} is not the key of this profile's database; "
+            "the profile cannot be opened with it"
+        )
+
+    def remember_key_check(self, key: bytes) -> None:
+        """After the key opened the database: store its check (older profiles lack it)."""
+        meta = self.read_meta()
+        if "key_check" not in meta:
+            self._write_meta({**meta, "key_check": key_check(key)})
 
     def database_key(self, passphrase: str | None) -> bytes:
         """The candidate database key. Whether it is right is known only when the db opens."""

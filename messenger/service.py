@@ -453,8 +453,11 @@ class PeerService:
         lock.acquire(purpose)
         try:
             await asyncio.to_thread(profile.secure)  # warns and narrows what is too wide
-            key = await asyncio.to_thread(profile.database_key, passphrase)
-            engine = await asyncio.to_thread(open_database, profile.db_path, key)
+            key, trusted = await asyncio.to_thread(profile.unlock_key, passphrase)
+            engine = await asyncio.to_thread(
+                open_database, profile.db_path, key, key_trusted=trusted
+            )
+            await asyncio.to_thread(profile.remember_key_check, key)
             repo = Repository(engine)
         except BaseException:
             lock.release()
