@@ -1,5 +1,6 @@
 """Chinwag's peer service: the public API front ends use. Never imports Qt."""
 
+from .backup import BackupError, BackupInfo, backup_profile, restore_backup
 from .events import (
     ContactAdded,
     ContactChanged,
@@ -35,6 +36,8 @@ from .service import (
 )
 
 __all__ = [
+    "BackupError",
+    "BackupInfo",
     "ContactAdded",
     "ContactChanged",
     "ContactNotFound",
@@ -62,6 +65,8 @@ __all__ = [
     "ServiceEvent",
     "TypingChanged",
     "WrongPassphrase",
+    "backup_profile",
     "default_profile_dir",
+    "restore_backup",
     "restrict_umask",
 ]

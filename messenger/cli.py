@@ -380,6 +380,19 @@ def build_parser() -> argparse.ArgumentParser:
         "database (read-only; works while `run` is running)",
         json_flag=True,
     )
+    p = command(
+        "backup",
+        "write the whole profile to FILE, encrypted under your passphrase (or a backup "
+        "passphrase if the profile has none); safe while `run` is running",
+        json_flag=True,
+    )
+    p.add_argument("file", type=Path)
+    p = command(
+        "restore",
+        "restore a backup FILE into the --profile folder, which must not hold a profile",
+        json_flag=True,
+    )
+    p.add_argument("file", type=Path)
     p = command("run", "run the peer service until SIGINT/SIGTERM")
     p.add_argument("--listen", help="HOST:PORT to listen on (default all interfaces)")
     p.add_argument("--address", action="append", default=[], help="extra HOST:PORT to announce")
@@ -676,6 +689,64 @@ def _doctor(profile: ProfileDir, args: argparse.Namespace) -> int:
     return code
 
 
+BACKUP_PASSPHRASE_ENV = "CHINWAG_BACKUP_PASSPHRASE"  # noqa: S105  (a name, not a secret)
+
+
+def _backup_passphrase(profile: ProfileDir, *, new: bool) -> str:
+    """A passphrase profile's backup uses its passphrase; otherwise a backup passphrase
+    (CHINWAG_BACKUP_PASSPHRASE, or asked twice on a terminal)."""
+    env = os.environ.get(BACKUP_PASSPHRASE_ENV)
+    if env:
+        return env
+    if not new or profile.needs_passphrase():
+        given = os.environ.get("CHINWAG_PASSPHRASE")
+        if given:
+            return given
+    if not sys.stdin.isatty():
+        raise CliError(f"set {BACKUP_PASSPHRASE_ENV} (or use a terminal) to give the passphrase")
+    if not new:
+        return getpass.getpass("Backup passphrase: ")
+    if profile.needs_passphrase():
+        return getpass.getpass("Passphrase (the backup is encrypted under it): ")
+    print("This profile has no passphrase. Choose one for the backup; it is needed to restore.")
+    first = getpass.getpass("Backup passphrase: ")
+    if not first or getpass.getpass("Again: ") != first:
+        raise CliError("the two passphrases differ (or are empty); no backup was written")
+    return first
+
+
+def _backup(profile: ProfileDir, args: argparse.Namespace) -> dict[str, Any]:
+    from .backup import backup_profile
+
+    out = args.file.expanduser().resolve()
+    info = backup_profile(profile.path, out, _backup_passphrase(profile, new=True))
+    return {"file": str(info.path), "size": info.size, "attachments": info.attachments}
+
+
+def _restore(profile: ProfileDir, args: argparse.Namespace) -> dict[str, Any]:
+    from .backup import restore_backup
+
+    source = args.file.expanduser().resolve()
+    info, warnings = restore_backup(source, profile.path, _backup_passphrase(profile, new=False))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    protected = "the backup's passphrase" if info.key_source == "passphrase" else "no passphrase"
+    return {
+        "profile": str(profile.path),
+        "attachments": info.attachments,
+        "protected_by": protected,
+    }
+
+
+def _show_backup(r: dict[str, Any]) -> None:
+    print(f"backup written to {r['file']} ({r['size']} bytes, {r['attachments']} attachments)")
+
+
+def _show_restore(r: dict[str, Any]) -> None:
+    print(f"restored into {r['profile']} ({r['attachments']} attachments); protected by ", end="")
+    print(r["protected_by"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     restrict_umask()  # every file Chinwag writes is the user's only
     args = build_parser().parse_args(argv)
@@ -690,6 +761,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(profile, args))
         if args.command == "doctor":
             return _doctor(profile, args)
+        if args.command in ("backup", "restore"):
+            _print((_backup if args.command == "backup" else _restore)(profile, args), args)
+            return 0
         _print(asyncio.run(_run_command(profile, args)), args)
         return 0
     except (CliError, ProfileError, ServiceError, InviteError, control.ControlError) as exc:

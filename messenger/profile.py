@@ -296,6 +296,10 @@ class ProfileDir:
         meta["key_check"] = key_check(key)
         return key, meta, warnings
 
+    def write_new_meta(self, meta: dict[str, Any]) -> None:
+        """The metadata of a profile made outside prepare_new (a restored backup)."""
+        self._write_meta(meta)
+
     def commit_key_material(self, meta: dict[str, Any]) -> None:
         """After a re-key succeeded: switch to the new key and forget the old one."""
         old = self.read_meta()
