@@ -206,9 +206,7 @@ def check_database(db_path: Path, key: bytes, *, key_trusted: bool, full: bool =
 
 
 def _classify(db_path: Path, key: bytes, size: int, exc: BaseException) -> DatabaseDamaged:
-    """The right key did not open the file: cut short, or a damaged first page."""
-    import sqlcipher3
-
+    """The right key did not open the file: cut short, or damaged pages."""
     page_size = 4096  # SQLCipher 4's default, which Chinwag never changes
     if size % page_size:
         return DatabaseTruncated(
@@ -216,20 +214,17 @@ def _classify(db_path: Path, key: bytes, size: int, exc: BaseException) -> Datab
             f"is cut short ({size} bytes, not a whole number of {page_size}-byte pages): "
             "its end is missing",
         )
-    # With writable_schema SQLite tolerates a file shorter than its header says: if the
-    # schema reads then, the header promised pages that are no longer there.
-    conn = _read_only(db_path, key, writable_schema=True)
+    # Every page carries an HMAC under our key. If each page the file holds is authentic
+    # and SQLite still finds the database inconsistent, pages are missing: it was cut.
+    conn = _read_only(db_path, key)
     try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    except sqlcipher3.DatabaseError:
-        return DatabaseCorrupt(
-            db_path, f"is damaged ({exc}): its first page no longer decrypts or makes sense"
-        )
+        _check_pages(conn, db_path)
     finally:
         conn.close()
     return DatabaseTruncated(
-        db_path, f"is cut short: {pages} pages are left of a longer database; its end is missing"
+        db_path,
+        f"is cut short: the {size // page_size} pages left are intact, but the rest of the "
+        f"database is missing ({exc})",
     )
 
 
