@@ -1,4 +1,4 @@
-"""Encrypted backup and restore of a whole profile, as one file (docs/protocol.md §19).
+"""Encrypted backup and restore of a whole profile, as one file (docs/protocol.md §18).
 
 A backup is a consistent snapshot of the database (SQLCipher's ``sqlcipher_export`` inside
 one read transaction, so a running service goes on writing meanwhile) and the
