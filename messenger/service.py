@@ -84,7 +84,7 @@ from .storage.repository import (
     NewContact,
     Repository,
 )
-from .transport import Backoff, Connection, Timing, bound_port, dial, serve
+from .transport import Backoff, Connection, Listener, Timing, bound_port, dial, serve
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ class PeerService:
         self.display_name: str = ""
         self.settings: dict[str, Any] = dict(DEFAULT_SETTINGS)
         self.listen_port: int | None = None
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscribers: list[Callable[[ServiceEvent], None]] = []
         self._contact_keys: dict[str, ContactKeys] = {}
@@ -445,15 +445,24 @@ class PeerService:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         purpose: str = "chinwag",
+        lock_wait: float = 0.0,
+        on_lock_wait: Callable[[str], None] | None = None,
+        give_up_waiting: Callable[[], bool] | None = None,
     ) -> PeerService:
+        """Open a profile. If another process holds it, wait up to `lock_wait` seconds for
+        it to let go (see ProfileLock.acquire_waiting) before raising ProfileLocked."""
         profile = ProfileDir(path)
         if not profile.exists():
             profile.read_meta()  # raises ProfileMissing with the right message
+        # The key first (Argon2id takes about a second), so the lock is held only while
+        # the database is open: a one-shot command blocks a starting `run` briefly.
+        key, trusted = await asyncio.to_thread(profile.unlock_key, passphrase)
         lock = ProfileLock(profile)
-        lock.acquire(purpose)
+        await lock.acquire_waiting(
+            purpose, lock_wait, on_wait=on_lock_wait, give_up=give_up_waiting
+        )
         try:
             await asyncio.to_thread(profile.secure)  # warns and narrows what is too wide
-            key, trusted = await asyncio.to_thread(profile.unlock_key, passphrase)
             engine = await asyncio.to_thread(
                 open_database, profile.db_path, key, key_trusted=trusted
             )
@@ -690,6 +699,15 @@ class PeerService:
             listen_port=self.listen_port or 0,
             addresses=tuple(str(a) for a in self.addresses()[: wire.MAX_ADDRESSES]),
         )
+
+    def listening_on(self) -> list[tuple[str, int]]:
+        """Every (host, port) a listening socket of ours is bound to; empty when offline."""
+        if self._server is None:
+            return []
+        return [
+            (str(sock.getsockname()[0]), int(sock.getsockname()[1]))
+            for sock in self._server.sockets
+        ]
 
     def addresses(self) -> list[Address]:
         """Where contacts can reach us: configured addresses first, then every interface."""
