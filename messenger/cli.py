@@ -477,8 +477,8 @@ async def _run_command(profile: ProfileDir, args: argparse.Namespace) -> Any:
                 return await _ask_running_peer(profile, args, cmd_args)
             except (ConnectionRefusedError, FileNotFoundError):
                 pass  # a stale socket of a killed run
-            except control.ControlError as exc:
-                raise CliError(str(exc)) from exc
+            except control.ControlError:
+                raise  # main() prints it, with the peer's exit status (a damaged database)
         if args.command in RUNNING_COMMANDS:
             raise CliError(
                 f"`{args.command}` needs the running peer: start `chinwag-cli run` first"

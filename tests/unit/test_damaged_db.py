@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from messenger import KdfParams, PeerService, ProfileError, ServiceConfig, WrongPassphrase, cli
-from messenger.profile import DatabaseCorrupt, DatabaseEmpty, DatabaseTruncated
+from messenger.profile import DatabaseCorrupt, DatabaseEmpty, DatabaseTruncated, ProfileDir
 from messenger.storage import database
 from messenger.storage.repository import IncomingMessage, NewContact
 
@@ -189,3 +189,28 @@ async def test_doctor_on_a_sound_profile(
     assert await asyncio.to_thread(cli.main, ["--profile", str(folder), "doctor", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["database"] == "ok" and report["pages"] > 10
+
+
+async def test_the_running_peer_reports_damage_with_its_exit_status(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While `run` holds the profile, `history` is answered over the control socket: the
+    same plain message and exit status come back from there."""
+    from messenger.api import LocalApi
+    from messenger.control import ControlServer
+
+    folder = tmp_path / "p"
+    contact_id = await make_profile(folder, messages=3000)
+    scribble_middle(folder / "chinwag.db")
+    monkeypatch.setattr(database, "FULL_CHECK_AT_START_MAX_BYTES", 0)
+    service = await PeerService.open(folder, None, config=OFFLINE)
+    server = ControlServer(LocalApi(service), ProfileDir(folder).control_socket)
+    await server.start()
+    try:
+        argv = ["--profile", str(folder), "history", contact_id[:8], "--limit", "3000"]
+        assert await asyncio.to_thread(cli.main, argv) == 5
+        err = capsys.readouterr().err
+        assert "is damaged" in err and "Traceback" not in err
+    finally:
+        await server.aclose()
+        await service.aclose()
