@@ -297,7 +297,7 @@ def backup_profile(
     """Back up the profile at `profile_path` to `out`; no need to have it open (a running
     service goes on meanwhile). A passphrase profile's backup is encrypted under its own
     passphrase (given here, and checked); a profile without one needs a backup passphrase."""
-    from .storage.database import check_key
+    from .storage.database import check_database
 
     profile = ProfileDir(profile_path)
     profile.read_meta()  # ProfileMissing with what to do
@@ -305,8 +305,10 @@ def backup_profile(
         raise BackupError(f"there is no database at {profile.db_path} to back up")
     needs = profile.needs_passphrase()
     key, trusted = profile.unlock_key(passphrase if needs else None)
-    if not trusted:
-        check_key(profile.db_path, key)  # WrongPassphrase, before anything is written
+    # WrongPassphrase or DatabaseDamaged before anything is written: a damaged database
+    # is not copied over a good backup (the start-up check; a damaged page it does not
+    # read makes sqlcipher_export fail below).
+    check_database(profile.db_path, key, key_trusted=trusted)
     return create_backup(profile, key, out, passphrase, kdf=kdf)
 
 
@@ -361,12 +363,15 @@ def restore_backup(
             raise BackupError(f"the backup file is damaged: {exc}") from None
         original = KeySource(manifest["key_source"])
         keep = passphrase if original is KeySource.PASSPHRASE else None
-        key, meta, warnings = profile.new_key_material(keep, kdf=kdf)
-        _rekey(staging / _SNAPSHOT, bytes.fromhex(manifest["snapshot_key"]), key)
-        if (staging / ATTACHMENTS_DIR).exists():
-            os.replace(staging / ATTACHMENTS_DIR, target / ATTACHMENTS_DIR)
-        os.replace(staging / _SNAPSHOT, profile.db_path)
-        profile.write_new_meta(meta)
+        try:
+            key, meta, warnings = profile.new_key_material(keep, kdf=kdf)
+            _rekey(staging / _SNAPSHOT, bytes.fromhex(manifest["snapshot_key"]), key)
+            if (staging / ATTACHMENTS_DIR).exists():
+                os.replace(staging / ATTACHMENTS_DIR, target / ATTACHMENTS_DIR)
+            os.replace(staging / _SNAPSHOT, profile.db_path)
+            profile.write_new_meta(meta)
+        except OSError as exc:
+            raise BackupError(f"cannot write the restored profile into {target}: {exc}") from exc
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if not existed:

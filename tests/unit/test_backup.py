@@ -181,3 +181,16 @@ async def test_cli_backup_and_restore(
     argv = ["--profile", str(tmp_path / "again"), "restore", str(out)]
     assert await asyncio.to_thread(cli.main, argv) == 1
     assert "wrong passphrase for this backup" in capsys.readouterr().err
+
+
+async def test_a_damaged_database_is_not_backed_up(tmp_path: Path) -> None:
+    from messenger import DatabaseDamaged
+
+    original = tmp_path / "original"
+    await make_profile(original, None)
+    db = original / "chinwag.db"
+    os.truncate(db, db.stat().st_size // 4096 // 2 * 4096)
+    out = tmp_path / "backup"
+    with pytest.raises(DatabaseDamaged, match="cut short"):
+        await asyncio.to_thread(backup_profile, original, out, "pw", kdf=FAST)
+    assert not out.exists() and not list(tmp_path.glob(".backup*"))
