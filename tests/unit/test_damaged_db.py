@@ -90,18 +90,16 @@ DAMAGE: list[tuple[Callable[[Path], None], type[ProfileError], int, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("damage", "error", "code", "said"), DAMAGE)
+@pytest.mark.parametrize("case", DAMAGE, ids=[d[0].__name__ for d in DAMAGE])
 @pytest.mark.parametrize("passphrase", [None, SECRET], ids=["keyfile", "passphrase"])
 async def test_damage_is_named_and_nothing_is_written(
     tmp_path: Path,
-    damage: Callable[[Path], None],
-    error: type[ProfileError],
-    code: int,
-    said: str,
+    case: tuple[Callable[[Path], None], type[ProfileError], int, str],
     passphrase: str | None,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    damage, error, code, said = case
     folder = tmp_path / "p"
     await make_profile(folder, passphrase, messages=3000)
     damage(folder / "chinwag.db")
