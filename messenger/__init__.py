@@ -8,10 +8,15 @@ module inside the package: everything they may use is re-exported below.
 from .service import ConversationSummary, PeerService, ServiceConfig
 
 # isort: split
+from .backup import BackupError, BackupInfo, backup_profile, restore_backup
 from .cli import CliError, parse_listen
 from .errors import (
     ChinwagError,
     ContactNotFound,
+    DatabaseCorrupt,
+    DatabaseDamaged,
+    DatabaseEmpty,
+    DatabaseTruncated,
     FileError,
     GroupError,
     InviteFailed,
@@ -44,7 +49,7 @@ from .files.manager import human_size
 from .files.names import sanitise
 from .identity import format_safety_number, safety_number_qr_payload, verify_safety_number_qr
 from .invite import Invite, InviteError, InviteMalformed, decode_invite, invite_qr, save_invite_qr
-from .profile import KdfParams, ProfileDir, default_profile_dir
+from .profile import KdfParams, ProfileDir, default_profile_dir, restrict_umask
 from .records import (
     ContactRecord,
     GroupMemberRecord,
@@ -64,6 +69,8 @@ from .wire import MAX_BODY_BYTES
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "BackupError",
+    "BackupInfo",
     "ChinwagError",
     "CliError",
     "ContactAdded",
@@ -71,6 +78,10 @@ __all__ = [
     "ContactNotFound",
     "ContactRecord",
     "ConversationSummary",
+    "DatabaseCorrupt",
+    "DatabaseDamaged",
+    "DatabaseEmpty",
+    "DatabaseTruncated",
     "FileError",
     "FileOfferRejected",
     "GroupChanged",
@@ -110,12 +121,15 @@ __all__ = [
     "TransferState",
     "TypingChanged",
     "WrongPassphrase",
+    "backup_profile",
     "decode_invite",
     "default_profile_dir",
     "format_safety_number",
     "human_size",
     "invite_qr",
     "parse_listen",
+    "restore_backup",
+    "restrict_umask",
     "safety_number_qr_payload",
     "sanitise",
     "save_invite_qr",

@@ -9,6 +9,9 @@ Every message is written for the user.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import ClassVar
+
 
 class ChinwagError(Exception):
     """Anything Chinwag's API refuses; the message is for the user."""
@@ -45,6 +48,8 @@ class PairingError(ServiceError):
 class ProfileError(ChinwagError):
     """A profile problem the user can act on; the message says what to do."""
 
+    exit_code: ClassVar[int] = 1  # chinwag-cli's exit status for it
+
 
 class WrongPassphrase(ProfileError):
     pass
@@ -62,3 +67,43 @@ class ProfileLocked(ProfileError):
     def __init__(self, holder: str) -> None:
         super().__init__(f"the profile is in use by another Chinwag process ({holder})")
         self.holder = holder
+
+
+# What to do with a damaged database: never write to it; keep it; start from a backup.
+_DAMAGED_ADVICE = (
+    "Nothing was changed. Keep this folder as it is, and restore your latest backup "
+    "into a new folder: `chinwag-cli --profile NEW_FOLDER restore BACKUP_FILE`, or start "
+    "Chinwag with `--profile NEW_FOLDER` and choose “Restore a backup”."
+)
+
+
+class DatabaseDamaged(ProfileError):
+    """The database file is damaged. Chinwag neither writes to it nor rebuilds it."""
+
+    exit_code: ClassVar[int] = 5
+
+    def __init__(self, db_path: Path, problem: str) -> None:
+        super().__init__(f"{db_path} {problem}. {_DAMAGED_ADVICE}")
+        self.problem = problem
+
+
+class DatabaseEmpty(DatabaseDamaged):
+    """chinwag.db is zero bytes long (or holds no tables): everything in it is gone."""
+
+    exit_code: ClassVar[int] = 3
+
+
+class DatabaseTruncated(DatabaseDamaged):
+    """chinwag.db is shorter than the database says it is: its end was cut off."""
+
+    exit_code: ClassVar[int] = 4
+
+
+class DatabaseCorrupt(DatabaseDamaged):
+    """A page of chinwag.db fails its HMAC or its structure is broken."""
+
+    exit_code: ClassVar[int] = 5
+
+    def __init__(self, db_path: Path, problem: str) -> None:
+        super().__init__(db_path, problem)
+        self.args = (f"{self.args[0]} `chinwag-cli doctor` checks every page.",)

@@ -267,11 +267,16 @@ class Group:
             if m.epoch < member.joined_epoch:
                 return f"epoch {m.epoch} is before the author joined ({member.joined_epoch})"
         else:
-            cutoff = self.removed_cutoff(m.author)
-            if cutoff is None:
+            removal = next((r for r in self.roster.removed if r.ed25519_public == m.author), None)
+            if removal is None:
                 return "the author is not a member"
-            if m.seq > cutoff:
-                return f"the author was removed after its message {cutoff}"
+            if m.seq > removal.last_seq:
+                return f"the author was removed after its message {removal.last_seq}"
+            # An unused seq <= last_seq is not enough: nothing signed after the removal.
+            if removal.epoch is not None and m.epoch >= removal.epoch:
+                return f"signed at epoch {m.epoch}, when the author was removed ({removal.epoch})"
+            if removal.lamport is not None and m.lamport > removal.lamport:
+                return f"Lamport time {m.lamport} is after the author's removal ({removal.lamport})"
         if not verify(MESSAGE_CONTEXT, m, m.author):
             return "bad signature"
         return None
@@ -527,7 +532,10 @@ class GroupManager:
         # What we hold of each removed member stays valid; anything later is refused.
         removed = (
             *group.roster.removed,
-            *(wire.GroupRemoved(k, group.marks.highest(k)) for k in sorted(keys)),
+            *(
+                wire.GroupRemoved(k, group.marks.highest(k), group.epoch + 1, group.lamport)
+                for k in sorted(keys)
+            ),
         )[-wire.MAX_GROUP_REMOVED :]
         return await self._update(group, members=members, admins=admins, removed=removed)
 

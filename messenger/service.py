@@ -351,13 +351,17 @@ class PeerService:
             profile.read_meta()  # raises ProfileMissing with the right message
         # The key first (Argon2id takes about a second), so the lock is held only while
         # the database is open: a one-shot command blocks a starting `run` briefly.
-        key = await asyncio.to_thread(profile.database_key, passphrase)
+        key, trusted = await asyncio.to_thread(profile.unlock_key, passphrase)
         lock = ProfileLock(profile)
         await lock.acquire_waiting(
             purpose, lock_wait, on_wait=on_lock_wait, give_up=give_up_waiting
         )
         try:
-            engine = await asyncio.to_thread(open_database, profile.db_path, key)
+            await asyncio.to_thread(profile.secure)  # warns and narrows what is too wide
+            engine = await asyncio.to_thread(
+                open_database, profile.db_path, key, key_trusted=trusted
+            )
+            await asyncio.to_thread(profile.remember_key_check, key)
             repo = Repository(engine)
         except BaseException:
             lock.release()

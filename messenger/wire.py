@@ -322,10 +322,15 @@ class GroupMember:
 
 @dataclass(frozen=True, slots=True)
 class GroupRemoved:
-    """A removed member and the last of its messages that stays valid (`last_seq`)."""
+    """A removed member, the last of its messages that stays valid (`last_seq`), and the
+    roster epoch and Lamport time of its removal: nothing it signed at or after that
+    epoch, or later than that Lamport time, is accepted. Entries of rosters signed before
+    these two existed have neither (None) and are encoded as they were signed."""
 
     ed25519_public: bytes
     last_seq: int
+    epoch: int | None = None
+    lamport: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -734,10 +739,14 @@ def _make_member(value: object) -> GroupMember:
 
 
 def _make_removed(value: object) -> GroupRemoved:
-    f = _fields_of(value, "removed member", _count(GroupRemoved))
+    f = _array(value, "removed member", 2, 4)
+    if len(f) == 3:
+        raise WireError("removed member: 2 or 4 fields")
     return GroupRemoved(
         ed25519_public=_bytes(f[0], "removed ed25519_public", ED25519_PUBLIC_LEN),
         last_seq=_int(f[1], "removed last_seq", 0, _INT63),
+        epoch=_int(f[2], "removed epoch", 1, _INT63) if len(f) == 4 else None,
+        lamport=_int(f[3], "removed lamport", 0, _INT63) if len(f) == 4 else None,
     )
 
 

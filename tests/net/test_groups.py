@@ -109,6 +109,8 @@ async def test_removed_member_gets_nothing_and_cannot_post(make_peer):
             lambda p=p: p.groups.get(group_id).epoch == 2, what=f"epoch 2 at {p.display_name}"
         )
     assert eli.groups.get(group_id).state.name == "REMOVED"
+    (removal,) = admin.groups.get(group_id).roster.removed
+    assert (removal.last_seq, removal.epoch) == (1, 2) and removal.lamport >= 1
     with pytest.raises(Exception, match="no longer a member"):
         await eli.groups.send_text(group_id, "let me in")
     await bea.groups.send_text(group_id, "after eli left")
