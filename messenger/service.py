@@ -455,10 +455,12 @@ class PeerService:
         await self._start_discovery()
 
     def _port_to_reuse(self, now: float) -> int:
-        """A fresh port at every start, so a stranger cannot link our runs by it (contacts
-        find the new one over mDNS or by their own dial); the last one only while an
-        invite we gave out is still open, since the invite names it (protocol.md 4.1)."""
-        if not self.repo.pending_invites(now):
+        """With LAN discovery on, a fresh port at every start, so a stranger cannot link
+        our announcements by it (contacts find the new one over mDNS), except while an
+        invite we gave out is still open, since the invite names it. Without discovery
+        nothing is announced and contacts have only the address they know: keep it
+        (protocol.md 4.1)."""
+        if self._discovery_wanted() and not self.repo.pending_invites(now):
             return 0
         return int(self.repo.get_setting(SETTING_PORT, 0))
 
