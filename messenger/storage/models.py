@@ -87,6 +87,23 @@ class Message(Base):
     )
 
 
+class ConversationSummaryRow(Base):
+    """What the conversation list shows of a 1:1 conversation, kept by triggers on
+    messages (migration 0008) in the statement that writes the message: the newest
+    message in conversation order (lamport, msg_id), unread (RECEIVED) and outbox
+    (QUEUED or SENT) counts."""
+
+    __tablename__ = "conversation_summary"
+    contact_id: Mapped[str] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    unread: Mapped[int] = mapped_column(Integer, server_default="0")
+    queued: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # messages.id
+    last_lamport: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_msg_id: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
 # -- groups (docs/protocol.md §16) ---------------------------------------------------------
 
 
@@ -143,6 +160,21 @@ class GroupMessageRow(Base):
             sqlite_where=text("attachment IS NOT NULL"),
         ),
     )
+
+
+class GroupSummaryRow(Base):
+    """As ConversationSummaryRow, for a group: unread count and the newest message in the
+    group's order (lamport, author, seq); kept by triggers on group_messages (0008)."""
+
+    __tablename__ = "group_summary"
+    group_id: Mapped[bytes] = mapped_column(
+        ForeignKey("chat_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    unread: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # group_messages.id
+    last_lamport: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_author: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    last_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class GroupDelivery(Base):

@@ -1,0 +1,237 @@
+"""conversation and group summaries kept by triggers; the search index survives reused row ids
+
+Revision ID: 0008
+Revises: 0007
+
+The conversation list needs, per conversation, the newest message, the unread count and
+(1:1) the number of our messages still in the outbox. Computing them scanned an index of
+every message (0.4 s on a million messages). `conversation_summary` and `group_summary`
+hold them, one row per conversation, kept by triggers in the same statement as the
+message write: every write path (store, queue, receipts, mark read, delete) is covered
+without each having to remember it. Built here from the messages already stored.
+
+Messages rows have no AUTOINCREMENT, so when the newest rows are deleted (a contact
+removed) their ids are given out again. The deferred search index (0003) only looked at
+ids above `search_progress.last_id` and so never indexed a message that reused one. The
+delete trigger now lowers `last_id` when the row at it goes; a profile where this already
+happened (the index holds fewer rows than it claims) has its index rebuilt once.
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+# MessageState: QUEUED 0 and SENT 1 are in the outbox, RECEIVED 10 is unread.
+_PENDING = "IN (0, 1)"
+_UNREAD = "= 10"
+
+# The newest message of a conversation in the order both sides share: (lamport, msg_id).
+_NEWEST = (
+    "SELECT id, lamport, msg_id FROM messages WHERE contact_id = {c} "
+    "ORDER BY lamport DESC, msg_id DESC LIMIT 1"
+)
+_RECOMPUTE = (
+    "UPDATE conversation_summary SET "
+    f"unread = (SELECT count(*) FROM messages m WHERE m.contact_id = {{c}} AND m.state {_UNREAD}), "
+    f"queued = (SELECT count(*) FROM messages m WHERE m.contact_id = {{c}} AND m.state {_PENDING}), "
+    f"(last_id, last_lamport, last_msg_id) = ({_NEWEST}) "
+    "WHERE contact_id = {c};"
+)
+
+_GROUP_NEWEST = (
+    "SELECT id, lamport, author, seq FROM group_messages WHERE group_id = {g} "
+    "ORDER BY lamport DESC, author DESC, seq DESC LIMIT 1"
+)
+_GROUP_RECOMPUTE = (
+    "UPDATE group_summary SET "
+    "unread = (SELECT count(*) FROM group_messages m WHERE m.group_id = {g} AND m.seen = 0), "
+    f"(last_id, last_lamport, last_author, last_seq) = ({_GROUP_NEWEST}) "
+    "WHERE group_id = {g};"
+)
+
+
+
+def _newer_1to1(column: str) -> str:
+    """SET column from the new message if it is the conversation's newest (every SET
+    expression of an UPDATE sees the row as it was before)."""
+    value = column.replace("last_", "new.")
+    return (
+        f"{column} = CASE WHEN last_id IS NULL OR (new.lamport, new.msg_id) > "
+        f"(last_lamport, last_msg_id) THEN {value} ELSE {column} END"
+    )
+
+
+def _newer_group(column: str) -> str:
+    value = column.replace("last_", "new.")
+    return (
+        f"{column} = CASE WHEN last_id IS NULL OR (new.lamport, new.author, new.seq) > "
+        f"(last_lamport, last_author, last_seq) THEN {value} ELSE {column} END"
+    )
+
+
+TRIGGERS = {
+    # -- 1:1 ------------------------------------------------------------------------------
+    "contacts_summary_insert": (
+        "CREATE TRIGGER contacts_summary_insert AFTER INSERT ON contacts BEGIN "
+        "INSERT OR IGNORE INTO conversation_summary (contact_id) VALUES (new.id); END"
+    ),
+    "messages_summary_insert": (
+        "CREATE TRIGGER messages_summary_insert AFTER INSERT ON messages BEGIN "
+        "INSERT INTO conversation_summary "
+        "(contact_id, unread, queued, last_id, last_lamport, last_msg_id) VALUES "
+        f"(new.contact_id, new.state {_UNREAD}, new.state {_PENDING}, new.id, new.lamport, "
+        "new.msg_id) "
+        "ON CONFLICT (contact_id) DO UPDATE SET "
+        f"unread = unread + (new.state {_UNREAD}), queued = queued + (new.state {_PENDING}), "
+        f"{_newer_1to1('last_id')}, {_newer_1to1('last_lamport')}, "
+        f"{_newer_1to1('last_msg_id')}; "
+        "END"
+    ),
+    # Receipts and reading move a message's state: only the counters can change.
+    "messages_summary_state": (
+        "CREATE TRIGGER messages_summary_state AFTER UPDATE OF state ON messages "
+        "WHEN old.contact_id = new.contact_id AND "
+        f"((old.state {_UNREAD}) != (new.state {_UNREAD}) "
+        f"OR (old.state {_PENDING}) != (new.state {_PENDING})) BEGIN "
+        "UPDATE conversation_summary SET "
+        f"unread = unread + (new.state {_UNREAD}) - (old.state {_UNREAD}), "
+        f"queued = queued + (new.state {_PENDING}) - (old.state {_PENDING}) "
+        "WHERE contact_id = new.contact_id; END"
+    ),
+    "messages_summary_delete": (
+        "CREATE TRIGGER messages_summary_delete AFTER DELETE ON messages BEGIN "
+        "UPDATE conversation_summary SET "
+        f"unread = unread - (old.state {_UNREAD}), queued = queued - (old.state {_PENDING}) "
+        "WHERE contact_id = old.contact_id; "
+        "UPDATE conversation_summary SET (last_id, last_lamport, last_msg_id) = "
+        f"({_NEWEST.format(c='old.contact_id')}) "
+        "WHERE contact_id = old.contact_id AND last_id = old.id; END"
+    ),
+    # Nothing rewrites these today; should anything, the two conversations are recounted.
+    "messages_summary_move": (
+        "CREATE TRIGGER messages_summary_move AFTER UPDATE OF contact_id, lamport, msg_id "
+        "ON messages BEGIN "
+        f"{_RECOMPUTE.format(c='old.contact_id')} {_RECOMPUTE.format(c='new.contact_id')} END"
+    ),
+    # -- groups ---------------------------------------------------------------------------
+    "chat_groups_summary_insert": (
+        "CREATE TRIGGER chat_groups_summary_insert AFTER INSERT ON chat_groups BEGIN "
+        "INSERT OR IGNORE INTO group_summary (group_id) VALUES (new.id); END"
+    ),
+    "group_messages_summary_insert": (
+        "CREATE TRIGGER group_messages_summary_insert AFTER INSERT ON group_messages BEGIN "
+        "INSERT INTO group_summary (group_id, unread, last_id, last_lamport, last_author, "
+        "last_seq) VALUES (new.group_id, new.seen = 0, new.id, new.lamport, new.author, "
+        "new.seq) "
+        "ON CONFLICT (group_id) DO UPDATE SET unread = unread + (new.seen = 0), "
+        f"{_newer_group('last_id')}, {_newer_group('last_lamport')}, "
+        f"{_newer_group('last_author')}, {_newer_group('last_seq')}; "
+        "END"
+    ),
+    "group_messages_summary_seen": (
+        "CREATE TRIGGER group_messages_summary_seen AFTER UPDATE OF seen ON group_messages "
+        "WHEN old.group_id = new.group_id AND (old.seen = 0) != (new.seen = 0) BEGIN "
+        "UPDATE group_summary SET unread = unread + (new.seen = 0) - (old.seen = 0) "
+        "WHERE group_id = new.group_id; END"
+    ),
+    "group_messages_summary_delete": (
+        "CREATE TRIGGER group_messages_summary_delete AFTER DELETE ON group_messages BEGIN "
+        "UPDATE group_summary SET unread = unread - (old.seen = 0) WHERE group_id = old.group_id; "
+        "UPDATE group_summary SET (last_id, last_lamport, last_author, last_seq) = "
+        f"({_GROUP_NEWEST.format(g='old.group_id')}) "
+        "WHERE group_id = old.group_id AND last_id = old.id; END"
+    ),
+    "group_messages_summary_move": (
+        "CREATE TRIGGER group_messages_summary_move AFTER UPDATE OF group_id, lamport, author, "
+        "seq ON group_messages BEGIN "
+        f"{_GROUP_RECOMPUTE.format(g='old.group_id')} "
+        f"{_GROUP_RECOMPUTE.format(g='new.group_id')} END"
+    ),
+}
+
+# 0003's delete trigger, plus: when the row at last_id goes, last_id moves down to the
+# newest row below it (every row up to there is indexed), so that an id handed out again
+# is above last_id and gets indexed.
+_FTS_DELETE = (
+    "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages "
+    "WHEN old.id <= (SELECT last_id FROM search_progress WHERE id = 1) BEGIN "
+    "INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body); "
+    "UPDATE search_progress SET last_id = "
+    "(SELECT coalesce(max(id), 0) FROM messages WHERE id < old.id) "
+    "WHERE id = 1 AND last_id = old.id; END"
+)
+_FTS_DELETE_0003 = (
+    "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages "
+    "WHEN old.id <= (SELECT last_id FROM search_progress WHERE id = 1) BEGIN "
+    "INSERT INTO messages_fts(messages_fts, rowid, body) "
+    "VALUES ('delete', old.id, old.body); END"
+)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "conversation_summary",
+        sa.Column("contact_id", sa.String(length=32), nullable=False),
+        sa.Column("unread", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("queued", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("last_id", sa.Integer(), nullable=True),
+        sa.Column("last_lamport", sa.Integer(), nullable=True),
+        sa.Column("last_msg_id", sa.LargeBinary(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["contact_id"],
+            ["contacts.id"],
+            name=op.f("fk_conversation_summary_contact_id_contacts"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("contact_id", name=op.f("pk_conversation_summary")),
+    )
+    op.create_table(
+        "group_summary",
+        sa.Column("group_id", sa.LargeBinary(), nullable=False),
+        sa.Column("unread", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("last_id", sa.Integer(), nullable=True),
+        sa.Column("last_lamport", sa.Integer(), nullable=True),
+        sa.Column("last_author", sa.LargeBinary(), nullable=True),
+        sa.Column("last_seq", sa.Integer(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["group_id"],
+            ["chat_groups.id"],
+            name=op.f("fk_group_summary_group_id_chat_groups"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("group_id", name=op.f("pk_group_summary")),
+    )
+    # Built from what is stored: the counts from the (contact_id, state) index, the newest
+    # message from the conversation-order index; one seek per conversation.
+    op.execute("INSERT INTO conversation_summary (contact_id) SELECT id FROM contacts")
+    op.execute(_RECOMPUTE.format(c="conversation_summary.contact_id"))
+    op.execute("INSERT INTO group_summary (group_id) SELECT id FROM chat_groups")
+    op.execute(_GROUP_RECOMPUTE.format(g="group_summary.group_id"))
+    for sql in TRIGGERS.values():
+        op.execute(sql)
+
+    op.execute("DROP TRIGGER messages_fts_delete")
+    op.execute(_FTS_DELETE)
+    # A reused id below last_id was never indexed: then the index holds fewer rows than
+    # messages has up to last_id. Rebuild it once (and index everything, as 0002 did).
+    conn = op.get_bind()
+    indexed = conn.exec_driver_sql("SELECT count(*) FROM messages_fts_docsize").scalar_one()
+    claimed = conn.exec_driver_sql(
+        "SELECT count(*) FROM messages WHERE id <= (SELECT last_id FROM search_progress)"
+    ).scalar_one()
+    if indexed != claimed:
+        op.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
+        op.execute("UPDATE search_progress SET last_id = (SELECT coalesce(max(id), 0) FROM messages)")
+
+
+def downgrade() -> None:
+    op.execute("DROP TRIGGER messages_fts_delete")
+    op.execute(_FTS_DELETE_0003)
+    for name in TRIGGERS:
+        op.execute(f"DROP TRIGGER {name}")
+    op.drop_table("group_summary")
+    op.drop_table("conversation_summary")
