@@ -106,7 +106,7 @@ _MESSAGE_SQL_COLUMNS = (
     "m.received_at_ms, m.body, m.state"
 )
 _SELECT_CONVERSATIONS = (
-    "SELECT c.id, c.display_name, c.ed25519_public, c.x25519_public, c.verified, c.addresses, "
+    "SELECT c.id, c.display_name, c.ed25519_public, c.x25519_public, c.verified, c.addresses, "  # noqa: S608
     "c.created_at, c.last_seen, c.conversation_id, coalesce(s.unread, 0), "
     f"coalesce(s.queued, 0), {_MESSAGE_SQL_COLUMNS} FROM contacts c "
     "LEFT JOIN conversation_summary s ON s.contact_id = c.id "
