@@ -219,13 +219,25 @@ def _contact(c: Contact) -> ContactRecord:
 
 
 def fts_match(text: str) -> str | None:
-    """An FTS5 query for what the user typed: every word must occur, the last one as a
-    prefix (search as you type); each word quoted, so FTS syntax in it is just text.
-    None when there is no word."""
+    """An FTS5 query for what the user typed: every word must occur in the body, the last
+    one as a prefix (search as you type) once it has two characters (the indexes keep
+    2- and 3-character prefixes; a one-letter prefix would merge most of the index);
+    each word quoted, so FTS syntax in it is just text. None when there is no word."""
     words = [w.replace('"', '""') for w in text.split()]
     if not words:
         return None
-    return " ".join([*(f'"{w}"' for w in words[:-1]), f'"{words[-1]}"*'])
+    last = f'"{words[-1]}"' + ("*" if len(words[-1]) > 1 else "")
+    return "body : (" + " ".join([*(f'"{w}"' for w in words[:-1]), last]) + ")"
+
+
+def in_conversation(match: str, contact_id: str | None) -> str:
+    """Restrict an fts_match query to one conversation: the 1:1 index holds the contact id
+    as a column (migration 0008), so FTS5 intersects two doclists itself."""
+    if contact_id is None:
+        return match
+    if not contact_id.isalnum():  # ids are hex; anything else cannot match a contact
+        return f'{match} AND contact_id : ""'
+    return f'{match} AND contact_id : "{contact_id}"'
 
 
 def fts_search_sql(fts: str, table: str, columns: str, owner: str) -> str:
@@ -715,8 +727,8 @@ class Repository:
             # One statement inside SQLite: the bodies never travel through Python (and
             # the database thread does not hand the GIL back and forth once per row).
             cur.execute(
-                "INSERT INTO messages_fts(rowid, body) "
-                "SELECT id, body FROM messages WHERE id > ? AND id <= ? ORDER BY id",
+                "INSERT INTO messages_fts(rowid, body, contact_id) "
+                "SELECT id, body, contact_id FROM messages WHERE id > ? AND id <= ? ORDER BY id",
                 (last, top),
             )
             cur.execute("UPDATE search_progress SET last_id = ? WHERE id = 1", (top,))
@@ -743,7 +755,9 @@ class Repository:
             return []
         while self.index_pending():
             pass  # a search sees every stored message
-        return self._search(_SEARCH_SQL, match, contact_id, limit, before)
+        return self._search(
+            _SEARCH_SQL, in_conversation(match, contact_id), contact_id, limit, before
+        )
 
     def _search(
         self, sql: str, match: str, owner: Any, limit: int, before: int | None

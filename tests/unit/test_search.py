@@ -168,6 +168,20 @@ def test_a_reused_row_id_is_still_indexed(repo: Repository) -> None:
     assert [m.body for m in repo.search("apple")] == ["apple"]
 
 
+def index_as_0007(repo: Repository) -> None:
+    """The deferred indexer as it ran on a 0007 schema (the index had only the body)."""
+    with repo.engine.begin() as conn:
+        (last,) = conn.exec_driver_sql("SELECT last_id FROM search_progress").one()
+        conn.exec_driver_sql(
+            "INSERT INTO messages_fts(rowid, body) SELECT id, body FROM messages WHERE id > ?",
+            (last,),
+        )
+        conn.exec_driver_sql(
+            "UPDATE search_progress SET last_id = (SELECT max(id) FROM messages) "
+            "WHERE (SELECT max(id) FROM messages) > last_id"
+        )
+
+
 def test_upgrade_to_0008_repairs_an_index_that_missed_a_reused_id(tmp_path: Path) -> None:
     eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
     try:
@@ -178,10 +192,10 @@ def test_upgrade_to_0008_repairs_an_index_that_missed_a_reused_id(tmp_path: Path
         old.add_contact(drop, 0)
         old.store_incoming([(keep.id, [_incoming("apple")])], NOW_MS)
         old.store_incoming([(drop.id, [_incoming("banana")])], NOW_MS)
-        old.index_pending()
+        index_as_0007(old)
         old.delete_contact(drop.id)
         old.store_incoming([(keep.id, [_incoming("cherry", 2)])], NOW_MS)
-        old.index_pending()
+        index_as_0007(old)
         with eng.connect() as conn:  # the 0007 bug, as a profile may hold it
             missed = conn.exec_driver_sql(
                 "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'cherry'"
@@ -196,3 +210,23 @@ def test_upgrade_to_0008_repairs_an_index_that_missed_a_reused_id(tmp_path: Path
         assert repo.search("banana") == []
     finally:
         eng.dispose()
+
+
+def test_a_one_letter_last_word_is_a_whole_word_not_a_prefix(repo: Repository) -> None:
+    c = _contact("Ana")
+    repo.add_contact(c, 0)
+    repo.store_incoming([(c.id, [_incoming("plum"), _incoming("p is for pear")])], NOW_MS)
+    assert [m.body for m in repo.search("p")] == ["p is for pear"]
+    assert [m.body for m in repo.search("pl")] == ["plum"]
+    assert [m.body for m in repo.search("is p")] == ["p is for pear"]
+
+
+def test_words_that_look_like_fts_syntax_or_a_column_are_text(repo: Repository) -> None:
+    c = _contact("Ana")
+    repo.add_contact(c, 0)
+    repo.store_incoming([(c.id, [_incoming(f"about {c.id}"), _incoming("contact_id : x")])], 0)
+    # The contact id column is not searched by what the user types, only the body.
+    assert [m.body for m in repo.search(c.id)] == [f"about {c.id}"]
+    assert repo.search("contact_id") != [] and repo.search('") OR ("') == []
+    assert repo.search("about", contact_id='x" OR "') == []
+    assert len(repo.search("about", contact_id=c.id)) == 1

@@ -1,4 +1,5 @@
-"""conversation and group summaries kept by triggers; the search index survives reused row ids
+"""conversation and group summaries kept by triggers; search indexes with prefixes and the
+contact, which survive reused row ids
 
 Revision ID: 0008
 Revises: 0007
@@ -13,8 +14,9 @@ without each having to remember it. Built here from the messages already stored.
 Messages rows have no AUTOINCREMENT, so when the newest rows are deleted (a contact
 removed) their ids are given out again. The deferred search index (0003) only looked at
 ids above `search_progress.last_id` and so never indexed a message that reused one. The
-delete trigger now lowers `last_id` when the row at it goes; a profile where this already
-happened (the index holds fewer rows than it claims) has its index rebuilt once.
+delete trigger now lowers `last_id` when the row at it goes. Both search indexes are
+made again (prefix indexes, and the contact as a column: see _MESSAGES_FTS), which also
+indexes any message an old profile skipped that way.
 """
 
 # Trigger SQL is put together from the constants below, never from values.
@@ -157,23 +159,90 @@ TRIGGERS = {
     ),
 }
 
-# 0003's delete trigger, plus: when the row at last_id goes, last_id moves down to the
-# newest row below it (every row up to there is indexed), so that an id handed out again
-# is above last_id and gets indexed.
-_FTS_DELETE = (
-    "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages "
-    "WHEN old.id <= (SELECT last_id FROM search_progress WHERE id = 1) BEGIN "
-    "INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body); "
-    "UPDATE search_progress SET last_id = "
-    "(SELECT coalesce(max(id), 0) FROM messages WHERE id < old.id) "
-    "WHERE id = 1 AND last_id = old.id; END"
+# -- search -------------------------------------------------------------------------------
+# Both indexes are made again with prefix indexes of 2 and 3 characters: a search as you
+# type asks for the last word as a prefix, and FTS5 answers a prefix query without a
+# prefix index by merging the doclists of every term that starts with it before the first
+# row comes out (60 ms for "the"* on a million messages; 0.06 ms with it). The 1:1 index
+# also takes the contact id as a second column, so a search in one conversation is an
+# AND of two doclists inside FTS5 instead of a look-up of every match's message.
+_TOKENIZE = "tokenize='unicode61 remove_diacritics 2'"
+_MESSAGES_FTS = (
+    "CREATE VIRTUAL TABLE messages_fts USING fts5(body, contact_id, content='messages', "
+    f"content_rowid='id', {_TOKENIZE}, prefix='2 3')"
 )
-_FTS_DELETE_0003 = (
-    "CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages "
-    "WHEN old.id <= (SELECT last_id FROM search_progress WHERE id = 1) BEGIN "
+_GROUP_FTS = (
+    "CREATE VIRTUAL TABLE group_messages_fts USING fts5(body, content='group_messages', "
+    f"content_rowid='id', {_TOKENIZE}, prefix='2 3')"
+)
+_INDEXED = "old.id <= (SELECT last_id FROM search_progress WHERE id = 1)"
+# As in 0003 (only rows already indexed leave the index), plus: when the row at last_id
+# goes, last_id moves down to the newest row below it (every row up to there is indexed),
+# so that an id handed out again is above last_id and gets indexed.
+_FTS_TRIGGERS = {
+    "messages_fts_delete": (
+        f"CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN {_INDEXED} BEGIN "
+        "INSERT INTO messages_fts(messages_fts, rowid, body, contact_id) "
+        "VALUES ('delete', old.id, old.body, old.contact_id); "
+        "UPDATE search_progress SET last_id = "
+        "(SELECT coalesce(max(id), 0) FROM messages WHERE id < old.id) "
+        "WHERE id = 1 AND last_id = old.id; END"
+    ),
+    "messages_fts_update": (
+        "CREATE TRIGGER messages_fts_update AFTER UPDATE OF body, contact_id ON messages "
+        f"WHEN {_INDEXED} BEGIN "
+        "INSERT INTO messages_fts(messages_fts, rowid, body, contact_id) "
+        "VALUES ('delete', old.id, old.body, old.contact_id); "
+        "INSERT INTO messages_fts(rowid, body, contact_id) "
+        "VALUES (new.id, new.body, new.contact_id); END"
+    ),
+    "group_messages_fts_insert": (
+        "CREATE TRIGGER group_messages_fts_insert AFTER INSERT ON group_messages BEGIN "
+        "INSERT INTO group_messages_fts(rowid, body) VALUES (new.id, new.body); END"
+    ),
+    "group_messages_fts_delete": (
+        "CREATE TRIGGER group_messages_fts_delete AFTER DELETE ON group_messages BEGIN "
+        "INSERT INTO group_messages_fts(group_messages_fts, rowid, body) "
+        "VALUES ('delete', old.id, old.body); END"
+    ),
+    "group_messages_fts_update": (
+        "CREATE TRIGGER group_messages_fts_update AFTER UPDATE OF body ON group_messages BEGIN "
+        "INSERT INTO group_messages_fts(group_messages_fts, rowid, body) "
+        "VALUES ('delete', old.id, old.body); "
+        "INSERT INTO group_messages_fts(rowid, body) VALUES (new.id, new.body); END"
+    ),
+}
+# What 0003 and 0007 made, for downgrade.
+_OLD_FTS = (
+    "CREATE VIRTUAL TABLE messages_fts USING fts5(body, content='messages', "
+    f"content_rowid='id', {_TOKENIZE})",
+    "CREATE VIRTUAL TABLE group_messages_fts USING fts5(body, content='group_messages', "
+    f"content_rowid='id', {_TOKENIZE})",
+    f"CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages WHEN {_INDEXED} BEGIN "
     "INSERT INTO messages_fts(messages_fts, rowid, body) "
-    "VALUES ('delete', old.id, old.body); END"
+    "VALUES ('delete', old.id, old.body); END",
+    f"CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages WHEN {_INDEXED} "
+    "BEGIN INSERT INTO messages_fts(messages_fts, rowid, body) "
+    "VALUES ('delete', old.id, old.body); "
+    "INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body); END",
+    _FTS_TRIGGERS["group_messages_fts_insert"],
+    _FTS_TRIGGERS["group_messages_fts_delete"],
+    _FTS_TRIGGERS["group_messages_fts_update"],
 )
+
+
+def _drop_search() -> None:
+    for name in _FTS_TRIGGERS:
+        op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    op.execute("DROP TABLE messages_fts")
+    op.execute("DROP TABLE group_messages_fts")
+
+
+def _rebuild_search() -> None:
+    """Index every stored message now (one pass inside SQLite: ~5 s per million)."""
+    op.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
+    op.execute("INSERT INTO group_messages_fts(group_messages_fts) VALUES ('rebuild')")
+    op.execute("UPDATE search_progress SET last_id = (SELECT coalesce(max(id), 0) FROM messages)")
 
 
 def upgrade() -> None:
@@ -218,25 +287,21 @@ def upgrade() -> None:
     for sql in TRIGGERS.values():
         op.execute(sql)
 
-    op.execute("DROP TRIGGER messages_fts_delete")
-    op.execute(_FTS_DELETE)
-    # A reused id below last_id was never indexed: then the index holds fewer rows than
-    # messages has up to last_id. Rebuild it once (and index everything, as 0002 did).
-    conn = op.get_bind()
-    indexed = conn.exec_driver_sql("SELECT count(*) FROM messages_fts_docsize").scalar_one()
-    claimed = conn.exec_driver_sql(
-        "SELECT count(*) FROM messages WHERE id <= (SELECT last_id FROM search_progress)"
-    ).scalar_one()
-    if indexed != claimed:
-        op.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
-        op.execute(
-            "UPDATE search_progress SET last_id = (SELECT coalesce(max(id), 0) FROM messages)"
-        )
+    # The search indexes, made again (see above). Rebuilding also indexes any message
+    # whose reused row id 0003's trigger let the indexer skip.
+    _drop_search()
+    op.execute(_MESSAGES_FTS)
+    op.execute(_GROUP_FTS)
+    for sql in _FTS_TRIGGERS.values():
+        op.execute(sql)
+    _rebuild_search()
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER messages_fts_delete")
-    op.execute(_FTS_DELETE_0003)
+    _drop_search()
+    for sql in _OLD_FTS:
+        op.execute(sql)
+    _rebuild_search()
     for name in TRIGGERS:
         op.execute(f"DROP TRIGGER {name}")
     op.drop_table("group_summary")
