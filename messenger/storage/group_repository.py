@@ -375,7 +375,7 @@ class GroupRepository:
             rows = (
                 _cursor(conn)
                 # The summaries the triggers keep (migration 0008), not a scan of messages.
-                .execute("SELECT group_id, unread FROM group_summary WHERE unread > 0")
+                .execute("SELECT id, unread FROM chat_groups WHERE unread > 0")
                 .fetchall()
             )
         return {r[0]: r[1] for r in rows}

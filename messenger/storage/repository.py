@@ -87,7 +87,7 @@ class ContactKeys:
 
 @dataclass(frozen=True, slots=True)
 class ConversationRow:
-    """A contact with its conversation's summary (see models.ConversationSummaryRow)."""
+    """A contact with its conversation's summary (the summary columns of models.Contact)."""
 
     contact: ContactRecord
     last_message: MessageRecord | None
@@ -107,10 +107,9 @@ _MESSAGE_SQL_COLUMNS = (
 )
 _SELECT_CONVERSATIONS = (
     "SELECT c.id, c.display_name, c.ed25519_public, c.x25519_public, c.verified, c.addresses, "  # noqa: S608
-    "c.created_at, c.last_seen, c.conversation_id, coalesce(s.unread, 0), "
-    f"coalesce(s.queued, 0), {_MESSAGE_SQL_COLUMNS} FROM contacts c "
-    "LEFT JOIN conversation_summary s ON s.contact_id = c.id "
-    "LEFT JOIN messages m ON m.id = s.last_id "
+    "c.created_at, c.last_seen, c.conversation_id, c.unread, "
+    f"c.queued, {_MESSAGE_SQL_COLUMNS} FROM contacts c "
+    "LEFT JOIN messages m ON m.id = c.last_id "
     "WHERE NOT c.group_only ORDER BY c.display_name, c.id"
 )
 
@@ -566,7 +565,7 @@ class Repository:
             rows = (
                 _cursor(conn)
                 .execute(
-                    f"SELECT contact_id, {column} FROM conversation_summary WHERE {column} > 0"  # noqa: S608
+                    f"SELECT id, {column} FROM contacts WHERE {column} > 0"  # noqa: S608
                 )
                 .fetchall()
             )
@@ -684,7 +683,7 @@ class Repository:
 
     def conversations(self) -> list[ConversationRow]:
         """Every listed contact with its newest message, unread and outbox counts, by name:
-        one read of the summaries the triggers keep (migration 0008), however long the
+        one read of the summary columns the triggers keep (migration 0008), however long the
         conversations are."""
         with self.engine.connect() as conn:
             rows = _cursor(conn).execute(_SELECT_CONVERSATIONS).fetchall()

@@ -20,6 +20,7 @@ from messenger.storage.repository import (
     NewContact,
     Repository,
 )
+from tests.unit.test_summaries import add_contact_0007
 
 NOW_MS = 1_700_000_000_000
 
@@ -188,8 +189,8 @@ def test_upgrade_to_0008_repairs_an_index_that_missed_a_reused_id(tmp_path: Path
         migrate(eng, "0007")
         old = Repository(eng)
         keep, drop = _contact("Keep"), _contact("Drop")
-        old.add_contact(keep, 0)
-        old.add_contact(drop, 0)
+        add_contact_0007(old, keep)
+        add_contact_0007(old, drop)
         old.store_incoming([(keep.id, [_incoming("apple")])], NOW_MS)
         old.store_incoming([(drop.id, [_incoming("banana")])], NOW_MS)
         index_as_0007(old)

@@ -6,8 +6,9 @@ Revises: 0007
 
 The conversation list needs, per conversation, the newest message, the unread count and
 (1:1) the number of our messages still in the outbox. Computing them scanned an index of
-every message (0.4 s on a million messages). `conversation_summary` and `group_summary`
-hold them, one row per conversation, kept by triggers in the same statement as the
+every message (0.4 s on a million messages). Columns on `contacts` and `chat_groups`
+now hold them (on the row that storing a message updates anyway, for its Lamport clock,
+so a commit writes no extra page), kept by triggers in the same statement as the
 message write: every write path (store, queue, receipts, mark read, delete) is covered
 without each having to remember it. Built here from the messages already stored.
 
@@ -40,12 +41,12 @@ _NEWEST = (
     "ORDER BY lamport DESC, msg_id DESC LIMIT 1"
 )
 _RECOMPUTE = (
-    "UPDATE conversation_summary SET unread = "
+    "UPDATE contacts SET unread = "
     f"(SELECT count(*) FROM messages m WHERE m.contact_id = {{c}} AND m.state {_UNREAD}), "
     "queued = "
     f"(SELECT count(*) FROM messages m WHERE m.contact_id = {{c}} AND m.state {_PENDING}), "
     f"(last_id, last_lamport, last_msg_id) = ({_NEWEST}) "
-    "WHERE contact_id = {c};"
+    "WHERE id = {c};"
 )
 
 _GROUP_NEWEST = (
@@ -53,10 +54,10 @@ _GROUP_NEWEST = (
     "ORDER BY lamport DESC, author DESC, seq DESC LIMIT 1"
 )
 _GROUP_RECOMPUTE = (
-    "UPDATE group_summary SET "
+    "UPDATE chat_groups SET "
     "unread = (SELECT count(*) FROM group_messages m WHERE m.group_id = {g} AND m.seen = 0), "
     f"(last_id, last_lamport, last_author, last_seq) = ({_GROUP_NEWEST}) "
-    "WHERE group_id = {g};"
+    "WHERE id = {g};"
 )
 
 
@@ -80,21 +81,12 @@ def _newer_group(column: str) -> str:
 
 TRIGGERS = {
     # -- 1:1 ------------------------------------------------------------------------------
-    "contacts_summary_insert": (
-        "CREATE TRIGGER contacts_summary_insert AFTER INSERT ON contacts BEGIN "
-        "INSERT OR IGNORE INTO conversation_summary (contact_id) VALUES (new.id); END"
-    ),
     "messages_summary_insert": (
         "CREATE TRIGGER messages_summary_insert AFTER INSERT ON messages BEGIN "
-        "INSERT INTO conversation_summary "
-        "(contact_id, unread, queued, last_id, last_lamport, last_msg_id) VALUES "
-        f"(new.contact_id, new.state {_UNREAD}, new.state {_PENDING}, new.id, new.lamport, "
-        "new.msg_id) "
-        "ON CONFLICT (contact_id) DO UPDATE SET "
+        "UPDATE contacts SET "
         f"unread = unread + (new.state {_UNREAD}), queued = queued + (new.state {_PENDING}), "
         f"{_newer_1to1('last_id')}, {_newer_1to1('last_lamport')}, "
-        f"{_newer_1to1('last_msg_id')}; "
-        "END"
+        f"{_newer_1to1('last_msg_id')} WHERE id = new.contact_id; END"
     ),
     # Receipts and reading move a message's state: only the counters can change.
     "messages_summary_state": (
@@ -102,19 +94,19 @@ TRIGGERS = {
         "WHEN old.contact_id = new.contact_id AND "
         f"((old.state {_UNREAD}) != (new.state {_UNREAD}) "
         f"OR (old.state {_PENDING}) != (new.state {_PENDING})) BEGIN "
-        "UPDATE conversation_summary SET "
+        "UPDATE contacts SET "
         f"unread = unread + (new.state {_UNREAD}) - (old.state {_UNREAD}), "
         f"queued = queued + (new.state {_PENDING}) - (old.state {_PENDING}) "
-        "WHERE contact_id = new.contact_id; END"
+        "WHERE id = new.contact_id; END"
     ),
     "messages_summary_delete": (
         "CREATE TRIGGER messages_summary_delete AFTER DELETE ON messages BEGIN "
-        "UPDATE conversation_summary SET "
+        "UPDATE contacts SET "
         f"unread = unread - (old.state {_UNREAD}), queued = queued - (old.state {_PENDING}) "
-        "WHERE contact_id = old.contact_id; "
-        "UPDATE conversation_summary SET (last_id, last_lamport, last_msg_id) = "
+        "WHERE id = old.contact_id; "
+        "UPDATE contacts SET (last_id, last_lamport, last_msg_id) = "
         f"({_NEWEST.format(c='old.contact_id')}) "
-        "WHERE contact_id = old.contact_id AND last_id = old.id; END"
+        "WHERE id = old.contact_id AND last_id = old.id; END"
     ),
     # Nothing rewrites these today; should anything, the two conversations are recounted.
     "messages_summary_move": (
@@ -123,33 +115,25 @@ TRIGGERS = {
         f"{_RECOMPUTE.format(c='old.contact_id')} {_RECOMPUTE.format(c='new.contact_id')} END"
     ),
     # -- groups ---------------------------------------------------------------------------
-    "chat_groups_summary_insert": (
-        "CREATE TRIGGER chat_groups_summary_insert AFTER INSERT ON chat_groups BEGIN "
-        "INSERT OR IGNORE INTO group_summary (group_id) VALUES (new.id); END"
-    ),
     "group_messages_summary_insert": (
         "CREATE TRIGGER group_messages_summary_insert AFTER INSERT ON group_messages BEGIN "
-        "INSERT INTO group_summary (group_id, unread, last_id, last_lamport, last_author, "
-        "last_seq) VALUES (new.group_id, new.seen = 0, new.id, new.lamport, new.author, "
-        "new.seq) "
-        "ON CONFLICT (group_id) DO UPDATE SET unread = unread + (new.seen = 0), "
+        "UPDATE chat_groups SET unread = unread + (new.seen = 0), "
         f"{_newer_group('last_id')}, {_newer_group('last_lamport')}, "
-        f"{_newer_group('last_author')}, {_newer_group('last_seq')}; "
-        "END"
+        f"{_newer_group('last_author')}, {_newer_group('last_seq')} "
+        "WHERE id = new.group_id; END"
     ),
     "group_messages_summary_seen": (
         "CREATE TRIGGER group_messages_summary_seen AFTER UPDATE OF seen ON group_messages "
         "WHEN old.group_id = new.group_id AND (old.seen = 0) != (new.seen = 0) BEGIN "
-        "UPDATE group_summary SET unread = unread + (new.seen = 0) - (old.seen = 0) "
-        "WHERE group_id = new.group_id; END"
+        "UPDATE chat_groups SET unread = unread + (new.seen = 0) - (old.seen = 0) "
+        "WHERE id = new.group_id; END"
     ),
     "group_messages_summary_delete": (
         "CREATE TRIGGER group_messages_summary_delete AFTER DELETE ON group_messages BEGIN "
-        "UPDATE group_summary SET unread = unread - (old.seen = 0) "
-        "WHERE group_id = old.group_id; "
-        "UPDATE group_summary SET (last_id, last_lamport, last_author, last_seq) = "
+        "UPDATE chat_groups SET unread = unread - (old.seen = 0) WHERE id = old.group_id; "
+        "UPDATE chat_groups SET (last_id, last_lamport, last_author, last_seq) = "
         f"({_GROUP_NEWEST.format(g='old.group_id')}) "
-        "WHERE group_id = old.group_id AND last_id = old.id; END"
+        "WHERE id = old.group_id AND last_id = old.id; END"
     ),
     "group_messages_summary_move": (
         "CREATE TRIGGER group_messages_summary_move AFTER UPDATE OF group_id, lamport, author, "
@@ -158,6 +142,21 @@ TRIGGERS = {
         f"{_GROUP_RECOMPUTE.format(g='new.group_id')} END"
     ),
 }
+_CONTACT_COLUMNS = (
+    sa.Column("unread", sa.Integer(), server_default="0", nullable=False),
+    sa.Column("queued", sa.Integer(), server_default="0", nullable=False),
+    sa.Column("last_id", sa.Integer(), nullable=True),
+    sa.Column("last_lamport", sa.Integer(), nullable=True),
+    sa.Column("last_msg_id", sa.LargeBinary(), nullable=True),
+)
+_GROUP_COLUMNS = (
+    sa.Column("unread", sa.Integer(), server_default="0", nullable=False),
+    sa.Column("last_id", sa.Integer(), nullable=True),
+    sa.Column("last_lamport", sa.Integer(), nullable=True),
+    sa.Column("last_author", sa.LargeBinary(), nullable=True),
+    sa.Column("last_seq", sa.Integer(), nullable=True),
+)
+
 
 # -- search -------------------------------------------------------------------------------
 # Both indexes are made again with prefix indexes of 2 and 3 characters: a search as you
@@ -246,44 +245,15 @@ def _rebuild_search() -> None:
 
 
 def upgrade() -> None:
-    op.create_table(
-        "conversation_summary",
-        sa.Column("contact_id", sa.String(length=32), nullable=False),
-        sa.Column("unread", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("queued", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("last_id", sa.Integer(), nullable=True),
-        sa.Column("last_lamport", sa.Integer(), nullable=True),
-        sa.Column("last_msg_id", sa.LargeBinary(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["contact_id"],
-            ["contacts.id"],
-            name=op.f("fk_conversation_summary_contact_id_contacts"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("contact_id", name=op.f("pk_conversation_summary")),
-    )
-    op.create_table(
-        "group_summary",
-        sa.Column("group_id", sa.LargeBinary(), nullable=False),
-        sa.Column("unread", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("last_id", sa.Integer(), nullable=True),
-        sa.Column("last_lamport", sa.Integer(), nullable=True),
-        sa.Column("last_author", sa.LargeBinary(), nullable=True),
-        sa.Column("last_seq", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["group_id"],
-            ["chat_groups.id"],
-            name=op.f("fk_group_summary_group_id_chat_groups"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("group_id", name=op.f("pk_group_summary")),
-    )
+    # ALTER TABLE ADD COLUMN (no table copy): constant defaults, nullable or defaulted.
+    for column in _CONTACT_COLUMNS:
+        op.add_column("contacts", column)
+    for column in _GROUP_COLUMNS:
+        op.add_column("chat_groups", column)
     # Built from what is stored: the counts from the (contact_id, state) index, the newest
     # message from the conversation-order index; one seek per conversation.
-    op.execute("INSERT INTO conversation_summary (contact_id) SELECT id FROM contacts")
-    op.execute(_RECOMPUTE.format(c="conversation_summary.contact_id"))
-    op.execute("INSERT INTO group_summary (group_id) SELECT id FROM chat_groups")
-    op.execute(_GROUP_RECOMPUTE.format(g="group_summary.group_id"))
+    op.execute(_RECOMPUTE.format(c="contacts.id"))
+    op.execute(_GROUP_RECOMPUTE.format(g="chat_groups.id"))
     for sql in TRIGGERS.values():
         op.execute(sql)
 
@@ -304,5 +274,9 @@ def downgrade() -> None:
     _rebuild_search()
     for name in TRIGGERS:
         op.execute(f"DROP TRIGGER {name}")
-    op.drop_table("group_summary")
-    op.drop_table("conversation_summary")
+    with op.batch_alter_table("chat_groups") as batch:
+        for column in _GROUP_COLUMNS:
+            batch.drop_column(column.name)
+    with op.batch_alter_table("contacts") as batch:
+        for column in _CONTACT_COLUMNS:
+            batch.drop_column(column.name)
