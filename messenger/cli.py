@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import json
 import logging
@@ -37,7 +36,7 @@ from .events import (
 from .group_api import GROUP_ACTIONS
 from .invite import InviteError
 from .nearby import PAIRING_TIMEOUT
-from .profile import KdfParams, ProfileDir, ProfileError
+from .profile import KdfParams, ProfileDir, ProfileError, ProfileLocked
 from .records import TransferState
 from .service import PeerService, ServiceConfig, ServiceError
 
@@ -46,6 +45,10 @@ log = logging.getLogger("chinwag.cli")
 READ_COMMANDS = {"whoami", "contacts", "history", "verify"}
 # Commands only a running peer can carry out (they need its LAN discovery).
 RUNNING_COMMANDS = {"nearby", "pair", "pairing", "lan"}
+# How long `run` and one-shot commands wait for another process to let go of the profile:
+# one-shot commands hold it for about a second, so a script that starts `run` and sends at
+# once does not lose the race.
+LOCK_WAIT = 10.0
 # Seconds a test may shorten the LAN token epoch to (docs/protocol.md §14).
 EPOCH_ENV = "CHINWAG_DISCOVERY_EPOCH"
 
@@ -432,34 +435,61 @@ async def _run_command(profile: ProfileDir, args: argparse.Namespace) -> Any:
     cmd_args = _command_args(args)
     if args.command == "remove" and not args.yes:
         await _confirm_remove(args)
-    # A running peer owns the profile: ask it.
-    if profile.control_socket.exists():
+    # Twice: a `run` may take the profile while we wait for it; then we ask that peer.
+    for _ in range(2):
+        # A running peer owns the profile: ask it.
+        if profile.control_socket.exists():
+            try:
+                return await _ask_running_peer(profile, args, cmd_args)
+            except (ConnectionRefusedError, FileNotFoundError):
+                pass  # a stale socket of a killed run
+            except control.ControlError as exc:
+                raise CliError(str(exc)) from exc
+        if args.command in RUNNING_COMMANDS:
+            raise CliError(
+                f"`{args.command}` needs the running peer: start `chinwag-cli run` first"
+            )
         try:
-            if args.command == "pair":
-                return await _pair(profile, args, cmd_args)
-            wait = PAIRING_TIMEOUT + 10 if args.command == "pairing" else 60.0
-            result = await control.call(profile.control_socket, args.command, cmd_args, wait)
+            service = await PeerService.open(
+                profile.path,
+                _passphrase(profile),
+                config=ServiceConfig(network=args.command == "accept"),
+                purpose=f"chinwag-cli {args.command}",
+                lock_wait=LOCK_WAIT,
+                on_lock_wait=_say_waiting,
+                give_up_waiting=lambda: control.answers(profile.control_socket),
+            )
+        except ProfileLocked:
+            if control.answers(profile.control_socket):
+                continue
+            raise
+        async with service:
+            result = await LocalApi(service).call(args.command, cmd_args)
             if args.command == "verify":
-                result = await _confirm_verify(result, args, profile, remote=True)
-            return result
-        except (ConnectionRefusedError, FileNotFoundError):
-            pass  # a stale socket of a killed run
-        except control.ControlError as exc:
-            raise CliError(str(exc)) from exc
-    if args.command in RUNNING_COMMANDS:
-        raise CliError(f"`{args.command}` needs the running peer: start `chinwag-cli run` first")
-    network = args.command == "accept"
-    service = await PeerService.open(
-        profile.path,
-        _passphrase(profile),
-        config=ServiceConfig(network=network),
-        purpose=f"chinwag-cli {args.command}",
-    )
-    async with service:
-        result = await LocalApi(service).call(args.command, cmd_args)
-        if args.command == "verify":
-            result = await _confirm_verify(result, args, profile, remote=False, service=service)
+                result = await _confirm_verify(result, args, profile, remote=False, service=service)
+        return result
+    raise CliError("the profile changed hands twice while this command waited; try again")
+
+
+async def _ask_running_peer(
+    profile: ProfileDir, args: argparse.Namespace, cmd_args: dict[str, Any]
+) -> Any:
+    if args.command == "pair":
+        return await _pair(profile, args, cmd_args)
+    wait = PAIRING_TIMEOUT + 10 if args.command == "pairing" else 60.0
+    result = await control.call(profile.control_socket, args.command, cmd_args, wait)
+    if args.command == "verify":
+        result = await _confirm_verify(result, args, profile, remote=True)
     return result
+
+
+def _say_waiting(holder: str) -> None:
+    print(
+        f"chinwag-cli: the profile is in use ({holder}); waiting up to {LOCK_WAIT:.0f} s "
+        "for it to finish",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 async def _confirm_remove(args: argparse.Namespace) -> None:
@@ -553,7 +583,12 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
         listen_host=host, listen_port=port, extra_addresses=tuple(args.address), **lan
     )
     service = await PeerService.open(
-        profile.path, _passphrase(profile), config=config, purpose="chinwag-cli run"
+        profile.path,
+        _passphrase(profile),
+        config=config,
+        purpose="chinwag-cli run",
+        lock_wait=LOCK_WAIT,
+        on_lock_wait=_say_waiting,
     )
     server = control.ControlServer(LocalApi(service), profile.control_socket)
     names = {c.id: c.display_name for c in await service.contacts()}
@@ -633,6 +668,20 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script's entry point (so everything a user runs passes through here)."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return code
+    except BrokenPipeError:
+        # The reader went away (`chinwag-cli history X | head`): stop quietly, as a C tool
+        # killed by SIGPIPE would. Point stdout at devnull so the exit-time flush is silent.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE (13)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -659,5 +708,4 @@ def _default_dir() -> Path:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(BrokenPipeError):
-        sys.exit(main())
+    sys.exit(main())

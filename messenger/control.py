@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,18 @@ def _is_user_error(exc: Exception) -> bool:
     from .service import ServiceError
 
     return isinstance(exc, ServiceError | ProfileError)
+
+
+def answers(path: Path) -> bool:
+    """Whether a running peer accepts connections at `path` now (not a stale socket)."""
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 async def call(path: Path, command: str, args: dict[str, Any], wait: float = 60.0) -> Any:

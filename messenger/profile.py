@@ -12,6 +12,7 @@ A profile folder holds:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -19,6 +20,8 @@ import logging
 import os
 import socket
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -35,6 +38,7 @@ DB_FILE = "chinwag.db"
 META_FILE = "profile.json"
 KEY_FILE = "db.key"
 LOCK_FILE = "lock"
+LOCK_POLL_INTERVAL = 0.05  # seconds between tries while a one-shot command holds the lock
 CONTROL_SOCKET = "control.sock"
 KEYRING_SERVICE = "chinwag"
 DB_KEY_LEN = 32
@@ -315,6 +319,31 @@ class ProfileLock:
         info = f"pid {os.getpid()} on {socket.gethostname()}: {purpose}"
         os.write(fd, info.encode())
         self._fd = fd
+
+    async def acquire_waiting(
+        self,
+        purpose: str,
+        wait: float,
+        *,
+        on_wait: Callable[[str], None] | None = None,
+        give_up: Callable[[], bool] | None = None,
+    ) -> None:
+        """acquire(), waiting up to `wait` seconds for a short-lived holder (a one-shot
+        command) to let go. `on_wait(holder)` is called once if we have to wait; `give_up()`
+        ends the wait early (with ProfileLocked), e.g. once a running peer is reachable."""
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                self.acquire(purpose)
+                return
+            except ProfileLocked as exc:
+                if time.monotonic() >= deadline or (give_up is not None and give_up()):
+                    raise
+                if not told and on_wait is not None:
+                    on_wait(exc.holder)
+                told = True
+            await asyncio.sleep(LOCK_POLL_INTERVAL)
 
     def release(self) -> None:
         if self._fd is not None:

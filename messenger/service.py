@@ -84,7 +84,7 @@ from .storage.repository import (
     NewContact,
     Repository,
 )
-from .transport import Backoff, Connection, Timing, bound_port, dial, serve
+from .transport import Backoff, Connection, Listener, Timing, bound_port, dial, serve
 
 log = logging.getLogger(__name__)
 
@@ -371,7 +371,7 @@ class PeerService:
         self.display_name: str = ""
         self.settings: dict[str, Any] = dict(DEFAULT_SETTINGS)
         self.listen_port: int | None = None
-        self._server: asyncio.Server | None = None
+        self._server: Listener | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._subscribers: list[Callable[[ServiceEvent], None]] = []
         self._contact_keys: dict[str, ContactKeys] = {}
@@ -445,14 +445,23 @@ class PeerService:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         purpose: str = "chinwag",
+        lock_wait: float = 0.0,
+        on_lock_wait: Callable[[str], None] | None = None,
+        give_up_waiting: Callable[[], bool] | None = None,
     ) -> PeerService:
+        """Open a profile. If another process holds it, wait up to `lock_wait` seconds for
+        it to let go (see ProfileLock.acquire_waiting) before raising ProfileLocked."""
         profile = ProfileDir(path)
         if not profile.exists():
             profile.read_meta()  # raises ProfileMissing with the right message
+        # The key first (Argon2id takes about a second), so the lock is held only while
+        # the database is open: a one-shot command blocks a starting `run` briefly.
+        key = await asyncio.to_thread(profile.database_key, passphrase)
         lock = ProfileLock(profile)
-        lock.acquire(purpose)
+        await lock.acquire_waiting(
+            purpose, lock_wait, on_wait=on_lock_wait, give_up=give_up_waiting
+        )
         try:
-            key = await asyncio.to_thread(profile.database_key, passphrase)
             engine = await asyncio.to_thread(open_database, profile.db_path, key)
             repo = Repository(engine)
         except BaseException:
@@ -565,7 +574,7 @@ class PeerService:
     async def _start_network(self) -> None:
         port = self.config.listen_port
         if port is None:
-            port = await self._db(self.repo.get_setting, SETTING_PORT, 0)
+            port = await self._db(self._port_to_reuse, self._clock())
         try:
             self._server = await serve(self.config.listen_host, port or 0, self._on_inbound)
         except OSError as exc:
@@ -579,6 +588,14 @@ class PeerService:
         for contact_id in list(self._contact_keys):
             self._ensure_dialer(contact_id)
         await self._start_discovery()
+
+    def _port_to_reuse(self, now: float) -> int:
+        """A fresh port at every start, so a stranger cannot link our runs by it (contacts
+        find the new one over mDNS or by their own dial); the last one only while an
+        invite we gave out is still open, since the invite names it (protocol.md 4.1)."""
+        if not self.repo.pending_invites(now):
+            return 0
+        return int(self.repo.get_setting(SETTING_PORT, 0))
 
     async def aclose(self) -> None:
         """Close every connection with a goodbye, stop all tasks, close the database."""
@@ -686,6 +703,15 @@ class PeerService:
             listen_port=self.listen_port or 0,
             addresses=tuple(str(a) for a in self.addresses()[: wire.MAX_ADDRESSES]),
         )
+
+    def listening_on(self) -> list[tuple[str, int]]:
+        """Every (host, port) a listening socket of ours is bound to; empty when offline."""
+        if self._server is None:
+            return []
+        return [
+            (str(sock.getsockname()[0]), int(sock.getsockname()[1]))
+            for sock in self._server.sockets
+        ]
 
     def addresses(self) -> list[Address]:
         """Where contacts can reach us: configured addresses first, then every interface."""
@@ -1023,6 +1049,9 @@ class PeerService:
             simultaneous = conn.adopted_at - current.adopted_at < SIMULTANEOUS_WINDOW
             if simultaneous and self._preferred(current, conn) is current:
                 conn.close("duplicate connection")
+                # If `current` is in fact dead (the peer moved to another address right
+                # after connecting), the peer redials at once; a probe ends that quickly.
+                self._lan_probe(current)
                 return
             current.contact_id = None  # its close must not mark the contact offline
             current.close("duplicate connection")
@@ -1233,6 +1262,27 @@ class PeerService:
         for contact_id in list(self._contact_keys):
             if contact_id not in self._live:
                 self._lan_dial(contact_id)
+
+    async def lan_port_for_new_network(self) -> int:
+        """Move the listener to a fresh port when the network changes (a stranger could
+        link our announcements on two networks by the port), unless the user chose the
+        port or an open invite names the current one. Live sessions are not affected."""
+        current = self.listen_port or 0
+        if self._closing or self._server is None or self.config.listen_port is not None:
+            return current
+        if await self._db(self._port_to_reuse, self._clock()):
+            return current
+        try:
+            fresh = await serve(self.config.listen_host, 0, self._on_inbound)
+        except OSError as exc:
+            log.warning("could not move to a new port (%s); keeping %s", exc, current)
+            return current
+        old, self._server = self._server, fresh
+        old.close()
+        self.listen_port = fresh.port
+        await self._db(self.repo.set_setting, SETTING_PORT, self.listen_port)
+        log.info("new network: listening on port %s now", self.listen_port)
+        return self.listen_port
 
     def _lan_dial(self, contact_id: str, *, deferred: bool = False) -> None:
         """Dial a contact soon: at once if our identity key is the smaller one, else after

@@ -41,8 +41,8 @@ from messenger import (  # noqa: E402
     ServiceError,
     WrongPassphrase,
     default_profile_dir,
+    parse_listen,
 )
-from messenger import service as _service  # noqa: E402, F401
 from ui import _pyside_fix  # noqa: E402
 
 _pyside_fix.apply()
@@ -76,8 +76,6 @@ def build_parser() -> argparse.ArgumentParser:
 def service_config(args: argparse.Namespace) -> ServiceConfig:
     host, port = "", None
     if args.listen:
-        from messenger.cli import parse_listen
-
         host, port = parse_listen(args.listen)
     return ServiceConfig(listen_host=host, listen_port=port, extra_addresses=tuple(args.address))
 
@@ -249,7 +247,8 @@ async def run_window(service: PeerService) -> int:
         window.show()
         await window.load()
         tray.set_unread(window.conversations.unread_total())
-        collector = QApplication.instance().findChild(MainThreadCollector, "chinwag-gc")
+        qapp = QApplication.instance()
+        collector = qapp.findChild(MainThreadCollector, "chinwag-gc") if qapp else None
         if collector is not None:
             QTimer.singleShot(3000, collector, collector.settle)
         if os.environ.get(EXIT_AFTER_SHOWN_ENV):
@@ -321,7 +320,7 @@ def make_event_loop(app: QApplication) -> asyncio.AbstractEventLoop:
     asyncio callbacks with no running loop (create_task and friends fail)."""
     import qasync
 
-    class EventLoop(qasync.QEventLoop):  # type: ignore[misc, name-defined]
+    class EventLoop(qasync.QEventLoop):  # type: ignore[misc]
         def run_forever(self) -> Any:
             try:
                 return super().run_forever()
