@@ -151,147 +151,153 @@ _example = itertools.count()
 # -- the state machine ------------------------------------------------------------------------
 
 
-def test_summaries_equal_a_recount_after_any_sequence_of_writes(shared: Repository) -> None:
-    repo = shared
-    groups = GroupRepository(repo)
+class Writes(RuleBasedStateMachine):
+    """Random sequences of every write the repositories make; the test sets `repo`."""
 
-    class Writes(RuleBasedStateMachine):
-        contacts = Bundle("contacts")
-        group_ids = Bundle("groups")
+    repo: Repository
+    groups: GroupRepository
+    contacts = Bundle("contacts")
+    group_ids = Bundle("groups")
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.prefix = next(_example).to_bytes(4, "big")
-            self.mine: list[str] = []  # contacts made by this example (deleted ones too)
-            self.my_groups: list[bytes] = []
-            self.outgoing: dict[str, list[bytes]] = {}
-            self.group_seq = itertools.count(1)
+    def __init__(self) -> None:
+        super().__init__()
+        self.prefix = next(_example).to_bytes(4, "big")
+        self.mine: list[str] = []  # contacts made by this example (deleted ones too)
+        self.my_groups: list[bytes] = []
+        self.outgoing: dict[str, list[bytes]] = {}
+        self.group_seq = itertools.count(1)
 
-        def msg_id(self, which: int) -> bytes:
-            # A small pool per example: the same id arriving twice is common.
-            return self.prefix + which.to_bytes(12, "big")
+    def msg_id(self, which: int) -> bytes:
+        # A small pool per example: the same id arriving twice is common.
+        return self.prefix + which.to_bytes(12, "big")
 
-        @rule(target=contacts)
-        def add_contact(self) -> str:
-            c = _contact(f"C{len(self.mine)}")
-            repo.add_contact(c, NOW)
-            self.mine.append(c.id)
-            return c.id
+    @rule(target=contacts)
+    def add_contact(self) -> str:
+        c = _contact(f"C{len(self.mine)}")
+        self.repo.add_contact(c, NOW)
+        self.mine.append(c.id)
+        return c.id
 
-        @rule(
-            contact=contacts,
-            batch=st.lists(st.tuples(st.integers(0, 30), st.integers(1, 6)), max_size=6),
+    @rule(
+        contact=contacts,
+        batch=st.lists(st.tuples(st.integers(0, 30), st.integers(1, 6)), max_size=6),
+    )
+    def receive(self, contact: str, batch: list[tuple[int, int]]) -> None:
+        if not self._alive(contact):
+            return
+        messages = [
+            IncomingMessage(self.msg_id(which), 1, lamport, NOW_MS, f"m{which}")
+            for which, lamport in batch
+        ]
+        self.repo.store_incoming([(contact, messages)], NOW_MS)
+
+    @rule(contact=contacts, count=st.integers(1, 4))
+    def send(self, contact: str, count: int) -> None:
+        if not self._alive(contact):
+            return
+        sent = self.repo.queue_outgoing_many([(contact, "out")] * count, NOW_MS)
+        self.outgoing.setdefault(contact, []).extend(r.msg_id for r in sent)
+
+    @rule(
+        picks=st.lists(st.integers(0, 50), min_size=1, max_size=5),
+        state=st.sampled_from([MessageState.SENT, MessageState.DELIVERED, MessageState.READ]),
+        returning=st.booleans(),
+    )
+    def receipt(self, picks: list[int], state: MessageState, returning: bool) -> None:
+        """A receipt for some of our messages to one contact (any of this example's)."""
+        if not self.outgoing:
+            return
+        contact, ours = sorted(self.outgoing.items())[picks[0] % len(self.outgoing)]
+        ids = [ours[p % len(ours)] for p in picks]
+        self.repo.advance_states_many([(contact, ids, state)], returning=returning)
+
+    @rule(contact=contacts)
+    def read(self, contact: str) -> None:
+        self.repo.mark_seen(contact)
+
+    @rule(contact=consumes(contacts))
+    def delete(self, contact: str) -> None:
+        self.repo.delete_contact(contact)
+
+    @rule(target=group_ids)
+    def add_group(self) -> bytes:
+        group_id = self.prefix + os.urandom(12)
+        self.groups.save_roster(
+            group_id,
+            epoch=1,
+            name="G",
+            roster=b"r",
+            roster_hash=b"h",
+            state=0,
+            now=NOW,
         )
-        def receive(self, contact: str, batch: list[tuple[int, int]]) -> None:
-            if not self._alive(contact):
-                return
-            messages = [
-                IncomingMessage(self.msg_id(which), 1, lamport, NOW_MS, f"m{which}")
-                for which, lamport in batch
-            ]
-            repo.store_incoming([(contact, messages)], NOW_MS)
+        self.my_groups.append(group_id)
+        return group_id
 
-        @rule(contact=contacts, count=st.integers(1, 4))
-        def send(self, contact: str, count: int) -> None:
-            if not self._alive(contact):
-                return
-            sent = repo.queue_outgoing_many([(contact, "out")] * count, NOW_MS)
-            self.outgoing.setdefault(contact, []).extend(r.msg_id for r in sent)
-
-        @rule(
-            picks=st.lists(st.integers(0, 50), min_size=1, max_size=5),
-            state=st.sampled_from([MessageState.SENT, MessageState.DELIVERED, MessageState.READ]),
-            returning=st.booleans(),
-        )
-        def receipt(self, picks: list[int], state: MessageState, returning: bool) -> None:
-            """A receipt for some of our messages to one contact (any of this example's)."""
-            if not self.outgoing:
-                return
-            contact, ours = sorted(self.outgoing.items())[picks[0] % len(self.outgoing)]
-            ids = [ours[p % len(ours)] for p in picks]
-            repo.advance_states_many([(contact, ids, state)], returning=returning)
-
-        @rule(contact=contacts)
-        def read(self, contact: str) -> None:
-            repo.mark_seen(contact)
-
-        @rule(contact=consumes(contacts))
-        def delete(self, contact: str) -> None:
-            repo.delete_contact(contact)
-
-        @rule(target=group_ids)
-        def add_group(self) -> bytes:
-            group_id = self.prefix + os.urandom(12)
-            groups.save_roster(
-                group_id,
+    @rule(
+        group=group_ids,
+        batch=st.lists(
+            st.tuples(st.integers(0, 2), st.integers(1, 5), st.integers(1, 6), st.booleans()),
+            max_size=6,
+        ),
+    )
+    def group_messages(self, group: bytes, batch: list[tuple[int, int, int, bool]]) -> None:
+        messages = [
+            NewGroupMessage(
+                msg_id=os.urandom(16),
+                group_id=group,
+                author=bytes([author]) * 32,
+                seq=seq,  # (group, author, seq) repeats: a duplicate, dropped
                 epoch=1,
-                name="G",
-                roster=b"r",
-                roster_hash=b"h",
-                state=0,
-                now=NOW,
+                lamport=lamport,
+                sent_at_ms=NOW_MS,
+                body="g",
+                signature=b"s",
+                outgoing=outgoing,
             )
-            self.my_groups.append(group_id)
-            return group_id
+            for author, seq, lamport, outgoing in batch
+        ]
+        self.groups.store_messages(messages, NOW_MS)
 
-        @rule(
-            group=group_ids,
-            batch=st.lists(
-                st.tuples(st.integers(0, 2), st.integers(1, 5), st.integers(1, 6), st.booleans()),
-                max_size=6,
-            ),
-        )
-        def group_messages(self, group: bytes, batch: list[tuple[int, int, int, bool]]) -> None:
-            messages = [
-                NewGroupMessage(
-                    msg_id=os.urandom(16),
-                    group_id=group,
-                    author=bytes([author]) * 32,
-                    seq=seq,  # (group, author, seq) repeats: a duplicate, dropped
-                    epoch=1,
-                    lamport=lamport,
-                    sent_at_ms=NOW_MS,
-                    body="g",
-                    signature=b"s",
-                    outgoing=outgoing,
+    @rule(group=group_ids)
+    def group_read(self, group: bytes) -> None:
+        self.groups.mark_seen(group)
+
+    @rule(group=group_ids)
+    def forget_group(self, group: bytes) -> None:
+        self.groups.forget_group(group, 3)
+
+    def _alive(self, contact: str) -> bool:
+        return bool(_rows(self.repo, "SELECT 1 FROM contacts WHERE id = ?", contact))
+
+    @invariant()
+    def conversations_match_a_recount(self) -> None:
+        listed = {r.contact.id for r in self.repo.conversations()}
+        for contact in self.mine:
+            if contact in listed:
+                assert kept_conversation(self.repo, contact) == recount_conversation(
+                    self.repo, contact
                 )
-                for author, seq, lamport, outgoing in batch
-            ]
-            groups.store_messages(messages, NOW_MS)
+            else:  # deleted, with its messages
+                assert recount_conversation(self.repo, contact) == (0, 0, None)
+        unread = self.repo.unread_counts()
+        queued = self.repo.outbox_counts()
+        for contact in self.mine:
+            u, q, _ = recount_conversation(self.repo, contact)
+            assert unread.get(contact, 0) == u
+            assert queued.get(contact, 0) == q
 
-        @rule(group=group_ids)
-        def group_read(self, group: bytes) -> None:
-            groups.mark_seen(group)
+    @invariant()
+    def groups_match_a_recount(self) -> None:
+        unread = self.groups.unread_counts()
+        for group in self.my_groups:
+            assert kept_group(self.repo, group) == recount_group(self.repo, group)
+            assert unread.get(group, 0) == recount_group(self.repo, group)[0]
 
-        @rule(group=group_ids)
-        def forget_group(self, group: bytes) -> None:
-            groups.forget_group(group, 3)
 
-        def _alive(self, contact: str) -> bool:
-            return bool(_rows(repo, "SELECT 1 FROM contacts WHERE id = ?", contact))
-
-        @invariant()
-        def conversations_match_a_recount(self) -> None:
-            listed = {r.contact.id for r in repo.conversations()}
-            for contact in self.mine:
-                if contact in listed:
-                    assert kept_conversation(repo, contact) == recount_conversation(repo, contact)
-                else:  # deleted, with its messages
-                    assert recount_conversation(repo, contact) == (0, 0, None)
-            unread = repo.unread_counts()
-            queued = repo.outbox_counts()
-            for contact in self.mine:
-                u, q, _ = recount_conversation(repo, contact)
-                assert unread.get(contact, 0) == u
-                assert queued.get(contact, 0) == q
-
-        @invariant()
-        def groups_match_a_recount(self) -> None:
-            unread = groups.unread_counts()
-            for group in self.my_groups:
-                assert kept_group(repo, group) == recount_group(repo, group)
-                assert unread.get(group, 0) == recount_group(repo, group)[0]
-
+def test_summaries_equal_a_recount_after_any_sequence_of_writes(shared: Repository) -> None:
+    Writes.repo = shared
+    Writes.groups = GroupRepository(shared)
     run_state_machine_as_test(
         Writes,
         settings=settings(
