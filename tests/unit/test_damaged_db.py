@@ -228,8 +228,8 @@ async def test_the_running_peer_reports_damage_with_its_exit_status(
 
     folder = tmp_path / "p"
     contact_id = await make_profile(folder, messages=3000)
-    scribble_middle(folder / "chinwag.db")
     monkeypatch.setattr(database, "FULL_CHECK_AT_START_MAX_BYTES", 0)
+    await scribble_a_page_history_reads(folder, contact_id, tmp_path / "scratch")
     service = await PeerService.open(folder, None, config=OFFLINE)
     server = ControlServer(LocalApi(service), ProfileDir(folder).control_socket)
     await server.start()
