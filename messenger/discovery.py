@@ -57,8 +57,8 @@ HEARTBEAT_FRACTION: Final = 0.75
 SWEEP_INTERVAL: Final = 15.0
 
 MAX_TXT_BYTES: Final = 255  # our own records are at most ~200 bytes; larger ones are ignored
-MAX_NAME_BYTES: Final = 160  # a display name in TXT is cut to this many UTF-8 bytes
-MAX_OPEN_GROUP_BYTES: Final = 48  # an open group's name in TXT (protocol.md §16.8)
+MAX_NAME_BYTES: Final = 136  # a display name in TXT is cut to this many UTF-8 bytes
+MAX_OPEN_GROUP_BYTES: Final = 40  # an open group's name in TXT (protocol.md §16.8)
 MAX_ENTRIES: Final = 512  # services remembered at once
 MAX_PER_CONTACT: Final = 4  # services remembered per contact (a replayed token cannot add more)
 MAX_NEARBY: Final = 32  # people in the Nearby list (visible strangers remembered at once)

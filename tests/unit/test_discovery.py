@@ -139,10 +139,10 @@ def test_txt_round_trip(token: bytes, name: str | None) -> None:
     assert len(raw) <= MAX_TXT_BYTES
     advert = parse_txt(raw)
     assert advert is not None and advert.token == token and advert.version == 1
-    # The name as announced: cleaned, cut to 160 UTF-8 bytes (never inside a character).
+    # The name as announced: cleaned, cut to 136 UTF-8 bytes (never inside a character).
     expected = None
     if name is not None:
-        cut = clean_name(name).encode("utf-8")[:160].decode("utf-8", errors="ignore")
+        cut = clean_name(name).encode("utf-8")[:136].decode("utf-8", errors="ignore")
         expected = clean_name(cut) or None
     assert advert.name == expected
 

@@ -38,3 +38,11 @@ def test_largest_name_and_group_still_fit(name: str, group: str) -> None:
     if advert.name and advert.open_group:
         cut = clean_name(group).encode()[:MAX_OPEN_GROUP_BYTES].decode(errors="ignore")
         assert advert.open_group == clean_name(cut)
+
+
+def test_the_worst_case_record_fits() -> None:
+    # Longest name and group in 4-byte characters, with token and salt: within 255 bytes.
+    widest = "\U0001f600" * 64
+    raw = encode_txt(Advert(1, TOKEN, widest, widest, salt=bytes(8)))
+    assert len(raw) <= MAX_TXT_BYTES
+    assert parse_txt(raw) is not None
