@@ -1,0 +1,1 @@
+"""Transports: how bytes reach a contact (TCP on the LAN, Tor onion services)."""
