@@ -17,8 +17,8 @@ status/bootstrap-phase) and descriptor uploads (HS_DESC events) say all that is 
 one file read is the control port tor writes for its controller (ControlPortWriteToFile).
 
 Launched tor: the system binary with its own data directory `<folder>/tor-data`, no system
-torrc, `ControlPort auto` + cookie authentication, `SocksPort auto ExtendedErrors` (extended
-codes say why an onion cannot be reached), `__OwningControllerProcess` = us. stem answers
+torrc, `ControlPort auto` + cookie authentication, `SocksPort auto`, `__OwningControllerProcess`
+= us. stem answers
 that with TAKEOWNERSHIP, so tor exits as soon as our control connection closes, including
 when this process dies. Extra torrc lines (CHINWAG_TOR_CONFIG names a file of them) come
 first so ours win; lines naming an option we own are refused.
@@ -31,6 +31,12 @@ control connection lives, and its key never touches disk here; the caller stores
 (in the encrypted database) and hands it back on every start. When tor dies or the control
 connection breaks, a supervisor restarts (or reconnects), re-adds the onion from the stored
 key and reports TorLost / TorRecovered.
+
+Dialing uses python-socks over tor's SOCKS port. Not the SocksPort flag `ExtendedErrors`:
+tor 0.4.9 flags waiting streams "descriptor not found" (0xF0) when one directory answers
+404, and still sends that code when another directory had the descriptor and the stream
+then connects (connection_ap_handshake_socks_reply prefers the flagged code), so a working
+stream is reported as failed. The standard codes are enough to decide what to retry.
 """
 
 from __future__ import annotations
@@ -55,9 +61,9 @@ import stem
 import stem.connection
 import stem.response
 from nacl.bindings import crypto_scalarmult_ed25519_base_noclamp
+from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError, ProxyType
+from python_socks.async_.asyncio import Proxy
 from stem.control import Controller, EventType, Listener, State
-
-from . import socks
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,20 @@ OWNED_OPTIONS = frozenset(
         "HiddenServiceDir",
     )
 )
+
+# What tor's SOCKS reply codes mean for an onion (RFC 1928 codes; see the module doc for
+# why not tor's extended ones).
+SOCKS_MEANINGS: dict[int, str] = {
+    0x01: "tor failed to build the connection (a circuit or the rendezvous failed)",
+    0x04: "not reachable: no descriptor, or its introduction points failed "
+    "(the contact is offline, or tor holds stale state)",
+    0x05: "the onion service is up but nothing listens on that port",
+    0x06: "a circuit timed out",
+}
+# Worth another attempt on fresh circuits, after NEWNYM has cleared tor's cached state.
+RETRIED_SOCKS_CODES = frozenset({0x01, 0x04, 0x06})
+# tor delays a NEWNYM that comes sooner than this after the previous one.
+NEWNYM_INTERVAL = 10.0
 
 ONION_RE = re.compile(r"^([a-z2-7]{56})\.onion$")
 KEY_SIZE = 64  # an ed25519 expanded secret key, as ADD_ONION ED25519-V3 takes it
@@ -186,7 +206,11 @@ class TorTiming:
     bootstrap: float = 300.0
     publish: float = 180.0  # ADD_ONION to the first descriptor upload
     dial: float = 90.0
-    stop: float = 10.0  # after closing the control connection, before SIGTERM/SIGKILL
+    # One SOCKS attempt; a stalled one is given up and retried on fresh circuits (a lost
+    # rendezvous leaves tor waiting until its own 120 s SOCKS timeout).
+    dial_attempt: float = 40.0
+    dial_attempts: int = 2
+    stop: float = 5.0  # after closing the control connection, before SIGTERM/SIGKILL
     restart_base: float = 1.0
     restart_cap: float = 60.0
 
@@ -362,6 +386,9 @@ class TorManager:
         self.control_address: tuple[str, int] | None = None
         self.bootstrap = TorBootstrap(0, "", "")
         self.restarts = 0
+        self._failed_at: dict[str, float] = {}  # onion -> loop time its last dial failed
+        self._newnym_at = -NEWNYM_INTERVAL  # loop time of our last NEWNYM
+        self._newnym_lock = asyncio.Lock()
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -448,30 +475,55 @@ class TorManager:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Open a stream to address:port through tor's SOCKS port.
 
-        `isolation` becomes the SOCKS username and password: tor (IsolateSOCKSAuth, on by
-        default) never shares a circuit between streams with different credentials, so a
-        per-contact value keeps contacts' circuits apart. Bounded by `within` seconds (default
-        TorTiming.dial); one retry after NEWNYM when the introduction fails, which is what a
-        descriptor cached from before the service's restart causes."""
+        `isolation` becomes the SOCKS username (and, on a first attempt, the password):
+        tor (IsolateSOCKSAuth, on by default) never shares a circuit between streams with
+        different credentials, so a per-contact value keeps contacts' circuits apart, while
+        streams to the same contact may share its open rendezvous circuit.
+
+        Bounded by `within` seconds (default TorTiming.dial), each attempt by
+        TorTiming.dial_attempt. A failed or stalled attempt is retried on fresh circuits
+        (a new password), after NEWNYM: once a contact's introduction points failed, tor
+        answers at once from its cache ("unreachable") and queries no directory it asked in
+        the last 15 minutes, so without NEWNYM a contact who comes back stays unreachable
+        for that long. The same holds across calls: the first attempt to an onion whose
+        last dial failed is preceded by NEWNYM."""
         onion = check_onion_address(address)
         if not isolation:
             raise ValueError("an isolation key is needed (one per contact)")
         budget = self.timing.dial if within is None else within
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + budget
+        last: Exception | None = None
         try:
-            async with asyncio.timeout(budget):
+            async with asyncio.timeout_at(deadline):
                 await self.wait_ready(within=budget)
-                try:
-                    return await self._dial_once(onion, port, isolation)
-                except OnionUnreachable as exc:
-                    if exc.code not in (0xF2, 0xF3, 0xF7):
-                        raise
-                    log.info("dial %s: %s; retrying once with fresh circuits", onion, exc)
-                    await self._newnym()
-                    return await self._dial_once(onion, port, isolation)
+                for attempt in range(self.timing.dial_attempts):
+                    if onion in self._failed_at:
+                        await self._newnym(after=self._failed_at[onion])
+                    password = isolation if attempt == 0 else f"{isolation}#{attempt}"
+                    try:
+                        attempt_budget = min(self.timing.dial_attempt, deadline - loop.time())
+                        stream = await self._dial_once(
+                            onion, port, isolation, password, attempt_budget
+                        )
+                    except OnionUnreachable as exc:
+                        self._failed_at[onion] = loop.time()
+                        if exc.code not in RETRIED_SOCKS_CODES:
+                            raise
+                        last = exc
+                    except TorTimeout as exc:
+                        self._failed_at[onion] = loop.time()
+                        last = exc
+                    else:
+                        self._failed_at.pop(onion, None)
+                        return stream
+                    log.info("dial %s attempt %d failed: %s", onion, attempt + 1, last)
         except TimeoutError as exc:
             if isinstance(exc, TorTimeout):
                 raise
             raise TorTimeout(f"no stream to {onion} within {budget:.0f} s") from exc
+        assert last is not None
+        raise last
 
     async def aclose(self) -> None:
         """Stop supervising, remove the onion, close the control connection; a tor we
@@ -575,7 +627,7 @@ class TorManager:
             f"ControlPortWriteToFile {data / 'control.port'}",
             "CookieAuthentication 1",
             f"CookieAuthFile {data / 'control_auth_cookie'}",
-            "SocksPort auto ExtendedErrors",
+            "SocksPort auto",
             "ClientOnly 1",
             "RunAsDaemon 0",
             f"__OwningControllerProcess {os.getpid()}",
@@ -812,34 +864,50 @@ class TorManager:
     # -- dialing -----------------------------------------------------------------------------------
 
     async def _dial_once(
-        self, onion: str, port: int, isolation: str
+        self, onion: str, port: int, username: str, password: str, within: float
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self.socks_address is None:
             raise TorClosed("tor has no SOCKS port")
         host, socks_port = self.socks_address
-        reader, writer = await asyncio.open_connection(host, socks_port, limit=READ_CHUNK)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            # tor sets no TCP_NODELAY; our side must, or small frames wait for delayed ACKs.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # rdns: the name goes to tor as is; nothing about a contact is resolved locally.
+        proxy = Proxy(ProxyType.SOCKS5, host, socks_port, username, password, rdns=True)
         try:
-            # Username and password both carry the key: tor isolates on the pair.
-            await socks.connect(reader, writer, onion, port, isolation, isolation)
-        except socks.SocksReplyError as exc:
-            writer.close()
-            message = socks.REPLY_MESSAGES.get(exc.code, f"SOCKS reply {exc.code:#04x}")
-            raise OnionUnreachable(onion, exc.code, message) from exc
+            sock = await proxy.connect(onion, port, timeout=within)
+        except ProxyTimeoutError as exc:
+            raise TorTimeout(f"no stream to {onion} within {within:.0f} s") from exc
+        except ProxyConnectionError as exc:
+            raise TorError(f"cannot reach tor's SOCKS port: {exc}") from exc
+        except ProxyError as exc:
+            code = exc.error_code if isinstance(exc.error_code, int) else 0x01
+            meaning = SOCKS_MEANINGS.get(code, str(exc))
+            raise OnionUnreachable(onion, code, meaning) from exc
+        # tor sets no TCP_NODELAY; our side must, or small frames wait for delayed ACKs.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            return await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
         except BaseException:
-            writer.close()
+            sock.close()
             raise
-        return reader, writer
 
-    async def _newnym(self) -> None:
-        controller = self._controller
-        if controller is not None:
-            # NEWNYM also drops tor's cached onion descriptors and introduction state.
-            with contextlib.suppress(stem.ControllerError, stem.SocketError):
+    async def _newnym(self, after: float) -> None:
+        """Make sure a NEWNYM reached tor later than `after` (loop time). NEWNYM drops
+        tor's cached onion descriptors, introduction-point failures and the record of
+        which directories were asked, and puts new streams on new circuits. tor delays one
+        that comes within 10 s of the previous, so we wait that out (the retry must see
+        it); concurrent dials share one."""
+        async with self._newnym_lock:
+            if self._newnym_at > after:
+                return
+            loop = asyncio.get_running_loop()
+            wait = self._newnym_at + NEWNYM_INTERVAL - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            controller = self._require_controller()
+            try:
                 await asyncio.to_thread(controller.signal, stem.Signal.NEWNYM)
+            except (stem.ControllerError, stem.SocketError) as exc:
+                raise TorError(f"NEWNYM failed: {exc}") from exc
+            self._newnym_at = loop.time()
 
     # -- recovery ----------------------------------------------------------------------------------
 
