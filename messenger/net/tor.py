@@ -49,6 +49,7 @@ import logging
 import os
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -475,18 +476,20 @@ class TorManager:
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """Open a stream to address:port through tor's SOCKS port.
 
-        `isolation` becomes the SOCKS username (and, on a first attempt, the password):
-        tor (IsolateSOCKSAuth, on by default) never shares a circuit between streams with
-        different credentials, so a per-contact value keeps contacts' circuits apart, while
-        streams to the same contact may share its open rendezvous circuit.
+        `isolation` (one per contact) is the SOCKS username; the password is fresh for
+        every attempt. tor (IsolateSOCKSAuth, on by default) never shares a circuit between
+        streams with different credentials, so contacts never share circuits, and every
+        connection gets its own circuits and rendezvous point: a rendezvous circuit left
+        from an earlier connection, dead if the contact went away, is never reused (a
+        stream attached to it stalls until tor's own timeout).
 
         Bounded by `within` seconds (default TorTiming.dial), each attempt by
-        TorTiming.dial_attempt. A failed or stalled attempt is retried on fresh circuits
-        (a new password), after NEWNYM: once a contact's introduction points failed, tor
-        answers at once from its cache ("unreachable") and queries no directory it asked in
-        the last 15 minutes, so without NEWNYM a contact who comes back stays unreachable
-        for that long. The same holds across calls: the first attempt to an onion whose
-        last dial failed is preceded by NEWNYM."""
+        TorTiming.dial_attempt. A failed or stalled attempt is retried after NEWNYM: once
+        a contact's introduction points failed, tor answers at once from its cache
+        ("unreachable") and queries no directory it asked in the last 15 minutes, so
+        without NEWNYM a contact who comes back stays unreachable that long. The same holds
+        across calls: the first attempt to an onion whose last dial failed is preceded by
+        NEWNYM."""
         onion = check_onion_address(address)
         if not isolation:
             raise ValueError("an isolation key is needed (one per contact)")
@@ -500,7 +503,7 @@ class TorManager:
                 for attempt in range(self.timing.dial_attempts):
                     if onion in self._failed_at:
                         await self._newnym(after=self._failed_at[onion])
-                    password = isolation if attempt == 0 else f"{isolation}#{attempt}"
+                    password = secrets.token_hex(8)
                     try:
                         attempt_budget = min(self.timing.dial_attempt, deadline - loop.time())
                         stream = await self._dial_once(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -22,6 +23,9 @@ import pytest
 from messenger.net.tor import TOR_CONFIG_ENV, TorEvent, TorManager, TorSettings, TorTiming
 
 from .network import PrivateTorNetwork, tor_unavailable
+
+# stem logs every closed control connection at INFO; a failing test's log stays readable.
+logging.getLogger("stem").setLevel(logging.WARNING)
 
 # Tight enough that a test fails in time, loose enough for a loaded 2-core machine.
 TIMING = TorTiming(
