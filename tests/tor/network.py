@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -97,14 +98,33 @@ class NetworkError(RuntimeError):
     """The private network did not form; the message holds the nodes' last log lines."""
 
 
+class NodeExited(NetworkError):
+    """A node exited while the network was forming."""
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def _free_ports(count: int) -> list[int]:
-    """Ports free on loopback now: all bound at once so they differ, then released."""
-    with contextlib.ExitStack() as stack:
-        ports = []
-        for _ in range(count):
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind((LOOPBACK, 0))
-            ports.append(int(sock.getsockname()[1]))
+    """Ports free on loopback now, below the kernel's ephemeral range: the tors' own
+    `ControlPort auto` and every other program's port-0 binds take ports from that range,
+    and one of them taking a relay's ORPort between our check and tor's bind would kill
+    the relay. All are checked at once so they differ."""
+    low = 10000
+    high = _ephemeral_range()[0] - 1
+    if high - low < 100:
+        low, high = 1024, 65535
+    rng = random.Random()
+    ports: list[int] = []
+    while len(ports) < count:
+        port = rng.randint(low, high)
+        if port not in ports and _port_free(port):
+            ports.append(port)
     return ports
 
 
@@ -316,21 +336,30 @@ class PrivateTorNetwork:
     def start(self, timeout: float = 150.0) -> float:
         """Start every node; return the seconds until the consensus lists every relay.
 
-        On any failure every node started is stopped before the error propagates."""
+        If a node exits while the network forms (a port taken by someone else in the
+        meantime, a stale reused folder), the network is built once more from nothing on
+        new ports. On any failure every node started is stopped before the error
+        propagates."""
         started = time.monotonic()
-        try:
-            self.reused = self._load_layout()
-            if not self.reused:
-                self._create_layout()
-            (self.folder / "empty-geoip").write_text("")
-            (self.folder / "resolv.conf").write_text(f"nameserver {LOOPBACK}\n")
-            for node in self.nodes:
-                self._launch(node)
-            self._wait_for_consensus(started + timeout)
-            self._save_layout()
-        except BaseException:
-            self.stop()
-            raise
+        for attempt in (1, 2):
+            try:
+                self.reused = attempt == 1 and self._load_layout()
+                if not self.reused:
+                    self._create_layout()
+                (self.folder / "empty-geoip").write_text("")
+                (self.folder / "resolv.conf").write_text(f"nameserver {LOOPBACK}\n")
+                for node in self.nodes:
+                    self._launch(node)
+                self._wait_for_consensus(started + timeout)
+                self._save_layout()
+                break
+            except NodeExited:
+                self.stop()
+                if attempt == 2:
+                    raise
+            except BaseException:
+                self.stop()
+                raise
         self.ready_after = time.monotonic() - started
         return self.ready_after
 
@@ -351,7 +380,7 @@ class PrivateTorNetwork:
     def _check_alive(self) -> None:
         for nick, proc in self.procs.items():
             if proc.poll() is not None:
-                raise NetworkError(f"{nick} exited with {proc.returncode}\n{self.log_tail()}")
+                raise NodeExited(f"{nick} exited with {proc.returncode}\n{self.log_tail()}")
 
     def _controller(self, node: Node, deadline: float) -> Controller:
         port_file = self._node_dir(node) / "control.port"
