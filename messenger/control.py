@@ -12,10 +12,12 @@ import contextlib
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
 from .api import LocalApi
+from .errors import ChinwagError
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +25,7 @@ MAX_REQUEST = 1024 * 1024
 
 
 class ControlError(Exception):
-    pass
+    exit_code = 1  # the running peer's, for an error that has its own (a damaged database)
 
 
 class ControlServer:
@@ -79,14 +81,26 @@ class ControlServer:
         except Exception as exc:
             if not _is_user_error(exc):
                 log.exception("control command %s failed", command)
-            return {"ok": False, "error": str(exc) or type(exc).__name__}
+            answer: dict[str, Any] = {"ok": False, "error": str(exc) or type(exc).__name__}
+            if isinstance(getattr(exc, "exit_code", None), int):
+                answer["exit_code"] = exc.exit_code  # type: ignore[attr-defined]
+            return answer
 
 
 def _is_user_error(exc: Exception) -> bool:
-    from .profile import ProfileError
-    from .service import ServiceError
+    return isinstance(exc, ChinwagError)
 
-    return isinstance(exc, ServiceError | ProfileError)
+
+def answers(path: Path) -> bool:
+    """Whether a running peer accepts connections at `path` now (not a stale socket)."""
+    if not path.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 async def call(path: Path, command: str, args: dict[str, Any], wait: float = 60.0) -> Any:
@@ -103,5 +117,8 @@ async def call(path: Path, command: str, args: dict[str, Any], wait: float = 60.
         raise ControlError("the running peer closed the control connection")
     answer = json.loads(line)
     if not answer.get("ok"):
-        raise ControlError(answer.get("error", "unknown error"))
+        error = ControlError(answer.get("error", "unknown error"))
+        if isinstance(answer.get("exit_code"), int):
+            error.exit_code = answer["exit_code"]
+        raise error
     return answer.get("result")

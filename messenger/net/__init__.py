@@ -1,1 +1,2 @@
-"""Transports: how bytes reach a contact (TCP on the LAN, Tor onion services)."""
+"""Networking: the listener, connection registry and dialers (links), and reach (Tor
+onion services: tor.py)."""

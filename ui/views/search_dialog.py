@@ -34,8 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger import MessageRecord
-from messenger.records import GroupMessageRecord
+from messenger import GroupMessageRecord, MessageRecord
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.conversations import ConversationListModel
