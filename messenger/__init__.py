@@ -9,9 +9,9 @@ from .service import ConversationSummary, PeerService, ServiceConfig
 
 # isort: split
 from .backup import BackupError, BackupInfo, backup_profile, restore_backup
-from .cli import CliError, parse_listen
 from .errors import (
     ChinwagError,
+    CliError,
     ContactNotFound,
     DatabaseCorrupt,
     DatabaseDamaged,
@@ -48,7 +48,15 @@ from .events import (
 from .files.manager import human_size
 from .files.names import sanitise
 from .identity import format_safety_number, safety_number_qr_payload, verify_safety_number_qr
-from .invite import Invite, InviteError, InviteMalformed, decode_invite, invite_qr, save_invite_qr
+from .invite import (
+    Invite,
+    InviteError,
+    InviteMalformed,
+    decode_invite,
+    invite_qr,
+    parse_listen,
+    save_invite_qr,
+)
 from .profile import KdfParams, ProfileDir, default_profile_dir, restrict_umask
 from .records import (
     ContactRecord,

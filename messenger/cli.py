@@ -21,7 +21,7 @@ from typing import Any
 
 from . import PeerService, ServiceConfig, control
 from .api import LocalApi
-from .errors import DatabaseDamaged, ProfileError, ProfileLocked, ServiceError
+from .errors import CliError, DatabaseDamaged, ProfileError, ProfileLocked, ServiceError
 from .events import (
     FileOfferRejected,
     GroupChanged,
@@ -36,7 +36,7 @@ from .events import (
     TransferChanged,
 )
 from .group_api import GROUP_ACTIONS
-from .invite import InviteError
+from .invite import InviteError, parse_listen
 from .nearby import PAIRING_TIMEOUT
 from .profile import KdfParams, ProfileDir, restrict_umask
 from .records import TransferState
@@ -52,10 +52,6 @@ RUNNING_COMMANDS = {"nearby", "pair", "pairing", "lan"}
 LOCK_WAIT = 10.0
 # Seconds a test may shorten the LAN token epoch to (docs/protocol.md §14).
 EPOCH_ENV = "CHINWAG_DISCOVERY_EPOCH"
-
-
-class CliError(Exception):
-    pass
 
 
 def _passphrase(profile: ProfileDir) -> str | None:
@@ -266,20 +262,6 @@ def _show_file(r: Any) -> None:
 
 def _show_remove(r: dict[str, Any]) -> None:
     print(f"{r['name']} ({r['removed'][:8]}) and your conversation are deleted.")
-
-
-def parse_listen(text: str) -> tuple[str, int | None]:
-    """HOST, HOST:PORT, [V6]:PORT or :PORT; port 0 or none means the remembered/free one."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or (host.count(":") and not host.startswith("[")):
-        host, port_text = text, ""  # a bare host (or a bare IPv6 address)
-    host = host.strip("[]")
-    if port_text and not port_text.isdigit():
-        raise CliError(f"--listen {text!r}: the port must be a number")
-    port = int(port_text) if port_text else 0
-    if port > 65535:
-        raise CliError(f"--listen {text!r}: port out of range")
-    return host, port or None
 
 
 def build_parser() -> argparse.ArgumentParser:

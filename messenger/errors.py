@@ -45,6 +45,14 @@ class PairingError(ServiceError):
     """A pairing did not happen; the message is for the user."""
 
 
+class CliError(ChinwagError):
+    """A command line that cannot be carried out; the message is for the user."""
+
+
+class ListenAddressError(CliError):
+    """A --listen value that is not HOST, HOST:PORT, [V6]:PORT or :PORT."""
+
+
 class ProfileError(ChinwagError):
     """A profile problem the user can act on; the message says what to do."""
 

@@ -648,12 +648,20 @@ class GroupManager:
         return [self._message_record(group, r) for r in rows]
 
     async def search(
-        self, text: str, *, group_id: bytes | None = None, limit: int = 100
+        self,
+        text: str,
+        *,
+        group_id: bytes | None = None,
+        limit: int = 100,
+        before: int | None = None,
     ) -> list[GroupMessageRecord]:
-        """Full-text search of every group's messages (or one group's), newest first."""
+        """Full-text search of every group's messages (or one group's), newest first;
+        `before` (the last result's row_id) gives the next page."""
         if group_id is not None:
             self._group(group_id)
-        rows = await self._db.run(self.repo.search, text, group_id=group_id, limit=limit)
+        rows = await self._db.run(
+            self.repo.search, text, group_id=group_id, limit=limit, before=before
+        )
         found = []
         for row in rows:
             group = self._groups.get(row.group_id)

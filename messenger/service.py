@@ -1238,22 +1238,30 @@ class PeerService:
     async def conversations(self) -> list[ConversationSummary]:
         """Every contact with its newest message and unread count, most recent first."""
         await self._states_recorded()
-        contacts = await self.db.run(self.repo.contacts)
-        last = await self.db.run(self.repo.last_messages)
-        unread = await self.db.run(self.repo.unread_counts)
+        rows = await self.db.run(self.repo.conversations)  # one read of kept summaries
         summaries = [
-            ConversationSummary(c, last.get(c.id), unread.get(c.id, 0), self.is_online(c.id))
-            for c in contacts
+            ConversationSummary(
+                r.contact, r.last_message, r.unread, self.is_online(r.contact.id), r.queued
+            )
+            for r in rows
         ]
         summaries.sort(key=lambda s: -s.last_activity)
         return summaries
 
     async def search(
-        self, text: str, *, contact_id: str | None = None, limit: int = 100
+        self,
+        text: str,
+        *,
+        contact_id: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
     ) -> list[MessageRecord]:
-        """Full-text search of every conversation, or of one."""
+        """Full-text search of every conversation, or of one; newest first, and with
+        `before` (the last result's row_id) the next page (see Repository.search)."""
         await self._states_recorded()
-        return await self.db.run(self.repo.search, text, contact_id=contact_id, limit=limit)
+        return await self.db.run(
+            self.repo.search, text, contact_id=contact_id, limit=limit, before=before
+        )
 
     async def change_passphrase(
         self, new_passphrase: str | None, *, kdf: KdfParams | None = None
@@ -1298,6 +1306,7 @@ class ConversationSummary:
     last_message: MessageRecord | None
     unread: int
     online: bool
+    queued: int = 0  # our messages still in the outbox
 
     @property
     def last_activity(self) -> float:

@@ -72,6 +72,34 @@ def scribble_middle(db: Path) -> None:
         fh.write(os.urandom(64))
 
 
+async def scribble_a_page_history_reads(folder: Path, contact_id: str, scratch: Path) -> None:
+    """Damage one page from the middle on that reading the history meets but opening the
+    profile does not. Which pages those are depends on the random ids, so each candidate
+    is tried on a copy first (the middle page alone was sometimes a search-index page)."""
+    import shutil
+
+    db = folder / "chinwag.db"
+    pages = db.stat().st_size // PAGE
+    for page in range(pages // 2, pages):
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.copytree(folder, scratch)
+        with (scratch / "chinwag.db").open("r+b") as fh:
+            fh.seek(page * PAGE + 1000)
+            fh.write(os.urandom(64))
+        try:
+            service = await PeerService.open(scratch, None, config=OFFLINE)
+        except DatabaseCorrupt:
+            continue  # read at open: not the case this test is about
+        try:
+            await service.history(contact_id, limit=3000)
+        except DatabaseCorrupt:
+            shutil.copyfile(scratch / "chinwag.db", db)
+            return
+        finally:
+            await service.aclose()
+    raise AssertionError("no page is read by the history alone")
+
+
 def scribble_first_page(db: Path) -> None:
     with db.open("r+b") as fh:
         fh.seek(100)  # past SQLCipher's 16-byte salt
@@ -156,9 +184,9 @@ async def test_a_damaged_page_of_a_big_profile_is_reported_when_read(
     plain error with what to do, not a traceback."""
     folder = tmp_path / "p"
     contact_id = await make_profile(folder, messages=3000)
-    scribble_middle(folder / "chinwag.db")
-    before = digest(folder)
     monkeypatch.setattr(database, "FULL_CHECK_AT_START_MAX_BYTES", 0)  # "big"
+    await scribble_a_page_history_reads(folder, contact_id, tmp_path / "scratch")
+    before = digest(folder)
     service = await PeerService.open(folder, None, config=OFFLINE)
     try:
         with pytest.raises(DatabaseCorrupt, match="is damaged"):
@@ -200,8 +228,8 @@ async def test_the_running_peer_reports_damage_with_its_exit_status(
 
     folder = tmp_path / "p"
     contact_id = await make_profile(folder, messages=3000)
-    scribble_middle(folder / "chinwag.db")
     monkeypatch.setattr(database, "FULL_CHECK_AT_START_MAX_BYTES", 0)
+    await scribble_a_page_history_reads(folder, contact_id, tmp_path / "scratch")
     service = await PeerService.open(folder, None, config=OFFLINE)
     server = ControlServer(LocalApi(service), ProfileDir(folder).control_socket)
     await server.start()

@@ -8,6 +8,7 @@ indicator and the composer (Enter sends, Shift+Enter is a new line, emoji picker
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from PySide6.QtCore import (
@@ -53,6 +54,7 @@ class ChatView(QWidget):
         self._search_results: list[MessageRecord] = []
         self._search_index = 0
         self._search_generation = 0
+        self._search_task: asyncio.Task[None] | None = None
 
         self.header = ChatHeader(self)
         self.search_bar = SearchBar(self)
@@ -353,6 +355,9 @@ class ChatView(QWidget):
     def _run_search(self, text: str) -> None:
         self._search_generation += 1
         generation = self._search_generation
+        if self._search_task is not None:
+            self._search_task.cancel()  # superseded by what was typed since (or cleared)
+            self._search_task = None
         contact_id = self.contact_id
         if not text.strip() or contact_id is None:
             self._search_results = []
@@ -372,7 +377,7 @@ class ChatView(QWidget):
             if results:
                 await self.jump_to(results[0])
 
-        self._tasks.spawn(search())
+        self._search_task = self._tasks.spawn(search())
 
     def _step_search(self, delta: int) -> None:
         """delta=+1: the next older match; -1: the next newer one."""
