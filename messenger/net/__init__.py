@@ -1,1 +1,2 @@
-"""Networking: the listener, connection registry and dialers (links), and reach."""
+"""Networking: the listener, connection registry and dialers (links), and reach (Tor
+onion services: tor.py)."""
