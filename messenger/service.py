@@ -141,7 +141,6 @@ ADDRESSLESS_RETRY = 300.0
 
 
 # Unauthenticated inbound connections allowed at once; more are closed at once.
-MAX_PENDING_HANDSHAKES = 64
 # A Lamport time or sequence number this large can only come from a hostile peer (and
 # would overflow SQLite's 64-bit integers one increment later).
 MAX_COUNTER = 1 << 62
@@ -1351,9 +1350,12 @@ class _Wiring:
         self._service._lan_probe(conn)
 
     async def peek_inbound(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        settled: Callable[[], None],
     ) -> bytes | None:
-        return await self._service.files.peek_inbound(reader, writer)
+        return await self._service.files.peek_inbound(reader, writer, settled)
 
     def nearby_offered(self) -> bool:
         return self._service._nearby_offered()

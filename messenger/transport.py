@@ -14,6 +14,7 @@ import logging
 import os
 import random
 import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -216,21 +217,46 @@ class Connection:
             self.close("internal error")
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# Called with the remote host of each accepted socket, before anything else: a callable
+# that ends the connection's admission (when it authenticates, or ends), or None to close
+# the socket at once.
+Admit = Callable[[str], Callable[[], None] | None]
+AdmittedHandler = Callable[
+    [asyncio.StreamReader, asyncio.StreamWriter, Callable[[], None]], Awaitable[None]
+]
+
+# After accept() fails (EMFILE: out of descriptors), wait this long before the next try.
+_ACCEPT_RETRY_DELAY = 0.1
+
+
 class Listener:
-    """The listening sockets of one peer: every address family on the same port.
+    """The listening sockets of one peer: every address family on the same port, each
+    with its own accept loop.
 
     asyncio.start_server(host=None, port=0) binds IPv4 and IPv6 each to its own ephemeral
-    port, so an address advertised with "the" port would point at nothing on one family.
-    We bind the families ourselves on one port instead (one asyncio.Server per socket)."""
+    port, so an address advertised with "the" port would point at nothing on one family:
+    we bind the families ourselves on one port. And asyncio's servers accept up to 100
+    sockets per wake-up and open a transport for each before any handler runs, so a flood
+    of connections costs descriptors before it can be refused: our loop accepts one socket
+    at a time and asks `admit` first; a refused socket is closed there and then."""
 
-    def __init__(self, servers: list[asyncio.Server]) -> None:
-        if not servers:
+    def __init__(
+        self, sockets: list[socket.socket], handler: AdmittedHandler, admit: Admit
+    ) -> None:
+        if not sockets:
             raise RuntimeError("a listener needs at least one socket")
-        self._servers = servers
+        self._sockets = sockets
+        self._handler = handler
+        self._admit = admit
+        self._connections: set[asyncio.Task[None]] = set()
+        self._accepting = [
+            asyncio.create_task(self._accept_loop(sock), name="chinwag-accept") for sock in sockets
+        ]
 
     @property
     def sockets(self) -> list[socket.socket]:
-        return [sock for server in self._servers for sock in server.sockets]
+        return list(self._sockets)
 
     @property
     def port(self) -> int:
@@ -239,34 +265,86 @@ class Listener:
             raise RuntimeError(f"listening sockets disagree on the port: {sorted(ports)}")
         return ports.pop()
 
+    async def _accept_loop(self, listening: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        told = False
+        while True:
+            try:
+                sock, address = await loop.sock_accept(listening)
+            except OSError as exc:  # out of descriptors or memory: the backlog waits
+                if not told:
+                    log.warning("accept() failed (%s); retrying", exc)
+                    told = True
+                await asyncio.sleep(_ACCEPT_RETRY_DELAY)
+                continue
+            told = False
+            settle = self._admit(str(address[0]))
+            if settle is None:
+                if os.name == "posix":  # reset, not FIN: nothing to wait for
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+                continue
+            task = asyncio.create_task(self._serve(sock, settle), name="chinwag-inbound")
+            self._connections.add(task)
+            task.add_done_callback(self._connections.discard)
+
+    async def _serve(self, sock: socket.socket, settle: Callable[[], None]) -> None:
+        try:
+            sock.setblocking(False)
+            reader, writer = await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
+        except OSError:
+            settle()
+            sock.close()
+            return
+        try:
+            await self._handler(reader, writer, settle)
+        except Exception:
+            log.exception("inbound connection handler failed")
+        finally:
+            settle()
+            writer.close()
+
     def close(self) -> None:
-        for server in self._servers:
-            server.close()
+        """Stop accepting (connections already accepted go on, as with asyncio servers)."""
+        for task in self._accepting:
+            task.cancel()
+        for sock in self._sockets:
+            sock.close()
 
     async def wait_closed(self) -> None:
-        for server in self._servers:
-            await server.wait_closed()
+        await asyncio.gather(*self._accepting, return_exceptions=True)
 
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+def _admit_all(host: str) -> Callable[[], None]:
+    return lambda: None
+
 
 # How often a fresh ephemeral port taken on IPv4 may turn out to be in use on IPv6.
 _PORT_ATTEMPTS = 20
 
 
 async def serve(host: str, port: int, handler: Handler) -> Listener:
+    """Listen on host:port (see serve_admitting), admitting every connection."""
+
+    async def handle(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter, settle: Callable[[], None]
+    ) -> None:
+        await handler(reader, writer)
+
+    return await serve_admitting(host, port, handle, _admit_all)
+
+
+async def serve_admitting(host: str, port: int, handler: AdmittedHandler, admit: Admit) -> Listener:
     """Listen on host:port; host "" means every interface, IPv4 and IPv6 on one port.
 
     With port 0 the OS picks the port for IPv4 and IPv6 is bound to the same one; if that
-    is taken on IPv6, another port is tried. A machine without IPv6 listens on IPv4 only."""
+    is taken on IPv6, another port is tried. A machine without IPv6 listens on IPv4 only.
+    Every accepted socket is first offered to `admit` (see Listener)."""
     if host not in ("", "0.0.0.0", "::"):  # noqa: S104 - one given address
-        server = await asyncio.start_server(
-            handler, host=host, port=port, reuse_address=True, limit=READ_CHUNK
-        )
-        return Listener([server])
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return Listener([_listening_socket(family, host, port)], handler, admit)
     last_error: OSError | None = None
     for _ in range(_PORT_ATTEMPTS if port == 0 else 1):
-        sockets = []
         try:
             sockets = _bind_all_families(port)
         except OSError as exc:
@@ -274,17 +352,7 @@ async def serve(host: str, port: int, handler: Handler) -> Listener:
             if port != 0 or exc.errno != errno.EADDRINUSE:
                 raise
             continue
-        servers = []
-        try:
-            for sock in sockets:
-                servers.append(await asyncio.start_server(handler, sock=sock, limit=READ_CHUNK))
-        except BaseException:
-            for server in servers:
-                server.close()
-            for sock in sockets:
-                sock.close()
-            raise
-        return Listener(servers)
+        return Listener(sockets, handler, admit)
     assert last_error is not None
     raise last_error
 

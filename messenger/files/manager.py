@@ -15,6 +15,7 @@ import mimetypes
 import os
 import socket
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -783,11 +784,16 @@ class FileManager:
     # -- inbound bulk connections (service hook) --------------------------------------------
 
     async def peek_inbound(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        settled: Callable[[], None] = lambda: None,
     ) -> bytes | None:
         """The first bytes of an inbound connection: a bulk preamble is handled here (and
         None returned); anything else is returned as soon as it differs from one (or at
-        EOF), for the chat session to start with."""
+        EOF), for the chat session to start with. `settled()` is called once a whole bulk
+        preamble arrived, before the (long) transfer: the connection no longer counts as
+        a stranger's (a preamble with no valid ticket is closed at once)."""
         got = b""
         try:
             async with asyncio.timeout(self._timing.handshake_timeout):
@@ -806,6 +812,7 @@ class FileManager:
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
             return None
+        settled()
         await self._serve_inbound(writer, ticket)
         return None
 

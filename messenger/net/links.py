@@ -38,12 +38,16 @@ from ..session import (
     Session,
     SessionEvent,
 )
-from ..transport import Backoff, Connection, Listener, Timing, dial, serve
+from ..transport import Backoff, Connection, Listener, Timing, dial, serve_admitting
 
 log = logging.getLogger(__name__)
 
 # Unauthenticated inbound connections allowed at once; more are closed at once.
+# Inbound connections not yet authenticated, counted from accept() to the end of the
+# handshake (or a bulk preamble): at most this many at once, and per remote host fewer, so
+# a flood from one host cannot lock a contact out (threat-model.md §4.4).
 MAX_PENDING_HANDSHAKES = 64
+MAX_PENDING_PER_HOST = 16
 # Connections adopted within this many seconds of each other count as simultaneous dials.
 SIMULTANEOUS_WINDOW = 5.0
 # A contact with no address at all (none stored, not seen on the LAN) is retried this
@@ -118,9 +122,13 @@ class LinkHooks(Protocol):
         ...
 
     async def peek_inbound(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        settled: Callable[[], None],
     ) -> bytes | None:
-        """The first bytes of an inbound connection, or None if it was taken elsewhere."""
+        """The first bytes of an inbound connection, or None if it was taken elsewhere
+        (then `settled()` is called once it is no longer a stranger's: a bulk transfer)."""
         ...
 
     def nearby_offered(self) -> bool: ...
@@ -193,6 +201,9 @@ class Links:
         self._live: dict[str, Connection] = {}
         self._connections: set[Connection] = set()
         self._authorities: dict[Connection, _Authority] = {}
+        self._strangers: dict[str, int] = {}  # unauthenticated inbound, by remote host
+        self._settle: dict[Connection, Callable[[], None]] = {}
+        self.refused_inbound = 0  # connections refused by the caps (for tests and status)
         self._dialing: dict[str, asyncio.Task[None]] = {}
         self._dial_wakeup: dict[str, asyncio.Event] = {}
         self._addressless: set[str] = set()  # contacts no dialer found a route for
@@ -220,7 +231,41 @@ class Links:
         return list(self._live)
 
     def pending_handshakes(self) -> int:
-        return sum(1 for c in self._connections if c.contact_id is None)
+        """Inbound connections accepted and not yet authenticated."""
+        return sum(self._strangers.values())
+
+    def _admit_stranger(self, host: str) -> Callable[[], None] | None:
+        """Count an accepted connection as a stranger's, or None if a cap is reached; the
+        callable returned ends the count (idempotent)."""
+        if (
+            self.closing
+            or self.pending_handshakes() >= MAX_PENDING_HANDSHAKES
+            or self._strangers.get(host, 0) >= MAX_PENDING_PER_HOST
+        ):
+            self.refused_inbound += 1
+            if self.refused_inbound % 100 == 1:  # a flood logs once per hundred
+                log.warning(
+                    "refusing inbound connections: %d unauthenticated pending (%s: %d)",
+                    self.pending_handshakes(),
+                    host,
+                    self._strangers.get(host, 0),
+                )
+            return None
+        self._strangers[host] = self._strangers.get(host, 0) + 1
+        done = False
+
+        def settle() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            left = self._strangers[host] - 1
+            if left:
+                self._strangers[host] = left
+            else:
+                del self._strangers[host]
+
+        return settle
 
     def invite_of(self, conn: Connection) -> bytes:
         """The invite an inbound first-contact session used."""
@@ -237,12 +282,12 @@ class Links:
     # -- listening -------------------------------------------------------------------------
 
     async def listen(self, host: str, port: int) -> Listener:
-        self._server = await serve(host, port, self._on_inbound)
+        self._server = await serve_admitting(host, port, self._on_inbound, self._admit_stranger)
         return self._server
 
     async def move_listener(self, host: str) -> Listener:
         """Listen on a fresh port instead (live connections are not affected)."""
-        fresh = await serve(host, 0, self._on_inbound)
+        fresh = await serve_admitting(host, 0, self._on_inbound, self._admit_stranger)
         old, self._server = self._server, fresh
         if old is not None:
             old.close()
@@ -260,28 +305,31 @@ class Links:
             for sock in self._server.sockets
         ]
 
-    async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        pending = self.pending_handshakes()
-        if self.closing or pending >= MAX_PENDING_HANDSHAKES:
-            log.warning("refusing an inbound connection: %d handshakes pending", pending)
-            writer.close()
-            return
-        initial = await self.hooks.peek_inbound(reader, writer)  # a bulk connection: handled
-        if initial is None:
-            return
-        authority = _Authority(self)
-        session = Session(
-            initiator=False,
-            static=self.static_keypair(),
-            hello=self._hello(),
-            authority=authority,
-            nearby=self.hooks.nearby_offered(),
-        )
-        garbage = session.receive_data(initial)  # at most a Closed, for a malformed start
-        conn = Connection(reader, writer, session, self.dispatch, self.timing)
-        self._connections.add(conn)
-        self._authorities[conn] = authority
+    async def _on_inbound(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        settle: Callable[[], None],
+    ) -> None:
+        """An inbound connection the caps admitted (`_admit_stranger`, called at accept)."""
+        conn: Connection | None = None
         try:
+            initial = await self.hooks.peek_inbound(reader, writer, settle)
+            if initial is None:
+                return  # a bulk connection (served), or closed
+            authority = _Authority(self)
+            session = Session(
+                initiator=False,
+                static=self.static_keypair(),
+                hello=self._hello(),
+                authority=authority,
+                nearby=self.hooks.nearby_offered(),
+            )
+            garbage = session.receive_data(initial)  # at most a Closed, for a malformed start
+            conn = Connection(reader, writer, session, self.dispatch, self.timing)
+            self._connections.add(conn)
+            self._authorities[conn] = authority
+            self._settle[conn] = settle  # until adopted as a contact's session
             for event in garbage:
                 await self.dispatch(conn, event)
             if garbage:
@@ -289,8 +337,11 @@ class Links:
                 return
             await conn.run()
         finally:
-            self._connections.discard(conn)
-            self._authorities.pop(conn, None)
+            settle()
+            if conn is not None:
+                self._connections.discard(conn)
+                self._authorities.pop(conn, None)
+                self._settle.pop(conn, None)
 
     # -- outgoing sessions -----------------------------------------------------------------
 
@@ -352,6 +403,9 @@ class Links:
 
     def adopt(self, conn: Connection, contact_id: str) -> None:
         """Make `conn` the contact's live session, resolving simultaneous dials."""
+        settle = self._settle.pop(conn, None)
+        if settle is not None:
+            settle()  # authenticated: no longer counts against the strangers' caps
         conn.contact_id = contact_id
         conn.adopted_at = time.monotonic()
         current = self._live.get(contact_id)

@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import os
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -53,7 +53,10 @@ class Hooks:
         self.suspected.append(conn)
 
     async def peek_inbound(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        settled: Callable[[], None],
     ) -> bytes | None:
         return await reader.read(64)
 
