@@ -42,6 +42,7 @@ from .events import (
     MessageStatesChanged,
     PresenceChanged,
     ServiceEvent,
+    TorStatusChanged,
     TransferChanged,
     TypingChanged,
 )
@@ -124,6 +125,7 @@ __all__ = [
     "ServiceError",
     "ServiceEvent",
     "Timing",
+    "TorStatusChanged",
     "TransferChanged",
     "TransferRecord",
     "TransferState",

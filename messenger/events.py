@@ -139,6 +139,19 @@ class FileOfferRejected:
     incoming: bool
 
 
+@dataclass(frozen=True, slots=True)
+class TorStatusChanged:
+    """Tor reach: `state` is "off", "starting" (bootstrapping: see `percent`), "ready" (the
+    onion service is published at `onion`), "lost" (tor went away; restarting) or
+    "failed" (`error` says why; LAN and direct addresses still work)."""
+
+    state: str
+    percent: int = 0
+    summary: str = ""
+    onion: str | None = None  # "<56 chars>.onion:<port>", once known
+    error: str | None = None
+
+
 ServiceEvent = (
     ContactAdded
     | ContactChanged
@@ -157,4 +170,5 @@ ServiceEvent = (
     | GroupJoinRequested
     | TransferChanged
     | FileOfferRejected
+    | TorStatusChanged
 )

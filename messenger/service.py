@@ -69,9 +69,12 @@ from .invite import (
     decode_invite,
     encode_invite,
     interface_addresses,
+    parse_address,
 )
 from .nearby import PairingManager
-from .net.links import Links, TcpDialer
+from .net.links import Links, Route, Streams, TcpDialer
+from .net.reach import TorReach, is_onion_address
+from .net.tor import TorError, TorSettings
 from .profile import KdfParams, ProfileDir, ProfileLock
 from .records import ContactRecord, InviteRecord, MessageRecord, MessageState, NearbyPerson
 from .session import (
@@ -186,6 +189,13 @@ class ServiceConfig:
     discovery: bool | None = None
     discovery_epoch: float = 600.0  # token lifetime in seconds (tests shorten it)
     lan_timing: Timing = LAN_TIMING
+    # Tor reach (protocol.md §19): off here so library users and tests opt in;
+    # `chinwag-cli run` turns it on when a tor binary is found.
+    tor: bool = False
+    tor_settings: TorSettings | None = None  # None: TorSettings.from_env() (CHINWAG_TOR_*)
+    # Tell contacts (Hello, invites) only the onion address, never a direct one: hides our
+    # IP address from them, and makes every contact session go through Tor.
+    tor_only: bool = False
 
 
 _ReceiptUpdate = tuple[str, tuple[bytes, ...], MessageState]
@@ -256,9 +266,23 @@ class PeerService:
             timing=self.config.timing,
             dial_base=self.config.dial_base,
             dial_cap=self.config.dial_cap,
-            # Dial order: where the LAN saw the contact, then its last direct addresses.
-            dialers=[TcpDialer(wiring.lan_addresses), TcpDialer(wiring.stored_addresses)],
+            # Dial order: where the LAN saw the contact, then its last direct addresses
+            # (then its onion addresses, when Tor is on: below).
+            dialers=[TcpDialer(wiring.lan_addresses), TcpDialer(wiring.direct_addresses)],
         )
+        self.tor: TorReach | None = None
+        if self.config.tor:
+            self.tor = TorReach(
+                folder=self.profile.path,
+                settings=self.config.tor_settings or TorSettings.from_env(),
+                db=self.db,
+                repo=self.repo,
+                emit=self._emit,
+                tasks=self._tasks,
+                addresses=wiring.stored_addresses,
+                on_ready=self._tor_ready,
+            )
+            self.links.dialers.append(self.tor)
         self._pairing = PairingManager(
             me=self,
             links=self.links,
@@ -434,6 +458,8 @@ class PeerService:
         self._index_soon()  # whatever a killed process left unindexed
         await self.groups.load()
         await self.files.load()
+        if self.tor is not None:
+            await self.tor.load()
 
     async def _start_network(self) -> None:
         port = self.config.listen_port
@@ -451,7 +477,27 @@ class PeerService:
         log.info("listening on %s:%s", self.config.listen_host or "*", self.listen_port)
         for contact_id in self.contact_keys:
             self.links.ensure_dialer(contact_id)
+        if self.tor is not None:
+            self.tor.start(self._onion_target())
         await self._start_discovery()
+
+    def _onion_target(self) -> tuple[str, int]:
+        """Where tor forwards our onion's connections: the listener, over loopback when it
+        listens on every interface."""
+        assert self.listen_port is not None
+        host = self.config.listen_host
+        if host in ("", "0.0.0.0"):  # noqa: S104
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return host, self.listen_port
+
+    def _tor_ready(self) -> None:
+        """Our onion is up (or back): dial every contact not online now, since contacts
+        known only by onion address had no route before."""
+        for contact_id in self.contact_keys:
+            if not self.links.is_online(contact_id):
+                self.links.poke(contact_id)
 
     def _port_to_reuse(self, now: float) -> int:
         """With LAN discovery on, a fresh port at every start, so a stranger cannot link
@@ -485,6 +531,8 @@ class PeerService:
             await self._receipts.aclose(flush=True)
         await self.groups.aclose()
         await self.links.wait_closed()
+        if self.tor is not None:
+            await self.tor.aclose()
         await self.db.run(self.repo.close)
         self.db.shutdown()
         self._lock.release()
@@ -550,7 +598,7 @@ class PeerService:
             ed25519_public=self.identity.ed25519_public,
             static_certificate=self.identity.static_certificate,
             display_name=self.display_name,
-            listen_port=self.listen_port or 0,
+            listen_port=0 if self.config.tor_only else self.listen_port or 0,
             addresses=tuple(str(a) for a in self.addresses()[: wire.MAX_ADDRESSES]),
         )
 
@@ -559,12 +607,20 @@ class PeerService:
         return self.links.listening_on()
 
     def addresses(self) -> list[Address]:
-        """Where contacts can reach us: configured addresses first, then every interface."""
+        """Where contacts can reach us: configured addresses first, then every interface,
+        then our onion address (with Tor on; only that one when tor_only)."""
+        onion = self.tor.address if self.tor is not None else None
+        if self.config.tor_only:
+            return [parse_address(onion)] if onion else []
+        found = self._direct_addresses()
+        if onion:
+            found.append(parse_address(onion))
+        return list(dict.fromkeys(found))
+
+    def _direct_addresses(self) -> list[Address]:
         port = self.listen_port or 0
         found: list[Address] = []
         for text in self.config.extra_addresses:
-            from .invite import parse_address
-
             found.append(parse_address(text))
         if self.config.listen_host not in ("", "0.0.0.0", "::"):  # noqa: S104
             found.append(Address(self.config.listen_host, port))
@@ -622,14 +678,14 @@ class PeerService:
     async def create_invite(
         self, *, ttl: int = 24 * 3600, addresses: Sequence[str] = ()
     ) -> tuple[str, Invite]:
-        from .invite import parse_address
-
         extra = [parse_address(a) for a in addresses]
         port = self.listen_port or await self.db.run(self.repo.get_setting, SETTING_PORT, 0)
         if not port and not extra:
             raise ServiceError("no listening port yet: run the service once, or give --address")
         if self.listen_port:
             own = self.addresses()
+        elif self.config.tor_only:
+            own = []
         else:
             own = interface_addresses(port) if port else []
         all_addresses = list(dict.fromkeys([*extra, *own]))[:16]
@@ -672,8 +728,12 @@ class PeerService:
             )
             handler = self._invite_handler(invite, outcome, verified)
             try:
-                await self.links.open(address.host, address.port, session, handler)
-            except (OSError, TimeoutError) as exc:
+                if is_onion_address(str(address)):
+                    route = self._invite_onion_route(str(address), invite.invite_id)
+                    await self.links.open_route(route, session, handler)
+                else:
+                    await self.links.open(address.host, address.port, session, handler)
+            except (OSError, TimeoutError, TorError) as exc:
                 failures.append(f"{address}: {exc or 'timed out'}")
                 continue
             try:
@@ -683,6 +743,19 @@ class PeerService:
         raise InviteFailed(
             "could not reach the inviter; is their Chinwag running? " + "; ".join(failures)
         )
+
+    def _invite_onion_route(self, text: str, invite_id: bytes) -> Route:
+        address = parse_address(text)
+
+        async def connect(_timeout: float) -> Streams:
+            if self.tor is None:
+                raise TorError(f"cannot reach {address.host}: Tor is off (run without --no-tor)")
+            # Circuits of their own (not shared with any contact's).
+            return await self.tor.dial(
+                address.host, address.port, isolation="invite-" + invite_id.hex()
+            )
+
+        return Route(text, connect)
 
     def _invite_handler(
         self, invite: Invite, outcome: asyncio.Future[ContactRecord], verified: bool
@@ -748,7 +821,11 @@ class PeerService:
         self, conn: Connection, hello: wire.Hello, known: Iterable[Address | str] = ()
     ) -> tuple[str, ...]:
         found: list[str] = []
-        if conn.peer_address and hello.listen_port:
+        # Over Tor the peer address is our own tor's (loopback): not the contact's.
+        via_tor = self.tor is not None and _is_loopback(
+            conn.peer_address[0] if conn.peer_address else ""
+        )
+        if conn.peer_address and hello.listen_port and not via_tor:
             host = conn.peer_address[0]
             found.append(
                 f"[{host}]:{hello.listen_port}" if ":" in host else f"{host}:{hello.listen_port}"
@@ -1387,3 +1464,7 @@ class _Wiring:
         service = self._service
         contact = await service.db.run(service.repo.contact, contact_id)
         return list(contact.addresses) if contact is not None else []
+
+    async def direct_addresses(self, contact_id: str) -> list[str]:
+        """The stored addresses plain TCP can reach (the onion dialer takes the rest)."""
+        return [a for a in await self.stored_addresses(contact_id) if not is_onion_address(a)]

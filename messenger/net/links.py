@@ -357,6 +357,13 @@ class Links:
         reader, writer = await dial(host, port, self.timing.connect_timeout)
         return self._start(reader, writer, session, handler)
 
+    async def open_route(
+        self, route: Route, session: Session, handler: EventHandler | None = None
+    ) -> Connection:
+        """As `open`, over a route (an onion's, through Tor)."""
+        reader, writer = await route.connect(self.timing.connect_timeout)
+        return self._start(reader, writer, session, handler)
+
     def _start(
         self,
         reader: asyncio.StreamReader,
