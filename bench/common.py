@@ -27,6 +27,9 @@ from pathlib import Path
 # Benchmarks never touch the user's keyring: a profile without a passphrase keeps its key
 # in a file inside the temporary profile folder, which is deleted afterwards.
 os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+# Every `chinwag-cli run` started from here stays off Tor (it would try the public
+# network); Tor tests and benchmarks configure their peers' tor explicitly.
+os.environ["CHINWAG_NO_TOR"] = "1"
 
 from messenger.service import PeerService, ServiceConfig
 from messenger.transport import Timing

@@ -109,6 +109,26 @@ class LocalApi(GroupCommands):
             "settings": dict(s.settings),
         }
 
+    async def cmd_tor(self) -> dict[str, Any]:
+        """Tor reach of the running peer: state, bootstrap, onion address, tor's ports."""
+        reach = self.service.tor
+        if reach is None:
+            return {"state": "off", "percent": 0, "summary": "", "onion": None, "error": None}
+        status = reach.status
+        manager = reach.manager
+        return {
+            "state": status.state,
+            "percent": status.percent,
+            "summary": status.summary,
+            "onion": reach.address,
+            "error": status.error,
+            "pid": manager.pid if manager is not None else None,
+            "socks": "{}:{}".format(*manager.socks_address)
+            if manager is not None and manager.socks_address
+            else None,
+            "restarts": manager.restarts if manager is not None else 0,
+        }
+
     async def cmd_invite(
         self, ttl: int = 24 * 3600, addresses: list[str] | None = None, qr: str | None = None
     ) -> dict[str, Any]:

@@ -33,11 +33,13 @@ from .events import (
     PairingRequested,
     PresenceChanged,
     ServiceEvent,
+    TorStatusChanged,
     TransferChanged,
 )
 from .group_api import GROUP_ACTIONS
 from .invite import InviteError, parse_listen
 from .nearby import PAIRING_TIMEOUT
+from .net.tor import TOR_CONTROL_ENV, TorNotFound, find_tor
 from .profile import KdfParams, ProfileDir, restrict_umask
 from .records import TransferState
 
@@ -45,13 +47,16 @@ log = logging.getLogger("chinwag.cli")
 
 READ_COMMANDS = {"whoami", "contacts", "history", "verify"}
 # Commands only a running peer can carry out (they need its LAN discovery).
-RUNNING_COMMANDS = {"nearby", "pair", "pairing", "lan"}
+RUNNING_COMMANDS = {"nearby", "pair", "pairing", "lan", "tor"}
 # How long `run` and one-shot commands wait for another process to let go of the profile:
 # one-shot commands hold it for about a second, so a script that starts `run` and sends at
 # once does not lose the race.
 LOCK_WAIT = 10.0
 # Seconds a test may shorten the LAN token epoch to (docs/protocol.md §14).
 EPOCH_ENV = "CHINWAG_DISCOVERY_EPOCH"
+# Set (to anything) to keep `run` off Tor, as --no-tor does: test and bench helpers set it
+# so no test starts a tor that tries to reach the public network.
+NO_TOR_ENV = "CHINWAG_NO_TOR"
 
 
 def _passphrase(profile: ProfileDir) -> str | None:
@@ -98,6 +103,23 @@ def _print(result: Any, args: argparse.Namespace) -> None:
         formatter(result)
     else:
         print(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def _show_tor(r: dict[str, Any]) -> None:
+    state = r["state"]
+    if state == "off":
+        print("Tor is off (start `chinwag-cli run` without --no-tor, with tor installed)")
+        return
+    line = f"tor          {state}, bootstrap {r['percent']} %"
+    if r["summary"] and state == "starting":
+        line += f" ({r['summary']})"
+    print(line)
+    print(f"onion        {r['onion'] or '- (not yet created)'}")
+    if r["error"]:
+        print(f"last error   {r['error']}")
+    if r.get("socks"):
+        owner = f"tor pid {r['pid']}" if r["pid"] else "a tor not ours"
+        print(f"socks        {r['socks']} ({owner}, {r['restarts']} restarts)")
 
 
 def _show_whoami(r: dict[str, Any]) -> None:
@@ -310,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "accept", "reject"], nargs="?", default="list")
     p.add_argument("pairing", nargs="?", help="the pairing id")
     command("lan", "LAN discovery status of the running peer", json_flag=True)
+    command("tor", "Tor status of the running peer (bootstrap, onion address)", json_flag=True)
     p = command(
         "group",
         "group chat: list, create, add, remove, rename, admins, leave, delete, send, file, "
@@ -382,6 +405,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", help="HOST:PORT to listen on (default all interfaces)")
     p.add_argument("--address", action="append", default=[], help="extra HOST:PORT to announce")
     p.add_argument("--no-discovery", action="store_true", help="do not announce or browse the LAN")
+    p.add_argument(
+        "--no-tor",
+        action="store_true",
+        help=f"do not start Tor (default: on when a tor binary is found; or set {NO_TOR_ENV})",
+    )
     return parser
 
 
@@ -576,6 +604,21 @@ async def _init(profile: ProfileDir, args: argparse.Namespace) -> dict[str, Any]
         }
 
 
+def _tor_wanted(args: argparse.Namespace) -> bool:
+    """On unless --no-tor or CHINWAG_NO_TOR; off (said once) when no tor can be found,
+    unless the user named a running tor's control port."""
+    if args.no_tor or os.environ.get(NO_TOR_ENV):
+        return False
+    if os.environ.get(TOR_CONTROL_ENV):
+        return True
+    try:
+        find_tor()
+    except TorNotFound as exc:
+        print(f"chinwag-cli: Tor is off: {exc}", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
 async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen) if args.listen else ("", None)
     lan: dict[str, Any] = {}
@@ -589,7 +632,11 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
         if not lan["discovery_epoch"] > 0:
             raise CliError(f"{EPOCH_ENV} must be positive")
     config = ServiceConfig(
-        listen_host=host, listen_port=port, extra_addresses=tuple(args.address), **lan
+        listen_host=host,
+        listen_port=port,
+        extra_addresses=tuple(args.address),
+        tor=_tor_wanted(args),
+        **lan,
     )
     service = await PeerService.open(
         profile.path,
@@ -662,6 +709,7 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
     try:
         await server.start()
         service.subscribe(show)
+        service.subscribe(_show_tor_progress)
         print(
             f"{service.display_name} is online on port {service.listen_port} "
             f"({', '.join(str(a) for a in service.addresses()) or 'no address'}); "
@@ -674,6 +722,17 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
         await server.aclose()
         await service.aclose()
     return 0
+
+
+def _show_tor_progress(event: ServiceEvent) -> None:
+    if not isinstance(event, TorStatusChanged):
+        return
+    if event.state == "starting":
+        print(f"* Tor: connecting to the Tor network... {event.percent} %", flush=True)
+    elif event.state == "ready":
+        print(f"* Tor: reachable at {event.onion}", flush=True)
+    elif event.state in ("lost", "failed"):
+        print(f"* Tor {event.state}: {event.error}", flush=True)
 
 
 def _doctor(profile: ProfileDir, args: argparse.Namespace) -> int:
