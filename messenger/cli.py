@@ -410,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help=f"do not start Tor (default: on when a tor binary is found; or set {NO_TOR_ENV})",
     )
+    p.add_argument(
+        "--tor-only",
+        action="store_true",
+        help="tell contacts only the onion address, never an IP address",
+    )
     return parser
 
 
@@ -608,12 +613,16 @@ def _tor_wanted(args: argparse.Namespace) -> bool:
     """On unless --no-tor or CHINWAG_NO_TOR; off (said once) when no tor can be found,
     unless the user named a running tor's control port."""
     if args.no_tor or os.environ.get(NO_TOR_ENV):
+        if args.tor_only:
+            raise CliError("--tor-only needs Tor: drop --no-tor (and CHINWAG_NO_TOR)")
         return False
     if os.environ.get(TOR_CONTROL_ENV):
         return True
     try:
         find_tor()
     except TorNotFound as exc:
+        if args.tor_only:
+            raise CliError(f"--tor-only needs Tor: {exc}") from exc
         print(f"chinwag-cli: Tor is off: {exc}", file=sys.stderr, flush=True)
         return False
     return True
@@ -636,6 +645,7 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
         listen_port=port,
         extra_addresses=tuple(args.address),
         tor=_tor_wanted(args),
+        tor_only=args.tor_only,
         **lan,
     )
     service = await PeerService.open(

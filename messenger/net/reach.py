@@ -25,6 +25,7 @@ from ..invite import InviteError, parse_address
 from ..storage.repository import Repository
 from .links import Route, Streams
 from .tor import (
+    OnionKeyInvalid,
     OnionPublished,
     TorBootstrap,
     TorError,
@@ -76,6 +77,7 @@ class TorReach:
         self._addresses = addresses
         self._on_ready = on_ready
         self._key: bytes | None = None
+        self._bad_key: str | None = None
         self._manager: TorManager | None = None
         self._up = asyncio.Event()  # the onion service was published (once is enough)
         self.address: str | None = None  # "<onion>.onion:<ONION_PORT>"
@@ -94,12 +96,22 @@ class TorReach:
         key = await self._db.run(self._repo.get_blob, BLOB_ONION_KEY)
         if key is None:
             return
-        check_onion_key(key)  # OnionKeyInvalid: a damaged value is not silently replaced
+        try:
+            check_onion_key(key)
+        except OnionKeyInvalid as exc:
+            # Not silently replaced: contacts know the address it made. Tor stays off
+            # (start() reports it); the rest of the service runs.
+            self._bad_key = f"the stored onion key is damaged: {exc}"
+            return
         self._key = key
         self.address = f"{onion_address_from_key(key)}:{ONION_PORT}"
 
     def start(self, target: tuple[str, int]) -> None:
         """Start tor and publish the onion service mapped to `target`, in the background."""
+        if self._bad_key is not None:
+            log.error("Tor reach off: %s", self._bad_key)
+            self._set("failed", error=self._bad_key)
+            return
         self._manager = TorManager(self._folder, self._settings, on_event=self._on_tor_event)
         self._set("starting")
         self._tasks.spawn(self._run(self._manager, target), "chinwag-tor")
