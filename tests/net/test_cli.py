@@ -275,3 +275,18 @@ def test_a_closed_pipe_ends_the_console_script_quietly(tmp_path):
     assert "Traceback" not in result.stderr
     assert "BrokenPipeError" not in result.stderr
     assert result.returncode == 141
+
+
+def test_tor_status_needs_run_and_says_off_with_no_tor(tmp_path, runners):
+    alice = tmp_path / "alice"
+    cli(alice, "init", "--name", "Alice", "--no-passphrase")
+    alone = cli(alice, "tor", check=False)
+    assert alone.returncode != 0 and "needs the running peer" in alone.stderr
+    # CHINWAG_NO_TOR is set for every test (tests/conftest.py): run starts no tor.
+    assert ENV.get("CHINWAG_NO_TOR")
+    runner = runners(alice)
+    status = cli_json(alice, "tor")
+    assert status["state"] == "off" and status["onion"] is None
+    assert "Tor is off" in cli(alice, "tor").stdout
+    assert not (alice / "tor-data").exists()
+    assert runner.stop() == 0
