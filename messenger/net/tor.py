@@ -583,6 +583,7 @@ class TorManager:
         self._lost.clear()
         self._bootstrapped.clear()
         self._uploaded.clear()
+        self.bootstrap = TorBootstrap(0, "", "")
         if self.attached:
             controller = await asyncio.to_thread(self._open_attached)
         else:
@@ -740,6 +741,10 @@ class TorManager:
             self._on_lost(f"tor exited with {code}")
 
     def _on_bootstrap(self, state: TorBootstrap) -> None:
+        if state.percent < self.bootstrap.percent:
+            # tor steps back a phase at times (seen: 30 % then 25 %, a consensus fetched
+            # again); progress as shown never goes backwards. Reset on every (re)connect.
+            return
         if state != self.bootstrap:
             self.bootstrap = state
             self._emit(state)
