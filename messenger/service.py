@@ -318,6 +318,7 @@ class PeerService:
             contacts=self.contact_keys,
             groups=self.groups,
             timing=self.config.timing,
+            tunnel=self.tor,  # bulk connections go through Tor when the session does
         )
 
     # -- construction ---------------------------------------------------------------------

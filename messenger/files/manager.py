@@ -162,6 +162,19 @@ class GroupsPort(Protocol):
     async def attachment_links(self) -> list[tuple[bytes, bytes, bytes, bool, bytes]]: ...
 
 
+class Tunnel(Protocol):
+    """How a bulk connection reaches a contact whose session does not run over a direct
+    address (through Tor): the service's side."""
+
+    def wanted(self, contact_id: str, conn: Connection) -> bool:
+        """Whether `conn` runs through a tunnel, so a bulk connection must too."""
+        ...
+
+    async def open(self, contact_id: str) -> socket.socket:
+        """A connected socket to the contact's listener; OSError if none."""
+        ...
+
+
 class FileManager:
     """Files offered, downloaded and served. Built and wired by PeerService; its hooks:
     `load`, `on_message`, `contact_online`, `peek_inbound`, `send_offer_for`,
@@ -179,7 +192,9 @@ class FileManager:
         contacts: ContactKeyring,
         groups: GroupsPort,
         timing: Timing,
+        tunnel: Tunnel | None = None,
     ) -> None:
+        self._tunnel = tunnel
         self._db = db
         self._settings_repo = repo
         self._emit = emit
@@ -962,7 +977,8 @@ class FileManager:
             return
         host = conn.peer_address[0]
         port = conn.peer_address[1] if conn.initiator else conn.session.peer.hello.listen_port
-        if not port:
+        tunnelled = self._tunnel is not None and self._tunnel.wanted(contact_id, conn)
+        if not port and not tunnelled:
             return
         ticket, secret = nacl.utils.random(16), nacl.utils.random(32)
         conn.send(wire.FileRequest(f.root, ticket, secret))
@@ -970,9 +986,17 @@ class FileManager:
         d2s, s2d = derive_keys(secret)
         loop = asyncio.get_running_loop()
         timeout = self._timing.connect_timeout
+        opened: socket.socket | None = None
+        if tunnelled:
+            assert self._tunnel is not None
+            try:
+                opened = await self._tunnel.open(contact_id)
+            except OSError as exc:
+                log.info("cannot reach %s for %s: %s", contact_id[:8], f.row.name, exc)
+                return
 
         def dial() -> Channel:
-            sock = socket.create_connection((host, port), timeout=timeout)
+            sock = opened or socket.create_connection((host, port), timeout=timeout)
             sock.settimeout(None)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.sendall(encode_preamble(ticket))

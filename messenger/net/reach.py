@@ -15,7 +15,9 @@ address contacts store stays valid when the listener's port changes between runs
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from ..core.ports import Db, Emit, Tasks
 from ..events import TorStatusChanged
 from ..invite import InviteError, parse_address
 from ..storage.repository import Repository
+from ..transport import Connection
 from .links import Route, Streams
 from .tor import (
     OnionKeyInvalid,
@@ -206,6 +209,41 @@ class TorReach:
                 raise ConnectionError(str(exc)) from exc
 
         return Route(text, connect)
+
+    # -- the files worker's Tunnel port: bulk connections follow the session through Tor --
+
+    def wanted(self, contact_id: str, conn: Connection) -> bool:
+        """A session whose far end is loopback runs through our tor (its SOCKS port, or
+        the onion service's forwarding): a bulk connection must go through Tor too."""
+        if self._manager is None or conn.peer_address is None:
+            return False
+        try:
+            return ipaddress.ip_address(conn.peer_address[0].split("%", 1)[0]).is_loopback
+        except ValueError:
+            return False
+
+    async def open(self, contact_id: str) -> socket.socket:
+        for text in await self._addresses(contact_id):
+            if not is_onion_address(text):
+                continue
+            try:
+                address = parse_address(text)
+                sock = await self._dial_socket(address.host, address.port, contact_id)
+            except (TorError, InviteError) as exc:
+                raise ConnectionError(str(exc)) from exc
+            sock.setblocking(True)  # the files worker's channels are blocking, on threads
+            return sock
+        raise ConnectionError("no onion address known for this contact")
+
+    async def _dial_socket(self, host: str, port: int, contact_id: str) -> socket.socket:
+        manager = self._manager
+        if manager is None:
+            raise TorError("Tor is off")
+        async with asyncio.timeout(ONION_CONNECT_TIMEOUT):
+            await self._up.wait()
+        return await manager.dial_socket(
+            host, port, isolation=contact_id, within=ONION_CONNECT_TIMEOUT
+        )
 
     async def aclose(self) -> None:
         if self._manager is not None:

@@ -474,7 +474,24 @@ class TorManager:
         isolation: str,
         within: float | None = None,
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Open a stream to address:port through tor's SOCKS port.
+        """As dial_socket, as asyncio streams."""
+        sock = await self.dial_socket(address, port, isolation=isolation, within=within)
+        try:
+            return await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
+        except BaseException:
+            sock.close()
+            raise
+
+    async def dial_socket(
+        self,
+        address: str,
+        port: int,
+        *,
+        isolation: str,
+        within: float | None = None,
+    ) -> socket.socket:
+        """Open a stream to address:port through tor's SOCKS port; the connected socket
+        (non-blocking; TCP_NODELAY set), for the caller to own.
 
         `isolation` (one per contact) is the SOCKS username; the password is fresh for
         every attempt. tor (IsolateSOCKSAuth, on by default) never shares a circuit between
@@ -873,7 +890,7 @@ class TorManager:
 
     async def _dial_once(
         self, onion: str, port: int, username: str, password: str, within: float
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    ) -> socket.socket:
         if self.socks_address is None:
             raise TorClosed("tor has no SOCKS port")
         host, socks_port = self.socks_address
@@ -891,11 +908,7 @@ class TorManager:
             raise OnionUnreachable(onion, code, meaning) from exc
         # tor sets no TCP_NODELAY; our side must, or small frames wait for delayed ACKs.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            return await asyncio.open_connection(sock=sock, limit=READ_CHUNK)
-        except BaseException:
-            sock.close()
-            raise
+        return sock
 
     async def _newnym(self, after: float) -> None:
         """Make sure a NEWNYM reached tor later than `after` (loop time). NEWNYM drops

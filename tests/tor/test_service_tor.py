@@ -23,7 +23,7 @@ from messenger.identity import Identity
 from messenger.net.reach import ONION_PORT, is_onion_address
 from messenger.net.tor import TorSettings
 from messenger.noise import KeyPair
-from messenger.records import MessageState
+from messenger.records import MessageState, TransferRecord, TransferState
 from messenger.service import PeerService, ServiceConfig
 from messenger.session import ContactTarget, Session
 from messenger.transport import Timing
@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.tor, pytest.mark.timeout(420)]
 TOR_TIMING = Timing(
     handshake_timeout=30.0, keepalive_interval=5.0, dead_after=30.0, connect_timeout=5.0
 )
+MiB = 1024 * 1024
 HOSTS = {"alice": "127.0.0.2", "bob": "127.0.0.3"}
 
 
@@ -126,8 +127,8 @@ def _onion(service: PeerService) -> str:
     return service.tor.address
 
 
-async def test_invite_and_chat_over_tor_only_and_onion_survives_restart(
-    make_service: ServiceFactory, make_peer: PeerFactory
+async def test_invite_chat_and_files_over_tor_only_and_onion_survives_restart(
+    make_service: ServiceFactory, make_peer: PeerFactory, tmp_path: Path
 ) -> None:
     alice = await make_service("alice")
     bob = await make_service("bob")
@@ -171,6 +172,12 @@ async def test_invite_and_chat_over_tor_only_and_onion_survives_restart(
     await bob.until(lambda: bob.delivered(to_alice.msg_id), within=60)
     await alice.until(lambda: alice.delivered(to_bob.msg_id), within=60)
 
+    # Files go through Tor too: 10 MiB from Alice to Bob (Bob dialled: his bulk connection
+    # leaves through his SOCKS port), 1 MiB back (Alice's session came in through her onion
+    # service: she dials Bob's onion for it).
+    await _send_file(alice, bob, 10 * MiB, tmp_path)
+    await _send_file(bob, alice, MiB, tmp_path)
+
     # A stranger who knows Alice's onion address but no psk gets silence, nothing else.
     mallory = await make_peer("mallory")
     reader, writer = await mallory.tor.dial(
@@ -195,6 +202,25 @@ async def test_invite_and_chat_over_tor_only_and_onion_survives_restart(
     await bob.until(lambda: b.is_online(a.contact_id), within=60)
     await a.send_text(b.contact_id, "back again")
     await bob.until(lambda: "back again" in bob.received(), within=60)
+
+
+async def _send_file(sender: Watched, receiver: Watched, size: int, folder: Path) -> None:
+    """sender offers `size` random bytes, receiver accepts; the copy must be identical."""
+    source = folder / f"from-{sender.service.display_name}.bin"
+    source.write_bytes(os.urandom(size))
+    offer = await sender.service.files.send_file(receiver.service.contact_id, source)
+    files = receiver.service.files
+    await receiver.until(lambda: any(t.id == offer.id for t in files.transfers()), within=60)
+    await files.accept(offer.id)
+    await receiver.until(lambda: _finished(files.find(offer.id)), within=180)
+    record = files.find(offer.id)
+    assert record.state is TransferState.COMPLETE, record.error
+    saved = await files.save_as(offer.id, folder / f"saved-{size}.bin")
+    assert saved.read_bytes() == source.read_bytes()
+
+
+def _finished(record: TransferRecord) -> bool:
+    return record.state in (TransferState.COMPLETE, TransferState.FAILED, TransferState.CANCELLED)
 
 
 def _stranger_session(target: PeerService) -> Session:
