@@ -613,10 +613,11 @@ class PeerService:
         onion = self.tor.address if self.tor is not None else None
         if self.config.tor_only:
             return [parse_address(onion)] if onion else []
-        found = self._direct_addresses()
+        found = list(dict.fromkeys(self._direct_addresses()))
         if onion:
-            found.append(parse_address(onion))
-        return list(dict.fromkeys(found))
+            # Last (direct routes are faster), but never cut off by the Hello's limit.
+            found = [*found[: wire.MAX_ADDRESSES - 1], parse_address(onion)]
+        return found
 
     def _direct_addresses(self) -> list[Address]:
         port = self.listen_port or 0
