@@ -83,8 +83,8 @@ def install(
     """Write the .desktop file and the icon; returns their paths."""
     if not supported(platform):
         raise DesktopEntryError(
-            f"desktop entries are a freedesktop.org (Linux, BSD) feature; on {platform or sys.platform} "
-            "start Chinwag with the `chinwag` command"
+            "desktop entries are a freedesktop.org (Linux, BSD) feature; on "
+            f"{platform or sys.platform} start Chinwag with the `chinwag` command"
         )
     desktop, icon = entry_paths(root)
     try:
