@@ -549,6 +549,7 @@ async def test_slow_dribble_handshake_is_cut_off(make_peer, caplog) -> None:
     finally:
         await close_writer(writer)
     assert closed, "the service kept reading the dribble to its end"
+
     # Which timer cut it off is in the log (no wall-clock threshold here).
     def messages() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.name.startswith("messenger")]
