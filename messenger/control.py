@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,7 @@ class ControlServer:
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a stale socket of a killed run; we hold the profile lock
-        if not self.unix:
+        if not self.unix or sys.platform == "win32":
             await self._start_tcp()
             return
         old_umask = os.umask(0o177)
@@ -145,6 +146,8 @@ def _target(path: Path) -> tuple[int, str] | None:
 async def _connect(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     target = _target(path)
     if target is None:
+        if sys.platform == "win32":  # no Unix socket can be there
+            raise ControlError(f"{path} is not a control file")
         return await asyncio.open_unix_connection(str(path), limit=MAX_REQUEST)
     port, token = target
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=MAX_REQUEST)
