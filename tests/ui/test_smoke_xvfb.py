@@ -20,6 +20,7 @@ from tests.ui.conftest import peer_config
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed"),
     pytest.mark.skipif(
         shutil.which("xwininfo") is None, reason="xwininfo (x11-utils) is not installed"

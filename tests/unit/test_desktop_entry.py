@@ -22,6 +22,7 @@ def _entry(path: Path) -> configparser.SectionProxy:
     return parser["Desktop Entry"]
 
 
+@pytest.mark.slow  # two processes that import Qt
 @pytest.mark.skipif(not desktop_entry.supported(), reason="freedesktop.org platforms only")
 def test_install_and_remove_under_a_temporary_xdg_data_home(tmp_path):
     env_home = tmp_path / "share"
