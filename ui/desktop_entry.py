@@ -50,12 +50,13 @@ def launcher() -> list[str]:
     that is one, else the one on PATH, else this interpreter with ``-m ui.app``. An absolute
     path, because a menu does not see the PATH a shell has (pipx puts scripts in ~/.local/bin,
     which many desktop sessions leave out)."""
-    started = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    # Absolute, not resolved: pipx's ~/.local/bin/chinwag link outlives the venv behind it.
+    started = Path(sys.argv[0]).absolute() if sys.argv and sys.argv[0] else None
     if started is not None and started.name == "chinwag" and started.is_file():
         return [str(started)]
     found = shutil.which("chinwag")
     if found:
-        return [str(Path(found).resolve())]
+        return [str(Path(found).absolute())]
     return [sys.executable, "-m", "ui.app"]
 
 
