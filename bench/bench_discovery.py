@@ -106,7 +106,7 @@ def _profile_with_contacts(root: Path, count: int) -> Path:
                     verified=False,
                     addresses=(),
                 )
-                await service._db(service.repo.add_contact, new, time.time())
+                await service.db.run(service.repo.add_contact, new, time.time())
         return path
 
     return asyncio.run(build())
@@ -129,7 +129,7 @@ def _forget_addresses(profile: Path) -> None:
         service = await PeerService.open(profile, None, config=ServiceConfig(network=False))
         async with service:
             for contact in await service.contacts():
-                await service._db(service.repo.set_addresses, contact.id, [])
+                await service.db.run(service.repo.set_addresses, contact.id, [])
 
     asyncio.run(forget())
 

@@ -200,7 +200,7 @@ async def sources(root: Path, path: Path, count: int) -> float:
             code, _ = await holder.create_invite()
             await receiver.accept_invite(code)
         first = holders[0]
-        await wait_for(lambda: receiver.contact_id in first._contact_keys, 20)
+        await wait_for(lambda: receiver.contact_id in first.contact_keys, 20)
         record = await first.files.send_file(receiver.contact_id, path)
         # The other holders get their copy straight from the first one's store (a copy
         # of the ciphertext and the same key): as if they had downloaded it before.
@@ -210,8 +210,8 @@ async def sources(root: Path, path: Path, count: int) -> float:
             shutil.copy(store_file, holder.files.store.path(bytes.fromhex(record.id)))
             held = first.files._files[bytes.fromhex(record.id)]
             holder.files._files[held.root] = type(held)(held.row, held.manifest, held.have)
-            await holder._db(holder.files._repo.save, held.row)
-            await wait_for(lambda h=holder: receiver.contact_id in h._contact_keys, 20)
+            await holder.db.run(holder.files._repo.save, held.row)
+            await wait_for(lambda h=holder: receiver.contact_id in h.contact_keys, 20)
             await holder.files.forward(record.id, receiver.contact_id)
         await wait_for(
             lambda: any(t.id == record.id and len(t.sources) == count

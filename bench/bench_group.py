@@ -149,7 +149,7 @@ async def catch_up_seconds(root: Path, count: int) -> float:
         await befriend(author, away)
         record = await author.groups.create_group("Catch-up", [away.contact_id])
         group_id = bytes.fromhex(record.id)
-        await wait_for(lambda: group_id in away.groups._groups)
+        await wait_for(lambda: away.groups.get(group_id) is not None)
         await away.aclose()
         for start in range(0, count, 500):  # concurrent sends share commits
             await asyncio.gather(

@@ -178,7 +178,7 @@ async def loopback_handshakes(count: int) -> tuple[float, list[float]]:
     # B must not dial A (which is closed below) more than it must: a long dial backoff.
     async with two_peers(dial_base=5.0, dial_cap=60.0) as pair:
         a, b = pair.a, pair.b
-        keys = a._contact_keys[pair.b_at_a]
+        keys = a.contact_keys.keys(pair.b_at_a)
         session_args: dict[str, object] = {
             "initiator": True,
             "static": a._static_keypair(),

@@ -1,46 +1,118 @@
-"""Chinwag's peer service: the public API front ends use. Never imports Qt."""
+"""Chinwag's peer service: the public API front ends use. Never imports Qt.
 
-from .events import (
-    ContactAdded,
-    ContactChanged,
-    MessageAdded,
-    MessageStatesChanged,
-    PresenceChanged,
-    ServiceEvent,
-    TypingChanged,
-)
-from .profile import (
-    KdfParams,
-    ProfileDir,
+Front ends (ui/, and anything else outside messenger/) import from here only, never from a
+module inside the package: everything they may use is re-exported below.
+"""
+
+# The service first: cli (below) and the modules it uses import PeerService from here.
+from .service import ConversationSummary, PeerService, ServiceConfig
+
+# isort: split
+from .backup import BackupError, BackupInfo, backup_profile, restore_backup
+from .errors import (
+    ChinwagError,
+    CliError,
+    ContactNotFound,
+    DatabaseCorrupt,
+    DatabaseDamaged,
+    DatabaseEmpty,
+    DatabaseTruncated,
+    FileError,
+    GroupError,
+    InviteFailed,
+    MessageTooLong,
+    PairingError,
     ProfileError,
     ProfileExists,
     ProfileLocked,
     ProfileMissing,
-    WrongPassphrase,
-    default_profile_dir,
-)
-from .records import ContactRecord, MessageRecord, MessageState
-from .service import (
-    ContactNotFound,
-    InviteFailed,
-    MessageTooLong,
-    PeerService,
-    ServiceConfig,
     ServiceError,
+    WrongPassphrase,
+)
+from .events import (
+    ContactAdded,
+    ContactChanged,
+    FileOfferRejected,
+    GroupChanged,
+    GroupDeleted,
+    GroupDeliveryChanged,
+    GroupJoinRequested,
+    GroupMessageAdded,
+    MessageAdded,
+    MessageStatesChanged,
+    PresenceChanged,
+    ServiceEvent,
+    TransferChanged,
+    TypingChanged,
+)
+from .files.manager import human_size
+from .files.names import sanitise
+from .identity import format_safety_number, safety_number_qr_payload, verify_safety_number_qr
+from .invite import (
+    Invite,
+    InviteError,
+    InviteMalformed,
+    decode_invite,
+    invite_qr,
+    parse_listen,
+    save_invite_qr,
+)
+from .profile import KdfParams, ProfileDir, default_profile_dir, restrict_umask
+from .records import (
+    ContactRecord,
+    GroupMemberRecord,
+    GroupMessageRecord,
+    GroupRecord,
+    MessageRecord,
+    MessageState,
+    TransferRecord,
+    TransferState,
 )
 
+# Seeding a profile's history directly (the screenshot demo writes a conversation that
+# never crossed a wire) and connection timing for ServiceConfig.
+from .storage.repository import IncomingMessage
+from .transport import Timing
+from .wire import MAX_BODY_BYTES
+
 __all__ = [
+    "MAX_BODY_BYTES",
+    "BackupError",
+    "BackupInfo",
+    "ChinwagError",
+    "CliError",
     "ContactAdded",
     "ContactChanged",
     "ContactNotFound",
     "ContactRecord",
+    "ConversationSummary",
+    "DatabaseCorrupt",
+    "DatabaseDamaged",
+    "DatabaseEmpty",
+    "DatabaseTruncated",
+    "FileError",
+    "FileOfferRejected",
+    "GroupChanged",
+    "GroupDeleted",
+    "GroupDeliveryChanged",
+    "GroupError",
+    "GroupJoinRequested",
+    "GroupMemberRecord",
+    "GroupMessageAdded",
+    "GroupMessageRecord",
+    "GroupRecord",
+    "IncomingMessage",
+    "Invite",
+    "InviteError",
     "InviteFailed",
+    "InviteMalformed",
     "KdfParams",
     "MessageAdded",
     "MessageRecord",
     "MessageState",
     "MessageStatesChanged",
     "MessageTooLong",
+    "PairingError",
     "PeerService",
     "PresenceChanged",
     "ProfileDir",
@@ -51,7 +123,23 @@ __all__ = [
     "ServiceConfig",
     "ServiceError",
     "ServiceEvent",
+    "Timing",
+    "TransferChanged",
+    "TransferRecord",
+    "TransferState",
     "TypingChanged",
     "WrongPassphrase",
+    "backup_profile",
+    "decode_invite",
     "default_profile_dir",
+    "format_safety_number",
+    "human_size",
+    "invite_qr",
+    "parse_listen",
+    "restore_backup",
+    "restrict_umask",
+    "safety_number_qr_payload",
+    "sanitise",
+    "save_invite_qr",
+    "verify_safety_number_qr",
 ]

@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import json
 import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import control
+from . import PeerService, ServiceConfig, control
 from .api import LocalApi
+from .errors import CliError, DatabaseDamaged, ProfileError, ProfileLocked, ServiceError
 from .events import (
     FileOfferRejected,
     GroupChanged,
@@ -35,23 +36,22 @@ from .events import (
     TransferChanged,
 )
 from .group_api import GROUP_ACTIONS
-from .invite import InviteError
+from .invite import InviteError, parse_listen
 from .nearby import PAIRING_TIMEOUT
-from .profile import KdfParams, ProfileDir, ProfileError
+from .profile import KdfParams, ProfileDir, restrict_umask
 from .records import TransferState
-from .service import PeerService, ServiceConfig, ServiceError
 
 log = logging.getLogger("chinwag.cli")
 
 READ_COMMANDS = {"whoami", "contacts", "history", "verify"}
 # Commands only a running peer can carry out (they need its LAN discovery).
 RUNNING_COMMANDS = {"nearby", "pair", "pairing", "lan"}
+# How long `run` and one-shot commands wait for another process to let go of the profile:
+# one-shot commands hold it for about a second, so a script that starts `run` and sends at
+# once does not lose the race.
+LOCK_WAIT = 10.0
 # Seconds a test may shorten the LAN token epoch to (docs/protocol.md §14).
 EPOCH_ENV = "CHINWAG_DISCOVERY_EPOCH"
-
-
-class CliError(Exception):
-    pass
 
 
 def _passphrase(profile: ProfileDir) -> str | None:
@@ -135,7 +135,14 @@ def _show_contacts(rows: list[dict[str, Any]]) -> None:
 
 def _show_send(r: dict[str, Any]) -> None:
     where = "sent" if r["online"] else "queued (delivered when you are both online)"
-    print(f"{where} to {r['contact']}: {r['id'][:8]}")
+    print(f"{where} to {r['contact']}: {short_msg_id(r['id'])}")
+
+
+def short_msg_id(msg_id: str) -> str:
+    """The part of a message id that tells messages apart: its first 12 hex digits are the
+    send time in milliseconds (shared by messages sent close together), the rest random.
+    --json prints the whole id."""
+    return msg_id[-8:]
 
 
 def _show_group(r: Any) -> None:
@@ -173,7 +180,7 @@ def _show_group(r: Any) -> None:
             print(f"  {dot} {m['name']}{' (admin)' if m['admin'] else ''}  {m['id'][:8]}")
         return
     if "body" in r:
-        print(f"sent to {r['group']}: {r['id'][:8]}")
+        print(f"sent to {r['group']}: {short_msg_id(r['id'])}")
         return
     print(json.dumps(r, indent=2, ensure_ascii=False))
 
@@ -255,20 +262,6 @@ def _show_file(r: Any) -> None:
 
 def _show_remove(r: dict[str, Any]) -> None:
     print(f"{r['name']} ({r['removed'][:8]}) and your conversation are deleted.")
-
-
-def parse_listen(text: str) -> tuple[str, int | None]:
-    """HOST, HOST:PORT, [V6]:PORT or :PORT; port 0 or none means the remembered/free one."""
-    host, sep, port_text = text.rpartition(":")
-    if not sep or (host.count(":") and not host.startswith("[")):
-        host, port_text = text, ""  # a bare host (or a bare IPv6 address)
-    host = host.strip("[]")
-    if port_text and not port_text.isdigit():
-        raise CliError(f"--listen {text!r}: the port must be a number")
-    port = int(port_text) if port_text else 0
-    if port > 65535:
-        raise CliError(f"--listen {text!r}: port out of range")
-    return host, port or None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -366,6 +359,25 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--max-size", type=int, help="bytes; bigger offers are refused")
     f.add_argument("--auto-accept-images", type=int, help="bytes; smaller images download unasked")
     f.add_argument("--rate-limit", type=int, help="bytes per second per download (0: no limit)")
+    command(
+        "doctor",
+        "check the whole profile: file permissions, the key, every page and index of the "
+        "database (read-only; works while `run` is running)",
+        json_flag=True,
+    )
+    p = command(
+        "backup",
+        "write the whole profile to FILE, encrypted under your passphrase (or a backup "
+        "passphrase if the profile has none); safe while `run` is running",
+        json_flag=True,
+    )
+    p.add_argument("file", type=Path)
+    p = command(
+        "restore",
+        "restore a backup FILE into the --profile folder, which must not hold a profile",
+        json_flag=True,
+    )
+    p.add_argument("file", type=Path)
     p = command("run", "run the peer service until SIGINT/SIGTERM")
     p.add_argument("--listen", help="HOST:PORT to listen on (default all interfaces)")
     p.add_argument("--address", action="append", default=[], help="extra HOST:PORT to announce")
@@ -432,34 +444,61 @@ async def _run_command(profile: ProfileDir, args: argparse.Namespace) -> Any:
     cmd_args = _command_args(args)
     if args.command == "remove" and not args.yes:
         await _confirm_remove(args)
-    # A running peer owns the profile: ask it.
-    if profile.control_socket.exists():
+    # Twice: a `run` may take the profile while we wait for it; then we ask that peer.
+    for _ in range(2):
+        # A running peer owns the profile: ask it.
+        if profile.control_socket.exists():
+            try:
+                return await _ask_running_peer(profile, args, cmd_args)
+            except (ConnectionRefusedError, FileNotFoundError):
+                pass  # a stale socket of a killed run
+            except control.ControlError:
+                raise  # main() prints it, with the peer's exit status (a damaged database)
+        if args.command in RUNNING_COMMANDS:
+            raise CliError(
+                f"`{args.command}` needs the running peer: start `chinwag-cli run` first"
+            )
         try:
-            if args.command == "pair":
-                return await _pair(profile, args, cmd_args)
-            wait = PAIRING_TIMEOUT + 10 if args.command == "pairing" else 60.0
-            result = await control.call(profile.control_socket, args.command, cmd_args, wait)
+            service = await PeerService.open(
+                profile.path,
+                _passphrase(profile),
+                config=ServiceConfig(network=args.command == "accept"),
+                purpose=f"chinwag-cli {args.command}",
+                lock_wait=LOCK_WAIT,
+                on_lock_wait=_say_waiting,
+                give_up_waiting=lambda: control.answers(profile.control_socket),
+            )
+        except ProfileLocked:
+            if control.answers(profile.control_socket):
+                continue
+            raise
+        async with service:
+            result = await LocalApi(service).call(args.command, cmd_args)
             if args.command == "verify":
-                result = await _confirm_verify(result, args, profile, remote=True)
-            return result
-        except (ConnectionRefusedError, FileNotFoundError):
-            pass  # a stale socket of a killed run
-        except control.ControlError as exc:
-            raise CliError(str(exc)) from exc
-    if args.command in RUNNING_COMMANDS:
-        raise CliError(f"`{args.command}` needs the running peer: start `chinwag-cli run` first")
-    network = args.command == "accept"
-    service = await PeerService.open(
-        profile.path,
-        _passphrase(profile),
-        config=ServiceConfig(network=network),
-        purpose=f"chinwag-cli {args.command}",
-    )
-    async with service:
-        result = await LocalApi(service).call(args.command, cmd_args)
-        if args.command == "verify":
-            result = await _confirm_verify(result, args, profile, remote=False, service=service)
+                result = await _confirm_verify(result, args, profile, remote=False, service=service)
+        return result
+    raise CliError("the profile changed hands twice while this command waited; try again")
+
+
+async def _ask_running_peer(
+    profile: ProfileDir, args: argparse.Namespace, cmd_args: dict[str, Any]
+) -> Any:
+    if args.command == "pair":
+        return await _pair(profile, args, cmd_args)
+    wait = PAIRING_TIMEOUT + 10 if args.command == "pairing" else 60.0
+    result = await control.call(profile.control_socket, args.command, cmd_args, wait)
+    if args.command == "verify":
+        result = await _confirm_verify(result, args, profile, remote=True)
     return result
+
+
+def _say_waiting(holder: str) -> None:
+    print(
+        f"chinwag-cli: the profile is in use ({holder}); waiting up to {LOCK_WAIT:.0f} s "
+        "for it to finish",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 async def _confirm_remove(args: argparse.Namespace) -> None:
@@ -553,7 +592,12 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
         listen_host=host, listen_port=port, extra_addresses=tuple(args.address), **lan
     )
     service = await PeerService.open(
-        profile.path, _passphrase(profile), config=config, purpose="chinwag-cli run"
+        profile.path,
+        _passphrase(profile),
+        config=config,
+        purpose="chinwag-cli run",
+        lock_wait=LOCK_WAIT,
+        on_lock_wait=_say_waiting,
     )
     server = control.ControlServer(LocalApi(service), profile.control_socket)
     names = {c.id: c.display_name for c in await service.contacts()}
@@ -632,7 +676,110 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(profile: ProfileDir, args: argparse.Namespace) -> int:
+    """The full check on demand (the start-up one is cheap, see storage/database.py)."""
+    from .storage.database import check_database
+
+    profile.read_meta()  # ProfileMissing with what to do
+    report: dict[str, Any] = {"profile": str(profile.path), "permissions_fixed": profile.secure()}
+    key, trusted = profile.unlock_key(_passphrase(profile))
+    size = profile.db_path.stat().st_size
+    report |= {"size": size, "pages": size // 4096}
+    if not args.json:
+        print(f"checking {size / 1048576:.0f} MiB: every page's HMAC, then every b-tree ...")
+    started = time.monotonic()
+    code = 0
+    try:
+        check_database(profile.db_path, key, key_trusted=trusted, full=True)
+        report["database"] = "ok"
+    except DatabaseDamaged as exc:
+        report["database"] = str(exc)
+        code = exc.exit_code
+    report["seconds"] = round(time.monotonic() - started, 2)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for fixed in report["permissions_fixed"]:
+            print(f"fixed: {fixed}")
+        verdict = "no problem found" if code == 0 else report["database"]
+        print(f"{profile.db_path}: {verdict} ({report['seconds']} s)")
+    return code
+
+
+BACKUP_PASSPHRASE_ENV = "CHINWAG_BACKUP_PASSPHRASE"  # noqa: S105  (a name, not a secret)
+
+
+def _backup_passphrase(profile: ProfileDir, *, new: bool) -> str:
+    """A passphrase profile's backup uses its passphrase; otherwise a backup passphrase
+    (CHINWAG_BACKUP_PASSPHRASE, or asked twice on a terminal)."""
+    env = os.environ.get(BACKUP_PASSPHRASE_ENV)
+    if env:
+        return env
+    if not new or profile.needs_passphrase():
+        given = os.environ.get("CHINWAG_PASSPHRASE")
+        if given:
+            return given
+    if not sys.stdin.isatty():
+        raise CliError(f"set {BACKUP_PASSPHRASE_ENV} (or use a terminal) to give the passphrase")
+    if not new:
+        return getpass.getpass("Backup passphrase: ")
+    if profile.needs_passphrase():
+        return getpass.getpass("Passphrase (the backup is encrypted under it): ")
+    print("This profile has no passphrase. Choose one for the backup; it is needed to restore.")
+    first = getpass.getpass("Backup passphrase: ")
+    if not first or getpass.getpass("Again: ") != first:
+        raise CliError("the two passphrases differ (or are empty); no backup was written")
+    return first
+
+
+def _backup(profile: ProfileDir, args: argparse.Namespace) -> dict[str, Any]:
+    from .backup import backup_profile
+
+    out = args.file.expanduser().resolve()
+    info = backup_profile(profile.path, out, _backup_passphrase(profile, new=True))
+    return {"file": str(info.path), "size": info.size, "attachments": info.attachments}
+
+
+def _restore(profile: ProfileDir, args: argparse.Namespace) -> dict[str, Any]:
+    from .backup import restore_backup
+
+    source = args.file.expanduser().resolve()
+    info, warnings = restore_backup(source, profile.path, _backup_passphrase(profile, new=False))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    protected = "the backup's passphrase" if info.key_source == "passphrase" else "no passphrase"
+    return {
+        "profile": str(profile.path),
+        "attachments": info.attachments,
+        "protected_by": protected,
+    }
+
+
+def _show_backup(r: dict[str, Any]) -> None:
+    print(f"backup written to {r['file']} ({r['size']} bytes, {r['attachments']} attachments)")
+
+
+def _show_restore(r: dict[str, Any]) -> None:
+    print(f"restored into {r['profile']} ({r['attachments']} attachments); protected by ", end="")
+    print(r["protected_by"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The console script's entry point (so everything a user runs passes through here)."""
+    restrict_umask()  # every file Chinwag writes is the user's only
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return code
+    except BrokenPipeError:
+        # The reader went away (`chinwag-cli history X | head`): stop quietly, as a C tool
+        # killed by SIGPIPE would. Point stdout at devnull so the exit-time flush is silent.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE (13)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -643,11 +790,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return asyncio.run(_run(profile, args))
+        if args.command == "doctor":
+            return _doctor(profile, args)
+        if args.command in ("backup", "restore"):
+            _print((_backup if args.command == "backup" else _restore)(profile, args), args)
+            return 0
         _print(asyncio.run(_run_command(profile, args)), args)
         return 0
     except (CliError, ProfileError, ServiceError, InviteError, control.ControlError) as exc:
         print(f"chinwag-cli: {exc}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_code", 1)  # a damaged database has its own (docs)
     except KeyboardInterrupt:
         return 130
 
@@ -659,5 +811,4 @@ def _default_dir() -> Path:
 
 
 if __name__ == "__main__":
-    with contextlib.suppress(BrokenPipeError):
-        sys.exit(main())
+    sys.exit(main())

@@ -18,12 +18,14 @@ import json
 import logging
 import os
 import secrets
+import socket
 import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 from .api import LocalApi
+from .errors import ChinwagError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ MAX_REQUEST = 1024 * 1024
 
 
 class ControlError(Exception):
-    pass
+    exit_code = 1  # the running peer's, for an error that has its own (a damaged database)
 
 
 def unix_sockets() -> bool:
@@ -81,7 +83,8 @@ class ControlServer:
         except (TimeoutError, ConnectionError, ValueError):
             first = b""
         if not hmac.compare_digest(first.strip(), self._token.encode()):
-            log.warning("control connection without the right token refused")
+            if first:  # a bare connect and close is `answers()` probing: nothing to say
+                log.warning("control connection without the right token refused")
             writer.close()
             return
         await self._handle(reader, writer)
@@ -121,14 +124,36 @@ class ControlServer:
         except Exception as exc:
             if not _is_user_error(exc):
                 log.exception("control command %s failed", command)
-            return {"ok": False, "error": str(exc) or type(exc).__name__}
+            answer: dict[str, Any] = {"ok": False, "error": str(exc) or type(exc).__name__}
+            if isinstance(getattr(exc, "exit_code", None), int):
+                answer["exit_code"] = exc.exit_code  # type: ignore[attr-defined]
+            return answer
 
 
 def _is_user_error(exc: Exception) -> bool:
-    from .profile import ProfileError
-    from .service import ServiceError
+    return isinstance(exc, ChinwagError)
 
-    return isinstance(exc, ServiceError | ProfileError)
+
+def answers(path: Path) -> bool:
+    """Whether a running peer accepts connections at `path` now (not a stale socket or
+    control file)."""
+    try:
+        target = _target(path)
+    except (OSError, ControlError):
+        return False
+    address: str | tuple[str, int]
+    if target is not None:
+        family, address = socket.AF_INET, ("127.0.0.1", target[0])
+    elif sys.platform != "win32":
+        family, address = socket.AF_UNIX, str(path)
+    else:
+        return False
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(address)
+        except OSError:
+            return False
+    return True
 
 
 def _target(path: Path) -> tuple[int, str] | None:
@@ -170,5 +195,8 @@ async def call(path: Path, command: str, args: dict[str, Any], wait: float = 60.
         raise ControlError("the running peer closed the control connection")
     answer = json.loads(line)
     if not answer.get("ok"):
-        raise ControlError(answer.get("error", "unknown error"))
+        error = ControlError(answer.get("error", "unknown error"))
+        if isinstance(answer.get("exit_code"), int):
+            error.exit_code = answer["exit_code"]
+        raise error
     return answer.get("result")

@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_TYPE: Final = "_chinwag._tcp.local."
 TOKEN_LEN: Final = 16
+SALT_LEN: Final = 8  # random bytes beside each token (§14.2)
 DEFAULT_EPOCH_SECONDS: Final = 600.0
 # TTL of every record we publish. RFC 6762 suggests 75 minutes for PTR/TXT; we use two
 # minutes for all, so a peer that vanished without a goodbye leaves the Nearby lists and
@@ -62,10 +63,11 @@ MAX_ENTRIES: Final = 512  # services remembered at once
 MAX_PER_CONTACT: Final = 4  # services remembered per contact (a replayed token cannot add more)
 MAX_NEARBY: Final = 32  # people in the Nearby list (visible strangers remembered at once)
 MAX_ADDRESSES: Final = 4  # addresses kept per service
+MAX_KNOWN_TOKENS: Final = 4096  # (token, salt) -> contact results cached per epoch
 
 _TYPE_SRV: Final = 33
 _CLASS_IN: Final = 1
-_TOKEN_PERSON: Final = b"chinwag-tok-v1"
+_TOKEN_PERSON: Final = b"chinwag-tok-v2"
 _NEARBY_ID_PERSON: Final = b"chinwag-nearby"
 _RAW: Final = nacl.encoding.RawEncoder
 
@@ -77,12 +79,18 @@ def epoch_of(now: float, epoch_seconds: float) -> int:
     return int(now // epoch_seconds)
 
 
-def advert_token(key: bytes, epoch: int) -> bytes:
-    """``BLAKE2b-16(u64 epoch; key = advertising key, person = "chinwag-tok-v1")``."""
+def advert_token(key: bytes, epoch: int, salt: bytes) -> bytes:
+    """``BLAKE2b-16(u64 epoch || salt; key = advertising key, person = "chinwag-tok-v2")``.
+
+    The salt is drawn afresh for every announcement and sent beside the token, so two
+    announcements in the same epoch (a restart, a network change) cannot be linked by
+    anyone who lacks the key; the epoch still limits how long a replayed token works."""
     if len(key) != 32:
         raise ValueError("an advertising key is 32 bytes")
+    if len(salt) != SALT_LEN:
+        raise ValueError(f"a token salt is {SALT_LEN} bytes")
     return nacl.hash.blake2b(
-        (epoch % (1 << 64)).to_bytes(8, "big"),
+        (epoch % (1 << 64)).to_bytes(8, "big") + salt,
         digest_size=TOKEN_LEN,
         key=key,
         person=_TOKEN_PERSON,
@@ -100,29 +108,39 @@ class TokenBook:
         self.epoch_seconds = epoch_seconds
         self._keys: dict[str, bytes] = {}
         self._epoch: int | None = None
-        self._index: dict[bytes, str] = {}
+        # Every token is salted, so there is no table of expected tokens: each (token,
+        # salt) is tried against every key, once per epoch and key set (then cached).
+        self._known: dict[tuple[bytes, bytes], str | None] = {}
 
     def set_keys(self, keys: Mapping[str, bytes]) -> None:
         self._keys = {cid: key for cid, key in keys.items() if len(key) == 32}
-        self._epoch = None
+        self._known.clear()
 
     def set_key(self, contact_id: str, key: bytes | None) -> None:
         if key is None:
             self._keys.pop(contact_id, None)
         elif len(key) == 32:
             self._keys[contact_id] = key
-        self._epoch = None
+        self._known.clear()
 
-    def match(self, token: bytes, now: float) -> str | None:
+    def match(self, token: bytes, salt: bytes, now: float) -> str | None:
+        if len(salt) != SALT_LEN:
+            return None
         epoch = epoch_of(now, self.epoch_seconds)
         if epoch != self._epoch:
-            self._index = {
-                advert_token(key, e): cid
-                for cid, key in self._keys.items()
-                for e in (epoch - 1, epoch, epoch + 1)
-            }
+            self._known.clear()
             self._epoch = epoch
-        return self._index.get(token)
+        if (token, salt) in self._known:
+            return self._known[(token, salt)]
+        found = None
+        for cid, key in self._keys.items():
+            if any(advert_token(key, e, salt) == token for e in (epoch - 1, epoch, epoch + 1)):
+                found = cid
+                break
+        if len(self._known) >= MAX_KNOWN_TOKENS:
+            self._known.clear()  # bounded: a flood of fake tokens cannot grow it
+        self._known[(token, salt)] = found
+        return found
 
 
 # --------------------------------------------------------------------------- TXT records
@@ -136,6 +154,7 @@ class Advert:
     token: bytes
     name: str | None = None
     open_group: str | None = None  # a group the visible peer lets people ask to join
+    salt: bytes = bytes(SALT_LEN)  # what the token was computed with (§14.2)
 
 
 def clean_name(name: str) -> str:
@@ -151,10 +170,17 @@ def _fit_name(name: str, limit: int = MAX_NAME_BYTES) -> bytes:
 
 
 def encode_txt(advert: Advert) -> bytes:
-    """The TXT record's RDATA: length-prefixed ``key=value`` strings, ``v`` and ``t`` first."""
+    """The TXT record's RDATA: length-prefixed ``key=value`` strings, ``v``, ``t``, ``s``
+    first."""
     if len(advert.token) != TOKEN_LEN:
         raise ValueError(f"a token is {TOKEN_LEN} bytes")
-    items = [b"v=%d" % advert.version, b"t=" + advert.token.hex().encode("ascii")]
+    if len(advert.salt) != SALT_LEN:
+        raise ValueError(f"a token salt is {SALT_LEN} bytes")
+    items = [
+        b"v=%d" % advert.version,
+        b"t=" + advert.token.hex().encode("ascii"),
+        b"s=" + advert.salt.hex().encode("ascii"),
+    ]
     if advert.name:
         name = _fit_name(advert.name)
         if name:
@@ -194,12 +220,19 @@ def parse_txt(raw: object) -> Advert | None:
     if fields.get(b"v") != str(wire.PROTOCOL_VERSION).encode("ascii"):
         return None
     token_hex = fields.get(b"t", b"")
-    if len(token_hex) != 2 * TOKEN_LEN or not all(c in b"0123456789abcdef" for c in token_hex):
+    salt_hex = fields.get(b"s", b"")
+    if not (_is_hex(token_hex, TOKEN_LEN) and _is_hex(salt_hex, SALT_LEN)):
         return None
     name = _text_field(fields, b"n")
     # An open group only means something from a visible peer (a name to ask).
     group = _text_field(fields, b"o") if name else None
-    return Advert(wire.PROTOCOL_VERSION, bytes.fromhex(token_hex.decode("ascii")), name, group)
+    token, salt = bytes.fromhex(token_hex.decode("ascii")), bytes.fromhex(salt_hex.decode("ascii"))
+    return Advert(wire.PROTOCOL_VERSION, token, name, group, salt)
+
+
+def _is_hex(value: bytes, size: int) -> bool:
+    """`size` bytes as lowercase hex digits."""
+    return len(value) == 2 * size and all(c in b"0123456789abcdef" for c in value)
 
 
 def _text_field(fields: dict[bytes, bytes], key: bytes) -> str | None:
@@ -323,7 +356,7 @@ class LanDirectory:
         if advert is None or not addresses:
             self.stats.ignored += 1
             return self.remove(key)
-        contact_id = self.tokens.match(advert.token, now)
+        contact_id = self.tokens.match(advert.token, advert.salt, now)
         if contact_id is None and (
             advert.name is None
             or (key not in self._entries and self._strangers() >= self.max_nearby)
@@ -368,7 +401,7 @@ class LanDirectory:
         before = self._snapshot()
         seen: list[str] = []
         for key, entry in list(self._entries.items()):
-            contact_id = self.tokens.match(entry.advert.token, now)
+            contact_id = self.tokens.match(entry.advert.token, entry.advert.salt, now)
             if contact_id == entry.contact_id:
                 continue
             if contact_id is None and entry.advert.name is None:
@@ -378,7 +411,7 @@ class LanDirectory:
             if contact_id is not None:
                 seen.append(contact_id)
         for key, entry in list(self._unmatched.items()):
-            contact_id = self.tokens.match(entry.advert.token, now)
+            contact_id = self.tokens.match(entry.advert.token, entry.advert.salt, now)
             if contact_id is not None:
                 entry.contact_id = contact_id
                 self._entries[key] = self._unmatched.pop(key)
@@ -595,6 +628,10 @@ class DiscoveryListener(Protocol):
 
     def lan_network_changed(self, addresses: tuple[str, ...]) -> None: ...
 
+    async def lan_port_for_new_network(self) -> int:
+        """The port to announce on a new network (the service may move to a fresh one)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class DiscoverySettings:
@@ -728,11 +765,12 @@ class Discovery:
     # -- the advert
 
     def current_advert(self) -> Advert:
+        """What we announce now, under a fresh salt: no two announcements share a token."""
         epoch = epoch_of(self._clock(), self.settings.epoch_seconds)
         group = self._open_group if self._visible_name else None
-        return Advert(
-            wire.PROTOCOL_VERSION, advert_token(self._own_key, epoch), self._visible_name, group
-        )
+        salt = secrets.token_bytes(SALT_LEN)
+        token = advert_token(self._own_key, epoch, salt)
+        return Advert(wire.PROTOCOL_VERSION, token, self._visible_name, group, salt)
 
     # -- supervisor
 
@@ -753,6 +791,9 @@ class Discovery:
             self._network_dirty.clear()
             snapshot = network_snapshot(self.settings.only_address)
             self.snapshot = snapshot
+            if not first:
+                # New names on a new network, and a new port, so nothing links the two.
+                self._port = await self._listener.lan_port_for_new_network()
             if snapshot:
                 try:
                     await self._start_zeroconf(snapshot)

@@ -8,12 +8,11 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .files.manager import FileError
-from .groups import GroupError
+from .errors import FileError, GroupError, ServiceError
 from .records import GroupMessageRecord, GroupRecord
 
 if TYPE_CHECKING:
-    from .service import PeerService
+    from . import PeerService
 
 GROUP_ACTIONS = (
     "list",
@@ -85,8 +84,6 @@ class GroupCommands:
         text: str | None = None,
         limit: int = 50,
     ) -> Any:
-        from .service import ServiceError
-
         try:
             return await self._group(action, group, names or [], text, limit)
         except GroupError as exc:
@@ -95,8 +92,6 @@ class GroupCommands:
     async def _group(
         self, action: str, group: str | None, names: list[str], text: str | None, limit: int
     ) -> Any:
-        from .service import ServiceError
-
         groups = self.service.groups
         if action == "list":
             return [group_json(g) for g in await groups.groups()]
@@ -186,8 +181,6 @@ class GroupCommands:
 
     def _group_id(self, query: str) -> bytes:
         """A group by name or id prefix, for commands outside `group` (file forward #GROUP)."""
-        from .service import ServiceError
-
         try:
             return self.service.groups.resolve(query)
         except GroupError as exc:
@@ -195,8 +188,6 @@ class GroupCommands:
 
     async def _member(self, group_id: bytes, query: str) -> str:
         """A member by name (case-insensitive) or id prefix; members need not be contacts."""
-        from .service import ServiceError
-
         record = await self.service.groups.group(group_id)
         q = query.strip().casefold()
         found = [m for m in record.members if m.name.casefold() == q] or [

@@ -16,7 +16,7 @@ import dataclasses
 import enum
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -28,6 +28,9 @@ import nacl.signing
 import nacl.utils
 
 from . import wire
+from .core.batch import Batcher
+from .core.text import check_text, safe_name
+from .errors import GroupError
 from .events import (
     GroupChanged,
     GroupDeleted,
@@ -35,7 +38,7 @@ from .events import (
     GroupJoinRequested,
     GroupMessageAdded,
 )
-from .identity import Identity, IdentityError, verify_static_certificate
+from .identity import Identity, IdentityError, conversation_id, verify_static_certificate
 from .identity import contact_id as make_contact_id
 from .records import GroupMemberRecord, GroupMessageRecord, GroupRecord
 from .storage.group_repository import GroupRepository, NewGroupMessage, StoredGroupMessage
@@ -43,7 +46,8 @@ from .storage.repository import ContactKeys, NewContact
 from .transport import Connection
 
 if TYPE_CHECKING:
-    from .service import GroupCommitter, PeerService
+    from .core.ports import Clock, ContactKeyring, Db, Emit, LanKeys, LinkRegistry, Me, Tasks
+    from .storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +69,6 @@ MAX_JOIN_REQUESTS: Final = 64
 MAX_COUNTER: Final = 1 << 62
 
 _RAW = nacl.encoding.RawEncoder
-
-
-class GroupError(Exception):
-    """A group request that cannot be carried out; the message is for the user."""
 
 
 class GroupState(enum.IntEnum):
@@ -267,11 +267,16 @@ class Group:
             if m.epoch < member.joined_epoch:
                 return f"epoch {m.epoch} is before the author joined ({member.joined_epoch})"
         else:
-            cutoff = self.removed_cutoff(m.author)
-            if cutoff is None:
+            removal = next((r for r in self.roster.removed if r.ed25519_public == m.author), None)
+            if removal is None:
                 return "the author is not a member"
-            if m.seq > cutoff:
-                return f"the author was removed after its message {cutoff}"
+            if m.seq > removal.last_seq:
+                return f"the author was removed after its message {removal.last_seq}"
+            # An unused seq <= last_seq is not enough: nothing signed after the removal.
+            if removal.epoch is not None and m.epoch >= removal.epoch:
+                return f"signed at epoch {m.epoch}, when the author was removed ({removal.epoch})"
+            if removal.lamport is not None and m.lamport > removal.lamport:
+                return f"Lamport time {m.lamport} is after the author's removal ({removal.lamport})"
         if not verify(MESSAGE_CONTEXT, m, m.author):
             return "bad signature"
         return None
@@ -287,15 +292,41 @@ class _Arrival:
 
 
 class GroupManager:
-    """Groups on top of a PeerService. Constructed by the service; hooks: `load`,
-    `on_message`, `on_adopted`, `aclose`."""
+    """Groups over the contacts' sessions. Built and wired by PeerService; its hooks:
+    `load`, `on_message`, `on_adopted`, `announce`, `aclose`."""
 
-    def __init__(self, service: PeerService) -> None:
-        self._service = service
-        self.repo = GroupRepository(service.repo)
+    def __init__(
+        self,
+        *,
+        me: Me,
+        db: Db,
+        repo: Repository,
+        emit: Emit,
+        tasks: Tasks,
+        clock: Clock,
+        links: LinkRegistry,
+        contacts: ContactKeyring,
+        lan: LanKeys,
+        remove_contact: Callable[[str], Awaitable[None]],
+        on_offers: Callable[[list[StoredGroupMessage]], Awaitable[None]],
+        batch_max: int,
+    ) -> None:
+        self._me_port = me
+        self._db = db
+        self._settings = repo  # settings and contact rows
+        self.repo = GroupRepository(repo)
+        self._emit = emit
+        self._tasks = tasks
+        self._clock = clock
+        self._links = links
+        self._contacts = contacts
+        self._lan = lan
+        self._remove_contact = remove_contact
+        self._on_offers = on_offers
+        self._batch_max = batch_max
         self._groups: dict[bytes, Group] = {}
         self._group_only: set[str] = set()
-        self._committer: GroupCommitter[_Arrival, StoredGroupMessage | None] | None = None
+        self._committer: Batcher[_Arrival, StoredGroupMessage | None] | None = None
         self.rejected = 0  # messages and rosters refused (hostile or stale): for tests, logs
         self._open: list[bytes] = []  # groups announced as open to join, in order
         self._join_requests: dict[tuple[bytes, str], str] = {}  # (group, contact) -> name
@@ -305,24 +336,21 @@ class GroupManager:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def load(self) -> None:
-        from .service import GroupCommitter
-
-        s = self._service
-        for row in await s._db(self.repo.groups):
+        for row in await self._db.run(self.repo.groups):
             roster = wire.decode_message(row.roster)
             assert isinstance(roster, wire.GroupRoster)
             group = Group(roster, row.roster_hash, GroupState(row.state), row.lamport, row.next_seq)
             group.names = {m.ed25519_public: m.display_name for m in roster.members}
             if group.state is not GroupState.DELETED:
-                group.marks = Marks.from_seqs(await s._db(self.repo.author_seqs, row.id))
+                group.marks = Marks.from_seqs(await self._db.run(self.repo.author_seqs, row.id))
             self._groups[row.id] = group
-        for group_id, marks in (await s._db(self.repo.delivery_marks)).items():
+        for group_id, marks in (await self._db.run(self.repo.delivery_marks)).items():
             if group_id in self._groups:
                 self._groups[group_id].delivery = marks
-        self._group_only = await s._db(self.repo.group_only_ids)
-        opened = await s._db(s.repo.get_setting, SETTING_OPEN_GROUPS, [])
+        self._group_only = await self._db.run(self.repo.group_only_ids)
+        opened = await self._db.run(self._settings.get_setting, SETTING_OPEN_GROUPS, [])
         self._open = [bytes.fromhex(g) for g in opened if bytes.fromhex(g) in self._groups]
-        self._committer = GroupCommitter(self._store, s.config.batch_max, "chinwag-group-messages")
+        self._committer = Batcher(self._store, self._batch_max, "chinwag-group-messages")
 
     async def aclose(self) -> None:
         if self._committer is not None:
@@ -330,13 +358,13 @@ class GroupManager:
         dirty, self._delivery_dirty = self._delivery_dirty, {}
         if dirty:  # the delayed write was cancelled with the service's tasks
             marks = [(g, m, s) for (g, m), s in dirty.items()]
-            await self._service._db(self.repo.set_delivery_marks, marks)
+            await self._db.run(self.repo.set_delivery_marks, marks)
 
     # -- helpers --------------------------------------------------------------------------
 
     @property
     def _me(self) -> bytes:
-        return self._service.identity.ed25519_public
+        return self._me_port.identity.ed25519_public
 
     def _group(self, group_id: bytes) -> Group:
         group = self._groups.get(group_id)
@@ -357,17 +385,14 @@ class GroupManager:
         return group
 
     def _live(self, key: bytes) -> Connection | None:
-        conn = self._service._live.get(make_contact_id(key))
-        if conn is None or conn.closed.is_set() or not conn.session.established:
-            return None
-        return conn
+        return self._links.ready(make_contact_id(key))
 
     def _peer_key(self, conn: Connection) -> bytes | None:
-        keys = self._service._contact_keys.get(conn.contact_id or "")
+        keys = self._contacts.keys(conn.contact_id or "")
         return keys.ed25519_public if keys else None
 
     def _now_ms(self) -> int:
-        return int(self._service._clock() * 1000)
+        return int(self._clock() * 1000)
 
     def is_group_only(self, contact_id: str) -> bool:
         return contact_id in self._group_only
@@ -375,15 +400,14 @@ class GroupManager:
     # -- records --------------------------------------------------------------------------
 
     def record(self, group: Group, unread: int = 0) -> GroupRecord:
-        s = self._service
         admins = set(group.roster.admins)
         members = tuple(
             GroupMemberRecord(
                 contact_id=make_contact_id(m.ed25519_public),
-                name=s.display_name if m.ed25519_public == self._me else m.display_name,
+                name=self._me_port.display_name if m.ed25519_public == self._me else m.display_name,
                 admin=m.ed25519_public in admins,
                 online=m.ed25519_public == self._me
-                or s.is_online(make_contact_id(m.ed25519_public)),
+                or self._links.is_online(make_contact_id(m.ed25519_public)),
                 is_me=m.ed25519_public == self._me,
             )
             for m in group.roster.members
@@ -402,7 +426,7 @@ class GroupManager:
         others = [k.ed25519_public for k in group.roster.members if k.ed25519_public != self._me]
         delivered = sum(1 for k in others if group.delivery.get(k, 0) >= m.seq) if m.outgoing else 0
         name = (
-            self._service.display_name
+            self._me_port.display_name
             if m.author == self._me
             else group.names.get(m.author, "former member")
         )
@@ -425,12 +449,12 @@ class GroupManager:
         )
 
     def _changed(self, group: Group) -> None:
-        self._service._emit(GroupChanged(self.record(group)))
+        self._emit(GroupChanged(self.record(group)))
 
     # -- public API -----------------------------------------------------------------------
 
     async def groups(self) -> list[GroupRecord]:
-        unread = await self._service._db(self.repo.unread_counts)
+        unread = await self._db.run(self.repo.unread_counts)
         return [
             self.record(g, unread.get(gid, 0))
             for gid, g in self._groups.items()
@@ -438,7 +462,7 @@ class GroupManager:
         ]
 
     async def group(self, group_id: bytes) -> GroupRecord:
-        unread = await self._service._db(self.repo.unread_counts)
+        unread = await self._db.run(self.repo.unread_counts)
         return self.record(self._group(group_id), unread.get(group_id, 0))
 
     def resolve(self, query: str) -> bytes:
@@ -470,7 +494,7 @@ class GroupManager:
             removed=(),
             signature=NO_SIGNATURE,
         )
-        group = await self._publish(sign_roster(self._service.identity, roster), previous=None)
+        group = await self._publish(sign_roster(self._me_port.identity, roster), previous=None)
         return self.record(group)
 
     async def add_members(self, group_id: bytes, member_ids: Sequence[str]) -> GroupRecord:
@@ -508,7 +532,10 @@ class GroupManager:
         # What we hold of each removed member stays valid; anything later is refused.
         removed = (
             *group.roster.removed,
-            *(wire.GroupRemoved(k, group.marks.highest(k)) for k in sorted(keys)),
+            *(
+                wire.GroupRemoved(k, group.marks.highest(k), group.epoch + 1, group.lamport)
+                for k in sorted(keys)
+            ),
         )[-wire.MAX_GROUP_REMOVED :]
         return await self._update(group, members=members, admins=admins, removed=removed)
 
@@ -532,7 +559,7 @@ class GroupManager:
                 await self._remove(group, {self._me})
         else:
             leave = sign_leave(
-                self._service.identity,
+                self._me_port.identity,
                 wire.GroupLeave(group.id, self._me, group.epoch, NO_SIGNATURE),
             )
             for m in group.roster.members:
@@ -540,7 +567,7 @@ class GroupManager:
                 if conn is not None:
                     conn.send(leave)
         group.state = GroupState.LEFT
-        await self._service._db(self.repo.set_state, group.id, int(group.state))
+        await self._db.run(self.repo.set_state, group.id, int(group.state))
         self._changed(group)
         await self._forget_unneeded_contacts()
         return self.record(group)
@@ -552,8 +579,8 @@ class GroupManager:
             await self.leave(group_id)
         group.state = GroupState.DELETED
         group.marks = Marks()
-        await self._service._db(self.repo.forget_group, group.id, int(group.state))
-        self._service._emit(GroupDeleted(group.id.hex()))
+        await self._db.run(self.repo.forget_group, group.id, int(group.state))
+        self._emit(GroupDeleted(group.id.hex()))
 
     async def send_text(
         self, group_id: bytes, body: str, *, attachment: wire.GroupAttachment | None = None
@@ -561,15 +588,13 @@ class GroupManager:
         """Sign, store durably, then send to every member online now (the others get it
         at their next catch-up, from us or from any member that has it). `attachment`
         makes it a file offer (files/manager.py sends those)."""
-        from .service import check_text
-
         check_text(body)
         group = self._active(group_id)
         group.lamport += 1
         seq = group.next_seq
         group.next_seq += 1
         message = sign_message(
-            self._service.identity,
+            self._me_port.identity,
             wire.GroupMessage(
                 group.id,
                 self._me,
@@ -592,6 +617,14 @@ class GroupManager:
                     conn.send(message)
         return self._message_record(group, stored)
 
+    def get(self, group_id: bytes) -> Group | None:
+        """The group as held here (roster, state, version; a deleted one too), or None."""
+        return self._groups.get(group_id)
+
+    def held(self) -> list[Group]:
+        """Every group held here, deleted ones too (for diagnostics and tests)."""
+        return list(self._groups.values())
+
     def is_active(self, group_id: bytes) -> bool:
         group = self._groups.get(group_id)
         return group is not None and group.state is GroupState.ACTIVE
@@ -611,16 +644,24 @@ class GroupManager:
         self, group_id: bytes, *, limit: int = 50, before: tuple[int, bytes, int] | None = None
     ) -> list[GroupMessageRecord]:
         group = self._group(group_id)
-        rows = await self._service._db(self.repo.history, group_id, limit=limit, before=before)
+        rows = await self._db.run(self.repo.history, group_id, limit=limit, before=before)
         return [self._message_record(group, r) for r in rows]
 
     async def search(
-        self, text: str, *, group_id: bytes | None = None, limit: int = 100
+        self,
+        text: str,
+        *,
+        group_id: bytes | None = None,
+        limit: int = 100,
+        before: int | None = None,
     ) -> list[GroupMessageRecord]:
-        """Full-text search of every group's messages (or one group's), newest first."""
+        """Full-text search of every group's messages (or one group's), newest first;
+        `before` (the last result's row_id) gives the next page."""
         if group_id is not None:
             self._group(group_id)
-        rows = await self._service._db(self.repo.search, text, group_id=group_id, limit=limit)
+        rows = await self._db.run(
+            self.repo.search, text, group_id=group_id, limit=limit, before=before
+        )
         found = []
         for row in rows:
             group = self._groups.get(row.group_id)
@@ -630,16 +671,21 @@ class GroupManager:
 
     async def mark_read(self, group_id: bytes) -> int:
         self._group(group_id)
-        return await self._service._db(self.repo.mark_seen, group_id)
+        return await self._db.run(self.repo.mark_seen, group_id)
 
     def delivery(self, group_id: bytes) -> dict[str, int]:
         """How far each member holds our messages (contact id -> our seq)."""
         group = self._group(group_id)
         return {make_contact_id(k): s for k, s in group.delivery.items()}
 
+    async def attachment_links(self) -> list[tuple[bytes, bytes, bytes, bool, bytes]]:
+        """Every stored group message that offers a file: (msg id, group, author key,
+        ours, attachment as stored) (files/manager.py notes them at start)."""
+        return await self._db.run(self.repo.attachment_links)
+
     async def repo_count(self, group_id: bytes) -> int:
         """How many messages of the group this device holds."""
-        return await self._service._db(self.repo.message_count, group_id)
+        return await self._db.run(self.repo.message_count, group_id)
 
     def marks(self, group_id: bytes) -> dict[str, int]:
         """Our high-water mark per author (contact id -> seq): for tests and diagnostics."""
@@ -655,8 +701,8 @@ class GroupManager:
         self._open = [g for g in self._open if g != group_id]
         if is_open:
             self._open.insert(0, group_id)
-        s = self._service
-        await s._db(s.repo.set_setting, SETTING_OPEN_GROUPS, [g.hex() for g in self._open])
+        opened = [g.hex() for g in self._open]
+        await self._db.run(self._settings.set_setting, SETTING_OPEN_GROUPS, opened)
         self.announce()
         return self.record(group)
 
@@ -665,9 +711,6 @@ class GroupManager:
 
     def announce(self) -> None:
         """Service hook (discovery started) and after changes: what the LAN advert says."""
-        discovery = self._service._discovery
-        if discovery is None:
-            return
         live = [
             g
             for g in self._open
@@ -675,11 +718,11 @@ class GroupManager:
             and self._groups[g].state is GroupState.ACTIVE
             and self._me in self._groups[g].roster.admins
         ]
-        discovery.set_open_group(self._groups[live[0]].roster.name if live else None)
+        self._lan.set_open_group(self._groups[live[0]].roster.name if live else None)
 
     async def request_join(self, contact_id: str, name: str) -> None:
         """Ask a contact (met nearby and paired) to let us into its open group `name`."""
-        conn = self._service._live.get(contact_id)
+        conn = self._links.connection(contact_id)
         if conn is None or not conn.session.established:
             raise GroupError("they are not online: ask again when they are")
         conn.send(wire.GroupJoinRequest(self._group_name(name)))
@@ -718,22 +761,20 @@ class GroupManager:
                 or group.roster.name.casefold() != wanted
             ):
                 continue
-            keys = self._service._contact_keys[contact_id]
-            if group.member(keys.ed25519_public) is not None:
+            keys = self._contacts.keys(contact_id)
+            if keys is None or group.member(keys.ed25519_public) is not None:
                 return
             if len(self._join_requests) >= MAX_JOIN_REQUESTS:
                 return
-            record = await self._service._db(self._service.repo.contact, contact_id)
+            record = await self._db.run(self._settings.contact, contact_id)
             name = record.display_name if record else "?"
             self._join_requests[(group_id, contact_id)] = name
-            self._service._emit(GroupJoinRequested(group_id.hex(), contact_id, name))
+            self._emit(GroupJoinRequested(group_id.hex(), contact_id, name))
             return
 
     # -- building rosters -----------------------------------------------------------------
 
     def _group_name(self, name: str) -> str:
-        from .service import safe_name
-
         cleaned = safe_name(name)
         if not cleaned:
             raise GroupError(f"a group name needs 1 to {wire.MAX_NAME_CHARS} characters")
@@ -750,22 +791,23 @@ class GroupManager:
         return keys
 
     async def _own_member(self, epoch: int) -> wire.GroupMember:
-        s = self._service
+        me = self._me_port
         return wire.GroupMember(
             ed25519_public=self._me,
-            static_public=s.identity.static_public,
-            static_certificate=s.identity.static_certificate,
-            discovery_key=s._own_discovery_key,
-            display_name=s.display_name,
+            static_public=me.identity.static_public,
+            static_certificate=me.identity.static_certificate,
+            discovery_key=me.own_discovery_key,
+            display_name=me.display_name,
             joined_epoch=epoch,
-            addresses=_valid_addresses(str(a) for a in s.addresses()),
+            addresses=_valid_addresses(str(a) for a in me.addresses()),
         )
 
     async def _contact_member(self, contact_id: str, epoch: int) -> wire.GroupMember:
-        s = self._service
-        if contact_id not in s._contact_keys:
+        if contact_id not in self._contacts:
             raise GroupError(f"no contact {contact_id}")
-        ed, static, cert, disc, name, addresses = await s._db(self.repo.member_material, contact_id)
+        ed, static, cert, disc, name, addresses = await self._db.run(
+            self.repo.member_material, contact_id
+        )
         return wire.GroupMember(
             ed25519_public=ed,
             static_public=static,
@@ -780,7 +822,7 @@ class GroupManager:
         roster = dataclasses.replace(
             group.roster, epoch=group.epoch + 1, signature=NO_SIGNATURE, **changes
         )
-        signed = sign_roster(self._service.identity, roster)
+        signed = sign_roster(self._me_port.identity, roster)
         updated = await self._publish(signed, previous=group)
         return self.record(updated)
 
@@ -815,13 +857,12 @@ class GroupManager:
     async def _accept(self, roster: wire.GroupRoster, previous: Group | None) -> Group:
         """Make a checked roster current: store it, introduce new members, let removed ones
         go, and tell the front ends."""
-        s = self._service
         mine = any(m.ed25519_public == self._me for m in roster.members)
         old_state = previous.state if previous is not None else GroupState.ACTIVE
         state = GroupState.ACTIVE if mine else GroupState.REMOVED
         if old_state is GroupState.LEFT:
             state = GroupState.LEFT
-        await s._db(
+        await self._db.run(
             self.repo.save_roster,
             roster.group_id,
             epoch=roster.epoch,
@@ -829,7 +870,7 @@ class GroupManager:
             roster=wire.encode_message(roster),
             roster_hash=roster_hash(roster),
             state=int(state),
-            now=s._clock(),
+            now=self._clock(),
         )
         if previous is None:
             group = Group(roster, roster_hash(roster), state, 0, 1)
@@ -850,15 +891,12 @@ class GroupManager:
     async def _introduce(self, members: Iterable[wire.GroupMember]) -> None:
         """Members we have no contact row for get a hidden, group-only one (with a psk both
         sides derive), so the ordinary reconnect machinery dials and authenticates them."""
-        from .service import conversation_id, safe_name
-
-        s = self._service
         for m in members:
             key = m.ed25519_public
             contact_id = make_contact_id(key)
-            if key == self._me or contact_id in s._contact_keys:
+            if key == self._me or contact_id in self._contacts:
                 continue
-            psk = group_psk(s.identity.static_private, self._me, m.static_public, key)
+            psk = group_psk(self._me_port.identity.static_private, self._me, m.static_public, key)
             new = NewContact(
                 id=contact_id,
                 display_name=safe_name(m.display_name) or "?",
@@ -871,13 +909,11 @@ class GroupManager:
                 verified=False,
                 addresses=m.addresses,
             )
-            await s._db(self.repo.add_group_contact, new, s._clock())
+            await self._db.run(self.repo.add_group_contact, new, self._clock())
             self._group_only.add(contact_id)
-            s._remember_contact(ContactKeys(contact_id, key, m.static_public, psk))
-            s._discovery_keys[contact_id] = m.discovery_key
-            if s._discovery is not None:
-                s._discovery.set_contact_key(contact_id, m.discovery_key)
-            s._ensure_dialer(contact_id, now=True)
+            self._contacts.remember(ContactKeys(contact_id, key, m.static_public, psk))
+            self._lan.contact_key_known(contact_id, m.discovery_key)
+            self._links.dial_now(contact_id)
 
     async def _forget_unneeded_contacts(self) -> None:
         """A group-only contact that shares no active group with us any more is forgotten
@@ -890,8 +926,8 @@ class GroupManager:
         }
         for contact_id in sorted(self._group_only - needed):
             self._group_only.discard(contact_id)
-            if contact_id in self._service._contact_keys:
-                await self._service.remove_contact(contact_id)
+            if contact_id in self._contacts:
+                await self._remove_contact(contact_id)
 
     async def _on_roster(self, conn: Connection, roster: wire.GroupRoster) -> None:
         group = self._groups.get(roster.group_id)
@@ -927,7 +963,7 @@ class GroupManager:
             return None
         # An update: signed by an admin of the version it builds on (the newest we hold
         # with an older epoch; for a tie, the one before the tie).
-        base_bytes = await self._service._db(self.repo.roster_before, roster.group_id, roster.epoch)
+        base_bytes = await self._db.run(self.repo.roster_before, roster.group_id, roster.epoch)
         base = group.roster
         if base_bytes is not None:
             decoded = wire.decode_message(base_bytes)
@@ -941,22 +977,23 @@ class GroupManager:
 
     async def on_message(self, conn: Connection, message: wire.WireMessage) -> bool:
         """Service hook: True if the message was a group matter (handled here)."""
-        if isinstance(message, wire.GroupMessage):
-            self._on_group_message(conn, message)
-        elif isinstance(message, wire.GroupHave):
-            await self._on_have(conn, message)
-        elif isinstance(message, wire.GroupAck):
-            await self._on_ack(conn, message)
-        elif isinstance(message, wire.GroupRoster):
-            await self._on_roster(conn, message)
-        elif isinstance(message, wire.GroupLeave):
-            await self._on_leave(conn, message)
-        elif isinstance(message, wire.GroupJoinRequest):
-            await self._on_join_request(conn, message)
-        elif isinstance(message, wire.ChatMessage) and conn.contact_id in self._group_only:
-            return True  # a group-only peer is no contact: no 1:1 chat with it
-        else:
-            return False
+        match message:
+            case wire.GroupMessage():
+                self._on_group_message(conn, message)
+            case wire.GroupHave():
+                await self._on_have(conn, message)
+            case wire.GroupAck():
+                await self._on_ack(conn, message)
+            case wire.GroupRoster():
+                await self._on_roster(conn, message)
+            case wire.GroupLeave():
+                await self._on_leave(conn, message)
+            case wire.GroupJoinRequest():
+                await self._on_join_request(conn, message)
+            case wire.ChatMessage() if conn.contact_id in self._group_only:
+                pass  # a group-only peer is no contact: no 1:1 chat with it
+            case _:
+                return False
         return True
 
     def _new(self, m: wire.GroupMessage, *, outgoing: bool) -> NewGroupMessage:
@@ -999,8 +1036,7 @@ class GroupManager:
 
     async def _store(self, arrivals: list[_Arrival]) -> list[StoredGroupMessage | None]:
         """Group commit of group messages (ours and arriving ones), then acks and events."""
-        s = self._service
-        stored = await s._db(
+        stored = await self._db.run(
             self.repo.store_messages, [a.message for a in arrivals], self._now_ms()
         )
         by_id = {m.msg_id: m for m in stored}
@@ -1018,11 +1054,11 @@ class GroupManager:
                 self._ack(conn, self._groups[group_id], authors)
         offers = [m for m in stored if m.attachment is not None and not m.outgoing]
         if offers:
-            await s.files.on_group_offers(offers)  # before the UI hears of the messages
+            await self._on_offers(offers)  # before the UI hears of the messages
         for m in stored:
             group = self._groups.get(m.group_id)
             if group is not None:
-                s._emit(GroupMessageAdded(self._message_record(group, m)))
+                self._emit(GroupMessageAdded(self._message_record(group, m)))
         return [by_id.get(a.message.msg_id) for a in arrivals]
 
     def _ack_soon(self, conn: Connection, group: Group, author: bytes) -> None:
@@ -1048,7 +1084,7 @@ class GroupManager:
     def on_adopted(self, conn: Connection, contact_id: str) -> None:
         """Service hook: a session went live. Tell the peer what we hold of every group we
         share with it (it answers with what we lack, and we with what it lacks)."""
-        keys = self._service._contact_keys.get(contact_id)
+        keys = self._contacts.keys(contact_id)
         if keys is None:
             return
         for group in self._groups.values():
@@ -1070,7 +1106,7 @@ class GroupManager:
         if group.state is GroupState.LEFT and peer in group.roster.admins:
             conn.send(
                 sign_leave(
-                    self._service.identity,
+                    self._me_port.identity,
                     wire.GroupLeave(group.id, self._me, group.epoch, NO_SIGNATURE),
                 )
             )
@@ -1090,9 +1126,7 @@ class GroupManager:
             conn.send(self._have(group))
         theirs_marks = {m.author: m.seq for m in have.marks}
         self._note_delivery(group, peer, theirs_marks.get(self._me, 0))
-        self._service._spawn(
-            self._send_missing(conn, group, theirs_marks), "chinwag-group-catch-up"
-        )
+        self._tasks.spawn(self._send_missing(conn, group, theirs_marks), "chinwag-group-catch-up")
 
     async def _send_rosters(self, conn: Connection, group: Group, their_epoch: int) -> None:
         if their_epoch == 0:
@@ -1100,7 +1134,7 @@ class GroupManager:
             return
         # Every version after theirs (and ours at their epoch, if it beat theirs), so each
         # step can be checked against the one before it.
-        for data in await self._service._db(self.repo.roster_versions, group.id, their_epoch - 1):
+        for data in await self._db.run(self.repo.roster_versions, group.id, their_epoch - 1):
             roster = wire.decode_message(data)
             assert isinstance(roster, wire.GroupRoster)
             conn.send(roster)
@@ -1112,7 +1146,7 @@ class GroupManager:
             if group.marks.highest(author) <= after:
                 continue
             while not conn.closed.is_set():
-                batch = await self._service._db(
+                batch = await self._db.run(
                     self.repo.messages_after, group.id, author, after, CATCH_UP_BATCH
                 )
                 if not batch:
@@ -1150,15 +1184,15 @@ class GroupManager:
         group.delivery[member] = seq
         # Recorded in one write per burst of acks, off the path of the next send.
         if not self._delivery_dirty:
-            self._service._spawn(self._write_delivery(), "chinwag-group-delivery")
+            self._tasks.spawn(self._write_delivery(), "chinwag-group-delivery")
         self._delivery_dirty[(group.id, member)] = seq
-        self._service._emit(GroupDeliveryChanged(group.id.hex(), make_contact_id(member), seq))
+        self._emit(GroupDeliveryChanged(group.id.hex(), make_contact_id(member), seq))
 
     async def _write_delivery(self) -> None:
         await asyncio.sleep(DELIVERY_WRITE_DELAY)
         dirty, self._delivery_dirty = self._delivery_dirty, {}
         marks = [(g, m, s) for (g, m), s in dirty.items()]
-        await self._service._db(self.repo.set_delivery_marks, marks)
+        await self._db.run(self.repo.set_delivery_marks, marks)
 
     async def _on_leave(self, conn: Connection, leave: wire.GroupLeave) -> None:
         group = self._groups.get(leave.group_id)
@@ -1188,7 +1222,7 @@ def _valid_addresses(addresses: Iterable[str]) -> tuple[str, ...]:
     found: list[str] = []
     for text in addresses:
         try:
-            wire._address(text, "address")
+            wire.check_address(text, "address")
         except wire.WireError:
             continue
         found.append(text)

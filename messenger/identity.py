@@ -242,6 +242,14 @@ def contact_id(ed25519_public: bytes) -> str:
     return _blake2b(ed25519_public, size=16, person=_CONTACT_ID_PERSON, salt=_CONTACT_ID_SALT).hex()
 
 
+def conversation_id(a: bytes, b: bytes) -> bytes:
+    """The id of the 1:1 conversation of two identity keys: the same on both sides."""
+    low, high = sorted((a, b))
+    return nacl.hash.blake2b(
+        low + high, digest_size=16, person=b"chinwag-conv-1:1", encoder=nacl.encoding.RawEncoder
+    )
+
+
 def fingerprint(ed25519_public: bytes) -> str:
     """Human-readable key fingerprint: 8 space-separated groups of 4 uppercase hex digits.
 

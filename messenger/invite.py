@@ -59,6 +59,7 @@ import nacl.hash
 import nacl.utils
 import segno
 
+from messenger.errors import ListenAddressError
 from messenger.identity import Identity
 
 __all__ = [
@@ -80,6 +81,7 @@ __all__ = [
     "invite_qr",
     "invite_to_bytes",
     "parse_address",
+    "parse_listen",
     "save_invite_qr",
 ]
 
@@ -543,3 +545,17 @@ def interface_addresses(port: int) -> list[Address]:
             seen.add(str(addr))
             (v4 if addr.version == 4 else v6).append(Address(str(addr), port))
     return v4 + v6
+
+
+def parse_listen(text: str) -> tuple[str, int | None]:
+    """HOST, HOST:PORT, [V6]:PORT or :PORT; port 0 or none means the remembered/free one."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or (host.count(":") and not host.startswith("[")):
+        host, port_text = text, ""  # a bare host (or a bare IPv6 address)
+    host = host.strip("[]")
+    if port_text and not port_text.isdigit():
+        raise ListenAddressError(f"--listen {text!r}: the port must be a number")
+    port = int(port_text) if port_text else 0
+    if port > 65535:
+        raise ListenAddressError(f"--listen {text!r}: port out of range")
+    return host, port or None

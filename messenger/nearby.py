@@ -26,13 +26,17 @@ import contextlib
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import wire
+from .core.text import safe_name
+from .errors import PairingError
 from .events import PairingEnded, PairingRequested
 from .identity import (
     IdentityError,
+    conversation_id,
     derive_contact_secrets,
     pairing_signature,
     verify_pairing_signature,
@@ -43,20 +47,17 @@ from .invite import InviteError, parse_address
 from .records import ContactRecord
 from .session import Closed, NearbyTarget, PairingReady, Received, Session, SessionEvent
 from .storage.repository import ContactExists, NewContact
-from .transport import Connection, dial
+from .transport import Connection
 
 if TYPE_CHECKING:
-    from .service import PeerService
+    from .core.ports import Clock, ContactKeyring, Db, Emit, Me, SessionOpener
+    from .storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
 PAIRING_TIMEOUT = 120.0  # seconds both users have to compare and confirm
 MAX_PENDING = 4  # pairings waiting for confirmation at once; more are refused silently
 INCOMING_COOLDOWN = 5.0  # seconds between two requests from the same address
-
-
-class PairingError(Exception):
-    """A pairing did not happen; the message is for the user."""
 
 
 @dataclass(eq=False)
@@ -91,8 +92,28 @@ class Pairing:
 class PairingManager:
     """The nearby pairings of one service: pending ones and their outcome."""
 
-    def __init__(self, service: PeerService) -> None:
-        self._service = service
+    def __init__(
+        self,
+        *,
+        me: Me,
+        links: SessionOpener,
+        contacts: ContactKeyring,
+        db: Db,
+        repo: Repository,
+        emit: Emit,
+        clock: Clock,
+        contact_added: Callable[[NewContact], Awaitable[ContactRecord]],
+        nearby_offered: Callable[[], bool],
+    ) -> None:
+        self._me = me
+        self._links = links
+        self._contacts = contacts
+        self._db = db
+        self._repo = repo
+        self._emit = emit
+        self._clock = clock
+        self._contact_added = contact_added
+        self._nearby_offered = nearby_offered
         self._pairings: dict[str, Pairing] = {}
         self._by_conn: dict[Connection, Pairing] = {}
         self._waiting: dict[Connection, asyncio.Future[Pairing]] = {}
@@ -113,33 +134,26 @@ class PairingManager:
     async def start(self, address_list: list[str]) -> Pairing:
         """Dial a visible stranger at its advertised addresses; returns once both sides
         show the SAS (the pairing is then pending until both users confirm)."""
-        service = self._service
         if len(self._pairings) >= MAX_PENDING:
             raise PairingError("too many pairings are waiting; confirm or decline one first")
         failures: list[str] = []
         for text in address_list:
+            session = Session(
+                initiator=True,
+                static=self._links.static_keypair(),
+                hello=self._links.hello(),
+                target=NearbyTarget(),
+            )
+            ready: asyncio.Future[Pairing] = asyncio.get_running_loop().create_future()
             try:
                 address = parse_address(text)
-                reader, writer = await dial(
-                    address.host, address.port, service.config.timing.connect_timeout
-                )
+                conn = await self._links.open(address.host, address.port, session)
             except (OSError, TimeoutError, InviteError) as exc:
                 failures.append(f"{text}: {exc or 'timed out'}")
                 continue
-            session = Session(
-                initiator=True,
-                static=service._static_keypair(),
-                hello=service._hello(),
-                target=NearbyTarget(),
-            )
-            conn = Connection(
-                reader, writer, session, service._on_connection_event, service.config.timing
-            )
-            ready: asyncio.Future[Pairing] = asyncio.get_running_loop().create_future()
             self._waiting[conn] = ready
-            service._track(conn)
             try:
-                async with asyncio.timeout(service.config.timing.handshake_timeout + 1):
+                async with asyncio.timeout(self._links.timing.handshake_timeout + 1):
                     return await ready
             except (PairingError, TimeoutError) as exc:
                 conn.close("pairing failed")
@@ -165,7 +179,6 @@ class PairingManager:
                 self._end(pairing, None, f"the other side ended the pairing ({reason})")
 
     def _ready(self, conn: Connection, event: PairingReady) -> None:
-        service = self._service
         incoming = not conn.initiator
         host = conn.peer_address[0] if conn.peer_address else "?"
         now = time.monotonic()
@@ -174,7 +187,7 @@ class PairingManager:
             if (
                 len(self._pairings) >= MAX_PENDING
                 or (last is not None and now - last < INCOMING_COOLDOWN)
-                or not service._nearby_offered()
+                or not self._nearby_offered()
             ):
                 conn.close("busy")
                 return
@@ -189,7 +202,7 @@ class PairingManager:
             incoming=incoming,
             sas=event.sas,
             handshake_hash=event.handshake_hash,
-            peer_name=service_safe_name(event.peer_name) or "someone nearby",
+            peer_name=safe_name(event.peer_name) or "someone nearby",
             started=now,
         )
         pairing.outcome.add_done_callback(_retrieve)
@@ -201,7 +214,7 @@ class PairingManager:
         waiting = self._waiting.get(conn)
         if waiting is not None and not waiting.done():
             waiting.set_result(pairing)
-        service._emit(PairingRequested(pairing.id, pairing.peer_name, pairing.sas, incoming))
+        self._emit(PairingRequested(pairing.id, pairing.peer_name, pairing.sas, incoming))
 
     async def _on_message(self, conn: Connection, message: wire.WireMessage) -> None:
         pairing = self._by_conn.get(conn)
@@ -215,7 +228,7 @@ class PairingManager:
             with contextlib.suppress(PairingError, asyncio.CancelledError):
                 await asyncio.shield(pairing.outcome)
             if conn.contact_id is not None:
-                await self._service._on_connection_event(conn, Received(message))
+                await self._links.dispatch(conn, Received(message))
             return
         if isinstance(message, wire.Ping):
             conn.send(wire.Pong(message.nonce))
@@ -236,7 +249,6 @@ class PairingManager:
             self._end(pairing, None, f"the other side sent {type(message).__name__}")
 
     def _check(self, pairing: Pairing, accept: wire.PairAccept) -> None:
-        service = self._service
         try:
             verify_static_certificate(
                 accept.ed25519_public, accept.static_public, accept.static_certificate
@@ -246,7 +258,7 @@ class PairingManager:
             )
         except IdentityError as exc:
             raise PairingError(f"their identity does not check out: {exc}") from None
-        if accept.ed25519_public == service.identity.ed25519_public:
+        if accept.ed25519_public == self._me.identity.ed25519_public:
             raise PairingError("that is this profile itself")
 
     # -- the user's answer
@@ -276,14 +288,13 @@ class PairingManager:
             raise PairingError("the pairing timed out") from None
 
     def _own_accept(self, pairing: Pairing) -> wire.PairAccept:
-        service = self._service
-        identity = service.identity
+        identity = self._me.identity
         return wire.PairAccept(
             ed25519_public=identity.ed25519_public,
             static_public=identity.static_public,
             static_certificate=identity.static_certificate,
-            display_name=service.display_name,
-            listen_port=service.listen_port or 0,
+            display_name=self._me.display_name,
+            listen_port=self._me.listen_port or 0,
             signature=pairing_signature(identity.signing_key, pairing.handshake_hash),
         )
 
@@ -292,15 +303,12 @@ class PairingManager:
         if pairing.finishing or pairing.outcome.done():
             return
         pairing.finishing = True
-        service = self._service
         accept = pairing.remote
         assert accept is not None
-        if accept.ed25519_public in service._by_ed25519:
+        if self._contacts.by_ed25519(accept.ed25519_public) is not None:
             pairing.conn.close("already contacts")
             self._end(pairing, None, "you are already contacts")
             return
-        from .service import conversation_id
-
         secrets_ = derive_contact_secrets(pairing.handshake_hash)
         addresses: tuple[str, ...] = ()
         if pairing.conn.peer_address and accept.listen_port:
@@ -310,30 +318,32 @@ class PairingManager:
             )
         new = NewContact(
             id=make_contact_id(accept.ed25519_public),
-            display_name=service_safe_name(accept.display_name) or pairing.peer_name,
+            display_name=safe_name(accept.display_name) or pairing.peer_name,
             ed25519_public=accept.ed25519_public,
             x25519_public=accept.static_public,
             static_certificate=accept.static_certificate,
             psk=secrets_.psk,
             discovery_key=secrets_.discovery_key,
-            conversation_id=conversation_id(service.identity.ed25519_public, accept.ed25519_public),
+            conversation_id=conversation_id(
+                self._me.identity.ed25519_public, accept.ed25519_public
+            ),
             verified=True,  # both users compared the digits on both screens
             addresses=addresses,
         )
         try:
-            await service._db(service.repo.add_contact, new, service._clock())
+            await self._db.run(self._repo.add_contact, new, self._clock())
         except ContactExists:
             pairing.conn.close("already contacts")
             self._end(pairing, None, "you are already contacts")
             return
         if pairing.conn.closed.is_set():
             # Stored, but the session is gone: the dialler takes over (IKpsk2 works now).
-            record = await service._contact_added(new)
-            service._ensure_dialer(new.id, now=True)
+            record = await self._contact_added(new)
+            self._links.dial_now(new.id)
         else:
-            record = await service._contact_added(new)
+            record = await self._contact_added(new)
             self._forget(pairing)
-            service._adopt(pairing.conn, new.id)
+            self._links.adopt(pairing.conn, new.id)
         self._end(pairing, record, "paired")
 
     # -- ending
@@ -357,9 +367,7 @@ class PairingManager:
         else:
             pairing.outcome.set_exception(PairingError(f"no pairing: {reason}"))
         log.info("pairing %s ended: %s", pairing.id, reason)
-        self._service._emit(
-            PairingEnded(pairing.id, contact.id if contact is not None else None, reason)
-        )
+        self._emit(PairingEnded(pairing.id, contact.id if contact is not None else None, reason))
 
     def close(self) -> None:
         for pairing in list(self._pairings.values()):
@@ -374,9 +382,3 @@ def _retrieve(future: asyncio.Future[ContactRecord]) -> None:
     """Nobody may be waiting for an outcome: mark its exception as seen."""
     with contextlib.suppress(asyncio.CancelledError):
         future.exception()
-
-
-def service_safe_name(name: str) -> str:
-    from .service import safe_name
-
-    return safe_name(name)

@@ -12,20 +12,28 @@ A profile folder holds:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import socket
+import stat
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import nacl.encoding
+import nacl.hash
 import nacl.pwhash
 import nacl.utils
 import platformdirs
+
+from .errors import ProfileError, ProfileExists, ProfileLocked, ProfileMissing, WrongPassphrase
 
 log = logging.getLogger(__name__)
 
@@ -34,32 +42,21 @@ DB_FILE = "chinwag.db"
 META_FILE = "profile.json"
 KEY_FILE = "db.key"
 LOCK_FILE = "lock"
+LOCK_POLL_INTERVAL = 0.05  # seconds between tries while a one-shot command holds the lock
 CONTROL_SOCKET = "control.sock"
 KEYRING_SERVICE = "chinwag"
 DB_KEY_LEN = 32
 SALT_LEN = nacl.pwhash.argon2id.SALTBYTES
+# Nothing in a profile is for anyone but its owner: an encrypted database and its Argon2id
+# salt readable by others are all an offline guessing attack needs (docs/threat-model.md).
+PRIVATE_UMASK = 0o077
 
 
-class ProfileError(Exception):
-    """A profile problem the user can act on; the message says what to do."""
-
-
-class WrongPassphrase(ProfileError):
-    pass
-
-
-class ProfileMissing(ProfileError):
-    pass
-
-
-class ProfileExists(ProfileError):
-    pass
-
-
-class ProfileLocked(ProfileError):
-    def __init__(self, holder: str) -> None:
-        super().__init__(f"the profile is in use by another Chinwag process ({holder})")
-        self.holder = holder
+def restrict_umask() -> None:
+    """Files this process creates are its owner's only (0600 files, 0700 folders). The
+    entry points (chinwag-cli, the window) call this first; ProfileDir.secure() still
+    checks every start, since a library user or an older version may have made them."""
+    os.umask(PRIVATE_UMASK)
 
 
 class KeySource(StrEnum):
@@ -94,6 +91,16 @@ def default_profile_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(platformdirs.user_data_dir("chinwag", appauthor=False)) / "default"
+
+
+def key_check(key: bytes) -> str:
+    """A value that tells a right database key from a wrong one before the database is
+    read, so that a decryption failure with the right key is known to be damage, not a
+    wrong passphrase. It is a keyed BLAKE2b of nothing: for a passphrase it is exactly as
+    costly to guess against as the database's own first page (one Argon2id per guess)."""
+    return nacl.hash.blake2b(
+        b"", key=key, digest_size=16, person=b"chinwag-keycheck", encoder=nacl.encoding.HexEncoder
+    ).decode("ascii")
 
 
 def derive_key(passphrase: str, salt: bytes, params: KdfParams) -> bytes:
@@ -135,6 +142,35 @@ class ProfileDir:
     def exists(self) -> bool:
         return self.meta_path.exists() and self.db_path.exists()
 
+    def secure(self) -> list[str]:
+        """Narrow the folder to 0700 and everything in it to 0600 (folders 0700) where they
+        are wider; returns a warning for each fix. Symbolic links are left alone (chmod
+        would follow them out of the profile)."""
+        fixed: list[str] = []
+
+        def narrow(path: Path, st: os.stat_result) -> None:
+            mode = stat.S_IMODE(st.st_mode)
+            if mode & 0o077:
+                os.chmod(path, mode & 0o700, follow_symlinks=False)
+                fixed.append(
+                    f"{path} was readable by other users (mode {mode:04o}); now {mode & 0o700:04o}"
+                )
+
+        try:
+            narrow(self.path, os.lstat(self.path))
+            for top, dirs, files in os.walk(self.path):
+                for name in (*dirs, *files):
+                    path = Path(top) / name
+                    with contextlib.suppress(FileNotFoundError):  # e.g. a WAL just removed
+                        st = os.lstat(path)
+                        if not stat.S_ISLNK(st.st_mode):
+                            narrow(path, st)
+        except OSError as exc:
+            fixed.append(f"cannot check the permissions of {self.path}: {exc}")
+        for warning in fixed:
+            log.warning("%s", warning)
+        return fixed
+
     def read_meta(self) -> dict[str, Any]:
         try:
             meta: dict[str, Any] = json.loads(self.meta_path.read_text("utf-8"))
@@ -164,9 +200,14 @@ class ProfileDir:
         if self.exists() or self.db_path.exists():
             raise ProfileExists(f"a profile already exists at {self.path}")
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key, meta, warnings = self.new_key_material(passphrase, kdf=kdf)
+        # A folder that already existed keeps its mode: narrow it (and anything in it).
+        warnings = self.secure()
+        key, meta, more = self.new_key_material(passphrase, kdf=kdf)
         self._write_meta(meta)
-        return key, warnings
+        # SQLite creates the database (and later its -wal and -shm, which copy the
+        # database's mode) under the process umask: create it private first.
+        os.close(os.open(self.db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return key, warnings + more
 
     def new_key_material(
         self, passphrase: str | None, *, kdf: KdfParams | None = None
@@ -193,7 +234,12 @@ class ProfileDir:
         else:
             key = nacl.utils.random(DB_KEY_LEN)
             self._store_random_key(key, warnings, meta)
+        meta["key_check"] = key_check(key)
         return key, meta, warnings
+
+    def write_new_meta(self, meta: dict[str, Any]) -> None:
+        """The metadata of a profile made outside prepare_new (a restored backup)."""
+        self._write_meta(meta)
 
     def commit_key_material(self, meta: dict[str, Any]) -> None:
         """After a re-key succeeded: switch to the new key and forget the old one."""
@@ -242,7 +288,7 @@ class ProfileDir:
 
     def _write_meta(self, meta: dict[str, Any]) -> None:
         tmp = self.meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(meta, indent=2), "utf-8")
+        self._write_private(tmp, json.dumps(meta, indent=2).encode("utf-8"))
         os.replace(tmp, self.meta_path)
 
     @staticmethod
@@ -259,6 +305,36 @@ class ProfileDir:
         if meta["key_source"] != KeySource.PASSPHRASE.value:
             return None
         return KdfParams(int(meta["kdf"]["opslimit"]), int(meta["kdf"]["memlimit"]))
+
+    def unlock_key(self, passphrase: str | None) -> tuple[bytes, bool]:
+        """The database key and whether it is known to be right: by the key check in
+        profile.json, or because no passphrase is involved (keyring and key file hold the
+        key the database was made with). A wrong passphrase or key file is refused here,
+        before the database is read."""
+        key = self.database_key(passphrase)
+        meta = self.read_meta()
+        stored = meta.get("key_check")
+        if stored is None:  # a profile made before the key check
+            return key, meta["key_source"] != KeySource.PASSPHRASE.value
+        if stored == key_check(key):
+            return key, True
+        if meta["key_source"] == KeySource.PASSPHRASE.value:
+            raise WrongPassphrase("wrong passphrase: the profile database cannot be decrypted")
+        where = (
+            "the OS keyring"
+            if meta["key_source"] == KeySource.KEYRING.value
+            else str(self.path / meta.get("key_file", KEY_FILE))
+        )
+        raise ProfileError(
+            f"the key in {where} is not the key of this profile's database; "
+            "the profile cannot be opened with it"
+        )
+
+    def remember_key_check(self, key: bytes) -> None:
+        """After the key opened the database: store its check (older profiles lack it)."""
+        meta = self.read_meta()
+        if "key_check" not in meta:
+            self._write_meta({**meta, "key_check": key_check(key)})
 
     def database_key(self, passphrase: str | None) -> bytes:
         """The candidate database key. Whether it is right is known only when the db opens."""
@@ -346,6 +422,31 @@ class ProfileLock:
         info = f"pid {os.getpid()} on {socket.gethostname()}: {purpose}"
         os.write(fd, info.encode())
         self._fd = fd
+
+    async def acquire_waiting(
+        self,
+        purpose: str,
+        wait: float,
+        *,
+        on_wait: Callable[[str], None] | None = None,
+        give_up: Callable[[], bool] | None = None,
+    ) -> None:
+        """acquire(), waiting up to `wait` seconds for a short-lived holder (a one-shot
+        command) to let go. `on_wait(holder)` is called once if we have to wait; `give_up()`
+        ends the wait early (with ProfileLocked), e.g. once a running peer is reachable."""
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                self.acquire(purpose)
+                return
+            except ProfileLocked as exc:
+                if time.monotonic() >= deadline or (give_up is not None and give_up()):
+                    raise
+                if not told and on_wait is not None:
+                    on_wait(exc.holder)
+                told = True
+            await asyncio.sleep(LOCK_POLL_INTERVAL)
 
     def release(self) -> None:
         if self._fd is not None:

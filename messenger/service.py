@@ -1,34 +1,43 @@
 """PeerService: the one object front ends use. It owns storage, the listener, dialers and
 every connection, routes session events, and emits service events.
 
-All database work runs on one dedicated thread (`_db`), so the event loop never waits on
-disk; arriving messages and our own sends are written in batches (group commit).
+PeerService builds the workers (links, groups, files, nearby pairing) and wires each to
+the ports it uses (core/ports.py). All database work runs on one dedicated thread
+(`self.db`, core/runtime.py), so the event loop never waits on disk; arriving messages
+and our own sends are written in batches (group commit, core/batch.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import ipaddress
 import logging
 import random
-import threading
 import time
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import nacl.encoding
 import nacl.hash
 import nacl.utils
 
 from . import wire
+from .contacts import ContactBook
+from .core.batch import Batcher
+from .core.runtime import DbThread, TaskOwner
+from .core.text import check_text, safe_name
 from .discovery import Discovery, DiscoverySettings, host_of
+from .errors import (
+    ContactNotFound,
+    InviteFailed,
+    PairingError,
+    ProfileError,
+    ServiceError,
+)
 from .events import (
     ContactAdded,
     ContactChanged,
@@ -37,7 +46,6 @@ from .events import (
     MessageStatesChanged,
     NearbyChanged,
     PairingRequested,
-    PresenceChanged,
     ServiceEvent,
     TypingChanged,
 )
@@ -45,6 +53,7 @@ from .files.manager import FileManager
 from .groups import GroupManager
 from .identity import (
     Identity,
+    conversation_id,
     derive_contact_secrets,
     fingerprint,
     safety_number,
@@ -61,22 +70,20 @@ from .invite import (
     encode_invite,
     interface_addresses,
 )
-from .nearby import PairingError, PairingManager
-from .noise import KeyPair
-from .profile import KdfParams, ProfileDir, ProfileError, ProfileLock
+from .nearby import PairingManager
+from .net.links import Links, TcpDialer
+from .profile import KdfParams, ProfileDir, ProfileLock
 from .records import ContactRecord, InviteRecord, MessageRecord, MessageState, NearbyPerson
 from .session import (
     Closed,
-    ContactMatch,
-    ContactTarget,
     Established,
     InviteTarget,
-    Received,
     Rejected,
     Session,
     SessionEvent,
 )
 from .storage.database import open_database
+from .storage.group_repository import StoredGroupMessage
 from .storage.repository import (
     ContactExists,
     ContactKeys,
@@ -84,7 +91,7 @@ from .storage.repository import (
     NewContact,
     Repository,
 )
-from .transport import Backoff, Connection, Timing, bound_port, dial, serve
+from .transport import Connection, Timing, bound_port
 
 log = logging.getLogger(__name__)
 
@@ -165,22 +172,6 @@ REJECTION_MESSAGES = {
 }
 
 
-class ServiceError(Exception):
-    """A request the service cannot carry out; the message is for the user."""
-
-
-class MessageTooLong(ServiceError):
-    pass
-
-
-class ContactNotFound(ServiceError):
-    pass
-
-
-class InviteFailed(ServiceError):
-    pass
-
-
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
     listen_host: str = ""
@@ -198,120 +189,6 @@ class ServiceConfig:
     lan_timing: Timing = LAN_TIMING
 
 
-class GroupCommitter(Generic[T, R]):
-    """Collects items submitted concurrently and writes them in one batch (group commit).
-
-    `submit` waits until its item is durably written and returns that item's result;
-    `post` queues an item whose result nobody waits for.
-    """
-
-    def __init__(
-        self,
-        write: Callable[[list[T]], Awaitable[list[R]]],
-        max_batch: int,
-        name: str,
-        gather_delay: float = 0.0,
-    ) -> None:
-        self._write = write
-        self._max_batch = max_batch
-        self._gather_delay = gather_delay  # wait this long after the first item for more
-        # A deque and one Event: asyncio.Queue costs several times more per item.
-        self._items: collections.deque[tuple[T, asyncio.Future[R] | None]] = collections.deque()
-        self._ready = asyncio.Event()
-        self._writing = False
-        self._wake = asyncio.Event()  # cuts the gather delay short (settle)
-        self._settlers: list[asyncio.Future[None]] = []
-        self._task = asyncio.create_task(self._run(), name=name)
-
-    def _put(self, item: T, future: asyncio.Future[R] | None) -> None:
-        self._items.append((item, future))
-        if not self._ready.is_set():
-            self._ready.set()
-
-    async def submit(self, item: T) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._put(item, future)
-        return await future
-
-    def submit_nowait(self, item: T) -> asyncio.Future[R]:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._put(item, future)
-        return future
-
-    def post(self, item: T) -> None:
-        self._put(item, None)
-
-    async def _run(self) -> None:
-        items = self._items
-        while True:
-            if not items:
-                self._release_settlers()
-                self._ready.clear()
-                await self._ready.wait()
-            if self._gather_delay and not self._settlers:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._gather_delay):
-                        await self._wake.wait()
-            self._wake.clear()
-            batch = [items.popleft() for _ in range(min(len(items), self._max_batch))]
-            settlers, self._settlers = self._settlers, []
-            await self._write_batch(batch)
-            for settler in settlers:
-                if not settler.done():
-                    settler.set_result(None)
-
-    async def settle(self) -> None:
-        """Write what was submitted so far without waiting out the gather delay, and
-        return once it is written (reads see what the events already told)."""
-        if not self._items and not self._writing:
-            return
-        settler: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._settlers.append(settler)
-        self._wake.set()
-        await settler
-
-    def _release_settlers(self) -> None:
-        settlers, self._settlers = self._settlers, []
-        for settler in settlers:
-            if not settler.done():
-                settler.set_result(None)
-
-    async def _write_batch(self, batch: list[tuple[T, asyncio.Future[R] | None]]) -> None:
-        self._writing = True
-        try:
-            results = await self._write([item for item, _ in batch])
-        except Exception as exc:
-            log.exception("batch write failed")
-            for _, future in batch:
-                if future is not None and not future.done():
-                    future.set_exception(exc)
-            return
-        finally:
-            self._writing = False
-        for (_, future), result in zip(batch, results, strict=True):
-            if future is not None and not future.done():
-                future.set_result(result)
-
-    async def aclose(self, *, flush: bool = False) -> None:
-        """Stop. With `flush`, items not yet being written are written first (receipts:
-        their batch may be waiting out the gather delay); else they fail."""
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        left = list(self._items)
-        self._items.clear()
-        if flush and left:
-            await self._write_batch(left)
-        for _, future in left:
-            if future is None:
-                continue
-            if not future.done():
-                future.set_exception(ServiceError("the service is shutting down"))
-            if not future.cancelled():
-                future.exception()  # retrieved: nobody awaits a submit_nowait future
-        self._release_settlers()
-
-
 _ReceiptUpdate = tuple[str, tuple[bytes, ...], MessageState]
 
 
@@ -322,30 +199,6 @@ class _Arrival:
     connection: Connection
 
 
-def check_text(body: str) -> None:
-    """The rules every text message obeys, 1:1 or group: within the size limit, not blank."""
-    size = len(body.encode("utf-8"))
-    if size > wire.MAX_BODY_BYTES:
-        raise MessageTooLong(
-            f"message is {size} bytes; the limit is {wire.MAX_BODY_BYTES} bytes of text"
-        )
-    if not body.strip():
-        raise ServiceError("an empty message is not sent")
-
-
-def safe_name(name: str) -> str:
-    """A peer-chosen name made safe to show: no control or bidi-override characters."""
-    cleaned = "".join(ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Cs"))
-    return " ".join(cleaned.split())[: wire.MAX_NAME_CHARS]
-
-
-def conversation_id(a: bytes, b: bytes) -> bytes:
-    low, high = sorted((a, b))
-    return nacl.hash.blake2b(
-        low + high, digest_size=16, person=b"chinwag-conv-1:1", encoder=nacl.encoding.RawEncoder
-    )
-
-
 class PeerService:
     """Create with `await PeerService.open(...)`, or `create_profile` for a new one."""
 
@@ -353,54 +206,96 @@ class PeerService:
         self,
         profile: ProfileDir,
         repo: Repository,
-        executor: ThreadPoolExecutor,
+        db: DbThread,
         lock: ProfileLock,
         config: ServiceConfig,
         *,
+        identity: Identity,
         clock: Callable[[], float],
         rng: random.Random,
     ) -> None:
         self.profile = profile
         self.repo = repo
         self.config = config
-        self._executor = executor
+        self.db = db  # the database thread: every worker's Db port
         self._lock = lock
         self._clock = clock
         self._rng = rng
-        self.identity: Identity
+        self.identity = identity
         self.display_name: str = ""
         self.settings: dict[str, Any] = dict(DEFAULT_SETTINGS)
         self.listen_port: int | None = None
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskOwner()
         self._subscribers: list[Callable[[ServiceEvent], None]] = []
-        self._contact_keys: dict[str, ContactKeys] = {}
-        self._by_static: dict[bytes, str] = {}
-        self._by_ed25519: dict[bytes, str] = {}
-        self._live: dict[str, Connection] = {}
-        self._connections: set[Connection] = set()
-        self._dialers: dict[str, asyncio.Task[None]] = {}
-        self._dial_wakeup: dict[str, asyncio.Event] = {}
         self._invites: dict[bytes, InviteRecord] = {}
-        self._conversations: dict[bytes, bytes] = {}
-        self._send_locks: dict[str, asyncio.Lock] = {}
         self._closing = False
-        self._db_jobs = 0  # database jobs handed to the thread and not yet finished
-        self._db_jobs_lock = threading.Lock()
         self._index_wanted = asyncio.Event()
-        self._incoming: GroupCommitter[_Arrival, bool] | None = None
-        self._outgoing: GroupCommitter[tuple[str, str], MessageRecord] | None = None
-        self._receipts: GroupCommitter[_ReceiptUpdate, None] | None = None
+        self._incoming: Batcher[_Arrival, bool] | None = None
+        self._outgoing: Batcher[tuple[str, str], MessageRecord] | None = None
+        self._receipts: Batcher[_ReceiptUpdate, None] | None = None
         self._discovery: Discovery | None = None
         self._own_discovery_key = b""
         self._discovery_keys: dict[str, bytes] = {}  # contact id -> its advertising key
         self._lan_last_dial: dict[str, float] = {}
         self._lan_dial_later: dict[str, asyncio.TimerHandle] = {}
         self._lan_probing: set[Connection] = set()
-        self._addressless: set[str] = set()  # contacts _dial_once found no address for
-        self._pairing = PairingManager(self)
-        self.groups = GroupManager(self)  # LAN group chat (groups.py)
-        self.files = FileManager(self)  # file transfer (files/manager.py)
+        self._build_workers()
+
+    def _build_workers(self) -> None:
+        """Build each worker and wire it to the ports it uses, nothing more."""
+        wiring = _Wiring(self)
+        self.contact_keys = ContactBook(self.identity.ed25519_public)
+        self.links = Links(
+            identity=self.identity,
+            contacts=self.contact_keys,
+            hooks=wiring,
+            hello=self._hello,
+            emit=self._emit,
+            tasks=self._tasks,
+            clock=self._clock,
+            rng=self._rng,
+            timing=self.config.timing,
+            dial_base=self.config.dial_base,
+            dial_cap=self.config.dial_cap,
+            # Dial order: where the LAN saw the contact, then its last direct addresses.
+            dialers=[TcpDialer(wiring.lan_addresses), TcpDialer(wiring.stored_addresses)],
+        )
+        self._pairing = PairingManager(
+            me=self,
+            links=self.links,
+            contacts=self.contact_keys,
+            db=self.db,
+            repo=self.repo,
+            emit=self._emit,
+            clock=self._clock,
+            contact_added=self._contact_added,
+            nearby_offered=self._nearby_offered,
+        )
+        self.groups = GroupManager(  # LAN group chat (groups.py)
+            me=self,
+            db=self.db,
+            repo=self.repo,
+            emit=self._emit,
+            tasks=self._tasks,
+            clock=self._clock,
+            links=self.links,
+            contacts=self.contact_keys,
+            lan=wiring,
+            remove_contact=self.remove_contact,
+            on_offers=wiring.group_offers,
+            batch_max=self.config.batch_max,
+        )
+        self.files = FileManager(  # file transfer (files/manager.py)
+            folder=self.profile.path,
+            db=self.db,
+            repo=self.repo,
+            emit=self._emit,
+            clock=self._clock,
+            links=self.links,
+            contacts=self.contact_keys,
+            groups=self.groups,
+            timing=self.config.timing,
+        )
 
     # -- construction ---------------------------------------------------------------------
 
@@ -445,15 +340,28 @@ class PeerService:
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         purpose: str = "chinwag",
+        lock_wait: float = 0.0,
+        on_lock_wait: Callable[[str], None] | None = None,
+        give_up_waiting: Callable[[], bool] | None = None,
     ) -> PeerService:
+        """Open a profile. If another process holds it, wait up to `lock_wait` seconds for
+        it to let go (see ProfileLock.acquire_waiting) before raising ProfileLocked."""
         profile = ProfileDir(path)
         if not profile.exists():
             profile.read_meta()  # raises ProfileMissing with the right message
+        # The key first (Argon2id takes about a second), so the lock is held only while
+        # the database is open: a one-shot command blocks a starting `run` briefly.
+        key, trusted = await asyncio.to_thread(profile.unlock_key, passphrase)
         lock = ProfileLock(profile)
-        lock.acquire(purpose)
+        await lock.acquire_waiting(
+            purpose, lock_wait, on_wait=on_lock_wait, give_up=give_up_waiting
+        )
         try:
-            key = await asyncio.to_thread(profile.database_key, passphrase)
-            engine = await asyncio.to_thread(open_database, profile.db_path, key)
+            await asyncio.to_thread(profile.secure)  # warns and narrows what is too wide
+            engine = await asyncio.to_thread(
+                open_database, profile.db_path, key, key_trusted=trusted
+            )
+            await asyncio.to_thread(profile.remember_key_check, key)
             repo = Repository(engine)
         except BaseException:
             lock.release()
@@ -470,13 +378,25 @@ class PeerService:
         clock: Callable[[], float],
         rng: random.Random | None,
     ) -> PeerService:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chinwag-db")
+        db = DbThread()
+        try:
+            blob = await db.run(repo.get_blob, BLOB_IDENTITY)
+            if blob is None:
+                raise ProfileError("the profile database holds no identity")
+            identity = Identity.from_bytes(blob)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await db.run(repo.close)
+            db.shutdown()
+            lock.release()
+            raise
         service = cls(
             profile,
             repo,
-            executor,
+            db,
             lock,
             config or ServiceConfig(),
+            identity=identity,
             clock=clock,
             rng=rng or random.Random(),  # noqa: S311  (jitter, not secrets)
         )
@@ -489,118 +409,75 @@ class PeerService:
             raise
         return service
 
-    async def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self._db_jobs_lock:
-            self._db_jobs += 1
-        try:
-            job = self._executor.submit(fn, *args, **kwargs)
-        except BaseException:
-            self._db_job_done(None)
-            raise
-        # Counted down when the job has really finished (or was cancelled before it ran),
-        # not when an awaiting task is cancelled: until then the thread may be using the
-        # connection, and _db_write must not run beside it.
-        job.add_done_callback(self._db_job_done)
-        return await asyncio.wrap_future(job)
-
-    def _db_job_done(self, _job: object) -> None:
-        with self._db_jobs_lock:
-            self._db_jobs -= 1
-
-    async def _db_write(self, bodies: Sequence[str], fn: Callable[..., T], *args: Any) -> T:
-        """A hot-path write: a small one runs right here on the loop thread when the
-        database thread is idle (a ~200 us commit beats two thread hand-offs, which cost
-        ~150-600 us each under load); a big batch goes to the database thread so the loop
-        keeps serving the network while SQLite (which drops the GIL) works. Running inline
-        only when no job is queued or running keeps every write in submission order and
-        the connection used by one thread at a time."""
-        if (
-            self._db_jobs == 0
-            and len(bodies) <= INLINE_WRITE_MAX
-            and sum(map(len, bodies)) <= INLINE_WRITE_MAX_CHARS
-        ):
-            return fn(*args)
-        return await self._db(fn, *args)
-
     async def _load(self) -> None:
-        blob = await self._db(self.repo.get_blob, BLOB_IDENTITY)
-        if blob is None:
-            raise ProfileError("the profile database holds no identity")
-        self.identity = Identity.from_bytes(blob)
-        self.display_name = await self._db(self.repo.get_setting, SETTING_NAME, "")
+        self.display_name = await self.db.run(self.repo.get_setting, SETTING_NAME, "")
         for key, default in DEFAULT_SETTINGS.items():
-            self.settings[key] = await self._db(self.repo.get_setting, key, default)
-        for keys in await self._db(self.repo.contact_keys):
-            self._remember_contact(keys)
-        for inv in await self._db(self.repo.invites):
+            self.settings[key] = await self.db.run(self.repo.get_setting, key, default)
+        for keys in await self.db.run(self.repo.contact_keys):
+            self.contact_keys.remember(keys)
+        for inv in await self.db.run(self.repo.invites):
             self._invites[inv.id] = inv
-        own_key = await self._db(self.repo.get_blob, BLOB_DISCOVERY_KEY)
+        own_key = await self.db.run(self.repo.get_blob, BLOB_DISCOVERY_KEY)
         if own_key is None or len(own_key) != 32:
             own_key = nacl.utils.random(32)
-            await self._db(self.repo.set_blob, BLOB_DISCOVERY_KEY, own_key)
+            await self.db.run(self.repo.set_blob, BLOB_DISCOVERY_KEY, own_key)
         self._own_discovery_key = own_key
-        self._discovery_keys = await self._db(self.repo.discovery_keys)
-        self._incoming = GroupCommitter(
-            self._store_arrivals, self.config.batch_max, "chinwag-incoming"
-        )
-        self._outgoing = GroupCommitter(
-            self._queue_sends, self.config.batch_max, "chinwag-outgoing"
-        )
-        self._receipts = GroupCommitter(
+        self._discovery_keys = await self.db.run(self.repo.discovery_keys)
+        self._incoming = Batcher(self._store_arrivals, self.config.batch_max, "chinwag-incoming")
+        self._outgoing = Batcher(self._queue_sends, self.config.batch_max, "chinwag-outgoing")
+        self._receipts = Batcher(
             self._store_receipts,
             self.config.batch_max,
             "chinwag-receipts",
             gather_delay=RECEIPT_COMMIT_DELAY,
         )
-        self._spawn(self._search_indexer(), "chinwag-search-indexer")
+        self._tasks.spawn(self._search_indexer(), "chinwag-search-indexer")
         self._index_soon()  # whatever a killed process left unindexed
         await self.groups.load()
         await self.files.load()
 
-    def _remember_contact(self, keys: ContactKeys) -> None:
-        self._contact_keys[keys.id] = keys
-        self._by_static[keys.x25519_public] = keys.id
-        self._by_ed25519[keys.ed25519_public] = keys.id
-
     async def _start_network(self) -> None:
         port = self.config.listen_port
         if port is None:
-            port = await self._db(self.repo.get_setting, SETTING_PORT, 0)
+            port = await self.db.run(self._port_to_reuse, self._clock())
         try:
-            self._server = await serve(self.config.listen_host, port or 0, self._on_inbound)
+            server = await self.links.listen(self.config.listen_host, port or 0)
         except OSError as exc:
             if not port or self.config.listen_port is not None:
                 raise ServiceError(f"cannot listen on port {port}: {exc}") from exc
             log.warning("remembered port %s is taken (%s); choosing another", port, exc)
-            self._server = await serve(self.config.listen_host, 0, self._on_inbound)
-        self.listen_port = bound_port(self._server)
-        await self._db(self.repo.set_setting, SETTING_PORT, self.listen_port)
+            server = await self.links.listen(self.config.listen_host, 0)
+        self.listen_port = bound_port(server)
+        await self.db.run(self.repo.set_setting, SETTING_PORT, self.listen_port)
         log.info("listening on %s:%s", self.config.listen_host or "*", self.listen_port)
-        for contact_id in list(self._contact_keys):
-            self._ensure_dialer(contact_id)
+        for contact_id in self.contact_keys:
+            self.links.ensure_dialer(contact_id)
         await self._start_discovery()
+
+    def _port_to_reuse(self, now: float) -> int:
+        """With LAN discovery on, a fresh port at every start, so a stranger cannot link
+        our announcements by it (contacts find the new one over mDNS), except while an
+        invite we gave out is still open, since the invite names it. Without discovery
+        nothing is announced and contacts have only the address they know: keep it
+        (protocol.md 4.1)."""
+        if self._discovery_wanted() and not self.repo.pending_invites(now):
+            return 0
+        return int(self.repo.get_setting(SETTING_PORT, 0))
 
     async def aclose(self) -> None:
         """Close every connection with a goodbye, stop all tasks, close the database."""
         if self._closing:
             return
         self._closing = True
-        if self._server is not None:
-            self._server.close()
+        self.links.begin_close()
         self._pairing.close()
         await self.files.aclose()
         for handle in self._lan_dial_later.values():
             handle.cancel()
-        for conn in list(self._connections):
-            conn.close("shutting down")
-        for conn in list(self._connections):
-            with contextlib.suppress(Exception):
-                await conn.drain()
+        await self.links.close_connections()
         if self._discovery is not None:
             await self._discovery.aclose()  # goodbye packets
-        tasks = [*self._tasks, *self._dialers.values()]
-        for task in tasks:
-            task.cancel()
+        tasks = [*self._tasks.cancel_all(), *self.links.cancel_dialers()]
         await asyncio.gather(*tasks, return_exceptions=True)
         for committer in (self._incoming, self._outgoing):
             if committer is not None:
@@ -608,11 +485,9 @@ class PeerService:
         if self._receipts is not None:
             await self._receipts.aclose(flush=True)
         await self.groups.aclose()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-        await self._db(self.repo.close)
-        self._executor.shutdown(wait=True)
+        await self.links.wait_closed()
+        await self.db.run(self.repo.close)
+        self.db.shutdown()
         self._lock.release()
 
     async def __aenter__(self) -> PeerService:
@@ -620,13 +495,6 @@ class PeerService:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     # -- events ---------------------------------------------------------------------------
 
@@ -660,10 +528,10 @@ class PeerService:
                 raise ServiceError(f"a display name needs 1 to {wire.MAX_NAME_CHARS} characters")
         if key == SETTING_VISIBLE and not isinstance(value, bool):
             raise ServiceError("visible is true or false")
-        await self._db(self.repo.set_setting, key, value)
+        await self.db.run(self.repo.set_setting, key, value)
         if key == SETTING_NAME:
             self.display_name = value
-            for conn in list(self._live.values()):
+            for conn in self.links.live_connections():
                 conn.send(wire.ProfileUpdate(value))
         else:
             self.settings[key] = value
@@ -674,7 +542,7 @@ class PeerService:
                 self._emit(NearbyChanged(()))
 
     async def _emit_contact_changed(self, contact_id: str) -> None:
-        record = await self._db(self.repo.contact, contact_id)
+        record = await self.db.run(self.repo.contact, contact_id)
         if record is not None:
             self._emit(ContactChanged(record))
 
@@ -686,6 +554,10 @@ class PeerService:
             listen_port=self.listen_port or 0,
             addresses=tuple(str(a) for a in self.addresses()[: wire.MAX_ADDRESSES]),
         )
+
+    def listening_on(self) -> list[tuple[str, int]]:
+        """Every (host, port) a listening socket of ours is bound to; empty when offline."""
+        return self.links.listening_on()
 
     def addresses(self) -> list[Address]:
         """Where contacts can reach us: configured addresses first, then every interface."""
@@ -704,7 +576,7 @@ class PeerService:
     # -- contacts -------------------------------------------------------------------------
 
     async def contacts(self) -> list[ContactRecord]:
-        return await self._db(self.repo.contacts)
+        return await self.db.run(self.repo.contacts)
 
     async def display_names(self) -> dict[str, str]:
         """Names by id for what the CLI prints: contacts, group-only members and groups."""
@@ -716,7 +588,7 @@ class PeerService:
         return names
 
     async def resolve_contact(self, query: str) -> ContactRecord:
-        found = await self._db(self.repo.find_contacts, query)
+        found = await self.db.run(self.repo.find_contacts, query)
         if not found:
             raise ContactNotFound(f"no contact named {query!r} or with an id starting so")
         if len(found) > 1:
@@ -725,13 +597,26 @@ class PeerService:
         return found[0]
 
     def is_online(self, contact_id: str) -> bool:
-        return contact_id in self._live
+        return self.links.is_online(contact_id)
+
+    def poke(self, contact_id: str) -> None:
+        """Try to reach a contact now rather than at the next backoff tick."""
+        self.links.poke(contact_id)
+
+    @property
+    def own_discovery_key(self) -> bytes:
+        """Our current LAN advertising key (contacts recognise our mDNS token with it)."""
+        return self._own_discovery_key
+
+    def discovery_keys(self) -> dict[str, bytes]:
+        """The advertising key of every contact we know one for (contact id -> key)."""
+        return dict(self._discovery_keys)
 
     def safety_number(self, contact: ContactRecord) -> str:
         return safety_number(self.identity.ed25519_public, contact.ed25519_public)
 
     async def set_verified(self, contact_id: str, verified: bool = True) -> None:
-        await self._db(self.repo.set_verified, contact_id, verified)
+        await self.db.run(self.repo.set_verified, contact_id, verified)
 
     # -- invites --------------------------------------------------------------------------
 
@@ -741,7 +626,7 @@ class PeerService:
         from .invite import parse_address
 
         extra = [parse_address(a) for a in addresses]
-        port = self.listen_port or await self._db(self.repo.get_setting, SETTING_PORT, 0)
+        port = self.listen_port or await self.db.run(self.repo.get_setting, SETTING_PORT, 0)
         if not port and not extra:
             raise ServiceError("no listening port yet: run the service once, or give --address")
         if self.listen_port:
@@ -758,7 +643,7 @@ class PeerService:
             ttl=ttl,
             now=self._clock(),
         )
-        record = await self._db(
+        record = await self.db.run(
             self.repo.add_invite, invite.invite_id, invite.secret, invite.expires_at, self._clock()
         )
         self._invites[invite.invite_id] = record
@@ -772,32 +657,26 @@ class PeerService:
             raise InviteFailed(str(exc)) from exc
         if invite.ed25519_public == self.identity.ed25519_public:
             raise InviteFailed("this is your own invite")
-        if invite.ed25519_public in self._by_ed25519:
+        if self.contact_keys.by_ed25519(invite.ed25519_public) is not None:
             raise InviteFailed(f"{invite.display_name or 'the inviter'} is already a contact")
         target = InviteTarget(
             invite.invite_id, invite.secret, invite.ed25519_public, invite.x25519_public
         )
         failures: list[str] = []
         for address in invite.addresses:
+            outcome: asyncio.Future[ContactRecord] = asyncio.get_running_loop().create_future()
+            session = Session(
+                initiator=True,
+                static=self.links.static_keypair(),
+                hello=self._hello(),
+                target=target,
+            )
+            handler = self._invite_handler(invite, outcome, verified)
             try:
-                reader, writer = await dial(
-                    address.host, address.port, self.config.timing.connect_timeout
-                )
+                await self.links.open(address.host, address.port, session, handler)
             except (OSError, TimeoutError) as exc:
                 failures.append(f"{address}: {exc or 'timed out'}")
                 continue
-            outcome: asyncio.Future[ContactRecord] = asyncio.get_running_loop().create_future()
-            session = Session(
-                initiator=True, static=self._static_keypair(), hello=self._hello(), target=target
-            )
-            conn = Connection(
-                reader,
-                writer,
-                session,
-                self._invite_handler(invite, outcome, verified),
-                self.config.timing,
-            )
-            self._track(conn)
             try:
                 return await outcome
             except _Unreachable as exc:
@@ -830,13 +709,13 @@ class PeerService:
                     addresses=self._peer_addresses(conn, peer.hello, invite.addresses),
                 )
                 try:
-                    await self._db(self.repo.add_contact, new, self._clock())
+                    await self.db.run(self.repo.add_contact, new, self._clock())
                 except ContactExists as exc:
                     conn.close("already contacts")
                     outcome.set_exception(InviteFailed(str(exc)))
                     return
                 record = await self._contact_added(new)
-                self._adopt(conn, new.id)
+                self.links.adopt(conn, new.id)
                 outcome.set_result(record)
             elif isinstance(event, Rejected):
                 if not outcome.done():
@@ -844,7 +723,7 @@ class PeerService:
                     outcome.set_exception(InviteFailed(reason))
             elif isinstance(event, Closed):
                 if conn.contact_id is not None:
-                    await self._on_connection_event(conn, event)
+                    await self.links.dispatch(conn, event)
                 elif not outcome.done():
                     if "does not match the invite" in event.reason:
                         outcome.set_exception(InviteFailed(event.reason))
@@ -853,13 +732,15 @@ class PeerService:
                     else:
                         outcome.set_exception(_Unreachable(event.reason))
             else:
-                await self._on_connection_event(conn, event)
+                await self.links.dispatch(conn, event)
 
         return handle
 
     async def _contact_added(self, new: NewContact) -> ContactRecord:
-        self._remember_contact(ContactKeys(new.id, new.ed25519_public, new.x25519_public, new.psk))
-        record = await self._db(self.repo.contact, new.id)
+        self.contact_keys.remember(
+            ContactKeys(new.id, new.ed25519_public, new.x25519_public, new.psk)
+        )
+        record = await self.db.run(self.repo.contact, new.id)
         assert record is not None
         self._emit(ContactAdded(record))
         return record
@@ -877,77 +758,14 @@ class PeerService:
         found += [str(a) for a in known]
         return tuple(dict.fromkeys(found))[: wire.MAX_ADDRESSES]
 
-    def _static_keypair(self) -> KeyPair:
-        return KeyPair(self.identity.static_private, self.identity.static_public)
-
-    # -- inbound connections ----------------------------------------------------------------
-
-    async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        pending = sum(1 for c in self._connections if c.contact_id is None)
-        if self._closing or pending >= MAX_PENDING_HANDSHAKES:
-            log.warning("refusing an inbound connection: %d handshakes pending", pending)
-            writer.close()
-            return
-        initial = await self.files.peek_inbound(reader, writer)  # a bulk connection: handled
-        if initial is None:
-            return
-        session = Session(
-            initiator=False,
-            static=self._static_keypair(),
-            hello=self._hello(),
-            authority=_Authority(self),
-            nearby=self._nearby_offered(),
-        )
-        garbage = session.receive_data(initial)  # at most a Closed, for a malformed start
-        conn = Connection(reader, writer, session, self._on_connection_event, self.config.timing)
-        self._connections.add(conn)
-        try:
-            for event in garbage:
-                await self._on_connection_event(conn, event)
-            if garbage:
-                conn.close(session.close_reason or "malformed first frame")
-                return
-            await conn.run()
-        finally:
-            self._connections.discard(conn)
-
-    def _track(self, conn: Connection) -> None:
-        self._connections.add(conn)
-
-        async def run() -> None:
-            try:
-                await conn.run()
-            finally:
-                self._connections.discard(conn)
-
-        self._spawn(run(), f"chinwag-conn-{id(conn):x}")
-
-    async def _on_connection_event(self, conn: Connection, event: SessionEvent) -> None:
-        if conn.contact_id is None and conn.session.kind is wire.HandshakeKind.NEARBY:
-            if isinstance(event, Closed):
-                log.info("connection %r closed: %s", conn, event.reason)
-            await self._pairing.on_event(conn, event)  # a nearby pairing (nearby.py)
-            return
-        if isinstance(event, Established):
-            await self._on_established(conn, event)
-        elif isinstance(event, Received):
-            await self._on_message(conn, event.message)
-        elif isinstance(event, Closed):
-            log.info("connection %r closed: %s", conn, event.reason)
-            contact_id = conn.contact_id
-            if contact_id is not None and self._live.get(contact_id) is conn:
-                del self._live[contact_id]
-                self._emit(PresenceChanged(contact_id, online=False))
-                self._ensure_dialer(contact_id)
-        elif isinstance(event, Rejected):
-            log.info("connection %r rejected: %s", conn, event.code.name)
+    # -- sessions established (a LinkHooks hook) -------------------------------------------
 
     async def _on_established(self, conn: Connection, event: Established) -> None:
         peer = event.peer
         if peer.contact_id is None:
             # First contact through one of our invites: store both the contact and the used
             # invite in one transaction, then let the session send our hello.
-            invite_id = _Authority.invite_of(conn)
+            invite_id = self.links.invite_of(conn)
             secrets = derive_contact_secrets(peer.handshake_hash)
             new = NewContact(
                 id=make_contact_id(peer.hello.ed25519_public),
@@ -964,7 +782,7 @@ class PeerService:
                 addresses=self._peer_addresses(conn, peer.hello),
             )
             try:
-                await self._db(self.repo.redeem_invite, invite_id, new, self._clock())
+                await self.db.run(self.repo.redeem_invite, invite_id, new, self._clock())
             except InviteUnusable as exc:
                 conn.close(
                     {
@@ -982,159 +800,37 @@ class PeerService:
             )
             conn.session.accept_peer()
             await self._contact_added(new)
-            self._adopt(conn, new.id)
+            self.links.adopt(conn, new.id)
             return
         contact_id = peer.contact_id
-        keys = self._contact_keys.get(contact_id)
+        keys = self.contact_keys.keys(contact_id)
         if keys is not None and keys.x25519_public != peer.remote_static:
             # A static-key rotation certified by the same identity key (checked by the session).
-            await self._db(
+            await self.db.run(
                 self.repo.update_static,
                 contact_id,
                 peer.remote_static,
                 peer.hello.static_certificate,
             )
-            self._by_static.pop(keys.x25519_public, None)
-            self._remember_contact(
+            self.contact_keys.remember(
                 ContactKeys(contact_id, keys.ed25519_public, peer.remote_static, keys.psk)
             )
         addresses = self._peer_addresses(conn, peer.hello)
-        await self._db(
+        await self.db.run(
             self.repo.update_presence,
             contact_id,
             addresses,
             self._clock(),
             safe_name(peer.hello.display_name) or "?",
         )
-        self._adopt(conn, contact_id)
+        self.links.adopt(conn, contact_id)
 
-    def _adopt(self, conn: Connection, contact_id: str) -> None:
-        """Make `conn` the contact's live session, resolving simultaneous dials."""
-        conn.contact_id = contact_id
-        conn.adopted_at = time.monotonic()
-        current = self._live.get(contact_id)
-        # Online already (a replacement, not a new presence): decided before `current`
-        # is closed below, or a replaced session would announce "online" twice.
-        was_online = current is not None and not current.closed.is_set()
-        if current is not None and current is not conn and not current.closed.is_set():
-            # Two live connections: if both are new, both ends dialled at once and the key
-            # rule picks the same one on both sides; an older one is presumed dead (the peer
-            # would not have dialled otherwise) and gives way.
-            simultaneous = conn.adopted_at - current.adopted_at < SIMULTANEOUS_WINDOW
-            if simultaneous and self._preferred(current, conn) is current:
-                conn.close("duplicate connection")
-                return
-            current.contact_id = None  # its close must not mark the contact offline
-            current.close("duplicate connection")
-        self._live[contact_id] = conn
-        conn.adopted.set()
-        if not was_online:
-            self._emit(PresenceChanged(contact_id, online=True))
-        self._spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
+    def _adopted(self, conn: Connection, contact_id: str) -> None:
+        """A contact's session went live: resend its outbox, and tell the workers."""
+        self._tasks.spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
         self._lan_adopted(conn)
         self.groups.on_adopted(conn, contact_id)
         self.files.contact_online(contact_id)
-
-    def _preferred(self, a: Connection, b: Connection) -> Connection:
-        """Both ends keep the connection dialled by the peer with the smaller identity key."""
-        mine = self.identity.ed25519_public
-        contact_id = a.contact_id or b.contact_id
-        assert contact_id is not None
-        theirs = self._contact_keys[contact_id].ed25519_public
-        dialled_by_me_wins = mine < theirs
-        for conn in (a, b):
-            if conn.initiator == dialled_by_me_wins:
-                return conn
-        return a  # both dialled the same way: keep the older one
-
-    # -- dialing ----------------------------------------------------------------------------
-
-    def _ensure_dialer(self, contact_id: str, *, now: bool = False) -> None:
-        if self._closing or not self.config.network or self._server is None:
-            return
-        wake = self._dial_wakeup.setdefault(contact_id, asyncio.Event())
-        if now:
-            wake.set()
-        task = self._dialers.get(contact_id)
-        if task is None or task.done():
-            self._dialers[contact_id] = asyncio.create_task(
-                self._dial_loop(contact_id, wake), name=f"chinwag-dial-{contact_id[:8]}"
-            )
-
-    def poke(self, contact_id: str) -> None:
-        """Try to reach a contact now rather than at the next backoff tick."""
-        wake = self._dial_wakeup.get(contact_id)
-        if wake is not None:
-            wake.set()
-        else:
-            self._ensure_dialer(contact_id, now=True)
-
-    async def _dial_loop(self, contact_id: str, wake: asyncio.Event) -> None:
-        backoff = Backoff(self._rng, self.config.dial_base, self.config.dial_cap)
-        while not self._closing:
-            live = self._live.get(contact_id)
-            if live is not None and not live.closed.is_set():
-                backoff.reset()
-                wake.clear()
-                await live.closed.wait()
-                continue
-            if await self._dial_once(contact_id):
-                backoff.reset()
-                continue
-            wake.clear()
-            delay = backoff.next_delay()
-            if contact_id in self._addressless:
-                delay = max(delay, ADDRESSLESS_RETRY)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await wake.wait()
-
-    async def _dial_once(self, contact_id: str) -> bool:
-        keys = self._contact_keys.get(contact_id)
-        contact = await self._db(self.repo.contact, contact_id)
-        if keys is None or contact is None:
-            return False
-        from .invite import parse_address
-
-        addresses = self._dial_addresses(contact_id, contact.addresses)
-        if addresses:
-            self._addressless.discard(contact_id)
-        else:
-            self._addressless.add(contact_id)
-        for text in addresses:
-            live = self._live.get(contact_id)
-            if live is not None and not live.closed.is_set():
-                return True
-            try:
-                address = parse_address(text)
-                reader, writer = await dial(
-                    address.host, address.port, self.config.timing.connect_timeout
-                )
-            except (OSError, TimeoutError, InviteError) as exc:
-                log.debug("dial %s at %s failed: %s", contact_id[:8], text, exc)
-                continue
-            session = Session(
-                initiator=True,
-                static=self._static_keypair(),
-                hello=self._hello(),
-                target=ContactTarget(contact_id, keys.ed25519_public, keys.x25519_public, keys.psk),
-            )
-            conn = Connection(
-                reader, writer, session, self._on_connection_event, self.config.timing
-            )
-            self._track(conn)
-            waiters = {
-                asyncio.ensure_future(conn.closed.wait()),
-                asyncio.ensure_future(conn.adopted.wait()),
-            }
-            try:
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-            if self._live.get(contact_id) is conn:
-                return True
-        return False
 
     # -- LAN discovery and nearby pairing (discovery.py, nearby.py) -------------------------
 
@@ -1173,11 +869,6 @@ class PeerService:
         """Do we answer NEARBY handshakes? Only while visible on this network."""
         return self._discovery is not None and bool(self.settings[SETTING_VISIBLE])
 
-    def _dial_addresses(self, contact_id: str, stored: Iterable[str]) -> list[str]:
-        """A contact seen on the LAN is dialled there first, then at its stored addresses."""
-        lan = self._discovery.contact_addresses(contact_id) if self._discovery else []
-        return list(dict.fromkeys([*lan, *stored]))
-
     def _lan_adopted(self, conn: Connection) -> None:
         """A contact's session went live: tell it our advertising key; on the local link,
         use the short keepalive so a vanished peer is noticed within seconds."""
@@ -1189,7 +880,7 @@ class PeerService:
     async def _lan_store_key(self, contact_id: str, key: bytes) -> None:
         if self._discovery_keys.get(contact_id) == key:
             return
-        await self._db(self.repo.set_discovery_key, contact_id, key)
+        await self.db.run(self.repo.set_discovery_key, contact_id, key)
         self._discovery_keys[contact_id] = key
         if self._discovery is not None:
             self._discovery.set_contact_key(contact_id, key)
@@ -1197,9 +888,9 @@ class PeerService:
     # DiscoveryListener: called by Discovery on the event loop.
 
     def lan_contact_seen(self, contact_id: str, addresses: list[str]) -> None:
-        if self._closing or contact_id not in self._contact_keys:
+        if self._closing or contact_id not in self.contact_keys:
             return
-        live = self._live.get(contact_id)
+        live = self.links.connection(contact_id)
         if live is None or live.closed.is_set():
             self._lan_dial(contact_id)
         elif live.peer_address is not None and live.peer_address[0] not in {
@@ -1208,7 +899,7 @@ class PeerService:
             self._lan_probe(live)  # it announced itself elsewhere: is this session still up?
 
     def lan_contact_gone(self, contact_id: str) -> None:
-        live = self._live.get(contact_id)
+        live = self.links.connection(contact_id)
         if not self._closing and live is not None and not live.closed.is_set():
             self._lan_probe(live)
 
@@ -1223,42 +914,62 @@ class PeerService:
         if self._closing:
             return
         ours = set(addresses)
-        for conn in list(self._live.values()):
+        for conn in self.links.live_connections():
             local = conn.writer.get_extra_info("sockname")
             host = str(local[0]).removeprefix("::ffff:") if local else None
             if host is not None and host not in ours and not _is_loopback(host):
                 conn.close("our network address changed")
             else:
                 self._lan_probe(conn)
-        for contact_id in list(self._contact_keys):
-            if contact_id not in self._live:
+        for contact_id in self.contact_keys:
+            if not self.links.is_online(contact_id):
                 self._lan_dial(contact_id)
+
+    async def lan_port_for_new_network(self) -> int:
+        """Move the listener to a fresh port when the network changes (a stranger could
+        link our announcements on two networks by the port), unless the user chose the
+        port or an open invite names the current one. Live sessions are not affected."""
+        current = self.listen_port or 0
+        if self._closing or self.links.listener is None or self.config.listen_port is not None:
+            return current
+        if await self.db.run(self._port_to_reuse, self._clock()):
+            return current
+        try:
+            fresh = await self.links.move_listener(self.config.listen_host)
+        except OSError as exc:
+            log.warning("could not move to a new port (%s); keeping %s", exc, current)
+            return current
+        self.listen_port = fresh.port
+        await self.db.run(self.repo.set_setting, SETTING_PORT, self.listen_port)
+        log.info("new network: listening on port %s now", self.listen_port)
+        return self.listen_port
 
     def _lan_dial(self, contact_id: str, *, deferred: bool = False) -> None:
         """Dial a contact soon: at once if our identity key is the smaller one, else after
         LAN_YIELD; at most once per LAN_DIAL_INTERVAL (later requests are deferred)."""
-        if contact_id in self._lan_dial_later or contact_id not in self._contact_keys:
+        keys = self.contact_keys.keys(contact_id)
+        if contact_id in self._lan_dial_later or keys is None:
             return
         loop = asyncio.get_running_loop()
         wait = self._lan_last_dial.get(contact_id, -LAN_DIAL_INTERVAL) + LAN_DIAL_INTERVAL
         wait -= loop.time()
         if not deferred:
-            theirs = self._contact_keys[contact_id].ed25519_public
+            theirs = keys.ed25519_public
             if theirs < self.identity.ed25519_public:
                 wait = max(wait, LAN_YIELD)
         if wait > 0:
 
             def later() -> None:
                 self._lan_dial_later.pop(contact_id, None)
-                live = self._live.get(contact_id)
+                live = self.links.connection(contact_id)
                 if live is None or live.closed.is_set():
                     self._lan_dial(contact_id, deferred=True)
 
             self._lan_dial_later[contact_id] = loop.call_later(wait, later)
             return
         self._lan_last_dial[contact_id] = loop.time()
-        if not self._closing and contact_id in self._contact_keys:
-            self.poke(contact_id)
+        if not self._closing and contact_id in self.contact_keys:
+            self.links.poke(contact_id)
 
     def _lan_probe(self, conn: Connection) -> None:
         """Ping a live session; close it if nothing comes back within LAN_PROBE_TIMEOUT."""
@@ -1276,7 +987,7 @@ class PeerService:
             finally:
                 self._lan_probing.discard(conn)
 
-        self._spawn(check(), "chinwag-lan-probe")
+        self._tasks.spawn(check(), "chinwag-lan-probe")
 
     # Public: Nearby, pairing, removal.
 
@@ -1327,20 +1038,10 @@ class PeerService:
     async def remove_contact(self, contact_id: str) -> None:
         """Forget a contact and its conversation; then rotate our LAN advertising key, so
         it can no longer recognise us on a LAN (the others learn the new key)."""
-        keys = self._contact_keys.pop(contact_id, None)
-        if keys is None:
+        if self.contact_keys.forget(contact_id) is None:
             raise ContactNotFound(f"no contact {contact_id}")
-        self._by_static.pop(keys.x25519_public, None)
-        self._by_ed25519.pop(keys.ed25519_public, None)
-        dialer = self._dialers.pop(contact_id, None)
-        if dialer is not None:
-            dialer.cancel()
-        self._dial_wakeup.pop(contact_id, None)
-        conn = self._live.pop(contact_id, None)
-        if conn is not None:
-            conn.close("no longer a contact")
-            self._emit(PresenceChanged(contact_id, online=False))
-        await self._db(self.repo.delete_contact, contact_id)
+        self.links.forget(contact_id)
+        await self.db.run(self.repo.delete_contact, contact_id)
         self._discovery_keys.pop(contact_id, None)
         if self._discovery is not None:
             self._discovery.set_contact_key(contact_id, None)
@@ -1351,9 +1052,9 @@ class PeerService:
         """A fresh advertising key: announced from the next record update on, sent to every
         contact online now and to the others when they next connect."""
         key = nacl.utils.random(32)
-        await self._db(self.repo.set_blob, BLOB_DISCOVERY_KEY, key)
+        await self.db.run(self.repo.set_blob, BLOB_DISCOVERY_KEY, key)
         self._own_discovery_key = key
-        for conn in list(self._live.values()):
+        for conn in self.links.live_connections():
             conn.send(wire.DiscoveryKey(key))
         if self._discovery is not None:
             self._discovery.set_own_key(key)
@@ -1370,20 +1071,20 @@ class PeerService:
     async def send_text(self, contact_id: str, body: str) -> MessageRecord:
         """Store a message in the outbox (durably) and send it if the contact is online."""
         check_text(body)
-        if contact_id not in self._contact_keys:
+        if contact_id not in self.contact_keys:
             raise ContactNotFound(f"no contact {contact_id}")
         assert self._outgoing is not None
         record = await self._outgoing.submit((contact_id, body))
         self._emit(MessageAdded(record))
-        conn = self._live.get(contact_id)
-        if conn is not None and not conn.closed.is_set() and conn.session.established:
+        conn = self.links.ready(contact_id)
+        if conn is not None:
             self._send_chat(conn, record)
         else:
-            self.poke(contact_id)
+            self.links.poke(contact_id)
         return record
 
     async def _queue_sends(self, items: list[tuple[str, str]]) -> list[MessageRecord]:
-        records = await self._db_write(
+        records = await self.db.write(
             [body for _, body in items],
             self.repo.queue_outgoing_many,
             items,
@@ -1393,8 +1094,7 @@ class PeerService:
         return records
 
     def _send_chat(self, conn: Connection, record: MessageRecord) -> None:
-        keys = self._contact_keys[record.contact_id]
-        contact_conv = self._conversation(keys)
+        contact_conv = self.contact_keys.conversation(record.contact_id)
         conn.send(
             wire.ChatMessage(
                 msg_id=record.msg_id,
@@ -1406,17 +1106,9 @@ class PeerService:
             )
         )
 
-    def _conversation(self, keys: ContactKeys) -> bytes:
-        # Cached: a BLAKE2b through PyNaCl costs ~17 us and runs twice per chat message.
-        conv = self._conversations.get(keys.ed25519_public)
-        if conv is None:
-            conv = conversation_id(self.identity.ed25519_public, keys.ed25519_public)
-            self._conversations[keys.ed25519_public] = conv
-        return conv
-
     async def _flush_outbox(self, contact_id: str, conn: Connection) -> None:
         """Resend everything not yet acknowledged: on every (re)connect."""
-        pending = await self._db(self.repo.outbox, contact_id)
+        pending = await self.db.run(self.repo.outbox, contact_id)
         for i, record in enumerate(pending):
             if conn.closed.is_set() or not conn.session.established:
                 return
@@ -1438,41 +1130,44 @@ class PeerService:
             return
         if await self.groups.on_message(conn, message):
             return
-        if isinstance(message, wire.ChatMessage):
-            if message.conversation != self._conversation(self._contact_keys[contact_id]):
-                conn.close("message for an unknown conversation")
-                return
-            if message.lamport >= MAX_COUNTER or message.seq >= MAX_COUNTER:
-                conn.close("implausible Lamport time or sequence number")
-                return
-            assert self._incoming is not None
-            self._incoming.post(_Arrival(contact_id, message, conn))
-        elif isinstance(message, wire.Receipt):
-            state = (
-                MessageState.DELIVERED
-                if message.kind is wire.ReceiptKind.DELIVERED
-                else MessageState.READ
-            )
-            # The receipt is the fact: show it now. Recording it is bookkeeping, group-
-            # committed without holding up the read loop (if it is lost in a crash, the
-            # message is resent, dropped as a duplicate and acknowledged again).
-            self._emit(MessageStatesChanged(contact_id, message.msg_ids, state))
-            assert self._receipts is not None
-            self._receipts.post((contact_id, message.msg_ids, state))
-        elif isinstance(message, wire.Typing):
-            if self.settings[SETTING_TYPING]:
-                self._emit(TypingChanged(contact_id, message.active))
-        elif isinstance(message, wire.Ping):
-            conn.send(wire.Pong(message.nonce))
-        elif isinstance(message, wire.ProfileUpdate):
-            await self._db(self.repo.set_display_name, contact_id, safe_name(message.display_name))
-            await self._emit_contact_changed(contact_id)
-        elif isinstance(message, wire.DiscoveryKey):
-            await self._lan_store_key(contact_id, message.key)
-        elif isinstance(
-            message, wire.FileOffer | wire.FileRequest | wire.FileControl | wire.FileHave
-        ):
-            await self.files.on_message(contact_id, conn, message)
+        match message:
+            case wire.ChatMessage():
+                self._on_chat(contact_id, conn, message)
+            case wire.Receipt(kind=kind, msg_ids=msg_ids):
+                state = (
+                    MessageState.DELIVERED
+                    if kind is wire.ReceiptKind.DELIVERED
+                    else MessageState.READ
+                )
+                # The receipt is the fact: show it now. Recording it is bookkeeping, group-
+                # committed without holding up the read loop (if it is lost in a crash, the
+                # message is resent, dropped as a duplicate and acknowledged again).
+                self._emit(MessageStatesChanged(contact_id, msg_ids, state))
+                assert self._receipts is not None
+                self._receipts.post((contact_id, msg_ids, state))
+            case wire.Typing(active=active):
+                if self.settings[SETTING_TYPING]:
+                    self._emit(TypingChanged(contact_id, active))
+            case wire.Ping(nonce=nonce):
+                conn.send(wire.Pong(nonce))
+            case wire.ProfileUpdate(display_name=display_name):
+                name = safe_name(display_name)
+                await self.db.run(self.repo.set_display_name, contact_id, name)
+                await self._emit_contact_changed(contact_id)
+            case wire.DiscoveryKey(key=key):
+                await self._lan_store_key(contact_id, key)
+            case wire.FileOffer() | wire.FileRequest() | wire.FileControl() | wire.FileHave():
+                await self.files.on_message(contact_id, conn, message)
+
+    def _on_chat(self, contact_id: str, conn: Connection, message: wire.ChatMessage) -> None:
+        if message.conversation != self.contact_keys.conversation(contact_id):
+            conn.close("message for an unknown conversation")
+            return
+        if message.lamport >= MAX_COUNTER or message.seq >= MAX_COUNTER:
+            conn.close("implausible Lamport time or sequence number")
+            return
+        assert self._incoming is not None
+        self._incoming.post(_Arrival(contact_id, message, conn))
 
     def _index_soon(self) -> None:
         """Wake the background search indexer (it batches, so bursts cost little)."""
@@ -1483,7 +1178,7 @@ class PeerService:
             await self._index_wanted.wait()
             await asyncio.sleep(SEARCH_INDEX_DELAY)  # let a burst finish first
             self._index_wanted.clear()
-            while await self._db(self.repo.index_pending, 2000):
+            while await self.db.run(self.repo.index_pending, 2000):
                 pass  # in chunks, so other work gets the database in between
 
     async def _states_recorded(self) -> None:
@@ -1493,7 +1188,7 @@ class PeerService:
             await self._receipts.settle()
 
     async def _store_receipts(self, updates: list[_ReceiptUpdate]) -> list[None]:
-        await self._db(self.repo.record_states, updates)
+        await self.db.run(self.repo.record_states, updates)
         return [None] * len(updates)
 
     async def _store_arrivals(self, arrivals: list[_Arrival]) -> list[bool]:
@@ -1501,7 +1196,7 @@ class PeerService:
         by_contact: dict[str, list[wire.ChatMessage]] = {}
         for a in arrivals:
             by_contact.setdefault(a.contact_id, []).append(a.message)
-        stored = await self._db_write(
+        stored = await self.db.write(
             [a.message.body for a in arrivals],
             self.repo.store_incoming,
             list(by_contact.items()),
@@ -1536,29 +1231,37 @@ class PeerService:
     ) -> list[MessageRecord]:
         """A page of a conversation, oldest first (see Repository.history)."""
         await self._states_recorded()
-        return await self._db(
+        return await self.db.run(
             self.repo.history, contact_id, limit=limit, before=before, after=after
         )
 
     async def conversations(self) -> list[ConversationSummary]:
         """Every contact with its newest message and unread count, most recent first."""
         await self._states_recorded()
-        contacts = await self._db(self.repo.contacts)
-        last = await self._db(self.repo.last_messages)
-        unread = await self._db(self.repo.unread_counts)
+        rows = await self.db.run(self.repo.conversations)  # one read of kept summaries
         summaries = [
-            ConversationSummary(c, last.get(c.id), unread.get(c.id, 0), self.is_online(c.id))
-            for c in contacts
+            ConversationSummary(
+                r.contact, r.last_message, r.unread, self.is_online(r.contact.id), r.queued
+            )
+            for r in rows
         ]
         summaries.sort(key=lambda s: -s.last_activity)
         return summaries
 
     async def search(
-        self, text: str, *, contact_id: str | None = None, limit: int = 100
+        self,
+        text: str,
+        *,
+        contact_id: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
     ) -> list[MessageRecord]:
-        """Full-text search of every conversation, or of one."""
+        """Full-text search of every conversation, or of one; newest first, and with
+        `before` (the last result's row_id) the next page (see Repository.search)."""
         await self._states_recorded()
-        return await self._db(self.repo.search, text, contact_id=contact_id, limit=limit)
+        return await self.db.run(
+            self.repo.search, text, contact_id=contact_id, limit=limit, before=before
+        )
 
     async def change_passphrase(
         self, new_passphrase: str | None, *, kdf: KdfParams | None = None
@@ -1567,13 +1270,13 @@ class PeerService:
         key, meta, warnings = await asyncio.to_thread(
             self.profile.new_key_material, new_passphrase, kdf=kdf
         )
-        await self._db(self.repo.rekey, key)
+        await self.db.run(self.repo.rekey, key)
         await asyncio.to_thread(self.profile.commit_key_material, meta)
         return warnings
 
     async def mark_read(self, contact_id: str) -> int:
-        ids = await self._db(self.repo.mark_seen, contact_id)
-        conn = self._live.get(contact_id)
+        ids = await self.db.run(self.repo.mark_seen, contact_id)
+        conn = self.links.connection(contact_id)
         if ids and self.settings[SETTING_READ_RECEIPTS] and conn and conn.session.established:
             for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
                 conn.send(
@@ -1584,17 +1287,17 @@ class PeerService:
         return len(ids)
 
     def set_typing(self, contact_id: str, active: bool) -> None:
-        conn = self._live.get(contact_id)
-        keys = self._contact_keys.get(contact_id)
-        if self.settings[SETTING_TYPING] and conn and keys and conn.session.established:
-            conn.send(wire.Typing(self._conversation(keys), active))
+        conn = self.links.connection(contact_id)
+        if self.settings[SETTING_TYPING] and conn and contact_id in self.contact_keys:
+            if conn.session.established:
+                conn.send(wire.Typing(self.contact_keys.conversation(contact_id), active))
 
     async def unread_counts(self) -> dict[str, int]:
-        return await self._db(self.repo.unread_counts)
+        return await self.db.run(self.repo.unread_counts)
 
     async def outbox_counts(self) -> dict[str, int]:
         await self._states_recorded()
-        return await self._db(self.repo.outbox_counts)
+        return await self.db.run(self.repo.outbox_counts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1603,6 +1306,7 @@ class ConversationSummary:
     last_message: MessageRecord | None
     unread: int
     online: bool
+    queued: int = 0  # our messages still in the outbox
 
     @property
     def last_activity(self) -> float:
@@ -1615,42 +1319,69 @@ class _Unreachable(Exception):
     pass
 
 
-class _Authority:
-    """Answers a responder session's questions from the service's in-memory tables."""
-
-    def __init__(self, service: PeerService) -> None:
-        self._service = service
-        self.invite_id: bytes | None = None
-
-    @staticmethod
-    def invite_of(conn: Connection) -> bytes:
-        authority = conn.session._authority
-        assert isinstance(authority, _Authority) and authority.invite_id is not None
-        return authority.invite_id
-
-    def invite_psk(self, invite_id: bytes) -> bytes | wire.RejectCode | None:
-        service = self._service
-        invite = service._invites.get(invite_id)
-        if invite is None:
-            return None
-        if invite.used_at is not None:
-            return wire.RejectCode.INVITE_USED
-        if service._clock() >= invite.expires_at:
-            return wire.RejectCode.INVITE_EXPIRED
-        self.invite_id = invite_id
-        return invite.secret
-
-    def match_contact(self, remote_static: bytes, hello: wire.Hello) -> ContactMatch | None:
-        service = self._service
-        contact_id = service._by_ed25519.get(hello.ed25519_public)
-        if contact_id is None:
-            return None
-        keys = service._contact_keys[contact_id]
-        return ContactMatch(contact_id, keys.psk)
-
-
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
+
+
+class _Wiring:
+    """The service's side of the workers' ports it does not hand over directly: the
+    LinkHooks of the links worker, the LanKeys of groups, the dialers' address lookups.
+    (Same module as PeerService: it may use the service's private parts.)"""
+
+    def __init__(self, service: PeerService) -> None:
+        self._service = service
+
+    # LinkHooks
+    async def established(self, links: Links, conn: Connection, event: Established) -> None:
+        await self._service._on_established(conn, event)
+
+    async def received(self, conn: Connection, message: wire.WireMessage) -> None:
+        await self._service._on_message(conn, message)
+
+    async def nearby(self, conn: Connection, event: SessionEvent) -> None:
+        await self._service._pairing.on_event(conn, event)
+
+    def adopted(self, conn: Connection, contact_id: str) -> None:
+        self._service._adopted(conn, contact_id)
+
+    def suspect(self, conn: Connection) -> None:
+        self._service._lan_probe(conn)
+
+    async def peek_inbound(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes | None:
+        return await self._service.files.peek_inbound(reader, writer)
+
+    def nearby_offered(self) -> bool:
+        return self._service._nearby_offered()
+
+    def invite(self, invite_id: bytes) -> InviteRecord | None:
+        return self._service._invites.get(invite_id)
+
+    # LanKeys
+    def contact_key_known(self, contact_id: str, key: bytes) -> None:
+        service = self._service
+        service._discovery_keys[contact_id] = key
+        if service._discovery is not None:
+            service._discovery.set_contact_key(contact_id, key)
+
+    def set_open_group(self, name: str | None) -> None:
+        if self._service._discovery is not None:
+            self._service._discovery.set_open_group(name)
+
+    # groups -> files
+    async def group_offers(self, messages: list[StoredGroupMessage]) -> None:
+        await self._service.files.on_group_offers(messages)
+
+    # dialers: where the LAN saw the contact, then where it was last reached
+    async def lan_addresses(self, contact_id: str) -> list[str]:
+        discovery = self._service._discovery
+        return discovery.contact_addresses(contact_id) if discovery is not None else []
+
+    async def stored_addresses(self, contact_id: str) -> list[str]:
+        service = self._service
+        contact = await service.db.run(service.repo.contact, contact_id)
+        return list(contact.addresses) if contact is not None else []

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import os
 import random
 import socket
 import time
@@ -214,21 +216,115 @@ class Connection:
             self.close("internal error")
 
 
-async def serve(
-    host: str,
-    port: int,
-    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
-) -> asyncio.Server:
-    """Listen on host:port (host "" = all interfaces, IPv4 and IPv6)."""
-    return await asyncio.start_server(
-        handler, host=host or None, port=port, reuse_address=True, limit=READ_CHUNK
-    )
+class Listener:
+    """The listening sockets of one peer: every address family on the same port.
+
+    asyncio.start_server(host=None, port=0) binds IPv4 and IPv6 each to its own ephemeral
+    port, so an address advertised with "the" port would point at nothing on one family.
+    We bind the families ourselves on one port instead (one asyncio.Server per socket)."""
+
+    def __init__(self, servers: list[asyncio.Server]) -> None:
+        if not servers:
+            raise RuntimeError("a listener needs at least one socket")
+        self._servers = servers
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        return [sock for server in self._servers for sock in server.sockets]
+
+    @property
+    def port(self) -> int:
+        ports = {int(sock.getsockname()[1]) for sock in self.sockets}
+        if len(ports) != 1:  # cannot happen with serve(); a guard for what we advertise
+            raise RuntimeError(f"listening sockets disagree on the port: {sorted(ports)}")
+        return ports.pop()
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+
+    async def wait_closed(self) -> None:
+        for server in self._servers:
+            await server.wait_closed()
 
 
-def bound_port(server: asyncio.Server) -> int:
-    for sock in server.sockets:
-        return int(sock.getsockname()[1])
-    raise RuntimeError("server has no sockets")
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+# How often a fresh ephemeral port taken on IPv4 may turn out to be in use on IPv6.
+_PORT_ATTEMPTS = 20
+
+
+async def serve(host: str, port: int, handler: Handler) -> Listener:
+    """Listen on host:port; host "" means every interface, IPv4 and IPv6 on one port.
+
+    With port 0 the OS picks the port for IPv4 and IPv6 is bound to the same one; if that
+    is taken on IPv6, another port is tried. A machine without IPv6 listens on IPv4 only."""
+    if host not in ("", "0.0.0.0", "::"):  # noqa: S104 - one given address
+        server = await asyncio.start_server(
+            handler, host=host, port=port, reuse_address=True, limit=READ_CHUNK
+        )
+        return Listener([server])
+    last_error: OSError | None = None
+    for _ in range(_PORT_ATTEMPTS if port == 0 else 1):
+        sockets = []
+        try:
+            sockets = _bind_all_families(port)
+        except OSError as exc:
+            last_error = exc
+            if port != 0 or exc.errno != errno.EADDRINUSE:
+                raise
+            continue
+        servers = []
+        try:
+            for sock in sockets:
+                servers.append(await asyncio.start_server(handler, sock=sock, limit=READ_CHUNK))
+        except BaseException:
+            for server in servers:
+                server.close()
+            for sock in sockets:
+                sock.close()
+            raise
+        return Listener(servers)
+    assert last_error is not None
+    raise last_error
+
+
+def _bind_all_families(port: int) -> list[socket.socket]:
+    """An IPv4 socket on port (0: the OS picks) and an IPv6-only one on the same port."""
+    v4 = _listening_socket(socket.AF_INET, "0.0.0.0", port)  # noqa: S104
+    chosen = int(v4.getsockname()[1])
+    if not socket.has_ipv6:
+        return [v4]
+    try:
+        v6 = _listening_socket(socket.AF_INET6, "::", chosen)
+    except OSError as exc:
+        if exc.errno in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL, errno.EPROTONOSUPPORT):
+            log.info("no IPv6 on this machine (%s): listening on IPv4 only", exc)
+            return [v4]
+        v4.close()
+        raise
+    return [v4, v6]
+
+
+def _listening_socket(family: socket.AddressFamily, host: str, port: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if family == socket.AF_INET6:
+            # Its own socket for IPv6, so IPv4 keeps the separate one on the same port.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if os.name == "posix":  # on Windows SO_REUSEADDR would let others steal the port
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(100)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bound_port(server: Listener) -> int:
+    return server.port
 
 
 async def dial(

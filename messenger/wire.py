@@ -22,6 +22,7 @@ Besides the transport messages this module holds:
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -321,10 +322,15 @@ class GroupMember:
 
 @dataclass(frozen=True, slots=True)
 class GroupRemoved:
-    """A removed member and the last of its messages that stays valid (`last_seq`)."""
+    """A removed member, the last of its messages that stays valid (`last_seq`), and the
+    roster epoch and Lamport time of its removal: nothing it signed at or after that
+    epoch, or later than that Lamport time, is accepted. Entries of rosters signed before
+    these two existed have neither (None) and are encoded as they were signed."""
 
     ed25519_public: bytes
     last_seq: int
+    epoch: int | None = None
+    lamport: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -582,7 +588,9 @@ def _display_name(value: object, what: str) -> str:
     return name
 
 
-def _address(value: object, what: str) -> str:
+def check_address(value: object, what: str) -> str:
+    """A "host:port" as the wire allows it (WireError otherwise): also for addresses that
+    go into a message we build (groups.py)."""
     addr = _str(value, what, MAX_ADDRESS_CHARS)
     host, sep, port = addr.rpartition(":")
     if not sep or not host:
@@ -708,12 +716,16 @@ def _make_batch(f: list[object]) -> Batch:
     return Batch(messages=tuple(messages))
 
 
+def _count(cls: type) -> int:
+    return len(dataclasses.fields(cls))
+
+
 def _fields_of(value: object, what: str, count: int) -> list[object] | tuple[object, ...]:
     return _array(value, what, count, count)
 
 
 def _make_member(value: object) -> GroupMember:
-    f = _fields_of(value, "member", 7)
+    f = _fields_of(value, "member", _count(GroupMember))
     addrs = _array(f[6], "member addresses", 0, MAX_MEMBER_ADDRESSES)
     return GroupMember(
         ed25519_public=_bytes(f[0], "member ed25519_public", ED25519_PUBLIC_LEN),
@@ -722,20 +734,24 @@ def _make_member(value: object) -> GroupMember:
         discovery_key=_bytes(f[3], "member discovery_key", DISCOVERY_KEY_LEN),
         display_name=_display_name(f[4], "member display_name"),
         joined_epoch=_int(f[5], "member joined_epoch", 1, _INT63),
-        addresses=tuple(_address(a, "member address") for a in addrs),
+        addresses=tuple(check_address(a, "member address") for a in addrs),
     )
 
 
 def _make_removed(value: object) -> GroupRemoved:
-    f = _fields_of(value, "removed member", 2)
+    f = _array(value, "removed member", 2, 4)
+    if len(f) == 3:
+        raise WireError("removed member: 2 or 4 fields")
     return GroupRemoved(
         ed25519_public=_bytes(f[0], "removed ed25519_public", ED25519_PUBLIC_LEN),
         last_seq=_int(f[1], "removed last_seq", 0, _INT63),
+        epoch=_int(f[2], "removed epoch", 1, _INT63) if len(f) == 4 else None,
+        lamport=_int(f[3], "removed lamport", 0, _INT63) if len(f) == 4 else None,
     )
 
 
 def _make_mark(value: object) -> GroupMark:
-    f = _fields_of(value, "mark", 2)
+    f = _fields_of(value, "mark", _count(GroupMark))
     return GroupMark(
         author=_bytes(f[0], "mark author", ED25519_PUBLIC_LEN),
         seq=_int(f[1], "mark seq", 0, _INT63),
@@ -763,7 +779,7 @@ def _make_group_roster(f: list[object]) -> GroupRoster:
 
 
 def _make_group_attachment(value: object) -> GroupAttachment:
-    f = _fields_of(value, "attachment", 6)
+    f = _fields_of(value, "attachment", _count(GroupAttachment))
     return GroupAttachment(
         root=_bytes(f[0], "attachment root", FILE_ROOT_LEN),
         name=_str(f[1], "attachment name", MAX_FILE_NAME_CHARS),
@@ -859,34 +875,37 @@ def _make_hello(f: list[object]) -> Hello:
         static_certificate=_bytes(f[1], "static_certificate", ED25519_SIGNATURE_LEN),
         display_name=_display_name(f[2], "display_name"),
         listen_port=_int(f[3], "listen_port", 0, 65536),
-        addresses=tuple(_address(a, "address") for a in addrs),
+        addresses=tuple(check_address(a, "address") for a in addrs),
     )
 
 
 _Maker: TypeAlias = Callable[[list[object]], WireMessage]
 
-# tag -> (class, field count, validator)
+# tag -> (class, validator); the field count comes from the class
+_MESSAGES: Final[dict[int, tuple[type[WireMessage], _Maker]]] = {
+    MessageType.CHAT: (ChatMessage, _make_chat),
+    MessageType.RECEIPT: (Receipt, _make_receipt),
+    MessageType.TYPING: (Typing, _make_typing),
+    MessageType.PING: (Ping, _make_ping),
+    MessageType.PONG: (Pong, _make_pong),
+    MessageType.CLOSE: (Close, _make_close),
+    MessageType.PROFILE_UPDATE: (ProfileUpdate, _make_profile_update),
+    MessageType.DISCOVERY_KEY: (DiscoveryKey, _make_discovery_key),
+    MessageType.PAIR_ACCEPT: (PairAccept, _make_pair_accept),
+    MessageType.BATCH: (Batch, _make_batch),
+    MessageType.GROUP_ROSTER: (GroupRoster, _make_group_roster),
+    MessageType.GROUP_MESSAGE: (GroupMessage, _make_group_message),
+    MessageType.GROUP_HAVE: (GroupHave, _make_group_have),
+    MessageType.GROUP_ACK: (GroupAck, _make_group_ack),
+    MessageType.GROUP_LEAVE: (GroupLeave, _make_group_leave),
+    MessageType.GROUP_JOIN_REQUEST: (GroupJoinRequest, _make_group_join_request),
+    MessageType.FILE_OFFER: (FileOffer, _make_file_offer),
+    MessageType.FILE_REQUEST: (FileRequest, _make_file_request),
+    MessageType.FILE_CONTROL: (FileControl, _make_file_control),
+    MessageType.FILE_HAVE: (FileHave, _make_file_have),
+}
 _DECODERS: Final[dict[int, tuple[type[WireMessage], int, _Maker]]] = {
-    MessageType.CHAT: (ChatMessage, 6, _make_chat),
-    MessageType.RECEIPT: (Receipt, 2, _make_receipt),
-    MessageType.TYPING: (Typing, 2, _make_typing),
-    MessageType.PING: (Ping, 1, _make_ping),
-    MessageType.PONG: (Pong, 1, _make_pong),
-    MessageType.CLOSE: (Close, 1, _make_close),
-    MessageType.PROFILE_UPDATE: (ProfileUpdate, 1, _make_profile_update),
-    MessageType.DISCOVERY_KEY: (DiscoveryKey, 1, _make_discovery_key),
-    MessageType.PAIR_ACCEPT: (PairAccept, 6, _make_pair_accept),
-    MessageType.BATCH: (Batch, 1, _make_batch),
-    MessageType.GROUP_ROSTER: (GroupRoster, 8, _make_group_roster),
-    MessageType.GROUP_MESSAGE: (GroupMessage, 9, _make_group_message),
-    MessageType.GROUP_HAVE: (GroupHave, 4, _make_group_have),
-    MessageType.GROUP_ACK: (GroupAck, 2, _make_group_ack),
-    MessageType.GROUP_LEAVE: (GroupLeave, 4, _make_group_leave),
-    MessageType.GROUP_JOIN_REQUEST: (GroupJoinRequest, 1, _make_group_join_request),
-    MessageType.FILE_OFFER: (FileOffer, 11, _make_file_offer),
-    MessageType.FILE_REQUEST: (FileRequest, 3, _make_file_request),
-    MessageType.FILE_CONTROL: (FileControl, 3, _make_file_control),
-    MessageType.FILE_HAVE: (FileHave, 1, _make_file_have),
+    tag: (cls, _count(cls), make) for tag, (cls, make) in _MESSAGES.items()
 }
 # Messages whose last fields are optional: tag -> fewest fields.
 _MIN_FIELDS: Final[dict[int, int]] = {MessageType.GROUP_MESSAGE: 8}
@@ -894,142 +913,40 @@ _MIN_FIELDS: Final[dict[int, int]] = {MessageType.GROUP_MESSAGE: 8}
 _BATCHABLE_TAGS: Final = frozenset({MessageType.CHAT, MessageType.RECEIPT})
 BATCHABLE: Final = (ChatMessage, Receipt)
 _TAGS: Final[dict[type[WireMessage], int]] = {cls: tag for tag, (cls, _, _) in _DECODERS.items()}
-_HELLO_FIELDS: Final = 5
+_HELLO_FIELDS: Final = len(dataclasses.fields(Hello))
 
 
-def _seq(value: object) -> object:
-    """Tuples and lists become lists; anything else is left for the validator to reject."""
-    return list(value) if isinstance(value, tuple | list) else value
+# Records nested inside messages travel as arrays of their fields, in field order.
+_NESTED: Final = (GroupMember, GroupRemoved, GroupMark, GroupAttachment)
 
 
-def _member_fields(m: object) -> object:
-    if not isinstance(m, GroupMember):
-        return m
-    return [
-        m.ed25519_public,
-        m.static_public,
-        m.static_certificate,
-        m.discovery_key,
-        m.display_name,
-        m.joined_epoch,
-        _seq(m.addresses),
-    ]
+def _item(value: object) -> object:
+    """An element of an array field: a nested record or a batched message becomes its
+    array; anything else is left as it is, for the validator to reject."""
+    if isinstance(value, _NESTED):
+        return _fields(value)
+    if type(value) in _TAGS:
+        return _tag_and_fields(value)
+    return value
 
 
-def _marks_fields(marks: object) -> object:
-    if not isinstance(marks, tuple | list):
-        return marks
-    return [[m.author, m.seq] if isinstance(m, GroupMark) else m for m in marks]
+def _value(value: object) -> object:
+    if isinstance(value, tuple | list):
+        return [_item(v) for v in value]
+    if isinstance(value, _NESTED):
+        return _fields(value)
+    return value
 
 
-_GroupWire: TypeAlias = "GroupRoster | GroupMessage | GroupHave | GroupAck | GroupLeave"
-
-
-def _group_fields(msg: _GroupWire) -> list[object]:
-    if isinstance(msg, GroupRoster):
-        removed = msg.removed
-        return [
-            msg.group_id,
-            msg.epoch,
-            msg.name,
-            msg.signer,
-            _seq(msg.admins),
-            [_member_fields(m) for m in msg.members]
-            if isinstance(msg.members, tuple | list)
-            else msg.members,
-            [[r.ed25519_public, r.last_seq] if isinstance(r, GroupRemoved) else r for r in removed]
-            if isinstance(removed, tuple | list)
-            else removed,
-            msg.signature,
-        ]
-    if isinstance(msg, GroupMessage):
-        fields: list[object] = [
-            msg.group_id,
-            msg.author,
-            msg.epoch,
-            msg.seq,
-            msg.lamport,
-            msg.sent_at_ms,
-            msg.body,
-            msg.signature,
-        ]
-        a = msg.attachment
-        if a is not None:
-            fields.append(
-                [a.root, a.name, a.mime, a.size, a.chunk_size, a.key]
-                if isinstance(a, GroupAttachment)
-                else a
-            )
-        return fields
-    if isinstance(msg, GroupHave):
-        return [msg.group_id, msg.epoch, msg.roster_hash, _marks_fields(msg.marks)]
-    if isinstance(msg, GroupAck):
-        return [msg.group_id, _marks_fields(msg.marks)]
-    return [msg.group_id, msg.member, msg.epoch, msg.signature]
-
-
-def _fields(msg: WireMessage | Hello) -> list[object]:
-    if isinstance(msg, GroupRoster | GroupMessage | GroupHave | GroupAck | GroupLeave):
-        return _group_fields(msg)
-    if isinstance(msg, GroupJoinRequest):
-        return [msg.name]
-    if isinstance(msg, ChatMessage):
-        return [msg.msg_id, msg.conversation, msg.seq, msg.lamport, msg.sent_at_ms, msg.body]
-    if isinstance(msg, Receipt):
-        ids = msg.msg_ids
-        return [msg.kind, list(ids) if isinstance(ids, tuple | list) else ids]
-    if isinstance(msg, Typing):
-        return [msg.conversation, msg.active]
-    if isinstance(msg, Ping | Pong):
-        return [msg.nonce]
-    if isinstance(msg, Close):
-        return [msg.reason]
-    if isinstance(msg, ProfileUpdate):
-        return [msg.display_name]
-    if isinstance(msg, DiscoveryKey):
-        return [msg.key]
-    if isinstance(msg, Batch):
-        inner = msg.messages
-        if not isinstance(inner, tuple | list):
-            return [inner]  # rejected by the validator
-        return [[_tag_and_fields(m) for m in inner]]
-    if isinstance(msg, PairAccept):
-        return [
-            msg.ed25519_public,
-            msg.static_public,
-            msg.static_certificate,
-            msg.display_name,
-            msg.listen_port,
-            msg.signature,
-        ]
-    if isinstance(msg, FileOffer):
-        return [
-            msg.msg_id,
-            msg.conversation,
-            msg.seq,
-            msg.lamport,
-            msg.sent_at_ms,
-            msg.root,
-            msg.name,
-            msg.mime,
-            msg.size,
-            msg.chunk_size,
-            msg.key,
-        ]
-    if isinstance(msg, FileRequest):
-        return [msg.root, msg.ticket, msg.secret]
-    if isinstance(msg, FileControl):
-        return [msg.root, msg.action, msg.reason]
-    if isinstance(msg, FileHave):
-        return [msg.root]
-    addrs = msg.addresses
-    return [
-        msg.ed25519_public,
-        msg.static_certificate,
-        msg.display_name,
-        msg.listen_port,
-        list(addrs) if isinstance(addrs, tuple | list) else addrs,
-    ]
+def _fields(msg: object) -> list[object]:
+    """A message (or nested record) as the array msgpack carries: its dataclass fields in
+    declaration order, so the order is written once, in the class. A trailing optional
+    field left at None is omitted (GroupMessage.attachment)."""
+    specs = dataclasses.fields(msg)  # type: ignore[arg-type]
+    values = [getattr(msg, f.name) for f in specs]
+    while values and values[-1] is None and specs[len(values) - 1].default is None:
+        values.pop()
+    return [_value(v) for v in values]
 
 
 def _tag_and_fields(msg: object) -> object:
@@ -1038,7 +955,7 @@ def _tag_and_fields(msg: object) -> object:
     tag = _TAGS.get(type(msg))  # type: ignore[arg-type]
     if tag is None:
         return msg
-    fields = _fields(msg)  # type: ignore[arg-type]
+    fields = _fields(msg)
     if isinstance(msg, Receipt) and isinstance(msg.kind, int):
         fields[0] = int(msg.kind)
     return [int(tag), *fields]

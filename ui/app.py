@@ -34,6 +34,7 @@ _STARTED = time.perf_counter()
 # PySide6 is loaded, its import hook inspects the source of every module imported after
 # it, which adds a quarter of a second to start-up.
 from messenger import (  # noqa: E402
+    DatabaseDamaged,
     PeerService,
     ProfileDir,
     ProfileError,
@@ -42,8 +43,9 @@ from messenger import (  # noqa: E402
     ServiceError,
     WrongPassphrase,
     default_profile_dir,
+    parse_listen,
+    restrict_umask,
 )
-from messenger import service as _service  # noqa: E402, F401
 from ui import _pyside_fix  # noqa: E402
 
 _pyside_fix.apply()
@@ -88,8 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
 def service_config(args: argparse.Namespace) -> ServiceConfig:
     host, port = "", None
     if args.listen:
-        from messenger.cli import parse_listen
-
         host, port = parse_listen(args.listen)
     return ServiceConfig(listen_host=host, listen_port=port, extra_addresses=tuple(args.address))
 
@@ -148,6 +148,12 @@ async def obtain_service(profile: ProfileDir, config: ServiceConfig) -> PeerServ
             f"{exc.holder}\n\nClose it first, or start Chinwag with another profile "
             "(--profile DIR).",
         )
+    except DatabaseDamaged as exc:
+        await message(
+            QMessageBox.Icon.Critical,
+            "Your messages database is damaged",
+            f"Chinwag cannot open {profile.path}:\n\n{exc}",
+        )
     except WrongPassphrase:
         await message(
             QMessageBox.Icon.Critical,
@@ -171,7 +177,12 @@ async def _onboard(profile: ProfileDir, config: ServiceConfig) -> PeerService | 
         dialog = OnboardingDialog()
         dialog.setWindowIcon(theme.app_icon())
         if await run_dialog(dialog) != QDialog.DialogCode.Accepted:
-            return None
+            if not dialog.wants_restore:
+                return None
+            restored = await _restore(profile, config)
+            if restored is not None:
+                return restored
+            continue
         name, passphrase = dialog.result_name(), dialog.result_passphrase()
         dialog.deleteLater()
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
@@ -189,6 +200,19 @@ async def _onboard(profile: ProfileDir, config: ServiceConfig) -> PeerService | 
         for warning in warnings:
             await message(QMessageBox.Icon.Information, "About your key", warning)
         return service
+
+
+async def _restore(profile: ProfileDir, config: ServiceConfig) -> PeerService | None:
+    """Restore a backup into the (empty) profile folder and open it; None: cancelled."""
+    from ui.views.backup_dialogs import RestoreDialog
+
+    dialog = RestoreDialog(profile.path)
+    dialog.setWindowIcon(theme.app_icon())
+    if await run_dialog(dialog) != QDialog.DialogCode.Accepted:
+        return None
+    passphrase = dialog.passphrase_used if dialog.needs_passphrase else None
+    dialog.deleteLater()
+    return await PeerService.open(profile.path, passphrase, config=config)
 
 
 # -- the running app -----------------------------------------------------------------------
@@ -261,7 +285,8 @@ async def run_window(service: PeerService) -> int:
         window.show()
         await window.load()
         tray.set_unread(window.conversations.unread_total())
-        collector = QApplication.instance().findChild(MainThreadCollector, "chinwag-gc")
+        qapp = QApplication.instance()
+        collector = qapp.findChild(MainThreadCollector, "chinwag-gc") if qapp else None
         if collector is not None:
             QTimer.singleShot(3000, collector, collector.settle)
         if os.environ.get(EXIT_AFTER_SHOWN_ENV):
@@ -333,7 +358,7 @@ def make_event_loop(app: QApplication) -> asyncio.AbstractEventLoop:
     asyncio callbacks with no running loop (create_task and friends fail)."""
     import qasync
 
-    class EventLoop(qasync.QEventLoop):  # type: ignore[misc, name-defined]
+    class EventLoop(qasync.QEventLoop):  # type: ignore[misc]
         def run_forever(self) -> Any:
             try:
                 return super().run_forever()
@@ -368,6 +393,7 @@ def create_application(argv: Sequence[str]) -> QApplication:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    restrict_umask()  # every file Chinwag writes is the user's only
     args, qt_args = build_parser().parse_known_args(argv)
     if args.install_desktop_entry or args.remove_desktop_entry:
         from ui import desktop_entry

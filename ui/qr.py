@@ -112,7 +112,7 @@ def qr_pixmap(
     module).
     """
     n = qr.symbol_size(scale=1, border=border)[0]
-    scale = max(1, int(logical_size * device_pixel_ratio) // n)
+    scale = max(1, int(int(logical_size * device_pixel_ratio) // n))
     pixmap = QPixmap.fromImage(qr_image(qr, scale, border=border))
     pixmap.setDevicePixelRatio(device_pixel_ratio)
     return pixmap
@@ -215,7 +215,8 @@ def safety_qr(payload: bytes) -> segno.QRCode:
 
 
 def _read(source: object) -> list[str]:
-    found = zxingcpp.read_barcodes(source, formats=zxingcpp.BarcodeFormat.QRCode)
+    only_qr = zxingcpp.BarcodeFormats(zxingcpp.BarcodeFormat.QRCode)
+    found = zxingcpp.read_barcodes(source, formats=only_qr)
     texts: list[str] = []
     for barcode in found:
         if barcode.valid and barcode.text and barcode.text not in texts:
@@ -269,10 +270,12 @@ def load_image(path: str | Path) -> QImage:
     try:  # formats Qt has no plugin for (Pillow reads a few more)
         from PIL import Image, ImageOps, UnidentifiedImageError
 
-        with Image.open(path) as pil:
-            pil = ImageOps.exif_transpose(pil).convert("L")
-            data = pil.tobytes()
-            image = QImage(data, pil.width, pil.height, pil.width, QImage.Format.Format_Grayscale8)
+        with Image.open(path) as opened:
+            gray = ImageOps.exif_transpose(opened).convert("L")
+            data = gray.tobytes()
+            image = QImage(
+                data, gray.width, gray.height, gray.width, QImage.Format.Format_Grayscale8
+            )
             return image.copy()
     except FileNotFoundError:
         raise QrImageError(f"The file {Path(path).name} does not exist.") from None

@@ -18,10 +18,10 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # The demo never touches a real keyring: its keys live in files in a temporary folder.
@@ -40,9 +40,10 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication, QWidget
 
-from messenger import MessageState, PeerService, ServiceConfig
-from messenger.storage.repository import IncomingMessage
-from messenger.transport import Timing
+from messenger import IncomingMessage, MessageState, PeerService, ServiceConfig, Timing
+
+if TYPE_CHECKING:
+    from ui.views.main_window import MainWindow
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "docs" / "screenshots"
@@ -85,7 +86,7 @@ class Demo:
         runs (search indexer, groups) and shares one SQLite connection between its database
         thread and small writes on this thread; a direct call here could land beside a job
         on that thread ("cannot commit - no transaction is active")."""
-        return self.me._executor.submit(fn, *args).result()
+        return self.me.db.submit(fn, *args).result()
 
     def incoming(self, who: str, when_ms: int, body: str) -> None:
         cid = self.ids[who]
@@ -167,7 +168,7 @@ async def build_group(d: Demo) -> str:
     group_id = bytes.fromhex(record.id)
     writers = list(d.friends.values())
     async with asyncio.timeout(15):
-        while not all(group_id in f.groups._groups for f in writers):  # noqa: ASYNC110
+        while not all(f.groups.get(group_id) is not None for f in writers):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     lines = [
         (0, "Morning! The new switch for the lab is in, I'll rack it after lunch."),
@@ -268,9 +269,9 @@ async def settle(app: QApplication, seconds: float = 0.3) -> None:
     await asyncio.sleep(seconds)
 
 
-def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget]]]:
+def dialogs(window: MainWindow, demo: Demo) -> list[tuple[str, Callable[[], QWidget]]]:
     """(shot name, factory) of each dialog worth a picture; imported lazily."""
-    bridge = window.bridge  # type: ignore[attr-defined]
+    bridge = window.bridge
 
     def my_code() -> QWidget:
         from ui.views.my_code_dialog import MyCodeDialog
@@ -285,7 +286,8 @@ def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget
     def safety() -> QWidget:
         from ui.views.safety_number_dialog import SafetyNumberDialog
 
-        item = window.conversations.item(demo.ids["Ben Okafor"])  # type: ignore[attr-defined]
+        item = window.conversations.item(demo.ids["Ben Okafor"])
+        assert item is not None
         return SafetyNumberDialog(bridge, item.contact, window)
 
     def settings() -> QWidget:
@@ -296,7 +298,7 @@ def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget
     def new_group() -> QWidget:
         from ui.views.group_dialogs import CreateGroupDialog
 
-        contacts = [item.contact for item in window.conversations._items]  # type: ignore[attr-defined]
+        contacts = [item.contact for item in window.conversations.items()]
         dialog = CreateGroupDialog(bridge, contacts, window)
         dialog.name.setText("Book club")
         for row in (0, 2):
@@ -306,8 +308,9 @@ def dialogs(window: QWidget, demo: Demo) -> list[tuple[str, Callable[[], QWidget
     def manage_group() -> QWidget:
         from ui.views.group_dialogs import ManageGroupDialog
 
-        item = window.groups.item(demo.group_id)  # type: ignore[attr-defined]
-        contacts = [i.contact for i in window.conversations._items]  # type: ignore[attr-defined]
+        item = window.groups.item(demo.group_id)
+        assert item is not None
+        contacts = [i.contact for i in window.conversations.items()]
         return ManageGroupDialog(bridge, item.group, contacts, window)
 
     return [
@@ -362,6 +365,54 @@ async def demo_files(demo: Demo, tmp: Path) -> None:
             await asyncio.sleep(0.05)
         while me.files.find(big.id).speed < 1:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+
+
+async def shoot_search_and_switcher(
+    app: QApplication, window: MainWindow, mode: str, save: Callable[..., Awaitable[None]]
+) -> None:
+    """Search in Alice's conversation, then the quick switcher over the window."""
+    window.chat.open_search()
+    window.chat.search_bar.field.setText("LAN")
+    window.chat.search_bar.queryChanged.emit("LAN")
+    await settle(app, 0.8)
+    await save(f"search-{mode}")
+    window.chat.close_search()
+
+    from ui.views.quick_switcher import QuickSwitcher
+
+    switcher = QuickSwitcher(window.conversations, window)
+    switcher.show()
+    switcher.field.setText("a")
+    await settle(app, 0.4)
+    await save(f"switcher-{mode}", switcher)
+    switcher.close()
+    switcher.deleteLater()
+
+
+async def shoot_dialogs(
+    app: QApplication,
+    window: MainWindow,
+    demo: Demo,
+    mode: str,
+    only: set[str] | None,
+    save: Callable[..., Awaitable[None]],
+) -> None:
+    """The dialogs (ui/views/*_dialog.py), over the window as the user sees them."""
+    for name, make in dialogs(window, demo):
+        if only and f"{name}-{mode}" not in only:
+            continue
+        try:
+            dialog = make()
+            dialog.adjustSize()
+            center = window.mapToGlobal(window.rect().center())
+            dialog.move(center.x() - dialog.width() // 2, center.y() - dialog.height() // 2)
+            dialog.show()
+            await settle(app, 1.0)
+            await save(f"{name}-{mode}", dialog)
+            dialog.close()
+            dialog.deleteLater()
+        except Exception as exc:  # a dialog must not stop the other shots
+            print(f"skipped {name}-{mode}: {exc!r}", file=sys.stderr)
 
 
 async def shoot(out: Path, only: set[str] | None) -> list[Path]:
@@ -421,41 +472,9 @@ async def shoot(out: Path, only: set[str] | None) -> list[Path]:
                 await save(f"group-{mode}")
                 window.open_conversation(alice)
 
-                window.chat.open_search()
-                window.chat.search_bar.field.setText("LAN")
-                window.chat.search_bar.queryChanged.emit("LAN")
-                await settle(app, 0.8)
-                await save(f"search-{mode}")
-                window.chat.close_search()
+                await shoot_search_and_switcher(app, window, mode, save)
 
-                from ui.views.quick_switcher import QuickSwitcher
-
-                switcher = QuickSwitcher(window.conversations, window)
-                switcher.show()
-                switcher.field.setText("a")
-                await settle(app, 0.4)
-                await save(f"switcher-{mode}", switcher)
-                switcher.close()
-                switcher.deleteLater()
-
-                # The dialogs (ui/views/*_dialog.py), over the window as the user sees them.
-                for name, make in dialogs(window, demo):
-                    if only and f"{name}-{mode}" not in only:
-                        continue
-                    try:
-                        dialog = make()
-                        dialog.adjustSize()
-                        center = window.mapToGlobal(window.rect().center())
-                        dialog.move(
-                            center.x() - dialog.width() // 2, center.y() - dialog.height() // 2
-                        )
-                        dialog.show()
-                        await settle(app, 1.0)
-                        await save(f"{name}-{mode}", dialog)
-                        dialog.reject()
-                        dialog.deleteLater()
-                    except Exception as exc:  # a dialog must not stop the other shots
-                        print(f"skipped {name}-{mode}: {exc!r}", file=sys.stderr)
+                await shoot_dialogs(app, window, demo, mode, only, save)
         finally:
             window.shutdown()
             bridge.detach()

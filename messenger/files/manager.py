@@ -18,14 +18,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import nacl.utils
 
 from .. import wire
+from ..errors import FileError, GroupError
 from ..events import FileOfferRejected, MessageAdded, TransferChanged
 from ..identity import contact_id as make_contact_id
-from ..records import MessageRecord, TransferRecord, TransferState
+from ..records import GroupMessageRecord, MessageRecord, TransferRecord, TransferState
 from ..storage.attachments import AttachmentRepo, AttachmentRow
 from ..storage.group_repository import StoredGroupMessage
 from ..storage.repository import IncomingMessage
@@ -62,8 +63,9 @@ from .names import BadName, check_mime, check_name, is_image, sanitise
 from .store import AttachmentStore, StoreError
 
 if TYPE_CHECKING:
-    from ..service import PeerService
-    from ..transport import Connection
+    from ..core.ports import Clock, ContactKeyring, Db, Emit, LinkRegistry
+    from ..storage.repository import Repository
+    from ..transport import Connection, Timing
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,6 @@ RETRY_DELAY = 2.0  # seconds before a source that failed is tried again
 # a session comes up, before catch-up brings the group message that offers it): kept for
 # this many roots, oldest forgotten first.
 MAX_EARLY_HAVES = 1024
-
-
-class FileError(Exception):
-    """A file request we cannot carry out; the message is for the user."""
 
 
 @dataclass(slots=True)
@@ -149,11 +147,48 @@ def offer_summary(name: str, size: int) -> str:
     return f"\U0001f4ce {name} ({human_size(size)})"
 
 
+class GroupsPort(Protocol):
+    """What files need of the groups worker (groups.py)."""
+
+    def is_active(self, group_id: bytes) -> bool: ...
+
+    def member_contacts(self, group_id: bytes) -> set[str]: ...
+
+    async def send_text(
+        self, group_id: bytes, body: str, *, attachment: wire.GroupAttachment | None = None
+    ) -> GroupMessageRecord: ...
+
+    async def attachment_links(self) -> list[tuple[bytes, bytes, bytes, bool, bytes]]: ...
+
+
 class FileManager:
-    def __init__(self, service: PeerService) -> None:
-        self._service = service
-        self.store = AttachmentStore(service.profile.path)
-        self._repo = AttachmentRepo(service.repo)
+    """Files offered, downloaded and served. Built and wired by PeerService; its hooks:
+    `load`, `on_message`, `contact_online`, `peek_inbound`, `send_offer_for`,
+    `on_group_offers`, `aclose`."""
+
+    def __init__(
+        self,
+        *,
+        folder: Path,
+        db: Db,
+        repo: Repository,
+        emit: Emit,
+        clock: Clock,
+        links: LinkRegistry,
+        contacts: ContactKeyring,
+        groups: GroupsPort,
+        timing: Timing,
+    ) -> None:
+        self._db = db
+        self._settings_repo = repo
+        self._emit = emit
+        self._clock = clock
+        self._links = links
+        self._contacts = contacts
+        self._groups = groups
+        self._timing = timing
+        self.store = AttachmentStore(folder)
+        self._repo = AttachmentRepo(repo)
         self._files: dict[bytes, _File] = {}
         self._offer_msgs: dict[bytes, bytes] = {}  # our offer's msg id -> root
         self._early_haves: dict[bytes, set[str]] = {}  # root -> contacts (see MAX_EARLY_HAVES)
@@ -168,9 +203,9 @@ class FileManager:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def load(self) -> None:
-        db = self._service._db
+        db = self._db.run
         for key, default in DEFAULT_FILE_SETTINGS.items():
-            self.settings[key] = int(await db(self._service.repo.get_setting, key, default))
+            self.settings[key] = int(await db(self._settings_repo.get_setting, key, default))
         for row in await db(self._repo.all):
             manifest = decode_manifest(row.manifest) if row.manifest else None
             have = Bitmap(manifest.count, row.have) if manifest and row.have else None
@@ -185,7 +220,7 @@ class FileManager:
         for root, contact_id in await db(self._repo.sources):
             if root in self._files:
                 self._files[root].sources.add(contact_id)
-        group_links = await db(self._service.groups.repo.attachment_links)
+        group_links = await self._groups.attachment_links()
         unregistered = []
         for msg_id, group_id, author, outgoing, encoded in group_links:
             root = wire.decode_group_attachment(encoded).root
@@ -240,7 +275,7 @@ class FileManager:
                 raise FileError(f"unknown file setting {short!r}")
             if type(value) is not int or value < 0:
                 raise FileError(f"{short} is a number of bytes (0 or more)")
-            await self._service._db(self._service.repo.set_setting, key, value)
+            await self._db.run(self._settings_repo.set_setting, key, value)
             self.settings[key] = value
             if key == SETTING_RATE_LIMIT:
                 for f in self._files.values():
@@ -263,6 +298,10 @@ class FileManager:
                 return self._record(f)
         return None
 
+    def file_key(self, transfer_id: str) -> bytes:
+        """The key a file we know is encrypted with (what an offer of it carries)."""
+        return self._find(transfer_id).row.file_key
+
     def _find(self, transfer_id: str) -> _File:
         prefix = transfer_id.strip().lower()
         if len(prefix) < 4:
@@ -276,7 +315,7 @@ class FileManager:
 
     async def send_file(self, contact_id: str, path: Path) -> TransferRecord:
         """Encrypt a file into the store once and offer it in a conversation."""
-        if contact_id not in self._service._contact_keys:
+        if contact_id not in self._contacts:
             raise FileError(f"no contact {contact_id}")
         f = await self._import(path)
         await self._offer(f, contact_id)
@@ -285,23 +324,21 @@ class FileManager:
     async def send_to_group(self, group_id: bytes, path: Path) -> TransferRecord:
         """Encrypt a file into the store once and offer it to a group in a signed group
         message; every member that downloads it becomes a source for the others."""
-        if not self._service.groups.is_active(group_id):
+        if not self._groups.is_active(group_id):
             raise FileError("you can only share files in a group you are a member of")
         f = await self._import(path)
         await self._offer_to_group(f, group_id)
         return self._record(f)
 
     async def _offer_to_group(self, f: _File, group_id: bytes) -> None:
-        from ..groups import GroupError
-
         row = replace(f.row, serving=True)
         f.row = row
-        await self._service._db(self._repo.save, row)
+        await self._db.run(self._repo.save, row)
         attachment = wire.GroupAttachment(
             row.root, row.name, row.mime, row.size, row.chunk_size, row.file_key
         )
         try:
-            record = await self._service.groups.send_text(
+            record = await self._groups.send_text(
                 group_id, offer_summary(row.name, row.size), attachment=attachment
             )
         except GroupError as exc:
@@ -348,7 +385,7 @@ class FileManager:
             state=int(TransferState.COMPLETE),
             serving=True,
             error=None,
-            created_at=self._service._clock(),
+            created_at=self._clock(),
         )
         f = _File(row, manifest, have)
         self._files[row.root] = f
@@ -359,7 +396,7 @@ class FileManager:
         f = self._find(transfer_id)
         if f.state is not TransferState.COMPLETE:
             raise FileError("only a complete file can be passed on")
-        if contact_id not in self._service._contact_keys:
+        if contact_id not in self._contacts:
             raise FileError(f"no contact {contact_id}")
         await self._offer(f, contact_id)
         return self._record(f)
@@ -370,29 +407,28 @@ class FileManager:
         f = self._find(transfer_id)
         if f.state is not TransferState.COMPLETE:
             raise FileError("only a complete file can be passed on")
-        if not self._service.groups.is_active(group_id):
+        if not self._groups.is_active(group_id):
             raise FileError("you can only share files in a group you are a member of")
         await self._offer_to_group(f, group_id)
         return self._record(f)
 
     async def _offer(self, f: _File, contact_id: str) -> None:
-        service = self._service
-        now_ms = int(service._clock() * 1000)
+        now_ms = int(self._clock() * 1000)
         row = replace(f.row, serving=True)
         f.row = row
-        record = await service._db(
+        record = await self._db.run(
             self._repo.queue_offer, row, contact_id, offer_summary(row.name, row.size), now_ms
         )
         f.contacts[record.msg_id] = (contact_id, True)
         f.peers[contact_id] = "offered"
         self._offer_msgs[record.msg_id] = row.root
-        service._emit(MessageAdded(record))
+        self._emit(MessageAdded(record))
         self._changed(f)
-        conn = service._live.get(contact_id)
-        if conn is not None and conn.session.established and not conn.closed.is_set():
+        conn = self._links.ready(contact_id)
+        if conn is not None:
             self.send_offer_for(conn, record)
         else:
-            service.poke(contact_id)
+            self._links.poke(contact_id)
 
     def send_offer_for(self, conn: Connection, record: MessageRecord) -> bool:
         """Service hook (outbox flush): send our offer if `record` is one; True if it was."""
@@ -402,11 +438,10 @@ class FileManager:
         f = self._files.get(root)
         if f is None or conn.contact_id is None:
             return True  # cancelled and deleted: nothing to offer
-        keys = self._service._contact_keys[conn.contact_id]
         conn.send(
             wire.FileOffer(
                 msg_id=record.msg_id,
-                conversation=self._service._conversation(keys),
+                conversation=self._contacts.conversation(conn.contact_id),
                 seq=record.seq,
                 lamport=record.lamport,
                 sent_at_ms=record.sent_at_ms,
@@ -525,44 +560,44 @@ class FileManager:
 
     async def thumbnail(self, transfer_id: str) -> bytes | None:
         f = self._find(transfer_id)
-        return await self._service._db(self._repo.thumbnail, f.root)
+        return await self._db.run(self._repo.thumbnail, f.root)
 
     async def set_thumbnail(self, transfer_id: str, data: bytes | None) -> None:
         f = self._find(transfer_id)
-        await self._service._db(self._repo.set_thumbnail, f.root, data)
+        await self._db.run(self._repo.set_thumbnail, f.root, data)
 
     # -- messages from contacts (service hook) ----------------------------------------------
 
     async def on_message(
         self, contact_id: str, conn: Connection, message: wire.WireMessage
     ) -> None:
-        if isinstance(message, wire.FileOffer):
-            await self._on_offer(contact_id, conn, message)
-        elif isinstance(message, wire.FileRequest):
-            self._on_request(contact_id, conn, message)
-        elif isinstance(message, wire.FileControl):
-            await self._on_control(contact_id, message)
-        elif isinstance(message, wire.FileHave):
-            f = self._files.get(message.root)
-            if f is None:
-                if (
-                    message.root not in self._early_haves
-                    and len(self._early_haves) >= MAX_EARLY_HAVES
-                ):
-                    del self._early_haves[next(iter(self._early_haves))]
-                self._early_haves.setdefault(message.root, set()).add(contact_id)
-            else:
-                if contact_id not in f.sources:
-                    f.sources.add(contact_id)
-                    await self._service._db(self._repo.add_source, f.root, contact_id)
-                f.peers[contact_id] = "received" if contact_id in f.peers else "has it"
-                f.wake.set()
-                self._changed(f)
+        match message:
+            case wire.FileOffer():
+                await self._on_offer(contact_id, conn, message)
+            case wire.FileRequest():
+                self._on_request(contact_id, conn, message)
+            case wire.FileControl():
+                await self._on_control(contact_id, message)
+            case wire.FileHave(root=root):
+                await self._on_have(contact_id, root)
+
+    async def _on_have(self, contact_id: str, root: bytes) -> None:
+        f = self._files.get(root)
+        if f is None:
+            if root not in self._early_haves and len(self._early_haves) >= MAX_EARLY_HAVES:
+                del self._early_haves[next(iter(self._early_haves))]
+            self._early_haves.setdefault(root, set()).add(contact_id)
+            return
+        if contact_id not in f.sources:
+            f.sources.add(contact_id)
+            await self._db.run(self._repo.add_source, f.root, contact_id)
+        f.peers[contact_id] = "received" if contact_id in f.peers else "has it"
+        f.wake.set()
+        self._changed(f)
 
     def _check_offer(self, contact_id: str, offer: wire.FileOffer) -> str | None:
         """Why a received offer is refused, or None. Every field came from the peer."""
-        keys = self._service._contact_keys[contact_id]
-        if offer.conversation != self._service._conversation(keys):
+        if offer.conversation != self._contacts.conversation(contact_id):
             return "the offer is for an unknown conversation"
         if offer.lamport >= 1 << 62 or offer.seq >= 1 << 62:
             return "implausible Lamport time or sequence number"
@@ -607,7 +642,7 @@ class FileManager:
             state=int(TransferState.DOWNLOADING if auto else TransferState.OFFERED),
             serving=True,
             error=None,
-            created_at=self._service._clock(),
+            created_at=self._clock(),
         )
 
     # -- files offered in groups (groups.py calls on_group_offers after storing them) --------
@@ -626,10 +661,10 @@ class FileManager:
             reason = self._check_file(a.root, a.name, a.mime, a.size, a.chunk_size, a.key)
             if reason is not None:
                 log.warning("refused a file offered in a group by %s: %s", author_id[:8], reason)
-                self._service._emit(FileOfferRejected(author_id, sanitise(a.name), reason, True))
+                self._emit(FileOfferRejected(author_id, sanitise(a.name), reason, True))
                 continue
             row = self._offered_row(a.root, a.name, a.mime, a.size, a.chunk_size, a.key)
-            await self._service._db(self._repo.store_group_offer, row, author_id)
+            await self._db.run(self._repo.store_group_offer, row, author_id)
             f = self._files.get(a.root)
             if f is None:
                 f = _File(row, None, None)
@@ -639,7 +674,7 @@ class FileManager:
                 if source not in f.sources:
                     f.sources.add(source)
                     if source != author_id:
-                        await self._service._db(self._repo.add_source, a.root, source)
+                        await self._db.run(self._repo.add_source, a.root, source)
             self._changed(f)
             f.wake.set()
             if f.state is TransferState.DOWNLOADING:
@@ -649,17 +684,16 @@ class FileManager:
         """Everyone in the groups the file was shared in (they may hold it or want it)."""
         members: set[str] = set()
         for group_id, _ in f.groups.values():
-            members |= self._service.groups.member_contacts(group_id)
+            members |= self._groups.member_contacts(group_id)
         return members
 
     async def _on_offer(self, contact_id: str, conn: Connection, offer: wire.FileOffer) -> None:
-        service = self._service
         reason = self._check_offer(contact_id, offer)
         if reason is not None:
             log.warning("refused a file offer from %s: %s", contact_id[:8], reason)
             conn.send(wire.FileControl(offer.root, wire.FileAction.REJECT, reason[:200]))
             conn.send(wire.Receipt(wire.ReceiptKind.DELIVERED, (offer.msg_id,)))
-            service._emit(FileOfferRejected(contact_id, sanitise(offer.name), reason, True))
+            self._emit(FileOfferRejected(contact_id, sanitise(offer.name), reason, True))
             return
         row = self._offered_row(
             offer.root, offer.name, offer.mime, offer.size, offer.chunk_size, offer.key
@@ -671,8 +705,8 @@ class FileManager:
             offer.sent_at_ms,
             offer_summary(offer.name, offer.size),
         )
-        now_ms = int(service._clock() * 1000)
-        stored = await service._db(self._repo.store_offer, row, contact_id, message, now_ms)
+        now_ms = int(self._clock() * 1000)
+        stored = await self._db.run(self._repo.store_offer, row, contact_id, message, now_ms)
         conn.send(wire.Receipt(wire.ReceiptKind.DELIVERED, (offer.msg_id,)))
         f = self._files.get(offer.root)
         if f is None:
@@ -681,7 +715,7 @@ class FileManager:
         f.contacts[offer.msg_id] = (contact_id, False)
         f.sources.add(contact_id)
         if stored is not None:
-            service._emit(MessageAdded(stored))
+            self._emit(MessageAdded(stored))
         self._changed(f)
         f.wake.set()
         if f.state is TransferState.DOWNLOADING:
@@ -710,7 +744,7 @@ class FileManager:
         action = control.action
         if action is wire.FileAction.REJECT:
             name = f.row.name if f is not None else control.root.hex()[:12]
-            self._service._emit(FileOfferRejected(contact_id, name, control.reason, False))
+            self._emit(FileOfferRejected(contact_id, name, control.reason, False))
             if f is not None:
                 f.peers[contact_id] = f"refused: {control.reason}"
                 self._changed(f)
@@ -756,7 +790,7 @@ class FileManager:
         EOF), for the chat session to start with."""
         got = b""
         try:
-            async with asyncio.timeout(self._service.config.timing.handshake_timeout):
+            async with asyncio.timeout(self._timing.handshake_timeout):
                 while len(got) < PEEK_LEN and got == BULK_PEEK[: len(got)]:
                     more = await reader.read(PEEK_LEN - len(got))
                     if not more:
@@ -825,7 +859,7 @@ class FileManager:
     def contact_online(self, contact_id: str) -> None:
         """Service hook: a contact's session went live; downloads it can serve go on, and
         it hears which of the files shared in its groups we can serve."""
-        conn = self._service._live.get(contact_id)
+        conn = self._links.connection(contact_id)
         for f in self._files.values():
             if contact_id in f.sources:
                 if f.remote_paused.get(contact_id) == "does not have it":
@@ -846,7 +880,6 @@ class FileManager:
         f.task = self._spawn(self._download(f), f"chinwag-download-{f.root.hex()[:8]}")
 
     async def _download(self, f: _File) -> None:
-        service = self._service
         download = Download(
             f.root,
             self.store,
@@ -869,7 +902,7 @@ class FileManager:
                         continue
                     if contact_id in f.remote_paused or retry_at.get(contact_id, 0) > now:
                         continue
-                    if not service.is_online(contact_id):
+                    if not self._links.is_online(contact_id):
                         continue
                     retry_at[contact_id] = now + RETRY_DELAY
                     workers[contact_id] = self._spawn(
@@ -899,7 +932,7 @@ class FileManager:
                 f.speed = 0.0
                 # Our sources stop counting on us; group members gain a source.
                 for contact_id in f.sources | self._members_of_groups(f):
-                    conn = service._live.get(contact_id)
+                    conn = self._links.connection(contact_id)
                     if conn is not None:
                         conn.send(wire.FileHave(f.root))
         finally:
@@ -917,8 +950,7 @@ class FileManager:
                 asyncio.get_running_loop().call_soon(self._start, f)
 
     async def _fetch_from(self, f: _File, download: Download, contact_id: str) -> None:
-        service = self._service
-        conn = service._live.get(contact_id)
+        conn = self._links.connection(contact_id)
         if conn is None or conn.peer_address is None or conn.session.peer is None:
             return
         host = conn.peer_address[0]
@@ -930,7 +962,7 @@ class FileManager:
         await conn.drain()
         d2s, s2d = derive_keys(secret)
         loop = asyncio.get_running_loop()
-        timeout = service.config.timing.connect_timeout
+        timeout = self._timing.connect_timeout
 
         def dial() -> Channel:
             sock = socket.create_connection((host, port), timeout=timeout)
@@ -1016,20 +1048,20 @@ class FileManager:
         if f.manifest is None:
             f.manifest = download.manifest
             f.row = replace(f.row, manifest=download.manifest.encode())
-            await self._service._db(self._repo.update, f.root, manifest=f.row.manifest)
+            await self._db.run(self._repo.update, f.root, manifest=f.row.manifest)
         f.have = download.have
         if snapshot is not None and snapshot != f.row.have:
             f.row = replace(f.row, have=snapshot)
-            await self._service._db(self._repo.update, f.root, have=snapshot)
+            await self._db.run(self._repo.update, f.root, have=snapshot)
 
     async def _set_state(self, f: _File, state: TransferState, **values: Any) -> None:
         f.row = replace(f.row, state=int(state), **values)
-        await self._service._db(self._repo.update, f.root, state=int(state), **values)
+        await self._db.run(self._repo.update, f.root, state=int(state), **values)
         self._changed(f)
 
     async def _set_serving(self, f: _File, serving: bool) -> None:
         f.row = replace(f.row, serving=serving)
-        await self._service._db(self._repo.update, f.root, serving=serving)
+        await self._db.run(self._repo.update, f.root, serving=serving)
         self._changed(f)
 
     def _tell_sources(self, f: _File, action: wire.FileAction, reason: str) -> None:
@@ -1041,14 +1073,14 @@ class FileManager:
             self._tell(contact_id, f.root, action, reason)
 
     def _tell(self, contact_id: str, root: bytes, action: wire.FileAction, reason: str) -> None:
-        conn = self._service._live.get(contact_id)
+        conn = self._links.connection(contact_id)
         if conn is not None:
             conn.send(wire.FileControl(root, action, reason))
 
     # -- records and events -----------------------------------------------------------------
 
     def _changed(self, f: _File) -> None:
-        self._service._emit(TransferChanged(self._record(f)))
+        self._emit(TransferChanged(self._record(f)))
 
     def _record(self, f: _File) -> TransferRecord:
         download = f.download or f.last_download
@@ -1058,7 +1090,7 @@ class FileManager:
             waiting = [f.remote_paused[c] for c in usable if c in f.remote_paused]
             if usable and len(waiting) == len(usable):
                 error = waiting[0]
-            elif not any(self._service.is_online(c) for c in usable):
+            elif not any(self._links.is_online(c) for c in usable):
                 error = "waiting for a source to come online"
         peers = dict(f.peers)
         for contact_id, n in f.served_bytes.items():

@@ -11,7 +11,14 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 
 from .models import ChatGroup, Contact
-from .repository import NewContact, Repository, _cursor, fts_match
+from .repository import (
+    NewContact,
+    Repository,
+    _cursor,
+    fts_match,
+    fts_params,
+    fts_search_sql,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +77,14 @@ _INSERT = (
     "INSERT INTO group_messages (msg_id, group_id, author, seq, epoch, lamport, sent_at_ms, "
     "received_at_ms, body, signature, outgoing, seen, attachment) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"
+)
+
+
+_SEARCH_SQL = fts_search_sql(
+    "group_messages_fts",
+    "group_messages",
+    ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(",")),
+    "group_id",
 )
 
 
@@ -308,25 +323,24 @@ class GroupRepository:
         return [_stored(r) for r in reversed(rows)]
 
     def search(
-        self, text: str, *, group_id: bytes | None = None, limit: int = 100
+        self,
+        text: str,
+        *,
+        group_id: bytes | None = None,
+        limit: int = 100,
+        before: int | None = None,
     ) -> list[StoredGroupMessage]:
-        """Full-text search of group messages (FTS5), newest first (see fts_match)."""
+        """Full-text search of group messages (FTS5), newest stored first, paged back with
+        `before` (a result's row_id); see Repository.search and fts_match."""
         match = fts_match(text)
-        if match is None:
+        if match is None or limit <= 0:
             return []
-        columns = ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(","))
-        sql = (
-            f"SELECT {columns} FROM group_messages_fts f "  # noqa: S608  (constant columns)
-            "JOIN group_messages m ON m.id = f.rowid WHERE group_messages_fts MATCH ?"
-        )
-        params: list[Any] = [match]
-        if group_id is not None:
-            sql += " AND m.group_id = ?"
-            params.append(group_id)
-        sql += " ORDER BY m.sent_at_ms DESC LIMIT ?"
-        params.append(limit)
         with self.engine.connect() as conn:
-            rows = _cursor(conn).execute(sql, params).fetchall()
+            rows = (
+                _cursor(conn)
+                .execute(_SEARCH_SQL, fts_params(match, group_id, limit, before))
+                .fetchall()
+            )
         return [_stored(r) for r in rows]
 
     def attachment_links(self) -> list[tuple[bytes, bytes, bytes, bool, bytes]]:
@@ -360,9 +374,8 @@ class GroupRepository:
         with self.engine.connect() as conn:
             rows = (
                 _cursor(conn)
-                .execute(
-                    "SELECT group_id, count(*) FROM group_messages WHERE seen = 0 GROUP BY group_id"
-                )
+                # The summaries the triggers keep (migration 0008), not a scan of messages.
+                .execute("SELECT id, unread FROM chat_groups WHERE unread > 0")
                 .fetchall()
             )
         return {r[0]: r[1] for r in rows}

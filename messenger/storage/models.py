@@ -54,6 +54,16 @@ class Contact(Base):
     # Known only as a member of a group we share (introduced by a signed roster): not
     # listed as a contact, used for the group's pairwise sessions only.
     group_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # The conversation's summary, kept by triggers on messages (migration 0008) in the
+    # statement that writes the message: unread (RECEIVED) and outbox (QUEUED or SENT)
+    # counts and the newest message in conversation order (lamport, msg_id). On this row
+    # because storing or queueing a message updates it anyway (its Lamport clock): no
+    # extra page to encrypt and write per commit.
+    unread: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    queued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # messages.id
+    last_lamport: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_msg_id: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
 
 
 class Invite(Base):
@@ -103,6 +113,13 @@ class ChatGroup(Base):
     lamport: Mapped[int] = mapped_column(Integer, default=0)
     next_seq: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[float] = mapped_column()
+    # As on Contact: unread count and the newest message in the group's order (lamport,
+    # author, seq), kept by triggers on group_messages (migration 0008).
+    unread: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # group_messages.id
+    last_lamport: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_author: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    last_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class GroupRosterVersion(Base):

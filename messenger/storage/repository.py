@@ -12,7 +12,6 @@ from typing import Any, Protocol
 
 import nacl.utils
 from sqlalchemy import Engine, and_, delete, func, or_, select, tuple_, update
-from sqlalchemy import text as text_sql
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -86,12 +85,33 @@ class ContactKeys:
     psk: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationRow:
+    """A contact with its conversation's summary (the summary columns of models.Contact)."""
+
+    contact: ContactRecord
+    last_message: MessageRecord | None
+    unread: int
+    queued: int
+
+
 _INSERT_MESSAGE_HEAD = (
     "INSERT INTO messages (msg_id, contact_id, outgoing, seq, lamport, sent_at_ms, "
     "received_at_ms, body, state) VALUES "
 )
 _MESSAGE_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SELECT_COUNTERS = "SELECT lamport, next_seq FROM contacts WHERE id = ?"
+_MESSAGE_SQL_COLUMNS = (
+    "m.id, m.msg_id, m.contact_id, m.outgoing, m.seq, m.lamport, m.sent_at_ms, "
+    "m.received_at_ms, m.body, m.state"
+)
+_SELECT_CONVERSATIONS = (
+    "SELECT c.id, c.display_name, c.ed25519_public, c.x25519_public, c.verified, c.addresses, "  # noqa: S608
+    "c.created_at, c.last_seen, c.conversation_id, c.unread, "
+    f"c.queued, {_MESSAGE_SQL_COLUMNS} FROM contacts c "
+    "LEFT JOIN messages m ON m.id = c.last_id "
+    "WHERE NOT c.group_only ORDER BY c.display_name, c.id"
+)
 
 
 def _cursor(conn: Any) -> Any:
@@ -198,13 +218,46 @@ def _contact(c: Contact) -> ContactRecord:
 
 
 def fts_match(text: str) -> str | None:
-    """An FTS5 query for what the user typed: every word must occur, the last one as a
-    prefix (search as you type); each word quoted, so FTS syntax in it is just text.
-    None when there is no word."""
+    """An FTS5 query for what the user typed: every word must occur in the body, the last
+    one as a prefix (search as you type) once it has two characters (the indexes keep
+    2- and 3-character prefixes; a one-letter prefix would merge most of the index);
+    each word quoted, so FTS syntax in it is just text. None when there is no word."""
     words = [w.replace('"', '""') for w in text.split()]
     if not words:
         return None
-    return " ".join([*(f'"{w}"' for w in words[:-1]), f'"{words[-1]}"*'])
+    last = f'"{words[-1]}"' + ("*" if len(words[-1]) > 1 else "")
+    return "body : (" + " ".join([*(f'"{w}"' for w in words[:-1]), last]) + ")"
+
+
+def in_conversation(match: str, contact_id: str | None) -> str:
+    """Restrict an fts_match query to one conversation: the 1:1 index holds the contact id
+    as a column (migration 0008), so FTS5 intersects two doclists itself."""
+    if contact_id is None:
+        return match
+    if not contact_id.isalnum():  # ids are hex; anything else cannot match a contact
+        return f'{match} AND contact_id : ""'
+    return f'{match} AND contact_id : "{contact_id}"'
+
+
+def fts_search_sql(fts: str, table: str, columns: str, owner: str) -> str:
+    """The newest matches first, straight from the index. FTS5 walks its doclists in
+    descending rowid when asked to ORDER BY rowid DESC, and stops after LIMIT; the CROSS
+    JOIN keeps the index the outer loop (the planner may otherwise start from the
+    conversation's messages and ask FTS5 about each one). `?2` restricts to one
+    conversation when not NULL, `?3` is the rowid to page back from."""
+    # Only constant table and column names are interpolated; every value is a parameter.
+    return (
+        f"SELECT {columns} FROM {fts} f CROSS JOIN {table} m ON m.id = f.rowid "  # noqa: S608
+        f"WHERE {fts} MATCH ?1 AND (?2 IS NULL OR m.{owner} = ?2) "
+        "AND f.rowid < coalesce(?3, 9223372036854775807) ORDER BY f.rowid DESC LIMIT ?4"
+    )
+
+
+def fts_params(match: str, owner: Any, limit: int, before: int | None) -> tuple[Any, ...]:
+    return (match, owner, before, limit)
+
+
+_SEARCH_SQL = fts_search_sql("messages_fts", "messages", _MESSAGE_SQL_COLUMNS, "contact_id")
 
 
 class Repository:
@@ -503,12 +556,19 @@ class Repository:
         return [_message(r) for r in rows]
 
     def outbox_counts(self) -> dict[str, int]:
+        """Messages of ours not yet acknowledged, per contact that has any (the summary)."""
+        return self._summary_counts("queued")
+
+    def _summary_counts(self, column: str) -> dict[str, int]:
+        assert column in ("unread", "queued")
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(Message.contact_id, func.count())
-                .where(Message.state.in_([int(MessageState.QUEUED), int(MessageState.SENT)]))
-                .group_by(Message.contact_id)
-            ).all()
+            rows = (
+                _cursor(conn)
+                .execute(
+                    f"SELECT id, {column} FROM contacts WHERE {column} > 0"  # noqa: S608
+                )
+                .fetchall()
+            )
         return {r[0]: r[1] for r in rows}
 
     def advance_states(
@@ -621,27 +681,34 @@ class Repository:
             rows = conn.execute(query).all()
         return [_message(r) for r in reversed(rows)]
 
+    def conversations(self) -> list[ConversationRow]:
+        """Every listed contact with its newest message, unread and outbox counts, by name:
+        one read of the summary columns the triggers keep (migration 0008), however long the
+        conversations are."""
+        with self.engine.connect() as conn:
+            rows = _cursor(conn).execute(_SELECT_CONVERSATIONS).fetchall()
+        found = []
+        for row in rows:
+            contact = ContactRecord(
+                id=row[0],
+                display_name=row[1],
+                ed25519_public=row[2],
+                x25519_public=row[3],
+                verified=bool(row[4]),
+                addresses=tuple(json.loads(row[5])),
+                created_at=row[6],
+                last_seen=row[7],
+                conversation_id=row[8],
+            )
+            last = _message(row[11:]) if row[11] is not None else None
+            found.append(ConversationRow(contact, last, row[9], row[10]))
+        return found
+
     def last_messages(self) -> dict[str, MessageRecord]:
         """The newest message of every conversation (for the conversation list)."""
-        latest = (
-            select(Message.contact_id, func.max(Message.lamport).label("top"))
-            .group_by(Message.contact_id)
-            .subquery()
-        )
-        query = (
-            select(*_MESSAGE_COLUMNS)
-            .join(
-                latest,
-                and_(Message.contact_id == latest.c.contact_id, Message.lamport == latest.c.top),
-            )
-            .order_by(Message.msg_id)
-        )
-        found: dict[str, MessageRecord] = {}
-        with self.engine.connect() as conn:
-            for row in conn.execute(query).all():
-                record = _message(row)
-                found[record.contact_id] = record  # ties: the larger id, as in history order
-        return found
+        return {
+            r.contact.id: r.last_message for r in self.conversations() if r.last_message is not None
+        }
 
     def index_pending(self, limit: int = 5000) -> int:
         """Add up to `limit` not yet indexed messages to the search index; returns how many.
@@ -659,37 +726,43 @@ class Repository:
             # One statement inside SQLite: the bodies never travel through Python (and
             # the database thread does not hand the GIL back and forth once per row).
             cur.execute(
-                "INSERT INTO messages_fts(rowid, body) "
-                "SELECT id, body FROM messages WHERE id > ? AND id <= ? ORDER BY id",
+                "INSERT INTO messages_fts(rowid, body, contact_id) "
+                "SELECT id, body, contact_id FROM messages WHERE id > ? AND id <= ? ORDER BY id",
                 (last, top),
             )
             cur.execute("UPDATE search_progress SET last_id = ? WHERE id = 1", (top,))
         return int(count)
 
     def search(
-        self, text: str, *, contact_id: str | None = None, limit: int = 100
+        self,
+        text: str,
+        *,
+        contact_id: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
     ) -> list[MessageRecord]:
-        """Full-text search (FTS5, inside the encrypted database), newest first.
+        """Full-text search (FTS5, inside the encrypted database), newest first: in the
+        order the messages were stored (ours when we wrote them, others' when they
+        arrived), which is the index's own rowid order, so FTS5 hands over the newest
+        `limit` matches without sorting every match. `before` (a result's row_id) asks
+        for the page after that result.
 
         Every word of `text` must occur (prefix match on the last one, for search-as-you-type).
         """
         match = fts_match(text)
-        if match is None:
+        if match is None or limit <= 0:
             return []
         while self.index_pending():
             pass  # a search sees every stored message
-        sql = (
-            "SELECT m.id, m.msg_id, m.contact_id, m.outgoing, m.seq, m.lamport, m.sent_at_ms,"
-            " m.received_at_ms, m.body, m.state FROM messages_fts f"
-            " JOIN messages m ON m.id = f.rowid WHERE messages_fts MATCH :match"
+        return self._search(
+            _SEARCH_SQL, in_conversation(match, contact_id), contact_id, limit, before
         )
-        params: dict[str, Any] = {"match": match, "limit": limit}
-        if contact_id is not None:
-            sql += " AND m.contact_id = :contact"
-            params["contact"] = contact_id
-        sql += " ORDER BY m.sent_at_ms DESC LIMIT :limit"
+
+    def _search(
+        self, sql: str, match: str, owner: Any, limit: int, before: int | None
+    ) -> list[MessageRecord]:
         with self.engine.connect() as conn:
-            rows = conn.execute(text_sql(sql), params).all()
+            rows = _cursor(conn).execute(sql, fts_params(match, owner, limit, before)).fetchall()
         return [_message(r) for r in rows]
 
     def rekey(self, new_key: bytes) -> None:
@@ -715,13 +788,8 @@ class Repository:
         return ids
 
     def unread_counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(Message.contact_id, func.count())
-                .where(Message.state == int(MessageState.RECEIVED))
-                .group_by(Message.contact_id)
-            ).all()
-        return {r[0]: r[1] for r in rows}
+        """Received messages not yet read, per contact that has any (the summary)."""
+        return self._summary_counts("unread")
 
     def message_count(self, contact_id: str | None = None) -> int:
         query = select(func.count()).select_from(Message)

@@ -36,6 +36,7 @@ def capture(out_path: str, seconds: float) -> int:
                 break
             out.write(json.dumps({"t": time.monotonic() - start, "src": src, "data": data.hex()}))
             out.write("\n")
+            out.flush()  # a test may stop us by PID once it has seen enough
             count += 1
     return count
 

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -78,8 +78,13 @@ def bodies(profile: Path, contact: str) -> list[str]:
     return [m["body"] for m in history["messages"]]
 
 
-def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> float:  # type: ignore[no-untyped-def]
-    """Poll until predicate() is true; returns the seconds it took."""
+def wait_until(
+    predicate: Callable[[], object],
+    timeout: float = 20.0,
+    what: str = "condition",
+    every: float = 0.1,
+) -> float:
+    """Poll until predicate() is true (every `every` s); returns the seconds it took."""
     start = time.monotonic()
     last: object = None
     while time.monotonic() - start < timeout:
@@ -89,7 +94,7 @@ def wait_until(predicate, timeout: float = 20.0, what: str = "condition") -> flo
                 return time.monotonic() - start
         except (AssertionError, json.JSONDecodeError) as exc:
             last = exc
-        time.sleep(0.1)
+        time.sleep(every)
     raise AssertionError(f"{what} not met within {timeout} s (last: {last!r})")
 
 

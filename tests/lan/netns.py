@@ -37,6 +37,7 @@ from pathlib import Path
 from messenger.service import PeerService, ServiceConfig
 
 SUBNET = "10.77.0"
+ULA_PREFIX = "fd77::"  # hosts get fd77::N/64 in the shapes with a ULA
 ENV = {
     **os.environ,
     "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
@@ -51,6 +52,17 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     if check and result.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
     return result
+
+
+def _sysctl(ns: str, setting: str) -> None:
+    result = subprocess.run(
+        ["ip", "netns", "exec", ns, "sysctl", "-qw", setting],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"sysctl {setting} in {ns}: {result.stderr.strip()}")
 
 
 def namespaces_unavailable() -> str | None:
@@ -179,6 +191,18 @@ class Host:
         self.lan.processes.append(proc)
         return proc
 
+    def listening_ports(self, pid: int) -> list[tuple[str, int]]:
+        """(address, port) of every TCP socket process `pid` listens on in this host."""
+        out = self.exec("ss", "-ltnpH").stdout
+        found = []
+        for line in out.splitlines():
+            if f"pid={pid}," not in line:
+                continue
+            local = line.split()[3]  # e.g. 0.0.0.0:4711 or [::]:4711 or *:4711
+            host, _, port = local.rpartition(":")
+            found.append((host, int(port)))
+        return found
+
     def link(self, up: bool) -> None:
         """Unplug / plug the host's cable: its bridge port goes down (carrier off inside)."""
         _ip("-n", self.lan.switch, "link", "set", self.port, "up" if up else "down")
@@ -210,13 +234,22 @@ class Lan:
         _ip("-n", self.switch, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
         _ip("-n", self.switch, "link", "set", "br0", "up")
 
-    def add_host(self, name: str) -> Host:
+    def add_host(
+        self, name: str, *, ipv4: bool = True, ipv6: bool = True, ula: bool = False
+    ) -> Host:
+        """A host on the bridge. Network shapes: `ipv4` gives 10.77.0.N/24; `ipv6` leaves
+        IPv6 on, so the link gets its fe80:: address as soon as it comes up (what a home
+        router without an IPv6 prefix gives); `ula` adds fd77::N/64 as well."""
         index = len(self.hosts) + 1
         ns = f"{self.prefix}{name}"
         port = f"p{index}"
-        ip = f"{SUBNET}.{index}"
+        ip = f"{SUBNET}.{index}" if ipv4 else f"{ULA_PREFIX}{index}"
         _ip("netns", "add", ns)
         self.namespaces.append(ns)
+        if not ipv6:
+            # Before the link exists, so eth0 is born without IPv6 (as on an IPv4-only host).
+            for scope in ("all", "default"):
+                _sysctl(ns, f"net.ipv6.conf.{scope}.disable_ipv6=1")
         _ip(
             "-n",
             self.switch,
@@ -234,9 +267,14 @@ class Lan:
         _ip("-n", self.switch, "link", "set", port, "master", "br0")
         _ip("-n", self.switch, "link", "set", port, "up")
         _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+        if ipv4:
+            _ip("-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+        if ula:
+            # nodad: usable at once (duplicate detection would hold it "tentative" ~1 s).
+            _ip("-n", ns, "addr", "add", f"{ULA_PREFIX}{index}/64", "dev", "eth0", "nodad")
         _ip("-n", ns, "link", "set", "eth0", "up")
-        _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0")
+        if ipv4:
+            _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0")
         host = Host(self, name, ns, port, ip)
         self.hosts[name] = host
         return host
@@ -292,8 +330,8 @@ async def _make_profiles(
             async with asyncio.timeout(15):
                 # Paired, online, and each holds the other's LAN advertising key.
                 while not (
-                    sa._discovery_keys.get(sb.contact_id) == sb._own_discovery_key
-                    and sb._discovery_keys.get(sa.contact_id) == sa._own_discovery_key
+                    sa.discovery_keys().get(sb.contact_id) == sb.own_discovery_key
+                    and sb.discovery_keys().get(sa.contact_id) == sa.own_discovery_key
                 ):
                     await asyncio.sleep(0.02)
     finally:
@@ -303,7 +341,7 @@ async def _make_profiles(
         service = await PeerService.open(root / name, None, config=ServiceConfig(network=False))
         async with service:
             for contact in await service.contacts():
-                await service._db(service.repo.set_addresses, contact.id, [])
+                await service.db.run(service.repo.set_addresses, contact.id, [])
             assert all(not c.addresses for c in await service.contacts())
     return {name: root / name for name in names}
 

@@ -125,7 +125,7 @@ def _secrets_of(profile) -> dict[str, bytes]:
                 "name (lower)": service.display_name.lower().encode(),
                 "identity key": service.identity.ed25519_public,
                 "static key": service.identity.static_public,
-                "advertising key": service._own_discovery_key,
+                "advertising key": service.own_discovery_key,
                 "contact id": service.contact_id.encode(),
                 "fingerprint": service.fingerprint.replace(" ", "").lower().encode(),
             }
@@ -207,10 +207,11 @@ def test_a_stranger_sees_only_version_and_a_changing_token(lan: Lan, tmp_path) -
             strings.append(data[1 : 1 + data[0]])
             data = data[1 + data[0] :]
         keys = sorted(s.partition(b"=")[0] for s in strings)
-        assert keys == [b"t", b"v"], strings  # version and token, nothing else
+        assert keys == [b"s", b"t", b"v"], strings  # version, token, its salt; nothing else
         values = dict(s.split(b"=", 1) for s in strings)
         assert values[b"v"] == b"1"
         assert re.fullmatch(rb"[0-9a-f]{32}", values[b"t"])
+        assert re.fullmatch(rb"[0-9a-f]{16}", values[b"s"])
         tokens.setdefault(instance, set()).add(values[b"t"].decode())
     assert len(tokens) == 2, tokens  # alice and bob, one service each
     for instance, seen in tokens.items():
@@ -229,6 +230,102 @@ def test_a_stranger_sees_only_version_and_a_changing_token(lan: Lan, tmp_path) -
     if dig is not None:
         assert dig.returncode == 0, dig.stderr
         answer = [line for line in dig.stdout.splitlines() if "\tTXT\t" in line or " TXT " in line]
-        assert answer and all(re.search(r'"v=1" "t=[0-9a-f]{32}"$', line) for line in answer), (
-            dig.stdout
+        assert answer and all(
+            re.search(r'"v=1" "t=[0-9a-f]{32}" "s=[0-9a-f]{16}"$', line) for line in answer
+        ), dig.stdout
+
+
+def _announcements(records) -> dict[str, dict[str, set]]:
+    """Per announced instance: its host names, ports, addresses, tokens and salts."""
+    import socket
+
+    from zeroconf import DNSAddress, DNSService, DNSText
+
+    hosts: dict[str, set[str]] = {}
+    for _, record in ((t, r) for t, r, _ in records):
+        if isinstance(record, DNSAddress) and record.ttl > 0:
+            family = socket.AF_INET6 if len(record.address) == 16 else socket.AF_INET
+            hosts.setdefault(record.name.lower(), set()).add(
+                socket.inet_ntop(family, record.address)
+            )
+    found: dict[str, dict[str, set]] = {}
+    for _, record, _ in records:
+        if "_chinwag._tcp.local" not in record.name.lower() or record.ttl == 0:
+            continue
+        entry = found.setdefault(
+            record.name.split(".")[0],
+            {"host": set(), "port": set(), "ip": set(), "token": set(), "salt": set()},
         )
+        if isinstance(record, DNSService):
+            entry["host"].add(record.server.lower())
+            entry["port"].add(record.port)
+            entry["ip"] |= hosts.get(record.server.lower(), set())
+        elif isinstance(record, DNSText):
+            values = dict(s.split(b"=", 1) for s in _strings(record.text) if b"=" in s)
+            entry["token"].add(values[b"t"])
+            entry["salt"].add(values[b"s"])
+    return {name: entry for name, entry in found.items() if entry["port"]}
+
+
+def _strings(data: bytes) -> list[bytes]:
+    out = []
+    while data:
+        out.append(data[1 : 1 + data[0]])
+        data = data[1 + data[0] :]
+    return out
+
+
+def test_a_stranger_cannot_link_a_peer_across_a_restart_or_a_new_address(
+    lan: Lan, tmp_path
+) -> None:
+    """Dave records every mDNS packet while Alice restarts and then moves to another
+    address, all within one token epoch (600 s): each of her three announcements has its
+    own instance, host name, port, salt and token; Bob recognises her every time."""
+    import signal
+    import subprocess
+    import sys
+
+    profiles = make_profiles(tmp_path, ["alice", "bob"], [("alice", "bob")])
+    alice, bob, dave = lan.add_host("alice"), lan.add_host("bob"), lan.add_host("dave")
+    capture_file = tmp_path / "dave.jsonl"
+    capture = dave.popen(
+        sys.executable,
+        "-m",
+        "tests.lan.capture",
+        str(capture_file),
+        "170",
+        cwd=str(__import__("pathlib").Path(__file__).parents[2]),
+        stdout=subprocess.PIPE,
+    )
+    assert capture.stdout is not None and "capturing" in capture.stdout.readline()
+    first = alice.run(profiles["alice"])
+    bob_runner = bob.run(profiles["bob"])
+    bob_runner.wait_line("* Alice is online")
+    first.stop()
+    bob_runner.wait_line("* Alice is offline")
+    second = alice.run(profiles["alice"])
+    bob_runner.wait_line("* Alice is online", after=second.started_at)
+    port_before = cli_json(profiles["alice"], "whoami")["listen_port"]
+    alice.set_address("10.77.0.50")
+    wait_until(
+        lambda: (
+            any("10.77.0.50" in a for a in cli_json(profiles["bob"], "contacts")[0]["addresses"])
+            or "10.77.0.50" in cli_json(profiles["alice"], "lan")["addresses"]
+        ),
+        20,
+        "alice announces her new address",
+    )
+    assert cli_json(profiles["alice"], "whoami")["listen_port"] != port_before
+    wait_until(lambda: online(profiles["bob"], "Alice"), 20, "bob reaches alice again")
+    cli(profiles["bob"], "send", "alice", "still you")
+    wait_until(lambda: "still you" in bodies(profiles["alice"], "Bob"), 20)
+    capture.send_signal(signal.SIGKILL)
+    capture.wait(timeout=10)
+
+    seen = _announcements(_records(capture_file))
+    bob_ip = bob.ip
+    hers = {name: e for name, e in seen.items() if bob_ip not in e["ip"]}
+    assert len(hers) >= 3, hers  # first run, restart, new address
+    for field in ("host", "port", "token", "salt"):
+        values = [v for e in hers.values() for v in e[field]]
+        assert len(values) == len(set(values)), f"{field} repeats across announcements: {hers}"

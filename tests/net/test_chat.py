@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from messenger import InviteFailed, MessageTooLong
 from messenger.events import MessageAdded, MessageStatesChanged
 from messenger.records import MessageState
-from messenger.service import InviteFailed, MessageTooLong
 from messenger.wire import MAX_BODY_BYTES
 
 from .conftest import Clock, befriend, wait_for

@@ -152,3 +152,130 @@ def test_send_without_run_queues_then_run_delivers(tmp_path, runners):
     assert clash.returncode == 1
     assert f"pid {second.proc.pid}" in clash.stderr and "run" in clash.stderr
     assert b_run.stop(signal.SIGINT) == 0
+
+
+# -- first-hour papercuts (issue 20) ------------------------------------------------------
+
+
+def _hold_profile(profile: Path, purpose: str):
+    from messenger.profile import ProfileDir, ProfileLock
+
+    lock = ProfileLock(ProfileDir(profile))
+    lock.acquire(purpose)
+    return lock
+
+
+def _stderr_line(proc: subprocess.Popen, text: str) -> str:
+    for line in proc.stderr:
+        if text in line:
+            return line
+    raise AssertionError(f"no stderr line with {text!r}; exit {proc.wait(timeout=20)}")
+
+
+def test_run_waits_for_a_one_shot_command_to_let_go(tmp_path):
+    alice = tmp_path / "alice"
+    cli(alice, "init", "--name", "Alice", "--no-passphrase")
+    lock = _hold_profile(alice, "chinwag-cli send")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "messenger.cli",
+            "--profile",
+            str(alice),
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        line = _stderr_line(proc, "waiting up to")
+        assert "chinwag-cli send" in line  # says who holds it
+        lock.release()  # the one-shot command finishes
+        assert "is online" in proc.stdout.readline()
+    finally:
+        lock.release()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_a_one_shot_command_waits_for_another(tmp_path):
+    bob = tmp_path / "bob"
+    cli(bob, "init", "--name", "Bob", "--no-passphrase")
+    lock = _hold_profile(bob, "chinwag-cli history")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "messenger.cli", "--profile", str(bob), "contacts", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        _stderr_line(proc, "waiting up to")
+    finally:
+        lock.release()
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert json.loads(out) == []
+
+
+def test_a_script_that_starts_run_and_sends_at_once_loses_nothing(tmp_path, runners):
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    cli(alice, "init", "--name", "Alice", "--no-passphrase")
+    cli(bob, "init", "--name", "Bob", "--no-passphrase")
+    a = runners(alice)
+    code = cli_json(alice, "invite")["code"]
+    cli(bob, "accept", code)
+    # Bob's script: `run &` then `send` at once; whichever takes the profile first, the
+    # other waits, and the message is sent (or queued and then sent by run).
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "messenger.cli",
+            "--profile",
+            str(bob),
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        sent = cli(bob, "send", "Alice", "sent while run was starting", check=False)
+        assert sent.returncode == 0, sent.stderr
+        wait_until(lambda: "sent while run was starting" in bodies(alice, "Bob"), 30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert a.proc.poll() is None
+
+
+def test_a_closed_pipe_ends_the_console_script_quietly(tmp_path):
+    alice = tmp_path / "alice"
+    cli(alice, "init", "--name", "Alice", "--no-passphrase")
+    script = Path(sys.executable).parent / "chinwag-cli"  # the installed entry point
+    assert script.exists()
+    reader, writer = os.pipe()
+    os.close(reader)  # `| head` that has already gone
+    try:
+        result = subprocess.run(
+            [str(script), "--profile", str(alice), "whoami", "--json"],
+            stdout=writer,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=ENV,
+            timeout=60,
+        )
+    finally:
+        os.close(writer)
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipeError" not in result.stderr
+    assert result.returncode == 141

@@ -164,10 +164,9 @@ async def test_a_source_serving_corrupt_chunks_is_dropped(make_peer, tmp_path):
 
 
 def _offer(conn, service_from: PeerService, contact_id: str, **fields) -> wire.FileOffer:
-    keys = service_from._contact_keys[contact_id]
     values = {
         "msg_id": os.urandom(16),
-        "conversation": service_from._conversation(keys),
+        "conversation": service_from.contact_keys.conversation(contact_id),
         "seq": 1,
         "lamport": 1,
         "sent_at_ms": 1,
@@ -204,7 +203,7 @@ async def test_hostile_offers_are_refused_with_a_reason(make_peer, tmp_path):
     alice, bob = await make_peer("alice"), await make_peer("bob")
     await befriend(alice, bob)
     sent, got = Recorder(alice), Recorder(bob)
-    conn = alice._live[bob.contact_id]
+    conn = alice.links.connection(bob.contact_id)
     for fields, _ in HOSTILE:
         _offer(conn, alice, bob.contact_id, **fields)
     await wait_for(lambda: len(sent.of(FileOfferRejected)) == len(HOSTILE))
@@ -224,10 +223,17 @@ async def test_a_manifest_that_does_not_match_the_offered_size_fails_clearly(mak
     sent = Recorder(alice)
     # alice holds a real 3 MiB file (sent to carol) ...
     real = await alice.files.send_file(carol.contact_id, random_file(tmp_path / "a.bin", 3 * MiB))
-    key = alice.files._files[bytes.fromhex(real.id)].row.file_key
+    key = alice.files.file_key(real.id)
     # ... and offers its root to bob claiming 5 MiB: the manifest she serves cannot match.
     fields = {"root": bytes.fromhex(real.id), "mime": "application/octet-stream", "key": key}
-    _offer(alice._live[bob.contact_id], alice, bob.contact_id, name="x.bin", size=5 * MiB, **fields)
+    _offer(
+        alice.links.connection(bob.contact_id),
+        alice,
+        bob.contact_id,
+        name="x.bin",
+        size=5 * MiB,
+        **fields,
+    )
     await wait_for(lambda: offered(bob) is not None)
     await bob.files.accept(real.id)
     await wait_for(lambda: bob.files.find(real.id).state is TransferState.FAILED)
@@ -236,7 +242,14 @@ async def test_a_manifest_that_does_not_match_the_offered_size_fails_clearly(mak
     await wait_for(lambda: len(sent.of(FileOfferRejected)) == 1)
     assert "manifest" in sent.of(FileOfferRejected)[0].reason
     # An offer of a root bob knows, with another size or key, is refused at once.
-    _offer(alice._live[bob.contact_id], alice, bob.contact_id, name="y.bin", size=7, **fields)
+    _offer(
+        alice.links.connection(bob.contact_id),
+        alice,
+        bob.contact_id,
+        name="y.bin",
+        size=7,
+        **fields,
+    )
     await wait_for(lambda: len(sent.of(FileOfferRejected)) == 2)
     assert "conflicts" in sent.of(FileOfferRejected)[1].reason
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from messenger import wire
+from messenger import FileError, wire
 from messenger.events import FileOfferRejected, GroupMessageAdded
 from messenger.files.chunks import DEFAULT_CHUNK_SIZE, stored_offset
-from messenger.files.manager import FileError
 from messenger.groups import NO_SIGNATURE, sign_message
 from messenger.records import TransferState
 from messenger.service import PeerService
@@ -150,7 +149,7 @@ async def test_a_hostile_group_offer_stays_text_and_is_refused_with_a_reason(mak
                 group_id, me, 1, seq, seq, 0, f"\U0001f4ce offer {seq}", NO_SIGNATURE, attachment
             ),
         )
-        bea._live[admin.contact_id].send(offer)
+        bea.links.connection(admin.contact_id).send(offer)
     await _all_have([admin], group_id, 2)
     await wait_for(lambda: len(events.of(FileOfferRejected)) == 2, what="two refusals")
     reasons = [e.reason for e in events.of(FileOfferRejected)]
@@ -168,7 +167,7 @@ async def test_a_hostile_group_offer_stays_text_and_is_refused_with_a_reason(mak
     )
     tampered = wire.GroupMessage(group_id, me, 1, 3, 3, 0, "fine", forged.signature, bad)
     rejected = admin.groups.rejected
-    bea._live[admin.contact_id].send(tampered)
+    bea.links.connection(admin.contact_id).send(tampered)
     await wait_for(lambda: admin.groups.rejected == rejected + 1, what="tampered refused")
     assert await admin.groups.repo_count(group_id) == 2
 

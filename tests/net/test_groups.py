@@ -36,7 +36,7 @@ async def _group(peers: list[PeerService], name: str = "Lab") -> bytes:
 
 
 def _knows(peer: PeerService, group_id: bytes) -> bool:
-    group = peer.groups._groups.get(group_id)
+    group = peer.groups.get(group_id)
     return group is not None and group.state.name == "ACTIVE"
 
 
@@ -121,9 +121,11 @@ async def test_removed_member_gets_nothing_and_cannot_post(make_peer):
     await admin.groups.remove_members(group_id, [eli.contact_id])
     for p in peers:
         await wait_for(
-            lambda p=p: p.groups._groups[group_id].epoch == 2, what=f"epoch 2 at {p.display_name}"
+            lambda p=p: p.groups.get(group_id).epoch == 2, what=f"epoch 2 at {p.display_name}"
         )
-    assert eli.groups._groups[group_id].state.name == "REMOVED"
+    assert eli.groups.get(group_id).state.name == "REMOVED"
+    (removal,) = admin.groups.get(group_id).roster.removed
+    assert (removal.last_seq, removal.epoch) == (1, 2) and removal.lamport >= 1
     with pytest.raises(Exception, match="no longer a member"):
         await eli.groups.send_text(group_id, "let me in")
     await bea.groups.send_text(group_id, "after eli left")
@@ -150,11 +152,11 @@ async def test_removed_member_gets_nothing_and_cannot_post(make_peer):
         wire.GroupMessage(group_id, eli.identity.ed25519_public, 1, 2, 99, 0, "x", NO_SIGNATURE),
     )
     rejected = admin.groups.rejected
-    eli._live[admin.contact_id].send(forged)
+    eli.links.connection(admin.contact_id).send(forged)
     await wait_for(lambda: admin.groups.rejected == rejected + 1, what="refused")
     assert await _bodies(admin, group_id) == ["eli before removal", "after eli left"]
     # Group-only members let eli go: no session between eli and bea any more.
-    await wait_for(lambda: eli.contact_id not in bea._contact_keys, what="bea forgot eli")
+    await wait_for(lambda: eli.contact_id not in bea.contact_keys, what="bea forgot eli")
 
 
 async def test_forged_messages_are_rejected_and_nothing_stored(make_peer):
@@ -163,7 +165,7 @@ async def test_forged_messages_are_rejected_and_nothing_stored(make_peer):
     admin, bea, cai = peers[:3]
     outsider = await make_peer("xavier")
     await befriend(bea, outsider)
-    conn = bea._live[admin.contact_id]
+    conn = bea.links.connection(admin.contact_id)
     me = bea.identity.ed25519_public
     good = sign_message(
         bea.identity, wire.GroupMessage(group_id, me, 1, 1, 1, 0, "genuine", NO_SIGNATURE)
@@ -182,20 +184,20 @@ async def test_forged_messages_are_rejected_and_nothing_stored(make_peer):
         conn.send(forged)
     await wait_for(lambda: admin.groups.rejected == rejected + 4, what="four refusals")
     # A stale roster (epoch 1 again, after a rename made epoch 2) changes nothing.
-    old_roster = admin.groups._groups[group_id].roster
+    old_roster = admin.groups.get(group_id).roster
     await admin.groups.rename(group_id, "Renamed")
     for p in peers:
         await wait_for(
-            lambda p=p: p.groups._groups[group_id].epoch == 2, what=f"epoch 2 at {p.display_name}"
+            lambda p=p: p.groups.get(group_id).epoch == 2, what=f"epoch 2 at {p.display_name}"
         )
-    bea._live[cai.contact_id].send(old_roster)
+    bea.links.connection(cai.contact_id).send(old_roster)
     # A roster signed by a member that is no admin is refused.
     usurp = sign_roster(bea.identity, dataclasses.replace(old_roster, epoch=3, admins=(me,)))
     rejected_cai = cai.groups.rejected
-    bea._live[cai.contact_id].send(usurp)
+    bea.links.connection(cai.contact_id).send(usurp)
     await wait_for(lambda: cai.groups.rejected == rejected_cai + 1, what="usurper refused")
     for p in peers:
-        group = p.groups._groups[group_id]
+        group = p.groups.get(group_id)
         assert (group.epoch, group.roster.name) == (2, "Renamed")
         assert await p.groups.repo_count(group_id) == 0
     # The genuine one still goes through.
@@ -210,7 +212,7 @@ async def test_concurrent_roster_changes_converge_after_a_partition(make_peer):
     await admin.groups.set_admins(group_id, [admin.contact_id, bea.contact_id])
     for p in peers:
         await wait_for(
-            lambda p=p: p.groups._groups[group_id].epoch == 2, what=f"epoch 2 at {p.display_name}"
+            lambda p=p: p.groups.get(group_id).epoch == 2, what=f"epoch 2 at {p.display_name}"
         )
     # Partition: {admin, cai, dov} | {bea, eli}; each side changes the roster.
     await bea.aclose()
@@ -218,7 +220,7 @@ async def test_concurrent_roster_changes_converge_after_a_partition(make_peer):
     await admin.groups.rename(group_id, "North")
     await admin.groups.send_text(group_id, "from the north")
     for p in (admin, cai, dov):
-        await wait_for(lambda p=p: p.groups._groups[group_id].roster.name == "North")
+        await wait_for(lambda p=p: p.groups.get(group_id).roster.name == "North")
     for p in (admin, cai, dov):
         await p.aclose()
     bea = await _reopen(make_peer, "bea")
@@ -227,7 +229,7 @@ async def test_concurrent_roster_changes_converge_after_a_partition(make_peer):
     await bea.groups.rename(group_id, "South")
     await bea.groups.remove_members(group_id, [dov.contact_id])
     await bea.groups.send_text(group_id, "from the south")
-    await wait_for(lambda: eli.groups._groups[group_id].epoch == 4)
+    await wait_for(lambda: eli.groups.get(group_id).epoch == 4)
     # Heal.
     healed = [
         await _reopen(make_peer, "admin"),
@@ -239,22 +241,22 @@ async def test_concurrent_roster_changes_converge_after_a_partition(make_peer):
     members = [healed[0], bea, healed[2], eli]
 
     def converged() -> bool:
-        versions = {p.groups._groups[group_id].version for p in members}
+        versions = {p.groups.get(group_id).version for p in members}
         return len(versions) == 1
 
     await wait_for(converged, timeout=30, what="one roster everywhere")
-    winner = bea.groups._groups[group_id].roster
+    winner = bea.groups.get(group_id).roster
     assert (winner.epoch, winner.name) == (4, "South")  # the longer history wins
     await _all_have(members, group_id, 2)
     orders = [await _bodies(p, group_id) for p in members]
     assert all(order == orders[0] for order in orders)
     dov = healed[3]
-    await wait_for(lambda: dov.groups._groups[group_id].state.name == "REMOVED", what="dov told")
-    assert dov.groups._groups[group_id].version == winner_version(bea)
+    await wait_for(lambda: dov.groups.get(group_id).state.name == "REMOVED", what="dov told")
+    assert dov.groups.get(group_id).version == winner_version(bea)
 
 
 def winner_version(peer: PeerService) -> tuple[int, bytes]:
-    return next(iter(peer.groups._groups.values())).version
+    return peer.groups.held()[0].version
 
 
 async def test_a_group_only_member_cannot_chat_one_to_one(make_peer):
@@ -267,13 +269,12 @@ async def test_a_group_only_member_cannot_chat_one_to_one(make_peer):
     with pytest.raises(Exception, match="no contact"):
         await bea.resolve_contact(cai.contact_id)
     # A hand-made 1:1 message over the group session is dropped, nothing stored.
-    keys = bea._contact_keys[cai.contact_id]
-    bea._live[cai.contact_id].send(
-        wire.ChatMessage(b"m" * 16, bea._conversation(keys), 1, 1, 0, "psst")
+    bea.links.connection(cai.contact_id).send(
+        wire.ChatMessage(b"m" * 16, bea.contact_keys.conversation(cai.contact_id), 1, 1, 0, "psst")
     )
     await bea.groups.send_text(group_id, "in the group")
     await _all_have([cai], group_id, 1)  # sent after the 1:1 attempt, on the same session
-    assert await cai._db(cai.repo.message_count) == 0
+    assert await cai.db.run(cai.repo.message_count) == 0
 
 
 async def test_group_messages_are_found_by_search_and_forgotten_with_the_group(make_peer):

@@ -50,8 +50,8 @@ async def snapshot(service: PeerService, *, ignore_last_seen: bool = False) -> S
     return Snapshot(
         contacts=contacts,
         histories=histories,
-        message_count=await service._db(service.repo.message_count),
-        invites=await service._db(service.repo.invites),
+        message_count=await service.db.run(service.repo.message_count),
+        invites=await service.db.run(service.repo.invites),
         outbox=await service.outbox_counts(),
     )
 
@@ -89,7 +89,7 @@ async def bob_keys(victim: Victim, make_peer) -> Stolen:
     """Bob befriends Alice, then goes away; the test plays Bob with Bob's real keys."""
     bob = await make_peer("bob")
     bob_at_alice, _ = await befriend(victim.alice, bob)
-    psk = victim.alice._contact_keys[bob_at_alice].psk
+    psk = victim.alice.contact_keys.keys(bob_at_alice).psk
     identity = bob.identity
     await bob.aclose()
     await wait_for(lambda: not victim.alice.is_online(bob_at_alice), timeout=5)
@@ -331,7 +331,7 @@ async def test_garbage_noise_for_a_real_invite(victim: Victim) -> None:
     _, invite = await victim.alice.create_invite()
     body = b"CW\x01\x01" + invite.invite_id + os.urandom(48)
     assert await hostile(victim, framing.encode_frame(body), eof=False) == b""
-    record = await victim.alice._db(victim.alice.repo.invite, invite.invite_id)
+    record = await victim.alice.db.run(victim.alice.repo.invite, invite.invite_id)
     assert record is not None and record.used_at is None
 
 

@@ -18,7 +18,7 @@ def _ends(conn) -> tuple:
 
 async def _settled_on_one_connection(alice, bob, bob_id, alice_id) -> None:
     async def agreed() -> bool:
-        a, b = alice._live.get(bob_id), bob._live.get(alice_id)
+        a, b = alice.links.connection(bob_id), bob.links.connection(alice_id)
         if a is None or b is None or a.closed.is_set() or b.closed.is_set():
             return False
         a_local, a_peer = _ends(a)
@@ -34,8 +34,8 @@ async def test_simultaneous_dials_resolve_to_one_connection(make_peer):
     bob_id, alice_id = await befriend(alice, bob)
     for _ in range(5):
         # Drop the link on both ends at once: both dialers fire at the same moment.
-        alice._live[bob_id].close("test: drop")
-        bob._live[alice_id].close("test: drop")
+        alice.links.connection(bob_id).close("test: drop")
+        bob.links.connection(alice_id).close("test: drop")
         await _settled_on_one_connection(alice, bob, bob_id, alice_id)
     record = await alice.send_text(bob_id, "still talking")
     await wait_for(lambda: _has(bob, alice_id, record.msg_id))
@@ -90,8 +90,8 @@ async def test_dead_peer_detected_by_keepalive(make_peer):
         code, _ = await bob.create_invite(addresses=[f"127.0.0.1:{proxy_port}"])
         contact = await alice.accept_invite(code)
         await wait_for(lambda: alice.is_online(contact.id))
-        alice._server.close()  # bob cannot dial around the frozen link
-        link = alice._live[contact.id]
+        alice.links.listener.close()  # bob cannot dial around the frozen link
+        link = alice.links.connection(contact.id)
         events = Recorder(alice)
         proxy.frozen = True
         await wait_for(lambda: link.closed.is_set(), timeout=10)
@@ -108,10 +108,10 @@ async def test_session_age_triggers_rehandshake(make_peer):
     alice = await make_peer("alice", timing=timing)
     bob = await make_peer("bob", timing=timing)
     bob_id, alice_id = await befriend(alice, bob)
-    first = alice._live[bob_id]
+    first = alice.links.connection(bob_id)
     hash_before = first.session.handshake_hash
     await wait_for(lambda: first.closed.is_set(), timeout=5)
-    await wait_for(lambda: alice.is_online(bob_id) and alice._live[bob_id] is not first)
-    assert alice._live[bob_id].session.handshake_hash != hash_before  # fresh keys
+    await wait_for(lambda: alice.is_online(bob_id) and alice.links.connection(bob_id) is not first)
+    assert alice.links.connection(bob_id).session.handshake_hash != hash_before  # fresh keys
     record = await alice.send_text(bob_id, "after rehandshake")
     await wait_for(lambda: _has(bob, alice_id, record.msg_id))

@@ -230,7 +230,7 @@ def test_a_received_file_is_forwarded_into_a_group_from_its_bubble(
     befriend(qloop, bob, cai)
     record = qloop.run(bob.groups.create_group("Lab", [cai.contact_id]))
     gid = bytes.fromhex(record.id)
-    qloop.until(lambda: gid in cai.groups._groups, what="the group at cai")
+    qloop.until(lambda: cai.groups.get(gid) is not None, what="the group at cai")
     report = tmp_path / "report.pdf"
     report.write_bytes(os.urandom(300_000))
     sent = qloop.run(alice.files.send_file(bob.contact_id, report))

@@ -19,7 +19,7 @@ def _group(qloop, make_peer):
     record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id, cai.contact_id]))
     gid = bytes.fromhex(record.id)
     for p in (bob, cai):
-        qloop.until(lambda p=p: gid in p.groups._groups, what="the group everywhere")
+        qloop.until(lambda p=p: p.groups.get(gid) is not None, what="the group everywhere")
     return (alice, bob, cai), record.id
 
 

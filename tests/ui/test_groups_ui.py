@@ -57,7 +57,7 @@ def test_create_a_group_write_and_see_it_delivered(qloop, qtbot, make_peer, open
 
     async def both_have() -> bool:
         for p in (bob, cai):
-            if gid not in p.groups._groups or await p.groups.repo_count(gid) != 1:
+            if p.groups.get(gid) is None or await p.groups.repo_count(gid) != 1:
                 return False
         return True
 
@@ -76,7 +76,7 @@ def test_arrivals_count_as_unread_and_notify_until_opened(qloop, make_peer, open
     window = open_window(alice)
     notes = Notes()
     window.notifier = notes
-    qloop.until(lambda: gid in bob.groups._groups, what="bob has the group")
+    qloop.until(lambda: bob.groups.get(gid) is not None, what="bob has the group")
     qloop.run(bob.groups.send_text(gid, "anyone there?"))
     qloop.until(lambda: window.groups.unread_total() == 1, what="one unread")
     assert "(1)" in window.windowTitle()
@@ -112,7 +112,7 @@ def test_manage_rename_and_remove(qloop, make_peer, open_window):
     dialog.name.setText("Lab 2")
     dialog.rename_button.click()
     qloop.until(lambda: window.group_view.title.text() == "Lab 2", what="renamed in the view")
-    qloop.until(lambda: bob.groups._groups[bytes.fromhex(record.id)].roster.name == "Lab 2")
+    qloop.until(lambda: bob.groups.get(bytes.fromhex(record.id)).roster.name == "Lab 2")
 
     window.manage_group(record.id)
     qloop.until(
@@ -127,7 +127,7 @@ def test_manage_rename_and_remove(qloop, make_peer, open_window):
     dialog.remove_button.click()
     qloop.until(lambda: window.group_view.member_list.count() == 2, what="cai gone from panel")
     qloop.until(
-        lambda: cai.groups._groups[bytes.fromhex(record.id)].state.name == "REMOVED",
+        lambda: cai.groups.get(bytes.fromhex(record.id)).state.name == "REMOVED",
         what="cai told",
     )
 
@@ -153,7 +153,7 @@ def test_join_request_for_an_open_group_is_approved_in_the_app(qloop, make_peer,
     assert dialog.requests.item(0).text() == "Bob asks to join"
     dialog.approve_button.click()
     gid = bytes.fromhex(record.id)
-    qloop.until(lambda: gid in bob.groups._groups, what="bob is in")
+    qloop.until(lambda: bob.groups.get(gid) is not None, what="bob is in")
     qloop.until(lambda: not view.requests_button.isVisible(), what="request answered")
     assert view.member_list.count() == 3
 
@@ -207,7 +207,7 @@ def test_search_everywhere_finds_group_messages_and_opens_the_group_at_one(
     record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id, cai.contact_id]))
     gid = bytes.fromhex(record.id)
     for p in (bob, cai):
-        qloop.until(lambda p=p: gid in p.groups._groups, what="the group everywhere")
+        qloop.until(lambda p=p: p.groups.get(gid) is not None, what="the group everywhere")
     # The hit is far back in the group: more than two pages of newer messages follow it.
     qloop.run(cai.groups.send_text(gid, "the kiwi harvest is in"))
     for i in range(2 * PAGE + 10):

@@ -12,7 +12,8 @@ from messenger import MessageState
 from tests.ui.fakes import FakeBridge, contact, message
 from ui.models.conversations import ConversationFilterModel, ConversationListModel
 from ui.models.history import HistoryModel, day_label
-from ui.views.chat_view import jumbo_emoji, link_spans, presence_text
+from ui.views.chat.header import presence_text
+from ui.views.chat.text import jumbo_emoji, link_spans
 from ui.views.conversation_list import list_time
 from ui.views.quick_switcher import match_score
 from ui.views.search_dialog import highlight_html, snippet

@@ -249,9 +249,17 @@ def test_search_in_conversation_and_everywhere(qloop, qtbot, make_peer, open_win
     from ui.views.search_dialog import SearchDialog
 
     dialog = next(d for d in window._dialogs if isinstance(d, SearchDialog))
+    # Typing on cancels the search for the shorter text (its results would be stale).
+    dialog.field.setText("pine")
+    dialog.run_search()
+    superseded = dialog._running
+    assert superseded is not None
     dialog.field.setText("pineapple")
     dialog.run_search()
+    qloop.until(superseded.done, what="the superseded search ends")
+    assert superseded.cancelled()
     qloop.until(lambda: dialog.model.rowCount() == 2, what="two results")
+    assert dialog.model.words == ["pineapple"]
     names = {dialog.model.name_of(m) for m in dialog.model.results}
     assert names == {"Bob", "Carol"}
     carol_row = next(

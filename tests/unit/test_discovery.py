@@ -53,24 +53,32 @@ EPOCH = 600.0
 # --------------------------------------------------------------------------- tokens
 
 
-def test_token_is_keyed_blake2b_of_the_epoch() -> None:
-    token = advert_token(KEY_A, 1000)
+SALT = bytes(range(100, 108))
+OTHER_SALT = bytes(range(200, 208))
+
+
+def test_token_is_keyed_blake2b_of_the_epoch_and_salt() -> None:
+    token = advert_token(KEY_A, 1000, SALT)
     assert len(token) == TOKEN_LEN == 16
-    assert token == advert_token(KEY_A, 1000)
-    assert token != advert_token(KEY_A, 1001)
-    assert token != advert_token(KEY_B, 1000)
+    assert token == advert_token(KEY_A, 1000, SALT)
+    assert token != advert_token(KEY_A, 1001, SALT)
+    assert token != advert_token(KEY_B, 1000, SALT)
+    # Same key, same epoch, another announcement: nothing in common.
+    assert token != advert_token(KEY_A, 1000, OTHER_SALT)
     with pytest.raises(ValueError):
-        advert_token(b"short", 1)
+        advert_token(b"short", 1, SALT)
+    with pytest.raises(ValueError):
+        advert_token(KEY_A, 1, b"short")
 
 
 def test_token_test_vector() -> None:
-    # BLAKE2b-16(u64be(epoch); key=00..1f, person="chinwag-tok-v1"), see docs/protocol.md §14.
+    # BLAKE2b-16(u64be(epoch) || salt; key=00..1f, person="chinwag-tok-v2"), protocol.md §14.2.
     import hashlib
 
     expected = hashlib.blake2b(
-        (2_992_568).to_bytes(8, "big"), digest_size=16, key=KEY_A, person=b"chinwag-tok-v1"
+        (2_992_568).to_bytes(8, "big") + SALT, digest_size=16, key=KEY_A, person=b"chinwag-tok-v2"
     ).digest()
-    assert advert_token(KEY_A, 2_992_568) == expected
+    assert advert_token(KEY_A, 2_992_568, SALT) == expected
 
 
 def test_token_book_accepts_neighbouring_epochs_only() -> None:
@@ -79,17 +87,29 @@ def test_token_book_accepts_neighbouring_epochs_only() -> None:
     now = 1_795_540_000.0
     epoch = epoch_of(now, EPOCH)
     for delta in (-1, 0, 1):
-        assert book.match(advert_token(KEY_A, epoch + delta), now) == "alice"
+        assert book.match(advert_token(KEY_A, epoch + delta, SALT), SALT, now) == "alice"
     for delta in (-2, 2):
-        assert book.match(advert_token(KEY_A, epoch + delta), now) is None
-    assert book.match(advert_token(KEY_B, epoch), now) == "bob"
+        assert book.match(advert_token(KEY_A, epoch + delta, SALT), SALT, now) is None
+    assert book.match(advert_token(KEY_B, epoch, SALT), SALT, now) == "bob"
+    # A token checked against another salt than its own matches nobody.
+    assert book.match(advert_token(KEY_B, epoch, SALT), OTHER_SALT, now) is None
+    assert book.match(advert_token(KEY_B, epoch, SALT), b"short", now) is None
     book.set_key("bob", None)
-    assert book.match(advert_token(KEY_B, epoch), now) is None
+    assert book.match(advert_token(KEY_B, epoch, SALT), SALT, now) is None
     book.set_key("bob", KEY_A[::-1])
-    assert book.match(advert_token(KEY_A[::-1], epoch), now) == "bob"
+    assert book.match(advert_token(KEY_A[::-1], epoch, SALT), SALT, now) == "bob"
     # The next epoch: the book follows the clock.
     later = now + EPOCH
-    assert book.match(advert_token(KEY_A, epoch + 2), later) == "alice"
+    assert book.match(advert_token(KEY_A, epoch + 2, SALT), SALT, later) == "alice"
+    assert book.match(advert_token(KEY_A, epoch - 1, SALT), SALT, later) is None
+
+
+@FAST
+@given(st.binary(min_size=8, max_size=8), st.binary(min_size=8, max_size=8))
+def test_two_announcements_share_no_token(salt_a: bytes, salt_b: bytes) -> None:
+    # What a stranger sees across a restart in the same epoch: unlinkable tokens.
+    if salt_a != salt_b:
+        assert advert_token(KEY_A, 7, salt_a) != advert_token(KEY_A, 7, salt_b)
 
 
 # --------------------------------------------------------------------------- TXT
@@ -97,9 +117,13 @@ def test_token_book_accepts_neighbouring_epochs_only() -> None:
 
 def test_txt_layout() -> None:
     token = bytes(range(16))
-    raw = encode_txt(Advert(1, token))
-    assert raw == b"\x03v=1" + b"\x22t=" + token.hex().encode()
-    assert parse_txt(raw) == Advert(1, token, None)
+    raw = encode_txt(Advert(1, token, salt=SALT))
+    assert raw == b"\x03v=1" + b"\x22t=" + token.hex().encode() + b"\x12s=" + SALT.hex().encode()
+    assert parse_txt(raw) == Advert(1, token, None, salt=SALT)
+    # No salt, or a malformed one: not a usable advert.
+    assert parse_txt(b"\x03v=1" + b"\x22t=" + token.hex().encode()) is None
+    assert parse_txt(raw[:-1]) is None
+    assert parse_txt(raw.replace(SALT.hex().encode(), SALT.hex().upper().encode())) is None
     named = encode_txt(Advert(1, token, "Zoë"))
     assert parse_txt(named) == Advert(1, token, "Zoë")
 
@@ -159,22 +183,26 @@ def test_txt_parser_on_structured_garbage(strings: list[bytes]) -> None:
 
 
 def test_txt_parser_rules() -> None:
-    t = b"t=" + b"ab" * 16
-    assert parse_txt(b"\x03v=1" + bytes([len(t)]) + t) is not None
+    # The token and its salt, as length-prefixed strings.
+    ts = b"\x22t=" + b"ab" * 16 + b"\x12s=" + b"01" * 8
+    assert parse_txt(b"\x03v=1" + ts) is not None
     # Keys are case-insensitive and only their first occurrence counts (RFC 6763 §6.4).
-    assert parse_txt(b"\x03V=1" + bytes([len(t)]) + t) is not None
+    assert parse_txt(b"\x03V=1" + ts) is not None
     other = b"t=" + b"cd" * 16
-    first = parse_txt(b"\x03v=1" + bytes([len(t)]) + t + bytes([len(other)]) + other)
+    first = parse_txt(b"\x03v=1" + ts + bytes([len(other)]) + other)
     assert first is not None and first.token == bytes.fromhex("ab" * 16)
-    assert parse_txt(b"\x03v=2" + bytes([len(t)]) + t) is None  # another version
+    assert first.salt == bytes.fromhex("01" * 8)
+    assert parse_txt(b"\x03v=2" + ts) is None  # another version
     assert parse_txt(b"\x03v=1") is None  # no token
-    assert parse_txt(b"\x03v=1\x22t=" + b"AB" * 16) is None  # upper-case hex is not ours
-    assert parse_txt(b"\x03v=1\x20t=" + b"ab" * 15) is None  # short token
-    assert parse_txt(b"\x03v=1" + bytes([len(t) + 5]) + t) is None  # string overruns
-    assert parse_txt(b"\x03v=1" + bytes([len(t)]) + t + b"\x00") is not None  # empty string
-    big = b"\x03v=1" + bytes([len(t)]) + t + (b"\xffx=" + b"y" * 252)
+    assert parse_txt(b"\x03v=1\x22t=" + b"ab" * 16) is None  # no salt
+    assert parse_txt(b"\x03v=1\x22t=" + b"ab" * 16 + b"\x10s=" + b"01" * 7) is None  # short
+    assert parse_txt(b"\x03v=1\x22t=" + b"AB" * 16 + ts[34:]) is None  # upper-case hex
+    assert parse_txt(b"\x03v=1\x20t=" + b"ab" * 15 + ts[34:]) is None  # short token
+    assert parse_txt(b"\x03v=1" + b"\x27" + ts[1:]) is None  # a string overruns
+    assert parse_txt(b"\x03v=1" + ts + b"\x00") is not None  # empty string
+    big = b"\x03v=1" + ts + (b"\xffx=" + b"y" * 252)
     assert len(big) > MAX_TXT_BYTES and parse_txt(big) is None  # oversized
-    bad_name = parse_txt(b"\x03v=1" + bytes([len(t)]) + t + b"\x04n=\xff\xfe")
+    bad_name = parse_txt(b"\x03v=1" + ts + b"\x04n=\xff\xfe")
     assert bad_name is not None and bad_name.name is None
     assert parse_txt("v=1") is None and parse_txt(None) is None
 
@@ -222,8 +250,9 @@ def _directory(**kw: int) -> LanDirectory:
 
 
 def _advert(key: bytes | None, name: str | None = None) -> Advert:
-    token = advert_token(key, epoch_of(NOW, EPOCH)) if key else os.urandom(16)
-    return Advert(1, token, name)
+    salt = os.urandom(8)
+    token = advert_token(key, epoch_of(NOW, EPOCH), salt) if key else os.urandom(16)
+    return Advert(1, token, name, salt=salt)
 
 
 def test_directory_tracks_contacts() -> None:

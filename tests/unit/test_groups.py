@@ -106,6 +106,30 @@ def test_message_ids_are_stable_and_distinct() -> None:
     assert message_id(b"g" * 16, b"a" * 32, 1) != message_id(b"g" * 16, b"a" * 32, 2)
 
 
+def test_a_removed_member_cannot_sign_anything_after_its_removal() -> None:
+    """Issue 14: `seq <= last_seq` alone let a removed member sign a new message under a
+    seq it never used (one some member never received). Its removal's epoch and Lamport
+    time refuse whatever it signs afterwards."""
+    removal = wire.GroupRemoved(EVE.ed25519_public, 5, epoch=3, lamport=40)
+    current = roster(3, removed=(removal,))
+    group = Group(current, roster_hash(current), GroupState.ACTIVE, 0, 1)
+
+    def forged(seq: int, epoch: int, lamport: int) -> wire.GroupMessage:
+        m = wire.GroupMessage(
+            b"g" * 16, EVE.ed25519_public, epoch, seq, lamport, 0, "forged", NO_SIGNATURE
+        )
+        return sign_message(EVE, m)
+
+    assert group.check_message(forged(4, 2, 40)) is None  # before the removal: still valid
+    assert "epoch" in str(group.check_message(forged(4, 3, 12)))  # an unused seq, new epoch
+    assert "Lamport" in str(group.check_message(forged(4, 2, 41)))  # later than the removal
+    assert "removed after" in str(group.check_message(forged(6, 2, 12)))
+    # A roster signed before these fields existed still judges by seq only.
+    legacy = roster(3, removed=(wire.GroupRemoved(EVE.ed25519_public, 5),))
+    old = Group(legacy, roster_hash(legacy), GroupState.ACTIVE, 0, 1)
+    assert old.check_message(forged(4, 3, 41)) is None
+
+
 def test_message_rules() -> None:
     current = roster(
         3,

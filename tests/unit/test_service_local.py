@@ -112,7 +112,7 @@ async def test_small_writes_never_run_beside_a_database_job(tmp_path):
             return real_queue(*args)  # type: ignore[arg-type]
 
         service.repo.queue_outgoing_many = tracked_queue  # type: ignore[method-assign]
-        job = asyncio.ensure_future(service._db(slow_job))
+        job = asyncio.ensure_future(service.db.run(slow_job))
         assert await asyncio.to_thread(started.wait, 30)
         job.cancel()  # the thread still runs it
         send = asyncio.ensure_future(service.send_text(contact_id, "after the job"))
@@ -127,7 +127,7 @@ async def test_small_writes_never_run_beside_a_database_job(tmp_path):
         order.clear()
         await service.send_text(contact_id, "inline")
         assert order == ["send"]
-        assert service._db_jobs == 0
+        assert service.db.pending == 0
     finally:
         gate.set()
         await service.aclose()

@@ -65,7 +65,10 @@ members = st.builds(
     joined_epoch=pos63,
     addresses=st.lists(addresses, max_size=MAX_MEMBER_ADDRESSES).map(tuple),
 )
-removed = st.builds(GroupRemoved, ed25519_public=keys, last_seq=u63)
+removed = st.one_of(
+    st.builds(GroupRemoved, ed25519_public=keys, last_seq=u63),  # as signed before issue 14
+    st.builds(GroupRemoved, ed25519_public=keys, last_seq=u63, epoch=pos63, lamport=u63),
+)
 marks = st.builds(GroupMark, author=keys, seq=u63)
 rosters = st.builds(
     GroupRoster,
@@ -201,7 +204,9 @@ def test_largest_roster_and_message_fit_in_a_record() -> None:
     roster = _roster(
         admins=tuple(bytes([i]) * 32 for i in range(MAX_GROUP_MEMBERS)),
         members=tuple(_member(i) for i in range(MAX_GROUP_MEMBERS)),
-        removed=tuple(GroupRemoved(bytes([i]) * 32, 2**62) for i in range(MAX_GROUP_REMOVED)),
+        removed=tuple(
+            GroupRemoved(bytes([i]) * 32, 2**62, 2**62, 2**62) for i in range(MAX_GROUP_REMOVED)
+        ),
     )
     have = GroupHave(b"g" * 16, 2**62, b"h" * 32, (GroupMark(b"a" * 32, 2**62),) * MAX_GROUP_MARKS)
     message = GroupMessage(b"g" * 16, b"a" * 32, 1, 1, 1, 0, "😀" * 16384, b"s" * 64)
@@ -227,6 +232,8 @@ def test_largest_roster_and_message_fit_in_a_record() -> None:
         ({"members": (_member(1, MAX_MEMBER_ADDRESSES + 1),)}, "member addresses"),
         ({"members": (dataclasses.replace(_member(1), addresses=("nohost",)),)}, "member address"),
         ({"removed": (GroupRemoved(b"r" * 32, -1),)}, "last_seq"),
+        ({"removed": (GroupRemoved(b"r" * 32, 1, 0, 1),)}, "removed epoch"),
+        ({"removed": (GroupRemoved(b"r" * 32, 1, 2, -1),)}, "removed lamport"),
         ({"members": ("not a member",)}, "member"),
     ],
 )
@@ -255,11 +262,24 @@ def test_invalid_rosters_rejected_both_ways(change: dict[str, Any], error: str) 
             else m
             for m in bad.members
         ],
-        [[r.ed25519_public, r.last_seq] for r in bad.removed],
+        [
+            [r.ed25519_public, r.last_seq, *([r.epoch, r.lamport] if r.epoch is not None else [])]
+            for r in bad.removed
+        ],
         bad.signature,
     ]
     with pytest.raises(WireError):
         decode_message(pack([int(MessageType.GROUP_ROSTER), *fields]))
+
+
+def test_a_removed_entry_has_two_or_four_fields() -> None:
+    good = _roster(removed=(GroupRemoved(b"r" * 32, 1, 2, 3),))
+    raw = encode_message(good)
+    assert decode_message(raw) == good
+    three = msgpack.unpackb(raw)
+    three[7] = [[b"r" * 32, 1, 2]]
+    with pytest.raises(WireError, match="removed member"):
+        decode_message(pack(three))
 
 
 def test_group_message_limits() -> None:

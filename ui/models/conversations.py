@@ -8,10 +8,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractListModel,
+    QByteArray,
     QModelIndex,
     QObject,
-    QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
     QTimer,
@@ -20,14 +19,13 @@ from PySide6.QtCore import (
 
 from messenger import ContactRecord, MessageRecord, MessageState
 from ui.bridge import Bridge
+from ui.models.base import RecordListModel
 
 # A typing notice that is not renewed within this many seconds has expired (the peer may
 # have closed the window or lost the connection before saying it stopped).
 TYPING_TTL = 8.0
 # During a burst of arrivals the list is re-sorted and repainted at most this often (s).
 COMMIT_SPACING = 0.1
-
-Index = QModelIndex | QPersistentModelIndex
 
 
 def _order(m: MessageRecord) -> tuple[int, bytes]:
@@ -76,7 +74,7 @@ class ConversationItem:
         return ", ".join(parts)
 
 
-class ConversationListModel(QAbstractListModel):
+class ConversationListModel(RecordListModel[ConversationItem]):
     ItemRole = Qt.ItemDataRole.UserRole + 1
     ContactIdRole = Qt.ItemDataRole.UserRole + 2
 
@@ -85,9 +83,7 @@ class ConversationListModel(QAbstractListModel):
     contactUpdated = Signal(object)  # ConversationItem: name, verification or presence changed
 
     def __init__(self, bridge: Bridge, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.bridge = bridge
-        self._items: list[ConversationItem] = []
+        super().__init__(bridge, parent)
         self._typing_until: dict[str, float] = {}
         self._typing_timer = QTimer(self)
         self._typing_timer.setInterval(1000)
@@ -101,26 +97,17 @@ class ConversationListModel(QAbstractListModel):
         # Set by the window: True when the user is looking at that conversation right now,
         # so what arrives there is read, not unread.
         self.read_now: Callable[[str], bool] | None = None
-        bridge.messageAdded.connect(self._on_message_added)
-        bridge.messageStatesChanged.connect(self._on_states_changed)
-        bridge.presenceChanged.connect(self._on_presence_changed)
-        bridge.contactAdded.connect(self._on_contact_added)
-        bridge.contactChanged.connect(self._on_contact_changed)
-        bridge.typingChanged.connect(self._on_typing_changed)
+        self._listen(
+            (bridge.messageAdded, self._on_message_added),
+            (bridge.messageStatesChanged, self._on_states_changed),
+            (bridge.presenceChanged, self._on_presence_changed),
+            (bridge.contactAdded, self._on_contact_added),
+            (bridge.contactChanged, self._on_contact_changed),
+            (bridge.typingChanged, self._on_typing_changed),
+        )
 
     def detach(self) -> None:
-        for signal, slot in (
-            (self.bridge.messageAdded, self._on_message_added),
-            (self.bridge.messageStatesChanged, self._on_states_changed),
-            (self.bridge.presenceChanged, self._on_presence_changed),
-            (self.bridge.contactAdded, self._on_contact_added),
-            (self.bridge.contactChanged, self._on_contact_changed),
-            (self.bridge.typingChanged, self._on_typing_changed),
-        ):
-            try:
-                signal.disconnect(slot)
-            except (RuntimeError, TypeError):
-                pass
+        super().detach()
         self._typing_timer.stop()
         self._commit_timer.stop()
 
@@ -136,55 +123,40 @@ class ConversationListModel(QAbstractListModel):
         ]
         items.sort(key=ConversationItem.sort_key)
         self.beginResetModel()
-        self._items = items
+        self._rows = items
         self.endResetModel()
         self._update_unread_total()
 
     # -- Qt model API -------------------------------------------------------------------------
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._items)
+    def role_data(self, row: int, item: ConversationItem, role: int) -> Any:
+        answer = _ROLES.get(role)
+        return None if answer is None else answer(self, item)
 
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._items):
-            return None
-        item = self._items[index.row()]
-        if role == self.ItemRole:
-            return item
-        if role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
-            return item.name
-        if role == self.ContactIdRole:
-            return item.id
-        if role == Qt.ItemDataRole.AccessibleTextRole:
-            return item.accessible_text()
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{item.name} · {item.id[:16]}"
-        return None
-
-    def roleNames(self) -> dict[int, bytes]:
+    def roleNames(self) -> dict[int, QByteArray]:
         return {
             **super().roleNames(),
-            self.ItemRole: b"item",
-            self.ContactIdRole: b"contactId",
+            self.ItemRole: QByteArray(b"item"),
+            self.ContactIdRole: QByteArray(b"contactId"),
         }
 
     # -- lookups ------------------------------------------------------------------------------
 
     def items(self) -> list[ConversationItem]:
-        return list(self._items)
+        return self.records()
 
     def row_of(self, contact_id: str) -> int:
-        for row, item in enumerate(self._items):
+        for row, item in enumerate(self._rows):
             if item.id == contact_id:
                 return row
         return -1
 
     def item(self, contact_id: str) -> ConversationItem | None:
         row = self.row_of(contact_id)
-        return self._items[row] if row >= 0 else None
+        return self._rows[row] if row >= 0 else None
 
     def unread_total(self) -> int:
-        return sum(item.unread for item in self._items)
+        return sum(item.unread for item in self._rows)
 
     def is_typing(self, contact_id: str) -> bool:
         return self._typing_until.get(contact_id, 0.0) > time.monotonic()
@@ -193,32 +165,28 @@ class ConversationListModel(QAbstractListModel):
 
     def clear_unread(self, contact_id: str) -> None:
         row = self.row_of(contact_id)
-        if row >= 0 and self._items[row].unread:
-            self._items[row].unread = 0
+        if row >= 0 and self._rows[row].unread:
+            self._rows[row].unread = 0
             self._changed(row)
             self._update_unread_total()
 
-    def _changed(self, row: int) -> None:
-        index = self.index(row)
-        self.dataChanged.emit(index, index)
-
     def _update_unread_total(self) -> None:
-        total = sum(item.unread for item in self._items)
+        total = sum(item.unread for item in self._rows)
         if total != self._unread_total:
             self._unread_total = total
             self.unreadTotalChanged.emit(total)
 
     def _resort(self, row: int) -> int:
         """Move the row to where its activity puts it; returns its new row."""
-        key = self._items[row].sort_key()
+        key = self._rows[row].sort_key()
         new_row = sum(
-            1 for i, other in enumerate(self._items) if i != row and other.sort_key() < key
+            1 for i, other in enumerate(self._rows) if i != row and other.sort_key() < key
         )
         if new_row == row:
             return row
         dest = new_row if new_row < row else new_row + 1
         self.beginMoveRows(QModelIndex(), row, row, QModelIndex(), dest)
-        self._items.insert(new_row, self._items.pop(row))
+        self._rows.insert(new_row, self._rows.pop(row))
         self.endMoveRows()
         return new_row
 
@@ -226,7 +194,7 @@ class ConversationListModel(QAbstractListModel):
         row = self.row_of(message.contact_id)
         if row < 0:
             return
-        item = self._items[row]
+        item = self._rows[row]
         if item.last is None or _order(message) >= _order(item.last):
             item.last = message
         if (
@@ -266,17 +234,17 @@ class ConversationListModel(QAbstractListModel):
         row = self.row_of(contact_id)
         if row < 0:
             return
-        item = self._items[row]
+        item = self._rows[row]
         last = item.last
         if last is not None and last.msg_id in set(msg_ids) and last.state < state:  # type: ignore[call-overload]
-            item.last = replace(item.last, state=MessageState(state))
+            item.last = replace(last, state=MessageState(state))
             self._changed(row)
 
     def _on_presence_changed(self, contact_id: str, online: bool) -> None:
         row = self.row_of(contact_id)
         if row < 0:
             return
-        item = self._items[row]
+        item = self._rows[row]
         item.online = online
         item.last_seen = time.time()
         if not online and item.typing:
@@ -294,7 +262,7 @@ class ConversationListModel(QAbstractListModel):
             contact, None, 0, self.bridge.is_online(contact.id), last_seen=contact.last_seen
         )
         self.beginInsertRows(QModelIndex(), 0, 0)
-        self._items.insert(0, item)
+        self._rows.insert(0, item)
         self.endInsertRows()
         self._resort(0)
 
@@ -303,7 +271,7 @@ class ConversationListModel(QAbstractListModel):
         if row < 0:
             self._on_contact_added(contact)
             return
-        item = self._items[row]
+        item = self._rows[row]
         item.contact = contact
         item.last_seen = contact.last_seen if not item.online else item.last_seen
         self._changed(row)
@@ -313,7 +281,7 @@ class ConversationListModel(QAbstractListModel):
         row = self.row_of(contact_id)
         if row < 0:
             return
-        item = self._items[row]
+        item = self._rows[row]
         if active:
             self._typing_until[contact_id] = time.monotonic() + TYPING_TTL
             if not self._typing_timer.isActive():
@@ -332,6 +300,16 @@ class ConversationListModel(QAbstractListModel):
                 self._on_typing_changed(contact_id, False)
         if not self._typing_until:
             self._typing_timer.stop()
+
+
+_ROLES: dict[int, Callable[[ConversationListModel, ConversationItem], Any]] = {
+    ConversationListModel.ItemRole: lambda _m, item: item,
+    Qt.ItemDataRole.DisplayRole: lambda _m, item: item.name,
+    Qt.ItemDataRole.EditRole: lambda _m, item: item.name,
+    ConversationListModel.ContactIdRole: lambda _m, item: item.id,
+    Qt.ItemDataRole.AccessibleTextRole: lambda _m, item: item.accessible_text(),
+    Qt.ItemDataRole.ToolTipRole: lambda _m, item: f"{item.name} · {item.id[:16]}",
+}
 
 
 class ConversationFilterModel(QSortFilterProxyModel):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from PySide6.QtCore import (
-    QAbstractListModel,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
@@ -16,14 +16,16 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QImage
 
-from messenger.records import GroupMessageRecord, GroupRecord, TransferRecord, TransferState
+from messenger import GroupMessageRecord, GroupRecord, TransferRecord
 from ui.bridge import Bridge
+from ui.models.base import RecordListModel
+from ui.models.thumbnails import Thumbnails
+from ui.models.transfers import status_text
 from ui.tasks import TaskSet
 
 Index = QModelIndex | QPersistentModelIndex
 PAGE = 50
 MAX_JUMP_PAGES = 400  # a search hit further back than 20,000 messages is not loaded
-THUMBNAIL_MAX_SOURCE = 32 << 20  # as in a 1:1 conversation (ui/models/history.py)
 
 
 def message_order(m: GroupMessageRecord) -> tuple[int, bytes, int]:
@@ -61,35 +63,22 @@ class GroupItem:
         return f"{who}: {' '.join(self.last.body.split())}"
 
 
-class GroupListModel(QAbstractListModel):
+class GroupListModel(RecordListModel[GroupItem]):
     ItemRole = Qt.ItemDataRole.UserRole + 1
     GroupIdRole = Qt.ItemDataRole.UserRole + 2
 
     unreadTotalChanged = Signal(int)
 
     def __init__(self, bridge: Bridge, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.bridge = bridge
-        self._items: list[GroupItem] = []
-        self._tasks = TaskSet("group list")
-        self.read_now: Any = None  # set by the window: is the user reading that group now?
-        bridge.groupChanged.connect(self._on_group_changed)
-        bridge.groupDeleted.connect(self._on_group_deleted)
-        bridge.groupMessageAdded.connect(self._on_message)
-        bridge.presenceChanged.connect(self._on_presence)
-
-    def detach(self) -> None:
-        self._tasks.close()
-        for signal, slot in (
-            (self.bridge.groupChanged, self._on_group_changed),
-            (self.bridge.groupDeleted, self._on_group_deleted),
-            (self.bridge.groupMessageAdded, self._on_message),
-            (self.bridge.presenceChanged, self._on_presence),
-        ):
-            try:
-                signal.disconnect(slot)
-            except (RuntimeError, TypeError):
-                pass
+        super().__init__(bridge, parent)
+        # Set by the window: is the user reading that group now?
+        self.read_now: Callable[[str], bool] | None = None
+        self._listen(
+            (bridge.groupChanged, self._on_group_changed),
+            (bridge.groupDeleted, self._on_group_deleted),
+            (bridge.groupMessageAdded, self._on_message),
+            (bridge.presenceChanged, self._on_presence),
+        )
 
     async def load(self) -> None:
         items = []
@@ -97,19 +86,13 @@ class GroupListModel(QAbstractListModel):
             last = await self.bridge.group_history(group.id, limit=1)
             items.append(GroupItem(group, last[0] if last else None, group.unread))
         self.beginResetModel()
-        self._items = sorted(items, key=lambda i: (-i.activity_ms, i.group.name.casefold()))
+        self._rows = sorted(items, key=lambda i: (-i.activity_ms, i.group.name.casefold()))
         self.endResetModel()
         self.unreadTotalChanged.emit(self.unread_total())
 
     # -- Qt model ------------------------------------------------------------------------
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._items)
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._items):
-            return None
-        item = self._items[index.row()]
+    def role_data(self, row: int, item: GroupItem, role: int) -> Any:
         if role == Qt.ItemDataRole.DisplayRole:
             return item.group.name
         if role == Qt.ItemDataRole.AccessibleTextRole:
@@ -125,41 +108,37 @@ class GroupListModel(QAbstractListModel):
     # -- queries ---------------------------------------------------------------------------
 
     def item(self, group_id: str) -> GroupItem | None:
-        for item in self._items:
+        for item in self._rows:
             if item.id == group_id:
                 return item
         return None
 
     def unread_total(self) -> int:
-        return sum(i.unread for i in self._items)
+        return sum(i.unread for i in self._rows)
 
     def clear_unread(self, group_id: str) -> None:
         row = self._row(group_id)
-        if row is not None and self._items[row].unread:
-            self._items[row].unread = 0
+        if row is not None and self._rows[row].unread:
+            self._rows[row].unread = 0
             self._changed(row)
             self.unreadTotalChanged.emit(self.unread_total())
 
     # -- updates ---------------------------------------------------------------------------
 
     def _row(self, group_id: str) -> int | None:
-        for row, item in enumerate(self._items):
+        for row, item in enumerate(self._rows):
             if item.id == group_id:
                 return row
         return None
-
-    def _changed(self, row: int) -> None:
-        index = self.index(row, 0)
-        self.dataChanged.emit(index, index)
 
     def _on_group_changed(self, group: GroupRecord) -> None:
         row = self._row(group.id)
         if row is None:
             self.beginInsertRows(QModelIndex(), 0, 0)
-            self._items.insert(0, GroupItem(group, None, 0))
+            self._rows.insert(0, GroupItem(group, None, 0))
             self.endInsertRows()
             return
-        item = self._items[row]
+        item = self._rows[row]
         item.group = replace(group, unread=item.unread)
         self._changed(row)
 
@@ -167,7 +146,7 @@ class GroupListModel(QAbstractListModel):
         row = self._row(group_id)
         if row is not None:
             self.beginRemoveRows(QModelIndex(), row, row)
-            del self._items[row]
+            del self._rows[row]
             self.endRemoveRows()
             self.unreadTotalChanged.emit(self.unread_total())
 
@@ -175,26 +154,26 @@ class GroupListModel(QAbstractListModel):
         row = self._row(message.group_id)
         if row is None:
             return
-        item = self._items[row]
+        item = self._rows[row]
         if item.last is None or message_order(message) >= message_order(item.last):
             item.last = message
         if not message.outgoing and not (self.read_now and self.read_now(message.group_id)):
             item.unread += 1
             self.unreadTotalChanged.emit(self.unread_total())
-        if row != 0 and item.activity_ms >= self._items[0].activity_ms:
+        if row != 0 and item.activity_ms >= self._rows[0].activity_ms:
             self.beginMoveRows(QModelIndex(), row, row, QModelIndex(), 0)
-            self._items.insert(0, self._items.pop(row))
+            self._rows.insert(0, self._rows.pop(row))
             self.endMoveRows()
             row = 0
         self._changed(row)
 
     def _on_presence(self, contact_id: str, _online: bool) -> None:
-        for row, item in enumerate(self._items):
+        for row, item in enumerate(self._rows):
             if any(m.contact_id == contact_id for m in item.group.members):
                 self._changed(row)
 
 
-class GroupHistoryModel(QAbstractListModel):
+class GroupHistoryModel(RecordListModel[GroupMessageRecord]):
     """One group's messages, oldest first; older pages load as the view scrolls up."""
 
     MessageRole = Qt.ItemDataRole.UserRole + 1
@@ -202,35 +181,26 @@ class GroupHistoryModel(QAbstractListModel):
     loadingChanged = Signal(bool)  # an older page started / finished loading
 
     def __init__(self, bridge: Bridge, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.bridge = bridge
+        super().__init__(bridge, parent)
         self.group_id: str | None = None
-        self._messages: list[GroupMessageRecord] = []
         self._delivery: dict[str, int] = {}
         self._others: set[str] = set()
         self._more = False
         self._loading = False
         self._tasks = TaskSet("group history")
         self._transfers: dict[str, TransferRecord] = {}  # file id -> its current state
-        self._thumbnails: dict[str, QImage | None] = {}  # file id -> image (None: loading)
+        self._thumbnails = Thumbnails(bridge, self._tasks, lambda _id, _image: self._relayout())
         self.highlight: bytes | None = None  # a message found by search, outlined
-        bridge.groupMessageAdded.connect(self._on_message)
-        bridge.groupDeliveryChanged.connect(self._on_delivery)
-        bridge.groupChanged.connect(self._on_group_changed)
-        bridge.transferChanged.connect(self._on_transfer)
+        self._listen(
+            (bridge.groupMessageAdded, self._on_message),
+            (bridge.groupDeliveryChanged, self._on_delivery),
+            (bridge.groupChanged, self._on_group_changed),
+            (bridge.transferChanged, self._on_transfer),
+        )
 
     def detach(self) -> None:
         self._tasks.close()
-        for signal, slot in (
-            (self.bridge.groupMessageAdded, self._on_message),
-            (self.bridge.groupDeliveryChanged, self._on_delivery),
-            (self.bridge.groupChanged, self._on_group_changed),
-            (self.bridge.transferChanged, self._on_transfer),
-        ):
-            try:
-                signal.disconnect(slot)
-            except (RuntimeError, TypeError):
-                pass
+        super().detach()
 
     async def show_group(self, group: GroupRecord) -> None:
         self.group_id = group.id
@@ -241,25 +211,17 @@ class GroupHistoryModel(QAbstractListModel):
         if self.group_id != group.id:
             return  # another group was opened meanwhile
         self.beginResetModel()
-        self._messages = page
+        self._rows = page
         self._more = len(page) == PAGE
         self._transfers = {t.id: t for t in self.bridge.transfers(group_id=group.id)}
         self.endResetModel()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._messages)
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._messages):
-            return None
-        m = self._messages[index.row()]
+    def role_data(self, row: int, m: GroupMessageRecord, role: int) -> Any:
         if role == self.MessageRole:
             return m
         if role == Qt.ItemDataRole.DisplayRole:
             return m.body
         if role == Qt.ItemDataRole.AccessibleTextRole:
-            from ui.views.transfers import status_text
-
             who = "You" if m.outgoing else m.author_name
             tail = (
                 f", delivered to {self.delivered(m)} of {len(self._others)}" if m.outgoing else ""
@@ -276,27 +238,7 @@ class GroupHistoryModel(QAbstractListModel):
 
     def thumbnail(self, t: TransferRecord) -> QImage | None:
         """A finished image's thumbnail; the first ask loads it (the layout follows)."""
-        if not t.mime.startswith("image/") or t.state is not TransferState.COMPLETE:
-            return None
-        if t.size > THUMBNAIL_MAX_SOURCE:
-            return None
-        if t.id not in self._thumbnails and not self._tasks.closed:
-            self._thumbnails[t.id] = None
-            self._tasks.spawn(self._load_thumbnail(t.id))
-        return self._thumbnails.get(t.id)
-
-    async def _load_thumbnail(self, transfer_id: str) -> None:
-        png = await self.bridge.thumbnail(transfer_id)
-        if png is None:
-            from ui.views.transfers import make_thumbnail  # the panel's maker, shared
-
-            png = make_thumbnail(await self.bridge.file_bytes(transfer_id))
-            if png is not None:
-                await self.bridge.set_thumbnail(transfer_id, png)
-        image = QImage.fromData(png) if png else None
-        if image is not None and not image.isNull():
-            self._thumbnails[transfer_id] = image
-            self._relayout()
+        return self._thumbnails.get(t)
 
     def _relayout(self) -> None:
         """Rows changed height (a thumbnail arrived, a progress bar came or went)."""
@@ -311,9 +253,9 @@ class GroupHistoryModel(QAbstractListModel):
         if old is None or old.state is not t.state:
             self._relayout()
             return
-        rows = [i for i, m in enumerate(self._messages) if m.file_id == t.id]
+        rows = [i for i, m in enumerate(self._rows) if m.file_id == t.id]
         if rows:
-            self.dataChanged.emit(self.index(min(rows), 0), self.index(max(rows), 0))
+            self._changed(min(rows), max(rows))
 
     def delivered(self, m: GroupMessageRecord) -> int:
         return sum(1 for c in self._others if self._delivery.get(c, 0) >= m.seq)
@@ -322,7 +264,7 @@ class GroupHistoryModel(QAbstractListModel):
         return len(self._others)
 
     def row_of(self, msg_id: bytes) -> int:
-        for row, m in enumerate(self._messages):
+        for row, m in enumerate(self._rows):
             if m.msg_id == msg_id:
                 return row
         return -1
@@ -338,13 +280,13 @@ class GroupHistoryModel(QAbstractListModel):
         pages = 0
         while pages < max_pages:
             row = self.row_of(msg_id)
-            if row >= 0 or not self._more or not self._messages or self.group_id is None:
+            if row >= 0 or not self._more or not self._rows or self.group_id is None:
                 return row
             if self._loading:  # the view's own fetch is on its way: let it land first
                 await asyncio.sleep(0.005)
                 continue
             self._set_loading(True)
-            await self._older(self.group_id, message_order(self._messages[0]))
+            await self._older(self.group_id, message_order(self._rows[0]))
             pages += 1
         return self.row_of(msg_id)
 
@@ -353,7 +295,7 @@ class GroupHistoryModel(QAbstractListModel):
         for changed in (old, msg_id):
             row = self.row_of(changed) if changed is not None else -1
             if row >= 0:
-                self.dataChanged.emit(self.index(row, 0), self.index(row, 0))
+                self._changed(row)
 
     # Qt's own paging is off: a QListView asks for more when its *last* row is on screen,
     # which in a history (newest at the bottom) is on opening and at every scroll to the
@@ -380,7 +322,7 @@ class GroupHistoryModel(QAbstractListModel):
             self._more
             and not self._loading
             and self.group_id is not None
-            and bool(self._messages)
+            and bool(self._rows)
             and not self._tasks.closed
         )
 
@@ -390,7 +332,7 @@ class GroupHistoryModel(QAbstractListModel):
         if not self.can_fetch_older() or self.group_id is None:
             return False
         self._set_loading(True)
-        self._tasks.spawn(self._older(self.group_id, message_order(self._messages[0])))
+        self._tasks.spawn(self._older(self.group_id, message_order(self._rows[0])))
         return True
 
     async def _older(self, group_id: str, before: tuple[int, bytes, int]) -> None:
@@ -405,7 +347,7 @@ class GroupHistoryModel(QAbstractListModel):
             self._set_loading(False)
             return
         self.beginInsertRows(QModelIndex(), 0, len(page) - 1)
-        self._messages[:0] = page
+        self._rows[:0] = page
         self._more = len(page) == PAGE
         self.endInsertRows()
         self._set_loading(False)  # after the rows: a view that asks again sees them
@@ -414,22 +356,20 @@ class GroupHistoryModel(QAbstractListModel):
         if message.group_id != self.group_id:
             return
         key = message_order(message)
-        row = len(self._messages)
-        while row > 0 and message_order(self._messages[row - 1]) > key:
+        row = len(self._rows)
+        while row > 0 and message_order(self._rows[row - 1]) > key:
             row -= 1
         self.beginInsertRows(QModelIndex(), row, row)
-        self._messages.insert(row, message)
+        self._rows.insert(row, message)
         self.endInsertRows()
 
     def _on_delivery(self, group_id: str, contact_id: str, seq: int) -> None:
         if group_id != self.group_id:
             return
         self._delivery[contact_id] = max(self._delivery.get(contact_id, 0), seq)
-        if self._messages:
-            self.dataChanged.emit(self.index(0, 0), self.index(len(self._messages) - 1, 0))
+        self._changed_all()
 
     def _on_group_changed(self, group: GroupRecord) -> None:
         if group.id == self.group_id:
             self._others = {m.contact_id for m in group.members if not m.is_me}
-            if self._messages:
-                self.dataChanged.emit(self.index(0, 0), self.index(len(self._messages) - 1, 0))
+            self._changed_all()

@@ -20,20 +20,22 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from PySide6.QtCore import (
-    QAbstractListModel,
+    QDate,
     QLocale,
     QModelIndex,
     QObject,
     QPersistentModelIndex,
     Qt,
+    QTime,
     QTimer,
     Signal,
 )
 from PySide6.QtGui import QImage
 
-from messenger import MessageRecord, MessageState
-from messenger.records import TransferRecord, TransferState
+from messenger import MessageRecord, MessageState, TransferRecord
 from ui.bridge import Bridge
+from ui.models.base import RecordListModel
+from ui.models.thumbnails import Thumbnails
 from ui.tasks import TaskSet
 
 T = TypeVar("T")
@@ -42,8 +44,6 @@ PAGE_SIZE = 50
 MAX_ROWS = 250  # five pages
 # Two messages of the same author closer than this are drawn as one group.
 GROUP_GAP_MS = 3 * 60 * 1000
-# Images larger than this get no thumbnail (making one means decrypting the whole file).
-THUMBNAIL_MAX_SOURCE = 32 << 20
 # During a burst of arrivals, live rows are added at most this often (seconds).
 FLUSH_SPACING = 0.1
 
@@ -65,7 +65,8 @@ def time_label(ms: int) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _minute_label(minute: int) -> str:
-    return QLocale().toString(local_time(minute * 60_000).time(), QLocale.FormatType.ShortFormat)
+    when = local_time(minute * 60_000)
+    return QLocale().toString(QTime(when.hour, when.minute), QLocale.FormatType.ShortFormat)
 
 
 def day_label(day: dt.date, today: dt.date | None = None) -> str:
@@ -78,9 +79,10 @@ def day_label(day: dt.date, today: dt.date | None = None) -> str:
     locale = QLocale()
     if 1 < delta < 7:
         return locale.dayName(day.isoweekday(), QLocale.FormatType.LongFormat)
+    date = QDate(day.year, day.month, day.day)
     if day.year == today.year:
-        return locale.toString(day, "ddd, d MMMM")
-    return locale.toString(day, "ddd, d MMMM yyyy")
+        return locale.toString(date, "ddd, d MMMM")
+    return locale.toString(date, "ddd, d MMMM yyyy")
 
 
 def state_label(state: MessageState) -> str:
@@ -92,7 +94,7 @@ def state_label(state: MessageState) -> str:
     }.get(state, "")
 
 
-class HistoryModel(QAbstractListModel):
+class HistoryModel(RecordListModel[MessageRecord]):
     MessageRole = Qt.ItemDataRole.UserRole + 1
     DayRole = Qt.ItemDataRole.UserRole + 2  # str | None: day separator above this row
     GroupRole = Qt.ItemDataRole.UserRole + 3  # (joins previous, joins next)
@@ -115,13 +117,11 @@ class HistoryModel(QAbstractListModel):
         page_size: int = PAGE_SIZE,
         max_rows: int = MAX_ROWS,
     ) -> None:
-        super().__init__(parent)
-        self.bridge = bridge
+        super().__init__(bridge, parent)
         self.contact_id = contact_id
         self.page_size = page_size
         self.max_rows = max(max_rows, 2 * page_size)
         self.live_rows = page_size
-        self._rows: list[MessageRecord] = []
         self._keys: list[Key] = []
         self._key_of_id: dict[bytes, Key] = {}
         self._days: dict[int, dt.date] = {}
@@ -145,23 +145,19 @@ class HistoryModel(QAbstractListModel):
         # Files carried by messages, by message id: a handful per conversation, kept whole
         # (the service holds them in memory anyway) so painting a row is one dict lookup.
         self._transfers: dict[bytes, TransferRecord] = {}
-        self._thumbnails: dict[str, QImage | None] = {}  # transfer id -> image (None: loading)
+        self._thumbnails = Thumbnails(
+            bridge, self._tasks, lambda _id, _image: self.transferShapeChanged.emit()
+        )
         for t in bridge.transfers(contact_id):
             self._index_transfer(t)
-        bridge.messageAdded.connect(self._on_message_added)
-        bridge.messageStatesChanged.connect(self._on_states_changed)
-        bridge.transferChanged.connect(self._on_transfer)
+        self._listen(
+            (bridge.messageAdded, self._on_message_added),
+            (bridge.messageStatesChanged, self._on_states_changed),
+            (bridge.transferChanged, self._on_transfer),
+        )
 
     def close(self) -> None:
-        for signal, slot in (
-            (self.bridge.messageAdded, self._on_message_added),
-            (self.bridge.messageStatesChanged, self._on_states_changed),
-            (self.bridge.transferChanged, self._on_transfer),
-        ):
-            try:
-                signal.disconnect(slot)
-            except (RuntimeError, TypeError):
-                pass
+        self.detach()
         self._flush_timer.stop()
         self._tasks.close()
 
@@ -171,21 +167,11 @@ class HistoryModel(QAbstractListModel):
 
     # -- Qt model API -------------------------------------------------------------------------
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        row = index.row()
-        if not index.isValid() or not 0 <= row < len(self._rows):
-            return None
-        m = self._rows[row]
+    def role_data(self, row: int, m: MessageRecord, role: int) -> Any:
         if role == self.MessageRole:
             return m
         if role == self.DayRole:
-            day = self._day(m)
-            if row == 0 or self._day(self._rows[row - 1]) != day:
-                return day_label(day)
-            return None
+            return self.row_view(row)[1]
         if role == self.GroupRole:
             return (self._joins(row - 1, row), self._joins(row, row + 1))
         if role == self.HighlightRole:
@@ -271,27 +257,7 @@ class HistoryModel(QAbstractListModel):
 
     def thumbnail(self, t: TransferRecord) -> QImage | None:
         """A finished image's thumbnail; the first ask loads it (transferShapeChanged follows)."""
-        if not t.mime.startswith("image/") or t.state is not TransferState.COMPLETE:
-            return None
-        if t.size > THUMBNAIL_MAX_SOURCE:
-            return None
-        if t.id not in self._thumbnails and not self._tasks.closed:
-            self._thumbnails[t.id] = None
-            self._tasks.spawn(self._load_thumbnail(t.id))
-        return self._thumbnails.get(t.id)
-
-    async def _load_thumbnail(self, transfer_id: str) -> None:
-        png = await self.bridge.thumbnail(transfer_id)
-        if png is None:
-            from ui.views.transfers import make_thumbnail  # the panel's maker, shared
-
-            png = make_thumbnail(await self.bridge.file_bytes(transfer_id))
-            if png is not None:
-                await self.bridge.set_thumbnail(transfer_id, png)
-        image = QImage.fromData(png) if png else None
-        if image is not None and not image.isNull():
-            self._thumbnails[transfer_id] = image
-            self.transferShapeChanged.emit()
+        return self._thumbnails.get(t)
 
     def _index_transfer(self, t: TransferRecord) -> list[int]:
         """Remember `t` for its messages; the rows on screen that show it."""
@@ -313,12 +279,6 @@ class HistoryModel(QAbstractListModel):
         if old is None or old.state is not t.state:
             self.transferShapeChanged.emit()
         self.dataChanged.emit(self.index(min(rows)), self.index(max(rows)))
-
-    def record(self, row: int) -> MessageRecord:
-        return self._rows[row]
-
-    def records(self) -> list[MessageRecord]:
-        return list(self._rows)
 
     def row_of(self, msg_id: bytes) -> int:
         key = self._key_of_id.get(msg_id)

@@ -15,8 +15,15 @@ from typing import Any
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QImage
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QVBoxLayout, QWidget
 
-from messenger import ContactRecord, InviteFailed, ServiceError
-from messenger.invite import Invite, InviteError, InviteMalformed, decode_invite
+from messenger import (
+    ContactRecord,
+    Invite,
+    InviteError,
+    InviteFailed,
+    InviteMalformed,
+    ServiceError,
+    decode_invite,
+)
 from ui.bridge import Bridge
 from ui.qr import parse_safety_qr_text
 from ui.views.dialog_parts import (

@@ -16,6 +16,7 @@ from PySide6.QtCore import (
     Signal,
 )
 from PySide6.QtGui import (
+    QColor,
     QFocusEvent,
     QFont,
     QFontMetricsF,
@@ -89,15 +90,11 @@ class ConversationDelegate(QStyledItemDelegate):
         fm = QFontMetricsF(option.font)
         return QSize(200, max(ROW_HEIGHT, round(fm.height() * 2 + 34)))
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
-        item: ConversationItem | None = index.data(ConversationListModel.ItemRole)
-        if item is None:
-            return
+    def _paint_background(
+        self, painter: QPainter, option: QStyleOptionViewItem, rect: QRectF
+    ) -> QColor:
+        """The row's selection or hover, and a focus ring; returns the colour behind it."""
         t = theme.current()
-        painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
-        rect = QRectF(option.rect)
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         hovered = bool(option.state & QStyle.StateFlag.State_MouseOver)
         background = t.color("sidebar")
@@ -112,6 +109,18 @@ class ConversationDelegate(QStyledItemDelegate):
                 painter.setPen(QPen(t.color("accent"), 1.5))
                 painter.setBrush(Qt.BrushStyle.NoBrush)
                 painter.drawRoundedRect(rect.adjusted(9, 3, -9, -3), 9, 9)
+        return background
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
+        item: ConversationItem | None = index.data(ConversationListModel.ItemRole)
+        if item is None:
+            return
+        t = theme.current()
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
+        rect = QRectF(option.rect)
+        background = self._paint_background(painter, option, rect)
 
         avatar = QRectF(rect.left() + PAD + 6, rect.center().y() - AVATAR / 2, AVATAR, AVATAR)
         paint_avatar(painter, avatar, item.name, item.id, option.font)

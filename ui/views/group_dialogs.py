@@ -11,11 +11,12 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from messenger.records import ContactRecord, GroupRecord
+from messenger import ContactRecord, GroupRecord
 from ui import theme
 from ui.bridge import Bridge
 from ui.views.dialog_parts import (
@@ -180,11 +181,43 @@ class ManageGroupDialog(QDialog):
         self.error = InlineMessage(self)
         close = primary_button("Close")
 
+        self._lay_out(admin, close)
+
+        def lists() -> None:
+            for widget in (self.members, self.candidates):
+                widget.setStyleSheet(_indicator_sheet())
+
+        style_dialog(self, lists)
+        for widget in (self.name, self.rename_button, self.remove_button, self.add_button):
+            widget.setEnabled(admin)
+        self.candidates.setEnabled(admin)
+        self.leave_button.setEnabled(active)
+        self._tasks = DialogTasks("manage group", self._failed)
+        self.rename_button.clicked.connect(
+            lambda: self._run(self.bridge.rename_group(group.id, self.name.text()))
+        )
+        self.remove_button.clicked.connect(
+            lambda: self._run(self.bridge.remove_group_members(group.id, self._checked_members()))
+        )
+        self.add_button.clicked.connect(
+            lambda: self._run(self.bridge.add_group_members(group.id, _checked(self.candidates)))
+        )
+        self.leave_button.clicked.connect(lambda: self._run(self.bridge.leave_group(group.id)))
+        self.delete_button.clicked.connect(lambda: self._run(self.bridge.delete_group(group.id)))
+        close.clicked.connect(self.accept)
+        self.open_box.toggled.connect(
+            lambda on: self._tasks.spawn(self.bridge.set_group_open(group.id, on))
+        )
+        self.approve_button.clicked.connect(self._approve)
+        self.decline_button.clicked.connect(self._decline)
+
+    def _lay_out(self, admin: bool, close: QPushButton) -> None:
+        """Name, members, people to add, join requests, then leave/delete/close."""
         rename_row = QHBoxLayout()
         rename_row.addWidget(self.name, 1)
         rename_row.addWidget(self.rename_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(title_label(group.name))
+        layout.addWidget(title_label(self.group.name))
         if not admin:
             layout.addWidget(hint_label("Only an admin can rename the group or change members."))
         layout.addLayout(rename_row)
@@ -218,37 +251,10 @@ class ManageGroupDialog(QDialog):
         layout.addWidget(self.error)
         layout.addLayout(bottom)
 
-        def lists() -> None:
-            for widget in (self.members, self.candidates):
-                widget.setStyleSheet(_indicator_sheet())
-
-        style_dialog(self, lists)
-        for widget in (self.name, self.rename_button, self.remove_button, self.add_button):
-            widget.setEnabled(admin)
-        self.candidates.setEnabled(admin)
-        self.leave_button.setEnabled(active)
-        self._tasks = DialogTasks("manage group", self._failed)
-        self.rename_button.clicked.connect(
-            lambda: self._run(self.bridge.rename_group(group.id, self.name.text()))
-        )
-        self.remove_button.clicked.connect(
-            lambda: self._run(self.bridge.remove_group_members(group.id, self._checked_members()))
-        )
-        self.add_button.clicked.connect(
-            lambda: self._run(self.bridge.add_group_members(group.id, _checked(self.candidates)))
-        )
-        self.leave_button.clicked.connect(lambda: self._run(self.bridge.leave_group(group.id)))
-        self.delete_button.clicked.connect(lambda: self._run(self.bridge.delete_group(group.id)))
-        close.clicked.connect(self.accept)
-        self.open_box.toggled.connect(
-            lambda on: self._tasks.spawn(self.bridge.set_group_open(group.id, on))
-        )
-        self.approve_button.clicked.connect(self._approve)
-        self.decline_button.clicked.connect(self._decline)
-
     def _chosen_request(self) -> str | None:
         item = self.requests.currentItem()
-        return None if item is None else item.data(Qt.ItemDataRole.UserRole)
+        value = None if item is None else item.data(Qt.ItemDataRole.UserRole)
+        return value if isinstance(value, str) else None
 
     def _approve(self) -> None:
         contact_id = self._chosen_request()

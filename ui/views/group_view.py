@@ -5,8 +5,6 @@ with presence, and a composer that takes files by button, drop or paste."""
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,6 @@ from PySide6.QtGui import (
     QDropEvent,
     QFont,
     QFontMetrics,
-    QImage,
     QMouseEvent,
     QPainter,
     QPen,
@@ -55,28 +52,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger.records import GroupMessageRecord, GroupRecord, TransferRecord, TransferState
+from messenger import GroupMessageRecord, GroupRecord, TransferRecord
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.groups import GroupHistoryModel
 from ui.tasks import TaskSet
-from ui.views.chat_view import (
-    BAR_HEIGHT,
+from ui.views.chat.attachments import (
     FILE_SPACING,
     FILE_WIDTH,
     PROGRESS_STATES,
-    THUMB_HEIGHT,
-    THUMB_MAX_ZOOM,
-    ComposerEdit,
+    FileClick,
+    action_hint,
+    add_file_actions,
+    file_part_height,
+    offers_files,
+    paint_file_part,
+    pasted_image_file,
+    take_files,
+    thumbnail_size,
 )
+from ui.views.chat.composer import ComposerEdit
 from ui.views.paint import paint_avatar, paint_presence, rounded_path
-from ui.views.transfers import (
-    ACTION_LABELS,
-    TransfersPanel,
-    available_actions,
-    primary_action,
-    status_text,
-)
+from ui.views.transfers import TransfersPanel
 
 Index = QModelIndex | QPersistentModelIndex
 BUBBLE_MAX = 520
@@ -109,20 +106,10 @@ class GroupMessageDelegate(QStyledItemDelegate):
         t = self.model.transfer_of(m)
         if t is None:
             return None, None, 0.0
-        height = FILE_SPACING + QFontMetrics(meta).height()
-        thumb_size = None
         thumb = self.model.thumbnail(t)
-        if thumb is not None:
-            # Stored thumbnails are small: fit the box, but blow them up at most 1.5x.
-            native = QSizeF(thumb.size()) * THUMB_MAX_ZOOM
-            box = QSizeF(width, THUMB_HEIGHT)
-            thumb_size = native.boundedTo(box)
-            if thumb_size != native:
-                thumb_size = native.scaled(box, Qt.AspectRatioMode.KeepAspectRatio)
-            height += thumb_size.height() + FILE_SPACING
-        if t.state in PROGRESS_STATES:
-            height += BAR_HEIGHT + FILE_SPACING
-        return t, thumb_size, height
+        thumb_size = thumbnail_size(thumb, width) if thumb is not None else None
+        height = file_part_height(thumb_size, t.state in PROGRESS_STATES)
+        return t, thumb_size, height + FILE_SPACING + QFontMetrics(meta).height()
 
     def _layout(
         self, option: QStyleOptionViewItem, m: GroupMessageRecord
@@ -137,7 +124,7 @@ class GroupMessageDelegate(QStyledItemDelegate):
         natural = fm.boundingRect(0, 0, 100000, 1000, 0, m.body).width() + 2 * PAD
         label = QFontMetrics(name).horizontalAdvance(m.author_name) + 2 * PAD
         status = QFontMetrics(meta).horizontalAdvance("00:00  ✓ 00/00") + 2 * PAD
-        bubble = min(width, max(natural, label if not m.outgoing else 0, status))
+        bubble: float = min(width, max(natural, label if not m.outgoing else 0, status))
         t, _, file_h = self._file_block(m, min(width, FILE_WIDTH) - 2 * PAD, meta)
         if t is not None:
             bubble = min(width, max(bubble, FILE_WIDTH))
@@ -204,7 +191,9 @@ class GroupMessageDelegate(QStyledItemDelegate):
         link = QColor(t.link_out if m.outgoing else t.link_in)
         transfer, thumb_size, file_h = self._file_block(m, bubble_w - 2 * PAD, meta)
         if transfer is not None:
-            self._paint_file(painter, bubble, y, transfer, thumb_size, meta, muted, link)
+            part = QRectF(bubble.left() + PAD, y + FILE_SPACING, bubble_w - 2 * PAD, file_h)
+            thumb = self.model.thumbnail(transfer)
+            paint_file_part(painter, part, transfer, thumb, thumb_size, meta, (muted, link))
             y += file_h
         y += 4
         painter.setFont(meta)
@@ -214,53 +203,12 @@ class GroupMessageDelegate(QStyledItemDelegate):
             status += f"  ✓ {self.model.delivered(m)}/{self.model.member_count()}"
         line = QRectF(bubble.left() + PAD, y, bubble_w - 2 * PAD, QFontMetrics(meta).height())
         painter.drawText(line, Qt.AlignmentFlag.AlignRight, status)
-        action = primary_action(transfer) if transfer is not None else None
-        if action is not None:
+        hint = action_hint(transfer) if transfer is not None else None
+        if hint is not None:
             # On the time's line, at the left: what a click does (more in the context menu).
             painter.setPen(link)
-            painter.drawText(line, Qt.AlignmentFlag.AlignLeft, f"{ACTION_LABELS[action]} ▸")
+            painter.drawText(line, Qt.AlignmentFlag.AlignLeft, hint)
         painter.restore()
-
-    def _paint_file(
-        self,
-        painter: QPainter,
-        bubble: QRectF,
-        y: float,
-        transfer: TransferRecord,
-        thumb_size: QSizeF | None,
-        meta: QFont,
-        muted: QColor,
-        link: QColor,
-    ) -> None:
-        """Thumbnail, progress bar and status line under a file message's text."""
-        left, width = bubble.left() + PAD, bubble.width() - 2 * PAD
-        y += FILE_SPACING
-        thumb = self.model.thumbnail(transfer)
-        if thumb is not None and thumb_size is not None:
-            target = QRectF(QPointF(left, y), thumb_size)
-            painter.save()
-            painter.setClipPath(rounded_path(target, 8, 8, 8, 8), Qt.ClipOperation.IntersectClip)
-            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            painter.drawImage(target, thumb)
-            painter.restore()
-            y += thumb_size.height() + FILE_SPACING
-        if transfer.state in PROGRESS_STATES:
-            track = QRectF(left, y, width, BAR_HEIGHT)
-            painter.setPen(Qt.PenStyle.NoPen)
-            trough = QColor(muted)
-            trough.setAlphaF(0.3)
-            painter.setBrush(trough)
-            painter.drawRoundedRect(track, BAR_HEIGHT / 2, BAR_HEIGHT / 2)
-            done = QRectF(track)
-            done.setWidth(max(BAR_HEIGHT, width * min(1.0, transfer.progress)))
-            painter.setBrush(link)
-            painter.drawRoundedRect(done, BAR_HEIGHT / 2, BAR_HEIGHT / 2)
-            y += BAR_HEIGHT + FILE_SPACING
-        painter.setFont(meta)
-        painter.setPen(muted)
-        fm = QFontMetrics(meta)
-        text = fm.elidedText(status_text(transfer), Qt.TextElideMode.ElideRight, int(width))
-        painter.drawText(QRectF(left, y, width, fm.height()), Qt.AlignmentFlag.AlignLeft, text)
 
 
 class MemberList(QListWidget):
@@ -321,7 +269,7 @@ class GroupMessageList(QListView):
         super().__init__(parent)
         self.history = model
         self.is_saved: Callable[[str], bool] = lambda _transfer_id: False
-        self._press: str | None = None  # the file whose bubble the press was on
+        self._file_click = FileClick()
         # Older pages load when the user nears the top (the model turns Qt's own paging off);
         # the message at the top stays where it was on screen while they are put above it.
         self._anchor: tuple[bytes, int] | None = None
@@ -380,21 +328,16 @@ class GroupMessageList(QListView):
         return self.history.transfer_of(m)
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
-        found = self.transfer_at(event.position().toPoint())
-        self._press = found.id if found is not None else None
+        left = event.button() == Qt.MouseButton.LeftButton
+        self._file_click.press(self.transfer_at(event.position().toPoint()) if left else None)
         super().mousePressEvent(event)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
-        found = self.transfer_at(event.position().toPoint())
-        if (
-            event.button() == Qt.MouseButton.LeftButton
-            and found is not None
-            and found.id == self._press
-        ):
-            action = primary_action(found)
-            if action is not None:
-                self.transferActionRequested.emit(action, found.id)
-        self._press = None
+        left = event.button() == Qt.MouseButton.LeftButton
+        found = self.transfer_at(event.position().toPoint()) if left else None
+        clicked = self._file_click.release(found)
+        if clicked is not None:
+            self.transferActionRequested.emit(*clicked)
         super().mouseReleaseEvent(event)
 
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:
@@ -402,14 +345,7 @@ class GroupMessageList(QListView):
         if found is None:
             return
         menu = QMenu(self)
-        actions = available_actions(found, self.is_saved(found.id))
-        if found.state is TransferState.COMPLETE and found.mime.startswith("image/"):
-            actions.insert(0, "view")
-        for action in actions:
-            item = menu.addAction(ACTION_LABELS[action])
-            item.triggered.connect(
-                lambda _c=False, a=action, i=found.id: self.transferActionRequested.emit(a, i)
-            )
+        add_file_actions(menu, found, self.is_saved(found.id), self.transferActionRequested.emit)
         menu.exec(event.globalPos())
 
 
@@ -424,6 +360,27 @@ class GroupView(QWidget):
         self._tasks = TaskSet("group view")
         self.model = GroupHistoryModel(bridge, self)
 
+        header = self._build_header()
+        split = self._build_messages()
+        self.transfers = TransfersPanel(bridge, self)
+        self.messages.is_saved = self.transfers.saved
+        self.messages.transferActionRequested.connect(self.transfers.run_action)
+
+        bar = self._build_composer_bar()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(header)
+        layout.addWidget(split, 1)
+        layout.addWidget(self.transfers)
+        layout.addWidget(self.notice)
+        layout.addWidget(bar)
+        self.notice.hide()
+
+        self._wire()
+
+    def _build_header(self) -> QFrame:
+        """Title, member count, join requests, the members and manage buttons."""
         header = QFrame(self)
         header.setObjectName("ChatHeader")
         self.title = QLabel(header)
@@ -451,7 +408,10 @@ class GroupView(QWidget):
         top.addWidget(self.requests_button)
         top.addWidget(self.members_button)
         top.addWidget(self.manage_button)
+        return header
 
+    def _build_messages(self) -> QSplitter:
+        """The messages beside the member panel."""
         self.messages = GroupMessageList(self.model, self)
         self.messages.setObjectName("GroupMessages")
         self.messages.setAccessibleName("Messages")
@@ -462,7 +422,7 @@ class GroupView(QWidget):
         self.messages.setUniformItemSizes(False)
         self.messages.setWordWrap(True)
         self.messages.setFrameShape(QFrame.Shape.NoFrame)
-        self.member_list = MemberList(bridge, self)
+        self.member_list = MemberList(self.bridge, self)
         self.member_list.setMinimumWidth(180)
         split = QSplitter(Qt.Orientation.Horizontal, self)
         split.addWidget(self.messages)
@@ -470,11 +430,10 @@ class GroupView(QWidget):
         split.setStretchFactor(0, 1)
         split.setSizes([600, 200])
         split.setChildrenCollapsible(False)
+        return split
 
-        self.transfers = TransfersPanel(bridge, self)
-        self.messages.is_saved = self.transfers.saved
-        self.messages.transferActionRequested.connect(self.transfers.run_action)
-
+    def _build_composer_bar(self) -> QFrame:
+        """The composer: attach, text, send."""
         bar = QFrame(self)
         bar.setObjectName("ComposerBar")
         self.composer = ComposerEdit(bar)
@@ -495,16 +454,10 @@ class GroupView(QWidget):
         row.addWidget(self.attach_button, 0, Qt.AlignmentFlag.AlignBottom)
         row.addWidget(self.composer, 1)
         row.addWidget(self.send_button)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        layout.setSpacing(0)
-        layout.addWidget(header)
-        layout.addWidget(split, 1)
-        layout.addWidget(self.transfers)
-        layout.addWidget(self.notice)
-        layout.addWidget(bar)
-        self.notice.hide()
+        return bar
 
+    def _wire(self) -> None:
+        """What the widgets, model and bridge tell each other."""
         self.composer.submitted.connect(self.send)
         self.composer.imagePasted.connect(self._send_image)
         self.composer.filesDropped.connect(self.send_files)
@@ -513,15 +466,17 @@ class GroupView(QWidget):
         self.setAcceptDrops(True)
         self.send_button.clicked.connect(self.send)
         self.members_button.toggled.connect(self.member_list.setVisible)
-        self.manage_button.clicked.connect(
-            lambda: self.group is not None and self.manageRequested.emit(self.group.id)
-        )
+        self.manage_button.clicked.connect(self._on_manage)
         self.requests_button.clicked.connect(self.manage_button.click)
-        bridge.groupJoinRequested.connect(self._on_join_requested)
+        self.bridge.groupJoinRequested.connect(self._on_join_requested)
         self.model.rowsInserted.connect(self._scroll_if_at_bottom)
         self.model.modelReset.connect(self.messages.scrollToBottom)
-        bridge.groupChanged.connect(self._on_group_changed)
-        bridge.presenceChanged.connect(self._on_presence)
+        self.bridge.groupChanged.connect(self._on_group_changed)
+        self.bridge.presenceChanged.connect(self._on_presence)
+
+    def _on_manage(self) -> None:
+        if self.group is not None:
+            self.manageRequested.emit(self.group.id)
 
     @property
     def group_id(self) -> str | None:
@@ -659,23 +614,14 @@ class GroupView(QWidget):
 
     def _send_image(self, image: object) -> None:
         """A pasted image: written as a PNG to a private temporary folder, then shared."""
-        if not isinstance(image, QImage) or image.isNull() or self.group is None:
-            return
-        folder = Path(tempfile.mkdtemp(prefix="chinwag-paste-"))
-        path = folder / f"pasted {time.strftime('%Y-%m-%d %H.%M.%S')}.png"
-        if image.save(str(path), "PNG"):
+        path = pasted_image_file(image) if self.group is not None else None
+        if path is not None:
             self.send_files([path])
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        data = event.mimeData()
-        if self.group is not None and (data.hasUrls() or data.hasImage()):
+        if self.group is not None and offers_files(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        data = event.mimeData()
-        files = [Path(u.toLocalFile()) for u in data.urls() if u.isLocalFile()]
-        if files:
-            self.send_files(files)
-        elif data.hasImage():
-            self._send_image(data.imageData())
+        take_files(event.mimeData(), self.send_files, self._send_image)
         event.acceptProposedAction()

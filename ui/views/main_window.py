@@ -29,8 +29,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger import MessageRecord
-from messenger.records import GroupMessageRecord
+from messenger import GroupMessageRecord, MessageRecord
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.conversations import ConversationFilterModel, ConversationListModel
@@ -128,12 +127,29 @@ class MainWindow(QMainWindow):
         self.groups = GroupListModel(bridge, self)
         self.groups.read_now = self._reading_group
 
-        # Left pane --------------------------------------------------------------------
+        side = self._build_sidebar()
+        self._build_group_section(side)
+        self._build_panes()
+        self._build_actions()
+        self._wire()
+        self._mark_timer = QTimer(self)
+        self._mark_timer.setSingleShot(True)
+        self._mark_timer.setInterval(MARK_READ_DELAY_MS)
+        self._mark_timer.timeout.connect(self._mark_read_now)
+        self.notifier: Any = None  # set by the app: ui.tray.Tray
+        manager = theme.manager()
+        if manager is not None:
+            manager.changed.connect(self.retheme)
+        self.retheme()
+        self._update_empty()
+
+    def _build_sidebar(self) -> QVBoxLayout:
+        """The left pane: who I am, the add and menu buttons, the filter, the conversations."""
         self.sidebar = QFrame(self)
         self.sidebar.setObjectName("Sidebar")
         self.me = Avatar(32, self.sidebar)
-        self.me.set_contact(bridge.display_name, bridge.my_id)
-        self.me.setToolTip(f"{bridge.display_name} (you)")
+        self.me.set_contact(self.bridge.display_name, self.bridge.my_id)
+        self.me.setToolTip(f"{self.bridge.display_name} (you)")
         self.title = QLabel("Chats", self.sidebar)
         self.title.setObjectName("SidebarTitle")
         self.title.setFont(theme.scaled_font(self.font(), 1.25, self.font().Weight.DemiBold))
@@ -182,6 +198,10 @@ class MainWindow(QMainWindow):
         side.addLayout(filter_row)
         side.addWidget(self.list, 1)
         side.addWidget(self.empty_list, 1)
+        return side
+
+    def _build_group_section(self, side: QVBoxLayout) -> None:
+        """Groups: a section under the conversations."""
         # Groups (ui/views/group_list.py): a section under the conversations.
         self.groups_title = QLabel("Groups", self.sidebar)
         self.groups_title.setObjectName("SectionTitle")
@@ -194,18 +214,19 @@ class MainWindow(QMainWindow):
         groups_row.addWidget(self.groups_title, 1)
         groups_row.addWidget(self.new_group_button)
         side.addLayout(groups_row)
-        self.group_list = GroupListView(bridge, self.sidebar)
+        self.group_list = GroupListView(self.bridge, self.sidebar)
         self.group_list.setModel(self.groups)
         self.group_list.setMaximumHeight(4 * 60 + 4)
         side.addWidget(self.group_list)
 
-        # Right pane --------------------------------------------------------------------
-        self.chat = ChatView(bridge, self.conversations, self)
+    def _build_panes(self) -> None:
+        """The conversation, group and empty panes beside the sidebar."""
+        self.chat = ChatView(self.bridge, self.conversations, self)
         self.empty = EmptyState(self)
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.empty)
         self.stack.addWidget(self.chat)
-        self.group_view = GroupView(bridge, self)
+        self.group_view = GroupView(self.bridge, self)
         self.stack.addWidget(self.group_view)
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
@@ -221,14 +242,15 @@ class MainWindow(QMainWindow):
         self.splitter = splitter
         self.setCentralWidget(splitter)
 
-        # Actions -------------------------------------------------------------------------
+    def _build_actions(self) -> None:
+        """The menu's actions and their shortcuts."""
         self.add_action = self._action("Add contact…", "user-plus", "Ctrl+N", self.add_contact)
         self.code_action = self._action("My code…", "qr-code", "Ctrl+Shift+C", self.show_my_code)
         self.switch_action = self._action(
             "Go to conversation…", "message", "Ctrl+K", self.show_quick_switcher
         )
         self.search_action = self._action(
-            "Find…", "search", QKeySequence.StandardKey.Find, self.find
+            "Find…", "search", QKeySequence.StandardKey.Find, self.find_text
         )
         self.search_all_action = self._action(
             "Search all messages…", "message-search", "Ctrl+Shift+F", self.show_search
@@ -258,12 +280,13 @@ class MainWindow(QMainWindow):
         self.add_button.clicked.connect(self.add_contact)
         self.empty.add_button.clicked.connect(self.add_contact)
         self.empty.code_button.clicked.connect(self.show_my_code)
-        QShortcut(QKeySequence("Ctrl+L"), self, activated=self.focus_filter)  # type: ignore[call-arg]
+        QShortcut(QKeySequence("Ctrl+L"), self).activated.connect(self.focus_filter)
 
         self.setTabOrder(self.filter, self.list)
         self.setTabOrder(self.list, self.chat.header.search_button)
 
-        # Wiring ---------------------------------------------------------------------------
+    def _wire(self) -> None:
+        """What the widgets, models and bridge tell each other."""
         self.filter.textChanged.connect(self._on_filter)
         self.filter.returnPressed.connect(self._open_first_match)
         self.filter.installEventFilter(self)
@@ -274,24 +297,14 @@ class MainWindow(QMainWindow):
         self.conversations.unreadTotalChanged.connect(self._on_unread)
         self.conversations.rowsInserted.connect(self._update_empty)
         self.conversations.modelReset.connect(self._update_empty)
-        bridge.messageAdded.connect(self._on_message_added)
-        bridge.settingChanged.connect(self._on_setting_changed)
+        self.bridge.messageAdded.connect(self._on_message_added)
+        self.bridge.settingChanged.connect(self._on_setting_changed)
         self.group_list.groupActivated.connect(self.open_group)
         self.new_group_button.clicked.connect(self.new_group)
         self.group_view.manageRequested.connect(self.manage_group)
         self.groups.unreadTotalChanged.connect(lambda _n: self._on_unread(0))
-        bridge.groupMessageAdded.connect(self._on_group_message)
-        bridge.groupDeleted.connect(self._on_group_deleted)
-        self._mark_timer = QTimer(self)
-        self._mark_timer.setSingleShot(True)
-        self._mark_timer.setInterval(MARK_READ_DELAY_MS)
-        self._mark_timer.timeout.connect(self._mark_read_now)
-        self.notifier: Any = None  # set by the app: ui.tray.Tray
-        manager = theme.manager()
-        if manager is not None:
-            manager.changed.connect(self.retheme)
-        self.retheme()
-        self._update_empty()
+        self.bridge.groupMessageAdded.connect(self._on_group_message)
+        self.bridge.groupDeleted.connect(self._on_group_deleted)
 
     def _action(self, text: str, icon: str, shortcut: Any, slot: Any) -> QAction:
         action = QAction(text, self)
@@ -488,7 +501,7 @@ class MainWindow(QMainWindow):
 
     # -- searching and switching --------------------------------------------------------------
 
-    def find(self) -> None:
+    def find_text(self) -> None:
         if self.current_contact() is not None:
             self.chat.open_search()
         else:

@@ -23,8 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger import ServiceError
-from messenger.invite import Invite, invite_qr, save_invite_qr
+from messenger import Invite, ServiceError, invite_qr, save_invite_qr
 from ui.bridge import Bridge
 from ui.qr import QrWidget
 from ui.views.dialog_parts import (
@@ -112,6 +111,26 @@ class MyCodeDialog(QDialog):
         self.save_button.setToolTip("Save the QR code as a PNG or SVG image")
         self.new_button.setToolTip("Make a fresh code; this one stays valid until it expires")
 
+        self._lay_out()
+        self.copy_button.clicked.connect(self.copy_code)
+        self.save_button.clicked.connect(self.save_image)
+        self.new_button.clicked.connect(self.new_code)
+        self.done_button.clicked.connect(self.accept)
+        self._timer = QTimer(self)
+        self._timer.setInterval(REFRESH_MS)
+        self._timer.timeout.connect(self._refresh_expiry)
+        self._copied_timer = QTimer(self)
+        self._copied_timer.setSingleShot(True)
+        self._copied_timer.timeout.connect(lambda: self.copy_button.setText(" Copy code"))
+        self._set_has_code(False)
+        style_dialog(self)
+        if create:
+            self.new_code()
+
+    # -- creating --------------------------------------------------------------------------
+
+    def _lay_out(self) -> None:
+        """Title, QR with its busy overlay, name, expiry, text code, buttons."""
         qr_area = QGridLayout()
         qr_area.addWidget(self.qr_widget, 0, 0)
         qr_area.addWidget(self.busy, 0, 0, Qt.AlignmentFlag.AlignCenter)
@@ -147,23 +166,6 @@ class MyCodeDialog(QDialog):
         bottom.addStretch(1)
         bottom.addWidget(self.done_button)
         layout.addLayout(bottom)
-
-        self.copy_button.clicked.connect(self.copy_code)
-        self.save_button.clicked.connect(self.save_image)
-        self.new_button.clicked.connect(self.new_code)
-        self.done_button.clicked.connect(self.accept)
-        self._timer = QTimer(self)
-        self._timer.setInterval(REFRESH_MS)
-        self._timer.timeout.connect(self._refresh_expiry)
-        self._copied_timer = QTimer(self)
-        self._copied_timer.setSingleShot(True)
-        self._copied_timer.timeout.connect(lambda: self.copy_button.setText(" Copy code"))
-        self._set_has_code(False)
-        style_dialog(self)
-        if create:
-            self.new_code()
-
-    # -- creating --------------------------------------------------------------------------
 
     def new_code(self) -> asyncio.Task[Any] | None:
         if self.tasks.pending:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from messenger import (
+    DatabaseDamaged,
     PeerService,
     ProfileError,
     ProfileLocked,
@@ -178,6 +179,9 @@ class OnboardingDialog(QDialog):
         self.protection = PassphraseChooser(self)
         self.create_button = primary_button("Create profile")
         self.cancel_button = secondary_button("Cancel")
+        self.restore_button = secondary_button("Restore a backup…")
+        self.restore_button.setToolTip("Bring back a profile from a Chinwag backup file")
+        self.wants_restore = False
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(28, 24, 28, 22)
@@ -199,11 +203,13 @@ class OnboardingDialog(QDialog):
         layout.addSpacing(18)
         layout.addStretch(1)
         buttons = QHBoxLayout()
+        buttons.addWidget(self.restore_button)
         buttons.addStretch(1)
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.create_button)
         layout.addLayout(buttons)
 
+        self.restore_button.clicked.connect(self._restore)
         self.name.textChanged.connect(self._refresh)
         self.protection.on_change(self._refresh)
         self.create_button.clicked.connect(self._create)
@@ -226,6 +232,11 @@ class OnboardingDialog(QDialog):
     def _create(self) -> None:
         if self._valid():
             self.accept()
+
+    def _restore(self) -> None:
+        """The caller shows the restore dialog instead (see ui.app._onboard)."""
+        self.wants_restore = True
+        self.reject()
 
     def result_name(self) -> str:
         return " ".join(self.name.text().split())
@@ -325,6 +336,10 @@ class UnlockDialog(QDialog):
                 "Chinwag is already open with this profile, in another window or process. "
                 "Close it first, then try again."
             )
+            return
+        except DatabaseDamaged as exc:  # the passphrase was right: retrying will not help
+            self._set_busy(False)
+            self.message.error(f"Your messages database is damaged. {exc}")
             return
         except (ProfileError, ServiceError, OSError) as exc:
             self._set_busy(False)

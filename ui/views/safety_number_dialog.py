@@ -21,8 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger import ContactRecord
-from messenger.invite import InviteError, decode_invite
+from messenger import ContactRecord, InviteError, decode_invite
 from ui.bridge import Bridge
 from ui.qr import QrWidget, parse_safety_qr_text, safety_qr
 from ui.views.dialog_parts import (
@@ -76,6 +75,20 @@ class SafetyNumberDialog(QDialog):
         self.verify_button = secondary_button("Mark as verified", "shield")
         self.close_button = primary_button("Close")
 
+        self._lay_out(name)
+        self.scan_button.clicked.connect(self.toggle_scanner)
+        self.verify_button.clicked.connect(self.toggle_verified)
+        self.close_button.clicked.connect(self.accept)
+        self.scan.scanned.connect(self._on_scanned)
+        self.scan.problem.connect(self.message.error)
+        bridge.contactChanged.connect(self._on_contact_changed)
+        style_dialog(self)
+        self._show_state()
+
+    # -- state -----------------------------------------------------------------------------
+
+    def _lay_out(self, name: str) -> None:
+        """Title, hint, the card (QR beside the digits), scanner, buttons."""
         numbers = QVBoxLayout()
         numbers.setSpacing(12)
         numbers.addStretch(1)
@@ -117,17 +130,6 @@ class SafetyNumberDialog(QDialog):
         buttons.addStretch(1)
         buttons.addWidget(self.close_button)
         layout.addLayout(buttons)
-
-        self.scan_button.clicked.connect(self.toggle_scanner)
-        self.verify_button.clicked.connect(self.toggle_verified)
-        self.close_button.clicked.connect(self.accept)
-        self.scan.scanned.connect(self._on_scanned)
-        self.scan.problem.connect(self.message.error)
-        bridge.contactChanged.connect(self._on_contact_changed)
-        style_dialog(self)
-        self._show_state()
-
-    # -- state -----------------------------------------------------------------------------
 
     def _show_state(self) -> None:
         if self.verified:

@@ -3,6 +3,7 @@ its conversation scrolled to the message."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from typing import Any
@@ -34,8 +35,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger import MessageRecord
-from messenger.records import GroupMessageRecord
+from messenger import GroupMessageRecord, MessageRecord
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.conversations import ConversationListModel
@@ -215,6 +215,7 @@ class SearchDialog(QDialog):
         self.resize(560, 520)
         self._tasks = TaskSet("search")
         self._generation = 0
+        self._running: asyncio.Task[None] | None = None  # the search for the newest text
         self.field = QLineEdit(self)
         self.field.setObjectName("FilterBox")
         self.field.setPlaceholderText("Search all messages")
@@ -266,6 +267,11 @@ class SearchDialog(QDialog):
         query = self.field.text()
         self._generation += 1
         generation = self._generation
+        if self._running is not None:
+            # Typing on supersedes it: its results would be thrown away, and cancelling
+            # keeps its second (group) query off the database thread.
+            self._running.cancel()
+            self._running = None
         if not query.strip():
             self.model.set_results([], "")
             self.status.setText("Type a word to search every conversation.")
@@ -289,7 +295,7 @@ class SearchDialog(QDialog):
             else:
                 self.status.setText(f"No messages match “{query.strip()}”.")
 
-        self._tasks.spawn(search())
+        self._running = self._tasks.spawn(search())
 
     def searching(self) -> bool:
         return len(self._tasks) > 0

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from messenger import ProfileError, ServiceError
 from ui import theme
 from ui.bridge import Bridge
+from ui.views.backup_dialogs import BackupSection
 from ui.views.dialog_parts import (
     BusyRow,
     DialogTasks,
@@ -245,6 +246,11 @@ class SettingsDialog(QDialog):
         row.addWidget(self.passphrase_button)
         layout.addWidget(self.passphrase_message)
         layout.addLayout(row)
+        layout.addSpacing(18)
+        service = getattr(self.bridge, "service", None)
+        profile = getattr(service, "profile", None)
+        self.backup = BackupSection(getattr(profile, "path", None), self._has_passphrase())
+        layout.addWidget(self.backup)
         layout.addStretch(1)
         self.passphrase_chooser.on_change(self._passphrase_edited)
         self.passphrase_button.clicked.connect(self.change_passphrase)
@@ -390,6 +396,7 @@ class SettingsDialog(QDialog):
             self.passphrase_busy.stop()
             self.passphrase_chooser.setEnabled(True)
         self.passphrase_chooser.reset()
+        self.backup.set_has_passphrase(passphrase is not None)
         self._show_passphrase_state()
         self._passphrase_edited()
         done = "Passphrase changed." if passphrase else "Passphrase removed."
@@ -399,7 +406,7 @@ class SettingsDialog(QDialog):
             self.passphrase_message.success(done)
 
     def done(self, result: int) -> None:
-        if self.passphrase_busy.active:
-            return  # a re-key must finish; closing now would hide its outcome
+        if self.passphrase_busy.active or self.backup.busy.active:
+            return  # a re-key or backup must finish; closing now would hide its outcome
         # Setting writes still in flight finish on their own (self.tasks keeps them).
         super().done(result)

@@ -12,7 +12,7 @@ import logging
 import tempfile
 from pathlib import Path
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QByteArray, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QImage, QMouseEvent, QPixmap
 from PySide6.QtWidgets import (
     QDialog,
@@ -30,12 +30,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger.files.manager import human_size
-from messenger.files.names import sanitise
-from messenger.records import TransferRecord, TransferState
+from messenger import TransferRecord, TransferState, sanitise
 
 from .. import theme
 from ..bridge import Bridge
+from ..models.thumbnails import Thumbnails
+from ..models.transfers import (
+    ACTION_LABELS,
+    MENU_ONLY,
+    available_actions,
+    in_progress,
+    status_text,
+)
 from ..tasks import TaskSet
 from .dialog_parts import hint_label, primary_button, secondary_button, style_dialog, title_label
 
@@ -43,109 +49,6 @@ log = logging.getLogger(__name__)
 
 THUMB = 56
 MAX_ROWS_SHOWN = 3
-
-
-def human_duration(seconds: float) -> str:
-    seconds = int(seconds + 0.5)
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-
-
-def status_text(t: TransferRecord) -> str:
-    """The line under the file name: what is happening, how fast, how long still."""
-    size = human_size(t.size)
-    if t.state is TransferState.COMPLETE:
-        if t.outgoing:
-            peers = "; ".join(status for _, status in t.peers) or "offered"
-            return f"{size} · {peers}" + ("" if t.serving else " · paused")
-        return f"{size} · received"
-    if t.state is TransferState.OFFERED:
-        return f"{size} · offered to you"
-    if t.state is TransferState.PAUSED:
-        return f"{human_size(t.have_bytes)} of {size} · paused"
-    if t.state is TransferState.CANCELLED:
-        return f"{size} · cancelled" + (f" ({t.error})" if t.error else "")
-    if t.state is TransferState.FAILED:
-        return f"{human_size(t.have_bytes)} of {size} · stopped: {t.error}"
-    text = f"{human_size(t.have_bytes)} of {size}"
-    if t.error:
-        return f"{text} · {t.error}"
-    if t.speed > 0:
-        text += f" · {human_size(t.speed)}/s"
-        if t.eta is not None:
-            text += f" · {human_duration(t.eta)} left"
-    return text
-
-
-def in_progress(t: TransferRecord) -> bool:
-    """A download under way or waiting for a decision (what the files panel lists)."""
-    return not t.outgoing and t.state in (
-        TransferState.OFFERED,
-        TransferState.DOWNLOADING,
-        TransferState.PAUSED,
-        TransferState.FAILED,
-    )
-
-
-ACTION_LABELS = {
-    "accept": "Download",
-    "pause": "Pause",
-    "resume": "Resume",
-    "cancel": "Cancel",
-    "open": "Open",
-    "folder": "Show in folder",
-    "save": "Save as…",
-    "view": "View",
-    "forward": "Forward…",
-}
-MENU_ONLY = ("view", "forward")  # in the bubbles' menus, no button in the panel
-
-
-def available_actions(t: TransferRecord, saved: bool = False) -> list[str]:
-    """What the user can do with a file now, in the order the buttons and menus show them."""
-    complete = t.state is TransferState.COMPLETE
-    active = (TransferState.OFFERED, TransferState.DOWNLOADING, TransferState.PAUSED)
-    shown = {
-        "accept": t.state in (TransferState.OFFERED, TransferState.FAILED),
-        "pause": t.state is TransferState.DOWNLOADING or (complete and t.outgoing and t.serving),
-        "resume": t.state is TransferState.PAUSED or (complete and t.outgoing and not t.serving),
-        "cancel": t.state in active,
-        "open": complete,
-        "folder": complete and saved,
-        "save": complete,
-        "forward": complete,
-    }
-    return [action for action, show in shown.items() if show]
-
-
-def primary_action(t: TransferRecord) -> str | None:
-    """What a click on the file's message bubble does."""
-    if t.state in (TransferState.OFFERED, TransferState.FAILED):
-        return "accept"
-    if t.state is TransferState.DOWNLOADING:
-        return "pause"
-    if t.state is TransferState.PAUSED:
-        return "resume"
-    if t.state is TransferState.COMPLETE:
-        return "view" if t.mime.startswith("image/") else "open"
-    return None
-
-
-def make_thumbnail(data: bytes, size: int = 2 * THUMB) -> bytes | None:
-    """A PNG thumbnail of an image (None if Qt cannot read it)."""
-    image = QImage.fromData(QByteArray(data))
-    if image.isNull():
-        return None
-    small = image.scaled(
-        size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-    )
-    buffer = QBuffer()
-    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
-    small.save(buffer, "PNG")
-    return bytes(buffer.data().data())
 
 
 class ImageViewer(QDialog):
@@ -287,12 +190,10 @@ class TransferRow(QFrame):
         self.saved_to: Path | None = None
         self.update_transfer(transfer)
 
-    def set_thumbnail(self, png: bytes | None) -> None:
-        if png:
-            pixmap = QPixmap()
-            pixmap.loadFromData(QByteArray(png))
+    def set_thumbnail(self, image: QImage | None) -> None:
+        if image is not None:
             self.thumb.setPixmap(
-                pixmap.scaled(
+                QPixmap.fromImage(image).scaled(
                     THUMB,
                     THUMB,
                     Qt.AspectRatioMode.KeepAspectRatio,
@@ -336,20 +237,20 @@ class TransfersPanel(QFrame):
         self.group_id: str | None = None
         self.rows: dict[str, TransferRow] = {}
         self._tasks = TaskSet("transfers panel")
-        self._thumbs: dict[str, bytes | None] = {}  # transfer id -> PNG (None: loading)
+        self._thumbnails = Thumbnails(bridge, self._tasks, self._on_thumbnail)
         self.forward_dialog: ForwardDialog | None = None  # the last one opened
         self._inner = QWidget()
         self._list = QVBoxLayout(self._inner)
         self._list.setContentsMargins(0, 0, 0, 0)
         self._list.setSpacing(0)
         self._list.addStretch(1)
-        self.scroll = QScrollArea(self)
-        self.scroll.setWidget(self._inner)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area = QScrollArea(self)
+        self.scroll_area.setWidget(self._inner)
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.scroll)
+        layout.addWidget(self.scroll_area)
         self.hide()
         bridge.transferChanged.connect(self._on_transfer)
 
@@ -410,29 +311,14 @@ class TransfersPanel(QFrame):
             self.setFixedHeight(per_row * min(len(shown), MAX_ROWS_SHOWN) + 2)
 
     def _want_thumbnail(self, row: TransferRow) -> None:
-        t = row.transfer
-        if not t.mime.startswith("image/") or t.state is not TransferState.COMPLETE:
-            return
-        if t.size > 32 << 20:
-            return
-        if t.id in self._thumbs:
-            if self._thumbs[t.id] is not None:
-                row.set_thumbnail(self._thumbs[t.id])
-            return
-        self._thumbs[t.id] = None
+        image = self._thumbnails.get(row.transfer)
+        if image is not None:
+            row.set_thumbnail(image)
 
-        async def load() -> None:
-            png = await self.bridge.thumbnail(t.id)
-            if png is None:
-                png = make_thumbnail(await self.bridge.file_bytes(t.id))
-                if png is not None:
-                    await self.bridge.set_thumbnail(t.id, png)
-            self._thumbs[t.id] = png
-            current = self.rows.get(t.id)
-            if current is not None:
-                current.set_thumbnail(png)
-
-        self._tasks.spawn(load(), on_error=lambda e: log.warning("thumbnail failed: %s", e))
+    def _on_thumbnail(self, transfer_id: str, image: QImage) -> None:
+        row = self.rows.get(transfer_id)
+        if row is not None:
+            row.set_thumbnail(image)
 
     def saved(self, transfer_id: str) -> bool:
         row = self.rows.get(transfer_id)

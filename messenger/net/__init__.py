@@ -1,0 +1,1 @@
+"""Networking: the listener, connection registry and dialers (links), and reach."""

@@ -1,0 +1,524 @@
+"""Links: every connection we hold, which one is a contact's live session, and dialling.
+
+The links worker owns the listener and the connection registry. It dials each contact in
+a loop with backoff, asking its dialers, in order, for the routes to try (a LAN sighting,
+the last direct addresses; Tor's onion dialer plugs in the same way); the first route whose
+session is adopted wins. When both ends dial at once, the connection dialled by the peer
+with the smaller identity key wins on both sides.
+
+It knows nothing of chat, groups or files: what a session says goes to the `LinkHooks`
+PeerService wires in (core/ports.py has the ports the other workers see).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .. import wire
+from ..core.ports import Clock, ContactKeyring, Emit, Tasks
+from ..events import PresenceChanged
+from ..identity import Identity
+from ..invite import InviteError, parse_address
+from ..noise import KeyPair
+from ..records import InviteRecord
+from ..session import (
+    Closed,
+    ContactMatch,
+    ContactTarget,
+    Established,
+    Received,
+    Rejected,
+    Session,
+    SessionEvent,
+)
+from ..transport import Backoff, Connection, Listener, Timing, dial, serve
+
+log = logging.getLogger(__name__)
+
+# Unauthenticated inbound connections allowed at once; more are closed at once.
+MAX_PENDING_HANDSHAKES = 64
+# Connections adopted within this many seconds of each other count as simultaneous dials.
+SIMULTANEOUS_WINDOW = 5.0
+# A contact with no address at all (none stored, not seen on the LAN) is retried this
+# rarely: discovery (or a message to send) pokes its dial loop when there is one.
+ADDRESSLESS_RETRY = 300.0
+
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+EventHandler = Callable[[Connection, SessionEvent], Awaitable[None]]
+
+
+# --------------------------------------------------------------------------- dialers
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One way to open a stream to a contact. `key` names it (routes with the same key
+    from two dialers are tried once); `connect(timeout)` opens the stream."""
+
+    key: str
+    connect: Callable[[float], Awaitable[Streams]]  # (connect timeout) -> the streams
+
+
+class Dialer(Protocol):
+    """Where a contact might be reached now, best first."""
+
+    async def routes(self, contact_id: str) -> Sequence[Route]: ...
+
+
+def tcp_route(text: str) -> Route:
+    """A route to "host:port" (or "[v6]:port") over TCP."""
+
+    async def connect(connect_timeout: float) -> Streams:
+        address = parse_address(text)
+        return await dial(address.host, address.port, connect_timeout)
+
+    return Route(text, connect)
+
+
+class TcpDialer:
+    """Dials the addresses a lookup gives (a LAN sighting, the stored addresses, ...)."""
+
+    def __init__(self, addresses: Callable[[str], Awaitable[Iterable[str]]]) -> None:
+        self._addresses = addresses
+
+    async def routes(self, contact_id: str) -> list[Route]:
+        return [tcp_route(text) for text in await self._addresses(contact_id)]
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+class LinkHooks(Protocol):
+    """What the links worker hands on (PeerService routes it to the other workers)."""
+
+    async def established(self, links: Links, conn: Connection, event: Established) -> None:
+        """A handshake completed: a known contact, or a first contact through an invite
+        (then `links.invite_of(conn)` names it); the hook adopts the connection or not."""
+        ...
+
+    async def received(self, conn: Connection, message: wire.WireMessage) -> None: ...
+
+    async def nearby(self, conn: Connection, event: SessionEvent) -> None:
+        """An event of a NEARBY (pairing) connection, not yet any contact's."""
+        ...
+
+    def adopted(self, conn: Connection, contact_id: str) -> None:
+        """`conn` became the contact's live session."""
+        ...
+
+    def suspect(self, conn: Connection) -> None:
+        """`conn` may be dead though not yet timed out: check it (a probe)."""
+        ...
+
+    async def peek_inbound(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> bytes | None:
+        """The first bytes of an inbound connection, or None if it was taken elsewhere."""
+        ...
+
+    def nearby_offered(self) -> bool: ...
+
+    def invite(self, invite_id: bytes) -> InviteRecord | None: ...
+
+
+class _Authority:
+    """Answers a responder session's questions from the in-memory tables."""
+
+    def __init__(self, links: Links) -> None:
+        self._links = links
+        self.invite_id: bytes | None = None
+
+    def invite_psk(self, invite_id: bytes) -> bytes | wire.RejectCode | None:
+        invite = self._links.hooks.invite(invite_id)
+        if invite is None:
+            return None
+        if invite.used_at is not None:
+            return wire.RejectCode.INVITE_USED
+        if self._links.clock() >= invite.expires_at:
+            return wire.RejectCode.INVITE_EXPIRED
+        self.invite_id = invite_id
+        return invite.secret
+
+    def match_contact(self, remote_static: bytes, hello: wire.Hello) -> ContactMatch | None:
+        contacts = self._links.contacts
+        contact_id = contacts.by_ed25519(hello.ed25519_public)
+        keys = contacts.keys(contact_id) if contact_id is not None else None
+        if contact_id is None or keys is None:
+            return None
+        return ContactMatch(contact_id, keys.psk)
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+class Links:
+    # Keyword-only ports and settings, wired by PeerService._build_workers: one argument
+    # per collaborator is the point (a test hands each a small fake).
+    def __init__(  # noqa: PLR0913
+        self,
+        *,
+        identity: Identity,
+        contacts: ContactKeyring,
+        hooks: LinkHooks,
+        hello: Callable[[], wire.Hello],
+        emit: Emit,
+        tasks: Tasks,
+        clock: Clock,
+        rng: random.Random,
+        timing: Timing,
+        dial_base: float,
+        dial_cap: float,
+        dialers: Sequence[Dialer] = (),
+    ) -> None:
+        self.identity = identity
+        self.contacts = contacts
+        self.hooks = hooks
+        self.clock = clock
+        self.timing = timing
+        self._hello = hello
+        self._emit = emit
+        self._tasks = tasks
+        self._rng = rng
+        self._dial_base = dial_base
+        self._dial_cap = dial_cap
+        self.dialers: list[Dialer] = list(dialers)
+        self._server: Listener | None = None
+        self._live: dict[str, Connection] = {}
+        self._connections: set[Connection] = set()
+        self._authorities: dict[Connection, _Authority] = {}
+        self._dialing: dict[str, asyncio.Task[None]] = {}
+        self._dial_wakeup: dict[str, asyncio.Event] = {}
+        self._addressless: set[str] = set()  # contacts no dialer found a route for
+        self.closing = False
+
+    # -- queries (the LinkRegistry port) ---------------------------------------------------
+
+    def connection(self, contact_id: str) -> Connection | None:
+        return self._live.get(contact_id)
+
+    def ready(self, contact_id: str) -> Connection | None:
+        conn = self._live.get(contact_id)
+        if conn is None or conn.closed.is_set() or not conn.session.established:
+            return None
+        return conn
+
+    def is_online(self, contact_id: str) -> bool:
+        return contact_id in self._live
+
+    def live_connections(self) -> list[Connection]:
+        return list(self._live.values())
+
+    def online(self) -> list[str]:
+        """Contact ids with a live session."""
+        return list(self._live)
+
+    def pending_handshakes(self) -> int:
+        return sum(1 for c in self._connections if c.contact_id is None)
+
+    def invite_of(self, conn: Connection) -> bytes:
+        """The invite an inbound first-contact session used."""
+        authority = self._authorities[conn]
+        assert authority.invite_id is not None
+        return authority.invite_id
+
+    def static_keypair(self) -> KeyPair:
+        return KeyPair(self.identity.static_private, self.identity.static_public)
+
+    def hello(self) -> wire.Hello:
+        return self._hello()
+
+    # -- listening -------------------------------------------------------------------------
+
+    async def listen(self, host: str, port: int) -> Listener:
+        self._server = await serve(host, port, self._on_inbound)
+        return self._server
+
+    async def move_listener(self, host: str) -> Listener:
+        """Listen on a fresh port instead (live connections are not affected)."""
+        fresh = await serve(host, 0, self._on_inbound)
+        old, self._server = self._server, fresh
+        if old is not None:
+            old.close()
+        return fresh
+
+    @property
+    def listener(self) -> Listener | None:
+        return self._server
+
+    def listening_on(self) -> list[tuple[str, int]]:
+        if self._server is None:
+            return []
+        return [
+            (str(sock.getsockname()[0]), int(sock.getsockname()[1]))
+            for sock in self._server.sockets
+        ]
+
+    async def _on_inbound(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pending = self.pending_handshakes()
+        if self.closing or pending >= MAX_PENDING_HANDSHAKES:
+            log.warning("refusing an inbound connection: %d handshakes pending", pending)
+            writer.close()
+            return
+        initial = await self.hooks.peek_inbound(reader, writer)  # a bulk connection: handled
+        if initial is None:
+            return
+        authority = _Authority(self)
+        session = Session(
+            initiator=False,
+            static=self.static_keypair(),
+            hello=self._hello(),
+            authority=authority,
+            nearby=self.hooks.nearby_offered(),
+        )
+        garbage = session.receive_data(initial)  # at most a Closed, for a malformed start
+        conn = Connection(reader, writer, session, self.dispatch, self.timing)
+        self._connections.add(conn)
+        self._authorities[conn] = authority
+        try:
+            for event in garbage:
+                await self.dispatch(conn, event)
+            if garbage:
+                conn.close(session.close_reason or "malformed first frame")
+                return
+            await conn.run()
+        finally:
+            self._connections.discard(conn)
+            self._authorities.pop(conn, None)
+
+    # -- outgoing sessions -----------------------------------------------------------------
+
+    async def open(
+        self,
+        host: str,
+        port: int,
+        session: Session,
+        handler: EventHandler | None = None,
+    ) -> Connection:
+        """Dial host:port and run `session` over it (events to `handler`, else handled as
+        any contact's). Raises OSError or TimeoutError if the host cannot be reached."""
+        reader, writer = await dial(host, port, self.timing.connect_timeout)
+        return self._start(reader, writer, session, handler)
+
+    def _start(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        session: Session,
+        handler: EventHandler | None,
+    ) -> Connection:
+        conn = Connection(reader, writer, session, handler or self.dispatch, self.timing)
+        self._connections.add(conn)
+
+        async def run() -> None:
+            try:
+                await conn.run()
+            finally:
+                self._connections.discard(conn)
+
+        self._tasks.spawn(run(), f"chinwag-conn-{id(conn):x}")
+        return conn
+
+    # -- session events -------------------------------------------------------------------
+
+    async def dispatch(self, conn: Connection, event: SessionEvent) -> None:
+        """Where every session event goes (unless a caller of `open` took them)."""
+        if conn.contact_id is None and conn.session.kind is wire.HandshakeKind.NEARBY:
+            if isinstance(event, Closed):
+                log.info("connection %r closed: %s", conn, event.reason)
+            await self.hooks.nearby(conn, event)  # a nearby pairing (nearby.py)
+            return
+        match event:
+            case Established():
+                await self.hooks.established(self, conn, event)
+            case Received(message=message):
+                if conn.contact_id is not None:
+                    await self.hooks.received(conn, message)
+            case Closed(reason=reason):
+                log.info("connection %r closed: %s", conn, reason)
+                contact_id = conn.contact_id
+                if contact_id is not None and self._live.get(contact_id) is conn:
+                    del self._live[contact_id]
+                    self._emit(PresenceChanged(contact_id, online=False))
+                    self.ensure_dialer(contact_id)
+            case Rejected(code=code):
+                log.info("connection %r rejected: %s", conn, code.name)
+
+    def adopt(self, conn: Connection, contact_id: str) -> None:
+        """Make `conn` the contact's live session, resolving simultaneous dials."""
+        conn.contact_id = contact_id
+        conn.adopted_at = time.monotonic()
+        current = self._live.get(contact_id)
+        # Online already (a replacement, not a new presence): decided before `current`
+        # is closed below, or a replaced session would announce "online" twice.
+        was_online = current is not None and not current.closed.is_set()
+        if current is not None and current is not conn and not current.closed.is_set():
+            # Two live connections: if both are new, both ends dialled at once and the key
+            # rule picks the same one on both sides; an older one is presumed dead (the peer
+            # would not have dialled otherwise) and gives way.
+            simultaneous = conn.adopted_at - current.adopted_at < SIMULTANEOUS_WINDOW
+            if simultaneous and self._preferred(current, conn) is current:
+                conn.close("duplicate connection")
+                # If `current` is in fact dead (the peer moved to another address right
+                # after connecting), the peer redials at once; a probe ends that quickly.
+                self.hooks.suspect(current)
+                return
+            current.contact_id = None  # its close must not mark the contact offline
+            current.close("duplicate connection")
+        self._live[contact_id] = conn
+        conn.adopted.set()
+        if not was_online:
+            self._emit(PresenceChanged(contact_id, online=True))
+        self.hooks.adopted(conn, contact_id)
+
+    def _preferred(self, a: Connection, b: Connection) -> Connection:
+        """Both ends keep the connection dialled by the peer with the smaller identity key."""
+        mine = self.identity.ed25519_public
+        contact_id = a.contact_id or b.contact_id
+        assert contact_id is not None
+        keys = self.contacts.keys(contact_id)
+        assert keys is not None
+        dialled_by_me_wins = mine < keys.ed25519_public
+        for conn in (a, b):
+            if conn.initiator == dialled_by_me_wins:
+                return conn
+        return a  # both dialled the same way: keep the older one
+
+    def forget(self, contact_id: str) -> None:
+        """No longer a contact: stop dialling it and close its session."""
+        dialer = self._dialing.pop(contact_id, None)
+        if dialer is not None:
+            dialer.cancel()
+        self._dial_wakeup.pop(contact_id, None)
+        conn = self._live.pop(contact_id, None)
+        if conn is not None:
+            conn.close("no longer a contact")
+            self._emit(PresenceChanged(contact_id, online=False))
+
+    # -- dialling --------------------------------------------------------------------------
+
+    def ensure_dialer(self, contact_id: str, *, now: bool = False) -> None:
+        if self.closing or self._server is None:
+            return
+        wake = self._dial_wakeup.setdefault(contact_id, asyncio.Event())
+        if now:
+            wake.set()
+        task = self._dialing.get(contact_id)
+        if task is None or task.done():
+            self._dialing[contact_id] = asyncio.create_task(
+                self._dial_loop(contact_id, wake), name=f"chinwag-dial-{contact_id[:8]}"
+            )
+
+    def dial_now(self, contact_id: str) -> None:
+        self.ensure_dialer(contact_id, now=True)
+
+    def poke(self, contact_id: str) -> None:
+        """Try to reach a contact now rather than at the next backoff tick."""
+        wake = self._dial_wakeup.get(contact_id)
+        if wake is not None:
+            wake.set()
+        else:
+            self.ensure_dialer(contact_id, now=True)
+
+    async def _dial_loop(self, contact_id: str, wake: asyncio.Event) -> None:
+        backoff = Backoff(self._rng, self._dial_base, self._dial_cap)
+        while not self.closing:
+            live = self._live.get(contact_id)
+            if live is not None and not live.closed.is_set():
+                backoff.reset()
+                wake.clear()
+                await live.closed.wait()
+                continue
+            if await self.dial_once(contact_id):
+                backoff.reset()
+                continue
+            wake.clear()
+            delay = backoff.next_delay()
+            if contact_id in self._addressless:
+                delay = max(delay, ADDRESSLESS_RETRY)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await wake.wait()
+
+    async def routes(self, contact_id: str) -> list[Route]:
+        """Every route the dialers know, in dialer order, each key once."""
+        found: dict[str, Route] = {}
+        for dialer in self.dialers:
+            for route in await dialer.routes(contact_id):
+                found.setdefault(route.key, route)
+        return list(found.values())
+
+    async def dial_once(self, contact_id: str) -> bool:
+        """Try each route until a session is adopted; True if the contact is online."""
+        keys = self.contacts.keys(contact_id)
+        if keys is None:
+            return False
+        routes = await self.routes(contact_id)
+        if routes:
+            self._addressless.discard(contact_id)
+        else:
+            self._addressless.add(contact_id)
+        for route in routes:
+            live = self._live.get(contact_id)
+            if live is not None and not live.closed.is_set():
+                return True
+            try:
+                reader, writer = await route.connect(self.timing.connect_timeout)
+            except (OSError, TimeoutError, InviteError) as exc:
+                log.debug("dial %s at %s failed: %s", contact_id[:8], route.key, exc)
+                continue
+            session = Session(
+                initiator=True,
+                static=self.static_keypair(),
+                hello=self._hello(),
+                target=ContactTarget(contact_id, keys.ed25519_public, keys.x25519_public, keys.psk),
+            )
+            conn = self._start(reader, writer, session, None)
+            waiters = {
+                asyncio.ensure_future(conn.closed.wait()),
+                asyncio.ensure_future(conn.adopted.wait()),
+            }
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            if self._live.get(contact_id) is conn:
+                return True
+        return False
+
+    def is_addressless(self, contact_id: str) -> bool:
+        return contact_id in self._addressless
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def begin_close(self) -> None:
+        """Stop listening and dialling (connections stay until close_connections)."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+
+    async def close_connections(self) -> None:
+        """Close every connection with a goodbye and wait until it is sent."""
+        for conn in list(self._connections):
+            conn.close("shutting down")
+        for conn in list(self._connections):
+            with contextlib.suppress(Exception):
+                await conn.drain()
+
+    def cancel_dialers(self) -> list[asyncio.Task[None]]:
+        tasks = list(self._dialing.values())
+        for task in tasks:
+            task.cancel()
+        return tasks
+
+    async def wait_closed(self) -> None:
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()

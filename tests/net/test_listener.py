@@ -1,0 +1,97 @@
+"""One listening port for every address family (issue 20): asyncio's default binds IPv4 and
+IPv6 each to its own ephemeral port, and invites carried a port nothing listened on."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+
+import pytest
+
+from messenger.transport import serve
+
+from .conftest import PeerFactory
+
+
+def _ipv6_loopback_works() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+async def _echo_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(await reader.readexactly(4))
+    await writer.drain()
+    writer.close()
+
+
+async def _round_trip(host: str, port: int) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"ping")
+    answer = await reader.readexactly(4)
+    writer.close()
+    return answer
+
+
+async def test_every_family_listens_on_the_same_port_at_every_fresh_start() -> None:
+    # 40 fresh ephemeral binds: with asyncio's default the ports differed every time.
+    families_expected = {socket.AF_INET, socket.AF_INET6} if _ipv6_loopback_works() else None
+    for _ in range(40):
+        listener = await serve("", 0, _echo_once)
+        try:
+            ports = {sock.getsockname()[1] for sock in listener.sockets}
+            assert ports == {listener.port}
+            if families_expected is not None:
+                assert {sock.family for sock in listener.sockets} == families_expected
+        finally:
+            listener.close()
+            await listener.wait_closed()
+
+
+async def test_both_families_answer_on_the_advertised_port() -> None:
+    if not _ipv6_loopback_works():
+        pytest.skip("this machine has no IPv6 loopback")
+    listener = await serve("", 0, _echo_once)
+    try:
+        assert await _round_trip("127.0.0.1", listener.port) == b"ping"
+        assert await _round_trip("::1", listener.port) == b"ping"
+    finally:
+        listener.close()
+        await listener.wait_closed()
+
+
+async def test_a_given_port_taken_on_ipv6_only_is_an_error_not_a_second_port() -> None:
+    if not _ipv6_loopback_works():
+        pytest.skip("this machine has no IPv6 loopback")
+    squatter = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    squatter.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    squatter.bind(("::", 0))
+    squatter.listen(1)
+    try:
+        port = squatter.getsockname()[1]
+        with pytest.raises(OSError) as caught:
+            await serve("", port, _echo_once)
+        assert caught.value.errno == errno.EADDRINUSE
+        # Nothing of ours stays bound on IPv4 either: the port is free there again.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as again:
+            again.bind(("0.0.0.0", port))
+    finally:
+        squatter.close()
+
+
+async def test_a_new_profile_advertises_only_the_port_it_listens_on(
+    make_peer: PeerFactory,
+) -> None:
+    # As a new user starts it: all interfaces, no remembered port.
+    peer = await make_peer("alice", listen_host="", listen_port=None)
+    ports = {port for _, port in peer.listening_on()}
+    assert ports == {peer.listen_port}
+    _, invite = await peer.create_invite()
+    assert invite.addresses, "an invite with no address"
+    assert {address.port for address in invite.addresses} == ports
