@@ -54,3 +54,10 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if _qt_application_exists():
             gc.disable()  # for good: this process is a Qt application now
             _collect_due_generations()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """What is left in cycles is freed now, on this thread, while the QApplication lives:
+    not by the interpreter's last collection at exit, after Qt is gone."""
+    if _qt_application_exists():
+        gc.collect()
