@@ -56,8 +56,25 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             _collect_due_generations()
 
 
+_session_status: list[int] = []
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """What is left in cycles is freed now, on this thread, while the QApplication lives:
     not by the interpreter's last collection at exit, after Qt is gone."""
+    _session_status.append(int(exitstatus))
     if _qt_application_exists():
         gc.collect()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After everything is reported: a process that ran Qt tests leaves without the
+    interpreter's finalisation. Whole-suite runs (random order, Qt, network and Tor tests
+    in one process) sometimes crashed there (exit 139, after every test had passed and
+    been reported, with no Python frame), as Qt objects were torn down after the
+    QApplication. The exit status is the session's own. (Known issue, to be found.)"""
+    if _qt_application_exists() and _session_status:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_session_status[-1])
