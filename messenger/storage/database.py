@@ -19,6 +19,7 @@ from ..errors import (
     DatabaseDamaged,
     DatabaseEmpty,
     DatabaseTruncated,
+    DiskFull,
     ProfileError,
     WrongPassphrase,
 )
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 # SQLite's primary result codes for a damaged file (and for a wrong SQLCipher key).
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
+# The disk is full (or the file hit its size limit): nothing of the statement was written.
+SQLITE_FULL = 13
 # At every start a database up to this size has every page's HMAC checked
 # (PRAGMA cipher_integrity_check, ~4 ms per MiB here: ~60 ms at this size); a bigger one
 # only its header, size and schema, because the full check grows with it (1.3 s for
@@ -70,9 +73,9 @@ def create_db_engine(db_path: Path, key: bytes, *, synchronous: str = "NORMAL") 
     # (DatabaseCorrupt, with what to do) instead of a traceback, and nothing written.
     @event.listens_for(engine, "handle_error")
     def _damaged(ctx: ExceptionContext) -> None:
-        damage = damage_of(ctx.original_exception, db_path)
-        if damage is not None:
-            raise damage from ctx.original_exception
+        plain = plain_error(ctx.original_exception, db_path)
+        if plain is not None:
+            raise plain from ctx.original_exception
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: object, _record: object) -> None:
@@ -174,6 +177,14 @@ def damage_of(exc: BaseException, db_path: Path) -> DatabaseDamaged | None:
     if _error_code(exc) in (SQLITE_CORRUPT, SQLITE_NOTADB):
         return DatabaseCorrupt(db_path, f"is damaged ({exc}): part of it no longer decrypts")
     return None
+
+
+def plain_error(exc: BaseException, db_path: Path) -> DatabaseDamaged | DiskFull | None:
+    """The plain error for a driver exception the user can act on (a damaged file, a full
+    disk: DiskFull, which the service and the CLI know, not a traceback), else None."""
+    if _error_code(exc) == SQLITE_FULL:
+        return DiskFull(db_path.parent)
+    return damage_of(exc, db_path)
 
 
 def check_database(db_path: Path, key: bytes, *, key_trusted: bool, full: bool = False) -> None:
