@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,12 @@ SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
 # The disk is full (or the file hit its size limit): nothing of the statement was written.
 SQLITE_FULL = 13
+# On a full disk, opening the database can fail with these instead (no room for -shm).
+SQLITE_IOERR = 10
+SQLITE_CANTOPEN = 14
+# Less free space than this where the profile is, and an I/O error opening it means a full
+# disk, not a damaged file.
+DISK_FULL_BELOW = 1 << 20
 # At every start a database up to this size has every page's HMAC checked
 # (PRAGMA cipher_integrity_check, ~4 ms per MiB here: ~60 ms at this size); a bigger one
 # only its header, size and schema, because the full check grows with it (1.3 s for
@@ -187,6 +194,11 @@ def plain_error(exc: BaseException, db_path: Path) -> DatabaseDamaged | DiskFull
     return damage_of(exc, db_path)
 
 
+def disk_full(folder: Path) -> bool:
+    """Is the file system holding `folder` (nearly) out of space?"""
+    return shutil.disk_usage(folder).free < DISK_FULL_BELOW
+
+
 def check_database(db_path: Path, key: bytes, *, key_trusted: bool, full: bool = False) -> None:
     """The check at every unlock (full=False) or `doctor`'s (full=True): tells a wrong key
     from an empty, cut short or damaged file, on a read-only connection. Raises
@@ -205,6 +217,11 @@ def check_database(db_path: Path, key: bytes, *, key_trusted: bool, full: bool =
                 raise WrongPassphrase(
                     "wrong passphrase: the profile database cannot be decrypted"
                 ) from None
+            if _error_code(exc) in (SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN) and disk_full(
+                db_path.parent
+            ):
+                # Not damage: SQLite could not make its shared-memory file (-shm).
+                raise DiskFull(db_path.parent) from None
             raise _classify(db_path, key, size, exc) from None
         if tables == 0:
             raise DatabaseEmpty(db_path, "holds no tables: everything that was in it is gone")

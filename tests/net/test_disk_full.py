@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import os
 import random
 import subprocess
 import time
@@ -32,7 +31,7 @@ def small_tmpfs(where: Path, size: str = "20m") -> Iterator[Path]:
     """A real tmpfs of `size` at `where` (needs root / CAP_SYS_ADMIN, else the test skips)."""
     where.mkdir()
     try:
-        subprocess.run(  # noqa: S603
+        subprocess.run(
             ["/bin/mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
             check=True,
             capture_output=True,
@@ -43,7 +42,7 @@ def small_tmpfs(where: Path, size: str = "20m") -> Iterator[Path]:
     try:
         yield where
     finally:
-        subprocess.run(["/bin/umount", "-l", str(where)], check=False)  # noqa: S603
+        subprocess.run(["/bin/umount", "-l", str(where)], check=False)
 
 
 def fill(folder: Path) -> Path:
@@ -126,9 +125,11 @@ async def test_messages_not_stored_on_a_full_disk_arrive_once_there_is_room(
             await bob.aclose()
 
 
-def test_cli_history_on_a_full_disk_is_a_plain_message(
+def test_cli_on_a_full_disk_says_so_plainly(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Reading commands work on a full disk; a command that must write says "full" and
+    exits with DiskFull's status (6), never a traceback."""
     import asyncio
 
     profile = tmp_path / "small" / "carol"
@@ -142,11 +143,17 @@ def test_cli_history_on_a_full_disk_is_a_plain_message(
     with small_tmpfs(tmp_path / "small"):
         asyncio.run(make())
         fill(profile.parent)
-        code = cli_main(["--profile", str(profile), "send", "nobody", "hello"])
-        err = capsys.readouterr().err
+        # With no room for SQLite's -shm file even opening it fails: "full", not "damaged".
+        code = cli_main(["--profile", str(profile), "whoami"])
+        out, err = capsys.readouterr()
+        assert code == DiskFull.exit_code, (out, err)
+        assert "is full" in err
+        assert "damaged" not in err
+        assert "cut short" not in err
         assert "Traceback" not in err
-        os.sync()
-        code = cli_main(["--profile", str(profile), "history", "nobody"])
-        err = capsys.readouterr().err
+        code = cli_main(["--profile", str(profile), "invite", "--address", "127.0.0.1:9"])
+        out, err = capsys.readouterr()
+        assert code == DiskFull.exit_code == 6, (out, err)
         assert "Traceback" not in err
-        assert code in (0, 1, DiskFull.exit_code), err
+        assert err.startswith("chinwag-cli: the disk holding")
+        assert "is full" in err
