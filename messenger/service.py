@@ -297,6 +297,7 @@ class PeerService:
             remove_contact=self.remove_contact,
             on_offers=wiring.group_offers,
             batch_max=self.config.batch_max,
+            not_stored=self._not_stored,
         )
         self.files = FileManager(  # file transfer (files/manager.py)
             folder=self.profile.path,
@@ -1229,8 +1230,7 @@ class PeerService:
             # They resend them only on a new session, so ours are closed once there is room
             # again (_space_back), not now: a session closed at once would be redialled at
             # once (a successful dial resets the backoff) and fail again, over and over.
-            self._unstored.update(by_contact)
-            self._note_disk_full(exc)
+            self._not_stored(exc, set(by_contact))
             return [False] * len(arrivals)
         if self._disk_full:
             self._space_back()  # room again: what failed before is to be resent
@@ -1255,11 +1255,17 @@ class PeerService:
 
     # -- a full disk ----------------------------------------------------------------------
 
+    def _not_stored(self, exc: DiskFull, contact_ids: set[str]) -> None:
+        """Arrivals from these contacts could not be stored: resent once there is room."""
+        self._unstored.update(contact_ids)
+        self._note_disk_full(exc)
+
     def _note_disk_full(self, exc: DiskFull) -> None:
         """A write failed for lack of space: tell the user once, and watch for room."""
-        log.warning("%s", exc)
         if self._disk_full:
+            log.debug("still full: %s", exc)
             return
+        log.warning("%s", exc)
         self._disk_full = True
         self._free_when_full = shutil.disk_usage(self.profile.path).free
         self._emit(DiskSpace(full=True, message=str(exc)))

@@ -157,3 +157,48 @@ def test_cli_on_a_full_disk_says_so_plainly(
         assert "Traceback" not in err
         assert err.startswith("chinwag-cli: the disk holding")
         assert "is full" in err
+
+
+async def test_group_messages_not_stored_on_a_full_disk_catch_up_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    with small_tmpfs(tmp_path / "small") as small:
+        alice, _ = await PeerService.create_profile(
+            tmp_path / "alice", "Alice", None, config=config(), rng=random.Random(1)
+        )
+        bob, _ = await PeerService.create_profile(
+            small / "bob", "Bob", None, config=config(), rng=random.Random(2)
+        )
+        try:
+            events = Recorder(bob)
+            await befriend(alice, bob)
+            record = await alice.groups.create_group("Lab", [bob.contact_id])
+            group_id = bytes.fromhex(record.id)
+            await wait_for(lambda: bob.groups.get(group_id) is not None, what="bob has it")
+            filler = fill(small)
+
+            def full() -> bool:
+                return any(e.full for e in events.of(DiskSpace))
+
+            sent: list[str] = []
+            for round_ in range(50):
+                for i in range(10):
+                    body = f"{round_}.{i} " + "y" * 2000
+                    await alice.groups.send_text(group_id, body)
+                    sent.append(body)
+                with contextlib.suppress(TimeoutError):
+                    await wait_for(full, timeout=2.0)
+                if full():
+                    break
+            assert full(), "the receiver never reported a full disk"
+            filler.unlink()
+
+            async def all_there() -> bool:
+                return await bob.groups.repo_count(group_id) >= len(sent)
+
+            await wait_for(all_there, timeout=30.0, what="every group message at bob")
+            bodies = [m.body for m in await bob.groups.history(group_id, limit=10_000)]
+            assert sorted(bodies) == sorted(sent)  # each exactly once
+        finally:
+            await alice.aclose()
+            await bob.aclose()
