@@ -1266,6 +1266,8 @@ class PeerService:
             log.debug("still full: %s", exc)
             return
         log.warning("%s", exc)
+        if self._closing:
+            return
         self._disk_full = True
         self._free_when_full = shutil.disk_usage(self.profile.path).free
         self._emit(DiskSpace(full=True, message=str(exc)))
