@@ -120,13 +120,19 @@ async def _three_holders(make_peer, tmp_path, size: int):
 
 
 async def test_three_sources_serve_one_download(make_peer, tmp_path):
-    (alice, bob, carol, dave), source, tid = await _three_holders(make_peer, tmp_path, 60 * MiB)
-    await dave.files.configure(rate_limit=40 * MiB)  # long enough for all three to join in
+    (alice, bob, carol, dave), source, tid = await _three_holders(make_peer, tmp_path, 24 * MiB)
+    # Slow (6 s for the file) until each source has served a chunk, then full speed: the
+    # three join in however busy the machine is.
+    await dave.files.configure(rate_limit=4 * MiB)
     await dave.files.accept(tid)
+    await wait_for(
+        lambda: len(dict(dave.files.find(tid).chunks_by_source)) == 3, what="all three serving"
+    )
+    await dave.files.configure(rate_limit=0)
     await complete(dave, tid)
     used = dict(dave.files.find(tid).chunks_by_source)
     assert set(used) == {alice.contact_id, bob.contact_id, carol.contact_id}
-    assert all(n > 0 for n in used.values()) and sum(used.values()) == 60
+    assert all(n > 0 for n in used.values()) and sum(used.values()) == 24
     assert digest(await dave.files.save_as(tid, tmp_path / "out.bin")) == digest(source)
     # The message appears in each of the three conversations at dave's end.
     assert set(dave.files.find(tid).contacts) == {
@@ -137,20 +143,24 @@ async def test_three_sources_serve_one_download(make_peer, tmp_path):
 
 
 async def test_a_source_serving_corrupt_chunks_is_dropped(make_peer, tmp_path):
-    (_alice, _bob, carol, dave), source, tid = await _three_holders(make_peer, tmp_path, 30 * MiB)
+    (_alice, _bob, carol, dave), source, tid = await _three_holders(make_peer, tmp_path, 16 * MiB)
     # Damage every chunk in carol's store: whatever she serves is wrong.
     store_file = carol.files.store.path(bytes.fromhex(tid))
     data = bytearray(store_file.read_bytes())
     for offset in range(100, len(data), stored_offset(DEFAULT_CHUNK_SIZE, 1)):
         data[offset] ^= 0x55
     store_file.write_bytes(data)
-    await dave.files.configure(rate_limit=40 * MiB)
+    # Slow until carol has been caught, then full speed (however busy the machine, she is
+    # asked for a chunk before the others have served the whole file).
+    await dave.files.configure(rate_limit=4 * MiB)
     await dave.files.accept(tid)
+    await wait_for(lambda: dave.files.find(tid).dropped_sources != (), what="carol dropped")
+    await dave.files.configure(rate_limit=0)
     await complete(dave, tid)
     record = dave.files.find(tid)
     assert record.dropped_sources == (carol.contact_id,)
     assert carol.contact_id not in dict(record.chunks_by_source)
-    assert sum(dict(record.chunks_by_source).values()) == 30
+    assert sum(dict(record.chunks_by_source).values()) == 16
     assert digest(await dave.files.save_as(tid, tmp_path / "out.bin")) == digest(source)
 
 
