@@ -338,7 +338,7 @@ async def test_a_full_disk_fails_clearly_and_keeps_the_partial_for_resume(make_p
         assert digest(await bob.files.save_as(tid, tmp_path / "out.bin")) == digest(source)
     finally:
         await bob.aclose()
-        subprocess.run(["umount", str(attachments)], check=False)
+        subprocess.run(["umount", "-l", str(attachments)], check=False)
 
 
 def _used(folder: Path) -> int:
@@ -368,7 +368,7 @@ async def test_a_download_that_cannot_fit_is_refused_before_it_starts(make_peer,
         await complete(bob, tid)
     finally:
         await bob.aclose()
-        subprocess.run(["umount", str(attachments)], check=False)
+        subprocess.run(["umount", "-l", str(attachments)], check=False)
 
 
 async def test_a_file_stored_by_an_earlier_version_is_moved_to_slots_on_start(make_peer, tmp_path):
