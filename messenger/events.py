@@ -139,6 +139,16 @@ class FileOfferRejected:
     incoming: bool
 
 
+@dataclass(frozen=True, slots=True)
+class DiskSpace:
+    """The disk holding the profile became full (full=True: arriving messages cannot be
+    stored, their senders keep them and send them again), or has room again (full=False).
+    `message` is for the user."""
+
+    full: bool
+    message: str
+
+
 ServiceEvent = (
     ContactAdded
     | ContactChanged
@@ -157,4 +167,5 @@ ServiceEvent = (
     | GroupJoinRequested
     | TransferChanged
     | FileOfferRejected
+    | DiskSpace
 )

@@ -420,7 +420,10 @@ class ProfileLock:
             raise ProfileLocked(holder)
         os.ftruncate(fd, 0)
         info = f"pid {os.getpid()} on {socket.gethostname()}: {purpose}"
-        os.write(fd, info.encode())
+        # Who holds it is only shown to a second process: on a full disk the lock (flock)
+        # still holds without it, and read-only commands still work.
+        with contextlib.suppress(OSError):
+            os.write(fd, info.encode())
         self._fd = fd
 
     async def acquire_waiting(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from PySide6.QtCore import QPoint, QPointF, QRectF, Qt, QUrl
 from PySide6.QtWidgets import QApplication
 
@@ -341,3 +343,38 @@ def test_presence_and_verified_in_header(qloop, qtbot, make_peer, open_window):
     qloop.run(bob.aclose())
     qloop.until(lambda: header.status.text().startswith("last seen"), what="offline")
     assert not window.conversations.item(bob_at_alice).online
+
+
+def test_disk_full_banner_shows_and_goes_when_there_is_room(
+    qloop, qtbot, make_peer, open_window, tmp_path
+):
+    """Bob's profile on a real 20 MiB tmpfs, filled: the window says "Disk full" while
+    Alice's messages cannot be stored, and the banner goes once there is room again."""
+    from messenger import DiskSpace
+    from tests.net.test_disk_full import fill, small_tmpfs
+
+    with small_tmpfs(tmp_path / "bob"):
+        alice, bob = make_peer("alice"), make_peer("bob")
+        bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
+        window = open_window(bob)
+        seen: list[DiskSpace] = []
+        bob.subscribe(lambda e: seen.append(e) if isinstance(e, DiskSpace) else None)
+        filler = fill(tmp_path / "bob")
+        assert window.disk_banner.isHidden()
+        sent = 0
+        while not seen and sent < 500:  # until a write needs room SQLite cannot get
+            for _ in range(10):
+                qloop.run(alice.send_text(bob_at_alice, "x" * 2000))
+                sent += 1
+            with contextlib.suppress(AssertionError):
+                qloop.until(lambda: bool(seen), timeout=1.0)
+        qloop.until(window.disk_banner.isVisible, what="the disk-full banner")
+        assert "Disk full" in window.disk_banner_text.text()
+        assert str(tmp_path / "bob") in window.disk_banner_text.text()
+        filler.unlink()
+        qloop.until(window.disk_banner.isHidden, what="the banner to go")
+
+        async def all_there() -> bool:
+            return len(await bob.history(alice_at_bob, limit=sent + 10)) == sent
+
+        qloop.until(all_there, timeout=30, what="every message stored once")
