@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import getpass
 import json
 import logging
@@ -21,8 +22,16 @@ from typing import Any
 
 from . import PeerService, ServiceConfig, control
 from .api import LocalApi
-from .errors import CliError, DatabaseDamaged, ProfileError, ProfileLocked, ServiceError
+from .errors import (
+    CliError,
+    DatabaseDamaged,
+    DiskFull,
+    ProfileError,
+    ProfileLocked,
+    ServiceError,
+)
 from .events import (
+    DiskSpace,
     FileOfferRejected,
     GroupChanged,
     GroupJoinRequested,
@@ -694,6 +703,8 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
                 f" (or: group decline {ids})",
                 flush=True,
             )
+        elif isinstance(event, DiskSpace):
+            print(f"* {'disk full: ' if event.full else ''}{event.message}", flush=True)
         elif isinstance(event, FileOfferRejected):
             whose = "an offer from" if event.incoming else "your offer to"
             name = names.get(event.contact_id) or event.contact_id[:8]
@@ -869,6 +880,14 @@ def _main(argv: Sequence[str] | None) -> int:
     except (CliError, ProfileError, ServiceError, InviteError, control.ControlError) as exc:
         print(f"chinwag-cli: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)  # a damaged database has its own (docs)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # A file of the profile (not the database: that is DiskFull above) could not be
+        # written: the same plain message and exit status.
+        full = DiskFull(profile.path)
+        print(f"chinwag-cli: {full}", file=sys.stderr)
+        return full.exit_code
     except KeyboardInterrupt:
         return 130
 

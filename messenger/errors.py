@@ -45,6 +45,20 @@ class PairingError(ServiceError):
     """A pairing did not happen; the message is for the user."""
 
 
+class DiskFull(ServiceError):
+    """The disk holding the profile is full: SQLite answered SQLITE_FULL. Nothing was
+    written; what was not stored is sent again by its sender (protocol.md 9.3)."""
+
+    exit_code: ClassVar[int] = 6  # chinwag-cli's exit status for it
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(
+            f"the disk holding {folder} is full: free some space there. Nothing was lost; "
+            "Chinwag goes on by itself once there is room"
+        )
+        self.folder = folder
+
+
 class CliError(ChinwagError):
     """A command line that cannot be carried out; the message is for the user."""
 

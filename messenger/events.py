@@ -152,6 +152,16 @@ class TorStatusChanged:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DiskSpace:
+    """The disk holding the profile became full (full=True: arriving messages cannot be
+    stored, their senders keep them and send them again), or has room again (full=False).
+    `message` is for the user."""
+
+    full: bool
+    message: str
+
+
 ServiceEvent = (
     ContactAdded
     | ContactChanged
@@ -171,4 +181,5 @@ ServiceEvent = (
     | TransferChanged
     | FileOfferRejected
     | TorStatusChanged
+    | DiskSpace
 )

@@ -30,7 +30,7 @@ import nacl.utils
 from . import wire
 from .core.batch import Batcher
 from .core.text import check_text, safe_name
-from .errors import GroupError
+from .errors import DiskFull, GroupError
 from .events import (
     GroupChanged,
     GroupDeleted,
@@ -310,6 +310,7 @@ class GroupManager:
         remove_contact: Callable[[str], Awaitable[None]],
         on_offers: Callable[[list[StoredGroupMessage]], Awaitable[None]],
         batch_max: int,
+        not_stored: Callable[[DiskFull, set[str]], None],
     ) -> None:
         self._me_port = me
         self._db = db
@@ -323,6 +324,7 @@ class GroupManager:
         self._lan = lan
         self._remove_contact = remove_contact
         self._on_offers = on_offers
+        self._not_stored = not_stored  # a full disk: these contacts' messages were not stored
         self._batch_max = batch_max
         self._groups: dict[bytes, Group] = {}
         self._group_only: set[str] = set()
@@ -1036,9 +1038,23 @@ class GroupManager:
 
     async def _store(self, arrivals: list[_Arrival]) -> list[StoredGroupMessage | None]:
         """Group commit of group messages (ours and arriving ones), then acks and events."""
-        stored = await self._db.run(
-            self.repo.store_messages, [a.message for a in arrivals], self._now_ms()
-        )
+        try:
+            stored = await self._db.run(
+                self.repo.store_messages, [a.message for a in arrivals], self._now_ms()
+            )
+        except DiskFull as exc:
+            # Not stored, not acknowledged, not marked: the members that sent them are
+            # told to catch us up again on a new session once there is room (the service
+            # closes those sessions then, protocol.md 9.3).
+            senders = {
+                a.connection.contact_id
+                for a in arrivals
+                if a.connection is not None and a.connection.contact_id is not None
+            }
+            self._not_stored(exc, senders)
+            if any(a.connection is None for a in arrivals):
+                raise  # one of ours: the user's send fails with the plain DiskFull
+            return [None] * len(arrivals)
         by_id = {m.msg_id: m for m in stored}
         acks: dict[Connection, dict[bytes, set[bytes]]] = {}
         for a in arrivals:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -370,8 +369,42 @@ class ProfileDir:
             raise ProfileError(f"cannot read the profile key file {self.key_file}: {exc}") from exc
 
 
+if sys.platform == "win32":  # no flock: a byte-range lock, which Windows also drops on exit
+    import msvcrt
+
+    _LOCK_OFFSET = 1 << 20  # far past the holder's description, which others must read
+
+    def _try_lock(fd: int) -> bool:
+        os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        finally:
+            os.lseek(fd, 0, os.SEEK_SET)
+        return True
+
+    def _unlock(fd: int) -> None:
+        os.lseek(fd, _LOCK_OFFSET, os.SEEK_SET)
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
+else:
+    import fcntl
+
+    def _try_lock(fd: int) -> bool:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 class ProfileLock:
-    """An exclusive advisory lock (flock) on the profile; released when the process dies."""
+    """An exclusive lock on the profile (flock; a byte-range lock on Windows); released
+    when the process dies."""
 
     def __init__(self, profile: ProfileDir) -> None:
         self._profile = profile
@@ -381,15 +414,16 @@ class ProfileLock:
         path = self._profile.lock_path
         self._profile.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        if not _try_lock(fd):
             holder = os.read(fd, 4096).decode("utf-8", "replace").strip() or "unknown process"
             os.close(fd)
-            raise ProfileLocked(holder) from None
+            raise ProfileLocked(holder)
         os.ftruncate(fd, 0)
         info = f"pid {os.getpid()} on {socket.gethostname()}: {purpose}"
-        os.write(fd, info.encode())
+        # Who holds it is only shown to a second process: on a full disk the lock (flock)
+        # still holds without it, and read-only commands still work.
+        with contextlib.suppress(OSError):
+            os.write(fd, info.encode())
         self._fd = fd
 
     async def acquire_waiting(
@@ -421,7 +455,7 @@ class ProfileLock:
         if self._fd is not None:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            _unlock(self._fd)
             os.close(self._fd)
             self._fd = None
 

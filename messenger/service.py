@@ -15,6 +15,7 @@ import dataclasses
 import ipaddress
 import logging
 import random
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from .core.text import check_text, safe_name
 from .discovery import Discovery, DiscoverySettings, host_of
 from .errors import (
     ContactNotFound,
+    DiskFull,
     InviteFailed,
     PairingError,
     ProfileError,
@@ -42,6 +44,7 @@ from .events import (
     ContactAdded,
     ContactChanged,
     ContactRemoved,
+    DiskSpace,
     MessageAdded,
     MessageStatesChanged,
     NearbyChanged,
@@ -163,6 +166,12 @@ OUTBOX_DRAIN_EVERY = 256
 # Seconds after a write before its messages are added to the search index.
 SEARCH_INDEX_DELAY = 0.5
 
+# While the disk is full, its free space is looked at this often; once this much more is
+# free than when the write failed, the sessions whose messages were not stored are closed
+# so their senders resend (more than "some": a write too big for a sliver would fail again).
+DISK_POLL_INTERVAL = 0.5
+DISK_ROOM_NEEDED = 1 << 20
+
 # Connections adopted within this many seconds of each other count as simultaneous dials.
 SIMULTANEOUS_WINDOW = 5.0
 
@@ -248,6 +257,11 @@ class PeerService:
         self._lan_last_dial: dict[str, float] = {}
         self._lan_dial_later: dict[str, asyncio.TimerHandle] = {}
         self._lan_probing: set[Connection] = set()
+        # Contacts whose arriving messages were not stored because the disk was full (they
+        # were not acknowledged; their sessions are closed once there is room again).
+        self._unstored: set[str] = set()
+        self._disk_full = False
+        self._free_when_full = 0
         self._build_workers()
 
     def _build_workers(self) -> None:
@@ -307,6 +321,7 @@ class PeerService:
             remove_contact=self.remove_contact,
             on_offers=wiring.group_offers,
             batch_max=self.config.batch_max,
+            not_stored=self._not_stored,
         )
         self.files = FileManager(  # file transfer (files/manager.py)
             folder=self.profile.path,
@@ -1256,8 +1271,11 @@ class PeerService:
             await self._index_wanted.wait()
             await asyncio.sleep(SEARCH_INDEX_DELAY)  # let a burst finish first
             self._index_wanted.clear()
-            while await self.db.run(self.repo.index_pending, 2000):
-                pass  # in chunks, so other work gets the database in between
+            try:
+                while await self.db.run(self.repo.index_pending, 2000):
+                    pass  # in chunks, so other work gets the database in between
+            except DiskFull as exc:  # indexed once there is room again (_space_back)
+                self._note_disk_full(exc)
 
     async def _states_recorded(self) -> None:
         """Wait until every receipt that arrived so far is recorded, so that a read shows
@@ -1266,7 +1284,12 @@ class PeerService:
             await self._receipts.settle()
 
     async def _store_receipts(self, updates: list[_ReceiptUpdate]) -> list[None]:
-        await self.db.run(self.repo.record_states, updates)
+        try:
+            await self.db.run(self.repo.record_states, updates)
+        except DiskFull as exc:
+            # Bookkeeping only: the message stays in the outbox, is resent later, dropped
+            # as a duplicate and acknowledged again, and then its state is recorded.
+            self._note_disk_full(exc)
         return [None] * len(updates)
 
     async def _store_arrivals(self, arrivals: list[_Arrival]) -> list[bool]:
@@ -1274,12 +1297,22 @@ class PeerService:
         by_contact: dict[str, list[wire.ChatMessage]] = {}
         for a in arrivals:
             by_contact.setdefault(a.contact_id, []).append(a.message)
-        stored = await self.db.write(
-            [a.message.body for a in arrivals],
-            self.repo.store_incoming,
-            list(by_contact.items()),
-            int(self._clock() * 1000),
-        )
+        try:
+            stored = await self.db.write(
+                [a.message.body for a in arrivals],
+                self.repo.store_incoming,
+                list(by_contact.items()),
+                int(self._clock() * 1000),
+            )
+        except DiskFull as exc:
+            # Not stored, so not acknowledged: the senders keep these in their outboxes.
+            # They resend them only on a new session, so ours are closed once there is room
+            # again (_space_back), not now: a session closed at once would be redialled at
+            # once (a successful dial resets the backoff) and fail again, over and over.
+            self._not_stored(exc, set(by_contact))
+            return [False] * len(arrivals)
+        if self._disk_full:
+            self._space_back()  # room again: what failed before is to be resent
         if stored:
             self._index_soon()
         # Acknowledge only now that it is stored: duplicates too, their first ack was lost.
@@ -1298,6 +1331,53 @@ class PeerService:
         for record in stored:
             self._emit(MessageAdded(record))
         return [True] * len(arrivals)
+
+    # -- a full disk ----------------------------------------------------------------------
+
+    def _not_stored(self, exc: DiskFull, contact_ids: set[str]) -> None:
+        """Arrivals from these contacts could not be stored: resent once there is room."""
+        self._unstored.update(contact_ids)
+        self._note_disk_full(exc)
+
+    def _note_disk_full(self, exc: DiskFull) -> None:
+        """A write failed for lack of space: tell the user once, and watch for room."""
+        if self._disk_full:
+            log.debug("still full: %s", exc)
+            return
+        log.warning("%s", exc)
+        if self._closing:
+            return
+        self._disk_full = True
+        self._free_when_full = shutil.disk_usage(self.profile.path).free
+        self._emit(DiskSpace(full=True, message=str(exc)))
+        self._tasks.spawn(self._await_space(), "chinwag-disk-watch")
+
+    async def _await_space(self) -> None:
+        """Poll the free space while the disk is full (there is no portable "space freed"
+        notification); a cheap statvfs, no write, every DISK_POLL_INTERVAL seconds."""
+        while self._disk_full:
+            usage = await asyncio.to_thread(shutil.disk_usage, self.profile.path)
+            if usage.free >= self._free_when_full + DISK_ROOM_NEEDED:
+                self._space_back()
+                return
+            await asyncio.sleep(DISK_POLL_INTERVAL)
+
+    def _space_back(self) -> None:
+        """Room again: close the sessions whose messages were not stored, so each sender
+        resends its outbox on the new session (stored once: dedupe by id, protocol.md
+        9.3); the dialers redial at once. If the disk fills again, we come back here."""
+        if not self._disk_full:
+            return
+        self._disk_full = False
+        unstored, self._unstored = self._unstored, set()
+        for contact_id in unstored:
+            conn = self.links.connection(contact_id)
+            if conn is not None and not conn.closed.is_set():
+                conn.close("messages were not stored (disk full); send them again")
+            else:
+                self.links.poke(contact_id)
+        self._index_soon()
+        self._emit(DiskSpace(full=False, message="there is room on the disk again"))
 
     async def history(
         self,

@@ -8,6 +8,7 @@ quitting from the tray shuts the service down (``await service.aclose()``) befor
 loop stops.
 
     chinwag [--profile DIR] [--listen HOST:PORT] [--address HOST:PORT ...]
+    chinwag --install-desktop-entry | --remove-desktop-entry   (the application menu)
 
 ``--profile`` / ``CHINWAG_PROFILE`` and ``CHINWAG_PASSPHRASE`` work as in chinwag-cli.
 """
@@ -72,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--address", action="append", default=[], help="extra HOST:PORT to put in invites"
     )
     parser.add_argument("-v", "--verbose", action="count", default=0)
+    entry = parser.add_mutually_exclusive_group()
+    entry.add_argument(
+        "--install-desktop-entry",
+        action="store_true",
+        help="add Chinwag to your application menu (Linux, BSD), then exit",
+    )
+    entry.add_argument(
+        "--remove-desktop-entry",
+        action="store_true",
+        help="take it out of the menu again, then exit",
+    )
     return parser
 
 
@@ -383,6 +395,10 @@ def create_application(argv: Sequence[str]) -> QApplication:
 def main(argv: Sequence[str] | None = None) -> int:
     restrict_umask()  # every file Chinwag writes is the user's only
     args, qt_args = build_parser().parse_known_args(argv)
+    if args.install_desktop_entry or args.remove_desktop_entry:
+        from ui import desktop_entry
+
+        return desktop_entry.main("install" if args.install_desktop_entry else "remove")
     try:
         service_config(args)
     except Exception as exc:  # a malformed --listen or --address

@@ -19,6 +19,7 @@ from messenger import (
     ContactChanged,
     ContactRecord,
     ConversationSummary,
+    DiskSpace,
     FileOfferRejected,
     GroupChanged,
     GroupDeleted,
@@ -53,6 +54,7 @@ class Bridge(QObject):
     typingChanged = Signal(str, bool)  # contact_id, active
     transferChanged = Signal(object)  # TransferRecord (state or progress)
     fileOfferRejected = Signal(str, str, str, bool)  # contact_id, name, reason, incoming
+    diskSpaceChanged = Signal(bool, str)  # full, message for the user
     settingChanged = Signal(str, object)  # key, value
     # Groups (messenger/groups.py); group ids are 32 hex digits.
     groupChanged = Signal(object)  # GroupRecord: new, renamed, members or state changed
@@ -317,4 +319,5 @@ _EMITTERS: dict[type[Any], Callable[[Bridge, Any], None]] = {
     FileOfferRejected: lambda b, e: b.fileOfferRejected.emit(
         e.contact_id, e.name, e.reason, e.incoming
     ),
+    DiskSpace: lambda b, e: b.diskSpaceChanged.emit(e.full, e.message),
 }

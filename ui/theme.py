@@ -33,7 +33,7 @@ from ui import _pyside_fix
 
 _pyside_fix.apply()  # before any Qt call (see ui/_pyside_fix.py)
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+RESOURCES = Path(__file__).resolve().parent / "resources"  # package data (pyproject.toml)
 ICONS = RESOURCES / "icons"
 APP_ICON = RESOURCES / "chinwag.svg"
 

@@ -118,6 +118,11 @@ class Tray(QObject):
 
     # -- notifications ----------------------------------------------------------------------
 
+    @property
+    def pending(self) -> int:
+        """Messages queued for the next notification (a burst is shown as one)."""
+        return sum(len(items) for items in self._pending.values())
+
     def notify_message(self, message: MessageRecord, name: str) -> None:
         """Queue a notification for an arriving message; bursts are coalesced."""
         self._pending.setdefault(message.contact_id, []).append((name, message))

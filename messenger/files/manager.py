@@ -13,6 +13,7 @@ import contextlib
 import logging
 import mimetypes
 import os
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -81,6 +82,11 @@ DEFAULT_FILE_SETTINGS: dict[str, int] = {
 BULK_PEEK = _encode_bulk_preamble(bytes(16))[:PEEK_LEN]  # what starts every bulk preamble
 TICKET_TTL = 30.0  # seconds a FileRequest's ticket waits for its bulk connection
 MAX_BULK_CONNECTIONS = 32
+# A download starts only with room for what is still missing plus this much for the
+# database (arriving messages, bitmaps, the search index): 64 MiB, or 5 % of a smaller file
+# system, so that a file never fills the disk the messages need (issue 14).
+DB_MARGIN = 64 << 20
+DB_MARGIN_SHARE = 0.05
 PERSIST_INTERVAL = 0.5  # seconds between bitmap saves (and progress events)
 RETRY_DELAY = 2.0  # seconds before a source that failed is tried again
 # FileHave for files we have not heard of yet (a member announces what it holds as soon as
@@ -482,6 +488,9 @@ class FileManager:
 
     async def _accept(self, f: _File) -> None:
         if f.state in (TransferState.OFFERED, TransferState.FAILED, TransferState.PAUSED):
+            shortfall = self._space_shortfall(f.row.size - self._have_bytes(f))
+            if shortfall is not None:
+                raise FileError(f"cannot download {f.row.name}: {shortfall}")
             await self._set_state(f, TransferState.DOWNLOADING, error=None)
             self._start(f)
         elif f.state is TransferState.CANCELLED:
@@ -646,6 +655,7 @@ class FileManager:
         """A file offered to us as it is first stored (images under the limit download
         unasked)."""
         auto = is_image(mime) and size <= self.settings[SETTING_AUTO_ACCEPT_IMAGES]
+        auto = auto and self._space_shortfall(size) is None  # else the user decides
         return AttachmentRow(
             root=root,
             name=name,
@@ -1054,6 +1064,19 @@ class FileManager:
         f.have = Bitmap(f.manifest.count) if f.manifest else None
         await self._set_state(
             f, TransferState.CANCELLED, error=reason, have=f.have.to_bytes() if f.have else None
+        )
+
+    def _space_shortfall(self, missing: int) -> str | None:
+        """Why `missing` more bytes do not fit beside the database's margin, or None."""
+        where = self.store.root_dir if self.store.root_dir.exists() else self.store.root_dir.parent
+        usage = shutil.disk_usage(where)
+        margin = min(DB_MARGIN, int(usage.total * DB_MARGIN_SHARE))
+        if usage.free >= missing + margin:
+            return None
+        return (
+            f"it needs {human_size(missing)} more, plus {human_size(margin)} kept free for "
+            f"messages, and only {human_size(usage.free)} is free; free some space and "
+            "accept it again"
         )
 
     def _have_bytes(self, f: _File) -> int:

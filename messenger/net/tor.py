@@ -51,7 +51,6 @@ import random
 import re
 import secrets
 import shutil
-import signal
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -810,10 +809,10 @@ class TorManager:
         if proc is None or proc.returncode is not None:
             return
         # Owning controller gone: tor exits by itself; signals only if it lingers.
-        for sig in (None, signal.SIGTERM, signal.SIGKILL):
-            if sig is not None:
+        for stop in (None, proc.terminate, proc.kill):  # (kill: SIGKILL where there is one)
+            if stop is not None:
                 with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(sig)
+                    stop()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.timing.stop):
                     await proc.wait()

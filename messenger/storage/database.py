@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from ..errors import (
     DatabaseDamaged,
     DatabaseEmpty,
     DatabaseTruncated,
+    DiskFull,
     ProfileError,
     WrongPassphrase,
 )
@@ -28,6 +30,14 @@ log = logging.getLogger(__name__)
 # SQLite's primary result codes for a damaged file (and for a wrong SQLCipher key).
 SQLITE_CORRUPT = 11
 SQLITE_NOTADB = 26
+# The disk is full (or the file hit its size limit): nothing of the statement was written.
+SQLITE_FULL = 13
+# On a full disk, opening the database can fail with these instead (no room for -shm).
+SQLITE_IOERR = 10
+SQLITE_CANTOPEN = 14
+# Less free space than this where the profile is, and an I/O error opening it means a full
+# disk, not a damaged file.
+DISK_FULL_BELOW = 1 << 20
 # At every start a database up to this size has every page's HMAC checked
 # (PRAGMA cipher_integrity_check, ~4 ms per MiB here: ~60 ms at this size); a bigger one
 # only its header, size and schema, because the full check grows with it (1.3 s for
@@ -70,9 +80,9 @@ def create_db_engine(db_path: Path, key: bytes, *, synchronous: str = "NORMAL") 
     # (DatabaseCorrupt, with what to do) instead of a traceback, and nothing written.
     @event.listens_for(engine, "handle_error")
     def _damaged(ctx: ExceptionContext) -> None:
-        damage = damage_of(ctx.original_exception, db_path)
-        if damage is not None:
-            raise damage from ctx.original_exception
+        plain = plain_error(ctx.original_exception, db_path)
+        if plain is not None:
+            raise plain from ctx.original_exception
 
     @event.listens_for(engine, "connect")
     def _pragmas(dbapi_conn: object, _record: object) -> None:
@@ -176,6 +186,19 @@ def damage_of(exc: BaseException, db_path: Path) -> DatabaseDamaged | None:
     return None
 
 
+def plain_error(exc: BaseException, db_path: Path) -> DatabaseDamaged | DiskFull | None:
+    """The plain error for a driver exception the user can act on (a damaged file, a full
+    disk: DiskFull, which the service and the CLI know, not a traceback), else None."""
+    if _error_code(exc) == SQLITE_FULL:
+        return DiskFull(db_path.parent)
+    return damage_of(exc, db_path)
+
+
+def disk_full(folder: Path) -> bool:
+    """Is the file system holding `folder` (nearly) out of space?"""
+    return shutil.disk_usage(folder).free < DISK_FULL_BELOW
+
+
 def check_database(db_path: Path, key: bytes, *, key_trusted: bool, full: bool = False) -> None:
     """The check at every unlock (full=False) or `doctor`'s (full=True): tells a wrong key
     from an empty, cut short or damaged file, on a read-only connection. Raises
@@ -194,6 +217,11 @@ def check_database(db_path: Path, key: bytes, *, key_trusted: bool, full: bool =
                 raise WrongPassphrase(
                     "wrong passphrase: the profile database cannot be decrypted"
                 ) from None
+            if _error_code(exc) in (SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN) and disk_full(
+                db_path.parent
+            ):
+                # Not damage: SQLite could not make its shared-memory file (-shm).
+                raise DiskFull(db_path.parent) from None
             raise _classify(db_path, key, size, exc) from None
         if tables == 0:
             raise DatabaseEmpty(db_path, "holds no tables: everything that was in it is gone")

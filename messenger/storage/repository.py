@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import nacl.utils
+import sqlcipher3
 from sqlalchemy import Engine, and_, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..records import ContactRecord, InviteRecord, MessageRecord, MessageState
-from .database import create_db_engine
+from .database import create_db_engine, plain_error
 from .models import Contact, Invite, Message, Setting
 
 MSG_ID_LEN = 16
@@ -282,13 +283,23 @@ class Repository:
                 self._driver = conn.connection.driver_connection
             self._driver_engine = self.engine
         cur = self._driver.cursor()
-        cur.execute("BEGIN IMMEDIATE")
         try:
-            yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
-            raise
-        cur.execute("COMMIT")
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (a full disk) may leave the transaction open, or SQLite
+                # may have rolled it back already.
+                if self._driver.in_transaction:
+                    cur.execute("ROLLBACK")
+                raise
+        except sqlcipher3.Error as exc:
+            # The hot paths bypass the engine's handle_error hook: same plain errors here.
+            plain = plain_error(exc, Path(str(self.engine.url.database)))
+            if plain is None:
+                raise
+            raise plain from exc
 
     # -- settings -------------------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import pytest
 from .conftest import ENV, Lan, bodies, cli, cli_json, wait_until
 from .netns import Host, Runner
 
-pytestmark = [pytest.mark.lan, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.lan, pytest.mark.slow, pytest.mark.timeout(600)]
 
 ROUNDS = 10
 
@@ -96,7 +96,7 @@ def _pair_nearby(
         return bool(seen)
 
     try:
-        wait_until(alice_nearby, 30, f"carol{tag} sees alice{tag} nearby", every=0.5)
+        wait_until(alice_nearby, 60, f"carol{tag} sees alice{tag} nearby", every=0.5)
     except AssertionError as exc:
         outcome.nearby = f"not seen: {exc}"
         return

@@ -10,8 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ENV = {**os.environ, "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
 ENV.pop("CHINWAG_PASSPHRASE", None)
+
+pytestmark = pytest.mark.slow  # separate processes
 
 
 def cli(profile: Path, *args: str, env: dict[str, str] | None = None, check: bool = True):

@@ -6,9 +6,13 @@ import asyncio
 import signal
 from pathlib import Path
 
+import pytest
+
 from messenger import control
 
 from .test_cli import Runner, cli, cli_json, wait_until
+
+pytestmark = pytest.mark.slow  # separate processes
 
 COUNT = 300
 

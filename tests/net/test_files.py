@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from messenger import wire
+from messenger import FileError, wire
 from messenger.events import FileOfferRejected, MessageAdded, TransferChanged
 from messenger.files.chunks import DEFAULT_CHUNK_SIZE, TAG_LEN, stored_offset
 from messenger.records import TransferState
@@ -119,13 +120,19 @@ async def _three_holders(make_peer, tmp_path, size: int):
 
 
 async def test_three_sources_serve_one_download(make_peer, tmp_path):
-    (alice, bob, carol, dave), source, tid = await _three_holders(make_peer, tmp_path, 60 * MiB)
-    await dave.files.configure(rate_limit=40 * MiB)  # long enough for all three to join in
+    (alice, bob, carol, dave), source, tid = await _three_holders(make_peer, tmp_path, 24 * MiB)
+    # Slow (6 s for the file) until each source has served a chunk, then full speed: the
+    # three join in however busy the machine is.
+    await dave.files.configure(rate_limit=4 * MiB)
     await dave.files.accept(tid)
+    await wait_for(
+        lambda: len(dict(dave.files.find(tid).chunks_by_source)) == 3, what="all three serving"
+    )
+    await dave.files.configure(rate_limit=0)
     await complete(dave, tid)
     used = dict(dave.files.find(tid).chunks_by_source)
     assert set(used) == {alice.contact_id, bob.contact_id, carol.contact_id}
-    assert all(n > 0 for n in used.values()) and sum(used.values()) == 60
+    assert all(n > 0 for n in used.values()) and sum(used.values()) == 24
     assert digest(await dave.files.save_as(tid, tmp_path / "out.bin")) == digest(source)
     # The message appears in each of the three conversations at dave's end.
     assert set(dave.files.find(tid).contacts) == {
@@ -136,20 +143,24 @@ async def test_three_sources_serve_one_download(make_peer, tmp_path):
 
 
 async def test_a_source_serving_corrupt_chunks_is_dropped(make_peer, tmp_path):
-    (_alice, _bob, carol, dave), source, tid = await _three_holders(make_peer, tmp_path, 30 * MiB)
+    (_alice, _bob, carol, dave), source, tid = await _three_holders(make_peer, tmp_path, 16 * MiB)
     # Damage every chunk in carol's store: whatever she serves is wrong.
     store_file = carol.files.store.path(bytes.fromhex(tid))
     data = bytearray(store_file.read_bytes())
     for offset in range(100, len(data), stored_offset(DEFAULT_CHUNK_SIZE, 1)):
         data[offset] ^= 0x55
     store_file.write_bytes(data)
-    await dave.files.configure(rate_limit=40 * MiB)
+    # Slow until carol has been caught, then full speed (however busy the machine, she is
+    # asked for a chunk before the others have served the whole file).
+    await dave.files.configure(rate_limit=4 * MiB)
     await dave.files.accept(tid)
+    await wait_for(lambda: dave.files.find(tid).dropped_sources != (), what="carol dropped")
+    await dave.files.configure(rate_limit=0)
     await complete(dave, tid)
     record = dave.files.find(tid)
     assert record.dropped_sources == (carol.contact_id,)
     assert carol.contact_id not in dict(record.chunks_by_source)
-    assert sum(dict(record.chunks_by_source).values()) == 30
+    assert sum(dict(record.chunks_by_source).values()) == 16
     assert digest(await dave.files.save_as(tid, tmp_path / "out.bin")) == digest(source)
 
 
@@ -297,6 +308,8 @@ async def test_pause_resume_and_cancel_from_either_side(make_peer, tmp_path):
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 async def test_a_full_disk_fails_clearly_and_keeps_the_partial_for_resume(make_peer, tmp_path):
+    """The disk fills while downloading (something else wrote to it after the download
+    started with room enough): the download fails plainly, the partial is kept, resume."""
     alice, bob = await make_peer("alice"), await make_peer("bob")
     await befriend(alice, bob)
     source = random_file(tmp_path / "a.bin", 30 * MiB)
@@ -304,23 +317,58 @@ async def test_a_full_disk_fails_clearly_and_keeps_the_partial_for_resume(make_p
     attachments = bob.files.store.root_dir
     attachments.mkdir(mode=0o700, exist_ok=True)
     subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(attachments)], check=True
+        ["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(attachments)], check=True
     )
+    filler = attachments / "filler"
     try:
-        await bob.files.accept(tid)
+        await bob.files.configure(rate_limit=20 * MiB)  # the filler lands before the end
+        await bob.files.accept(tid)  # 30 MiB + a 2 MiB margin fit in 40 MiB
+        with open(filler, "wb") as out:  # leave about 12 MiB for the download
+            out.write(b"\0" * (40 * MiB - 12 * MiB - _used(attachments)))
         await wait_for(lambda: bob.files.find(tid).state is TransferState.FAILED, timeout=30)
         failed = bob.files.find(tid)
         assert "disk is full" in (failed.error or "")
         held = failed.have_bytes // MiB
         assert 5 <= held < 30 and bob.files.store.path(bytes.fromhex(tid)).exists()
-        subprocess.run(["mount", "-o", "remount,size=64m", str(attachments)], check=True)
+        filler.unlink()
+        await bob.files.configure(rate_limit=0)
         await bob.files.accept(tid)  # resume
         await complete(bob, tid)
         assert bob.files.find(tid).fetched_chunks == 30 - held
         assert digest(await bob.files.save_as(tid, tmp_path / "out.bin")) == digest(source)
     finally:
         await bob.aclose()
-        subprocess.run(["umount", str(attachments)], check=False)
+        subprocess.run(["umount", "-l", str(attachments)], check=False)
+
+
+def _used(folder: Path) -> int:
+    usage = shutil.disk_usage(folder)
+    return usage.total - usage.free
+
+
+async def test_a_download_that_cannot_fit_is_refused_before_it_starts(make_peer, tmp_path):
+    """Free space below the file's size plus the database's margin: refused with a clear
+    FileError, nothing written, the offer still there to accept once there is room."""
+    alice, bob = await make_peer("alice"), await make_peer("bob")
+    await befriend(alice, bob)
+    source = random_file(tmp_path / "a.bin", 30 * MiB)
+    tid = await deliver(alice, bob, source)
+    attachments = bob.files.store.root_dir
+    attachments.mkdir(mode=0o700, exist_ok=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=31m", "tmpfs", str(attachments)], check=True
+    )
+    try:
+        with pytest.raises(FileError, match=r"needs 30\.0 MiB more.*free some space"):
+            await bob.files.accept(tid)  # 30 MiB fits, but not with the margin
+        assert bob.files.find(tid).state is TransferState.OFFERED
+        assert not bob.files.store.path(bytes.fromhex(tid)).exists()
+        subprocess.run(["mount", "-o", "remount,size=64m", str(attachments)], check=True)
+        await bob.files.accept(tid)
+        await complete(bob, tid)
+    finally:
+        await bob.aclose()
+        subprocess.run(["umount", "-l", str(attachments)], check=False)
 
 
 async def test_a_file_stored_by_an_earlier_version_is_moved_to_slots_on_start(make_peer, tmp_path):

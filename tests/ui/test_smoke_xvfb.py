@@ -20,6 +20,7 @@ from tests.ui.conftest import peer_config
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed"),
     pytest.mark.skipif(
         shutil.which("xwininfo") is None, reason="xwininfo (x11-utils) is not installed"
@@ -27,14 +28,26 @@ pytestmark = [
 ]
 
 
-def _free_display() -> int:
-    for number in range(91, 200):
-        if (
-            not Path(f"/tmp/.X11-unix/X{number}").exists()
-            and not Path(f"/tmp/.X{number}-lock").exists()
-        ):
-            return number
-    raise RuntimeError("no free X display number")
+def _start_xvfb() -> tuple[subprocess.Popen[bytes], int]:
+    """Xvfb on a display number it picks itself (-displayfd): two test runs at once never
+    race for the same free-looking number."""
+    read_end, write_end = os.pipe()
+    try:
+        screen = ["-screen", "0", "1280x800x24", "-nolisten", "tcp"]
+        xvfb = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(write_end), *screen],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            pass_fds=(write_end,),
+        )
+    finally:
+        os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        line = answer.readline()  # written once the server is ready; EOF if it failed
+    if not line.strip().isdigit():
+        _stop(xvfb)
+        raise RuntimeError(f"Xvfb did not start (exit {xvfb.returncode})")
+    return xvfb, int(line)
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int | None:
@@ -64,20 +77,10 @@ def test_chinwag_shows_its_window_under_xvfb(qloop, tmp_path):
     )
     qloop.run(service.aclose())
 
-    display = _free_display()
-    xvfb = subprocess.Popen(
-        ["Xvfb", f":{display}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    xvfb, display = _start_xvfb()
     app: subprocess.Popen[bytes] | None = None
     log = tmp_path / "chinwag.log"
     try:
-        deadline = time.monotonic() + 15
-        while not Path(f"/tmp/.X11-unix/X{display}").exists():
-            assert xvfb.poll() is None, "Xvfb exited"
-            assert time.monotonic() < deadline, "Xvfb did not start"
-            time.sleep(0.05)
         env = {
             **os.environ,
             "DISPLAY": f":{display}",

@@ -67,6 +67,7 @@ async def build(person: Person) -> Member:
         remove_contact=remove_contact,
         on_offers=on_offers,
         batch_max=100,
+        not_stored=lambda exc, contact_ids: None,  # a full disk is tested in tests/net
     )
     await groups.load()
     return Member(person, groups, links, events, tasks, removed, offers)

@@ -178,6 +178,8 @@ class GroupHistoryModel(RecordListModel[GroupMessageRecord]):
 
     MessageRole = Qt.ItemDataRole.UserRole + 1
 
+    loadingChanged = Signal(bool)  # an older page started / finished loading
+
     def __init__(self, bridge: Bridge, parent: QObject | None = None) -> None:
         super().__init__(bridge, parent)
         self.group_id: str | None = None
@@ -280,10 +282,10 @@ class GroupHistoryModel(RecordListModel[GroupMessageRecord]):
             row = self.row_of(msg_id)
             if row >= 0 or not self._more or not self._rows or self.group_id is None:
                 return row
-            if self._loading:  # the view's own fetchMore is on its way: let it land first
+            if self._loading:  # the view's own fetch is on its way: let it land first
                 await asyncio.sleep(0.005)
                 continue
-            self._loading = True
+            self._set_loading(True)
             await self._older(self.group_id, message_order(self._rows[0]))
             pages += 1
         return self.row_of(msg_id)
@@ -295,26 +297,60 @@ class GroupHistoryModel(RecordListModel[GroupMessageRecord]):
             if row >= 0:
                 self._changed(row)
 
+    # Qt's own paging is off: a QListView asks for more when its *last* row is on screen,
+    # which in a history (newest at the bottom) is on opening and at every scroll to the
+    # newest message, and never when the user scrolls up to the oldest one. The view asks
+    # with fetch_older() when it nears the top instead (GroupMessageList).
     def canFetchMore(self, parent: Index = QModelIndex()) -> bool:  # noqa: B008
-        return not parent.isValid() and self._more and not self._loading
+        return False
 
     def fetchMore(self, parent: Index = QModelIndex()) -> None:  # noqa: B008
-        if self.canFetchMore(parent) and self.group_id and self._rows:
-            self._loading = True
-            self._tasks.spawn(self._older(self.group_id, message_order(self._rows[0])))
+        pass
+
+    @property
+    def loading(self) -> bool:
+        """An older page is on its way."""
+        return self._loading
+
+    def _set_loading(self, loading: bool) -> None:
+        if loading != self._loading:
+            self._loading = loading
+            self.loadingChanged.emit(loading)
+
+    def can_fetch_older(self) -> bool:
+        return (
+            self._more
+            and not self._loading
+            and self.group_id is not None
+            and bool(self._rows)
+            and not self._tasks.closed
+        )
+
+    def fetch_older(self) -> bool:
+        """Load the page before the first row (rows are prepended when it lands); False if
+        there is none, or one is already on its way."""
+        if not self.can_fetch_older() or self.group_id is None:
+            return False
+        self._set_loading(True)
+        self._tasks.spawn(self._older(self.group_id, message_order(self._rows[0])))
+        return True
 
     async def _older(self, group_id: str, before: tuple[int, bytes, int]) -> None:
         try:
             page = await self.bridge.group_history(group_id, limit=PAGE, before=before)
-        finally:
-            self._loading = False
+        except BaseException:
+            self._set_loading(False)
+            raise
         if group_id != self.group_id or not page:
-            self._more = False
+            if group_id == self.group_id:
+                self._more = False
+            self._set_loading(False)
             return
         self.beginInsertRows(QModelIndex(), 0, len(page) - 1)
         self._rows[:0] = page
-        self.endInsertRows()
         self._more = len(page) == PAGE
+        self.endInsertRows()
+        self._set_loading(False)  # after the rows: a view that asks again sees them
 
     def _on_message(self, message: GroupMessageRecord) -> None:
         if message.group_id != self.group_id:

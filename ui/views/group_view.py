@@ -18,6 +18,7 @@ from PySide6.QtCore import (
     QSize,
     QSizeF,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import (
@@ -269,6 +270,48 @@ class GroupMessageList(QListView):
         self.history = model
         self.is_saved: Callable[[str], bool] = lambda _transfer_id: False
         self._file_click = FileClick()
+        # Older pages load when the user nears the top (the model turns Qt's own paging off);
+        # the message at the top stays where it was on screen while they are put above it.
+        self._anchor: tuple[bytes, int] | None = None
+        self._fetch_timer = QTimer(self)  # dies with the view, unlike a bare singleShot
+        self._fetch_timer.setSingleShot(True)
+        self._fetch_timer.setInterval(0)
+        self._fetch_timer.timeout.connect(self._maybe_fetch)
+        self.verticalScrollBar().valueChanged.connect(self._schedule_fetch)
+        self.verticalScrollBar().rangeChanged.connect(self._schedule_fetch)
+        model.loadingChanged.connect(self._schedule_fetch)
+        model.rowsAboutToBeInserted.connect(self._before_insert)  # before the view's own
+
+    def _schedule_fetch(self, *_args: object) -> None:
+        self._fetch_timer.start()  # once the scroll or layout has settled
+
+    def _maybe_fetch(self) -> None:
+        bar = self.verticalScrollBar()
+        if bar.value() <= bar.minimum() + max(120, self.viewport().height() // 2):
+            self.history.fetch_older()
+
+    def _before_insert(self, _parent: QModelIndex, first: int, _last: int) -> None:
+        self._anchor = None
+        top = self.indexAt(QPoint(self.viewport().width() // 2, 1))
+        if first == 0 and top.isValid():  # rows go in above what the user is looking at
+            message = self.history.data(top, GroupHistoryModel.MessageRole)
+            if message is not None:
+                self._anchor = (message.msg_id, self.visualRect(top).top())
+
+    def rowsInserted(
+        self, parent: QModelIndex | QPersistentModelIndex, first: int, last: int
+    ) -> None:
+        super().rowsInserted(parent, first, last)  # the view takes the rows in first
+        anchor, self._anchor = self._anchor, None
+        if anchor is None:
+            return
+        self.executeDelayedItemsLayout()
+        self.updateGeometries()  # the scroll range grows now, not at the next layout
+        row = self.history.row_of(anchor[0])
+        if row >= 0:
+            now = self.visualRect(self.history.index(row, 0)).top()
+            bar = self.verticalScrollBar()
+            bar.setValue(bar.value() + now - anchor[1])
 
     def transfer_at(self, pos: QPoint) -> TransferRecord | None:
         index = self.indexAt(pos)

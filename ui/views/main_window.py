@@ -240,7 +240,23 @@ class MainWindow(QMainWindow):
         self.sidebar.setMinimumWidth(260)
         self.sidebar.setMaximumWidth(480)
         self.splitter = splitter
-        self.setCentralWidget(splitter)
+        # "Disk full" across the top while arriving messages cannot be stored (they wait
+        # at their senders); hidden again once there is room (service DiskSpace events).
+        self.disk_banner = QFrame(self)
+        self.disk_banner.setObjectName("Banner")
+        banner_layout = QHBoxLayout(self.disk_banner)
+        banner_layout.setContentsMargins(12, 6, 12, 6)
+        self.disk_banner_text = QLabel(self.disk_banner)
+        self.disk_banner_text.setWordWrap(True)
+        banner_layout.addWidget(self.disk_banner_text)
+        self.disk_banner.hide()
+        central = QWidget(self)
+        column = QVBoxLayout(central)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.disk_banner)
+        column.addWidget(splitter, 1)
+        self.setCentralWidget(central)
 
     def _build_actions(self) -> None:
         """The menu's actions and their shortcuts."""
@@ -305,6 +321,14 @@ class MainWindow(QMainWindow):
         self.groups.unreadTotalChanged.connect(lambda _n: self._on_unread(0))
         self.bridge.groupMessageAdded.connect(self._on_group_message)
         self.bridge.groupDeleted.connect(self._on_group_deleted)
+        self.bridge.diskSpaceChanged.connect(self._on_disk_space)
+
+    def _on_disk_space(self, full: bool, message: str) -> None:
+        if full:
+            self.disk_banner_text.setText(
+                f"Disk full: {message}. Messages sent to you wait with their senders."
+            )
+        self.disk_banner.setVisible(full)
 
     def _action(self, text: str, icon: str, shortcut: Any, slot: Any) -> QAction:
         action = QAction(text, self)
