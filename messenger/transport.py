@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import random
@@ -306,13 +307,19 @@ class Listener:
 
     def close(self) -> None:
         """Stop accepting (connections already accepted go on, as with asyncio servers)."""
-        for task in self._accepting:
+        for task, sock in zip(self._accepting, self._sockets, strict=True):
+            # Closed once its loop has ended, so the event loop has dropped its reader
+            # first (a descriptor closed under a registered reader could be reused by a
+            # new socket before the reader is removed).
+            task.add_done_callback(functools.partial(_close_after, sock))
             task.cancel()
-        for sock in self._sockets:
-            sock.close()
 
     async def wait_closed(self) -> None:
         await asyncio.gather(*self._accepting, return_exceptions=True)
+
+
+def _close_after(sock: socket.socket, _task: asyncio.Task[None]) -> None:
+    sock.close()
 
 
 def _admit_all(host: str) -> Callable[[], None]:

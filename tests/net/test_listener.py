@@ -95,3 +95,13 @@ async def test_a_new_profile_advertises_only_the_port_it_listens_on(
     _, invite = await peer.create_invite()
     assert invite.addresses, "an invite with no address"
     assert {address.port for address in invite.addresses} == ports
+
+
+async def test_a_closed_listener_lets_go_of_its_port() -> None:
+    listener = await serve("", 0, _echo_once)
+    port = listener.port
+    listener.close()
+    await listener.wait_closed()
+    assert all(sock.fileno() == -1 for sock in listener.sockets)  # closed, after its loop
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as again:
+        again.bind(("0.0.0.0", port))
