@@ -165,6 +165,18 @@ def _hold_profile(profile: Path, purpose: str):
     return lock
 
 
+def _start_run(profile: Path) -> subprocess.Popen[str]:
+    """`chinwag-cli run` in the background, without waiting for it to come online."""
+    command = ["-m", "messenger.cli", "--profile", str(profile), "run", "--listen"]
+    return subprocess.Popen(
+        [sys.executable, *command, "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+
+
 def _stderr_line(proc: subprocess.Popen, text: str) -> str:
     for line in proc.stderr:
         if text in line:
@@ -176,22 +188,7 @@ def test_run_waits_for_a_one_shot_command_to_let_go(tmp_path):
     alice = tmp_path / "alice"
     cli(alice, "init", "--name", "Alice", "--no-passphrase")
     lock = _hold_profile(alice, "chinwag-cli send")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "messenger.cli",
-            "--profile",
-            str(alice),
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
+    proc = _start_run(alice)
     try:
         line = _stderr_line(proc, "waiting up to")
         assert "chinwag-cli send" in line  # says who holds it
@@ -232,22 +229,7 @@ def test_a_script_that_starts_run_and_sends_at_once_loses_nothing(tmp_path, runn
     cli(bob, "accept", code)
     # Bob's script: `run &` then `send` at once; whichever takes the profile first, the
     # other waits, and the message is sent (or queued and then sent by run).
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "messenger.cli",
-            "--profile",
-            str(bob),
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENV,
-    )
+    proc = _start_run(bob)
     try:
         sent = cli(bob, "send", "Alice", "sent while run was starting", check=False)
         assert sent.returncode == 0, sent.stderr
