@@ -27,27 +27,27 @@ import nacl.hash
 import nacl.signing
 import nacl.utils
 
-from .core.batch import Batcher
-from .core.text import check_text, safe_name
-from .errors import DiskFull, GroupError
-from .events import (
+from ..core.batch import Batcher
+from ..core.text import check_text, safe_name
+from ..errors import DiskFull, GroupError
+from ..events import (
     GroupChanged,
     GroupDeleted,
     GroupDeliveryChanged,
     GroupJoinRequested,
     GroupMessageAdded,
 )
-from .identity import Identity, IdentityError, conversation_id, verify_static_certificate
-from .identity import contact_id as make_contact_id
-from .net.transport import Connection
-from .protocol import wire
-from .records import GroupMemberRecord, GroupMessageRecord, GroupRecord
-from .storage.group_repository import GroupRepository, NewGroupMessage, StoredGroupMessage
-from .storage.repository import ContactKeys, NewContact
+from ..identity import Identity, IdentityError, conversation_id, verify_static_certificate
+from ..identity import contact_id as make_contact_id
+from ..net.transport import Connection
+from ..protocol import wire
+from ..records import GroupMemberRecord, GroupMessageRecord, GroupRecord
+from ..storage.group_repository import GroupRepository, NewGroupMessage, StoredGroupMessage
+from ..storage.repository import ContactKeys, NewContact
 
 if TYPE_CHECKING:
-    from .core.ports import Clock, ContactKeyring, Db, Emit, LanKeys, LinkRegistry, Me, Tasks
-    from .storage.repository import Repository
+    from ..core.ports import Clock, ContactKeyring, Db, Emit, LanKeys, LinkRegistry, Me, Tasks
+    from ..storage.repository import Repository
 
 log = logging.getLogger(__name__)
 
