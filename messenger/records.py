@@ -71,7 +71,7 @@ class NearbyPerson:
     open_group: str | None = None  # a group they announce as open to join (name only)
 
 
-# -- groups (messenger/groups.py) -----------------------------------------------------------
+# -- groups (messenger/groups/) ------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)

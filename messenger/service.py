@@ -308,7 +308,7 @@ class PeerService:
             contact_added=self._contact_added,
             nearby_offered=self._nearby_offered,
         )
-        self.groups = GroupManager(  # LAN group chat (groups.py)
+        self.groups = GroupManager(  # LAN group chat (groups/)
             me=self,
             db=self.db,
             repo=self.repo,

@@ -56,7 +56,7 @@ class Bridge(QObject):
     fileOfferRejected = Signal(str, str, str, bool)  # contact_id, name, reason, incoming
     diskSpaceChanged = Signal(bool, str)  # full, message for the user
     settingChanged = Signal(str, object)  # key, value
-    # Groups (messenger/groups.py); group ids are 32 hex digits.
+    # Groups (messenger/groups/); group ids are 32 hex digits.
     groupChanged = Signal(object)  # GroupRecord: new, renamed, members or state changed
     groupDeleted = Signal(str)  # group id
     groupMessageAdded = Signal(object)  # GroupMessageRecord (ours stored, or theirs)

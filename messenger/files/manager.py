@@ -155,7 +155,7 @@ def offer_summary(name: str, size: int) -> str:
 
 
 class GroupsPort(Protocol):
-    """What files need of the groups worker (groups.py)."""
+    """What files need of the groups worker (groups/)."""
 
     def is_active(self, group_id: bytes) -> bool: ...
 
@@ -671,7 +671,7 @@ class FileManager:
             created_at=self._clock(),
         )
 
-    # -- files offered in groups (groups.py calls on_group_offers after storing them) --------
+    # -- files offered in groups (groups/sync.py calls on_group_offers after storing them) ---
 
     async def on_group_offers(self, messages: list[StoredGroupMessage]) -> None:
         await self._register_group_offers(

@@ -7,20 +7,15 @@ sync.py (messages, acks, catch-up) and manager.py (GroupManager: lifecycle, publ
 message dispatch). What other modules import is re-exported here.
 """
 
-from .manager import (
+from .manager import GroupManager
+from .model import NO_HASH, Group, GroupState, Marks, check_roster_shape, newer
+from .signing import (
     LEAVE_CONTEXT,
     MESSAGE_CONTEXT,
-    NO_HASH,
     NO_SIGNATURE,
     ROSTER_CONTEXT,
-    Group,
-    GroupManager,
-    GroupState,
-    Marks,
-    check_roster_shape,
     group_psk,
     message_id,
-    newer,
     roster_hash,
     sign_leave,
     sign_message,

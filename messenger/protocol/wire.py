@@ -590,7 +590,7 @@ def _display_name(value: object, what: str) -> str:
 
 def check_address(value: object, what: str) -> str:
     """A "host:port" as the wire allows it (WireError otherwise): also for addresses that
-    go into a message we build (groups.py)."""
+    go into a message we build (groups/rosters.py)."""
     addr = _str(value, what, MAX_ADDRESS_CHARS)
     host, sep, port = addr.rpartition(":")
     if not sep or not host:

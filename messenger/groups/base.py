@@ -1,0 +1,175 @@
+"""The group worker's state, its small helpers and the records it hands the front ends;
+the parts (rosters.py, joining.py, sync.py) build on it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..core.batch import Batcher
+from ..errors import DiskFull, GroupError
+from ..events import GroupChanged
+from ..identity import contact_id as make_contact_id
+from ..net.transport import Connection
+from ..protocol import wire
+from ..records import GroupMemberRecord, GroupMessageRecord, GroupRecord
+from ..storage.group_repository import GroupRepository, NewGroupMessage, StoredGroupMessage
+from .model import Group, GroupState
+
+if TYPE_CHECKING:
+    from ..core.ports import Clock, ContactKeyring, Db, Emit, LanKeys, LinkRegistry, Me, Tasks
+    from ..storage.repository import Repository
+
+
+@dataclass(slots=True)
+class Arrival:
+    message: NewGroupMessage
+    connection: Connection | None
+
+
+class GroupBase:
+    """State shared by the parts of GroupManager (built and wired by PeerService)."""
+
+    # The ports PeerService wires in, keyword-only: one argument per collaborator.
+    def __init__(  # noqa: PLR0913
+        self,
+        *,
+        me: Me,
+        db: Db,
+        repo: Repository,
+        emit: Emit,
+        tasks: Tasks,
+        clock: Clock,
+        links: LinkRegistry,
+        contacts: ContactKeyring,
+        lan: LanKeys,
+        remove_contact: Callable[[str], Awaitable[None]],
+        on_offers: Callable[[list[StoredGroupMessage]], Awaitable[None]],
+        batch_max: int,
+        not_stored: Callable[[DiskFull, set[str]], None],
+    ) -> None:
+        self._me_port = me
+        self._db = db
+        self._settings = repo  # settings and contact rows
+        self.repo = GroupRepository(repo)
+        self._emit = emit
+        self._tasks = tasks
+        self._clock = clock
+        self._links = links
+        self._contacts = contacts
+        self._lan = lan
+        self._remove_contact = remove_contact
+        self._on_offers = on_offers
+        self._not_stored = not_stored  # a full disk: these contacts' messages were not stored
+        self._batch_max = batch_max
+        self._groups: dict[bytes, Group] = {}
+        self._group_only: set[str] = set()
+        self._committer: Batcher[Arrival, StoredGroupMessage | None] | None = None
+        self.rejected = 0  # messages and rosters refused (hostile or stale): for tests, logs
+        self._open: list[bytes] = []  # groups announced as open to join, in order
+        self._join_requests: dict[tuple[bytes, str], str] = {}  # (group, contact) -> name
+        self._pending_acks: dict[tuple[Connection, bytes], set[bytes]] = {}
+        self._delivery_dirty: dict[tuple[bytes, bytes], int] = {}
+
+    # -- helpers --------------------------------------------------------------------------
+
+    @property
+    def _me(self) -> bytes:
+        return self._me_port.identity.ed25519_public
+
+    def _group(self, group_id: bytes) -> Group:
+        group = self._groups.get(group_id)
+        if group is None or group.state is GroupState.DELETED:
+            raise GroupError(f"no group {group_id.hex()}")
+        return group
+
+    def _active(self, group_id: bytes) -> Group:
+        group = self._group(group_id)
+        if group.state is not GroupState.ACTIVE:
+            raise GroupError(f"you are no longer a member of {group.roster.name!r}")
+        return group
+
+    def _admin(self, group_id: bytes) -> Group:
+        group = self._active(group_id)
+        if self._me not in group.roster.admins:
+            raise GroupError(f"only an admin of {group.roster.name!r} can change it")
+        return group
+
+    def _live(self, key: bytes) -> Connection | None:
+        return self._links.ready(make_contact_id(key))
+
+    def _peer_key(self, conn: Connection) -> bytes | None:
+        keys = self._contacts.keys(conn.contact_id or "")
+        return keys.ed25519_public if keys else None
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def is_group_only(self, contact_id: str) -> bool:
+        return contact_id in self._group_only
+
+    # -- records --------------------------------------------------------------------------
+
+    def record(self, group: Group, unread: int = 0) -> GroupRecord:
+        admins = set(group.roster.admins)
+        members = tuple(
+            GroupMemberRecord(
+                contact_id=make_contact_id(m.ed25519_public),
+                name=self._me_port.display_name if m.ed25519_public == self._me else m.display_name,
+                admin=m.ed25519_public in admins,
+                online=m.ed25519_public == self._me
+                or self._links.is_online(make_contact_id(m.ed25519_public)),
+                is_me=m.ed25519_public == self._me,
+            )
+            for m in group.roster.members
+        )
+        return GroupRecord(
+            id=group.id.hex(),
+            name=group.roster.name,
+            epoch=group.epoch,
+            state=group.state.name.lower(),
+            members=members,
+            unread=unread,
+            i_am_admin=self._me in admins and group.state is GroupState.ACTIVE,
+        )
+
+    def _message_record(self, group: Group, m: StoredGroupMessage) -> GroupMessageRecord:
+        others = [k.ed25519_public for k in group.roster.members if k.ed25519_public != self._me]
+        delivered = sum(1 for k in others if group.delivery.get(k, 0) >= m.seq) if m.outgoing else 0
+        name = (
+            self._me_port.display_name
+            if m.author == self._me
+            else group.names.get(m.author, "former member")
+        )
+        return GroupMessageRecord(
+            row_id=m.row_id,
+            msg_id=m.msg_id,
+            group_id=m.group_id.hex(),
+            author_id=make_contact_id(m.author),
+            author_key=m.author,
+            author_name=name,
+            seq=m.seq,
+            lamport=m.lamport,
+            sent_at_ms=m.sent_at_ms,
+            received_at_ms=m.received_at_ms,
+            body=m.body,
+            outgoing=m.outgoing,
+            delivered_to=delivered,
+            member_count=len(others),
+            file_id=wire.decode_group_attachment(m.attachment).root.hex() if m.attachment else None,
+        )
+
+    def _changed(self, group: Group) -> None:
+        self._emit(GroupChanged(self.record(group)))
+
+    def announce(self) -> None:
+        """Service hook (discovery started) and after changes: what the LAN advert says."""
+        live = [
+            g
+            for g in self._open
+            if g in self._groups
+            and self._groups[g].state is GroupState.ACTIVE
+            and self._me in self._groups[g].roster.admins
+        ]
+        self._lan.set_open_group(self._groups[live[0]].roster.name if live else None)

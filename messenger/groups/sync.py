@@ -1,0 +1,247 @@
+"""Group messages between members: storing, acknowledging, delivery marks and catch-up
+(docs/protocol.md §16.4-16.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Final
+
+from ..errors import DiskFull
+from ..events import GroupDeliveryChanged, GroupMessageAdded
+from ..identity import contact_id as make_contact_id
+from ..net.transport import Connection
+from ..protocol import wire
+from ..storage.group_repository import NewGroupMessage, StoredGroupMessage
+from .base import Arrival, GroupBase
+from .model import NO_HASH, Group, GroupState, newer
+from .signing import NO_SIGNATURE, message_id, sign_leave
+
+log = logging.getLogger(__name__)
+
+# Catch-up sends at most this many messages before waiting for the socket to drain.
+CATCH_UP_BATCH: Final = 500
+# Seconds a burst of delivery acks is collected before it is written (one transaction).
+DELIVERY_WRITE_DELAY: Final = 0.2
+
+
+class GroupSync(GroupBase):
+    """Messages in, acks out, and what a member that was away lacks."""
+
+    def _new(self, m: wire.GroupMessage, *, outgoing: bool) -> NewGroupMessage:
+        return NewGroupMessage(
+            msg_id=message_id(m.group_id, m.author, m.seq),
+            group_id=m.group_id,
+            author=m.author,
+            seq=m.seq,
+            epoch=m.epoch,
+            lamport=m.lamport,
+            sent_at_ms=m.sent_at_ms,
+            body=m.body,
+            signature=m.signature,
+            outgoing=outgoing,
+            attachment=(
+                wire.encode_group_attachment(m.attachment) if m.attachment is not None else None
+            ),
+        )
+
+    def _on_group_message(self, conn: Connection, m: wire.GroupMessage) -> None:
+        group = self._groups.get(m.group_id)
+        if group is None or group.state is not GroupState.ACTIVE:
+            return
+        sender = self._peer_key(conn)
+        if sender is None or group.member(sender) is None:
+            self.rejected += 1  # only members pass messages on
+            log.warning("group message from a non-member refused")
+            return
+        if group.marks.has(m.author, m.seq):
+            self._ack_soon(conn, group, m.author)  # its first ack may have been lost
+            return
+        problem = group.check_message(m)
+        if problem is not None:
+            self.rejected += 1
+            log.warning("group message refused: %s", problem)
+            return
+        group.lamport = max(group.lamport, m.lamport)
+        assert self._committer is not None
+        self._committer.submit_nowait(Arrival(self._new(m, outgoing=False), conn))
+
+    async def _store(self, arrivals: list[Arrival]) -> list[StoredGroupMessage | None]:
+        """Group commit of group messages (ours and arriving ones), then acks and events."""
+        try:
+            stored = await self._db.run(
+                self.repo.store_messages, [a.message for a in arrivals], self._now_ms()
+            )
+        except DiskFull as exc:
+            # Not stored, not acknowledged, not marked: the members that sent them are
+            # told to catch us up again on a new session once there is room (the service
+            # closes those sessions then, protocol.md 9.3).
+            senders = {
+                a.connection.contact_id
+                for a in arrivals
+                if a.connection is not None and a.connection.contact_id is not None
+            }
+            self._not_stored(exc, senders)
+            if any(a.connection is None for a in arrivals):
+                raise  # one of ours: the user's send fails with the plain DiskFull
+            return [None] * len(arrivals)
+        by_id = {m.msg_id: m for m in stored}
+        acks: dict[Connection, dict[bytes, set[bytes]]] = {}
+        for a in arrivals:
+            new = a.message
+            group = self._groups.get(new.group_id)
+            if group is None:
+                continue
+            group.marks.add(new.author, new.seq)
+            if a.connection is not None:
+                acks.setdefault(a.connection, {}).setdefault(new.group_id, set()).add(new.author)
+        for conn, by_group in acks.items():
+            for group_id, authors in by_group.items():
+                self._ack(conn, self._groups[group_id], authors)
+        offers = [m for m in stored if m.attachment is not None and not m.outgoing]
+        if offers:
+            await self._on_offers(offers)  # before the UI hears of the messages
+        for m in stored:
+            group = self._groups.get(m.group_id)
+            if group is not None:
+                self._emit(GroupMessageAdded(self._message_record(group, m)))
+        return [by_id.get(a.message.msg_id) for a in arrivals]
+
+    def _ack_soon(self, conn: Connection, group: Group, author: bytes) -> None:
+        """Duplicates (a second member replaying a catch-up) are acknowledged once per
+        turn of the loop, not once per message."""
+        if not self._pending_acks:
+            asyncio.get_running_loop().call_soon(self._flush_acks)
+        self._pending_acks.setdefault((conn, group.id), set()).add(author)
+
+    def _flush_acks(self) -> None:
+        pending, self._pending_acks = self._pending_acks, {}
+        for (conn, group_id), authors in pending.items():
+            group = self._groups.get(group_id)
+            if group is not None:
+                self._ack(conn, group, authors)
+
+    def _ack(self, conn: Connection, group: Group, authors: Iterable[bytes]) -> None:
+        if conn.closed.is_set() or not conn.session.established:
+            return
+        marks = tuple(wire.GroupMark(a, group.marks.mark.get(a, 0)) for a in sorted(authors))
+        conn.send(wire.GroupAck(group.id, marks[: wire.MAX_GROUP_MARKS]))
+
+    def on_adopted(self, conn: Connection, contact_id: str) -> None:
+        """Service hook: a session went live. Tell the peer what we hold of every group we
+        share with it (it answers with what we lack, and we with what it lacks)."""
+        keys = self._contacts.keys(contact_id)
+        if keys is None:
+            return
+        for group in self._groups.values():
+            if group.state is GroupState.ACTIVE and group.member(keys.ed25519_public):
+                conn.send(self._have(group))
+
+    def _have(self, group: Group) -> wire.GroupHave:
+        return wire.GroupHave(group.id, group.epoch, group.hash, group.marks.wire())
+
+    async def _on_have(self, conn: Connection, have: wire.GroupHave) -> None:
+        peer = self._peer_key(conn)
+        group = self._groups.get(have.group_id)
+        if peer is None:
+            return
+        if group is None:
+            if have.epoch > 0 and conn.contact_id not in self._group_only:
+                conn.send(wire.GroupHave(have.group_id, 0, NO_HASH, ()))  # "show me"
+            return
+        if group.state is GroupState.LEFT and peer in group.roster.admins:
+            conn.send(
+                sign_leave(
+                    self._me_port.identity,
+                    wire.GroupLeave(group.id, self._me, group.epoch, NO_SIGNATURE),
+                )
+            )
+            return
+        if group.state is not GroupState.ACTIVE:
+            return
+        theirs = (have.epoch, have.roster_hash)
+        if group.member(peer) is None:
+            if newer(theirs, group.version):
+                conn.send(self._have(group))  # they may know that it was added: show us
+            elif group.removed_cutoff(peer) is not None and newer(group.version, theirs):
+                await self._send_rosters(conn, group, have.epoch)  # "you were removed"
+            return  # a non-member gets no messages from us
+        if newer(group.version, theirs):
+            await self._send_rosters(conn, group, have.epoch)
+        elif newer(theirs, group.version):
+            conn.send(self._have(group))
+        theirs_marks = {m.author: m.seq for m in have.marks}
+        self._note_delivery(group, peer, theirs_marks.get(self._me, 0))
+        self._tasks.spawn(self._send_missing(conn, group, theirs_marks), "chinwag-group-catch-up")
+
+    async def _send_rosters(self, conn: Connection, group: Group, their_epoch: int) -> None:
+        if their_epoch == 0:
+            conn.send(group.roster)
+            return
+        # Every version after theirs (and ours at their epoch, if it beat theirs), so each
+        # step can be checked against the one before it.
+        for data in await self._db.run(self.repo.roster_versions, group.id, their_epoch - 1):
+            roster = wire.decode_message(data)
+            assert isinstance(roster, wire.GroupRoster)
+            conn.send(roster)
+
+    async def _send_missing(self, conn: Connection, group: Group, theirs: dict[bytes, int]) -> None:
+        """Stream every message the peer lacks, author by author, in bounded batches."""
+        for author in sorted(group.marks.authors()):
+            after = theirs.get(author, 0)
+            if group.marks.highest(author) <= after:
+                continue
+            while not conn.closed.is_set():
+                batch = await self._db.run(
+                    self.repo.messages_after, group.id, author, after, CATCH_UP_BATCH
+                )
+                if not batch:
+                    break
+                for m in batch:
+                    conn.send(
+                        wire.GroupMessage(
+                            m.group_id,
+                            m.author,
+                            m.epoch,
+                            m.seq,
+                            m.lamport,
+                            m.sent_at_ms,
+                            m.body,
+                            m.signature,
+                            _attachment(m.attachment),
+                        )
+                    )
+                after = batch[-1].seq
+                await conn.drain()
+
+    async def _on_ack(self, conn: Connection, ack: wire.GroupAck) -> None:
+        peer = self._peer_key(conn)
+        group = self._groups.get(ack.group_id)
+        if peer is None or group is None or group.member(peer) is None:
+            return
+        for mark in ack.marks:
+            if mark.author == self._me:
+                self._note_delivery(group, peer, mark.seq)
+
+    def _note_delivery(self, group: Group, member: bytes, seq: int) -> None:
+        seq = min(seq, group.next_seq - 1)  # nobody holds what we have not written
+        if seq <= group.delivery.get(member, 0):
+            return
+        group.delivery[member] = seq
+        # Recorded in one write per burst of acks, off the path of the next send.
+        if not self._delivery_dirty:
+            self._tasks.spawn(self._write_delivery(), "chinwag-group-delivery")
+        self._delivery_dirty[(group.id, member)] = seq
+        self._emit(GroupDeliveryChanged(group.id.hex(), make_contact_id(member), seq))
+
+    async def _write_delivery(self) -> None:
+        await asyncio.sleep(DELIVERY_WRITE_DELAY)
+        dirty, self._delivery_dirty = self._delivery_dirty, {}
+        marks = [(g, m, s) for (g, m), s in dirty.items()]
+        await self._db.run(self.repo.set_delivery_marks, marks)
+
+
+def _attachment(stored: bytes | None) -> wire.GroupAttachment | None:
+    """A stored attachment back as signed (it was validated before it was stored)."""
+    return wire.decode_group_attachment(stored) if stored is not None else None
