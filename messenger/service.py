@@ -323,7 +323,7 @@ class PeerService:
             batch_max=self.config.batch_max,
             not_stored=self._not_stored,
         )
-        self.files = FileManager(  # file transfer (files/manager.py)
+        self.files = FileManager(  # file transfer (files/)
             folder=self.profile.path,
             db=self.db,
             repo=self.repo,

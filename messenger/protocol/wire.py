@@ -489,7 +489,7 @@ WireMessage: TypeAlias = (
 
 
 FILE_MESSAGES: Final = (FileOffer, FileRequest, FileControl, FileHave)
-"""The messages files/manager.py handles (tags 40-59)."""
+"""The messages the files worker (files/) handles (tags 40-59)."""
 
 
 @dataclass(frozen=True, slots=True)

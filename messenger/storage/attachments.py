@@ -1,4 +1,4 @@
-"""Reads and writes of the attachment tables (files/manager.py runs them on the DB thread)."""
+"""Reads and writes of the attachment tables (the files worker runs them on the DB thread)."""
 
 from __future__ import annotations
 

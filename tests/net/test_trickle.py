@@ -9,7 +9,7 @@ import contextlib
 
 import pytest
 
-from messenger.files.manager import BULK_PEEK
+from messenger.files.serving import BULK_PEEK
 from messenger.service import PeerService
 
 
