@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
 import logging
 import random
 import shutil
@@ -21,10 +20,6 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
-
-import nacl.encoding
-import nacl.hash
-import nacl.utils
 
 from .contacts import ContactBook
 from .core.batch import Batcher
@@ -45,7 +40,6 @@ from .events import (
     DiskSpace,
     MessageAdded,
     MessageStatesChanged,
-    NearbyChanged,
     PairingRequested,
     ServiceEvent,
     TypingChanged,
@@ -63,8 +57,8 @@ from .identity import (
     contact_id as make_contact_id,
 )
 from .nearby import PairingManager
-from .net.discovery import Discovery, DiscoverySettings, host_of
 from .net.links import Links, Route, Streams, TcpDialer
+from .net.presence import LAN_TIMING, LanPresence, is_loopback
 from .net.reach import TorReach, is_onion_address
 from .net.tor import TorError, TorSettings
 from .net.transport import Connection, Timing, bound_port
@@ -109,8 +103,6 @@ SETTING_PORT = "listen_port"
 SETTING_READ_RECEIPTS = "read_receipts"
 SETTING_TYPING = "typing_notifications"
 BLOB_IDENTITY = "identity"
-# Our LAN advertising key: contacts recognise our mDNS token with it (discovery.py).
-BLOB_DISCOVERY_KEY = "discovery_key"
 SETTING_VISIBLE = "visible"
 
 SETTING_NOTIFICATIONS = "notifications"
@@ -129,18 +121,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     SETTING_VISIBLE: False,
 }
 
-# Keepalive on sessions with a peer on the local link: a vanished host (link down, unplugged)
-# is marked offline within dead_after + keepalive_interval seconds instead of ~60.
-LAN_TIMING = Timing(keepalive_interval=2.0, dead_after=6.0)
-# A live session with a contact that left the LAN (goodbye, TTL expiry, new address) is
-# pinged; without an answer within this many seconds it is closed (and redialled).
-LAN_PROBE_TIMEOUT = 2.0
-# At most one discovery-triggered dial per contact per this many seconds.
-LAN_DIAL_INTERVAL = 1.0
-# When two contacts see each other appear at once, the one with the smaller identity key
-# dials at once and the other waits this long first (and then only if still apart), so
-# they rarely dial each other simultaneously (which resolves, but flaps presence).
-LAN_YIELD = 1.0
 # A contact with no address at all (none stored, not seen on the LAN) is retried this
 # rarely: discovery (or a message to send) pokes its dial loop when there is one.
 ADDRESSLESS_RETRY = 300.0
@@ -251,12 +231,6 @@ class PeerService:
         self._incoming: Batcher[_Arrival, bool] | None = None
         self._outgoing: Batcher[tuple[str, str], MessageRecord] | None = None
         self._receipts: Batcher[_ReceiptUpdate, None] | None = None
-        self._discovery: Discovery | None = None
-        self._own_discovery_key = b""
-        self._discovery_keys: dict[str, bytes] = {}  # contact id -> its advertising key
-        self._lan_last_dial: dict[str, float] = {}
-        self._lan_dial_later: dict[str, asyncio.TimerHandle] = {}
-        self._lan_probing: set[Connection] = set()
         # Contacts whose arriving messages were not stored because the disk was full (they
         # were not acknowledged; their sessions are closed once there is room again).
         self._unstored: set[str] = set()
@@ -297,6 +271,22 @@ class PeerService:
                 on_ready=self._tor_ready,
             )
             self.links.dialers.append(self.tor)
+        self.lan = LanPresence(  # LAN presence: discovery, advertising keys, LAN dials
+            me=self,
+            db=self.db,
+            repo=self.repo,
+            emit=self._emit,
+            tasks=self._tasks,
+            clock=self._clock,
+            links=self.links,
+            contacts=self.contact_keys,
+            visible=lambda: self.visible,
+            new_port=self._port_for_new_network,
+            enabled=self.config.discovery,
+            listen_host=self.config.listen_host,
+            epoch_seconds=self.config.discovery_epoch,
+            lan_timing=self.config.lan_timing,
+        )
         self._pairing = PairingManager(
             me=self,
             links=self.links,
@@ -306,7 +296,7 @@ class PeerService:
             emit=self._emit,
             clock=self._clock,
             contact_added=self._contact_added,
-            nearby_offered=self._nearby_offered,
+            nearby_offered=self.lan.nearby_offered,
         )
         self.groups = GroupManager(  # LAN group chat (groups/)
             me=self,
@@ -317,7 +307,7 @@ class PeerService:
             clock=self._clock,
             links=self.links,
             contacts=self.contact_keys,
-            lan=wiring,
+            lan=self.lan,
             remove_contact=self.remove_contact,
             on_offers=wiring.group_offers,
             batch_max=self.config.batch_max,
@@ -456,12 +446,7 @@ class PeerService:
             self.contact_keys.remember(keys)
         for inv in await self.db.run(self.repo.invites):
             self._invites[inv.id] = inv
-        own_key = await self.db.run(self.repo.get_blob, BLOB_DISCOVERY_KEY)
-        if own_key is None or len(own_key) != 32:
-            own_key = nacl.utils.random(32)
-            await self.db.run(self.repo.set_blob, BLOB_DISCOVERY_KEY, own_key)
-        self._own_discovery_key = own_key
-        self._discovery_keys = await self.db.run(self.repo.discovery_keys)
+        await self.lan.load()
         self._incoming = Batcher(self._store_arrivals, self.config.batch_max, "chinwag-incoming")
         self._outgoing = Batcher(self._queue_sends, self.config.batch_max, "chinwag-outgoing")
         self._receipts = Batcher(
@@ -495,7 +480,8 @@ class PeerService:
             self.links.ensure_dialer(contact_id)
         if self.tor is not None:
             self.tor.start(self._onion_target())
-        await self._start_discovery()
+        if await self.lan.start(self.listen_port):
+            self.groups.announce()
 
     def _onion_target(self) -> tuple[str, int]:
         """Where tor forwards our onion's connections: the listener, over loopback when it
@@ -521,7 +507,7 @@ class PeerService:
         invite we gave out is still open, since the invite names it. Without discovery
         nothing is announced and contacts have only the address they know: keep it
         (protocol.md 4.1)."""
-        if self._discovery_wanted() and not self.repo.pending_invites(now):
+        if self.lan.wanted() and not self.repo.pending_invites(now):
             return 0
         return int(self.repo.get_setting(SETTING_PORT, 0))
 
@@ -530,14 +516,12 @@ class PeerService:
         if self._closing:
             return
         self._closing = True
+        self.lan.begin_close()
         self.links.begin_close()
         self._pairing.close()
         await self.files.aclose()
-        for handle in self._lan_dial_later.values():
-            handle.cancel()
         await self.links.close_connections()
-        if self._discovery is not None:
-            await self._discovery.aclose()  # goodbye packets
+        await self.lan.aclose()  # goodbye packets
         tasks = [*self._tasks.cancel_all(), *self.links.cancel_dialers()]
         await asyncio.gather(*tasks, return_exceptions=True)
         for committer in (self._incoming, self._outgoing):
@@ -598,11 +582,8 @@ class PeerService:
                 conn.send(wire.ProfileUpdate(value))
         else:
             self.settings[key] = value
-        if key in (SETTING_NAME, SETTING_VISIBLE) and self._discovery is not None:
-            visible = bool(self.settings[SETTING_VISIBLE])
-            self._discovery.set_visible(self.display_name if visible else None)
-            if not self.settings[SETTING_VISIBLE]:
-                self._emit(NearbyChanged(()))
+        if key in (SETTING_NAME, SETTING_VISIBLE):
+            self.lan.set_visible()
 
     async def _emit_contact_changed(self, contact_id: str) -> None:
         record = await self.db.run(self.repo.contact, contact_id)
@@ -678,11 +659,11 @@ class PeerService:
     @property
     def own_discovery_key(self) -> bytes:
         """Our current LAN advertising key (contacts recognise our mDNS token with it)."""
-        return self._own_discovery_key
+        return self.lan.own_discovery_key
 
     def discovery_keys(self) -> dict[str, bytes]:
         """The advertising key of every contact we know one for (contact id -> key)."""
-        return dict(self._discovery_keys)
+        return self.lan.discovery_keys()
 
     def safety_number(self, contact: ContactRecord) -> str:
         return safety_number(self.identity.ed25519_public, contact.ed25519_public)
@@ -839,7 +820,7 @@ class PeerService:
     ) -> tuple[str, ...]:
         found: list[str] = []
         # Over Tor the peer address is our own tor's (loopback): not the contact's.
-        via_tor = self.tor is not None and _is_loopback(
+        via_tor = self.tor is not None and is_loopback(
             conn.peer_address[0] if conn.peer_address else ""
         )
         if conn.peer_address and hello.listen_port and not via_tor:
@@ -921,104 +902,13 @@ class PeerService:
     def _adopted(self, conn: Connection, contact_id: str) -> None:
         """A contact's session went live: resend its outbox, and tell the workers."""
         self._tasks.spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
-        self._lan_adopted(conn)
+        self.lan.adopted(conn)
         self.groups.on_adopted(conn, contact_id)
         self.files.contact_online(contact_id)
 
-    # -- LAN discovery and nearby pairing (discovery.py, nearby.py) -------------------------
+    # -- LAN discovery (net/presence.py) and nearby pairing (nearby.py) --------------------
 
-    def _discovery_wanted(self) -> bool:
-        if self.config.discovery is not None:
-            return self.config.discovery
-        host = self.config.listen_host
-        if host in ("", "0.0.0.0", "::"):  # noqa: S104
-            return True
-        try:
-            return not ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            return False
-
-    async def _start_discovery(self) -> None:
-        if not self._discovery_wanted() or self.listen_port is None:
-            return
-        host = self.config.listen_host
-        discovery = Discovery(
-            self,
-            port=self.listen_port,
-            own_key=self._own_discovery_key,
-            contact_keys=self._discovery_keys,
-            visible_name=self.display_name if self.settings[SETTING_VISIBLE] else None,
-            clock=self._clock,
-            settings=DiscoverySettings(
-                epoch_seconds=self.config.discovery_epoch,
-                only_address=None if host in ("", "0.0.0.0", "::") else host,  # noqa: S104
-            ),
-        )
-        await discovery.start()
-        self._discovery = discovery
-        self.groups.announce()
-
-    def _nearby_offered(self) -> bool:
-        """Do we answer NEARBY handshakes? Only while visible on this network."""
-        return self._discovery is not None and bool(self.settings[SETTING_VISIBLE])
-
-    def _lan_adopted(self, conn: Connection) -> None:
-        """A contact's session went live: tell it our advertising key; on the local link,
-        use the short keepalive so a vanished peer is noticed within seconds."""
-        conn.send(wire.DiscoveryKey(self._own_discovery_key))
-        discovery = self._discovery
-        if discovery and conn.peer_address and discovery.snapshot.on_link(conn.peer_address[0]):
-            conn.use_timing(self.config.lan_timing)
-
-    async def _lan_store_key(self, contact_id: str, key: bytes) -> None:
-        if self._discovery_keys.get(contact_id) == key:
-            return
-        await self.db.run(self.repo.set_discovery_key, contact_id, key)
-        self._discovery_keys[contact_id] = key
-        if self._discovery is not None:
-            self._discovery.set_contact_key(contact_id, key)
-
-    # DiscoveryListener: called by Discovery on the event loop.
-
-    def lan_contact_seen(self, contact_id: str, addresses: list[str]) -> None:
-        if self._closing or contact_id not in self.contact_keys:
-            return
-        live = self.links.connection(contact_id)
-        if live is None or live.closed.is_set():
-            self._lan_dial(contact_id)
-        elif live.peer_address is not None and live.peer_address[0] not in {
-            host_of(a) for a in addresses
-        }:
-            self._lan_probe(live)  # it announced itself elsewhere: is this session still up?
-
-    def lan_contact_gone(self, contact_id: str) -> None:
-        live = self.links.connection(contact_id)
-        if not self._closing and live is not None and not live.closed.is_set():
-            self._lan_probe(live)
-
-    def lan_nearby_changed(self) -> None:
-        if not self._closing and self.settings[SETTING_VISIBLE]:
-            self._emit(NearbyChanged(tuple(self.nearby())))
-
-    def lan_network_changed(self, addresses: tuple[str, ...]) -> None:
-        """Our own addresses or links changed (`addresses`: all we have, links up or down):
-        drop sessions bound to an address we no longer have, check the others, and dial
-        every contact that is offline."""
-        if self._closing:
-            return
-        ours = set(addresses)
-        for conn in self.links.live_connections():
-            local = conn.writer.get_extra_info("sockname")
-            host = str(local[0]).removeprefix("::ffff:") if local else None
-            if host is not None and host not in ours and not _is_loopback(host):
-                conn.close("our network address changed")
-            else:
-                self._lan_probe(conn)
-        for contact_id in self.contact_keys:
-            if not self.links.is_online(contact_id):
-                self._lan_dial(contact_id)
-
-    async def lan_port_for_new_network(self) -> int:
+    async def _port_for_new_network(self) -> int:
         """Move the listener to a fresh port when the network changes (a stranger could
         link our announcements on two networks by the port), unless the user chose the
         port or an open invite names the current one. Live sessions are not affected."""
@@ -1037,51 +927,6 @@ class PeerService:
         log.info("new network: listening on port %s now", self.listen_port)
         return self.listen_port
 
-    def _lan_dial(self, contact_id: str, *, deferred: bool = False) -> None:
-        """Dial a contact soon: at once if our identity key is the smaller one, else after
-        LAN_YIELD; at most once per LAN_DIAL_INTERVAL (later requests are deferred)."""
-        keys = self.contact_keys.keys(contact_id)
-        if contact_id in self._lan_dial_later or keys is None:
-            return
-        loop = asyncio.get_running_loop()
-        wait = self._lan_last_dial.get(contact_id, -LAN_DIAL_INTERVAL) + LAN_DIAL_INTERVAL
-        wait -= loop.time()
-        if not deferred:
-            theirs = keys.ed25519_public
-            if theirs < self.identity.ed25519_public:
-                wait = max(wait, LAN_YIELD)
-        if wait > 0:
-
-            def later() -> None:
-                self._lan_dial_later.pop(contact_id, None)
-                live = self.links.connection(contact_id)
-                if live is None or live.closed.is_set():
-                    self._lan_dial(contact_id, deferred=True)
-
-            self._lan_dial_later[contact_id] = loop.call_later(wait, later)
-            return
-        self._lan_last_dial[contact_id] = loop.time()
-        if not self._closing and contact_id in self.contact_keys:
-            self.links.poke(contact_id)
-
-    def _lan_probe(self, conn: Connection) -> None:
-        """Ping a live session; close it if nothing comes back within LAN_PROBE_TIMEOUT."""
-        if conn in self._lan_probing or not conn.session.established:
-            return
-        self._lan_probing.add(conn)
-        heard = conn.last_heard
-        conn.send(wire.Ping(0))
-
-        async def check() -> None:
-            try:
-                await asyncio.sleep(LAN_PROBE_TIMEOUT)
-                if conn.last_heard == heard and not conn.closed.is_set():
-                    conn.close("no answer after a change on the LAN")
-            finally:
-                self._lan_probing.discard(conn)
-
-        self._tasks.spawn(check(), "chinwag-lan-probe")
-
     # Public: Nearby, pairing, removal.
 
     @property
@@ -1090,23 +935,16 @@ class PeerService:
 
     def nearby(self) -> list[NearbyPerson]:
         """Visible people on this network who are not contacts (empty unless we are visible)."""
-        if self._discovery is None or not self.settings[SETTING_VISIBLE]:
-            return []
-        return [
-            NearbyPerson(
-                s.nearby_id, s.advert.name or "?", s.addresses, s.seen_at, s.advert.open_group
-            )
-            for s in self._discovery.directory.nearby()
-        ]
+        return self.lan.nearby()
 
     async def pair_nearby(self, nearby_id: str) -> PairingRequested:
         """Start pairing with someone in the Nearby list; returns once both screens show the
         digits. Then `answer_pairing(id, True)` once the user compared them."""
-        if self._discovery is None:
+        if not self.lan.running:
             raise ServiceError("LAN discovery is not running")
         if not self.settings[SETTING_VISIBLE]:
             raise ServiceError("switch on `visible` first: only visible people can pair")
-        found = self._discovery.directory.find_nearby(nearby_id)
+        found = self.lan.find_nearby(nearby_id)
         if found is None:
             raise ServiceError(f"nobody nearby with id {nearby_id!r}; look again with `nearby`")
         try:
@@ -1135,27 +973,17 @@ class PeerService:
             raise ContactNotFound(f"no contact {contact_id}")
         self.links.forget(contact_id)
         await self.db.run(self.repo.delete_contact, contact_id)
-        self._discovery_keys.pop(contact_id, None)
-        if self._discovery is not None:
-            self._discovery.set_contact_key(contact_id, None)
+        self.lan.forget_contact(contact_id)
         await self.rotate_discovery_key()
         self._emit(ContactRemoved(contact_id))
 
     async def rotate_discovery_key(self) -> None:
         """A fresh advertising key: announced from the next record update on, sent to every
         contact online now and to the others when they next connect."""
-        key = nacl.utils.random(32)
-        await self.db.run(self.repo.set_blob, BLOB_DISCOVERY_KEY, key)
-        self._own_discovery_key = key
-        for conn in self.links.live_connections():
-            conn.send(wire.DiscoveryKey(key))
-        if self._discovery is not None:
-            self._discovery.set_own_key(key)
+        await self.lan.rotate_key()
 
     def lan_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"discovery": self._discovery is not None, "visible": self.visible}
-        if self._discovery is not None:
-            status.update(self._discovery.status())
+        status = self.lan.status()
         status["pairings"] = len(self._pairing.pending())
         return status
 
@@ -1248,7 +1076,7 @@ class PeerService:
                 await self.db.run(self.repo.set_display_name, contact_id, name)
                 await self._emit_contact_changed(contact_id)
             case wire.DiscoveryKey(key=key):
-                await self._lan_store_key(contact_id, key)
+                await self.lan.store_key(contact_id, key)
             case wire.FileOffer() | wire.FileRequest() | wire.FileControl() | wire.FileHave():
                 await self.files.on_message(contact_id, conn, message)
 
@@ -1477,16 +1305,9 @@ class _Unreachable(Exception):
     pass
 
 
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False
-
-
 class _Wiring:
     """The service's side of the workers' ports it does not hand over directly: the
-    LinkHooks of the links worker, the LanKeys of groups, the dialers' address lookups.
+    LinkHooks of the links worker, the dialers' address lookups.
     (Same module as PeerService: it may use the service's private parts.)"""
 
     def __init__(self, service: PeerService) -> None:
@@ -1506,7 +1327,7 @@ class _Wiring:
         self._service._adopted(conn, contact_id)
 
     def suspect(self, conn: Connection) -> None:
-        self._service._lan_probe(conn)
+        self._service.lan.probe(conn)
 
     async def peek_inbound(
         self,
@@ -1517,21 +1338,10 @@ class _Wiring:
         return await self._service.files.peek_inbound(reader, writer, settled)
 
     def nearby_offered(self) -> bool:
-        return self._service._nearby_offered()
+        return self._service.lan.nearby_offered()
 
     def invite(self, invite_id: bytes) -> InviteRecord | None:
         return self._service._invites.get(invite_id)
-
-    # LanKeys
-    def contact_key_known(self, contact_id: str, key: bytes) -> None:
-        service = self._service
-        service._discovery_keys[contact_id] = key
-        if service._discovery is not None:
-            service._discovery.set_contact_key(contact_id, key)
-
-    def set_open_group(self, name: str | None) -> None:
-        if self._service._discovery is not None:
-            self._service._discovery.set_open_group(name)
 
     # groups -> files
     async def group_offers(self, messages: list[StoredGroupMessage]) -> None:
@@ -1539,8 +1349,7 @@ class _Wiring:
 
     # dialers: where the LAN saw the contact, then where it was last reached
     async def lan_addresses(self, contact_id: str) -> list[str]:
-        discovery = self._service._discovery
-        return discovery.contact_addresses(contact_id) if discovery is not None else []
+        return self._service.lan.contact_addresses(contact_id)
 
     async def stored_addresses(self, contact_id: str) -> list[str]:
         service = self._service

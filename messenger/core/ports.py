@@ -9,7 +9,7 @@ worker with small fakes of these ports.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -74,6 +74,10 @@ class ContactKeyring(Protocol):
     def by_ed25519(self, ed25519_public: bytes) -> str | None: ...
 
     def __contains__(self, contact_id: object, /) -> bool: ...
+
+    def __iter__(self) -> Iterator[str]:
+        """Every contact id (LAN presence dials the ones offline after a network change)."""
+        ...
 
     def conversation(self, contact_id: str) -> bytes: ...
 
