@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 import shutil
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,8 +56,9 @@ from .identity import (
     contact_id as make_contact_id,
 )
 from .nearby import PairingManager
+from .net.established import EstablishedSessions
 from .net.links import Links, Route, Streams, TcpDialer
-from .net.presence import LAN_TIMING, LanPresence, is_loopback
+from .net.presence import LAN_TIMING, LanPresence
 from .net.reach import TorReach, is_onion_address
 from .net.tor import TorError, TorSettings
 from .net.transport import Connection, Timing, bound_port
@@ -88,7 +88,6 @@ from .storage.group_repository import StoredGroupMessage
 from .storage.repository import (
     ContactExists,
     ContactKeys,
-    InviteUnusable,
     NewContact,
     Repository,
 )
@@ -286,6 +285,17 @@ class PeerService:
             listen_host=self.config.listen_host,
             epoch_seconds=self.config.discovery_epoch,
             lan_timing=self.config.lan_timing,
+        )
+        self.sessions = EstablishedSessions(
+            me=self,
+            db=self.db,
+            repo=self.repo,
+            links=self.links,
+            contacts=self.contact_keys,
+            invites=self._invites,
+            contact_added=self._contact_added,
+            clock=self._clock,
+            tor_on=lambda: self.tor is not None,
         )
         self._pairing = PairingManager(
             me=self,
@@ -776,7 +786,7 @@ class PeerService:
                         self.identity.ed25519_public, peer.hello.ed25519_public
                     ),
                     verified=verified,
-                    addresses=self._peer_addresses(conn, peer.hello, invite.addresses),
+                    addresses=self.sessions.peer_addresses(conn, peer.hello, invite.addresses),
                 )
                 try:
                     await self.db.run(self.repo.add_contact, new, self._clock())
@@ -815,89 +825,7 @@ class PeerService:
         self._emit(ContactAdded(record))
         return record
 
-    def _peer_addresses(
-        self, conn: Connection, hello: wire.Hello, known: Iterable[Address | str] = ()
-    ) -> tuple[str, ...]:
-        found: list[str] = []
-        # Over Tor the peer address is our own tor's (loopback): not the contact's.
-        via_tor = self.tor is not None and is_loopback(
-            conn.peer_address[0] if conn.peer_address else ""
-        )
-        if conn.peer_address and hello.listen_port and not via_tor:
-            host = conn.peer_address[0]
-            found.append(
-                f"[{host}]:{hello.listen_port}" if ":" in host else f"{host}:{hello.listen_port}"
-            )
-        found += list(hello.addresses)
-        found += [str(a) for a in known]
-        return tuple(dict.fromkeys(found))[: wire.MAX_ADDRESSES]
-
-    # -- sessions established (a LinkHooks hook) -------------------------------------------
-
-    async def _on_established(self, conn: Connection, event: Established) -> None:
-        peer = event.peer
-        if peer.contact_id is None:
-            # First contact through one of our invites: store both the contact and the used
-            # invite in one transaction, then let the session send our hello.
-            invite_id = self.links.invite_of(conn)
-            secrets = derive_contact_secrets(peer.handshake_hash)
-            new = NewContact(
-                id=make_contact_id(peer.hello.ed25519_public),
-                display_name=safe_name(peer.hello.display_name) or "?",
-                ed25519_public=peer.hello.ed25519_public,
-                x25519_public=peer.remote_static,
-                static_certificate=peer.hello.static_certificate,
-                psk=secrets.psk,
-                discovery_key=secrets.discovery_key,
-                conversation_id=conversation_id(
-                    self.identity.ed25519_public, peer.hello.ed25519_public
-                ),
-                verified=False,
-                addresses=self._peer_addresses(conn, peer.hello),
-            )
-            try:
-                await self.db.run(self.repo.redeem_invite, invite_id, new, self._clock())
-            except InviteUnusable as exc:
-                conn.close(
-                    {
-                        "used": "this invite has already been used",
-                        "expired": "this invite expired",
-                    }.get(exc.reason, "unknown invite")
-                )
-                return
-            except ContactExists:
-                conn.close("you are already contacts")
-                return
-            used = self._invites[invite_id]
-            self._invites[invite_id] = dataclasses.replace(
-                used, used_at=self._clock(), used_by=new.id
-            )
-            conn.session.accept_peer()
-            await self._contact_added(new)
-            self.links.adopt(conn, new.id)
-            return
-        contact_id = peer.contact_id
-        keys = self.contact_keys.keys(contact_id)
-        if keys is not None and keys.x25519_public != peer.remote_static:
-            # A static-key rotation certified by the same identity key (checked by the session).
-            await self.db.run(
-                self.repo.update_static,
-                contact_id,
-                peer.remote_static,
-                peer.hello.static_certificate,
-            )
-            self.contact_keys.remember(
-                ContactKeys(contact_id, keys.ed25519_public, peer.remote_static, keys.psk)
-            )
-        addresses = self._peer_addresses(conn, peer.hello)
-        await self.db.run(
-            self.repo.update_presence,
-            contact_id,
-            addresses,
-            self._clock(),
-            safe_name(peer.hello.display_name) or "?",
-        )
-        self.links.adopt(conn, contact_id)
+    # -- sessions established (a LinkHooks hook: net/established.py) ----------------------
 
     def _adopted(self, conn: Connection, contact_id: str) -> None:
         """A contact's session went live: resend its outbox, and tell the workers."""
@@ -1315,7 +1243,7 @@ class _Wiring:
 
     # LinkHooks
     async def established(self, links: Links, conn: Connection, event: Established) -> None:
-        await self._service._on_established(conn, event)
+        await self._service.sessions.on_established(conn, event)
 
     async def received(self, conn: Connection, message: wire.WireMessage) -> None:
         await self._service._on_message(conn, message)
