@@ -51,6 +51,7 @@ from .events import (
 from .files.manager import human_size
 from .files.names import sanitise
 from .identity import format_safety_number, safety_number_qr_payload, verify_safety_number_qr
+from .invite_qr import invite_qr, save_invite_qr
 from .net.transport import Timing
 from .profile import KdfParams, ProfileDir, default_profile_dir, restrict_umask
 from .protocol.invite import (
@@ -58,9 +59,7 @@ from .protocol.invite import (
     InviteError,
     InviteMalformed,
     decode_invite,
-    invite_qr,
     parse_listen,
-    save_invite_qr,
 )
 from .protocol.wire import MAX_BODY_BYTES
 from .records import (

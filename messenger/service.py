@@ -58,6 +58,7 @@ from .identity import (
 from .nearby import PairingManager
 from .net.established import EstablishedSessions
 from .net.links import Links, Route, Streams, TcpDialer
+from .net.netif import interface_addresses
 from .net.presence import LAN_TIMING, LanPresence
 from .net.reach import TorReach, is_onion_address
 from .net.tor import TorError, TorSettings
@@ -71,7 +72,6 @@ from .protocol.invite import (
     create_invite,
     decode_invite,
     encode_invite,
-    interface_addresses,
     parse_address,
 )
 from .protocol.session import (

@@ -50,14 +50,11 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Final
 
-import ifaddr
 import nacl.encoding
 import nacl.hash
 import nacl.utils
-import segno
 
 from messenger.errors import ListenAddressError
 from messenger.identity import Identity
@@ -77,12 +74,9 @@ __all__ = [
     "create_invite",
     "decode_invite",
     "encode_invite",
-    "interface_addresses",
-    "invite_qr",
     "invite_to_bytes",
     "parse_address",
     "parse_listen",
-    "save_invite_qr",
 ]
 
 INVITE_VERSION: Final = 1
@@ -107,7 +101,6 @@ _INVITE_ID_DATA: Final = b"chinwag invite id v1"
 _RAW: Final = nacl.encoding.RawEncoder
 
 _B32_ALPHABET: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567")
-_QR_ALPHANUMERIC: Final = frozenset("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 _HOST_LABEL: Final = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # Bidirectional formatting controls that could be used to spoof a display name.
 _BIDI_CONTROLS: Final = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e") | frozenset(
@@ -497,54 +490,6 @@ def create_invite(
         addresses=tuple(addresses),
         display_name=display_name,
     )
-
-
-# --------------------------------------------------------------------------- QR
-
-
-def invite_qr(code: str) -> segno.QRCode:
-    """QR code (error correction M, alphanumeric mode) holding exactly ``code``."""
-    if not code or not set(code) <= _QR_ALPHANUMERIC:
-        raise ValueError("invite code must be in canonical form (uppercase, as from encode_invite)")
-    return segno.make(code, error="m", mode="alphanumeric", micro=False, boost_error=False)
-
-
-def save_invite_qr(code: str, path: Path, *, scale: int = 8) -> None:
-    """Write the invite QR as PNG or SVG, chosen by the file suffix."""
-    kind = Path(path).suffix.lower().lstrip(".")
-    if kind not in ("png", "svg"):
-        raise ValueError(f"unsupported QR image type {Path(path).suffix!r}; use .png or .svg")
-    if not isinstance(scale, int) or scale < 1:
-        raise ValueError("scale must be a positive integer")
-    invite_qr(code).save(str(path), kind=kind, scale=scale, border=4)
-
-
-# --------------------------------------------------------------------------- local addresses
-
-
-def interface_addresses(port: int) -> list[Address]:
-    """Usable addresses of this machine (no loopback/link-local), IPv4 first."""
-    v4: list[Address] = []
-    v6: list[Address] = []
-    seen: set[str] = set()
-    for adapter in ifaddr.get_adapters():
-        for ip in adapter.ips:
-            raw = ip.ip if isinstance(ip.ip, str) else ip.ip[0]
-            try:
-                addr = ipaddress.ip_address(raw.split("%", 1)[0])
-            except ValueError:
-                continue
-            if (
-                addr.is_loopback
-                or addr.is_link_local
-                or addr.is_unspecified
-                or addr.is_multicast
-                or str(addr) in seen
-            ):
-                continue
-            seen.add(str(addr))
-            (v4 if addr.version == 4 else v6).append(Address(str(addr), port))
-    return v4 + v6
 
 
 def parse_listen(text: str) -> tuple[str, int | None]:

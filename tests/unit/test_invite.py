@@ -14,8 +14,10 @@ import segno
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import messenger.protocol.invite as invite_mod
+import messenger.net.netif as netif_mod
 from messenger.identity import Identity
+from messenger.invite_qr import invite_qr, save_invite_qr
+from messenger.net.netif import interface_addresses
 from messenger.protocol.invite import (
     DEFAULT_TTL,
     INVITE_VERSION,
@@ -28,11 +30,8 @@ from messenger.protocol.invite import (
     create_invite,
     decode_invite,
     encode_invite,
-    interface_addresses,
-    invite_qr,
     invite_to_bytes,
     parse_address,
-    save_invite_qr,
 )
 
 NOW = 1_700_000_000.0
@@ -609,7 +608,7 @@ def _fake_adapters() -> list[SimpleNamespace]:
 
 
 def test_interface_addresses_filters(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(invite_mod, "ifaddr", SimpleNamespace(get_adapters=_fake_adapters))
+    monkeypatch.setattr(netif_mod, "ifaddr", SimpleNamespace(get_adapters=_fake_adapters))
     assert interface_addresses(41000) == [
         Address("192.168.1.20", 41000),
         Address("10.1.2.3", 41000),
