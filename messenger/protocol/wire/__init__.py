@@ -10,7 +10,12 @@ Validation is not done when a dataclass is constructed but when it is encoded
 or decoded, with the same rules in both directions, so a message that encodes
 successfully always decodes to an equal message.
 
-Besides the transport messages this module holds:
+One module per message family: ``chat`` (tags 1-11), ``groups`` (20-25), ``files``
+(40-59) and ``handshake`` (Hello, preamble, rejection); ``base`` holds the limits, errors,
+enums and field validators they share, ``codec`` the tag table and the encode/decode
+functions. Everything is re-exported here: callers use ``wire.X``.
+
+Besides the transport messages the package holds:
 
 * :class:`Hello`, the payload carried inside Noise handshake messages
   (:func:`encode_hello` / :func:`decode_hello`);
@@ -20,13 +25,11 @@ Besides the transport messages this module holds:
   handshake reply (:func:`encode_rejection` / :func:`parse_rejection`).
 """
 
-from .codec import (
-    BATCHABLE,
+from .base import (
     DISCOVERY_KEY_LEN,
     ED25519_PUBLIC_LEN,
     ED25519_SIGNATURE_LEN,
     FILE_KEY_LEN,
-    FILE_MESSAGES,
     FILE_ROOT_LEN,
     FILE_TICKET_LEN,
     GROUP_HASH_LEN,
@@ -50,15 +53,41 @@ from .codec import (
     PROTOCOL_VERSION,
     REJECTION_MAGIC,
     X25519_PUBLIC_LEN,
+    FileAction,
+    HandshakeKind,
+    MessageTooLarge,
+    MessageType,
+    ReceiptKind,
+    RejectCode,
+    UnsupportedVersion,
+    WireError,
+    check_address,
+)
+from .chat import (
     Batch,
     ChatMessage,
     Close,
     DiscoveryKey,
-    FileAction,
-    FileControl,
-    FileHave,
-    FileOffer,
-    FileRequest,
+    PairAccept,
+    Ping,
+    Pong,
+    ProfileUpdate,
+    Receipt,
+    Typing,
+)
+from .codec import (
+    BATCHABLE,
+    WireMessage,
+    decode_group_attachment,
+    decode_hello,
+    decode_message,
+    encode_batch,
+    encode_group_attachment,
+    encode_hello,
+    encode_message,
+)
+from .files import FILE_MESSAGES, FileControl, FileHave, FileOffer, FileRequest
+from .groups import (
     GroupAck,
     GroupAttachment,
     GroupHave,
@@ -69,31 +98,11 @@ from .codec import (
     GroupMessage,
     GroupRemoved,
     GroupRoster,
-    HandshakeKind,
+)
+from .handshake import (
     Hello,
-    MessageTooLarge,
-    MessageType,
-    PairAccept,
-    Ping,
-    Pong,
     Preamble,
-    ProfileUpdate,
-    Receipt,
-    ReceiptKind,
-    RejectCode,
     Rejection,
-    Typing,
-    UnsupportedVersion,
-    WireError,
-    WireMessage,
-    check_address,
-    decode_group_attachment,
-    decode_hello,
-    decode_message,
-    encode_batch,
-    encode_group_attachment,
-    encode_hello,
-    encode_message,
     encode_preamble,
     encode_rejection,
     parse_preamble,
