@@ -297,8 +297,11 @@ class ChatView(QWidget):
     def _on_contact_updated(self, item: ConversationItem) -> None:
         if item.id == self.contact_id:
             self.header.show_item(item, self.conversations.is_typing(item.id))
-            if item.contact.key_changed or self.key_banner.isVisible():
-                self._show_key_state(item)
+            if item.contact.key_changed and self.key_banner.isVisible():
+                # Seen or renamed: the same hold; the user's choice in the banner stays.
+                self.key_banner.show_for(item.name, self.key_banner.waiting, keep_choice=True)
+            elif item.contact.key_changed or self.key_banner.isVisible():
+                self._show_key_state(item)  # held now, or the hold was lifted
             else:
                 self.composer.set_placeholder(self._placeholder(item))
 

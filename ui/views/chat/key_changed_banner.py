@@ -22,6 +22,7 @@ class KeyChangedBanner(QFrame):
         self.text.setWordWrap(True)
         self.send_queued = QCheckBox(self)
         self.send_queued.hide()
+        self.waiting = 0
         self.verify_button = secondary_button("Verify", "shield")
         self.accept_button = primary_button("Accept", default=False)
         self.verify_button.setAccessibleName("Verify the new safety number")
@@ -44,8 +45,10 @@ class KeyChangedBanner(QFrame):
         layout.addLayout(buttons)
         self.hide()
 
-    def show_for(self, name: str, waiting: int) -> None:
-        """Show for contact `name`; `waiting` of our messages wait for the earlier one."""
+    def show_for(self, name: str, waiting: int, *, keep_choice: bool = False) -> None:
+        """Show for contact `name`; `waiting` of our messages wait for the earlier one.
+        `keep_choice`: the same contact again (renamed, seen): keep the box as ticked."""
+        self.waiting = waiting
         self.text.setText(
             f"<b>{_escape(name)}'s safety number has changed.</b> This is a new identity "
             f"using the name of a contact you already have: {_escape(name)} may have "
@@ -57,7 +60,8 @@ class KeyChangedBanner(QFrame):
             f"Then also send the {waiting} message{'s' if waiting != 1 else ''} waiting "
             f"for the earlier {name}"
         )
-        self.send_queued.setChecked(False)  # never sent to the new identity unless chosen
+        if not keep_choice:
+            self.send_queued.setChecked(False)  # never sent to the new identity unless chosen
         self.send_queued.setVisible(waiting > 0)
         self.show()
 
