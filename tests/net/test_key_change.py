@@ -163,7 +163,7 @@ async def test_the_hold_survives_a_restart_and_accepting_leaves_the_queue_alone(
 async def test_verifying_lifts_the_hold(tmp_path: Path, make_peer: PeerFactory) -> None:
     alice = await make_peer("alice")
     bob = await make_peer("bob")
-    old_id, _ = await befriend(alice, bob)
+    await befriend(alice, bob)
     new_bob, new_id = await _recreate_bob(tmp_path, make_peer, alice, bob, "alice-invites")
     events = Recorder(alice)
     await alice.set_verified(new_id, True)

@@ -88,7 +88,7 @@ def test_verify_from_the_banner_lifts_the_hold(
     alice, bob = make_peer("alice"), make_peer("bob")
     old_id, _ = befriend(qloop, alice, bob)
     window = open_window(alice)
-    new_bob, new_id = _recreate_bob(qloop, make_peer, tmp_path, alice, bob)
+    _new_bob, new_id = _recreate_bob(qloop, make_peer, tmp_path, alice, bob)
     qloop.until(lambda: window.conversations.item(new_id) is not None, what="the new Bob listed")
     window.open_conversation(new_id)
     chat = window.chat
