@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt
 
 from messenger import PeerService
 from tests.ui.conftest import QLoop, befriend
+from ui.views.conversation_list import preview_text
 from ui.views.safety_number_dialog import SafetyNumberDialog
 
 
@@ -44,6 +45,9 @@ def test_banner_holds_the_conversation_until_accepted(
     qloop.run(alice.send_text(old_id, "waiting for the Bob I knew"))
     qloop.until(lambda: window.conversations.item(new_id) is not None, what="the new Bob listed")
 
+    held = window.conversations.item(new_id)
+    assert preview_text(held) == "⚠ Safety number changed"
+    assert "safety number changed" in held.accessible_text()
     window.open_conversation(new_id)
     chat = window.chat
     banner = chat.key_banner
@@ -70,6 +74,18 @@ def test_banner_holds_the_conversation_until_accepted(
     qtbot.mouseClick(banner.accept_button, Qt.MouseButton.LeftButton)
     qloop.until(lambda: not banner.isVisible(), what="the banner to go")
     assert chat.composer.edit.isEnabled() and chat.composer.attach_button.isEnabled()
+    # The window shows the moved message in this conversation, no longer in the earlier one.
+    history = chat.history
+    assert history is not None
+
+    def moved_here() -> bool:
+        return [history.record(r).body for r in range(history.rowCount())] == [
+            "waiting for the Bob I knew"
+        ]
+
+    qloop.until(moved_here, what="the moved message in the new Bob's conversation")
+    assert window.conversations.item(old_id).last is None
+    assert preview_text(window.conversations.item(new_id)) == "waiting for the Bob I knew"
     qloop.until(
         _bodies_end_with(new_bob, alice.contact_id, ["waiting for the Bob I knew"]),
         what="the waiting message at the new Bob, once Alice chose to send it",

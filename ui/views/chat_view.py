@@ -231,10 +231,16 @@ class ChatView(QWidget):
 
         async def accept() -> None:
             try:
-                await self.bridge.accept_new_key(contact_id, send_queued=send_queued)
+                record = await self.bridge.accept_new_key(contact_id, send_queued=send_queued)
             except ServiceError as exc:
                 if self.contact_id == contact_id:
                     self.composer.show_error(str(exc))
+                return
+            if send_queued and record.replaces is not None:
+                # Our waiting messages moved here from the earlier contact's conversation.
+                await self.conversations.refresh({contact_id, record.replaces})
+                if self.contact_id == contact_id and self.history is not None:
+                    await self.history.spawn(self.history.load_latest())
 
         self._tasks.spawn(accept())
 
