@@ -19,7 +19,7 @@ class ContactBook:
         self._by_ed25519: dict[bytes, str] = {}
         self._conversations: dict[bytes, bytes] = {}
         # Contacts whose safety number changed and is not yet verified or accepted by the
-        # user: nothing of ours is sent to them (docs/threat-model.md §4.10).
+        # user: nothing of ours is sent to them (docs/threat-model.md §4.14).
         self._held: set[str] = set()
 
     def keys(self, contact_id: str) -> ContactKeys | None:

@@ -1233,7 +1233,7 @@ class PeerService:
 
     async def _refuse_held(self, contact_id: str) -> None:
         """Nothing of ours goes to a contact whose safety number changed until the user
-        verified or accepted it (docs/threat-model.md §4.10)."""
+        verified or accepted it (docs/threat-model.md §4.14)."""
         if self.contact_keys.is_held(contact_id):
             record = await self.db.run(self.repo.contact, contact_id)
             raise ContactKeyChanged(contact_id, record.display_name if record else None)

@@ -365,7 +365,7 @@ class Repository:
     def _same_name(conn: Any, name: str) -> str | None:
         """The listed contact (the earliest) that calls itself `name`, compared as
         find_contacts does. Identity keys never change, so this is the only trace a
-        re-created profile leaves: its name (docs/threat-model.md §4.10)."""
+        re-created profile leaves: its name (docs/threat-model.md §4.14)."""
         folded = name.strip().casefold()
         rows = conn.execute(
             select(Contact.id, Contact.display_name)

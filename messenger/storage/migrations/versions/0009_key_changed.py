@@ -7,7 +7,7 @@ Identity keys never change, so a re-created profile on the other side arrives as
 contact (a new key, a new id) that calls itself by the name of one we already have. Such
 a contact is stored with `key_changed` set and `replaces` naming the earlier contact:
 nothing is sent to it until the user verifies or accepts the new safety number
-(docs/threat-model.md §4.10). Profiles made before have no such contacts: all 0 / NULL.
+(docs/threat-model.md §4.14). Profiles made before have no such contacts: all 0 / NULL.
 """
 
 import sqlalchemy as sa
