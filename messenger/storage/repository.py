@@ -329,7 +329,9 @@ class Repository:
 
     # -- contacts -------------------------------------------------------------------------
 
-    def _add_contact(self, conn: Any, new: NewContact, now: float) -> None:
+    def _add_contact(
+        self, conn: Any, new: NewContact, now: float, *, compare_names: bool = True
+    ) -> None:
         exists = conn.execute(
             select(Contact.id).where(
                 or_(Contact.id == new.id, Contact.ed25519_public == new.ed25519_public)
@@ -337,7 +339,8 @@ class Repository:
         ).scalar()
         if exists is not None:
             raise ContactExists(f"{new.display_name} is already a contact")
-        earlier = self._same_name(conn, new.display_name)
+        # A group-only member is never held: it is not listed and gets no 1:1 messages.
+        earlier = self._same_name(conn, new.display_name) if compare_names else None
         conn.execute(
             sqlite_insert(Contact).values(
                 id=new.id,
