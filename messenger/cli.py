@@ -42,6 +42,7 @@ from .events import (
     PairingEnded,
     PairingRequested,
     PresenceChanged,
+    SafetyNumberChanged,
     ServiceEvent,
     TorStatusChanged,
     TransferChanged,
@@ -747,6 +748,15 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
                     )
                 elif t.state is TransferState.OFFERED:
                     print(f"* {t.name} offered: chinwag-cli file accept {t.id[:12]}", flush=True)
+        elif isinstance(event, SafetyNumberChanged):
+            c = event.contact
+            names[c.id] = c.display_name
+            print(
+                f"* {c.display_name} ({c.id[:8]}): a new identity using the name of a contact "
+                "you have, so the safety number has changed; nothing is sent to it until you "
+                f"`chinwag-cli verify {c.id[:8]}` or `chinwag-cli accept-key {c.id[:8]}`",
+                flush=True,
+            )
         elif hasattr(event, "contact"):
             contact = event.contact
             names[contact.id] = contact.display_name
