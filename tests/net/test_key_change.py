@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from messenger.errors import ContactKeyChanged, ServiceError
+from messenger.errors import ContactKeyChanged, GroupError, ServiceError
 from messenger.events import ContactAdded, ContactChanged, SafetyNumberChanged
 from messenger.records import MessageState
 from messenger.service import PeerService
@@ -83,6 +83,9 @@ async def test_a_recreated_profile_is_held_until_accepted(
     attachment.write_text("a file")
     with pytest.raises(ContactKeyChanged):
         await alice.files.send_file(new_id, attachment)
+    with pytest.raises(GroupError, match="safety number has changed"):
+        await alice.groups.create_group("Lab", [new_id])
+    assert await alice.groups.groups() == []
     assert await _bodies(alice, new_id) == []
     assert await _outbox(alice, old_id) == ["written while Bob was away"]
     assert await _bodies(new_bob, alice.contact_id) == []
