@@ -103,7 +103,7 @@ def _pair_nearby(
     try:
         wait_until(alice_nearby, 60, f"carol{tag} sees alice{tag} nearby", every=0.5)
     except AssertionError as exc:
-        outcome.nearby = f"not seen: {exc}"
+        outcome.nearby = f"not seen: {exc}; carol's discovery: {cli_json(carol, 'lan')}"
         return
     command = ["-m", "messenger.cli", "--profile", str(carol), "pair", seen[0]["id"], "--json"]
     asking = subprocess.Popen(
