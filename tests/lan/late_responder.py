@@ -15,8 +15,8 @@ import sys
 from zeroconf import DNSOutgoing, DNSPointer, IPVersion, ServiceInfo, Zeroconf
 from zeroconf.const import _CLASS_IN, _FLAGS_AA, _FLAGS_QR_RESPONSE, _TYPE_PTR
 
-from messenger.protocol import wire
 from messenger.net.discovery import SALT_LEN, SERVICE_TYPE, TOKEN_LEN, Advert, encode_txt
+from messenger.protocol import wire
 
 
 def main(address: str, visible_name: str) -> None:
