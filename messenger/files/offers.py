@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import nacl.utils
 
-from ..errors import FileError, GroupError
+from ..errors import ContactKeyChanged, FileError, GroupError
 from ..events import FileOfferRejected, MessageAdded
 from ..identity import contact_id as make_contact_id
 from ..protocol import wire
@@ -44,6 +44,8 @@ class FileOffers(FileDownloads):
         """Encrypt a file into the store once and offer it in a conversation."""
         if contact_id not in self._contacts:
             raise FileError(f"no contact {contact_id}")
+        if self._contacts.is_held(contact_id):
+            raise ContactKeyChanged(contact_id, None)  # a changed safety number: not yet
         f = await self._import(path)
         await self._offer(f, contact_id)
         return self._record(f)
@@ -125,6 +127,8 @@ class FileOffers(FileDownloads):
             raise FileError("only a complete file can be passed on")
         if contact_id not in self._contacts:
             raise FileError(f"no contact {contact_id}")
+        if self._contacts.is_held(contact_id):
+            raise ContactKeyChanged(contact_id, None)  # a changed safety number: not yet
         await self._offer(f, contact_id)
         return self._record(f)
 
