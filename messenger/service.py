@@ -17,6 +17,7 @@ import logging
 import random
 import shutil
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,7 @@ from .invite import (
     parse_address,
 )
 from .nearby import PairingManager
-from .net.links import Links, Route, Streams, TcpDialer
+from .net.links import DIRECT_RETRY, Links, Route, Streams, TcpDialer
 from .net.reach import TorReach, is_onion_address
 from .net.tor import TorError, TorSettings
 from .profile import KdfParams, ProfileDir, ProfileLock
@@ -132,6 +133,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 # Keepalive on sessions with a peer on the local link: a vanished host (link down, unplugged)
 # is marked offline within dead_after + keepalive_interval seconds instead of ~60.
 LAN_TIMING = Timing(keepalive_interval=2.0, dead_after=6.0)
+# Sessions through Tor (protocol.md §19.5): a first circuit takes 10-30 s on the public
+# network and a circuit can stall for seconds, so the handshake gets longer and keepalives
+# are rarer and more patient than on a LAN (they cost cells on every relay of the path).
+TOR_TIMING = Timing(handshake_timeout=60.0, keepalive_interval=30.0, dead_after=120.0)
 # A live session with a contact that left the LAN (goodbye, TTL expiry, new address) is
 # pinged; without an answer within this many seconds it is closed (and redialled).
 LAN_PROBE_TIMEOUT = 2.0
@@ -205,6 +210,13 @@ class ServiceConfig:
     # Tell contacts (Hello, invites) only the onion address, never a direct one: hides our
     # IP address from them, and makes every contact session go through Tor.
     tor_only: bool = False
+    tor_timing: Timing = TOR_TIMING  # the timers of sessions through Tor
+    # While a contact is reached through Tor, its direct routes are retried this often (at
+    # once when it appears on the LAN): a direct session replaces the Tor one.
+    direct_retry: float = DIRECT_RETRY
+    # Direct addresses to announce (Hello, invites) instead of the listener's own: a port
+    # forwarded on a router, a relay in front of us. None: the listener's addresses.
+    advertise: tuple[str, ...] | None = None
 
 
 _ReceiptUpdate = tuple[str, tuple[bytes, ...], MessageState]
@@ -257,6 +269,10 @@ class PeerService:
         self._lan_last_dial: dict[str, float] = {}
         self._lan_dial_later: dict[str, asyncio.TimerHandle] = {}
         self._lan_probing: set[Connection] = set()
+        # The addresses we last told each live session (its Hello's, or a ReachUpdate's).
+        self._reach_told: weakref.WeakKeyDictionary[Connection, tuple[str, ...]] = (
+            weakref.WeakKeyDictionary()
+        )
         # Contacts whose arriving messages were not stored because the disk was full (they
         # were not acknowledged; their sessions are closed once there is room again).
         self._unstored: set[str] = set()
@@ -280,6 +296,8 @@ class PeerService:
             timing=self.config.timing,
             dial_base=self.config.dial_base,
             dial_cap=self.config.dial_cap,
+            tor_timing=self.config.tor_timing,
+            direct_retry=self.config.direct_retry,
             # Dial order: where the LAN saw the contact, then its last direct addresses
             # (then its onion addresses, when Tor is on: below).
             dialers=[TcpDialer(wiring.lan_addresses), TcpDialer(wiring.direct_addresses)],
@@ -295,6 +313,7 @@ class PeerService:
                 tasks=self._tasks,
                 addresses=wiring.stored_addresses,
                 on_ready=self._tor_ready,
+                via_tor=self.links.via_tor,
             )
             self.links.dialers.append(self.tor)
         self._pairing = PairingManager(
@@ -494,26 +513,37 @@ class PeerService:
         for contact_id in self.contact_keys:
             self.links.ensure_dialer(contact_id)
         if self.tor is not None:
-            self.tor.start(self._onion_target())
+            # Our onion forwards to a listener of its own, so every session accepted there
+            # is known to come through Tor (its address is tor's loopback either way).
+            self.tor.start(await self.links.listen_onion())
         await self._start_discovery()
 
-    def _onion_target(self) -> tuple[str, int]:
-        """Where tor forwards our onion's connections: the listener, over loopback when it
-        listens on every interface."""
-        assert self.listen_port is not None
-        host = self.config.listen_host
-        if host in ("", "0.0.0.0"):  # noqa: S104
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        return host, self.listen_port
-
     def _tor_ready(self) -> None:
-        """Our onion is up (or back): dial every contact not online now, since contacts
-        known only by onion address had no route before."""
+        """Our onion is up (or back): tell the contacts online now where we can be reached
+        (their sessions' Hellos may predate the onion), and dial every contact not online,
+        since contacts known only by onion address had no route before."""
+        for conn in self.links.live_connections():
+            self._announce_reach(conn)
         for contact_id in self.contact_keys:
             if not self.links.is_online(contact_id):
                 self.links.poke(contact_id)
+
+    def _announce_reach(self, conn: Connection) -> None:
+        """Send a ReachUpdate if our addresses changed since what this session was told
+        (its Hello was built before our onion service was published, protocol.md §19.8)."""
+        if not conn.session.established or conn.closed.is_set():
+            return
+        now = tuple(self._hello().addresses)
+        told = self._reach_told.get(conn, tuple(conn.session.hello.addresses))
+        if now and now != told:
+            conn.send(wire.ReachUpdate(now))
+            self._reach_told[conn] = now
+
+    async def _store_reach(self, contact_id: str, addresses: tuple[str, ...]) -> None:
+        """A contact told us where it can be reached now: stored as a Hello's addresses
+        are (first, before those known), for the dialers to use later."""
+        if await self.db.run(self.repo.remember_addresses, contact_id, addresses):
+            await self._emit_contact_changed(contact_id)
 
     def _port_to_reuse(self, now: float) -> int:
         """With LAN discovery on, a fresh port at every start, so a stranger cannot link
@@ -614,7 +644,11 @@ class PeerService:
             ed25519_public=self.identity.ed25519_public,
             static_certificate=self.identity.static_certificate,
             display_name=self.display_name,
-            listen_port=0 if self.config.tor_only else self.listen_port or 0,
+            # No port when announcing other addresses: a contact would pair it with the
+            # address it sees us at, and reach the listener around what we announce.
+            listen_port=0
+            if self.config.tor_only or self.config.advertise is not None
+            else self.listen_port or 0,
             addresses=tuple(str(a) for a in self.addresses()[: wire.MAX_ADDRESSES]),
         )
 
@@ -635,6 +669,8 @@ class PeerService:
         return found
 
     def _direct_addresses(self) -> list[Address]:
+        if self.config.advertise is not None:
+            return list(dict.fromkeys(parse_address(a) for a in self.config.advertise))
         port = self.listen_port or 0
         found: list[Address] = []
         for text in self.config.extra_addresses:
@@ -772,7 +808,7 @@ class PeerService:
                 address.host, address.port, isolation="invite-" + invite_id.hex()
             )
 
-        return Route(text, connect)
+        return Route(text, connect, tor=True)
 
     def _invite_handler(
         self, invite: Invite, outcome: asyncio.Future[ContactRecord], verified: bool
@@ -839,10 +875,7 @@ class PeerService:
     ) -> tuple[str, ...]:
         found: list[str] = []
         # Over Tor the peer address is our own tor's (loopback): not the contact's.
-        via_tor = self.tor is not None and _is_loopback(
-            conn.peer_address[0] if conn.peer_address else ""
-        )
-        if conn.peer_address and hello.listen_port and not via_tor:
+        if conn.peer_address and hello.listen_port and not self.links.via_tor(conn):
             host = conn.peer_address[0]
             found.append(
                 f"[{host}]:{hello.listen_port}" if ":" in host else f"{host}:{hello.listen_port}"
@@ -921,6 +954,7 @@ class PeerService:
     def _adopted(self, conn: Connection, contact_id: str) -> None:
         """A contact's session went live: resend its outbox, and tell the workers."""
         self._tasks.spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
+        self._announce_reach(conn)
         self._lan_adopted(conn)
         self.groups.on_adopted(conn, contact_id)
         self.files.contact_online(contact_id)
@@ -967,6 +1001,8 @@ class PeerService:
         use the short keepalive so a vanished peer is noticed within seconds."""
         conn.send(wire.DiscoveryKey(self._own_discovery_key))
         discovery = self._discovery
+        if self.links.via_tor(conn):
+            return  # Tor's timers (tor_timing): the far end is our own tor, not the contact
         if discovery and conn.peer_address and discovery.snapshot.on_link(conn.peer_address[0]):
             conn.use_timing(self.config.lan_timing)
 
@@ -986,6 +1022,8 @@ class PeerService:
         live = self.links.connection(contact_id)
         if live is None or live.closed.is_set():
             self._lan_dial(contact_id)
+        elif self.links.via_tor(live):
+            self.links.poke(contact_id)  # on the LAN now: its dial loop tries it, moves there
         elif live.peer_address is not None and live.peer_address[0] not in {
             host_of(a) for a in addresses
         }:
@@ -1249,6 +1287,8 @@ class PeerService:
                 await self._emit_contact_changed(contact_id)
             case wire.DiscoveryKey(key=key):
                 await self._lan_store_key(contact_id, key)
+            case wire.ReachUpdate(addresses=addresses):
+                await self._store_reach(contact_id, addresses)
             case wire.FileOffer() | wire.FileRequest() | wire.FileControl() | wire.FileHave():
                 await self.files.on_message(contact_id, conn, message)
 

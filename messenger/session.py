@@ -333,6 +333,11 @@ class Session:
         return self.state is State.TRANSPORT
 
     @property
+    def hello(self) -> wire.Hello:
+        """The Hello this side sends (or sent) on this session."""
+        return self._hello
+
+    @property
     def needs_rehandshake(self) -> bool:
         return max(self.frames_sent, self.frames_received) >= REHANDSHAKE_FRAMES
 

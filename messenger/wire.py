@@ -76,6 +76,7 @@ __all__ = [
     "Pong",
     "Preamble",
     "ProfileUpdate",
+    "ReachUpdate",
     "Receipt",
     "ReceiptKind",
     "RejectCode",
@@ -182,7 +183,8 @@ class MessageType(enum.IntEnum):
     DISCOVERY_KEY = 9
     PAIR_ACCEPT = 10
     BATCH = 11
-    # 12-19: reserved. 20-39: groups (docs/protocol.md §16).
+    REACH_UPDATE = 12
+    # 13-19: reserved. 20-39: groups (docs/protocol.md §16).
     GROUP_ROSTER = 20
     GROUP_MESSAGE = 21
     GROUP_HAVE = 22
@@ -303,6 +305,15 @@ class Batch:
     The receiver handles them one by one, in order, exactly as if they came alone."""
 
     messages: tuple[ChatMessage | Receipt, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReachUpdate:
+    """Where the sender can be reached now, sent over a live session when that changed
+    since its Hello (its onion service came up): the receiver stores these addresses as
+    it stores a Hello's, so it can dial them later (docs/protocol.md §19.8)."""
+
+    addresses: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,6 +486,7 @@ WireMessage: TypeAlias = (
     | DiscoveryKey
     | PairAccept
     | Batch
+    | ReachUpdate
     | GroupRoster
     | GroupMessage
     | GroupHave
@@ -868,6 +880,11 @@ def _make_file_have(f: list[object]) -> FileHave:
     return FileHave(root=_bytes(f[0], "root", FILE_ROOT_LEN))
 
 
+def _make_reach_update(f: list[object]) -> ReachUpdate:
+    addrs = _array(f[0], "addresses", 1, MAX_ADDRESSES)
+    return ReachUpdate(addresses=tuple(check_address(a, "address") for a in addrs))
+
+
 def _make_hello(f: list[object]) -> Hello:
     addrs = _array(f[4], "addresses", 0, MAX_ADDRESSES)
     return Hello(
@@ -893,6 +910,7 @@ _MESSAGES: Final[dict[int, tuple[type[WireMessage], _Maker]]] = {
     MessageType.DISCOVERY_KEY: (DiscoveryKey, _make_discovery_key),
     MessageType.PAIR_ACCEPT: (PairAccept, _make_pair_accept),
     MessageType.BATCH: (Batch, _make_batch),
+    MessageType.REACH_UPDATE: (ReachUpdate, _make_reach_update),
     MessageType.GROUP_ROSTER: (GroupRoster, _make_group_roster),
     MessageType.GROUP_MESSAGE: (GroupMessage, _make_group_message),
     MessageType.GROUP_HAVE: (GroupHave, _make_group_have),
