@@ -299,8 +299,11 @@ class PeerService:
             tor_timing=self.config.tor_timing,
             direct_retry=self.config.direct_retry,
             # Dial order: where the LAN saw the contact, then its last direct addresses
-            # (then its onion addresses, when Tor is on: below).
-            dialers=[TcpDialer(wiring.lan_addresses), TcpDialer(wiring.direct_addresses)],
+            # (then its onion addresses, when Tor is on: below). Tor-only dials no direct
+            # route: that would show the contact our IP address.
+            dialers=[]
+            if self.config.tor_only
+            else [TcpDialer(wiring.lan_addresses), TcpDialer(wiring.direct_addresses)],
         )
         self.tor: TorReach | None = None
         if self.config.tor:
