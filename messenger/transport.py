@@ -85,6 +85,11 @@ class Connection:
         """When bytes last arrived (the connection's clock, monotonic by default)."""
         return self._last_heard
 
+    @property
+    def timing(self) -> Timing:
+        """The timers this connection runs with now (per route: direct, LAN, Tor)."""
+        return self._timing
+
     def use_timing(self, timing: Timing) -> None:
         """Change the keepalive timers of this connection (the service uses shorter ones
         for peers on the local link); applies from the next read timeout on."""

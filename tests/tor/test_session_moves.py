@@ -227,6 +227,7 @@ async def test_session_moves_to_tor_and_back_without_losing_or_doubling_a_messag
         await cable_a.unplug()
         await cable_b.unplug()
         await _poll(lambda: _route(a, b.contact_id) == _route(b, a.contact_id) == "tor", 180)
+        assert _timing(a, b.contact_id) == _timing(b, a.contact_id) == TOR_TIMING
         mark = len(sent["alice"])
         await _poll(lambda: len(sent["alice"]) >= mark + 10, within=30)
         # The link comes back: within a direct retry the session moves back to it.
@@ -237,6 +238,7 @@ async def test_session_moves_to_tor_and_back_without_losing_or_doubling_a_messag
             lambda: _route(a, b.contact_id) == _route(b, a.contact_id) == "direct", within=60
         )
         assert cable_a.carried + cable_b.carried > carried
+        assert _timing(a, b.contact_id) == _timing(b, a.contact_id) == DIRECT_TIMING
         mark = len(sent["alice"])
         await _poll(lambda: len(sent["alice"]) >= mark + 10, within=30)
     finally:
@@ -256,6 +258,11 @@ async def test_session_moves_to_tor_and_back_without_losing_or_doubling_a_messag
         async with asyncio.timeout(60):
             while await sender.db.run(sender.repo.outbox, receiver.service.contact_id):
                 await asyncio.sleep(0.1)
+
+
+def _timing(service: PeerService, contact_id: str) -> Timing | None:
+    conn = service.links.connection(contact_id)
+    return conn.timing if conn is not None else None
 
 
 def _tor_state(w: Watched) -> str:
