@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import random
 import sys
@@ -302,6 +303,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     quiet_logging()
+    logging.getLogger("stem").setLevel(logging.WARNING)  # a line per control message else
     results = asyncio.run(run(args.quick, args.keep))
     print_table("Chinwag over Tor (private Tor network on 127.0.0.1)", results)
     print(

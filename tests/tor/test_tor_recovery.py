@@ -27,6 +27,9 @@ async def test_killed_tor_comes_back_and_the_contact_reconnects_over_tor(
     await alice.until(lambda: a.is_online(b.contact_id))
     await bob.until(lambda: b.is_online(a.contact_id))
     onion = _onion(a)
+    # What tor writes in the profile folder is the owner's only, as the profile's files are.
+    for path in (a.profile.path / "tor.log", a.profile.path / "tor-data" / "torrc"):
+        assert path.stat().st_mode & 0o077 == 0, oct(path.stat().st_mode)
     assert a.tor is not None and a.tor.manager is not None
     pid = a.tor.manager.pid
     assert pid is not None
