@@ -122,12 +122,15 @@ async def test_direct_goes_then_tor_then_direct_again_each_message_once(
         await asyncio.gather(*talkers)
 
     for receiver, sender in (("bob", "alice"), ("alice", "bob")):
-        rec = got[receiver]
+        rec, wanted = got[receiver], len(sent[sender])
 
         def bodies(rec: Recorder = rec) -> list[str]:
             return [e.message.body for e in rec.of(MessageAdded) if not e.message.outgoing]
 
-        await wait_for(lambda s=sender, b=bodies: len(b()) >= len(sent[s]), 30)
+        def all_in(bodies: Callable[[], list[str]] = bodies, wanted: int = wanted) -> bool:
+            return len(bodies()) >= wanted
+
+        await wait_for(all_in, 30)
         counts = Counter(bodies())
         assert set(counts) == set(sent[sender])
         assert max(counts.values()) == 1, [m for m, n in counts.items() if n > 1]
