@@ -8,7 +8,7 @@ import pytest
 from messenger.errors import InviteFailed
 from messenger.events import ContactChanged
 from messenger.net.reach import ONION_PORT
-from messenger.wire import Ping, ReachUpdate
+from messenger.protocol.wire import Ping, ReachUpdate
 
 from .conftest import PeerFactory, Recorder, befriend, wait_for
 

@@ -17,8 +17,8 @@ import pytest
 
 from messenger.events import MessageAdded
 from messenger.net.links import Route, Streams
+from messenger.net.transport import Timing, dial
 from messenger.service import PeerService
-from messenger.transport import Timing, dial
 
 from ..cable import Cable
 from .conftest import FAST, PeerFactory, Recorder, wait_for

@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from messenger.net.tor import TorSettings
+from messenger.net.transport import Timing
 from messenger.records import TransferState
 from messenger.service import PeerService, ServiceConfig
-from messenger.transport import Timing
 
 from .network import PrivateTorNetwork
 from .test_service_tor import Watched

@@ -22,8 +22,8 @@ import pytest
 
 from messenger.events import MessageAdded
 from messenger.net.tor import TorSettings
+from messenger.net.transport import Timing
 from messenger.service import PeerService, ServiceConfig
-from messenger.transport import Timing
 
 from ..cable import Cable
 from .test_service_tor import Watched
