@@ -134,3 +134,38 @@ async def test_direct_goes_then_tor_then_direct_again_each_message_once(
         counts = Counter(bodies())
         assert set(counts) == set(sent[sender])
         assert max(counts.values()) == 1, [m for m, n in counts.items() if n > 1]
+
+
+async def test_a_lan_sighting_moves_a_tor_session_at_once(
+    make_peer: PeerFactory, cables: list[Cable]
+) -> None:
+    """No periodic retry (an hour away): the contact showing up on the LAN (discovery's
+    callback, as tests/lan's real mDNS calls it) makes the dial loop try the direct route."""
+    cable_a, cable_b = cables
+    common = {"timing": FAST, "tor_timing": SLOW, "direct_retry": 3600.0}
+    alice = await make_peer("alice", advertise=(cable_a.address,), **common)
+    bob = await make_peer("bob", advertise=(cable_b.address,), **common)
+    assert alice.listen_port and bob.listen_port
+    cable_a.target = ("127.0.0.1", alice.listen_port)
+    cable_b.target = ("127.0.0.1", bob.listen_port)
+    code, _ = await alice.create_invite()
+    await bob.accept_invite(code)
+    bob_id, alice_id = bob.contact_id, alice.contact_id
+    await wait_for(lambda: _route(alice, bob_id) == _route(bob, alice_id) == "direct")
+    bob.links.dialers.append(LoopbackOnion(alice_id, await alice.links.listen_onion()))
+    await cable_a.unplug()
+    await cable_b.unplug()
+    await wait_for(lambda: _route(alice, bob_id) == _route(bob, alice_id) == "tor", 30)
+    tor_conn = bob.links.connection(alice_id)
+    await cable_a.plug()
+    await cable_b.plug()
+    assert _route(bob, alice_id) == "tor"  # nothing tries the direct path by itself
+    bob.lan_contact_seen(alice_id, [cable_a.address])
+    await wait_for(lambda: _route(alice, bob_id) == _route(bob, alice_id) == "direct", 30)
+    assert tor_conn is not None and tor_conn.closed.is_set()  # the Tor session retired
+    record = await bob.send_text(alice_id, "on the LAN again")
+
+    async def stored() -> bool:
+        return any(m.msg_id == record.msg_id for m in await alice.history(bob_id))
+
+    await wait_for(stored)
