@@ -540,6 +540,8 @@ class PeerService:
         (its Hello was built before our onion service was published, protocol.md §19.8)."""
         if not conn.session.established or conn.closed.is_set():
             return
+        if conn.contact_id is not None and self.contact_keys.is_held(conn.contact_id):
+            return  # its safety number changed: nothing more of ours until the user answers
         now = tuple(self._hello().addresses)
         told = self._reach_told.get(conn, tuple(conn.session.hello.addresses))
         if now and now != told:
