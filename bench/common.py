@@ -400,20 +400,14 @@ class ThreadProfiles:
 
     async def __aenter__(self) -> ThreadProfiles:
         for name, service in self._services.items():
-            await asyncio.get_running_loop().run_in_executor(
-                service._executor,
-                self.db[name].enable,
-            )
+            await service.db.run(self.db[name].enable)
         self.loop.enable()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.loop.disable()
         for name, service in self._services.items():
-            await asyncio.get_running_loop().run_in_executor(
-                service._executor,
-                self.db[name].disable,
-            )
+            await service.db.run(self.db[name].disable)
 
     def report(self, top: int = 25) -> str:
         import io
