@@ -48,6 +48,7 @@ from .common import (
     _LEN,
     BODY_SIZE,
     Result,
+    ThreadProfiles,
     _close,
     _open,
     befriend,
@@ -67,6 +68,12 @@ from .raw_peer import commit_one, raw_store
 THROUGHPUT_TARGET = 0.30
 LATENCY_TARGET = 1.5
 WINDOW = 500
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _env() -> dict[str, str]:
@@ -293,7 +300,9 @@ async def service_round_trips(alice: PeerService, bob_id: str, count: int) -> li
     return samples
 
 
-async def run(quick: bool = False, profile_dir: Path | None = None) -> list[Result]:
+async def run(
+    quick: bool = False, profile_dir: Path | None = None, cprofile: bool = False
+) -> list[Result]:
     rounds = 1 if quick else 5
     count = 1000 if quick else 5000
     raw_count = 5000 if quick else 20000
@@ -305,6 +314,7 @@ async def run(quick: bool = False, profile_dir: Path | None = None) -> list[Resu
     floor: list[float] = []
     service: list[float] = []
     sent = 0
+    cpu: dict[str, list[float]] = {"alice": [], "bob": []}
     with tempfile.TemporaryDirectory(prefix="chinwag-bench-proc-") as tmp:
         root = Path(tmp)
         alice, _ = await PeerService.create_profile(
@@ -330,8 +340,18 @@ async def run(quick: bool = False, profile_dir: Path | None = None) -> list[Resu
                 await raw_throughput(echo_port, 2000)
                 for r in range(rounds):
                     raw_rates.append(await raw_throughput(echo_port, raw_count))
+                    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                     async with spy.recording(pids, f"throughput{r}"):
-                        rates.append(await service_throughput(alice, bob_id, count, r * count))
+                        if cprofile and r == 0:
+                            async with ThreadProfiles({"alice": alice}) as prof:
+                                rates.append(
+                                    await service_throughput(alice, bob_id, count, r * count)
+                                )
+                            print(prof.report())
+                        else:
+                            rates.append(await service_throughput(alice, bob_id, count, r * count))
+                    for name, pid in pids.items():
+                        cpu[name].append((cpu_seconds(pid) - before[name]) / count)
                     sent += count
                     plain += await raw_round_trips(echo_port, rtt_count)
             for r in range(rounds):
@@ -355,13 +375,14 @@ async def run(quick: bool = False, profile_dir: Path | None = None) -> list[Resu
     raw_rate, rate = median(raw_rates), median(rates)
     p50, floor50, plain50 = percentile(service, 50), percentile(floor, 50), percentile(plain, 50)
     rounds_text = ", ".join(f"{r:,.0f}" for r in rates)
+    cpu_text = ", ".join(f"{name} {fmt_time(median(v))}" for name, v in cpu.items())
     return [
         Result(
             name=(
                 f"1:1 throughput, two processes, {BODY_SIZE} B, {count} msgs, "
                 "stored both sides + acked"
             ),
-            result=f"{fmt_rate(rate, 'msg')} (rounds: {rounds_text})",
+            result=f"{fmt_rate(rate, 'msg')} (rounds: {rounds_text}; CPU per msg: {cpu_text})",
             baseline=f"{fmt_rate(raw_rate, 'msg')} (asyncio TCP echo in another process)",
             ratio=rate / raw_rate,
             ratio_text=f"{rate / raw_rate:.1%}",
@@ -394,11 +415,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--profile", type=Path, help="py-spy both processes into this folder")
+    parser.add_argument("--cprofile", action="store_true", help="cProfile Alice's threads")
     args = parser.parse_args()
     quiet_logging()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
-    results = asyncio.run(run(quick=args.quick, profile_dir=args.profile))
+    results = asyncio.run(run(quick=args.quick, profile_dir=args.profile, cprofile=args.cprofile))
     print_table("1:1, each peer its own process", results)
 
 

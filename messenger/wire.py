@@ -930,7 +930,14 @@ def _item(value: object) -> object:
     return value
 
 
+# Field values msgpack takes as they are (the hot path of every message: no isinstance
+# chain for these).
+_PLAIN: Final = frozenset({bytes, str, int, bool, type(None)})
+
+
 def _value(value: object) -> object:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, tuple | list):
         return [_item(v) for v in value]
     if isinstance(value, _NESTED):
@@ -938,13 +945,26 @@ def _value(value: object) -> object:
     return value
 
 
+# Per class: its field names and, for each, whether its default is None (a trailing
+# optional field). dataclasses.fields() builds a new tuple on every call; every message
+# sent went through it twice.
+_SPECS: dict[type, tuple[tuple[str, ...], tuple[bool, ...]]] = {}
+
+
+def _spec(cls: type) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+    specs = dataclasses.fields(cls)
+    spec = (tuple(f.name for f in specs), tuple(f.default is None for f in specs))
+    _SPECS[cls] = spec
+    return spec
+
+
 def _fields(msg: object) -> list[object]:
     """A message (or nested record) as the array msgpack carries: its dataclass fields in
     declaration order, so the order is written once, in the class. A trailing optional
     field left at None is omitted (GroupMessage.attachment)."""
-    specs = dataclasses.fields(msg)  # type: ignore[arg-type]
-    values = [getattr(msg, f.name) for f in specs]
-    while values and values[-1] is None and specs[len(values) - 1].default is None:
+    names, optional = _SPECS.get(type(msg)) or _spec(type(msg))
+    values = [getattr(msg, name) for name in names]
+    while values and values[-1] is None and optional[len(values) - 1]:
         values.pop()
     return [_value(v) for v in values]
 
