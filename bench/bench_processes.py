@@ -38,6 +38,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from messenger.events import MessageStatesChanged, ServiceEvent
@@ -53,6 +54,7 @@ from .common import (
     _open,
     befriend,
     body,
+    child_env,
     config,
     fmt_rate,
     fmt_time,
@@ -61,6 +63,7 @@ from .common import (
     percentile,
     print_table,
     quiet_logging,
+    raw_peer_process,
     wait_for,
 )
 from .raw_peer import commit_one, raw_store
@@ -74,38 +77,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far, all its threads (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-
-
-@contextlib.asynccontextmanager
-async def raw_peer(*args: str) -> AsyncIterator[int]:
-    """`bench.raw_peer` in its own process; yields its port."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bench.raw_peer",
-        *args,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        env=_env(),
-    )
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(20):
-            port = int(await proc.stdout.readline())
-        yield port
-    finally:
-        if proc.stdin is not None:
-            proc.stdin.close()
-        try:
-            async with asyncio.timeout(10):
-                await proc.wait()
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
 
 async def raw_throughput(port: int, count: int, window: int = WINDOW) -> float:
@@ -171,7 +142,7 @@ class Bob:
             *("--listen", "127.0.0.1:0", "--no-discovery"),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
-            env=_env(),
+            env=child_env(),
         )
 
     async def stop(self) -> None:
@@ -195,10 +166,11 @@ class Spy:
         self.out_dir = out_dir
         self.exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         self.files: list[Path] = []
+        self.available = out_dir is not None and Path(self.exe).exists()
 
     @contextlib.asynccontextmanager
     async def recording(self, pids: dict[str, int], label: str) -> AsyncIterator[None]:
-        if self.out_dir is None or not Path(self.exe).exists():
+        if self.out_dir is None or not self.available:
             yield
             return
         procs = []
@@ -300,21 +272,66 @@ async def service_round_trips(alice: PeerService, bob_id: str, count: int) -> li
     return samples
 
 
-async def run(
-    quick: bool = False, profile_dir: Path | None = None, cprofile: bool = False
-) -> list[Result]:
+@dataclass(slots=True)
+class Samples:
+    raw_rates: list[float] = field(default_factory=list)
+    rates: list[float] = field(default_factory=list)
+    plain: list[float] = field(default_factory=list)
+    floor: list[float] = field(default_factory=list)
+    service: list[float] = field(default_factory=list)
+    cpu: dict[str, list[float]] = field(default_factory=lambda: {"alice": [], "bob": []})
+    sent: int = 0
+
+
+async def measure(
+    alice: PeerService,
+    bob_id: str,
+    pids: dict[str, int],
+    root: Path,
+    spy: Spy,
+    *,
+    quick: bool,
+    cprofile: bool,
+) -> Samples:
+    """Rounds of raw, then service measurements, alternating."""
     rounds = 1 if quick else 5
     count = 1000 if quick else 5000
     raw_count = 5000 if quick else 20000
     rtt_count = 50 if quick else 300
+    got = Samples()
+    # Warm-up: code paths, pages, buffers.
+    await service_throughput(alice, bob_id, 500, offset=10**6)
+    got.sent += 500
+    async with raw_peer_process("echo") as echo_port:
+        await raw_throughput(echo_port, 2000)
+        for r in range(rounds):
+            got.raw_rates.append(await raw_throughput(echo_port, raw_count))
+            before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            async with spy.recording(pids, f"throughput{r}"):
+                if cprofile and r == 0:
+                    async with ThreadProfiles({"alice": alice}) as prof:
+                        got.rates.append(await service_throughput(alice, bob_id, count, r * count))
+                    print(prof.report())
+                else:
+                    got.rates.append(await service_throughput(alice, bob_id, count, r * count))
+            for name, pid in pids.items():
+                got.cpu[name].append((cpu_seconds(pid) - before[name]) / count)
+            got.sent += count
+            got.plain += await raw_round_trips(echo_port, rtt_count)
+    for r in range(rounds):
+        async with raw_peer_process("durable", str(root / f"floor-b{r}.db")) as port:
+            got.floor += await raw_round_trips(port, rtt_count, root / f"floor-a{r}.db")
+        async with spy.recording(pids, f"latency{r}"):
+            got.service += await service_round_trips(alice, bob_id, rtt_count)
+        got.sent += rtt_count + 10
+    return got
+
+
+async def run(
+    quick: bool = False, profile_dir: Path | None = None, cprofile: bool = False
+) -> list[Result]:
+    count = 1000 if quick else 5000
     spy = Spy(profile_dir)
-    raw_rates: list[float] = []
-    rates: list[float] = []
-    plain: list[float] = []
-    floor: list[float] = []
-    service: list[float] = []
-    sent = 0
-    cpu: dict[str, list[float]] = {"alice": [], "bob": []}
     with tempfile.TemporaryDirectory(prefix="chinwag-bench-proc-") as tmp:
         root = Path(tmp)
         alice, _ = await PeerService.create_profile(
@@ -333,33 +350,7 @@ async def run(
             await wait_for(lambda: alice.is_online(bob_id), within=60)
             assert bob_proc.proc is not None
             pids = {"alice": os.getpid(), "bob": bob_proc.proc.pid}
-            # Warm-up: code paths, pages, buffers.
-            await service_throughput(alice, bob_id, 500, offset=10**6)
-            sent += 500
-            async with raw_peer("echo") as echo_port:
-                await raw_throughput(echo_port, 2000)
-                for r in range(rounds):
-                    raw_rates.append(await raw_throughput(echo_port, raw_count))
-                    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-                    async with spy.recording(pids, f"throughput{r}"):
-                        if cprofile and r == 0:
-                            async with ThreadProfiles({"alice": alice}) as prof:
-                                rates.append(
-                                    await service_throughput(alice, bob_id, count, r * count)
-                                )
-                            print(prof.report())
-                        else:
-                            rates.append(await service_throughput(alice, bob_id, count, r * count))
-                    for name, pid in pids.items():
-                        cpu[name].append((cpu_seconds(pid) - before[name]) / count)
-                    sent += count
-                    plain += await raw_round_trips(echo_port, rtt_count)
-            for r in range(rounds):
-                async with raw_peer("durable", str(root / f"floor-b{r}.db")) as port:
-                    floor += await raw_round_trips(port, rtt_count, root / f"floor-a{r}.db")
-                async with spy.recording(pids, f"latency{r}"):
-                    service += await service_round_trips(alice, bob_id, rtt_count)
-                sent += rtt_count + 10
+            got = await measure(alice, bob_id, pids, root, spy, quick=quick, cprofile=cprofile)
         finally:
             await alice.aclose()
             await bob_proc.stop()
@@ -369,13 +360,15 @@ async def run(
             unread = sum(c.unread for c in await bob.conversations())
         finally:
             await bob.aclose()
-        if unread != sent:
-            raise RuntimeError(f"Bob stored {unread} messages, Alice sent {sent}")
+        if unread != got.sent:
+            raise RuntimeError(f"Bob stored {unread} messages, Alice sent {got.sent}")
     spy.report()
-    raw_rate, rate = median(raw_rates), median(rates)
-    p50, floor50, plain50 = percentile(service, 50), percentile(floor, 50), percentile(plain, 50)
-    rounds_text = ", ".join(f"{r:,.0f}" for r in rates)
-    cpu_text = ", ".join(f"{name} {fmt_time(median(v))}" for name, v in cpu.items())
+    service = got.service
+    raw_rate, rate = median(got.raw_rates), median(got.rates)
+    p50, floor50 = percentile(service, 50), percentile(got.floor, 50)
+    plain50 = percentile(got.plain, 50)
+    rounds_text = ", ".join(f"{r:,.0f}" for r in got.rates)
+    cpu_text = ", ".join(f"{name} {fmt_time(median(v))}" for name, v in got.cpu.items())
     return [
         Result(
             name=(
@@ -390,7 +383,7 @@ async def run(
             met=rate / raw_rate >= THROUGHPUT_TARGET,
         ),
         Result(
-            name=f"1:1 send -> delivered p50, two processes ({rounds * rtt_count} msgs)",
+            name=f"1:1 send -> delivered p50, two processes ({len(service)} msgs)",
             result=f"{fmt_time(p50)} (p99 {fmt_time(percentile(service, 99))})",
             baseline=(
                 f"{fmt_time(floor50)} (durable floor: raw ping-pong, each side commits "

@@ -18,6 +18,7 @@ import random
 import sqlite3
 import statistics
 import struct
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -379,6 +380,39 @@ async def raw_connect_close(count: int) -> float:
             await _close(writer)
         elapsed = time.perf_counter() - start
     return count / elapsed
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child Python process that imports this checkout."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+@contextlib.asynccontextmanager
+async def raw_peer_process(*args: str) -> AsyncIterator[int]:
+    """`bench.raw_peer` in its own process; yields its port."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.raw_peer",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=child_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            port = int(await proc.stdout.readline())
+        yield port
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 # -- profiling ------------------------------------------------------------------------------

@@ -33,7 +33,9 @@ def raw_store(path: Path) -> Any:
     conn.execute(f"PRAGMA key = \"x'{os.urandom(32).hex()}'\"")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("CREATE TABLE m (id BLOB PRIMARY KEY, conv BLOB, seq INT, at INT, body BLOB, st INT)")
+    conn.execute(
+        "CREATE TABLE m (id BLOB PRIMARY KEY, conv BLOB, seq INT, at INT, body BLOB, st INT)"
+    )
     for i, columns in enumerate(("conv, seq", "conv, at", "st")):
         conn.execute(f"CREATE INDEX m{i} ON m ({columns})")
     return conn
