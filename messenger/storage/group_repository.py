@@ -73,11 +73,50 @@ _COLUMNS = (
     "id, msg_id, group_id, author, seq, epoch, lamport, sent_at_ms, received_at_ms, body, "
     "signature, outgoing, seen, attachment"
 )
-_INSERT = (
+_INSERT_HEAD = (
     "INSERT INTO group_messages (msg_id, group_id, author, seq, epoch, lamport, sent_at_ms, "
-    "received_at_ms, body, signature, outgoing, seen, attachment) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"
+    "received_at_ms, body, signature, outgoing, seen, attachment) VALUES "
 )
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT_CHUNK = 70  # rows per INSERT: 13 parameters each, under SQLite's old limit of 999
+
+
+def _existing_group_msg_ids(cur: Any, msg_ids: Sequence[bytes]) -> set[bytes]:
+    """Which of these group message ids are stored already (usually none)."""
+    found: set[bytes] = set()
+    for start in range(0, len(msg_ids), 500):
+        chunk = msg_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        # Only "?" placeholders are interpolated; every value is a parameter.
+        sql = f"SELECT msg_id FROM group_messages WHERE msg_id IN ({marks})"  # noqa: S608
+        found.update(row[0] for row in cur.execute(sql, chunk).fetchall())
+    return found
+
+
+def _insert_group_messages(cur: Any, rows: Sequence[tuple[Any, ...]]) -> list[int]:
+    """Insert rows none of which conflicts; their row ids, in order (as
+    repository._insert_messages does for 1:1 messages)."""
+    row_ids: list[int] = []
+    if not rows:
+        return row_ids
+    (last,) = cur.execute("SELECT coalesce(max(id), 0) FROM group_messages").fetchone()
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        chunk = rows[start : start + _INSERT_CHUNK]
+        cur.execute(
+            _INSERT_HEAD + ", ".join([_ROW] * len(chunk)),
+            [value for row in chunk for value in row],
+        )
+        if cur.lastrowid - last == len(chunk):
+            # New rows get max(rowid) + 1 each (unless the largest rowid is taken).
+            row_ids.extend(range(last + 1, cur.lastrowid + 1))
+        else:
+            for row in chunk:
+                (row_id,) = cur.execute(
+                    "SELECT id FROM group_messages WHERE msg_id = ?", (row[0],)
+                ).fetchone()
+                row_ids.append(row_id)
+        last = max(last, cur.lastrowid)
+    return row_ids
 
 
 _SEARCH_SQL = fts_search_sql(
@@ -229,35 +268,43 @@ class GroupRepository:
         clocks: dict[bytes, list[int]] = {}
         with self.engine.begin() as conn:
             cur = _cursor(conn)
+            # The transaction holds the write lock: what is not stored now is new. Then
+            # multi-row INSERTs (a catch-up stores hundreds per batch): one statement per
+            # row with RETURNING stepped SQLite, and handed the GIL over, once per row.
+            seen = _existing_group_msg_ids(cur, [m.msg_id for m in messages])
+            new: list[NewGroupMessage] = []
             for m in messages:
+                if m.msg_id not in seen:
+                    seen.add(m.msg_id)
+                    new.append(m)
+            rows = [
+                (
+                    m.msg_id,
+                    m.group_id,
+                    m.author,
+                    m.seq,
+                    m.epoch,
+                    m.lamport,
+                    m.sent_at_ms,
+                    None if m.outgoing else now_ms,
+                    m.body,
+                    m.signature,
+                    int(m.outgoing),
+                    int(m.outgoing),
+                    m.attachment,
+                )
+                for m in new
+            ]
+            row_ids = _insert_group_messages(cur, rows)
+            for m, row_id in zip(new, row_ids, strict=True):
                 received = None if m.outgoing else now_ms
-                rows = cur.execute(
-                    _INSERT,
-                    (
-                        m.msg_id,
-                        m.group_id,
-                        m.author,
-                        m.seq,
-                        m.epoch,
-                        m.lamport,
-                        m.sent_at_ms,
-                        received,
-                        m.body,
-                        m.signature,
-                        int(m.outgoing),
-                        int(m.outgoing),
-                        m.attachment,
-                    ),
-                ).fetchall()
-                if not rows:
-                    continue
                 clock = clocks.setdefault(m.group_id, [0, 0])
                 clock[0] = max(clock[0], m.lamport)
                 if m.outgoing:
                     clock[1] = max(clock[1], m.seq + 1)
                 stored.append(
                     StoredGroupMessage(
-                        rows[0][0],
+                        row_id,
                         m.msg_id,
                         m.group_id,
                         m.author,
