@@ -12,7 +12,6 @@ A profile folder holds:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -402,6 +401,12 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+async def _sleep(seconds: float) -> None:
+    import asyncio  # here: the raw read path of one-shot CLI commands never imports it
+
+    await asyncio.sleep(seconds)
+
+
 class ProfileLock:
     """An exclusive lock on the profile (flock; a byte-range lock on Windows); released
     when the process dies."""
@@ -449,7 +454,30 @@ class ProfileLock:
                 if not told and on_wait is not None:
                     on_wait(exc.holder)
                 told = True
-            await asyncio.sleep(LOCK_POLL_INTERVAL)
+            await _sleep(LOCK_POLL_INTERVAL)
+
+    def acquire_waiting_sync(
+        self,
+        purpose: str,
+        wait: float,
+        *,
+        on_wait: Callable[[str], None] | None = None,
+        give_up: Callable[[], bool] | None = None,
+    ) -> None:
+        """acquire_waiting without an event loop (a one-shot CLI read, storage/reader.py)."""
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                self.acquire(purpose)
+                return
+            except ProfileLocked as exc:
+                if time.monotonic() >= deadline or (give_up is not None and give_up()):
+                    raise
+                if not told and on_wait is not None:
+                    on_wait(exc.holder)
+                told = True
+            time.sleep(LOCK_POLL_INTERVAL)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -30,6 +30,16 @@ from . import wire
 from .contacts import ContactBook
 from .core.batch import Batcher
 from .core.runtime import DbThread, TaskOwner
+from .core.settings import (
+    BLOB_DISCOVERY_KEY,
+    BLOB_IDENTITY,
+    DEFAULT_SETTINGS,
+    SETTING_NAME,
+    SETTING_PORT,
+    SETTING_READ_RECEIPTS,
+    SETTING_TYPING,
+    SETTING_VISIBLE,
+)
 from .core.text import check_text, safe_name
 from .discovery import Discovery, DiscoverySettings, host_of
 from .errors import (
@@ -103,31 +113,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-SETTING_NAME = "display_name"
-SETTING_PORT = "listen_port"
-SETTING_READ_RECEIPTS = "read_receipts"
-SETTING_TYPING = "typing_notifications"
-BLOB_IDENTITY = "identity"
-# Our LAN advertising key: contacts recognise our mDNS token with it (discovery.py).
-BLOB_DISCOVERY_KEY = "discovery_key"
-SETTING_VISIBLE = "visible"
-
-SETTING_NOTIFICATIONS = "notifications"
-SETTING_PREVIEWS = "notification_previews"
-SETTING_THEME = "theme"
-
-DEFAULT_SETTINGS: dict[str, Any] = {
-    # Read receipts tell a contact exactly when you read; off unless the user opts in.
-    SETTING_READ_RECEIPTS: False,
-    SETTING_TYPING: True,
-    SETTING_NOTIFICATIONS: True,
-    SETTING_PREVIEWS: True,
-    SETTING_THEME: "system",  # "system", "light" or "dark"
-    # "Visible on this network": announce the display name on the LAN, see the Nearby list,
-    # accept nearby pairing requests. Off unless the user opts in.
-    SETTING_VISIBLE: False,
-}
 
 # Keepalive on sessions with a peer on the local link: a vanished host (link down, unplugged)
 # is marked offline within dead_after + keepalive_interval seconds instead of ~60.
