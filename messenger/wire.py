@@ -298,11 +298,12 @@ class PairAccept:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Several chat messages and receipts in one record, so in one encrypted frame: under
-    load a sender packs what it queued in one pass of its event loop (docs/protocol.md §7).
-    The receiver handles them one by one, in order, exactly as if they came alone."""
+    """Several chat messages, receipts and group messages in one record, so in one
+    encrypted frame: under load (a group catch-up streams hundreds) a sender packs what it
+    queued in one pass of its event loop (docs/protocol.md §7). The receiver handles them
+    one by one, in order, exactly as if they came alone."""
 
-    messages: tuple[ChatMessage | Receipt, ...]
+    messages: tuple[ChatMessage | Receipt | GroupMessage, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -698,7 +699,7 @@ def _make_pair_accept(f: list[object]) -> PairAccept:
 
 def _make_batch(f: list[object]) -> Batch:
     entries = _array(f[0], "batch", 1, MAX_BATCH_MESSAGES)
-    messages: list[ChatMessage | Receipt] = []
+    messages: list[ChatMessage | Receipt | GroupMessage] = []
     for entry in entries:
         if not isinstance(entry, list | tuple) or not entry or type(entry[0]) is not int:
             raise WireError("batch entry: expected a message array with an int type tag")
@@ -706,12 +707,13 @@ def _make_batch(f: list[object]) -> Batch:
         if tag not in _BATCHABLE_TAGS:
             raise WireError(f"batch entry: message type tag {tag} cannot be batched")
         cls, count, make = _DECODERS[tag]
-        if len(entry) - 1 != count:
+        fewest = _MIN_FIELDS.get(tag, count)
+        if not fewest <= len(entry) - 1 <= count:
             raise WireError(
                 f"batch entry {cls.__name__}: expected {count} fields, got {len(entry) - 1}"
             )
         message = make(entry[1:])  # type: ignore[arg-type]
-        assert isinstance(message, ChatMessage | Receipt)
+        assert isinstance(message, ChatMessage | Receipt | GroupMessage)
         messages.append(message)
     return Batch(messages=tuple(messages))
 
@@ -910,8 +912,10 @@ _DECODERS: Final[dict[int, tuple[type[WireMessage], int, _Maker]]] = {
 # Messages whose last fields are optional: tag -> fewest fields.
 _MIN_FIELDS: Final[dict[int, int]] = {MessageType.GROUP_MESSAGE: 8}
 # What a Batch may carry: the messages that come in bursts.
-_BATCHABLE_TAGS: Final = frozenset({MessageType.CHAT, MessageType.RECEIPT})
-BATCHABLE: Final = (ChatMessage, Receipt)
+_BATCHABLE_TAGS: Final = frozenset(
+    {MessageType.CHAT, MessageType.RECEIPT, MessageType.GROUP_MESSAGE}
+)
+BATCHABLE: Final = (ChatMessage, Receipt, GroupMessage)
 _TAGS: Final[dict[type[WireMessage], int]] = {cls: tag for tag, (cls, _, _) in _DECODERS.items()}
 _HELLO_FIELDS: Final = len(dataclasses.fields(Hello))
 
@@ -1083,7 +1087,7 @@ def decode_group_attachment(data: bytes) -> GroupAttachment:
 
 def encode_batch(encoded: list[bytes]) -> bytes:
     """A Batch record from messages already encoded with :func:`encode_message` (each a
-    ChatMessage or Receipt, 1..MAX_BATCH_MESSAGES of them): the msgpack array
+    ChatMessage, Receipt or GroupMessage, 1..MAX_BATCH_MESSAGES of them): the msgpack array
     ``[11, [m1, m2, ...]]`` is its header followed by the encoded messages, so they are
     not encoded twice. Equal to ``encode_message(Batch(messages))``."""
     count = len(encoded)
