@@ -37,6 +37,7 @@ from .common import (
     body,
     child_env,
     config,
+    cpu_seconds,
     fmt_rate,
     fmt_time,
     frame,
@@ -216,10 +217,14 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
         await proc.wait()
 
 
-async def catch_up_seconds(root: Path, count: int, *, author_process: bool = False) -> float:
+async def catch_up_seconds(
+    root: Path, count: int, *, author_process: bool = False, cpu: dict[str, float] | None = None
+) -> float:
     """Seconds from the reopen of a member that was away until it stored `count` missed
     messages (signatures checked). With `author_process` the author (who holds them) is
-    a separate `chinwag-cli run` process, as it is between two people."""
+    a separate `chinwag-cli run` process, as it is between two people. `cpu` receives the
+    CPU seconds each process spent meanwhile (the away member's includes this process's
+    polling)."""
     author, away = await _peer(root, "author"), await _peer(root, "away")
     proc: asyncio.subprocess.Process | None = None
     try:
@@ -235,6 +240,7 @@ async def catch_up_seconds(root: Path, count: int, *, author_process: bool = Fal
         if author_process:
             await author.aclose()
             proc = await _start_run(root / "author")
+        cpu_before = (os.times(), cpu_seconds(proc.pid) if proc is not None else 0.0)
         started = time.perf_counter()
         away = await _peer(root, "away", reopen=True)
 
@@ -242,7 +248,13 @@ async def catch_up_seconds(root: Path, count: int, *, author_process: bool = Fal
             return await away.groups.repo_count(group_id) >= count
 
         await wait_for(caught_up, within=600, poll=0.01)
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        if cpu is not None:
+            mine = os.times()
+            cpu["away"] = mine.user + mine.system - cpu_before[0].user - cpu_before[0].system
+            if proc is not None:
+                cpu["author"] = cpu_seconds(proc.pid) - cpu_before[1]
+        return elapsed
     finally:
         await away.aclose()
         if proc is None:
@@ -269,7 +281,8 @@ async def run(quick: bool = False) -> list[Result]:
         raw += await raw_ping_pong(2000)
         raw_rate = await raw_echo_throughput(backlog)
         seconds = await catch_up_seconds(root / "catch", backlog)
-        apart = await catch_up_seconds(root / "catch-apart", backlog, author_process=True)
+        cpu: dict[str, float] = {}
+        apart = await catch_up_seconds(root / "catch-apart", backlog, author_process=True, cpu=cpu)
         raw_rate = max(raw_rate, await raw_echo_throughput(backlog))
     p50, p99 = percentile(fan_out, 50), percentile(fan_out, 99)
     q50, q99 = percentile(procs, 50), percentile(procs, 99)
@@ -291,7 +304,11 @@ async def run(quick: bool = False) -> list[Result]:
         ),
         Result(
             name=f"group catch-up of {backlog:,} missed messages, the author in its own process",
-            result=f"{apart:.2f} s ({fmt_rate(rate_apart, 'msg')}, signatures checked, stored)",
+            result=(
+                f"{apart:.2f} s ({fmt_rate(rate_apart, 'msg')}, signatures checked, stored; "
+                f"CPU per msg: author {fmt_time(cpu['author'] / backlog)}, "
+                f"member {fmt_time(cpu['away'] / backlog)})"
+            ),
             baseline=f"{fmt_rate(raw_rate, 'msg')} (asyncio TCP echo, pipelined)",
             ratio=rate_apart / raw_rate,
             ratio_text=f"{100 * rate_apart / raw_rate:.1f}%",

@@ -56,6 +56,7 @@ from .common import (
     body,
     child_env,
     config,
+    cpu_seconds,
     fmt_rate,
     fmt_time,
     frame,
@@ -71,12 +72,6 @@ from .raw_peer import commit_one, raw_store
 THROUGHPUT_TARGET = 0.30
 LATENCY_TARGET = 1.5
 WINDOW = 500
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far, all its threads (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def raw_throughput(port: int, count: int, window: int = WINDOW) -> float:

@@ -382,6 +382,12 @@ async def raw_connect_close(count: int) -> float:
     return count / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def child_env() -> dict[str, str]:
     """The environment for a child Python process that imports this checkout."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
