@@ -62,13 +62,13 @@ _EXPORTS: dict[str, str] = {
     "format_safety_number": ".identity",
     "safety_number_qr_payload": ".identity",
     "verify_safety_number_qr": ".identity",
-    "Invite": ".invite",
-    "InviteError": ".invite",
-    "InviteMalformed": ".invite",
-    "decode_invite": ".invite",
-    "invite_qr": ".invite",
-    "parse_listen": ".invite",
-    "save_invite_qr": ".invite",
+    "Invite": ".protocol.invite",
+    "InviteError": ".protocol.invite",
+    "InviteMalformed": ".protocol.invite",
+    "decode_invite": ".protocol.invite",
+    "invite_qr": ".protocol.invite",
+    "parse_listen": ".protocol.invite",
+    "save_invite_qr": ".protocol.invite",
     "KdfParams": ".profile",
     "ProfileDir": ".profile",
     "default_profile_dir": ".profile",
@@ -82,8 +82,8 @@ _EXPORTS: dict[str, str] = {
     "TransferRecord": ".records",
     "TransferState": ".records",
     "IncomingMessage": ".storage.repository",
-    "Timing": ".transport",
-    "MAX_BODY_BYTES": ".wire",
+    "Timing": ".net.transport",
+    "MAX_BODY_BYTES": ".protocol.wire",
 }
 
 
@@ -157,7 +157,16 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         safety_number_qr_payload,
         verify_safety_number_qr,
     )
-    from .invite import (
+    from .net.transport import (
+        Timing,
+    )
+    from .profile import (
+        KdfParams,
+        ProfileDir,
+        default_profile_dir,
+        restrict_umask,
+    )
+    from .protocol.invite import (
         Invite,
         InviteError,
         InviteMalformed,
@@ -166,11 +175,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         parse_listen,
         save_invite_qr,
     )
-    from .profile import (
-        KdfParams,
-        ProfileDir,
-        default_profile_dir,
-        restrict_umask,
+    from .protocol.wire import (
+        MAX_BODY_BYTES,
     )
     from .records import (
         ContactRecord,
@@ -189,12 +195,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from .storage.repository import (
         IncomingMessage,
-    )
-    from .transport import (
-        Timing,
-    )
-    from .wire import (
-        MAX_BODY_BYTES,
     )
 
 __all__ = [

@@ -23,9 +23,8 @@ from pathlib import Path
 
 from ..core.ports import Db, Emit, Tasks
 from ..events import TorStatusChanged
-from ..invite import InviteError, parse_address
+from ..protocol.invite import InviteError, parse_address
 from ..storage.repository import Repository
-from ..transport import Connection
 from .links import Route, Streams
 from .tor import (
     OnionKeyInvalid,
@@ -42,6 +41,7 @@ from .tor import (
     check_onion_key,
     onion_address_from_key,
 )
+from .transport import Connection
 
 log = logging.getLogger(__name__)
 

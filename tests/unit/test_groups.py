@@ -9,7 +9,6 @@ import nacl.hash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from messenger import wire
 from messenger.groups import (
     MESSAGE_CONTEXT,
     NO_SIGNATURE,
@@ -26,6 +25,7 @@ from messenger.groups import (
     verify,
 )
 from messenger.identity import Identity
+from messenger.protocol import wire
 
 
 def member(identity: Identity, joined: int = 1) -> wire.GroupMember:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from messenger import PeerService, ServiceConfig
-from messenger.api import LocalApi
+from messenger.cli.api import LocalApi
 from messenger.profile import ProfileDir, ProfileLock
 from messenger.storage.group_repository import GroupRepository
 from messenger.storage.reader import read_command
