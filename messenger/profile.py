@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import os
-import socket
+import platform
 import stat
 import sys
 import time
@@ -30,7 +30,6 @@ import nacl.encoding
 import nacl.hash
 import nacl.pwhash
 import nacl.utils
-import platformdirs
 
 from .errors import ProfileError, ProfileExists, ProfileLocked, ProfileMissing, WrongPassphrase
 
@@ -89,6 +88,8 @@ def default_profile_dir() -> Path:
     env = os.environ.get("CHINWAG_PROFILE")
     if env:
         return Path(env).expanduser()
+    import platformdirs  # here: most commands name their profile (a faster start, issue 15)
+
     return Path(platformdirs.user_data_dir("chinwag", appauthor=False)) / "default"
 
 
@@ -424,7 +425,7 @@ class ProfileLock:
             os.close(fd)
             raise ProfileLocked(holder)
         os.ftruncate(fd, 0)
-        info = f"pid {os.getpid()} on {socket.gethostname()}: {purpose}"
+        info = f"pid {os.getpid()} on {platform.node()}: {purpose}"
         # Who holds it is only shown to a second process: on a full disk the lock (flock)
         # still holds without it, and read-only commands still work.
         with contextlib.suppress(OSError):
