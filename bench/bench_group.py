@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -111,8 +112,11 @@ async def _delivered_to_all(
     return samples
 
 
-async def fan_out_processes(root: Path, members: int, count: int) -> list[float]:
-    """The admin in this process, the other members as `chinwag-cli run` processes."""
+async def fan_out_processes(
+    root: Path, members: int, count: int, cpu: list[float] | None = None
+) -> list[float]:
+    """The admin in this process, the other members as `chinwag-cli run` processes;
+    `cpu` receives the CPU seconds per message of the members together."""
     admin = await _peer(root, "admin")
     procs: list[asyncio.subprocess.Process] = []
     try:
@@ -138,7 +142,11 @@ async def fan_out_processes(root: Path, members: int, count: int) -> list[float]
         record = await admin.groups.create_group("Processes", ids)
         group_id = bytes.fromhex(record.id)
         await _delivered_to_all(admin, group_id, members - 1, 5, warmup=0)  # all have it
-        return await _delivered_to_all(admin, group_id, members - 1, count)
+        used = -sum(cpu_seconds(p.pid) for p in procs)
+        samples = await _delivered_to_all(admin, group_id, members - 1, count, warmup=0)
+        if cpu is not None:
+            cpu.append((used + sum(cpu_seconds(p.pid) for p in procs)) / count)
+        return samples
     finally:
         await admin.aclose()
         for proc in procs:
@@ -152,23 +160,32 @@ async def fan_out_processes(root: Path, members: int, count: int) -> list[float]
                 await proc.wait()
 
 
-async def raw_fan_out(base: Path, others: int, count: int, warmup: int = 5) -> list[float]:
+async def raw_fan_out(
+    base: Path, others: int, count: int, warmup: int = 5, cpu: list[float] | None = None
+) -> list[float]:
     """The raw fan-out baseline: `others` raw asyncio peers in their own processes, each
     committing every message as one row to SQLCipher (the service's settings) before it
     answers; this side commits the message once, writes it to all of them and waits for
-    every answer. Seconds per message."""
+    every answer. Seconds per message; `cpu` receives the CPU seconds per message of all
+    the receiving processes together."""
     conv = os.urandom(16)
     root = Path(tempfile.mkdtemp(prefix="raw-fan-", dir=base))  # new files, new keys
     store = raw_store(root / "sender.db")
     async with contextlib.AsyncExitStack() as stack:
+        pids: list[int] = []
         ports = [
-            await stack.enter_async_context(raw_peer_process("durable", str(root / f"raw{i}.db")))
+            await stack.enter_async_context(
+                raw_peer_process("durable", str(root / f"raw{i}.db"), pids=pids)
+            )
             for i in range(others)
         ]
         links = [await _open(port) for port in ports]
         try:
             samples: list[float] = []
+            used = 0.0
             for i in range(count + warmup):
+                if i == warmup:
+                    used = -sum(cpu_seconds(pid) for pid in pids)
                 data = body(i=i).encode()
                 started = time.perf_counter()
                 commit_one(store, conv, i, data)
@@ -182,6 +199,8 @@ async def raw_fan_out(base: Path, others: int, count: int, warmup: int = 5) -> l
                 await asyncio.gather(*(answer(reader) for reader, _ in links))
                 if i >= warmup:
                     samples.append(time.perf_counter() - started)
+            if cpu is not None:
+                cpu.append((used + sum(cpu_seconds(pid) for pid in pids)) / count)
             return samples
         finally:
             for _, writer in links:
@@ -275,9 +294,11 @@ async def run(quick: bool = False) -> list[Result]:
         root = Path(tmp)
         raw = await raw_ping_pong(2000)
         fan_out = await fan_out_latencies(root / "fan", members, count)
-        raw_fan = await raw_fan_out(root, members - 1, count // 2)
-        procs = await fan_out_processes(root / "procs", members, count)
-        raw_fan += await raw_fan_out(root, members - 1, count // 2)
+        raw_cpu: list[float] = []
+        member_cpu: list[float] = []
+        raw_fan = await raw_fan_out(root, members - 1, count // 2, cpu=raw_cpu)
+        procs = await fan_out_processes(root / "procs", members, count, cpu=member_cpu)
+        raw_fan += await raw_fan_out(root, members - 1, count // 2, cpu=raw_cpu)
         raw += await raw_ping_pong(2000)
         raw_rate = await raw_echo_throughput(backlog)
         seconds = await catch_up_seconds(root / "catch", backlog)
@@ -292,10 +313,14 @@ async def run(quick: bool = False) -> list[Result]:
     return [
         Result(
             name=f"group of {members}, members in separate processes: delivered to all p50",
-            result=f"{fmt_time(q50)} (p99 {fmt_time(q99)}; {count} msgs)",
+            result=(
+                f"{fmt_time(q50)} (p99 {fmt_time(q99)}; {count} msgs; CPU of the "
+                f"{members - 1} members per msg {fmt_time(member_cpu[0])})"
+            ),
             baseline=(
                 f"{fmt_time(fan50)} (raw fan-out to {members - 1} asyncio processes, each "
-                "commits one row to SQLCipher before answering; the sender commits once)"
+                "commits one row to SQLCipher before answering; the sender commits once; "
+                f"their CPU per msg {fmt_time(statistics.mean(raw_cpu))})"
             ),
             ratio=q50 / fan50,
             ratio_text=f"{q50 / fan50:.2f}x",

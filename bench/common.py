@@ -394,8 +394,8 @@ def child_env() -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def raw_peer_process(*args: str) -> AsyncIterator[int]:
-    """`bench.raw_peer` in its own process; yields its port."""
+async def raw_peer_process(*args: str, pids: list[int] | None = None) -> AsyncIterator[int]:
+    """`bench.raw_peer` in its own process; yields its port (its pid goes to `pids`)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -409,6 +409,8 @@ async def raw_peer_process(*args: str) -> AsyncIterator[int]:
         assert proc.stdout is not None
         async with asyncio.timeout(20):
             port = int(await proc.stdout.readline())
+        if pids is not None:
+            pids.append(proc.pid)
         yield port
     finally:
         if proc.stdin is not None:

@@ -1064,11 +1064,16 @@ class GroupManager:
             self.rejected += 1
             log.warning("group message refused: %s", problem)
             return
-        # The signature is checked by _verify_arrivals with the rest of this read.
-        self._unverified.append((conn, m))
         self._arrived += 1
         if self._verifying is None:
+            # Nothing waits to be checked: check this one now (a live message, or the
+            # first of a read), without a loop pass on the way to the committer.
+            self._accept_verified([(conn, m)], verify_messages([m]))
+            self._note_checked(self._checked + 1)
             self._verifying = self._tasks.spawn(self._verify_arrivals(), "chinwag-group-verify")
+            return
+        # The signature is checked by _verify_arrivals with the rest of this read.
+        self._unverified.append((conn, m))
 
     async def _verify_arrivals(self) -> None:
         """Check the signatures of what arrived (the messages of a whole read, often
