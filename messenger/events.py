@@ -26,6 +26,15 @@ class ContactChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class SafetyNumberChanged:
+    """A new contact arrived under the name of one we already have (`contact.replaces`),
+    with another identity key: held (nothing sent) until the user verifies or accepts it.
+    Sent after its ContactAdded; later, ContactRecord.key_changed says the same."""
+
+    contact: ContactRecord
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceChanged:
     contact_id: str
     online: bool
@@ -165,6 +174,7 @@ class DiskSpace:
 ServiceEvent = (
     ContactAdded
     | ContactChanged
+    | SafetyNumberChanged
     | PresenceChanged
     | MessageAdded
     | MessageStatesChanged

@@ -162,4 +162,10 @@ def show_contacts(rows: list[dict[str, Any]]) -> None:
         dot = "●" if c["online"] else "○"
         mark = " ✓" if c["verified"] else ""
         unread = f"  ({c['unread']} unread)" if c["unread"] else ""
-        print(f"{dot} {c['name']}{mark}  {c['id'][:8]}{unread}")
+        held = ""
+        if c.get("key_changed"):
+            held = (
+                "  [safety number changed: nothing is sent until you `verify "
+                f"{c['id'][:8]}` or `accept-key {c['id'][:8]}`]"
+            )
+        print(f"{dot} {c['name']}{mark}  {c['id'][:8]}{unread}{held}")

@@ -106,14 +106,16 @@ def _contacts(conn: Any) -> list[dict[str, Any]]:
     (not members known only through a group), by name, with the summary counts the
     triggers keep (migration 0008)."""
     rows = conn.execute(
-        "SELECT id, display_name, verified, last_seen, addresses, unread, queued "
-        "FROM contacts WHERE group_only IS 0 ORDER BY display_name, id"
+        "SELECT id, display_name, verified, last_seen, addresses, unread, queued, "
+        "key_changed, replaces FROM contacts WHERE group_only IS 0 ORDER BY display_name, id"
     ).fetchall()
     return [
         {
             "id": r[0],
             "name": r[1],
             "verified": bool(r[2]),
+            "key_changed": bool(r[7]),
+            "replaces": r[8],
             "online": False,
             "last_seen": r[3],
             "addresses": list(json.loads(r[4])),
