@@ -1148,7 +1148,7 @@ class GroupManager:
             if group is None or group.state is not GroupState.ACTIVE:
                 continue  # left or deleted while it was checked
             group.lamport = max(group.lamport, m.lamport)
-            self._committer.submit_nowait(_Arrival(self._new(m, outgoing=False), conn))
+            self._committer.post(_Arrival(self._new(m, outgoing=False), conn))  # nobody awaits it
 
     async def _store(self, arrivals: list[_Arrival]) -> list[StoredGroupMessage | None]:
         """Group commit of group messages (ours and arriving ones), then acks and events."""
