@@ -126,6 +126,11 @@ class Connection:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
 
+    def flush(self) -> None:
+        """Encrypt and write what is queued now, instead of at the end of this loop pass
+        (for a caller that has queued everything it has: the acks of a stored batch)."""
+        self._flush()
+
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
         self._flush()

@@ -271,9 +271,9 @@ class Session:
         self._send_record(wire.encode_message(message))
 
     def send_many(self, messages: list[wire.WireMessage]) -> None:
-        """Send in order; runs of chat messages and receipts go out as Batch records of up
-        to one frame each (one AEAD call and a few bytes of framing for the lot). Every
-        message is validated before anything is sent."""
+        """Send in order; runs of chat messages, receipts and group messages go out as
+        Batch records of up to one frame each (one AEAD call and a few bytes of framing for
+        the lot). Every message is validated before anything is sent."""
         self.send_records(
             [(wire.encode_message(m), isinstance(m, wire.BATCHABLE)) for m in messages]
         )

@@ -274,6 +274,10 @@ class Repository:
         self._driver = self._driver_engine = None
         self.engine.dispose()
 
+    def write_transaction(self) -> contextlib.AbstractContextManager[Any]:
+        """The hot paths' raw cursor in BEGIN IMMEDIATE .. COMMIT (group_repository.py)."""
+        return self._write_transaction()
+
     @contextlib.contextmanager
     def _write_transaction(self) -> Iterator[Any]:
         """A raw DB-API cursor in BEGIN IMMEDIATE .. COMMIT, for the hot write paths:
