@@ -15,6 +15,7 @@ import logging
 import random
 import shutil
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,15 @@ from typing import Any, TypeVar
 from .contacts import ContactBook
 from .core.batch import Batcher
 from .core.runtime import DbThread, TaskOwner
+from .core.settings import (
+    BLOB_IDENTITY,
+    DEFAULT_SETTINGS,
+    SETTING_NAME,
+    SETTING_PORT,
+    SETTING_READ_RECEIPTS,
+    SETTING_TYPING,
+    SETTING_VISIBLE,
+)
 from .core.text import check_text, safe_name
 from .errors import (
     ContactKeyChanged,
@@ -59,7 +69,7 @@ from .identity import (
 )
 from .nearby import PairingManager
 from .net.established import EstablishedSessions
-from .net.links import Links, Route, Streams, TcpDialer
+from .net.links import DIRECT_RETRY, Links, Route, Streams, TcpDialer
 from .net.netif import interface_addresses
 from .net.presence import LAN_TIMING, LanPresence
 from .net.reach import TorReach, is_onion_address
@@ -99,29 +109,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-SETTING_NAME = "display_name"
-SETTING_PORT = "listen_port"
-SETTING_READ_RECEIPTS = "read_receipts"
-SETTING_TYPING = "typing_notifications"
-BLOB_IDENTITY = "identity"
-SETTING_VISIBLE = "visible"
-
-SETTING_NOTIFICATIONS = "notifications"
-SETTING_PREVIEWS = "notification_previews"
-SETTING_THEME = "theme"
-
-DEFAULT_SETTINGS: dict[str, Any] = {
-    # Read receipts tell a contact exactly when you read; off unless the user opts in.
-    SETTING_READ_RECEIPTS: False,
-    SETTING_TYPING: True,
-    SETTING_NOTIFICATIONS: True,
-    SETTING_PREVIEWS: True,
-    SETTING_THEME: "system",  # "system", "light" or "dark"
-    # "Visible on this network": announce the display name on the LAN, see the Nearby list,
-    # accept nearby pairing requests. Off unless the user opts in.
-    SETTING_VISIBLE: False,
-}
-
+# Sessions through Tor (protocol.md §19.5): a first circuit takes 10-30 s on the public
+# network and a circuit can stall for seconds, so the handshake gets longer and keepalives
+# are rarer and more patient than on a LAN (they cost cells on every relay of the path).
+TOR_TIMING = Timing(handshake_timeout=60.0, keepalive_interval=30.0, dead_after=120.0)
 # A contact with no address at all (none stored, not seen on the LAN) is retried this
 # rarely: discovery (or a message to send) pokes its dial loop when there is one.
 ADDRESSLESS_RETRY = 300.0
@@ -186,6 +177,13 @@ class ServiceConfig:
     # Tell contacts (Hello, invites) only the onion address, never a direct one: hides our
     # IP address from them, and makes every contact session go through Tor.
     tor_only: bool = False
+    tor_timing: Timing = TOR_TIMING  # the timers of sessions through Tor
+    # While a contact is reached through Tor, its direct routes are retried this often (at
+    # once when it appears on the LAN): a direct session replaces the Tor one.
+    direct_retry: float = DIRECT_RETRY
+    # Direct addresses to announce (Hello, invites) instead of the listener's own: a port
+    # forwarded on a router, a relay in front of us. None: the listener's addresses.
+    advertise: tuple[str, ...] | None = None
 
 
 _ReceiptUpdate = tuple[str, tuple[bytes, ...], MessageState]
@@ -232,6 +230,10 @@ class PeerService:
         self._incoming: Batcher[_Arrival, bool] | None = None
         self._outgoing: Batcher[tuple[str, str], MessageRecord] | None = None
         self._receipts: Batcher[_ReceiptUpdate, None] | None = None
+        # The addresses we last told each live session (its Hello's, or a ReachUpdate's).
+        self._reach_told: weakref.WeakKeyDictionary[Connection, tuple[str, ...]] = (
+            weakref.WeakKeyDictionary()
+        )
         # Contacts whose arriving messages were not stored because the disk was full (they
         # were not acknowledged; their sessions are closed once there is room again).
         self._unstored: set[str] = set()
@@ -255,9 +257,14 @@ class PeerService:
             timing=self.config.timing,
             dial_base=self.config.dial_base,
             dial_cap=self.config.dial_cap,
+            tor_timing=self.config.tor_timing,
+            direct_retry=self.config.direct_retry,
             # Dial order: where the LAN saw the contact, then its last direct addresses
-            # (then its onion addresses, when Tor is on: below).
-            dialers=[TcpDialer(wiring.lan_addresses), TcpDialer(wiring.direct_addresses)],
+            # (then its onion addresses, when Tor is on: below). Tor-only dials no direct
+            # route: that would show the contact our IP address.
+            dialers=[]
+            if self.config.tor_only
+            else [TcpDialer(wiring.lan_addresses), TcpDialer(wiring.direct_addresses)],
         )
         self.tor: TorReach | None = None
         if self.config.tor:
@@ -270,6 +277,7 @@ class PeerService:
                 tasks=self._tasks,
                 addresses=wiring.stored_addresses,
                 on_ready=self._tor_ready,
+                via_tor=self.links.via_tor,
             )
             self.links.dialers.append(self.tor)
         self.lan = LanPresence(  # LAN presence: discovery, advertising keys, LAN dials
@@ -297,7 +305,6 @@ class PeerService:
             invites=self._invites,
             contact_added=self._contact_added,
             clock=self._clock,
-            tor_on=lambda: self.tor is not None,
         )
         self._pairing = PairingManager(
             me=self,
@@ -493,27 +500,40 @@ class PeerService:
         for contact_id in self.contact_keys:
             self.links.ensure_dialer(contact_id)
         if self.tor is not None:
-            self.tor.start(self._onion_target())
+            # Our onion forwards to a listener of its own, so every session accepted there
+            # is known to come through Tor (its address is tor's loopback either way).
+            self.tor.start(await self.links.listen_onion())
         if await self.lan.start(self.listen_port):
             self.groups.announce()
 
-    def _onion_target(self) -> tuple[str, int]:
-        """Where tor forwards our onion's connections: the listener, over loopback when it
-        listens on every interface."""
-        assert self.listen_port is not None
-        host = self.config.listen_host
-        if host in ("", "0.0.0.0"):  # noqa: S104
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        return host, self.listen_port
-
     def _tor_ready(self) -> None:
-        """Our onion is up (or back): dial every contact not online now, since contacts
-        known only by onion address had no route before."""
+        """Our onion is up (or back): tell the contacts online now where we can be reached
+        (their sessions' Hellos may predate the onion), and dial every contact not online,
+        since contacts known only by onion address had no route before."""
+        for conn in self.links.live_connections():
+            self._announce_reach(conn)
         for contact_id in self.contact_keys:
             if not self.links.is_online(contact_id):
                 self.links.poke(contact_id)
+
+    def _announce_reach(self, conn: Connection) -> None:
+        """Send a ReachUpdate if our addresses changed since what this session was told
+        (its Hello was built before our onion service was published, protocol.md §19.8)."""
+        if not conn.session.established or conn.closed.is_set():
+            return
+        if conn.contact_id is not None and self.contact_keys.is_held(conn.contact_id):
+            return  # its safety number changed: nothing more of ours until the user answers
+        now = tuple(self._hello().addresses)
+        told = self._reach_told.get(conn, tuple(conn.session.hello.addresses))
+        if now and now != told:
+            conn.send(wire.ReachUpdate(now))
+            self._reach_told[conn] = now
+
+    async def _store_reach(self, contact_id: str, addresses: tuple[str, ...]) -> None:
+        """A contact told us where it can be reached now: stored as a Hello's addresses
+        are (first, before those known), for the dialers to use later."""
+        if await self.db.run(self.repo.remember_addresses, contact_id, addresses):
+            await self._emit_contact_changed(contact_id)
 
     def _port_to_reuse(self, now: float) -> int:
         """With LAN discovery on, a fresh port at every start, so a stranger cannot link
@@ -609,7 +629,11 @@ class PeerService:
             ed25519_public=self.identity.ed25519_public,
             static_certificate=self.identity.static_certificate,
             display_name=self.display_name,
-            listen_port=0 if self.config.tor_only else self.listen_port or 0,
+            # No port when announcing other addresses: a contact would pair it with the
+            # address it sees us at, and reach the listener around what we announce.
+            listen_port=0
+            if self.config.tor_only or self.config.advertise is not None
+            else self.listen_port or 0,
             addresses=tuple(str(a) for a in self.addresses()[: wire.MAX_ADDRESSES]),
         )
 
@@ -630,6 +654,8 @@ class PeerService:
         return found
 
     def _direct_addresses(self) -> list[Address]:
+        if self.config.advertise is not None:
+            return list(dict.fromkeys(parse_address(a) for a in self.config.advertise))
         port = self.listen_port or 0
         found: list[Address] = []
         for text in self.config.extra_addresses:
@@ -806,7 +832,7 @@ class PeerService:
                 address.host, address.port, isolation="invite-" + invite_id.hex()
             )
 
-        return Route(text, connect)
+        return Route(text, connect, tor=True)
 
     def _invite_handler(
         self, invite: Invite, outcome: asyncio.Future[ContactRecord], verified: bool
@@ -884,6 +910,7 @@ class PeerService:
     def _adopted(self, conn: Connection, contact_id: str) -> None:
         """A contact's session went live: resend its outbox, and tell the workers."""
         self._tasks.spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
+        self._announce_reach(conn)
         self.lan.adopted(conn)
         self.groups.on_adopted(conn, contact_id)
         self.files.contact_online(contact_id)
@@ -978,13 +1005,8 @@ class PeerService:
             raise ContactNotFound(f"no contact {contact_id}")
         await self._refuse_held(contact_id)
         assert self._outgoing is not None
-        record = await self._outgoing.submit((contact_id, body))
+        record = await self._outgoing.submit((contact_id, body))  # stored and sent
         self._emit(MessageAdded(record))
-        conn = self.links.ready(contact_id)
-        if conn is not None:
-            self._send_chat(conn, record)
-        else:
-            self.links.poke(contact_id)
         return record
 
     async def _refuse_held(self, contact_id: str) -> None:
@@ -1002,6 +1024,21 @@ class PeerService:
             int(self._clock() * 1000),
         )
         self._index_soon()
+        # Sent as soon as they are stored, in the same loop pass as the commit, instead of
+        # from each send_text once its task resumes (one loop pass later; ~15-25 us of the
+        # send -> delivered path). The flush still comes before any receipt can be read,
+        # so MessageAdded is emitted before the DELIVERED that follows it.
+        ready: dict[str, Connection | None] = {}
+        for record in records:
+            cid = record.contact_id
+            conn = ready[cid] if cid in ready else ready.setdefault(cid, self.links.ready(cid))
+            if conn is not None:
+                self._send_chat(conn, record)
+        for cid, conn in ready.items():
+            if conn is None:
+                self.links.poke(cid)
+            else:
+                conn.flush()
         return records
 
     def _send_chat(self, conn: Connection, record: MessageRecord) -> None:
@@ -1067,6 +1104,8 @@ class PeerService:
                 await self._emit_contact_changed(contact_id)
             case wire.DiscoveryKey(key=key):
                 await self.lan.store_key(contact_id, key)
+            case wire.ReachUpdate(addresses=addresses):
+                await self._store_reach(contact_id, addresses)
             case wire.FileOffer() | wire.FileRequest() | wire.FileControl() | wire.FileHave():
                 await self.files.on_message(contact_id, conn, message)
 
@@ -1146,6 +1185,7 @@ class PeerService:
                         wire.ReceiptKind.DELIVERED, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
                     )
                 )
+            conn.flush()  # the acks leave now, not after the MessageAdded handlers run
         for record in stored:
             self._emit(MessageAdded(record))
         return [True] * len(arrivals)

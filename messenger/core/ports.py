@@ -99,6 +99,10 @@ class LinkRegistry(Protocol):
 
     def is_online(self, contact_id: str) -> bool: ...
 
+    def via_tor(self, conn: Connection) -> bool:
+        """Whether `conn` runs through Tor (its far end is our own tor, not the contact)."""
+        ...
+
     def live_connections(self) -> list[Connection]: ...
 
     def poke(self, contact_id: str) -> None:

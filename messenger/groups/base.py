@@ -3,7 +3,9 @@ the parts (rosters.py, joining.py, sync.py) build on it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -70,6 +72,16 @@ class GroupBase:
         self._open: list[bytes] = []  # groups announced as open to join, in order
         self._join_requests: dict[tuple[bytes, str], str] = {}  # (group, contact) -> name
         self._pending_acks: dict[tuple[Connection, bytes], set[bytes]] = {}
+        # Arriving messages whose signatures are still to be checked, in arrival order,
+        # and the task checking them (one at a time, so they are accepted in order).
+        self._unverified: list[tuple[Connection, wire.GroupMessage]] = []
+        self._verifying: asyncio.Task[None] | None = None
+        self._verifier: ThreadPoolExecutor | None = None
+        # Messages queued for checking so far, and how many of them are through (handed to
+        # the committer or refused); send_text waits on these (_arrivals_checked).
+        self._arrived = 0
+        self._checked = 0
+        self._checked_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._delivery_dirty: dict[tuple[bytes, bytes], int] = {}
 
     # -- helpers --------------------------------------------------------------------------

@@ -12,6 +12,9 @@ is assembled from the parts base.py, rosters.py, joining.py and sync.py.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from ..core.batch import Batcher
 from ..core.text import check_text
 from ..errors import GroupError
@@ -51,6 +54,12 @@ class GroupManager(GroupJoining, GroupSync):
         self._committer = Batcher(self._store, self._batch_max, "chinwag-group-messages")
 
     async def aclose(self) -> None:
+        if self._verifying is not None:
+            self._verifying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._verifying
+        if self._verifier is not None:
+            self._verifier.shutdown(wait=True)
         if self._committer is not None:
             await self._committer.aclose()
         dirty, self._delivery_dirty = self._delivery_dirty, {}
@@ -125,6 +134,8 @@ class GroupManager(GroupJoining, GroupSync):
         at their next catch-up, from us or from any member that has it). `attachment`
         makes it a file offer (files/manager.py sends those)."""
         check_text(body)
+        self._active(group_id)
+        await self._arrivals_checked()
         group = self._active(group_id)
         group.lamport += 1
         seq = group.next_seq

@@ -18,7 +18,6 @@ from ..protocol.invite import Address
 from ..protocol.session import Established
 from ..records import ContactRecord, InviteRecord
 from ..storage.repository import ContactExists, ContactKeys, InviteUnusable, NewContact
-from .presence import is_loopback
 from .transport import Connection
 
 if TYPE_CHECKING:
@@ -41,7 +40,6 @@ class EstablishedSessions:
         invites: MutableMapping[bytes, InviteRecord],
         contact_added: Callable[[NewContact], Awaitable[ContactRecord]],
         clock: Clock,
-        tor_on: Callable[[], bool],
     ) -> None:
         self._me = me
         self._db = db
@@ -51,7 +49,6 @@ class EstablishedSessions:
         self._invites = invites  # the service's open invites (shared: redeemed here)
         self._contact_added = contact_added
         self._clock = clock
-        self._tor_on = tor_on  # is Tor reach on (then a loopback peer came through tor)
 
     async def on_established(self, conn: Connection, event: Established) -> None:
         peer = event.peer
@@ -123,8 +120,7 @@ class EstablishedSessions:
     ) -> tuple[str, ...]:
         found: list[str] = []
         # Over Tor the peer address is our own tor's (loopback): not the contact's.
-        via_tor = self._tor_on() and is_loopback(conn.peer_address[0] if conn.peer_address else "")
-        if conn.peer_address and hello.listen_port and not via_tor:
+        if conn.peer_address and hello.listen_port and not self._links.via_tor(conn):
             host = conn.peer_address[0]
             found.append(
                 f"[{host}]:{hello.listen_port}" if ":" in host else f"{host}:{hello.listen_port}"

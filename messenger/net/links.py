@@ -17,6 +17,7 @@ import contextlib
 import logging
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -53,6 +54,10 @@ SIMULTANEOUS_WINDOW = 5.0
 # A contact with no address at all (none stored, not seen on the LAN) is retried this
 # rarely: discovery (or a message to send) pokes its dial loop when there is one.
 ADDRESSLESS_RETRY = 300.0
+# While a contact's session runs through Tor, its direct routes are tried this often (and
+# at once when poked: it appeared on the LAN); a direct session that comes up replaces the
+# Tor one (protocol.md §19.7).
+DIRECT_RETRY = 120.0
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 EventHandler = Callable[[Connection, SessionEvent], Awaitable[None]]
@@ -64,10 +69,12 @@ EventHandler = Callable[[Connection, SessionEvent], Awaitable[None]]
 @dataclass(frozen=True, slots=True)
 class Route:
     """One way to open a stream to a contact. `key` names it (routes with the same key
-    from two dialers are tried once); `connect(timeout)` opens the stream."""
+    from two dialers are tried once); `connect(timeout)` opens the stream; `tor`: through
+    Tor (slower: Tor's timers, and a direct route replaces it when one comes up)."""
 
     key: str
     connect: Callable[[float], Awaitable[Streams]]  # (connect timeout) -> the streams
+    tor: bool = False
 
 
 class Dialer(Protocol):
@@ -184,12 +191,16 @@ class Links:
         dial_base: float,
         dial_cap: float,
         dialers: Sequence[Dialer] = (),
+        tor_timing: Timing | None = None,
+        direct_retry: float = DIRECT_RETRY,
     ) -> None:
         self.identity = identity
         self.contacts = contacts
         self.hooks = hooks
         self.clock = clock
         self.timing = timing
+        self.tor_timing = tor_timing or timing  # the timers of sessions through Tor
+        self.direct_retry = direct_retry
         self._hello = hello
         self._emit = emit
         self._tasks = tasks
@@ -198,6 +209,9 @@ class Links:
         self._dial_cap = dial_cap
         self.dialers: list[Dialer] = list(dialers)
         self._server: Listener | None = None
+        self._onion_server: Listener | None = None  # what our onion service forwards to
+        # Connections through Tor: dialled over a Tor route, or accepted from our onion.
+        self._via_tor: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._live: dict[str, Connection] = {}
         self._connections: set[Connection] = set()
         self._authorities: dict[Connection, _Authority] = {}
@@ -225,6 +239,10 @@ class Links:
 
     def live_connections(self) -> list[Connection]:
         return list(self._live.values())
+
+    def via_tor(self, conn: Connection) -> bool:
+        """Does this connection run through Tor (ours or the contact's onion service)?"""
+        return conn in self._via_tor
 
     def online(self) -> list[str]:
         """Contact ids with a live session."""
@@ -293,6 +311,15 @@ class Links:
             old.close()
         return fresh
 
+    async def listen_onion(self) -> tuple[str, int]:
+        """A listener of its own for our onion service to forward to (127.0.0.1, a random
+        port): every session accepted there came through Tor, whatever address it shows."""
+        if self._onion_server is None:
+            self._onion_server = await serve_admitting(
+                "127.0.0.1", 0, self._on_onion_inbound, self._admit_stranger
+            )
+        return "127.0.0.1", self._onion_server.port
+
     @property
     def listener(self) -> Listener | None:
         return self._server
@@ -305,11 +332,21 @@ class Links:
             for sock in self._server.sockets
         ]
 
+    async def _on_onion_inbound(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        settle: Callable[[], None],
+    ) -> None:
+        await self._on_inbound(reader, writer, settle, tor=True)
+
     async def _on_inbound(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         settle: Callable[[], None],
+        *,
+        tor: bool = False,
     ) -> None:
         """An inbound connection the caps admitted (`_admit_stranger`, called at accept)."""
         conn: Connection | None = None
@@ -326,7 +363,10 @@ class Links:
                 nearby=self.hooks.nearby_offered(),
             )
             garbage = session.receive_data(initial)  # at most a Closed, for a malformed start
-            conn = Connection(reader, writer, session, self.dispatch, self.timing)
+            timing = self.tor_timing if tor else self.timing
+            conn = Connection(reader, writer, session, self.dispatch, timing)
+            if tor:
+                self._via_tor.add(conn)
             self._connections.add(conn)
             self._authorities[conn] = authority
             self._settle[conn] = settle  # until adopted as a contact's session
@@ -362,7 +402,7 @@ class Links:
     ) -> Connection:
         """As `open`, over a route (an onion's, through Tor)."""
         reader, writer = await route.connect(self.timing.connect_timeout)
-        return self._start(reader, writer, session, handler)
+        return self._start(reader, writer, session, handler, tor=route.tor)
 
     def _start(
         self,
@@ -370,8 +410,13 @@ class Links:
         writer: asyncio.StreamWriter,
         session: Session,
         handler: EventHandler | None,
+        *,
+        tor: bool = False,
     ) -> Connection:
-        conn = Connection(reader, writer, session, handler or self.dispatch, self.timing)
+        timing = self.tor_timing if tor else self.timing
+        conn = Connection(reader, writer, session, handler or self.dispatch, timing)
+        if tor:
+            self._via_tor.add(conn)
         self._connections.add(conn)
 
         async def run() -> None:
@@ -439,7 +484,11 @@ class Links:
         self.hooks.adopted(conn, contact_id)
 
     def _preferred(self, a: Connection, b: Connection) -> Connection:
-        """Both ends keep the connection dialled by the peer with the smaller identity key."""
+        """Both ends keep a direct connection rather than one through Tor (each end knows
+        which runs through Tor: it dialled an onion, or accepted from its onion service);
+        else the connection dialled by the peer with the smaller identity key."""
+        if self.via_tor(a) != self.via_tor(b):
+            return b if self.via_tor(a) else a
         mine = self.identity.ed25519_public
         contact_id = a.contact_id or b.contact_id
         assert contact_id is not None
@@ -494,7 +543,14 @@ class Links:
             if live is not None and not live.closed.is_set():
                 backoff.reset()
                 wake.clear()
-                await live.closed.wait()
+                if live not in self._via_tor:
+                    await live.closed.wait()
+                    continue
+                # Through Tor: look for a direct route now and then, or when poked (the
+                # contact appeared on the LAN); one that comes up replaces this session.
+                await _first(live.closed.wait(), wake.wait(), within=self.direct_retry)
+                if not live.closed.is_set() and not self.closing:
+                    await self.dial_once(contact_id, direct_only=True)
                 continue
             if await self.dial_once(contact_id):
                 backoff.reset()
@@ -515,19 +571,25 @@ class Links:
                 found.setdefault(route.key, route)
         return list(found.values())
 
-    async def dial_once(self, contact_id: str) -> bool:
-        """Try each route until a session is adopted; True if the contact is online."""
+    async def dial_once(self, contact_id: str, *, direct_only: bool = False) -> bool:
+        """Try each route until a session is adopted; True if the contact is online.
+        `direct_only`: the contact's session runs through Tor; try the routes that are
+        not Tor's, and True if one of them replaced it."""
         keys = self.contacts.keys(contact_id)
         if keys is None:
             return False
         routes = await self.routes(contact_id)
-        if routes:
+        if direct_only:
+            routes = [r for r in routes if not r.tor]
+        elif routes:
             self._addressless.discard(contact_id)
         else:
             self._addressless.add(contact_id)
         for route in routes:
             live = self._live.get(contact_id)
-            if live is not None and not live.closed.is_set():
+            if direct_only and (live is None or live not in self._via_tor):
+                return False  # gone, or already direct: the dial loop takes it from here
+            if not direct_only and live is not None and not live.closed.is_set():
                 return True
             try:
                 reader, writer = await route.connect(self.timing.connect_timeout)
@@ -540,7 +602,7 @@ class Links:
                 hello=self._hello(),
                 target=ContactTarget(contact_id, keys.ed25519_public, keys.x25519_public, keys.psk),
             )
-            conn = self._start(reader, writer, session, None)
+            conn = self._start(reader, writer, session, None, tor=route.tor)
             waiters = {
                 asyncio.ensure_future(conn.closed.wait()),
                 asyncio.ensure_future(conn.adopted.wait()),
@@ -562,8 +624,9 @@ class Links:
     def begin_close(self) -> None:
         """Stop listening and dialling (connections stay until close_connections)."""
         self.closing = True
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._onion_server):
+            if server is not None:
+                server.close()
 
     async def close_connections(self) -> None:
         """Close every connection with a goodbye and wait until it is sent."""
@@ -580,6 +643,17 @@ class Links:
         return tasks
 
     async def wait_closed(self) -> None:
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+        for server in (self._server, self._onion_server):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    await server.wait_closed()
+
+
+async def _first(*waits: Awaitable[object], within: float) -> None:
+    """Return when the first of `waits` is done, or after `within` seconds."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

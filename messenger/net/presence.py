@@ -13,10 +13,11 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import nacl.utils
 
+from ..core.settings import BLOB_DISCOVERY_KEY
 from ..events import NearbyChanged
 from ..protocol import wire
 from ..records import NearbyPerson
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Our LAN advertising key: contacts recognise our mDNS token with it (discovery.py).
-BLOB_DISCOVERY_KEY: Final = "discovery_key"
 # Keepalive on sessions with a peer on the local link: a vanished host (link down, unplugged)
 # is marked offline within dead_after + keepalive_interval seconds instead of ~60.
 LAN_TIMING = Timing(keepalive_interval=2.0, dead_after=6.0)
@@ -204,6 +203,8 @@ class LanPresence:
         use the short keepalive so a vanished peer is noticed within seconds."""
         conn.send(wire.DiscoveryKey(self._own_discovery_key))
         discovery = self._discovery
+        if self._links.via_tor(conn):
+            return  # Tor's timers (tor_timing): the far end is our own tor, not the contact
         if discovery and conn.peer_address and discovery.snapshot.on_link(conn.peer_address[0]):
             conn.use_timing(self._lan_timing)
 
@@ -221,6 +222,8 @@ class LanPresence:
         live = self._links.connection(contact_id)
         if live is None or live.closed.is_set():
             self._dial(contact_id)
+        elif self._links.via_tor(live):
+            self._links.poke(contact_id)  # on the LAN now: its dial loop tries it, moves there
         elif live.peer_address is not None and live.peer_address[0] not in {
             host_of(a) for a in addresses
         }:

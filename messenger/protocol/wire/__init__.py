@@ -10,7 +10,7 @@ Validation is not done when a dataclass is constructed but when it is encoded
 or decoded, with the same rules in both directions, so a message that encodes
 successfully always decodes to an equal message.
 
-One module per message family: ``chat`` (tags 1-11), ``groups`` (20-25), ``files``
+One module per message family: ``chat`` (tags 1-12), ``groups`` (20-25), ``files``
 (40-59) and ``handshake`` (Hello, preamble, rejection); ``base`` holds the limits, errors,
 enums and field validators they share, ``codec`` the tag table and the encode/decode
 functions. Everything is re-exported here: callers use ``wire.X``.
@@ -72,6 +72,7 @@ from .chat import (
     Ping,
     Pong,
     ProfileUpdate,
+    ReachUpdate,
     Receipt,
     Typing,
 )
@@ -167,6 +168,7 @@ __all__ = [
     "Pong",
     "Preamble",
     "ProfileUpdate",
+    "ReachUpdate",
     "Receipt",
     "ReceiptKind",
     "RejectCode",

@@ -83,7 +83,8 @@ class MessageType(enum.IntEnum):
     DISCOVERY_KEY = 9
     PAIR_ACCEPT = 10
     BATCH = 11
-    # 12-19: reserved. 20-39: groups (docs/protocol.md §16).
+    REACH_UPDATE = 12
+    # 13-19: reserved. 20-39: groups (docs/protocol.md §16).
     GROUP_ROSTER = 20
     GROUP_MESSAGE = 21
     GROUP_HAVE = 22

@@ -1,5 +1,5 @@
-"""The 1:1 session messages (tags 1-11): chat, receipts, typing, keepalive, close,
-profile and discovery-key updates, pairing, batches."""
+"""The 1:1 session messages (tags 1-12): chat, receipts, typing, keepalive, close,
+profile and discovery-key updates, pairing, batches, reach updates."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .base import (
     DISCOVERY_KEY_LEN,
     ED25519_PUBLIC_LEN,
     ED25519_SIGNATURE_LEN,
+    MAX_ADDRESSES,
     MAX_BODY_BYTES,
     MAX_CLOSE_REASON_CHARS,
     MAX_RECEIPT_IDS,
@@ -25,7 +26,9 @@ from .base import (
     _enum,
     _int,
     _str,
+    check_address,
 )
+from .groups import GroupMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,11 +97,21 @@ class PairAccept:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Several chat messages and receipts in one record, so in one encrypted frame: under
-    load a sender packs what it queued in one pass of its event loop (docs/protocol.md §7).
-    The receiver handles them one by one, in order, exactly as if they came alone."""
+    """Several chat messages, receipts and group messages in one record, so in one
+    encrypted frame: under load (a group catch-up streams hundreds) a sender packs what it
+    queued in one pass of its event loop (docs/protocol.md §7). The receiver handles them
+    one by one, in order, exactly as if they came alone."""
 
-    messages: tuple[ChatMessage | Receipt, ...]
+    messages: tuple[ChatMessage | Receipt | GroupMessage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReachUpdate:
+    """Where the sender can be reached now, sent over a live session when that changed
+    since its Hello (its onion service came up): the receiver stores these addresses as
+    it stores a Hello's, so it can dial them later (docs/protocol.md §19.8)."""
+
+    addresses: tuple[str, ...]
 
 
 # Per-message field validation.  Each _make_* takes the raw field values (from the
@@ -179,3 +192,8 @@ def _make_pair_accept(f: list[object]) -> PairAccept:
         listen_port=_int(f[4], "listen_port", 0, 65536),
         signature=_bytes(f[5], "signature", ED25519_SIGNATURE_LEN),
     )
+
+
+def _make_reach_update(f: list[object]) -> ReachUpdate:
+    addrs = _array(f[0], "addresses", 1, MAX_ADDRESSES)
+    return ReachUpdate(addresses=tuple(check_address(a, "address") for a in addrs))

@@ -29,6 +29,7 @@ from .chat import (
     Ping,
     Pong,
     ProfileUpdate,
+    ReachUpdate,
     Receipt,
     Typing,
     _make_chat,
@@ -38,6 +39,7 @@ from .chat import (
     _make_ping,
     _make_pong,
     _make_profile_update,
+    _make_reach_update,
     _make_receipt,
     _make_typing,
 )
@@ -83,6 +85,7 @@ WireMessage: TypeAlias = (
     | DiscoveryKey
     | PairAccept
     | Batch
+    | ReachUpdate
     | GroupRoster
     | GroupMessage
     | GroupHave
@@ -98,7 +101,7 @@ WireMessage: TypeAlias = (
 
 def _make_batch(f: list[object]) -> Batch:
     entries = _array(f[0], "batch", 1, MAX_BATCH_MESSAGES)
-    messages: list[ChatMessage | Receipt] = []
+    messages: list[ChatMessage | Receipt | GroupMessage] = []
     for entry in entries:
         if not isinstance(entry, list | tuple) or not entry or type(entry[0]) is not int:
             raise WireError("batch entry: expected a message array with an int type tag")
@@ -106,12 +109,13 @@ def _make_batch(f: list[object]) -> Batch:
         if tag not in _BATCHABLE_TAGS:
             raise WireError(f"batch entry: message type tag {tag} cannot be batched")
         cls, count, make = _DECODERS[tag]
-        if len(entry) - 1 != count:
+        fewest = _MIN_FIELDS.get(tag, count)
+        if not fewest <= len(entry) - 1 <= count:
             raise WireError(
                 f"batch entry {cls.__name__}: expected {count} fields, got {len(entry) - 1}"
             )
         message = make(entry[1:])  # type: ignore[arg-type]
-        assert isinstance(message, ChatMessage | Receipt)
+        assert isinstance(message, ChatMessage | Receipt | GroupMessage)
         messages.append(message)
     return Batch(messages=tuple(messages))
 
@@ -129,6 +133,7 @@ _MESSAGES: Final[dict[int, tuple[type[WireMessage], _Maker]]] = {
     MessageType.DISCOVERY_KEY: (DiscoveryKey, _make_discovery_key),
     MessageType.PAIR_ACCEPT: (PairAccept, _make_pair_accept),
     MessageType.BATCH: (Batch, _make_batch),
+    MessageType.REACH_UPDATE: (ReachUpdate, _make_reach_update),
     MessageType.GROUP_ROSTER: (GroupRoster, _make_group_roster),
     MessageType.GROUP_MESSAGE: (GroupMessage, _make_group_message),
     MessageType.GROUP_HAVE: (GroupHave, _make_group_have),
@@ -146,8 +151,10 @@ _DECODERS: Final[dict[int, tuple[type[WireMessage], int, _Maker]]] = {
 # Messages whose last fields are optional: tag -> fewest fields.
 _MIN_FIELDS: Final[dict[int, int]] = {MessageType.GROUP_MESSAGE: 8}
 # What a Batch may carry: the messages that come in bursts.
-_BATCHABLE_TAGS: Final = frozenset({MessageType.CHAT, MessageType.RECEIPT})
-BATCHABLE: Final = (ChatMessage, Receipt)
+_BATCHABLE_TAGS: Final = frozenset(
+    {MessageType.CHAT, MessageType.RECEIPT, MessageType.GROUP_MESSAGE}
+)
+BATCHABLE: Final = (ChatMessage, Receipt, GroupMessage)
 _TAGS: Final[dict[type[WireMessage], int]] = {cls: tag for tag, (cls, _, _) in _DECODERS.items()}
 _HELLO_FIELDS: Final = len(dataclasses.fields(Hello))
 # Records nested inside messages travel as arrays of their fields, in field order.
@@ -164,7 +171,14 @@ def _item(value: object) -> object:
     return value
 
 
+# Field values msgpack takes as they are (the hot path of every message: no isinstance
+# chain for these).
+_PLAIN: Final = frozenset({bytes, str, int, bool, type(None)})
+
+
 def _value(value: object) -> object:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, tuple | list):
         return [_item(v) for v in value]
     if isinstance(value, _NESTED):
@@ -172,13 +186,26 @@ def _value(value: object) -> object:
     return value
 
 
+# Per class: its field names and, for each, whether its default is None (a trailing
+# optional field). dataclasses.fields() builds a new tuple on every call; every message
+# sent went through it twice.
+_SPECS: dict[type, tuple[tuple[str, ...], tuple[bool, ...]]] = {}
+
+
+def _spec(cls: type) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+    specs = dataclasses.fields(cls)
+    spec = (tuple(f.name for f in specs), tuple(f.default is None for f in specs))
+    _SPECS[cls] = spec
+    return spec
+
+
 def _fields(msg: object) -> list[object]:
     """A message (or nested record) as the array msgpack carries: its dataclass fields in
     declaration order, so the order is written once, in the class. A trailing optional
     field left at None is omitted (GroupMessage.attachment)."""
-    specs = dataclasses.fields(msg)  # type: ignore[arg-type]
-    values = [getattr(msg, f.name) for f in specs]
-    while values and values[-1] is None and specs[len(values) - 1].default is None:
+    names, optional = _SPECS.get(type(msg)) or _spec(type(msg))
+    values = [getattr(msg, name) for name in names]
+    while values and values[-1] is None and optional[len(values) - 1]:
         values.pop()
     return [_value(v) for v in values]
 
@@ -292,7 +319,7 @@ def decode_group_attachment(data: bytes) -> GroupAttachment:
 
 def encode_batch(encoded: list[bytes]) -> bytes:
     """A Batch record from messages already encoded with :func:`encode_message` (each a
-    ChatMessage or Receipt, 1..MAX_BATCH_MESSAGES of them): the msgpack array
+    ChatMessage, Receipt or GroupMessage, 1..MAX_BATCH_MESSAGES of them): the msgpack array
     ``[11, [m1, m2, ...]]`` is its header followed by the encoded messages, so they are
     not encoded twice. Equal to ``encode_message(Batch(messages))``."""
     count = len(encoded)
