@@ -160,7 +160,7 @@ async def test_a_lan_sighting_moves_a_tor_session_at_once(
     await cable_a.plug()
     await cable_b.plug()
     assert _route(bob, alice_id) == "tor"  # nothing tries the direct path by itself
-    bob.lan_contact_seen(alice_id, [cable_a.address])
+    bob.lan.lan_contact_seen(alice_id, [cable_a.address])  # discovery's callback
     await wait_for(lambda: _route(alice, bob_id) == _route(bob, alice_id) == "direct", 30)
     assert tor_conn is not None and tor_conn.closed.is_set()  # the Tor session retired
     record = await bob.send_text(alice_id, "on the LAN again")
