@@ -68,9 +68,9 @@ _EXPORTS: dict[str, str] = {
     "InviteError": ".protocol.invite",
     "InviteMalformed": ".protocol.invite",
     "decode_invite": ".protocol.invite",
-    "invite_qr": ".invite_qr",
+    "invite_qr": ".qr",
     "parse_listen": ".protocol.invite",
-    "save_invite_qr": ".invite_qr",
+    "save_invite_qr": ".qr",
     "KdfParams": ".profile",
     "ProfileDir": ".profile",
     "default_profile_dir": ".profile",
@@ -161,10 +161,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         safety_number_qr_payload,
         verify_safety_number_qr,
     )
-    from .invite_qr import (
-        invite_qr,
-        save_invite_qr,
-    )
     from .net.transport import (
         Timing,
     )
@@ -183,6 +179,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from .protocol.wire import (
         MAX_BODY_BYTES,
+    )
+    from .qr import (
+        invite_qr,
+        save_invite_qr,
     )
     from .records import (
         ContactRecord,

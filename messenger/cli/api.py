@@ -13,7 +13,7 @@ from typing import Any
 from .. import PeerService
 from ..errors import FileError, ServiceError
 from ..identity import format_safety_number
-from ..invite_qr import save_invite_qr
+from ..qr import save_invite_qr
 from ..records import ContactRecord, MessageRecord, TransferRecord
 from .group_api import GroupCommands
 

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 
 import messenger.net.netif as netif_mod
 from messenger.identity import Identity
-from messenger.invite_qr import invite_qr, save_invite_qr
 from messenger.net.netif import interface_addresses
 from messenger.protocol.invite import (
     DEFAULT_TTL,
@@ -33,6 +32,7 @@ from messenger.protocol.invite import (
     invite_to_bytes,
     parse_address,
 )
+from messenger.qr import invite_qr, save_invite_qr
 
 NOW = 1_700_000_000.0
 B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
