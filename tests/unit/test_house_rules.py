@@ -196,3 +196,16 @@ def test_split_modules_stay_small(path: Path) -> None:
     if _rel(path) == "files/bulk.py":
         return  # not part of the split (the bulk connection, one piece)
     assert lines <= MAX_SPLIT_LINES, f"{_rel(path)} has {lines} lines: split it further"
+
+
+def test_no_public_name_is_also_a_submodule() -> None:
+    """A submodule named like a name the package exports replaces that name on the
+    package once anything imports the submodule (messenger.invite_qr was a module)."""
+    import messenger
+
+    clashes = [
+        name
+        for name in messenger.__all__
+        if (PACKAGE / f"{name}.py").exists() or (PACKAGE / name / "__init__.py").exists()
+    ]
+    assert clashes == []
