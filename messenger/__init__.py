@@ -60,6 +60,7 @@ from .invite import (
     parse_listen,
     save_invite_qr,
 )
+from .net.reach import tor_missing
 from .profile import KdfParams, ProfileDir, default_profile_dir, restrict_umask
 from .records import (
     ContactRecord,
@@ -147,5 +148,6 @@ __all__ = [
     "safety_number_qr_payload",
     "sanitise",
     "save_invite_qr",
+    "tor_missing",
     "verify_safety_number_qr",
 ]

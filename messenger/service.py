@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import random
 import shutil
+import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from .events import (
     NearbyChanged,
     PairingRequested,
     ServiceEvent,
+    TorStatusChanged,
     TypingChanged,
 )
 from .files.manager import FileManager
@@ -76,7 +78,7 @@ from .invite import (
 )
 from .nearby import PairingManager
 from .net.links import Links, Route, Streams, TcpDialer
-from .net.reach import TorReach, is_onion_address
+from .net.reach import TorReach, is_onion_address, tor_missing
 from .net.tor import TorError, TorSettings
 from .profile import KdfParams, ProfileDir, ProfileLock
 from .records import ContactRecord, InviteRecord, MessageRecord, MessageState, NearbyPerson
@@ -116,6 +118,9 @@ SETTING_VISIBLE = "visible"
 SETTING_NOTIFICATIONS = "notifications"
 SETTING_PREVIEWS = "notification_previews"
 SETTING_THEME = "theme"
+# "Reach contacts over the internet (Tor)": True, False, or None (never chosen: on when a
+# tor binary is found). Followed when ServiceConfig.tor is None (the desktop app).
+SETTING_TOR = "tor"
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     # Read receipts tell a contact exactly when you read; off unless the user opts in.
@@ -127,6 +132,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # "Visible on this network": announce the display name on the LAN, see the Nearby list,
     # accept nearby pairing requests. Off unless the user opts in.
     SETTING_VISIBLE: False,
+    SETTING_TOR: None,
 }
 
 # Keepalive on sessions with a peer on the local link: a vanished host (link down, unplugged)
@@ -199,8 +205,9 @@ class ServiceConfig:
     discovery_epoch: float = 600.0  # token lifetime in seconds (tests shorten it)
     lan_timing: Timing = LAN_TIMING
     # Tor reach (protocol.md §19): off here so library users and tests opt in;
-    # `chinwag-cli run` turns it on when a tor binary is found.
-    tor: bool = False
+    # `chinwag-cli run` turns it on when a tor binary is found. None: follow the profile's
+    # "tor" setting (the desktop app), which `set_setting("tor", ...)` switches at once.
+    tor: bool | None = False
     tor_settings: TorSettings | None = None  # None: TorSettings.from_env() (CHINWAG_TOR_*)
     # Tell contacts (Hello, invites) only the onion address, never a direct one: hides our
     # IP address from them, and makes every contact session go through Tor.
@@ -283,20 +290,11 @@ class PeerService:
             # Dial order: where the LAN saw the contact, then its last direct addresses
             # (then its onion addresses, when Tor is on: below).
             dialers=[TcpDialer(wiring.lan_addresses), TcpDialer(wiring.direct_addresses)],
+            tunnelled=self._via_tor,
         )
         self.tor: TorReach | None = None
         if self.config.tor:
-            self.tor = TorReach(
-                folder=self.profile.path,
-                settings=self.config.tor_settings or TorSettings.from_env(),
-                db=self.db,
-                repo=self.repo,
-                emit=self._emit,
-                tasks=self._tasks,
-                addresses=wiring.stored_addresses,
-                on_ready=self._tor_ready,
-            )
-            self.links.dialers.append(self.tor)
+            self._make_tor()
         self._pairing = PairingManager(
             me=self,
             links=self.links,
@@ -333,8 +331,23 @@ class PeerService:
             contacts=self.contact_keys,
             groups=self.groups,
             timing=self.config.timing,
-            tunnel=self.tor,  # bulk connections go through Tor when the session does
+            tunnel=_TorTunnel(self),  # bulk connections go through Tor when the session does
         )
+
+    def _make_tor(self) -> TorReach:
+        """The Tor reach worker, last in the dial order (built when Tor is turned on)."""
+        self.tor = TorReach(
+            folder=self.profile.path,
+            settings=self.config.tor_settings or TorSettings.from_env(),
+            db=self.db,
+            repo=self.repo,
+            emit=self._emit,
+            tasks=self._tasks,
+            addresses=_Wiring(self).stored_addresses,
+            on_ready=self._tor_ready,
+        )
+        self.links.dialers.append(self.tor)
+        return self.tor
 
     # -- construction ---------------------------------------------------------------------
 
@@ -474,6 +487,8 @@ class PeerService:
         self._index_soon()  # whatever a killed process left unindexed
         await self.groups.load()
         await self.files.load()
+        if self.config.tor is None and self._tor_setting():
+            self._make_tor()
         if self.tor is not None:
             await self.tor.load()
 
@@ -507,6 +522,42 @@ class PeerService:
         elif host == "::":
             host = "::1"
         return host, self.listen_port
+
+    def _tor_setting(self) -> bool:
+        """The profile's choice; never chosen: on when this machine can run Tor."""
+        chosen = self.settings[SETTING_TOR]
+        return tor_missing() is None if chosen is None else bool(chosen)
+
+    @property
+    def tor_status(self) -> TorStatusChanged:
+        """Tor reach now (the last TorStatusChanged; state "off" when Tor is off)."""
+        return self.tor.status if self.tor is not None else TorStatusChanged("off")
+
+    def _via_tor(self, conn: Connection) -> bool:
+        """Whether an inbound connection came through our onion service: with Tor on, tor
+        forwards those from loopback (a contact on this very host is taken for one)."""
+        return self.tor is not None and _is_loopback(
+            conn.peer_address[0] if conn.peer_address else ""
+        )
+
+    def route(self, contact_id: str) -> str | None:
+        """How the contact's live session runs: "lan", "direct", "tor"; None: offline."""
+        return self.links.route(contact_id)
+
+    async def _switch_tor(self, on: bool) -> None:
+        """Turn Tor reach on or off while running (the "tor" setting changed)."""
+        if on and self.tor is None:
+            tor = self._make_tor()
+            await tor.load()
+            if self.listen_port is not None and not self._closing:
+                tor.start(self._onion_target())
+        elif not on and self.tor is not None:
+            tor, self.tor = self.tor, None
+            with contextlib.suppress(ValueError):
+                self.links.dialers.remove(tor)
+            # Sessions over Tor end with its process; their dial loops then find the LAN
+            # or a direct address, if any.
+            await tor.aclose()
 
     def _tor_ready(self) -> None:
         """Our onion is up (or back): dial every contact not online now, since contacts
@@ -589,8 +640,8 @@ class PeerService:
             value = safe_name(str(value))
             if not value or len(value) > wire.MAX_NAME_CHARS:
                 raise ServiceError(f"a display name needs 1 to {wire.MAX_NAME_CHARS} characters")
-        if key == SETTING_VISIBLE and not isinstance(value, bool):
-            raise ServiceError("visible is true or false")
+        if key in (SETTING_VISIBLE, SETTING_TOR) and not isinstance(value, bool):
+            raise ServiceError(f"{key} is true or false")
         await self.db.run(self.repo.set_setting, key, value)
         if key == SETTING_NAME:
             self.display_name = value
@@ -603,6 +654,8 @@ class PeerService:
             self._discovery.set_visible(self.display_name if visible else None)
             if not self.settings[SETTING_VISIBLE]:
                 self._emit(NearbyChanged(()))
+        if key == SETTING_TOR and self.config.tor is None and self.config.network:
+            await self._switch_tor(bool(value))
 
     async def _emit_contact_changed(self, contact_id: str) -> None:
         record = await self.db.run(self.repo.contact, contact_id)
@@ -772,7 +825,7 @@ class PeerService:
                 address.host, address.port, isolation="invite-" + invite_id.hex()
             )
 
-        return Route(text, connect)
+        return Route(text, connect, via="tor")
 
     def _invite_handler(
         self, invite: Invite, outcome: asyncio.Future[ContactRecord], verified: bool
@@ -1482,6 +1535,23 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
     except ValueError:
         return False
+
+
+class _TorTunnel:
+    """The files worker's Tunnel port: Tor's, while Tor is on (it can be switched)."""
+
+    def __init__(self, service: PeerService) -> None:
+        self._service = service
+
+    def wanted(self, contact_id: str, conn: Connection) -> bool:
+        tor = self._service.tor
+        return tor is not None and tor.wanted(contact_id, conn)
+
+    async def open(self, contact_id: str) -> socket.socket:
+        tor = self._service.tor
+        if tor is None:
+            raise ConnectionError("Tor is off")
+        return await tor.open(contact_id)
 
 
 class _Wiring:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import random
 import time
@@ -64,10 +65,12 @@ EventHandler = Callable[[Connection, SessionEvent], Awaitable[None]]
 @dataclass(frozen=True, slots=True)
 class Route:
     """One way to open a stream to a contact. `key` names it (routes with the same key
-    from two dialers are tried once); `connect(timeout)` opens the stream."""
+    from two dialers are tried once); `connect(timeout)` opens the stream; `via` is "tcp"
+    or "tor" (a session over it is shown as reached over Tor)."""
 
     key: str
     connect: Callable[[float], Awaitable[Streams]]  # (connect timeout) -> the streams
+    via: str = "tcp"
 
 
 class Dialer(Protocol):
@@ -94,6 +97,16 @@ class TcpDialer:
 
     async def routes(self, contact_id: str) -> list[Route]:
         return [tcp_route(text) for text in await self._addresses(contact_id)]
+
+
+def address_route(host: str) -> str:
+    """The route a direct connection to `host` is shown as: "lan" for private, link-local
+    and loopback addresses, "direct" for the rest (a public address)."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return "direct"
+    return "lan" if ip.is_private or ip.is_link_local or ip.is_loopback else "direct"
 
 
 # --------------------------------------------------------------------------- hooks
@@ -184,6 +197,7 @@ class Links:
         dial_base: float,
         dial_cap: float,
         dialers: Sequence[Dialer] = (),
+        tunnelled: Callable[[Connection], bool] = lambda _conn: False,
     ) -> None:
         self.identity = identity
         self.contacts = contacts
@@ -207,6 +221,10 @@ class Links:
         self._dialing: dict[str, asyncio.Task[None]] = {}
         self._dial_wakeup: dict[str, asyncio.Event] = {}
         self._addressless: set[str] = set()  # contacts no dialer found a route for
+        # How each connection we dialled runs ("tcp", "tor"); inbound ones are not here:
+        # `tunnelled` says whether one came through our onion service.
+        self._via: dict[Connection, str] = {}
+        self._tunnelled = tunnelled
         self.closing = False
 
     # -- queries (the LinkRegistry port) ---------------------------------------------------
@@ -222,6 +240,17 @@ class Links:
 
     def is_online(self, contact_id: str) -> bool:
         return contact_id in self._live
+
+    def route(self, contact_id: str) -> str | None:
+        """How the contact's live session runs ("lan", "direct", "tor"); None: offline."""
+        conn = self._live.get(contact_id)
+        return None if conn is None else self._route_of(conn)
+
+    def _route_of(self, conn: Connection) -> str:
+        via = self._via.get(conn)
+        if via == "tor" or (via is None and self._tunnelled(conn)):
+            return "tor"
+        return address_route(conn.peer_address[0] if conn.peer_address else "")
 
     def live_connections(self) -> list[Connection]:
         return list(self._live.values())
@@ -362,7 +391,7 @@ class Links:
     ) -> Connection:
         """As `open`, over a route (an onion's, through Tor)."""
         reader, writer = await route.connect(self.timing.connect_timeout)
-        return self._start(reader, writer, session, handler)
+        return self._start(reader, writer, session, handler, via=route.via)
 
     def _start(
         self,
@@ -370,15 +399,19 @@ class Links:
         writer: asyncio.StreamWriter,
         session: Session,
         handler: EventHandler | None,
+        *,
+        via: str = "tcp",
     ) -> Connection:
         conn = Connection(reader, writer, session, handler or self.dispatch, self.timing)
         self._connections.add(conn)
+        self._via[conn] = via
 
         async def run() -> None:
             try:
                 await conn.run()
             finally:
                 self._connections.discard(conn)
+                self._via.pop(conn, None)
 
         self._tasks.spawn(run(), f"chinwag-conn-{id(conn):x}")
         return conn
@@ -419,6 +452,7 @@ class Links:
         # Online already (a replacement, not a new presence): decided before `current`
         # is closed below, or a replaced session would announce "online" twice.
         was_online = current is not None and not current.closed.is_set()
+        old_route = self._route_of(current) if was_online and current is not None else None
         if current is not None and current is not conn and not current.closed.is_set():
             # Two live connections: if both are new, both ends dialled at once and the key
             # rule picks the same one on both sides; an older one is presumed dead (the peer
@@ -434,8 +468,11 @@ class Links:
             current.close("duplicate connection")
         self._live[contact_id] = conn
         conn.adopted.set()
-        if not was_online:
-            self._emit(PresenceChanged(contact_id, online=True))
+        # A replacement is announced only when it moves the session to another route
+        # (Tor -> LAN, say): the window shows the route.
+        route = self._route_of(conn)
+        if route != old_route:
+            self._emit(PresenceChanged(contact_id, online=True, route=route))
         self.hooks.adopted(conn, contact_id)
 
     def _preferred(self, a: Connection, b: Connection) -> Connection:
@@ -540,7 +577,7 @@ class Links:
                 hello=self._hello(),
                 target=ContactTarget(contact_id, keys.ed25519_public, keys.x25519_public, keys.psk),
             )
-            conn = self._start(reader, writer, session, None)
+            conn = self._start(reader, writer, session, None, via=route.via)
             waiters = {
                 asyncio.ensure_future(conn.closed.wait()),
                 asyncio.ensure_future(conn.adopted.wait()),
