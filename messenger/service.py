@@ -362,10 +362,16 @@ class PeerService:
         config: ServiceConfig | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> tuple[PeerService, list[str]]:
+        """`settings`: choices made at first run (e.g. "tor"), stored before the network
+        starts, so a service following them never starts what the user turned off."""
         name = display_name.strip()
         if not name or len(name) > wire.MAX_NAME_CHARS:
             raise ServiceError(f"a display name needs 1 to {wire.MAX_NAME_CHARS} characters")
+        unknown = set(settings or {}) - set(DEFAULT_SETTINGS)
+        if unknown:
+            raise ServiceError(f"unknown setting {sorted(unknown)[0]!r}")
         profile = ProfileDir(path)
         lock = ProfileLock(profile)
         lock.acquire("creating profile")
@@ -376,6 +382,8 @@ class PeerService:
             identity = Identity.generate()
             repo.set_blob(BLOB_IDENTITY, identity.to_bytes())
             repo.set_setting(SETTING_NAME, name)
+            for setting, value in (settings or {}).items():
+                repo.set_setting(setting, value)
         except BaseException:
             lock.release()
             raise

@@ -40,6 +40,7 @@ class ConversationItem:
     online: bool
     typing: bool = False
     last_seen: float | None = None
+    route: str = ""  # how the live session runs: "lan", "direct", "tor"; "" offline
 
     @property
     def id(self) -> str:
@@ -63,7 +64,10 @@ class ConversationItem:
         parts = [self.name]
         if self.contact.verified:
             parts.append("verified")
-        parts.append("online" if self.online else "offline")
+        if self.online and self.route == "tor":
+            parts.append("online over Tor")
+        else:
+            parts.append("online" if self.online else "offline")
         if self.unread:
             parts.append(f"{self.unread} unread")
         if self.typing:
@@ -101,6 +105,7 @@ class ConversationListModel(RecordListModel[ConversationItem]):
             (bridge.messageAdded, self._on_message_added),
             (bridge.messageStatesChanged, self._on_states_changed),
             (bridge.presenceChanged, self._on_presence_changed),
+            (bridge.routeChanged, self._on_route_changed),
             (bridge.contactAdded, self._on_contact_added),
             (bridge.contactChanged, self._on_contact_changed),
             (bridge.typingChanged, self._on_typing_changed),
@@ -117,7 +122,12 @@ class ConversationListModel(RecordListModel[ConversationItem]):
         summaries = await self.bridge.conversations()
         items = [
             ConversationItem(
-                s.contact, s.last_message, s.unread, s.online, last_seen=s.contact.last_seen
+                s.contact,
+                s.last_message,
+                s.unread,
+                s.online,
+                last_seen=s.contact.last_seen,
+                route=self.bridge.route(s.contact.id) if s.online else "",
             )
             for s in summaries
         ]
@@ -254,12 +264,27 @@ class ConversationListModel(RecordListModel[ConversationItem]):
         self._changed(row)
         self.contactUpdated.emit(item)
 
+    def _on_route_changed(self, contact_id: str, route: str) -> None:
+        row = self.row_of(contact_id)
+        if row < 0 or self._rows[row].route == route:
+            return
+        item = self._rows[row]
+        item.route = route
+        self._changed(row)
+        self.contactUpdated.emit(item)
+
     def _on_contact_added(self, contact: ContactRecord) -> None:
         if self.row_of(contact.id) >= 0:
             self._on_contact_changed(contact)
             return
+        online = self.bridge.is_online(contact.id)
         item = ConversationItem(
-            contact, None, 0, self.bridge.is_online(contact.id), last_seen=contact.last_seen
+            contact,
+            None,
+            0,
+            online,
+            last_seen=contact.last_seen,
+            route=self.bridge.route(contact.id) if online else "",
         )
         self.beginInsertRows(QModelIndex(), 0, 0)
         self._rows.insert(0, item)

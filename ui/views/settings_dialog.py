@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from messenger import ProfileError, ServiceError
+from messenger import ProfileError, ServiceError, TorStatusChanged
 from ui import theme
 from ui.bridge import Bridge
 from ui.views.backup_dialogs import BackupSection
@@ -43,6 +43,7 @@ from ui.views.dialog_parts import (
     title_label,
 )
 from ui.views.onboarding import MAX_NAME_CHARS, PassphraseChooser
+from ui.views.tor_status import TOR_EXPLAINED, TOR_SETTING, connecting_text
 
 THEMES: Final = (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark"))
 PAGES: Final = ("Profile", "Appearance", "Chats", "Notifications", "Privacy", "Network")
@@ -260,6 +261,8 @@ class SettingsDialog(QDialog):
 
     def _build_network(self) -> None:
         page, layout = _page("Network")
+        self._build_tor(layout)
+        layout.addSpacing(14)
         layout.addWidget(section_label("Listening port"))
         port = self._service_value("listen_port", None)
         self.port_field = QLineEdit(str(port) if port else "not listening")
@@ -285,6 +288,47 @@ class SettingsDialog(QDialog):
         layout.addWidget(hint_label("Invite codes carry these so contacts can reach you."))
         layout.addStretch(1)
         self.pages.addWidget(page)
+
+    def _build_tor(self, layout: QVBoxLayout) -> None:
+        layout.addWidget(section_label("Internet"))
+        self.tor_box = QCheckBox(TOR_SETTING)
+        self.tor_box.setAccessibleName(TOR_SETTING)
+        unavailable = self.bridge.tor_unavailable()
+        self.tor_box.setChecked(self.bridge.tor_enabled() and unavailable is None)
+        self.tor_box.setEnabled(unavailable is None)
+        self.tor_box.toggled.connect(self._tor_toggled)
+        _option(self.tor_box, TOR_EXPLAINED, layout)
+        self.tor_state = hint_label()
+        self.tor_state.setContentsMargins(26, 0, 0, 0)
+        self.tor_state.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.tor_state.setAccessibleName("Tor status")
+        layout.addWidget(self.tor_state)
+        self.bridge.torStatusChanged.connect(self._show_tor)
+        self._show_tor(self.bridge.tor_status)
+
+    def _tor_toggled(self, on: bool) -> None:
+        self.apply_setting("tor", on)
+        self._show_tor(self.bridge.tor_status)
+
+    def _show_tor(self, status: TorStatusChanged) -> None:
+        """One line under the switch: why it is off, or what tor is doing."""
+        unavailable = self.bridge.tor_unavailable()
+        wanted = self.tor_box.isChecked()
+        if unavailable is not None:
+            text = f"Not available: {unavailable}"
+        elif not self.bridge.tor_switches_live and wanted != (status.state != "off"):
+            text = "Takes effect the next time Chinwag starts."
+        elif status.state == "ready":
+            text = f"Connected. Your onion address: {status.onion}"
+        elif status.state == "starting":
+            text = connecting_text(status.percent)
+        elif status.state == "lost":
+            text = f"Tor stopped ({status.error}); restarting it…"
+        elif status.state == "failed":
+            text = f"Tor could not start: {status.error}"
+        else:
+            text = "Off: contacts are reached on your local network only."
+        self.tor_state.setText(text)
 
     # -- reading the service (read-only facts the bridge does not wrap) --------------------
 
