@@ -344,6 +344,7 @@ QSplitter::handle {{ background: {t.border}; }}
 #EmptyText {{ color: {t.text_secondary}; }}
 #Banner {{ background: {t.warning_bg}; color: {t.warning_text}; }}
 #Banner QLabel {{ color: {t.warning_text}; }}
+#GroupList {{ background: {t.sidebar}; }}
 #TorStatus {{ background: {t.sidebar}; border-top: 1px solid {t.border}; }}
 #TorStatus:hover {{ background: {t.hover}; }}
 #TorStatusText {{ color: {t.text_secondary}; background: transparent; }}

@@ -18,7 +18,13 @@ import pytest
 from messenger.net.tor import TorSettings
 from messenger.service import PeerService, ServiceConfig
 from messenger.transport import Timing
-from tests.ui.conftest import app_theme, open_window, qloop  # noqa: F401  (fixtures)
+from tests.ui import conftest as ui_fixtures
+
+# The Qt tests' fixtures (a qasync loop on pytest-qt's QApplication, the app's theme, main
+# windows over a service), used here beside the private Tor network's.
+qloop = ui_fixtures.qloop
+app_theme = ui_fixtures.app_theme
+open_window = ui_fixtures.open_window
 
 pytestmark = [pytest.mark.tor, pytest.mark.timeout(420)]
 
@@ -108,7 +114,8 @@ def test_window_reaches_tor_shows_a_tor_contact_and_switches_tor_off(
         window.show_settings("Network")
         dialog = next(d for d in window._dialogs if isinstance(d, SettingsDialog))
         assert dialog.tor_box.isChecked()
-        assert dialog.tor_state.text().startswith("Connected. Your onion address:")
+        assert dialog.tor_state.text().startswith("Connected")
+        assert dialog.tor_address.text() == alice.tor.address
         dialog.tor_box.setChecked(False)
         qloop.until(lambda: bar.label.text() == "Tor: off", timeout=60, what="Tor: off")
         assert alice.tor is None and alice.settings["tor"] is False

@@ -95,7 +95,7 @@ class EmptyState(QWidget):
         if has:
             self.text.setText(
                 "Choose a conversation on the left, or press Ctrl+K to jump to one.\n"
-                "Messages are end-to-end encrypted and never leave your network."
+                "Messages are end-to-end encrypted, from your computer to theirs."
             )
         else:
             self.text.setText(

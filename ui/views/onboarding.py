@@ -245,7 +245,15 @@ class OnboardingDialog(QDialog):
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
+        self._fit_height()
         self.name.setFocus()
+
+    def _fit_height(self) -> None:
+        """A top-level dialog ignores its wrapped labels' height for its width: without
+        this the passphrase fields are squeezed to make room for the Tor explanation."""
+        layout = self.layout()
+        if layout is not None:
+            self.setMinimumHeight(layout.totalHeightForWidth(self.width()))
 
     def _refresh(self) -> None:
         self.create_button.setEnabled(self._valid())

@@ -73,7 +73,7 @@ class SettingsDialog(QDialog):
         self.bridge = bridge
         self.tasks = DialogTasks("settings", on_error=self._unexpected)
         self.setWindowTitle("Settings")
-        self.resize(720, 500)
+        self.resize(720, 560)
         self.setMinimumSize(640, 460)
 
         self.nav = QListWidget()
@@ -298,11 +298,20 @@ class SettingsDialog(QDialog):
         self.tor_box.setEnabled(unavailable is None)
         self.tor_box.toggled.connect(self._tor_toggled)
         _option(self.tor_box, TOR_EXPLAINED, layout)
-        self.tor_state = hint_label()
-        self.tor_state.setContentsMargins(26, 0, 0, 0)
-        self.tor_state.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.tor_state = QLabel()
+        self.tor_state.setWordWrap(True)
         self.tor_state.setAccessibleName("Tor status")
-        layout.addWidget(self.tor_state)
+        self.tor_address = QLineEdit()
+        self.tor_address.setReadOnly(True)
+        self.tor_address.setFont(monospace_font())
+        self.tor_address.setAccessibleName("Your onion address")
+        self.tor_address.setToolTip("Your onion address: contacts who have it can reach you")
+        column = QVBoxLayout()
+        column.setContentsMargins(26, 0, 0, 0)
+        column.setSpacing(6)
+        column.addWidget(self.tor_state)
+        column.addWidget(self.tor_address)
+        layout.addLayout(column)
         self.bridge.torStatusChanged.connect(self._show_tor)
         self._show_tor(self.bridge.tor_status)
 
@@ -319,7 +328,7 @@ class SettingsDialog(QDialog):
         elif not self.bridge.tor_switches_live and wanted != (status.state != "off"):
             text = "Takes effect the next time Chinwag starts."
         elif status.state == "ready":
-            text = f"Connected. Your onion address: {status.onion}"
+            text = "Connected: contacts anywhere can reach you at your onion address."
         elif status.state == "starting":
             text = connecting_text(status.percent)
         elif status.state == "lost":
@@ -329,6 +338,9 @@ class SettingsDialog(QDialog):
         else:
             text = "Off: contacts are reached on your local network only."
         self.tor_state.setText(text)
+        ready = status.state == "ready" and bool(status.onion) and unavailable is None
+        self.tor_address.setText((status.onion or "") if ready else "")
+        self.tor_address.setVisible(ready)
 
     # -- reading the service (read-only facts the bridge does not wrap) --------------------
 

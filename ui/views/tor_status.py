@@ -27,11 +27,9 @@ STATES: Final = {
 }
 TOR_SETTING: Final = "Reach contacts over the internet (Tor)"
 TOR_EXPLAINED: Final = (
-    "Contacts on other networks can reach you, and you them, through Tor onion "
-    "services: no server, no port forwarding. Tor hides your IP address from your "
-    "contacts and from the network. The first connection is slower (up to a minute), "
-    "and contacts learn your onion address, which stays the same. Contacts on your "
-    "local network are still reached directly."
+    "Contacts on other networks reach you through Tor, with no server and no port "
+    "forwarding. Tor hides your IP address from your contacts and the network. The first "
+    "connection is slower, and contacts learn your onion address, which stays the same."
 )
 OFF_HINT: Final = (
     "Contacts are reached on your local network only.\n"
@@ -40,6 +38,8 @@ OFF_HINT: Final = (
 
 
 def connecting_text(percent: int) -> str:
+    if percent >= 100:  # bootstrapped; the onion service's descriptor is being published
+        return "Tor: publishing your onion address…"
     return f"Connecting to the Tor network… {percent} %"
 
 
@@ -95,6 +95,7 @@ class TorStatusBar(QFrame):
         super().__init__(parent)
         self.setObjectName("TorStatus")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setAttribute(Qt.WidgetAttribute.WA_Hover)  # the style sheet's :hover
         self.mark = OnionMark(self)
         self.label = QLabel(self)
         self.label.setObjectName("TorStatusText")
