@@ -116,9 +116,12 @@ def test_window_reaches_tor_shows_a_tor_contact_and_switches_tor_off(
         assert dialog.tor_box.isChecked()
         assert dialog.tor_state.text().startswith("Connected")
         assert dialog.tor_address.text() == alice.tor.address
+        assert alice.tor.address in dialog.addresses_shown.text()
         dialog.tor_box.setChecked(False)
         qloop.until(lambda: bar.label.text() == "Tor: off", timeout=60, what="Tor: off")
         assert alice.tor is None and alice.settings["tor"] is False
+        assert ".onion" not in dialog.addresses_shown.text()  # invites no longer carry it
+        assert not dialog.tor_address.isVisible()
         qloop.until(
             lambda: not window.conversations.item(bob.contact_id).online,
             timeout=90,

@@ -280,11 +280,11 @@ class SettingsDialog(QDialog):
         )
         layout.addSpacing(14)
         layout.addWidget(section_label("Your addresses"))
-        addresses = self._addresses()
-        shown = QLabel("\n".join(addresses) if addresses else "No network address found.")
-        shown.setFont(monospace_font())
-        shown.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(shown)
+        self.addresses_shown = QLabel()
+        self.addresses_shown.setFont(monospace_font())
+        self.addresses_shown.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.addresses_shown)
+        self._show_addresses()
         layout.addWidget(hint_label("Invite codes carry these so contacts can reach you."))
         layout.addStretch(1)
         self.pages.addWidget(page)
@@ -340,7 +340,17 @@ class SettingsDialog(QDialog):
         self.tor_state.setText(text)
         ready = status.state == "ready" and bool(status.onion) and unavailable is None
         self.tor_address.setText((status.onion or "") if ready else "")
+        self.tor_address.setCursorPosition(0)  # the start of the address, not its end
         self.tor_address.setVisible(ready)
+        if hasattr(self, "addresses_shown"):  # built after the Tor section
+            self._show_addresses()
+
+    def _show_addresses(self) -> None:
+        """Where invites say we are (the onion address comes and goes with Tor)."""
+        addresses = self._addresses()
+        self.addresses_shown.setText(
+            "\n".join(addresses) if addresses else "No network address found."
+        )
 
     # -- reading the service (read-only facts the bridge does not wrap) --------------------
 
