@@ -436,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # stem sets its own logger to its lowest level, so every control-port command would
+    # reach the terminal whatever -v says: it follows ours instead.
+    logging.getLogger("stem").setLevel(level)
     app = create_application([sys.argv[0], *qt_args])
     loop = make_event_loop(app)
     asyncio.set_event_loop(loop)
