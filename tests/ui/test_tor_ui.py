@@ -13,6 +13,7 @@ import asyncio
 import random
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QImage
 from PySide6.QtWidgets import QMessageBox
 
@@ -58,8 +59,6 @@ def test_sidebar_shows_bootstrap_progress_then_reachable_with_the_onion(
 
 
 def test_the_status_opens_settings_at_the_network_page(qloop, qtbot, make_peer, open_window):
-    from PySide6.QtCore import Qt
-
     from ui.views.settings_dialog import PAGES, SettingsDialog
 
     window = open_window(make_peer("alice"))
@@ -115,6 +114,9 @@ def test_a_contact_reached_over_tor_gets_the_onion_mark_not_the_green_dot(
     assert window.chat.header.status.text() == "online · over Tor"
     assert "IP address" in window.chat.header.status.toolTip()
     assert "over Tor" in window.conversations.item(bob_at_alice).accessible_text()
+    model = window.conversations
+    tip = model.index(model.row_of(bob_at_alice), 0).data(Qt.ItemDataRole.ToolTipRole)
+    assert tip.endswith("online over Tor")  # the list's tooltip explains the mark
 
     # Offline: no mark at all, and the route is forgotten.
     _publish(alice, PresenceChanged(bob_at_alice, online=False))

@@ -333,8 +333,18 @@ _ROLES: dict[int, Callable[[ConversationListModel, ConversationItem], Any]] = {
     Qt.ItemDataRole.EditRole: lambda _m, item: item.name,
     ConversationListModel.ContactIdRole: lambda _m, item: item.id,
     Qt.ItemDataRole.AccessibleTextRole: lambda _m, item: item.accessible_text(),
-    Qt.ItemDataRole.ToolTipRole: lambda _m, item: f"{item.name} · {item.id[:16]}",
+    Qt.ItemDataRole.ToolTipRole: lambda _m, item: _tooltip(item),
 }
+
+_ROUTE_NOTE = {"tor": "online over Tor", "lan": "online on your network", "direct": "online"}
+
+
+def _tooltip(item: ConversationItem) -> str:
+    """Name and id, and how they are reached (the onion mark is explained here)."""
+    text = f"{item.name} · {item.id[:16]}"
+    if item.online:
+        text += f"\n{_ROUTE_NOTE.get(item.route, 'online')}"
+    return text
 
 
 class ConversationFilterModel(QSortFilterProxyModel):
