@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from messenger import control
+from messenger.cli import control
 
 from .bench_files import make_file
 

@@ -28,11 +28,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from messenger import wire
 from messenger.identity import Identity, contact_id
-from messenger.noise import KeyPair
 from messenger.profile import KdfParams, ProfileDir
-from messenger.session import (
+from messenger.protocol import wire
+from messenger.protocol.noise import KeyPair
+from messenger.protocol.session import (
     Closed,
     ContactMatch,
     ContactTarget,

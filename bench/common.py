@@ -31,8 +31,8 @@ os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
 # network); Tor tests and benchmarks configure their peers' tor explicitly.
 os.environ["CHINWAG_NO_TOR"] = "1"
 
+from messenger.net.transport import Timing
 from messenger.service import PeerService, ServiceConfig
-from messenger.transport import Timing
 
 BODY_SIZE = 200
 _LEN = struct.Struct("!H")

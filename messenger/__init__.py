@@ -51,7 +51,10 @@ from .events import (
 from .files.manager import human_size
 from .files.names import sanitise
 from .identity import format_safety_number, safety_number_qr_payload, verify_safety_number_qr
-from .invite import (
+from .net.reach import tor_missing
+from .net.transport import Timing
+from .profile import KdfParams, ProfileDir, default_profile_dir, restrict_umask
+from .protocol.invite import (
     Invite,
     InviteError,
     InviteMalformed,
@@ -60,8 +63,7 @@ from .invite import (
     parse_listen,
     save_invite_qr,
 )
-from .net.reach import tor_missing
-from .profile import KdfParams, ProfileDir, default_profile_dir, restrict_umask
+from .protocol.wire import MAX_BODY_BYTES
 from .records import (
     ContactRecord,
     GroupMemberRecord,
@@ -76,8 +78,6 @@ from .records import (
 # Seeding a profile's history directly (the screenshot demo writes a conversation that
 # never crossed a wire) and connection timing for ServiceConfig.
 from .storage.repository import IncomingMessage
-from .transport import Timing
-from .wire import MAX_BODY_BYTES
 
 __all__ = [
     "MAX_BODY_BYTES",

@@ -27,7 +27,6 @@ import nacl.hash
 import nacl.signing
 import nacl.utils
 
-from . import wire
 from .core.batch import Batcher
 from .core.text import check_text, safe_name
 from .errors import DiskFull, GroupError
@@ -40,10 +39,11 @@ from .events import (
 )
 from .identity import Identity, IdentityError, conversation_id, verify_static_certificate
 from .identity import contact_id as make_contact_id
+from .net.transport import Connection
+from .protocol import wire
 from .records import GroupMemberRecord, GroupMessageRecord, GroupRecord
 from .storage.group_repository import GroupRepository, NewGroupMessage, StoredGroupMessage
 from .storage.repository import ContactKeys, NewContact
-from .transport import Connection
 
 if TYPE_CHECKING:
     from .core.ports import Clock, ContactKeyring, Db, Emit, LanKeys, LinkRegistry, Me, Tasks

@@ -30,7 +30,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import wire
 from .core.text import safe_name
 from .errors import PairingError
 from .events import PairingEnded, PairingRequested
@@ -43,11 +42,12 @@ from .identity import (
     verify_static_certificate,
 )
 from .identity import contact_id as make_contact_id
-from .invite import InviteError, parse_address
+from .net.transport import Connection
+from .protocol import wire
+from .protocol.invite import InviteError, parse_address
+from .protocol.session import Closed, NearbyTarget, PairingReady, Received, Session, SessionEvent
 from .records import ContactRecord
-from .session import Closed, NearbyTarget, PairingReady, Received, Session, SessionEvent
 from .storage.repository import ContactExists, NewContact
-from .transport import Connection
 
 if TYPE_CHECKING:
     from .core.ports import Clock, ContactKeyring, Db, Emit, Me, SessionOpener

@@ -27,12 +27,10 @@ import nacl.encoding
 import nacl.hash
 import nacl.utils
 
-from . import wire
 from .contacts import ContactBook
 from .core.batch import Batcher
 from .core.runtime import DbThread, TaskOwner
 from .core.text import check_text, safe_name
-from .discovery import Discovery, DiscoverySettings, host_of
 from .errors import (
     ContactNotFound,
     DiskFull,
@@ -66,7 +64,15 @@ from .identity import (
 from .identity import (
     contact_id as make_contact_id,
 )
-from .invite import (
+from .nearby import PairingManager
+from .net.discovery import Discovery, DiscoverySettings, host_of
+from .net.links import Links, Route, Streams, TcpDialer
+from .net.reach import TorReach, is_onion_address, tor_missing
+from .net.tor import TorError, TorSettings
+from .net.transport import Connection, Timing, bound_port
+from .profile import KdfParams, ProfileDir, ProfileLock
+from .protocol import wire
+from .protocol.invite import (
     Address,
     Invite,
     InviteError,
@@ -76,13 +82,7 @@ from .invite import (
     interface_addresses,
     parse_address,
 )
-from .nearby import PairingManager
-from .net.links import Links, Route, Streams, TcpDialer
-from .net.reach import TorReach, is_onion_address, tor_missing
-from .net.tor import TorError, TorSettings
-from .profile import KdfParams, ProfileDir, ProfileLock
-from .records import ContactRecord, InviteRecord, MessageRecord, MessageState, NearbyPerson
-from .session import (
+from .protocol.session import (
     Closed,
     Established,
     InviteTarget,
@@ -90,6 +90,7 @@ from .session import (
     Session,
     SessionEvent,
 )
+from .records import ContactRecord, InviteRecord, MessageRecord, MessageState, NearbyPerson
 from .storage.database import open_database
 from .storage.group_repository import StoredGroupMessage
 from .storage.repository import (
@@ -99,7 +100,6 @@ from .storage.repository import (
     NewContact,
     Repository,
 )
-from .transport import Connection, Timing, bound_port
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from .. import wire
     from ..events import ServiceEvent
     from ..identity import Identity
-    from ..invite import Address
-    from ..noise import KeyPair
-    from ..session import Session, SessionEvent
+    from ..net.transport import Connection, Timing
+    from ..protocol import wire
+    from ..protocol.invite import Address
+    from ..protocol.noise import KeyPair
+    from ..protocol.session import Session, SessionEvent
     from ..storage.repository import ContactKeys
-    from ..transport import Connection, Timing
 
 T = TypeVar("T")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import unicodedata
 
-from .. import wire
 from ..errors import MessageTooLong, ServiceError
+from ..protocol import wire
 
 
 def check_text(body: str) -> None:

@@ -35,7 +35,7 @@ from typing import Final
 from nacl._sodium import ffi as _ffi  # PyNaCl's cffi binding of libsodium
 from nacl._sodium import lib as _lib
 
-from .. import wire
+from ..protocol import wire
 from .chunks import (
     MAX_CHUNK_SIZE,
     MAX_CHUNKS,

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import nacl.utils
 
-from .. import wire
 from ..errors import FileError, GroupError
 from ..events import FileOfferRejected, MessageAdded, TransferChanged
 from ..identity import contact_id as make_contact_id
+from ..protocol import wire
 from ..records import GroupMessageRecord, MessageRecord, TransferRecord, TransferState
 from ..storage.attachments import AttachmentRepo, AttachmentRow
 from ..storage.group_repository import StoredGroupMessage
@@ -66,8 +66,8 @@ from .store import AttachmentStore, StoreError
 
 if TYPE_CHECKING:
     from ..core.ports import Clock, ContactKeyring, Db, Emit, LinkRegistry
+    from ..net.transport import Connection, Timing
     from ..storage.repository import Repository
-    from ..transport import Connection, Timing
 
 log = logging.getLogger(__name__)
 

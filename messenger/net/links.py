@@ -22,14 +22,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from .. import wire
 from ..core.ports import Clock, ContactKeyring, Emit, Tasks
 from ..events import PresenceChanged
 from ..identity import Identity
-from ..invite import InviteError, parse_address
-from ..noise import KeyPair
-from ..records import InviteRecord
-from ..session import (
+from ..protocol import wire
+from ..protocol.invite import InviteError, parse_address
+from ..protocol.noise import KeyPair
+from ..protocol.session import (
     Closed,
     ContactMatch,
     ContactTarget,
@@ -39,7 +38,8 @@ from ..session import (
     Session,
     SessionEvent,
 )
-from ..transport import Backoff, Connection, Listener, Timing, dial, serve_admitting
+from ..records import InviteRecord
+from .transport import Backoff, Connection, Listener, Timing, dial, serve_admitting
 
 log = logging.getLogger(__name__)
 

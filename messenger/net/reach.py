@@ -24,9 +24,8 @@ from pathlib import Path
 
 from ..core.ports import Db, Emit, Tasks
 from ..events import TorStatusChanged
-from ..invite import InviteError, parse_address
+from ..protocol.invite import InviteError, parse_address
 from ..storage.repository import Repository
-from ..transport import Connection
 from .links import Route, Streams
 from .tor import (
     TOR_CONTROL_ENV,
@@ -46,6 +45,7 @@ from .tor import (
     find_tor,
     onion_address_from_key,
 )
+from .transport import Connection
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
-WINDOWS_READY = ("messenger/profile.py", "messenger/control.py")
+WINDOWS_READY = ("messenger/profile.py", "messenger/cli/control.py")
 
 
 def _mypy(platform: str) -> list[str]:

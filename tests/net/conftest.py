@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from messenger.events import ServiceEvent
+from messenger.net.transport import Timing
 from messenger.service import PeerService, ServiceConfig
-from messenger.transport import Timing
 
 FAST = Timing(
     handshake_timeout=3.0,

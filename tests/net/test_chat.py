@@ -8,8 +8,8 @@ import pytest
 
 from messenger import InviteFailed, MessageTooLong
 from messenger.events import MessageAdded, MessageStatesChanged
+from messenger.protocol.wire import MAX_BODY_BYTES
 from messenger.records import MessageState
-from messenger.wire import MAX_BODY_BYTES
 
 from .conftest import Clock, befriend, wait_for
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from messenger import control
+from messenger.cli import control
 
 from .test_cli import Runner, cli, cli_json, wait_until
 

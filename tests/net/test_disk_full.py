@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from messenger import DiskFull, DiskSpace, PeerService
-from messenger.cli import main as cli_main
+from messenger.cli.main import main as cli_main
 
 from .conftest import Recorder, befriend, config, wait_for
 

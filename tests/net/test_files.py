@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from messenger import FileError, wire
+from messenger import FileError
 from messenger.events import FileOfferRejected, MessageAdded, TransferChanged
 from messenger.files.chunks import DEFAULT_CHUNK_SIZE, TAG_LEN, stored_offset
+from messenger.protocol import wire
 from messenger.records import TransferState
 from messenger.service import PeerService
 

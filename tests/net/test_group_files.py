@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from messenger import FileError, wire
+from messenger import FileError
 from messenger.events import FileOfferRejected, GroupMessageAdded
 from messenger.files.chunks import DEFAULT_CHUNK_SIZE, stored_offset
 from messenger.groups import NO_SIGNATURE, sign_message
+from messenger.protocol import wire
 from messenger.records import TransferState
 from messenger.service import PeerService
 

@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from messenger import wire
 from messenger.groups import NO_SIGNATURE, sign_message, sign_roster
+from messenger.protocol import wire
 from messenger.service import PeerService
 
 from .conftest import befriend, wait_for

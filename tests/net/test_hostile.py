@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from messenger import framing, wire
 from messenger.events import ContactAdded, MessageAdded, PresenceChanged
 from messenger.identity import Identity, certify_static
-from messenger.noise import KeyPair
+from messenger.net.transport import Timing
+from messenger.protocol import framing, wire
+from messenger.protocol.noise import KeyPair
+from messenger.protocol.session import Closed, ContactTarget, InviteTarget, Session
 from messenger.service import PeerService, conversation_id
-from messenger.session import Closed, ContactTarget, InviteTarget, Session
-from messenger.transport import Timing
 
 from .conftest import Recorder, befriend, wait_for
 

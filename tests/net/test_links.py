@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 from messenger.events import PresenceChanged
-from messenger.transport import Timing
+from messenger.net.transport import Timing
 
 from .conftest import Recorder, befriend, wait_for
 

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from messenger.transport import serve
+from messenger.net.transport import serve
 
 from .conftest import PeerFactory
 

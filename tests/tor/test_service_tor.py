@@ -17,16 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from messenger import wire
 from messenger.events import MessageAdded, MessageStatesChanged, ServiceEvent, TorStatusChanged
 from messenger.identity import Identity
 from messenger.net.reach import ONION_PORT, is_onion_address
 from messenger.net.tor import TorSettings
-from messenger.noise import KeyPair
+from messenger.net.transport import Timing
+from messenger.protocol import wire
+from messenger.protocol.noise import KeyPair
+from messenger.protocol.session import ContactTarget, Session
 from messenger.records import MessageState, TransferRecord, TransferState
 from messenger.service import PeerService, ServiceConfig
-from messenger.session import ContactTarget, Session
-from messenger.transport import Timing
 
 from .conftest import PeerFactory
 

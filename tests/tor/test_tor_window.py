@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from messenger.net.tor import TorSettings
+from messenger.net.transport import Timing
 from messenger.service import PeerService, ServiceConfig
-from messenger.transport import Timing
 from tests.ui import conftest as ui_fixtures
 
 # The Qt tests' fixtures (a qasync loop on pytest-qt's QApplication, the app's theme, main

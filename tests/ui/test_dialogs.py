@@ -21,7 +21,7 @@ from PySide6.QtGui import QColor, QGuiApplication, QImage, QPainter
 from PySide6.QtWidgets import QDialog
 
 from messenger import KdfParams, PeerService, ProfileDir
-from messenger.invite import invite_qr
+from messenger.protocol.invite import invite_qr
 from tests.ui.conftest import QLoop, peer_config
 from ui.bridge import Bridge
 from ui.qr import (

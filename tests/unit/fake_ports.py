@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from messenger import wire
 from messenger.contacts import ContactBook
 from messenger.events import ServiceEvent
 from messenger.identity import Identity, conversation_id
 from messenger.identity import contact_id as make_contact_id
-from messenger.invite import Address
+from messenger.protocol import wire
+from messenger.protocol.invite import Address
 from messenger.storage.database import open_database
 from messenger.storage.repository import ContactKeys, NewContact, Repository
 

@@ -19,10 +19,10 @@ from messenger import (
     ServiceConfig,
     WrongPassphrase,
     backup_profile,
-    cli,
     restore_backup,
 )
 from messenger.backup import MAGIC
+from messenger.cli import main as cli
 from messenger.storage.repository import NewContact
 
 OFFLINE = ServiceConfig(network=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from messenger import cli
+from messenger.cli import main as cli
 from messenger.storage.repository import new_msg_ids
 
 

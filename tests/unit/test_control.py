@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from messenger import control
-from messenger.control import ControlError, ControlServer
+from messenger.cli import control
+from messenger.cli.control import ControlError, ControlServer
 
 
 class EchoApi:

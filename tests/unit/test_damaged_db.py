@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from messenger import KdfParams, PeerService, ProfileError, ServiceConfig, WrongPassphrase, cli
+from messenger import KdfParams, PeerService, ProfileError, ServiceConfig, WrongPassphrase
+from messenger.cli import main as cli
 from messenger.errors import DatabaseCorrupt, DatabaseEmpty, DatabaseTruncated
 from messenger.profile import ProfileDir
 from messenger.storage import database
@@ -223,8 +224,8 @@ async def test_the_running_peer_reports_damage_with_its_exit_status(
 ) -> None:
     """While `run` holds the profile, `history` is answered over the control socket: the
     same plain message and exit status come back from there."""
-    from messenger.api import LocalApi
-    from messenger.control import ControlServer
+    from messenger.cli.api import LocalApi
+    from messenger.cli.control import ControlServer
 
     folder = tmp_path / "p"
     contact_id = await make_profile(folder, messages=3000)

@@ -10,8 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from messenger import wire
-from messenger.discovery import (
+from messenger.identity import (
+    Identity,
+    IdentityError,
+    pairing_signature,
+    sas_commitment,
+    short_authentication_string,
+    verify_pairing_signature,
+)
+from messenger.net.discovery import (
     MAX_ADDRESSES,
     MAX_TXT_BYTES,
     TOKEN_LEN,
@@ -27,16 +34,9 @@ from messenger.discovery import (
     parse_txt,
     usable_addresses,
 )
-from messenger.identity import (
-    Identity,
-    IdentityError,
-    pairing_signature,
-    sas_commitment,
-    short_authentication_string,
-    verify_pairing_signature,
-)
-from messenger.noise import KeyPair
-from messenger.session import (
+from messenger.protocol import wire
+from messenger.protocol.noise import KeyPair
+from messenger.protocol.session import (
     Closed,
     NearbyTarget,
     PairingReady,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from messenger.discovery import (
+from messenger.net.discovery import (
     MAX_OPEN_GROUP_BYTES,
     MAX_TXT_BYTES,
     TOKEN_LEN,

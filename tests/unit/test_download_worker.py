@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from messenger import wire
 from messenger.events import MessageAdded, TransferChanged
 from messenger.files.manager import FileManager
+from messenger.net.transport import Timing
+from messenger.protocol import wire
 from messenger.records import GroupMessageRecord, TransferState
-from messenger.transport import Timing
 
 from .fake_ports import (
     Events,

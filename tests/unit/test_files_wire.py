@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from messenger.wire import (
+from messenger.protocol.wire import (
     FileAction,
     FileControl,
     FileHave,

@@ -1,4 +1,4 @@
-"""Tests for messenger.framing: length framing, padding and fragmentation."""
+"""Tests for messenger.protocol.framing: length framing, padding and fragmentation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from messenger.framing import (
+from messenger.protocol.framing import (
     BUCKETS,
     MAX_CHUNK,
     MAX_FRAME_BODY,

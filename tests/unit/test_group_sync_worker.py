@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from messenger import wire
 from messenger.events import GroupMessageAdded
 from messenger.groups import GroupManager
+from messenger.protocol import wire
 from messenger.storage.group_repository import StoredGroupMessage
 
 from .fake_ports import (

@@ -7,7 +7,6 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from messenger import wire
 from messenger.groups import (
     MESSAGE_CONTEXT,
     NO_SIGNATURE,
@@ -24,6 +23,7 @@ from messenger.groups import (
     verify,
 )
 from messenger.identity import Identity
+from messenger.protocol import wire
 
 
 def member(identity: Identity, joined: int = 1) -> wire.GroupMember:

@@ -14,9 +14,9 @@ import segno
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import messenger.invite as invite_mod
+import messenger.protocol.invite as invite_mod
 from messenger.identity import Identity
-from messenger.invite import (
+from messenger.protocol.invite import (
     DEFAULT_TTL,
     INVITE_VERSION,
     Address,

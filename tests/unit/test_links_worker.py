@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from messenger import wire
 from messenger.contacts import ContactBook
 from messenger.events import PresenceChanged
 from messenger.identity import Identity
 from messenger.identity import contact_id as make_contact_id
 from messenger.net.links import Links, Route, Streams, tcp_route
+from messenger.net.transport import Connection, Timing
+from messenger.protocol import wire
+from messenger.protocol.session import ContactTarget, Established, Session, SessionEvent
 from messenger.records import InviteRecord
-from messenger.session import ContactTarget, Established, Session, SessionEvent
 from messenger.storage.repository import ContactKeys
-from messenger.transport import Connection, Timing
 
 from .fake_ports import Events, Tasks, until
 

@@ -1,4 +1,4 @@
-"""Tests for messenger.noise: interop with the independent `noiseprotocol` package,
+"""Tests for messenger.protocol.noise: interop with the independent `noiseprotocol` package,
 failure modes, and hypothesis property tests."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from noise.connection import Keypair, NoiseConnection
 
-from messenger.noise import (
+from messenger.protocol.noise import (
     MAX_MESSAGE_LEN,
     MAX_NONCE,
     CipherState,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from messenger.discovery import NetlinkWatcher
 from messenger.files import bulk
 from messenger.files.chunks import MIN_CHUNK_SIZE, TAG_LEN, Manifest
 from messenger.files.store import AttachmentStore, ChunkFile, ChunkReader
+from messenger.net.discovery import NetlinkWatcher
 
 
 def test_without_o_direct_chunks_take_the_ordinary_path(

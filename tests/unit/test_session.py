@@ -1,4 +1,4 @@
-"""Sans-I/O tests of messenger.session: two Session objects talk by passing bytes.
+"""Sans-I/O tests of messenger.protocol.session: two Session objects talk by passing bytes.
 
 No sockets and no clock: whatever one side's ``data_to_send()`` returns is fed into the
 other side's ``receive_data()``. Keys are real (Identity.generate, KeyPair), the
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from messenger import framing, session, wire
 from messenger.identity import Identity, certify_static
-from messenger.noise import KeyPair
-from messenger.session import (
+from messenger.protocol import framing, session, wire
+from messenger.protocol.noise import KeyPair
+from messenger.protocol.session import (
     Closed,
     ContactMatch,
     ContactTarget,

@@ -1,4 +1,4 @@
-"""Tests for messenger.wire: round trips, strict validation and fuzzing."""
+"""Tests for messenger.protocol.wire: round trips, strict validation and fuzzing."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from messenger import framing
-from messenger.wire import (
+from messenger.protocol import framing
+from messenger.protocol.wire import (
     HELLO_TAG,
     MAX_ADDRESSES,
     MAX_BATCH_MESSAGES,

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from messenger import framing
-from messenger.wire import (
+from messenger.protocol import framing
+from messenger.protocol.wire import (
     MAX_BODY_BYTES,
     MAX_GROUP_MARKS,
     MAX_GROUP_MEMBERS,

@@ -24,8 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..errors import ChinwagError
 from .api import LocalApi
-from .errors import ChinwagError
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from . import wire
-from .session import Closed, Received, Session, SessionEvent
+from ..protocol import wire
+from ..protocol.session import Closed, Received, Session, SessionEvent
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import PeerService, ServiceConfig, control
-from .api import LocalApi
-from .errors import (
+from .. import PeerService, ServiceConfig
+from ..errors import (
     CliError,
     DatabaseDamaged,
     DiskFull,
@@ -30,7 +29,7 @@ from .errors import (
     ProfileLocked,
     ServiceError,
 )
-from .events import (
+from ..events import (
     DiskSpace,
     FileOfferRejected,
     GroupChanged,
@@ -45,12 +44,14 @@ from .events import (
     TorStatusChanged,
     TransferChanged,
 )
+from ..nearby import PAIRING_TIMEOUT
+from ..net.tor import TOR_CONTROL_ENV, TorNotFound, find_tor
+from ..profile import KdfParams, ProfileDir, restrict_umask
+from ..protocol.invite import InviteError, parse_listen
+from ..records import TransferState
+from . import control
+from .api import LocalApi
 from .group_api import GROUP_ACTIONS
-from .invite import InviteError, parse_listen
-from .nearby import PAIRING_TIMEOUT
-from .net.tor import TOR_CONTROL_ENV, TorNotFound, find_tor
-from .profile import KdfParams, ProfileDir, restrict_umask
-from .records import TransferState
 
 log = logging.getLogger("chinwag.cli")
 
@@ -758,7 +759,7 @@ def _show_tor_progress(event: ServiceEvent) -> None:
 
 def _doctor(profile: ProfileDir, args: argparse.Namespace) -> int:
     """The full check on demand (the start-up one is cheap, see storage/database.py)."""
-    from .storage.database import check_database
+    from ..storage.database import check_database
 
     profile.read_meta()  # ProfileMissing with what to do
     report: dict[str, Any] = {"profile": str(profile.path), "permissions_fixed": profile.secure()}
@@ -813,7 +814,7 @@ def _backup_passphrase(profile: ProfileDir, *, new: bool) -> str:
 
 
 def _backup(profile: ProfileDir, args: argparse.Namespace) -> dict[str, Any]:
-    from .backup import backup_profile
+    from ..backup import backup_profile
 
     out = args.file.expanduser().resolve()
     info = backup_profile(profile.path, out, _backup_passphrase(profile, new=True))
@@ -821,7 +822,7 @@ def _backup(profile: ProfileDir, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _restore(profile: ProfileDir, args: argparse.Namespace) -> dict[str, Any]:
-    from .backup import restore_backup
+    from ..backup import restore_backup
 
     source = args.file.expanduser().resolve()
     info, warnings = restore_backup(source, profile.path, _backup_passphrase(profile, new=False))
@@ -893,7 +894,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _default_dir() -> Path:
-    from .profile import default_profile_dir
+    from ..profile import default_profile_dir
 
     return default_profile_dir()
 

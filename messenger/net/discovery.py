@@ -37,7 +37,7 @@ import ifaddr
 import nacl.encoding
 import nacl.hash
 
-from . import wire
+from ..protocol import wire
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import FileError, GroupError, ServiceError
-from .records import GroupMessageRecord, GroupRecord
+from ..errors import FileError, GroupError, ServiceError
+from ..records import GroupMessageRecord, GroupRecord
 
 if TYPE_CHECKING:
-    from . import PeerService
+    from .. import PeerService
 
 GROUP_ACTIONS = (
     "list",

@@ -1,8 +1,8 @@
-"""Run cacophony-format Noise test vectors against :mod:`messenger.noise`.
+"""Run cacophony-format Noise test vectors against :mod:`messenger.protocol.noise`.
 
 Usage::
 
-    python -m messenger.noise_vectors PATH_TO_JSON [--protocol NAME]
+    python -m messenger.protocol.noise_vectors PATH_TO_JSON [--protocol NAME]
 
 ``PATH_TO_JSON`` is a cacophony/snow style file ``{"vectors": [...]}``; each vector has
 ``protocol_name``, ``init_prologue``, ``init_static``, ``init_ephemeral``,
@@ -16,16 +16,16 @@ Running one pattern with fixed keys
 Pass ``--protocol`` with the full protocol name to run only the vectors for that
 name, e.g.::
 
-    python -m messenger.noise_vectors vectors.json \\
+    python -m messenger.protocol.noise_vectors vectors.json \\
         --protocol Noise_XXpsk3_25519_ChaChaPoly_BLAKE2b
 
 Every vector is run with the fixed keys it specifies: the static keys become
 ``KeyPair.from_private(bytes.fromhex(init_static))``, the ephemerals are pinned with
-the ``e=`` argument of :class:`~messenger.noise.HandshakeState` (tests/vectors only,
+the ``e=`` argument of :class:`~messenger.protocol.noise.HandshakeState` (tests/vectors only,
 never in production), ``init_remote_static`` / ``resp_remote_static`` go to ``rs=``
 and the PSK lists to ``psks=``. The same thing by hand::
 
-    from messenger.noise import HandshakeState, KeyPair
+    from messenger.protocol.noise import HandshakeState, KeyPair
     h = bytes.fromhex
     init = HandshakeState(name, initiator=True, prologue=h(v["init_prologue"]),
                           s=KeyPair.from_private(h(v["init_static"])),
@@ -56,7 +56,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from messenger.noise import (
+from messenger.protocol.noise import (
     CipherState,
     HandshakeState,
     KeyPair,
@@ -170,8 +170,8 @@ def _compare(index: int, what: str, got: bytes, expected: bytes) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m messenger.noise_vectors",
-        description="Check messenger.noise against cacophony-format Noise test vectors.",
+        prog="python -m messenger.protocol.noise_vectors",
+        description="Check messenger.protocol.noise against cacophony-format Noise test vectors.",
     )
     parser.add_argument("path", help="JSON file with {'vectors': [...]}")
     parser.add_argument("--protocol", help="only run vectors with this exact protocol_name")

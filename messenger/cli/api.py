@@ -10,12 +10,12 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from . import PeerService
-from .errors import FileError, ServiceError
+from .. import PeerService
+from ..errors import FileError, ServiceError
+from ..identity import format_safety_number
+from ..protocol.invite import save_invite_qr
+from ..records import ContactRecord, MessageRecord, TransferRecord
 from .group_api import GroupCommands
-from .identity import format_safety_number
-from .invite import save_invite_qr
-from .records import ContactRecord, MessageRecord, TransferRecord
 
 
 def contact_json(

@@ -33,14 +33,14 @@ from typing import Protocol
 import nacl.bindings
 import nacl.utils
 
-from . import framing, wire
-from .identity import (
+from ..identity import (
     SAS_NONCE_LEN,
     IdentityError,
     sas_commitment,
     short_authentication_string,
     verify_static_certificate,
 )
+from . import framing, wire
 from .noise import CipherState, HandshakeState, KeyPair, NoiseError
 
 log = logging.getLogger(__name__)

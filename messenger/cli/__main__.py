@@ -1,0 +1,7 @@
+"""`python -m messenger.cli`: the same as the `chinwag-cli` console script."""
+
+import sys
+
+from .main import main
+
+sys.exit(main())
