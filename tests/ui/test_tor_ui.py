@@ -262,3 +262,18 @@ def _top_level(kind):
         if isinstance(widget, kind) and widget.isVisible():
             return widget
     return None
+
+
+def test_the_app_follows_the_setting_unless_tor_is_turned_off_for_the_run(monkeypatch):
+    parser = ui_app.build_parser()
+    monkeypatch.delenv("CHINWAG_NO_TOR", raising=False)
+    args = parser.parse_args([])
+    assert ui_app.tor_blocked(args) is None
+    assert ui_app.service_config(args).tor is None  # the profile's "tor" setting decides
+    args = parser.parse_args(["--no-tor"])
+    assert ui_app.tor_blocked(args) == "turned off for this run (--no-tor)"
+    assert ui_app.service_config(args).tor is False
+    monkeypatch.setenv("CHINWAG_NO_TOR", "1")
+    args = parser.parse_args([])
+    assert "CHINWAG_NO_TOR" in (ui_app.tor_blocked(args) or "")
+    assert ui_app.service_config(args).tor is False
