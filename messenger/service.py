@@ -121,6 +121,9 @@ SETTING_THEME = "theme"
 # "Reach contacts over the internet (Tor)": True, False, or None (never chosen: on when a
 # tor binary is found). Followed when ServiceConfig.tor is None (the desktop app).
 SETTING_TOR = "tor"
+# "Hide my IP address from contacts (Tor only)": with Tor on (and followed, as "tor"),
+# Hello and invites carry only the onion address, as ServiceConfig.tor_only does.
+SETTING_TOR_ONLY = "tor_only"
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     # Read receipts tell a contact exactly when you read; off unless the user opts in.
@@ -133,6 +136,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # accept nearby pairing requests. Off unless the user opts in.
     SETTING_VISIBLE: False,
     SETTING_TOR: None,
+    SETTING_TOR_ONLY: False,
 }
 
 # Keepalive on sessions with a peer on the local link: a vanished host (link down, unplugged)
@@ -537,6 +541,18 @@ class PeerService:
         return tor_missing() is None if chosen is None else bool(chosen)
 
     @property
+    def tor_only(self) -> bool:
+        """Whether contacts are told only our onion address (ServiceConfig.tor_only, or
+        the "tor_only" setting while Tor is on and follows the settings)."""
+        if self.config.tor_only:
+            return True
+        return (
+            self.config.tor is None
+            and self.tor is not None
+            and bool(self.settings.get(SETTING_TOR_ONLY))
+        )
+
+    @property
     def tor_status(self) -> TorStatusChanged:
         """Tor reach now (the last TorStatusChanged; state "off" when Tor is off)."""
         return self.tor.status if self.tor is not None else TorStatusChanged("off")
@@ -648,7 +664,7 @@ class PeerService:
             value = safe_name(str(value))
             if not value or len(value) > wire.MAX_NAME_CHARS:
                 raise ServiceError(f"a display name needs 1 to {wire.MAX_NAME_CHARS} characters")
-        if key in (SETTING_VISIBLE, SETTING_TOR) and not isinstance(value, bool):
+        if key in (SETTING_VISIBLE, SETTING_TOR, SETTING_TOR_ONLY) and not isinstance(value, bool):
             raise ServiceError(f"{key} is true or false")
         await self.db.run(self.repo.set_setting, key, value)
         if key == SETTING_NAME:
@@ -675,7 +691,7 @@ class PeerService:
             ed25519_public=self.identity.ed25519_public,
             static_certificate=self.identity.static_certificate,
             display_name=self.display_name,
-            listen_port=0 if self.config.tor_only else self.listen_port or 0,
+            listen_port=0 if self.tor_only else self.listen_port or 0,
             addresses=tuple(str(a) for a in self.addresses()[: wire.MAX_ADDRESSES]),
         )
 
@@ -687,7 +703,7 @@ class PeerService:
         """Where contacts can reach us: configured addresses first, then every interface,
         then our onion address (with Tor on; only that one when tor_only)."""
         onion = self.tor.address if self.tor is not None else None
-        if self.config.tor_only:
+        if self.tor_only:
             return [parse_address(onion)] if onion else []
         found = list(dict.fromkeys(self._direct_addresses()))
         if onion:
@@ -760,9 +776,13 @@ class PeerService:
         port = self.listen_port or await self.db.run(self.repo.get_setting, SETTING_PORT, 0)
         if not port and not extra:
             raise ServiceError("no listening port yet: run the service once, or give --address")
+        if self.tor_only and not extra and (self.tor is None or self.tor.address is None):
+            raise ServiceError(
+                "your onion address is not known yet (Tor only): wait until Tor is reachable"
+            )
         if self.listen_port:
             own = self.addresses()
-        elif self.config.tor_only:
+        elif self.tor_only:
             own = []
         else:
             own = interface_addresses(port) if port else []

@@ -33,7 +33,9 @@ TOR_TIMING = Timing(
 )
 
 
-def _config(host: str, tor_settings: TorSettings, tor: bool | None) -> ServiceConfig:
+def _config(
+    host: str, tor_settings: TorSettings, tor: bool | None, *, tor_only: bool = True
+) -> ServiceConfig:
     return ServiceConfig(
         listen_host=host,
         listen_port=0,
@@ -43,7 +45,7 @@ def _config(host: str, tor_settings: TorSettings, tor: bool | None) -> ServiceCo
         dial_cap=5.0,
         tor=tor,
         tor_settings=tor_settings,
-        tor_only=True,  # no direct path: every session runs through Tor
+        tor_only=tor_only,  # no direct path: every session runs through Tor
     )
 
 
@@ -67,7 +69,8 @@ def test_window_reaches_tor_shows_a_tor_contact_and_switches_tor_off(
                 tmp_path / "alice",
                 "Alice",
                 None,
-                config=_config("127.0.0.2", tor_settings, None),
+                # Tor only through the window's setting (below), not the config
+                config=_config("127.0.0.2", tor_settings, None, tor_only=False),
                 rng=random.Random(1),
                 settings={"tor": True},
             )
@@ -99,6 +102,16 @@ def test_window_reaches_tor_shows_a_tor_contact_and_switches_tor_off(
         )
         services.append(bob)
         qloop.until(lambda: bob.tor_status.state == "ready", timeout=150, what="Bob's onion")
+        # "Hide my IP address from contacts (Tor only)", from Settings.
+        window.show_settings("Network")
+        dialog = next(d for d in window._dialogs if isinstance(d, SettingsDialog))
+        assert dialog.tor_only_box.isEnabled() and not dialog.tor_only_box.isChecked()
+        assert "127.0.0.2" in dialog.addresses_shown.text()
+        dialog.tor_only_box.setChecked(True)
+        qloop.until(lambda: alice.tor_only, what="the Tor-only setting applied")
+        qloop.until(lambda: "127.0.0.2" not in dialog.addresses_shown.text())
+        assert dialog.addresses_shown.text() == alice.tor.address
+        dialog.reject()
         code, invite = qloop.run(alice.create_invite())
         assert [str(a) for a in invite.addresses] == [alice.tor.address]  # Tor only
         qloop.run(bob.accept_invite(code), timeout=120)
@@ -112,8 +125,8 @@ def test_window_reaches_tor_shows_a_tor_contact_and_switches_tor_off(
         # Off from Settings, while running: Alice's tor stops, and with it Bob's session.
         pid = alice.tor.manager.pid if alice.tor.manager is not None else None
         window.show_settings("Network")
-        dialog = next(d for d in window._dialogs if isinstance(d, SettingsDialog))
-        assert dialog.tor_box.isChecked()
+        dialog = next(d for d in window._dialogs if isinstance(d, SettingsDialog) and d.isVisible())
+        assert dialog.tor_box.isChecked() and dialog.tor_only_box.isChecked()
         assert dialog.tor_state.text().startswith("Connected")
         assert dialog.tor_address.text() == alice.tor.address
         assert alice.tor.address in dialog.addresses_shown.text()
@@ -121,6 +134,8 @@ def test_window_reaches_tor_shows_a_tor_contact_and_switches_tor_off(
         qloop.until(lambda: bar.label.text() == "Tor: off", timeout=60, what="Tor: off")
         assert alice.tor is None and alice.settings["tor"] is False
         assert ".onion" not in dialog.addresses_shown.text()  # invites no longer carry it
+        assert "127.0.0.2" in dialog.addresses_shown.text()  # Tor only ends with Tor
+        assert not dialog.tor_only_box.isEnabled()
         assert not dialog.tor_address.isVisible()
         qloop.until(
             lambda: not window.conversations.item(bob.contact_id).online,

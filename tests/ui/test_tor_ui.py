@@ -174,6 +174,9 @@ def test_the_tor_setting_is_stored_in_the_profile_and_survives_a_restart(
     try:
         assert again.settings["tor"] is False
         assert again.tor is None and again.tor_status.state == "off"
+        # "Tor only" means nothing while Tor is off: contacts still get the direct address.
+        qloop.run(again.set_setting("tor_only", True))
+        assert not again.tor_only and again.addresses()
         qloop.run(again.set_setting("tor", True))
         assert again.settings["tor"] is True
     finally:
@@ -221,7 +224,12 @@ def test_onboarding_explains_tor_and_stores_the_choice(qloop, tmp_path, monkeypa
     dialog = _top_level(OnboardingDialog)
     assert dialog.tor_box.isEnabled() and dialog.tor_box.isChecked()
     hint = dialog.tor_hint.text()
-    for point in ("slower", "hides your IP address", "onion address, which stays the same"):
+    for point in (
+        "slower",
+        "onion address, which stays the same",
+        "also learn your IP addresses",  # true by default: only "Tor only" hides them
+        "Hide my IP address from contacts (Tor only)",
+    ):
         assert point in hint
     dialog.name.setText("Nova")
     dialog.protection.no_passphrase.setChecked(True)

@@ -38,7 +38,7 @@ from ui.views.dialog_parts import (
     style_dialog,
     title_label,
 )
-from ui.views.tor_status import TOR_EXPLAINED, TOR_SETTING
+from ui.views.tor_status import TOR_EXPLAINED, TOR_ONLY_SETTING, TOR_SETTING
 
 MAX_NAME_CHARS: Final = 64
 SHORT_PASSPHRASE: Final = 8
@@ -188,7 +188,10 @@ class OnboardingDialog(QDialog):
         self.tor_box.setAccessibleName(TOR_SETTING)
         self.tor_box.setChecked(self.tor_unavailable is None)
         self.tor_box.setEnabled(self.tor_unavailable is None)
-        tor_text = TOR_EXPLAINED
+        tor_text = (
+            f"{TOR_EXPLAINED} Your contacts also learn your IP addresses, so nearby ones "
+            f"connect directly; “{TOR_ONLY_SETTING}” in Settings → Network hides them."
+        )
         if self.tor_unavailable is not None:
             tor_text = (
                 f"Not available on this computer: {self.tor_unavailable}. Install Tor, then "

@@ -43,7 +43,13 @@ from ui.views.dialog_parts import (
     title_label,
 )
 from ui.views.onboarding import MAX_NAME_CHARS, PassphraseChooser
-from ui.views.tor_status import TOR_EXPLAINED, TOR_SETTING, connecting_text
+from ui.views.tor_status import (
+    TOR_EXPLAINED,
+    TOR_ONLY_EXPLAINED,
+    TOR_ONLY_SETTING,
+    TOR_SETTING,
+    connecting_text,
+)
 
 THEMES: Final = (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark"))
 PAGES: Final = ("Profile", "Appearance", "Chats", "Notifications", "Privacy", "Network")
@@ -312,12 +318,27 @@ class SettingsDialog(QDialog):
         column.addWidget(self.tor_state)
         column.addWidget(self.tor_address)
         layout.addLayout(column)
+        layout.addSpacing(6)
+        self.tor_only_box = QCheckBox(TOR_ONLY_SETTING)
+        self.tor_only_box.setAccessibleName(TOR_ONLY_SETTING)
+        self.tor_only_box.setChecked(bool(self.bridge.setting("tor_only")))
+        self.tor_only_box.setEnabled(self.tor_box.isChecked())
+        self.tor_only_box.toggled.connect(self._tor_only_toggled)
+        _option(self.tor_only_box, TOR_ONLY_EXPLAINED, layout)
         self.bridge.torStatusChanged.connect(self._show_tor)
         self._show_tor(self.bridge.tor_status)
 
     def _tor_toggled(self, on: bool) -> None:
         self.apply_setting("tor", on)
         self._show_tor(self.bridge.tor_status)
+        self.tor_only_box.setEnabled(on)
+
+    def _tor_only_toggled(self, on: bool) -> asyncio.Task[Any]:
+        async def apply() -> None:
+            await self._apply("tor_only", on)
+            self._show_addresses()  # invites now carry only the onion, or all again
+
+        return self.tasks.spawn(apply())
 
     def _show_tor(self, status: TorStatusChanged) -> None:
         """One line under the switch: why it is off, or what tor is doing."""

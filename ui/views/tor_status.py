@@ -28,8 +28,15 @@ STATES: Final = {
 TOR_SETTING: Final = "Reach contacts over the internet (Tor)"
 TOR_EXPLAINED: Final = (
     "Contacts on other networks reach you through Tor, with no server and no port "
-    "forwarding. Tor hides your IP address from your contacts and the network. The first "
+    "forwarding, and the network in between cannot see who talks to whom. The first "
     "connection is slower, and contacts learn your onion address, which stays the same."
+)
+TOR_ONLY_SETTING: Final = "Hide my IP address from contacts (Tor only)"
+TOR_ONLY_EXPLAINED: Final = (
+    "Invites and contacts get only your onion address, so contacts on other networks "
+    "learn no IP address of yours; every contact is then reached through Tor, which is "
+    "slower. Contacts who already know an address keep it, and contacts on your local "
+    "network still find you there."
 )
 OFF_HINT: Final = (
     "Contacts are reached on your local network only.\n"
