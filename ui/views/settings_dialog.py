@@ -15,12 +15,14 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QRadioButton,
+    QScrollArea,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
@@ -64,6 +66,16 @@ def _page(title: str) -> tuple[QWidget, QVBoxLayout]:
     layout.addWidget(title_label(title))
     layout.addSpacing(8)
     return page, layout
+
+
+def _scrolling(page: QWidget) -> QScrollArea:
+    """A page taller than the dialog (Network, with Tor) scrolls instead of squeezing."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(page)
+    return area
 
 
 def _option(box: QCheckBox, hint: str, layout: QVBoxLayout) -> None:
@@ -293,7 +305,7 @@ class SettingsDialog(QDialog):
         self._show_addresses()
         layout.addWidget(hint_label("Invite codes carry these so contacts can reach you."))
         layout.addStretch(1)
-        self.pages.addWidget(page)
+        self.pages.addWidget(_scrolling(page))
 
     def _build_tor(self, layout: QVBoxLayout) -> None:
         layout.addWidget(section_label("Internet"))
