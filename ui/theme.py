@@ -409,6 +409,7 @@ QMenu::separator {{ height: 1px; background: {t.border}; margin: 4px 8px; }}
 QMenu::icon {{ padding-left: 8px; }}
 
 QCheckBox {{ spacing: 8px; }}
+QCheckBox:disabled, QRadioButton:disabled {{ color: {t.text_muted}; }}
 QListView, QListWidget, QTreeView {{
     background: {t.window}; border: none; outline: none;
     selection-background-color: {t.selected}; selection-color: {t.text};
