@@ -18,6 +18,9 @@ class ContactBook:
         self._keys: dict[str, ContactKeys] = {}
         self._by_ed25519: dict[bytes, str] = {}
         self._conversations: dict[bytes, bytes] = {}
+        # Contacts whose safety number changed and is not yet verified or accepted by the
+        # user: nothing of ours is sent to them (docs/threat-model.md §4.14).
+        self._held: set[str] = set()
 
     def keys(self, contact_id: str) -> ContactKeys | None:
         return self._keys.get(contact_id)
@@ -41,7 +44,18 @@ class ContactBook:
         self._keys[keys.id] = keys
         self._by_ed25519[keys.ed25519_public] = keys.id
 
+    def hold(self, contact_id: str, held: bool = True) -> None:
+        if held:
+            self._held.add(contact_id)
+        else:
+            self._held.discard(contact_id)
+
+    def is_held(self, contact_id: str) -> bool:
+        """Is this contact's changed safety number still waiting for the user's answer?"""
+        return contact_id in self._held
+
     def forget(self, contact_id: str) -> ContactKeys | None:
+        self._held.discard(contact_id)
         keys = self._keys.pop(contact_id, None)
         if keys is not None:
             self._by_ed25519.pop(keys.ed25519_public, None)

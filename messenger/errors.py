@@ -45,6 +45,23 @@ class PairingError(ServiceError):
     """A pairing did not happen; the message is for the user."""
 
 
+class ContactKeyChanged(ServiceError):
+    """A contact whose safety number changed (a new identity under a name we know): nothing
+    is sent to it until the user verifies or accepts the new safety number."""
+
+    exit_code: ClassVar[int] = 7  # chinwag-cli's exit status for it
+
+    def __init__(self, contact_id: str, name: str | None) -> None:
+        whose = f"{name}'s" if name else "This contact's"
+        name = name or "them"
+        super().__init__(
+            f"{whose} safety number has changed: this is a new identity using the name of "
+            f"a contact you already have (a re-created profile, or someone else). Nothing "
+            f"was sent. Verify the new safety number with {name}, or accept it, first"
+        )
+        self.contact_id = contact_id
+
+
 class DiskFull(ServiceError):
     """The disk holding the profile is full: SQLite answered SQLITE_FULL. Nothing was
     written; what was not stored is sent again by its sender (protocol.md 9.3)."""

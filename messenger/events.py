@@ -26,6 +26,15 @@ class ContactChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class SafetyNumberChanged:
+    """A new contact arrived under the name of one we already have (`contact.replaces`),
+    with another identity key: held (nothing sent) until the user verifies or accepts it.
+    Sent after its ContactAdded; later, ContactRecord.key_changed says the same."""
+
+    contact: ContactRecord
+
+
+@dataclass(frozen=True, slots=True)
 class PresenceChanged:
     """A contact came online or went offline, or its live session moved to another route.
     `route` (None when offline) says how the session runs: "lan" (a direct connection to a
@@ -171,6 +180,7 @@ class DiskSpace:
 ServiceEvent = (
     ContactAdded
     | ContactChanged
+    | SafetyNumberChanged
     | PresenceChanged
     | MessageAdded
     | MessageStatesChanged

@@ -807,6 +807,12 @@ class GroupManager:
     async def _contact_member(self, contact_id: str, epoch: int) -> wire.GroupMember:
         if contact_id not in self._contacts:
             raise GroupError(f"no contact {contact_id}")
+        if self._contacts.is_held(contact_id):
+            # Its safety number changed: it gets nothing of ours until the user answers.
+            raise GroupError(
+                "this contact's safety number has changed: verify or accept it before "
+                "adding it to a group"
+            )
         ed, static, cert, disc, name, addresses = await self._db.run(
             self.repo.member_material, contact_id
         )

@@ -30,6 +30,10 @@ class ContactRecord:
     created_at: float
     last_seen: float | None
     conversation_id: bytes
+    # "Safety number changed": a new identity under the name of the earlier contact
+    # `replaces`; nothing is sent to it until the user verifies or accepts it.
+    key_changed: bool = False
+    replaces: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

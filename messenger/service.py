@@ -32,6 +32,7 @@ from .core.batch import Batcher
 from .core.runtime import DbThread, TaskOwner
 from .core.text import check_text, safe_name
 from .errors import (
+    ContactKeyChanged,
     ContactNotFound,
     DiskFull,
     InviteFailed,
@@ -48,6 +49,7 @@ from .events import (
     MessageStatesChanged,
     NearbyChanged,
     PairingRequested,
+    SafetyNumberChanged,
     ServiceEvent,
     TorStatusChanged,
     TypingChanged,
@@ -479,6 +481,8 @@ class PeerService:
             self.settings[key] = await self.db.run(self.repo.get_setting, key, default)
         for keys in await self.db.run(self.repo.contact_keys):
             self.contact_keys.remember(keys)
+        for contact_id in await self.db.run(self.repo.key_changed_contacts):
+            self.contact_keys.hold(contact_id)
         for inv in await self.db.run(self.repo.invites):
             self._invites[inv.id] = inv
         own_key = await self.db.run(self.repo.get_blob, BLOB_DISCOVERY_KEY)
@@ -765,7 +769,46 @@ class PeerService:
         return safety_number(self.identity.ed25519_public, contact.ed25519_public)
 
     async def set_verified(self, contact_id: str, verified: bool = True) -> None:
+        """Mark a contact (un)verified. Verifying also answers a changed safety number:
+        the hold is lifted (messages waiting for the contact it replaces stay there)."""
         await self.db.run(self.repo.set_verified, contact_id, verified)
+        if verified:
+            self.contact_keys.hold(contact_id, False)
+        await self._emit_contact_changed(contact_id)
+
+    async def waiting_for_replaced(self, contact_id: str) -> int:
+        """How many of our texts wait for the earlier contact this one replaces (what
+        accept_new_key(send_queued=True) would move); 0 when it replaces none."""
+        record = await self.db.run(self.repo.contact, contact_id)
+        if record is None or record.replaces is None:
+            return 0
+        return await self.db.run(self.repo.waiting_texts, record.replaces)
+
+    async def accept_new_key(self, contact_id: str, *, send_queued: bool = False) -> ContactRecord:
+        """The user accepts a contact's changed safety number without verifying it: from now
+        on messages are sent to it. With `send_queued`, our messages still waiting for the
+        earlier contact it replaces (texts; file offers stay) are moved to it and sent;
+        without, they stay queued for the earlier contact. Only what the user chooses goes."""
+        record = await self.db.run(self.repo.contact, contact_id)
+        if record is None:
+            raise ContactNotFound(f"no contact {contact_id}")
+        if not self.contact_keys.is_held(contact_id):
+            raise ServiceError(f"{record.display_name}'s safety number has not changed")
+        moved = await self.db.run(self.repo.accept_new_key, contact_id, move_queued=send_queued)
+        self.contact_keys.hold(contact_id, False)
+        await self._emit_contact_changed(contact_id)
+        if moved and record.replaces is not None:
+            await self._emit_contact_changed(record.replaces)  # its outbox count changed
+            conn = self.links.ready(contact_id)
+            if conn is not None:
+                self._tasks.spawn(
+                    self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}"
+                )
+            else:
+                self.links.poke(contact_id)
+        updated = await self.db.run(self.repo.contact, contact_id)
+        assert updated is not None
+        return updated
 
     # -- invites --------------------------------------------------------------------------
 
@@ -912,7 +955,18 @@ class PeerService:
         )
         record = await self.db.run(self.repo.contact, new.id)
         assert record is not None
+        if record.key_changed:
+            self.contact_keys.hold(record.id)
+            log.warning(
+                "%s (%s) uses the name of contact %s with another identity key: held until "
+                "the user verifies or accepts its safety number",
+                record.display_name,
+                record.id[:8],
+                (record.replaces or "?")[:8],
+            )
         self._emit(ContactAdded(record))
+        if record.key_changed:
+            self._emit(SafetyNumberChanged(record))
         return record
 
     def _peer_addresses(
@@ -1247,6 +1301,7 @@ class PeerService:
         check_text(body)
         if contact_id not in self.contact_keys:
             raise ContactNotFound(f"no contact {contact_id}")
+        await self._refuse_held(contact_id)
         assert self._outgoing is not None
         record = await self._outgoing.submit((contact_id, body))
         self._emit(MessageAdded(record))
@@ -1256,6 +1311,13 @@ class PeerService:
         else:
             self.links.poke(contact_id)
         return record
+
+    async def _refuse_held(self, contact_id: str) -> None:
+        """Nothing of ours goes to a contact whose safety number changed until the user
+        verified or accepted it (docs/threat-model.md §4.14)."""
+        if self.contact_keys.is_held(contact_id):
+            record = await self.db.run(self.repo.contact, contact_id)
+            raise ContactKeyChanged(contact_id, record.display_name if record else None)
 
     async def _queue_sends(self, items: list[tuple[str, str]]) -> list[MessageRecord]:
         records = await self.db.write(

@@ -76,7 +76,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     interpreter's finalisation. Whole-suite runs (random order, Qt, network and Tor tests
     in one process) sometimes crashed there (exit 139, after every test had passed and
     been reported, with no Python frame), as Qt objects were torn down after the
-    QApplication. The exit status is the session's own. (Known issue, to be found.)"""
+    QApplication. The exit status is the session's own. This matches an upstream PySide6
+    bug, an intermittent segfault in interpreter teardown that depends on unrelated code
+    (bugreports.qt.io PYSIDE-2254, enthought/envisage#476)."""
     if _qt_application_exists() and _session_status:
         sys.stdout.flush()
         sys.stderr.flush()

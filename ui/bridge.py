@@ -275,10 +275,14 @@ class Bridge(QObject):
         return ok
 
     async def set_verified(self, contact_id: str, verified: bool) -> None:
-        await self.service.set_verified(contact_id, verified)
-        record = await self.contact(contact_id)
-        if record is not None:
-            self.contactChanged.emit(record)
+        await self.service.set_verified(contact_id, verified)  # emits ContactChanged
+
+    async def waiting_for_replaced(self, contact_id: str) -> int:
+        return await self.service.waiting_for_replaced(contact_id)
+
+    async def accept_new_key(self, contact_id: str, *, send_queued: bool) -> ContactRecord:
+        """Accept a contact's changed safety number (see PeerService.accept_new_key)."""
+        return await self.service.accept_new_key(contact_id, send_queued=send_queued)
 
     # -- groups -----------------------------------------------------------------------------
 

@@ -25,6 +25,9 @@ def contact_json(
         "id": c.id,
         "name": c.display_name,
         "verified": c.verified,
+        # A new identity under a known name: nothing is sent until verified or accepted.
+        "key_changed": c.key_changed,
+        "replaces": c.replaces,
         "online": service.is_online(c.id),
         "last_seen": c.last_seen,
         "addresses": list(c.addresses),
@@ -190,6 +193,13 @@ class LocalApi(GroupCommands):
             "formatted": format_safety_number(digits),
             "verified": confirm or record.verified,
         }
+
+    async def cmd_accept_key(self, contact: str, send_queued: bool = False) -> dict[str, Any]:
+        """Accept a contact's changed safety number without verifying it."""
+        record = await self.service.resolve_contact(contact)
+        waiting = await self.service.waiting_for_replaced(record.id) if send_queued else 0
+        updated = await self.service.accept_new_key(record.id, send_queued=send_queued)
+        return {**contact_json(self.service, updated), "moved": waiting}
 
     async def cmd_set(self, key: str, value: Any) -> dict[str, Any]:
         await self.service.set_setting(key, value)

@@ -23,6 +23,7 @@ from typing import Any
 from .. import PeerService, ServiceConfig
 from ..errors import (
     CliError,
+    ContactKeyChanged,
     DatabaseDamaged,
     DiskFull,
     ProfileError,
@@ -40,6 +41,7 @@ from ..events import (
     PairingEnded,
     PairingRequested,
     PresenceChanged,
+    SafetyNumberChanged,
     ServiceEvent,
     TorStatusChanged,
     TransferChanged,
@@ -162,7 +164,21 @@ def _show_contacts(rows: list[dict[str, Any]]) -> None:
         dot = "●" if c["online"] else "○"
         mark = " ✓" if c["verified"] else ""
         unread = f"  ({c['unread']} unread)" if c["unread"] else ""
-        print(f"{dot} {c['name']}{mark}  {c['id'][:8]}{unread}")
+        held = ""
+        if c.get("key_changed"):
+            held = (
+                "  [safety number changed: nothing is sent until you `verify "
+                f"{c['id'][:8]}` or `accept-key {c['id'][:8]}`]"
+            )
+        print(f"{dot} {c['name']}{mark}  {c['id'][:8]}{unread}{held}")
+
+
+def _show_accept_key(r: dict[str, Any]) -> None:
+    print(f"{r['name']}'s new safety number is accepted: messages to {r['id'][:8]} are sent.")
+    if r["moved"]:
+        print(f"{r['moved']} message(s) waiting for the earlier {r['name']} now go to this one.")
+    elif r.get("replaces"):
+        print(f"Messages waiting for the earlier {r['name']} stay with it (--send-queued moves).")
 
 
 def _show_send(r: dict[str, Any]) -> None:
@@ -328,6 +344,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("verify", "show the safety number and mark the contact verified", json_flag=True)
     p.add_argument("contact")
     p.add_argument("--yes", action="store_true", help="mark verified without asking")
+    p = command(
+        "accept-key",
+        "accept a contact's changed safety number without verifying it",
+        json_flag=True,
+    )
+    p.add_argument("contact", help="name or id prefix")
+    p.add_argument(
+        "--send-queued",
+        action="store_true",
+        help="also send it the messages waiting for the earlier contact of that name",
+    )
     p = command("set", "change a setting (read_receipts, typing_notifications, display_name)")
     p.add_argument("key")
     p.add_argument("value", help="true/false, or a name")
@@ -450,6 +477,8 @@ def _command_args(args: argparse.Namespace) -> dict[str, Any]:
         return {"key": args.key, "value": value}
     if c == "remove":
         return {"contact": args.contact}
+    if c == "accept_key":
+        return {"contact": args.contact, "send_queued": args.send_queued}
     if c == "pair":
         return {"nearby": args.nearby_id}
     if c == "pairing":
@@ -720,6 +749,15 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
                     )
                 elif t.state is TransferState.OFFERED:
                     print(f"* {t.name} offered: chinwag-cli file accept {t.id[:12]}", flush=True)
+        elif isinstance(event, SafetyNumberChanged):
+            c = event.contact
+            names[c.id] = c.display_name
+            print(
+                f"* {c.display_name} ({c.id[:8]}): a new identity using the name of a contact "
+                "you have, so the safety number has changed; nothing is sent to it until you "
+                f"`chinwag-cli verify {c.id[:8]}` or `chinwag-cli accept-key {c.id[:8]}`",
+                flush=True,
+            )
         elif hasattr(event, "contact"):
             contact = event.contact
             names[contact.id] = contact.display_name
@@ -862,6 +900,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
+    args.command = args.command.replace("-", "_")  # accept-key: cmd_accept_key, _show_accept_key
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     profile = ProfileDir(args.profile or _default_dir())
@@ -880,7 +919,14 @@ def _main(argv: Sequence[str] | None) -> int:
         return 0
     except (CliError, ProfileError, ServiceError, InviteError, control.ControlError) as exc:
         print(f"chinwag-cli: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 1)  # a damaged database has its own (docs)
+        code = getattr(exc, "exit_code", 1)  # a damaged database has its own (docs)
+        if code == ContactKeyChanged.exit_code and getattr(args, "contact", None):
+            print(
+                f"compare the new safety number: chinwag-cli verify {args.contact}\n"
+                f"or accept it unverified:        chinwag-cli accept-key {args.contact}",
+                file=sys.stderr,
+            )
+        return int(code)
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise

@@ -79,6 +79,8 @@ class ContactKeyring(Protocol):
 
     def remember(self, keys: ContactKeys) -> None: ...
 
+    def is_held(self, contact_id: str) -> bool: ...
+
 
 class LinkRegistry(Protocol):
     """Which contact has a live session, and how to reach one (net/links.py)."""

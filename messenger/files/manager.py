@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import nacl.utils
 
-from ..errors import FileError, GroupError
+from ..errors import ContactKeyChanged, FileError, GroupError
 from ..events import FileOfferRejected, MessageAdded, TransferChanged
 from ..identity import contact_id as make_contact_id
 from ..protocol import wire
@@ -339,6 +339,8 @@ class FileManager:
         """Encrypt a file into the store once and offer it in a conversation."""
         if contact_id not in self._contacts:
             raise FileError(f"no contact {contact_id}")
+        if self._contacts.is_held(contact_id):
+            raise ContactKeyChanged(contact_id, None)  # a changed safety number: not yet
         f = await self._import(path)
         await self._offer(f, contact_id)
         return self._record(f)
@@ -420,6 +422,8 @@ class FileManager:
             raise FileError("only a complete file can be passed on")
         if contact_id not in self._contacts:
             raise FileError(f"no contact {contact_id}")
+        if self._contacts.is_held(contact_id):
+            raise ContactKeyChanged(contact_id, None)  # a changed safety number: not yet
         await self._offer(f, contact_id)
         return self._record(f)
 

@@ -59,7 +59,9 @@ SWEEP_INTERVAL: Final = 15.0
 MAX_TXT_BYTES: Final = 255  # our own records are at most ~200 bytes; larger ones are ignored
 MAX_NAME_BYTES: Final = 136  # a display name in TXT is cut to this many UTF-8 bytes
 MAX_OPEN_GROUP_BYTES: Final = 40  # an open group's name in TXT (protocol.md §16.8)
-MAX_ENTRIES: Final = 512  # services remembered at once
+MAX_ENTRIES: Final = 512  # services remembered at once (and lookups waiting at once)
+RESOLVE_ATTEMPTS: Final = 4  # lookups of a service that does not answer: after 0, 1, 2, 4 s
+RESOLVE_BACKOFF: Final = 1.0
 MAX_PER_CONTACT: Final = 4  # services remembered per contact (a replayed token cannot add more)
 MAX_NEARBY: Final = 32  # people in the Nearby list (visible strangers remembered at once)
 MAX_ADDRESSES: Final = 4  # addresses kept per service
@@ -651,6 +653,8 @@ class DiscoveryStats:
     registered: str = ""
     resolves: int = 0
     resolves_dropped: int = 0
+    resolve_retries: int = 0
+    lookups_unanswered: int = 0
     handler_errors: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
@@ -688,6 +692,9 @@ class Discovery:
         self._announced_at = 0.0  # loop time of our last announcement
         self._task: asyncio.Task[None] | None = None
         self._resolving: dict[str, asyncio.Task[None]] = {}
+        # Lookups waiting for a free slot, in arrival order: (zeroconf, name, attempt).
+        self._resolve_fresh: dict[str, tuple[Any, str, int]] = {}
+        self._resolve_retries: dict[str, tuple[Any, str, int]] = {}
         self._network_dirty = asyncio.Event()
         self._republish = asyncio.Event()
         self._watcher = NetlinkWatcher(self._network_dirty.set)
@@ -758,6 +765,9 @@ class Discovery:
             "evicted": d.evicted,
             "resolves": self.stats.resolves,
             "resolves_dropped": self.stats.resolves_dropped,
+            "resolve_retries": self.stats.resolve_retries,
+            "lookups_unanswered": self.stats.lookups_unanswered,
+            "resolves_waiting": len(self._resolve_fresh) + len(self._resolve_retries),
             "handler_errors": self.stats.handler_errors,
             "epoch_seconds": self.settings.epoch_seconds,
         }
@@ -940,6 +950,8 @@ class Discovery:
     async def _stop_zeroconf(self) -> None:
         for task in list(self._resolving.values()):
             task.cancel()
+        self._resolve_fresh.clear()
+        self._resolve_retries.clear()
         await asyncio.gather(*self._resolving.values(), return_exceptions=True)
         self._resolving.clear()
         zc, browser = self._zc, self._browser
@@ -987,27 +999,74 @@ class Discovery:
         addresses = usable_addresses(info.parsed_scoped_addresses(), info.port)
         self._dispatch(self.directory.update(name, addresses, advert, self._clock()))
 
-    def _resolve(self, zeroconf: Any, name: str, info: Any) -> None:
-        """Ask for the records of a service announced without them, a few at a time."""
+    def _resolve(self, zeroconf: Any, name: str, info: Any, attempt: int = 0) -> None:
+        """Ask for the records of a service announced without them, a few at a time.
+
+        A lookup that gets no answer is queued again after a backoff, and one that finds
+        every slot busy waits its turn: a service never looked up again would stay unseen
+        until its TXT record changes, which on a busy LAN was most of them. New names go
+        before retries, so names that never answer cannot starve the ones that do.
+        """
         key = name.lower()
         if key in self._resolving or key in self.directory.own:
             return
         if len(self._resolving) >= self.settings.max_resolves:
-            self.stats.resolves_dropped += 1
+            queue = self._resolve_retries if attempt else self._resolve_fresh
+            if key not in queue:
+                if len(self._resolve_fresh) + len(self._resolve_retries) >= MAX_ENTRIES:
+                    self.stats.resolves_dropped += 1
+                    return
+                queue[key] = (zeroconf, name, attempt)
             return
         self.stats.resolves += 1
+        if attempt:
+            self.stats.resolve_retries += 1
+        self._resolving[key] = asyncio.create_task(
+            self._lookup(zeroconf, name, info, attempt), name="chinwag-mdns-resolve"
+        )
 
-        async def resolve() -> None:
-            try:
-                if await info.async_request(zeroconf, self.settings.resolve_timeout_ms):
-                    self._ingest(name, info)
-            except Exception:
-                self.stats.handler_errors += 1
-                log.debug("resolving %r failed", name, exc_info=True)
-            finally:
-                self._resolving.pop(key, None)
+    async def _lookup(self, zeroconf: Any, name: str, info: Any, attempt: int) -> None:
+        key = name.lower()
+        try:
+            if await info.async_request(zeroconf, self.settings.resolve_timeout_ms):
+                self._ingest(name, info)
+                return
+            self.stats.lookups_unanswered += 1
+            if attempt + 1 < RESOLVE_ATTEMPTS and not self._closed:
+                later = RESOLVE_BACKOFF * 2**attempt
+                loop = asyncio.get_running_loop()
+                loop.call_later(later, self._retry_resolve, zeroconf, name, attempt + 1)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.debug("resolving %r failed", name, exc_info=True)
+        finally:
+            self._resolving.pop(key, None)
+            self._resolve_next()
 
-        self._resolving[key] = asyncio.create_task(resolve(), name="chinwag-mdns-resolve")
+    def _retry_resolve(self, zeroconf: Any, name: str, attempt: int) -> None:
+        if zeroconf is self._current_zeroconf():
+            self._resolve_or_ingest(zeroconf, name, attempt)
+
+    def _current_zeroconf(self) -> Any:
+        return None if self._closed or self._zc is None else self._zc.zeroconf
+
+    def _resolve_or_ingest(self, zeroconf: Any, name: str, attempt: int) -> None:
+        from zeroconf.asyncio import AsyncServiceInfo
+
+        info = AsyncServiceInfo(SERVICE_TYPE, name)
+        if info.load_from_cache(zeroconf):  # answered meanwhile (or announced again)
+            self._ingest(name, info)
+        else:
+            self._resolve(zeroconf, name, info, attempt)
+
+    def _resolve_next(self) -> None:
+        while len(self._resolving) < self.settings.max_resolves:
+            queue = self._resolve_fresh or self._resolve_retries
+            if not queue:
+                return
+            zeroconf, name, attempt = queue.pop(next(iter(queue)))
+            if zeroconf is self._current_zeroconf():
+                self._resolve_or_ingest(zeroconf, name, attempt)
 
     def _dispatch(self, changes: LanChanges) -> None:
         if not changes:

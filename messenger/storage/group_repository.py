@@ -195,7 +195,7 @@ class GroupRepository:
 
     def add_group_contact(self, new: NewContact, now: float) -> None:
         with self.engine.begin() as conn:
-            self._repo._add_contact(conn, new, now)
+            self._repo._add_contact(conn, new, now, compare_names=False)
             conn.execute(update(Contact).where(Contact.id == new.id).values(group_only=True))
 
     def group_only_ids(self) -> set[str]:

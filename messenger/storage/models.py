@@ -54,6 +54,11 @@ class Contact(Base):
     # Known only as a member of a group we share (introduced by a signed roster): not
     # listed as a contact, used for the group's pairwise sessions only.
     group_only: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # A new identity under the name of a contact we already have (a re-created profile,
+    # or someone using that name): nothing is sent to it until the user verifies or
+    # accepts its safety number (migration 0009). `replaces` names that earlier contact.
+    key_changed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    replaces: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # The conversation's summary, kept by triggers on messages (migration 0008) in the
     # statement that writes the message: unread (RECEIVED) and outbox (QUEUED or SENT)
     # counts and the newest message in conversation order (lamport, msg_id). On this row

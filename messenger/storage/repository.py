@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from ..records import ContactRecord, InviteRecord, MessageRecord, MessageState
 from .database import create_db_engine, plain_error
-from .models import Contact, Invite, Message, Setting
+from .models import AttachmentMessage, Contact, Invite, Message, Setting
 
 MSG_ID_LEN = 16
 
@@ -109,7 +109,7 @@ _MESSAGE_SQL_COLUMNS = (
 _SELECT_CONVERSATIONS = (
     "SELECT c.id, c.display_name, c.ed25519_public, c.x25519_public, c.verified, c.addresses, "  # noqa: S608
     "c.created_at, c.last_seen, c.conversation_id, c.unread, "
-    f"c.queued, {_MESSAGE_SQL_COLUMNS} FROM contacts c "
+    f"c.queued, c.key_changed, c.replaces, {_MESSAGE_SQL_COLUMNS} FROM contacts c "
     "LEFT JOIN messages m ON m.id = c.last_id "
     "WHERE NOT c.group_only ORDER BY c.display_name, c.id"
 )
@@ -215,6 +215,8 @@ def _contact(c: Contact) -> ContactRecord:
         created_at=c.created_at,
         last_seen=c.last_seen,
         conversation_id=c.conversation_id,
+        key_changed=c.key_changed,
+        replaces=c.replaces,
     )
 
 
@@ -327,7 +329,9 @@ class Repository:
 
     # -- contacts -------------------------------------------------------------------------
 
-    def _add_contact(self, conn: Any, new: NewContact, now: float) -> None:
+    def _add_contact(
+        self, conn: Any, new: NewContact, now: float, *, compare_names: bool = True
+    ) -> None:
         exists = conn.execute(
             select(Contact.id).where(
                 or_(Contact.id == new.id, Contact.ed25519_public == new.ed25519_public)
@@ -335,6 +339,8 @@ class Repository:
         ).scalar()
         if exists is not None:
             raise ContactExists(f"{new.display_name} is already a contact")
+        # A group-only member is never held: it is not listed and gets no 1:1 messages.
+        earlier = self._same_name(conn, new.display_name) if compare_names else None
         conn.execute(
             sqlite_insert(Contact).values(
                 id=new.id,
@@ -351,8 +357,25 @@ class Repository:
                 last_seen=now,
                 lamport=0,
                 next_seq=1,
+                # A new identity under a name we know: held until the user verifies it,
+                # unless it was verified as it was added (a code scanned in person).
+                key_changed=earlier is not None and not new.verified,
+                replaces=earlier,
             )
         )
+
+    @staticmethod
+    def _same_name(conn: Any, name: str) -> str | None:
+        """The listed contact (the earliest) that calls itself `name`, compared as
+        find_contacts does. Identity keys never change, so this is the only trace a
+        re-created profile leaves: its name (docs/threat-model.md §4.14)."""
+        folded = name.strip().casefold()
+        rows = conn.execute(
+            select(Contact.id, Contact.display_name)
+            .where(Contact.group_only.is_(False))
+            .order_by(Contact.created_at, Contact.id)
+        ).all()
+        return next((r[0] for r in rows if r[1].strip().casefold() == folded), None)
 
     def add_contact(self, new: NewContact, now: float) -> None:
         with self.engine.begin() as conn:
@@ -428,8 +451,75 @@ class Repository:
             )
 
     def set_verified(self, contact_id: str, verified: bool = True) -> None:
+        """Verifying a contact is also the user's answer to a changed safety number."""
+        values: dict[str, Any] = {"verified": verified}
+        if verified:
+            values["key_changed"] = False
         with self.engine.begin() as conn:
-            conn.execute(update(Contact).where(Contact.id == contact_id).values(verified=verified))
+            conn.execute(update(Contact).where(Contact.id == contact_id).values(**values))
+
+    def key_changed_contacts(self) -> set[str]:
+        """Contacts held because their safety number changed (nothing is sent to them)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Contact.id).where(Contact.key_changed.is_(True))).all()
+        return {r[0] for r in rows}
+
+    @staticmethod
+    def _waiting_texts(contact_id: str) -> Any:
+        """Our texts (not file offers) to a contact not yet acknowledged, in order."""
+        return (
+            select(Message.id, Message.msg_id)
+            .where(
+                Message.contact_id == contact_id,
+                Message.state.in_([int(MessageState.QUEUED), int(MessageState.SENT)]),
+                Message.msg_id.not_in(select(AttachmentMessage.msg_id)),
+            )
+            .order_by(Message.id)
+        )
+
+    def waiting_texts(self, contact_id: str) -> int:
+        with self.engine.connect() as conn:
+            return len(conn.execute(self._waiting_texts(contact_id)).all())
+
+    def accept_new_key(self, contact_id: str, *, move_queued: bool) -> list[bytes]:
+        """The user accepted a contact's changed safety number: lift the hold. With
+        `move_queued`, our messages still waiting for the earlier contact it replaces
+        (text only: a file offer stays where it was) become messages to this one, in
+        the order written, with its next sequence numbers and Lamport times; their ids
+        are kept, so a copy that did reach the earlier contact is the same message.
+        Returns the ids moved. One transaction."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(Contact.replaces, Contact.lamport, Contact.next_seq).where(
+                    Contact.id == contact_id
+                )
+            ).first()
+            if row is None:
+                raise StorageError(f"no contact {contact_id}")
+            conn.execute(update(Contact).where(Contact.id == contact_id).values(key_changed=False))
+            replaces, lamport, seq = row
+            if not move_queued or replaces is None:
+                return []
+            waiting = conn.execute(self._waiting_texts(replaces)).all()
+            for row_id, _ in waiting:
+                lamport += 1
+                conn.execute(
+                    update(Message)
+                    .where(Message.id == row_id)
+                    .values(
+                        contact_id=contact_id,
+                        seq=seq,
+                        lamport=lamport,
+                        state=int(MessageState.QUEUED),
+                    )
+                )
+                seq += 1
+            conn.execute(
+                update(Contact)
+                .where(Contact.id == contact_id)
+                .values(lamport=lamport, next_seq=seq)
+            )
+        return [r[1] for r in waiting]
 
     def discovery_keys(self) -> dict[str, bytes]:
         """Every contact's LAN advertising key (what its mDNS tokens are made with)."""
@@ -710,8 +800,10 @@ class Repository:
                 created_at=row[6],
                 last_seen=row[7],
                 conversation_id=row[8],
+                key_changed=bool(row[11]),
+                replaces=row[12],
             )
-            last = _message(row[11:]) if row[11] is not None else None
+            last = _message(row[13:]) if row[13] is not None else None
             found.append(ConversationRow(contact, last, row[9], row[10]))
         return found
 

@@ -13,7 +13,9 @@ Actions (all multicast to 224.0.0.251:5353 from port 5353, as a real responder w
                        garbage TXT record and an unreachable address (cache-flush set)
     replay SECONDS SINK_IP SINK_PORT
                        listen; re-announce every Chinwag TXT record (a real token) under a
-                       fresh instance name every 0.2 s, pointing at SINK_IP:SINK_PORT
+                       fresh instance name every 0.2 s (a round), pointing at
+                       SINK_IP:SINK_PORT; print a line per round, then the tokens heard,
+                       datagrams and rounds sent
     sink SECONDS PORT  accept TCP connections on PORT and close them at once; print how
                        many arrived (the dial attempts provoked by `replay`)
 """
@@ -203,20 +205,24 @@ def conflict(sock: socket.socket, seconds: float) -> None:
 
 def replay(sock: socket.socket, seconds: float, sink_ip: str, sink_port: int) -> None:
     heard: dict[str, bytes] = {}
+    mine: set[str] = set()  # our own replays come back over multicast loopback: not heard
     end = time.monotonic() + seconds
-    sent = 0
+    sent = rounds = 0
     last = 0.0
     while time.monotonic() < end:
         for name, text in _listen(sock, 0.05):
-            if b"t=" in text:
+            if b"t=" in text and name not in mine:
                 heard[name] = text
         if heard and time.monotonic() - last >= 0.2:
             last = time.monotonic()
+            rounds += 1
             out = DNSOutgoing(_FLAGS_QR_RESPONSE | _FLAGS_AA)
             for text in heard.values():
+                instance = os.urandom(8).hex()
+                mine.add(f"{instance}.{SERVICE}")
                 _service(
                     out,
-                    os.urandom(8).hex(),
+                    instance,
                     f"{os.urandom(8).hex()}.local.",
                     sink_ip,
                     sink_port,
@@ -224,7 +230,8 @@ def replay(sock: socket.socket, seconds: float, sink_ip: str, sink_port: int) ->
                     ttl=120,
                 )
             sent += _send(sock, out)
-    print(f"replay: {len(heard)} tokens, {sent} datagrams", flush=True)
+            print(f"round {rounds}", flush=True)  # timed by bench/bench_hostile_lan.py
+    print(f"replay: {len(heard)} tokens, {sent} datagrams, {rounds} rounds", flush=True)
 
 
 def sink(seconds: float, port: int) -> None:

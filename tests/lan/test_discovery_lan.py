@@ -3,6 +3,8 @@ configured anywhere, and follow each other through link and address changes."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -334,3 +336,41 @@ def test_a_stranger_cannot_link_a_peer_across_a_restart_or_a_new_address(
     for field in ("host", "port", "token", "salt"):
         values = [v for e in hers.values() for v in e[field]]
         assert len(values) == len(set(values)), f"{field} repeats across announcements: {hers}"
+
+
+def test_a_peer_whose_records_were_lost_is_looked_up_again(lan: Lan, tmp_path) -> None:
+    """On a busy LAN an answer can be lost; the lookup is tried again, not given up."""
+    profiles = make_profiles(tmp_path, ["carol"], [])
+    carol_host, late_host = lan.add_host("carol"), lan.add_host("late")
+    carol_host.run(profiles["carol"])
+    cli(profiles["carol"], "set", "visible", "true")
+    late = late_host.popen(
+        sys.executable,
+        "-m",
+        "tests.lan.late_responder",
+        late_host.ip,
+        "Latecomer",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert late.stdin is not None and late.stdout is not None
+    assert late.stdout.readline().strip() == "announced"
+
+    def unanswered() -> bool:
+        status = cli_json(profiles["carol"], "lan")
+        assert isinstance(status, dict)
+        return int(status.get("lookups_unanswered", 0)) >= 1
+
+    wait_until(unanswered, 20, "carol's first lookup of the latecomer went unanswered")
+    late.stdin.write("answer now\n")
+    late.stdin.flush()
+    assert late.stdout.readline().strip() == "answering"
+
+    def latecomer_nearby() -> bool:
+        people = cli_json(profiles["carol"], "nearby")
+        assert isinstance(people, dict)
+        return any(p["name"] == "Latecomer" for p in people["people"])
+
+    wait_until(latecomer_nearby, 20, "carol sees the latecomer once it answers")
+    late.stdin.close()
+    late.wait(timeout=10)

@@ -34,11 +34,6 @@ SHAPES: dict[str, dict[str, bool]] = {
     "ipv6-only-ula": {"ipv4": False, "ipv6": True, "ula": True},
 }
 
-# Known product bug (issue 20 note): on an IPv6-only LAN, Nearby over mDNS finds the other
-# peer in only some rounds (1 to 10 of 10 in runs of this machine, worse under load), with
-# python-zeroconf logging EINVAL on IPv6 sends. Invites on that LAN work every time.
-KNOWN_NEARBY_FAILURES = {"ipv6-only-ula": "Nearby over IPv6-only mDNS is unreliable"}
-
 ONLINE = re.compile(r"is online on port (?P<port>\d+) ")
 REQUEST = re.compile(r"asks to pair (?P<id>[0-9a-f]{8})\.")
 
@@ -103,7 +98,7 @@ def _pair_nearby(
     try:
         wait_until(alice_nearby, 60, f"carol{tag} sees alice{tag} nearby", every=0.5)
     except AssertionError as exc:
-        outcome.nearby = f"not seen: {exc}"
+        outcome.nearby = f"not seen: {exc}; carol's discovery: {cli_json(carol, 'lan')}"
         return
     command = ["-m", "messenger.cli", "--profile", str(carol), "pair", seen[0]["id"], "--json"]
     asking = subprocess.Popen(
@@ -173,7 +168,4 @@ def test_fresh_profiles_pair_by_invite_and_nearby(lan: Lan, tmp_path: Path, shap
     failed = [o for o in outcomes if o.invite != "ok" or o.problems]
     assert not failed, failed  # every shape: invites, listeners
     unseen = [o.nearby for o in outcomes if o.nearby != "ok"]
-    if unseen and shape in KNOWN_NEARBY_FAILURES:
-        # Reported as XFAIL in every run, not hidden: see KNOWN_NEARBY_FAILURES.
-        pytest.xfail(f"{KNOWN_NEARBY_FAILURES[shape]}: {len(unseen)}/{ROUNDS}: {unseen[:2]}")
     assert not unseen, unseen

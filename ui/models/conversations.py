@@ -62,6 +62,8 @@ class ConversationItem:
 
     def accessible_text(self) -> str:
         parts = [self.name]
+        if self.contact.key_changed:
+            parts.append("safety number changed")
         if self.contact.verified:
             parts.append("verified")
         if self.online and self.route == "tor":
@@ -135,6 +137,22 @@ class ConversationListModel(RecordListModel[ConversationItem]):
         self.beginResetModel()
         self._rows = items
         self.endResetModel()
+        self._update_unread_total()
+
+    async def refresh(self, contact_ids: set[str]) -> None:
+        """Read these conversations' summaries again (messages moved between them)."""
+        for summary in await self.bridge.conversations():
+            row = self.row_of(summary.contact.id)
+            if summary.contact.id not in contact_ids or row < 0:
+                continue
+            item = self._rows[row]
+            item.contact, item.last, item.unread = (
+                summary.contact,
+                summary.last_message,
+                summary.unread,
+            )
+            self._changed(row)
+            self._resort(row)
         self._update_unread_total()
 
     # -- Qt model API -------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from ui.views.chat.attachments import offers_files, pasted_image_file, take_file
 from ui.views.chat.composer import Composer
 from ui.views.chat.header import ChatHeader
 from ui.views.chat.history_view import HistoryView
+from ui.views.chat.key_changed_banner import KeyChangedBanner
 from ui.views.chat.search_bar import SearchBar
 from ui.views.chat.typing_indicator import TypingIndicator
 from ui.views.transfers import TransfersPanel
@@ -59,6 +60,7 @@ class ChatView(QWidget):
         self.header = ChatHeader(self)
         self.search_bar = SearchBar(self)
         self.search_bar.hide()
+        self.key_banner = KeyChangedBanner(self)
         self.view = HistoryView(self)
         self.typing = TypingIndicator(self)
         self.transfers = TransfersPanel(bridge, self)
@@ -86,6 +88,7 @@ class ChatView(QWidget):
         layout.setSpacing(0)
         layout.addWidget(self.header)
         layout.addWidget(self.search_bar)
+        layout.addWidget(self.key_banner)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.typing)
         layout.addWidget(self.transfers)
@@ -107,6 +110,8 @@ class ChatView(QWidget):
         self.composer.edit.escapePressed.connect(self.close_search)
         self.header.searchClicked.connect(self.open_search)
         self.header.safetyClicked.connect(self._on_safety)
+        self.key_banner.verifyRequested.connect(self._on_safety)
+        self.key_banner.acceptRequested.connect(self._accept_new_key)
         self.search_bar.queryChanged.connect(self._run_search)
         self.search_bar.nextRequested.connect(lambda: self._step_search(-1))
         self.search_bar.previousRequested.connect(lambda: self._step_search(1))
@@ -181,7 +186,7 @@ class ChatView(QWidget):
         self.typing.set_typing(item.name, self.conversations.is_typing(contact_id))
         self.composer.show_error("")
         self.composer.set_text("")
-        self.composer.set_available(True, self._placeholder(item))
+        self._show_key_state(item)
         if jump_to is not None:
             self._tasks.spawn(self.jump_to(jump_to))
         else:
@@ -196,7 +201,48 @@ class ChatView(QWidget):
         self.contact_id = None
         self.transfers.show_contact(None)
         self.view.set_history(None)
+        self.key_banner.hide()
         self.composer.set_available(False, "Choose a conversation to start chatting")
+
+    def _show_key_state(self, item: ConversationItem) -> None:
+        """A changed safety number holds the conversation: the banner, and no composer."""
+        if not item.contact.key_changed:
+            self.key_banner.hide()
+            self.composer.set_available(True, self._placeholder(item))
+            return
+        self.composer.set_available(
+            False, f"Verify or accept {item.name}'s new safety number to send messages"
+        )
+        self.key_banner.show_for(item.name, 0)
+        contact_id = item.id
+
+        async def count_waiting() -> None:
+            waiting = await self.bridge.waiting_for_replaced(contact_id)
+            current = self.item()
+            if current is not None and current.id == contact_id and current.contact.key_changed:
+                self.key_banner.show_for(current.name, waiting)
+
+        self._tasks.spawn(count_waiting())
+
+    def _accept_new_key(self, send_queued: bool) -> None:
+        contact_id = self.contact_id
+        if contact_id is None:
+            return
+
+        async def accept() -> None:
+            try:
+                record = await self.bridge.accept_new_key(contact_id, send_queued=send_queued)
+            except ServiceError as exc:
+                if self.contact_id == contact_id:
+                    self.composer.show_error(str(exc))
+                return
+            if send_queued and record.replaces is not None:
+                # Our waiting messages moved here from the earlier contact's conversation.
+                await self.conversations.refresh({contact_id, record.replaces})
+                if self.contact_id == contact_id and self.history is not None:
+                    await self.history.spawn(self.history.load_latest())
+
+        self._tasks.spawn(accept())
 
     def _placeholder(self, item: ConversationItem) -> str:
         if item.online:
@@ -257,7 +303,13 @@ class ChatView(QWidget):
     def _on_contact_updated(self, item: ConversationItem) -> None:
         if item.id == self.contact_id:
             self.header.show_item(item, self.conversations.is_typing(item.id))
-            self.composer.set_placeholder(self._placeholder(item))
+            if item.contact.key_changed and self.key_banner.isVisible():
+                # Seen or renamed: the same hold; the user's choice in the banner stays.
+                self.key_banner.show_for(item.name, self.key_banner.waiting, keep_choice=True)
+            elif item.contact.key_changed or self.key_banner.isVisible():
+                self._show_key_state(item)  # held now, or the hold was lifted
+            else:
+                self.composer.set_placeholder(self._placeholder(item))
 
     def _refresh_header(self) -> None:
         item = self.item()

@@ -61,6 +61,8 @@ def list_time(ms: int, now: dt.datetime | None = None) -> str:
 
 
 def preview_text(item: ConversationItem) -> str:
+    if item.contact.key_changed:
+        return "⚠ Safety number changed"  # held: said before anything they write
     if item.typing:
         return "typing…"
     if item.last is None:
@@ -185,7 +187,9 @@ class ConversationDelegate(QStyledItemDelegate):
             )
             x += size * 1.5 + 5
         painter.setFont(preview_font)
-        if item.typing:
+        if item.contact.key_changed:
+            painter.setPen(t.color("danger"))
+        elif item.typing:
             painter.setPen(t.color("accent"))
         else:
             painter.setPen(t.color("text" if item.unread else "text_secondary"))

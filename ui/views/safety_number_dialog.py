@@ -29,6 +29,7 @@ from ui.views.dialog_parts import (
     DialogTasks,
     InlineMessage,
     ScanPanel,
+    error_color,
     hint_label,
     monospace_font,
     primary_button,
@@ -115,6 +116,17 @@ class SafetyNumberDialog(QDialog):
                 f"between. Compare them in person, or scan the code on {name}'s screen."
             )
         )
+        # Identity keys never change (protocol.md §2.1): a different number means a different
+        # identity (a re-created profile, or someone else), and Chinwag holds that chat.
+        self.stability_label = hint_label(
+            "Safety numbers do not change in normal use: they come from your two identity "
+            "keys, which stay the same for as long as each profile exists. If "
+            f"{name} re-creates their profile, Chinwag shows it as a new identity and "
+            "sends nothing to it until you verify it or accept it.",
+            small=True,
+        )
+        self.stability_label.setAccessibleName("Safety numbers do not change")
+        layout.addWidget(self.stability_label)
         layout.addSpacing(14)
         layout.addWidget(card)
         layout.addSpacing(10)
@@ -132,6 +144,13 @@ class SafetyNumberDialog(QDialog):
         layout.addLayout(buttons)
 
     def _show_state(self) -> None:
+        if self.contact.key_changed and not self.verified:
+            self.status_label.setText(
+                "Changed: a new identity under a name you know. Verify it before you trust it."
+            )
+            self.status_label.setStyleSheet(f"color: {error_color()}; font-weight: 600;")
+            self.verify_button.setText(" Mark as verified")
+            return
         if self.verified:
             color = success_color()
             self.status_label.setText("✓  Verified")

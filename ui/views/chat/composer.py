@@ -212,6 +212,7 @@ class Composer(QFrame):
         self.edit.setPlaceholderText(placeholder)
         self.edit.setEnabled(available)
         self.emoji_button.setEnabled(available)
+        self.attach_button.setEnabled(available)
         if not available:
             self._stop_typing()
         self._on_text_changed()
