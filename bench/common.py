@@ -18,6 +18,7 @@ import random
 import sqlite3
 import statistics
 import struct
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -381,6 +382,47 @@ async def raw_connect_close(count: int) -> float:
     return count / elapsed
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a child Python process that imports this checkout."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+
+@contextlib.asynccontextmanager
+async def raw_peer_process(*args: str, pids: list[int] | None = None) -> AsyncIterator[int]:
+    """`bench.raw_peer` in its own process; yields its port (its pid goes to `pids`)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.raw_peer",
+        *args,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=child_env(),
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(20):
+            port = int(await proc.stdout.readline())
+        if pids is not None:
+            pids.append(proc.pid)
+        yield port
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            async with asyncio.timeout(10):
+                await proc.wait()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
 # -- profiling ------------------------------------------------------------------------------
 
 
@@ -400,20 +442,14 @@ class ThreadProfiles:
 
     async def __aenter__(self) -> ThreadProfiles:
         for name, service in self._services.items():
-            await asyncio.get_running_loop().run_in_executor(
-                service._executor,
-                self.db[name].enable,
-            )
+            await service.db.run(self.db[name].enable)
         self.loop.enable()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.loop.disable()
         for name, service in self._services.items():
-            await asyncio.get_running_loop().run_in_executor(
-                service._executor,
-                self.db[name].disable,
-            )
+            await service.db.run(self.db[name].disable)
 
     def report(self, top: int = 25) -> str:
         import io

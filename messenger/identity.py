@@ -31,6 +31,7 @@ first), so both parties compute the same 60-digit string.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -236,8 +237,10 @@ class Identity:
 # --------------------------------------------------------------------------- ids & fingerprints
 
 
+@functools.lru_cache(maxsize=4096)
 def contact_id(ed25519_public: bytes) -> str:
-    """32 lowercase hex chars: domain-separated BLAKE2b-128 of the Ed25519 public key."""
+    """32 lowercase hex chars: domain-separated BLAKE2b-128 of the Ed25519 public key.
+    Cached: every group message shown names its author by this id."""
     _require_len("Ed25519 public key", ed25519_public, KEY_LEN)
     return _blake2b(ed25519_public, size=16, person=_CONTACT_ID_PERSON, salt=_CONTACT_ID_SALT).hex()
 

@@ -12,12 +12,11 @@ A profile folder holds:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
 import os
-import socket
+import platform
 import stat
 import sys
 import time
@@ -31,7 +30,6 @@ import nacl.encoding
 import nacl.hash
 import nacl.pwhash
 import nacl.utils
-import platformdirs
 
 from .errors import ProfileError, ProfileExists, ProfileLocked, ProfileMissing, WrongPassphrase
 
@@ -90,6 +88,8 @@ def default_profile_dir() -> Path:
     env = os.environ.get("CHINWAG_PROFILE")
     if env:
         return Path(env).expanduser()
+    import platformdirs  # here: most commands name their profile (a faster start, issue 15)
+
     return Path(platformdirs.user_data_dir("chinwag", appauthor=False)) / "default"
 
 
@@ -402,6 +402,12 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+async def _sleep(seconds: float) -> None:
+    import asyncio  # here: the raw read path of one-shot CLI commands never imports it
+
+    await asyncio.sleep(seconds)
+
+
 class ProfileLock:
     """An exclusive lock on the profile (flock; a byte-range lock on Windows); released
     when the process dies."""
@@ -419,7 +425,7 @@ class ProfileLock:
             os.close(fd)
             raise ProfileLocked(holder)
         os.ftruncate(fd, 0)
-        info = f"pid {os.getpid()} on {socket.gethostname()}: {purpose}"
+        info = f"pid {os.getpid()} on {platform.node()}: {purpose}"
         # Who holds it is only shown to a second process: on a full disk the lock (flock)
         # still holds without it, and read-only commands still work.
         with contextlib.suppress(OSError):
@@ -449,7 +455,30 @@ class ProfileLock:
                 if not told and on_wait is not None:
                     on_wait(exc.holder)
                 told = True
-            await asyncio.sleep(LOCK_POLL_INTERVAL)
+            await _sleep(LOCK_POLL_INTERVAL)
+
+    def acquire_waiting_sync(
+        self,
+        purpose: str,
+        wait: float,
+        *,
+        on_wait: Callable[[str], None] | None = None,
+        give_up: Callable[[], bool] | None = None,
+    ) -> None:
+        """acquire_waiting without an event loop (a one-shot CLI read, storage/reader.py)."""
+        deadline = time.monotonic() + wait
+        told = False
+        while True:
+            try:
+                self.acquire(purpose)
+                return
+            except ProfileLocked as exc:
+                if time.monotonic() >= deadline or (give_up is not None and give_up()):
+                    raise
+                if not told and on_wait is not None:
+                    on_wait(exc.holder)
+                told = True
+            time.sleep(LOCK_POLL_INTERVAL)
 
     def release(self) -> None:
         if self._fd is not None:

@@ -18,6 +18,7 @@ import random
 import shutil
 import socket
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,18 @@ import nacl.utils
 from .contacts import ContactBook
 from .core.batch import Batcher
 from .core.runtime import DbThread, TaskOwner
+from .core.settings import (
+    BLOB_DISCOVERY_KEY,
+    BLOB_IDENTITY,
+    DEFAULT_SETTINGS,
+    SETTING_NAME,
+    SETTING_PORT,
+    SETTING_READ_RECEIPTS,
+    SETTING_TOR,
+    SETTING_TOR_ONLY,
+    SETTING_TYPING,
+    SETTING_VISIBLE,
+)
 from .core.text import check_text, safe_name
 from .errors import (
     ContactKeyChanged,
@@ -68,7 +81,7 @@ from .identity import (
 )
 from .nearby import PairingManager
 from .net.discovery import Discovery, DiscoverySettings, host_of
-from .net.links import Links, Route, Streams, TcpDialer
+from .net.links import DIRECT_RETRY, Links, Route, Streams, TcpDialer
 from .net.reach import TorReach, is_onion_address, tor_missing
 from .net.tor import TorError, TorSettings
 from .net.transport import Connection, Timing, bound_port
@@ -108,42 +121,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
-SETTING_NAME = "display_name"
-SETTING_PORT = "listen_port"
-SETTING_READ_RECEIPTS = "read_receipts"
-SETTING_TYPING = "typing_notifications"
-BLOB_IDENTITY = "identity"
-# Our LAN advertising key: contacts recognise our mDNS token with it (discovery.py).
-BLOB_DISCOVERY_KEY = "discovery_key"
-SETTING_VISIBLE = "visible"
-
-SETTING_NOTIFICATIONS = "notifications"
-SETTING_PREVIEWS = "notification_previews"
-SETTING_THEME = "theme"
-# "Reach contacts over the internet (Tor)": True, False, or None (never chosen: on when a
-# tor binary is found). Followed when ServiceConfig.tor is None (the desktop app).
-SETTING_TOR = "tor"
-# "Hide my IP address from contacts (Tor only)": with Tor on (and followed, as "tor"),
-# Hello and invites carry only the onion address, as ServiceConfig.tor_only does.
-SETTING_TOR_ONLY = "tor_only"
-
-DEFAULT_SETTINGS: dict[str, Any] = {
-    # Read receipts tell a contact exactly when you read; off unless the user opts in.
-    SETTING_READ_RECEIPTS: False,
-    SETTING_TYPING: True,
-    SETTING_NOTIFICATIONS: True,
-    SETTING_PREVIEWS: True,
-    SETTING_THEME: "system",  # "system", "light" or "dark"
-    # "Visible on this network": announce the display name on the LAN, see the Nearby list,
-    # accept nearby pairing requests. Off unless the user opts in.
-    SETTING_VISIBLE: False,
-    SETTING_TOR: None,
-    SETTING_TOR_ONLY: False,
-}
-
 # Keepalive on sessions with a peer on the local link: a vanished host (link down, unplugged)
 # is marked offline within dead_after + keepalive_interval seconds instead of ~60.
 LAN_TIMING = Timing(keepalive_interval=2.0, dead_after=6.0)
+# Sessions through Tor (protocol.md §19.5): a first circuit takes 10-30 s on the public
+# network and a circuit can stall for seconds, so the handshake gets longer and keepalives
+# are rarer and more patient than on a LAN (they cost cells on every relay of the path).
+TOR_TIMING = Timing(handshake_timeout=60.0, keepalive_interval=30.0, dead_after=120.0)
 # A live session with a contact that left the LAN (goodbye, TTL expiry, new address) is
 # pinged; without an answer within this many seconds it is closed (and redialled).
 LAN_PROBE_TIMEOUT = 2.0
@@ -218,6 +202,13 @@ class ServiceConfig:
     # Tell contacts (Hello, invites) only the onion address, never a direct one: hides our
     # IP address from them, and makes every contact session go through Tor.
     tor_only: bool = False
+    tor_timing: Timing = TOR_TIMING  # the timers of sessions through Tor
+    # While a contact is reached through Tor, its direct routes are retried this often (at
+    # once when it appears on the LAN): a direct session replaces the Tor one.
+    direct_retry: float = DIRECT_RETRY
+    # Direct addresses to announce (Hello, invites) instead of the listener's own: a port
+    # forwarded on a router, a relay in front of us. None: the listener's addresses.
+    advertise: tuple[str, ...] | None = None
 
 
 _ReceiptUpdate = tuple[str, tuple[bytes, ...], MessageState]
@@ -270,6 +261,10 @@ class PeerService:
         self._lan_last_dial: dict[str, float] = {}
         self._lan_dial_later: dict[str, asyncio.TimerHandle] = {}
         self._lan_probing: set[Connection] = set()
+        # The addresses we last told each live session (its Hello's, or a ReachUpdate's).
+        self._reach_told: weakref.WeakKeyDictionary[Connection, tuple[str, ...]] = (
+            weakref.WeakKeyDictionary()
+        )
         # Contacts whose arriving messages were not stored because the disk was full (they
         # were not acknowledged; their sessions are closed once there is room again).
         self._unstored: set[str] = set()
@@ -293,10 +288,15 @@ class PeerService:
             timing=self.config.timing,
             dial_base=self.config.dial_base,
             dial_cap=self.config.dial_cap,
+            tor_timing=self.config.tor_timing,
+            direct_retry=self.config.direct_retry,
             # Dial order: where the LAN saw the contact, then its last direct addresses
-            # (then its onion addresses, when Tor is on: below).
-            dialers=[TcpDialer(wiring.lan_addresses), TcpDialer(wiring.direct_addresses)],
-            tunnelled=self._via_tor,
+            # (then its onion addresses, when Tor is on: below). Tor-only dials no direct
+            # route: that would show the contact our IP address.
+            dialers=[
+                TcpDialer(self._unless_tor_only(wiring.lan_addresses)),
+                TcpDialer(self._unless_tor_only(wiring.direct_addresses)),
+            ],
         )
         self.tor: TorReach | None = None
         if self.config.tor:
@@ -351,9 +351,20 @@ class PeerService:
             tasks=self._tasks,
             addresses=_Wiring(self).stored_addresses,
             on_ready=self._tor_ready,
+            via_tor=self.links.via_tor,
         )
         self.links.dialers.append(self.tor)
         return self.tor
+
+    def _unless_tor_only(
+        self, lookup: Callable[[str], Awaitable[Iterable[str]]]
+    ) -> Callable[[str], Awaitable[Iterable[str]]]:
+        """A direct dialer's lookup that finds nothing while Tor-only is on."""
+
+        async def addresses(contact_id: str) -> Iterable[str]:
+            return () if self.tor_only else await lookup(contact_id)
+
+        return addresses
 
     # -- construction ---------------------------------------------------------------------
 
@@ -525,19 +536,10 @@ class PeerService:
         for contact_id in self.contact_keys:
             self.links.ensure_dialer(contact_id)
         if self.tor is not None:
-            self.tor.start(self._onion_target())
+            # Our onion forwards to a listener of its own, so every session accepted there
+            # is known to come through Tor (its address is tor's loopback either way).
+            self.tor.start(await self.links.listen_onion())
         await self._start_discovery()
-
-    def _onion_target(self) -> tuple[str, int]:
-        """Where tor forwards our onion's connections: the listener, over loopback when it
-        listens on every interface."""
-        assert self.listen_port is not None
-        host = self.config.listen_host
-        if host in ("", "0.0.0.0"):  # noqa: S104
-            host = "127.0.0.1"
-        elif host == "::":
-            host = "::1"
-        return host, self.listen_port
 
     def _tor_setting(self) -> bool:
         """The profile's choice; never chosen: on when this machine can run Tor."""
@@ -561,13 +563,6 @@ class PeerService:
         """Tor reach now (the last TorStatusChanged; state "off" when Tor is off)."""
         return self.tor.status if self.tor is not None else TorStatusChanged("off")
 
-    def _via_tor(self, conn: Connection) -> bool:
-        """Whether an inbound connection came through our onion service: with Tor on, tor
-        forwards those from loopback (a contact on this very host is taken for one)."""
-        return self.tor is not None and _is_loopback(
-            conn.peer_address[0] if conn.peer_address else ""
-        )
-
     def route(self, contact_id: str) -> str | None:
         """How the contact's live session runs: "lan", "direct", "tor"; None: offline."""
         return self.links.route(contact_id)
@@ -578,7 +573,7 @@ class PeerService:
             tor = self._make_tor()
             await tor.load()
             if self.listen_port is not None and not self._closing:
-                tor.start(self._onion_target())
+                tor.start(await self.links.listen_onion())
         elif not on and self.tor is not None:
             tor, self.tor = self.tor, None
             with contextlib.suppress(ValueError):
@@ -588,11 +583,33 @@ class PeerService:
             await tor.aclose()
 
     def _tor_ready(self) -> None:
-        """Our onion is up (or back): dial every contact not online now, since contacts
-        known only by onion address had no route before."""
+        """Our onion is up (or back): tell the contacts online now where we can be reached
+        (their sessions' Hellos may predate the onion), and dial every contact not online,
+        since contacts known only by onion address had no route before."""
+        for conn in self.links.live_connections():
+            self._announce_reach(conn)
         for contact_id in self.contact_keys:
             if not self.links.is_online(contact_id):
                 self.links.poke(contact_id)
+
+    def _announce_reach(self, conn: Connection) -> None:
+        """Send a ReachUpdate if our addresses changed since what this session was told
+        (its Hello was built before our onion service was published, protocol.md §19.8)."""
+        if not conn.session.established or conn.closed.is_set():
+            return
+        if conn.contact_id is not None and self.contact_keys.is_held(conn.contact_id):
+            return  # its safety number changed: nothing more of ours until the user answers
+        now = tuple(self._hello().addresses)
+        told = self._reach_told.get(conn, tuple(conn.session.hello.addresses))
+        if now and now != told:
+            conn.send(wire.ReachUpdate(now))
+            self._reach_told[conn] = now
+
+    async def _store_reach(self, contact_id: str, addresses: tuple[str, ...]) -> None:
+        """A contact told us where it can be reached now: stored as a Hello's addresses
+        are (first, before those known), for the dialers to use later."""
+        if await self.db.run(self.repo.remember_addresses, contact_id, addresses):
+            await self._emit_contact_changed(contact_id)
 
     def _port_to_reuse(self, now: float) -> int:
         """With LAN discovery on, a fresh port at every start, so a stranger cannot link
@@ -695,7 +712,11 @@ class PeerService:
             ed25519_public=self.identity.ed25519_public,
             static_certificate=self.identity.static_certificate,
             display_name=self.display_name,
-            listen_port=0 if self.tor_only else self.listen_port or 0,
+            # No port when announcing other addresses: a contact would pair it with the
+            # address it sees us at, and reach the listener around what we announce.
+            listen_port=0
+            if self.tor_only or self.config.advertise is not None
+            else self.listen_port or 0,
             addresses=tuple(str(a) for a in self.addresses()[: wire.MAX_ADDRESSES]),
         )
 
@@ -716,6 +737,8 @@ class PeerService:
         return found
 
     def _direct_addresses(self) -> list[Address]:
+        if self.config.advertise is not None:
+            return list(dict.fromkeys(parse_address(a) for a in self.config.advertise))
         port = self.listen_port or 0
         found: list[Address] = []
         for text in self.config.extra_addresses:
@@ -896,7 +919,7 @@ class PeerService:
                 address.host, address.port, isolation="invite-" + invite_id.hex()
             )
 
-        return Route(text, connect, via="tor")
+        return Route(text, connect, tor=True)
 
     def _invite_handler(
         self, invite: Invite, outcome: asyncio.Future[ContactRecord], verified: bool
@@ -974,10 +997,7 @@ class PeerService:
     ) -> tuple[str, ...]:
         found: list[str] = []
         # Over Tor the peer address is our own tor's (loopback): not the contact's.
-        via_tor = self.tor is not None and _is_loopback(
-            conn.peer_address[0] if conn.peer_address else ""
-        )
-        if conn.peer_address and hello.listen_port and not via_tor:
+        if conn.peer_address and hello.listen_port and not self.links.via_tor(conn):
             host = conn.peer_address[0]
             found.append(
                 f"[{host}]:{hello.listen_port}" if ":" in host else f"{host}:{hello.listen_port}"
@@ -1056,6 +1076,7 @@ class PeerService:
     def _adopted(self, conn: Connection, contact_id: str) -> None:
         """A contact's session went live: resend its outbox, and tell the workers."""
         self._tasks.spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
+        self._announce_reach(conn)
         self._lan_adopted(conn)
         self.groups.on_adopted(conn, contact_id)
         self.files.contact_online(contact_id)
@@ -1102,6 +1123,8 @@ class PeerService:
         use the short keepalive so a vanished peer is noticed within seconds."""
         conn.send(wire.DiscoveryKey(self._own_discovery_key))
         discovery = self._discovery
+        if self.links.via_tor(conn):
+            return  # Tor's timers (tor_timing): the far end is our own tor, not the contact
         if discovery and conn.peer_address and discovery.snapshot.on_link(conn.peer_address[0]):
             conn.use_timing(self.config.lan_timing)
 
@@ -1121,6 +1144,8 @@ class PeerService:
         live = self.links.connection(contact_id)
         if live is None or live.closed.is_set():
             self._lan_dial(contact_id)
+        elif self.links.via_tor(live):
+            self.links.poke(contact_id)  # on the LAN now: its dial loop tries it, moves there
         elif live.peer_address is not None and live.peer_address[0] not in {
             host_of(a) for a in addresses
         }:
@@ -1303,13 +1328,8 @@ class PeerService:
             raise ContactNotFound(f"no contact {contact_id}")
         await self._refuse_held(contact_id)
         assert self._outgoing is not None
-        record = await self._outgoing.submit((contact_id, body))
+        record = await self._outgoing.submit((contact_id, body))  # stored and sent
         self._emit(MessageAdded(record))
-        conn = self.links.ready(contact_id)
-        if conn is not None:
-            self._send_chat(conn, record)
-        else:
-            self.links.poke(contact_id)
         return record
 
     async def _refuse_held(self, contact_id: str) -> None:
@@ -1327,6 +1347,21 @@ class PeerService:
             int(self._clock() * 1000),
         )
         self._index_soon()
+        # Sent as soon as they are stored, in the same loop pass as the commit, instead of
+        # from each send_text once its task resumes (one loop pass later; ~15-25 us of the
+        # send -> delivered path). The flush still comes before any receipt can be read,
+        # so MessageAdded is emitted before the DELIVERED that follows it.
+        ready: dict[str, Connection | None] = {}
+        for record in records:
+            cid = record.contact_id
+            conn = ready[cid] if cid in ready else ready.setdefault(cid, self.links.ready(cid))
+            if conn is not None:
+                self._send_chat(conn, record)
+        for cid, conn in ready.items():
+            if conn is None:
+                self.links.poke(cid)
+            else:
+                conn.flush()
         return records
 
     def _send_chat(self, conn: Connection, record: MessageRecord) -> None:
@@ -1392,6 +1427,8 @@ class PeerService:
                 await self._emit_contact_changed(contact_id)
             case wire.DiscoveryKey(key=key):
                 await self._lan_store_key(contact_id, key)
+            case wire.ReachUpdate(addresses=addresses):
+                await self._store_reach(contact_id, addresses)
             case wire.FileOffer() | wire.FileRequest() | wire.FileControl() | wire.FileHave():
                 await self.files.on_message(contact_id, conn, message)
 
@@ -1471,6 +1508,7 @@ class PeerService:
                         wire.ReceiptKind.DELIVERED, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
                     )
                 )
+            conn.flush()  # the acks leave now, not after the MessageAdded handlers run
         for record in stored:
             self._emit(MessageAdded(record))
         return [True] * len(arrivals)

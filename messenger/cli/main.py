@@ -54,16 +54,16 @@ from ..records import TransferState
 from . import control
 from .api import LocalApi
 from .group_api import GROUP_ACTIONS
+from .quick import LOCK_WAIT
+from .quick import say_waiting as _say_waiting
+from .quick import show_contacts as _show_contacts  # noqa: F401  (_print finds it by name)
+from .quick import show_whoami as _show_whoami  # noqa: F401  (as _show_contacts)
 
 log = logging.getLogger("chinwag.cli")
 
 READ_COMMANDS = {"whoami", "contacts", "history", "verify"}
 # Commands only a running peer can carry out (they need its LAN discovery).
 RUNNING_COMMANDS = {"nearby", "pair", "pairing", "lan", "tor"}
-# How long `run` and one-shot commands wait for another process to let go of the profile:
-# one-shot commands hold it for about a second, so a script that starts `run` and sends at
-# once does not lose the race.
-LOCK_WAIT = 10.0
 # Seconds a test may shorten the LAN token epoch to (docs/protocol.md §14).
 EPOCH_ENV = "CHINWAG_DISCOVERY_EPOCH"
 # Set (to anything) to keep `run` off Tor, as --no-tor does: test and bench helpers set it
@@ -134,16 +134,6 @@ def _show_tor(r: dict[str, Any]) -> None:
         print(f"socks        {r['socks']} ({owner}, {r['restarts']} restarts)")
 
 
-def _show_whoami(r: dict[str, Any]) -> None:
-    print(f"{r['name']}  (id {r['id']})")
-    print(f"fingerprint  {r['fingerprint']}")
-    print(f"profile      {r['profile']}")
-    if r["running"]:
-        print(f"listening    port {r['listen_port']}: {', '.join(r['addresses']) or '-'}")
-    else:
-        print("not running (start `chinwag-cli run` to be reachable)")
-
-
 def _show_invite(r: dict[str, Any]) -> None:
     print("Give this code to the person you want to chat with (single use):\n")
     print(f"  {r['code']}\n")
@@ -155,22 +145,6 @@ def _show_invite(r: dict[str, Any]) -> None:
 def _show_accept(r: dict[str, Any]) -> None:
     print(f"You and {r['name']} are now contacts (id {r['id'][:8]}).")
     print(f"Compare safety numbers in person with `chinwag-cli verify {r['id'][:8]}`.")
-
-
-def _show_contacts(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        print("no contacts yet: `chinwag-cli invite` or `chinwag-cli accept CODE`")
-    for c in rows:
-        dot = "●" if c["online"] else "○"
-        mark = " ✓" if c["verified"] else ""
-        unread = f"  ({c['unread']} unread)" if c["unread"] else ""
-        held = ""
-        if c.get("key_changed"):
-            held = (
-                "  [safety number changed: nothing is sent until you `verify "
-                f"{c['id'][:8]}` or `accept-key {c['id'][:8]}`]"
-            )
-        print(f"{dot} {c['name']}{mark}  {c['id'][:8]}{unread}{held}")
 
 
 def _show_accept_key(r: dict[str, Any]) -> None:
@@ -562,15 +536,6 @@ async def _ask_running_peer(
     if args.command == "verify":
         result = await _confirm_verify(result, args, profile, remote=True)
     return result
-
-
-def _say_waiting(holder: str) -> None:
-    print(
-        f"chinwag-cli: the profile is in use ({holder}); waiting up to {LOCK_WAIT:.0f} s "
-        "for it to finish",
-        file=sys.stderr,
-        flush=True,
-    )
 
 
 async def _confirm_remove(args: argparse.Namespace) -> None:

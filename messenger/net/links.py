@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import random
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -54,6 +55,10 @@ SIMULTANEOUS_WINDOW = 5.0
 # A contact with no address at all (none stored, not seen on the LAN) is retried this
 # rarely: discovery (or a message to send) pokes its dial loop when there is one.
 ADDRESSLESS_RETRY = 300.0
+# While a contact's session runs through Tor, its direct routes are tried this often (and
+# at once when poked: it appeared on the LAN); a direct session that comes up replaces the
+# Tor one (protocol.md §19.7).
+DIRECT_RETRY = 120.0
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 EventHandler = Callable[[Connection, SessionEvent], Awaitable[None]]
@@ -65,12 +70,12 @@ EventHandler = Callable[[Connection, SessionEvent], Awaitable[None]]
 @dataclass(frozen=True, slots=True)
 class Route:
     """One way to open a stream to a contact. `key` names it (routes with the same key
-    from two dialers are tried once); `connect(timeout)` opens the stream; `via` is "tcp"
-    or "tor" (a session over it is shown as reached over Tor)."""
+    from two dialers are tried once); `connect(timeout)` opens the stream; `tor`: through
+    Tor (slower: Tor's timers, and a direct route replaces it when one comes up)."""
 
     key: str
     connect: Callable[[float], Awaitable[Streams]]  # (connect timeout) -> the streams
-    via: str = "tcp"
+    tor: bool = False
 
 
 class Dialer(Protocol):
@@ -197,13 +202,16 @@ class Links:
         dial_base: float,
         dial_cap: float,
         dialers: Sequence[Dialer] = (),
-        tunnelled: Callable[[Connection], bool] = lambda _conn: False,
+        tor_timing: Timing | None = None,
+        direct_retry: float = DIRECT_RETRY,
     ) -> None:
         self.identity = identity
         self.contacts = contacts
         self.hooks = hooks
         self.clock = clock
         self.timing = timing
+        self.tor_timing = tor_timing or timing  # the timers of sessions through Tor
+        self.direct_retry = direct_retry
         self._hello = hello
         self._emit = emit
         self._tasks = tasks
@@ -212,6 +220,9 @@ class Links:
         self._dial_cap = dial_cap
         self.dialers: list[Dialer] = list(dialers)
         self._server: Listener | None = None
+        self._onion_server: Listener | None = None  # what our onion service forwards to
+        # Connections through Tor: dialled over a Tor route, or accepted from our onion.
+        self._via_tor: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._live: dict[str, Connection] = {}
         self._connections: set[Connection] = set()
         self._authorities: dict[Connection, _Authority] = {}
@@ -221,10 +232,6 @@ class Links:
         self._dialing: dict[str, asyncio.Task[None]] = {}
         self._dial_wakeup: dict[str, asyncio.Event] = {}
         self._addressless: set[str] = set()  # contacts no dialer found a route for
-        # How each connection we dialled runs ("tcp", "tor"); inbound ones are not here:
-        # `tunnelled` says whether one came through our onion service.
-        self._via: dict[Connection, str] = {}
-        self._tunnelled = tunnelled
         self.closing = False
 
     # -- queries (the LinkRegistry port) ---------------------------------------------------
@@ -241,19 +248,22 @@ class Links:
     def is_online(self, contact_id: str) -> bool:
         return contact_id in self._live
 
+    def live_connections(self) -> list[Connection]:
+        return list(self._live.values())
+
+    def via_tor(self, conn: Connection) -> bool:
+        """Does this connection run through Tor (ours or the contact's onion service)?"""
+        return conn in self._via_tor
+
     def route(self, contact_id: str) -> str | None:
         """How the contact's live session runs ("lan", "direct", "tor"); None: offline."""
         conn = self._live.get(contact_id)
         return None if conn is None else self._route_of(conn)
 
     def _route_of(self, conn: Connection) -> str:
-        via = self._via.get(conn)
-        if via == "tor" or (via is None and self._tunnelled(conn)):
+        if self.via_tor(conn):
             return "tor"
         return address_route(conn.peer_address[0] if conn.peer_address else "")
-
-    def live_connections(self) -> list[Connection]:
-        return list(self._live.values())
 
     def online(self) -> list[str]:
         """Contact ids with a live session."""
@@ -322,6 +332,15 @@ class Links:
             old.close()
         return fresh
 
+    async def listen_onion(self) -> tuple[str, int]:
+        """A listener of its own for our onion service to forward to (127.0.0.1, a random
+        port): every session accepted there came through Tor, whatever address it shows."""
+        if self._onion_server is None:
+            self._onion_server = await serve_admitting(
+                "127.0.0.1", 0, self._on_onion_inbound, self._admit_stranger
+            )
+        return "127.0.0.1", self._onion_server.port
+
     @property
     def listener(self) -> Listener | None:
         return self._server
@@ -334,11 +353,21 @@ class Links:
             for sock in self._server.sockets
         ]
 
+    async def _on_onion_inbound(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        settle: Callable[[], None],
+    ) -> None:
+        await self._on_inbound(reader, writer, settle, tor=True)
+
     async def _on_inbound(
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         settle: Callable[[], None],
+        *,
+        tor: bool = False,
     ) -> None:
         """An inbound connection the caps admitted (`_admit_stranger`, called at accept)."""
         conn: Connection | None = None
@@ -355,7 +384,10 @@ class Links:
                 nearby=self.hooks.nearby_offered(),
             )
             garbage = session.receive_data(initial)  # at most a Closed, for a malformed start
-            conn = Connection(reader, writer, session, self.dispatch, self.timing)
+            timing = self.tor_timing if tor else self.timing
+            conn = Connection(reader, writer, session, self.dispatch, timing)
+            if tor:
+                self._via_tor.add(conn)
             self._connections.add(conn)
             self._authorities[conn] = authority
             self._settle[conn] = settle  # until adopted as a contact's session
@@ -391,7 +423,7 @@ class Links:
     ) -> Connection:
         """As `open`, over a route (an onion's, through Tor)."""
         reader, writer = await route.connect(self.timing.connect_timeout)
-        return self._start(reader, writer, session, handler, via=route.via)
+        return self._start(reader, writer, session, handler, tor=route.tor)
 
     def _start(
         self,
@@ -400,18 +432,19 @@ class Links:
         session: Session,
         handler: EventHandler | None,
         *,
-        via: str = "tcp",
+        tor: bool = False,
     ) -> Connection:
-        conn = Connection(reader, writer, session, handler or self.dispatch, self.timing)
+        timing = self.tor_timing if tor else self.timing
+        conn = Connection(reader, writer, session, handler or self.dispatch, timing)
+        if tor:
+            self._via_tor.add(conn)
         self._connections.add(conn)
-        self._via[conn] = via
 
         async def run() -> None:
             try:
                 await conn.run()
             finally:
                 self._connections.discard(conn)
-                self._via.pop(conn, None)
 
         self._tasks.spawn(run(), f"chinwag-conn-{id(conn):x}")
         return conn
@@ -476,7 +509,11 @@ class Links:
         self.hooks.adopted(conn, contact_id)
 
     def _preferred(self, a: Connection, b: Connection) -> Connection:
-        """Both ends keep the connection dialled by the peer with the smaller identity key."""
+        """Both ends keep a direct connection rather than one through Tor (each end knows
+        which runs through Tor: it dialled an onion, or accepted from its onion service);
+        else the connection dialled by the peer with the smaller identity key."""
+        if self.via_tor(a) != self.via_tor(b):
+            return b if self.via_tor(a) else a
         mine = self.identity.ed25519_public
         contact_id = a.contact_id or b.contact_id
         assert contact_id is not None
@@ -531,7 +568,14 @@ class Links:
             if live is not None and not live.closed.is_set():
                 backoff.reset()
                 wake.clear()
-                await live.closed.wait()
+                if live not in self._via_tor:
+                    await live.closed.wait()
+                    continue
+                # Through Tor: look for a direct route now and then, or when poked (the
+                # contact appeared on the LAN); one that comes up replaces this session.
+                await _first(live.closed.wait(), wake.wait(), within=self.direct_retry)
+                if not live.closed.is_set() and not self.closing:
+                    await self.dial_once(contact_id, direct_only=True)
                 continue
             if await self.dial_once(contact_id):
                 backoff.reset()
@@ -552,19 +596,25 @@ class Links:
                 found.setdefault(route.key, route)
         return list(found.values())
 
-    async def dial_once(self, contact_id: str) -> bool:
-        """Try each route until a session is adopted; True if the contact is online."""
+    async def dial_once(self, contact_id: str, *, direct_only: bool = False) -> bool:
+        """Try each route until a session is adopted; True if the contact is online.
+        `direct_only`: the contact's session runs through Tor; try the routes that are
+        not Tor's, and True if one of them replaced it."""
         keys = self.contacts.keys(contact_id)
         if keys is None:
             return False
         routes = await self.routes(contact_id)
-        if routes:
+        if direct_only:
+            routes = [r for r in routes if not r.tor]
+        elif routes:
             self._addressless.discard(contact_id)
         else:
             self._addressless.add(contact_id)
         for route in routes:
             live = self._live.get(contact_id)
-            if live is not None and not live.closed.is_set():
+            if direct_only and (live is None or live not in self._via_tor):
+                return False  # gone, or already direct: the dial loop takes it from here
+            if not direct_only and live is not None and not live.closed.is_set():
                 return True
             try:
                 reader, writer = await route.connect(self.timing.connect_timeout)
@@ -577,7 +627,7 @@ class Links:
                 hello=self._hello(),
                 target=ContactTarget(contact_id, keys.ed25519_public, keys.x25519_public, keys.psk),
             )
-            conn = self._start(reader, writer, session, None, via=route.via)
+            conn = self._start(reader, writer, session, None, tor=route.tor)
             waiters = {
                 asyncio.ensure_future(conn.closed.wait()),
                 asyncio.ensure_future(conn.adopted.wait()),
@@ -599,8 +649,9 @@ class Links:
     def begin_close(self) -> None:
         """Stop listening and dialling (connections stay until close_connections)."""
         self.closing = True
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._onion_server):
+            if server is not None:
+                server.close()
 
     async def close_connections(self) -> None:
         """Close every connection with a goodbye and wait until it is sent."""
@@ -617,6 +668,17 @@ class Links:
         return tasks
 
     async def wait_closed(self) -> None:
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+        for server in (self._server, self._onion_server):
+            if server is not None:
+                with contextlib.suppress(Exception):
+                    await server.wait_closed()
+
+
+async def _first(*waits: Awaitable[object], within: float) -> None:
+    """Return when the first of `waits` is done, or after `within` seconds."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()

@@ -15,7 +15,6 @@ address contacts store stays valid when the listener's port changes between runs
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import socket
@@ -86,6 +85,7 @@ class TorReach:
         tasks: Tasks,
         addresses: Callable[[str], Awaitable[Iterable[str]]],
         on_ready: Callable[[], None],
+        via_tor: Callable[[Connection], bool],
     ) -> None:
         self._folder = folder
         self._settings = settings
@@ -95,6 +95,7 @@ class TorReach:
         self._tasks = tasks
         self._addresses = addresses
         self._on_ready = on_ready
+        self._via_tor = via_tor
         self._key: bytes | None = None
         self._bad_key: str | None = None
         self._manager: TorManager | None = None
@@ -225,19 +226,14 @@ class TorReach:
             except TorError as exc:
                 raise ConnectionError(str(exc)) from exc
 
-        return Route(text, connect, via="tor")
+        return Route(text, connect, tor=True)
 
     # -- the files worker's Tunnel port: bulk connections follow the session through Tor --
 
     def wanted(self, contact_id: str, conn: Connection) -> bool:
-        """A session whose far end is loopback runs through our tor (its SOCKS port, or
-        the onion service's forwarding): a bulk connection must go through Tor too."""
-        if self._manager is None or conn.peer_address is None:
-            return False
-        try:
-            return ipaddress.ip_address(conn.peer_address[0].split("%", 1)[0]).is_loopback
-        except ValueError:
-            return False
+        """A session through Tor (dialled to an onion, or accepted from ours): a bulk
+        connection must go through Tor too."""
+        return self._manager is not None and self._via_tor(conn)
 
     async def open(self, contact_id: str) -> socket.socket:
         for text in await self._addresses(contact_id):

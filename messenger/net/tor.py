@@ -664,8 +664,9 @@ class TorManager:
         port_file = self.data_dir / "control.port"
         port_file.unlink(missing_ok=True)
         torrc = self.data_dir / "torrc"
-        torrc.write_text(self._torrc())
-        with self.log_file.open("ab") as out:
+        # Owner-only from the start (the profile's files are 0600; the log names onions).
+        _private_file(torrc).write_text(self._torrc())
+        with _private_file(self.log_file).open("ab") as out:
             self._proc = await asyncio.create_subprocess_exec(
                 binary,
                 "-f",
@@ -966,3 +967,10 @@ class TorManager:
             self.restarts += 1
             self._ready.set()
             self._emit(TorRecovered(self.restarts))
+
+
+def _private_file(path: Path) -> Path:
+    """Create `path` if needed and make it readable by its owner only."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    return path

@@ -85,6 +85,11 @@ class Connection:
         """When bytes last arrived (the connection's clock, monotonic by default)."""
         return self._last_heard
 
+    @property
+    def timing(self) -> Timing:
+        """The timers this connection runs with now (per route: direct, LAN, Tor)."""
+        return self._timing
+
     def use_timing(self, timing: Timing) -> None:
         """Change the keepalive timers of this connection (the service uses shorter ones
         for peers on the local link); applies from the next read timeout on."""
@@ -120,6 +125,11 @@ class Connection:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
+
+    def flush(self) -> None:
+        """Encrypt and write what is queued now, instead of at the end of this loop pass
+        (for a caller that has queued everything it has: the acks of a stored batch)."""
+        self._flush()
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False

@@ -271,9 +271,9 @@ class Session:
         self._send_record(wire.encode_message(message))
 
     def send_many(self, messages: list[wire.WireMessage]) -> None:
-        """Send in order; runs of chat messages and receipts go out as Batch records of up
-        to one frame each (one AEAD call and a few bytes of framing for the lot). Every
-        message is validated before anything is sent."""
+        """Send in order; runs of chat messages, receipts and group messages go out as
+        Batch records of up to one frame each (one AEAD call and a few bytes of framing for
+        the lot). Every message is validated before anything is sent."""
         self.send_records(
             [(wire.encode_message(m), isinstance(m, wire.BATCHABLE)) for m in messages]
         )
@@ -331,6 +331,11 @@ class Session:
     @property
     def established(self) -> bool:
         return self.state is State.TRANSPORT
+
+    @property
+    def hello(self) -> wire.Hello:
+        """The Hello this side sends (or sent) on this session."""
+        return self._hello
 
     @property
     def needs_rehandshake(self) -> bool:

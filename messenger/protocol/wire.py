@@ -76,6 +76,7 @@ __all__ = [
     "Pong",
     "Preamble",
     "ProfileUpdate",
+    "ReachUpdate",
     "Receipt",
     "ReceiptKind",
     "RejectCode",
@@ -182,7 +183,8 @@ class MessageType(enum.IntEnum):
     DISCOVERY_KEY = 9
     PAIR_ACCEPT = 10
     BATCH = 11
-    # 12-19: reserved. 20-39: groups (docs/protocol.md §16).
+    REACH_UPDATE = 12
+    # 13-19: reserved. 20-39: groups (docs/protocol.md §16).
     GROUP_ROSTER = 20
     GROUP_MESSAGE = 21
     GROUP_HAVE = 22
@@ -298,11 +300,21 @@ class PairAccept:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Several chat messages and receipts in one record, so in one encrypted frame: under
-    load a sender packs what it queued in one pass of its event loop (docs/protocol.md §7).
-    The receiver handles them one by one, in order, exactly as if they came alone."""
+    """Several chat messages, receipts and group messages in one record, so in one
+    encrypted frame: under load (a group catch-up streams hundreds) a sender packs what it
+    queued in one pass of its event loop (docs/protocol.md §7). The receiver handles them
+    one by one, in order, exactly as if they came alone."""
 
-    messages: tuple[ChatMessage | Receipt, ...]
+    messages: tuple[ChatMessage | Receipt | GroupMessage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReachUpdate:
+    """Where the sender can be reached now, sent over a live session when that changed
+    since its Hello (its onion service came up): the receiver stores these addresses as
+    it stores a Hello's, so it can dial them later (docs/protocol.md §19.8)."""
+
+    addresses: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,6 +487,7 @@ WireMessage: TypeAlias = (
     | DiscoveryKey
     | PairAccept
     | Batch
+    | ReachUpdate
     | GroupRoster
     | GroupMessage
     | GroupHave
@@ -698,7 +711,7 @@ def _make_pair_accept(f: list[object]) -> PairAccept:
 
 def _make_batch(f: list[object]) -> Batch:
     entries = _array(f[0], "batch", 1, MAX_BATCH_MESSAGES)
-    messages: list[ChatMessage | Receipt] = []
+    messages: list[ChatMessage | Receipt | GroupMessage] = []
     for entry in entries:
         if not isinstance(entry, list | tuple) or not entry or type(entry[0]) is not int:
             raise WireError("batch entry: expected a message array with an int type tag")
@@ -706,12 +719,13 @@ def _make_batch(f: list[object]) -> Batch:
         if tag not in _BATCHABLE_TAGS:
             raise WireError(f"batch entry: message type tag {tag} cannot be batched")
         cls, count, make = _DECODERS[tag]
-        if len(entry) - 1 != count:
+        fewest = _MIN_FIELDS.get(tag, count)
+        if not fewest <= len(entry) - 1 <= count:
             raise WireError(
                 f"batch entry {cls.__name__}: expected {count} fields, got {len(entry) - 1}"
             )
         message = make(entry[1:])  # type: ignore[arg-type]
-        assert isinstance(message, ChatMessage | Receipt)
+        assert isinstance(message, ChatMessage | Receipt | GroupMessage)
         messages.append(message)
     return Batch(messages=tuple(messages))
 
@@ -868,6 +882,11 @@ def _make_file_have(f: list[object]) -> FileHave:
     return FileHave(root=_bytes(f[0], "root", FILE_ROOT_LEN))
 
 
+def _make_reach_update(f: list[object]) -> ReachUpdate:
+    addrs = _array(f[0], "addresses", 1, MAX_ADDRESSES)
+    return ReachUpdate(addresses=tuple(check_address(a, "address") for a in addrs))
+
+
 def _make_hello(f: list[object]) -> Hello:
     addrs = _array(f[4], "addresses", 0, MAX_ADDRESSES)
     return Hello(
@@ -893,6 +912,7 @@ _MESSAGES: Final[dict[int, tuple[type[WireMessage], _Maker]]] = {
     MessageType.DISCOVERY_KEY: (DiscoveryKey, _make_discovery_key),
     MessageType.PAIR_ACCEPT: (PairAccept, _make_pair_accept),
     MessageType.BATCH: (Batch, _make_batch),
+    MessageType.REACH_UPDATE: (ReachUpdate, _make_reach_update),
     MessageType.GROUP_ROSTER: (GroupRoster, _make_group_roster),
     MessageType.GROUP_MESSAGE: (GroupMessage, _make_group_message),
     MessageType.GROUP_HAVE: (GroupHave, _make_group_have),
@@ -910,8 +930,10 @@ _DECODERS: Final[dict[int, tuple[type[WireMessage], int, _Maker]]] = {
 # Messages whose last fields are optional: tag -> fewest fields.
 _MIN_FIELDS: Final[dict[int, int]] = {MessageType.GROUP_MESSAGE: 8}
 # What a Batch may carry: the messages that come in bursts.
-_BATCHABLE_TAGS: Final = frozenset({MessageType.CHAT, MessageType.RECEIPT})
-BATCHABLE: Final = (ChatMessage, Receipt)
+_BATCHABLE_TAGS: Final = frozenset(
+    {MessageType.CHAT, MessageType.RECEIPT, MessageType.GROUP_MESSAGE}
+)
+BATCHABLE: Final = (ChatMessage, Receipt, GroupMessage)
 _TAGS: Final[dict[type[WireMessage], int]] = {cls: tag for tag, (cls, _, _) in _DECODERS.items()}
 _HELLO_FIELDS: Final = len(dataclasses.fields(Hello))
 
@@ -930,7 +952,14 @@ def _item(value: object) -> object:
     return value
 
 
+# Field values msgpack takes as they are (the hot path of every message: no isinstance
+# chain for these).
+_PLAIN: Final = frozenset({bytes, str, int, bool, type(None)})
+
+
 def _value(value: object) -> object:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, tuple | list):
         return [_item(v) for v in value]
     if isinstance(value, _NESTED):
@@ -938,13 +967,26 @@ def _value(value: object) -> object:
     return value
 
 
+# Per class: its field names and, for each, whether its default is None (a trailing
+# optional field). dataclasses.fields() builds a new tuple on every call; every message
+# sent went through it twice.
+_SPECS: dict[type, tuple[tuple[str, ...], tuple[bool, ...]]] = {}
+
+
+def _spec(cls: type) -> tuple[tuple[str, ...], tuple[bool, ...]]:
+    specs = dataclasses.fields(cls)
+    spec = (tuple(f.name for f in specs), tuple(f.default is None for f in specs))
+    _SPECS[cls] = spec
+    return spec
+
+
 def _fields(msg: object) -> list[object]:
     """A message (or nested record) as the array msgpack carries: its dataclass fields in
     declaration order, so the order is written once, in the class. A trailing optional
     field left at None is omitted (GroupMessage.attachment)."""
-    specs = dataclasses.fields(msg)  # type: ignore[arg-type]
-    values = [getattr(msg, f.name) for f in specs]
-    while values and values[-1] is None and specs[len(values) - 1].default is None:
+    names, optional = _SPECS.get(type(msg)) or _spec(type(msg))
+    values = [getattr(msg, name) for name in names]
+    while values and values[-1] is None and optional[len(values) - 1]:
         values.pop()
     return [_value(v) for v in values]
 
@@ -1063,7 +1105,7 @@ def decode_group_attachment(data: bytes) -> GroupAttachment:
 
 def encode_batch(encoded: list[bytes]) -> bytes:
     """A Batch record from messages already encoded with :func:`encode_message` (each a
-    ChatMessage or Receipt, 1..MAX_BATCH_MESSAGES of them): the msgpack array
+    ChatMessage, Receipt or GroupMessage, 1..MAX_BATCH_MESSAGES of them): the msgpack array
     ``[11, [m1, m2, ...]]`` is its header followed by the encoded messages, so they are
     not encoded twice. Equal to ``encode_message(Batch(messages))``."""
     count = len(encoded)

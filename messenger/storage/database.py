@@ -7,13 +7,12 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import URL, Engine, create_engine, event, text
-from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import DatabaseError, OperationalError
-from sqlalchemy.pool import StaticPool
-
+# SQLAlchemy is imported where an engine is made, not here: the checks below and the raw
+# read path of one-shot CLI commands (reader.py) use sqlcipher3 alone (issue 15).
 if TYPE_CHECKING:
     from alembic.config import Config
+    from sqlalchemy import URL, Engine
+    from sqlalchemy.engine import ExceptionContext
 
 from ..errors import (
     DatabaseCorrupt,
@@ -55,6 +54,8 @@ SCHEMA_HEAD = "0009"
 
 
 def _url(db_path: Path, key: bytes) -> URL:
+    from sqlalchemy import URL
+
     # SQLCipher takes a raw 256-bit key as  PRAGMA key = "x'<hex>'"  and then skips its own
     # PBKDF2: our key already comes from Argon2id or from a random source.
     return URL.create("sqlite+pysqlcipher", password=f"x'{key.hex()}'", database=str(db_path))
@@ -66,6 +67,9 @@ def create_db_engine(db_path: Path, key: bytes, *, synchronous: str = "NORMAL") 
     commits (never corrupts). FULL also fsyncs each commit, at ~10x the latency here."""
     if synchronous not in ("NORMAL", "FULL"):
         raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import StaticPool
+
     # One connection for the whole process (StaticPool), used by one thread at a time (the
     # service's database thread, or the loop thread while that is idle). The default pool
     # here keeps one connection per thread, and in WAL mode every commit on one of them
@@ -126,6 +130,9 @@ def open_database(
             check_key(db_path, key)
         else:
             check_database(db_path, key, key_trusted=key_trusted)
+    from sqlalchemy import text
+    from sqlalchemy.exc import DatabaseError
+
     engine = create_db_engine(db_path, key, synchronous=synchronous)
     try:
         with engine.connect() as conn:
@@ -155,6 +162,11 @@ def check_key(db_path: Path, key: bytes) -> None:
         ) from None
     finally:
         conn.close()
+
+
+def read_only_connection(db_path: Path, key: bytes) -> Any:
+    """A raw sqlcipher3 connection that can only read (storage/reader.py)."""
+    return _read_only(db_path, key)
 
 
 def _read_only(db_path: Path, key: bytes, *, writable_schema: bool = False) -> Any:
@@ -299,6 +311,9 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
 def current_revision(engine: Engine) -> str | None:
     """The schema revision stored in the database (Alembic's own table, read directly)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
     with engine.connect() as conn:
         try:
             rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()

@@ -274,6 +274,10 @@ class Repository:
         self._driver = self._driver_engine = None
         self.engine.dispose()
 
+    def write_transaction(self) -> contextlib.AbstractContextManager[Any]:
+        """The hot paths' raw cursor in BEGIN IMMEDIATE .. COMMIT (group_repository.py)."""
+        return self._write_transaction()
+
     @contextlib.contextmanager
     def _write_transaction(self) -> Iterator[Any]:
         """A raw DB-API cursor in BEGIN IMMEDIATE .. COMMIT, for the hot write paths:
@@ -440,6 +444,20 @@ class Repository:
                 .where(Contact.id == contact_id)
                 .values(addresses=json.dumps(merged), last_seen=now, display_name=display_name)
             )
+
+    def remember_addresses(self, contact_id: str, addresses: Sequence[str]) -> bool:
+        """Addresses a contact told us over a live session (a ReachUpdate): stored before
+        the ones known, as update_presence does. False if nothing changed."""
+        with self.engine.begin() as conn:
+            known = conn.execute(select(Contact.addresses).where(Contact.id == contact_id)).scalar()
+            before = json.loads(known or "[]")
+            merged = list(dict.fromkeys([*addresses, *before]))[:16]
+            if merged == before:
+                return False
+            conn.execute(
+                update(Contact).where(Contact.id == contact_id).values(addresses=json.dumps(merged))
+            )
+            return True
 
     def update_static(self, contact_id: str, x25519_public: bytes, certificate: bytes) -> None:
         """The contact rotated its static key (certified by its unchanged identity key)."""

@@ -131,7 +131,7 @@ def test_the_wheel_carries_the_icons_migrations_and_entry_points(wheel: Path) ->
     assert not any(n.startswith(("tests/", "bench/")) for n in names)
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    assert "chinwag = ui.app:main" in text and "chinwag-cli = messenger.cli.main:main" in text
+    assert "chinwag = ui.app:main" in text and "chinwag-cli = messenger.cli.quick:main" in text
 
 
 def test_the_installed_code_comes_from_the_new_venv(installed: Path, tmp_path: Path) -> None:

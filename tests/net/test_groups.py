@@ -284,9 +284,11 @@ async def test_group_messages_are_found_by_search_and_forgotten_with_the_group(m
     other_id = await _group(peers, "Book club")
     await admin.groups.send_text(group_id, "the café opens at nine")
     await bea.groups.send_text(group_id, "Cafe au lait for everyone?")
+    # "Newest first" is the order each peer stored them in: cai's comes after the others
+    # only once everyone has those (sent at once, they are concurrent, in any order).
+    await _all_have(peers, group_id, 2)
     await cai.groups.send_text(other_id, "chapter nine, then the café")
     await admin.send_text(bea.contact_id, "café, one to one")
-    await _all_have(peers, group_id, 2)
     await _all_have(peers, other_id, 1)
     for p in peers:
         # Every word must occur, the last as a prefix; accents do not matter.

@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 
 from messenger.errors import InviteFailed
+from messenger.events import ContactChanged
 from messenger.net.reach import ONION_PORT
+from messenger.protocol.wire import Ping, ReachUpdate
 
-from .conftest import PeerFactory, befriend
+from .conftest import PeerFactory, Recorder, befriend, wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -34,3 +36,30 @@ async def test_invite_with_only_an_onion_needs_tor(make_peer: PeerFactory) -> No
     with pytest.raises(InviteFailed, match="Tor is off"):
         await bob.accept_invite(code)
     assert await bob.contacts() == []
+
+
+async def test_reach_update_is_stored(
+    make_peer: PeerFactory,
+) -> None:
+    """A contact's ReachUpdate over a live session (protocol.md §19.8) is stored in front of
+    the addresses known, and announced as ContactChanged; the next dial offers it."""
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    bob_id, alice_id = await befriend(alice, bob)
+    changed = Recorder(alice)
+    onion = f"{ONION}:{ONION_PORT}"
+    conn = bob.links.connection(alice_id)
+    assert conn is not None
+    conn.send(ReachUpdate((onion, f"127.0.0.1:{bob.listen_port}")))
+    await wait_for(lambda: any(c.contact.id == bob_id for c in changed.of(ContactChanged)))
+    record = await alice.db.run(alice.repo.contact, bob_id)
+    assert record is not None and record.addresses[0] == onion
+    assert f"127.0.0.1:{bob.listen_port}" in record.addresses
+    # The same addresses again change nothing (no write, no event).
+    before = len(changed.of(ContactChanged))
+    conn.send(ReachUpdate((onion,)))
+    conn.send(Ping(7))  # answered after the update was handled: then nothing came of it
+    heard = conn.last_heard
+    await wait_for(lambda: conn.last_heard > heard)
+    assert len(changed.of(ContactChanged)) == before
+    assert alice.is_online(bob_id)

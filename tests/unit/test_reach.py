@@ -63,6 +63,7 @@ def make_reach(
         tasks=tasks,
         addresses=addresses,
         on_ready=lambda: pokes.append("ready"),
+        via_tor=lambda conn: False,
     )
     return reach, events, tasks, pokes
 

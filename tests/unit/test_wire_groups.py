@@ -18,6 +18,7 @@ from messenger.protocol.wire import (
     MAX_GROUP_REMOVED,
     MAX_MEMBER_ADDRESSES,
     MAX_NAME_CHARS,
+    Batch,
     GroupAck,
     GroupAttachment,
     GroupHave,
@@ -34,6 +35,7 @@ from messenger.protocol.wire import (
     WireMessage,
     decode_group_attachment,
     decode_message,
+    encode_batch,
     encode_group_attachment,
     encode_message,
 )
@@ -404,3 +406,29 @@ def test_truncations_never_decode(msg: WireMessage) -> None:
     for cut in range(len(data) - 1, max(-1, len(data) - 40), -1):
         with pytest.raises(WireError):
             decode_message(data[:cut])
+
+
+# --------------------------------------------------------------------------
+# Group messages in a Batch (tag 11): a catch-up streams them by the hundred
+# --------------------------------------------------------------------------
+
+
+@FAST
+@given(st.lists(group_messages, min_size=1, max_size=12))
+def test_group_messages_round_trip_in_a_batch(messages: list[GroupMessage]) -> None:
+    data = encode_batch([encode_message(m) for m in messages])
+    assert data == encode_message(Batch(tuple(messages)))
+    assert decode_message(data) == Batch(tuple(messages))
+
+
+def test_a_batched_group_message_is_checked_like_a_lone_one() -> None:
+    good = GroupMessage(b"g" * 16, b"a" * 32, 1, 1, 1, 0, "hi", b"s" * 64)
+    fields = msgpack.unpackb(encode_message(good))
+    assert len(fields) == 9  # the optional attachment is left out
+    for entry in (fields[:-1], [*fields[:4], -1, *fields[5:]], [*fields, b"x"]):
+        with pytest.raises(WireError):  # too few fields, a negative seq, one too many
+            decode_message(msgpack.packb([int(MessageType.BATCH), [fields, entry]]))
+    # Other group messages still travel alone.
+    ack = msgpack.unpackb(encode_message(GroupAck(b"g" * 16, ())))
+    with pytest.raises(WireError, match="cannot be batched"):
+        decode_message(msgpack.packb([int(MessageType.BATCH), [fields, ack]]))

@@ -1,0 +1,126 @@
+"""One-shot reads on a raw sqlcipher3 connection: `chinwag-cli whoami` and `contacts` when
+no peer is running.
+
+Opening the whole service for them imported SQLAlchemy, Alembic, zeroconf and every
+feature module (~0.4 s of a ~0.45 s command, issue 15). This path takes the same steps
+as PeerService.open that matter to a read (the key, the profile lock with its wait, the
+permission fix-up, the check at every unlock) and then reads the few rows these commands
+show. It answers only for a database at the newest schema: anything else (a migration
+due, no database yet) is left to the full service (None), which also reports errors in
+its own words. tests/unit/test_reader.py checks that both give the same answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ..core.settings import BLOB_IDENTITY, DEFAULT_SETTINGS, SETTING_NAME
+from ..identity import Identity, contact_id, fingerprint
+from ..profile import ProfileDir, ProfileLock
+from .database import SCHEMA_HEAD, check_database, plain_error, read_only_connection
+
+READ_COMMANDS = frozenset({"whoami", "contacts"})
+
+
+def read_command(
+    profile: ProfileDir,
+    command: str,
+    passphrase: str | None,
+    *,
+    purpose: str,
+    lock_wait: float = 0.0,
+    on_lock_wait: Callable[[str], None] | None = None,
+    give_up_waiting: Callable[[], bool] | None = None,
+) -> Any | None:
+    """What LocalApi's `command` returns for a profile no peer is running, or None when
+    the full service has to answer. Raises what PeerService.open raises (ProfileLocked,
+    WrongPassphrase, DatabaseDamaged, DiskFull, ...)."""
+    if command not in READ_COMMANDS:
+        raise ValueError(f"not a raw read: {command}")
+    if not profile.exists():
+        return None  # the service says what is missing
+    key, trusted = profile.unlock_key(passphrase)
+    lock = ProfileLock(profile)
+    lock.acquire_waiting_sync(purpose, lock_wait, on_wait=on_lock_wait, give_up=give_up_waiting)
+    try:
+        profile.secure()  # warns and narrows what is too wide, as an open does
+        check_database(profile.db_path, key, key_trusted=trusted)
+        conn = read_only_connection(profile.db_path, key)
+        try:
+            if _schema_revision(conn) != SCHEMA_HEAD:
+                return None  # a migration is due: the service runs it
+            profile.remember_key_check(key)
+            if command == "whoami":
+                return _whoami(conn, profile)
+            return _contacts(conn)
+        except Exception as exc:
+            plain = plain_error(exc, profile.db_path)
+            if plain is None:
+                raise
+            raise plain from exc
+        finally:
+            conn.close()
+    finally:
+        lock.release()
+
+
+def _schema_revision(conn: Any) -> str | None:
+    import sqlcipher3
+
+    try:
+        rows = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    except sqlcipher3.OperationalError:  # no such table
+        return None
+    return rows[0][0] if len(rows) == 1 else None
+
+
+def _setting(conn: Any, key: str, default: Any) -> Any:
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+    return default if row is None or row[0] is None else json.loads(row[0])
+
+
+def _whoami(conn: Any, profile: ProfileDir) -> dict[str, Any]:
+    """LocalApi.cmd_whoami of a service that is not listening."""
+    row = conn.execute("SELECT value FROM settings WHERE key = ?", (BLOB_IDENTITY,)).fetchone()
+    if row is None:
+        from ..errors import ProfileError
+
+        raise ProfileError("the profile database holds no identity")
+    identity = Identity.from_bytes(row[0])
+    return {
+        "name": _setting(conn, SETTING_NAME, ""),
+        "id": contact_id(identity.ed25519_public),
+        "fingerprint": fingerprint(identity.ed25519_public),
+        "profile": str(profile.path),
+        "listen_port": None,
+        "running": False,
+        "addresses": [],
+        "settings": {key: _setting(conn, key, value) for key, value in DEFAULT_SETTINGS.items()},
+    }
+
+
+def _contacts(conn: Any) -> list[dict[str, Any]]:
+    """LocalApi.cmd_contacts of a service that is not online: the contacts the user added
+    (not members known only through a group), by name, with the summary counts the
+    triggers keep (migration 0008)."""
+    rows = conn.execute(
+        "SELECT id, display_name, verified, last_seen, addresses, unread, queued, "
+        "key_changed, replaces FROM contacts WHERE group_only IS 0 ORDER BY display_name, id"
+    ).fetchall()
+    return [
+        {
+            "id": r[0],
+            "name": r[1],
+            "verified": bool(r[2]),
+            "key_changed": bool(r[7]),
+            "replaces": r[8],
+            "online": False,
+            "last_seen": r[3],
+            "addresses": list(json.loads(r[4])),
+            "unread": r[5],
+            "queued": r[6],
+        }
+        for r in rows
+    ]
