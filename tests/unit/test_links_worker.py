@@ -212,7 +212,7 @@ async def test_forget_closes_the_session_and_stops_dialling(two) -> None:
 
 def tor_labelled(route: Route) -> Route:
     """A loopback route the links worker is told runs through Tor (as TorReach's do)."""
-    return Route("x.onion:9878", route.connect, via="tor")
+    return Route("x.onion:9878", route.connect, tor=True)
 
 
 async def test_presence_carries_the_route_and_a_move_to_the_lan_is_announced(two) -> None:
