@@ -85,6 +85,7 @@ _EXPORTS: dict[str, str] = {
     "TransferState": ".records",
     "IncomingMessage": ".storage.repository",
     "Timing": ".net.transport",
+    "tor_missing": ".net.reach",
     "MAX_BODY_BYTES": ".protocol.wire",
 }
 
@@ -160,6 +161,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         format_safety_number,
         safety_number_qr_payload,
         verify_safety_number_qr,
+    )
+    from .net.reach import (
+        tor_missing,
     )
     from .net.transport import (
         Timing,
@@ -274,5 +278,6 @@ __all__ = [
     "safety_number_qr_payload",
     "sanitise",
     "save_invite_qr",
+    "tor_missing",
     "verify_safety_number_qr",
 ]

@@ -36,8 +36,14 @@ class SafetyNumberChanged:
 
 @dataclass(frozen=True, slots=True)
 class PresenceChanged:
+    """A contact came online or went offline, or its live session moved to another route.
+    `route` (None when offline) says how the session runs: "lan" (a direct connection to a
+    private, link-local or loopback address), "direct" (a direct connection to a public
+    address) or "tor" (through Tor: their onion service or ours)."""
+
     contact_id: str
     online: bool
+    route: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,10 @@ import contextlib
 import logging
 import random
 import shutil
+import socket
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +31,8 @@ from .core.settings import (
     SETTING_NAME,
     SETTING_PORT,
     SETTING_READ_RECEIPTS,
+    SETTING_TOR,
+    SETTING_TOR_ONLY,
     SETTING_TYPING,
     SETTING_VISIBLE,
 )
@@ -53,6 +56,7 @@ from .events import (
     PairingRequested,
     SafetyNumberChanged,
     ServiceEvent,
+    TorStatusChanged,
     TypingChanged,
 )
 from .files.manager import FileManager
@@ -72,7 +76,7 @@ from .net.established import EstablishedSessions
 from .net.links import DIRECT_RETRY, Links, Route, Streams, TcpDialer
 from .net.netif import interface_addresses
 from .net.presence import LAN_TIMING, LanPresence
-from .net.reach import TorReach, is_onion_address
+from .net.reach import TorReach, is_onion_address, tor_missing
 from .net.tor import TorError, TorSettings
 from .net.transport import Connection, Timing, bound_port
 from .profile import KdfParams, ProfileDir, ProfileLock
@@ -171,8 +175,9 @@ class ServiceConfig:
     discovery_epoch: float = 600.0  # token lifetime in seconds (tests shorten it)
     lan_timing: Timing = LAN_TIMING
     # Tor reach (protocol.md §19): off here so library users and tests opt in;
-    # `chinwag-cli run` turns it on when a tor binary is found.
-    tor: bool = False
+    # `chinwag-cli run` turns it on when a tor binary is found. None: follow the profile's
+    # "tor" setting (the desktop app), which `set_setting("tor", ...)` switches at once.
+    tor: bool | None = False
     tor_settings: TorSettings | None = None  # None: TorSettings.from_env() (CHINWAG_TOR_*)
     # Tell contacts (Hello, invites) only the onion address, never a direct one: hides our
     # IP address from them, and makes every contact session go through Tor.
@@ -262,24 +267,14 @@ class PeerService:
             # Dial order: where the LAN saw the contact, then its last direct addresses
             # (then its onion addresses, when Tor is on: below). Tor-only dials no direct
             # route: that would show the contact our IP address.
-            dialers=[]
-            if self.config.tor_only
-            else [TcpDialer(wiring.lan_addresses), TcpDialer(wiring.direct_addresses)],
+            dialers=[
+                TcpDialer(self._unless_tor_only(wiring.lan_addresses)),
+                TcpDialer(self._unless_tor_only(wiring.direct_addresses)),
+            ],
         )
         self.tor: TorReach | None = None
         if self.config.tor:
-            self.tor = TorReach(
-                folder=self.profile.path,
-                settings=self.config.tor_settings or TorSettings.from_env(),
-                db=self.db,
-                repo=self.repo,
-                emit=self._emit,
-                tasks=self._tasks,
-                addresses=wiring.stored_addresses,
-                on_ready=self._tor_ready,
-                via_tor=self.links.via_tor,
-            )
-            self.links.dialers.append(self.tor)
+            self._make_tor()
         self.lan = LanPresence(  # LAN presence: discovery, advertising keys, LAN dials
             me=self,
             db=self.db,
@@ -342,8 +337,34 @@ class PeerService:
             contacts=self.contact_keys,
             groups=self.groups,
             timing=self.config.timing,
-            tunnel=self.tor,  # bulk connections go through Tor when the session does
+            tunnel=_TorTunnel(self),  # bulk connections go through Tor when the session does
         )
+
+    def _make_tor(self) -> TorReach:
+        """The Tor reach worker, last in the dial order (built when Tor is turned on)."""
+        self.tor = TorReach(
+            folder=self.profile.path,
+            settings=self.config.tor_settings or TorSettings.from_env(),
+            db=self.db,
+            repo=self.repo,
+            emit=self._emit,
+            tasks=self._tasks,
+            addresses=_Wiring(self).stored_addresses,
+            on_ready=self._tor_ready,
+            via_tor=self.links.via_tor,
+        )
+        self.links.dialers.append(self.tor)
+        return self.tor
+
+    def _unless_tor_only(
+        self, lookup: Callable[[str], Awaitable[Iterable[str]]]
+    ) -> Callable[[str], Awaitable[Iterable[str]]]:
+        """A direct dialer's lookup that finds nothing while Tor-only is on."""
+
+        async def addresses(contact_id: str) -> Iterable[str]:
+            return () if self.tor_only else await lookup(contact_id)
+
+        return addresses
 
     # -- construction ---------------------------------------------------------------------
 
@@ -358,10 +379,16 @@ class PeerService:
         config: ServiceConfig | None = None,
         clock: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> tuple[PeerService, list[str]]:
+        """`settings`: choices made at first run (e.g. "tor"), stored before the network
+        starts, so a service following them never starts what the user turned off."""
         name = display_name.strip()
         if not name or len(name) > wire.MAX_NAME_CHARS:
             raise ServiceError(f"a display name needs 1 to {wire.MAX_NAME_CHARS} characters")
+        unknown = set(settings or {}) - set(DEFAULT_SETTINGS)
+        if unknown:
+            raise ServiceError(f"unknown setting {sorted(unknown)[0]!r}")
         profile = ProfileDir(path)
         lock = ProfileLock(profile)
         lock.acquire("creating profile")
@@ -372,6 +399,8 @@ class PeerService:
             identity = Identity.generate()
             repo.set_blob(BLOB_IDENTITY, identity.to_bytes())
             repo.set_setting(SETTING_NAME, name)
+            for setting, value in (settings or {}).items():
+                repo.set_setting(setting, value)
         except BaseException:
             lock.release()
             raise
@@ -480,6 +509,8 @@ class PeerService:
         self._index_soon()  # whatever a killed process left unindexed
         await self.groups.load()
         await self.files.load()
+        if self.config.tor is None and self._tor_setting():
+            self._make_tor()
         if self.tor is not None:
             await self.tor.load()
 
@@ -505,6 +536,47 @@ class PeerService:
             self.tor.start(await self.links.listen_onion())
         if await self.lan.start(self.listen_port):
             self.groups.announce()
+
+    def _tor_setting(self) -> bool:
+        """The profile's choice; never chosen: on when this machine can run Tor."""
+        chosen = self.settings[SETTING_TOR]
+        return tor_missing() is None if chosen is None else bool(chosen)
+
+    @property
+    def tor_only(self) -> bool:
+        """Whether contacts are told only our onion address (ServiceConfig.tor_only, or
+        the "tor_only" setting while Tor is on and follows the settings)."""
+        if self.config.tor_only:
+            return True
+        return (
+            self.config.tor is None
+            and self.tor is not None
+            and bool(self.settings.get(SETTING_TOR_ONLY))
+        )
+
+    @property
+    def tor_status(self) -> TorStatusChanged:
+        """Tor reach now (the last TorStatusChanged; state "off" when Tor is off)."""
+        return self.tor.status if self.tor is not None else TorStatusChanged("off")
+
+    def route(self, contact_id: str) -> str | None:
+        """How the contact's live session runs: "lan", "direct", "tor"; None: offline."""
+        return self.links.route(contact_id)
+
+    async def _switch_tor(self, on: bool) -> None:
+        """Turn Tor reach on or off while running (the "tor" setting changed)."""
+        if on and self.tor is None:
+            tor = self._make_tor()
+            await tor.load()
+            if self.listen_port is not None and not self._closing:
+                tor.start(await self.links.listen_onion())
+        elif not on and self.tor is not None:
+            tor, self.tor = self.tor, None
+            with contextlib.suppress(ValueError):
+                self.links.dialers.remove(tor)
+            # Sessions over Tor end with its process; their dial loops then find the LAN
+            # or a direct address, if any.
+            await tor.aclose()
 
     def _tor_ready(self) -> None:
         """Our onion is up (or back): tell the contacts online now where we can be reached
@@ -607,8 +679,8 @@ class PeerService:
             value = safe_name(str(value))
             if not value or len(value) > wire.MAX_NAME_CHARS:
                 raise ServiceError(f"a display name needs 1 to {wire.MAX_NAME_CHARS} characters")
-        if key == SETTING_VISIBLE and not isinstance(value, bool):
-            raise ServiceError("visible is true or false")
+        if key in (SETTING_VISIBLE, SETTING_TOR, SETTING_TOR_ONLY) and not isinstance(value, bool):
+            raise ServiceError(f"{key} is true or false")
         await self.db.run(self.repo.set_setting, key, value)
         if key == SETTING_NAME:
             self.display_name = value
@@ -618,6 +690,8 @@ class PeerService:
             self.settings[key] = value
         if key in (SETTING_NAME, SETTING_VISIBLE):
             self.lan.set_visible()
+        if key == SETTING_TOR and self.config.tor is None and self.config.network:
+            await self._switch_tor(bool(value))
 
     async def _emit_contact_changed(self, contact_id: str) -> None:
         record = await self.db.run(self.repo.contact, contact_id)
@@ -632,7 +706,7 @@ class PeerService:
             # No port when announcing other addresses: a contact would pair it with the
             # address it sees us at, and reach the listener around what we announce.
             listen_port=0
-            if self.config.tor_only or self.config.advertise is not None
+            if self.tor_only or self.config.advertise is not None
             else self.listen_port or 0,
             addresses=tuple(str(a) for a in self.addresses()[: wire.MAX_ADDRESSES]),
         )
@@ -645,7 +719,7 @@ class PeerService:
         """Where contacts can reach us: configured addresses first, then every interface,
         then our onion address (with Tor on; only that one when tor_only)."""
         onion = self.tor.address if self.tor is not None else None
-        if self.config.tor_only:
+        if self.tor_only:
             return [parse_address(onion)] if onion else []
         found = list(dict.fromkeys(self._direct_addresses()))
         if onion:
@@ -759,9 +833,13 @@ class PeerService:
         port = self.listen_port or await self.db.run(self.repo.get_setting, SETTING_PORT, 0)
         if not port and not extra:
             raise ServiceError("no listening port yet: run the service once, or give --address")
+        if self.tor_only and not extra and (self.tor is None or self.tor.address is None):
+            raise ServiceError(
+                "your onion address is not known yet (Tor only): wait until Tor is reachable"
+            )
         if self.listen_port:
             own = self.addresses()
-        elif self.config.tor_only:
+        elif self.tor_only:
             own = []
         else:
             own = interface_addresses(port) if port else []
@@ -1333,6 +1411,23 @@ class ConversationSummary:
 
 class _Unreachable(Exception):
     pass
+
+
+class _TorTunnel:
+    """The files worker's Tunnel port: Tor's, while Tor is on (it can be switched)."""
+
+    def __init__(self, service: PeerService) -> None:
+        self._service = service
+
+    def wanted(self, contact_id: str, conn: Connection) -> bool:
+        tor = self._service.tor
+        return tor is not None and tor.wanted(contact_id, conn)
+
+    async def open(self, contact_id: str) -> socket.socket:
+        tor = self._service.tor
+        if tor is None:
+            raise ConnectionError("Tor is off")
+        return await tor.open(contact_id)
 
 
 class _Wiring:

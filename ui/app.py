@@ -58,6 +58,9 @@ from ui import theme  # noqa: E402
 
 log = logging.getLogger("chinwag.ui")
 
+# Set (to anything) to keep Tor off, as chinwag-cli's CHINWAG_NO_TOR (tests set it).
+NO_TOR_ENV = "CHINWAG_NO_TOR"
+
 # Benchmarks and smoke tests: print "chinwag: window shown after X s" at the main window's
 # first paint and "chinwag: conversations listed after X s" once they are, then quit cleanly.
 EXIT_AFTER_SHOWN_ENV = "CHINWAG_EXIT_AFTER_SHOWN"
@@ -71,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--listen", help="HOST:PORT to listen on (default: all interfaces)")
     parser.add_argument(
         "--address", action="append", default=[], help="extra HOST:PORT to put in invites"
+    )
+    parser.add_argument(
+        "--no-tor",
+        action="store_true",
+        help=f"do not start Tor in this run, whatever the setting (or set {NO_TOR_ENV})",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0)
     entry = parser.add_mutually_exclusive_group()
@@ -87,11 +95,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tor_blocked(args: argparse.Namespace) -> str | None:
+    """Why Tor stays off in this run whatever the profile's setting (--no-tor, or
+    CHINWAG_NO_TOR, which test and bench helpers set); None: the setting decides."""
+    if getattr(args, "no_tor", False):
+        return "turned off for this run (--no-tor)"
+    if os.environ.get(NO_TOR_ENV):
+        return f"turned off for this run ({NO_TOR_ENV} is set)"
+    return None
+
+
 def service_config(args: argparse.Namespace) -> ServiceConfig:
     host, port = "", None
     if args.listen:
         host, port = parse_listen(args.listen)
-    return ServiceConfig(listen_host=host, listen_port=port, extra_addresses=tuple(args.address))
+    return ServiceConfig(
+        listen_host=host,
+        listen_port=port,
+        extra_addresses=tuple(args.address),
+        # None: Tor follows the profile's "tor" setting, switchable from Settings.
+        tor=False if tor_blocked(args) else None,
+    )
 
 
 # -- dialogs without nested event loops -------------------------------------------------------
@@ -124,12 +148,14 @@ async def message(
 # -- opening the profile ---------------------------------------------------------------------
 
 
-async def obtain_service(profile: ProfileDir, config: ServiceConfig) -> PeerService | None:
+async def obtain_service(
+    profile: ProfileDir, config: ServiceConfig, tor_unavailable: str | None = None
+) -> PeerService | None:
     """Onboarding, unlock or a direct open; None when the user gave up (or it failed and
     the user was told why)."""
     try:
         if not profile.exists():
-            return await _onboard(profile, config)
+            return await _onboard(profile, config, tor_unavailable)
         env = os.environ.get("CHINWAG_PASSPHRASE")
         if profile.needs_passphrase() and env is None:
             from ui.views.onboarding import UnlockDialog
@@ -170,11 +196,13 @@ async def obtain_service(profile: ProfileDir, config: ServiceConfig) -> PeerServ
     return None
 
 
-async def _onboard(profile: ProfileDir, config: ServiceConfig) -> PeerService | None:
+async def _onboard(
+    profile: ProfileDir, config: ServiceConfig, tor_unavailable: str | None = None
+) -> PeerService | None:
     from ui.views.onboarding import OnboardingDialog
 
     while True:
-        dialog = OnboardingDialog()
+        dialog = OnboardingDialog(tor_unavailable=tor_unavailable)
         dialog.setWindowIcon(theme.app_icon())
         if await run_dialog(dialog) != QDialog.DialogCode.Accepted:
             if not dialog.wants_restore:
@@ -184,11 +212,12 @@ async def _onboard(profile: ProfileDir, config: ServiceConfig) -> PeerService | 
                 return restored
             continue
         name, passphrase = dialog.result_name(), dialog.result_passphrase()
+        settings = dialog.result_settings()
         dialog.deleteLater()
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
             service, warnings = await PeerService.create_profile(
-                profile.path, name, passphrase, config=config
+                profile.path, name, passphrase, config=config, settings=settings
             )
         except ServiceError as exc:
             QApplication.restoreOverrideCursor()
@@ -240,7 +269,7 @@ class _FirstPaint(QObject):
         return False
 
 
-async def run_window(service: PeerService) -> int:
+async def run_window(service: PeerService, tor_unavailable: str | None = None) -> int:
     """Show the window over a running service until the user quits; then close it all.
 
     The window shows first and fills as the conversations load (a big profile's summary
@@ -250,7 +279,7 @@ async def run_window(service: PeerService) -> int:
     from ui.views.main_window import MainWindow
 
     manager = theme.manager()
-    bridge = Bridge(service)
+    bridge = Bridge(service, tor_blocked=tor_unavailable)
     if manager is not None:
         manager.set_mode(str(bridge.setting("theme") or "system"))
     window = MainWindow(bridge)
@@ -312,10 +341,11 @@ async def run_window(service: PeerService) -> int:
 
 async def run(args: argparse.Namespace) -> int:
     profile = ProfileDir(args.profile or default_profile_dir())
-    service = await obtain_service(profile, service_config(args))
+    blocked = tor_blocked(args)
+    service = await obtain_service(profile, service_config(args), blocked)
     if service is None:
         return 1
-    return await run_window(service)
+    return await run_window(service, blocked)
 
 
 class MainThreadCollector(QObject):
@@ -406,6 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # stem sets its own logger to its lowest level, so every control-port command would
+    # reach the terminal whatever -v says: it follows ours instead.
+    logging.getLogger("stem").setLevel(level)
     app = create_application([sys.argv[0], *qt_args])
     loop = make_event_loop(app)
     asyncio.set_event_loop(loop)

@@ -35,13 +35,17 @@ from messenger import (
     PeerService,
     PresenceChanged,
     ServiceEvent,
+    TorStatusChanged,
     TransferChanged,
     TransferRecord,
     TypingChanged,
     format_safety_number,
     safety_number_qr_payload,
+    tor_missing,
     verify_safety_number_qr,
 )
+
+SETTING_TOR = "tor"
 
 
 class Bridge(QObject):
@@ -49,6 +53,10 @@ class Bridge(QObject):
     contactAdded = Signal(object)  # ContactRecord
     contactChanged = Signal(object)  # ContactRecord
     presenceChanged = Signal(str, bool)  # contact_id, online
+    # contact_id, how its live session runs: "lan", "direct", "tor" ("" offline); emitted
+    # before presenceChanged, and alone when a session moves (Tor -> LAN)
+    routeChanged = Signal(str, str)
+    torStatusChanged = Signal(object)  # TorStatusChanged: bootstrap, reachable, lost, ...
     messageAdded = Signal(object)  # MessageRecord (ours queued, or theirs stored)
     messageStatesChanged = Signal(str, object, int)  # contact_id, tuple[bytes], MessageState
     typingChanged = Signal(str, bool)  # contact_id, active
@@ -63,9 +71,18 @@ class Bridge(QObject):
     groupDeliveryChanged = Signal(str, str, int)  # group id, member contact id, our seq
     groupJoinRequested = Signal(str, str, str)  # group id, contact id, contact name
 
-    def __init__(self, service: PeerService, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        service: PeerService,
+        parent: QObject | None = None,
+        *,
+        tor_blocked: str | None = None,
+    ) -> None:
+        """`tor_blocked`: why Tor cannot be turned on in this run (e.g. CHINWAG_NO_TOR)."""
         super().__init__(parent)
         self.service = service
+        self._tor_blocked = tor_blocked
+        self._was_online: dict[str, bool] = {}  # a route change is not a presence change
         self._unsubscribe = service.subscribe(self._on_event)
 
     def detach(self) -> None:
@@ -77,6 +94,12 @@ class Bridge(QObject):
         emit = _EMITTERS.get(type(event))
         if emit is not None:  # events the window does not show have no signal
             emit(self, event)
+
+    def _presence(self, event: PresenceChanged) -> None:
+        self.routeChanged.emit(event.contact_id, event.route or "")
+        if event.online != self._was_online.get(event.contact_id):
+            self._was_online[event.contact_id] = event.online
+            self.presenceChanged.emit(event.contact_id, event.online)
 
     # -- who am I --------------------------------------------------------------------------
 
@@ -116,6 +139,31 @@ class Bridge(QObject):
 
     def is_online(self, contact_id: str) -> bool:
         return self.service.is_online(contact_id)
+
+    def route(self, contact_id: str) -> str:
+        """How the contact's live session runs: "lan", "direct", "tor"; "" offline."""
+        return self.service.route(contact_id) or ""
+
+    # -- Tor reach ---------------------------------------------------------------------------
+
+    @property
+    def tor_status(self) -> TorStatusChanged:
+        """Tor now (events after this arrive as torStatusChanged)."""
+        return self.service.tor_status
+
+    def tor_unavailable(self) -> str | None:
+        """Why Tor cannot be used here (no tor binary, or turned off for this run)."""
+        return self._tor_blocked or tor_missing()
+
+    def tor_enabled(self) -> bool:
+        """The profile's choice; never chosen: on when Tor can run here."""
+        chosen = self.setting(SETTING_TOR)
+        return self.tor_unavailable() is None if chosen is None else bool(chosen)
+
+    @property
+    def tor_switches_live(self) -> bool:
+        """Whether changing the setting starts or stops Tor now (else at the next start)."""
+        return self.service.config.tor is None
 
     async def history(
         self,
@@ -310,7 +358,8 @@ _EMITTERS: dict[type[Any], Callable[[Bridge, Any], None]] = {
     MessageStatesChanged: lambda b, e: b.messageStatesChanged.emit(
         e.contact_id, e.msg_ids, int(e.state)
     ),
-    PresenceChanged: lambda b, e: b.presenceChanged.emit(e.contact_id, e.online),
+    PresenceChanged: lambda b, e: b._presence(e),
+    TorStatusChanged: lambda b, e: b.torStatusChanged.emit(e),
     TypingChanged: lambda b, e: b.typingChanged.emit(e.contact_id, e.active),
     ContactAdded: lambda b, e: b.contactAdded.emit(e.contact),
     ContactChanged: lambda b, e: b.contactChanged.emit(e.contact),

@@ -68,6 +68,7 @@ class Theme:
     badge: str
     badge_text: str
     online: str
+    tor: str  # a contact reached over Tor (Tor's own purple)
     danger: str
     warning_bg: str
     warning_text: str
@@ -112,6 +113,7 @@ LIGHT = Theme(
     badge="#2c6bed",
     badge_text="#ffffff",
     online="#2fb457",
+    tor="#7d4698",
     danger="#d92d2d",
     warning_bg="#fff4d6",
     warning_text="#6b4c00",
@@ -149,6 +151,7 @@ DARK = Theme(
     badge="#2c6bed",
     badge_text="#ffffff",
     online="#3fcf6a",
+    tor="#b98ee0",
     danger="#ff6b6b",
     warning_bg="#3d3215",
     warning_text="#ffe1a0",
@@ -341,6 +344,12 @@ QSplitter::handle {{ background: {t.border}; }}
 #EmptyText {{ color: {t.text_secondary}; }}
 #Banner {{ background: {t.warning_bg}; color: {t.warning_text}; }}
 #Banner QLabel {{ color: {t.warning_text}; }}
+#GroupList {{ background: {t.sidebar}; }}
+#TorStatus {{ background: {t.sidebar}; border-top: 1px solid {t.border}; }}
+#TorStatus:hover {{ background: {t.hover}; }}
+#TorStatusText {{ color: {t.text_secondary}; background: transparent; }}
+#TorProgress {{ background: {t.border}; border: none; border-radius: 2px; }}
+#TorProgress::chunk {{ background: {t.tor}; border-radius: 2px; }}
 
 QLineEdit, QPlainTextEdit, QTextEdit, QSpinBox, QComboBox {{
     background: {t.input_bg}; color: {t.text};
@@ -400,6 +409,7 @@ QMenu::separator {{ height: 1px; background: {t.border}; margin: 4px 8px; }}
 QMenu::icon {{ padding-left: 8px; }}
 
 QCheckBox {{ spacing: 8px; }}
+QCheckBox:disabled, QRadioButton:disabled {{ color: {t.text_muted}; }}
 QListView, QListWidget, QTreeView {{
     background: {t.window}; border: none; outline: none;
     selection-background-color: {t.selected}; selection-color: {t.text};

@@ -20,6 +20,12 @@ SETTING_VISIBLE = "visible"
 SETTING_NOTIFICATIONS = "notifications"
 SETTING_PREVIEWS = "notification_previews"
 SETTING_THEME = "theme"
+# "Reach contacts over the internet (Tor)": True, False, or None (never chosen: on when a
+# tor binary is found). Followed when ServiceConfig.tor is None (the desktop app).
+SETTING_TOR = "tor"
+# "Hide my IP address from contacts (Tor only)": with Tor on (and followed, as "tor"),
+# Hello and invites carry only the onion address, as ServiceConfig.tor_only does.
+SETTING_TOR_ONLY = "tor_only"
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     # Read receipts tell a contact exactly when you read; off unless the user opts in.
@@ -31,4 +37,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     # "Visible on this network": announce the display name on the LAN, see the Nearby list,
     # accept nearby pairing requests. Off unless the user opts in.
     SETTING_VISIBLE: False,
+    SETTING_TOR: None,
+    SETTING_TOR_ONLY: False,
 }

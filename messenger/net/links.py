@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import random
 import time
@@ -101,6 +102,16 @@ class TcpDialer:
 
     async def routes(self, contact_id: str) -> list[Route]:
         return [tcp_route(text) for text in await self._addresses(contact_id)]
+
+
+def address_route(host: str) -> str:
+    """The route a direct connection to `host` is shown as: "lan" for private, link-local
+    and loopback addresses, "direct" for the rest (a public address)."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return "direct"
+    return "lan" if ip.is_private or ip.is_link_local or ip.is_loopback else "direct"
 
 
 # --------------------------------------------------------------------------- hooks
@@ -243,6 +254,16 @@ class Links:
     def via_tor(self, conn: Connection) -> bool:
         """Does this connection run through Tor (ours or the contact's onion service)?"""
         return conn in self._via_tor
+
+    def route(self, contact_id: str) -> str | None:
+        """How the contact's live session runs ("lan", "direct", "tor"); None: offline."""
+        conn = self._live.get(contact_id)
+        return None if conn is None else self._route_of(conn)
+
+    def _route_of(self, conn: Connection) -> str:
+        if self.via_tor(conn):
+            return "tor"
+        return address_route(conn.peer_address[0] if conn.peer_address else "")
 
     def online(self) -> list[str]:
         """Contact ids with a live session."""
@@ -464,6 +485,7 @@ class Links:
         # Online already (a replacement, not a new presence): decided before `current`
         # is closed below, or a replaced session would announce "online" twice.
         was_online = current is not None and not current.closed.is_set()
+        old_route = self._route_of(current) if was_online and current is not None else None
         if current is not None and current is not conn and not current.closed.is_set():
             # Two live connections: if both are new, both ends dialled at once and the key
             # rule picks the same one on both sides; an older one is presumed dead (the peer
@@ -479,8 +501,11 @@ class Links:
             current.close("duplicate connection")
         self._live[contact_id] = conn
         conn.adopted.set()
-        if not was_online:
-            self._emit(PresenceChanged(contact_id, online=True))
+        # A replacement is announced only when it moves the session to another route
+        # (Tor -> LAN, say): the window shows the route.
+        route = self._route_of(conn)
+        if route != old_route:
+            self._emit(PresenceChanged(contact_id, online=True, route=route))
         self.hooks.adopted(conn, contact_id)
 
     def _preferred(self, a: Connection, b: Connection) -> Connection:

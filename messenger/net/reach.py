@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
@@ -26,6 +27,7 @@ from ..protocol.invite import InviteError, parse_address
 from ..storage.repository import Repository
 from .links import Route, Streams
 from .tor import (
+    TOR_CONTROL_ENV,
     OnionKeyInvalid,
     OnionPublished,
     TorBootstrap,
@@ -33,11 +35,13 @@ from .tor import (
     TorEvent,
     TorLost,
     TorManager,
+    TorNotFound,
     TorRecovered,
     TorRestartFailed,
     TorSettings,
     TorTimeout,
     check_onion_key,
+    find_tor,
     onion_address_from_key,
 )
 from .transport import Connection
@@ -48,6 +52,18 @@ BLOB_ONION_KEY = "onion_key"  # the onion service's ed25519 key, in the encrypte
 ONION_PORT = 9878  # the virtual port contacts dial (protocol.md §19)
 # A first circuit to an onion takes 10-30 s on the public network; a LAN connect gets 5 s.
 ONION_CONNECT_TIMEOUT = 60.0
+
+
+def tor_missing(env: dict[str, str] | None = None) -> str | None:
+    """Why Tor reach cannot run on this machine (no tor binary, and no running Tor's
+    control port named in CHINWAG_TOR_CONTROL), for the user; None when it can."""
+    if (os.environ if env is None else env).get(TOR_CONTROL_ENV):
+        return None
+    try:
+        find_tor()
+    except TorNotFound as exc:
+        return str(exc)
+    return None
 
 
 def is_onion_address(text: str) -> bool:
@@ -83,6 +99,7 @@ class TorReach:
         self._key: bytes | None = None
         self._bad_key: str | None = None
         self._manager: TorManager | None = None
+        self._task: asyncio.Task[None] | None = None
         self._up = asyncio.Event()  # the onion service was published (once is enough)
         self.address: str | None = None  # "<onion>.onion:<ONION_PORT>"
         self.status = TorStatusChanged("off")
@@ -118,7 +135,7 @@ class TorReach:
             return
         self._manager = TorManager(self._folder, self._settings, on_event=self._on_tor_event)
         self._set("starting")
-        self._tasks.spawn(self._run(self._manager, target), "chinwag-tor")
+        self._task = self._tasks.spawn(self._run(self._manager, target), "chinwag-tor")
 
     async def _run(self, manager: TorManager, target: tuple[str, int]) -> None:
         try:
@@ -242,6 +259,12 @@ class TorReach:
         )
 
     async def aclose(self) -> None:
+        """Stop tor (turned off, or the service closes); the status becomes "off"."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()  # mid-bootstrap: its outcome no longer matters
+            await asyncio.gather(self._task, return_exceptions=True)
         if self._manager is not None:
             await self._manager.aclose()
+        self._up.clear()
+        if self.status.state != "off":
             self._set("off")

@@ -434,7 +434,7 @@ async def _transport_attack(
     assert v.recorder.of(ContactAdded) == []
     # The handshake itself was genuine, so Bob was online for a moment; nobody else moved.
     assert v.recorder.of(PresenceChanged) == [
-        PresenceChanged(bob.bob_id, online=True),
+        PresenceChanged(bob.bob_id, online=True, route="lan"),
         PresenceChanged(bob.bob_id, online=False),
     ]
     v.recorder.events.clear()

@@ -64,6 +64,7 @@ class FakeBridge(QObject):
     contactAdded = Signal(object)
     contactChanged = Signal(object)
     presenceChanged = Signal(str, bool)
+    routeChanged = Signal(str, str)
     messageAdded = Signal(object)
     messageStatesChanged = Signal(str, object, int)
     typingChanged = Signal(str, bool)
@@ -92,6 +93,9 @@ class FakeBridge(QObject):
 
     def transfers(self, contact_id: str | None = None) -> list[Any]:
         return []  # no files in the fake's conversations
+
+    def route(self, contact_id: str) -> str:
+        return "lan" if contact_id in self.online else ""
 
     def is_online(self, contact_id: str) -> bool:
         return contact_id in self.online

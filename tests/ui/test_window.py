@@ -336,7 +336,7 @@ def test_presence_and_verified_in_header(qloop, qtbot, make_peer, open_window):
     window = open_window(alice)
     window.open_conversation(bob_at_alice)
     header = window.chat.header
-    assert header.status.text() == "online"
+    assert header.status.text() == "online · on your network"  # loopback: a direct link
     assert not header.verified.isVisible()
     qloop.run(window.bridge.set_verified(bob_at_alice, True))
     qloop.until(lambda: header.verified.isVisible())

@@ -19,7 +19,7 @@ from messenger.identity import contact_id as make_contact_id
 from messenger.net.links import Links, Route, Streams, tcp_route
 from messenger.net.transport import Connection, Timing
 from messenger.protocol import wire
-from messenger.protocol.session import Established, SessionEvent
+from messenger.protocol.session import ContactTarget, Established, Session, SessionEvent
 from messenger.records import InviteRecord
 from messenger.storage.repository import ContactKeys
 
@@ -153,7 +153,7 @@ async def test_routes_are_tried_in_dialer_order_once_each_until_one_works(two) -
     assert tried == ["lan"]  # the working route came next; "old" was never needed
     assert ann.links.is_online(ben.id) and ann.hooks.adoptions == [ben.id]
     await until(lambda: ben.links.is_online(ann.id))
-    assert ann.events == [PresenceChanged(ben.id, online=True)]
+    assert ann.events == [PresenceChanged(ben.id, online=True, route="lan")]  # loopback
     conn = ann.links.ready(ben.id)
     assert conn is not None and conn.initiator
     assert not ann.links.is_addressless(ben.id)
@@ -208,3 +208,33 @@ async def test_forget_closes_the_session_and_stops_dialling(two) -> None:
     assert conn.closed.is_set() or conn.session.closed
     assert not ann.links.is_online(ben.id)
     assert ann.events[-1] == PresenceChanged(ben.id, online=False)
+
+
+def tor_labelled(route: Route) -> Route:
+    """A loopback route the links worker is told runs through Tor (as TorReach's do)."""
+    return Route("x.onion:9878", route.connect, tor=True)
+
+
+async def test_presence_carries_the_route_and_a_move_to_the_lan_is_announced(two) -> None:
+    ann, ben = two
+    ann.links.dialers = [ListDialer([tor_labelled(tcp_route(ben.address))])]
+    assert await ann.links.dial_once(ben.id)
+    assert ann.links.route(ben.id) == "tor"
+    assert ann.events == [PresenceChanged(ben.id, online=True, route="tor")]
+    first = ann.links.connection(ben.id)
+    assert first is not None
+    first.adopted_at -= 60  # an old session: a new one replaces it (not a simultaneous dial)
+    keys = ann.links.contacts.keys(ben.id)
+    assert keys is not None
+    session = Session(
+        initiator=True,
+        static=ann.links.static_keypair(),
+        hello=ann.links.hello(),
+        target=ContactTarget(ben.id, keys.ed25519_public, keys.x25519_public, keys.psk),
+    )
+    second = await ann.links.open_route(tcp_route(ben.address), session)
+    await asyncio.wait_for(second.adopted.wait(), 10)
+    assert ann.links.connection(ben.id) is second
+    assert ann.links.route(ben.id) == "lan"  # loopback counts as the LAN
+    assert ann.events[-1] == PresenceChanged(ben.id, online=True, route="lan")
+    assert len(ann.events.of(PresenceChanged)) == 2

@@ -40,6 +40,7 @@ class ConversationItem:
     online: bool
     typing: bool = False
     last_seen: float | None = None
+    route: str = ""  # how the live session runs: "lan", "direct", "tor"; "" offline
 
     @property
     def id(self) -> str:
@@ -65,7 +66,10 @@ class ConversationItem:
             parts.append("safety number changed")
         if self.contact.verified:
             parts.append("verified")
-        parts.append("online" if self.online else "offline")
+        if self.online and self.route == "tor":
+            parts.append("online over Tor")
+        else:
+            parts.append("online" if self.online else "offline")
         if self.unread:
             parts.append(f"{self.unread} unread")
         if self.typing:
@@ -103,6 +107,7 @@ class ConversationListModel(RecordListModel[ConversationItem]):
             (bridge.messageAdded, self._on_message_added),
             (bridge.messageStatesChanged, self._on_states_changed),
             (bridge.presenceChanged, self._on_presence_changed),
+            (bridge.routeChanged, self._on_route_changed),
             (bridge.contactAdded, self._on_contact_added),
             (bridge.contactChanged, self._on_contact_changed),
             (bridge.typingChanged, self._on_typing_changed),
@@ -119,7 +124,12 @@ class ConversationListModel(RecordListModel[ConversationItem]):
         summaries = await self.bridge.conversations()
         items = [
             ConversationItem(
-                s.contact, s.last_message, s.unread, s.online, last_seen=s.contact.last_seen
+                s.contact,
+                s.last_message,
+                s.unread,
+                s.online,
+                last_seen=s.contact.last_seen,
+                route=self.bridge.route(s.contact.id) if s.online else "",
             )
             for s in summaries
         ]
@@ -272,12 +282,27 @@ class ConversationListModel(RecordListModel[ConversationItem]):
         self._changed(row)
         self.contactUpdated.emit(item)
 
+    def _on_route_changed(self, contact_id: str, route: str) -> None:
+        row = self.row_of(contact_id)
+        if row < 0 or self._rows[row].route == route:
+            return
+        item = self._rows[row]
+        item.route = route
+        self._changed(row)
+        self.contactUpdated.emit(item)
+
     def _on_contact_added(self, contact: ContactRecord) -> None:
         if self.row_of(contact.id) >= 0:
             self._on_contact_changed(contact)
             return
+        online = self.bridge.is_online(contact.id)
         item = ConversationItem(
-            contact, None, 0, self.bridge.is_online(contact.id), last_seen=contact.last_seen
+            contact,
+            None,
+            0,
+            online,
+            last_seen=contact.last_seen,
+            route=self.bridge.route(contact.id) if online else "",
         )
         self.beginInsertRows(QModelIndex(), 0, 0)
         self._rows.insert(0, item)
@@ -326,8 +351,18 @@ _ROLES: dict[int, Callable[[ConversationListModel, ConversationItem], Any]] = {
     Qt.ItemDataRole.EditRole: lambda _m, item: item.name,
     ConversationListModel.ContactIdRole: lambda _m, item: item.id,
     Qt.ItemDataRole.AccessibleTextRole: lambda _m, item: item.accessible_text(),
-    Qt.ItemDataRole.ToolTipRole: lambda _m, item: f"{item.name} · {item.id[:16]}",
+    Qt.ItemDataRole.ToolTipRole: lambda _m, item: _tooltip(item),
 }
+
+_ROUTE_NOTE = {"tor": "online over Tor", "lan": "online on your network", "direct": "online"}
+
+
+def _tooltip(item: ConversationItem) -> str:
+    """Name and id, and how they are reached (the onion mark is explained here)."""
+    text = f"{item.name} · {item.id[:16]}"
+    if item.online:
+        text += f"\n{_ROUTE_NOTE.get(item.route, 'online')}"
+    return text
 
 
 class ConversationFilterModel(QSortFilterProxyModel):

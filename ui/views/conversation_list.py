@@ -126,7 +126,7 @@ class ConversationDelegate(QStyledItemDelegate):
 
         avatar = QRectF(rect.left() + PAD + 6, rect.center().y() - AVATAR / 2, AVATAR, AVATAR)
         paint_avatar(painter, avatar, item.name, item.id, option.font)
-        paint_presence(painter, avatar, item.online, background)
+        paint_presence(painter, avatar, item.online, background, item.route)
 
         name_font, small, preview_font, unread_font = self._fonts(option.font)
         if item.unread:

@@ -40,6 +40,7 @@ from ui.views.conversation_list import ConversationListView
 from ui.views.group_list import GroupListView
 from ui.views.group_view import GroupView
 from ui.views.paint import Avatar
+from ui.views.tor_status import TorStatusBar
 
 log = logging.getLogger("chinwag.ui")
 
@@ -94,7 +95,7 @@ class EmptyState(QWidget):
         if has:
             self.text.setText(
                 "Choose a conversation on the left, or press Ctrl+K to jump to one.\n"
-                "Messages are end-to-end encrypted and never leave your network."
+                "Messages are end-to-end encrypted, from your computer to theirs."
             )
         else:
             self.text.setText(
@@ -218,6 +219,11 @@ class MainWindow(QMainWindow):
         self.group_list.setModel(self.groups)
         self.group_list.setMaximumHeight(4 * 60 + 4)
         side.addWidget(self.group_list)
+        # Tor at the foot of the sidebar: bootstrap progress, then reachable/off/...
+        self.tor_status = TorStatusBar(self.sidebar)
+        self.tor_status.set_unavailable(self.bridge.tor_unavailable())
+        self.tor_status.set_status(self.bridge.tor_status)
+        side.addWidget(self.tor_status)
 
     def _build_panes(self) -> None:
         """The conversation, group and empty panes beside the sidebar."""
@@ -322,6 +328,8 @@ class MainWindow(QMainWindow):
         self.bridge.groupMessageAdded.connect(self._on_group_message)
         self.bridge.groupDeleted.connect(self._on_group_deleted)
         self.bridge.diskSpaceChanged.connect(self._on_disk_space)
+        self.bridge.torStatusChanged.connect(self.tor_status.set_status)
+        self.tor_status.clicked.connect(lambda: self.show_settings("Network"))
 
     def _on_disk_space(self, full: bool, message: str) -> None:
         if full:
@@ -380,6 +388,7 @@ class MainWindow(QMainWindow):
             (self.bridge.settingChanged, self._on_setting_changed),
             (self.bridge.groupMessageAdded, self._on_group_message),
             (self.bridge.groupDeleted, self._on_group_deleted),
+            (self.bridge.torStatusChanged, self.tor_status.set_status),
         ):
             try:
                 signal.disconnect(slot)
@@ -594,10 +603,13 @@ class MainWindow(QMainWindow):
             return
         self._show_dialog(SafetyNumberDialog(self.bridge, item.contact, self))
 
-    def show_settings(self) -> None:
+    def show_settings(self, page: str | None = None) -> None:
         from ui.views.settings_dialog import SettingsDialog
 
-        self._show_dialog(SettingsDialog(self.bridge, self))
+        dialog = SettingsDialog(self.bridge, self)
+        if page is not None:
+            dialog.show_page(page)
+        self._show_dialog(dialog)
 
     # -- groups (ui/views/group_view.py, group_dialogs.py) --------------------------------------
 

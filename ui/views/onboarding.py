@@ -25,6 +25,7 @@ from messenger import (
     ServiceConfig,
     ServiceError,
     WrongPassphrase,
+    tor_missing,
 )
 from ui.views.dialog_parts import (
     BusyRow,
@@ -37,6 +38,7 @@ from ui.views.dialog_parts import (
     style_dialog,
     title_label,
 )
+from ui.views.tor_status import TOR_EXPLAINED, TOR_ONLY_SETTING, TOR_SETTING
 
 MAX_NAME_CHARS: Final = 64
 SHORT_PASSPHRASE: Final = 8
@@ -166,7 +168,10 @@ class OnboardingDialog(QDialog):
     ``PeerService.create_profile(path, dialog.result_name(), dialog.result_passphrase())``.
     """
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, parent: QWidget | None = None, *, tor_unavailable: str | None = None
+    ) -> None:
+        """`tor_unavailable`: why Tor cannot run here (default: asks messenger)."""
         super().__init__(parent)
         self.setWindowTitle("Welcome to Chinwag")
         self.setModal(True)
@@ -177,6 +182,24 @@ class OnboardingDialog(QDialog):
         self.name.setAccessibleName("Display name")
         self.name.setMaxLength(MAX_NAME_CHARS)
         self.protection = PassphraseChooser(self)
+        # First run: what Tor means, on by default when it can run here.
+        self.tor_unavailable = tor_unavailable if tor_unavailable is not None else tor_missing()
+        self.tor_box = QCheckBox(TOR_SETTING)
+        self.tor_box.setAccessibleName(TOR_SETTING)
+        self.tor_box.setChecked(self.tor_unavailable is None)
+        self.tor_box.setEnabled(self.tor_unavailable is None)
+        tor_text = (
+            f"{TOR_EXPLAINED} Your contacts also learn your IP addresses, so nearby ones "
+            f"connect directly; “{TOR_ONLY_SETTING}” in Settings → Network hides them."
+        )
+        if self.tor_unavailable is not None:
+            tor_text = (
+                f"Not available on this computer: {self.tor_unavailable}. Install Tor, then "
+                "turn this on in Settings → Network. Until then, Chinwag reaches contacts "
+                "on your local network."
+            )
+        self.tor_hint = hint_label(tor_text)
+        self.tor_hint.setContentsMargins(26, 0, 0, 0)
         self.create_button = primary_button("Create profile")
         self.cancel_button = secondary_button("Cancel")
         self.restore_button = secondary_button("Restore a backup…")
@@ -200,6 +223,10 @@ class OnboardingDialog(QDialog):
         layout.addSpacing(16)
         layout.addWidget(section_label("Protect your messages"))
         layout.addWidget(self.protection)
+        layout.addSpacing(16)
+        layout.addWidget(section_label("Reach contacts anywhere"))
+        layout.addWidget(self.tor_box)
+        layout.addWidget(self.tor_hint)
         layout.addSpacing(18)
         layout.addStretch(1)
         buttons = QHBoxLayout()
@@ -221,7 +248,15 @@ class OnboardingDialog(QDialog):
 
     def showEvent(self, event: Any) -> None:
         super().showEvent(event)
+        self._fit_height()
         self.name.setFocus()
+
+    def _fit_height(self) -> None:
+        """A top-level dialog ignores its wrapped labels' height for its width: without
+        this the passphrase fields are squeezed to make room for the Tor explanation."""
+        layout = self.layout()
+        if layout is not None:
+            self.setMinimumHeight(layout.totalHeightForWidth(self.width()))
 
     def _refresh(self) -> None:
         self.create_button.setEnabled(self._valid())
@@ -243,6 +278,12 @@ class OnboardingDialog(QDialog):
 
     def result_passphrase(self) -> str | None:
         return self.protection.result()
+
+    def result_settings(self) -> dict[str, Any]:
+        """Choices to store with the new profile (PeerService.create_profile(settings=))."""
+        if self.tor_unavailable is not None:
+            return {}  # not a choice: on by default once Tor is installed
+        return {"tor": self.tor_box.isChecked()}
 
 
 class UnlockDialog(QDialog):

@@ -48,17 +48,38 @@ def paint_avatar(
     painter.restore()
 
 
-def paint_presence(painter: QPainter, avatar: QRectF, online: bool, ring: QColor) -> None:
-    """A green dot at the avatar's lower right, ringed in the background colour."""
+def paint_presence(
+    painter: QPainter, avatar: QRectF, online: bool, ring: QColor, route: str = ""
+) -> None:
+    """A green dot at the avatar's lower right, ringed in the background colour; for a
+    contact reached over Tor a larger purple onion mark (concentric rings) instead."""
     if not online:
         return
-    d = max(8.0, avatar.width() * 0.28)
-    dot = QRectF(avatar.right() - d + 1, avatar.bottom() - d + 1, d, d)
+    tor = route == "tor"
+    d = max(11.0 if tor else 8.0, avatar.width() * (0.36 if tor else 0.28))
+    dot = QRectF(avatar.right() - d + 2, avatar.bottom() - d + 2, d, d)
     painter.save()
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-    painter.setPen(QPen(ring, max(2.0, d * 0.18)))
-    painter.setBrush(theme.current().color("online"))
+    painter.setPen(QPen(ring, max(2.0, d * 0.16)))
+    painter.setBrush(theme.current().color("tor" if tor else "online"))
     painter.drawEllipse(dot)
+    if tor:
+        paint_onion_rings(painter, dot.adjusted(d * 0.08, d * 0.08, -d * 0.08, -d * 0.08))
+    painter.restore()
+
+
+def paint_onion_rings(painter: QPainter, rect: QRectF, color: QColor | None = None) -> None:
+    """Tor's onion, drawn as its logo does: rings round a dot, inside `rect`."""
+    painter.save()
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    c = rect.center()
+    r = rect.width() / 2
+    painter.setPen(QPen(color or QColor("#ffffff"), max(1.0, r * 0.17)))
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    painter.drawEllipse(c, r * 0.58, r * 0.58)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(color or QColor("#ffffff"))
+    painter.drawEllipse(c, r * 0.24, r * 0.24)
     painter.restore()
 
 
@@ -177,6 +198,7 @@ class Avatar(QWidget):
         self._name = ""
         self._contact_id = ""
         self._online = False
+        self._route = ""
         self.setFixedSize(size, size)
         self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
 
@@ -189,6 +211,11 @@ class Avatar(QWidget):
         self._online = online
         self.update()
 
+    def set_route(self, route: str) -> None:
+        """How the contact is reached ("tor" shows the onion mark)."""
+        self._route = route
+        self.update()
+
     def sizeHint(self) -> QSize:
         return QSize(self._size, self._size)
 
@@ -199,5 +226,6 @@ class Avatar(QWidget):
         rect = QRectF(0.5, 0.5, self._size - 1, self._size - 1)
         paint_avatar(painter, rect, self._name, self._contact_id)
         bg = self.palette().color(self.backgroundRole())
-        paint_presence(painter, rect, self._online, theme.current().color("surface") or bg)
+        ring = theme.current().color("surface") or bg
+        paint_presence(painter, rect, self._online, ring, self._route)
         painter.end()

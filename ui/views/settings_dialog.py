@@ -15,18 +15,20 @@ from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
     QDialog,
+    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QListWidget,
     QListWidgetItem,
     QRadioButton,
+    QScrollArea,
     QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from messenger import ProfileError, ServiceError
+from messenger import ProfileError, ServiceError, TorStatusChanged
 from ui import theme
 from ui.bridge import Bridge
 from ui.views.backup_dialogs import BackupSection
@@ -43,6 +45,13 @@ from ui.views.dialog_parts import (
     title_label,
 )
 from ui.views.onboarding import MAX_NAME_CHARS, PassphraseChooser
+from ui.views.tor_status import (
+    TOR_EXPLAINED,
+    TOR_ONLY_EXPLAINED,
+    TOR_ONLY_SETTING,
+    TOR_SETTING,
+    connecting_text,
+)
 
 THEMES: Final = (("system", "Follow the system"), ("light", "Light"), ("dark", "Dark"))
 PAGES: Final = ("Profile", "Appearance", "Chats", "Notifications", "Privacy", "Network")
@@ -59,6 +68,16 @@ def _page(title: str) -> tuple[QWidget, QVBoxLayout]:
     return page, layout
 
 
+def _scrolling(page: QWidget) -> QScrollArea:
+    """A page taller than the dialog (Network, with Tor) scrolls instead of squeezing."""
+    area = QScrollArea()
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    area.setWidget(page)
+    return area
+
+
 def _option(box: QCheckBox, hint: str, layout: QVBoxLayout) -> None:
     layout.addWidget(box)
     text = hint_label(hint)
@@ -72,7 +91,7 @@ class SettingsDialog(QDialog):
         self.bridge = bridge
         self.tasks = DialogTasks("settings", on_error=self._unexpected)
         self.setWindowTitle("Settings")
-        self.resize(720, 500)
+        self.resize(720, 560)
         self.setMinimumSize(640, 460)
 
         self.nav = QListWidget()
@@ -260,6 +279,8 @@ class SettingsDialog(QDialog):
 
     def _build_network(self) -> None:
         page, layout = _page("Network")
+        self._build_tor(layout)
+        layout.addSpacing(14)
         layout.addWidget(section_label("Listening port"))
         port = self._service_value("listen_port", None)
         self.port_field = QLineEdit(str(port) if port else "not listening")
@@ -277,14 +298,92 @@ class SettingsDialog(QDialog):
         )
         layout.addSpacing(14)
         layout.addWidget(section_label("Your addresses"))
-        addresses = self._addresses()
-        shown = QLabel("\n".join(addresses) if addresses else "No network address found.")
-        shown.setFont(monospace_font())
-        shown.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        layout.addWidget(shown)
+        self.addresses_shown = QLabel()
+        self.addresses_shown.setFont(monospace_font())
+        self.addresses_shown.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.addresses_shown)
+        self._show_addresses()
         layout.addWidget(hint_label("Invite codes carry these so contacts can reach you."))
         layout.addStretch(1)
-        self.pages.addWidget(page)
+        self.pages.addWidget(_scrolling(page))
+
+    def _build_tor(self, layout: QVBoxLayout) -> None:
+        layout.addWidget(section_label("Internet"))
+        self.tor_box = QCheckBox(TOR_SETTING)
+        self.tor_box.setAccessibleName(TOR_SETTING)
+        unavailable = self.bridge.tor_unavailable()
+        self.tor_box.setChecked(self.bridge.tor_enabled() and unavailable is None)
+        self.tor_box.setEnabled(unavailable is None)
+        self.tor_box.toggled.connect(self._tor_toggled)
+        _option(self.tor_box, TOR_EXPLAINED, layout)
+        self.tor_state = QLabel()
+        self.tor_state.setWordWrap(True)
+        self.tor_state.setAccessibleName("Tor status")
+        self.tor_address = QLineEdit()
+        self.tor_address.setReadOnly(True)
+        self.tor_address.setFont(monospace_font())
+        self.tor_address.setAccessibleName("Your onion address")
+        self.tor_address.setToolTip("Your onion address: contacts who have it can reach you")
+        column = QVBoxLayout()
+        column.setContentsMargins(26, 0, 0, 0)
+        column.setSpacing(6)
+        column.addWidget(self.tor_state)
+        column.addWidget(self.tor_address)
+        layout.addLayout(column)
+        layout.addSpacing(6)
+        self.tor_only_box = QCheckBox(TOR_ONLY_SETTING)
+        self.tor_only_box.setAccessibleName(TOR_ONLY_SETTING)
+        self.tor_only_box.setChecked(bool(self.bridge.setting("tor_only")))
+        self.tor_only_box.setEnabled(self.tor_box.isChecked())
+        self.tor_only_box.toggled.connect(self._tor_only_toggled)
+        _option(self.tor_only_box, TOR_ONLY_EXPLAINED, layout)
+        self.bridge.torStatusChanged.connect(self._show_tor)
+        self._show_tor(self.bridge.tor_status)
+
+    def _tor_toggled(self, on: bool) -> None:
+        self.apply_setting("tor", on)
+        self._show_tor(self.bridge.tor_status)
+        self.tor_only_box.setEnabled(on)
+
+    def _tor_only_toggled(self, on: bool) -> asyncio.Task[Any]:
+        async def apply() -> None:
+            await self._apply("tor_only", on)
+            self._show_addresses()  # invites now carry only the onion, or all again
+
+        return self.tasks.spawn(apply())
+
+    def _show_tor(self, status: TorStatusChanged) -> None:
+        """One line under the switch: why it is off, or what tor is doing."""
+        unavailable = self.bridge.tor_unavailable()
+        wanted = self.tor_box.isChecked()
+        if unavailable is not None:
+            text = f"Not available: {unavailable}"
+        elif not self.bridge.tor_switches_live and wanted != (status.state != "off"):
+            text = "Takes effect the next time Chinwag starts."
+        elif status.state == "ready":
+            text = "Connected: contacts anywhere can reach you at your onion address."
+        elif status.state == "starting":
+            text = connecting_text(status.percent)
+        elif status.state == "lost":
+            text = f"Tor stopped ({status.error}); restarting it…"
+        elif status.state == "failed":
+            text = f"Tor could not start: {status.error}"
+        else:
+            text = "Off: contacts are reached on your local network only."
+        self.tor_state.setText(text)
+        ready = status.state == "ready" and bool(status.onion) and unavailable is None
+        self.tor_address.setText((status.onion or "") if ready else "")
+        self.tor_address.setCursorPosition(0)  # the start of the address, not its end
+        self.tor_address.setVisible(ready)
+        if hasattr(self, "addresses_shown"):  # built after the Tor section
+            self._show_addresses()
+
+    def _show_addresses(self) -> None:
+        """Where invites say we are (the onion address comes and goes with Tor)."""
+        addresses = self._addresses()
+        self.addresses_shown.setText(
+            "\n".join(addresses) if addresses else "No network address found."
+        )
 
     # -- reading the service (read-only facts the bridge does not wrap) --------------------
 

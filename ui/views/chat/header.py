@@ -13,10 +13,21 @@ from ui.models.conversations import ConversationItem
 from ui.models.history import local_time, time_label
 from ui.views.paint import Avatar, paint_verified
 
+ROUTE_TEXT = {
+    "tor": "online · over Tor",
+    "lan": "online · on your network",
+    "direct": "online",
+}
+ROUTE_TIP = {
+    "tor": "Connected through Tor: neither of you sees the other's IP address.",
+    "lan": "Connected directly, on your local network.",
+    "direct": "Connected directly over the internet.",
+}
+
 
 def presence_text(item: ConversationItem, now: float | None = None) -> str:
     if item.online:
-        return "online"
+        return ROUTE_TEXT.get(item.route, "online")
     if not item.last_seen:
         return "offline"
     now = now or time.time()
@@ -102,6 +113,8 @@ class ChatHeader(QFrame):
 
     def show_item(self, item: ConversationItem, typing: bool = False) -> None:
         self.avatar.set_contact(item.name, item.id, item.online)
+        self.avatar.set_route(item.route)
+        self.status.setToolTip(ROUTE_TIP.get(item.route, "") if item.online else "")
         self.name.setText(item.name)
         self.name.setAccessibleName(f"Conversation with {item.name}")
         self.verified.setVisible(item.contact.verified)
