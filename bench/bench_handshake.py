@@ -181,8 +181,8 @@ async def loopback_handshakes(count: int) -> tuple[float, list[float]]:
         keys = a.contact_keys.keys(pair.b_at_a)
         session_args: dict[str, object] = {
             "initiator": True,
-            "static": a._static_keypair(),
-            "hello": a._hello(),
+            "static": a.links.static_keypair(),
+            "hello": a.links.hello(),
             "target": ContactTarget(pair.b_at_a, keys.ed25519_public, keys.x25519_public, keys.psk),
         }
         # A's own service steps aside: the benchmark plays A from here on.
