@@ -69,7 +69,7 @@ EXIT_AFTER_SHOWN_ENV = "CHINWAG_EXIT_AFTER_SHOWN"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chinwag",
-        description="Chinwag: serverless, end-to-end encrypted chat, on your LAN or anywhere over Tor.",
+        description="Chinwag: serverless, end-to-end encrypted chat, on the LAN or over Tor.",
     )
     parser.add_argument("--profile", type=Path, help="profile folder (or CHINWAG_PROFILE)")
     parser.add_argument("--listen", help="HOST:PORT to listen on (default: all interfaces)")
