@@ -113,7 +113,8 @@ class LocalApi(GroupCommands):
         }
 
     async def cmd_tor(self) -> dict[str, Any]:
-        """Tor reach of the running peer: state, bootstrap, onion address, tor's ports."""
+        """Tor reach of the running peer: state, bootstrap, onion address, tor's ports, and
+        the circuits in use."""
         reach = self.service.tor
         if reach is None:
             return {"state": "off", "percent": 0, "summary": "", "onion": None, "error": None}
@@ -130,6 +131,7 @@ class LocalApi(GroupCommands):
             if manager is not None and manager.socks_address
             else None,
             "restarts": manager.restarts if manager is not None else 0,
+            "circuits": await manager.circuits() if manager is not None else {},
         }
 
     async def cmd_invite(

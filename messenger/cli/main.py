@@ -132,6 +132,10 @@ def _show_tor(r: dict[str, Any]) -> None:
     if r.get("socks"):
         owner = f"tor pid {r['pid']}" if r["pid"] else "a tor not ours"
         print(f"socks        {r['socks']} ({owner}, {r['restarts']} restarts)")
+    circuits = r.get("circuits") or {}
+    if circuits:
+        uses = ", ".join(f"{n} {use}" for use, n in circuits.items() if n)
+        print(f"circuits     {sum(circuits.values())} built" + (f" ({uses})" if uses else ""))
 
 
 def _show_invite(r: dict[str, Any]) -> None:
@@ -343,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "accept", "reject"], nargs="?", default="list")
     p.add_argument("pairing", nargs="?", help="the pairing id")
     command("lan", "LAN discovery status of the running peer", json_flag=True)
-    command("tor", "Tor status of the running peer (bootstrap, onion address)", json_flag=True)
+    command(
+        "tor", "Tor status of the running peer (bootstrap, onion address, circuits)", json_flag=True
+    )
     p = command(
         "group",
         "group chat: list, create, add, remove, rename, admins, leave, delete, send, file, "

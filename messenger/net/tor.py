@@ -101,6 +101,13 @@ SOCKS_MEANINGS: dict[int, str] = {
     0x05: "the onion service is up but nothing listens on that port",
     0x06: "a circuit timed out",
 }
+# What a built circuit is for, by tor's purpose (control-spec CIRC_PURPOSE).
+_CIRCUIT_USE = {
+    "HS_CLIENT_REND": "to contacts",
+    "HS_SERVICE_REND": "from contacts",
+    "HS_SERVICE_INTRO": "introduction",
+}
+
 # Worth another attempt on fresh circuits, after NEWNYM has cleared tor's cached state.
 RETRIED_SOCKS_CODES = frozenset({0x01, 0x04, 0x06})
 # tor delays a NEWNYM that comes sooner than this after the previous one.
@@ -857,6 +864,25 @@ class TorManager:
         await self._wait_uploaded(service_id)
         self._emit(OnionPublished(address))
         return OnionService(address, key, virtual_port, target)
+
+    async def circuits(self) -> dict[str, int]:
+        """Circuits tor has built now, by what they are for: "to contacts" (rendezvous
+        circuits we opened to their onions), "from contacts" (rendezvous circuits to our
+        onion service), "introduction" (our service's introduction points) and "other"
+        (directory fetches, preemptive circuits). Empty when tor is not running."""
+        controller = self._controller
+        if controller is None:
+            return {}
+        try:
+            circuits = await asyncio.to_thread(controller.get_circuits)
+        except (stem.ControllerError, stem.SocketError):
+            return {}
+        counts = dict.fromkeys(("to contacts", "from contacts", "introduction", "other"), 0)
+        for circuit in circuits:
+            if circuit.status != "BUILT":
+                continue
+            counts[_CIRCUIT_USE.get(circuit.purpose, "other")] += 1
+        return counts
 
     async def _wait_uploaded(self, service_id: str) -> None:
         try:

@@ -82,6 +82,9 @@ async def test_two_peers_talk_through_an_onion_both_ways(make_peer: PeerFactory)
             # Larger than a Tor cell window's worth in each direction.
             big = secrets.token_bytes(700_000)
             assert await exchange(reader, writer, big) == big
+            # The stream rides a rendezvous circuit on each side; `chinwag-cli tor` counts them.
+            assert (await bob.tor.circuits())["to contacts"] >= 1
+            assert (await alice.tor.circuits())["from contacts"] >= 1
         finally:
             await close(writer)
 

@@ -1,4 +1,4 @@
-"""What chinwag-cli prints for a sent message: a part of the id that tells messages apart."""
+"""What chinwag-cli prints: a part of a sent id that tells messages apart; Tor's circuits."""
 
 from __future__ import annotations
 
@@ -22,3 +22,22 @@ def test_two_messages_sent_in_the_same_millisecond_print_different_ids(
     for shown in (contact_ids, group_ids):
         assert shown[0] != shown[1]
         assert first.endswith(shown[0]) and second.endswith(shown[1])
+
+
+def test_tor_status_shows_the_circuits_in_use(capsys: pytest.CaptureFixture[str]) -> None:
+    status = {
+        "state": "ready",
+        "percent": 100,
+        "summary": "Done",
+        "onion": "x" * 56 + ".onion:9878",
+        "error": None,
+        "pid": 4242,
+        "socks": "127.0.0.1:40123",
+        "restarts": 0,
+        "circuits": {"to contacts": 2, "from contacts": 1, "introduction": 3, "other": 0},
+    }
+    cli._show_tor(status)
+    out = capsys.readouterr().out
+    assert "circuits     6 built (2 to contacts, 1 from contacts, 3 introduction)" in out
+    cli._show_tor({**status, "circuits": {}})  # tor not answering: no circuits line
+    assert "circuits" not in capsys.readouterr().out
