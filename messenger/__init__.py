@@ -71,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "invite_qr": ".qr",
     "parse_listen": ".protocol.invite",
     "save_invite_qr": ".qr",
+    "configure_logging": ".core.logs",
     "KdfParams": ".profile",
     "ProfileDir": ".profile",
     "default_profile_dir": ".profile",
@@ -110,6 +111,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         backup_profile,
         restore_backup,
     )
+    from .core.logs import configure_logging
     from .errors import (
         ChinwagError,
         CliError,
@@ -267,6 +269,7 @@ __all__ = [
     "TypingChanged",
     "WrongPassphrase",
     "backup_profile",
+    "configure_logging",
     "decode_invite",
     "default_profile_dir",
     "format_safety_number",

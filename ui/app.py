@@ -42,6 +42,7 @@ from messenger import (  # noqa: E402
     ServiceConfig,
     ServiceError,
     WrongPassphrase,
+    configure_logging,
     default_profile_dir,
     parse_listen,
     restrict_umask,
@@ -435,11 +436,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a malformed --listen or --address
         print(f"chinwag: {exc}", file=sys.stderr)
         return 2
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # stem sets its own logger to its lowest level, so every control-port command would
-    # reach the terminal whatever -v says: it follows ours instead.
-    logging.getLogger("stem").setLevel(level)
+    configure_logging(args.verbose)
     app = create_application([sys.argv[0], *qt_args])
     loop = make_event_loop(app)
     asyncio.set_event_loop(loop)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import PeerService, ServiceConfig
+from ..core.logs import configure_logging
 from ..errors import (
     CliError,
     ContactKeyChanged,
@@ -872,8 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     args.command = args.command.replace("-", "_")  # accept-key: cmd_accept_key, _show_accept_key
-    level = logging.WARNING - 10 * min(args.verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     profile = ProfileDir(args.profile or _default_dir())
     try:
         if args.command == "init":
