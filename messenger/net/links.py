@@ -50,6 +50,11 @@ log = logging.getLogger(__name__)
 # a flood from one host cannot lock a contact out (threat-model.md §4.4).
 MAX_PENDING_HANDSHAKES = 64
 MAX_PENDING_PER_HOST = 16
+# Every stranger through our onion arrives from tor on 127.0.0.1: they count in a bucket of
+# their own, so onion strangers cannot hold the LAN's slots (nor a local process's) and a
+# flood through the onion leaves room for LAN strangers (threat-model §4.13).
+MAX_PENDING_VIA_TOR = 32
+VIA_TOR_BUCKET = "onion"
 # Connections adopted within this many seconds of each other count as simultaneous dials.
 SIMULTANEOUS_WINDOW = 5.0
 # A contact with no address at all (none stored, not seen on the LAN) is retried this
@@ -273,13 +278,19 @@ class Links:
         """Inbound connections accepted and not yet authenticated."""
         return sum(self._strangers.values())
 
-    def _admit_stranger(self, host: str) -> Callable[[], None] | None:
+    def _admit_via_tor(self, host: str) -> Callable[[], None] | None:
+        """`_admit_stranger` for the onion listener: one bucket for every onion stranger."""
+        return self._admit_stranger(VIA_TOR_BUCKET, MAX_PENDING_VIA_TOR)
+
+    def _admit_stranger(
+        self, host: str, per_host: int = MAX_PENDING_PER_HOST
+    ) -> Callable[[], None] | None:
         """Count an accepted connection as a stranger's, or None if a cap is reached; the
         callable returned ends the count (idempotent)."""
         if (
             self.closing
             or self.pending_handshakes() >= MAX_PENDING_HANDSHAKES
-            or self._strangers.get(host, 0) >= MAX_PENDING_PER_HOST
+            or self._strangers.get(host, 0) >= per_host
         ):
             self.refused_inbound += 1
             if self.refused_inbound % 100 == 1:  # a flood logs once per hundred
@@ -337,7 +348,7 @@ class Links:
         port): every session accepted there came through Tor, whatever address it shows."""
         if self._onion_server is None:
             self._onion_server = await serve_admitting(
-                "127.0.0.1", 0, self._on_onion_inbound, self._admit_stranger
+                "127.0.0.1", 0, self._on_onion_inbound, self._admit_via_tor
             )
         return "127.0.0.1", self._onion_server.port
 
