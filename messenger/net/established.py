@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..core.text import safe_name
 from ..identity import contact_id as make_contact_id
@@ -23,7 +23,16 @@ from .transport import Connection
 if TYPE_CHECKING:
     from ..core.ports import Clock, ContactKeyring, Db, Me
     from ..storage.repository import Repository
-    from .links import Links
+
+
+class SessionLinks(Protocol):
+    """What this worker uses of the links worker (net/links.py's Links)."""
+
+    def invite_of(self, conn: Connection) -> bytes: ...
+
+    def adopt(self, conn: Connection, contact_id: str) -> None: ...
+
+    def via_tor(self, conn: Connection) -> bool: ...
 
 
 class EstablishedSessions:
@@ -35,7 +44,7 @@ class EstablishedSessions:
         me: Me,
         db: Db,
         repo: Repository,
-        links: Links,
+        links: SessionLinks,
         contacts: ContactKeyring,
         invites: MutableMapping[bytes, InviteRecord],
         contact_added: Callable[[NewContact], Awaitable[ContactRecord]],
