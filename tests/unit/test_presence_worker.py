@@ -475,11 +475,13 @@ async def test_closing_cancels_deferred_dials_and_ignores_the_lan(
         lan.lan_network_changed(("192.0.2.1",))
         lan.lan_contact_seen(friend.id, ["192.0.2.99:4000"])
         assert live.sent == [] and not live.closed.is_set()
-        # The cancelled timer never fires: a later timer, scheduled after it, fires first
-        # and finds no poke.
+        # The cancelled timer never fires (it would look the contact up): a timer set for
+        # after it fires, and by then nothing was looked up or poked.
+        looked_up = len(links.looked_up)
         fired = asyncio.Event()
         asyncio.get_running_loop().call_later(2 * presence.LAN_YIELD, fired.set)
         await fired.wait()
+        assert len(links.looked_up) == looked_up
         assert links.poked == []
     finally:
         await lan.aclose()
