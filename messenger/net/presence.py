@@ -72,6 +72,7 @@ class LanPresence:
         listen_host: str,
         epoch_seconds: float,
         lan_timing: Timing,
+        make_discovery: Callable[..., Discovery] = Discovery,
     ) -> None:
         self._me = me
         self._db = db
@@ -87,6 +88,7 @@ class LanPresence:
         self._listen_host = listen_host
         self._epoch_seconds = epoch_seconds
         self._lan_timing = lan_timing
+        self._make_discovery = make_discovery  # a test passes one that starts no mDNS
         self._closing = False
         self._discovery: Discovery | None = None
         self._own_discovery_key = b""
@@ -178,7 +180,7 @@ class LanPresence:
         if not self.wanted() or port is None:
             return False
         host = self._listen_host
-        discovery = Discovery(
+        discovery = self._make_discovery(
             self,
             port=port,
             own_key=self._own_discovery_key,

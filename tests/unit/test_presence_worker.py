@@ -21,9 +21,12 @@ import pytest
 from messenger.core.settings import BLOB_DISCOVERY_KEY
 from messenger.events import NearbyChanged
 from messenger.net import presence
+from messenger.net.discovery import SALT_LEN, Advert, Discovery, advert_token, epoch_of
+from messenger.net.netif import NetworkSnapshot
 from messenger.net.presence import LanPresence, is_loopback
 from messenger.net.transport import Timing
 from messenger.protocol import wire
+from messenger.records import NearbyPerson
 
 from .fake_ports import Events, InlineDb, Person, Tasks, befriend, make_person, until
 
@@ -131,6 +134,24 @@ class World:
 
 
 LAN_TIMING = Timing(keepalive_interval=0.5, dead_after=1.5)
+NOW = 1_700_000_000.0
+EPOCH_SECONDS = 600.0
+
+
+class QuietDiscovery(Discovery):
+    """The real Discovery (tokens, directory, advert) without mDNS: `start` opens no
+    socket, so the test feeds the directory and network snapshot itself."""
+
+    async def start(self) -> None:
+        self.started.set()
+
+
+def quiet_discovery(made: list[Discovery]) -> Any:
+    def make(*args: Any, **kwargs: Any) -> Discovery:
+        made.append(QuietDiscovery(*args, **kwargs))
+        return made[-1]
+
+    return make
 
 
 def build(
@@ -140,6 +161,7 @@ def build(
     visible: list[bool] | None = None,
     enabled: bool | None = None,
     listen_host: str = "0.0.0.0",
+    discoveries: list[Discovery] | None = None,
 ) -> tuple[LanPresence, Links, Events, Tasks, CountingDb, list[bool]]:
     links = links or Links()
     events, tasks, db = Events(), Tasks(), CountingDb()
@@ -154,15 +176,16 @@ def build(
         repo=me.repo,
         emit=events,
         tasks=tasks,
-        clock=lambda: 1_700_000_000.0,
+        clock=lambda: NOW,
         links=links,
         contacts=me.contacts,
         visible=lambda: shown[0],
         new_port=new_port,
         enabled=enabled,
         listen_host=listen_host,
-        epoch_seconds=600.0,
+        epoch_seconds=EPOCH_SECONDS,
         lan_timing=LAN_TIMING,
+        make_discovery=quiet_discovery(discoveries if discoveries is not None else []),
     )
     return lan, links, events, tasks, db, shown
 
@@ -554,3 +577,103 @@ def test_is_loopback() -> None:
     assert not is_loopback("192.0.2.1")
     assert not is_loopback("fe80::1%eth0")
     assert not is_loopback("example.invalid")
+
+
+# -- with discovery running (the real Discovery, no mDNS sockets) -----------------------
+
+
+@dataclasses.dataclass
+class Running:
+    world: World
+    lan: LanPresence
+    links: Links
+    events: Events
+    discovery: Discovery
+    visible: list[bool]
+
+
+@pytest.fixture
+async def running(world: World) -> AsyncIterator[Running]:
+    made: list[Discovery] = []
+    lan, links, events, tasks, _, shown = build(world.me, discoveries=made)
+    await lan.load()
+    try:
+        assert await lan.start(4000) is True
+        assert lan.running and len(made) == 1
+        yield Running(world, lan, links, events, made[0], shown)
+    finally:
+        await lan.aclose()
+        await tasks.aclose()
+
+
+def advert(key: bytes, name: str | None = None, group: str | None = None) -> Advert:
+    salt = bytes(range(SALT_LEN))
+    token = advert_token(key, epoch_of(NOW, EPOCH_SECONDS), salt)
+    return Advert(wire.PROTOCOL_VERSION, token, name, group, salt)
+
+
+async def test_a_session_on_the_local_link_gets_the_short_keepalive(running: Running) -> None:
+    running.discovery.snapshot = NetworkSnapshot(v4=("192.0.2.1",), networks=("192.0.2.0/24",))
+    near, far = Conn(peer_address=("192.0.2.7", 4000)), Conn(peer_address=("203.0.113.5", 4000))
+    onion = Conn(peer_address=("192.0.2.8", 4000))  # on the link, but a Tor session
+    running.links.tor.add(onion)
+    for conn in (near, far, onion):
+        running.lan.adopted(conn)  # type: ignore[arg-type]
+        assert conn.sent == [wire.DiscoveryKey(running.lan.own_discovery_key)]
+    assert near.timing == LAN_TIMING
+    assert far.timing is None
+    assert onion.timing is None
+
+
+async def test_a_contact_key_learnt_later_finds_its_sighting_and_dials(
+    running: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "LAN_YIELD", 0.02)
+    friend = running.world.friend.id
+    key = b"f" * 32
+    # The LAN showed the contact before we knew its advertising key: unmatched.
+    running.discovery.directory.update("friend-instance", ["192.0.2.7:4000"], advert(key), NOW)
+    assert running.lan.contact_addresses(friend) == []
+    running.lan.contact_key_known(friend, key)
+    assert running.lan.contact_addresses(friend) == ["192.0.2.7:4000"]
+    await until(lambda: running.links.poked == [friend])
+    running.lan.forget_contact(friend)
+    assert running.lan.contact_addresses(friend) == []
+
+
+async def test_nearby_people_are_listed_and_announced_while_visible(running: Running) -> None:
+    stranger = advert(b"s" * 32, name="Stranger", group="Book club")
+    running.discovery.directory.update("stranger", ["192.0.2.9:4000"], stranger, NOW)
+    [person] = running.lan.nearby()
+    assert person == NearbyPerson(person.id, "Stranger", ("192.0.2.9:4000",), NOW, "Book club")
+    found = running.lan.find_nearby(person.id)
+    assert found is not None and found.addresses == ("192.0.2.9:4000",)
+    assert running.lan.nearby_offered()
+    running.lan.lan_nearby_changed()
+    assert running.events.of(NearbyChanged) == [NearbyChanged((person,))]
+    status = running.lan.status()
+    assert status["discovery"] is True and status["visible"] is True
+    assert status["nearby"] == 1 and status["epoch_seconds"] == EPOCH_SECONDS
+    # Going invisible: the advert loses our name, the list empties and the front ends hear.
+    running.visible[0] = False
+    running.lan.set_visible()
+    assert running.discovery.current_advert().name is None
+    assert running.events.of(NearbyChanged)[-1] == NearbyChanged(())
+    assert running.lan.nearby() == [] and not running.lan.nearby_offered()
+    running.visible[0] = True
+    running.lan.set_visible()
+    assert running.discovery.current_advert().name == running.world.me.me.display_name
+
+
+async def test_the_advert_carries_our_key_and_open_group(running: Running) -> None:
+    ad = running.discovery.current_advert()
+    assert ad.token == advert_token(
+        running.lan.own_discovery_key, epoch_of(NOW, EPOCH_SECONDS), ad.salt
+    )
+    running.lan.set_open_group("Book club")
+    assert running.discovery.current_advert().open_group == "Book club"
+    await running.lan.rotate_key()
+    ad = running.discovery.current_advert()
+    assert ad.token == advert_token(
+        running.lan.own_discovery_key, epoch_of(NOW, EPOCH_SECONDS), ad.salt
+    )
