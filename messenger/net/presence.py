@@ -36,6 +36,10 @@ LAN_TIMING = Timing(keepalive_interval=2.0, dead_after=6.0)
 # A live session with a contact that left the LAN (goodbye, TTL expiry, new address) is
 # pinged; without an answer within this many seconds it is closed (and redialled).
 LAN_PROBE_TIMEOUT = 2.0
+# The same check on a session through Tor (probed after our network changed, or when a
+# write stalls): a round trip over an established circuit can take seconds, and 2 s
+# would close healthy sessions. Within the Tor keepalive interval (protocol.md §19.5).
+TOR_PROBE_TIMEOUT = 30.0
 # At most one discovery-triggered dial per contact per this many seconds.
 LAN_DIAL_INTERVAL = 1.0
 # When two contacts see each other appear at once, the one with the smaller identity key
@@ -286,16 +290,18 @@ class LanPresence:
             self._links.poke(contact_id)
 
     def probe(self, conn: Connection) -> None:
-        """Ping a live session; close it if nothing comes back within LAN_PROBE_TIMEOUT."""
+        """Ping a live session; close it if nothing comes back within LAN_PROBE_TIMEOUT
+        (TOR_PROBE_TIMEOUT through Tor)."""
         if conn in self._probing or not conn.session.established:
             return
         self._probing.add(conn)
         heard = conn.last_heard
+        within = TOR_PROBE_TIMEOUT if self._links.via_tor(conn) else LAN_PROBE_TIMEOUT
         conn.send(wire.Ping(0))
 
         async def check() -> None:
             try:
-                await asyncio.sleep(LAN_PROBE_TIMEOUT)
+                await asyncio.sleep(within)
                 if conn.last_heard == heard and not conn.closed.is_set():
                     conn.close("no answer after a change on the LAN")
             finally:

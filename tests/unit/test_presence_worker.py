@@ -438,6 +438,19 @@ async def test_probe_keeps_a_session_that_answers(world: World) -> None:
     assert live.sent == [wire.Ping(0), wire.Ping(0)]
 
 
+async def test_probe_gives_a_session_through_tor_the_tor_deadline(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "TOR_PROBE_TIMEOUT", 3600.0)
+    lan, tor = Conn(), Conn(peer_address=("127.0.0.1", 9050))
+    world.links.tor.add(tor)
+    world.lan.probe(tor)  # type: ignore[arg-type]
+    world.lan.probe(lan)  # type: ignore[arg-type]
+    assert tor.sent == lan.sent == [wire.Ping(0)]
+    await until(lambda: lan.closed.is_set())  # neither answers: the LAN deadline passes
+    assert not tor.closed.is_set()  # a round trip through Tor may take seconds
+
+
 async def test_probe_leaves_a_session_still_in_its_handshake(world: World) -> None:
     shaking = Conn(established=False)
     world.lan.probe(shaking)  # type: ignore[arg-type]
