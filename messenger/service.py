@@ -22,23 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .chat import Chat, ConversationSummary
 from .contacts import ContactBook
-from .core.batch import Batcher
 from .core.runtime import DbThread, TaskOwner
 from .core.settings import (
     BLOB_IDENTITY,
     DEFAULT_SETTINGS,
     SETTING_NAME,
     SETTING_PORT,
-    SETTING_READ_RECEIPTS,
     SETTING_TOR,
     SETTING_TOR_ONLY,
-    SETTING_TYPING,
     SETTING_VISIBLE,
 )
-from .core.text import check_text, safe_name
+from .core.text import safe_name
 from .errors import (
-    ContactKeyChanged,
     ContactNotFound,
     DiskFull,
     InviteFailed,
@@ -51,13 +48,10 @@ from .events import (
     ContactChanged,
     ContactRemoved,
     DiskSpace,
-    MessageAdded,
-    MessageStatesChanged,
     PairingRequested,
     SafetyNumberChanged,
     ServiceEvent,
     TorStatusChanged,
-    TypingChanged,
 )
 from .files.manager import FileManager
 from .groups import GroupManager
@@ -98,7 +92,7 @@ from .protocol.session import (
     Session,
     SessionEvent,
 )
-from .records import ContactRecord, InviteRecord, MessageRecord, MessageState, NearbyPerson
+from .records import ContactRecord, InviteRecord, MessageRecord, NearbyPerson
 from .storage.database import open_database
 from .storage.group_repository import StoredGroupMessage
 from .storage.repository import (
@@ -121,26 +115,6 @@ TOR_TIMING = Timing(handshake_timeout=60.0, keepalive_interval=30.0, dead_after=
 # rarely: discovery (or a message to send) pokes its dial loop when there is one.
 ADDRESSLESS_RETRY = 300.0
 
-
-# Unauthenticated inbound connections allowed at once; more are closed at once.
-# A Lamport time or sequence number this large can only come from a hostile peer (and
-# would overflow SQLite's 64-bit integers one increment later).
-MAX_COUNTER = 1 << 62
-
-# Hot-path writes of at most this many messages, and this many characters of text, may
-# run on the loop thread (_db_write): a few hundred microseconds of blocking at most.
-INLINE_WRITE_MAX = 16
-INLINE_WRITE_MAX_CHARS = 16 * 1024
-# Recording DELIVERED/READ states waits this long to gather receipts into one commit: it
-# is bookkeeping after the fact (the event is emitted at once), kept off the path of the
-# next message.
-RECEIPT_COMMIT_DELAY = 0.05
-
-# An outbox resend waits for the socket's buffer after this many messages.
-OUTBOX_DRAIN_EVERY = 256
-
-# Seconds after a write before its messages are added to the search index.
-SEARCH_INDEX_DELAY = 0.5
 
 # While the disk is full, its free space is looked at this often; once this much more is
 # free than when the write failed, the sessions whose messages were not stored are closed
@@ -191,16 +165,6 @@ class ServiceConfig:
     advertise: tuple[str, ...] | None = None
 
 
-_ReceiptUpdate = tuple[str, tuple[bytes, ...], MessageState]
-
-
-@dataclass(slots=True)
-class _Arrival:
-    contact_id: str
-    message: wire.ChatMessage
-    connection: Connection
-
-
 class PeerService:
     """Create with `await PeerService.open(...)`, or `create_profile` for a new one."""
 
@@ -231,10 +195,6 @@ class PeerService:
         self._subscribers: list[Callable[[ServiceEvent], None]] = []
         self._invites: dict[bytes, InviteRecord] = {}
         self._closing = False
-        self._index_wanted = asyncio.Event()
-        self._incoming: Batcher[_Arrival, bool] | None = None
-        self._outgoing: Batcher[tuple[str, str], MessageRecord] | None = None
-        self._receipts: Batcher[_ReceiptUpdate, None] | None = None
         # The addresses we last told each live session (its Hello's, or a ReachUpdate's).
         self._reach_told: weakref.WeakKeyDictionary[Connection, tuple[str, ...]] = (
             weakref.WeakKeyDictionary()
@@ -338,6 +298,21 @@ class PeerService:
             groups=self.groups,
             timing=self.config.timing,
             tunnel=_TorTunnel(self),  # bulk connections go through Tor when the session does
+        )
+        self.chat = Chat(  # 1:1 messages: outbox, arrivals, receipts, typing, queries
+            db=self.db,
+            repo=self.repo,
+            emit=self._emit,
+            tasks=self._tasks,
+            clock=self._clock,
+            links=self.links,
+            contacts=self.contact_keys,
+            settings=self.settings,
+            send_offer_for=self.files.send_offer_for,
+            not_stored=self._not_stored,
+            note_disk_full=self._note_disk_full,
+            space_back=self._space_back,
+            batch_max=self.config.batch_max,
         )
 
     def _make_tor(self) -> TorReach:
@@ -497,16 +472,7 @@ class PeerService:
         for inv in await self.db.run(self.repo.invites):
             self._invites[inv.id] = inv
         await self.lan.load()
-        self._incoming = Batcher(self._store_arrivals, self.config.batch_max, "chinwag-incoming")
-        self._outgoing = Batcher(self._queue_sends, self.config.batch_max, "chinwag-outgoing")
-        self._receipts = Batcher(
-            self._store_receipts,
-            self.config.batch_max,
-            "chinwag-receipts",
-            gather_delay=RECEIPT_COMMIT_DELAY,
-        )
-        self._tasks.spawn(self._search_indexer(), "chinwag-search-indexer")
-        self._index_soon()  # whatever a killed process left unindexed
+        self.chat.start()
         await self.groups.load()
         await self.files.load()
         if self.config.tor is None and self._tor_setting():
@@ -630,11 +596,7 @@ class PeerService:
         await self.lan.aclose()  # goodbye packets
         tasks = [*self._tasks.cancel_all(), *self.links.cancel_dialers()]
         await asyncio.gather(*tasks, return_exceptions=True)
-        for committer in (self._incoming, self._outgoing):
-            if committer is not None:
-                await committer.aclose()
-        if self._receipts is not None:
-            await self._receipts.aclose(flush=True)
+        await self.chat.aclose()
         await self.groups.aclose()
         await self.links.wait_closed()
         if self.tor is not None:
@@ -816,7 +778,7 @@ class PeerService:
             conn = self.links.ready(contact_id)
             if conn is not None:
                 self._tasks.spawn(
-                    self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}"
+                    self.chat.flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}"
                 )
             else:
                 self.links.poke(contact_id)
@@ -987,7 +949,9 @@ class PeerService:
 
     def _adopted(self, conn: Connection, contact_id: str) -> None:
         """A contact's session went live: resend its outbox, and tell the workers."""
-        self._tasks.spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
+        self._tasks.spawn(
+            self.chat.flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}"
+        )
         self._announce_reach(conn)
         self.lan.adopted(conn)
         self.groups.on_adopted(conn, contact_id)
@@ -1074,81 +1038,50 @@ class PeerService:
         status["pairings"] = len(self._pairing.pending())
         return status
 
-    # -- messaging --------------------------------------------------------------------------
+    # -- messaging (chat.py) ----------------------------------------------------------------
 
     async def send_text(self, contact_id: str, body: str) -> MessageRecord:
         """Store a message in the outbox (durably) and send it if the contact is online."""
-        check_text(body)
-        if contact_id not in self.contact_keys:
-            raise ContactNotFound(f"no contact {contact_id}")
-        await self._refuse_held(contact_id)
-        assert self._outgoing is not None
-        record = await self._outgoing.submit((contact_id, body))  # stored and sent
-        self._emit(MessageAdded(record))
-        return record
+        return await self.chat.send_text(contact_id, body)
 
-    async def _refuse_held(self, contact_id: str) -> None:
-        """Nothing of ours goes to a contact whose safety number changed until the user
-        verified or accepted it (docs/threat-model.md §4.14)."""
-        if self.contact_keys.is_held(contact_id):
-            record = await self.db.run(self.repo.contact, contact_id)
-            raise ContactKeyChanged(contact_id, record.display_name if record else None)
+    async def history(
+        self,
+        contact_id: str,
+        *,
+        limit: int = 50,
+        before: tuple[int, bytes] | None = None,
+        after: tuple[int, bytes] | None = None,
+    ) -> list[MessageRecord]:
+        """A page of a conversation, oldest first (see Repository.history)."""
+        return await self.chat.history(contact_id, limit=limit, before=before, after=after)
 
-    async def _queue_sends(self, items: list[tuple[str, str]]) -> list[MessageRecord]:
-        records = await self.db.write(
-            [body for _, body in items],
-            self.repo.queue_outgoing_many,
-            items,
-            int(self._clock() * 1000),
-        )
-        self._index_soon()
-        # Sent as soon as they are stored, in the same loop pass as the commit, instead of
-        # from each send_text once its task resumes (one loop pass later; ~15-25 us of the
-        # send -> delivered path). The flush still comes before any receipt can be read,
-        # so MessageAdded is emitted before the DELIVERED that follows it.
-        ready: dict[str, Connection | None] = {}
-        for record in records:
-            cid = record.contact_id
-            conn = ready[cid] if cid in ready else ready.setdefault(cid, self.links.ready(cid))
-            if conn is not None:
-                self._send_chat(conn, record)
-        for cid, conn in ready.items():
-            if conn is None:
-                self.links.poke(cid)
-            else:
-                conn.flush()
-        return records
+    async def conversations(self) -> list[ConversationSummary]:
+        """Every contact with its newest message and unread count, most recent first."""
+        return await self.chat.conversations()
 
-    def _send_chat(self, conn: Connection, record: MessageRecord) -> None:
-        contact_conv = self.contact_keys.conversation(record.contact_id)
-        conn.send(
-            wire.ChatMessage(
-                msg_id=record.msg_id,
-                conversation=contact_conv,
-                seq=record.seq,
-                lamport=record.lamport,
-                sent_at_ms=record.sent_at_ms,
-                body=record.body,
-            )
-        )
+    async def search(
+        self,
+        text: str,
+        *,
+        contact_id: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[MessageRecord]:
+        """Full-text search of every conversation, or of one; newest first, and with
+        `before` (the last result's row_id) the next page (see Repository.search)."""
+        return await self.chat.search(text, contact_id=contact_id, limit=limit, before=before)
 
-    async def _flush_outbox(self, contact_id: str, conn: Connection) -> None:
-        """Resend everything not yet acknowledged: on every (re)connect."""
-        pending = await self.db.run(self.repo.outbox, contact_id)
-        for i, record in enumerate(pending):
-            if conn.closed.is_set() or not conn.session.established:
-                return
-            if not self.files.send_offer_for(conn, record):  # a file offer goes as such
-                self._send_chat(conn, record)
-            if i % OUTBOX_DRAIN_EVERY == OUTBOX_DRAIN_EVERY - 1:
-                await conn.drain()  # backpressure; the messages in between share frames
-        await conn.drain()
-        if pending:
-            self._emit(
-                MessageStatesChanged(
-                    contact_id, tuple(r.msg_id for r in pending), MessageState.SENT
-                )
-            )
+    async def mark_read(self, contact_id: str) -> int:
+        return await self.chat.mark_read(contact_id)
+
+    def set_typing(self, contact_id: str, active: bool) -> None:
+        self.chat.set_typing(contact_id, active)
+
+    async def unread_counts(self) -> dict[str, int]:
+        return await self.chat.unread_counts()
+
+    async def outbox_counts(self) -> dict[str, int]:
+        return await self.chat.outbox_counts()
 
     async def _on_message(self, conn: Connection, message: wire.WireMessage) -> None:
         contact_id = conn.contact_id
@@ -1156,24 +1089,9 @@ class PeerService:
             return
         if await self.groups.on_message(conn, message):
             return
+        if self.chat.on_message(contact_id, conn, message):
+            return
         match message:
-            case wire.ChatMessage():
-                self._on_chat(contact_id, conn, message)
-            case wire.Receipt(kind=kind, msg_ids=msg_ids):
-                state = (
-                    MessageState.DELIVERED
-                    if kind is wire.ReceiptKind.DELIVERED
-                    else MessageState.READ
-                )
-                # The receipt is the fact: show it now. Recording it is bookkeeping, group-
-                # committed without holding up the read loop (if it is lost in a crash, the
-                # message is resent, dropped as a duplicate and acknowledged again).
-                self._emit(MessageStatesChanged(contact_id, msg_ids, state))
-                assert self._receipts is not None
-                self._receipts.post((contact_id, msg_ids, state))
-            case wire.Typing(active=active):
-                if self.settings[SETTING_TYPING]:
-                    self._emit(TypingChanged(contact_id, active))
             case wire.Ping(nonce=nonce):
                 conn.send(wire.Pong(nonce))
             case wire.ProfileUpdate(display_name=display_name):
@@ -1186,87 +1104,6 @@ class PeerService:
                 await self._store_reach(contact_id, addresses)
             case wire.FileOffer() | wire.FileRequest() | wire.FileControl() | wire.FileHave():
                 await self.files.on_message(contact_id, conn, message)
-
-    def _on_chat(self, contact_id: str, conn: Connection, message: wire.ChatMessage) -> None:
-        if message.conversation != self.contact_keys.conversation(contact_id):
-            conn.close("message for an unknown conversation")
-            return
-        if message.lamport >= MAX_COUNTER or message.seq >= MAX_COUNTER:
-            conn.close("implausible Lamport time or sequence number")
-            return
-        assert self._incoming is not None
-        self._incoming.post(_Arrival(contact_id, message, conn))
-
-    def _index_soon(self) -> None:
-        """Wake the background search indexer (it batches, so bursts cost little)."""
-        self._index_wanted.set()
-
-    async def _search_indexer(self) -> None:
-        while True:
-            await self._index_wanted.wait()
-            await asyncio.sleep(SEARCH_INDEX_DELAY)  # let a burst finish first
-            self._index_wanted.clear()
-            try:
-                while await self.db.run(self.repo.index_pending, 2000):
-                    pass  # in chunks, so other work gets the database in between
-            except DiskFull as exc:  # indexed once there is room again (_space_back)
-                self._note_disk_full(exc)
-
-    async def _states_recorded(self) -> None:
-        """Wait until every receipt that arrived so far is recorded, so that a read shows
-        the states that MessageStatesChanged events already announced."""
-        if self._receipts is not None:
-            await self._receipts.settle()
-
-    async def _store_receipts(self, updates: list[_ReceiptUpdate]) -> list[None]:
-        try:
-            await self.db.run(self.repo.record_states, updates)
-        except DiskFull as exc:
-            # Bookkeeping only: the message stays in the outbox, is resent later, dropped
-            # as a duplicate and acknowledged again, and then its state is recorded.
-            self._note_disk_full(exc)
-        return [None] * len(updates)
-
-    async def _store_arrivals(self, arrivals: list[_Arrival]) -> list[bool]:
-        """Group commit of arriving messages, then one delivery receipt per connection."""
-        by_contact: dict[str, list[wire.ChatMessage]] = {}
-        for a in arrivals:
-            by_contact.setdefault(a.contact_id, []).append(a.message)
-        try:
-            stored = await self.db.write(
-                [a.message.body for a in arrivals],
-                self.repo.store_incoming,
-                list(by_contact.items()),
-                int(self._clock() * 1000),
-            )
-        except DiskFull as exc:
-            # Not stored, so not acknowledged: the senders keep these in their outboxes.
-            # They resend them only on a new session, so ours are closed once there is room
-            # again (_space_back), not now: a session closed at once would be redialled at
-            # once (a successful dial resets the backoff) and fail again, over and over.
-            self._not_stored(exc, set(by_contact))
-            return [False] * len(arrivals)
-        if self._disk_full:
-            self._space_back()  # room again: what failed before is to be resent
-        if stored:
-            self._index_soon()
-        # Acknowledge only now that it is stored: duplicates too, their first ack was lost.
-        acks: dict[Connection, list[bytes]] = {}
-        for a in arrivals:
-            acks.setdefault(a.connection, []).append(a.message.msg_id)
-        for conn, ids in acks.items():
-            if conn.closed.is_set() or not conn.session.established:
-                continue
-            for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
-                conn.send(
-                    wire.Receipt(
-                        wire.ReceiptKind.DELIVERED, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
-                    )
-                )
-            conn.flush()  # the acks leave now, not after the MessageAdded handlers run
-        for record in stored:
-            self._emit(MessageAdded(record))
-        return [True] * len(arrivals)
 
     # -- a full disk ----------------------------------------------------------------------
 
@@ -1312,50 +1149,8 @@ class PeerService:
                 conn.close("messages were not stored (disk full); send them again")
             else:
                 self.links.poke(contact_id)
-        self._index_soon()
+        self.chat.index_soon()
         self._emit(DiskSpace(full=False, message="there is room on the disk again"))
-
-    async def history(
-        self,
-        contact_id: str,
-        *,
-        limit: int = 50,
-        before: tuple[int, bytes] | None = None,
-        after: tuple[int, bytes] | None = None,
-    ) -> list[MessageRecord]:
-        """A page of a conversation, oldest first (see Repository.history)."""
-        await self._states_recorded()
-        return await self.db.run(
-            self.repo.history, contact_id, limit=limit, before=before, after=after
-        )
-
-    async def conversations(self) -> list[ConversationSummary]:
-        """Every contact with its newest message and unread count, most recent first."""
-        await self._states_recorded()
-        rows = await self.db.run(self.repo.conversations)  # one read of kept summaries
-        summaries = [
-            ConversationSummary(
-                r.contact, r.last_message, r.unread, self.is_online(r.contact.id), r.queued
-            )
-            for r in rows
-        ]
-        summaries.sort(key=lambda s: -s.last_activity)
-        return summaries
-
-    async def search(
-        self,
-        text: str,
-        *,
-        contact_id: str | None = None,
-        limit: int = 100,
-        before: int | None = None,
-    ) -> list[MessageRecord]:
-        """Full-text search of every conversation, or of one; newest first, and with
-        `before` (the last result's row_id) the next page (see Repository.search)."""
-        await self._states_recorded()
-        return await self.db.run(
-            self.repo.search, text, contact_id=contact_id, limit=limit, before=before
-        )
 
     async def change_passphrase(
         self, new_passphrase: str | None, *, kdf: KdfParams | None = None
@@ -1367,46 +1162,6 @@ class PeerService:
         await self.db.run(self.repo.rekey, key)
         await asyncio.to_thread(self.profile.commit_key_material, meta)
         return warnings
-
-    async def mark_read(self, contact_id: str) -> int:
-        ids = await self.db.run(self.repo.mark_seen, contact_id)
-        conn = self.links.connection(contact_id)
-        if ids and self.settings[SETTING_READ_RECEIPTS] and conn and conn.session.established:
-            for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
-                conn.send(
-                    wire.Receipt(
-                        wire.ReceiptKind.READ, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
-                    )
-                )
-        return len(ids)
-
-    def set_typing(self, contact_id: str, active: bool) -> None:
-        conn = self.links.connection(contact_id)
-        if self.settings[SETTING_TYPING] and conn and contact_id in self.contact_keys:
-            if conn.session.established:
-                conn.send(wire.Typing(self.contact_keys.conversation(contact_id), active))
-
-    async def unread_counts(self) -> dict[str, int]:
-        return await self.db.run(self.repo.unread_counts)
-
-    async def outbox_counts(self) -> dict[str, int]:
-        await self._states_recorded()
-        return await self.db.run(self.repo.outbox_counts)
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationSummary:
-    contact: ContactRecord
-    last_message: MessageRecord | None
-    unread: int
-    online: bool
-    queued: int = 0  # our messages still in the outbox
-
-    @property
-    def last_activity(self) -> float:
-        if self.last_message is not None:
-            return self.last_message.sent_at_ms / 1000
-        return self.contact.created_at
 
 
 class _Unreachable(Exception):
