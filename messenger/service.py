@@ -38,7 +38,6 @@ from .core.text import safe_name
 from .errors import (
     ContactNotFound,
     DiskFull,
-    InviteFailed,
     PairingError,
     ProfileError,
     ServiceError,
@@ -57,46 +56,36 @@ from .files.manager import FileManager
 from .groups import GroupManager
 from .identity import (
     Identity,
-    conversation_id,
-    derive_contact_secrets,
     fingerprint,
     safety_number,
 )
 from .identity import (
     contact_id as make_contact_id,
 )
+from .invites import Invites
 from .nearby import PairingManager
 from .net.established import EstablishedSessions
-from .net.links import DIRECT_RETRY, Links, Route, Streams, TcpDialer
+from .net.links import DIRECT_RETRY, Links, TcpDialer
 from .net.netif import interface_addresses
 from .net.presence import LAN_TIMING, LanPresence
 from .net.reach import TorReach, is_onion_address, tor_missing
-from .net.tor import TorError, TorSettings
+from .net.tor import TorSettings
 from .net.transport import Connection, Timing, bound_port
 from .profile import KdfParams, ProfileDir, ProfileLock
 from .protocol import wire
 from .protocol.invite import (
     Address,
     Invite,
-    InviteError,
-    create_invite,
-    decode_invite,
-    encode_invite,
     parse_address,
 )
 from .protocol.session import (
-    Closed,
     Established,
-    InviteTarget,
-    Rejected,
-    Session,
     SessionEvent,
 )
 from .records import ContactRecord, InviteRecord, MessageRecord, NearbyPerson
 from .storage.database import open_database
 from .storage.group_repository import StoredGroupMessage
 from .storage.repository import (
-    ContactExists,
     ContactKeys,
     NewContact,
     Repository,
@@ -124,13 +113,6 @@ DISK_ROOM_NEEDED = 1 << 20
 
 # Connections adopted within this many seconds of each other count as simultaneous dials.
 SIMULTANEOUS_WINDOW = 5.0
-
-REJECTION_MESSAGES = {
-    wire.RejectCode.INVITE_USED: "this invite has already been used; ask for a new one",
-    wire.RejectCode.INVITE_EXPIRED: "this invite has expired; ask for a new one",
-    wire.RejectCode.BUSY: "the inviter is busy; try again in a moment",
-    wire.RejectCode.VERSION: "the inviter runs an incompatible Chinwag version",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +242,19 @@ class PeerService:
             invites=self._invites,
             contact_added=self._contact_added,
             clock=self._clock,
+        )
+        self.invites = Invites(  # invites: create_invite, accept_invite
+            me=self,
+            db=self.db,
+            repo=self.repo,
+            clock=self._clock,
+            links=self.links,
+            contacts=self.contact_keys,
+            invites=self._invites,
+            tor=lambda: self.tor,
+            tor_only=lambda: self.tor_only,
+            peer_addresses=self.sessions.peer_addresses,
+            contact_added=self._contact_added,
         )
         self._pairing = PairingManager(
             me=self,
@@ -791,139 +786,11 @@ class PeerService:
     async def create_invite(
         self, *, ttl: int = 24 * 3600, addresses: Sequence[str] = ()
     ) -> tuple[str, Invite]:
-        extra = [parse_address(a) for a in addresses]
-        port = self.listen_port or await self.db.run(self.repo.get_setting, SETTING_PORT, 0)
-        if not port and not extra:
-            raise ServiceError("no listening port yet: run the service once, or give --address")
-        if self.tor_only and not extra and (self.tor is None or self.tor.address is None):
-            raise ServiceError(
-                "your onion address is not known yet (Tor only): wait until Tor is reachable"
-            )
-        if self.listen_port:
-            own = self.addresses()
-        elif self.tor_only:
-            own = []
-        else:
-            own = interface_addresses(port) if port else []
-        all_addresses = list(dict.fromkeys([*extra, *own]))[:16]
-        if not all_addresses:
-            raise ServiceError("this machine has no network address; give one with --address")
-        invite = create_invite(
-            self.identity,
-            addresses=all_addresses,
-            display_name=self.display_name,
-            ttl=ttl,
-            now=self._clock(),
-        )
-        record = await self.db.run(
-            self.repo.add_invite, invite.invite_id, invite.secret, invite.expires_at, self._clock()
-        )
-        self._invites[invite.invite_id] = record
-        return encode_invite(invite), invite
+        return await self.invites.create_invite(ttl=ttl, addresses=addresses)
 
     async def accept_invite(self, code: str, *, verified: bool = False) -> ContactRecord:
         """Contact the inviter, run the XXpsk3 handshake, and store each other as contacts."""
-        try:
-            invite = decode_invite(code, now=self._clock())
-        except InviteError as exc:
-            raise InviteFailed(str(exc)) from exc
-        if invite.ed25519_public == self.identity.ed25519_public:
-            raise InviteFailed("this is your own invite")
-        if self.contact_keys.by_ed25519(invite.ed25519_public) is not None:
-            raise InviteFailed(f"{invite.display_name or 'the inviter'} is already a contact")
-        target = InviteTarget(
-            invite.invite_id, invite.secret, invite.ed25519_public, invite.x25519_public
-        )
-        failures: list[str] = []
-        for address in invite.addresses:
-            outcome: asyncio.Future[ContactRecord] = asyncio.get_running_loop().create_future()
-            session = Session(
-                initiator=True,
-                static=self.links.static_keypair(),
-                hello=self._hello(),
-                target=target,
-            )
-            handler = self._invite_handler(invite, outcome, verified)
-            try:
-                if is_onion_address(str(address)):
-                    route = self._invite_onion_route(str(address), invite.invite_id)
-                    await self.links.open_route(route, session, handler)
-                else:
-                    await self.links.open(address.host, address.port, session, handler)
-            except (OSError, TimeoutError, TorError) as exc:
-                failures.append(f"{address}: {exc or 'timed out'}")
-                continue
-            try:
-                return await outcome
-            except _Unreachable as exc:
-                failures.append(f"{address}: {exc}")
-        raise InviteFailed(
-            "could not reach the inviter; is their Chinwag running? " + "; ".join(failures)
-        )
-
-    def _invite_onion_route(self, text: str, invite_id: bytes) -> Route:
-        address = parse_address(text)
-
-        async def connect(_timeout: float) -> Streams:
-            if self.tor is None:
-                raise TorError(f"cannot reach {address.host}: Tor is off (run without --no-tor)")
-            # Circuits of their own (not shared with any contact's).
-            return await self.tor.dial(
-                address.host, address.port, isolation="invite-" + invite_id.hex()
-            )
-
-        return Route(text, connect, tor=True)
-
-    def _invite_handler(
-        self, invite: Invite, outcome: asyncio.Future[ContactRecord], verified: bool
-    ) -> Callable[[Connection, SessionEvent], Awaitable[None]]:
-        async def handle(conn: Connection, event: SessionEvent) -> None:
-            if isinstance(event, Established):
-                if outcome.done():
-                    return
-                peer = event.peer
-                secrets = derive_contact_secrets(peer.handshake_hash)
-                new = NewContact(
-                    id=make_contact_id(peer.hello.ed25519_public),
-                    display_name=safe_name(peer.hello.display_name) or "?",
-                    ed25519_public=peer.hello.ed25519_public,
-                    x25519_public=peer.remote_static,
-                    static_certificate=peer.hello.static_certificate,
-                    psk=secrets.psk,
-                    discovery_key=secrets.discovery_key,
-                    conversation_id=conversation_id(
-                        self.identity.ed25519_public, peer.hello.ed25519_public
-                    ),
-                    verified=verified,
-                    addresses=self.sessions.peer_addresses(conn, peer.hello, invite.addresses),
-                )
-                try:
-                    await self.db.run(self.repo.add_contact, new, self._clock())
-                except ContactExists as exc:
-                    conn.close("already contacts")
-                    outcome.set_exception(InviteFailed(str(exc)))
-                    return
-                record = await self._contact_added(new)
-                self.links.adopt(conn, new.id)
-                outcome.set_result(record)
-            elif isinstance(event, Rejected):
-                if not outcome.done():
-                    reason = REJECTION_MESSAGES.get(event.code, event.code.name)
-                    outcome.set_exception(InviteFailed(reason))
-            elif isinstance(event, Closed):
-                if conn.contact_id is not None:
-                    await self.links.dispatch(conn, event)
-                elif not outcome.done():
-                    if "does not match the invite" in event.reason:
-                        outcome.set_exception(InviteFailed(event.reason))
-                    elif event.clean:  # the inviter completed the handshake, then refused
-                        outcome.set_exception(InviteFailed(f"the inviter refused: {event.reason}"))
-                    else:
-                        outcome.set_exception(_Unreachable(event.reason))
-            else:
-                await self.links.dispatch(conn, event)
-
-        return handle
+        return await self.invites.accept_invite(code, verified=verified)
 
     async def _contact_added(self, new: NewContact) -> ContactRecord:
         self.contact_keys.remember(
@@ -1162,10 +1029,6 @@ class PeerService:
         await self.db.run(self.repo.rekey, key)
         await asyncio.to_thread(self.profile.commit_key_material, meta)
         return warnings
-
-
-class _Unreachable(Exception):
-    pass
 
 
 class _TorTunnel:
