@@ -79,8 +79,8 @@ def _cpu_seconds(pid: int) -> float:
 
 def _profile_with_contacts(root: Path, count: int) -> Path:
     """A profile with `count` contacts (random identities, no addresses)."""
-    from messenger.identity import Identity, contact_id, derive_contact_secrets
-    from messenger.service import PeerService, ServiceConfig, conversation_id
+    from messenger.identity import Identity, contact_id, conversation_id, derive_contact_secrets
+    from messenger.service import PeerService, ServiceConfig
     from messenger.storage.repository import NewContact
 
     async def build() -> Path:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 # Public name -> the module (in this package) that defines it.
 _EXPORTS: dict[str, str] = {
-    "ConversationSummary": ".service",
+    "ConversationSummary": ".chat",
     "PeerService": ".service",
     "ServiceConfig": ".service",
     "BackupError": ".backup",
@@ -111,6 +111,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         backup_profile,
         restore_backup,
     )
+    from .chat import ConversationSummary
     from .core.logs import configure_logging
     from .errors import (
         ChinwagError,
@@ -201,7 +202,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         TransferState,
     )
     from .service import (
-        ConversationSummary,
         PeerService,
         ServiceConfig,
     )

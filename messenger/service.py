@@ -22,26 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .chat import Chat, ConversationSummary
 from .contacts import ContactBook
-from .core.batch import Batcher
 from .core.runtime import DbThread, TaskOwner
 from .core.settings import (
     BLOB_IDENTITY,
     DEFAULT_SETTINGS,
     SETTING_NAME,
     SETTING_PORT,
-    SETTING_READ_RECEIPTS,
     SETTING_TOR,
     SETTING_TOR_ONLY,
-    SETTING_TYPING,
     SETTING_VISIBLE,
 )
-from .core.text import check_text, safe_name
+from .core.text import safe_name
 from .errors import (
-    ContactKeyChanged,
     ContactNotFound,
     DiskFull,
-    InviteFailed,
     PairingError,
     ProfileError,
     ServiceError,
@@ -51,58 +47,45 @@ from .events import (
     ContactChanged,
     ContactRemoved,
     DiskSpace,
-    MessageAdded,
-    MessageStatesChanged,
     PairingRequested,
     SafetyNumberChanged,
     ServiceEvent,
     TorStatusChanged,
-    TypingChanged,
 )
 from .files.manager import FileManager
 from .groups import GroupManager
 from .identity import (
     Identity,
-    conversation_id,
-    derive_contact_secrets,
     fingerprint,
     safety_number,
 )
 from .identity import (
     contact_id as make_contact_id,
 )
+from .invites import Invites
 from .nearby import PairingManager
 from .net.established import EstablishedSessions
-from .net.links import DIRECT_RETRY, Links, Route, Streams, TcpDialer
+from .net.links import DIRECT_RETRY, Links, TcpDialer
 from .net.netif import interface_addresses
 from .net.presence import LAN_TIMING, LanPresence
 from .net.reach import TorReach, is_onion_address, tor_missing
-from .net.tor import TorError, TorSettings
+from .net.tor import TorSettings
 from .net.transport import Connection, Timing, bound_port
 from .profile import KdfParams, ProfileDir, ProfileLock
 from .protocol import wire
 from .protocol.invite import (
     Address,
     Invite,
-    InviteError,
-    create_invite,
-    decode_invite,
-    encode_invite,
     parse_address,
 )
 from .protocol.session import (
-    Closed,
     Established,
-    InviteTarget,
-    Rejected,
-    Session,
     SessionEvent,
 )
-from .records import ContactRecord, InviteRecord, MessageRecord, MessageState, NearbyPerson
+from .records import ContactRecord, InviteRecord, MessageRecord, NearbyPerson
 from .storage.database import open_database
 from .storage.group_repository import StoredGroupMessage
 from .storage.repository import (
-    ContactExists,
     ContactKeys,
     NewContact,
     Repository,
@@ -122,26 +105,6 @@ TOR_TIMING = Timing(handshake_timeout=60.0, keepalive_interval=30.0, dead_after=
 ADDRESSLESS_RETRY = 300.0
 
 
-# Unauthenticated inbound connections allowed at once; more are closed at once.
-# A Lamport time or sequence number this large can only come from a hostile peer (and
-# would overflow SQLite's 64-bit integers one increment later).
-MAX_COUNTER = 1 << 62
-
-# Hot-path writes of at most this many messages, and this many characters of text, may
-# run on the loop thread (_db_write): a few hundred microseconds of blocking at most.
-INLINE_WRITE_MAX = 16
-INLINE_WRITE_MAX_CHARS = 16 * 1024
-# Recording DELIVERED/READ states waits this long to gather receipts into one commit: it
-# is bookkeeping after the fact (the event is emitted at once), kept off the path of the
-# next message.
-RECEIPT_COMMIT_DELAY = 0.05
-
-# An outbox resend waits for the socket's buffer after this many messages.
-OUTBOX_DRAIN_EVERY = 256
-
-# Seconds after a write before its messages are added to the search index.
-SEARCH_INDEX_DELAY = 0.5
-
 # While the disk is full, its free space is looked at this often; once this much more is
 # free than when the write failed, the sessions whose messages were not stored are closed
 # so their senders resend (more than "some": a write too big for a sliver would fail again).
@@ -150,13 +113,6 @@ DISK_ROOM_NEEDED = 1 << 20
 
 # Connections adopted within this many seconds of each other count as simultaneous dials.
 SIMULTANEOUS_WINDOW = 5.0
-
-REJECTION_MESSAGES = {
-    wire.RejectCode.INVITE_USED: "this invite has already been used; ask for a new one",
-    wire.RejectCode.INVITE_EXPIRED: "this invite has expired; ask for a new one",
-    wire.RejectCode.BUSY: "the inviter is busy; try again in a moment",
-    wire.RejectCode.VERSION: "the inviter runs an incompatible Chinwag version",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,16 +147,6 @@ class ServiceConfig:
     advertise: tuple[str, ...] | None = None
 
 
-_ReceiptUpdate = tuple[str, tuple[bytes, ...], MessageState]
-
-
-@dataclass(slots=True)
-class _Arrival:
-    contact_id: str
-    message: wire.ChatMessage
-    connection: Connection
-
-
 class PeerService:
     """Create with `await PeerService.open(...)`, or `create_profile` for a new one."""
 
@@ -231,10 +177,6 @@ class PeerService:
         self._subscribers: list[Callable[[ServiceEvent], None]] = []
         self._invites: dict[bytes, InviteRecord] = {}
         self._closing = False
-        self._index_wanted = asyncio.Event()
-        self._incoming: Batcher[_Arrival, bool] | None = None
-        self._outgoing: Batcher[tuple[str, str], MessageRecord] | None = None
-        self._receipts: Batcher[_ReceiptUpdate, None] | None = None
         # The addresses we last told each live session (its Hello's, or a ReachUpdate's).
         self._reach_told: weakref.WeakKeyDictionary[Connection, tuple[str, ...]] = (
             weakref.WeakKeyDictionary()
@@ -301,6 +243,19 @@ class PeerService:
             contact_added=self._contact_added,
             clock=self._clock,
         )
+        self.invites = Invites(  # invites: create_invite, accept_invite
+            me=self,
+            db=self.db,
+            repo=self.repo,
+            clock=self._clock,
+            links=self.links,
+            contacts=self.contact_keys,
+            invites=self._invites,
+            tor=lambda: self.tor,
+            tor_only=lambda: self.tor_only,
+            peer_addresses=self.sessions.peer_addresses,
+            contact_added=self._contact_added,
+        )
         self._pairing = PairingManager(
             me=self,
             links=self.links,
@@ -338,6 +293,21 @@ class PeerService:
             groups=self.groups,
             timing=self.config.timing,
             tunnel=_TorTunnel(self),  # bulk connections go through Tor when the session does
+        )
+        self.chat = Chat(  # 1:1 messages: outbox, arrivals, receipts, typing, queries
+            db=self.db,
+            repo=self.repo,
+            emit=self._emit,
+            tasks=self._tasks,
+            clock=self._clock,
+            links=self.links,
+            contacts=self.contact_keys,
+            settings=self.settings,
+            send_offer_for=self.files.send_offer_for,
+            not_stored=self._not_stored,
+            note_disk_full=self._note_disk_full,
+            space_back=self._space_back,
+            batch_max=self.config.batch_max,
         )
 
     def _make_tor(self) -> TorReach:
@@ -497,16 +467,7 @@ class PeerService:
         for inv in await self.db.run(self.repo.invites):
             self._invites[inv.id] = inv
         await self.lan.load()
-        self._incoming = Batcher(self._store_arrivals, self.config.batch_max, "chinwag-incoming")
-        self._outgoing = Batcher(self._queue_sends, self.config.batch_max, "chinwag-outgoing")
-        self._receipts = Batcher(
-            self._store_receipts,
-            self.config.batch_max,
-            "chinwag-receipts",
-            gather_delay=RECEIPT_COMMIT_DELAY,
-        )
-        self._tasks.spawn(self._search_indexer(), "chinwag-search-indexer")
-        self._index_soon()  # whatever a killed process left unindexed
+        self.chat.start()
         await self.groups.load()
         await self.files.load()
         if self.config.tor is None and self._tor_setting():
@@ -630,11 +591,7 @@ class PeerService:
         await self.lan.aclose()  # goodbye packets
         tasks = [*self._tasks.cancel_all(), *self.links.cancel_dialers()]
         await asyncio.gather(*tasks, return_exceptions=True)
-        for committer in (self._incoming, self._outgoing):
-            if committer is not None:
-                await committer.aclose()
-        if self._receipts is not None:
-            await self._receipts.aclose(flush=True)
+        await self.chat.aclose()
         await self.groups.aclose()
         await self.links.wait_closed()
         if self.tor is not None:
@@ -816,7 +773,7 @@ class PeerService:
             conn = self.links.ready(contact_id)
             if conn is not None:
                 self._tasks.spawn(
-                    self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}"
+                    self.chat.flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}"
                 )
             else:
                 self.links.poke(contact_id)
@@ -829,139 +786,11 @@ class PeerService:
     async def create_invite(
         self, *, ttl: int = 24 * 3600, addresses: Sequence[str] = ()
     ) -> tuple[str, Invite]:
-        extra = [parse_address(a) for a in addresses]
-        port = self.listen_port or await self.db.run(self.repo.get_setting, SETTING_PORT, 0)
-        if not port and not extra:
-            raise ServiceError("no listening port yet: run the service once, or give --address")
-        if self.tor_only and not extra and (self.tor is None or self.tor.address is None):
-            raise ServiceError(
-                "your onion address is not known yet (Tor only): wait until Tor is reachable"
-            )
-        if self.listen_port:
-            own = self.addresses()
-        elif self.tor_only:
-            own = []
-        else:
-            own = interface_addresses(port) if port else []
-        all_addresses = list(dict.fromkeys([*extra, *own]))[:16]
-        if not all_addresses:
-            raise ServiceError("this machine has no network address; give one with --address")
-        invite = create_invite(
-            self.identity,
-            addresses=all_addresses,
-            display_name=self.display_name,
-            ttl=ttl,
-            now=self._clock(),
-        )
-        record = await self.db.run(
-            self.repo.add_invite, invite.invite_id, invite.secret, invite.expires_at, self._clock()
-        )
-        self._invites[invite.invite_id] = record
-        return encode_invite(invite), invite
+        return await self.invites.create_invite(ttl=ttl, addresses=addresses)
 
     async def accept_invite(self, code: str, *, verified: bool = False) -> ContactRecord:
         """Contact the inviter, run the XXpsk3 handshake, and store each other as contacts."""
-        try:
-            invite = decode_invite(code, now=self._clock())
-        except InviteError as exc:
-            raise InviteFailed(str(exc)) from exc
-        if invite.ed25519_public == self.identity.ed25519_public:
-            raise InviteFailed("this is your own invite")
-        if self.contact_keys.by_ed25519(invite.ed25519_public) is not None:
-            raise InviteFailed(f"{invite.display_name or 'the inviter'} is already a contact")
-        target = InviteTarget(
-            invite.invite_id, invite.secret, invite.ed25519_public, invite.x25519_public
-        )
-        failures: list[str] = []
-        for address in invite.addresses:
-            outcome: asyncio.Future[ContactRecord] = asyncio.get_running_loop().create_future()
-            session = Session(
-                initiator=True,
-                static=self.links.static_keypair(),
-                hello=self._hello(),
-                target=target,
-            )
-            handler = self._invite_handler(invite, outcome, verified)
-            try:
-                if is_onion_address(str(address)):
-                    route = self._invite_onion_route(str(address), invite.invite_id)
-                    await self.links.open_route(route, session, handler)
-                else:
-                    await self.links.open(address.host, address.port, session, handler)
-            except (OSError, TimeoutError, TorError) as exc:
-                failures.append(f"{address}: {exc or 'timed out'}")
-                continue
-            try:
-                return await outcome
-            except _Unreachable as exc:
-                failures.append(f"{address}: {exc}")
-        raise InviteFailed(
-            "could not reach the inviter; is their Chinwag running? " + "; ".join(failures)
-        )
-
-    def _invite_onion_route(self, text: str, invite_id: bytes) -> Route:
-        address = parse_address(text)
-
-        async def connect(_timeout: float) -> Streams:
-            if self.tor is None:
-                raise TorError(f"cannot reach {address.host}: Tor is off (run without --no-tor)")
-            # Circuits of their own (not shared with any contact's).
-            return await self.tor.dial(
-                address.host, address.port, isolation="invite-" + invite_id.hex()
-            )
-
-        return Route(text, connect, tor=True)
-
-    def _invite_handler(
-        self, invite: Invite, outcome: asyncio.Future[ContactRecord], verified: bool
-    ) -> Callable[[Connection, SessionEvent], Awaitable[None]]:
-        async def handle(conn: Connection, event: SessionEvent) -> None:
-            if isinstance(event, Established):
-                if outcome.done():
-                    return
-                peer = event.peer
-                secrets = derive_contact_secrets(peer.handshake_hash)
-                new = NewContact(
-                    id=make_contact_id(peer.hello.ed25519_public),
-                    display_name=safe_name(peer.hello.display_name) or "?",
-                    ed25519_public=peer.hello.ed25519_public,
-                    x25519_public=peer.remote_static,
-                    static_certificate=peer.hello.static_certificate,
-                    psk=secrets.psk,
-                    discovery_key=secrets.discovery_key,
-                    conversation_id=conversation_id(
-                        self.identity.ed25519_public, peer.hello.ed25519_public
-                    ),
-                    verified=verified,
-                    addresses=self.sessions.peer_addresses(conn, peer.hello, invite.addresses),
-                )
-                try:
-                    await self.db.run(self.repo.add_contact, new, self._clock())
-                except ContactExists as exc:
-                    conn.close("already contacts")
-                    outcome.set_exception(InviteFailed(str(exc)))
-                    return
-                record = await self._contact_added(new)
-                self.links.adopt(conn, new.id)
-                outcome.set_result(record)
-            elif isinstance(event, Rejected):
-                if not outcome.done():
-                    reason = REJECTION_MESSAGES.get(event.code, event.code.name)
-                    outcome.set_exception(InviteFailed(reason))
-            elif isinstance(event, Closed):
-                if conn.contact_id is not None:
-                    await self.links.dispatch(conn, event)
-                elif not outcome.done():
-                    if "does not match the invite" in event.reason:
-                        outcome.set_exception(InviteFailed(event.reason))
-                    elif event.clean:  # the inviter completed the handshake, then refused
-                        outcome.set_exception(InviteFailed(f"the inviter refused: {event.reason}"))
-                    else:
-                        outcome.set_exception(_Unreachable(event.reason))
-            else:
-                await self.links.dispatch(conn, event)
-
-        return handle
+        return await self.invites.accept_invite(code, verified=verified)
 
     async def _contact_added(self, new: NewContact) -> ContactRecord:
         self.contact_keys.remember(
@@ -987,7 +816,9 @@ class PeerService:
 
     def _adopted(self, conn: Connection, contact_id: str) -> None:
         """A contact's session went live: resend its outbox, and tell the workers."""
-        self._tasks.spawn(self._flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
+        self._tasks.spawn(
+            self.chat.flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}"
+        )
         self._announce_reach(conn)
         self.lan.adopted(conn)
         self.groups.on_adopted(conn, contact_id)
@@ -1074,81 +905,50 @@ class PeerService:
         status["pairings"] = len(self._pairing.pending())
         return status
 
-    # -- messaging --------------------------------------------------------------------------
+    # -- messaging (chat.py) ----------------------------------------------------------------
 
     async def send_text(self, contact_id: str, body: str) -> MessageRecord:
         """Store a message in the outbox (durably) and send it if the contact is online."""
-        check_text(body)
-        if contact_id not in self.contact_keys:
-            raise ContactNotFound(f"no contact {contact_id}")
-        await self._refuse_held(contact_id)
-        assert self._outgoing is not None
-        record = await self._outgoing.submit((contact_id, body))  # stored and sent
-        self._emit(MessageAdded(record))
-        return record
+        return await self.chat.send_text(contact_id, body)
 
-    async def _refuse_held(self, contact_id: str) -> None:
-        """Nothing of ours goes to a contact whose safety number changed until the user
-        verified or accepted it (docs/threat-model.md §4.14)."""
-        if self.contact_keys.is_held(contact_id):
-            record = await self.db.run(self.repo.contact, contact_id)
-            raise ContactKeyChanged(contact_id, record.display_name if record else None)
+    async def history(
+        self,
+        contact_id: str,
+        *,
+        limit: int = 50,
+        before: tuple[int, bytes] | None = None,
+        after: tuple[int, bytes] | None = None,
+    ) -> list[MessageRecord]:
+        """A page of a conversation, oldest first (see Repository.history)."""
+        return await self.chat.history(contact_id, limit=limit, before=before, after=after)
 
-    async def _queue_sends(self, items: list[tuple[str, str]]) -> list[MessageRecord]:
-        records = await self.db.write(
-            [body for _, body in items],
-            self.repo.queue_outgoing_many,
-            items,
-            int(self._clock() * 1000),
-        )
-        self._index_soon()
-        # Sent as soon as they are stored, in the same loop pass as the commit, instead of
-        # from each send_text once its task resumes (one loop pass later; ~15-25 us of the
-        # send -> delivered path). The flush still comes before any receipt can be read,
-        # so MessageAdded is emitted before the DELIVERED that follows it.
-        ready: dict[str, Connection | None] = {}
-        for record in records:
-            cid = record.contact_id
-            conn = ready[cid] if cid in ready else ready.setdefault(cid, self.links.ready(cid))
-            if conn is not None:
-                self._send_chat(conn, record)
-        for cid, conn in ready.items():
-            if conn is None:
-                self.links.poke(cid)
-            else:
-                conn.flush()
-        return records
+    async def conversations(self) -> list[ConversationSummary]:
+        """Every contact with its newest message and unread count, most recent first."""
+        return await self.chat.conversations()
 
-    def _send_chat(self, conn: Connection, record: MessageRecord) -> None:
-        contact_conv = self.contact_keys.conversation(record.contact_id)
-        conn.send(
-            wire.ChatMessage(
-                msg_id=record.msg_id,
-                conversation=contact_conv,
-                seq=record.seq,
-                lamport=record.lamport,
-                sent_at_ms=record.sent_at_ms,
-                body=record.body,
-            )
-        )
+    async def search(
+        self,
+        text: str,
+        *,
+        contact_id: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[MessageRecord]:
+        """Full-text search of every conversation, or of one; newest first, and with
+        `before` (the last result's row_id) the next page (see Repository.search)."""
+        return await self.chat.search(text, contact_id=contact_id, limit=limit, before=before)
 
-    async def _flush_outbox(self, contact_id: str, conn: Connection) -> None:
-        """Resend everything not yet acknowledged: on every (re)connect."""
-        pending = await self.db.run(self.repo.outbox, contact_id)
-        for i, record in enumerate(pending):
-            if conn.closed.is_set() or not conn.session.established:
-                return
-            if not self.files.send_offer_for(conn, record):  # a file offer goes as such
-                self._send_chat(conn, record)
-            if i % OUTBOX_DRAIN_EVERY == OUTBOX_DRAIN_EVERY - 1:
-                await conn.drain()  # backpressure; the messages in between share frames
-        await conn.drain()
-        if pending:
-            self._emit(
-                MessageStatesChanged(
-                    contact_id, tuple(r.msg_id for r in pending), MessageState.SENT
-                )
-            )
+    async def mark_read(self, contact_id: str) -> int:
+        return await self.chat.mark_read(contact_id)
+
+    def set_typing(self, contact_id: str, active: bool) -> None:
+        self.chat.set_typing(contact_id, active)
+
+    async def unread_counts(self) -> dict[str, int]:
+        return await self.chat.unread_counts()
+
+    async def outbox_counts(self) -> dict[str, int]:
+        return await self.chat.outbox_counts()
 
     async def _on_message(self, conn: Connection, message: wire.WireMessage) -> None:
         contact_id = conn.contact_id
@@ -1156,24 +956,9 @@ class PeerService:
             return
         if await self.groups.on_message(conn, message):
             return
+        if self.chat.on_message(contact_id, conn, message):
+            return
         match message:
-            case wire.ChatMessage():
-                self._on_chat(contact_id, conn, message)
-            case wire.Receipt(kind=kind, msg_ids=msg_ids):
-                state = (
-                    MessageState.DELIVERED
-                    if kind is wire.ReceiptKind.DELIVERED
-                    else MessageState.READ
-                )
-                # The receipt is the fact: show it now. Recording it is bookkeeping, group-
-                # committed without holding up the read loop (if it is lost in a crash, the
-                # message is resent, dropped as a duplicate and acknowledged again).
-                self._emit(MessageStatesChanged(contact_id, msg_ids, state))
-                assert self._receipts is not None
-                self._receipts.post((contact_id, msg_ids, state))
-            case wire.Typing(active=active):
-                if self.settings[SETTING_TYPING]:
-                    self._emit(TypingChanged(contact_id, active))
             case wire.Ping(nonce=nonce):
                 conn.send(wire.Pong(nonce))
             case wire.ProfileUpdate(display_name=display_name):
@@ -1186,87 +971,6 @@ class PeerService:
                 await self._store_reach(contact_id, addresses)
             case wire.FileOffer() | wire.FileRequest() | wire.FileControl() | wire.FileHave():
                 await self.files.on_message(contact_id, conn, message)
-
-    def _on_chat(self, contact_id: str, conn: Connection, message: wire.ChatMessage) -> None:
-        if message.conversation != self.contact_keys.conversation(contact_id):
-            conn.close("message for an unknown conversation")
-            return
-        if message.lamport >= MAX_COUNTER or message.seq >= MAX_COUNTER:
-            conn.close("implausible Lamport time or sequence number")
-            return
-        assert self._incoming is not None
-        self._incoming.post(_Arrival(contact_id, message, conn))
-
-    def _index_soon(self) -> None:
-        """Wake the background search indexer (it batches, so bursts cost little)."""
-        self._index_wanted.set()
-
-    async def _search_indexer(self) -> None:
-        while True:
-            await self._index_wanted.wait()
-            await asyncio.sleep(SEARCH_INDEX_DELAY)  # let a burst finish first
-            self._index_wanted.clear()
-            try:
-                while await self.db.run(self.repo.index_pending, 2000):
-                    pass  # in chunks, so other work gets the database in between
-            except DiskFull as exc:  # indexed once there is room again (_space_back)
-                self._note_disk_full(exc)
-
-    async def _states_recorded(self) -> None:
-        """Wait until every receipt that arrived so far is recorded, so that a read shows
-        the states that MessageStatesChanged events already announced."""
-        if self._receipts is not None:
-            await self._receipts.settle()
-
-    async def _store_receipts(self, updates: list[_ReceiptUpdate]) -> list[None]:
-        try:
-            await self.db.run(self.repo.record_states, updates)
-        except DiskFull as exc:
-            # Bookkeeping only: the message stays in the outbox, is resent later, dropped
-            # as a duplicate and acknowledged again, and then its state is recorded.
-            self._note_disk_full(exc)
-        return [None] * len(updates)
-
-    async def _store_arrivals(self, arrivals: list[_Arrival]) -> list[bool]:
-        """Group commit of arriving messages, then one delivery receipt per connection."""
-        by_contact: dict[str, list[wire.ChatMessage]] = {}
-        for a in arrivals:
-            by_contact.setdefault(a.contact_id, []).append(a.message)
-        try:
-            stored = await self.db.write(
-                [a.message.body for a in arrivals],
-                self.repo.store_incoming,
-                list(by_contact.items()),
-                int(self._clock() * 1000),
-            )
-        except DiskFull as exc:
-            # Not stored, so not acknowledged: the senders keep these in their outboxes.
-            # They resend them only on a new session, so ours are closed once there is room
-            # again (_space_back), not now: a session closed at once would be redialled at
-            # once (a successful dial resets the backoff) and fail again, over and over.
-            self._not_stored(exc, set(by_contact))
-            return [False] * len(arrivals)
-        if self._disk_full:
-            self._space_back()  # room again: what failed before is to be resent
-        if stored:
-            self._index_soon()
-        # Acknowledge only now that it is stored: duplicates too, their first ack was lost.
-        acks: dict[Connection, list[bytes]] = {}
-        for a in arrivals:
-            acks.setdefault(a.connection, []).append(a.message.msg_id)
-        for conn, ids in acks.items():
-            if conn.closed.is_set() or not conn.session.established:
-                continue
-            for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
-                conn.send(
-                    wire.Receipt(
-                        wire.ReceiptKind.DELIVERED, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
-                    )
-                )
-            conn.flush()  # the acks leave now, not after the MessageAdded handlers run
-        for record in stored:
-            self._emit(MessageAdded(record))
-        return [True] * len(arrivals)
 
     # -- a full disk ----------------------------------------------------------------------
 
@@ -1312,50 +1016,8 @@ class PeerService:
                 conn.close("messages were not stored (disk full); send them again")
             else:
                 self.links.poke(contact_id)
-        self._index_soon()
+        self.chat.index_soon()
         self._emit(DiskSpace(full=False, message="there is room on the disk again"))
-
-    async def history(
-        self,
-        contact_id: str,
-        *,
-        limit: int = 50,
-        before: tuple[int, bytes] | None = None,
-        after: tuple[int, bytes] | None = None,
-    ) -> list[MessageRecord]:
-        """A page of a conversation, oldest first (see Repository.history)."""
-        await self._states_recorded()
-        return await self.db.run(
-            self.repo.history, contact_id, limit=limit, before=before, after=after
-        )
-
-    async def conversations(self) -> list[ConversationSummary]:
-        """Every contact with its newest message and unread count, most recent first."""
-        await self._states_recorded()
-        rows = await self.db.run(self.repo.conversations)  # one read of kept summaries
-        summaries = [
-            ConversationSummary(
-                r.contact, r.last_message, r.unread, self.is_online(r.contact.id), r.queued
-            )
-            for r in rows
-        ]
-        summaries.sort(key=lambda s: -s.last_activity)
-        return summaries
-
-    async def search(
-        self,
-        text: str,
-        *,
-        contact_id: str | None = None,
-        limit: int = 100,
-        before: int | None = None,
-    ) -> list[MessageRecord]:
-        """Full-text search of every conversation, or of one; newest first, and with
-        `before` (the last result's row_id) the next page (see Repository.search)."""
-        await self._states_recorded()
-        return await self.db.run(
-            self.repo.search, text, contact_id=contact_id, limit=limit, before=before
-        )
 
     async def change_passphrase(
         self, new_passphrase: str | None, *, kdf: KdfParams | None = None
@@ -1367,50 +1029,6 @@ class PeerService:
         await self.db.run(self.repo.rekey, key)
         await asyncio.to_thread(self.profile.commit_key_material, meta)
         return warnings
-
-    async def mark_read(self, contact_id: str) -> int:
-        ids = await self.db.run(self.repo.mark_seen, contact_id)
-        conn = self.links.connection(contact_id)
-        if ids and self.settings[SETTING_READ_RECEIPTS] and conn and conn.session.established:
-            for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
-                conn.send(
-                    wire.Receipt(
-                        wire.ReceiptKind.READ, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
-                    )
-                )
-        return len(ids)
-
-    def set_typing(self, contact_id: str, active: bool) -> None:
-        conn = self.links.connection(contact_id)
-        if self.settings[SETTING_TYPING] and conn and contact_id in self.contact_keys:
-            if conn.session.established:
-                conn.send(wire.Typing(self.contact_keys.conversation(contact_id), active))
-
-    async def unread_counts(self) -> dict[str, int]:
-        return await self.db.run(self.repo.unread_counts)
-
-    async def outbox_counts(self) -> dict[str, int]:
-        await self._states_recorded()
-        return await self.db.run(self.repo.outbox_counts)
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationSummary:
-    contact: ContactRecord
-    last_message: MessageRecord | None
-    unread: int
-    online: bool
-    queued: int = 0  # our messages still in the outbox
-
-    @property
-    def last_activity(self) -> float:
-        if self.last_message is not None:
-            return self.last_message.sent_at_ms / 1000
-        return self.contact.created_at
-
-
-class _Unreachable(Exception):
-    pass
 
 
 class _TorTunnel:

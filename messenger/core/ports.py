@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 if TYPE_CHECKING:
     from ..events import ServiceEvent
     from ..identity import Identity
+    from ..net.links import Route
     from ..net.transport import Connection, Timing
     from ..protocol import wire
     from ..protocol.invite import Address
@@ -124,6 +125,15 @@ class SessionOpener(Protocol):
         session: Session,
         handler: Callable[[Connection, SessionEvent], Coroutine[Any, Any, None]] | None = None,
     ) -> Connection: ...
+
+    async def open_route(
+        self,
+        route: Route,
+        session: Session,
+        handler: Callable[[Connection, SessionEvent], Coroutine[Any, Any, None]] | None = None,
+    ) -> Connection:
+        """Open a session over a route of its own (an invite's onion address)."""
+        ...
 
     async def dispatch(self, conn: Connection, event: SessionEvent) -> None:
         """Handle a session event the ordinary way (as for any contact's session)."""

@@ -130,7 +130,7 @@ async def test_offline_peer_gets_queue_in_order(make_peer):
 
 
 async def test_long_offline_queue_is_resent_in_order(make_peer):
-    # More than one Batch and more than one outbox drain step (service.OUTBOX_DRAIN_EVERY).
+    # More than one Batch and more than one outbox drain step (chat.OUTBOX_DRAIN_EVERY).
     alice = await make_peer("alice")
     bob = await make_peer("bob")
     bob_at_alice, alice_at_bob = await befriend(alice, bob)

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 
 from messenger.events import ContactAdded, MessageAdded, PresenceChanged
-from messenger.identity import Identity, certify_static
+from messenger.identity import Identity, certify_static, conversation_id
 from messenger.net.transport import Timing
 from messenger.protocol import framing, wire
 from messenger.protocol.noise import KeyPair
 from messenger.protocol.session import Closed, ContactTarget, InviteTarget, Session
-from messenger.service import PeerService, conversation_id
+from messenger.service import PeerService
 
 from .conftest import Recorder, befriend, wait_for
 

@@ -1,0 +1,375 @@
+"""1:1 chat: sending texts (outbox, resend on reconnect), arrivals (stored in group
+commits, then acknowledged), receipts, typing, and the history and search queries.
+
+PeerService builds one Chat and wires it to the ports it uses (core/ports.py); the
+service's public messaging methods delegate here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .core.batch import Batcher
+from .core.settings import SETTING_READ_RECEIPTS, SETTING_TYPING
+from .core.text import check_text
+from .errors import ContactKeyChanged, ContactNotFound, DiskFull
+from .events import MessageAdded, MessageStatesChanged, TypingChanged
+from .net.transport import Connection
+from .protocol import wire
+from .records import ContactRecord, MessageRecord, MessageState
+
+if TYPE_CHECKING:
+    from .core.ports import Clock, ContactKeyring, Db, Emit, LinkRegistry, Tasks
+    from .storage.repository import Repository
+
+# A Lamport time or sequence number this large can only come from a hostile peer (and
+# would overflow SQLite's 64-bit integers one increment later).
+MAX_COUNTER = 1 << 62
+
+# Recording DELIVERED/READ states waits this long to gather receipts into one commit: it
+# is bookkeeping after the fact (the event is emitted at once), kept off the path of the
+# next message.
+RECEIPT_COMMIT_DELAY = 0.05
+
+# An outbox resend waits for the socket's buffer after this many messages.
+OUTBOX_DRAIN_EVERY = 256
+
+# Seconds after a write before its messages are added to the search index.
+SEARCH_INDEX_DELAY = 0.5
+
+_ReceiptUpdate = tuple[str, tuple[bytes, ...], MessageState]
+
+
+@dataclass(slots=True)
+class _Arrival:
+    contact_id: str
+    message: wire.ChatMessage
+    connection: Connection
+
+
+class Chat:
+    """The 1:1 conversations of one service."""
+
+    def __init__(  # noqa: PLR0913  (the ports PeerService wires in, keyword-only)
+        self,
+        *,
+        db: Db,
+        repo: Repository,
+        emit: Emit,
+        tasks: Tasks,
+        clock: Clock,
+        links: LinkRegistry,
+        contacts: ContactKeyring,
+        settings: Mapping[str, Any],
+        send_offer_for: Callable[[Connection, MessageRecord], bool],
+        not_stored: Callable[[DiskFull, set[str]], None],
+        note_disk_full: Callable[[DiskFull], None],
+        space_back: Callable[[], None],
+        batch_max: int,
+    ) -> None:
+        self._db = db
+        self._repo = repo
+        self._emit = emit
+        self._tasks = tasks
+        self._clock = clock
+        self._links = links
+        self._contacts = contacts
+        self._settings = settings  # the service's settings, read live
+        self._send_offer_for = send_offer_for  # files: an outbox entry that is a file offer
+        # A full disk (the service watches for room): arrivals not stored, a write that
+        # failed, and a write that succeeded (room again if the disk was full).
+        self._not_stored = not_stored
+        self._note_disk_full = note_disk_full
+        self._space_back = space_back
+        self._batch_max = batch_max
+        self._index_wanted = asyncio.Event()
+        self._incoming: Batcher[_Arrival, bool] | None = None
+        self._outgoing: Batcher[tuple[str, str], MessageRecord] | None = None
+        self._receipts: Batcher[_ReceiptUpdate, None] | None = None
+
+    def start(self) -> None:
+        """Start the batchers and the search indexer (once the profile is loaded)."""
+        self._incoming = Batcher(self._store_arrivals, self._batch_max, "chinwag-incoming")
+        self._outgoing = Batcher(self._queue_sends, self._batch_max, "chinwag-outgoing")
+        self._receipts = Batcher(
+            self._store_receipts,
+            self._batch_max,
+            "chinwag-receipts",
+            gather_delay=RECEIPT_COMMIT_DELAY,
+        )
+        self._tasks.spawn(self._search_indexer(), "chinwag-search-indexer")
+        self.index_soon()  # whatever a killed process left unindexed
+
+    async def aclose(self) -> None:
+        """Commit what the batchers hold (the service's tasks are cancelled already)."""
+        for committer in (self._incoming, self._outgoing):
+            if committer is not None:
+                await committer.aclose()
+        if self._receipts is not None:
+            await self._receipts.aclose(flush=True)
+
+    def on_message(self, contact_id: str, conn: Connection, message: wire.WireMessage) -> bool:
+        """A contact's chat message, receipt or typing notice; False: not one of ours."""
+        match message:
+            case wire.ChatMessage():
+                self._on_chat(contact_id, conn, message)
+            case wire.Receipt(kind=kind, msg_ids=msg_ids):
+                state = (
+                    MessageState.DELIVERED
+                    if kind is wire.ReceiptKind.DELIVERED
+                    else MessageState.READ
+                )
+                # The receipt is the fact: show it now. Recording it is bookkeeping, group-
+                # committed without holding up the read loop (if it is lost in a crash, the
+                # message is resent, dropped as a duplicate and acknowledged again).
+                self._emit(MessageStatesChanged(contact_id, msg_ids, state))
+                assert self._receipts is not None
+                self._receipts.post((contact_id, msg_ids, state))
+            case wire.Typing(active=active):
+                if self._settings[SETTING_TYPING]:
+                    self._emit(TypingChanged(contact_id, active))
+            case _:
+                return False
+        return True
+
+    async def send_text(self, contact_id: str, body: str) -> MessageRecord:
+        """Store a message in the outbox (durably) and send it if the contact is online."""
+        check_text(body)
+        if contact_id not in self._contacts:
+            raise ContactNotFound(f"no contact {contact_id}")
+        await self._refuse_held(contact_id)
+        assert self._outgoing is not None
+        record = await self._outgoing.submit((contact_id, body))  # stored and sent
+        self._emit(MessageAdded(record))
+        return record
+
+    async def _refuse_held(self, contact_id: str) -> None:
+        """Nothing of ours goes to a contact whose safety number changed until the user
+        verified or accepted it (docs/threat-model.md §4.14)."""
+        if self._contacts.is_held(contact_id):
+            record = await self._db.run(self._repo.contact, contact_id)
+            raise ContactKeyChanged(contact_id, record.display_name if record else None)
+
+    async def _queue_sends(self, items: list[tuple[str, str]]) -> list[MessageRecord]:
+        records = await self._db.write(
+            [body for _, body in items],
+            self._repo.queue_outgoing_many,
+            items,
+            int(self._clock() * 1000),
+        )
+        self.index_soon()
+        # Sent as soon as they are stored, in the same loop pass as the commit, instead of
+        # from each send_text once its task resumes (one loop pass later; ~15-25 us of the
+        # send -> delivered path). The flush still comes before any receipt can be read,
+        # so MessageAdded is emitted before the DELIVERED that follows it.
+        ready: dict[str, Connection | None] = {}
+        for record in records:
+            cid = record.contact_id
+            conn = ready[cid] if cid in ready else ready.setdefault(cid, self._links.ready(cid))
+            if conn is not None:
+                self._send_chat(conn, record)
+        for cid, conn in ready.items():
+            if conn is None:
+                self._links.poke(cid)
+            else:
+                conn.flush()
+        return records
+
+    def _send_chat(self, conn: Connection, record: MessageRecord) -> None:
+        contact_conv = self._contacts.conversation(record.contact_id)
+        conn.send(
+            wire.ChatMessage(
+                msg_id=record.msg_id,
+                conversation=contact_conv,
+                seq=record.seq,
+                lamport=record.lamport,
+                sent_at_ms=record.sent_at_ms,
+                body=record.body,
+            )
+        )
+
+    async def flush_outbox(self, contact_id: str, conn: Connection) -> None:
+        """Resend everything not yet acknowledged: on every (re)connect."""
+        pending = await self._db.run(self._repo.outbox, contact_id)
+        for i, record in enumerate(pending):
+            if conn.closed.is_set() or not conn.session.established:
+                return
+            if not self._send_offer_for(conn, record):  # a file offer goes as such
+                self._send_chat(conn, record)
+            if i % OUTBOX_DRAIN_EVERY == OUTBOX_DRAIN_EVERY - 1:
+                await conn.drain()  # backpressure; the messages in between share frames
+        await conn.drain()
+        if pending:
+            self._emit(
+                MessageStatesChanged(
+                    contact_id, tuple(r.msg_id for r in pending), MessageState.SENT
+                )
+            )
+
+    def _on_chat(self, contact_id: str, conn: Connection, message: wire.ChatMessage) -> None:
+        if message.conversation != self._contacts.conversation(contact_id):
+            conn.close("message for an unknown conversation")
+            return
+        if message.lamport >= MAX_COUNTER or message.seq >= MAX_COUNTER:
+            conn.close("implausible Lamport time or sequence number")
+            return
+        assert self._incoming is not None
+        self._incoming.post(_Arrival(contact_id, message, conn))
+
+    def index_soon(self) -> None:
+        """Wake the background search indexer (it batches, so bursts cost little)."""
+        self._index_wanted.set()
+
+    async def _search_indexer(self) -> None:
+        while True:
+            await self._index_wanted.wait()
+            await asyncio.sleep(SEARCH_INDEX_DELAY)  # let a burst finish first
+            self._index_wanted.clear()
+            try:
+                while await self._db.run(self._repo.index_pending, 2000):
+                    pass  # in chunks, so other work gets the database in between
+            except DiskFull as exc:  # indexed once there is room again (_space_back)
+                self._note_disk_full(exc)
+
+    async def states_recorded(self) -> None:
+        """Wait until every receipt that arrived so far is recorded, so that a read shows
+        the states that MessageStatesChanged events already announced."""
+        if self._receipts is not None:
+            await self._receipts.settle()
+
+    async def _store_receipts(self, updates: list[_ReceiptUpdate]) -> list[None]:
+        try:
+            await self._db.run(self._repo.record_states, updates)
+        except DiskFull as exc:
+            # Bookkeeping only: the message stays in the outbox, is resent later, dropped
+            # as a duplicate and acknowledged again, and then its state is recorded.
+            self._note_disk_full(exc)
+        return [None] * len(updates)
+
+    async def _store_arrivals(self, arrivals: list[_Arrival]) -> list[bool]:
+        """Group commit of arriving messages, then one delivery receipt per connection."""
+        by_contact: dict[str, list[wire.ChatMessage]] = {}
+        for a in arrivals:
+            by_contact.setdefault(a.contact_id, []).append(a.message)
+        try:
+            stored = await self._db.write(
+                [a.message.body for a in arrivals],
+                self._repo.store_incoming,
+                list(by_contact.items()),
+                int(self._clock() * 1000),
+            )
+        except DiskFull as exc:
+            # Not stored, so not acknowledged: the senders keep these in their outboxes.
+            # They resend them only on a new session, so ours are closed once there is room
+            # again (the service's _space_back), not now: a session closed at once would be
+            # redialled at once (a successful dial resets the backoff) and fail again, over
+            # and over.
+            self._not_stored(exc, set(by_contact))
+            return [False] * len(arrivals)
+        # Room again, if the disk was full: what failed before is to be resent (the
+        # service's _space_back does nothing while the disk is not full).
+        self._space_back()
+        if stored:
+            self.index_soon()
+        # Acknowledge only now that it is stored: duplicates too, their first ack was lost.
+        acks: dict[Connection, list[bytes]] = {}
+        for a in arrivals:
+            acks.setdefault(a.connection, []).append(a.message.msg_id)
+        for conn, ids in acks.items():
+            if conn.closed.is_set() or not conn.session.established:
+                continue
+            for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
+                conn.send(
+                    wire.Receipt(
+                        wire.ReceiptKind.DELIVERED, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
+                    )
+                )
+            conn.flush()  # the acks leave now, not after the MessageAdded handlers run
+        for record in stored:
+            self._emit(MessageAdded(record))
+        return [True] * len(arrivals)
+
+    async def history(
+        self,
+        contact_id: str,
+        *,
+        limit: int = 50,
+        before: tuple[int, bytes] | None = None,
+        after: tuple[int, bytes] | None = None,
+    ) -> list[MessageRecord]:
+        """A page of a conversation, oldest first (see Repository.history)."""
+        await self.states_recorded()
+        return await self._db.run(
+            self._repo.history, contact_id, limit=limit, before=before, after=after
+        )
+
+    async def conversations(self) -> list[ConversationSummary]:
+        """Every contact with its newest message and unread count, most recent first."""
+        await self.states_recorded()
+        rows = await self._db.run(self._repo.conversations)  # one read of kept summaries
+        summaries = [
+            ConversationSummary(
+                r.contact, r.last_message, r.unread, self._links.is_online(r.contact.id), r.queued
+            )
+            for r in rows
+        ]
+        summaries.sort(key=lambda s: -s.last_activity)
+        return summaries
+
+    async def search(
+        self,
+        text: str,
+        *,
+        contact_id: str | None = None,
+        limit: int = 100,
+        before: int | None = None,
+    ) -> list[MessageRecord]:
+        """Full-text search of every conversation, or of one; newest first, and with
+        `before` (the last result's row_id) the next page (see Repository.search)."""
+        await self.states_recorded()
+        return await self._db.run(
+            self._repo.search, text, contact_id=contact_id, limit=limit, before=before
+        )
+
+    async def mark_read(self, contact_id: str) -> int:
+        ids = await self._db.run(self._repo.mark_seen, contact_id)
+        conn = self._links.connection(contact_id)
+        if ids and self._settings[SETTING_READ_RECEIPTS] and conn and conn.session.established:
+            for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
+                conn.send(
+                    wire.Receipt(
+                        wire.ReceiptKind.READ, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
+                    )
+                )
+        return len(ids)
+
+    def set_typing(self, contact_id: str, active: bool) -> None:
+        conn = self._links.connection(contact_id)
+        if self._settings[SETTING_TYPING] and conn and contact_id in self._contacts:
+            if conn.session.established:
+                conn.send(wire.Typing(self._contacts.conversation(contact_id), active))
+
+    async def unread_counts(self) -> dict[str, int]:
+        return await self._db.run(self._repo.unread_counts)
+
+    async def outbox_counts(self) -> dict[str, int]:
+        await self.states_recorded()
+        return await self._db.run(self._repo.outbox_counts)
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    contact: ContactRecord
+    last_message: MessageRecord | None
+    unread: int
+    online: bool
+    queued: int = 0  # our messages still in the outbox
+
+    @property
+    def last_activity(self) -> float:
+        if self.last_message is not None:
+            return self.last_message.sent_at_ms / 1000
+        return self.contact.created_at
