@@ -97,8 +97,13 @@ class EstablishedSessions:
             self._invites[invite_id] = dataclasses.replace(
                 used, used_at=self._clock(), used_by=new.id
             )
-            conn.session.accept_peer()
+            # Known in memory (and shown) as soon as it is stored, even if the connection
+            # ended meanwhile: the new contact then reconnects as a contact.
             await self._contact_added(new)
+            try:
+                conn.session.accept_peer()
+            except RuntimeError:  # the session ended while the contact was stored
+                return
             self._links.adopt(conn, new.id)
             return
         contact_id = peer.contact_id

@@ -182,6 +182,32 @@ async def test_first_contact_stores_the_contact_and_redeems_the_invite(world: Wo
     assert world.links.adopted == [(conn, them_id)]
 
 
+async def test_first_contact_whose_session_ends_while_stored_is_still_known(
+    world: World,
+) -> None:
+    """Stored with the invite redeemed, so known in memory and shown, even though this
+    session cannot go live: the new contact reconnects as a contact."""
+    them = Identity.generate()
+    invite_id = open_invite(world)
+    conn = Conn()
+    repo = world.me.repo
+
+    class ClosingDb:  # the peer hangs up while the contact is being stored
+        async def run(self, fn: Any, *args: Any) -> Any:
+            result = fn(*args)
+            conn.close("peer went away")
+            return result
+
+    world.sessions._db = ClosingDb()  # type: ignore[assignment]
+    event = first_contact(them, hello(them, "Friend", 7000, ()))
+    world.links.invites[conn] = invite_id
+    await world.sessions.on_established(conn, event)  # type: ignore[arg-type]
+    them_id = make_contact_id(them.ed25519_public)
+    assert repo.contact(them_id) is not None
+    assert [n.id for n in world.added] == [them_id]
+    assert conn.session.accepted == 0 and world.links.adopted == []
+
+
 async def test_first_contact_without_a_name_is_called_question_mark(world: World) -> None:
     them = Identity.generate()
     await redeem(world, open_invite(world), first_contact(them, hello(them, "\u200b\x00 ")))
