@@ -13,10 +13,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .core.settings import SETTING_PORT
-from .core.text import safe_name
 from .errors import InviteFailed, ServiceError
-from .identity import contact_id as make_contact_id
-from .identity import conversation_id, derive_contact_secrets
+from .net.established import new_contact
 from .net.links import Route, Streams
 from .net.netif import interface_addresses
 from .net.reach import is_onion_address
@@ -177,20 +175,11 @@ class Invites:
                 if outcome.done():
                     return
                 peer = event.peer
-                secrets = derive_contact_secrets(peer.handshake_hash)
-                new = NewContact(
-                    id=make_contact_id(peer.hello.ed25519_public),
-                    display_name=safe_name(peer.hello.display_name) or "?",
-                    ed25519_public=peer.hello.ed25519_public,
-                    x25519_public=peer.remote_static,
-                    static_certificate=peer.hello.static_certificate,
-                    psk=secrets.psk,
-                    discovery_key=secrets.discovery_key,
-                    conversation_id=conversation_id(
-                        self._me.identity.ed25519_public, peer.hello.ed25519_public
-                    ),
+                new = new_contact(
+                    peer,
+                    self._me.identity.ed25519_public,
+                    self._peer_addresses(conn, peer.hello, invite.addresses),
                     verified=verified,
-                    addresses=self._peer_addresses(conn, peer.hello, invite.addresses),
                 )
                 try:
                     await self._db.run(self._repo.add_contact, new, self._clock())

@@ -15,7 +15,7 @@ from ..identity import contact_id as make_contact_id
 from ..identity import conversation_id, derive_contact_secrets
 from ..protocol import wire
 from ..protocol.invite import Address
-from ..protocol.session import Established
+from ..protocol.session import Established, PeerIdentity
 from ..records import ContactRecord, InviteRecord
 from ..storage.repository import ContactExists, ContactKeys, InviteUnusable, NewContact
 from .transport import Connection
@@ -23,6 +23,30 @@ from .transport import Connection
 if TYPE_CHECKING:
     from ..core.ports import Clock, ContactKeyring, Db, Me
     from ..storage.repository import Repository
+
+
+def new_contact(
+    peer: PeerIdentity,
+    own_ed25519: bytes,
+    addresses: tuple[str, ...],
+    *,
+    verified: bool = False,
+) -> NewContact:
+    """The contact to store for a peer met through an invite (either side of it): keys
+    and secrets from the handshake, its name made safe to show."""
+    secrets = derive_contact_secrets(peer.handshake_hash)
+    return NewContact(
+        id=make_contact_id(peer.hello.ed25519_public),
+        display_name=safe_name(peer.hello.display_name) or "?",
+        ed25519_public=peer.hello.ed25519_public,
+        x25519_public=peer.remote_static,
+        static_certificate=peer.hello.static_certificate,
+        psk=secrets.psk,
+        discovery_key=secrets.discovery_key,
+        conversation_id=conversation_id(own_ed25519, peer.hello.ed25519_public),
+        verified=verified,
+        addresses=addresses,
+    )
 
 
 class SessionLinks(Protocol):
@@ -65,20 +89,8 @@ class EstablishedSessions:
             # First contact through one of our invites: store both the contact and the used
             # invite in one transaction, then let the session send our hello.
             invite_id = self._links.invite_of(conn)
-            secrets = derive_contact_secrets(peer.handshake_hash)
-            new = NewContact(
-                id=make_contact_id(peer.hello.ed25519_public),
-                display_name=safe_name(peer.hello.display_name) or "?",
-                ed25519_public=peer.hello.ed25519_public,
-                x25519_public=peer.remote_static,
-                static_certificate=peer.hello.static_certificate,
-                psk=secrets.psk,
-                discovery_key=secrets.discovery_key,
-                conversation_id=conversation_id(
-                    self._me.identity.ed25519_public, peer.hello.ed25519_public
-                ),
-                verified=False,
-                addresses=self.peer_addresses(conn, peer.hello),
+            new = new_contact(
+                peer, self._me.identity.ed25519_public, self.peer_addresses(conn, peer.hello)
             )
             try:
                 await self._db.run(self._repo.redeem_invite, invite_id, new, self._clock())
