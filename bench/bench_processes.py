@@ -57,6 +57,7 @@ from .common import (
     child_env,
     config,
     cpu_seconds,
+    echo_throughput,
     fmt_rate,
     fmt_time,
     frame,
@@ -75,29 +76,7 @@ WINDOW = 500
 
 
 async def raw_throughput(port: int, count: int, window: int = WINDOW) -> float:
-    payload = frame(b"x" * BODY_SIZE)
-    reader, writer = await _open(port)
-    try:
-
-        async def count_echoes() -> None:
-            for _ in range(count):
-                header = await reader.readexactly(_LEN.size)
-                await reader.readexactly(_LEN.unpack(header)[0])
-
-        start = time.perf_counter()
-        counter = asyncio.create_task(count_echoes())
-        try:
-            for sent in range(0, count, window):
-                writer.write(payload * min(window, count - sent))
-                await writer.drain()
-            await counter
-        finally:
-            counter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await counter
-        return count / (time.perf_counter() - start)
-    finally:
-        await _close(writer)
+    return await echo_throughput(port, count, window=window)
 
 
 async def raw_round_trips(port: int, count: int, store_path: Path | None = None) -> list[float]:

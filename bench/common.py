@@ -284,33 +284,37 @@ async def _close(writer: asyncio.StreamWriter) -> None:
 
 
 async def raw_echo_throughput(count: int, size: int = BODY_SIZE, window: int = 500) -> float:
-    """Messages/s: a client pipelines `count` framed messages (in windows, with drain) and
-    counts the echoes that come back."""
-    payload = frame(b"x" * size)
+    """Messages/s through an echo server in this process (see echo_throughput)."""
     async with echo_server() as port:
-        reader, writer = await _open(port)
+        return await echo_throughput(port, count, size, window)
+
+
+async def echo_throughput(port: int, count: int, size: int = BODY_SIZE, window: int = 500) -> float:
+    """Messages/s: a client pipelines `count` framed messages to the echo server on `port`
+    (in windows, with drain) and counts the echoes that come back."""
+    payload = frame(b"x" * size)
+    reader, writer = await _open(port)
+    try:
+
+        async def count_echoes() -> None:
+            for _ in range(count):
+                header = await reader.readexactly(_LEN.size)
+                await reader.readexactly(_LEN.unpack(header)[0])
+
+        start = time.perf_counter()
+        counter = asyncio.create_task(count_echoes())
         try:
-
-            async def count_echoes() -> None:
-                for _ in range(count):
-                    header = await reader.readexactly(_LEN.size)
-                    await reader.readexactly(_LEN.unpack(header)[0])
-
-            start = time.perf_counter()
-            counter = asyncio.create_task(count_echoes())
-            try:
-                for sent in range(0, count, window):
-                    writer.write(payload * min(window, count - sent))
-                    await writer.drain()
-                await counter
-            finally:
-                counter.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await counter
-            elapsed = time.perf_counter() - start
+            for sent in range(0, count, window):
+                writer.write(payload * min(window, count - sent))
+                await writer.drain()
+            await counter
         finally:
-            await _close(writer)
-    return count / elapsed
+            counter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await counter
+        return count / (time.perf_counter() - start)
+    finally:
+        await _close(writer)
 
 
 async def raw_ping_pong(
