@@ -178,3 +178,42 @@ async def test_invite_is_single_use_and_checked(make_peer):
         await alice.accept_invite((await alice.create_invite())[0])
     assert await carol.contacts() == []
     assert len(await alice.contacts()) == 1
+
+
+async def test_a_typed_message_leaves_before_its_outbox_commit_and_shows_after_it(make_peer):
+    """protocol.md §9.3: a message written on the loop is sent once it is numbered, while
+    its row is written and committed; send_text returns, and MessageAdded comes, after the
+    commit, and a receipt is recorded against the stored row."""
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    bob_at_alice, alice_at_bob = await befriend(alice, bob)
+    await wait_for(lambda: alice.links.ready(bob_at_alice) is not None, what="online")
+    conn = alice.links.ready(bob_at_alice)
+    assert conn is not None
+    log: list[tuple[str, int]] = []
+    real = alice.repo.queue_outgoing_many
+
+    def watched(items, now_ms, numbered=None):  # type: ignore[no-untyped-def]
+        def on_numbered(rows):  # type: ignore[no-untyped-def]
+            before = conn.session.frames_sent
+            numbered(rows)
+            log.append(("numbered", conn.session.frames_sent - before))
+
+        records = real(items, now_ms, on_numbered if numbered is not None else None)
+        log.append(("committed", len(records)))
+        return records
+
+    alice.repo.queue_outgoing_many = watched  # type: ignore[method-assign]
+    added = []
+    alice.subscribe(lambda e: added.append(e) if isinstance(e, MessageAdded) else None)
+    record = await alice.send_text(bob_at_alice, "sent while it commits")
+    # One frame left inside the transaction, before the rows were written and committed.
+    assert log == [("numbered", 1), ("committed", 1)]
+    assert [e.message.msg_id for e in added] == [record.msg_id]
+    assert (await alice.history(bob_at_alice))[-1].msg_id == record.msg_id
+
+    async def delivered() -> bool:
+        return (await alice.history(bob_at_alice))[-1].state is MessageState.DELIVERED
+
+    await wait_for(delivered, what="delivered, recorded")
+    assert [m.body for m in await bob.history(alice_at_bob)] == ["sent while it commits"]
