@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -182,38 +183,56 @@ async def test_invite_is_single_use_and_checked(make_peer):
 
 async def test_a_typed_message_leaves_before_its_outbox_commit_and_shows_after_it(make_peer):
     """protocol.md §9.3: a message written on the loop is sent once it is numbered, while
-    its row is written and committed; send_text returns, and MessageAdded comes, after the
-    commit, and a receipt is recorded against the stored row."""
+    its row is written and committed (one written on the database thread, after the
+    commit); send_text returns, and MessageAdded comes, after the commit, and the receipt
+    is recorded against the stored row."""
     alice = await make_peer("alice")
     bob = await make_peer("bob")
     bob_at_alice, alice_at_bob = await befriend(alice, bob)
     await wait_for(lambda: alice.links.ready(bob_at_alice) is not None, what="online")
     conn = alice.links.ready(bob_at_alice)
     assert conn is not None
-    log: list[tuple[str, int]] = []
+    loop_thread = threading.get_ident()
+    log: list[tuple[str, bool, int]] = []
     real = alice.repo.queue_outgoing_many
 
     def watched(items, now_ms, numbered=None):  # type: ignore[no-untyped-def]
         def on_numbered(rows):  # type: ignore[no-untyped-def]
             before = conn.session.frames_sent
             numbered(rows)
-            log.append(("numbered", conn.session.frames_sent - before))
+            log.append(
+                (
+                    "numbered",
+                    threading.get_ident() == loop_thread,
+                    conn.session.frames_sent - before,
+                )
+            )
 
         records = real(items, now_ms, on_numbered if numbered is not None else None)
-        log.append(("committed", len(records)))
+        log.append(("committed", threading.get_ident() == loop_thread, len(records)))
         return records
 
     alice.repo.queue_outgoing_many = watched  # type: ignore[method-assign]
     added = []
     alice.subscribe(lambda e: added.append(e) if isinstance(e, MessageAdded) else None)
-    record = await alice.send_text(bob_at_alice, "sent while it commits")
-    # One frame left inside the transaction, before the rows were written and committed.
-    assert log == [("numbered", 1), ("committed", 1)]
-    assert [e.message.msg_id for e in added] == [record.msg_id]
-    assert (await alice.history(bob_at_alice))[-1].msg_id == record.msg_id
+    records = []
+    for i in range(5):
+        log_start = len(log)
+        record = await alice.send_text(bob_at_alice, f"sent while it commits {i}")
+        records.append(record)
+        # Written on the loop: one frame left inside the transaction, before the row was
+        # written and committed; on the database thread: none (it leaves after the commit).
+        [(_, inline, frames), committed] = log[log_start:]
+        assert frames == (1 if inline else 0)
+        assert committed == ("committed", inline, 1)
+        assert added[-1].message.msg_id == record.msg_id  # shown once stored
+        assert (await alice.history(bob_at_alice))[-1].msg_id == record.msg_id
+    assert any(inline for kind, inline, _ in log if kind == "numbered")
 
     async def delivered() -> bool:
-        return (await alice.history(bob_at_alice))[-1].state is MessageState.DELIVERED
+        history = await alice.history(bob_at_alice)
+        return all(m.state is MessageState.DELIVERED for m in history)
 
     await wait_for(delivered, what="delivered, recorded")
-    assert [m.body for m in await bob.history(alice_at_bob)] == ["sent while it commits"]
+    bodies = [m.body for m in await bob.history(alice_at_bob)]
+    assert bodies == [f"sent while it commits {i}" for i in range(5)]
