@@ -168,7 +168,7 @@ class Chat:
             # database thread, they are sent after the commit (below).
             nonlocal sent_early
             if threading.get_ident() == loop_thread:
-                self._send_now(messages)
+                self._send_now(messages, poke=False)  # an offline contact: after the commit
                 sent_early = True
 
         records = await self._db.write(
@@ -179,15 +179,19 @@ class Chat:
             send_before_commit,
         )
         self.index_soon()
-        if not sent_early:
+        if sent_early:
+            for cid in {r.contact_id for r in records}:
+                if self._links.ready(cid) is None:
+                    self._links.poke(cid)  # its dial resends the outbox, now committed
+        else:
             # Sent as soon as they are stored, in the same loop pass as the commit, instead
             # of from each send_text once its task resumes (one loop pass later; ~15-25 us
             # of the send -> delivered path). The flush still comes before any receipt can
             # be read, so MessageAdded is emitted before the DELIVERED that follows it.
-            self._send_now(records)
+            self._send_now(records, poke=True)
         return records
 
-    def _send_now(self, messages: Sequence[MessageRecord | OutgoingRow]) -> None:
+    def _send_now(self, messages: Sequence[MessageRecord | OutgoingRow], *, poke: bool) -> None:
         ready: dict[str, Connection | None] = {}
         for m in messages:
             cid = m.contact_id
@@ -196,7 +200,8 @@ class Chat:
                 self._send_chat(conn, m)
         for cid, conn in ready.items():
             if conn is None:
-                self._links.poke(cid)
+                if poke:
+                    self._links.poke(cid)
             else:
                 conn.flush()
 
