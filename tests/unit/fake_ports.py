@@ -75,9 +75,10 @@ class Me:
     display_name: str
     listen_port: int | None = None
     own_discovery_key: bytes = field(default_factory=lambda: os.urandom(32))
+    reach: list[Address] = field(default_factory=list)  # where contacts can reach us
 
     def addresses(self) -> list[Address]:
-        return []
+        return list(self.reach)
 
 
 class FakeSession:
@@ -146,6 +147,9 @@ class FakeConn:
     async def drain(self) -> None:
         if self.other is not None:
             await self.other._queue.join()
+
+    def flush(self) -> None:
+        """Nothing is buffered here: `send` hands each message over at once."""
 
     def close(self, reason: str) -> None:
         self.close_reason = reason
