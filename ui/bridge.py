@@ -132,7 +132,7 @@ class Bridge(QObject):
         return await self.service.conversations()
 
     async def contact(self, contact_id: str) -> ContactRecord | None:
-        for c in await self.service.contacts():
+        for c in await self.service.contacts.all():
             if c.id == contact_id:
                 return c
         return None
@@ -287,7 +287,7 @@ class Bridge(QObject):
     # -- groups -----------------------------------------------------------------------------
 
     async def contacts(self) -> list[ContactRecord]:
-        return await self.service.contacts()
+        return await self.service.contacts.all()
 
     async def groups(self) -> list[GroupRecord]:
         return await self.service.groups.groups()

@@ -156,7 +156,7 @@ class LocalApi(GroupCommands):
         queued = await self.service.outbox_counts()
         return [
             contact_json(self.service, c, unread.get(c.id, 0), queued.get(c.id, 0))
-            for c in await self.service.contacts()
+            for c in await self.service.contacts.all()
         ]
 
     async def cmd_send(self, contact: str, text: str) -> dict[str, Any]:

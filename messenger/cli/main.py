@@ -668,7 +668,7 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
         on_lock_wait=_say_waiting,
     )
     server = control.ControlServer(LocalApi(service), profile.control_socket)
-    names = {c.id: c.display_name for c in await service.contacts()}
+    names = {c.id: c.display_name for c in await service.contacts.all()}
     groups = {g.id: g.name for g in await service.groups.groups()}
     reported: dict[str, TransferState] = {t.id: t.state for t in service.files.transfers()}
 

@@ -340,9 +340,9 @@ async def _make_profiles(
     for name in names:
         service = await PeerService.open(root / name, None, config=ServiceConfig(network=False))
         async with service:
-            for contact in await service.contacts():
+            for contact in await service.contacts.all():
                 await service.db.run(service.repo.set_addresses, contact.id, [])
-            assert all(not c.addresses for c in await service.contacts())
+            assert all(not c.addresses for c in await service.contacts.all())
     return {name: root / name for name in names}
 
 

@@ -27,8 +27,8 @@ async def test_two_peers_chat_both_ways(make_peer):
     bob = await make_peer("bob")
     bob_at_alice, alice_at_bob = await befriend(alice, bob)
 
-    contacts_a = await alice.contacts()
-    contacts_b = await bob.contacts()
+    contacts_a = await alice.contacts.all()
+    contacts_b = await bob.contacts.all()
     assert [c.display_name for c in contacts_a] == ["Bob"]
     assert [c.display_name for c in contacts_b] == ["Alice"]
     assert alice.safety_number(contacts_a[0]) == bob.safety_number(contacts_b[0])
@@ -68,7 +68,7 @@ async def test_three_peers_pairwise(make_peer):
     assert await _conversation(b, bc[0]) == await _conversation(c, bc[1])
     assert await _conversation(c, ca[0]) == await _conversation(a, ca[1])
     assert [body for _, body in await _bodies(a, ab[0])] == ["a->b", "b->a"]
-    assert len(await a.contacts()) == 2
+    assert len(await a.contacts.all()) == 2
 
 
 async def test_receipts_and_events(make_peer):
@@ -159,7 +159,7 @@ async def test_invite_is_single_use_and_checked(make_peer):
     await bob.accept_invite(code)
     with pytest.raises(InviteFailed, match="already been used"):
         await carol.accept_invite(code)
-    assert await carol.contacts() == []
+    assert await carol.contacts.all() == []
 
     # Expired as far as the acceptor can tell: refused before any connection.
     late, _ = await alice.create_invite(ttl=60)
@@ -176,5 +176,5 @@ async def test_invite_is_single_use_and_checked(make_peer):
         await carol.accept_invite(code[:-5])
     with pytest.raises(InviteFailed, match="own invite"):
         await alice.accept_invite((await alice.create_invite())[0])
-    assert await carol.contacts() == []
-    assert len(await alice.contacts()) == 1
+    assert await carol.contacts.all() == []
+    assert len(await alice.contacts.all()) == 1

@@ -77,7 +77,7 @@ async def test_message_reaches_all_in_the_same_order(make_peer):
     assert all(order == orders[0] for order in orders)
     assert sorted(orders[0]) == sorted(f"m{i} from {NAMES[i % 5]}" for i in range(40))
     # Nobody lists a group-only member as a contact.
-    assert [c.display_name for c in await peers[1].contacts()] == ["Admin"]
+    assert [c.display_name for c in await peers[1].contacts.all()] == ["Admin"]
 
 
 async def _reopen(make_peer, name: str) -> PeerService:
@@ -136,9 +136,9 @@ async def test_removed_member_gets_nothing_and_cannot_post(make_peer):
     for p in (bea, cai, dov):
         await wait_for(lambda p=p: not eli.is_online(p.contact_id), what=f"{p.display_name} gone")
     await wait_for(lambda: not _catching_up(), what="every catch-up stream sent")
-    eli_at_admin = next(c.id for c in await admin.contacts() if c.display_name == "Eli")
+    eli_at_admin = next(c.id for c in await admin.contacts.all() if c.display_name == "Eli")
     barrier = await admin.send_text(eli_at_admin, "still friends")
-    admin_at_eli = next(c.id for c in await eli.contacts() if c.display_name == "Admin")
+    admin_at_eli = next(c.id for c in await eli.contacts.all() if c.display_name == "Admin")
 
     async def barrier_arrived() -> bool:
         history = await eli.history(admin_at_eli, limit=10)
@@ -265,7 +265,7 @@ async def test_a_group_only_member_cannot_chat_one_to_one(make_peer):
     await befriend(admin, cai)
     group_id = await _group([admin, bea, cai])
     await wait_for(lambda: bea.is_online(cai.contact_id), what="bea and cai meet")
-    assert cai.contact_id not in {c.id for c in await bea.contacts()}
+    assert cai.contact_id not in {c.id for c in await bea.contacts.all()}
     with pytest.raises(Exception, match="no contact"):
         await bea.resolve_contact(cai.contact_id)
     # A hand-made 1:1 message over the group session is dropped, nothing stored.

@@ -43,7 +43,7 @@ class Snapshot:
 
 
 async def snapshot(service: PeerService, *, ignore_last_seen: bool = False) -> Snapshot:
-    contacts = await service.contacts()
+    contacts = await service.contacts.all()
     if ignore_last_seen:
         contacts = [dataclasses.replace(c, last_seen=None) for c in contacts]
     histories = {c.id: await service.history(c.id, limit=1000) for c in contacts}

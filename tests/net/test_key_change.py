@@ -142,7 +142,7 @@ async def test_the_hold_survives_a_restart_and_accepting_leaves_the_queue_alone(
     alice = await make_peer("alice", reopen=True)
     record = await alice.db.run(alice.repo.contact, new_id)
     assert record is not None and record.key_changed and record.replaces == old_id
-    listed = {c.id: c for c in await alice.contacts()}
+    listed = {c.id: c for c in await alice.contacts.all()}
     assert listed[new_id].key_changed and not listed[old_id].key_changed
     summaries = {s.contact.id: s for s in await alice.conversations()}
     assert summaries[new_id].contact.key_changed

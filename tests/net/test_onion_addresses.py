@@ -35,7 +35,7 @@ async def test_invite_with_only_an_onion_needs_tor(make_peer: PeerFactory) -> No
     assert [str(a) for a in invite.addresses] == [f"{ONION}:{ONION_PORT}"]
     with pytest.raises(InviteFailed, match="Tor is off"):
         await bob.accept_invite(code)
-    assert await bob.contacts() == []
+    assert await bob.contacts.all() == []
 
 
 async def test_reach_update_is_stored(

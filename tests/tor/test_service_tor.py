@@ -189,7 +189,7 @@ async def test_invite_chat_and_files_over_tor_only_and_onion_survives_restart(
     async with asyncio.timeout(60):
         assert await reader.read() == b""  # closed without a word
     writer.close()
-    assert [c.id for c in await a.contacts()] == [b.contact_id]
+    assert [c.id for c in await a.contacts.all()] == [b.contact_id]
 
     # Alice restarts: the same onion address (key from the database), and the two find
     # each other again by themselves, through Tor.

@@ -108,14 +108,14 @@ def make_contacts(qloop: QLoop, a: PeerService, b: PeerService) -> tuple[str, st
     contact_at_b = qloop.run(b.accept_invite(code))
 
     async def stored() -> bool:
-        return b.contact_id in {c.id for c in await a.contacts()}
+        return b.contact_id in {c.id for c in await a.contacts.all()}
 
     qloop.until(stored, what="inviter stored the contact")
     return b.contact_id, contact_at_b.id
 
 
 def contacts_of(qloop: QLoop, service: PeerService) -> dict[str, Any]:
-    return {c.id: c for c in qloop.run(service.contacts())}
+    return {c.id: c for c in qloop.run(service.contacts.all())}
 
 
 # --------------------------------------------------------------------------- QR helpers
@@ -403,7 +403,7 @@ def test_add_contact_from_a_png_file(
     assert not contacts_of(qloop, bob)[contact.id].verified
 
     async def alice_has_bob() -> bool:
-        return bob.contact_id in {c.id for c in await alice.contacts()}
+        return bob.contact_id in {c.id for c in await alice.contacts.all()}
 
     qloop.until(alice_has_bob, what="alice stored bob")
 

@@ -154,6 +154,12 @@ SPLIT = [
     "net/presence.py",
     "net/established.py",
     "net/netif.py",
+    "net/reachability.py",
+    "chat.py",
+    "contacts.py",
+    "invites.py",
+    "config.py",
+    "core/disk.py",
 ]
 # Moved out as they were and over a cap today (each wants its own look): the download loop.
 SPLIT_EXEMPT = {"files/download.py", "files/bulk.py"}

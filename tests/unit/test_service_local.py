@@ -45,12 +45,12 @@ async def test_change_passphrase_and_back(tmp_path):
     with pytest.raises(WrongPassphrase):
         await PeerService.open(tmp_path / "p", "old guess", config=OFFLINE)
     service = await PeerService.open(tmp_path / "p", "new secret", config=OFFLINE)
-    assert [c.display_name for c in await service.contacts()] == ["Dana"]
+    assert [c.display_name for c in await service.contacts.all()] == ["Dana"]
     warnings = await service.change_passphrase(None)
     assert warnings  # the test keyring fails: a key file, with a warning
     await service.aclose()
     service = await PeerService.open(tmp_path / "p", None, config=OFFLINE)
-    assert len(await service.contacts()) == 1
+    assert len(await service.contacts.all()) == 1
     await service.aclose()
 
 
