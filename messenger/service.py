@@ -14,11 +14,11 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .chat import Chat, ConversationSummary
+from .chat import Chat
 from .config import ServiceConfig
 from .contacts import ContactBook, Contacts
 from .core.disk import DiskWatch
@@ -32,8 +32,8 @@ from .core.settings import (
     SETTING_VISIBLE,
 )
 from .core.text import safe_name
-from .errors import PairingError, ProfileError, ServiceError
-from .events import PairingRequested, ServiceEvent, TorStatusChanged
+from .errors import ProfileError, ServiceError
+from .events import ServiceEvent
 from .files.manager import FileManager
 from .groups import GroupManager
 from .identity import Identity, fingerprint
@@ -48,9 +48,9 @@ from .net.reachability import Reachability
 from .net.transport import Connection
 from .profile import KdfParams, ProfileDir, ProfileLock
 from .protocol import wire
-from .protocol.invite import Address, Invite
+from .protocol.invite import Address
 from .protocol.session import Established, SessionEvent
-from .records import ContactRecord, InviteRecord, MessageRecord, NearbyPerson
+from .records import InviteRecord
 from .storage.database import open_database
 from .storage.group_repository import StoredGroupMessage
 from .storage.repository import Repository
@@ -187,7 +187,7 @@ class PeerService:
             peer_addresses=self.sessions.peer_addresses,
             contact_added=self.contacts.added,
         )
-        self._pairing = PairingManager(
+        self.pairing = PairingManager(  # nearby pairing (nearby.py)
             me=self,
             links=self.links,
             contacts=self.contact_keys,
@@ -197,6 +197,8 @@ class PeerService:
             clock=self._clock,
             contact_added=self.contacts.added,
             nearby_offered=self.lan.nearby_offered,
+            lan=self.lan,
+            visible=lambda: self.visible,
         )
         self.groups = GroupManager(  # LAN group chat (groups/)
             me=self,
@@ -389,7 +391,7 @@ class PeerService:
         self._closing = True
         self.lan.begin_close()
         self.links.begin_close()
-        self._pairing.close()
+        self.pairing.close()
         await self.files.aclose()
         await self.links.close_connections()
         await self.lan.aclose()  # goodbye packets
@@ -516,138 +518,6 @@ class PeerService:
             case wire.FileOffer() | wire.FileRequest() | wire.FileControl() | wire.FileHave():
                 await self.files.on_message(contact_id, conn, message)
 
-    # -- Nearby: visible people on this network, and pairing with them (nearby.py) ------
-
-    def nearby(self) -> list[NearbyPerson]:
-        """Visible people on this network who are not contacts (empty unless we are visible)."""
-        return self.lan.nearby()
-
-    async def pair_nearby(self, nearby_id: str) -> PairingRequested:
-        """Start pairing with someone in the Nearby list; returns once both screens show the
-        digits. Then `answer_pairing(id, True)` once the user compared them."""
-        if not self.lan.running:
-            raise ServiceError("LAN discovery is not running")
-        if not self.settings[SETTING_VISIBLE]:
-            raise ServiceError("switch on `visible` first: only visible people can pair")
-        found = self.lan.find_nearby(nearby_id)
-        if found is None:
-            raise ServiceError(f"nobody nearby with id {nearby_id!r}; look again with `nearby`")
-        try:
-            pairing = await self._pairing.start(list(found.addresses))
-        except PairingError as exc:
-            raise ServiceError(str(exc)) from None
-        return PairingRequested(pairing.id, pairing.peer_name, pairing.sas, pairing.incoming)
-
-    def pairings(self) -> list[dict[str, object]]:
-        return [p.summary() for p in self._pairing.pending()]
-
-    async def answer_pairing(
-        self, pairing_id: str, accept: bool, *, wait: bool = True
-    ) -> ContactRecord | None:
-        """Our user compared the six digits: confirm or decline a pending pairing. With
-        `wait`, a confirmation returns the new contact once the other side confirmed too."""
-        try:
-            return await self._pairing.answer(pairing_id, accept, wait=wait)
-        except PairingError as exc:
-            raise ServiceError(str(exc)) from None
-
-    def lan_status(self) -> dict[str, Any]:
-        status = self.lan.status()
-        status["pairings"] = len(self._pairing.pending())
-        return status
-
-    # -- pass-throughs kept while callers still use them (issue 13: to be removed) ------
-
-    @property
-    def tor_only(self) -> bool:
-        return self.reach.tor_only
-
-    @property
-    def tor_status(self) -> TorStatusChanged:
-        return self.reach.tor_status
-
-    def route(self, contact_id: str) -> str | None:
-        return self.contacts.route(contact_id)
-
-    def _hello(self) -> wire.Hello:
-        return self.reach.hello()
-
-    def listening_on(self) -> list[tuple[str, int]]:
-        return self.links.listening_on()
-
-    async def display_names(self) -> dict[str, str]:
-        return await self.contacts.display_names()
-
-    async def resolve_contact(self, query: str) -> ContactRecord:
-        return await self.contacts.resolve(query)
-
-    def is_online(self, contact_id: str) -> bool:
-        return self.contacts.is_online(contact_id)
-
-    def discovery_keys(self) -> dict[str, bytes]:
-        return self.lan.discovery_keys()
-
-    def safety_number(self, contact: ContactRecord) -> str:
-        return self.contacts.safety_number(contact)
-
-    async def set_verified(self, contact_id: str, verified: bool = True) -> None:
-        await self.contacts.set_verified(contact_id, verified)
-
-    async def waiting_for_replaced(self, contact_id: str) -> int:
-        return await self.contacts.waiting_for_replaced(contact_id)
-
-    async def accept_new_key(self, contact_id: str, *, send_queued: bool = False) -> ContactRecord:
-        return await self.contacts.accept_new_key(contact_id, send_queued=send_queued)
-
-    async def remove_contact(self, contact_id: str) -> None:
-        await self.contacts.remove(contact_id)
-
-    async def create_invite(
-        self, *, ttl: int = 24 * 3600, addresses: Sequence[str] = ()
-    ) -> tuple[str, Invite]:
-        return await self.invites.create_invite(ttl=ttl, addresses=addresses)
-
-    async def accept_invite(self, code: str, *, verified: bool = False) -> ContactRecord:
-        return await self.invites.accept_invite(code, verified=verified)
-
-    async def send_text(self, contact_id: str, body: str) -> MessageRecord:
-        return await self.chat.send_text(contact_id, body)
-
-    async def history(
-        self,
-        contact_id: str,
-        *,
-        limit: int = 50,
-        before: tuple[int, bytes] | None = None,
-        after: tuple[int, bytes] | None = None,
-    ) -> list[MessageRecord]:
-        return await self.chat.history(contact_id, limit=limit, before=before, after=after)
-
-    async def conversations(self) -> list[ConversationSummary]:
-        return await self.chat.conversations()
-
-    async def search(
-        self,
-        text: str,
-        *,
-        contact_id: str | None = None,
-        limit: int = 100,
-        before: int | None = None,
-    ) -> list[MessageRecord]:
-        return await self.chat.search(text, contact_id=contact_id, limit=limit, before=before)
-
-    async def mark_read(self, contact_id: str) -> int:
-        return await self.chat.mark_read(contact_id)
-
-    def set_typing(self, contact_id: str, active: bool) -> None:
-        self.chat.set_typing(contact_id, active)
-
-    async def unread_counts(self) -> dict[str, int]:
-        return await self.chat.unread_counts()
-
-    async def outbox_counts(self) -> dict[str, int]:
-        return await self.chat.outbox_counts()
-
 
 class _Wiring:
     """The service's side of the workers' ports it does not hand over directly: the
@@ -665,7 +535,7 @@ class _Wiring:
         await self._service._on_message(conn, message)
 
     async def nearby(self, conn: Connection, event: SessionEvent) -> None:
-        await self._service._pairing.on_event(conn, event)
+        await self._service.pairing.on_event(conn, event)
 
     def adopted(self, conn: Connection, contact_id: str) -> None:
         self._service._adopted(conn, contact_id)

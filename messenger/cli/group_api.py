@@ -100,7 +100,7 @@ class GroupCommands:
         if action == "join":
             if not group or not names:
                 raise ServiceError("use: group join CONTACT GROUP-NAME")
-            contact = await self.service.resolve_contact(group)
+            contact = await self.service.contacts.resolve(group)
             await groups.request_join(contact.id, " ".join(names))
             return {"asked": contact.display_name, "group_name": " ".join(names)}
         if action == "search":
@@ -119,7 +119,7 @@ class GroupCommands:
         if action == "create":
             if not group:
                 raise ServiceError("use: group create NAME [CONTACT ...]")
-            ids = [(await self.service.resolve_contact(n)).id for n in names]
+            ids = [(await self.service.contacts.resolve(n)).id for n in names]
             return group_json(await groups.create_group(group, ids))
         if action not in GROUP_ACTIONS:
             raise ServiceError(f"unknown group action {action!r}: {', '.join(GROUP_ACTIONS)}")
@@ -127,7 +127,7 @@ class GroupCommands:
             raise ServiceError(f"use: group {action} GROUP ...")
         group_id = groups.resolve(group)
         if action == "add":
-            ids = [(await self.service.resolve_contact(n)).id for n in names]
+            ids = [(await self.service.contacts.resolve(n)).id for n in names]
             return group_json(await groups.add_members(group_id, ids))
         if action == "remove":
             ids = [await self._member(group_id, n) for n in names]
@@ -147,7 +147,7 @@ class GroupCommands:
         if action in ("approve", "decline"):
             if len(names) != 1:
                 raise ServiceError(f"use: group {action} GROUP CONTACT")
-            contact = await self.service.resolve_contact(names[0])
+            contact = await self.service.contacts.resolve(names[0])
             if action == "decline":
                 groups.decline(group_id, contact.id)
                 return {"declined": contact.display_name}
@@ -166,7 +166,7 @@ class GroupCommands:
                 sent = await self.service.files.send_to_group(group_id, Path(names[0]))
             except FileError as exc:
                 raise ServiceError(str(exc)) from None
-            return transfer_json(sent, await self.service.display_names())
+            return transfer_json(sent, await self.service.contacts.display_names())
         if action == "send":
             if text is None:
                 raise ServiceError("use: group send GROUP TEXT")

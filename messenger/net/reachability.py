@@ -127,6 +127,10 @@ class Reachability:
         log.info("listening on %s:%s", host or "*", self.listen_port)
         return self.listen_port
 
+    def listening_on(self) -> list[tuple[str, int]]:
+        """Every (host, port) a listening socket of ours is bound to; empty when offline."""
+        return self._links.listening_on()
+
     def _port_to_reuse(self, now: float) -> int:
         """With LAN discovery on, a fresh port at every start, so a stranger cannot link
         our announcements by it (contacts find the new one over mDNS), except while an
