@@ -103,7 +103,7 @@ class PairingManager:
     """The nearby pairings of one service: pending ones and their outcome. PeerService
     exposes it as `service.pairing`."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (the ports PeerService wires in, keyword-only)
         self,
         *,
         me: Me,
