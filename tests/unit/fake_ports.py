@@ -176,6 +176,7 @@ class FakeLinks:
         self.conns: dict[str, FakeConn] = {}
         self.poked: list[str] = []
         self.dialled: list[str] = []
+        self.forgotten: list[str] = []
 
     def connection(self, contact_id: str) -> Any:
         return self.conns.get(contact_id)
@@ -196,6 +197,13 @@ class FakeLinks:
     def dial_now(self, contact_id: str) -> None:
         self.dialled.append(contact_id)
 
+    def route(self, contact_id: str) -> str | None:
+        return "lan" if contact_id in self.conns else None
+
+    def forget(self, contact_id: str) -> None:
+        self.forgotten.append(contact_id)
+        self.conns.pop(contact_id, None)
+
 
 class FakeLan:
     """The LanKeys port: records what it was told."""
@@ -203,6 +211,7 @@ class FakeLan:
     def __init__(self) -> None:
         self.keys: dict[str, bytes] = {}
         self.open_group: str | None = None
+        self.rotations = 0  # advertising keys rotated
 
     def contact_key_known(self, contact_id: str, key: bytes) -> None:
         self.keys[contact_id] = key
@@ -212,6 +221,12 @@ class FakeLan:
 
     def nearby_offered(self) -> bool:
         return False
+
+    def forget_contact(self, contact_id: str) -> None:
+        self.keys.pop(contact_id, None)
+
+    async def rotate_key(self) -> None:
+        self.rotations += 1
 
 
 @dataclass

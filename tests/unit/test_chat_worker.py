@@ -61,7 +61,7 @@ class DiskDb(InlineDb):
 
     async def write(self, bodies: Any, fn: Any, *args: Any) -> Any:
         if self.disk_full:
-            raise DiskFull("no space left on the disk")
+            raise DiskFull(Path("/profile"))
         return await super().write(bodies, fn, *args)
 
 
