@@ -272,23 +272,33 @@ class LocalApi(GroupCommands):
                 return transfer_json(await files.send_file(record.id, Path(path)), names)
             if not id:
                 raise ServiceError(f"use: file {action} ID (see `file list`)")
-            if action == "show":
-                return transfer_json(files.find(id), names)
-            if action in ("accept", "pause", "resume", "cancel"):
-                return transfer_json(await getattr(files, action)(id), names)
-            if action == "save":
-                if not path:
-                    raise ServiceError("use: file save ID PATH")
-                saved = await files.save_as(id, Path(path))
-                return {**transfer_json(files.find(id), names), "saved_to": str(saved)}
-            if action == "forward":
-                if not contact:
-                    raise ServiceError("use: file forward ID CONTACT (or #GROUP)")
-                if contact.startswith("#"):
-                    group_id = self._group_id(contact[1:])
-                    return transfer_json(await files.forward_to_group(id, group_id), names)
-                record = await self.service.contacts.resolve(contact)
-                return transfer_json(await files.forward(id, record.id), names)
+            done = await self._file_action(action, id, contact, path, names)
+            if done is not None:
+                return done
         except FileError as exc:
             raise ServiceError(str(exc)) from None
         raise ServiceError(f"unknown file action {action!r}; one of {', '.join(FILE_ACTIONS)}")
+
+    async def _file_action(
+        self, action: str, id: str, contact: str | None, path: str | None, names: dict[str, str]
+    ) -> Any:
+        """An action on one transfer; None: not one of those (unknown action)."""
+        files = self.service.files
+        if action == "show":
+            return transfer_json(files.find(id), names)
+        if action in ("accept", "pause", "resume", "cancel"):
+            return transfer_json(await getattr(files, action)(id), names)
+        if action == "save":
+            if not path:
+                raise ServiceError("use: file save ID PATH")
+            saved = await files.save_as(id, Path(path))
+            return {**transfer_json(files.find(id), names), "saved_to": str(saved)}
+        if action == "forward":
+            if not contact:
+                raise ServiceError("use: file forward ID CONTACT (or #GROUP)")
+            if contact.startswith("#"):
+                group_id = self._group_id(contact[1:])
+                return transfer_json(await files.forward_to_group(id, group_id), names)
+            record = await self.service.contacts.resolve(contact)
+            return transfer_json(await files.forward(id, record.id), names)
+        return None
