@@ -14,18 +14,18 @@ import socket
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.settings import SETTING_PORT, SETTING_TOR, SETTING_TOR_ONLY
 from ..errors import ServiceError
 from ..events import TorStatusChanged
 from ..protocol import wire
 from ..protocol.invite import Address, parse_address
-from .links import Links, TcpDialer
+from .links import Dialer, TcpDialer
 from .netif import interface_addresses
 from .reach import TorReach, is_onion_address, tor_missing
 from .tor import TorSettings
-from .transport import Connection, bound_port
+from .transport import Connection, Listener
 
 if TYPE_CHECKING:
     from ..config import ServiceConfig
@@ -36,6 +36,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 AddressLookup = Callable[[str], Awaitable[Iterable[str]]]
+
+
+class ReachLinks(Protocol):
+    """What this worker uses of the links worker (net/links.py)."""
+
+    dialers: list[Dialer]
+
+    async def listen(self, host: str, port: int) -> Listener: ...
+
+    async def move_listener(self, host: str) -> Listener: ...
+
+    async def listen_onion(self) -> tuple[str, int]: ...
+
+    @property
+    def listener(self) -> Listener | None: ...
+
+    def listening_on(self) -> list[tuple[str, int]]: ...
+
+    def live_connections(self) -> list[Connection]: ...
+
+    def is_online(self, contact_id: str) -> bool: ...
+
+    def poke(self, contact_id: str) -> None: ...
+
+    def via_tor(self, conn: Connection) -> bool: ...
 
 
 class Reachability:
@@ -51,7 +76,7 @@ class Reachability:
         emit: Emit,
         tasks: Tasks,
         clock: Clock,
-        links: Links,
+        links: ReachLinks,
         contacts: ContactKeyring,
         settings: Mapping[str, Any],
         lan_wanted: Callable[[], bool],
@@ -122,7 +147,7 @@ class Reachability:
                 raise ServiceError(f"cannot listen on port {port}: {exc}") from exc
             log.warning("remembered port %s is taken (%s); choosing another", port, exc)
             server = await self._links.listen(host, 0)
-        self.listen_port = bound_port(server)
+        self.listen_port = server.port
         await self._db.run(self._repo.set_setting, SETTING_PORT, self.listen_port)
         log.info("listening on %s:%s", host or "*", self.listen_port)
         return self.listen_port
