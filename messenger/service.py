@@ -523,7 +523,7 @@ class PeerService:
 
 class _Wiring:
     """The service's side of the workers' ports it does not hand over directly: the
-    LinkHooks of the links worker, the dialers' address lookups.
+    LinkHooks of the links worker, the LAN dialer's address lookup.
     (Same module as PeerService: it may use the service's private parts.)"""
 
     def __init__(self, service: PeerService) -> None:
@@ -563,6 +563,7 @@ class _Wiring:
     async def group_offers(self, messages: list[StoredGroupMessage]) -> None:
         await self._service.files.on_group_offers(messages)
 
-    # dialers: where the LAN saw the contact, then where it was last reached
+    # the first dialer's lookup: where the LAN saw the contact (the reach worker's dialers
+    # take the stored addresses next)
     async def lan_addresses(self, contact_id: str) -> list[str]:
         return self._service.lan.contact_addresses(contact_id)
