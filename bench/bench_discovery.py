@@ -128,7 +128,7 @@ def _forget_addresses(profile: Path) -> None:
     async def forget() -> None:
         service = await PeerService.open(profile, None, config=ServiceConfig(network=False))
         async with service:
-            for contact in await service.contacts():
+            for contact in await service.contacts.all():
                 await service.db.run(service.repo.set_addresses, contact.id, [])
 
     asyncio.run(forget())

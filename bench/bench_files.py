@@ -158,7 +158,7 @@ async def end_to_end(alice: Path, sender: subprocess.Popen[str], path: Path) -> 
         try:
             code = await asyncio.to_thread(cli, alice, "invite")
             assert isinstance(code, dict)
-            await bob.accept_invite(code["code"])
+            await bob.invites.accept_invite(code["code"])
             t_import = time.perf_counter()
             sent = await asyncio.to_thread(cli, alice, "file", "send", "B", str(path))
             t_import = time.perf_counter() - t_import
@@ -197,8 +197,8 @@ async def sources(root: Path, path: Path, count: int) -> float:
     try:
         receiver, holders = peers[0], peers[1:]
         for holder in holders:
-            code, _ = await holder.create_invite()
-            await receiver.accept_invite(code)
+            code, _ = await holder.invites.create_invite()
+            await receiver.invites.accept_invite(code)
         first = holders[0]
         await wait_for(lambda: receiver.contact_id in first.contact_keys, 20)
         record = await first.files.send_file(receiver.contact_id, path)

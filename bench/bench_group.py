@@ -80,7 +80,9 @@ async def fan_out_latencies(root: Path, members: int, count: int) -> list[float]
         group_id = bytes.fromhex(record.id)
 
         def meshed() -> bool:
-            return all(p.is_online(q.contact_id) for p in peers for q in peers if p is not q)
+            return all(
+                p.contacts.is_online(q.contact_id) for p in peers for q in peers if p is not q
+            )
 
         await wait_for(meshed, within=120)
         return await _delivered_to_all(admin, group_id, members - 1, count)
@@ -143,7 +145,7 @@ async def fan_out_processes(
                     env=env,
                 )
             )
-        await wait_for(lambda: all(admin.is_online(c) for c in ids), within=120)
+        await wait_for(lambda: all(admin.contacts.is_online(c) for c in ids), within=120)
         record = await admin.groups.create_group("Processes", ids)
         group_id = bytes.fromhex(record.id)
         await _delivered_to_all(admin, group_id, members - 1, 5, warmup=0)  # all have it

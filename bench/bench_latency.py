@@ -73,7 +73,7 @@ async def service_latencies(
     try:
         for i in range(warmup + count):
             start = time.perf_counter()
-            record = await a.send_text(pair.b_at_a, body(BODY_SIZE, i))
+            record = await a.chat.send_text(pair.b_at_a, body(BODY_SIZE, i))
             returned = time.perf_counter()
             async with asyncio.timeout(10):
                 while record.msg_id not in delivered_at:

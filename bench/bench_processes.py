@@ -213,7 +213,7 @@ async def service_throughput(alice: PeerService, bob_id: str, count: int, offset
         for first in range(0, count, WINDOW):
             await asyncio.gather(
                 *(
-                    alice.send_text(bob_id, body(BODY_SIZE, offset + i))
+                    alice.chat.send_text(bob_id, body(BODY_SIZE, offset + i))
                     for i in range(first, min(first + WINDOW, count))
                 )
             )
@@ -221,7 +221,7 @@ async def service_throughput(alice: PeerService, bob_id: str, count: int, offset
             await done.wait()
 
         async def outbox_empty() -> bool:
-            return not await alice.outbox_counts()
+            return not await alice.chat.outbox_counts()
 
         await wait_for(outbox_empty, within=30, poll=0.002)
         return count / (time.perf_counter() - start)
@@ -253,7 +253,7 @@ async def service_round_trips(
             if cpu is not None and i == 10:
                 used = -_cpu_of(cpu[0])
             start = time.perf_counter()
-            record = await alice.send_text(bob_id, body(BODY_SIZE, i))
+            record = await alice.chat.send_text(bob_id, body(BODY_SIZE, i))
             async with asyncio.timeout(10):
                 while record.msg_id not in delivered_at:
                     arrived.clear()
@@ -366,7 +366,7 @@ async def run(
             finally:
                 await bob.aclose()
             await bob_proc.start()
-            await wait_for(lambda: alice.is_online(bob_id), within=60)
+            await wait_for(lambda: alice.contacts.is_online(bob_id), within=60)
             assert bob_proc.proc is not None
             pids = {"alice": os.getpid(), "bob": bob_proc.proc.pid}
             got = await measure(alice, bob_id, pids, root, spy, quick=quick, cprofile=cprofile)
@@ -376,7 +376,7 @@ async def run(
         # Bob stored every message (his unread count for Alice).
         bob = await PeerService.open(root / "bob", None, config=config(listen_port=None))
         try:
-            unread = sum(c.unread for c in await bob.conversations())
+            unread = sum(c.unread for c in await bob.chat.conversations())
         finally:
             await bob.aclose()
         if unread != got.sent:

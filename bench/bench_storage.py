@@ -248,9 +248,9 @@ async def measure(path: Path, quick: bool) -> list[Result]:
 
     service = await PeerService.open(path, None, config=ServiceConfig(network=False))
     try:
-        convs = await service.conversations()
+        convs = await service.chat.conversations()
         assert len(convs) == CONTACTS and all(c.last_message for c in convs)
-        t_conv = await _atimed(service.conversations, rounds)
+        t_conv = await _atimed(service.chat.conversations, rounds)
         results.append(
             Result(
                 f"conversations(), {size}",
@@ -272,9 +272,9 @@ async def measure(path: Path, quick: bool) -> list[Result]:
             )
         )
 
-        first = await service.search(COMMON_WORD, limit=PAGE)
+        first = await service.chat.search(COMMON_WORD, limit=PAGE)
         assert len(first) == PAGE
-        t_common = await _atimed(lambda: service.search(COMMON_WORD, limit=PAGE), rounds)
+        t_common = await _atimed(lambda: service.chat.search(COMMON_WORD, limit=PAGE), rounds)
         results.append(
             Result(
                 f"search “{COMMON_WORD}” ({common_hits:,} hits), first page of {PAGE} newest",
@@ -288,8 +288,10 @@ async def measure(path: Path, quick: bool) -> list[Result]:
         )
         deep = first[-1].row_id
         for _ in range(9):  # page 11: the cursor ten pages back
-            deep = (await service.search(COMMON_WORD, limit=PAGE, before=deep))[-1].row_id
-        t_next = await _atimed(lambda: service.search(COMMON_WORD, limit=PAGE, before=deep), rounds)
+            deep = (await service.chat.search(COMMON_WORD, limit=PAGE, before=deep))[-1].row_id
+        t_next = await _atimed(
+            lambda: service.chat.search(COMMON_WORD, limit=PAGE, before=deep), rounds
+        )
         results.append(
             Result(
                 f"search “{COMMON_WORD}”, page 11 (before=row id of page 10's last hit)",
@@ -299,7 +301,7 @@ async def measure(path: Path, quick: bool) -> list[Result]:
                 f"{t_next / raw_common:.1f}x",
             )
         )
-        t_medium = await _atimed(lambda: service.search(MEDIUM_WORD, limit=PAGE), rounds)
+        t_medium = await _atimed(lambda: service.chat.search(MEDIUM_WORD, limit=PAGE), rounds)
         results.append(
             Result(
                 f"search “{MEDIUM_WORD}” ({medium_hits:,} hits), first page",
@@ -309,7 +311,7 @@ async def measure(path: Path, quick: bool) -> list[Result]:
                 f"{t_medium / raw_common:.1f}x",
             )
         )
-        t_rare = await _atimed(lambda: service.search(RARE_WORD, limit=PAGE), rounds)
+        t_rare = await _atimed(lambda: service.chat.search(RARE_WORD, limit=PAGE), rounds)
         results.append(
             Result(
                 f"search “{RARE_WORD}” (rare, {total // RARE_EVERY} hits)",
@@ -321,7 +323,7 @@ async def measure(path: Path, quick: bool) -> list[Result]:
         )
         one = convs[0].contact.id
         t_one = await _atimed(
-            lambda: service.search(MEDIUM_WORD, contact_id=one, limit=PAGE), rounds
+            lambda: service.chat.search(MEDIUM_WORD, contact_id=one, limit=PAGE), rounds
         )
         results.append(
             Result(

@@ -71,7 +71,7 @@ async def service_throughput(pair: Pair, count: int, round_no: int, window: int 
         for first in range(0, count, window):
             await asyncio.gather(
                 *(
-                    a.send_text(pair.b_at_a, body(BODY_SIZE, round_no * count + i))
+                    a.chat.send_text(pair.b_at_a, body(BODY_SIZE, round_no * count + i))
                     for i in range(first, min(first + window, count))
                 )
             )
@@ -79,7 +79,7 @@ async def service_throughput(pair: Pair, count: int, round_no: int, window: int 
             await all_delivered.wait()
 
         async def outbox_empty() -> bool:
-            return not await a.outbox_counts()
+            return not await a.chat.outbox_counts()
 
         await wait_for(outbox_empty, within=30)
         elapsed = time.perf_counter() - start

@@ -130,15 +130,15 @@ async def chinwag(folder: Path, settings: TorSettings, count: int, size: int) ->
         a, b = alice.service, bob.service
         await alice.until(lambda: _ready(alice))
         await bob.until(lambda: _ready(bob))
-        code, _ = await a.create_invite()
-        await b.accept_invite(code)
-        await alice.until(lambda: a.is_online(b.contact_id))
-        await bob.until(lambda: b.is_online(a.contact_id))
+        code, _ = await a.invites.create_invite()
+        await b.invites.accept_invite(code)
+        await alice.until(lambda: a.contacts.is_online(b.contact_id))
+        await bob.until(lambda: b.contacts.is_online(a.contact_id))
 
         # First message over a fresh circuit: Bob restarts (his tor's data directory is
         # kept); he sends the moment his onion is up, before any session exists.
         await b.aclose()
-        await alice.until(lambda: not a.is_online(b.contact_id))
+        await alice.until(lambda: not a.contacts.is_online(b.contact_id))
         bob = await _open(folder, "bob", settings, create=False)
         b = bob.service
         sent: list[tuple[float, bytes]] = []
@@ -157,19 +157,19 @@ async def chinwag(folder: Path, settings: TorSettings, count: int, size: int) ->
 
         # Start to reachable: Alice's service restarts; until both sides' session is up.
         await a.aclose()
-        await bob.until(lambda: not b.is_online(a.contact_id))
+        await bob.until(lambda: not b.contacts.is_online(a.contact_id))
         start = time.perf_counter()
         alice = await _open(folder, "alice", settings, create=False)
         a = alice.service
-        await alice.until(lambda: a.is_online(b.contact_id))
-        await bob.until(lambda: b.is_online(a.contact_id))
+        await alice.until(lambda: a.contacts.is_online(b.contact_id))
+        await bob.until(lambda: b.contacts.is_online(a.contact_id))
         out["reachable"] = time.perf_counter() - start
 
         # Send -> delivered over the established session, one at a time.
         samples = []
         for i in range(20 + count):
             t0 = time.perf_counter()
-            record = await b.send_text(a.contact_id, body(BODY_SIZE, i))
+            record = await b.chat.send_text(a.contact_id, body(BODY_SIZE, i))
             await bob.until(partial(_delivered, bob, record.msg_id))
             if i >= 20:
                 samples.append(time.perf_counter() - t0)
@@ -199,7 +199,7 @@ async def chinwag(folder: Path, settings: TorSettings, count: int, size: int) ->
 
 
 async def _send_first(b: PeerService, contact_id: str, sent: list[tuple[float, bytes]]) -> None:
-    record = await b.send_text(contact_id, "first over a fresh circuit")
+    record = await b.chat.send_text(contact_id, "first over a fresh circuit")
     sent.append((sent[0][0], record.msg_id))
 
 

@@ -309,7 +309,7 @@ async def _send_from_profile(profile: Path, contact_id: str, rate: int, seconds:
     """The sending peer, in its own process (as another machine would be)."""
     service = await PeerService.open(profile, None, config=config())
     try:
-        await wait_for(lambda: service.is_online(contact_id), within=30)
+        await wait_for(lambda: service.contacts.is_online(contact_id), within=30)
         print("ready", flush=True)
         await asyncio.to_thread(sys.stdin.readline)
         sent = 0
@@ -318,7 +318,7 @@ async def _send_from_profile(profile: Path, contact_id: str, rate: int, seconds:
             due = int(elapsed * rate) + 1
             if due > sent:
                 await asyncio.gather(
-                    *(service.send_text(contact_id, f"live {i}") for i in range(sent, due))
+                    *(service.chat.send_text(contact_id, f"live {i}") for i in range(sent, due))
                 )
                 sent = due
             await asyncio.sleep(0.002)
@@ -369,7 +369,7 @@ async def bench_receive(quick: bool, root: Path) -> list[Result]:
         line = await asyncio.to_thread(sender.stdout.readline)
         if line.strip() != "ready":
             raise RuntimeError(f"the sending peer did not start: {line!r}")
-        await wait_for(lambda: alice.is_online(bob_at_alice), within=30)
+        await wait_for(lambda: alice.contacts.is_online(bob_at_alice), within=30)
         await asyncio.sleep(0.5)
 
         idle = await tick_gaps(seconds)

@@ -91,9 +91,11 @@ async def wait_for(
 
 async def befriend(a: PeerService, b: PeerService) -> tuple[str, str]:
     """a invites b; returns (b's contact id at a, a's contact id at b), once both are online."""
-    code, _ = await a.create_invite()
-    contact_at_b = await b.accept_invite(code)
-    await wait_for(lambda: a.is_online(b.contact_id) and b.is_online(a.contact_id))
+    code, _ = await a.invites.create_invite()
+    contact_at_b = await b.invites.accept_invite(code)
+    await wait_for(
+        lambda: a.contacts.is_online(b.contact_id) and b.contacts.is_online(a.contact_id)
+    )
     return b.contact_id, contact_at_b.id
 
 

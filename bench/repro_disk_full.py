@@ -49,7 +49,7 @@ async def poll(done: Callable[[], Awaitable[bool]], limit: float) -> None:
 
 
 async def queued(sender: PeerService, contact_id: str) -> int:
-    return (await sender.outbox_counts()).get(contact_id, 0)
+    return (await sender.chat.outbox_counts()).get(contact_id, 0)
 
 
 async def repro(root: Path, small: Path) -> None:
@@ -57,21 +57,23 @@ async def repro(root: Path, small: Path) -> None:
     alice, _ = await PeerService.create_profile(root / "alice", "Alice", None, config=cfg)
     bob, _ = await PeerService.create_profile(small / "bob", "Bob", None, config=cfg)
     try:
-        code, _ = await alice.create_invite()
-        await bob.accept_invite(code)
+        code, _ = await alice.invites.create_invite()
+        await bob.invites.accept_invite(code)
 
         async def online() -> bool:
-            return alice.is_online(bob.contact_id) and bob.is_online(alice.contact_id)
+            return alice.contacts.is_online(bob.contact_id) and bob.contacts.is_online(
+                alice.contact_id
+            )
 
         await poll(online, GIVE_UP)
         filler = fill(small)
         for i in range(MESSAGES):
-            await alice.send_text(bob.contact_id, f"{i} " + "x" * 2000)
+            await alice.chat.send_text(bob.contact_id, f"{i} " + "x" * 2000)
         await asyncio.sleep(3.0)  # a repro, not a test: give it time to go wrong
         stuck = await queued(alice, bob.contact_id)
         print(
             f"sent {MESSAGES}; 3 s later, disk full: {stuck} queued at the sender "
-            f"(receiver shown online: {alice.is_online(bob.contact_id)})"
+            f"(receiver shown online: {alice.contacts.is_online(bob.contact_id)})"
         )
         filler.unlink()
         started = time.monotonic()
@@ -81,7 +83,7 @@ async def repro(root: Path, small: Path) -> None:
 
         await poll(delivered, GIVE_UP)
         took = time.monotonic() - started
-        ids = [m.msg_id for m in await bob.history(alice.contact_id, limit=10 * MESSAGES)]
+        ids = [m.msg_id for m in await bob.chat.history(alice.contact_id, limit=10 * MESSAGES)]
         print(
             f"filler deleted: {await queued(alice, bob.contact_id)} still queued after "
             f"{took:.2f} s; the receiver holds {len(ids)} ({len(set(ids))} distinct)"

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS: dict[str, str] = {
     "ConversationSummary": ".chat",
     "PeerService": ".service",
-    "ServiceConfig": ".service",
+    "ServiceConfig": ".config",
     "BackupError": ".backup",
     "BackupInfo": ".backup",
     "backup_profile": ".backup",
@@ -112,6 +112,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         restore_backup,
     )
     from .chat import ConversationSummary
+    from .config import ServiceConfig
     from .core.logs import configure_logging
     from .errors import (
         ChinwagError,
@@ -201,10 +202,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         TransferRecord,
         TransferState,
     )
-    from .service import (
-        PeerService,
-        ServiceConfig,
-    )
+    from .service import PeerService
     from .storage.repository import (
         IncomingMessage,
     )

@@ -218,6 +218,18 @@ class Chat:
             )
         )
 
+    def online(self, contact_id: str, conn: Connection) -> None:
+        """The contact's session went live: resend its outbox on it."""
+        self._tasks.spawn(self.flush_outbox(contact_id, conn), f"chinwag-flush-{contact_id[:8]}")
+
+    def send_waiting(self, contact_id: str) -> None:
+        """Send the contact's outbox now if it is online, else have it dialled now."""
+        conn = self._links.ready(contact_id)
+        if conn is not None:
+            self.online(contact_id, conn)
+        else:
+            self._links.poke(contact_id)
+
     async def flush_outbox(self, contact_id: str, conn: Connection) -> None:
         """Resend everything not yet acknowledged: on every (re)connect."""
         pending = await self._db.run(self._repo.outbox, contact_id)

@@ -145,7 +145,7 @@ class Invites:
                 else:
                     await self._links.open(address.host, address.port, session, handler)
             except (OSError, TimeoutError, TorError) as exc:
-                failures.append(f"{address}: {exc or 'timed out'}")
+                failures.append(f"{address}: {str(exc) or 'timed out'}")
                 continue
             try:
                 return await outcome

@@ -28,10 +28,10 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from .core.text import safe_name
-from .errors import PairingError
+from .errors import PairingError, ServiceError
 from .events import PairingEnded, PairingRequested
 from .identity import (
     IdentityError,
@@ -51,6 +51,7 @@ from .storage.repository import ContactExists, NewContact
 
 if TYPE_CHECKING:
     from .core.ports import Clock, ContactKeyring, Db, Emit, Me, SessionOpener
+    from .net.discovery import Sighting
     from .storage.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,20 @@ class Pairing:
         }
 
 
-class PairingManager:
-    """The nearby pairings of one service: pending ones and their outcome."""
+class NearbyLan(Protocol):
+    """What pairing uses of LAN presence (net/presence.py): who is visible nearby."""
 
-    def __init__(
+    @property
+    def running(self) -> bool: ...
+
+    def find_nearby(self, nearby_id: str) -> Sighting | None: ...
+
+
+class PairingManager:
+    """The nearby pairings of one service: pending ones and their outcome. PeerService
+    exposes it as `service.pairing`."""
+
+    def __init__(  # noqa: PLR0913  (the ports PeerService wires in, keyword-only)
         self,
         *,
         me: Me,
@@ -104,8 +115,12 @@ class PairingManager:
         clock: Clock,
         contact_added: Callable[[NewContact], Awaitable[ContactRecord]],
         nearby_offered: Callable[[], bool],
+        lan: NearbyLan,
+        visible: Callable[[], bool],
     ) -> None:
         self._me = me
+        self._lan = lan
+        self._visible = visible  # "visible on this network", read live
         self._links = links
         self._contacts = contacts
         self._db = db
@@ -121,6 +136,23 @@ class PairingManager:
 
     def pending(self) -> list[Pairing]:
         return list(self._pairings.values())
+
+    def pairings(self) -> list[dict[str, object]]:
+        """The pending pairings, as the CLI shows them."""
+        return [p.summary() for p in self.pending()]
+
+    async def pair(self, nearby_id: str) -> PairingRequested:
+        """Start pairing with someone in the Nearby list; returns once both screens show the
+        digits. Then `answer(id, True)` once the user compared them."""
+        if not self._lan.running:
+            raise ServiceError("LAN discovery is not running")
+        if not self._visible():
+            raise ServiceError("switch on `visible` first: only visible people can pair")
+        found = self._lan.find_nearby(nearby_id)
+        if found is None:
+            raise ServiceError(f"nobody nearby with id {nearby_id!r}; look again with `nearby`")
+        pairing = await self.start(list(found.addresses))
+        return PairingRequested(pairing.id, pairing.peer_name, pairing.sas, pairing.incoming)
 
     def find(self, pairing_id: str) -> Pairing:
         wanted = pairing_id.strip().lower()
@@ -149,7 +181,7 @@ class PairingManager:
                 address = parse_address(text)
                 conn = await self._links.open(address.host, address.port, session)
             except (OSError, TimeoutError, InviteError) as exc:
-                failures.append(f"{text}: {exc or 'timed out'}")
+                failures.append(f"{text}: {str(exc) or 'timed out'}")
                 continue
             self._waiting[conn] = ready
             try:
@@ -157,7 +189,7 @@ class PairingManager:
                     return await ready
             except (PairingError, TimeoutError) as exc:
                 conn.close("pairing failed")
-                failures.append(f"{text}: {exc or 'no answer'}")
+                failures.append(f"{text}: {str(exc) or 'no answer'}")
             finally:
                 self._waiting.pop(conn, None)
         raise PairingError("could not reach them (are they still visible?): " + "; ".join(failures))

@@ -129,27 +129,27 @@ class Bridge(QObject):
     # -- conversations ----------------------------------------------------------------------
 
     async def conversations(self) -> list[ConversationSummary]:
-        return await self.service.conversations()
+        return await self.service.chat.conversations()
 
     async def contact(self, contact_id: str) -> ContactRecord | None:
-        for c in await self.service.contacts():
+        for c in await self.service.contacts.all():
             if c.id == contact_id:
                 return c
         return None
 
     def is_online(self, contact_id: str) -> bool:
-        return self.service.is_online(contact_id)
+        return self.service.contacts.is_online(contact_id)
 
     def route(self, contact_id: str) -> str:
         """How the contact's live session runs: "lan", "direct", "tor"; "" offline."""
-        return self.service.route(contact_id) or ""
+        return self.service.contacts.route(contact_id) or ""
 
     # -- Tor reach ---------------------------------------------------------------------------
 
     @property
     def tor_status(self) -> TorStatusChanged:
         """Tor now (events after this arrive as torStatusChanged)."""
-        return self.service.tor_status
+        return self.service.reach.tor_status
 
     def tor_unavailable(self) -> str | None:
         """Why Tor cannot be used here (no tor binary, or turned off for this run)."""
@@ -173,19 +173,19 @@ class Bridge(QObject):
         before: tuple[int, bytes] | None = None,
         after: tuple[int, bytes] | None = None,
     ) -> list[MessageRecord]:
-        return await self.service.history(contact_id, limit=limit, before=before, after=after)
+        return await self.service.chat.history(contact_id, limit=limit, before=before, after=after)
 
     async def send_text(self, contact_id: str, body: str) -> MessageRecord:
-        return await self.service.send_text(contact_id, body)
+        return await self.service.chat.send_text(contact_id, body)
 
     async def mark_read(self, contact_id: str) -> int:
-        return await self.service.mark_read(contact_id)
+        return await self.service.chat.mark_read(contact_id)
 
     def set_typing(self, contact_id: str, active: bool) -> None:
-        self.service.set_typing(contact_id, active)
+        self.service.chat.set_typing(contact_id, active)
 
     async def search(self, text: str, contact_id: str | None = None) -> list[MessageRecord]:
-        return await self.service.search(text, contact_id=contact_id)
+        return await self.service.chat.search(text, contact_id=contact_id)
 
     async def search_groups(self, text: str) -> list[GroupMessageRecord]:
         return await self.service.groups.search(text)
@@ -245,14 +245,14 @@ class Bridge(QObject):
     # -- contacts, invites, verification ----------------------------------------------------
 
     async def create_invite(self, ttl: int = 24 * 3600) -> tuple[str, Invite]:
-        return await self.service.create_invite(ttl=ttl)
+        return await self.service.invites.create_invite(ttl=ttl)
 
     async def accept_invite(self, code: str, *, verified: bool = False) -> ContactRecord:
         """Raises messenger.InviteFailed with a user-facing message."""
-        return await self.service.accept_invite(code, verified=verified)
+        return await self.service.invites.accept_invite(code, verified=verified)
 
     def safety_number(self, contact: ContactRecord) -> str:
-        return format_safety_number(self.service.safety_number(contact), lines=True)
+        return format_safety_number(self.service.contacts.safety_number(contact), lines=True)
 
     def safety_qr_payload(self, contact: ContactRecord) -> bytes:
         return safety_number_qr_payload(
@@ -275,19 +275,19 @@ class Bridge(QObject):
         return ok
 
     async def set_verified(self, contact_id: str, verified: bool) -> None:
-        await self.service.set_verified(contact_id, verified)  # emits ContactChanged
+        await self.service.contacts.set_verified(contact_id, verified)  # emits ContactChanged
 
     async def waiting_for_replaced(self, contact_id: str) -> int:
-        return await self.service.waiting_for_replaced(contact_id)
+        return await self.service.contacts.waiting_for_replaced(contact_id)
 
     async def accept_new_key(self, contact_id: str, *, send_queued: bool) -> ContactRecord:
-        """Accept a contact's changed safety number (see PeerService.accept_new_key)."""
-        return await self.service.accept_new_key(contact_id, send_queued=send_queued)
+        """Accept a contact's changed safety number (see Contacts.accept_new_key)."""
+        return await self.service.contacts.accept_new_key(contact_id, send_queued=send_queued)
 
     # -- groups -----------------------------------------------------------------------------
 
     async def contacts(self) -> list[ContactRecord]:
-        return await self.service.contacts()
+        return await self.service.contacts.all()
 
     async def groups(self) -> list[GroupRecord]:
         return await self.service.groups.groups()

@@ -145,18 +145,20 @@ async def build_demo(root: Path) -> Demo:
             rng=random.Random(i),  # noqa: S311
         )
         demo.friends[name] = friend
-        code, _ = await friend.create_invite()
-        contact = await me.accept_invite(code, verified=verified)
+        code, _ = await friend.invites.create_invite()
+        contact = await me.invites.accept_invite(code, verified=verified)
         demo.ids[name] = contact.id
         async with asyncio.timeout(10):
-            while not (me.is_online(contact.id) and friend.is_online(me.contact_id)):  # noqa: ASYNC110
+            both = (me.contacts.is_online, contact.id), (friend.contacts.is_online, me.contact_id)
+            while not all(online(cid) for online, cid in both):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
     clock.offset = 0.0
     for name, online, _ in FRIENDS:
         if not online:
             await demo.friends.pop(name).aclose()
     async with asyncio.timeout(10):
-        while any(me.is_online(demo.ids[n]) for n, online, _ in FRIENDS if not online):  # noqa: ASYNC110
+        offline = [demo.ids[n] for n, online, _ in FRIENDS if not online]
+        while any(me.contacts.is_online(cid) for cid in offline):  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     write_conversations(demo)
     return demo
@@ -347,11 +349,13 @@ async def demo_files(demo: Demo, tmp: Path) -> None:
     dataset.write_bytes(os.urandom(96 << 20))
     # The scripted conversation lives only in my database, so Alice's clock is behind it and
     # her offers would sort above it; a real message from me brings her clock forward.
-    asked = await me.send_text(demo.ids["Alice Moreau"], "Can you send me the files for today?")
+    asked = await me.chat.send_text(
+        demo.ids["Alice Moreau"], "Can you send me the files for today?"
+    )
     async with asyncio.timeout(20):
-        while not await alice.history(me.contact_id, limit=1):  # noqa: ASYNC110
+        while not await alice.chat.history(me.contact_id, limit=1):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-    assert (await alice.history(me.contact_id, limit=1))[0].lamport == asked.lamport
+    assert (await alice.chat.history(me.contact_id, limit=1))[0].lamport == asked.lamport
     await me.files.configure(rate_limit=1 << 20)  # still moving in the dark shots
     big = await alice.files.send_file(me.contact_id, dataset)
     shown = await alice.files.send_file(me.contact_id, photo)

@@ -28,7 +28,7 @@ def contact_json(
         # A new identity under a known name: nothing is sent until verified or accepted.
         "key_changed": c.key_changed,
         "replaces": c.replaces,
-        "online": service.is_online(c.id),
+        "online": service.contacts.is_online(c.id),
         "last_seen": c.last_seen,
         "addresses": list(c.addresses),
         "unread": unread,
@@ -137,7 +137,7 @@ class LocalApi(GroupCommands):
     async def cmd_invite(
         self, ttl: int = 24 * 3600, addresses: list[str] | None = None, qr: str | None = None
     ) -> dict[str, Any]:
-        code, invite = await self.service.create_invite(ttl=ttl, addresses=addresses or [])
+        code, invite = await self.service.invites.create_invite(ttl=ttl, addresses=addresses or [])
         if qr:
             save_invite_qr(code, Path(qr))
         return {
@@ -148,33 +148,33 @@ class LocalApi(GroupCommands):
         }
 
     async def cmd_accept(self, code: str) -> dict[str, Any]:
-        contact = await self.service.accept_invite(code)
+        contact = await self.service.invites.accept_invite(code)
         return contact_json(self.service, contact)
 
     async def cmd_contacts(self) -> list[dict[str, Any]]:
-        unread = await self.service.unread_counts()
-        queued = await self.service.outbox_counts()
+        unread = await self.service.chat.unread_counts()
+        queued = await self.service.chat.outbox_counts()
         return [
             contact_json(self.service, c, unread.get(c.id, 0), queued.get(c.id, 0))
-            for c in await self.service.contacts()
+            for c in await self.service.contacts.all()
         ]
 
     async def cmd_send(self, contact: str, text: str) -> dict[str, Any]:
-        record = await self.service.resolve_contact(contact)
-        message = await self.service.send_text(record.id, text)
+        record = await self.service.contacts.resolve(contact)
+        message = await self.service.chat.send_text(record.id, text)
         return {
             "contact": record.display_name,
-            "online": self.service.is_online(record.id),
+            "online": self.service.contacts.is_online(record.id),
             **message_json(message, self.service.display_name),
         }
 
     async def cmd_history(
         self, contact: str, limit: int = 50, mark_read: bool = True
     ) -> dict[str, Any]:
-        record = await self.service.resolve_contact(contact)
-        messages = await self.service.history(record.id, limit=limit)
+        record = await self.service.contacts.resolve(contact)
+        messages = await self.service.chat.history(record.id, limit=limit)
         if mark_read:
-            await self.service.mark_read(record.id)
+            await self.service.chat.mark_read(record.id)
         me = self.service.display_name
         return {
             "contact": contact_json(self.service, record),
@@ -184,10 +184,10 @@ class LocalApi(GroupCommands):
         }
 
     async def cmd_verify(self, contact: str, confirm: bool = False) -> dict[str, Any]:
-        record = await self.service.resolve_contact(contact)
-        digits = self.service.safety_number(record)
+        record = await self.service.contacts.resolve(contact)
+        digits = self.service.contacts.safety_number(record)
         if confirm:
-            await self.service.set_verified(record.id, True)
+            await self.service.contacts.set_verified(record.id, True)
         return {
             "contact": record.display_name,
             "id": record.id,
@@ -198,9 +198,9 @@ class LocalApi(GroupCommands):
 
     async def cmd_accept_key(self, contact: str, send_queued: bool = False) -> dict[str, Any]:
         """Accept a contact's changed safety number without verifying it."""
-        record = await self.service.resolve_contact(contact)
-        waiting = await self.service.waiting_for_replaced(record.id) if send_queued else 0
-        updated = await self.service.accept_new_key(record.id, send_queued=send_queued)
+        record = await self.service.contacts.resolve(contact)
+        waiting = await self.service.contacts.waiting_for_replaced(record.id) if send_queued else 0
+        updated = await self.service.contacts.accept_new_key(record.id, send_queued=send_queued)
         return {**contact_json(self.service, updated), "moved": waiting}
 
     async def cmd_set(self, key: str, value: Any) -> dict[str, Any]:
@@ -210,13 +210,13 @@ class LocalApi(GroupCommands):
     # -- LAN discovery and nearby pairing (need a running peer) --------------------------
 
     async def cmd_lan(self) -> dict[str, Any]:
-        return self.service.lan_status()
+        return {**self.service.lan.status(), "pairings": len(self.service.pairing.pending())}
 
     async def cmd_nearby(self) -> dict[str, Any]:
         s = self.service
         return {
             "visible": s.visible,
-            "discovery": s.lan_status()["discovery"],
+            "discovery": s.lan.status()["discovery"],
             "people": [
                 {
                     "id": p.id,
@@ -225,27 +225,27 @@ class LocalApi(GroupCommands):
                     "seen_at": p.seen_at,
                     "open_group": p.open_group,
                 }
-                for p in s.nearby()
+                for p in s.lan.nearby()
             ],
         }
 
     async def cmd_pair(self, nearby: str) -> dict[str, Any]:
-        started = await self.service.pair_nearby(nearby)
+        started = await self.service.pairing.pair(nearby)
         return {"pairing": started.pairing_id, "name": started.name, "sas": started.sas}
 
     async def cmd_pairing(self, action: str = "list", pairing: str | None = None) -> Any:
         if action == "list":
-            return self.service.pairings()
+            return self.service.pairing.pairings()
         if action not in ("accept", "reject") or not pairing:
             raise ServiceError("use: pairing list | pairing accept ID | pairing reject ID")
-        contact = await self.service.answer_pairing(pairing, action == "accept")
+        contact = await self.service.pairing.answer(pairing, action == "accept")
         if contact is None:
             return {"pairing": pairing, "paired": False}
         return {"pairing": pairing, "paired": True, **contact_json(self.service, contact)}
 
     async def cmd_remove(self, contact: str) -> dict[str, Any]:
-        record = await self.service.resolve_contact(contact)
-        await self.service.remove_contact(record.id)
+        record = await self.service.contacts.resolve(contact)
+        await self.service.contacts.remove(record.id)
         return {"removed": record.id, "name": record.display_name}
 
     # -- files (docs/protocol.md §17) ------------------------------------------------------
@@ -259,7 +259,7 @@ class LocalApi(GroupCommands):
         settings: dict[str, int] | None = None,
     ) -> Any:
         files = self.service.files
-        names = await self.service.display_names()
+        names = await self.service.contacts.display_names()
         try:
             if action == "list":
                 return [transfer_json(t, names) for t in files.transfers()]
@@ -268,27 +268,37 @@ class LocalApi(GroupCommands):
             if action == "send":
                 if not contact or not path:
                     raise ServiceError("use: file send CONTACT PATH")
-                record = await self.service.resolve_contact(contact)
+                record = await self.service.contacts.resolve(contact)
                 return transfer_json(await files.send_file(record.id, Path(path)), names)
             if not id:
                 raise ServiceError(f"use: file {action} ID (see `file list`)")
-            if action == "show":
-                return transfer_json(files.find(id), names)
-            if action in ("accept", "pause", "resume", "cancel"):
-                return transfer_json(await getattr(files, action)(id), names)
-            if action == "save":
-                if not path:
-                    raise ServiceError("use: file save ID PATH")
-                saved = await files.save_as(id, Path(path))
-                return {**transfer_json(files.find(id), names), "saved_to": str(saved)}
-            if action == "forward":
-                if not contact:
-                    raise ServiceError("use: file forward ID CONTACT (or #GROUP)")
-                if contact.startswith("#"):
-                    group_id = self._group_id(contact[1:])
-                    return transfer_json(await files.forward_to_group(id, group_id), names)
-                record = await self.service.resolve_contact(contact)
-                return transfer_json(await files.forward(id, record.id), names)
+            done = await self._file_action(action, id, contact, path, names)
+            if done is not None:
+                return done
         except FileError as exc:
             raise ServiceError(str(exc)) from None
         raise ServiceError(f"unknown file action {action!r}; one of {', '.join(FILE_ACTIONS)}")
+
+    async def _file_action(
+        self, action: str, id: str, contact: str | None, path: str | None, names: dict[str, str]
+    ) -> Any:
+        """An action on one transfer; None: not one of those (unknown action)."""
+        files = self.service.files
+        if action == "show":
+            return transfer_json(files.find(id), names)
+        if action in ("accept", "pause", "resume", "cancel"):
+            return transfer_json(await getattr(files, action)(id), names)
+        if action == "save":
+            if not path:
+                raise ServiceError("use: file save ID PATH")
+            saved = await files.save_as(id, Path(path))
+            return {**transfer_json(files.find(id), names), "saved_to": str(saved)}
+        if action == "forward":
+            if not contact:
+                raise ServiceError("use: file forward ID CONTACT (or #GROUP)")
+            if contact.startswith("#"):
+                group_id = self._group_id(contact[1:])
+                return transfer_json(await files.forward_to_group(id, group_id), names)
+            record = await self.service.contacts.resolve(contact)
+            return transfer_json(await files.forward(id, record.id), names)
+        return None

@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,29 +32,17 @@ from ..errors import (
     ServiceError,
 )
 from ..events import (
-    DiskSpace,
-    FileOfferRejected,
-    GroupChanged,
-    GroupJoinRequested,
-    GroupMessageAdded,
-    MessageAdded,
-    MessageStatesChanged,
-    PairingEnded,
-    PairingRequested,
-    PresenceChanged,
-    SafetyNumberChanged,
     ServiceEvent,
     TorStatusChanged,
-    TransferChanged,
 )
 from ..nearby import PAIRING_TIMEOUT
 from ..net.tor import TOR_CONTROL_ENV, TorNotFound, find_tor
 from ..profile import KdfParams, ProfileDir, restrict_umask
 from ..protocol.invite import InviteError, parse_listen
-from ..records import TransferState
 from . import control
 from .api import LocalApi
 from .group_api import GROUP_ACTIONS
+from .printer import RunPrinter, digits
 from .quick import LOCK_WAIT
 from .quick import say_waiting as _say_waiting
 from .quick import show_contacts as _show_contacts  # noqa: F401  (_print finds it by name)
@@ -172,20 +160,22 @@ def short_msg_id(msg_id: str) -> str:
     return msg_id[-8:]
 
 
+def _show_group_list(groups: list[dict[str, Any]]) -> None:
+    if not groups:
+        print("no groups yet: `chinwag-cli group create NAME CONTACT...`")
+    for g in groups:
+        online = sum(1 for m in g["members"] if m["online"])
+        unread = f"  ({g['unread']} unread)" if g["unread"] else ""
+        state = "" if g["state"] == "active" else f"  [{g['state']}]"
+        print(f"# {g['name']}  {g['id'][:8]}  {online}/{len(g['members'])} online{unread}{state}")
+
+
 def _show_group(r: Any) -> None:
     if isinstance(r, dict) and "mime" in r:  # group file: the transfer it started
         _show_file(r)
         return
     if isinstance(r, list):  # group list
-        if not r:
-            print("no groups yet: `chinwag-cli group create NAME CONTACT...`")
-        for g in r:
-            online = sum(1 for m in g["members"] if m["online"])
-            unread = f"  ({g['unread']} unread)" if g["unread"] else ""
-            state = "" if g["state"] == "active" else f"  [{g['state']}]"
-            print(
-                f"# {g['name']}  {g['id'][:8]}  {online}/{len(g['members'])} online{unread}{state}"
-            )
+        _show_group_list(r)
         return
     if "query" in r:  # search
         if not r["messages"]:
@@ -227,10 +217,6 @@ def _show_verify(r: dict[str, Any]) -> None:
     print("verified ✓" if r["verified"] else "not verified")
 
 
-def _digits(sas: str) -> str:
-    return f"{sas[:3]} {sas[3:]}"
-
-
 def _show_nearby(r: dict[str, Any]) -> None:
     if not r["discovery"]:
         print("LAN discovery is not running (is `chinwag-cli run` listening on 127.0.0.1?)")
@@ -250,8 +236,8 @@ def _show_pair(r: dict[str, Any]) -> None:
     elif r.get("paired") is False:
         print("Declined: nothing was stored.")
     else:
-        digits = _digits(r["sas"])
-        print(f"Pairing {r['pairing']} with {r['name']} is waiting; the digits are {digits}.")
+        shown = digits(r["sas"])
+        print(f"Pairing {r['pairing']} with {r['name']} is waiting; the digits are {shown}.")
         print(f"Confirm with `chinwag-cli pairing accept {r['pairing']}` once they match.")
 
 
@@ -261,7 +247,7 @@ def _show_pairing(r: Any) -> None:
             print("no pairing is waiting")
         for p in r:
             who = "asks you" if p["incoming"] else "asked by you"
-            print(f"{p['id']}  {p['name']} ({who})  digits {_digits(p['sas'])}")
+            print(f"{p['id']}  {p['name']} ({who})  digits {digits(p['sas'])}")
         return
     _show_pair(r)
 
@@ -289,6 +275,61 @@ def _show_file(r: Any) -> None:
 
 def _show_remove(r: dict[str, Any]) -> None:
     print(f"{r['name']} ({r['removed'][:8]}) and your conversation are deleted.")
+
+
+def _add_file_commands(p: argparse.ArgumentParser) -> None:
+    files = p.add_subparsers(dest="file_action", required=True)
+    # --json after the action too (`file list --json`).
+    json_too = argparse.ArgumentParser(add_help=False)
+    json_too.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    f = files.add_parser("send", help="offer a file to a contact", parents=[json_too])
+    f.add_argument("contact")
+    f.add_argument("path")
+    files.add_parser(
+        "list", help="every file sent or offered, with its progress", parents=[json_too]
+    )
+    for action, text in (
+        ("show", "one transfer"),
+        ("accept", "download a file offered to you"),
+        ("pause", "pause a download, or stop serving a file you sent"),
+        ("resume", "resume a download, or serve a paused file again"),
+        ("cancel", "cancel a download (the partial copy is deleted) or withdraw a file"),
+    ):
+        files.add_parser(action, help=text, parents=[json_too]).add_argument(
+            "id", help="transfer id (prefix)"
+        )
+    f = files.add_parser(
+        "save", help="decrypt a complete file to PATH (a file or folder)", parents=[json_too]
+    )
+    f.add_argument("id")
+    f.add_argument("path")
+    f = files.add_parser(
+        "forward", help="offer a file you hold to another contact or a group", parents=[json_too]
+    )
+    f.add_argument("id")
+    f.add_argument("contact", help="a contact, or #GROUP to share it in a group")
+    f = files.add_parser(
+        "config", help="limits: max size, image auto-accept, rate", parents=[json_too]
+    )
+    f.add_argument("--max-size", type=int, help="bytes; bigger offers are refused")
+    f.add_argument("--auto-accept-images", type=int, help="bytes; smaller images download unasked")
+    f.add_argument("--rate-limit", type=int, help="bytes per second per download (0: no limit)")
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--listen", help="HOST:PORT to listen on (default all interfaces)")
+    p.add_argument("--address", action="append", default=[], help="extra HOST:PORT to announce")
+    p.add_argument("--no-discovery", action="store_true", help="do not announce or browse the LAN")
+    p.add_argument(
+        "--no-tor",
+        action="store_true",
+        help=f"do not start Tor (default: on when a tor binary is found; or set {NO_TOR_ENV})",
+    )
+    p.add_argument(
+        "--tor-only",
+        action="store_true",
+        help="tell contacts only the onion address, never an IP address",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -363,43 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
         "args", nargs="*", help="contacts or members; send/rename: the text; file: the path"
     )  # search: every word after the action is the text (every group is searched)
     p.add_argument("--limit", type=int, default=50, help="history, search: how many messages")
-    p = command("file", "send, list, accept, pause, resume, cancel and save files", json_flag=True)
-    files = p.add_subparsers(dest="file_action", required=True)
-    # --json after the action too (`file list --json`).
-    json_too = argparse.ArgumentParser(add_help=False)
-    json_too.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
-    f = files.add_parser("send", help="offer a file to a contact", parents=[json_too])
-    f.add_argument("contact")
-    f.add_argument("path")
-    files.add_parser(
-        "list", help="every file sent or offered, with its progress", parents=[json_too]
+    _add_file_commands(
+        command("file", "send, list, accept, pause, resume, cancel and save files", json_flag=True)
     )
-    for action, text in (
-        ("show", "one transfer"),
-        ("accept", "download a file offered to you"),
-        ("pause", "pause a download, or stop serving a file you sent"),
-        ("resume", "resume a download, or serve a paused file again"),
-        ("cancel", "cancel a download (the partial copy is deleted) or withdraw a file"),
-    ):
-        files.add_parser(action, help=text, parents=[json_too]).add_argument(
-            "id", help="transfer id (prefix)"
-        )
-    f = files.add_parser(
-        "save", help="decrypt a complete file to PATH (a file or folder)", parents=[json_too]
-    )
-    f.add_argument("id")
-    f.add_argument("path")
-    f = files.add_parser(
-        "forward", help="offer a file you hold to another contact or a group", parents=[json_too]
-    )
-    f.add_argument("id")
-    f.add_argument("contact", help="a contact, or #GROUP to share it in a group")
-    f = files.add_parser(
-        "config", help="limits: max size, image auto-accept, rate", parents=[json_too]
-    )
-    f.add_argument("--max-size", type=int, help="bytes; bigger offers are refused")
-    f.add_argument("--auto-accept-images", type=int, help="bytes; smaller images download unasked")
-    f.add_argument("--rate-limit", type=int, help="bytes per second per download (0: no limit)")
     command(
         "doctor",
         "check the whole profile: file permissions, the key, every page and index of the "
@@ -419,63 +426,38 @@ def build_parser() -> argparse.ArgumentParser:
         json_flag=True,
     )
     p.add_argument("file", type=Path)
-    p = command("run", "run the peer service until SIGINT/SIGTERM")
-    p.add_argument("--listen", help="HOST:PORT to listen on (default all interfaces)")
-    p.add_argument("--address", action="append", default=[], help="extra HOST:PORT to announce")
-    p.add_argument("--no-discovery", action="store_true", help="do not announce or browse the LAN")
-    p.add_argument(
-        "--no-tor",
-        action="store_true",
-        help=f"do not start Tor (default: on when a tor binary is found; or set {NO_TOR_ENV})",
-    )
-    p.add_argument(
-        "--tor-only",
-        action="store_true",
-        help="tell contacts only the onion address, never an IP address",
-    )
+    _add_run_options(command("run", "run the peer service until SIGINT/SIGTERM"))
     return parser
 
 
 def _command_args(args: argparse.Namespace) -> dict[str, Any]:
-    c = args.command
-    if c == "invite":
-        return {
-            "ttl": args.ttl,
-            "addresses": args.address,
-            "qr": args.qr and str(Path(args.qr).resolve()),
-        }
-    if c == "accept":
-        return {"code": args.code}
-    if c == "send":
-        text = sys.stdin.read() if args.text == "-" else args.text
-        return {"contact": args.contact, "text": text}
-    if c == "history":
-        return {"contact": args.contact, "limit": args.limit}
-    if c == "verify":
-        return {"contact": args.contact, "confirm": False}
-    if c == "set":
-        value: Any = {"true": True, "false": False}.get(args.value.lower(), args.value)
-        return {"key": args.key, "value": value}
-    if c == "remove":
-        return {"contact": args.contact}
-    if c == "accept_key":
-        return {"contact": args.contact, "send_queued": args.send_queued}
-    if c == "pair":
-        return {"nearby": args.nearby_id}
-    if c == "pairing":
-        return {"action": args.action, "pairing": args.pairing}
-    if c == "group":
-        if args.action in ("send", "rename"):
-            joined = " ".join(args.args)
-            text = sys.stdin.read() if joined == "-" else joined
-            return {"action": args.action, "group": args.group, "text": text}
-        if args.action == "file":
-            paths = [str(Path(a).expanduser().resolve()) for a in args.args]
-            return {"action": "file", "group": args.group, "names": paths}
-        return {"action": args.action, "group": args.group, "names": args.args, "limit": args.limit}
-    if c == "file":
-        return _file_args(args)
-    return {}
+    """The local API's arguments for a command (none for most)."""
+    make = _COMMAND_ARGS.get(args.command)
+    return make(args) if make is not None else {}
+
+
+def _text(text: str) -> str:
+    """A message text; '-' reads it from standard input."""
+    return sys.stdin.read() if text == "-" else text
+
+
+def _invite_args(args: argparse.Namespace) -> dict[str, Any]:
+    qr = args.qr and str(Path(args.qr).resolve())
+    return {"ttl": args.ttl, "addresses": args.address, "qr": qr}
+
+
+def _set_args(args: argparse.Namespace) -> dict[str, Any]:
+    value: Any = {"true": True, "false": False}.get(args.value.lower(), args.value)
+    return {"key": args.key, "value": value}
+
+
+def _group_args(args: argparse.Namespace) -> dict[str, Any]:
+    if args.action in ("send", "rename"):
+        return {"action": args.action, "group": args.group, "text": _text(" ".join(args.args))}
+    if args.action == "file":
+        paths = [str(Path(a).expanduser().resolve()) for a in args.args]
+        return {"action": "file", "group": args.group, "names": paths}
+    return {"action": args.action, "group": args.group, "names": args.args, "limit": args.limit}
 
 
 def _file_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -491,6 +473,22 @@ def _file_args(args: argparse.Namespace) -> dict[str, Any]:
         names = ("max_size", "auto_accept_images", "rate_limit")
         out["settings"] = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     return out
+
+
+_COMMAND_ARGS: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
+    "invite": _invite_args,
+    "accept": lambda a: {"code": a.code},
+    "send": lambda a: {"contact": a.contact, "text": _text(a.text)},
+    "history": lambda a: {"contact": a.contact, "limit": a.limit},
+    "verify": lambda a: {"contact": a.contact, "confirm": False},
+    "set": _set_args,
+    "remove": lambda a: {"contact": a.contact},
+    "accept_key": lambda a: {"contact": a.contact, "send_queued": a.send_queued},
+    "pair": lambda a: {"nearby": a.nearby_id},
+    "pairing": lambda a: {"action": a.action, "pairing": a.pairing},
+    "group": _group_args,
+    "file": _file_args,
+}
 
 
 async def _run_command(profile: ProfileDir, args: argparse.Namespace) -> Any:
@@ -562,7 +560,7 @@ async def _pair(profile: ProfileDir, args: argparse.Namespace, cmd_args: dict[st
     confirm: bool | None = True if args.yes else None
     if not args.json and (args.yes or sys.stdin.isatty()):
         print(f"Pairing with {started['name']}. Both screens now show:\n")
-        print(f"    {_digits(started['sas'])}\n", flush=True)
+        print(f"    {digits(started['sas'])}\n", flush=True)
     if confirm is None and sys.stdin.isatty() and not args.json:
         answer = await asyncio.to_thread(input, "Do the digits on their screen match? [y/N] ")
         confirm = answer.strip().lower() in ("y", "yes")
@@ -639,7 +637,7 @@ def _tor_wanted(args: argparse.Namespace) -> bool:
     return True
 
 
-async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
+def _run_config(args: argparse.Namespace) -> ServiceConfig:
     host, port = parse_listen(args.listen) if args.listen else ("", None)
     lan: dict[str, Any] = {}
     if args.no_discovery:
@@ -651,7 +649,7 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
             raise CliError(f"{EPOCH_ENV} must be a number of seconds") from None
         if not lan["discovery_epoch"] > 0:
             raise CliError(f"{EPOCH_ENV} must be positive")
-    config = ServiceConfig(
+    return ServiceConfig(
         listen_host=host,
         listen_port=port,
         extra_addresses=tuple(args.address),
@@ -659,80 +657,23 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
         tor_only=args.tor_only,
         **lan,
     )
+
+
+async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
     service = await PeerService.open(
         profile.path,
         _passphrase(profile),
-        config=config,
+        config=_run_config(args),
         purpose="chinwag-cli run",
         lock_wait=LOCK_WAIT,
         on_lock_wait=_say_waiting,
     )
     server = control.ControlServer(LocalApi(service), profile.control_socket)
-    names = {c.id: c.display_name for c in await service.contacts()}
-    groups = {g.id: g.name for g in await service.groups.groups()}
-    reported: dict[str, TransferState] = {t.id: t.state for t in service.files.transfers()}
-
-    def show(event: ServiceEvent) -> None:
-        if isinstance(event, MessageAdded) and not event.message.outgoing:
-            name = names.get(event.message.contact_id) or event.message.contact_id[:8]
-            print(f"{name}: {event.message.body}", flush=True)
-        elif isinstance(event, PresenceChanged):
-            name = names.get(event.contact_id) or event.contact_id[:8]
-            print(f"* {name} is {'online' if event.online else 'offline'}", flush=True)
-        elif isinstance(event, MessageStatesChanged):
-            log.info("%d message(s) now %s", len(event.msg_ids), event.state.name.lower())
-        elif isinstance(event, PairingRequested) and event.incoming:
-            print(
-                f"* {event.name} (nearby) asks to pair {event.pairing_id}. Check that their screen "
-                f"shows {_digits(event.sas)}, then: chinwag-cli pairing accept {event.pairing_id}"
-                f" (or: pairing reject {event.pairing_id})",
-                flush=True,
-            )
-        elif isinstance(event, PairingEnded):
-            print(f"* pairing {event.pairing_id}: {event.reason}", flush=True)
-        elif isinstance(event, GroupMessageAdded) and not event.message.outgoing:
-            m = event.message
-            print(
-                f"[{groups.get(m.group_id, m.group_id[:8])}] {m.author_name}: {m.body}", flush=True
-            )
-        elif isinstance(event, GroupChanged):
-            groups[event.group.id] = event.group.name
-        elif isinstance(event, GroupJoinRequested):
-            group = groups.get(event.group_id, event.group_id[:8])
-            ids = f"{event.group_id[:8]} {event.contact_id[:8]}"
-            print(
-                f"* {event.name} asks to join {group}: chinwag-cli group approve {ids}"
-                f" (or: group decline {ids})",
-                flush=True,
-            )
-        elif isinstance(event, DiskSpace):
-            print(f"* {'disk full: ' if event.full else ''}{event.message}", flush=True)
-        elif isinstance(event, FileOfferRejected):
-            whose = "an offer from" if event.incoming else "your offer to"
-            name = names.get(event.contact_id) or event.contact_id[:8]
-            print(f"* {whose} {name} ({event.name}) refused: {event.reason}", flush=True)
-        elif isinstance(event, TransferChanged):
-            t = event.transfer
-            if t.state is not reported.get(t.id) and t.state is not TransferState.DOWNLOADING:
-                reported[t.id] = t.state
-                if t.state is TransferState.COMPLETE and not t.outgoing:
-                    print(
-                        f"* received {t.name}: chinwag-cli file save {t.id[:12]} PATH", flush=True
-                    )
-                elif t.state is TransferState.OFFERED:
-                    print(f"* {t.name} offered: chinwag-cli file accept {t.id[:12]}", flush=True)
-        elif isinstance(event, SafetyNumberChanged):
-            c = event.contact
-            names[c.id] = c.display_name
-            print(
-                f"* {c.display_name} ({c.id[:8]}): a new identity using the name of a contact "
-                "you have, so the safety number has changed; nothing is sent to it until you "
-                f"`chinwag-cli verify {c.id[:8]}` or `chinwag-cli accept-key {c.id[:8]}`",
-                flush=True,
-            )
-        elif hasattr(event, "contact"):
-            contact = event.contact
-            names[contact.id] = contact.display_name
+    show = RunPrinter(
+        {c.id: c.display_name for c in await service.contacts.all()},
+        {g.id: g.name for g in await service.groups.groups()},
+        service.files.transfers(),
+    )
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -363,14 +363,14 @@ async def _make_profiles(
                 root / name, name.capitalize(), None, config=config, rng=random.Random(1)
             )
         for a, b in pairs:
-            code, _ = await services[a].create_invite()
-            await services[b].accept_invite(code)
+            code, _ = await services[a].invites.create_invite()
+            await services[b].invites.accept_invite(code)
             sa, sb = services[a], services[b]
             async with asyncio.timeout(15):
                 # Paired, online, and each holds the other's LAN advertising key.
                 while not (
-                    sa.discovery_keys().get(sb.contact_id) == sb.own_discovery_key
-                    and sb.discovery_keys().get(sa.contact_id) == sa.own_discovery_key
+                    sa.lan.discovery_keys().get(sb.contact_id) == sb.own_discovery_key
+                    and sb.lan.discovery_keys().get(sa.contact_id) == sa.own_discovery_key
                 ):
                     await asyncio.sleep(0.02)
     finally:
@@ -379,9 +379,9 @@ async def _make_profiles(
     for name in names:
         service = await PeerService.open(root / name, None, config=ServiceConfig(network=False))
         async with service:
-            for contact in await service.contacts():
+            for contact in await service.contacts.all():
                 await service.db.run(service.repo.set_addresses, contact.id, [])
-            assert all(not c.addresses for c in await service.contacts())
+            assert all(not c.addresses for c in await service.contacts.all())
     return {name: root / name for name in names}
 
 

@@ -136,7 +136,7 @@ def _secrets_of(profile) -> dict[str, bytes]:
                 "contact id": service.contact_id.encode(),
                 "fingerprint": service.fingerprint.replace(" ", "").lower().encode(),
             }
-            for contact in await service.contacts():
+            for contact in await service.contacts.all():
                 found[f"contact {contact.display_name}"] = contact.ed25519_public
         return found
 

@@ -108,10 +108,12 @@ async def make_peer(tmp_path: Path) -> AsyncIterator[PeerFactory]:
 
 async def befriend(a: PeerService, b: PeerService) -> tuple[str, str]:
     """a invites b; returns (b's contact id at a, a's contact id at b)."""
-    code, _ = await a.create_invite()
-    contact_at_b = await b.accept_invite(code)
+    code, _ = await a.invites.create_invite()
+    contact_at_b = await b.invites.accept_invite(code)
     await wait_for(lambda: b.contact_id in a.contact_keys, what="inviter stored contact")
-    await wait_for(lambda: a.is_online(b.contact_id) and b.is_online(a.contact_id))
+    await wait_for(
+        lambda: a.contacts.is_online(b.contact_id) and b.contacts.is_online(a.contact_id)
+    )
     return b.contact_id, contact_at_b.id
 
 

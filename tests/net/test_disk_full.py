@@ -82,7 +82,7 @@ async def test_messages_not_stored_on_a_full_disk_arrive_once_there_is_room(
             # needs space it cannot get.
             for round_ in range(50):
                 for i in range(10):
-                    record = await alice.send_text(bob_id, f"{round_}.{i} " + "x" * 2000)
+                    record = await alice.chat.send_text(bob_id, f"{round_}.{i} " + "x" * 2000)
                     sent.append(record.msg_id)
                 with contextlib.suppress(TimeoutError):
                     await wait_for(full, timeout=2.0)
@@ -93,28 +93,28 @@ async def test_messages_not_stored_on_a_full_disk_arrive_once_there_is_room(
             assert "full" in message
             assert str(small / "bob") in message
             # Not acknowledged, so still queued at the sender; the session is still up.
-            queued = (await alice.outbox_counts()).get(bob_id, 0)
+            queued = (await alice.chat.outbox_counts()).get(bob_id, 0)
             assert queued > 0
-            assert alice.is_online(bob_id)
+            assert alice.contacts.is_online(bob_id)
             with pytest.raises(DiskFull):
-                await bob.send_text(alice_id, "this cannot be stored either")
+                await bob.chat.send_text(alice_id, "this cannot be stored either")
 
             started = time.monotonic()
             filler.unlink()  # room again; nobody restarts
 
             async def all_arrived() -> bool:
-                history = await bob.history(alice_id, limit=len(sent) + 10)
+                history = await bob.chat.history(alice_id, limit=len(sent) + 10)
                 return len(history) >= len(sent)
 
             await wait_for(all_arrived, timeout=30.0)
             await wait_for(lambda: any(not e.full for e in events.of(DiskSpace)), timeout=10.0)
 
             async def none_queued() -> bool:
-                return (await alice.outbox_counts()).get(bob_id, 0) == 0
+                return (await alice.chat.outbox_counts()).get(bob_id, 0) == 0
 
             await wait_for(none_queued, timeout=30.0)
             recovered = time.monotonic() - started
-            history = await bob.history(alice_id, limit=len(sent) + 10)
+            history = await bob.chat.history(alice_id, limit=len(sent) + 10)
             assert [m.msg_id for m in history] == sent  # each exactly once, in order
             print(
                 f"{len(sent)} sent, {queued} stuck while full, all delivered "
@@ -220,35 +220,35 @@ async def test_a_send_whose_write_fails_after_it_left_is_an_error_and_not_in_the
         )
         try:
             bob_id, alice_id = await befriend(alice, bob)
-            await wait_for(lambda: alice.is_online(bob_id), what="online")
+            await wait_for(lambda: alice.contacts.is_online(bob_id), what="online")
             filler = fill(small)
             stored: list[str] = []
             failed: str | None = None
             for i in range(500):  # SQLite may still find room in its WAL for a while
                 body = f"{i} " + "z" * 2000
                 try:
-                    await alice.send_text(bob_id, body)
+                    await alice.chat.send_text(bob_id, body)
                 except DiskFull:
                     failed = body
                     break
                 stored.append(body)
             assert failed is not None, "the sender's disk never filled"
-            mine = [m.body for m in await alice.history(bob_id, limit=1000)]
+            mine = [m.body for m in await alice.chat.history(bob_id, limit=1000)]
             assert mine == stored  # the failed one is not shown as sent
             filler.unlink()
-            after = await alice.send_text(bob_id, "room again")
+            after = await alice.chat.send_text(bob_id, "room again")
 
             async def delivered() -> bool:
-                history = await alice.history(bob_id, limit=1000)
+                history = await alice.chat.history(bob_id, limit=1000)
                 return history[-1].state is MessageState.DELIVERED
 
             await wait_for(delivered, timeout=10.0, what="the next one delivered")
-            history = await alice.history(bob_id, limit=1000)
+            history = await alice.chat.history(bob_id, limit=1000)
             assert [m.body for m in history] == [*stored, "room again"]
             assert history[-1].msg_id == after.msg_id
             # Bob holds each stored one once and, if it had left (it does when written on
             # the loop, the usual case), the failed one.
-            theirs = [m.body for m in await bob.history(alice_id, limit=1000)]
+            theirs = [m.body for m in await bob.chat.history(alice_id, limit=1000)]
             assert theirs in ([*stored, "room again"], [*stored, failed, "room again"])
         finally:
             await alice.aclose()

@@ -215,7 +215,7 @@ async def test_hostile_offers_are_refused_with_a_reason(make_peer, tmp_path):
     assert len(got.of(FileOfferRejected)) == len(HOSTILE)
     assert bob.files.transfers() == []
     assert not bob.files.store.root_dir.exists() or not any(bob.files.store.root_dir.iterdir())
-    assert alice.is_online(bob.contact_id)  # refused offers, not a broken session
+    assert alice.contacts.is_online(bob.contact_id)  # refused offers, not a broken session
 
 
 async def test_a_manifest_that_does_not_match_the_offered_size_fails_clearly(make_peer, tmp_path):

@@ -28,7 +28,7 @@ async def _mesh(peers: list[PeerService]) -> None:
     for p in peers:
         for q in peers:
             if p is not q:
-                await wait_for(lambda p=p, q=q: p.is_online(q.contact_id), what="mesh")
+                await wait_for(lambda p=p, q=q: p.contacts.is_online(q.contact_id), what="mesh")
 
 
 async def test_members_that_downloaded_serve_the_next_one(make_peer, tmp_path):

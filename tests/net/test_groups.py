@@ -67,7 +67,7 @@ async def test_message_reaches_all_in_the_same_order(make_peer):
     for p in peers:
         for q in peers:
             if p is not q:
-                await wait_for(lambda p=p, q=q: p.is_online(q.contact_id), what="mesh")
+                await wait_for(lambda p=p, q=q: p.contacts.is_online(q.contact_id), what="mesh")
     sends = [
         peers[i % 5].groups.send_text(group_id, f"m{i} from {NAMES[i % 5]}") for i in range(40)
     ]
@@ -77,7 +77,7 @@ async def test_message_reaches_all_in_the_same_order(make_peer):
     assert all(order == orders[0] for order in orders)
     assert sorted(orders[0]) == sorted(f"m{i} from {NAMES[i % 5]}" for i in range(40))
     # Nobody lists a group-only member as a contact.
-    assert [c.display_name for c in await peers[1].contacts()] == ["Admin"]
+    assert [c.display_name for c in await peers[1].contacts.all()] == ["Admin"]
 
 
 async def _reopen(make_peer, name: str) -> PeerService:
@@ -97,13 +97,13 @@ async def test_catch_up_from_a_member_that_is_not_the_author(make_peer):
     dov = await _reopen(make_peer, "dov")
     await _all_have([dov], group_id, 50)
     assert await _bodies(dov, group_id) == [f"while dov was away {i}" for i in range(50)]
-    assert not dov.is_online(author.contact_id)
+    assert not dov.contacts.is_online(author.contact_id)
     # Nothing twice, whoever passed it on. Awaited, not slept on: once no catch-up stream
     # is left to send (every peer runs in this loop), a later message from each member
     # linked to dov arrives after every copy that member sent on that link (a member not
     # linked now sent nothing, and one linked later streams only what dov's marks lack).
     await wait_for(lambda: not _catching_up(), what="every catch-up stream sent")
-    linked = [p for p in (admin, cai, eli) if p.is_online(dov.contact_id)]
+    linked = [p for p in (admin, cai, eli) if p.contacts.is_online(dov.contact_id)]
     assert linked  # dov caught up from someone
     for p in linked:
         await p.groups.send_text(group_id, f"after the catch-up, from {p.display_name}")
@@ -134,14 +134,16 @@ async def test_removed_member_gets_nothing_and_cannot_post(make_peer):
     # close, so nothing more can come that way), and a 1:1 message from the admin reaches
     # eli after anything the admin sent before it.
     for p in (bea, cai, dov):
-        await wait_for(lambda p=p: not eli.is_online(p.contact_id), what=f"{p.display_name} gone")
+        await wait_for(
+            lambda p=p: not eli.contacts.is_online(p.contact_id), what=f"{p.display_name} gone"
+        )
     await wait_for(lambda: not _catching_up(), what="every catch-up stream sent")
-    eli_at_admin = next(c.id for c in await admin.contacts() if c.display_name == "Eli")
-    barrier = await admin.send_text(eli_at_admin, "still friends")
-    admin_at_eli = next(c.id for c in await eli.contacts() if c.display_name == "Admin")
+    eli_at_admin = next(c.id for c in await admin.contacts.all() if c.display_name == "Eli")
+    barrier = await admin.chat.send_text(eli_at_admin, "still friends")
+    admin_at_eli = next(c.id for c in await eli.contacts.all() if c.display_name == "Admin")
 
     async def barrier_arrived() -> bool:
-        history = await eli.history(admin_at_eli, limit=10)
+        history = await eli.chat.history(admin_at_eli, limit=10)
         return any(m.msg_id == barrier.msg_id for m in history)
 
     await wait_for(barrier_arrived, what="the admin's message at eli")
@@ -225,7 +227,7 @@ async def test_concurrent_roster_changes_converge_after_a_partition(make_peer):
         await p.aclose()
     bea = await _reopen(make_peer, "bea")
     eli = await _reopen(make_peer, "eli")
-    await wait_for(lambda: bea.is_online(eli.contact_id), what="bea and eli meet")
+    await wait_for(lambda: bea.contacts.is_online(eli.contact_id), what="bea and eli meet")
     await bea.groups.rename(group_id, "South")
     await bea.groups.remove_members(group_id, [dov.contact_id])
     await bea.groups.send_text(group_id, "from the south")
@@ -264,10 +266,10 @@ async def test_a_group_only_member_cannot_chat_one_to_one(make_peer):
     await befriend(admin, bea)
     await befriend(admin, cai)
     group_id = await _group([admin, bea, cai])
-    await wait_for(lambda: bea.is_online(cai.contact_id), what="bea and cai meet")
-    assert cai.contact_id not in {c.id for c in await bea.contacts()}
+    await wait_for(lambda: bea.contacts.is_online(cai.contact_id), what="bea and cai meet")
+    assert cai.contact_id not in {c.id for c in await bea.contacts.all()}
     with pytest.raises(Exception, match="no contact"):
-        await bea.resolve_contact(cai.contact_id)
+        await bea.contacts.resolve(cai.contact_id)
     # A hand-made 1:1 message over the group session is dropped, nothing stored.
     bea.links.connection(cai.contact_id).send(
         wire.ChatMessage(b"m" * 16, bea.contact_keys.conversation(cai.contact_id), 1, 1, 0, "psst")
@@ -288,7 +290,7 @@ async def test_group_messages_are_found_by_search_and_forgotten_with_the_group(m
     # only once everyone has those (sent at once, they are concurrent, in any order).
     await _all_have(peers, group_id, 2)
     await cai.groups.send_text(other_id, "chapter nine, then the café")
-    await admin.send_text(bea.contact_id, "café, one to one")
+    await admin.chat.send_text(bea.contact_id, "café, one to one")
     await _all_have(peers, other_id, 1)
     for p in peers:
         # Every word must occur, the last as a prefix; accents do not matter.
@@ -312,7 +314,7 @@ async def test_group_messages_are_found_by_search_and_forgotten_with_the_group(m
 
     # 1:1 messages stay in their own search, group messages in theirs.
     async def arrived() -> bool:
-        return [m.body for m in await bea.search("café")] == ["café, one to one"]
+        return [m.body for m in await bea.chat.search("café")] == ["café, one to one"]
 
     await wait_for(arrived, what="the 1:1 message at bea")
     found = await bea.groups.search("everyone")

@@ -43,16 +43,16 @@ class Snapshot:
 
 
 async def snapshot(service: PeerService, *, ignore_last_seen: bool = False) -> Snapshot:
-    contacts = await service.contacts()
+    contacts = await service.contacts.all()
     if ignore_last_seen:
         contacts = [dataclasses.replace(c, last_seen=None) for c in contacts]
-    histories = {c.id: await service.history(c.id, limit=1000) for c in contacts}
+    histories = {c.id: await service.chat.history(c.id, limit=1000) for c in contacts}
     return Snapshot(
         contacts=contacts,
         histories=histories,
         message_count=await service.db.run(service.repo.message_count),
         invites=await service.db.run(service.repo.invites),
-        outbox=await service.outbox_counts(),
+        outbox=await service.chat.outbox_counts(),
     )
 
 
@@ -92,7 +92,7 @@ async def bob_keys(victim: Victim, make_peer) -> Stolen:
     psk = victim.alice.contact_keys.keys(bob_at_alice).psk
     identity = bob.identity
     await bob.aclose()
-    await wait_for(lambda: not victim.alice.is_online(bob_at_alice), timeout=5)
+    await wait_for(lambda: not victim.alice.contacts.is_online(bob_at_alice), timeout=5)
     await asyncio.sleep(0.05)
     victim.recorder.events.clear()
     return Stolen(bob_at_alice, identity, psk)
@@ -163,13 +163,13 @@ def assert_no_events(v: Victim) -> None:
 async def assert_still_works(v: Victim) -> None:
     """A normal contact can still talk to Alice (both ways) after the attack."""
     body = f"still here {os.urandom(4).hex()}"
-    await v.carol.send_text(v.alice_at_carol, body)
+    await v.carol.chat.send_text(v.alice_at_carol, body)
     reply = f"yes {os.urandom(4).hex()}"
-    await v.alice.send_text(v.carol_at_alice, reply)
+    await v.alice.chat.send_text(v.carol_at_alice, reply)
 
     async def arrived() -> bool:
-        at_alice = [m.body for m in await v.alice.history(v.carol_at_alice, limit=1000)]
-        at_carol = [m.body for m in await v.carol.history(v.alice_at_carol, limit=1000)]
+        at_alice = [m.body for m in await v.alice.chat.history(v.carol_at_alice, limit=1000)]
+        at_carol = [m.body for m in await v.carol.chat.history(v.alice_at_carol, limit=1000)]
         return body in at_alice and reply in at_carol
 
     await wait_for(arrived, timeout=5)
@@ -328,7 +328,7 @@ async def test_future_protocol_version(victim: Victim) -> None:
 
 async def test_garbage_noise_for_a_real_invite(victim: Victim) -> None:
     """The invite id is one Alice issued; the Noise message is junk. The invite survives."""
-    _, invite = await victim.alice.create_invite()
+    _, invite = await victim.alice.invites.create_invite()
     body = b"CW\x01\x01" + invite.invite_id + os.urandom(48)
     assert await hostile(victim, framing.encode_frame(body), eof=False) == b""
     record = await victim.alice.db.run(victim.alice.repo.invite, invite.invite_id)
@@ -337,7 +337,7 @@ async def test_garbage_noise_for_a_real_invite(victim: Victim) -> None:
 
 async def test_invite_with_wrong_secret(victim: Victim) -> None:
     """Someone who saw the invite id (it travels in clear) but not the secret."""
-    _, invite = await victim.alice.create_invite()
+    _, invite = await victim.alice.invites.create_invite()
     mallory = Identity.generate()
     session = Session(
         initiator=True,
@@ -385,7 +385,7 @@ async def test_contact_hello_with_changed_identity_key(victim: Victim, bob_keys:
     )
     payload = as_bob(victim, bob_keys, hello=hello).data_to_send()
     assert await hostile(victim, payload, eof=False, log=("not a contact",)) == b""
-    assert not victim.alice.is_online(bob_keys.bob_id)
+    assert not victim.alice.contacts.is_online(bob_keys.bob_id)
 
 
 async def test_contact_identity_over_a_foreign_static_key(victim: Victim, bob_keys: Stolen) -> None:
@@ -405,7 +405,7 @@ async def _transport_attack(
     messages = [bob_chat(v, bob, n) for n in (1, 2, 3)]
     try:
         await establish(session, reader, writer)
-        await wait_for(lambda: v.alice.is_online(bob.bob_id), timeout=3)
+        await wait_for(lambda: v.alice.contacts.is_online(bob.bob_id), timeout=3)
         frames = []
         for message in messages:
             session.send(message)
@@ -415,7 +415,7 @@ async def _transport_attack(
     finally:
         await close_writer(writer)
     await assert_logged(v, port, *log)
-    await wait_for(lambda: not v.alice.is_online(bob.bob_id), timeout=3)
+    await wait_for(lambda: not v.alice.contacts.is_online(bob.bob_id), timeout=3)
     wanted = {m.msg_id for m in messages[:stored]}
     await wait_for(
         lambda: {e.message.msg_id for e in v.recorder.of(MessageAdded)} == wanted, timeout=3
@@ -479,7 +479,7 @@ async def test_frame_replayed_into_a_new_session(victim: Victim, bob_keys: Stole
         return any(e.message.msg_id == old_message.msg_id for e in victim.recorder.of(MessageAdded))
 
     await wait_for(old_stored, timeout=3)
-    await wait_for(lambda: not victim.alice.is_online(bob_keys.bob_id), timeout=3)
+    await wait_for(lambda: not victim.alice.contacts.is_online(bob_keys.bob_id), timeout=3)
     victim.recorder.events.clear()
     await _transport_attack(
         victim, bob_keys, lambda f: old_frame + f[1], stored=0, log=("failed authentication",)
@@ -500,7 +500,7 @@ async def test_replayed_reconnect_handshake(victim: Victim, bob_keys: Stolen) ->
     await send(writer, genuine.data_to_send())
     await read_until_closed(reader)
     await close_writer(writer)
-    await wait_for(lambda: not victim.alice.is_online(bob_keys.bob_id), timeout=3)
+    await wait_for(lambda: not victim.alice.contacts.is_online(bob_keys.bob_id), timeout=3)
     victim.recorder.events.clear()
 
     # The eavesdropper replays it; it cannot read the answer nor send a single frame.
@@ -512,7 +512,7 @@ async def test_replayed_reconnect_handshake(victim: Victim, bob_keys: Stolen) ->
     async with asyncio.timeout(CLOSE_WITHIN):
         reply = await reader.read(65536)
     assert reply  # message 2: only the real Bob could read it
-    assert not victim.alice.is_online(bob_keys.bob_id)
+    assert not victim.alice.contacts.is_online(bob_keys.bob_id)
     await send(writer, b"", eof=True)
     reply += await read_until_closed(reader)
     await close_writer(writer)

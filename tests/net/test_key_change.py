@@ -26,7 +26,7 @@ async def _outbox(service: PeerService, contact_id: str) -> list[str]:
 
 
 async def _bodies(service: PeerService, contact_id: str) -> list[str]:
-    return [m.body for m in await service.history(contact_id, limit=100)]
+    return [m.body for m in await service.chat.history(contact_id, limit=100)]
 
 
 async def _recreate_bob(
@@ -55,13 +55,13 @@ async def test_a_recreated_profile_is_held_until_accepted(
     alice = await make_peer("alice")
     bob = await make_peer("bob")
     old_id, _ = await befriend(alice, bob)
-    await alice.send_text(old_id, "before")
+    await alice.chat.send_text(old_id, "before")
     await wait_for(lambda: _outbox_is(alice, old_id, []), what="the first message delivered")
     events = Recorder(alice)
 
     # Bob is gone (his laptop died); Alice writes to him anyway.
     new_bob, new_id = await _recreate_bob(tmp_path, make_peer, alice, bob, via)
-    await alice.send_text(old_id, "written while Bob was away")
+    await alice.chat.send_text(old_id, "written while Bob was away")
 
     # The new identity under Bob's name is stored as held, and said so.
     new = await alice.db.run(alice.repo.contact, new_id)
@@ -74,7 +74,7 @@ async def test_a_recreated_profile_is_held_until_accepted(
     # Nothing of Alice's goes to the new key: a send is refused, a file too, and both
     # conversations are as they were (the text for the earlier Bob still waits for him).
     with pytest.raises(ContactKeyChanged) as refused:
-        await alice.send_text(new_id, "are you really Bob?")
+        await alice.chat.send_text(new_id, "are you really Bob?")
     assert "Bob's safety number has changed" in str(refused.value)
     assert refused.value.exit_code == 7
     attachment = tmp_path / "note.txt"
@@ -89,11 +89,11 @@ async def test_a_recreated_profile_is_held_until_accepted(
     assert await _bodies(new_bob, alice.contact_id) == []
 
     # What the new Bob writes still arrives (it is shown under the banner).
-    await new_bob.send_text(alice.contact_id, "it's me, I reinstalled")
+    await new_bob.chat.send_text(alice.contact_id, "it's me, I reinstalled")
     await wait_for(lambda: _bodies_equal(alice, new_id, ["it's me, I reinstalled"]))
 
     # Alice accepts, choosing to send the waiting text to the new Bob too.
-    accepted = await alice.accept_new_key(new_id, send_queued=True)
+    accepted = await alice.contacts.accept_new_key(new_id, send_queued=True)
     assert not accepted.key_changed and not accepted.verified
     assert any(isinstance(e, ContactChanged) and e.contact.id == new_id for e in events.events)
     await wait_for(
@@ -103,12 +103,12 @@ async def test_a_recreated_profile_is_held_until_accepted(
         what="the waiting message reached the new Bob after acceptance",
     )
     assert await _outbox(alice, old_id) == []
-    sent = await alice.send_text(new_id, "welcome back")
+    sent = await alice.chat.send_text(new_id, "welcome back")
     await wait_for(
         lambda: _state_is(alice, new_id, sent.msg_id, MessageState.DELIVERED), what="delivered"
     )
     with pytest.raises(ServiceError, match="has not changed"):
-        await alice.accept_new_key(new_id)
+        await alice.contacts.accept_new_key(new_id)
 
 
 async def _outbox_is(service: PeerService, contact_id: str, expected: list[str]) -> bool:
@@ -124,7 +124,7 @@ async def _state_is(
 ) -> bool:
     return any(
         m.msg_id == msg_id and m.state is state
-        for m in await service.history(contact_id, limit=100)
+        for m in await service.chat.history(contact_id, limit=100)
     )
 
 
@@ -135,26 +135,26 @@ async def test_the_hold_survives_a_restart_and_accepting_leaves_the_queue_alone(
     bob = await make_peer("bob")
     old_id, _ = await befriend(alice, bob)
     new_bob, new_id = await _recreate_bob(tmp_path, make_peer, alice, bob, "bob-invites")
-    await alice.send_text(old_id, "for the Bob I knew")
+    await alice.chat.send_text(old_id, "for the Bob I knew")
 
     # Alice restarts: the hold is read back from the database.
     await alice.aclose()
     alice = await make_peer("alice", reopen=True)
     record = await alice.db.run(alice.repo.contact, new_id)
     assert record is not None and record.key_changed and record.replaces == old_id
-    listed = {c.id: c for c in await alice.contacts()}
+    listed = {c.id: c for c in await alice.contacts.all()}
     assert listed[new_id].key_changed and not listed[old_id].key_changed
-    summaries = {s.contact.id: s for s in await alice.conversations()}
+    summaries = {s.contact.id: s for s in await alice.chat.conversations()}
     assert summaries[new_id].contact.key_changed
     with pytest.raises(ContactKeyChanged):
-        await alice.send_text(new_id, "still held?")
-    assert await alice.waiting_for_replaced(new_id) == 1
+        await alice.chat.send_text(new_id, "still held?")
+    assert await alice.contacts.waiting_for_replaced(new_id) == 1
 
     # Accepted without moving the queue: the text stays for the earlier Bob.
-    await alice.accept_new_key(new_id, send_queued=False)
+    await alice.contacts.accept_new_key(new_id, send_queued=False)
     assert await _outbox(alice, old_id) == ["for the Bob I knew"]
-    await wait_for(lambda: alice.is_online(new_id), what="the new Bob reconnects")
-    await alice.send_text(new_id, "hello again")
+    await wait_for(lambda: alice.contacts.is_online(new_id), what="the new Bob reconnects")
+    await alice.chat.send_text(new_id, "hello again")
     await wait_for(lambda: _bodies_equal(new_bob, alice.contact_id, ["hello again"]))
 
     # And that answer is kept across a restart too.
@@ -171,11 +171,11 @@ async def test_verifying_lifts_the_hold(tmp_path: Path, make_peer: PeerFactory) 
     await befriend(alice, bob)
     new_bob, new_id = await _recreate_bob(tmp_path, make_peer, alice, bob, "alice-invites")
     events = Recorder(alice)
-    await alice.set_verified(new_id, True)
+    await alice.contacts.set_verified(new_id, True)
     record = await alice.db.run(alice.repo.contact, new_id)
     assert record is not None and record.verified and not record.key_changed
     assert [e.contact.key_changed for e in events.of(ContactChanged)] == [False]
-    await alice.send_text(new_id, "verified, hi")
+    await alice.chat.send_text(new_id, "verified, hi")
     await wait_for(lambda: _bodies_equal(new_bob, alice.contact_id, ["verified, hi"]))
 
 
@@ -190,5 +190,5 @@ async def test_someone_else_with_a_new_name_is_not_held(
     carol_id, _ = await befriend(alice, carol)
     record = await alice.db.run(alice.repo.contact, carol_id)
     assert record is not None and not record.key_changed and record.replaces is None
-    await alice.send_text(carol_id, "hi Carol")
+    await alice.chat.send_text(carol_id, "hi Carol")
     await wait_for(lambda: _bodies_equal(carol, alice.contact_id, ["hi Carol"]))

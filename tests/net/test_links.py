@@ -37,12 +37,12 @@ async def test_simultaneous_dials_resolve_to_one_connection(make_peer):
         alice.links.connection(bob_id).close("test: drop")
         bob.links.connection(alice_id).close("test: drop")
         await _settled_on_one_connection(alice, bob, bob_id, alice_id)
-    record = await alice.send_text(bob_id, "still talking")
+    record = await alice.chat.send_text(bob_id, "still talking")
     await wait_for(lambda: _has(bob, alice_id, record.msg_id))
 
 
 async def _has(service, contact_id, msg_id) -> bool:
-    return any(m.msg_id == msg_id for m in await service.history(contact_id))
+    return any(m.msg_id == msg_id for m in await service.chat.history(contact_id))
 
 
 class FreezableProxy:
@@ -87,9 +87,9 @@ async def test_dead_peer_detected_by_keepalive(make_peer):
     try:
         # Alice knows bob only through the proxy, and bob cannot dial alice back.
         alice = await make_peer("alice", timing=timing, listen_port=0)
-        code, _ = await bob.create_invite(addresses=[f"127.0.0.1:{proxy_port}"])
-        contact = await alice.accept_invite(code)
-        await wait_for(lambda: alice.is_online(contact.id))
+        code, _ = await bob.invites.create_invite(addresses=[f"127.0.0.1:{proxy_port}"])
+        contact = await alice.invites.accept_invite(code)
+        await wait_for(lambda: alice.contacts.is_online(contact.id))
         alice.links.listener.close()  # bob cannot dial around the frozen link
         link = alice.links.connection(contact.id)
         events = Recorder(alice)
@@ -111,7 +111,9 @@ async def test_session_age_triggers_rehandshake(make_peer):
     first = alice.links.connection(bob_id)
     hash_before = first.session.handshake_hash
     await wait_for(lambda: first.closed.is_set(), timeout=5)
-    await wait_for(lambda: alice.is_online(bob_id) and alice.links.connection(bob_id) is not first)
+    await wait_for(
+        lambda: alice.contacts.is_online(bob_id) and alice.links.connection(bob_id) is not first
+    )
     assert alice.links.connection(bob_id).session.handshake_hash != hash_before  # fresh keys
-    record = await alice.send_text(bob_id, "after rehandshake")
+    record = await alice.chat.send_text(bob_id, "after rehandshake")
     await wait_for(lambda: _has(bob, alice_id, record.msg_id))

@@ -90,9 +90,9 @@ async def test_a_new_profile_advertises_only_the_port_it_listens_on(
 ) -> None:
     # As a new user starts it: all interfaces, no remembered port.
     peer = await make_peer("alice", listen_host="", listen_port=None)
-    ports = {port for _, port in peer.listening_on()}
+    ports = {port for _, port in peer.reach.listening_on()}
     assert ports == {peer.listen_port}
-    _, invite = await peer.create_invite()
+    _, invite = await peer.invites.create_invite()
     assert invite.addresses, "an invite with no address"
     assert {address.port for address in invite.addresses} == ports
 

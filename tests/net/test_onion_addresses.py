@@ -31,11 +31,11 @@ async def test_direct_dialers_skip_onion_addresses(make_peer: PeerFactory) -> No
 async def test_invite_with_only_an_onion_needs_tor(make_peer: PeerFactory) -> None:
     alice = await make_peer("alice", tor_only=True)  # announces no direct address
     bob = await make_peer("bob")
-    code, invite = await alice.create_invite(addresses=[f"{ONION}:{ONION_PORT}"])
+    code, invite = await alice.invites.create_invite(addresses=[f"{ONION}:{ONION_PORT}"])
     assert [str(a) for a in invite.addresses] == [f"{ONION}:{ONION_PORT}"]
     with pytest.raises(InviteFailed, match="Tor is off"):
-        await bob.accept_invite(code)
-    assert await bob.contacts() == []
+        await bob.invites.accept_invite(code)
+    assert await bob.contacts.all() == []
 
 
 async def test_reach_update_is_stored(
@@ -62,4 +62,4 @@ async def test_reach_update_is_stored(
     heard = conn.last_heard
     await wait_for(lambda: conn.last_heard > heard)
     assert len(changed.of(ContactChanged)) == before
-    assert alice.is_online(bob_id)
+    assert alice.contacts.is_online(bob_id)

@@ -74,12 +74,12 @@ async def test_direct_goes_then_tor_then_direct_again_each_message_once(
     assert alice.listen_port and bob.listen_port
     cable_a.target = ("127.0.0.1", alice.listen_port)
     cable_b.target = ("127.0.0.1", bob.listen_port)
-    code, invite = await alice.create_invite()
+    code, invite = await alice.invites.create_invite()
     assert [str(x) for x in invite.addresses] == [cable_a.address]  # advertised only
-    await bob.accept_invite(code)
+    await bob.invites.accept_invite(code)
     bob_id, alice_id = bob.contact_id, alice.contact_id
     await wait_for(lambda: _route(alice, bob_id) == _route(bob, alice_id) == "direct")
-    assert alice._hello().listen_port == 0  # nothing to pair with the address seen
+    assert alice.reach.hello().listen_port == 0  # nothing to pair with the address seen
     # Bob can also reach Alice "through Tor" (her onion listener).
     bob.links.dialers.append(LoopbackOnion(alice_id, await alice.links.listen_onion()))
     got = {"alice": Recorder(alice), "bob": Recorder(bob)}
@@ -90,7 +90,7 @@ async def test_direct_goes_then_tor_then_direct_again_each_message_once(
     async def chatter(me: PeerService, name: str, other: str) -> None:
         while not stop.is_set():
             body = f"{name}-{len(sent[name])}"
-            await me.send_text(other, body)
+            await me.chat.send_text(other, body)
             sent[name].append(body)
             await asyncio.sleep(0.02)  # pacing: a conversation, not a flood
 
@@ -148,8 +148,8 @@ async def test_a_lan_sighting_moves_a_tor_session_at_once(
     assert alice.listen_port and bob.listen_port
     cable_a.target = ("127.0.0.1", alice.listen_port)
     cable_b.target = ("127.0.0.1", bob.listen_port)
-    code, _ = await alice.create_invite()
-    await bob.accept_invite(code)
+    code, _ = await alice.invites.create_invite()
+    await bob.invites.accept_invite(code)
     bob_id, alice_id = bob.contact_id, alice.contact_id
     await wait_for(lambda: _route(alice, bob_id) == _route(bob, alice_id) == "direct")
     bob.links.dialers.append(LoopbackOnion(alice_id, await alice.links.listen_onion()))
@@ -163,9 +163,9 @@ async def test_a_lan_sighting_moves_a_tor_session_at_once(
     bob.lan.lan_contact_seen(alice_id, [cable_a.address])  # discovery's callback
     await wait_for(lambda: _route(alice, bob_id) == _route(bob, alice_id) == "direct", 30)
     assert tor_conn is not None and tor_conn.closed.is_set()  # the Tor session retired
-    record = await bob.send_text(alice_id, "on the LAN again")
+    record = await bob.chat.send_text(alice_id, "on the LAN again")
 
     async def stored() -> bool:
-        return any(m.msg_id == record.msg_id for m in await alice.history(bob_id))
+        return any(m.msg_id == record.msg_id for m in await alice.chat.history(bob_id))
 
     await wait_for(stored)

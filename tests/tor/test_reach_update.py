@@ -82,9 +82,9 @@ async def test_contacts_learn_onions_over_their_session_then_meet_over_tor(
     alice = await open_service("alice", "127.0.0.2", tor=False, create=True)
     bob = await open_service("bob", "127.0.0.3", tor=False, create=True)
     a, b = alice.service, bob.service
-    code, _ = await a.create_invite()
-    await b.accept_invite(code)
-    await alice.until(lambda: a.is_online(b.contact_id))
+    code, _ = await a.invites.create_invite()
+    await b.invites.accept_invite(code)
+    await alice.until(lambda: a.contacts.is_online(b.contact_id))
     assert not any(is_onion_address(x) for x in await _stored(a, b.contact_id))
     ports = a.listen_port, b.listen_port
     await a.aclose()
@@ -101,8 +101,8 @@ async def test_contacts_learn_onions_over_their_session_then_meet_over_tor(
     await alice.until(lambda: _state(a) in ("ready", "failed"), within=180)
     await bob.until(lambda: _state(b) in ("ready", "failed"), within=180)
     assert (_state(a), _state(b)) == ("ready", "ready")
-    await alice.until(lambda: a.is_online(b.contact_id))
-    await bob.until(lambda: b.is_online(a.contact_id))
+    await alice.until(lambda: a.contacts.is_online(b.contact_id))
+    await bob.until(lambda: b.contacts.is_online(a.contact_id))
 
     async def knows(at: Watched, other: PeerService) -> bool:
         return _onion(other) in await _stored(at.service, other.contact_id)
@@ -128,14 +128,14 @@ async def test_contacts_learn_onions_over_their_session_then_meet_over_tor(
     )
     a, b = alice.service, bob.service
     assert (_onion(a), _onion(b)) == (alice_onion, bob_onion)
-    await alice.until(lambda: a.is_online(b.contact_id), within=180)
-    await bob.until(lambda: b.is_online(a.contact_id), within=60)
+    await alice.until(lambda: a.contacts.is_online(b.contact_id), within=180)
+    await bob.until(lambda: b.contacts.is_online(a.contact_id), within=60)
     conn = a.links.connection(b.contact_id)
     assert conn is not None
     dialler, far = (a, conn) if conn.initiator else (b, b.links.connection(a.contact_id))
     assert dialler.tor is not None and dialler.tor.manager is not None and far is not None
     assert far.peer_address == dialler.tor.manager.socks_address  # through the dialler's tor
-    await a.send_text(b.contact_id, "over tor now")
-    await b.send_text(a.contact_id, "so it is")
+    await a.chat.send_text(b.contact_id, "over tor now")
+    await b.chat.send_text(a.contact_id, "so it is")
     await bob.until(lambda: "over tor now" in bob.received(), within=60)
     await alice.until(lambda: "so it is" in alice.received(), within=60)

@@ -147,11 +147,11 @@ async def test_relays_see_no_plaintext_and_no_peer_address(
     bob = await _service("bob", tor_settings, tmp_path)
     services.append(bob.service)
     a, b = alice.service, bob.service
-    code, invite = await a.create_invite()
+    code, invite = await a.invites.create_invite()
     assert ADVERTISED["alice"] in [str(x) for x in invite.addresses]
-    await b.accept_invite(code)
-    await alice.until(lambda: a.is_online(b.contact_id))
-    await bob.until(lambda: b.is_online(a.contact_id))
+    await b.invites.accept_invite(code)
+    await alice.until(lambda: a.contacts.is_online(b.contact_id))
+    await bob.until(lambda: b.contacts.is_online(a.contact_id))
     conn = a.links.connection(b.contact_id)
     assert conn is not None and a.links.via_tor(conn)
     # Each side told the other its advertised address (in its Hello, through Tor).
@@ -159,8 +159,8 @@ async def test_relays_see_no_plaintext_and_no_peer_address(
     assert at_alice is not None and ADVERTISED["bob"] in at_alice.addresses
 
     texts = ["the eagle lands at noon, platform nine", "bring the blue umbrella, not the red"]
-    await a.send_text(b.contact_id, texts[0])
-    await b.send_text(a.contact_id, texts[1])
+    await a.chat.send_text(b.contact_id, texts[0])
+    await b.chat.send_text(a.contact_id, texts[1])
     await bob.until(lambda: texts[0] in bob.received(), within=60)
     await alice.until(lambda: texts[1] in alice.received(), within=60)
 

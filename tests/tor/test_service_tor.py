@@ -143,14 +143,14 @@ async def test_invite_chat_and_files_over_tor_only_and_onion_survives_restart(
     assert files and not any(key in p.read_bytes() for p in files)
 
     # The invite and the Hello carry only the onion address.
-    code, invite = await a.create_invite()
+    code, invite = await a.invites.create_invite()
     assert [str(x) for x in invite.addresses] == [alice_onion]
-    assert list(a._hello().addresses) == [alice_onion] and a._hello().listen_port == 0
+    assert list(a.reach.hello().addresses) == [alice_onion] and a.reach.hello().listen_port == 0
 
-    contact = await b.accept_invite(code)
+    contact = await b.invites.accept_invite(code)
     await alice.until(lambda: b.contact_id in a.contact_keys)
-    await alice.until(lambda: a.is_online(b.contact_id))
-    await bob.until(lambda: b.is_online(a.contact_id))
+    await alice.until(lambda: a.contacts.is_online(b.contact_id))
+    await bob.until(lambda: b.contacts.is_online(a.contact_id))
     # Each knows the other only by onion address: no direct route exists to try.
     at_alice = await a.db.run(a.repo.contact, b.contact_id)
     assert at_alice is not None and at_alice.addresses == (_onion(b),)
@@ -165,8 +165,8 @@ async def test_invite_chat_and_files_over_tor_only_and_onion_survives_restart(
     assert alice_conn.peer_address[0] != HOSTS["bob"]
 
     # Chat both ways; each message is delivered (the recipient stored it).
-    to_alice = await b.send_text(a.contact_id, "hello alice, over tor")
-    to_bob = await a.send_text(b.contact_id, "hello bob, over tor")
+    to_alice = await b.chat.send_text(a.contact_id, "hello alice, over tor")
+    to_bob = await a.chat.send_text(b.contact_id, "hello bob, over tor")
     await alice.until(lambda: "hello alice, over tor" in alice.received())
     await bob.until(lambda: "hello bob, over tor" in bob.received())
     await bob.until(lambda: bob.delivered(to_alice.msg_id), within=60)
@@ -189,18 +189,18 @@ async def test_invite_chat_and_files_over_tor_only_and_onion_survives_restart(
     async with asyncio.timeout(60):
         assert await reader.read() == b""  # closed without a word
     writer.close()
-    assert [c.id for c in await a.contacts()] == [b.contact_id]
+    assert [c.id for c in await a.contacts.all()] == [b.contact_id]
 
     # Alice restarts: the same onion address (key from the database), and the two find
     # each other again by themselves, through Tor.
     await a.aclose()
-    await bob.until(lambda: not b.is_online(a.contact_id))
+    await bob.until(lambda: not b.contacts.is_online(a.contact_id))
     alice = await make_service("alice", reopen=True)
     a = alice.service
     assert _onion(a) == alice_onion
-    await alice.until(lambda: a.is_online(b.contact_id), within=180)
-    await bob.until(lambda: b.is_online(a.contact_id), within=60)
-    await a.send_text(b.contact_id, "back again")
+    await alice.until(lambda: a.contacts.is_online(b.contact_id), within=180)
+    await bob.until(lambda: b.contacts.is_online(a.contact_id), within=60)
+    await a.chat.send_text(b.contact_id, "back again")
     await bob.until(lambda: "back again" in bob.received(), within=60)
 
 

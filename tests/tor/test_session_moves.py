@@ -123,11 +123,11 @@ async def test_session_moves_to_tor_and_back_without_losing_or_doubling_a_messag
     assert a.tor is not None
 
     # Paired through the cable; each knows the other's cable address and onion, direct first.
-    code, invite = await a.create_invite()
+    code, invite = await a.invites.create_invite()
     assert [str(x) for x in invite.addresses] == [cable_a.address, a.tor.address]
-    await b.accept_invite(code)
-    await alice.until(lambda: a.is_online(b.contact_id))
-    await bob.until(lambda: b.is_online(a.contact_id))
+    await b.invites.accept_invite(code)
+    await alice.until(lambda: a.contacts.is_online(b.contact_id))
+    await bob.until(lambda: b.contacts.is_online(a.contact_id))
     assert [r.tor for r in await a.links.routes(b.contact_id)] == [False, True]
     assert [r.tor for r in await b.links.routes(a.contact_id)] == [False, True]
     # On both paths, reached on the direct one.
@@ -139,7 +139,7 @@ async def test_session_moves_to_tor_and_back_without_losing_or_doubling_a_messag
     async def chatter(me: PeerService, name: str, other: str) -> None:
         while not stop.is_set():
             body = f"{name}-{len(sent[name])}"
-            await me.send_text(other, body)
+            await me.chat.send_text(other, body)
             sent[name].append(body)
             await asyncio.sleep(0.05)  # pacing: a conversation, not a flood
 
@@ -177,7 +177,7 @@ async def test_session_moves_to_tor_and_back_without_losing_or_doubling_a_messag
         counts = Counter(_bodies(receiver))
         assert set(counts) == set(sent[who])
         assert max(counts.values()) == 1, [m for m, n in counts.items() if n > 1]
-        history = await receiver.service.history(sender.contact_id, limit=10_000)
+        history = await receiver.service.chat.history(sender.contact_id, limit=10_000)
         stored = [m.body for m in history if not m.outgoing]
         assert sorted(stored) == sorted(sent[who])
         # ... and acknowledged: the sender's outbox empties (polled: a database read).

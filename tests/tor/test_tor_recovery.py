@@ -21,10 +21,10 @@ async def test_killed_tor_comes_back_and_the_contact_reconnects_over_tor(
     alice = await make_service("alice")
     bob = await make_service("bob")
     a, b = alice.service, bob.service
-    code, _ = await a.create_invite()
-    await b.accept_invite(code)
-    await alice.until(lambda: a.is_online(b.contact_id))
-    await bob.until(lambda: b.is_online(a.contact_id))
+    code, _ = await a.invites.create_invite()
+    await b.invites.accept_invite(code)
+    await alice.until(lambda: a.contacts.is_online(b.contact_id))
+    await bob.until(lambda: b.contacts.is_online(a.contact_id))
     onion = _onion(a)
     # What tor writes in the profile folder is the owner's only, as the profile's files are.
     for path in (a.profile.path / "tor.log", a.profile.path / "tor-data" / "torrc"):
@@ -50,12 +50,12 @@ async def test_killed_tor_comes_back_and_the_contact_reconnects_over_tor(
         await bob_session.closed.wait()
 
     # They find each other again by themselves, through Tor (no other path exists).
-    await alice.until(lambda: a.is_online(b.contact_id), within=240)
-    await bob.until(lambda: b.is_online(a.contact_id), within=60)
+    await alice.until(lambda: a.contacts.is_online(b.contact_id), within=240)
+    await bob.until(lambda: b.contacts.is_online(a.contact_id), within=60)
     for side, other in ((a, b), (b, a)):
         conn = side.links.connection(other.contact_id)
         assert conn is not None and side.links.via_tor(conn)
-    await b.send_text(a.contact_id, "you are back")
-    await a.send_text(b.contact_id, "tor is back")
+    await b.chat.send_text(a.contact_id, "you are back")
+    await a.chat.send_text(b.contact_id, "tor is back")
     await alice.until(lambda: "you are back" in alice.received(), within=60)
     await bob.until(lambda: "tor is back" in bob.received(), within=60)

@@ -101,21 +101,23 @@ def test_window_reaches_tor_shows_a_tor_contact_and_switches_tor_off(
             )
         )
         services.append(bob)
-        qloop.until(lambda: bob.tor_status.state == "ready", timeout=150, what="Bob's onion")
+        qloop.until(lambda: bob.reach.tor_status.state == "ready", timeout=150, what="Bob's onion")
         # "Hide my IP address from contacts (Tor only)", from Settings.
         window.show_settings("Network")
         dialog = next(d for d in window._dialogs if isinstance(d, SettingsDialog))
         assert dialog.tor_only_box.isEnabled() and not dialog.tor_only_box.isChecked()
         assert "127.0.0.2" in dialog.addresses_shown.text()
         dialog.tor_only_box.setChecked(True)
-        qloop.until(lambda: alice.tor_only, what="the Tor-only setting applied")
+        qloop.until(lambda: alice.reach.tor_only, what="the Tor-only setting applied")
         qloop.until(lambda: "127.0.0.2" not in dialog.addresses_shown.text())
         assert dialog.addresses_shown.text() == alice.tor.address
         dialog.reject()
-        code, invite = qloop.run(alice.create_invite())
+        code, invite = qloop.run(alice.invites.create_invite())
         assert [str(a) for a in invite.addresses] == [alice.tor.address]  # Tor only
-        qloop.run(bob.accept_invite(code), timeout=120)
-        qloop.until(lambda: alice.is_online(bob.contact_id), timeout=120, what="Bob online")
+        qloop.run(bob.invites.accept_invite(code), timeout=120)
+        qloop.until(
+            lambda: alice.contacts.is_online(bob.contact_id), timeout=120, what="Bob online"
+        )
         qloop.until(lambda: window.conversations.item(bob.contact_id) is not None)
         window.open_conversation(bob.contact_id)
         item = window.conversations.item(bob.contact_id)

@@ -154,9 +154,12 @@ def make_peer(qloop: QLoop, tmp_path: Path) -> Iterator[PeerFactory]:
 
 def befriend(qloop: QLoop, a: PeerService, b: PeerService) -> tuple[str, str]:
     """a invites b; returns (b's contact id at a, a's contact id at b), both online."""
-    code, _ = qloop.run(a.create_invite())
-    contact_at_b = qloop.run(b.accept_invite(code))
-    qloop.until(lambda: a.is_online(b.contact_id) and b.is_online(a.contact_id), what="online")
+    code, _ = qloop.run(a.invites.create_invite())
+    contact_at_b = qloop.run(b.invites.accept_invite(code))
+    qloop.until(
+        lambda: a.contacts.is_online(b.contact_id) and b.contacts.is_online(a.contact_id),
+        what="online",
+    )
     return b.contact_id, contact_at_b.id
 
 

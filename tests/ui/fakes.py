@@ -13,8 +13,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from messenger import ContactRecord, MessageRecord, MessageState
-from messenger.service import ConversationSummary
+from messenger import ContactRecord, ConversationSummary, MessageRecord, MessageState
 
 
 def contact(name: str, cid: str | None = None, *, verified: bool = False) -> ContactRecord:

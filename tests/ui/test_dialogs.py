@@ -104,18 +104,18 @@ def my_code(qloop: QLoop, qtbot: Any, bridge: Bridge) -> MyCodeDialog:
 
 def make_contacts(qloop: QLoop, a: PeerService, b: PeerService) -> tuple[str, str]:
     """a invites b; returns (b's id at a, a's id at b) once both have stored the other."""
-    code, _ = qloop.run(a.create_invite())
-    contact_at_b = qloop.run(b.accept_invite(code))
+    code, _ = qloop.run(a.invites.create_invite())
+    contact_at_b = qloop.run(b.invites.accept_invite(code))
 
     async def stored() -> bool:
-        return b.contact_id in {c.id for c in await a.contacts()}
+        return b.contact_id in {c.id for c in await a.contacts.all()}
 
     qloop.until(stored, what="inviter stored the contact")
     return b.contact_id, contact_at_b.id
 
 
 def contacts_of(qloop: QLoop, service: PeerService) -> dict[str, Any]:
-    return {c.id: c for c in qloop.run(service.contacts())}
+    return {c.id: c for c in qloop.run(service.contacts.all())}
 
 
 # --------------------------------------------------------------------------- QR helpers
@@ -403,7 +403,7 @@ def test_add_contact_from_a_png_file(
     assert not contacts_of(qloop, bob)[contact.id].verified
 
     async def alice_has_bob() -> bool:
-        return bob.contact_id in {c.id for c in await alice.contacts()}
+        return bob.contact_id in {c.id for c in await alice.contacts.all()}
 
     qloop.until(alice_has_bob, what="alice stored bob")
 
@@ -412,7 +412,7 @@ def test_add_contact_from_a_clipboard_image(
     qloop: QLoop, qtbot: Any, make_peer: Any, bridges: Any
 ) -> None:
     alice, bob = make_peer("alice"), make_peer("bob")
-    code, _ = qloop.run(alice.create_invite())
+    code, _ = qloop.run(alice.invites.create_invite())
     QGuiApplication.clipboard().setImage(qr_image(invite_qr(code), 5))
 
     dialog = show(qtbot, AddContactDialog(bridges(bob)))
@@ -427,7 +427,7 @@ def test_add_contact_from_camera_frames(
     from PySide6.QtMultimedia import QVideoFrame, QVideoSink
 
     alice, bob = make_peer("alice"), make_peer("bob")
-    code, _ = qloop.run(alice.create_invite())
+    code, _ = qloop.run(alice.invites.create_invite())
     dialog = show(qtbot, AddContactDialog(bridges(bob)))
     # what a webcam delivers: frames of a scene, the code held somewhere in it
     frame = photo_like_image(800, 600)
@@ -504,7 +504,7 @@ def test_add_contact_by_typed_code_validates_as_you_type(
     qloop: QLoop, qtbot: Any, make_peer: Any, bridges: Any
 ) -> None:
     alice, bob = make_peer("alice"), make_peer("bob")
-    code, _ = qloop.run(alice.create_invite())
+    code, _ = qloop.run(alice.invites.create_invite())
     dialog = show(qtbot, AddContactDialog(bridges(bob)))
     assert not dialog.add_button.isEnabled()
 
@@ -535,7 +535,7 @@ def test_add_contact_unreachable_inviter_shows_error_inline(
     qloop: QLoop, qtbot: Any, make_peer: Any, bridges: Any
 ) -> None:
     alice, bob = make_peer("alice"), make_peer("bob")
-    code, _ = qloop.run(alice.create_invite())
+    code, _ = qloop.run(alice.invites.create_invite())
     qloop.run(alice.aclose())
     dialog = show(qtbot, AddContactDialog(bridges(bob)))
     QGuiApplication.clipboard().setImage(qr_image(invite_qr(code), 5))
@@ -580,7 +580,7 @@ def test_safety_number_dialog_digits_qr_and_scan_to_verify(
     qloop.run(dialog.scan.decode_file(own))
     qloop.run(dialog.tasks.wait())
     assert dialog.message.kind == "error" and "does not match" in dialog.message.text()
-    invite_code, _ = qloop.run(bob.create_invite())  # an invite is no safety code
+    invite_code, _ = qloop.run(bob.invites.create_invite())  # an invite is no safety code
     invite_png = tmp_path / "invite.png"
     qr_image(invite_qr(invite_code), 4).save(str(invite_png))
     qloop.run(dialog.scan.decode_file(invite_png))

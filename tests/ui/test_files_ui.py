@@ -128,7 +128,7 @@ def test_file_message_bubble_shows_progress_and_acts(
     assert shown().id == sent.id and shown().state is TransferState.OFFERED
     assert chat.view.transfer_actions(shown()) == ["accept", "cancel"]
     # A text message carries no transfer.
-    qloop.run(alice.send_text(bob.contact_id, "that was the data set"))
+    qloop.run(alice.chat.send_text(bob.contact_id, "that was the data set"))
     qloop.until(lambda: history.rowCount() == row + 2)
     assert history.data(history.index(row + 1), HistoryModel.TransferRole) is None
     offered_height = chat.view.delegate.layout(index).row_height
@@ -180,7 +180,7 @@ def test_a_received_image_shows_its_thumbnail_in_the_bubble(
                     for t in bob.files.transfers()),
         what="the photo downloaded",
     )  # fmt: skip
-    qloop.run(alice.send_text(bob.contact_id, "and a caption after it"))
+    qloop.run(alice.chat.send_text(bob.contact_id, "and a caption after it"))
     window = open_window(bob)
     # The thumbnail is loaded only once the row has been laid out without it, as when
     # loading it takes a while.

@@ -212,7 +212,7 @@ def test_search_everywhere_finds_group_messages_and_opens_the_group_at_one(
     qloop.run(cai.groups.send_text(gid, "the kiwi harvest is in"))
     for i in range(2 * PAGE + 10):
         qloop.run(bob.groups.send_text(gid, f"filler {i}"))
-    qloop.run(bob.send_text(alice_at_bob, "kiwis, just between us"))
+    qloop.run(bob.chat.send_text(alice_at_bob, "kiwis, just between us"))
     total = 2 * PAGE + 11
 
     async def all_there() -> bool:

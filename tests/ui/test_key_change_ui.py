@@ -29,7 +29,7 @@ def _recreate_bob(
 
 def _bodies_end_with(service: PeerService, contact_id: str, expected: list[str]) -> Any:
     async def check() -> bool:
-        bodies = [m.body for m in await service.history(contact_id, limit=50)]
+        bodies = [m.body for m in await service.chat.history(contact_id, limit=50)]
         return bodies[-len(expected) :] == expected
 
     return check
@@ -42,7 +42,7 @@ def test_banner_holds_the_conversation_until_accepted(
     old_id, _ = befriend(qloop, alice, bob)
     window = open_window(alice)
     new_bob, new_id = _recreate_bob(qloop, make_peer, tmp_path, alice, bob)
-    qloop.run(alice.send_text(old_id, "waiting for the Bob I knew"))
+    qloop.run(alice.chat.send_text(old_id, "waiting for the Bob I knew"))
     qloop.until(lambda: window.conversations.item(new_id) is not None, what="the new Bob listed")
 
     held = window.conversations.item(new_id)

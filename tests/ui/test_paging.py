@@ -96,7 +96,7 @@ def test_a_burst_keeps_the_open_history_bounded_and_read(qloop, qtbot, make_peer
     async def burst() -> None:
         for chunk in range(0, count, 250):
             await asyncio.gather(
-                *(bob.send_text(alice_at_bob, f"burst {i}") for i in range(chunk, chunk + 250))
+                *(bob.chat.send_text(alice_at_bob, f"burst {i}") for i in range(chunk, chunk + 250))
             )
 
     qloop.run(burst(), timeout=110)

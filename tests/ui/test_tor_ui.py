@@ -173,10 +173,10 @@ def test_the_tor_setting_is_stored_in_the_profile_and_survives_a_restart(
     again = qloop.run(PeerService.open(path, None, config=peer_config(tor=None)))
     try:
         assert again.settings["tor"] is False
-        assert again.tor is None and again.tor_status.state == "off"
+        assert again.tor is None and again.reach.tor_status.state == "off"
         # "Tor only" means nothing while Tor is off: contacts still get the direct address.
         qloop.run(again.set_setting("tor_only", True))
-        assert not again.tor_only and again.addresses()
+        assert not again.reach.tor_only and again.addresses()
         qloop.run(again.set_setting("tor", True))
         assert again.settings["tor"] is True
     finally:

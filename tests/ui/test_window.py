@@ -14,7 +14,7 @@ from ui.tray import Tray
 
 
 async def _history_bodies(service, contact_id: str) -> list[str]:
-    return [m.body for m in await service.history(contact_id, limit=200)]
+    return [m.body for m in await service.chat.history(contact_id, limit=200)]
 
 
 def _has_body(service, contact_id: str, body: str):
@@ -69,8 +69,8 @@ def test_incoming_message_counts_unread_then_clears(qloop, qtbot, make_peer, ope
     window.unreadChanged.connect(tray.set_unread)
     assert window.current_contact() is None
 
-    qloop.run(bob.send_text(alice_at_bob, "Are you there?"))
-    qloop.run(bob.send_text(alice_at_bob, "Ping"))
+    qloop.run(bob.chat.send_text(alice_at_bob, "Are you there?"))
+    qloop.run(bob.chat.send_text(alice_at_bob, "Ping"))
     qloop.until(lambda: window.conversations.item(bob_at_alice).unread == 2, what="2 unread")
     assert window.conversations.unread_total() == 2
     # The title and the tray follow within a moment (updates are coalesced per burst).
@@ -90,12 +90,12 @@ def test_incoming_message_counts_unread_then_clears(qloop, qtbot, make_peer, ope
     assert window.windowTitle() == "Chinwag"
 
     async def no_unread() -> bool:
-        return await alice.unread_counts() == {}
+        return await alice.chat.unread_counts() == {}
 
     qloop.until(no_unread, what="marked read in storage")
 
     # While the conversation is open and the window active, arrivals are read at once.
-    qloop.run(bob.send_text(alice_at_bob, "Welcome back"))
+    qloop.run(bob.chat.send_text(alice_at_bob, "Welcome back"))
     qloop.until(lambda: "Welcome back" in [m.body for m in window.chat.history.records()])
     qloop.until(
         lambda: window.conversations.item(bob_at_alice).last.body == "Welcome back",
@@ -114,7 +114,7 @@ def test_notification_preview_setting_and_click(qloop, qtbot, make_peer, open_wi
     opened: list[str] = []
     tray.conversationRequested.connect(opened.append)
     qloop.run(window.bridge.set_setting("notification_previews", False))
-    qloop.run(bob.send_text(alice_at_bob, "secret plans"))
+    qloop.run(bob.chat.send_text(alice_at_bob, "secret plans"))
     qloop.until(lambda: bool(tray.shown))
     assert tray.shown[-1].body == "New message"
     assert "secret" not in tray.shown[-1].body
@@ -123,7 +123,7 @@ def test_notification_preview_setting_and_click(qloop, qtbot, make_peer, open_wi
 
     qloop.run(window.bridge.set_setting("notifications", False))
     count = len(tray.shown)
-    qloop.run(bob.send_text(alice_at_bob, "again"))
+    qloop.run(bob.chat.send_text(alice_at_bob, "again"))
     qloop.until(lambda: window.conversations.item(bob_at_alice).unread == 2)
     # The window has handled the arrival (the unread count moved in the same signal): with
     # notifications off nothing was queued for the tray, so nothing can show later either.
@@ -138,11 +138,11 @@ def test_typing_indicator_both_ways(qloop, qtbot, make_peer, open_window):
     window.open_conversation(bob_at_alice)
     chat = window.chat
 
-    bob.set_typing(alice_at_bob, True)
+    bob.chat.set_typing(alice_at_bob, True)
     qloop.until(lambda: chat.typing.isVisible(), what="typing indicator")
     assert chat.typing.text() == "Bob is typing…"
     assert chat.header.status.text() == "typing…"
-    bob.set_typing(alice_at_bob, False)
+    bob.chat.set_typing(alice_at_bob, False)
     qloop.until(lambda: not chat.typing.isVisible())
 
     from messenger import TypingChanged
@@ -192,7 +192,7 @@ def test_composer_disabled_with_reason_and_length_limit(qloop, qtbot, make_peer,
 def test_links_open_on_click(qloop, qtbot, make_peer, open_window):
     alice, bob = make_peer("alice"), make_peer("bob")
     bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
-    qloop.run(bob.send_text(alice_at_bob, "docs at https://example.org/guide now"))
+    qloop.run(bob.chat.send_text(alice_at_bob, "docs at https://example.org/guide now"))
     window = open_window(alice)
     window.open_conversation(bob_at_alice)
     view = window.chat.view
@@ -222,10 +222,10 @@ def test_search_in_conversation_and_everywhere(qloop, qtbot, make_peer, open_win
     bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
     carol = make_peer("carol")
     carol_at_alice, alice_at_carol = befriend(qloop, alice, carol)
-    qloop.run(bob.send_text(alice_at_bob, "the pineapple pizza debate"))
+    qloop.run(bob.chat.send_text(alice_at_bob, "the pineapple pizza debate"))
     for i in range(120):
-        qloop.run(bob.send_text(alice_at_bob, f"filler {i}"))
-    qloop.run(carol.send_text(alice_at_carol, "pineapple is fine"))
+        qloop.run(bob.chat.send_text(alice_at_bob, f"filler {i}"))
+    qloop.run(carol.chat.send_text(alice_at_carol, "pineapple is fine"))
     qloop.until(_has_body(alice, bob_at_alice, "filler 119"))
     qloop.until(_has_body(alice, carol_at_alice, "pineapple is fine"))
     window = open_window(alice)
@@ -364,7 +364,7 @@ def test_disk_full_banner_shows_and_goes_when_there_is_room(
         sent = 0
         while not seen and sent < 500:  # until a write needs room SQLite cannot get
             for _ in range(10):
-                qloop.run(alice.send_text(bob_at_alice, "x" * 2000))
+                qloop.run(alice.chat.send_text(bob_at_alice, "x" * 2000))
                 sent += 1
             with contextlib.suppress(AssertionError):
                 qloop.until(lambda: bool(seen), timeout=1.0)
@@ -375,6 +375,6 @@ def test_disk_full_banner_shows_and_goes_when_there_is_room(
         qloop.until(window.disk_banner.isHidden, what="the banner to go")
 
         async def all_there() -> bool:
-            return len(await bob.history(alice_at_bob, limit=sent + 10)) == sent
+            return len(await bob.chat.history(alice_at_bob, limit=sent + 10)) == sent
 
         qloop.until(all_there, timeout=30, what="every message stored once")

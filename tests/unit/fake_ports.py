@@ -75,9 +75,10 @@ class Me:
     display_name: str
     listen_port: int | None = None
     own_discovery_key: bytes = field(default_factory=lambda: os.urandom(32))
+    reach: list[Address] = field(default_factory=list)  # where contacts can reach us
 
     def addresses(self) -> list[Address]:
-        return []
+        return list(self.reach)
 
 
 class FakeSession:
@@ -147,6 +148,9 @@ class FakeConn:
         if self.other is not None:
             await self.other._queue.join()
 
+    def flush(self) -> None:
+        """Nothing is buffered here: `send` hands each message over at once."""
+
     def close(self, reason: str) -> None:
         self.close_reason = reason
         self.closed.set()
@@ -172,6 +176,7 @@ class FakeLinks:
         self.conns: dict[str, FakeConn] = {}
         self.poked: list[str] = []
         self.dialled: list[str] = []
+        self.forgotten: list[str] = []
 
     def connection(self, contact_id: str) -> Any:
         return self.conns.get(contact_id)
@@ -192,6 +197,13 @@ class FakeLinks:
     def dial_now(self, contact_id: str) -> None:
         self.dialled.append(contact_id)
 
+    def route(self, contact_id: str) -> str | None:
+        return "lan" if contact_id in self.conns else None
+
+    def forget(self, contact_id: str) -> None:
+        self.forgotten.append(contact_id)
+        self.conns.pop(contact_id, None)
+
 
 class FakeLan:
     """The LanKeys port: records what it was told."""
@@ -199,6 +211,7 @@ class FakeLan:
     def __init__(self) -> None:
         self.keys: dict[str, bytes] = {}
         self.open_group: str | None = None
+        self.rotations = 0  # advertising keys rotated
 
     def contact_key_known(self, contact_id: str, key: bytes) -> None:
         self.keys[contact_id] = key
@@ -208,6 +221,12 @@ class FakeLan:
 
     def nearby_offered(self) -> bool:
         return False
+
+    def forget_contact(self, contact_id: str) -> None:
+        self.keys.pop(contact_id, None)
+
+    async def rotate_key(self) -> None:
+        self.rotations += 1
 
 
 @dataclass

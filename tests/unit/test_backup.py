@@ -49,7 +49,7 @@ async def add_history(folder: Path, passphrase: str | None, contact_id: str, sou
     service = await PeerService.open(folder, passphrase, config=OFFLINE)
     try:
         for i in range(20):
-            await service.send_text(contact_id, f"message {i}")
+            await service.chat.send_text(contact_id, f"message {i}")
         transfer = await service.files.send_file(contact_id, source)
         return transfer.id
     finally:
@@ -85,7 +85,7 @@ async def test_round_trip_into_a_new_folder(tmp_path: Path, passphrase: str | No
     service = await PeerService.open(restored, passphrase, config=OFFLINE)
     try:
         assert service.fingerprint == fingerprint and service.display_name == "Ann"
-        bodies = [m.body for m in await service.history(contact_id)]
+        bodies = [m.body for m in await service.chat.history(contact_id)]
         assert [b for b in bodies if b.startswith("message")] == [f"message {i}" for i in range(20)]
         saved = await service.files.save_as(transfer_id, tmp_path / "saved.bin")
         assert saved.read_bytes() == picture.read_bytes()
@@ -143,7 +143,7 @@ async def test_a_backup_while_the_service_writes_is_consistent(tmp_path: Path) -
             asyncio.to_thread(lambda: (backup_profile(original, out, "pw", kdf=FAST), done.set()))
         )
         while not done.is_set() or written < 50:
-            await service.send_text(contact_id, f"during {written}")
+            await service.chat.send_text(contact_id, f"during {written}")
             written += 1
             await asyncio.sleep(0)
         await backup
@@ -153,7 +153,7 @@ async def test_a_backup_while_the_service_writes_is_consistent(tmp_path: Path) -
     await asyncio.to_thread(restore_backup, out, restored, "pw", kdf=FAST)
     service = await PeerService.open(restored, None, config=OFFLINE)
     try:
-        bodies = [m.body for m in await service.history(contact_id, limit=100_000)]
+        bodies = [m.body for m in await service.chat.history(contact_id, limit=100_000)]
     finally:
         await service.aclose()
     assert bodies == [f"during {i}" for i in range(len(bodies))]  # a prefix, in order

@@ -41,3 +41,12 @@ def test_tor_status_shows_the_circuits_in_use(capsys: pytest.CaptureFixture[str]
     assert "circuits     6 built (2 to contacts, 1 from contacts, 3 introduction)" in out
     cli._show_tor({**status, "circuits": {}})  # tor not answering: no circuits line
     assert "circuits" not in capsys.readouterr().out
+
+
+def test_every_group_action_has_a_handler() -> None:
+    """`group ACTION` dispatches through two tables; each action is in exactly one."""
+    from messenger.cli import group_api
+
+    whole, one = set(group_api._WHOLE), set(group_api._ONE)
+    assert not whole & one
+    assert whole | one == set(group_api.GROUP_ACTIONS)

@@ -92,7 +92,7 @@ async def scribble_a_page_history_reads(folder: Path, contact_id: str, scratch: 
         except DatabaseCorrupt:
             continue  # read at open: not the case this test is about
         try:
-            await service.history(contact_id, limit=3000)
+            await service.chat.history(contact_id, limit=3000)
         except DatabaseCorrupt:
             shutil.copyfile(scratch / "chinwag.db", db)
             return
@@ -191,7 +191,7 @@ async def test_a_damaged_page_of_a_big_profile_is_reported_when_read(
     service = await PeerService.open(folder, None, config=OFFLINE)
     try:
         with pytest.raises(DatabaseCorrupt, match="is damaged"):
-            await service.history(contact_id, limit=3000)
+            await service.chat.history(contact_id, limit=3000)
     finally:
         await service.aclose()
     assert (

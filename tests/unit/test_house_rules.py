@@ -154,7 +154,17 @@ SPLIT = [
     "net/presence.py",
     "net/established.py",
     "net/netif.py",
+    "net/reachability.py",
+    "chat.py",
+    "contacts.py",
+    "invites.py",
+    "config.py",
+    "core/disk.py",
+    "cli/printer.py",
 ]
+# Not split into a package but held to the complexity caps all the same (their per-file
+# ignores are gone): long functions there are split, not exempted.
+CAPPED = ["service.py", "nearby.py", "cli/*.py"]
 # Moved out as they were and over a cap today (each wants its own look): the download loop.
 SPLIT_EXEMPT = {"files/download.py", "files/bulk.py"}
 MAX_SPLIT_LINES = 400
@@ -181,7 +191,11 @@ def test_every_per_file_ignore_names_a_file_that_exists() -> None:
     assert stale == []
 
 
-@pytest.mark.parametrize("path", _split_modules(), ids=_rel)
+def _capped_modules() -> list[Path]:
+    return sorted({*_split_modules(), *(p for pattern in CAPPED for p in PACKAGE.glob(pattern))})
+
+
+@pytest.mark.parametrize("path", _capped_modules(), ids=_rel)
 def test_split_modules_keep_the_complexity_caps(path: Path) -> None:
     name = f"messenger/{_rel(path)}"
     if _rel(path) in SPLIT_EXEMPT:

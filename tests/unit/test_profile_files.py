@@ -63,7 +63,7 @@ async def test_a_new_profile_in_an_open_folder_is_private(
     await service.aclose()
     service = await PeerService.open(folder, None, config=OFFLINE)
     try:
-        await service.send_text(contact_id, "written while the WAL is open")
+        await service.chat.send_text(contact_id, "written while the WAL is open")
         names = set(modes(folder))
         assert {"chinwag.db", "chinwag.db-wal", "chinwag.db-shm", "profile.json", "db.key"} <= names
         assert_private(folder)
@@ -80,7 +80,7 @@ async def test_every_start_narrows_what_is_too_wide_and_warns(
     contact_id = add_contact(service)
     await service.aclose()
     service = await PeerService.open(folder, None, config=OFFLINE)
-    await service.send_text(contact_id, "kept")
+    await service.chat.send_text(contact_id, "kept")
     await service.aclose()
     (folder / "attachments").mkdir(mode=0o755)
     (folder / "attachments" / "ab.slots").write_bytes(b"ciphertext")
@@ -94,7 +94,7 @@ async def test_every_start_narrows_what_is_too_wide_and_warns(
     with caplog.at_level(logging.WARNING, logger="messenger.profile"):
         service = await PeerService.open(folder, None, config=OFFLINE)
     try:
-        assert [m.body for m in await service.history(contact_id)] == ["kept"]
+        assert [m.body for m in await service.chat.history(contact_id)] == ["kept"]
         assert_private(folder / "attachments")
         wide = {n for n, m in modes(folder).items() if m & 0o077 and n != "link"}
         assert not wide
