@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 # Public name -> the module (in this package) that defines it.
 _EXPORTS: dict[str, str] = {
-    "ConversationSummary": ".chat",
+    "ConversationSummary": ".records",
     "PeerService": ".service",
     "ServiceConfig": ".service",
     "BackupError": ".backup",
@@ -59,7 +59,7 @@ _EXPORTS: dict[str, str] = {
     "TorStatusChanged": ".events",
     "TransferChanged": ".events",
     "TypingChanged": ".events",
-    "human_size": ".files.manager",
+    "human_size": ".files.names",
     "sanitise": ".files.names",
     "format_safety_number": ".identity",
     "safety_number_qr_payload": ".identity",
@@ -85,6 +85,8 @@ _EXPORTS: dict[str, str] = {
     "TransferRecord": ".records",
     "TransferState": ".records",
     "IncomingMessage": ".storage.repository",
+    "StartupView": ".storage.reader",
+    "read_startup": ".storage.reader",
     "Timing": ".net.transport",
     "tor_missing": ".net.reach",
     "MAX_BODY_BYTES": ".protocol.wire",
@@ -111,7 +113,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         backup_profile,
         restore_backup,
     )
-    from .chat import ConversationSummary
     from .core.logs import configure_logging
     from .errors import (
         ChinwagError,
@@ -154,10 +155,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         TransferChanged,
         TypingChanged,
     )
-    from .files.manager import (
-        human_size,
-    )
     from .files.names import (
+        human_size,
         sanitise,
     )
     from .identity import (
@@ -193,6 +192,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from .records import (
         ContactRecord,
+        ConversationSummary,
         GroupMemberRecord,
         GroupMessageRecord,
         GroupRecord,
@@ -204,6 +204,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .service import (
         PeerService,
         ServiceConfig,
+    )
+    from .storage.reader import (
+        StartupView,
+        read_startup,
     )
     from .storage.repository import (
         IncomingMessage,
@@ -261,6 +265,7 @@ __all__ = [
     "ServiceConfig",
     "ServiceError",
     "ServiceEvent",
+    "StartupView",
     "Timing",
     "TorStatusChanged",
     "TransferChanged",
@@ -276,6 +281,7 @@ __all__ = [
     "human_size",
     "invite_qr",
     "parse_listen",
+    "read_startup",
     "restore_backup",
     "restrict_umask",
     "safety_number_qr_payload",

@@ -28,7 +28,7 @@ from .transfer import DEFAULT_FILE_SETTINGS, SETTING_RATE_LIMIT, Transfer, human
 if TYPE_CHECKING:
     from ..net.transport import Connection
 
-# human_size is re-exported: the package API (messenger/__init__.py) takes it from here.
+# human_size is re-exported for callers of this module (its home is files/names.py).
 __all__ = ["FileManager", "human_size"]
 
 log = logging.getLogger(__name__)
