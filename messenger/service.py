@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .chat import Chat, ConversationSummary
+from .chat import Chat
 from .contacts import ContactBook
 from .core.runtime import DbThread, TaskOwner
 from .core.settings import (
@@ -82,7 +82,13 @@ from .protocol.session import (
     Established,
     SessionEvent,
 )
-from .records import ContactRecord, InviteRecord, MessageRecord, NearbyPerson
+from .records import (
+    ContactRecord,
+    ConversationSummary,
+    InviteRecord,
+    MessageRecord,
+    NearbyPerson,
+)
 from .storage.database import open_database
 from .storage.group_repository import StoredGroupMessage
 from .storage.repository import (

@@ -24,30 +24,35 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 _STARTED = time.perf_counter()
 
-# The peer service (SQLAlchemy, Alembic, zeroconf...) is imported before PySide6: once
-# PySide6 is loaded, its import hook inspects the source of every module imported after
-# it, which adds a quarter of a second to start-up.
+# Only the light part of the package before the window shows (issue 15): the peer service
+# (SQLAlchemy, Alembic, zeroconf, Tor control: most of a second) is imported on a thread
+# once the window is painted from a raw read (messenger.read_startup). tests/ui/
+# test_startup_imports.py checks that none of it is loaded at the first paint.
+import messenger  # noqa: E402
 from messenger import (  # noqa: E402
     DatabaseDamaged,
-    PeerService,
     ProfileDir,
     ProfileError,
     ProfileLocked,
-    ServiceConfig,
     ServiceError,
+    StartupView,
     WrongPassphrase,
     configure_logging,
     default_profile_dir,
     parse_listen,
+    read_startup,
     restrict_umask,
 )
 from ui import _pyside_fix  # noqa: E402
+
+if TYPE_CHECKING:
+    from messenger import PeerService, ServiceConfig
 
 _pyside_fix.apply()
 
@@ -111,7 +116,7 @@ def service_config(args: argparse.Namespace) -> ServiceConfig:
     host, port = "", None
     if args.listen:
         host, port = parse_listen(args.listen)
-    return ServiceConfig(
+    return messenger.ServiceConfig(
         listen_host=host,
         listen_port=port,
         extra_addresses=tuple(args.address),
@@ -167,35 +172,70 @@ async def obtain_service(
             if await run_dialog(dialog) != QDialog.DialogCode.Accepted:
                 return None
             return dialog.service
-        return await PeerService.open(profile.path, env or None, config=config)
-    except ProfileLocked as exc:
-        await message(
-            QMessageBox.Icon.Warning,
-            "Chinwag is already running",
-            "This profile is open in another Chinwag process:\n\n"
-            f"{exc.holder}\n\nClose it first, or start Chinwag with another profile "
-            "(--profile DIR).",
+        service: PeerService = await messenger.PeerService.open(
+            profile.path, env or None, config=config
         )
-    except DatabaseDamaged as exc:
-        await message(
-            QMessageBox.Icon.Critical,
-            "Your messages database is damaged",
-            f"Chinwag cannot open {profile.path}:\n\n{exc}",
-        )
-    except WrongPassphrase:
-        await message(
-            QMessageBox.Icon.Critical,
-            "Wrong passphrase",
-            "CHINWAG_PASSPHRASE does not unlock this profile. Unset it to type the "
-            "passphrase instead.",
-        )
-    except (ProfileError, ServiceError, OSError) as exc:
-        await message(
-            QMessageBox.Icon.Critical,
-            "Chinwag cannot start",
-            f"Chinwag could not open {profile.path}:\n\n{exc}",
-        )
+        return service
+    except OPEN_ERRORS as exc:
+        await report_open_error(profile, exc)
     return None
+
+
+# What opening a profile raises that the user is told about (ProfileLocked, WrongPassphrase
+# and DatabaseDamaged are ProfileErrors).
+OPEN_ERRORS = (ProfileError, ServiceError, OSError)
+
+
+async def report_open_error(profile: ProfileDir, exc: BaseException) -> None:
+    """Tell the user why the profile did not open (the errors PeerService.open raises)."""
+    match exc:
+        case ProfileLocked():
+            await message(
+                QMessageBox.Icon.Warning,
+                "Chinwag is already running",
+                "This profile is open in another Chinwag process:\n\n"
+                f"{exc.holder}\n\nClose it first, or start Chinwag with another profile "
+                "(--profile DIR).",
+            )
+        case DatabaseDamaged():
+            await message(
+                QMessageBox.Icon.Critical,
+                "Your messages database is damaged",
+                f"Chinwag cannot open {profile.path}:\n\n{exc}",
+            )
+        case WrongPassphrase():
+            await message(
+                QMessageBox.Icon.Critical,
+                "Wrong passphrase",
+                "CHINWAG_PASSPHRASE does not unlock this profile. Unset it to type the "
+                "passphrase instead.",
+            )
+        case _:
+            await message(
+                QMessageBox.Icon.Critical,
+                "Chinwag cannot start",
+                f"Chinwag could not open {profile.path}:\n\n{exc}",
+            )
+
+
+async def read_early(profile: ProfileDir) -> StartupView | None:
+    """The window's first paint from a raw read, when the profile opens without asking
+    anything (no passphrase, or none to type); None: the usual path (onboarding, the
+    unlock dialog, CHINWAG_PASSPHRASE's key derivation, a migration due). Raises what
+    PeerService.open raises."""
+    if not profile.exists() or profile.needs_passphrase():
+        return None
+    if os.environ.get("CHINWAG_PASSPHRASE") is not None:
+        return None
+    return await asyncio.to_thread(read_startup, profile, None)
+
+
+async def open_behind(profile: ProfileDir, config: Callable[[], ServiceConfig]) -> PeerService:
+    """Import the service on a thread (the loop keeps painting the window meanwhile), then
+    open the profile as obtain_service does."""
+    await asyncio.to_thread(getattr, messenger, "PeerService")
+    service: PeerService = await messenger.PeerService.open(profile.path, None, config=config())
+    return service
 
 
 async def _onboard(
@@ -218,7 +258,7 @@ async def _onboard(
         dialog.deleteLater()
         QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
         try:
-            service, warnings = await PeerService.create_profile(
+            service, warnings = await messenger.PeerService.create_profile(
                 profile.path, name, passphrase, config=config, settings=settings
             )
         except ServiceError as exc:
@@ -243,7 +283,8 @@ async def _restore(profile: ProfileDir, config: ServiceConfig) -> PeerService | 
         return None
     passphrase = dialog.passphrase_used if dialog.needs_passphrase else None
     dialog.deleteLater()
-    return await PeerService.open(profile.path, passphrase, config=config)
+    service: PeerService = await messenger.PeerService.open(profile.path, passphrase, config=config)
+    return service
 
 
 # -- the running app -----------------------------------------------------------------------
@@ -263,25 +304,34 @@ class _FirstPaint(QObject):
         if not self._fired and event.type() == QEvent.Type.Paint:
             self._fired = True
             if os.environ.get(EXIT_AFTER_SHOWN_ENV):
-                print(
-                    f"chinwag: window shown after {time.perf_counter() - _STARTED:.3f} s",
-                    flush=True,
-                )
+                _say("window shown")
             QTimer.singleShot(0, self, self._on_paint)
         return False
 
 
-async def run_window(service: PeerService, tor_unavailable: str | None = None) -> int:
+async def run_window(
+    service: PeerService | None,
+    tor_unavailable: str | None = None,
+    *,
+    early: StartupView | None = None,
+    opening: Callable[[], Awaitable[PeerService]] | None = None,
+    profile: ProfileDir | None = None,
+) -> int:
     """Show the window over a running service until the user quits; then close it all.
 
     The window shows first and fills as the conversations load (a big profile's summary
-    query must not keep the screen empty)."""
+    query must not keep the screen empty). With `service` None it is painted from `early`
+    (a StartupView) while `opening()` imports and opens the service behind it; the
+    window then follows the service live. If that open fails, the user is told why
+    (about `profile`) and the app ends (1)."""
     from ui.bridge import Bridge
     from ui.tray import Tray
     from ui.views.main_window import MainWindow
 
+    if service is None and opening is None:
+        raise ValueError("run_window without a service needs `opening`")
     manager = theme.manager()
-    bridge = Bridge(service, tor_blocked=tor_unavailable)
+    bridge = Bridge(service, tor_blocked=tor_unavailable, early=early)
     if manager is not None:
         manager.set_mode(str(bridge.setting("theme") or "system"))
     window = MainWindow(bridge)
@@ -289,27 +339,9 @@ async def run_window(service: PeerService, tor_unavailable: str | None = None) -
     tray = Tray(bridge, window)
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
+    opener: asyncio.Task[PeerService | None] | None = None
     try:
-        window.notifier = tray
-        window.unreadChanged.connect(tray.set_unread)
-
-        def show_window() -> None:
-            window.showNormal()
-            window.raise_()
-            window.activateWindow()
-
-        def open_from_notification(contact_id: str) -> None:
-            show_window()
-            window.open_conversation(contact_id)
-
-        tray.showRequested.connect(show_window)
-        tray.conversationRequested.connect(open_from_notification)
-        tray.quitRequested.connect(done.set)
-        window.quitRequested.connect(done.set)
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(sig, done.set)
-                handled.append(sig)
+        handled = _wire_window(window, tray, done.set)
         painted = asyncio.Event()
         _FirstPaint(window, painted.set)
         window.resize(1100, 720)
@@ -323,10 +355,13 @@ async def run_window(service: PeerService, tor_unavailable: str | None = None) -
         if os.environ.get(EXIT_AFTER_SHOWN_ENV):
             await painted.wait()
             await asyncio.sleep(0)  # the paint that shows the loaded list
-            print(
-                f"chinwag: conversations listed after {time.perf_counter() - _STARTED:.3f} s",
-                flush=True,
-            )
+            _say("conversations listed")
+        if opening is not None and service is None:
+            opener = asyncio.create_task(_open_into(bridge, opening, profile))
+            opener.add_done_callback(lambda t: _end_if_failed(t, done))
+        if os.environ.get(EXIT_AFTER_SHOWN_ENV):
+            if opener is not None and await opener is not None:
+                _say("service up")
             done.set()
         await done.wait()
     finally:
@@ -334,16 +369,105 @@ async def run_window(service: PeerService, tor_unavailable: str | None = None) -
             loop.remove_signal_handler(sig)
         window.hide()
         tray.hide()
+        failed = opener is not None and _failed(opener)
+        if opener is not None:
+            service = await _stop_opening(opener)
         window.shutdown()
         bridge.detach()
-        await service.aclose()
+        if service is not None:
+            await service.aclose()
         window.deleteLater()
-    return 0
+    return 1 if failed else 0
+
+
+async def _stop_opening(opener: asyncio.Task[PeerService | None]) -> PeerService | None:
+    """The service the opener brought up (to close it), or None: if it is still opening
+    it is cancelled, and PeerService.open closes what it opened."""
+    opener.cancel()
+    try:
+        return await opener
+    except asyncio.CancelledError:
+        return None
+    except Exception:
+        log.exception("the service did not start")
+        return None
+
+
+def _failed(opener: asyncio.Task[PeerService | None]) -> bool:
+    """The service did not open (the user was told why, or it raised what is logged)."""
+    if not opener.done() or opener.cancelled():
+        return False
+    return opener.exception() is not None or opener.result() is None
+
+
+def _end_if_failed(opener: asyncio.Task[PeerService | None], done: asyncio.Event) -> None:
+    if _failed(opener):
+        done.set()
+
+
+def _wire_window(window: Any, tray: Any, quit_app: Callable[[], None]) -> list[signal.Signals]:
+    """The tray and the window's quit requests, and SIGINT/SIGTERM; returns the signals
+    handled (removed again when the window closes)."""
+    window.notifier = tray
+    window.unreadChanged.connect(tray.set_unread)
+
+    def show_window() -> None:
+        window.showNormal()
+        window.raise_()
+        window.activateWindow()
+
+    def open_from_notification(contact_id: str) -> None:
+        show_window()
+        window.open_conversation(contact_id)
+
+    tray.showRequested.connect(show_window)
+    tray.conversationRequested.connect(open_from_notification)
+    tray.quitRequested.connect(quit_app)
+    window.quitRequested.connect(quit_app)
+    handled = []
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, quit_app)
+            handled.append(sig)
+    return handled
+
+
+async def _open_into(
+    bridge: Any, opening: Callable[[], Awaitable[PeerService]], profile: ProfileDir | None
+) -> PeerService | None:
+    """Open the service behind the window and hand it to the bridge; None: it failed and
+    the user was told why."""
+    try:
+        service = await opening()
+    except OPEN_ERRORS as exc:
+        await report_open_error(profile or ProfileDir(Path(".")), exc)
+        return None
+    bridge.attach(service)
+    return service
+
+
+def _say(what: str) -> None:
+    """CHINWAG_EXIT_AFTER_SHOWN: a marker line with the seconds since start."""
+    print(f"chinwag: {what} after {time.perf_counter() - _STARTED:.3f} s", flush=True)
 
 
 async def run(args: argparse.Namespace) -> int:
     profile = ProfileDir(args.profile or default_profile_dir())
     blocked = tor_blocked(args)
+    try:
+        early = await read_early(profile)
+    except (ProfileError, ServiceError, OSError) as exc:
+        await report_open_error(profile, exc)
+        return 1
+    if early is not None:
+        return await run_window(
+            None,
+            blocked,
+            early=early,
+            opening=lambda: open_behind(profile, lambda: service_config(args)),
+            profile=profile,
+        )
     service = await obtain_service(profile, service_config(args), blocked)
     if service is None:
         return 1
@@ -432,8 +556,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return desktop_entry.main("install" if args.install_desktop_entry else "remove")
     try:
-        service_config(args)
-    except Exception as exc:  # a malformed --listen or --address
+        if args.listen:  # ServiceConfig itself waits for the service's import
+            parse_listen(args.listen)
+    except Exception as exc:  # a malformed --listen
         print(f"chinwag: {exc}", file=sys.stderr)
         return 2
     configure_logging(args.verbose)

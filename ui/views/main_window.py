@@ -143,6 +143,7 @@ class MainWindow(QMainWindow):
             manager.changed.connect(self.retheme)
         self.retheme()
         self._update_empty()
+        self._show_starting(not bridge.ready)
 
     def _build_sidebar(self) -> QVBoxLayout:
         """The left pane: who I am, the add and menu buttons, the filter, the conversations."""
@@ -329,6 +330,7 @@ class MainWindow(QMainWindow):
         self.bridge.groupDeleted.connect(self._on_group_deleted)
         self.bridge.diskSpaceChanged.connect(self._on_disk_space)
         self.bridge.torStatusChanged.connect(self.tor_status.set_status)
+        self.bridge.serviceReady.connect(self._on_service_ready)
         self.tor_status.clicked.connect(lambda: self.show_settings("Network"))
 
     def _on_disk_space(self, full: bool, message: str) -> None:
@@ -368,11 +370,53 @@ class MainWindow(QMainWindow):
     # -- loading and shutting down ----------------------------------------------------------
 
     async def load(self) -> None:
+        """Fill the lists. While the service starts (bridge not ready) the conversations
+        come from the StartupView and the groups wait for the service."""
         await self.conversations.load()
-        await self.groups.load()
         self._update_empty()
         self.list.setFocus()
         self._on_unread(self.conversations.unread_total())
+        if self.bridge.ready:
+            await self.groups.load()
+            self._on_unread(0)
+
+    # What needs the running service (its dialogs ask it synchronously), off while starting.
+    def _starting_actions(self) -> list[Any]:
+        return [
+            self.add_action,
+            self.code_action,
+            self.new_group_action,
+            self.settings_action,
+            self.add_button,
+            self.new_group_button,
+            self.empty.add_button,
+            self.empty.code_button,
+        ]
+
+    def _show_starting(self, starting: bool) -> None:
+        """The "starting" state: Tor's line says so, and what needs the service is off."""
+        for action in self._starting_actions():
+            action.setEnabled(not starting)
+        if starting:
+            self.tor_status.label.setText("Starting…")
+            self.tor_status.setAccessibleName("Starting")
+            self.tor_status.setToolTip("Chinwag is starting: connecting to your contacts")
+
+    def _on_service_ready(self) -> None:
+        self._tasks.spawn(self._service_ready())
+
+    async def _service_ready(self) -> None:
+        """Everything read again from the running service: who is online, what arrived
+        since the first paint, the groups; then what waited is enabled."""
+        self.tor_status.set_unavailable(self.bridge.tor_unavailable())
+        self.tor_status.set_status(self.bridge.tor_status)
+        self._show_starting(False)
+        await self.conversations.load()
+        self.list.select_contact(self.current_contact())
+        self.chat.service_ready()
+        await self.groups.load()
+        self._update_empty()
+        self._on_unread(0)
 
     def shutdown(self) -> None:
         """Stop every task and timer; the window can no longer talk to the service."""
@@ -599,12 +643,15 @@ class MainWindow(QMainWindow):
         from ui.views.safety_number_dialog import SafetyNumberDialog
 
         item = self.conversations.item(contact_id)
-        if item is None:
+        if item is None or not self.bridge.ready:
             return
         self._show_dialog(SafetyNumberDialog(self.bridge, item.contact, self))
 
     def show_settings(self, page: str | None = None) -> None:
         from ui.views.settings_dialog import SettingsDialog
+
+        if not self.bridge.ready:
+            return  # the Tor line is clickable while starting; settings need the service
 
         dialog = SettingsDialog(self.bridge, self)
         if page is not None:
