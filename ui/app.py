@@ -156,29 +156,62 @@ async def message(
 
 
 async def obtain_service(
-    profile: ProfileDir, config: ServiceConfig, tor_unavailable: str | None = None
+    profile: ProfileDir,
+    config: ServiceConfig | Callable[[], ServiceConfig],
+    tor_unavailable: str | None = None,
 ) -> PeerService | None:
     """Onboarding, unlock or a direct open; None when the user gave up (or it failed and
-    the user was told why)."""
+    the user was told why). `config` may be a function making it: the unlock dialog
+    then shows before the service (and ServiceConfig with it) is imported."""
     try:
         if not profile.exists():
-            return await _onboard(profile, config, tor_unavailable)
+            return await _onboard(profile, _config(config), tor_unavailable)
         env = os.environ.get("CHINWAG_PASSPHRASE")
         if profile.needs_passphrase() and env is None:
-            from ui.views.onboarding import UnlockDialog
-
-            dialog = UnlockDialog(profile.path, config=config)
-            dialog.setWindowIcon(theme.app_icon())
-            if await run_dialog(dialog) != QDialog.DialogCode.Accepted:
-                return None
-            return dialog.service
+            return await _unlock(profile, config)
         service: PeerService = await messenger.PeerService.open(
-            profile.path, env or None, config=config
+            profile.path, env or None, config=_config(config)
         )
         return service
     except OPEN_ERRORS as exc:
         await report_open_error(profile, exc)
     return None
+
+
+def _config(config: ServiceConfig | Callable[[], ServiceConfig]) -> ServiceConfig:
+    return config() if callable(config) else config
+
+
+async def _unlock(
+    profile: ProfileDir, config: ServiceConfig | Callable[[], ServiceConfig]
+) -> PeerService | None:
+    """The unlock dialog, shown at once: the service's modules are imported on a thread
+    from its first paint on, while the passphrase is typed."""
+    from ui.views.onboarding import UnlockDialog
+
+    importing: asyncio.Future[Any] | None = None
+
+    def start_importing() -> asyncio.Future[Any]:
+        nonlocal importing
+        if importing is None:
+            importing = asyncio.ensure_future(asyncio.to_thread(getattr, messenger, "PeerService"))
+        return importing
+
+    async def open_service(path: Path, passphrase: str | None, **_: Any) -> PeerService:
+        service_class = await start_importing()
+        service: PeerService = await service_class.open(path, passphrase, config=_config(config))
+        return service
+
+    dialog = UnlockDialog(profile.path, open_service=open_service)
+    dialog.setWindowIcon(theme.app_icon())
+    _FirstPaint(dialog, start_importing, marker="unlock dialog shown")
+    try:
+        if await run_dialog(dialog) != QDialog.DialogCode.Accepted:
+            return None
+        return dialog.service
+    finally:
+        if importing is not None:
+            await importing  # owned here: never left running past the dialog
 
 
 # What opening a profile raises that the user is told about (ProfileLocked, WrongPassphrase
@@ -291,12 +324,15 @@ async def _restore(profile: ProfileDir, config: ServiceConfig) -> PeerService | 
 
 
 class _FirstPaint(QObject):
-    """Notices the main window's first paint; with CHINWAG_EXIT_AFTER_SHOWN set, says when
-    (benchmarks and smoke tests measure start-up with it)."""
+    """Notices a window's first paint; with CHINWAG_EXIT_AFTER_SHOWN set, says when
+    ("chinwag: <marker> after X s": benchmarks and smoke tests measure start-up with it)."""
 
-    def __init__(self, window: QWidget, on_paint: Callable[[], object]) -> None:
+    def __init__(
+        self, window: QWidget, on_paint: Callable[[], object], marker: str = "window shown"
+    ) -> None:
         super().__init__(window)
         self._on_paint = on_paint
+        self._marker = marker
         self._fired = False
         window.installEventFilter(self)
 
@@ -304,7 +340,7 @@ class _FirstPaint(QObject):
         if not self._fired and event.type() == QEvent.Type.Paint:
             self._fired = True
             if os.environ.get(EXIT_AFTER_SHOWN_ENV):
-                _say("window shown")
+                _say(self._marker)
             QTimer.singleShot(0, self, self._on_paint)
         return False
 
@@ -468,7 +504,7 @@ async def run(args: argparse.Namespace) -> int:
             opening=lambda: open_behind(profile, lambda: service_config(args)),
             profile=profile,
         )
-    service = await obtain_service(profile, service_config(args), blocked)
+    service = await obtain_service(profile, lambda: service_config(args), blocked)
     if service is None:
         return 1
     return await run_window(service, blocked)
