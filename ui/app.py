@@ -71,6 +71,10 @@ NO_TOR_ENV = "CHINWAG_NO_TOR"
 # first paint and "chinwag: conversations listed after X s" once they are, then quit cleanly.
 EXIT_AFTER_SHOWN_ENV = "CHINWAG_EXIT_AFTER_SHOWN"
 
+# Seconds the window waits for its first paint before building the rest and opening the
+# service anyway (a window that starts hidden may never be painted).
+FIRST_PAINT_WAIT = 2.0
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -388,10 +392,16 @@ async def run_window(
         collector = qapp.findChild(MainThreadCollector, "chinwag-gc") if qapp else None
         if collector is not None:
             QTimer.singleShot(3000, collector, collector.settle)
+        # The rest waits for the list on screen (or a window that is not painted, hidden
+        # at start, a little): building the panes and importing the service compete
+        # with the first paint for the one interpreter.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_PAINT_WAIT):
+                await painted.wait()
+        await asyncio.sleep(0)  # the paint that shows the loaded list
         if os.environ.get(EXIT_AFTER_SHOWN_ENV):
-            await painted.wait()
-            await asyncio.sleep(0)  # the paint that shows the loaded list
             _say("conversations listed")
+        window.build_panes()
         if opening is not None and service is None:
             opener = asyncio.create_task(_open_into(bridge, opening, profile))
             opener.add_done_callback(lambda t: _end_if_failed(t, done))

@@ -8,7 +8,7 @@ Ctrl+Q quit. Esc closes dialogs and bars.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
@@ -35,12 +35,14 @@ from ui.bridge import Bridge
 from ui.models.conversations import ConversationFilterModel, ConversationListModel
 from ui.models.groups import GroupListModel
 from ui.tasks import TaskSet
-from ui.views.chat_view import ChatView
 from ui.views.conversation_list import ConversationListView
 from ui.views.group_list import GroupListView
-from ui.views.group_view import GroupView
 from ui.views.paint import Avatar
 from ui.views.tor_status import TorStatusBar
+
+if TYPE_CHECKING:
+    from ui.views.chat_view import ChatView
+    from ui.views.group_view import GroupView
 
 log = logging.getLogger("chinwag.ui")
 
@@ -227,14 +229,14 @@ class MainWindow(QMainWindow):
         side.addWidget(self.tor_status)
 
     def _build_panes(self) -> None:
-        """The conversation, group and empty panes beside the sidebar."""
-        self.chat = ChatView(self.bridge, self.conversations, self)
+        """The conversation, group and empty panes beside the sidebar. The conversation
+        and group panes (and their modules) are built on first use or right after the
+        first paint (build_panes): the first paint shows the empty pane (issue 15)."""
+        self._chat: ChatView | None = None
+        self._group_view: GroupView | None = None
         self.empty = EmptyState(self)
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.empty)
-        self.stack.addWidget(self.chat)
-        self.group_view = GroupView(self.bridge, self)
-        self.stack.addWidget(self.group_view)
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.sidebar)
@@ -306,7 +308,6 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+L"), self).activated.connect(self.focus_filter)
 
         self.setTabOrder(self.filter, self.list)
-        self.setTabOrder(self.list, self.chat.header.search_button)
 
     def _wire(self) -> None:
         """What the widgets, models and bridge tell each other."""
@@ -316,7 +317,6 @@ class MainWindow(QMainWindow):
         self.list.conversationActivated.connect(self.open_conversation)
         self.list.conversationEntered.connect(self._open_and_focus)
         self.list.conversationClicked.connect(lambda _cid: self.chat.focus_composer())
-        self.chat.safetyNumberRequested.connect(self.show_safety_number)
         self.conversations.unreadTotalChanged.connect(self._on_unread)
         self.conversations.rowsInserted.connect(self._update_empty)
         self.conversations.modelReset.connect(self._update_empty)
@@ -324,7 +324,6 @@ class MainWindow(QMainWindow):
         self.bridge.settingChanged.connect(self._on_setting_changed)
         self.group_list.groupActivated.connect(self.open_group)
         self.new_group_button.clicked.connect(self.new_group)
-        self.group_view.manageRequested.connect(self.manage_group)
         self.groups.unreadTotalChanged.connect(lambda _n: self._on_unread(0))
         self.bridge.groupMessageAdded.connect(self._on_group_message)
         self.bridge.groupDeleted.connect(self._on_group_deleted)
@@ -332,6 +331,37 @@ class MainWindow(QMainWindow):
         self.bridge.torStatusChanged.connect(self.tor_status.set_status)
         self.bridge.serviceReady.connect(self._on_service_ready)
         self.tor_status.clicked.connect(lambda: self.show_settings("Network"))
+
+    @property
+    def chat(self) -> ChatView:
+        """The conversation pane, built on first use."""
+        if self._chat is None:
+            from ui.views.chat_view import ChatView
+
+            chat = ChatView(self.bridge, self.conversations, self)
+            self.stack.addWidget(chat)
+            chat.safetyNumberRequested.connect(self.show_safety_number)
+            self.setTabOrder(self.list, chat.header.search_button)
+            self._chat = chat
+        return self._chat
+
+    @property
+    def group_view(self) -> GroupView:
+        """The group pane, built on first use."""
+        if self._group_view is None:
+            from ui.views.group_view import GroupView
+
+            view = GroupView(self.bridge, self)
+            self.stack.addWidget(view)
+            view.manageRequested.connect(self.manage_group)
+            self._group_view = view
+        return self._group_view
+
+    def build_panes(self) -> None:
+        """Build the conversation and group panes now (the app calls it after the first
+        paint, so the first click does not wait for them)."""
+        if not self._closing:
+            _ = self.chat, self.group_view
 
     def _on_disk_space(self, full: bool, message: str) -> None:
         if full:
@@ -413,7 +443,8 @@ class MainWindow(QMainWindow):
         self._show_starting(False)
         await self.conversations.load()
         self.list.select_contact(self.current_contact())
-        self.chat.service_ready()
+        if self._chat is not None:
+            self._chat.service_ready()
         await self.groups.load()
         self._update_empty()
         self._on_unread(0)
@@ -423,9 +454,11 @@ class MainWindow(QMainWindow):
         self._closing = True
         self._mark_timer.stop()
         self._tasks.close()
-        self.chat.shutdown()
+        if self._chat is not None:
+            self._chat.shutdown()
         self.conversations.detach()
-        self.group_view.shutdown()
+        if self._group_view is not None:
+            self._group_view.shutdown()
         self.groups.detach()
         for signal, slot in (
             (self.bridge.messageAdded, self._on_message_added),
@@ -465,7 +498,7 @@ class MainWindow(QMainWindow):
     def _on_filter(self, text: str) -> None:
         self.filtered.set_filter(text)
         self._update_empty()
-        self.list.select_contact(self.chat.contact_id)
+        self.list.select_contact(self._chat.contact_id if self._chat is not None else None)
 
     def _open_first_match(self) -> None:
         if self.filtered.rowCount():
@@ -509,7 +542,8 @@ class MainWindow(QMainWindow):
         self.chat.focus_composer()
 
     def current_contact(self) -> str | None:
-        return self.chat.contact_id if self.stack.currentWidget() is self.chat else None
+        chat = self._chat
+        return chat.contact_id if chat is not None and self.stack.currentWidget() is chat else None
 
     # -- unread, read receipts, notifications ------------------------------------------------
 
@@ -661,7 +695,8 @@ class MainWindow(QMainWindow):
     # -- groups (ui/views/group_view.py, group_dialogs.py) --------------------------------------
 
     def current_group(self) -> str | None:
-        return self.group_view.group_id if self.stack.currentWidget() is self.group_view else None
+        view = self._group_view
+        return view.group_id if view is not None and self.stack.currentWidget() is view else None
 
     def _reading_group(self, group_id: str) -> bool:
         return not self._closing and group_id == self.current_group() and self.is_attentive()
