@@ -208,12 +208,15 @@ async def _unlock(
 
     dialog = UnlockDialog(profile.path, open_service=open_service)
     dialog.setWindowIcon(theme.app_icon())
-    _FirstPaint(dialog, start_importing, marker="unlock dialog shown")
+    # Kept referenced while the dialog lives: PySide would otherwise call the filter on a
+    # new wrapper of the C++ object, one whose __init__ never ran.
+    first_paint = _FirstPaint(dialog, start_importing, marker="unlock dialog shown")
     try:
         if await run_dialog(dialog) != QDialog.DialogCode.Accepted:
             return None
         return dialog.service
     finally:
+        del first_paint
         if importing is not None:
             await importing  # owned here: never left running past the dialog
 
@@ -343,6 +346,7 @@ class _FirstPaint(QObject):
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if not self._fired and event.type() == QEvent.Type.Paint:
             self._fired = True
+            obj.removeEventFilter(self)  # one paint is all it waits for
             if os.environ.get(EXIT_AFTER_SHOWN_ENV):
                 _say(self._marker)
             QTimer.singleShot(0, self, self._on_paint)
@@ -380,10 +384,11 @@ async def run_window(
     loop = asyncio.get_running_loop()
     handled: list[signal.Signals] = []
     opener: asyncio.Task[PeerService | None] | None = None
+    first_paint: _FirstPaint | None = None
     try:
         handled = _wire_window(window, tray, done.set)
         painted = asyncio.Event()
-        _FirstPaint(window, painted.set)
+        first_paint = _FirstPaint(window, painted.set)
         window.resize(1100, 720)
         window.show()
         await window.load()
@@ -418,6 +423,7 @@ async def run_window(
         failed = opener is not None and _failed(opener)
         if opener is not None:
             service = await _stop_opening(opener)
+        del first_paint  # kept alive until here (see _unlock)
         window.shutdown()
         bridge.detach()
         if service is not None:
