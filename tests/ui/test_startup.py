@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox
 from messenger import KdfParams, PeerService, ProfileDir, read_startup
 from tests.ui.conftest import befriend, peer_config
 from ui import app as ui_app
+from ui.models.conversations import ConversationListModel
 from ui.views.chat_view import STARTING_PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,6 +171,8 @@ def test_the_early_window_follows_the_service_once_it_is_up(qloop, qtbot, make_p
 
     qloop.until(lambda: latest() == "while Alice starts", what="the message sent meanwhile")
     qloop.until(lambda: window.conversations.item(bob_at_alice).online, what="Bob online")
+    # Updated in place: the open conversation is still the selected row.
+    assert window.list.currentIndex().data(ConversationListModel.ContactIdRole) == bob_at_alice
     assert window.add_action.isEnabled() and window.settings_action.isEnabled()
     assert window.tor_status.label.text() != "Starting…"
     qloop.until(chat.composer.edit.isEnabled, what="the composer")

@@ -441,8 +441,7 @@ class MainWindow(QMainWindow):
         self.tor_status.set_unavailable(self.bridge.tor_unavailable())
         self.tor_status.set_status(self.bridge.tor_status)
         self._show_starting(False)
-        await self.conversations.load()
-        self.list.select_contact(self.current_contact())
+        await self.conversations.reload()
         if self._chat is not None:
             self._chat.service_ready()
         await self.groups.load()
