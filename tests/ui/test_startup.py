@@ -184,9 +184,7 @@ def test_the_early_window_follows_the_service_once_it_is_up(qloop, qtbot, make_p
     qtbot.keyClick(chat.composer.edit, Qt.Key.Key_Return)
 
     async def at_bob() -> bool:
-        return any(
-            m.body == "hello from the early window" for m in await bob.history(alice_at_bob)
-        )
+        return any(m.body == "hello from the early window" for m in await bob.history(alice_at_bob))
 
     qloop.until(at_bob, what="the message at Bob")
     window.close()
