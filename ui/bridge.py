@@ -23,7 +23,6 @@ from PySide6.QtCore import QObject, Signal
 
 import messenger
 from messenger import (
-    MAX_BODY_BYTES,
     ContactAdded,
     ContactChanged,
     ContactRecord,
@@ -168,8 +167,10 @@ class Bridge(QObject):
 
     @property
     def max_body_bytes(self) -> int:
-        """The most UTF-8 bytes one message can hold (the composer counts against it)."""
-        return int(MAX_BODY_BYTES)
+        """The most UTF-8 bytes one message can hold (the composer counts against it).
+        Looked up when asked: the constant's package (the wire codec) is not needed for
+        the first paint."""
+        return int(messenger.MAX_BODY_BYTES)
 
     def setting(self, key: str) -> Any:
         if self._early is not None:
