@@ -16,14 +16,15 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..core.settings import BLOB_IDENTITY, DEFAULT_SETTINGS, SETTING_NAME
 from ..identity import Identity, contact_id, fingerprint
 from ..profile import ProfileDir, ProfileLock
-from ..records import ConversationSummary
 from .database import SCHEMA_HEAD, check_database, plain_error, read_only_connection
-from .rows import conversation_rows
+
+if TYPE_CHECKING:
+    from ..records import ConversationSummary
 
 READ_COMMANDS = frozenset({"whoami", "contacts"})
 
@@ -70,6 +71,9 @@ def read_startup(
     a migration due). Takes and releases the profile lock as the one-shot commands do, so
     a profile another Chinwag holds raises ProfileLocked here, before any window shows.
     Raises what PeerService.open raises."""
+    from ..records import ConversationSummary  # here: whoami and contacts do without
+    from .rows import conversation_rows
+
     with _reading(profile, passphrase, purpose, 0.0, None, None) as conn:
         if conn is None:
             return None
