@@ -4,8 +4,17 @@
 Layout (every name carries a random prefix, so parallel runs and leftovers never clash):
 
     <p>sw            a namespace holding the bridge "br0" (the LAN switch)
+    <p>sw<seg>       more switches, one per extra LAN segment (`Lan.add_host(segment=...)`)
     <p>a, <p>b, ...  one namespace per host: "eth0" (a veth whose peer is a bridge port
-                     in <p>sw), loopback up, 10.77.0.N/24 and a 224.0.0.0/4 route
+                     in its switch), loopback up, 10.77.0.N/24 and a 224.0.0.0/4 route
+
+Neighbour caches (ARP and IPv6 ndisc) are one table per kernel, shared by every
+namespace, with room for 1,024 entries (`gc_thresh3`). Thirty IPv6 hosts on one bridge,
+each learning the others' unicast and link-local addresses and its multicast groups,
+fill it: the kernel then refuses sends with EINVAL ("neighbor table overflow" in dmesg)
+and mDNS packets are lost. A home LAN never has that many hosts on one machine, so tests
+that need many hosts give each group of them its own segment. `neighbour_table_fulls()`
+counts the refusals, for failure messages.
 
 Nothing is created in the caller's namespace: the veth pairs are made directly between the
 host and switch namespaces and no address or route exists outside them, so no traffic can
@@ -158,6 +167,7 @@ class Host:
     ns: str
     port: str  # the bridge port (in the switch namespace) of this host's link
     ip: str
+    switch: str  # the namespace of the switch this host's link is plugged into
     runners: list[Runner] = field(default_factory=list)
 
     def run(self, profile: Path, *args: str, env: dict[str, str] | None = None) -> Runner:
@@ -205,7 +215,7 @@ class Host:
 
     def link(self, up: bool) -> None:
         """Unplug / plug the host's cable: its bridge port goes down (carrier off inside)."""
-        _ip("-n", self.lan.switch, "link", "set", self.port, "up" if up else "down")
+        _ip("-n", self.switch, "link", "set", self.port, "up" if up else "down")
 
     def set_address(self, ip: str) -> None:
         """Renumber eth0 (a DHCP lease changing): the old address goes, the new one comes."""
@@ -218,6 +228,18 @@ class Host:
         _ip("-n", self.ns, "addr", "add", ip, "dev", "eth0")
 
 
+def neighbour_table_fulls() -> int:
+    """How many times the kernel's ARP and ndisc tables were full (one count per refused
+    entry, since boot; the tables are shared by every namespace)."""
+    total = 0
+    for table in ("arp_cache", "ndisc_cache"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            rows = Path("/proc/net/stat", table).read_text().splitlines()
+            column = rows[0].split().index("table_fulls")
+            total += sum(int(row.split()[column], 16) for row in rows[1:])
+    return total
+
+
 class Lan:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -227,19 +249,36 @@ class Lan:
         self.processes: list[subprocess.Popen[str]] = []
         self.namespaces: list[str] = []
         self.env = dict(ENV)
-        _ip("netns", "add", self.switch)
-        self.namespaces.append(self.switch)
-        _ip("-n", self.switch, "link", "add", "br0", "type", "bridge")
+        self.switches: dict[str, str] = {}  # segment -> its switch namespace
+        self._add_switch("", self.switch)
+
+    def _add_switch(self, segment: str, ns: str) -> str:
+        _ip("netns", "add", ns)
+        self.namespaces.append(ns)
+        _ip("-n", ns, "link", "add", "br0", "type", "bridge")
         # No IGMP snooping: a switch that floods multicast, like most small ones.
-        _ip("-n", self.switch, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
-        _ip("-n", self.switch, "link", "set", "br0", "up")
+        _ip("-n", ns, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
+        _ip("-n", ns, "link", "set", "br0", "up")
+        self.switches[segment] = ns
+        return ns
 
     def add_host(
-        self, name: str, *, ipv4: bool = True, ipv6: bool = True, ula: bool = False
+        self,
+        name: str,
+        *,
+        ipv4: bool = True,
+        ipv6: bool = True,
+        ula: bool = False,
+        segment: str = "",
     ) -> Host:
         """A host on the bridge. Network shapes: `ipv4` gives 10.77.0.N/24; `ipv6` leaves
         IPv6 on, so the link gets its fe80:: address as soon as it comes up (what a home
-        router without an IPv6 prefix gives); `ula` adds fd77::N/64 as well."""
+        router without an IPv6 prefix gives); `ula` adds fd77::N/64 as well. A `segment`
+        other than "" puts the host on a switch of its own segment (a separate LAN,
+        created on first use); addresses stay unique across segments."""
+        switch = self.switches.get(segment) or self._add_switch(
+            segment, f"{self.prefix}sw{segment}"
+        )
         index = len(self.hosts) + 1
         ns = f"{self.prefix}{name}"
         port = f"p{index}"
@@ -252,7 +291,7 @@ class Lan:
                 _sysctl(ns, f"net.ipv6.conf.{scope}.disable_ipv6=1")
         _ip(
             "-n",
-            self.switch,
+            switch,
             "link",
             "add",
             port,
@@ -264,8 +303,8 @@ class Lan:
             "netns",
             ns,
         )
-        _ip("-n", self.switch, "link", "set", port, "master", "br0")
-        _ip("-n", self.switch, "link", "set", port, "up")
+        _ip("-n", switch, "link", "set", port, "master", "br0")
+        _ip("-n", switch, "link", "set", port, "up")
         _ip("-n", ns, "link", "set", "lo", "up")
         if ipv4:
             _ip("-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
@@ -275,7 +314,7 @@ class Lan:
         _ip("-n", ns, "link", "set", "eth0", "up")
         if ipv4:
             _ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", "eth0")
-        host = Host(self, name, ns, port, ip)
+        host = Host(self, name, ns, port, ip, switch)
         self.hosts[name] = host
         return host
 
