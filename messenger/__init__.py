@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 # Public name -> the module (in this package) that defines it.
 _EXPORTS: dict[str, str] = {
-    "ConversationSummary": ".chat",
+    "ConversationSummary": ".records",
     "PeerService": ".service",
     "ServiceConfig": ".config",
     "BackupError": ".backup",
@@ -59,7 +59,7 @@ _EXPORTS: dict[str, str] = {
     "TorStatusChanged": ".events",
     "TransferChanged": ".events",
     "TypingChanged": ".events",
-    "human_size": ".files.manager",
+    "human_size": ".files.names",
     "sanitise": ".files.names",
     "format_safety_number": ".identity",
     "safety_number_qr_payload": ".identity",
@@ -85,6 +85,8 @@ _EXPORTS: dict[str, str] = {
     "TransferRecord": ".records",
     "TransferState": ".records",
     "IncomingMessage": ".storage.repository",
+    "StartupView": ".storage.reader",
+    "read_startup": ".storage.reader",
     "Timing": ".net.transport",
     "tor_missing": ".net.reach",
     "MAX_BODY_BYTES": ".protocol.wire",
@@ -111,7 +113,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         backup_profile,
         restore_backup,
     )
-    from .chat import ConversationSummary
     from .config import ServiceConfig
     from .core.logs import configure_logging
     from .errors import (
@@ -155,10 +156,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         TransferChanged,
         TypingChanged,
     )
-    from .files.manager import (
-        human_size,
-    )
     from .files.names import (
+        human_size,
         sanitise,
     )
     from .identity import (
@@ -194,6 +193,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     )
     from .records import (
         ContactRecord,
+        ConversationSummary,
         GroupMemberRecord,
         GroupMessageRecord,
         GroupRecord,
@@ -203,6 +203,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
         TransferState,
     )
     from .service import PeerService
+    from .storage.reader import (
+        StartupView,
+        read_startup,
+    )
     from .storage.repository import (
         IncomingMessage,
     )
@@ -259,6 +263,7 @@ __all__ = [
     "ServiceConfig",
     "ServiceError",
     "ServiceEvent",
+    "StartupView",
     "Timing",
     "TorStatusChanged",
     "TransferChanged",
@@ -274,6 +279,7 @@ __all__ = [
     "human_size",
     "invite_qr",
     "parse_listen",
+    "read_startup",
     "restore_backup",
     "restrict_umask",
     "safety_number_qr_payload",

@@ -20,7 +20,7 @@ from .errors import ContactKeyChanged, ContactNotFound, DiskFull
 from .events import MessageAdded, MessageStatesChanged, TypingChanged
 from .net.transport import Connection
 from .protocol import wire
-from .records import ContactRecord, MessageRecord, MessageState
+from .records import ConversationSummary, MessageRecord, MessageState
 
 if TYPE_CHECKING:
     from .core.ports import Clock, ContactKeyring, Db, Emit, LinkRegistry, Tasks
@@ -397,18 +397,3 @@ class Chat:
     async def outbox_counts(self) -> dict[str, int]:
         await self.states_recorded()
         return await self._db.run(self._repo.outbox_counts)
-
-
-@dataclass(frozen=True, slots=True)
-class ConversationSummary:
-    contact: ContactRecord
-    last_message: MessageRecord | None
-    unread: int
-    online: bool
-    queued: int = 0  # our messages still in the outbox
-
-    @property
-    def last_activity(self) -> float:
-        if self.last_message is not None:
-            return self.last_message.sent_at_ms / 1000
-        return self.contact.created_at

@@ -55,6 +55,23 @@ class MessageRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    """One row of the conversation list: a contact and its conversation's summary."""
+
+    contact: ContactRecord
+    last_message: MessageRecord | None
+    unread: int
+    online: bool
+    queued: int = 0  # our messages still in the outbox
+
+    @property
+    def last_activity(self) -> float:
+        if self.last_message is not None:
+            return self.last_message.sent_at_ms / 1000
+        return self.contact.created_at
+
+
+@dataclass(frozen=True, slots=True)
 class InviteRecord:
     id: bytes
     secret: bytes

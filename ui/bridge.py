@@ -3,18 +3,26 @@ coroutines run on the one asyncio loop that qasync shares with Qt.
 
 Widgets never touch storage or sockets: they call these methods (from an
 ``@asyncSlot`` or ``asyncio.ensure_future``) and listen to these signals.
+
+At start-up the bridge can exist before the service (issue 15): the window is built and
+painted from a StartupView (a raw read of who I am, the settings and the conversation
+list) while the service is imported and opened behind it. Until `attach()`: commands wait
+for the service, the few synchronous questions get "nobody online, no transfers"
+answers, and `ready` is False so the window shows its "starting" state;
+`serviceReady` then tells the views to read everything again, live from then on.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
 
+import messenger
 from messenger import (
-    MAX_BODY_BYTES,
     ContactAdded,
     ContactChanged,
     ContactRecord,
@@ -28,22 +36,24 @@ from messenger import (
     GroupMessageAdded,
     GroupMessageRecord,
     GroupRecord,
-    Invite,
     MessageAdded,
     MessageRecord,
     MessageStatesChanged,
-    PeerService,
     PresenceChanged,
+    ServiceError,
     ServiceEvent,
+    StartupView,
     TorStatusChanged,
     TransferChanged,
     TransferRecord,
     TypingChanged,
     format_safety_number,
     safety_number_qr_payload,
-    tor_missing,
     verify_safety_number_qr,
 )
+
+if TYPE_CHECKING:
+    from messenger import Invite, PeerService
 
 SETTING_TOR = "tor"
 
@@ -70,23 +80,63 @@ class Bridge(QObject):
     groupMessageAdded = Signal(object)  # GroupMessageRecord (ours stored, or theirs)
     groupDeliveryChanged = Signal(str, str, int)  # group id, member contact id, our seq
     groupJoinRequested = Signal(str, str, str)  # group id, contact id, contact name
+    # The service is up (see the module docstring): read lists again, enable what waited.
+    serviceReady = Signal()
 
     def __init__(
         self,
-        service: PeerService,
+        service: PeerService | None,
         parent: QObject | None = None,
         *,
         tor_blocked: str | None = None,
+        early: StartupView | None = None,
     ) -> None:
-        """`tor_blocked`: why Tor cannot be turned on in this run (e.g. CHINWAG_NO_TOR)."""
+        """`tor_blocked`: why Tor cannot be turned on in this run (e.g. CHINWAG_NO_TOR).
+        `early`: what to show until `attach(service)`, when `service` is None."""
         super().__init__(parent)
-        self.service = service
+        if service is None and early is None:
+            raise ValueError("a bridge needs a service or a StartupView to show until then")
+        self._service: PeerService | None = None
+        self._early = early
+        self._up = asyncio.Event()
         self._tor_blocked = tor_blocked
         self._was_online: dict[str, bool] = {}  # a route change is not a presence change
+        self._unsubscribe: Callable[[], None] = lambda: None
+        if service is not None:
+            self._connect(service)
+
+    def _connect(self, service: PeerService) -> None:
+        self._service = service
         self._unsubscribe = service.subscribe(self._on_event)
+        self._up.set()
+
+    def attach(self, service: PeerService) -> None:
+        """The service is open: from now on everything goes to it (serviceReady)."""
+        if self._service is not None:
+            raise RuntimeError("the bridge already has a service")
+        self._connect(service)
+        self._early = None
+        self.serviceReady.emit()
 
     def detach(self) -> None:
         self._unsubscribe()
+        self._unsubscribe = lambda: None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the service is up (False while the window shows the StartupView)."""
+        return self._service is not None
+
+    @property
+    def service(self) -> PeerService:
+        if self._service is None:
+            raise ServiceError("Chinwag is still starting")
+        return self._service
+
+    async def _up_service(self) -> PeerService:
+        """The service, once it is up (commands issued while starting wait for it)."""
+        await self._up.wait()
+        return self.service
 
     # -- events -> signals (called on the loop thread, which is Qt's thread) -------------
 
@@ -105,55 +155,75 @@ class Bridge(QObject):
 
     @property
     def display_name(self) -> str:
+        if self._early is not None:
+            return self._early.display_name
         return self.service.display_name
 
     @property
     def my_id(self) -> str:
+        if self._early is not None:
+            return self._early.contact_id
         return self.service.contact_id
 
     @property
     def max_body_bytes(self) -> int:
-        """The most UTF-8 bytes one message can hold (the composer counts against it)."""
-        return int(MAX_BODY_BYTES)
+        """The most UTF-8 bytes one message can hold (the composer counts against it).
+        Looked up when asked: the constant's package (the wire codec) is not needed for
+        the first paint."""
+        return int(messenger.MAX_BODY_BYTES)
 
     def setting(self, key: str) -> Any:
+        if self._early is not None:
+            return self._early.settings.get(key)
         return self.service.settings.get(key)
 
     async def set_setting(self, key: str, value: Any) -> None:
-        await self.service.set_setting(key, value)
+        await (await self._up_service()).set_setting(key, value)
         self.settingChanged.emit(key, value)
 
     async def change_passphrase(self, new_passphrase: str | None) -> list[str]:
-        return await self.service.change_passphrase(new_passphrase)
+        return await (await self._up_service()).change_passphrase(new_passphrase)
 
     # -- conversations ----------------------------------------------------------------------
 
     async def conversations(self) -> list[ConversationSummary]:
+        """Every conversation's summary; while starting, those of the StartupView."""
+        if self._early is not None:
+            return list(self._early.conversations)
         return await self.service.chat.conversations()
 
     async def contact(self, contact_id: str) -> ContactRecord | None:
-        for c in await self.service.contacts.all():
+        for c in await (await self._up_service()).contacts.all():
             if c.id == contact_id:
                 return c
         return None
 
     def is_online(self, contact_id: str) -> bool:
-        return self.service.contacts.is_online(contact_id)
+        return self._service is not None and self._service.contacts.is_online(contact_id)
 
     def route(self, contact_id: str) -> str:
         """How the contact's live session runs: "lan", "direct", "tor"; "" offline."""
-        return self.service.contacts.route(contact_id) or ""
+        if self._service is None:
+            return ""
+        return self._service.contacts.route(contact_id) or ""
 
     # -- Tor reach ---------------------------------------------------------------------------
 
     @property
     def tor_status(self) -> TorStatusChanged:
-        """Tor now (events after this arrive as torStatusChanged)."""
-        return self.service.reach.tor_status
+        """Tor now (events after this arrive as torStatusChanged); "off" until the service
+        is up (it starts Tor)."""
+        if self._service is None:
+            return TorStatusChanged("off")
+        return self._service.reach.tor_status
 
     def tor_unavailable(self) -> str | None:
-        """Why Tor cannot be used here (no tor binary, or turned off for this run)."""
-        return self._tor_blocked or tor_missing()
+        """Why Tor cannot be used here (no tor binary, or turned off for this run). Looking
+        for the binary waits for the service (Tor's module is one of the heavy imports)."""
+        if self._tor_blocked or self._service is None:
+            return self._tor_blocked
+        missing: str | None = messenger.tor_missing()
+        return missing
 
     def tor_enabled(self) -> bool:
         """The profile's choice; never chosen: on when Tor can run here."""
@@ -173,22 +243,25 @@ class Bridge(QObject):
         before: tuple[int, bytes] | None = None,
         after: tuple[int, bytes] | None = None,
     ) -> list[MessageRecord]:
-        return await self.service.chat.history(contact_id, limit=limit, before=before, after=after)
+        return await (await self._up_service()).chat.history(
+            contact_id, limit=limit, before=before, after=after
+        )
 
     async def send_text(self, contact_id: str, body: str) -> MessageRecord:
-        return await self.service.chat.send_text(contact_id, body)
+        return await (await self._up_service()).chat.send_text(contact_id, body)
 
     async def mark_read(self, contact_id: str) -> int:
-        return await self.service.chat.mark_read(contact_id)
+        return await (await self._up_service()).chat.mark_read(contact_id)
 
     def set_typing(self, contact_id: str, active: bool) -> None:
-        self.service.chat.set_typing(contact_id, active)
+        if self._service is not None:
+            self._service.chat.set_typing(contact_id, active)
 
     async def search(self, text: str, contact_id: str | None = None) -> list[MessageRecord]:
-        return await self.service.chat.search(text, contact_id=contact_id)
+        return await (await self._up_service()).chat.search(text, contact_id=contact_id)
 
     async def search_groups(self, text: str) -> list[GroupMessageRecord]:
-        return await self.service.groups.search(text)
+        return await (await self._up_service()).groups.search(text)
 
     # -- files (messenger/files) -------------------------------------------------------------
 
@@ -196,7 +269,9 @@ class Bridge(QObject):
         self, contact_id: str | None = None, group_id: str | None = None
     ) -> list[TransferRecord]:
         """Every transfer, or those of one conversation (a contact's or a group's)."""
-        found = self.service.files.transfers()
+        if self._service is None:
+            return []
+        found = self._service.files.transfers()
         if contact_id is not None:
             found = [t for t in found if contact_id in t.contacts]
         if group_id is not None:
@@ -204,52 +279,54 @@ class Bridge(QObject):
         return found
 
     def transfer_for_message(self, msg_id: bytes) -> TransferRecord | None:
-        return self.service.files.for_message(msg_id)
+        return self._service.files.for_message(msg_id) if self._service is not None else None
 
     async def send_file(self, contact_id: str, path: Path) -> TransferRecord:
         """Raises messenger.FileError with a user-facing message."""
-        return await self.service.files.send_file(contact_id, path)
+        return await (await self._up_service()).files.send_file(contact_id, path)
 
     async def send_group_file(self, group_id: str, path: Path) -> TransferRecord:
         """Raises messenger.FileError with a user-facing message."""
-        return await self.service.files.send_to_group(bytes.fromhex(group_id), path)
+        return await (await self._up_service()).files.send_to_group(bytes.fromhex(group_id), path)
 
     async def transfer_action(self, action: str, transfer_id: str) -> TransferRecord:
         if action not in ("accept", "pause", "resume", "cancel"):
             raise ValueError(action)
-        result: TransferRecord = await getattr(self.service.files, action)(transfer_id)
+        result: TransferRecord = await getattr((await self._up_service()).files, action)(
+            transfer_id
+        )
         return result
 
     async def forward_file(
         self, transfer_id: str, *, contact_id: str | None = None, group_id: str | None = None
     ) -> TransferRecord:
         """Pass a complete file on to a contact or into a group (FileError if it cannot)."""
-        files = self.service.files
+        files = (await self._up_service()).files
         if group_id is not None:
             return await files.forward_to_group(transfer_id, bytes.fromhex(group_id))
         assert contact_id is not None
         return await files.forward(transfer_id, contact_id)
 
     async def save_file(self, transfer_id: str, dest: Path) -> Path:
-        return await self.service.files.save_as(transfer_id, dest)
+        return await (await self._up_service()).files.save_as(transfer_id, dest)
 
     async def file_bytes(self, transfer_id: str) -> bytes:
-        return await self.service.files.plaintext(transfer_id)
+        return await (await self._up_service()).files.plaintext(transfer_id)
 
     async def thumbnail(self, transfer_id: str) -> bytes | None:
-        return await self.service.files.thumbnail(transfer_id)
+        return await (await self._up_service()).files.thumbnail(transfer_id)
 
     async def set_thumbnail(self, transfer_id: str, png: bytes) -> None:
-        await self.service.files.set_thumbnail(transfer_id, png)
+        await (await self._up_service()).files.set_thumbnail(transfer_id, png)
 
     # -- contacts, invites, verification ----------------------------------------------------
 
     async def create_invite(self, ttl: int = 24 * 3600) -> tuple[str, Invite]:
-        return await self.service.invites.create_invite(ttl=ttl)
+        return await (await self._up_service()).invites.create_invite(ttl=ttl)
 
     async def accept_invite(self, code: str, *, verified: bool = False) -> ContactRecord:
         """Raises messenger.InviteFailed with a user-facing message."""
-        return await self.service.invites.accept_invite(code, verified=verified)
+        return await (await self._up_service()).invites.accept_invite(code, verified=verified)
 
     def safety_number(self, contact: ContactRecord) -> str:
         return format_safety_number(self.service.contacts.safety_number(contact), lines=True)
@@ -268,84 +345,94 @@ class Bridge(QObject):
     async def verify_with_qr(self, contact: ContactRecord, payload: bytes) -> bool:
         """Their safety-number QR, scanned: marks the contact verified if it matches."""
         ok = verify_safety_number_qr(
-            payload, self.service.identity.ed25519_public, contact.ed25519_public
+            payload, (await self._up_service()).identity.ed25519_public, contact.ed25519_public
         )
         if ok:
             await self.set_verified(contact.id, True)
         return ok
 
     async def set_verified(self, contact_id: str, verified: bool) -> None:
-        await self.service.contacts.set_verified(contact_id, verified)  # emits ContactChanged
+        service = await self._up_service()
+        await service.contacts.set_verified(contact_id, verified)  # emits ContactChanged
 
     async def waiting_for_replaced(self, contact_id: str) -> int:
-        return await self.service.contacts.waiting_for_replaced(contact_id)
+        return await (await self._up_service()).contacts.waiting_for_replaced(contact_id)
 
     async def accept_new_key(self, contact_id: str, *, send_queued: bool) -> ContactRecord:
         """Accept a contact's changed safety number (see Contacts.accept_new_key)."""
-        return await self.service.contacts.accept_new_key(contact_id, send_queued=send_queued)
+        service = await self._up_service()
+        return await service.contacts.accept_new_key(contact_id, send_queued=send_queued)
 
     # -- groups -----------------------------------------------------------------------------
 
     async def contacts(self) -> list[ContactRecord]:
-        return await self.service.contacts.all()
+        return await (await self._up_service()).contacts.all()
 
     async def groups(self) -> list[GroupRecord]:
-        return await self.service.groups.groups()
+        return await (await self._up_service()).groups.groups()
 
     async def group(self, group_id: str) -> GroupRecord:
-        return await self.service.groups.group(bytes.fromhex(group_id))
+        return await (await self._up_service()).groups.group(bytes.fromhex(group_id))
 
     async def create_group(self, name: str, member_ids: list[str]) -> GroupRecord:
         """Raises messenger.GroupError with a user-facing message."""
-        return await self.service.groups.create_group(name, member_ids)
+        return await (await self._up_service()).groups.create_group(name, member_ids)
 
     async def add_group_members(self, group_id: str, member_ids: list[str]) -> GroupRecord:
-        return await self.service.groups.add_members(bytes.fromhex(group_id), member_ids)
+        return await (await self._up_service()).groups.add_members(
+            bytes.fromhex(group_id), member_ids
+        )
 
     async def remove_group_members(self, group_id: str, member_ids: list[str]) -> GroupRecord:
-        return await self.service.groups.remove_members(bytes.fromhex(group_id), member_ids)
+        return await (await self._up_service()).groups.remove_members(
+            bytes.fromhex(group_id), member_ids
+        )
 
     async def rename_group(self, group_id: str, name: str) -> GroupRecord:
-        return await self.service.groups.rename(bytes.fromhex(group_id), name)
+        return await (await self._up_service()).groups.rename(bytes.fromhex(group_id), name)
 
     async def leave_group(self, group_id: str) -> GroupRecord:
-        return await self.service.groups.leave(bytes.fromhex(group_id))
+        return await (await self._up_service()).groups.leave(bytes.fromhex(group_id))
 
     async def delete_group(self, group_id: str) -> None:
-        await self.service.groups.delete(bytes.fromhex(group_id))
+        await (await self._up_service()).groups.delete(bytes.fromhex(group_id))
 
     async def group_history(
         self, group_id: str, *, limit: int = 50, before: tuple[int, bytes, int] | None = None
     ) -> list[GroupMessageRecord]:
-        return await self.service.groups.history(
+        return await (await self._up_service()).groups.history(
             bytes.fromhex(group_id), limit=limit, before=before
         )
 
     async def send_group_text(self, group_id: str, body: str) -> GroupMessageRecord:
-        return await self.service.groups.send_text(bytes.fromhex(group_id), body)
+        return await (await self._up_service()).groups.send_text(bytes.fromhex(group_id), body)
 
     async def mark_group_read(self, group_id: str) -> int:
-        return await self.service.groups.mark_read(bytes.fromhex(group_id))
+        return await (await self._up_service()).groups.mark_read(bytes.fromhex(group_id))
 
     def group_delivery(self, group_id: str) -> dict[str, int]:
-        return self.service.groups.delivery(bytes.fromhex(group_id))
+        if self._service is None:
+            return {}
+        return self._service.groups.delivery(bytes.fromhex(group_id))
 
     async def set_group_open(self, group_id: str, is_open: bool) -> GroupRecord:
-        return await self.service.groups.set_open(bytes.fromhex(group_id), is_open)
+        return await (await self._up_service()).groups.set_open(bytes.fromhex(group_id), is_open)
 
     def group_is_open(self, group_id: str) -> bool:
-        return group_id in self.service.groups.open_groups()
+        return self._service is not None and group_id in self._service.groups.open_groups()
 
     def join_requests(self, group_id: str) -> list[tuple[str, str]]:
         """(contact id, name) of the people asking to join this group."""
+        if self._service is None:
+            return []
         return [
             (r["contact"], r["name"])
-            for r in self.service.groups.join_requests()
+            for r in self._service.groups.join_requests()
             if r["group"] == group_id
         ]
 
     async def approve_join(self, group_id: str, contact_id: str) -> GroupRecord:
-        return await self.service.groups.approve(bytes.fromhex(group_id), contact_id)
+        return await (await self._up_service()).groups.approve(bytes.fromhex(group_id), contact_id)
 
     def decline_join(self, group_id: str, contact_id: str) -> None:
         self.service.groups.decline(bytes.fromhex(group_id), contact_id)

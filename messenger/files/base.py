@@ -15,8 +15,9 @@ from ..protocol import wire
 from ..records import TransferRecord, TransferState
 from ..storage.attachments import AttachmentRepo
 from .bulk import Channel
+from .names import human_size
 from .store import AttachmentStore
-from .transfer import DEFAULT_FILE_SETTINGS, GroupsPort, Ticket, Transfer, Tunnel, human_size
+from .transfer import DEFAULT_FILE_SETTINGS, GroupsPort, Ticket, Transfer, Tunnel
 
 if TYPE_CHECKING:
     from ..core.ports import Clock, ContactKeyring, Db, Emit, LinkRegistry

@@ -29,8 +29,9 @@ from .bulk import (
     fetch,
 )
 from .chunks import Bitmap
+from .names import human_size
 from .store import StoreError
-from .transfer import PERSIST_INTERVAL, SETTING_MAX_SIZE, SETTING_RATE_LIMIT, Transfer, human_size
+from .transfer import PERSIST_INTERVAL, SETTING_MAX_SIZE, SETTING_RATE_LIMIT, Transfer
 
 log = logging.getLogger(__name__)
 

@@ -19,16 +19,16 @@ from ..errors import FileError
 from ..protocol import wire
 from ..records import TransferRecord, TransferState
 from .chunks import Bitmap, ManifestError, chunk_hash, decode_manifest, decrypt_chunk
-from .names import sanitise
+from .names import human_size, sanitise
 from .offers import FileOffers
 from .serving import FileServing
 from .store import StoreError
-from .transfer import DEFAULT_FILE_SETTINGS, SETTING_RATE_LIMIT, Transfer, human_size
+from .transfer import DEFAULT_FILE_SETTINGS, SETTING_RATE_LIMIT, Transfer
 
 if TYPE_CHECKING:
     from ..net.transport import Connection
 
-# human_size is re-exported: the package API (messenger/__init__.py) takes it from here.
+# human_size is re-exported for callers of this module (its home is files/names.py).
 __all__ = ["FileManager", "human_size"]
 
 log = logging.getLogger(__name__)

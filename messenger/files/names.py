@@ -73,3 +73,13 @@ def check_mime(mime: str) -> str:
 
 def is_image(mime: str) -> bool:
     return mime in ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
+
+
+def human_size(n: float) -> str:
+    """Sizes as the user sees them everywhere (messages, transfer panel, CLI): binary units."""
+    size = float(n)
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{int(n)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{int(n)} bytes"

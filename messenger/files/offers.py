@@ -21,13 +21,12 @@ from ..storage.group_repository import StoredGroupMessage
 from ..storage.repository import IncomingMessage
 from .chunks import DEFAULT_CHUNK_SIZE, KEY_LEN, Bitmap, ManifestError, check_geometry
 from .download import FileDownloads
-from .names import BadName, check_mime, check_name, is_image, sanitise
+from .names import BadName, check_mime, check_name, human_size, is_image, sanitise
 from .store import StoreError
 from .transfer import (
     SETTING_AUTO_ACCEPT_IMAGES,
     SETTING_MAX_SIZE,
     Transfer,
-    human_size,
     offer_summary,
 )
 

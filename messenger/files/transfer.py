@@ -13,6 +13,7 @@ from ..records import GroupMessageRecord, TransferState
 from ..storage.attachments import AttachmentRow
 from .bulk import Download
 from .chunks import Bitmap, Manifest
+from .names import human_size
 
 if TYPE_CHECKING:
     from ..net.transport import Connection
@@ -71,16 +72,6 @@ class Ticket:
     secret: bytes
     expires: float
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-def human_size(n: float) -> str:
-    """Sizes as the user sees them everywhere (messages, transfer panel, CLI): binary units."""
-    size = float(n)
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{int(n)} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{int(n)} bytes"
 
 
 def offer_summary(name: str, size: int) -> str:

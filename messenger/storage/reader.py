@@ -1,5 +1,5 @@
 """One-shot reads on a raw sqlcipher3 connection: `chinwag-cli whoami` and `contacts` when
-no peer is running.
+no peer is running, and the desktop window's first paint (read_startup).
 
 Opening the whole service for them imported SQLAlchemy, Alembic, zeroconf and every
 feature module (~0.4 s of a ~0.45 s command, issue 15). This path takes the same steps
@@ -12,14 +12,19 @@ its own words. tests/unit/test_reader.py checks that both give the same answer.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..core.settings import BLOB_IDENTITY, DEFAULT_SETTINGS, SETTING_NAME
 from ..identity import Identity, contact_id, fingerprint
 from ..profile import ProfileDir, ProfileLock
 from .database import SCHEMA_HEAD, check_database, plain_error, read_only_connection
+
+if TYPE_CHECKING:
+    from ..records import ConversationSummary
 
 READ_COMMANDS = frozenset({"whoami", "contacts"})
 
@@ -39,8 +44,62 @@ def read_command(
     WrongPassphrase, DatabaseDamaged, DiskFull, ...)."""
     if command not in READ_COMMANDS:
         raise ValueError(f"not a raw read: {command}")
+    with _reading(profile, passphrase, purpose, lock_wait, on_lock_wait, give_up_waiting) as conn:
+        if conn is None:
+            return None
+        if command == "whoami":
+            return _whoami(conn, profile)
+        return _contacts(conn)
+
+
+@dataclass(frozen=True, slots=True)
+class StartupView:
+    """What the desktop window shows before the service is up: who I am, my settings and
+    the conversation list (nobody online yet), read in one short raw transaction."""
+
+    display_name: str
+    contact_id: str
+    settings: dict[str, Any]
+    conversations: list[ConversationSummary]
+
+
+def read_startup(
+    profile: ProfileDir, passphrase: str | None, *, purpose: str = "chinwag"
+) -> StartupView | None:
+    """The first paint of the window, read without the service (issue 15: importing and
+    opening it takes most of a second); None when only the service can answer (no profile,
+    a migration due). Takes and releases the profile lock as the one-shot commands do, so
+    a profile another Chinwag holds raises ProfileLocked here, before any window shows.
+    Raises what PeerService.open raises."""
+    from ..records import ConversationSummary  # here: whoami and contacts do without
+    from .rows import conversation_rows
+
+    with _reading(profile, passphrase, purpose, 0.0, None, None) as conn:
+        if conn is None:
+            return None
+        me = _whoami(conn, profile)
+        rows = conversation_rows(conn)  # one statement: one consistent snapshot
+    summaries = [
+        ConversationSummary(r.contact, r.last_message, r.unread, False, r.queued) for r in rows
+    ]
+    summaries.sort(key=lambda s: -s.last_activity)  # as Chat.conversations orders them
+    return StartupView(me["name"], me["id"], me["settings"], summaries)
+
+
+@contextlib.contextmanager
+def _reading(
+    profile: ProfileDir,
+    passphrase: str | None,
+    purpose: str,
+    lock_wait: float,
+    on_lock_wait: Callable[[str], None] | None,
+    give_up_waiting: Callable[[], bool] | None,
+) -> Iterator[Any | None]:
+    """A read-only connection to a profile at the newest schema, under the profile lock;
+    None: the full service has to open it (missing profile, a migration due)."""
     if not profile.exists():
-        return None  # the service says what is missing
+        yield None  # the service says what is missing
+        return
     key, trusted = profile.unlock_key(passphrase)
     lock = ProfileLock(profile)
     lock.acquire_waiting_sync(purpose, lock_wait, on_wait=on_lock_wait, give_up=give_up_waiting)
@@ -50,11 +109,10 @@ def read_command(
         conn = read_only_connection(profile.db_path, key)
         try:
             if _schema_revision(conn) != SCHEMA_HEAD:
-                return None  # a migration is due: the service runs it
+                yield None  # a migration is due: the service runs it
+                return
             profile.remember_key_check(key)
-            if command == "whoami":
-                return _whoami(conn, profile)
-            return _contacts(conn)
+            yield conn
         except Exception as exc:
             plain = plain_error(exc, profile.db_path)
             if plain is None:

@@ -19,6 +19,9 @@ from sqlalchemy.orm import Session
 from ..records import ContactRecord, InviteRecord, MessageRecord, MessageState
 from .database import create_db_engine, plain_error
 from .models import AttachmentMessage, Contact, Invite, Message, Setting
+from .rows import MESSAGE_SQL_COLUMNS as _MESSAGE_SQL_COLUMNS
+from .rows import ConversationRow, conversation_rows
+from .rows import message_from_row as _message
 
 MSG_ID_LEN = 16
 
@@ -86,33 +89,12 @@ class ContactKeys:
     psk: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class ConversationRow:
-    """A contact with its conversation's summary (the summary columns of models.Contact)."""
-
-    contact: ContactRecord
-    last_message: MessageRecord | None
-    unread: int
-    queued: int
-
-
 _INSERT_MESSAGE_HEAD = (
     "INSERT INTO messages (msg_id, contact_id, outgoing, seq, lamport, sent_at_ms, "
     "received_at_ms, body, state) VALUES "
 )
 _MESSAGE_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SELECT_COUNTERS = "SELECT lamport, next_seq FROM contacts WHERE id = ?"
-_MESSAGE_SQL_COLUMNS = (
-    "m.id, m.msg_id, m.contact_id, m.outgoing, m.seq, m.lamport, m.sent_at_ms, "
-    "m.received_at_ms, m.body, m.state"
-)
-_SELECT_CONVERSATIONS = (
-    "SELECT c.id, c.display_name, c.ed25519_public, c.x25519_public, c.verified, c.addresses, "  # noqa: S608
-    "c.created_at, c.last_seen, c.conversation_id, c.unread, "
-    f"c.queued, c.key_changed, c.replaces, {_MESSAGE_SQL_COLUMNS} FROM contacts c "
-    "LEFT JOIN messages m ON m.id = c.last_id "
-    "WHERE NOT c.group_only ORDER BY c.display_name, c.id"
-)
 
 
 def _cursor(conn: Any) -> Any:
@@ -192,21 +174,6 @@ _MESSAGE_COLUMNS = (
     Message.body,
     Message.state,
 )
-
-
-def _message(row: Sequence[Any]) -> MessageRecord:
-    return MessageRecord(
-        row_id=row[0],
-        msg_id=row[1],
-        contact_id=row[2],
-        outgoing=bool(row[3]),
-        seq=row[4],
-        lamport=row[5],
-        sent_at_ms=row[6],
-        received_at_ms=row[7],
-        body=row[8],
-        state=MessageState(row[9]),
-    )
 
 
 def _contact(c: Contact) -> ContactRecord:
@@ -865,25 +832,7 @@ class Repository:
         one read of the summary columns the triggers keep (migration 0008), however long the
         conversations are."""
         with self.engine.connect() as conn:
-            rows = _cursor(conn).execute(_SELECT_CONVERSATIONS).fetchall()
-        found = []
-        for row in rows:
-            contact = ContactRecord(
-                id=row[0],
-                display_name=row[1],
-                ed25519_public=row[2],
-                x25519_public=row[3],
-                verified=bool(row[4]),
-                addresses=tuple(json.loads(row[5])),
-                created_at=row[6],
-                last_seen=row[7],
-                conversation_id=row[8],
-                key_changed=bool(row[11]),
-                replaces=row[12],
-            )
-            last = _message(row[13:]) if row[13] is not None else None
-            found.append(ConversationRow(contact, last, row[9], row[10]))
-        return found
+            return conversation_rows(_cursor(conn))
 
     def last_messages(self) -> dict[str, MessageRecord]:
         """The newest message of every conversation (for the conversation list)."""

@@ -18,7 +18,7 @@ from messenger import PeerService, ServiceConfig
 from messenger.cli.api import LocalApi
 from messenger.profile import ProfileDir, ProfileLock
 from messenger.storage.group_repository import GroupRepository
-from messenger.storage.reader import read_command
+from messenger.storage.reader import read_command, read_startup
 from messenger.storage.repository import IncomingMessage, NewContact
 
 OFFLINE = ServiceConfig(network=False)
@@ -77,6 +77,26 @@ async def test_whoami_and_contacts_read_raw_equal_the_services_answers(tmp_path:
         assert got == expected[command], command
 
 
+async def test_the_windows_first_paint_read_raw_equals_the_services_answers(
+    tmp_path: Path,
+) -> None:
+    """read_startup (the window before the service is up): who I am, the settings and the
+    conversation list, exactly as the service gives them once open (nobody online yet)."""
+    folder = tmp_path / "zoe"
+    await _profile(folder)
+    view = read_startup(ProfileDir(folder), None)
+    assert view is not None
+    service = await PeerService.open(folder, None, config=OFFLINE)
+    async with service:
+        expected = await service.chat.conversations()
+        assert (view.display_name, view.contact_id) == (service.display_name, service.contact_id)
+        assert view.settings == service.settings
+    assert view.conversations == expected  # the same rows, in the same order
+    bob = next(s for s in view.conversations if s.contact.display_name == "Bob")
+    assert bob.unread == 2 and bob.last_message is not None and bob.last_message.body == "hi"
+    assert sum(s.queued for s in view.conversations) == 1
+
+
 async def test_a_profile_that_needs_a_migration_is_left_to_the_service(tmp_path: Path) -> None:
     folder = tmp_path / "old"
     await _profile(folder)
@@ -85,6 +105,7 @@ async def test_a_profile_that_needs_a_migration_is_left_to_the_service(tmp_path:
         with service.repo.engine.begin() as conn:
             conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0007'")
     assert read_command(ProfileDir(folder), "whoami", None, purpose="test") is None
+    assert read_startup(ProfileDir(folder), None) is None
 
 
 def test_a_missing_profile_is_left_to_the_service(tmp_path: Path) -> None:

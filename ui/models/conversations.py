@@ -139,6 +139,31 @@ class ConversationListModel(RecordListModel[ConversationItem]):
         self.endResetModel()
         self._update_unread_total()
 
+    async def reload(self) -> None:
+        """Read every summary again and update the rows in place (selection and scroll
+        stay): the window does this when the service comes up behind a list painted
+        from the StartupView. A different set of conversations is loaded afresh."""
+        summaries = {s.contact.id: s for s in await self.bridge.conversations()}
+        if set(summaries) != {item.id for item in self._rows}:
+            await self.load()
+            return
+        for contact_id, summary in summaries.items():
+            row = self.row_of(contact_id)
+            item = self._rows[row]
+            item.contact, item.last, item.unread = (
+                summary.contact,
+                summary.last_message,
+                summary.unread,
+            )
+            item.online = summary.online
+            item.route = self.bridge.route(contact_id) if summary.online else ""
+            if not summary.online:
+                item.last_seen = summary.contact.last_seen
+            self._changed(row)
+            self._resort(row)
+            self.contactUpdated.emit(item)
+        self._update_unread_total()
+
     async def refresh(self, contact_ids: set[str]) -> None:
         """Read these conversations' summaries again (messages moved between them)."""
         for summary in await self.bridge.conversations():

@@ -36,6 +36,9 @@ from ui.views.chat.search_bar import SearchBar
 from ui.views.chat.typing_indicator import TypingIndicator
 from ui.views.transfers import TransfersPanel
 
+# What the composer says while the service starts behind an already filled window.
+STARTING_PLACEHOLDER = "Starting Chinwag… you can write in a moment"
+
 
 class ChatView(QWidget):
     """One conversation. `show_conversation` switches; `jump_to` shows a message in context."""
@@ -205,7 +208,12 @@ class ChatView(QWidget):
         self.composer.set_available(False, "Choose a conversation to start chatting")
 
     def _show_key_state(self, item: ConversationItem) -> None:
-        """A changed safety number holds the conversation: the banner, and no composer."""
+        """A changed safety number holds the conversation: the banner, and no composer.
+        While the service is still starting the composer waits too, saying so."""
+        if not self.bridge.ready:
+            self.key_banner.hide()
+            self.composer.set_available(False, STARTING_PLACEHOLDER)
+            return
         if not item.contact.key_changed:
             self.key_banner.hide()
             self.composer.set_available(True, self._placeholder(item))
@@ -300,7 +308,17 @@ class ChatView(QWidget):
             self.typing.set_typing(item.name, active)
             self.header.show_item(item, active)
 
+    def service_ready(self) -> None:
+        """The service is up (the list was read again): the open conversation's header and
+        composer follow its fresh row."""
+        item = self.item()
+        if item is not None:
+            self.header.show_item(item, self.conversations.is_typing(item.id))
+            self._show_key_state(item)
+
     def _on_contact_updated(self, item: ConversationItem) -> None:
+        if not self.bridge.ready:
+            return  # service_ready() shows the fresh row
         if item.id == self.contact_id:
             self.header.show_item(item, self.conversations.is_typing(item.id))
             if item.contact.key_changed and self.key_banner.isVisible():

@@ -42,7 +42,6 @@ from PySide6.QtWidgets import (
 )
 
 from ui import theme
-from ui.qr import FrameDecoder, QrImageError, decode_qr_file, decode_qr_image
 from ui.tasks import TaskSet
 
 log = logging.getLogger(__name__)
@@ -498,6 +497,8 @@ class CameraScanner(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        from ui.qr import FrameDecoder  # segno and zxing-cpp: not on the start-up path
+
         self.view = CameraView(self)
         self.decoder = FrameDecoder(self)
         self.decoder.frameImage.connect(self._on_frame_image)
@@ -724,6 +725,8 @@ class ScanPanel(QWidget):
         return self.tasks.spawn(self._decode_file(Path(path)))
 
     async def _decode_file(self, path: Path) -> None:
+        from ui.qr import QrImageError, decode_qr_file
+
         self._busy(True)
         try:
             texts = await asyncio.to_thread(decode_qr_file, path)
@@ -753,6 +756,8 @@ class ScanPanel(QWidget):
         return self.tasks.spawn(self._decode_image(image.copy(), source))
 
     async def _decode_image(self, image: QImage, source: str) -> None:
+        from ui.qr import decode_qr_image
+
         self._busy(True)
         try:
             texts = await asyncio.to_thread(decode_qr_image, image)

@@ -8,7 +8,7 @@ Ctrl+Q quit. Esc closes dialogs and bars.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QShortcut
@@ -35,12 +35,14 @@ from ui.bridge import Bridge
 from ui.models.conversations import ConversationFilterModel, ConversationListModel
 from ui.models.groups import GroupListModel
 from ui.tasks import TaskSet
-from ui.views.chat_view import ChatView
 from ui.views.conversation_list import ConversationListView
 from ui.views.group_list import GroupListView
-from ui.views.group_view import GroupView
 from ui.views.paint import Avatar
 from ui.views.tor_status import TorStatusBar
+
+if TYPE_CHECKING:
+    from ui.views.chat_view import ChatView
+    from ui.views.group_view import GroupView
 
 log = logging.getLogger("chinwag.ui")
 
@@ -143,6 +145,7 @@ class MainWindow(QMainWindow):
             manager.changed.connect(self.retheme)
         self.retheme()
         self._update_empty()
+        self._show_starting(not bridge.ready)
 
     def _build_sidebar(self) -> QVBoxLayout:
         """The left pane: who I am, the add and menu buttons, the filter, the conversations."""
@@ -226,14 +229,14 @@ class MainWindow(QMainWindow):
         side.addWidget(self.tor_status)
 
     def _build_panes(self) -> None:
-        """The conversation, group and empty panes beside the sidebar."""
-        self.chat = ChatView(self.bridge, self.conversations, self)
+        """The conversation, group and empty panes beside the sidebar. The conversation
+        and group panes (and their modules) are built on first use or right after the
+        first paint (build_panes): the first paint shows the empty pane (issue 15)."""
+        self._chat: ChatView | None = None
+        self._group_view: GroupView | None = None
         self.empty = EmptyState(self)
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.empty)
-        self.stack.addWidget(self.chat)
-        self.group_view = GroupView(self.bridge, self)
-        self.stack.addWidget(self.group_view)
 
         splitter = QSplitter(Qt.Orientation.Horizontal, self)
         splitter.addWidget(self.sidebar)
@@ -305,7 +308,6 @@ class MainWindow(QMainWindow):
         QShortcut(QKeySequence("Ctrl+L"), self).activated.connect(self.focus_filter)
 
         self.setTabOrder(self.filter, self.list)
-        self.setTabOrder(self.list, self.chat.header.search_button)
 
     def _wire(self) -> None:
         """What the widgets, models and bridge tell each other."""
@@ -315,7 +317,6 @@ class MainWindow(QMainWindow):
         self.list.conversationActivated.connect(self.open_conversation)
         self.list.conversationEntered.connect(self._open_and_focus)
         self.list.conversationClicked.connect(lambda _cid: self.chat.focus_composer())
-        self.chat.safetyNumberRequested.connect(self.show_safety_number)
         self.conversations.unreadTotalChanged.connect(self._on_unread)
         self.conversations.rowsInserted.connect(self._update_empty)
         self.conversations.modelReset.connect(self._update_empty)
@@ -323,13 +324,44 @@ class MainWindow(QMainWindow):
         self.bridge.settingChanged.connect(self._on_setting_changed)
         self.group_list.groupActivated.connect(self.open_group)
         self.new_group_button.clicked.connect(self.new_group)
-        self.group_view.manageRequested.connect(self.manage_group)
         self.groups.unreadTotalChanged.connect(lambda _n: self._on_unread(0))
         self.bridge.groupMessageAdded.connect(self._on_group_message)
         self.bridge.groupDeleted.connect(self._on_group_deleted)
         self.bridge.diskSpaceChanged.connect(self._on_disk_space)
         self.bridge.torStatusChanged.connect(self.tor_status.set_status)
+        self.bridge.serviceReady.connect(self._on_service_ready)
         self.tor_status.clicked.connect(lambda: self.show_settings("Network"))
+
+    @property
+    def chat(self) -> ChatView:
+        """The conversation pane, built on first use."""
+        if self._chat is None:
+            from ui.views.chat_view import ChatView
+
+            chat = ChatView(self.bridge, self.conversations, self)
+            self.stack.addWidget(chat)
+            chat.safetyNumberRequested.connect(self.show_safety_number)
+            self.setTabOrder(self.list, chat.header.search_button)
+            self._chat = chat
+        return self._chat
+
+    @property
+    def group_view(self) -> GroupView:
+        """The group pane, built on first use."""
+        if self._group_view is None:
+            from ui.views.group_view import GroupView
+
+            view = GroupView(self.bridge, self)
+            self.stack.addWidget(view)
+            view.manageRequested.connect(self.manage_group)
+            self._group_view = view
+        return self._group_view
+
+    def build_panes(self) -> None:
+        """Build the conversation and group panes now (the app calls it after the first
+        paint, so the first click does not wait for them)."""
+        if not self._closing:
+            _ = self.chat, self.group_view
 
     def _on_disk_space(self, full: bool, message: str) -> None:
         if full:
@@ -368,20 +400,64 @@ class MainWindow(QMainWindow):
     # -- loading and shutting down ----------------------------------------------------------
 
     async def load(self) -> None:
+        """Fill the lists. While the service starts (bridge not ready) the conversations
+        come from the StartupView and the groups wait for the service."""
         await self.conversations.load()
-        await self.groups.load()
         self._update_empty()
         self.list.setFocus()
         self._on_unread(self.conversations.unread_total())
+        if self.bridge.ready:
+            await self.groups.load()
+            self._on_unread(0)
+
+    # What needs the running service (its dialogs ask it synchronously), off while starting.
+    def _starting_actions(self) -> list[Any]:
+        return [
+            self.add_action,
+            self.code_action,
+            self.new_group_action,
+            self.settings_action,
+            self.add_button,
+            self.new_group_button,
+            self.empty.add_button,
+            self.empty.code_button,
+        ]
+
+    def _show_starting(self, starting: bool) -> None:
+        """The "starting" state: Tor's line says so, and what needs the service is off."""
+        for action in self._starting_actions():
+            action.setEnabled(not starting)
+        if starting:
+            self.tor_status.label.setText("Starting…")
+            self.tor_status.setAccessibleName("Starting")
+            self.tor_status.setToolTip("Chinwag is starting: connecting to your contacts")
+
+    def _on_service_ready(self) -> None:
+        self._tasks.spawn(self._service_ready())
+
+    async def _service_ready(self) -> None:
+        """Everything read again from the running service: who is online, what arrived
+        since the first paint, the groups; then what waited is enabled."""
+        self.tor_status.set_unavailable(self.bridge.tor_unavailable())
+        self.tor_status.set_status(self.bridge.tor_status)
+        self._show_starting(False)
+        await self.conversations.reload()
+        if self._chat is not None:
+            self._chat.service_ready()
+        await self.groups.load()
+        self._update_empty()
+        self._on_unread(0)
 
     def shutdown(self) -> None:
         """Stop every task and timer; the window can no longer talk to the service."""
         self._closing = True
         self._mark_timer.stop()
         self._tasks.close()
-        self.chat.shutdown()
+        if self._chat is not None:
+            self._chat.shutdown()
         self.conversations.detach()
-        self.group_view.shutdown()
+        if self._group_view is not None:
+            self._group_view.shutdown()
         self.groups.detach()
         for signal, slot in (
             (self.bridge.messageAdded, self._on_message_added),
@@ -421,7 +497,7 @@ class MainWindow(QMainWindow):
     def _on_filter(self, text: str) -> None:
         self.filtered.set_filter(text)
         self._update_empty()
-        self.list.select_contact(self.chat.contact_id)
+        self.list.select_contact(self._chat.contact_id if self._chat is not None else None)
 
     def _open_first_match(self) -> None:
         if self.filtered.rowCount():
@@ -465,7 +541,8 @@ class MainWindow(QMainWindow):
         self.chat.focus_composer()
 
     def current_contact(self) -> str | None:
-        return self.chat.contact_id if self.stack.currentWidget() is self.chat else None
+        chat = self._chat
+        return chat.contact_id if chat is not None and self.stack.currentWidget() is chat else None
 
     # -- unread, read receipts, notifications ------------------------------------------------
 
@@ -599,12 +676,15 @@ class MainWindow(QMainWindow):
         from ui.views.safety_number_dialog import SafetyNumberDialog
 
         item = self.conversations.item(contact_id)
-        if item is None:
+        if item is None or not self.bridge.ready:
             return
         self._show_dialog(SafetyNumberDialog(self.bridge, item.contact, self))
 
     def show_settings(self, page: str | None = None) -> None:
         from ui.views.settings_dialog import SettingsDialog
+
+        if not self.bridge.ready:
+            return  # the Tor line is clickable while starting; settings need the service
 
         dialog = SettingsDialog(self.bridge, self)
         if page is not None:
@@ -614,7 +694,8 @@ class MainWindow(QMainWindow):
     # -- groups (ui/views/group_view.py, group_dialogs.py) --------------------------------------
 
     def current_group(self) -> str | None:
-        return self.group_view.group_id if self.stack.currentWidget() is self.group_view else None
+        view = self._group_view
+        return view.group_id if view is not None and self.stack.currentWidget() is view else None
 
     def _reading_group(self, group_id: str) -> bool:
         return not self._closing and group_id == self.current_group() and self.is_attentive()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -17,15 +17,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+import messenger
 from messenger import (
     DatabaseDamaged,
-    PeerService,
     ProfileError,
     ProfileLocked,
-    ServiceConfig,
     ServiceError,
     WrongPassphrase,
-    tor_missing,
 )
 from ui.views.dialog_parts import (
     BusyRow,
@@ -39,6 +37,9 @@ from ui.views.dialog_parts import (
     title_label,
 )
 from ui.views.tor_status import TOR_EXPLAINED, TOR_ONLY_SETTING, TOR_SETTING
+
+if TYPE_CHECKING:
+    from messenger import PeerService, ServiceConfig
 
 MAX_NAME_CHARS: Final = 64
 SHORT_PASSPHRASE: Final = 8
@@ -183,7 +184,9 @@ class OnboardingDialog(QDialog):
         self.name.setMaxLength(MAX_NAME_CHARS)
         self.protection = PassphraseChooser(self)
         # First run: what Tor means, on by default when it can run here.
-        self.tor_unavailable = tor_unavailable if tor_unavailable is not None else tor_missing()
+        self.tor_unavailable = (
+            tor_unavailable if tor_unavailable is not None else messenger.tor_missing()
+        )
         self.tor_box = QCheckBox(TOR_SETTING)
         self.tor_box.setAccessibleName(TOR_SETTING)
         self.tor_box.setChecked(self.tor_unavailable is None)
@@ -286,6 +289,12 @@ class OnboardingDialog(QDialog):
         return {"tor": self.tor_box.isChecked()}
 
 
+async def _service_opener() -> Any:
+    """PeerService.open, its module imported on a thread (the dialog keeps painting)."""
+    service_class = await asyncio.to_thread(getattr, messenger, "PeerService")
+    return service_class.open
+
+
 class UnlockDialog(QDialog):
     """Asks for the passphrase and opens the profile (Argon2id runs on a thread, so the
     window stays responsive). A wrong passphrase is said inline and can be retried.
@@ -305,8 +314,9 @@ class UnlockDialog(QDialog):
         super().__init__(parent)
         self.profile_path = Path(profile_path)
         self.config = config
-        # injectable for tests: an async callable like PeerService.open
-        self._open_service = open_service or PeerService.open
+        # injectable for tests: an async callable like PeerService.open (looked up when
+        # used: the dialog shows before the service is imported, issue 15)
+        self._open_service = open_service
         self.service: PeerService | None = None
         self.attempts = 0
         self.tasks = DialogTasks("unlock", on_error=self._unexpected)
@@ -364,7 +374,8 @@ class UnlockDialog(QDialog):
         self.attempts += 1
         self._set_busy(True)
         try:
-            service = await self._open_service(self.profile_path, passphrase, config=self.config)
+            open_service = self._open_service or await _service_opener()
+            service = await open_service(self.profile_path, passphrase, config=self.config)
         except WrongPassphrase:
             self._set_busy(False)
             self.message.error("That passphrase is not right. Please try again.")
