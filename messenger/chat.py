@@ -8,8 +8,7 @@ service's public messaging methods delegate here.
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +23,7 @@ from .records import ConversationSummary, MessageRecord, MessageState
 
 if TYPE_CHECKING:
     from .core.ports import Clock, ContactKeyring, Db, Emit, LinkRegistry, Tasks
-    from .storage.repository import OutgoingRow, Repository
+    from .storage.repository import Repository
 
 # A Lamport time or sequence number this large can only come from a hostile peer (and
 # would overflow SQLite's 64-bit integers one increment later).
@@ -155,57 +154,35 @@ class Chat:
             raise ContactKeyChanged(contact_id, record.display_name if record else None)
 
     async def _queue_sends(self, items: list[tuple[str, str]]) -> list[MessageRecord]:
-        loop_thread = threading.get_ident()
-        sent_early = False
-
-        def send_before_commit(messages: list[OutgoingRow]) -> None:
-            # Written right here on the loop (DbThread.write, the usual case for a message
-            # a person typed): send them as soon as they have their id, sequence number
-            # and Lamport time, and let their rows be written and committed (~150 us)
-            # while they travel instead of before they leave (protocol.md §9.3). The loop
-            # is busy until the commit ends, so no receipt for them is read before it,
-            # and send_text returns (the message is shown) only after it. Written on the
-            # database thread, they are sent after the commit (below).
-            nonlocal sent_early
-            if threading.get_ident() == loop_thread:
-                self._send_now(messages, poke=False)  # an offline contact: after the commit
-                sent_early = True
-
+        # Stored first, then sent: a message is in the outbox before it leaves (DESIGN
+        # "kept in the outbox until acknowledged"). Sending while the row commits saved
+        # ~100 us of send -> delivered on a quiet machine, but a failed commit would have
+        # left a message the recipient has and we do not, and its seq reused.
         records = await self._db.write(
             [body for _, body in items],
             self._repo.queue_outgoing_many,
             items,
             int(self._clock() * 1000),
-            send_before_commit,
         )
         self.index_soon()
-        if sent_early:
-            for cid in {r.contact_id for r in records}:
-                if self._links.ready(cid) is None:
-                    self._links.poke(cid)  # its dial resends the outbox, now committed
-        else:
-            # Sent as soon as they are stored, in the same loop pass as the commit, instead
-            # of from each send_text once its task resumes (one loop pass later; ~15-25 us
-            # of the send -> delivered path). The flush still comes before any receipt can
-            # be read, so MessageAdded is emitted before the DELIVERED that follows it.
-            self._send_now(records, poke=True)
-        return records
-
-    def _send_now(self, messages: Sequence[MessageRecord | OutgoingRow], *, poke: bool) -> None:
+        # Sent in the same loop pass as the commit, instead of from each send_text once
+        # its task resumes (one loop pass later; ~15-25 us of the send -> delivered path).
+        # The flush still comes before any receipt can be read, so MessageAdded is
+        # emitted before the DELIVERED that follows it.
         ready: dict[str, Connection | None] = {}
-        for m in messages:
-            cid = m.contact_id
+        for record in records:
+            cid = record.contact_id
             conn = ready[cid] if cid in ready else ready.setdefault(cid, self._links.ready(cid))
             if conn is not None:
-                self._send_chat(conn, m)
+                self._send_chat(conn, record)
         for cid, conn in ready.items():
             if conn is None:
-                if poke:
-                    self._links.poke(cid)
+                self._links.poke(cid)
             else:
                 conn.flush()
+        return records
 
-    def _send_chat(self, conn: Connection, record: MessageRecord | OutgoingRow) -> None:
+    def _send_chat(self, conn: Connection, record: MessageRecord) -> None:
         contact_conv = self._contacts.conversation(record.contact_id)
         conn.send(
             wire.ChatMessage(

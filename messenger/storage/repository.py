@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -233,19 +233,6 @@ def fts_params(match: str, owner: Any, limit: int, before: int | None) -> tuple[
 
 
 _SEARCH_SQL = fts_search_sql("messages_fts", "messages", _MESSAGE_SQL_COLUMNS, "contact_id")
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingRow:
-    """A message of ours numbered in the outbox transaction, not yet committed: what a
-    ChatMessage carries (queue_outgoing_many's `numbered`)."""
-
-    msg_id: bytes
-    contact_id: str
-    seq: int
-    lamport: int
-    sent_at_ms: int
-    body: str
 
 
 class Repository:
@@ -607,16 +594,10 @@ class Repository:
         return self.queue_outgoing_many([(contact_id, body)], now_ms)[0]
 
     def queue_outgoing_many(
-        self,
-        items: Sequence[tuple[str, str]],
-        now_ms: int,
-        numbered: Callable[[list[OutgoingRow]], None] | None = None,
+        self, items: Sequence[tuple[str, str]], now_ms: int
     ) -> list[MessageRecord]:
         """Store messages of ours in the outbox, in one transaction, each with a fresh id,
-        the next sequence number and Lamport time of its conversation. `numbered` is
-        handed the messages as soon as they have those, inside the transaction and before
-        their rows are written and committed (the chat worker sends them meanwhile,
-        protocol.md §9.3); if the write fails, the caller still gets the error.
+        the next sequence number and Lamport time of its conversation.
 
         Hot path: plain SQL on the driver cursor (building SQLAlchemy statements cost more
         than SQLite's own work here), in the same transaction."""
@@ -640,8 +621,6 @@ class Repository:
                 lamport, seq = counter[0], counter[1]
                 counter[1] += 1
                 rows.append((ids[i], contact_id, 1, seq, lamport, now_ms, None, body, queued))
-            if numbered is not None:
-                numbered([OutgoingRow(r[0], r[1], r[3], r[4], now_ms, r[7]) for r in rows])
             row_ids = _insert_messages(cur, rows)
             cur.executemany(
                 "UPDATE contacts SET lamport = ?, next_seq = ? WHERE id = ?",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 
@@ -183,53 +182,36 @@ async def test_invite_is_single_use_and_checked(make_peer):
     assert len(await alice.contacts.all()) == 1
 
 
-async def test_a_typed_message_leaves_before_its_outbox_commit_and_shows_after_it(make_peer):
-    """protocol.md §9.3: a message written on the loop is sent once it is numbered, while
-    its row is written and committed (one written on the database thread, after the
-    commit); send_text returns, and MessageAdded comes, after the commit, and the receipt
-    is recorded against the stored row."""
+async def test_a_typed_message_leaves_only_after_its_outbox_commit(make_peer):
+    """DESIGN: a message is kept in the outbox until acknowledged, so it is stored before
+    it leaves: no frame goes out while its row is written and committed; it leaves in the
+    same loop pass as the commit, and the receipt is recorded against the stored row."""
     alice = await make_peer("alice")
     bob = await make_peer("bob")
     bob_at_alice, alice_at_bob = await befriend(alice, bob)
     await wait_for(lambda: alice.links.ready(bob_at_alice) is not None, what="online")
     conn = alice.links.ready(bob_at_alice)
     assert conn is not None
-    loop_thread = threading.get_ident()
-    log: list[tuple[str, bool, int]] = []
+    during_write: list[int] = []
     real = alice.repo.queue_outgoing_many
 
-    def watched(items, now_ms, numbered=None):  # type: ignore[no-untyped-def]
-        def on_numbered(rows):  # type: ignore[no-untyped-def]
-            before = conn.session.frames_sent
-            numbered(rows)
-            log.append(
-                (
-                    "numbered",
-                    threading.get_ident() == loop_thread,
-                    conn.session.frames_sent - before,
-                )
-            )
-
-        records = real(items, now_ms, on_numbered if numbered is not None else None)
-        log.append(("committed", threading.get_ident() == loop_thread, len(records)))
+    def watched(items, now_ms):  # type: ignore[no-untyped-def]
+        before = conn.session.frames_sent
+        records = real(items, now_ms)  # written and committed
+        during_write.append(conn.session.frames_sent - before)
         return records
 
     alice.repo.queue_outgoing_many = watched  # type: ignore[method-assign]
     added = []
     alice.subscribe(lambda e: added.append(e) if isinstance(e, MessageAdded) else None)
-    records = []
     for i in range(5):
-        log_start = len(log)
-        record = await alice.chat.send_text(bob_at_alice, f"sent while it commits {i}")
-        records.append(record)
-        # Written on the loop: one frame left inside the transaction, before the row was
-        # written and committed; on the database thread: none (it leaves after the commit).
-        [(_, inline, frames), committed] = log[log_start:]
-        assert frames == (1 if inline else 0)
-        assert committed == ("committed", inline, 1)
-        assert added[-1].message.msg_id == record.msg_id  # shown once stored
+        before = conn.session.frames_sent
+        record = await alice.chat.send_text(bob_at_alice, f"stored, then sent {i}")
+        assert during_write[-1] == 0  # nothing left before the commit
+        assert conn.session.frames_sent - before == 1  # and it left right after
+        assert added[-1].message.msg_id == record.msg_id
         assert (await alice.chat.history(bob_at_alice))[-1].msg_id == record.msg_id
-    assert any(inline for kind, inline, _ in log if kind == "numbered")
+    assert len(during_write) == 5
 
     async def delivered() -> bool:
         history = await alice.chat.history(bob_at_alice)
@@ -237,4 +219,4 @@ async def test_a_typed_message_leaves_before_its_outbox_commit_and_shows_after_i
 
     await wait_for(delivered, what="delivered, recorded")
     bodies = [m.body for m in await bob.chat.history(alice_at_bob)]
-    assert bodies == [f"sent while it commits {i}" for i in range(5)]
+    assert bodies == [f"stored, then sent {i}" for i in range(5)]
