@@ -83,6 +83,8 @@ class GroupBase:
         self._checked = 0
         self._checked_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._delivery_dirty: dict[tuple[bytes, bytes], int] = {}
+        # Stored messages are added to the search index in batches, off their commits.
+        self._index_wanted = asyncio.Event()
 
     # -- helpers --------------------------------------------------------------------------
 
