@@ -145,8 +145,8 @@ async def fan_out_processes(
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         for i in range(1, members):
             profile = str(root / f"p{i:02d}")
-            prof = os.environ.get("CHINWAG_BENCH_CPROFILE")  # a file: cProfile member 1
-            wrap = ("-m", "cProfile", "-o", prof) if prof and i == 1 else ()
+            # A wrapper for member 1, e.g. "-m cProfile -o FILE" (CHINWAG_BENCH_WRAP).
+            wrap = os.environ.get("CHINWAG_BENCH_WRAP", "").split() if i == 1 else []
             procs.append(
                 await asyncio.create_subprocess_exec(
                     *(sys.executable, *wrap, "-m", "messenger.cli", "--profile", profile, "run"),

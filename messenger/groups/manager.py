@@ -56,10 +56,14 @@ class GroupManager(GroupJoining, GroupSync):
         self._tasks.spawn(self._search_indexer(), "chinwag-group-search-indexer")
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._verifying is not None:
             self._verifying.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._verifying
+        if self._unverified:  # queued behind an inline check, never to be checked now
+            self._unverified.clear()
+            self._note_checked(self._arrived)
         if self._verifier is not None:
             self._verifier.shutdown(wait=True)
         if self._committer is not None:

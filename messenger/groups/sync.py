@@ -72,15 +72,23 @@ class GroupSync(GroupBase):
             log.warning("group message refused: %s", problem)
             return
         self._arrived += 1
-        if self._verifying is None:
+        if self._verifying is None and not self._inline_checked:
             # Nothing waits to be checked: check this one now (a live message, or the
             # first of a read), without a loop pass on the way to the committer.
             self._accept_verified([(conn, m)], verify_messages([m]))
             self._note_checked(self._checked + 1)
-            self._verifying = self._tasks.spawn(self._verify_arrivals(), "chinwag-group-verify")
+            # The rest of this read waits for the end of this loop pass and is checked
+            # together; a lone message costs no task (one per message was ~15 us).
+            self._inline_checked = True
+            asyncio.get_running_loop().call_soon(self._after_inline_check)
             return
         # The signature is checked by _verify_arrivals with the rest of this read.
         self._unverified.append((conn, m))
+
+    def _after_inline_check(self) -> None:
+        self._inline_checked = False
+        if self._unverified and self._verifying is None and not self._closed:
+            self._verifying = self._tasks.spawn(self._verify_arrivals(), "chinwag-group-verify")
 
     async def _verify_arrivals(self) -> None:
         """Check the signatures of what arrived (the messages of a whole read, often
