@@ -14,7 +14,9 @@
     python -m bench.bench_group [--quick] [--fan-out [--rounds N] [--profile DIR]]
 
 `--fan-out` measures the separate-process fan-out row alone (raw, service, raw), `--rounds`
-times; `--profile DIR` records one member and the admin with py-spy meanwhile.
+times, with `--members` and `--count`; `--profile DIR` records one member and the admin
+with py-spy meanwhile; CHINWAG_BENCH_WRAP="-m bench.loop_cpu FILE" writes member 1's
+event-loop CPU per callback to FILE (bench/loop_cpu.py).
 """
 
 from __future__ import annotations
@@ -145,7 +147,7 @@ async def fan_out_processes(
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         for i in range(1, members):
             profile = str(root / f"p{i:02d}")
-            # A wrapper for member 1, e.g. "-m cProfile -o FILE" (CHINWAG_BENCH_WRAP).
+            # Member 1 under a wrapper (CHINWAG_BENCH_WRAP), e.g. "-m bench.loop_cpu FILE".
             wrap = os.environ.get("CHINWAG_BENCH_WRAP", "").split() if i == 1 else []
             procs.append(
                 await asyncio.create_subprocess_exec(
@@ -160,11 +162,6 @@ async def fan_out_processes(
         record = await admin.groups.create_group("Processes", ids)
         group_id = bytes.fromhex(record.id)
         await _delivered_to_all(admin, group_id, members - 1, 5, warmup=0)  # all have it
-        if os.environ.get("CHINWAG_BENCH_IDLE"):  # the members' CPU while nothing is sent
-            idle = -sum(cpu_seconds(p.pid) for p in procs)
-            await asyncio.sleep(3)
-            idle += sum(cpu_seconds(p.pid) for p in procs)
-            print(f"members' CPU while idle: {fmt_time(idle / 3)} per second", flush=True)
         used = -sum(cpu_seconds(p.pid) for p in procs)
         watched = {"member": procs[0].pid, "admin": os.getpid()}
         async with (spy or Spy(None)).recording(watched, "fan-out"):
