@@ -155,6 +155,7 @@ SPLIT = [
     "net/established.py",
     "net/netif.py",
     "net/reachability.py",
+    "net/discovery/*.py",
     "chat.py",
     "contacts.py",
     "invites.py",

@@ -3,7 +3,9 @@ of what was seen, and the python-zeroconf side. docs/protocol.md §14 has the la
 
 advert.py     tokens, the TXT record codec, advertised addresses (pure)
 directory.py  `LanDirectory`: contacts seen, the Nearby list (pure, bounded)
-mdns.py       `Discovery`: registration, browsing, lookups, network changes (I/O)
+mdns.py       `Discovery`: registration, browsing, network changes (I/O)
+announce.py   `Record`: our own service record, registered, updated, re-announced
+lookups.py    `Lookups`: services announced without their records, queued and retried
 netlink.py    `NetlinkWatcher`: link and address changes from rtnetlink
 """
 
@@ -15,6 +17,7 @@ from .advert import (
     MAX_OPEN_GROUP_BYTES,
     MAX_TXT_BYTES,
     SALT_LEN,
+    SERVICE_TYPE,
     TOKEN_LEN,
     Advert,
     TokenBook,
@@ -27,6 +30,7 @@ from .advert import (
     parse_txt,
     usable_addresses,
 )
+from .announce import HEARTBEAT_FRACTION, RECORD_TTL, Record
 from .directory import (
     MAX_ENTRIES,
     MAX_NEARBY,
@@ -37,12 +41,8 @@ from .directory import (
     Sighting,
     nearby_id,
 )
+from .lookups import RESOLVE_ATTEMPTS, RESOLVE_BACKOFF, Lookups, LookupStats
 from .mdns import (
-    HEARTBEAT_FRACTION,
-    RECORD_TTL,
-    RESOLVE_ATTEMPTS,
-    RESOLVE_BACKOFF,
-    SERVICE_TYPE,
     SWEEP_INTERVAL,
     Discovery,
     DiscoveryListener,
@@ -77,7 +77,10 @@ __all__ = [
     "DiscoveryStats",
     "LanChanges",
     "LanDirectory",
+    "LookupStats",
+    "Lookups",
     "NetlinkWatcher",
+    "Record",
     "Sighting",
     "TokenBook",
     "advert_token",

@@ -22,6 +22,7 @@ import nacl.hash
 
 from ...protocol import wire
 
+SERVICE_TYPE: Final = "_chinwag._tcp.local."  # DNS-SD service type of every advert
 TOKEN_LEN: Final = 16
 SALT_LEN: Final = 8  # random bytes beside each token (§14.2)
 DEFAULT_EPOCH_SECONDS: Final = 600.0

@@ -2,9 +2,10 @@
 
 Every running peer registers one ``_chinwag._tcp.local.`` service. Its instance name and
 host name are random and change at every start and every network change; its TXT record
-is the advert (advert.py). `Discovery` owns the zeroconf instance, the registration, the
-browser, the lookups of services announced without their records, and a network watcher;
-what it sees goes into the pure `LanDirectory` (directory.py).
+is the advert (advert.py). `Discovery` owns the zeroconf instance, our record
+(announce.py), the browser, the lookups of services announced without their records
+(lookups.py) and a network watcher (netlink.py); what it sees goes into the pure
+`LanDirectory` (directory.py). It restarts all of it on every network change.
 """
 
 from __future__ import annotations
@@ -22,32 +23,22 @@ from ..netif import NetworkSnapshot, network_snapshot
 from .advert import (
     DEFAULT_EPOCH_SECONDS,
     SALT_LEN,
+    SERVICE_TYPE,
     Advert,
     TokenBook,
     advert_token,
-    encode_txt,
     epoch_of,
     parse_txt,
     usable_addresses,
 )
-from .directory import MAX_ENTRIES, LanChanges, LanDirectory
+from .announce import RECORD_TTL, Record, fresh_names, open_zeroconf
+from .directory import LanChanges, LanDirectory
+from .lookups import Lookups
 from .netlink import NetlinkWatcher
 
 log = logging.getLogger(__name__)
 
-SERVICE_TYPE: Final = "_chinwag._tcp.local."
-# TTL of every record we publish. RFC 6762 suggests 75 minutes for PTR/TXT; we use two
-# minutes for all, so a peer that vanished without a goodbye leaves the Nearby lists and
-# address tables within about two minutes (presence itself is kept by session keepalives).
-# python-zeroconf browsers refresh only PTR records (and hold PTRs at least 1125 s), so a
-# peer keeps its SRV/TXT/A records alive in others' caches by re-announcing itself (one
-# packet) every HEARTBEAT_FRACTION of the TTL; a directory entry whose SRV record left
-# the cache is dropped by the next sweep.
-RECORD_TTL: Final = 120
-HEARTBEAT_FRACTION: Final = 0.75
 SWEEP_INTERVAL: Final = 15.0
-RESOLVE_ATTEMPTS: Final = 4  # lookups of a service that does not answer: after 0, 1, 2, 4 s
-RESOLVE_BACKOFF: Final = 1.0
 
 _TYPE_SRV: Final = 33
 _CLASS_IN: Final = 1
@@ -85,10 +76,6 @@ class DiscoverySettings:
 class DiscoveryStats:
     restarts: int = 0
     registered: str = ""
-    resolves: int = 0
-    resolves_dropped: int = 0
-    resolve_retries: int = 0
-    lookups_unanswered: int = 0
     handler_errors: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
@@ -121,14 +108,15 @@ class Discovery:
         self._clock = clock
         self._zc: Any = None  # AsyncZeroconf
         self._browser: Any = None  # AsyncServiceBrowser
-        self._info: Any = None  # AsyncServiceInfo we registered
-        self._published_epoch: int | None = None
-        self._announced_at = 0.0  # loop time of our last announcement
+        self._record = Record(self.settings.ttl)
         self._task: asyncio.Task[None] | None = None
-        self._resolving: dict[str, asyncio.Task[None]] = {}
-        # Lookups waiting for a free slot, in arrival order: (zeroconf, name, attempt).
-        self._resolve_fresh: dict[str, tuple[Any, str, int]] = {}
-        self._resolve_retries: dict[str, tuple[Any, str, int]] = {}
+        self._lookups = Lookups(
+            max_at_once=self.settings.max_resolves,
+            timeout_ms=self.settings.resolve_timeout_ms,
+            ingest=self._ingest,
+            current=self._current_zeroconf,
+            is_own=lambda key: key in self.directory.own,
+        )
         self._network_dirty = asyncio.Event()
         self._republish = asyncio.Event()
         self._watcher = NetlinkWatcher(self._network_dirty.set)
@@ -185,7 +173,7 @@ class Discovery:
         return contact_id in self.directory.contacts_seen()
 
     def status(self) -> dict[str, Any]:
-        d = self.directory.stats
+        d, lookups = self.directory.stats, self._lookups.stats
         return {
             "running": self._zc is not None,
             "addresses": list(self.snapshot.addresses),
@@ -197,12 +185,12 @@ class Discovery:
             "updates": d.updates,
             "ignored": d.ignored,
             "evicted": d.evicted,
-            "resolves": self.stats.resolves,
-            "resolves_dropped": self.stats.resolves_dropped,
-            "resolve_retries": self.stats.resolve_retries,
-            "lookups_unanswered": self.stats.lookups_unanswered,
-            "resolves_waiting": len(self._resolve_fresh) + len(self._resolve_retries),
-            "handler_errors": self.stats.handler_errors,
+            "resolves": lookups.resolves,
+            "resolves_dropped": lookups.resolves_dropped,
+            "resolve_retries": lookups.resolve_retries,
+            "lookups_unanswered": lookups.lookups_unanswered,
+            "resolves_waiting": self._lookups.waiting(),
+            "handler_errors": self.stats.handler_errors + lookups.errors,
             "epoch_seconds": self.settings.epoch_seconds,
         }
 
@@ -261,11 +249,7 @@ class Discovery:
             now = self._clock()
             epoch_len = self.settings.epoch_seconds
             until_epoch = (epoch_of(now, epoch_len) + 1) * epoch_len - now + 0.05
-            until_beat = (
-                self._announced_at
-                + HEARTBEAT_FRACTION * self.settings.ttl
-                - asyncio.get_running_loop().time()
-            )
+            until_beat = self._record.heartbeat_in()
             waiters = {
                 asyncio.ensure_future(self._network_dirty.wait()),
                 asyncio.ensure_future(self._republish.wait()),
@@ -285,87 +269,26 @@ class Discovery:
             if network_snapshot(self.settings.only_address) != snapshot:
                 return
             epoch = epoch_of(self._clock(), epoch_len)
-            if self._republish.is_set() or epoch != self._published_epoch:
+            if self._republish.is_set() or epoch != self._record.epoch:
                 self._republish.clear()
-                await self._publish_update()
+                await self._record.update(self._zc, self._port, self.current_advert(), epoch)
                 self._dispatch(self.directory.rematch(self._clock()))
-            loop_now = asyncio.get_running_loop().time()
-            if loop_now - self._announced_at >= HEARTBEAT_FRACTION * self.settings.ttl:
-                self._heartbeat()
+            if self._record.heartbeat_in() <= 0:
+                self._record.heartbeat(self._zc)
             self._sweep()
 
     async def _start_zeroconf(self, snapshot: NetworkSnapshot) -> None:
-        from zeroconf import IPVersion
-        from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
+        from zeroconf.asyncio import AsyncServiceBrowser
 
-        zc: AsyncZeroconf | None = None
-        if snapshot.v6_interfaces:
-            try:
-                interfaces: list[str | int] = [*snapshot.v4, *snapshot.v6_interfaces]
-                zc = AsyncZeroconf(interfaces=interfaces, ip_version=IPVersion.All)
-            except (OSError, ValueError) as exc:
-                log.info("mDNS over IPv6 unavailable (%s); using IPv4", exc)
-        if zc is None:
-            if not snapshot.v4:
-                raise OSError("no IPv4 interface for mDNS")
-            zc = AsyncZeroconf(interfaces=list(snapshot.v4), ip_version=IPVersion.V4Only)
-        self._zc = zc
-        instance = secrets.token_hex(8)
-        host = f"{secrets.token_hex(8)}.local."
-        name = f"{instance}.{SERVICE_TYPE}"
-        self.directory.own = {name.lower()}
+        zc = self._zc = open_zeroconf(snapshot)
+        names = fresh_names()
+        self.directory.own = {names[0].lower()}
         advert = self.current_advert()
-        self._published_epoch = epoch_of(self._clock(), self.settings.epoch_seconds)
-        self._info = AsyncServiceInfo(
-            SERVICE_TYPE,
-            name,
-            port=self._port,
-            properties=encode_txt(advert),
-            server=host,
-            parsed_addresses=list(snapshot.addresses),
-            host_ttl=self.settings.ttl,
-            other_ttl=self.settings.ttl,
-        )
-        # Random 64-bit names cannot collide in practice: skip the 1.5 s of probing.
-        await zc.async_register_service(self._info, cooperating_responders=True)
-        self._announced_at = asyncio.get_running_loop().time()
-        self.stats.registered = name
+        epoch = epoch_of(self._clock(), self.settings.epoch_seconds)
+        await self._record.register(zc, names, self._port, advert, epoch, [*snapshot.addresses])
+        self.stats.registered = names[0]
         self._browser = AsyncServiceBrowser(zc.zeroconf, SERVICE_TYPE, handlers=[self._on_change])
-        log.info("announcing %s on %s", name, ", ".join(snapshot.addresses))
-
-    async def _publish_update(self) -> None:
-        from zeroconf.asyncio import AsyncServiceInfo
-
-        zc, old = self._zc, self._info
-        if zc is None or old is None:
-            return
-        self._published_epoch = epoch_of(self._clock(), self.settings.epoch_seconds)
-        self._info = AsyncServiceInfo(
-            SERVICE_TYPE,
-            old.name,
-            port=self._port,
-            properties=encode_txt(self.current_advert()),
-            server=old.server,
-            parsed_addresses=old.parsed_addresses(),
-            host_ttl=self.settings.ttl,
-            other_ttl=self.settings.ttl,
-        )
-        try:
-            await zc.async_update_service(self._info)
-            self._announced_at = asyncio.get_running_loop().time()
-        except Exception as exc:
-            log.warning("could not update the mDNS record: %s", exc)
-
-    def _heartbeat(self) -> None:
-        """One unsolicited announcement, so caches keep our records (see RECORD_TTL)."""
-        zc, info = self._zc, self._info
-        self._announced_at = asyncio.get_running_loop().time()
-        if zc is None or info is None:
-            return
-        try:
-            zc.zeroconf.async_send(zc.zeroconf.generate_service_broadcast(info, None))
-        except Exception as exc:
-            log.info("mDNS announcement failed: %s", exc)
+        log.info("announcing %s on %s", names[0], ", ".join(snapshot.addresses))
 
     def _sweep(self) -> None:
         """Forget services whose records expired from the cache (gone without a goodbye)."""
@@ -382,14 +305,9 @@ class Discovery:
                 self._dispatch(self.directory.remove(instance))
 
     async def _stop_zeroconf(self) -> None:
-        for task in list(self._resolving.values()):
-            task.cancel()
-        self._resolve_fresh.clear()
-        self._resolve_retries.clear()
-        await asyncio.gather(*self._resolving.values(), return_exceptions=True)
-        self._resolving.clear()
+        await self._lookups.cancel()
         zc, browser = self._zc, self._browser
-        self._zc = self._browser = self._info = None
+        self._zc = self._browser = self._record.info = None
         if browser is not None:
             with contextlib.suppress(Exception):
                 await browser.async_cancel()
@@ -426,81 +344,15 @@ class Discovery:
         if info.load_from_cache(zeroconf):
             self._ingest(name, info)
         else:
-            self._resolve(zeroconf, name, info)
+            self._lookups.resolve(zeroconf, name, info)
 
     def _ingest(self, name: str, info: Any) -> None:
         advert = parse_txt(info.text)
         addresses = usable_addresses(info.parsed_scoped_addresses(), info.port)
         self._dispatch(self.directory.update(name, addresses, advert, self._clock()))
 
-    def _resolve(self, zeroconf: Any, name: str, info: Any, attempt: int = 0) -> None:
-        """Ask for the records of a service announced without them, a few at a time.
-
-        A lookup that gets no answer is queued again after a backoff, and one that finds
-        every slot busy waits its turn: a service never looked up again would stay unseen
-        until its TXT record changes, which on a busy LAN was most of them. New names go
-        before retries, so names that never answer cannot starve the ones that do.
-        """
-        key = name.lower()
-        if key in self._resolving or key in self.directory.own:
-            return
-        if len(self._resolving) >= self.settings.max_resolves:
-            queue = self._resolve_retries if attempt else self._resolve_fresh
-            if key not in queue:
-                if len(self._resolve_fresh) + len(self._resolve_retries) >= MAX_ENTRIES:
-                    self.stats.resolves_dropped += 1
-                    return
-                queue[key] = (zeroconf, name, attempt)
-            return
-        self.stats.resolves += 1
-        if attempt:
-            self.stats.resolve_retries += 1
-        self._resolving[key] = asyncio.create_task(
-            self._lookup(zeroconf, name, info, attempt), name="chinwag-mdns-resolve"
-        )
-
-    async def _lookup(self, zeroconf: Any, name: str, info: Any, attempt: int) -> None:
-        key = name.lower()
-        try:
-            if await info.async_request(zeroconf, self.settings.resolve_timeout_ms):
-                self._ingest(name, info)
-                return
-            self.stats.lookups_unanswered += 1
-            if attempt + 1 < RESOLVE_ATTEMPTS and not self._closed:
-                later = RESOLVE_BACKOFF * 2**attempt
-                loop = asyncio.get_running_loop()
-                loop.call_later(later, self._retry_resolve, zeroconf, name, attempt + 1)
-        except Exception:
-            self.stats.handler_errors += 1
-            log.debug("resolving %r failed", name, exc_info=True)
-        finally:
-            self._resolving.pop(key, None)
-            self._resolve_next()
-
-    def _retry_resolve(self, zeroconf: Any, name: str, attempt: int) -> None:
-        if zeroconf is self._current_zeroconf():
-            self._resolve_or_ingest(zeroconf, name, attempt)
-
     def _current_zeroconf(self) -> Any:
         return None if self._closed or self._zc is None else self._zc.zeroconf
-
-    def _resolve_or_ingest(self, zeroconf: Any, name: str, attempt: int) -> None:
-        from zeroconf.asyncio import AsyncServiceInfo
-
-        info = AsyncServiceInfo(SERVICE_TYPE, name)
-        if info.load_from_cache(zeroconf):  # answered meanwhile (or announced again)
-            self._ingest(name, info)
-        else:
-            self._resolve(zeroconf, name, info, attempt)
-
-    def _resolve_next(self) -> None:
-        while len(self._resolving) < self.settings.max_resolves:
-            queue = self._resolve_fresh or self._resolve_retries
-            if not queue:
-                return
-            zeroconf, name, attempt = queue.pop(next(iter(queue)))
-            if zeroconf is self._current_zeroconf():
-                self._resolve_or_ingest(zeroconf, name, attempt)
 
     def _dispatch(self, changes: LanChanges) -> None:
         if not changes:
