@@ -41,7 +41,7 @@ from .directory import (
     Sighting,
     nearby_id,
 )
-from .lookups import RESOLVE_ATTEMPTS, RESOLVE_BACKOFF, Lookups, LookupStats
+from .lookups import MAX_WAITING, RESOLVE_ATTEMPTS, RESOLVE_BACKOFF, Lookups, LookupStats
 from .mdns import (
     SWEEP_INTERVAL,
     Discovery,
@@ -62,6 +62,7 @@ __all__ = [
     "MAX_OPEN_GROUP_BYTES",
     "MAX_PER_CONTACT",
     "MAX_TXT_BYTES",
+    "MAX_WAITING",
     "RECORD_TTL",
     "RESOLVE_ATTEMPTS",
     "RESOLVE_BACKOFF",

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .advert import SERVICE_TYPE
 from .directory import MAX_ENTRIES
 
 log = logging.getLogger(__name__)
@@ -36,22 +35,27 @@ class LookupStats:
 class Lookups:
     """At most `max_at_once` lookups run; the rest wait, fresh names before retries.
 
-    `ingest(name, info)` gets every answer; `current()` is the zeroconf instance now in
-    use (None once stopped): a lookup queued under another one is dropped; `is_own(key)`
-    tells our own (lowercased) service names, never looked up."""
+    `new_info(name)` makes an empty AsyncServiceInfo for a name; `ingest(name, info)` gets
+    every answer; `current()` is the zeroconf instance now in use (None once stopped): a
+    lookup queued under another one is dropped; `is_own(key)` tells our own (lowercased)
+    service names, never looked up."""
 
     def __init__(
         self,
         *,
         max_at_once: int,
         timeout_ms: int,
+        new_info: Callable[[str], Any],
         ingest: Callable[[str, Any], None],
         current: Callable[[], Any],
         is_own: Callable[[str], bool],
+        backoff: float = RESOLVE_BACKOFF,
     ) -> None:
         self.stats = LookupStats()
         self._max_at_once = max_at_once
         self._timeout_ms = timeout_ms
+        self._new_info = new_info
+        self._backoff = backoff
         self._ingest = ingest
         self._current = current
         self._is_own = is_own
@@ -100,7 +104,7 @@ class Lookups:
                 return
             self.stats.lookups_unanswered += 1
             if attempt + 1 < RESOLVE_ATTEMPTS and self._current() is not None:
-                later = RESOLVE_BACKOFF * 2**attempt
+                later = self._backoff * 2**attempt
                 loop = asyncio.get_running_loop()
                 loop.call_later(later, self._retry, zeroconf, name, attempt + 1)
         except Exception:
@@ -115,9 +119,7 @@ class Lookups:
             self._resolve_or_ingest(zeroconf, name, attempt)
 
     def _resolve_or_ingest(self, zeroconf: Any, name: str, attempt: int) -> None:
-        from zeroconf.asyncio import AsyncServiceInfo
-
-        info = AsyncServiceInfo(SERVICE_TYPE, name)
+        info = self._new_info(name)
         if info.load_from_cache(zeroconf):  # answered meanwhile (or announced again)
             self._ingest(name, info)
         else:

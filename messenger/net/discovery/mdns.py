@@ -44,6 +44,12 @@ _TYPE_SRV: Final = 33
 _CLASS_IN: Final = 1
 
 
+def _service_info(name: str) -> Any:
+    from zeroconf.asyncio import AsyncServiceInfo
+
+    return AsyncServiceInfo(SERVICE_TYPE, name)
+
+
 class DiscoveryListener(Protocol):
     """What the service hears from discovery. Called on the event loop; must not block."""
 
@@ -113,6 +119,7 @@ class Discovery:
         self._lookups = Lookups(
             max_at_once=self.settings.max_resolves,
             timeout_ms=self.settings.resolve_timeout_ms,
+            new_info=_service_info,
             ingest=self._ingest,
             current=self._current_zeroconf,
             is_own=lambda key: key in self.directory.own,
