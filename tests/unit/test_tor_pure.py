@@ -20,7 +20,6 @@ from messenger.net.tor import (
     TorError,
     TorNotFound,
     TorSettings,
-    _parse_bootstrap_phase,
     check_onion_address,
     check_onion_key,
     find_tor,
@@ -28,6 +27,7 @@ from messenger.net.tor import (
     onion_address_from_public_key,
     parse_torrc_lines,
 )
+from messenger.net.tor.events import _parse_bootstrap_phase
 
 # rend-spec-v3 / tor's own unit test (test_hs_common.c, test_build_address): this public
 # key gives this address.

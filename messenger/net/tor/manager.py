@@ -44,53 +44,39 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import logging
 import os
 import random
-import re
 import secrets
-import shutil
 import socket
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import stem
 import stem.connection
 import stem.response
-from nacl.bindings import crypto_scalarmult_ed25519_base_noclamp
 from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError, ProxyType
 from python_socks.async_.asyncio import Proxy
 from stem.control import Controller, EventType, Listener, State
 
+from .errors import OnionUnreachable, TorClosed, TorError, TorStartFailed, TorTimeout
+from .events import (
+    OnionPublished,
+    TorBootstrap,
+    TorEvent,
+    TorLost,
+    TorRecovered,
+    TorRestartFailed,
+    _bootstrap_from,
+    _parse_bootstrap_phase,
+)
+from .onion import OnionService, check_onion_address, check_onion_key, onion_address_from_key
+from .settings import TOR_CONTROL_ENV, TorSettings, find_tor
+
 log = logging.getLogger(__name__)
 
-TOR_CONFIG_ENV = "CHINWAG_TOR_CONFIG"
-TOR_CONTROL_ENV = "CHINWAG_TOR_CONTROL"
-TOR_CONTROL_PASSWORD_ENV = "CHINWAG_TOR_CONTROL_PASSWORD"  # noqa: S105 (a variable's name)
 READ_CHUNK = 256 * 1024
-
-# Options the manager sets itself; an extra torrc line naming one is refused, since it
-# would break how we find, authenticate to or own the process.
-OWNED_OPTIONS = frozenset(
-    name.lower()
-    for name in (
-        "DataDirectory",
-        "ControlPort",
-        "ControlPortWriteToFile",
-        "ControlSocket",
-        "CookieAuthentication",
-        "CookieAuthFile",
-        "HashedControlPassword",
-        "SocksPort",
-        "RunAsDaemon",
-        "__OwningControllerProcess",
-        "__ReloadTorrcOnSIGHUP",
-        "HiddenServiceDir",
-    )
-)
 
 # What tor's SOCKS reply codes mean for an onion (RFC 1928 codes; see the module doc for
 # why not tor's extended ones).
@@ -112,254 +98,6 @@ _CIRCUIT_USE = {
 RETRIED_SOCKS_CODES = frozenset({0x01, 0x04, 0x06})
 # tor delays a NEWNYM that comes sooner than this after the previous one.
 NEWNYM_INTERVAL = 10.0
-
-ONION_RE = re.compile(r"^([a-z2-7]{56})\.onion$")
-KEY_SIZE = 64  # an ed25519 expanded secret key, as ADD_ONION ED25519-V3 takes it
-
-
-# -- errors ---------------------------------------------------------------------------------
-
-
-class TorError(Exception):
-    """Anything Tor-related that failed; the message says what and, if known, why."""
-
-
-class TorNotFound(TorError):
-    """No tor binary to start."""
-
-
-class TorStartFailed(TorError):
-    """tor exited, refused our configuration or never opened its control port."""
-
-
-class TorClosed(TorError):
-    """The manager is closed (or was never started)."""
-
-
-class TorTimeout(TorError, TimeoutError):
-    """A bounded wait on Tor ran out (bootstrap, descriptor upload, a dial)."""
-
-
-class OnionKeyInvalid(TorError, ValueError):
-    """A stored onion key is not a 64-byte ed25519 expanded secret key."""
-
-
-class OnionAddressInvalid(TorError, ValueError):
-    """Not a v3 onion address (wrong form, version or checksum)."""
-
-
-class OnionUnreachable(TorError, ConnectionError):
-    """tor could not open a stream to the onion; `code` is tor's SOCKS reply code.
-    A ConnectionError, so a dialer's `except OSError` treats it as any failed connect."""
-
-    def __init__(self, address: str, code: int, message: str) -> None:
-        self.address = address
-        self.code = code
-        super().__init__(f"cannot reach {address}: {message}")
-
-
-# -- events (delivered on the event loop) -----------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TorBootstrap:
-    """tor's bootstrap progress, as the window shows it (percent + tor's summary)."""
-
-    percent: int
-    tag: str
-    summary: str
-
-
-@dataclass(frozen=True, slots=True)
-class OnionPublished:
-    """The onion service's descriptor reached a directory: contacts can connect now."""
-
-    address: str  # with .onion
-
-
-@dataclass(frozen=True, slots=True)
-class TorLost:
-    """tor exited or the control connection broke; a restart follows."""
-
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class TorRestartFailed:
-    reason: str
-    retry_in: float
-
-
-@dataclass(frozen=True, slots=True)
-class TorRecovered:
-    """tor is back (bootstrapped, onion re-added); `restarts` counts since start()."""
-
-    restarts: int
-
-
-TorEvent = TorBootstrap | OnionPublished | TorLost | TorRestartFailed | TorRecovered
-
-
-# -- settings -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TorTiming:
-    """Bounds on every wait, in seconds. Tor is slow where a LAN is not: a first circuit
-    to an onion takes 10-30 s on the public network, bootstrap from nothing can take
-    minutes on a poor link; tor's own SOCKS timeout is 120 s."""
-
-    launch: float = 60.0  # process start to an authenticated control connection
-    bootstrap: float = 300.0
-    publish: float = 180.0  # ADD_ONION to the first descriptor upload
-    dial: float = 90.0
-    # One SOCKS attempt; a stalled one is given up and retried on fresh circuits (a lost
-    # rendezvous leaves tor waiting until its own 120 s SOCKS timeout).
-    dial_attempt: float = 40.0
-    dial_attempts: int = 2
-    stop: float = 5.0  # after closing the control connection, before SIGTERM/SIGKILL
-    restart_base: float = 1.0
-    restart_cap: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class TorSettings:
-    tor_binary: str | None = None  # None: `tor` on PATH or in /usr/sbin
-    extra_lines: tuple[str, ...] = ()  # extra torrc lines for a launched tor
-    control: str | None = None  # attach: "host:port", "port" or a unix socket path
-    control_password: str | None = None
-    timing: TorTiming = TorTiming()
-
-    @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, timing: TorTiming | None = None
-    ) -> TorSettings:
-        """CHINWAG_TOR_CONFIG (a file of torrc lines), CHINWAG_TOR_CONTROL (a running
-        tor's control port), CHINWAG_TOR_CONTROL_PASSWORD."""
-        env = os.environ if environ is None else environ
-        lines: tuple[str, ...] = ()
-        config = env.get(TOR_CONFIG_ENV)
-        if config:
-            try:
-                text = Path(config).read_text()
-            except OSError as exc:
-                raise TorError(f"{TOR_CONFIG_ENV}: cannot read {config}: {exc}") from exc
-            lines = parse_torrc_lines(text, source=config)
-        return cls(
-            extra_lines=lines,
-            control=env.get(TOR_CONTROL_ENV) or None,
-            control_password=env.get(TOR_CONTROL_PASSWORD_ENV) or None,
-            timing=timing or TorTiming(),
-        )
-
-
-def parse_torrc_lines(text: str, source: str = "torrc lines") -> tuple[str, ...]:
-    """Non-empty, non-comment lines; refuses options the manager owns."""
-    lines = []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        option = line.split(None, 1)[0].lower()
-        if option in OWNED_OPTIONS:
-            raise TorError(
-                f"{source}:{number}: {line.split(None, 1)[0]} is set by Chinwag and cannot "
-                "be overridden"
-            )
-        lines.append(line)
-    return tuple(lines)
-
-
-def find_tor(binary: str | None = None) -> str:
-    """The tor to launch: `binary` if given, else `tor` on PATH or in /usr/sbin (Debian's
-    place, missing from many users' PATH)."""
-    if binary is not None:
-        found = shutil.which(binary)
-        if found is None:
-            raise TorNotFound(f"tor binary {binary!r} not found or not executable")
-        return found
-    found = shutil.which("tor") or shutil.which("tor", path="/usr/sbin:/usr/local/sbin")
-    if not found:
-        raise TorNotFound(
-            "no `tor` binary found: install Tor (Debian/Ubuntu: apt install tor; macOS: "
-            f"brew install tor) or point {TOR_CONTROL_ENV} at a running Tor's control port"
-        )
-    return found
-
-
-# -- onion keys and addresses -----------------------------------------------------------------
-
-
-def onion_address_from_public_key(public_key: bytes) -> str:
-    """rend-spec-v3: base32(pubkey | SHA3-256(".onion checksum" | pubkey | 3)[:2] | 3)."""
-    if len(public_key) != 32:
-        raise OnionKeyInvalid("an ed25519 public key is 32 bytes")
-    version = b"\x03"
-    checksum = hashlib.sha3_256(b".onion checksum" + public_key + version).digest()[:2]
-    return base64.b32encode(public_key + checksum + version).decode().lower() + ".onion"
-
-
-def onion_address_from_key(key: bytes) -> str:
-    """The address a stored key publishes (its public key is the clamped scalar times B)."""
-    check_onion_key(key)
-    return onion_address_from_public_key(crypto_scalarmult_ed25519_base_noclamp(key[:32]))
-
-
-def check_onion_key(key: bytes) -> None:
-    if len(key) != KEY_SIZE:
-        raise OnionKeyInvalid(f"an onion key is {KEY_SIZE} bytes, got {len(key)}")
-    # An expanded ed25519 secret starts with a clamped scalar; anything else is not a key
-    # tor made (a corrupted or foreign value).
-    if key[0] & 7 or key[31] & 0x80 or not key[31] & 0x40:
-        raise OnionKeyInvalid("not an ed25519 expanded secret key (scalar not clamped)")
-
-
-def check_onion_address(address: str) -> str:
-    """The address, lower-cased, if it is a v3 onion address with a valid checksum."""
-    normal = address.strip().lower()
-    match = ONION_RE.match(normal)
-    if not match:
-        raise OnionAddressInvalid(f"not a v3 onion address: {address!r}")
-    raw = base64.b32decode(match.group(1).upper())
-    if onion_address_from_public_key(raw[:32]) != normal:
-        raise OnionAddressInvalid(f"onion address checksum or version is wrong: {address!r}")
-    return normal
-
-
-@dataclass(frozen=True, slots=True)
-class OnionService:
-    address: str  # "<56 chars>.onion"
-    key: bytes  # 64-byte ed25519 expanded secret key: store it encrypted
-    virtual_port: int
-    target: tuple[str, int]
-
-
-# -- the manager --------------------------------------------------------------------------------
-
-
-def _parse_bootstrap_phase(text: str) -> TorBootstrap | None:
-    """GETINFO status/bootstrap-phase: 'NOTICE BOOTSTRAP PROGRESS=.. TAG=.. SUMMARY=".."'
-    read with stem's control-line parser."""
-    line = stem.response.ControlLine(text)
-    values: dict[str, str] = {}
-    while not line.is_empty():
-        if line.is_next_mapping(quoted=True):
-            key, value = line.pop_mapping(quoted=True)
-        elif line.is_next_mapping():
-            key, value = line.pop_mapping()
-        else:
-            line.pop()
-            continue
-        values[str(key)] = str(value)
-    return _bootstrap_from(values)
-
-
-def _bootstrap_from(values: Mapping[str, str]) -> TorBootstrap | None:
-    try:
-        percent = int(values["PROGRESS"])
-    except (KeyError, ValueError):
-        return None
-    return TorBootstrap(percent, values.get("TAG", ""), values.get("SUMMARY", ""))
 
 
 class TorManager:
