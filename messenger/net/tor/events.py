@@ -1,11 +1,8 @@
-"""What the manager reports (on the event loop), and tor's bootstrap status read into one."""
+"""What the manager reports, on the event loop."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-
-import stem.response
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,28 +42,3 @@ class TorRecovered:
 
 
 TorEvent = TorBootstrap | OnionPublished | TorLost | TorRestartFailed | TorRecovered
-
-
-def _parse_bootstrap_phase(text: str) -> TorBootstrap | None:
-    """GETINFO status/bootstrap-phase: 'NOTICE BOOTSTRAP PROGRESS=.. TAG=.. SUMMARY=".."'
-    read with stem's control-line parser."""
-    line = stem.response.ControlLine(text)
-    values: dict[str, str] = {}
-    while not line.is_empty():
-        if line.is_next_mapping(quoted=True):
-            key, value = line.pop_mapping(quoted=True)
-        elif line.is_next_mapping():
-            key, value = line.pop_mapping()
-        else:
-            line.pop()
-            continue
-        values[str(key)] = str(value)
-    return _bootstrap_from(values)
-
-
-def _bootstrap_from(values: Mapping[str, str]) -> TorBootstrap | None:
-    try:
-        percent = int(values["PROGRESS"])
-    except (KeyError, ValueError):
-        return None
-    return TorBootstrap(percent, values.get("TAG", ""), values.get("SUMMARY", ""))

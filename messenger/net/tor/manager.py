@@ -7,21 +7,7 @@
     reader, writer = await tor.dial(onion, PORT, isolation=contact_key)
     await tor.aclose()
 
-Control library: stem (the Tor Project's own). txtorcon is the asyncio-unfriendly choice
-here: it needs a Twisted reactor beside asyncio. stem is synchronous, so every control
-command runs in a worker thread (`asyncio.to_thread`) and stem's event listeners, which run
-on stem's own thread, hand their (already converted, plain-data) events to the loop with
-`call_soon_threadsafe`. Nothing here parses tor's log output: the control port's listeners
-(GETINFO net/listeners/socks), bootstrap status (STATUS_CLIENT BOOTSTRAP events, GETINFO
-status/bootstrap-phase) and descriptor uploads (HS_DESC events) say all that is needed. The
-one file read is the control port tor writes for its controller (ControlPortWriteToFile).
-
-Launched tor: the system binary with its own data directory `<folder>/tor-data`, no system
-torrc, `ControlPort auto` + cookie authentication, `SocksPort auto`, `__OwningControllerProcess`
-= us. stem answers
-that with TAKEOWNERSHIP, so tor exits as soon as our control connection closes, including
-when this process dies. Extra torrc lines (CHINWAG_TOR_CONFIG names a file of them) come
-first so ours win; lines naming an option we own are refused.
+The control port (stem) is control.py, the tor we launch process.py, dialing dialer.py.
 
 Attached tor (CHINWAG_TOR_CONTROL=host:port or a unix socket path): we only add and remove
 our onion service; the tor is the user's and is never stopped.
@@ -31,23 +17,14 @@ control connection lives, and its key never touches disk here; the caller stores
 (in the encrypted database) and hands it back on every start. When tor dies or the control
 connection breaks, a supervisor restarts (or reconnects), re-adds the onion from the stored
 key and reports TorLost / TorRecovered.
-
-Dialing uses python-socks over tor's SOCKS port. Not the SocksPort flag `ExtendedErrors`:
-tor 0.4.9 flags waiting streams "descriptor not found" (0xF0) when one directory answers
-404, and still sends that code when another directory had the descriptor and the stream
-then connects (connection_ap_handshake_socks_reply prefers the flagged code), so a working
-stream is reported as failed. The standard codes are enough to decide what to retry.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
-import os
 import random
-import secrets
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -56,11 +33,19 @@ from typing import Any
 import stem
 import stem.connection
 import stem.response
-from python_socks import ProxyConnectionError, ProxyError, ProxyTimeoutError, ProxyType
-from python_socks.async_.asyncio import Proxy
-from stem.control import Controller, EventType, Listener, State
+from stem.control import Controller
 
-from .errors import OnionUnreachable, TorClosed, TorError, TorStartFailed, TorTimeout
+from .control import (
+    add_onion,
+    circuit_counts,
+    open_attached,
+    open_launched,
+    parse_bootstrap_phase,
+    socks_listener,
+    subscribe,
+)
+from .dialer import OnionDialer
+from .errors import TorClosed, TorError, TorStartFailed, TorTimeout
 from .events import (
     OnionPublished,
     TorBootstrap,
@@ -68,11 +53,10 @@ from .events import (
     TorLost,
     TorRecovered,
     TorRestartFailed,
-    _bootstrap_from,
-    _parse_bootstrap_phase,
 )
-from .onion import OnionService, check_onion_address, check_onion_key, onion_address_from_key
-from .settings import TOR_CONTROL_ENV, TorSettings, find_tor
+from .onion import OnionService, check_onion_key, onion_address_from_key
+from .process import log_tail, spawn_tor, wait_for_control_port
+from .settings import TorSettings
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +70,6 @@ SOCKS_MEANINGS: dict[int, str] = {
     "(the contact is offline, or tor holds stale state)",
     0x05: "the onion service is up but nothing listens on that port",
     0x06: "a circuit timed out",
-}
-# What a built circuit is for, by tor's purpose (control-spec CIRC_PURPOSE).
-_CIRCUIT_USE = {
-    "HS_CLIENT_REND": "to contacts",
-    "HS_SERVICE_REND": "from contacts",
-    "HS_SERVICE_INTRO": "introduction",
 }
 
 # Worth another attempt on fresh circuits, after NEWNYM has cleared tor's cached state.
@@ -131,9 +109,12 @@ class TorManager:
         self.control_address: tuple[str, int] | None = None
         self.bootstrap = TorBootstrap(0, "", "")
         self.restarts = 0
-        self._failed_at: dict[str, float] = {}  # onion -> loop time its last dial failed
-        self._newnym_at = -NEWNYM_INTERVAL  # loop time of our last NEWNYM
-        self._newnym_lock = asyncio.Lock()
+        self._dialer = OnionDialer(
+            self.timing,
+            wait_ready=lambda within: self.wait_ready(within=within),
+            socks_address=lambda: self.socks_address,
+            controller=self._require_controller,
+        )
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -234,60 +215,11 @@ class TorManager:
         isolation: str,
         within: float | None = None,
     ) -> socket.socket:
-        """Open a stream to address:port through tor's SOCKS port; the connected socket
-        (non-blocking; TCP_NODELAY set), for the caller to own.
-
-        `isolation` (one per contact) is the SOCKS username; the password is fresh for
-        every attempt. tor (IsolateSOCKSAuth, on by default) never shares a circuit between
-        streams with different credentials, so contacts never share circuits, and every
-        connection gets its own circuits and rendezvous point: a rendezvous circuit left
-        from an earlier connection, dead if the contact went away, is never reused (a
-        stream attached to it stalls until tor's own timeout).
-
-        Bounded by `within` seconds (default TorTiming.dial), each attempt by
-        TorTiming.dial_attempt. A failed or stalled attempt is retried after NEWNYM: once
-        a contact's introduction points failed, tor answers at once from its cache
-        ("unreachable") and queries no directory it asked in the last 15 minutes, so
-        without NEWNYM a contact who comes back stays unreachable that long. The same holds
-        across calls: the first attempt to an onion whose last dial failed is preceded by
-        NEWNYM."""
-        onion = check_onion_address(address)
-        if not isolation:
-            raise ValueError("an isolation key is needed (one per contact)")
-        budget = self.timing.dial if within is None else within
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + budget
-        last: Exception | None = None
-        try:
-            async with asyncio.timeout_at(deadline):
-                await self.wait_ready(within=budget)
-                for attempt in range(self.timing.dial_attempts):
-                    if onion in self._failed_at:
-                        await self._newnym(after=self._failed_at[onion])
-                    password = secrets.token_hex(8)
-                    try:
-                        attempt_budget = min(self.timing.dial_attempt, deadline - loop.time())
-                        stream = await self._dial_once(
-                            onion, port, isolation, password, attempt_budget
-                        )
-                    except OnionUnreachable as exc:
-                        self._failed_at[onion] = loop.time()
-                        if exc.code not in RETRIED_SOCKS_CODES:
-                            raise
-                        last = exc
-                    except TorTimeout as exc:
-                        self._failed_at[onion] = loop.time()
-                        last = exc
-                    else:
-                        self._failed_at.pop(onion, None)
-                        return stream
-                    log.info("dial %s attempt %d failed: %s", onion, attempt + 1, last)
-        except TimeoutError as exc:
-            if isinstance(exc, TorTimeout):
-                raise
-            raise TorTimeout(f"no stream to {onion} within {budget:.0f} s") from exc
-        assert last is not None
-        raise last
+        """Open a stream to address:port through tor's SOCKS port, one circuit per
+        `isolation` (one per contact), retried on fresh circuits (dialer.py says how);
+        the connected socket (non-blocking; TCP_NODELAY set), for the caller to own.
+        Bounded by `within` seconds (default TorTiming.dial)."""
+        return await self._dialer.dial(address, port, isolation=isolation, within=within)
 
     async def aclose(self) -> None:
         """Stop supervising, remove the onion, close the control connection; a tor we
@@ -346,156 +278,54 @@ class TorManager:
         self._uploaded.clear()
         self.bootstrap = TorBootstrap(0, "", "")
         if self.attached:
-            controller = await asyncio.to_thread(self._open_attached)
+            controller = await asyncio.to_thread(
+                open_attached, self.settings.control or "", self.settings.control_password
+            )
+            self.control_address = None
         else:
             controller = await self._launch()
         self._controller = controller
         try:
             await asyncio.to_thread(self._watch, controller, generation)
-            socks_port = await asyncio.to_thread(self._socks_listener, controller)
+            socks_port = await asyncio.to_thread(socks_listener, controller)
             self.socks_address = socks_port
             phase = await asyncio.to_thread(controller.get_info, "status/bootstrap-phase")
         except (stem.ControllerError, stem.SocketError) as exc:
             raise TorStartFailed(f"tor control connection failed: {exc}") from exc
-        state = _parse_bootstrap_phase(str(phase))
+        state = parse_bootstrap_phase(str(phase))
         if state is not None:
             self._on_bootstrap(state)
 
-    def _open_attached(self) -> Controller:
-        target = self.settings.control or ""
-        try:
-            if "/" in target:
-                controller = Controller.from_socket_file(path=target)
-            else:
-                host, _, port = target.rpartition(":")
-                controller = Controller.from_port(address=host or "127.0.0.1", port=int(port))
-        except ValueError as exc:
-            raise TorStartFailed(f"{TOR_CONTROL_ENV}={target!r}: not host:port or a path") from exc
-        except stem.SocketError as exc:
-            raise TorStartFailed(f"cannot reach tor's control port {target}: {exc}") from exc
-        self._authenticate(controller)
-        self.control_address = None
-        return controller
-
-    def _authenticate(self, controller: Controller) -> None:
-        try:
-            controller.authenticate(password=self.settings.control_password)
-        except stem.connection.AuthenticationFailure as exc:
-            controller.close()
-            raise TorStartFailed(f"tor refused our control authentication: {exc}") from exc
-
-    def _torrc(self) -> str:
-        data = self.data_dir
-        ours = [
-            f"DataDirectory {data}",
-            "ControlPort auto",
-            f"ControlPortWriteToFile {data / 'control.port'}",
-            "CookieAuthentication 1",
-            f"CookieAuthFile {data / 'control_auth_cookie'}",
-            "SocksPort auto",
-            "ClientOnly 1",
-            "RunAsDaemon 0",
-            f"__OwningControllerProcess {os.getpid()}",
-            f"Log notice file {self.log_file}",
-            "AvoidDiskWrites 1",
-        ]
-        return "\n".join([*self.settings.extra_lines, *ours]) + "\n"
-
     async def _launch(self) -> Controller:
-        binary = find_tor(self.settings.tor_binary)
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.data_dir.mkdir(exist_ok=True, mode=0o700)
-        os.chmod(self.data_dir, 0o700)  # tor refuses a data directory others can read
-        port_file = self.data_dir / "control.port"
-        port_file.unlink(missing_ok=True)
-        torrc = self.data_dir / "torrc"
-        # Owner-only from the start (the profile's files are 0600; the log names onions).
-        _private_file(torrc).write_text(self._torrc())
-        with _private_file(self.log_file).open("ab") as out:
-            self._proc = await asyncio.create_subprocess_exec(
-                binary,
-                "-f",
-                str(torrc),
-                "--defaults-torrc",
-                os.devnull,
-                "--ignore-missing-torrc",
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # a terminal's Ctrl-C is for us; tor follows us
-            )
-        proc = self._proc
+        proc = await spawn_tor(self.settings, self.folder, self.data_dir, self.log_file)
+        self._proc = proc
         try:
             async with asyncio.timeout(self.timing.launch):
-                port = await self._wait_for_control_port(proc, port_file)
-                controller = await asyncio.to_thread(self._open_launched, port)
+                port_file = self.data_dir / "control.port"
+                port = await wait_for_control_port(proc, port_file, self.log_file)
+                password = self.settings.control_password
+                controller = await asyncio.to_thread(open_launched, port, password)
         except TimeoutError as exc:
             raise TorStartFailed(
-                f"tor opened no control port within {self.timing.launch:.0f} s{self._log_tail()}"
+                f"tor opened no control port within {self.timing.launch:.0f} s"
+                f"{log_tail(self.log_file)}"
             ) from exc
+        self.control_address = port
         self._spawn(self._watch_process(proc, self._generation))
         return controller
-
-    async def _wait_for_control_port(
-        self, proc: asyncio.subprocess.Process, port_file: Path
-    ) -> tuple[str, int]:
-        while True:
-            if proc.returncode is not None:
-                raise TorStartFailed(f"tor exited with {proc.returncode}{self._log_tail()}")
-            # tor writes "PORT=127.0.0.1:NNNN" there once the port is open.
-            with contextlib.suppress(OSError):
-                text = port_file.read_text().strip()  # noqa: ASYNC240 (a few bytes)
-                if text.startswith("PORT=") and text.endswith(tuple("0123456789")):
-                    host, _, port = text[len("PORT=") :].rpartition(":")
-                    return host, int(port)
-            await asyncio.sleep(0.05)
-
-    def _open_launched(self, address: tuple[str, int]) -> Controller:
-        try:
-            controller = Controller.from_port(address=address[0], port=address[1])
-        except stem.SocketError as exc:
-            raise TorStartFailed(f"cannot connect to tor's control port: {exc}") from exc
-        # stem sends TAKEOWNERSHIP here (our PID is tor's __OwningControllerProcess).
-        self._authenticate(controller)
-        self.control_address = address
-        return controller
-
-    def _log_tail(self, lines: int = 6) -> str:
-        try:
-            tail = self.log_file.read_text(errors="replace").splitlines()[-lines:]
-        except OSError:
-            return ""
-        return "\ntor's last log lines:\n" + "\n".join(tail) if tail else ""
 
     def _watch(self, controller: Controller, generation: int) -> None:
         """Subscribe to what we need (runs in a worker thread: stem is synchronous)."""
 
-        def on_status(event: Any) -> None:
-            if event.action == "BOOTSTRAP":
-                state = _bootstrap_from({k: str(v) for k, v in event.arguments.items()})
-                if state is not None:
-                    self._from_thread(generation, lambda: self._on_bootstrap(state))
+        def later(callback: Callable[[], None]) -> None:
+            self._from_thread(generation, callback)
 
-        def on_hs_desc(event: Any) -> None:
-            if event.action == stem.HSDescAction.UPLOADED:
-                address = str(event.address)
-                self._from_thread(generation, lambda: self._on_uploaded(address))
-
-        def on_state(_controller: Any, state: Any, _timestamp: float) -> None:
-            if state == State.CLOSED:
-                self._from_thread(generation, lambda: self._on_lost("control connection closed"))
-
-        controller.add_status_listener(on_state)
-        controller.add_event_listener(on_status, EventType.STATUS_CLIENT)
-        controller.add_event_listener(on_hs_desc, EventType.HS_DESC)
-
-    @staticmethod
-    def _socks_listener(controller: Controller) -> tuple[str, int]:
-        listeners = controller.get_listeners(Listener.SOCKS)
-        if not listeners:
-            raise TorStartFailed("tor has no SOCKS port")
-        host, port = listeners[0]
-        return str(host), int(port)
+        subscribe(
+            controller,
+            on_bootstrap=lambda state: later(lambda: self._on_bootstrap(state)),
+            on_uploaded=lambda address: later(lambda: self._on_uploaded(address)),
+            on_closed=lambda: later(lambda: self._on_lost("control connection closed")),
+        )
 
     async def _watch_process(self, proc: asyncio.subprocess.Process, generation: int) -> None:
         code = await proc.wait()
@@ -537,12 +367,12 @@ class TorManager:
                     if self._lost.is_set() and not self._bootstrapped.is_set():
                         raise TorStartFailed(
                             f"tor went away while bootstrapping: "
-                            f"{self._lost_reason}{self._log_tail()}"
+                            f"{self._lost_reason}{log_tail(self.log_file)}"
                         )
         except TimeoutError as exc:
             raise TorTimeout(
                 f"tor did not bootstrap within {self.timing.bootstrap:.0f} s (stuck at "
-                f"{self.bootstrap.percent} %: {self.bootstrap.summary}){self._log_tail()}"
+                f"{self.bootstrap.percent} %: {self.bootstrap.summary}){log_tail(self.log_file)}"
             ) from exc
 
     async def _disconnect(self) -> None:
@@ -575,33 +405,13 @@ class TorManager:
         self, virtual_port: int, target: tuple[str, int], key: bytes | None
     ) -> OnionService:
         controller = self._require_controller()
-        mapping = {virtual_port: f"{target[0]}:{target[1]}"}
-        if key is None:
-            key_type, key_content = "NEW", "ED25519-V3"
-        else:
-            key_type, key_content = "ED25519-V3", base64.b64encode(key).decode()
-        try:
-            response = await asyncio.to_thread(
-                controller.create_ephemeral_hidden_service,
-                mapping,
-                key_type=key_type,
-                key_content=key_content,
-                detached=False,
-                await_publication=False,
-            )
-        except (stem.ControllerError, stem.SocketError) as exc:
-            raise TorError(f"ADD_ONION failed: {exc}") from exc
-        service_id = str(response.service_id)
-        if key is None:
-            if response.private_key_type != "ED25519-V3":
-                raise TorError(f"tor made a {response.private_key_type} key, not ED25519-V3")
-            key = base64.b64decode(response.private_key)
+        service_id, made = await asyncio.to_thread(add_onion, controller, virtual_port, target, key)
         address = service_id + ".onion"
-        if onion_address_from_key(key) != address:
+        if onion_address_from_key(made) != address:
             raise TorError("tor's onion address does not match the key")  # never expected
         await self._wait_uploaded(service_id)
         self._emit(OnionPublished(address))
-        return OnionService(address, key, virtual_port, target)
+        return OnionService(address, made, virtual_port, target)
 
     async def circuits(self) -> dict[str, int]:
         """Circuits tor has built now, by what they are for: "to contacts" (rendezvous
@@ -615,12 +425,7 @@ class TorManager:
             circuits = await asyncio.to_thread(controller.get_circuits)
         except (stem.ControllerError, stem.SocketError):
             return {}
-        counts = dict.fromkeys(("to contacts", "from contacts", "introduction", "other"), 0)
-        for circuit in circuits:
-            if circuit.status != "BUILT":
-                continue
-            counts[_CIRCUIT_USE.get(circuit.purpose, "other")] += 1
-        return counts
+        return circuit_counts(circuits)
 
     async def _wait_uploaded(self, service_id: str) -> None:
         try:
@@ -649,50 +454,6 @@ class TorManager:
         service_id = service.address.removesuffix(".onion")
         with contextlib.suppress(stem.ControllerError, stem.SocketError):
             await asyncio.to_thread(controller.remove_ephemeral_hidden_service, service_id)
-
-    # -- dialing -----------------------------------------------------------------------------------
-
-    async def _dial_once(
-        self, onion: str, port: int, username: str, password: str, within: float
-    ) -> socket.socket:
-        if self.socks_address is None:
-            raise TorClosed("tor has no SOCKS port")
-        host, socks_port = self.socks_address
-        # rdns: the name goes to tor as is; nothing about a contact is resolved locally.
-        proxy = Proxy(ProxyType.SOCKS5, host, socks_port, username, password, rdns=True)
-        try:
-            sock = await proxy.connect(onion, port, timeout=within)
-        except ProxyTimeoutError as exc:
-            raise TorTimeout(f"no stream to {onion} within {within:.0f} s") from exc
-        except ProxyConnectionError as exc:
-            raise TorError(f"cannot reach tor's SOCKS port: {exc}") from exc
-        except ProxyError as exc:
-            code = exc.error_code if isinstance(exc.error_code, int) else 0x01
-            meaning = SOCKS_MEANINGS.get(code, str(exc))
-            raise OnionUnreachable(onion, code, meaning) from exc
-        # tor sets no TCP_NODELAY; our side must, or small frames wait for delayed ACKs.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-
-    async def _newnym(self, after: float) -> None:
-        """Make sure a NEWNYM reached tor later than `after` (loop time). NEWNYM drops
-        tor's cached onion descriptors, introduction-point failures and the record of
-        which directories were asked, and puts new streams on new circuits. tor delays one
-        that comes within 10 s of the previous, so we wait that out (the retry must see
-        it); concurrent dials share one."""
-        async with self._newnym_lock:
-            if self._newnym_at > after:
-                return
-            loop = asyncio.get_running_loop()
-            wait = self._newnym_at + NEWNYM_INTERVAL - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            controller = self._require_controller()
-            try:
-                await asyncio.to_thread(controller.signal, stem.Signal.NEWNYM)
-            except (stem.ControllerError, stem.SocketError) as exc:
-                raise TorError(f"NEWNYM failed: {exc}") from exc
-            self._newnym_at = loop.time()
 
     # -- recovery ----------------------------------------------------------------------------------
 
@@ -731,10 +492,3 @@ class TorManager:
             self.restarts += 1
             self._ready.set()
             self._emit(TorRecovered(self.restarts))
-
-
-def _private_file(path: Path) -> Path:
-    """Create `path` if needed and make it readable by its owner only."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    os.chmod(path, 0o600)
-    return path
