@@ -156,6 +156,7 @@ SPLIT = [
     "net/netif.py",
     "net/reachability.py",
     "net/discovery/*.py",
+    "net/tor/*.py",
     "chat.py",
     "contacts.py",
     "invites.py",

@@ -1,12 +1,18 @@
 """Tor reach: the tor process, the profile's onion service and the SOCKS5 dialer.
 
-errors.py    TorError and what failed
-events.py    what the manager reports; tor's bootstrap status
-settings.py  TorSettings (from the environment), TorTiming, torrc lines, finding tor
-onion.py     onion keys and addresses (pure)
-manager.py   TorManager: launch or attach, publish the onion, dial, recover
+errors.py      TorError and what failed
+events.py      what the manager reports (bootstrap progress, onion published, lost, back)
+settings.py    TorSettings (from the environment), TorTiming, torrc lines, finding tor
+onion.py       onion keys and addresses (pure)
+control.py     stem's control port: connect, authenticate, events, ADD_ONION (blocking)
+process.py     the tor we launch: torrc, process, control port file, log
+connection.py  TorConnection: one tor (launched or attached) and our control connection
+dialer.py      OnionDialer: streams to onions through SOCKS, retried on fresh circuits
+manager.py     TorManager: start, publish the onion, dial, recover (the public face)
 """
 
+from .connection import TorConnection
+from .dialer import NEWNYM_INTERVAL, RETRIED_SOCKS_CODES, SOCKS_MEANINGS, OnionDialer
 from .errors import (
     OnionAddressInvalid,
     OnionKeyInvalid,
@@ -25,13 +31,7 @@ from .events import (
     TorRecovered,
     TorRestartFailed,
 )
-from .manager import (
-    NEWNYM_INTERVAL,
-    READ_CHUNK,
-    RETRIED_SOCKS_CODES,
-    SOCKS_MEANINGS,
-    TorManager,
-)
+from .manager import READ_CHUNK, TorManager
 from .onion import (
     KEY_SIZE,
     ONION_RE,
@@ -64,12 +64,14 @@ __all__ = [
     "TOR_CONTROL_ENV",
     "TOR_CONTROL_PASSWORD_ENV",
     "OnionAddressInvalid",
+    "OnionDialer",
     "OnionKeyInvalid",
     "OnionPublished",
     "OnionService",
     "OnionUnreachable",
     "TorBootstrap",
     "TorClosed",
+    "TorConnection",
     "TorError",
     "TorEvent",
     "TorLost",

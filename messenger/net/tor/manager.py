@@ -7,7 +7,8 @@
     reader, writer = await tor.dial(onion, PORT, isolation=contact_key)
     await tor.aclose()
 
-The control port (stem) is control.py, the tor we launch process.py, dialing dialer.py.
+The parts: connection.py (one tor and our control connection to it), control.py (stem's
+calls), process.py (the tor we launch), dialer.py (streams through tor's SOCKS port).
 
 Attached tor (CHINWAG_TOR_CONTROL=host:port or a unix socket path): we only add and remove
 our onion service; the tor is the user's and is never stopped.
@@ -31,21 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import stem
-import stem.connection
-import stem.response
-from stem.control import Controller
 
-from .control import (
-    add_onion,
-    circuit_counts,
-    open_attached,
-    open_launched,
-    parse_bootstrap_phase,
-    socks_listener,
-    subscribe,
-)
+from .connection import TorConnection
+from .control import add_onion, circuit_counts
 from .dialer import OnionDialer
-from .errors import TorClosed, TorError, TorStartFailed, TorTimeout
+from .errors import TorClosed, TorError, TorTimeout
 from .events import (
     OnionPublished,
     TorBootstrap,
@@ -55,27 +46,11 @@ from .events import (
     TorRestartFailed,
 )
 from .onion import OnionService, check_onion_key, onion_address_from_key
-from .process import log_tail, spawn_tor, wait_for_control_port
 from .settings import TorSettings
 
 log = logging.getLogger(__name__)
 
 READ_CHUNK = 256 * 1024
-
-# What tor's SOCKS reply codes mean for an onion (RFC 1928 codes; see the module doc for
-# why not tor's extended ones).
-SOCKS_MEANINGS: dict[int, str] = {
-    0x01: "tor failed to build the connection (a circuit or the rendezvous failed)",
-    0x04: "not reachable: no descriptor, or its introduction points failed "
-    "(the contact is offline, or tor holds stale state)",
-    0x05: "the onion service is up but nothing listens on that port",
-    0x06: "a circuit timed out",
-}
-
-# Worth another attempt on fresh circuits, after NEWNYM has cleared tor's cached state.
-RETRIED_SOCKS_CODES = frozenset({0x01, 0x04, 0x06})
-# tor delays a NEWNYM that comes sooner than this after the previous one.
-NEWNYM_INTERVAL = 10.0
 
 
 class TorManager:
@@ -91,29 +66,25 @@ class TorManager:
         self.timing = self.settings.timing
         self._on_event = on_event
         self._rng = rng or random.Random()  # noqa: S311 (restart jitter, not a secret)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._controller: Controller | None = None
-        self._proc: asyncio.subprocess.Process | None = None
-        self._generation = 0  # bumps on every (re)connect; stale stem callbacks are ignored
-        self._lost = asyncio.Event()
-        self._lost_reason = ""
         self._ready = asyncio.Event()  # bootstrapped and, if published, onion re-added
-        self._bootstrapped = asyncio.Event()
-        self._uploaded: set[str] = set()  # service ids with an HS_DESC UPLOADED
-        self._upload_seen = asyncio.Event()
         self._closed = False
         self._started = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._service: OnionService | None = None
-        self.socks_address: tuple[str, int] | None = None
-        self.control_address: tuple[str, int] | None = None
-        self.bootstrap = TorBootstrap(0, "", "")
         self.restarts = 0
+        self._tor = TorConnection(
+            folder,
+            self.settings,
+            emit=self._emit,
+            on_lost=self._ready.clear,
+            spawn=self._spawn,
+            is_closed=lambda: self._closed,
+        )
         self._dialer = OnionDialer(
             self.timing,
             wait_ready=lambda within: self.wait_ready(within=within),
-            socks_address=lambda: self.socks_address,
-            controller=self._require_controller,
+            socks_address=lambda: self._tor.socks_address,
+            controller=self._tor.require_controller,
         )
 
     # -- public ---------------------------------------------------------------------------------
@@ -126,7 +97,21 @@ class TorManager:
     @property
     def pid(self) -> int | None:
         """PID of the tor we launched (None when attached or not running)."""
-        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+        proc = self._tor.proc
+        return proc.pid if proc is not None and proc.returncode is None else None
+
+    @property
+    def socks_address(self) -> tuple[str, int] | None:
+        return self._tor.socks_address
+
+    @property
+    def control_address(self) -> tuple[str, int] | None:
+        """The control port of the tor we launched (None when attached)."""
+        return self._tor.control_address
+
+    @property
+    def bootstrap(self) -> TorBootstrap:
+        return self._tor.bootstrap
 
     @property
     def ready(self) -> bool:
@@ -138,11 +123,11 @@ class TorManager:
 
     @property
     def data_dir(self) -> Path:
-        return self.folder / "tor-data"
+        return self._tor.data_dir
 
     @property
     def log_file(self) -> Path:
-        return self.folder / "tor.log"
+        return self._tor.log_file
 
     async def start(self) -> None:
         """Launch (or attach to) tor and wait until it has bootstrapped; bounded by the
@@ -150,10 +135,9 @@ class TorManager:
         if self._started:
             raise TorError("already started")
         self._started = True
-        self._loop = asyncio.get_running_loop()
         try:
-            await self._connect()
-            await self._wait_bootstrapped()
+            await self._tor.connect()
+            await self._tor.wait_bootstrapped()
         except BaseException:
             await self.aclose()
             raise
@@ -228,7 +212,7 @@ class TorManager:
             return
         self._closed = True
         self._ready.set()  # wake waiters: they see the manager closed
-        self._lost.set()
+        self._tor.lost.set()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -236,9 +220,9 @@ class TorManager:
         if self.attached and self._service is not None:
             with contextlib.suppress(TorError, stem.ControllerError, stem.SocketError):
                 await self._remove_onion(self._service)
-        await self._disconnect()
+        await self._tor.disconnect()
 
-    # -- connecting -------------------------------------------------------------------------------
+    # -- internals --------------------------------------------------------------------------------
 
     def _check_open(self) -> None:
         if self._closed or not self._started:
@@ -257,159 +241,17 @@ class TorManager:
         except Exception:
             log.exception("tor event handler failed on %r", event)
 
-    def _from_thread(self, generation: int, callback: Callable[[], None]) -> None:
-        """Run callback on the loop, if this stem callback is from the live connection."""
-        loop = self._loop
-        if loop is None:
-            return
-
-        def run() -> None:
-            if generation == self._generation and not self._closed:
-                callback()
-
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
-            loop.call_soon_threadsafe(run)
-
-    async def _connect(self) -> None:
-        self._generation += 1
-        generation = self._generation
-        self._lost.clear()
-        self._bootstrapped.clear()
-        self._uploaded.clear()
-        self.bootstrap = TorBootstrap(0, "", "")
-        if self.attached:
-            controller = await asyncio.to_thread(
-                open_attached, self.settings.control or "", self.settings.control_password
-            )
-            self.control_address = None
-        else:
-            controller = await self._launch()
-        self._controller = controller
-        try:
-            await asyncio.to_thread(self._watch, controller, generation)
-            socks_port = await asyncio.to_thread(socks_listener, controller)
-            self.socks_address = socks_port
-            phase = await asyncio.to_thread(controller.get_info, "status/bootstrap-phase")
-        except (stem.ControllerError, stem.SocketError) as exc:
-            raise TorStartFailed(f"tor control connection failed: {exc}") from exc
-        state = parse_bootstrap_phase(str(phase))
-        if state is not None:
-            self._on_bootstrap(state)
-
-    async def _launch(self) -> Controller:
-        proc = await spawn_tor(self.settings, self.folder, self.data_dir, self.log_file)
-        self._proc = proc
-        try:
-            async with asyncio.timeout(self.timing.launch):
-                port_file = self.data_dir / "control.port"
-                port = await wait_for_control_port(proc, port_file, self.log_file)
-                password = self.settings.control_password
-                controller = await asyncio.to_thread(open_launched, port, password)
-        except TimeoutError as exc:
-            raise TorStartFailed(
-                f"tor opened no control port within {self.timing.launch:.0f} s"
-                f"{log_tail(self.log_file)}"
-            ) from exc
-        self.control_address = port
-        self._spawn(self._watch_process(proc, self._generation))
-        return controller
-
-    def _watch(self, controller: Controller, generation: int) -> None:
-        """Subscribe to what we need (runs in a worker thread: stem is synchronous)."""
-
-        def later(callback: Callable[[], None]) -> None:
-            self._from_thread(generation, callback)
-
-        subscribe(
-            controller,
-            on_bootstrap=lambda state: later(lambda: self._on_bootstrap(state)),
-            on_uploaded=lambda address: later(lambda: self._on_uploaded(address)),
-            on_closed=lambda: later(lambda: self._on_lost("control connection closed")),
-        )
-
-    async def _watch_process(self, proc: asyncio.subprocess.Process, generation: int) -> None:
-        code = await proc.wait()
-        if generation == self._generation and not self._closed:
-            self._on_lost(f"tor exited with {code}")
-
-    def _on_bootstrap(self, state: TorBootstrap) -> None:
-        if state.percent < self.bootstrap.percent:
-            # tor steps back a phase at times (seen: 30 % then 25 %, a consensus fetched
-            # again); progress as shown never goes backwards. Reset on every (re)connect.
-            return
-        if state != self.bootstrap:
-            self.bootstrap = state
-            self._emit(state)
-        if state.percent >= 100:
-            self._bootstrapped.set()
-
-    def _on_uploaded(self, address: str) -> None:
-        self._uploaded.add(address)
-        self._upload_seen.set()
-
-    def _on_lost(self, reason: str) -> None:
-        if not self._lost.is_set():
-            self._lost_reason = reason
-            self._ready.clear()
-            self._lost.set()
-
-    async def _wait_bootstrapped(self) -> None:
-        try:
-            async with asyncio.timeout(self.timing.bootstrap):
-                while not self._bootstrapped.is_set():
-                    lost = asyncio.ensure_future(self._lost.wait())
-                    done = asyncio.ensure_future(self._bootstrapped.wait())
-                    try:
-                        await asyncio.wait({lost, done}, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        lost.cancel()
-                        done.cancel()
-                    if self._lost.is_set() and not self._bootstrapped.is_set():
-                        raise TorStartFailed(
-                            f"tor went away while bootstrapping: "
-                            f"{self._lost_reason}{log_tail(self.log_file)}"
-                        )
-        except TimeoutError as exc:
-            raise TorTimeout(
-                f"tor did not bootstrap within {self.timing.bootstrap:.0f} s (stuck at "
-                f"{self.bootstrap.percent} %: {self.bootstrap.summary}){log_tail(self.log_file)}"
-            ) from exc
-
-    async def _disconnect(self) -> None:
-        """Close the control connection and make sure a tor we launched is gone."""
-        self._generation += 1  # whatever stem reports from now on is stale
-        controller, self._controller = self._controller, None
-        if controller is not None:
-            await asyncio.to_thread(controller.close)
-        proc, self._proc = self._proc, None
-        if proc is None or proc.returncode is not None:
-            return
-        # Owning controller gone: tor exits by itself; signals only if it lingers.
-        for stop in (None, proc.terminate, proc.kill):  # (kill: SIGKILL where there is one)
-            if stop is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    stop()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.timing.stop):
-                    await proc.wait()
-                return
-
     # -- the onion service ----------------------------------------------------------------------
-
-    def _require_controller(self) -> Controller:
-        if self._controller is None:
-            raise TorClosed("no control connection to tor")
-        return self._controller
 
     async def _add_onion(
         self, virtual_port: int, target: tuple[str, int], key: bytes | None
     ) -> OnionService:
-        controller = self._require_controller()
+        controller = self._tor.require_controller()
         service_id, made = await asyncio.to_thread(add_onion, controller, virtual_port, target, key)
         address = service_id + ".onion"
         if onion_address_from_key(made) != address:
             raise TorError("tor's onion address does not match the key")  # never expected
-        await self._wait_uploaded(service_id)
+        await self._tor.wait_uploaded(service_id)
         self._emit(OnionPublished(address))
         return OnionService(address, made, virtual_port, target)
 
@@ -418,7 +260,7 @@ class TorManager:
         circuits we opened to their onions), "from contacts" (rendezvous circuits to our
         onion service), "introduction" (our service's introduction points) and "other"
         (directory fetches, preemptive circuits). Empty when tor is not running."""
-        controller = self._controller
+        controller = self._tor.controller
         if controller is None:
             return {}
         try:
@@ -427,28 +269,8 @@ class TorManager:
             return {}
         return circuit_counts(circuits)
 
-    async def _wait_uploaded(self, service_id: str) -> None:
-        try:
-            async with asyncio.timeout(self.timing.publish):
-                while service_id not in self._uploaded:
-                    self._upload_seen.clear()
-                    if self._lost.is_set():
-                        raise TorError(f"tor went away while publishing: {self._lost_reason}")
-                    lost = asyncio.ensure_future(self._lost.wait())
-                    seen = asyncio.ensure_future(self._upload_seen.wait())
-                    try:
-                        await asyncio.wait({lost, seen}, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        lost.cancel()
-                        seen.cancel()
-        except TimeoutError as exc:
-            raise TorTimeout(
-                f"the onion service's descriptor was not uploaded within "
-                f"{self.timing.publish:.0f} s"
-            ) from exc
-
     async def _remove_onion(self, service: OnionService) -> None:
-        controller = self._controller
+        controller = self._tor.controller
         if controller is None:
             return
         service_id = service.address.removesuffix(".onion")
@@ -460,18 +282,18 @@ class TorManager:
     async def _supervise(self) -> None:
         backoff_attempt = 0
         while not self._closed:
-            await self._lost.wait()
+            await self._tor.lost.wait()
             if self._closed:
                 return
-            reason = self._lost_reason
+            reason = self._tor.lost_reason
             log.warning("tor lost: %s", reason)
             self._emit(TorLost(reason))
             self._ready.clear()
             while not self._closed:
-                await self._disconnect()
+                await self._tor.disconnect()
                 try:
-                    await self._connect()
-                    await self._wait_bootstrapped()
+                    await self._tor.connect()
+                    await self._tor.wait_bootstrapped()
                     if self._service is not None:
                         s = self._service
                         self._service = await self._add_onion(s.virtual_port, s.target, s.key)
