@@ -1,4 +1,4 @@
-"""The parts of messenger/net/tor.py that need no tor: torrc lines, settings from the
+"""The parts of messenger/net/tor/ that need no tor: torrc lines, settings from the
 environment, onion addresses and keys (tests/tor runs the rest against a real tor)."""
 
 from __future__ import annotations
