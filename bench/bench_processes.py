@@ -79,14 +79,23 @@ async def raw_throughput(port: int, count: int, window: int = WINDOW) -> float:
     return await echo_throughput(port, count, window=window)
 
 
-async def raw_round_trips(port: int, count: int, store_path: Path | None = None) -> list[float]:
-    """One message at a time; with `store_path` this side commits a row before sending."""
+async def raw_round_trips(
+    port: int,
+    count: int,
+    store_path: Path | None = None,
+    cpu: tuple[list[int], list[float]] | None = None,
+) -> list[float]:
+    """One message at a time; with `store_path` this side commits a row before sending.
+    `cpu` (pids, out): the CPU seconds per round trip of those processes go to out."""
     store = raw_store(store_path) if store_path is not None else None
     conv = os.urandom(16)
     reader, writer = await _open(port)
     samples: list[float] = []
     try:
+        used = 0.0
         for i in range(count + 20):
+            if cpu is not None and i == 20:
+                used = -_cpu_of(cpu[0])
             data = body(BODY_SIZE, i).encode()
             start = time.perf_counter()
             if store is not None:
@@ -96,6 +105,8 @@ async def raw_round_trips(port: int, count: int, store_path: Path | None = None)
             await reader.readexactly(_LEN.unpack(header)[0])
             if i >= 20:
                 samples.append(time.perf_counter() - start)
+        if cpu is not None:
+            cpu[1].append((used + _cpu_of(cpu[0])) / count)
     finally:
         await _close(writer)
         if store is not None:
@@ -218,7 +229,12 @@ async def service_throughput(alice: PeerService, bob_id: str, count: int, offset
         unsubscribe()
 
 
-async def service_round_trips(alice: PeerService, bob_id: str, count: int) -> list[float]:
+async def service_round_trips(
+    alice: PeerService,
+    bob_id: str,
+    count: int,
+    cpu: tuple[list[int], list[float]] | None = None,
+) -> list[float]:
     delivered_at: dict[bytes, float] = {}
     arrived = asyncio.Event()
 
@@ -232,7 +248,10 @@ async def service_round_trips(alice: PeerService, bob_id: str, count: int) -> li
     unsubscribe = alice.subscribe(on_event)
     samples: list[float] = []
     try:
+        used = 0.0
         for i in range(count + 10):
+            if cpu is not None and i == 10:
+                used = -_cpu_of(cpu[0])
             start = time.perf_counter()
             record = await alice.chat.send_text(bob_id, body(BODY_SIZE, i))
             async with asyncio.timeout(10):
@@ -241,6 +260,8 @@ async def service_round_trips(alice: PeerService, bob_id: str, count: int) -> li
                     await arrived.wait()
             if i >= 10:
                 samples.append(delivered_at[record.msg_id] - start)
+        if cpu is not None:
+            cpu[1].append((used + _cpu_of(cpu[0])) / count)
     finally:
         unsubscribe()
     return samples
@@ -254,6 +275,9 @@ class Samples:
     floor: list[float] = field(default_factory=list)
     service: list[float] = field(default_factory=list)
     cpu: dict[str, list[float]] = field(default_factory=lambda: {"alice": [], "bob": []})
+    # CPU seconds per round trip, both processes together, per round.
+    floor_cpu: list[float] = field(default_factory=list)
+    service_cpu: list[float] = field(default_factory=list)
     sent: int = 0
 
 
@@ -293,12 +317,33 @@ async def measure(
             got.sent += count
             got.plain += await raw_round_trips(echo_port, rtt_count)
     for r in range(rounds):
-        async with raw_peer_process("durable", str(root / f"floor-b{r}.db")) as port:
-            got.floor += await raw_round_trips(port, rtt_count, root / f"floor-a{r}.db")
+        floor_pids: list[int] = []
+        async with raw_peer_process(
+            "durable", str(root / f"floor-b{r}.db"), pids=floor_pids
+        ) as port:
+            got.floor += await raw_round_trips(
+                port,
+                rtt_count,
+                root / f"floor-a{r}.db",
+                cpu=([os.getpid(), *floor_pids], got.floor_cpu),
+            )
         async with spy.recording(pids, f"latency{r}"):
-            got.service += await service_round_trips(alice, bob_id, rtt_count)
+            got.service += await service_round_trips(
+                alice, bob_id, rtt_count, cpu=(list(pids.values()), got.service_cpu)
+            )
         got.sent += rtt_count + 10
     return got
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds of these processes, all threads, to the nanosecond (schedstat: the
+    clock-tick figures of /proc/PID/stat are too coarse for a few hundred round trips)."""
+    total = 0
+    for pid in pids:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):  # a thread that just ended
+                total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 async def run(
@@ -367,6 +412,13 @@ async def run(
             ratio_text=f"{p50 / floor50:.2f}x",
             target=f"<= {LATENCY_TARGET:g}x floor",
             met=p50 / floor50 <= LATENCY_TARGET,
+        ),
+        Result(
+            name="CPU per round trip, both processes together (same latency rounds)",
+            result=f"{fmt_time(median(got.service_cpu))} (service)",
+            baseline=f"{fmt_time(median(got.floor_cpu))} (durable floor)",
+            ratio=median(got.service_cpu) / median(got.floor_cpu),
+            ratio_text=f"{median(got.service_cpu) / median(got.floor_cpu):.2f}x",
         ),
         Result(
             name="same, against a plain raw ping-pong (no commits), two processes",

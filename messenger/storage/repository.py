@@ -124,6 +124,11 @@ def _insert_messages(cur: Any, rows: Sequence[tuple[Any, ...]]) -> list[int]:
     row_ids: list[int] = []
     if not rows:
         return row_ids
+    if len(rows) == 1:
+        # One row (a message typed, or one arriving alone): its id is lastrowid, without
+        # the max(id) query (~10-15 us on the send -> delivered path, once each side).
+        cur.execute(_INSERT_MESSAGE_HEAD + _MESSAGE_VALUES, rows[0])
+        return [cur.lastrowid]
     (last,) = cur.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
     for start in range(0, len(rows), _INSERT_CHUNK):
         chunk = rows[start : start + _INSERT_CHUNK]
@@ -704,6 +709,9 @@ class Repository:
         Duplicates (by id: stored before, or twice in this batch) are dropped. Returns the
         records that are new."""
         received = int(MessageState.RECEIVED)
+        lone = [(cid, ms[0]) for cid, ms in batches if ms]
+        if len(lone) == 1 and sum(len(ms) for _, ms in batches) == 1:
+            return self._store_one_incoming(*lone[0], now_ms)
         with self._write_transaction() as cur:
             # BEGIN IMMEDIATE holds the write lock: what is not stored now is new.
             seen = _existing_msg_ids(cur, [m.msg_id for _, ms in batches for m in ms])
@@ -739,6 +747,37 @@ class Repository:
                 row_id, r[0], r[1], False, r[3], r[4], r[5], now_ms, r[7], MessageState.RECEIVED
             )
             for row_id, r in zip(row_ids, rows, strict=True)
+        ]
+
+    def _store_one_incoming(
+        self, contact_id: str, m: ArrivingMessage, now_ms: int
+    ) -> list[MessageRecord]:
+        """store_incoming of a lone message (one at a time, as a person writes): the
+        unique msg_id drops a duplicate in the INSERT itself, without a query first."""
+        received = int(MessageState.RECEIVED)
+        row = (m.msg_id, contact_id, 0, m.seq, m.lamport, m.sent_at_ms, now_ms, m.body, received)
+        with self._write_transaction() as cur:
+            cur.execute(_INSERT_MESSAGE_HEAD + _MESSAGE_VALUES + " ON CONFLICT DO NOTHING", row)
+            if cur.rowcount != 1:
+                return []  # stored before
+            row_id = cur.lastrowid
+            cur.execute(
+                "UPDATE contacts SET lamport = ? WHERE id = ? AND lamport < ?",
+                (m.lamport, contact_id, m.lamport),
+            )
+        return [
+            MessageRecord(
+                row_id,
+                m.msg_id,
+                contact_id,
+                False,
+                m.seq,
+                m.lamport,
+                m.sent_at_ms,
+                now_ms,
+                m.body,
+                MessageState.RECEIVED,
+            )
         ]
 
     def history(

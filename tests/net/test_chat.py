@@ -180,3 +180,43 @@ async def test_invite_is_single_use_and_checked(make_peer):
         await alice.invites.accept_invite((await alice.invites.create_invite())[0])
     assert await carol.contacts.all() == []
     assert len(await alice.contacts.all()) == 1
+
+
+async def test_a_typed_message_leaves_only_after_its_outbox_commit(make_peer):
+    """DESIGN: a message is kept in the outbox until acknowledged, so it is stored before
+    it leaves: no frame goes out while its row is written and committed; it leaves in the
+    same loop pass as the commit, and the receipt is recorded against the stored row."""
+    alice = await make_peer("alice")
+    bob = await make_peer("bob")
+    bob_at_alice, alice_at_bob = await befriend(alice, bob)
+    await wait_for(lambda: alice.links.ready(bob_at_alice) is not None, what="online")
+    conn = alice.links.ready(bob_at_alice)
+    assert conn is not None
+    during_write: list[int] = []
+    real = alice.repo.queue_outgoing_many
+
+    def watched(items, now_ms):  # type: ignore[no-untyped-def]
+        before = conn.session.frames_sent
+        records = real(items, now_ms)  # written and committed
+        during_write.append(conn.session.frames_sent - before)
+        return records
+
+    alice.repo.queue_outgoing_many = watched  # type: ignore[method-assign]
+    added = []
+    alice.subscribe(lambda e: added.append(e) if isinstance(e, MessageAdded) else None)
+    for i in range(5):
+        before = conn.session.frames_sent
+        record = await alice.chat.send_text(bob_at_alice, f"stored, then sent {i}")
+        assert during_write[-1] == 0  # nothing left before the commit
+        assert conn.session.frames_sent - before == 1  # and it left right after
+        assert added[-1].message.msg_id == record.msg_id
+        assert (await alice.chat.history(bob_at_alice))[-1].msg_id == record.msg_id
+    assert len(during_write) == 5
+
+    async def delivered() -> bool:
+        history = await alice.chat.history(bob_at_alice)
+        return all(m.state is MessageState.DELIVERED for m in history)
+
+    await wait_for(delivered, what="delivered, recorded")
+    bodies = [m.body for m in await bob.chat.history(alice_at_bob)]
+    assert bodies == [f"stored, then sent {i}" for i in range(5)]

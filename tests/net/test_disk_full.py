@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from messenger import DiskFull, DiskSpace, PeerService
+from messenger import DiskFull, DiskSpace, MessageState, PeerService
 from messenger.cli.main import main as cli_main
 
 from .conftest import Recorder, befriend, config, wait_for
@@ -199,6 +199,52 @@ async def test_group_messages_not_stored_on_a_full_disk_catch_up_once_there_is_r
             await wait_for(all_there, timeout=30.0, what="every group message at bob")
             bodies = [m.body for m in await bob.groups.history(group_id, limit=10_000)]
             assert sorted(bodies) == sorted(sent)  # each exactly once
+        finally:
+            await alice.aclose()
+            await bob.aclose()
+
+
+async def test_a_send_whose_write_fails_is_an_error_and_never_leaves(tmp_path: Path) -> None:
+    """A message is stored before it leaves (protocol.md §9.3): if writing it fails (a
+    full disk at the sender), send_text raises DiskFull, the sender does not show it, the
+    recipient never gets it, and sending works again once there is room."""
+    with small_tmpfs(tmp_path / "small") as small:
+        alice, _ = await PeerService.create_profile(
+            small / "alice", "Alice", None, config=config(), rng=random.Random(1)
+        )
+        bob, _ = await PeerService.create_profile(
+            tmp_path / "bob", "Bob", None, config=config(), rng=random.Random(2)
+        )
+        try:
+            bob_id, alice_id = await befriend(alice, bob)
+            await wait_for(lambda: alice.contacts.is_online(bob_id), what="online")
+            filler = fill(small)
+            stored: list[str] = []
+            failed: str | None = None
+            for i in range(500):  # SQLite may still find room in its WAL for a while
+                body = f"{i} " + "z" * 2000
+                try:
+                    await alice.chat.send_text(bob_id, body)
+                except DiskFull:
+                    failed = body
+                    break
+                stored.append(body)
+            assert failed is not None, "the sender's disk never filled"
+            mine = [m.body for m in await alice.chat.history(bob_id, limit=1000)]
+            assert mine == stored  # the failed one is not shown as sent
+            filler.unlink()
+            after = await alice.chat.send_text(bob_id, "room again")
+
+            async def delivered() -> bool:
+                history = await alice.chat.history(bob_id, limit=1000)
+                return history[-1].state is MessageState.DELIVERED
+
+            await wait_for(delivered, timeout=10.0, what="the next one delivered")
+            history = await alice.chat.history(bob_id, limit=1000)
+            assert [m.body for m in history] == [*stored, "room again"]
+            assert history[-1].msg_id == after.msg_id
+            theirs = [m.body for m in await bob.chat.history(alice_id, limit=1000)]
+            assert theirs == [*stored, "room again"]  # each stored one once, never the failed
         finally:
             await alice.aclose()
             await bob.aclose()

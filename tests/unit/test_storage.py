@@ -341,6 +341,31 @@ def test_store_incoming_drops_duplicates_and_returns_only_new(repo: Repository) 
     assert repo.message(m1.msg_id).body == "m1"  # type: ignore[union-attr]
 
 
+def test_a_lone_incoming_message_is_stored_once(repo: Repository) -> None:
+    """One message alone takes a shorter path (the INSERT itself drops a duplicate): the
+    same results as a batch, summary and clock included."""
+    alice, bob = _contact("Alice"), _contact("Bob")
+    repo.add_contact(alice, NOW)
+    repo.add_contact(bob, NOW)
+    m = _incoming("alone", lamport=9, seq=4)
+    (record,) = repo.store_incoming([(alice.id, [m])], NOW_MS + 7)
+    assert (record.body, record.seq, record.lamport, record.received_at_ms) == (
+        "alone",
+        4,
+        9,
+        NOW_MS + 7,
+    )
+    assert repo.message(m.msg_id) == record  # row_id too
+    again = IncomingMessage(m.msg_id, 5, 10, NOW_MS, "a forged second copy")
+    assert repo.store_incoming([(alice.id, [again])], NOW_MS) == []
+    assert repo.store_incoming([(bob.id, []), (bob.id, [again])], NOW_MS) == []
+    assert repo.message(m.msg_id) == record
+    assert repo.unread_counts() == {alice.id: 1}
+    assert repo.message_count(bob.id) == 0
+    (mine,) = repo.queue_outgoing_many([(alice.id, "answer")], NOW_MS)
+    assert mine.lamport == 10  # past the stored one's 9, not the dropped copy's 10
+
+
 def test_incoming_lamport_moves_our_clock_forward(repo: Repository) -> None:
     alice = _contact()
     repo.add_contact(alice, NOW)
