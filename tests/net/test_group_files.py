@@ -197,4 +197,4 @@ async def test_a_file_received_one_to_one_is_forwarded_into_a_group(make_peer, t
     assert digest(await cai.files.save_as(tid, tmp_path / "got.pdf")) == digest(source)
     # Not into a group one is not a member of.
     with pytest.raises(FileError, match="member of"):
-        await admin.files.forward_to_group(tid, b"\x00" * 16)
+        await admin.files.forward_to_group(tid, "00" * 16)
