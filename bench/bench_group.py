@@ -33,6 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from messenger import GroupId
 from messenger.events import GroupDeliveryChanged, ServiceEvent
 from messenger.groups.signing import NO_SIGNATURE, sign_message, verify_messages
 from messenger.groups.sync import VERIFY_THREADS
@@ -83,7 +84,7 @@ async def fan_out_latencies(root: Path, members: int, count: int) -> list[float]
         for other in peers[1:]:
             await befriend(admin, other)
         record = await admin.groups.create_group("Bench", [p.contact_id for p in peers[1:]])
-        group_id = bytes.fromhex(record.id)
+        group_id = record.id
 
         def meshed() -> bool:
             return all(
@@ -98,7 +99,7 @@ async def fan_out_latencies(root: Path, members: int, count: int) -> list[float]
 
 
 async def _delivered_to_all(
-    admin: PeerService, group_id: bytes, others: int, count: int, warmup: int = 5
+    admin: PeerService, group_id: GroupId, others: int, count: int, warmup: int = 5
 ) -> list[float]:
     holders: dict[str, int] = {}
     progressed = asyncio.Event()
@@ -160,7 +161,7 @@ async def fan_out_processes(
             )
         await wait_for(lambda: all(admin.contacts.is_online(c) for c in ids), within=120)
         record = await admin.groups.create_group("Processes", ids)
-        group_id = bytes.fromhex(record.id)
+        group_id = record.id
         await _delivered_to_all(admin, group_id, members - 1, 5, warmup=0)  # all have it
         used = -sum(cpu_seconds(p.pid) for p in procs)
         watched = {"member": procs[0].pid, "admin": os.getpid()}
@@ -271,7 +272,7 @@ async def catch_up_seconds(
     try:
         await befriend(author, away)
         record = await author.groups.create_group("Catch-up", [away.contact_id])
-        group_id = bytes.fromhex(record.id)
+        group_id = record.id
         await wait_for(lambda: away.groups.get(group_id) is not None)
         await away.aclose()
         for start in range(0, count, 500):  # concurrent sends share commits

@@ -77,6 +77,7 @@ _EXPORTS: dict[str, str] = {
     "default_profile_dir": ".profile",
     "restrict_umask": ".profile",
     "ContactRecord": ".records",
+    "GroupId": ".records",
     "GroupMemberRecord": ".records",
     "GroupMessageRecord": ".records",
     "GroupRecord": ".records",
@@ -194,6 +195,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the same names, imported e
     from .records import (
         ContactRecord,
         ConversationSummary,
+        GroupId,
         GroupMemberRecord,
         GroupMessageRecord,
         GroupRecord,
@@ -235,6 +237,7 @@ __all__ = [
     "GroupDeleted",
     "GroupDeliveryChanged",
     "GroupError",
+    "GroupId",
     "GroupJoinRequested",
     "GroupMemberRecord",
     "GroupMessageAdded",

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from .records import (
     ContactRecord,
+    GroupId,
     GroupMessageRecord,
     GroupRecord,
     MessageRecord,
@@ -109,7 +110,7 @@ class GroupChanged:
 class GroupDeleted:
     """The group was deleted on this device."""
 
-    group_id: str
+    group_id: GroupId
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ class GroupDeliveryChanged:
     """`contact_id` now holds our messages in the group up to `seq` (our author seq):
     each of our messages with seq <= this counts it in "delivered to N of M"."""
 
-    group_id: str
+    group_id: GroupId
     contact_id: str
     seq: int
 
@@ -131,7 +132,7 @@ class GroupDeliveryChanged:
 class GroupJoinRequested:
     """A contact (usually just paired nearby) asks to join an open group we administer."""
 
-    group_id: str
+    group_id: GroupId
     contact_id: str
     name: str  # the contact's name
 

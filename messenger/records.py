@@ -94,6 +94,10 @@ class NearbyPerson:
 
 # -- groups (messenger/groups/) ------------------------------------------------------------
 
+# A group's id as every record, event and public method carries it: 32 lowercase hex
+# digits (the 16 bytes of the wire and storage, converted once inside the group worker).
+GroupId = str
+
 
 @dataclass(frozen=True, slots=True)
 class GroupMemberRecord:
@@ -106,7 +110,7 @@ class GroupMemberRecord:
 
 @dataclass(frozen=True, slots=True)
 class GroupRecord:
-    id: str  # 32 hex digits
+    id: GroupId
     name: str
     epoch: int
     state: str  # "active", "left", "removed" or "deleted"
@@ -119,7 +123,7 @@ class GroupRecord:
 class GroupMessageRecord:
     row_id: int
     msg_id: bytes
-    group_id: str
+    group_id: GroupId
     author_id: str  # the author's contact id
     author_key: bytes  # the author's identity key: (lamport, author_key, seq) is the order
     author_name: str
@@ -162,7 +166,7 @@ class TransferRecord:
     outgoing: bool  # we sent it (imported it ourselves)
     serving: bool  # we answer chunk requests for it
     contacts: tuple[str, ...]  # conversations it appears in
-    groups: tuple[str, ...]  # groups (ids, hex) it was shared in
+    groups: tuple[GroupId, ...]  # groups it was shared in
     sources: tuple[str, ...]  # contacts that can serve it to us
     dropped_sources: tuple[str, ...]  # sources that sent a bad chunk or manifest
     error: str | None  # why it failed or waits (disk full, paused by the sender, ...)

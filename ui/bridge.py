@@ -32,6 +32,7 @@ from messenger import (
     GroupChanged,
     GroupDeleted,
     GroupDeliveryChanged,
+    GroupId,
     GroupJoinRequested,
     GroupMessageAdded,
     GroupMessageRecord,
@@ -74,7 +75,7 @@ class Bridge(QObject):
     fileOfferRejected = Signal(str, str, str, bool)  # contact_id, name, reason, incoming
     diskSpaceChanged = Signal(bool, str)  # full, message for the user
     settingChanged = Signal(str, object)  # key, value
-    # Groups (messenger/groups/); group ids are 32 hex digits.
+    # Groups (messenger/groups/); a group id is a GroupId (str), as the service takes it.
     groupChanged = Signal(object)  # GroupRecord: new, renamed, members or state changed
     groupDeleted = Signal(str)  # group id
     groupMessageAdded = Signal(object)  # GroupMessageRecord (ours stored, or theirs)
@@ -266,7 +267,7 @@ class Bridge(QObject):
     # -- files (messenger/files) -------------------------------------------------------------
 
     def transfers(
-        self, contact_id: str | None = None, group_id: str | None = None
+        self, contact_id: str | None = None, group_id: GroupId | None = None
     ) -> list[TransferRecord]:
         """Every transfer, or those of one conversation (a contact's or a group's)."""
         if self._service is None:
@@ -285,9 +286,9 @@ class Bridge(QObject):
         """Raises messenger.FileError with a user-facing message."""
         return await (await self._up_service()).files.send_file(contact_id, path)
 
-    async def send_group_file(self, group_id: str, path: Path) -> TransferRecord:
+    async def send_group_file(self, group_id: GroupId, path: Path) -> TransferRecord:
         """Raises messenger.FileError with a user-facing message."""
-        return await (await self._up_service()).files.send_to_group(bytes.fromhex(group_id), path)
+        return await (await self._up_service()).files.send_to_group(group_id, path)
 
     async def transfer_action(self, action: str, transfer_id: str) -> TransferRecord:
         if action not in ("accept", "pause", "resume", "cancel"):
@@ -298,12 +299,12 @@ class Bridge(QObject):
         return result
 
     async def forward_file(
-        self, transfer_id: str, *, contact_id: str | None = None, group_id: str | None = None
+        self, transfer_id: str, *, contact_id: str | None = None, group_id: GroupId | None = None
     ) -> TransferRecord:
         """Pass a complete file on to a contact or into a group (FileError if it cannot)."""
         files = (await self._up_service()).files
         if group_id is not None:
-            return await files.forward_to_group(transfer_id, bytes.fromhex(group_id))
+            return await files.forward_to_group(transfer_id, group_id)
         assert contact_id is not None
         return await files.forward(transfer_id, contact_id)
 
@@ -371,57 +372,51 @@ class Bridge(QObject):
     async def groups(self) -> list[GroupRecord]:
         return await (await self._up_service()).groups.groups()
 
-    async def group(self, group_id: str) -> GroupRecord:
-        return await (await self._up_service()).groups.group(bytes.fromhex(group_id))
+    async def group(self, group_id: GroupId) -> GroupRecord:
+        return await (await self._up_service()).groups.group(group_id)
 
     async def create_group(self, name: str, member_ids: list[str]) -> GroupRecord:
         """Raises messenger.GroupError with a user-facing message."""
         return await (await self._up_service()).groups.create_group(name, member_ids)
 
-    async def add_group_members(self, group_id: str, member_ids: list[str]) -> GroupRecord:
-        return await (await self._up_service()).groups.add_members(
-            bytes.fromhex(group_id), member_ids
-        )
+    async def add_group_members(self, group_id: GroupId, member_ids: list[str]) -> GroupRecord:
+        return await (await self._up_service()).groups.add_members(group_id, member_ids)
 
-    async def remove_group_members(self, group_id: str, member_ids: list[str]) -> GroupRecord:
-        return await (await self._up_service()).groups.remove_members(
-            bytes.fromhex(group_id), member_ids
-        )
+    async def remove_group_members(self, group_id: GroupId, member_ids: list[str]) -> GroupRecord:
+        return await (await self._up_service()).groups.remove_members(group_id, member_ids)
 
-    async def rename_group(self, group_id: str, name: str) -> GroupRecord:
-        return await (await self._up_service()).groups.rename(bytes.fromhex(group_id), name)
+    async def rename_group(self, group_id: GroupId, name: str) -> GroupRecord:
+        return await (await self._up_service()).groups.rename(group_id, name)
 
-    async def leave_group(self, group_id: str) -> GroupRecord:
-        return await (await self._up_service()).groups.leave(bytes.fromhex(group_id))
+    async def leave_group(self, group_id: GroupId) -> GroupRecord:
+        return await (await self._up_service()).groups.leave(group_id)
 
-    async def delete_group(self, group_id: str) -> None:
-        await (await self._up_service()).groups.delete(bytes.fromhex(group_id))
+    async def delete_group(self, group_id: GroupId) -> None:
+        await (await self._up_service()).groups.delete(group_id)
 
     async def group_history(
-        self, group_id: str, *, limit: int = 50, before: tuple[int, bytes, int] | None = None
+        self, group_id: GroupId, *, limit: int = 50, before: tuple[int, bytes, int] | None = None
     ) -> list[GroupMessageRecord]:
-        return await (await self._up_service()).groups.history(
-            bytes.fromhex(group_id), limit=limit, before=before
-        )
+        return await (await self._up_service()).groups.history(group_id, limit=limit, before=before)
 
-    async def send_group_text(self, group_id: str, body: str) -> GroupMessageRecord:
-        return await (await self._up_service()).groups.send_text(bytes.fromhex(group_id), body)
+    async def send_group_text(self, group_id: GroupId, body: str) -> GroupMessageRecord:
+        return await (await self._up_service()).groups.send_text(group_id, body)
 
-    async def mark_group_read(self, group_id: str) -> int:
-        return await (await self._up_service()).groups.mark_read(bytes.fromhex(group_id))
+    async def mark_group_read(self, group_id: GroupId) -> int:
+        return await (await self._up_service()).groups.mark_read(group_id)
 
-    def group_delivery(self, group_id: str) -> dict[str, int]:
+    def group_delivery(self, group_id: GroupId) -> dict[str, int]:
         if self._service is None:
             return {}
-        return self._service.groups.delivery(bytes.fromhex(group_id))
+        return self._service.groups.delivery(group_id)
 
-    async def set_group_open(self, group_id: str, is_open: bool) -> GroupRecord:
-        return await (await self._up_service()).groups.set_open(bytes.fromhex(group_id), is_open)
+    async def set_group_open(self, group_id: GroupId, is_open: bool) -> GroupRecord:
+        return await (await self._up_service()).groups.set_open(group_id, is_open)
 
-    def group_is_open(self, group_id: str) -> bool:
+    def group_is_open(self, group_id: GroupId) -> bool:
         return self._service is not None and group_id in self._service.groups.open_groups()
 
-    def join_requests(self, group_id: str) -> list[tuple[str, str]]:
+    def join_requests(self, group_id: GroupId) -> list[tuple[str, str]]:
         """(contact id, name) of the people asking to join this group."""
         if self._service is None:
             return []
@@ -431,11 +426,11 @@ class Bridge(QObject):
             if r["group"] == group_id
         ]
 
-    async def approve_join(self, group_id: str, contact_id: str) -> GroupRecord:
-        return await (await self._up_service()).groups.approve(bytes.fromhex(group_id), contact_id)
+    async def approve_join(self, group_id: GroupId, contact_id: str) -> GroupRecord:
+        return await (await self._up_service()).groups.approve(group_id, contact_id)
 
-    def decline_join(self, group_id: str, contact_id: str) -> None:
-        self.service.groups.decline(bytes.fromhex(group_id), contact_id)
+    def decline_join(self, group_id: GroupId, contact_id: str) -> None:
+        self.service.groups.decline(group_id, contact_id)
 
 
 # Each service event the window shows, and how it becomes a signal (a table, not a branch

@@ -167,7 +167,7 @@ async def build_demo(root: Path) -> Demo:
 async def build_group(d: Demo) -> str:
     """A real group: every demo contact a member, the online ones writing to it."""
     record = await d.me.groups.create_group("Lab 3.14", list(d.ids.values()))
-    group_id = bytes.fromhex(record.id)
+    group_id = record.id
     writers = list(d.friends.values())
     async with asyncio.timeout(15):
         while not all(f.groups.get(group_id) is not None for f in writers):  # noqa: ASYNC110

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import FileError, GroupError, ServiceError
-from ..records import GroupMessageRecord, GroupRecord
+from ..records import GroupId, GroupMessageRecord, GroupRecord
 
 if TYPE_CHECKING:
     from .. import PeerService
@@ -143,31 +143,31 @@ class GroupCommands:
 
     # -- actions on one group (resolved already)
 
-    async def _g_add(self, action: str, group_id: bytes, args: _GroupArgs) -> Any:
+    async def _g_add(self, action: str, group_id: GroupId, args: _GroupArgs) -> Any:
         ids = [(await self.service.contacts.resolve(n)).id for n in args.names]
         return group_json(await self.service.groups.add_members(group_id, ids))
 
-    async def _g_remove(self, action: str, group_id: bytes, args: _GroupArgs) -> Any:
+    async def _g_remove(self, action: str, group_id: GroupId, args: _GroupArgs) -> Any:
         ids = [await self._member(group_id, n) for n in args.names]
         return group_json(await self.service.groups.remove_members(group_id, ids))
 
-    async def _g_admins(self, action: str, group_id: bytes, args: _GroupArgs) -> Any:
+    async def _g_admins(self, action: str, group_id: GroupId, args: _GroupArgs) -> Any:
         ids = [await self._member(group_id, n) for n in args.names]
         return group_json(await self.service.groups.set_admins(group_id, ids))
 
-    async def _g_rename(self, action: str, group_id: bytes, args: _GroupArgs) -> Any:
+    async def _g_rename(self, action: str, group_id: GroupId, args: _GroupArgs) -> Any:
         if not args.text:
             raise ServiceError("use: group rename GROUP NEW-NAME")
         return group_json(await self.service.groups.rename(group_id, args.text))
 
-    async def _g_open(self, action: str, group_id: bytes, args: _GroupArgs) -> Any:
+    async def _g_open(self, action: str, group_id: GroupId, args: _GroupArgs) -> Any:
         groups = self.service.groups
         return {
             **group_json(await groups.set_open(group_id, action == "open")),
-            "open": group_id.hex() in groups.open_groups(),
+            "open": group_id in groups.open_groups(),
         }
 
-    async def _g_answer(self, action: str, group_id: bytes, args: _GroupArgs) -> Any:
+    async def _g_answer(self, action: str, group_id: GroupId, args: _GroupArgs) -> Any:
         """approve or decline a join request."""
         if len(args.names) != 1:
             raise ServiceError(f"use: group {action} GROUP CONTACT")
@@ -177,14 +177,14 @@ class GroupCommands:
             return {"declined": contact.display_name}
         return group_json(await self.service.groups.approve(group_id, contact.id))
 
-    async def _g_leave(self, action: str, group_id: bytes, args: _GroupArgs) -> Any:
+    async def _g_leave(self, action: str, group_id: GroupId, args: _GroupArgs) -> Any:
         return group_json(await self.service.groups.leave(group_id))
 
-    async def _g_delete(self, action: str, group_id: bytes, args: _GroupArgs) -> Any:
+    async def _g_delete(self, action: str, group_id: GroupId, args: _GroupArgs) -> Any:
         await self.service.groups.delete(group_id)
-        return {"deleted": group_id.hex()}
+        return {"deleted": group_id}
 
-    async def _g_file(self, action: str, group_id: bytes, args: _GroupArgs) -> Any:
+    async def _g_file(self, action: str, group_id: GroupId, args: _GroupArgs) -> Any:
         from .api import transfer_json
 
         if len(args.names) != 1:
@@ -195,14 +195,14 @@ class GroupCommands:
             raise ServiceError(str(exc)) from None
         return transfer_json(sent, await self.service.contacts.display_names())
 
-    async def _g_send(self, action: str, group_id: bytes, args: _GroupArgs) -> Any:
+    async def _g_send(self, action: str, group_id: GroupId, args: _GroupArgs) -> Any:
         groups = self.service.groups
         if args.text is None:
             raise ServiceError("use: group send GROUP TEXT")
         record = await groups.send_text(group_id, args.text)
         return {"group": (await groups.group(group_id)).name, **group_message_json(record)}
 
-    async def _g_history(self, action: str, group_id: bytes, args: _GroupArgs) -> Any:
+    async def _g_history(self, action: str, group_id: GroupId, args: _GroupArgs) -> Any:
         groups = self.service.groups
         messages = await groups.history(group_id, limit=args.limit)
         await groups.mark_read(group_id)
@@ -211,14 +211,14 @@ class GroupCommands:
             "messages": [group_message_json(m) for m in messages],
         }
 
-    def _group_id(self, query: str) -> bytes:
+    def _group_id(self, query: str) -> GroupId:
         """A group by name or id prefix, for commands outside `group` (file forward #GROUP)."""
         try:
             return self.service.groups.resolve(query)
         except GroupError as exc:
             raise ServiceError(str(exc)) from None
 
-    async def _member(self, group_id: bytes, query: str) -> str:
+    async def _member(self, group_id: GroupId, query: str) -> str:
         """A member by name (case-insensitive) or id prefix; members need not be contacts."""
         record = await self.service.groups.group(group_id)
         q = query.strip().casefold()
@@ -247,7 +247,7 @@ _WHOLE: dict[str, Callable[[GroupCommands, _GroupArgs], Awaitable[Any]]] = {
     "search": GroupCommands._g_search,
     "create": GroupCommands._g_create,
 }
-_ONE: dict[str, Callable[[GroupCommands, str, bytes, _GroupArgs], Awaitable[Any]]] = {
+_ONE: dict[str, Callable[[GroupCommands, str, GroupId, _GroupArgs], Awaitable[Any]]] = {
     "add": GroupCommands._g_add,
     "remove": GroupCommands._g_remove,
     "admins": GroupCommands._g_admins,

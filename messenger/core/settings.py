@@ -13,7 +13,7 @@ SETTING_PORT = "listen_port"
 SETTING_READ_RECEIPTS = "read_receipts"
 SETTING_TYPING = "typing_notifications"
 BLOB_IDENTITY = "identity"
-# Our LAN advertising key: contacts recognise our mDNS token with it (discovery.py).
+# Our LAN advertising key: contacts recognise our mDNS token with it (net/discovery/advert.py).
 BLOB_DISCOVERY_KEY = "discovery_key"
 SETTING_VISIBLE = "visible"
 

@@ -13,9 +13,10 @@ import nacl.utils
 
 from ..errors import ContactKeyChanged, FileError, GroupError
 from ..events import FileOfferRejected, MessageAdded
+from ..groups.model import group_key
 from ..identity import contact_id as make_contact_id
 from ..protocol import wire
-from ..records import MessageRecord, TransferRecord, TransferState
+from ..records import GroupId, MessageRecord, TransferRecord, TransferState
 from ..storage.attachments import AttachmentRow
 from ..storage.group_repository import StoredGroupMessage
 from ..storage.repository import IncomingMessage
@@ -49,16 +50,25 @@ class FileOffers(FileDownloads):
         await self._offer(f, contact_id)
         return self._record(f)
 
-    async def send_to_group(self, group_id: bytes, path: Path) -> TransferRecord:
+    async def send_to_group(self, group_id: GroupId, path: Path) -> TransferRecord:
         """Encrypt a file into the store once and offer it to a group in a signed group
         message; every member that downloads it becomes a source for the others."""
-        if not self._groups.is_active(group_id):
-            raise FileError("you can only share files in a group you are a member of")
+        key = self._member_of(group_id)
         f = await self._import(path)
-        await self._offer_to_group(f, group_id)
+        await self._offer_to_group(f, group_id, key)
         return self._record(f)
 
-    async def _offer_to_group(self, f: Transfer, group_id: bytes) -> None:
+    def _member_of(self, group_id: GroupId) -> bytes:
+        """The group's id as files holds it (bytes, as storage does), if we are a member."""
+        try:
+            key = group_key(group_id)
+        except GroupError as exc:
+            raise FileError(str(exc)) from None
+        if not self._groups.is_active(key):
+            raise FileError("you can only share files in a group you are a member of")
+        return key
+
+    async def _offer_to_group(self, f: Transfer, group_id: GroupId, key: bytes) -> None:
         row = replace(f.row, serving=True)
         f.row = row
         await self._db.run(self._repo.save, row)
@@ -71,7 +81,7 @@ class FileOffers(FileDownloads):
             )
         except GroupError as exc:
             raise FileError(str(exc)) from None
-        f.groups[record.msg_id] = (group_id, True)
+        f.groups[record.msg_id] = (key, True)
         self._changed(f)
 
     async def _import(self, path: Path) -> Transfer:
@@ -131,15 +141,14 @@ class FileOffers(FileDownloads):
         await self._offer(f, contact_id)
         return self._record(f)
 
-    async def forward_to_group(self, transfer_id: str, group_id: bytes) -> TransferRecord:
+    async def forward_to_group(self, transfer_id: str, group_id: GroupId) -> TransferRecord:
         """Share a file we hold (all of it) in a group: a signed group message offers it,
         and we serve it to the members, as for a file shared there first."""
         f = self._find(transfer_id)
         if f.state is not TransferState.COMPLETE:
             raise FileError("only a complete file can be passed on")
-        if not self._groups.is_active(group_id):
-            raise FileError("you can only share files in a group you are a member of")
-        await self._offer_to_group(f, group_id)
+        key = self._member_of(group_id)
+        await self._offer_to_group(f, group_id, key)
         return self._record(f)
 
     async def _offer(self, f: Transfer, contact_id: str) -> None:

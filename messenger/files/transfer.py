@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ..protocol import wire
-from ..records import GroupMessageRecord, TransferState
+from ..records import GroupId, GroupMessageRecord, TransferState
 from ..storage.attachments import AttachmentRow
 from .bulk import Download
 from .chunks import Bitmap, Manifest
@@ -80,14 +80,16 @@ def offer_summary(name: str, size: int) -> str:
 
 
 class GroupsPort(Protocol):
-    """What files need of the groups worker (groups/)."""
+    """What files need of the groups worker (groups/). Files holds group ids as bytes, as
+    storage does (Transfer.groups, attachment_links); send_text is the public method and
+    takes the GroupId the records carry."""
 
     def is_active(self, group_id: bytes) -> bool: ...
 
     def member_contacts(self, group_id: bytes) -> set[str]: ...
 
     async def send_text(
-        self, group_id: bytes, body: str, *, attachment: wire.GroupAttachment | None = None
+        self, group_id: GroupId, body: str, *, attachment: wire.GroupAttachment | None = None
     ) -> GroupMessageRecord: ...
 
     async def attachment_links(self) -> list[tuple[bytes, bytes, bytes, bool, bytes]]: ...

@@ -8,7 +8,7 @@ message dispatch). What other modules import is re-exported here.
 """
 
 from .manager import GroupManager
-from .model import NO_HASH, Group, GroupState, Marks, check_roster_shape, newer
+from .model import NO_HASH, Group, GroupState, Marks, check_roster_shape, group_key, newer
 from .signing import (
     LEAVE_CONTEXT,
     MESSAGE_CONTEXT,
@@ -35,6 +35,7 @@ __all__ = [
     "GroupState",
     "Marks",
     "check_roster_shape",
+    "group_key",
     "group_psk",
     "message_id",
     "newer",

@@ -15,9 +15,9 @@ from ..events import GroupChanged
 from ..identity import contact_id as make_contact_id
 from ..net.transport import Connection
 from ..protocol import wire
-from ..records import GroupMemberRecord, GroupMessageRecord, GroupRecord
+from ..records import GroupId, GroupMemberRecord, GroupMessageRecord, GroupRecord
 from ..storage.group_repository import GroupRepository, NewGroupMessage, StoredGroupMessage
-from .model import Group, GroupState
+from .model import Group, GroupState, group_key
 
 if TYPE_CHECKING:
     from ..core.ports import Clock, ContactKeyring, Db, Emit, LanKeys, LinkRegistry, Me, Tasks
@@ -95,19 +95,20 @@ class GroupBase:
     def _me(self) -> bytes:
         return self._me_port.identity.ed25519_public
 
-    def _group(self, group_id: bytes) -> Group:
-        group = self._groups.get(group_id)
+    def _group(self, group_id: GroupId) -> Group:
+        """The group a public method names (ids are converted to bytes here, once)."""
+        group = self._groups.get(group_key(group_id))
         if group is None or group.state is GroupState.DELETED:
-            raise GroupError(f"no group {group_id.hex()}")
+            raise GroupError(f"no group {group_id}")
         return group
 
-    def _active(self, group_id: bytes) -> Group:
+    def _active(self, group_id: GroupId) -> Group:
         group = self._group(group_id)
         if group.state is not GroupState.ACTIVE:
             raise GroupError(f"you are no longer a member of {group.roster.name!r}")
         return group
 
-    def _admin(self, group_id: bytes) -> Group:
+    def _admin(self, group_id: GroupId) -> Group:
         group = self._active(group_id)
         if self._me not in group.roster.admins:
             raise GroupError(f"only an admin of {group.roster.name!r} can change it")

@@ -8,8 +8,8 @@ from ..errors import GroupError
 from ..events import GroupJoinRequested
 from ..net.transport import Connection
 from ..protocol import wire
-from ..records import GroupRecord
-from .model import GroupState
+from ..records import GroupId, GroupRecord
+from .model import GroupState, group_key
 from .rosters import GroupRosters
 
 # Settings key: the groups (hex ids) we announce on the LAN as open to join.
@@ -21,19 +21,19 @@ MAX_JOIN_REQUESTS: Final = 64
 class GroupJoining(GroupRosters):
     """Open groups and the join requests people nearby send for them."""
 
-    async def set_open(self, group_id: bytes, is_open: bool) -> GroupRecord:
+    async def set_open(self, group_id: GroupId, is_open: bool) -> GroupRecord:
         """Announce the group on the LAN as open to join (its name only, while we are
         visible), or stop. People nearby pair with us (SAS check), then ask; we approve."""
         group = self._admin(group_id) if is_open else self._group(group_id)
-        self._open = [g for g in self._open if g != group_id]
+        self._open = [g for g in self._open if g != group.id]
         if is_open:
-            self._open.insert(0, group_id)
+            self._open.insert(0, group.id)
         opened = [g.hex() for g in self._open]
         await self._db.run(self._settings.set_setting, SETTING_OPEN_GROUPS, opened)
         self.announce()
         return self.record(group)
 
-    def open_groups(self) -> list[str]:
+    def open_groups(self) -> list[GroupId]:
         return [g.hex() for g in self._open]
 
     async def request_join(self, contact_id: str, name: str) -> None:
@@ -50,18 +50,19 @@ class GroupJoining(GroupRosters):
             if g in self._groups
         ]
 
-    async def approve(self, group_id: bytes, contact_id: str) -> GroupRecord:
-        name = self._join_requests.pop((group_id, contact_id), None)
+    async def approve(self, group_id: GroupId, contact_id: str) -> GroupRecord:
+        key = (group_key(group_id), contact_id)
+        name = self._join_requests.pop(key, None)
         if name is None:
             raise GroupError("no such join request")
         try:
             return await self.add_members(group_id, [contact_id])
         except BaseException:
-            self._join_requests[(group_id, contact_id)] = name
+            self._join_requests[key] = name
             raise
 
-    def decline(self, group_id: bytes, contact_id: str) -> None:
-        self._join_requests.pop((group_id, contact_id), None)
+    def decline(self, group_id: GroupId, contact_id: str) -> None:
+        self._join_requests.pop((group_key(group_id), contact_id), None)
 
     async def _on_join_request(self, conn: Connection, request: wire.GroupJoinRequest) -> None:
         contact_id = conn.contact_id

@@ -22,10 +22,10 @@ from ..events import GroupDeleted
 from ..identity import contact_id as make_contact_id
 from ..net.transport import Connection
 from ..protocol import wire
-from ..records import GroupMessageRecord, GroupRecord
+from ..records import GroupId, GroupMessageRecord, GroupRecord
 from .base import Arrival
 from .joining import SETTING_OPEN_GROUPS, GroupJoining
-from .model import Group, GroupState, Marks
+from .model import Group, GroupState, Marks, group_key
 from .signing import NO_SIGNATURE, sign_leave, sign_message
 from .sync import GroupSync
 
@@ -83,11 +83,12 @@ class GroupManager(GroupJoining, GroupSync):
             if g.state is not GroupState.DELETED
         ]
 
-    async def group(self, group_id: bytes) -> GroupRecord:
+    async def group(self, group_id: GroupId) -> GroupRecord:
+        group = self._group(group_id)
         unread = await self._db.run(self.repo.unread_counts)
-        return self.record(self._group(group_id), unread.get(group_id, 0))
+        return self.record(group, unread.get(group.id, 0))
 
-    def resolve(self, query: str) -> bytes:
+    def resolve(self, query: str) -> GroupId:
         """A group by id (or a unique id prefix) or by exact name (case-insensitive)."""
         q = query.strip().casefold()
         live = {gid: g for gid, g in self._groups.items() if g.state is not GroupState.DELETED}
@@ -99,9 +100,9 @@ class GroupManager(GroupJoining, GroupSync):
         if len(found) > 1:
             names = ", ".join(f"{live[g].roster.name} ({g.hex()[:8]})" for g in found)
             raise GroupError(f"{query!r} matches several groups: {names}; use an id prefix")
-        return found[0]
+        return found[0].hex()
 
-    async def leave(self, group_id: bytes) -> GroupRecord:
+    async def leave(self, group_id: GroupId) -> GroupRecord:
         """Leave: an admin removes itself with a roster update (handing administration to
         the next member if it was the only admin); a member asks the admins to remove it."""
         group = self._active(group_id)
@@ -123,7 +124,7 @@ class GroupManager(GroupJoining, GroupSync):
         await self._forget_unneeded_contacts()
         return self.record(group)
 
-    async def delete(self, group_id: bytes) -> None:
+    async def delete(self, group_id: GroupId) -> None:
         """Delete the group's history on this device (leaving it first if still a member)."""
         group = self._group(group_id)
         if group.state is GroupState.ACTIVE:
@@ -134,7 +135,7 @@ class GroupManager(GroupJoining, GroupSync):
         self._emit(GroupDeleted(group.id.hex()))
 
     async def send_text(
-        self, group_id: bytes, body: str, *, attachment: wire.GroupAttachment | None = None
+        self, group_id: GroupId, body: str, *, attachment: wire.GroupAttachment | None = None
     ) -> GroupMessageRecord:
         """Sign, store durably, then send to every member online now (the others get it
         at their next catch-up, from us or from any member that has it). `attachment`
@@ -171,13 +172,16 @@ class GroupManager(GroupJoining, GroupSync):
                     conn.send(message, encoded)
         return self._message_record(group, stored)
 
-    def get(self, group_id: bytes) -> Group | None:
+    def get(self, group_id: GroupId) -> Group | None:
         """The group as held here (roster, state, version; a deleted one too), or None."""
-        return self._groups.get(group_id)
+        return self._groups.get(group_key(group_id))
 
     def held(self) -> list[Group]:
         """Every group held here, deleted ones too (for diagnostics and tests)."""
         return list(self._groups.values())
+
+    # is_active, member_contacts and attachment_links serve the files worker, which holds
+    # group ids as bytes, as storage does (files/transfer.py GroupsPort): no front end calls them.
 
     def is_active(self, group_id: bytes) -> bool:
         group = self._groups.get(group_id)
@@ -195,27 +199,24 @@ class GroupManager(GroupJoining, GroupSync):
         }
 
     async def history(
-        self, group_id: bytes, *, limit: int = 50, before: tuple[int, bytes, int] | None = None
+        self, group_id: GroupId, *, limit: int = 50, before: tuple[int, bytes, int] | None = None
     ) -> list[GroupMessageRecord]:
         group = self._group(group_id)
-        rows = await self._db.run(self.repo.history, group_id, limit=limit, before=before)
+        rows = await self._db.run(self.repo.history, group.id, limit=limit, before=before)
         return [self._message_record(group, r) for r in rows]
 
     async def search(
         self,
         text: str,
         *,
-        group_id: bytes | None = None,
+        group_id: GroupId | None = None,
         limit: int = 100,
         before: int | None = None,
     ) -> list[GroupMessageRecord]:
         """Full-text search of every group's messages (or one group's), newest first;
         `before` (the last result's row_id) gives the next page."""
-        if group_id is not None:
-            self._group(group_id)
-        rows = await self._db.run(
-            self.repo.search, text, group_id=group_id, limit=limit, before=before
-        )
+        key = None if group_id is None else self._group(group_id).id
+        rows = await self._db.run(self.repo.search, text, group_id=key, limit=limit, before=before)
         found = []
         for row in rows:
             group = self._groups.get(row.group_id)
@@ -223,11 +224,11 @@ class GroupManager(GroupJoining, GroupSync):
                 found.append(self._message_record(group, row))
         return found
 
-    async def mark_read(self, group_id: bytes) -> int:
-        self._group(group_id)
-        return await self._db.run(self.repo.mark_seen, group_id)
+    async def mark_read(self, group_id: GroupId) -> int:
+        group = self._group(group_id)
+        return await self._db.run(self.repo.mark_seen, group.id)
 
-    def delivery(self, group_id: bytes) -> dict[str, int]:
+    def delivery(self, group_id: GroupId) -> dict[str, int]:
         """How far each member holds our messages (contact id -> our seq)."""
         group = self._group(group_id)
         return {make_contact_id(k): s for k, s in group.delivery.items()}
@@ -237,11 +238,11 @@ class GroupManager(GroupJoining, GroupSync):
         ours, attachment as stored) (files/manager.py notes them at start)."""
         return await self._db.run(self.repo.attachment_links)
 
-    async def repo_count(self, group_id: bytes) -> int:
+    async def repo_count(self, group_id: GroupId) -> int:
         """How many messages of the group this device holds."""
-        return await self._db.run(self.repo.message_count, group_id)
+        return await self._db.run(self.repo.message_count, group_key(group_id))
 
-    def marks(self, group_id: bytes) -> dict[str, int]:
+    def marks(self, group_id: GroupId) -> dict[str, int]:
         """Our high-water mark per author (contact id -> seq): for tests and diagnostics."""
         group = self._group(group_id)
         return {make_contact_id(a): s for a, s in group.marks.mark.items()}

@@ -6,14 +6,28 @@ import enum
 from dataclasses import dataclass, field
 from typing import Final
 
+from ..errors import GroupError
 from ..identity import IdentityError, verify_static_certificate
 from ..protocol import wire
+from ..records import GroupId
 from .signing import MESSAGE_CONTEXT, ROSTER_CONTEXT, verify
 
 NO_HASH: Final = bytes(wire.GROUP_HASH_LEN)
 GROUP_ID_LEN: Final = wire.MSG_ID_LEN
 # A Lamport time or sequence number this large can only come from a hostile peer.
 MAX_COUNTER: Final = 1 << 62
+
+
+def group_key(group_id: GroupId) -> bytes:
+    """The bytes (wire, storage) of a group id as the records carry it: 32 lowercase hex
+    digits exactly (GroupError for anything else, so no two spellings name one group)."""
+    try:
+        key = bytes.fromhex(group_id)
+    except (TypeError, ValueError):
+        key = b""
+    if len(key) != GROUP_ID_LEN or key.hex() != group_id:
+        raise GroupError(f"not a group id: {group_id!r} (it is {2 * GROUP_ID_LEN} hex digits)")
+    return key
 
 
 class GroupState(enum.IntEnum):

@@ -17,7 +17,7 @@ from ..identity import contact_id as make_contact_id
 from ..identity import conversation_id
 from ..net.transport import Connection
 from ..protocol import wire
-from ..records import GroupRecord
+from ..records import GroupId, GroupRecord
 from ..storage.repository import ContactKeys, NewContact
 from .base import GroupBase
 from .model import GROUP_ID_LEN, Group, GroupState, check_roster_shape, newer
@@ -47,7 +47,7 @@ class GroupRosters(GroupBase):
         group = await self._publish(sign_roster(self._me_port.identity, roster), previous=None)
         return self.record(group)
 
-    async def add_members(self, group_id: bytes, member_ids: Sequence[str]) -> GroupRecord:
+    async def add_members(self, group_id: GroupId, member_ids: Sequence[str]) -> GroupRecord:
         group = self._admin(group_id)
         epoch = group.epoch + 1
         present = {m.ed25519_public for m in group.roster.members}
@@ -67,7 +67,7 @@ class GroupRosters(GroupBase):
             removed=tuple(r for r in group.roster.removed if r.ed25519_public not in keys),
         )
 
-    async def remove_members(self, group_id: bytes, member_ids: Sequence[str]) -> GroupRecord:
+    async def remove_members(self, group_id: GroupId, member_ids: Sequence[str]) -> GroupRecord:
         group = self._admin(group_id)
         keys = self._member_keys(group, member_ids)
         return await self._remove(group, keys)
@@ -89,11 +89,11 @@ class GroupRosters(GroupBase):
         )[-wire.MAX_GROUP_REMOVED :]
         return await self._update(group, members=members, admins=admins, removed=removed)
 
-    async def rename(self, group_id: bytes, name: str) -> GroupRecord:
+    async def rename(self, group_id: GroupId, name: str) -> GroupRecord:
         group = self._admin(group_id)
         return await self._update(group, name=self._group_name(name))
 
-    async def set_admins(self, group_id: bytes, admin_ids: Sequence[str]) -> GroupRecord:
+    async def set_admins(self, group_id: GroupId, admin_ids: Sequence[str]) -> GroupRecord:
         """Hand over (or share) administration: the new admins, in order."""
         group = self._admin(group_id)
         keys = self._member_keys(group, admin_ids)

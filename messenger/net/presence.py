@@ -1,4 +1,4 @@
-"""LAN presence: mDNS discovery (net/discovery.py) wired to the contacts' sessions.
+"""LAN presence: mDNS discovery (net/discovery/) wired to the contacts' sessions.
 
 The worker keeps our LAN advertising key and those of our contacts, starts and stops
 discovery, dials a contact the LAN shows (once per LAN_DIAL_INTERVAL, the smaller identity

@@ -173,7 +173,7 @@ async def test_group_messages_not_stored_on_a_full_disk_catch_up_once_there_is_r
             events = Recorder(bob)
             await befriend(alice, bob)
             record = await alice.groups.create_group("Lab", [bob.contact_id])
-            group_id = bytes.fromhex(record.id)
+            group_id = record.id
             await wait_for(lambda: bob.groups.get(group_id) is not None, what="bob has it")
             filler = fill(small)
 

@@ -8,7 +8,7 @@ import pytest
 from messenger import FileError
 from messenger.events import FileOfferRejected, GroupMessageAdded
 from messenger.files.chunks import DEFAULT_CHUNK_SIZE, stored_offset
-from messenger.groups import NO_SIGNATURE, sign_message
+from messenger.groups import NO_SIGNATURE, group_key, sign_message
 from messenger.protocol import wire
 from messenger.records import TransferState
 from messenger.service import PeerService
@@ -41,7 +41,7 @@ async def test_members_that_downloaded_serve_the_next_one(make_peer, tmp_path):
     events = Recorder(dov)
     source = random_file(tmp_path / "plans.bin", 40 * MiB + 777)
     sent = await admin.files.send_to_group(group_id, source)
-    assert sent.outgoing and sent.groups == (group_id.hex(),)
+    assert sent.outgoing and sent.groups == (group_id,)
     tid = sent.id
     for p in (bea, cai, dov, eli):
         await wait_for(lambda p=p: _has(p, tid), what=f"{p.display_name} has the offer")
@@ -130,7 +130,7 @@ async def test_an_offer_missed_while_away_arrives_by_catch_up_and_others_serve_i
     await dov.aclose()
     dov = await _reopen(make_peer, "dov")
     record = dov.files.find(tid)
-    assert record.state is TransferState.COMPLETE and record.groups == (group_id.hex(),)
+    assert record.state is TransferState.COMPLETE and record.groups == (group_id,)
     (message,) = await dov.groups.history(group_id)
     assert dov.files.for_message(message.msg_id).id == tid
 
@@ -139,6 +139,7 @@ async def test_a_hostile_group_offer_stays_text_and_is_refused_with_a_reason(mak
     peers = (await _star(make_peer))[:3]
     admin, bea, _cai = peers
     group_id = await _group(peers)
+    key = group_key(group_id)  # the group id on the wire
     events = Recorder(admin)
     me = bea.identity.ed25519_public
     bad = wire.GroupAttachment(bytes(32), "../../etc/passwd", "text/plain", 10, 1 << 20, bytes(32))
@@ -147,7 +148,7 @@ async def test_a_hostile_group_offer_stays_text_and_is_refused_with_a_reason(mak
         offer = sign_message(
             bea.identity,
             wire.GroupMessage(
-                group_id, me, 1, seq, seq, 0, f"\U0001f4ce offer {seq}", NO_SIGNATURE, attachment
+                key, me, 1, seq, seq, 0, f"\U0001f4ce offer {seq}", NO_SIGNATURE, attachment
             ),
         )
         bea.links.connection(admin.contact_id).send(offer)
@@ -164,9 +165,9 @@ async def test_a_hostile_group_offer_stays_text_and_is_refused_with_a_reason(mak
     # Tampering with the attachment breaks the author's signature.
     forged = sign_message(
         bea.identity,
-        wire.GroupMessage(group_id, me, 1, 3, 3, 0, "fine", NO_SIGNATURE, None),
+        wire.GroupMessage(key, me, 1, 3, 3, 0, "fine", NO_SIGNATURE, None),
     )
-    tampered = wire.GroupMessage(group_id, me, 1, 3, 3, 0, "fine", forged.signature, bad)
+    tampered = wire.GroupMessage(key, me, 1, 3, 3, 0, "fine", forged.signature, bad)
     rejected = admin.groups.rejected
     bea.links.connection(admin.contact_id).send(tampered)
     await wait_for(lambda: admin.groups.rejected == rejected + 1, what="tampered refused")
@@ -187,7 +188,7 @@ async def test_a_file_received_one_to_one_is_forwarded_into_a_group(make_peer, t
     await bea.files.accept(tid)
     await complete(bea, tid)
     forwarded = await bea.files.forward_to_group(tid, group_id)
-    assert forwarded.groups == (group_id.hex(),)
+    assert forwarded.groups == (group_id,)
     await wait_for(lambda: _has(cai, tid), what="the group offer at cai")
     (message,) = await cai.groups.history(group_id)
     assert message.author_name == "Bea" and cai.files.for_message(message.msg_id).id == tid
@@ -196,4 +197,4 @@ async def test_a_file_received_one_to_one_is_forwarded_into_a_group(make_peer, t
     assert digest(await cai.files.save_as(tid, tmp_path / "got.pdf")) == digest(source)
     # Not into a group one is not a member of.
     with pytest.raises(FileError, match="member of"):
-        await admin.files.forward_to_group(tid, b"\x00" * 16)
+        await admin.files.forward_to_group(tid, "00" * 16)

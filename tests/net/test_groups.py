@@ -7,7 +7,8 @@ import dataclasses
 
 import pytest
 
-from messenger.groups import NO_SIGNATURE, sign_message, sign_roster
+from messenger import GroupId
+from messenger.groups import NO_SIGNATURE, group_key, sign_message, sign_roster
 from messenger.protocol import wire
 from messenger.service import PeerService
 
@@ -26,21 +27,21 @@ async def _star(make_peer) -> list[PeerService]:
     return peers
 
 
-async def _group(peers: list[PeerService], name: str = "Lab") -> bytes:
+async def _group(peers: list[PeerService], name: str = "Lab") -> GroupId:
     admin = peers[0]
     record = await admin.groups.create_group(name, [p.contact_id for p in peers[1:]])
-    group_id = bytes.fromhex(record.id)
+    group_id = record.id
     for p in peers:
         await wait_for(lambda p=p: _knows(p, group_id), what=f"{p.display_name} has the group")
     return group_id
 
 
-def _knows(peer: PeerService, group_id: bytes) -> bool:
+def _knows(peer: PeerService, group_id: GroupId) -> bool:
     group = peer.groups.get(group_id)
     return group is not None and group.state.name == "ACTIVE"
 
 
-async def _bodies(peer: PeerService, group_id: bytes) -> list[str]:
+async def _bodies(peer: PeerService, group_id: GroupId) -> list[str]:
     return [m.body for m in await peer.groups.history(group_id, limit=100_000)]
 
 
@@ -51,7 +52,7 @@ def _catching_up() -> bool:
     )
 
 
-async def _all_have(peers, group_id: bytes, count: int) -> None:
+async def _all_have(peers, group_id: GroupId, count: int) -> None:
     for p in peers:
 
         async def enough(p=p) -> bool:
@@ -151,7 +152,9 @@ async def test_removed_member_gets_nothing_and_cannot_post(make_peer):
     # A message eli signs anyway (claiming the old epoch, a fresh seq) is refused.
     forged = sign_message(
         eli.identity,
-        wire.GroupMessage(group_id, eli.identity.ed25519_public, 1, 2, 99, 0, "x", NO_SIGNATURE),
+        wire.GroupMessage(
+            group_key(group_id), eli.identity.ed25519_public, 1, 2, 99, 0, "x", NO_SIGNATURE
+        ),
     )
     rejected = admin.groups.rejected
     eli.links.connection(admin.contact_id).send(forged)
@@ -169,14 +172,15 @@ async def test_forged_messages_are_rejected_and_nothing_stored(make_peer):
     await befriend(bea, outsider)
     conn = bea.links.connection(admin.contact_id)
     me = bea.identity.ed25519_public
+    key = group_key(group_id)  # the group id on the wire
     good = sign_message(
-        bea.identity, wire.GroupMessage(group_id, me, 1, 1, 1, 0, "genuine", NO_SIGNATURE)
+        bea.identity, wire.GroupMessage(key, me, 1, 1, 1, 0, "genuine", NO_SIGNATURE)
     )
     bad_signature = dataclasses.replace(good, body="tampered")
     not_a_member = sign_message(
         outsider.identity,
         wire.GroupMessage(
-            group_id, outsider.identity.ed25519_public, 1, 1, 1, 0, "outsider", NO_SIGNATURE
+            key, outsider.identity.ed25519_public, 1, 1, 1, 0, "outsider", NO_SIGNATURE
         ),
     )
     unsigned = dataclasses.replace(good, seq=2, signature=NO_SIGNATURE)

@@ -229,7 +229,7 @@ def test_a_received_file_is_forwarded_into_a_group_from_its_bubble(
     _bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
     befriend(qloop, bob, cai)
     record = qloop.run(bob.groups.create_group("Lab", [cai.contact_id]))
-    gid = bytes.fromhex(record.id)
+    gid = record.id
     qloop.until(lambda: cai.groups.get(gid) is not None, what="the group at cai")
     report = tmp_path / "report.pdf"
     report.write_bytes(os.urandom(300_000))

@@ -17,7 +17,7 @@ def _group(qloop, make_peer):
     befriend(qloop, alice, bob)
     befriend(qloop, alice, cai)
     record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id, cai.contact_id]))
-    gid = bytes.fromhex(record.id)
+    gid = record.id
     for p in (bob, cai):
         qloop.until(lambda p=p: p.groups.get(gid) is not None, what="the group everywhere")
     return (alice, bob, cai), record.id
@@ -90,7 +90,7 @@ def test_the_file_bubble_downloads_on_click_and_shows_progress(
     model = view.model
     qloop.until(lambda: view.group_id == group_id, what="the group open")
 
-    sent = qloop.run(alice.files.send_to_group(bytes.fromhex(group_id), source))
+    sent = qloop.run(alice.files.send_to_group(group_id, source))
     qloop.until(lambda: model.rowCount() == 1, what="the offer in Bob's group")
     message = model.index(0, 0).data(model.MessageRole)
     assert message.file_id == sent.id

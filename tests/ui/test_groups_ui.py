@@ -53,11 +53,10 @@ def test_create_a_group_write_and_see_it_delivered(qloop, qtbot, make_peer, open
     qtbot.keyClicks(view.composer, "hello lab")
     qtbot.keyClick(view.composer, Qt.Key.Key_Return)
     assert view.composer.toPlainText() == ""
-    gid = bytes.fromhex(group_id)
 
     async def both_have() -> bool:
         for p in (bob, cai):
-            if p.groups.get(gid) is None or await p.groups.repo_count(gid) != 1:
+            if p.groups.get(group_id) is None or await p.groups.repo_count(group_id) != 1:
                 return False
         return True
 
@@ -72,7 +71,7 @@ def test_create_a_group_write_and_see_it_delivered(qloop, qtbot, make_peer, open
 def test_arrivals_count_as_unread_and_notify_until_opened(qloop, make_peer, open_window):
     alice, bob, cai = _three(qloop, make_peer)
     record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id, cai.contact_id]))
-    gid = bytes.fromhex(record.id)
+    gid = record.id
     window = open_window(alice)
     notes = Notes()
     window.notifier = notes
@@ -112,7 +111,7 @@ def test_manage_rename_and_remove(qloop, make_peer, open_window):
     dialog.name.setText("Lab 2")
     dialog.rename_button.click()
     qloop.until(lambda: window.group_view.title.text() == "Lab 2", what="renamed in the view")
-    qloop.until(lambda: bob.groups.get(bytes.fromhex(record.id)).roster.name == "Lab 2")
+    qloop.until(lambda: bob.groups.get(record.id).roster.name == "Lab 2")
 
     window.manage_group(record.id)
     qloop.until(
@@ -127,7 +126,7 @@ def test_manage_rename_and_remove(qloop, make_peer, open_window):
     dialog.remove_button.click()
     qloop.until(lambda: window.group_view.member_list.count() == 2, what="cai gone from panel")
     qloop.until(
-        lambda: cai.groups.get(bytes.fromhex(record.id)).state.name == "REMOVED",
+        lambda: cai.groups.get(record.id).state.name == "REMOVED",
         what="cai told",
     )
 
@@ -152,7 +151,7 @@ def test_join_request_for_an_open_group_is_approved_in_the_app(qloop, make_peer,
     dialog = _dialog(window, ManageGroupDialog)
     assert dialog.requests.item(0).text() == "Bob asks to join"
     dialog.approve_button.click()
-    gid = bytes.fromhex(record.id)
+    gid = record.id
     qloop.until(lambda: bob.groups.get(gid) is not None, what="bob is in")
     qloop.until(lambda: not view.requests_button.isVisible(), what="request answered")
     assert view.member_list.count() == 3
@@ -162,7 +161,7 @@ def test_group_history_pages_older_messages_in(qloop, make_peer, open_window):
     alice, bob = make_peer("alice"), make_peer("bob")
     befriend(qloop, alice, bob)
     record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id]))
-    gid = bytes.fromhex(record.id)
+    gid = record.id
 
     async def write() -> None:
         for i in range(120):
@@ -205,7 +204,7 @@ def test_search_everywhere_finds_group_messages_and_opens_the_group_at_one(
     _bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
     befriend(qloop, alice, cai)
     record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id, cai.contact_id]))
-    gid = bytes.fromhex(record.id)
+    gid = record.id
     for p in (bob, cai):
         qloop.until(lambda p=p: p.groups.get(gid) is not None, what="the group everywhere")
     # The hit is far back in the group: more than two pages of newer messages follow it.

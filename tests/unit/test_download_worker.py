@@ -17,7 +17,7 @@ from messenger.events import MessageAdded, TransferChanged
 from messenger.files.manager import FileManager
 from messenger.net.transport import Timing
 from messenger.protocol import wire
-from messenger.records import GroupMessageRecord, TransferState
+from messenger.records import GroupId, GroupMessageRecord, TransferState
 
 from .fake_ports import (
     Events,
@@ -41,7 +41,7 @@ class NoGroups:
         return set()
 
     async def send_text(
-        self, group_id: bytes, body: str, *, attachment: wire.GroupAttachment | None = None
+        self, group_id: GroupId, body: str, *, attachment: wire.GroupAttachment | None = None
     ) -> GroupMessageRecord:
         raise AssertionError("no group here")
 

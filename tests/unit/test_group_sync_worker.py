@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from messenger.events import GroupMessageAdded
-from messenger.groups import GroupManager
+from messenger.groups import GroupManager, group_key
 from messenger.protocol import wire
+from messenger.records import GroupId
 from messenger.storage.group_repository import StoredGroupMessage
 
 from .fake_ports import (
@@ -39,7 +40,7 @@ class Member:
     removed: list[str]
     offers: list[StoredGroupMessage]
 
-    async def bodies(self, group_id: bytes) -> list[str]:
+    async def bodies(self, group_id: GroupId) -> list[str]:
         return [m.body for m in await self.groups.history(group_id)]
 
 
@@ -112,7 +113,7 @@ def added(member: Member) -> Callable[[], int]:
 async def test_a_member_that_was_away_catches_up_and_acknowledges(trio) -> None:
     ada, bo, _ = trio
     group = await ada.groups.create_group("Lab", [bo.person.id])
-    gid = bytes.fromhex(group.id)
+    gid = group.id
     for body in ("one", "two", "three"):
         await ada.groups.send_text(gid, body)
     assert bo.groups.get(gid) is None  # bo was away: nothing reached it
@@ -127,7 +128,7 @@ async def test_a_member_that_was_away_catches_up_and_acknowledges(trio) -> None:
 async def test_whoever_was_there_passes_messages_on(trio) -> None:
     ada, bo, cy = trio
     group = await ada.groups.create_group("Lab", [bo.person.id, cy.person.id])
-    gid = bytes.fromhex(group.id)
+    gid = group.id
     connect(ada, bo)
     await until(lambda: bo.groups.get(gid) is not None)
     await ada.groups.send_text(gid, "while cy was away")
@@ -144,13 +145,13 @@ async def test_whoever_was_there_passes_messages_on(trio) -> None:
 async def test_a_forged_message_is_refused_and_not_stored(trio) -> None:
     ada, bo, _ = trio
     group = await ada.groups.create_group("Lab", [bo.person.id])
-    gid = bytes.fromhex(group.id)
+    gid = group.id
     a_end, _ = connect(ada, bo)
     await until(lambda: bo.groups.get(gid) is not None)
     real = await ada.groups.send_text(gid, "real")
     await until(lambda: added(bo)() == 1)
     forged = wire.GroupMessage(
-        gid,
+        group_key(gid),
         ada.person.identity.ed25519_public,
         1,
         real.seq + 1,
@@ -169,7 +170,7 @@ async def test_a_forged_message_is_refused_and_not_stored(trio) -> None:
 async def test_a_removed_member_hears_it_and_is_let_go(trio) -> None:
     ada, bo, cy = trio
     group = await ada.groups.create_group("Lab", [bo.person.id, cy.person.id])
-    gid = bytes.fromhex(group.id)
+    gid = group.id
     connect(ada, bo)
     connect(ada, cy)
     await until(lambda: bo.groups.get(gid) is not None and cy.groups.get(gid) is not None)

@@ -6,9 +6,11 @@ import dataclasses
 
 import nacl.encoding
 import nacl.hash
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from messenger import GroupError
 from messenger.groups import (
     MESSAGE_CONTEXT,
     NO_SIGNATURE,
@@ -16,6 +18,7 @@ from messenger.groups import (
     GroupState,
     Marks,
     check_roster_shape,
+    group_key,
     group_psk,
     message_id,
     newer,
@@ -183,3 +186,37 @@ def test_marks_are_the_contiguous_prefix(seqs: list[int]) -> None:
     assert all(marks.has(b"a", s) for s in held)
     assert marks.highest(b"a") == max(held, default=0)
     assert Marks.from_seqs({b"a": sorted(held)}).mark.get(b"a", 0) == expected
+
+
+# -- group ids: GroupId (str) at the API, 16 bytes on the wire and in storage ----------------
+
+
+@given(st.binary(min_size=16, max_size=16))
+def test_a_group_id_round_trips_from_its_record_form(key: bytes) -> None:
+    assert group_key(key.hex()) == key
+
+
+@given(st.text(max_size=40) | st.text("0123456789abcdefABCDEF ", min_size=30, max_size=34))
+def test_anything_but_a_group_id_is_a_group_error(text: str) -> None:
+    """Any text decodes to the 16 bytes it spells in canonical form, or GroupError."""
+    try:
+        key = group_key(text)
+    except GroupError as exc:
+        assert "not a group id" in str(exc)
+    else:
+        assert len(key) == 16 and key.hex() == text
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "ab" * 15, "ab" * 17, "AB" * 16, " " + "ab" * 16, "ab " * 16, "zz" * 16, "ab:" * 16],
+)
+def test_no_second_spelling_names_a_group(bad: str) -> None:
+    with pytest.raises(GroupError, match="not a group id"):
+        group_key(bad)
+
+
+def test_a_group_id_as_bytes_is_refused_clearly() -> None:
+    """A caller still passing bytes (the API before GroupId) gets a GroupError, not a crash."""
+    with pytest.raises(GroupError, match="not a group id"):
+        group_key(b"\x01" * 16)  # type: ignore[arg-type]

@@ -5,10 +5,15 @@ private attributes."""
 from __future__ import annotations
 
 import ast
+import inspect
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from messenger import GroupId
 
 PACKAGE = Path(__file__).resolve().parents[2] / "messenger"
 
@@ -155,6 +160,8 @@ SPLIT = [
     "net/established.py",
     "net/netif.py",
     "net/reachability.py",
+    "net/discovery/*.py",
+    "net/tor/*.py",
     "chat.py",
     "contacts.py",
     "invites.py",
@@ -223,3 +230,92 @@ def test_no_public_name_is_also_a_submodule() -> None:
         if (PACKAGE / f"{name}.py").exists() or (PACKAGE / name / "__init__.py").exists()
     ]
     assert clashes == []
+
+
+# -- one id type across the boundary (issue 13) -------------------------------------------
+
+UI = PACKAGE.parent / "ui"
+CLI = PACKAGE / "cli"
+# Calls that turn an id from text into bytes or back. The front ends hand the service the
+# ids the records carry (GroupId and contact ids are str): a conversion there means a
+# public method takes another type than its records give.
+TO_BYTES = {"fromhex", "unhexlify", "a2b_hex"}
+TO_TEXT = {"hex", "hexlify", "b2a_hex"}
+# The group worker's methods the files worker calls with the bytes it and storage hold
+# (files/transfer.py GroupsPort); no front end calls them.
+BYTES_BY_DESIGN = {"is_active", "member_contacts"}
+
+
+def id_conversions(source: str, name: str, banned: set[str]) -> list[str]:
+    """Calls of a banned conversion (`bytes.fromhex(x)`, `x.hex()`, `binascii.unhexlify`),
+    found in the syntax tree: comments and strings do not count, spacing does not hide one."""
+    found = []
+    for node in ast.walk(ast.parse(source, name)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        if called in banned:
+            found.append((node.lineno, f"{name}:{node.lineno}: {ast.unparse(node)}"))
+    return [text for _, text in sorted(found)]
+
+
+def _front_end_modules() -> list[Path]:
+    return sorted([*UI.rglob("*.py"), *CLI.rglob("*.py")])
+
+
+@pytest.mark.parametrize("path", _front_end_modules(), ids=lambda p: p.name)
+def test_front_ends_convert_no_ids(path: Path) -> None:
+    """ui/ neither decodes nor encodes ids; the CLI never decodes one (it prints message
+    ids, bytes in the records, as hex in its JSON)."""
+    banned = TO_BYTES | TO_TEXT if path.is_relative_to(UI) else TO_BYTES
+    assert id_conversions(path.read_text(), path.name, banned) == []
+
+
+def bytes_group_ids(cls: type) -> list[str]:
+    """Public methods of `cls` whose `group_id` is not annotated GroupId."""
+    found = []
+    for name, method in inspect.getmembers(cls, inspect.isfunction):
+        if name.startswith("_") or name in BYTES_BY_DESIGN:
+            continue
+        param = inspect.signature(method).parameters.get("group_id")
+        if param is not None and param.annotation not in ("GroupId", "GroupId | None"):
+            found.append(f"{cls.__name__}.{name}(group_id: {param.annotation})")
+    return found
+
+
+def test_the_group_and_file_workers_take_group_ids_as_the_records_carry_them() -> None:
+    from messenger.files.manager import FileManager
+    from messenger.groups import GroupManager
+
+    assert bytes_group_ids(GroupManager) == []
+    assert bytes_group_ids(FileManager) == []
+
+
+def test_the_id_checks_catch_conversions() -> None:
+    """Both checks fire on code that breaks the rule (they are not vacuous)."""
+    source = (
+        "# bytes.fromhex(x) in a comment is fine\n"
+        "a = service.groups.leave(bytes.fromhex(group_id))\n"
+        "b = record.msg_id.hex ()\n"
+        "c = unhexlify(s)\n"
+        "d = 'x.hex()'\n"
+    )
+    assert id_conversions(source, "probe.py", TO_BYTES | TO_TEXT) == [
+        "probe.py:2: bytes.fromhex(group_id)",
+        "probe.py:3: record.msg_id.hex()",
+        "probe.py:4: unhexlify(s)",
+    ]
+    assert id_conversions(source, "probe.py", TO_BYTES) == [
+        "probe.py:2: bytes.fromhex(group_id)",
+        "probe.py:4: unhexlify(s)",
+    ]
+
+    class Old:
+        def leave(self, group_id: bytes) -> None: ...
+
+        def search(self, text: str, group_id: GroupId | None = None) -> None: ...
+
+        def is_active(self, group_id: bytes) -> None: ...
+
+    assert bytes_group_ids(Old) == ["Old.leave(group_id: bytes)"]

@@ -1,4 +1,4 @@
-"""The parts of messenger/net/tor.py that need no tor: torrc lines, settings from the
+"""The parts of messenger/net/tor/ that need no tor: torrc lines, settings from the
 environment, onion addresses and keys (tests/tor runs the rest against a real tor)."""
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from messenger.net.tor import (
     TorError,
     TorNotFound,
     TorSettings,
-    _parse_bootstrap_phase,
     check_onion_address,
     check_onion_key,
     find_tor,
@@ -28,6 +27,7 @@ from messenger.net.tor import (
     onion_address_from_public_key,
     parse_torrc_lines,
 )
+from messenger.net.tor.control import parse_bootstrap_phase
 
 # rend-spec-v3 / tor's own unit test (test_hs_common.c, test_build_address): this public
 # key gives this address.
@@ -108,11 +108,11 @@ def test_missing_tor_binary_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_bootstrap_phase_is_read_with_stems_parser() -> None:
-    state = _parse_bootstrap_phase(
+    state = parse_bootstrap_phase(
         'NOTICE BOOTSTRAP PROGRESS=45 TAG=requesting_descriptors SUMMARY="Asking for relay '
         'descriptors"'
     )
     assert state is not None
     assert (state.percent, state.tag) == (45, "requesting_descriptors")
     assert state.summary == "Asking for relay descriptors"
-    assert _parse_bootstrap_phase("NOTICE BOOTSTRAP TAG=x") is None
+    assert parse_bootstrap_phase("NOTICE BOOTSTRAP TAG=x") is None
