@@ -485,59 +485,17 @@ def fetch(channel: Channel, download: Download, source: str) -> None:
     outstanding: list[int] = []
     writer: ChunkWriter | None = None
     try:
-        kind, body = channel.recv()
-        if kind == BYE:
-            raise SourceStopped(bytes(body).decode("utf-8", "replace") or "not serving")
-        if kind != READY:
-            raise SourceMisbehaved(f"expected READY, got record type {kind}")
-        ready = bytes(body)
-        if download.manifest is None:
-            channel.send(MANIFEST_GET)
-            kind, body = channel.recv()
-            if kind != MANIFEST:
-                raise SourceMisbehaved(f"expected the manifest, got record type {kind}")
-            download.set_manifest(bytes(body))
-        assert download.manifest is not None
-        try:
-            source_have = Bitmap(download.manifest.count, ready)
-        except ManifestError as exc:
-            raise SourceMisbehaved(f"bad chunk list: {exc}") from None
+        source_have = _fetch_opening(channel, download)
         download.open()
         writer = ChunkWriter(download, source)
         while not download.stopped.is_set() and not download.complete:
             writer.check()
             if len(outstanding) < WINDOW:
-                more = download.take(source_have, WINDOW - len(outstanding))
-                if more:
-                    outstanding += more  # before sending: released if the send fails
-                    channel.send(GET, b"".join(_INDEX.pack(i) for i in more))
+                _ask_for_more(channel, download, source_have, outstanding)
             if not outstanding:
                 download.wait_for_work(0.2)  # others hold the rest, and they may fail
                 continue
-            buffer = writer.buffer()
-            kind, body = channel.recv(into=buffer)
-            if kind == CHUNK:
-                (index,) = _INDEX.unpack_from(body)
-                if index not in outstanding:
-                    writer.give_back(buffer)
-                    raise SourceMisbehaved(f"chunk {index} was not asked for")
-                outstanding.remove(index)  # the writer stores it, or releases it if bad
-                writer.submit(index, buffer, body[4:])
-                delay = download.rate.take(len(body))
-                if delay:
-                    time.sleep(delay)
-                continue
-            writer.give_back(buffer)
-            if kind == MISSING:
-                (index,) = _INDEX.unpack_from(body)
-                if index in outstanding:
-                    outstanding.remove(index)
-                    source_have.discard(index)
-                    download.release([index])
-            elif kind == BYE:
-                raise SourceStopped(bytes(body).decode("utf-8", "replace") or "stopped serving")
-            else:
-                raise SourceMisbehaved(f"unexpected bulk record type {kind}")
+            _receive(channel, download, writer, source_have, outstanding)
         writer.close()
         writer.check()
         with contextlib.suppress(OSError):
@@ -546,3 +504,70 @@ def fetch(channel: Channel, download: Download, source: str) -> None:
         if writer is not None:
             writer.close()
         download.release(outstanding)
+
+
+def _fetch_opening(channel: Channel, download: Download) -> Bitmap:
+    """The source's READY, and its manifest when the download has none yet: returns
+    which chunks the source has."""
+    kind, body = channel.recv()
+    if kind == BYE:
+        raise SourceStopped(bytes(body).decode("utf-8", "replace") or "not serving")
+    if kind != READY:
+        raise SourceMisbehaved(f"expected READY, got record type {kind}")
+    ready = bytes(body)
+    if download.manifest is None:
+        channel.send(MANIFEST_GET)
+        kind, body = channel.recv()
+        if kind != MANIFEST:
+            raise SourceMisbehaved(f"expected the manifest, got record type {kind}")
+        download.set_manifest(bytes(body))
+    assert download.manifest is not None
+    try:
+        return Bitmap(download.manifest.count, ready)
+    except ManifestError as exc:
+        raise SourceMisbehaved(f"bad chunk list: {exc}") from None
+
+
+def _ask_for_more(
+    channel: Channel, download: Download, source_have: Bitmap, outstanding: list[int]
+) -> None:
+    """Fills the window with chunks the source has and nobody else is fetching."""
+    more = download.take(source_have, WINDOW - len(outstanding))
+    if more:
+        outstanding.extend(more)  # before sending: released if the send fails
+        channel.send(GET, b"".join(_INDEX.pack(i) for i in more))
+
+
+def _receive(
+    channel: Channel,
+    download: Download,
+    writer: ChunkWriter,
+    source_have: Bitmap,
+    outstanding: list[int],
+) -> None:
+    """One record from the source: a chunk goes to the writer, MISSING frees its index
+    for other sources, BYE or anything else ends this source."""
+    buffer = writer.buffer()
+    kind, body = channel.recv(into=buffer)
+    if kind == CHUNK:
+        (index,) = _INDEX.unpack_from(body)
+        if index not in outstanding:
+            writer.give_back(buffer)
+            raise SourceMisbehaved(f"chunk {index} was not asked for")
+        outstanding.remove(index)  # the writer stores it, or releases it if bad
+        writer.submit(index, buffer, body[4:])
+        delay = download.rate.take(len(body))
+        if delay:
+            time.sleep(delay)
+        return
+    writer.give_back(buffer)
+    if kind == MISSING:
+        (index,) = _INDEX.unpack_from(body)
+        if index in outstanding:
+            outstanding.remove(index)
+            source_have.discard(index)
+            download.release([index])
+    elif kind == BYE:
+        raise SourceStopped(bytes(body).decode("utf-8", "replace") or "stopped serving")
+    else:
+        raise SourceMisbehaved(f"unexpected bulk record type {kind}")
