@@ -188,6 +188,18 @@ def _as_close(record: bytes) -> wire.Close | None:
     return message if isinstance(message, wire.Close) else None
 
 
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """What a test fixes where a session otherwise draws fresh values or takes the default
+    (the service passes none): its ephemeral key, the NEARBY one-time static key and SAS
+    nonce, the largest record it accepts."""
+
+    ephemeral: KeyPair | None = None
+    nearby_static: KeyPair | None = None
+    sas_nonce: bytes | None = None
+    max_record: int = framing.MAX_RECORD
+
+
 class Session:
     def __init__(
         self,
@@ -197,11 +209,8 @@ class Session:
         hello: wire.Hello,
         target: InviteTarget | ContactTarget | NearbyTarget | None = None,
         authority: Authority | None = None,
-        ephemeral: KeyPair | None = None,
-        max_record: int = framing.MAX_RECORD,
         nearby: bool = False,
-        nearby_static: KeyPair | None = None,
-        sas_nonce: bytes | None = None,
+        pinned: Pinned | None = None,
     ) -> None:
         if initiator and target is None:
             raise ValueError("an initiator needs a target")
@@ -215,12 +224,13 @@ class Session:
         self.frames_sent = 0
         self.frames_received = 0
         self._static = static
-        self._ephemeral = ephemeral
+        pinned = pinned or Pinned()
+        self._ephemeral = pinned.ephemeral
         self._hello = hello
         self._target = target
         self._authority = authority
         self._decoder = framing.FrameDecoder()
-        self._reassembler = framing.Reassembler(max_record)
+        self._reassembler = framing.Reassembler(pinned.max_record)
         self._out = bytearray()
         self._events: list[SessionEvent] = []
         self._hs: HandshakeState | None = None
@@ -230,8 +240,8 @@ class Session:
         self._pending_hello: wire.Hello | None = None
         # NEARBY: offered by this responder?; one-time static key; SAS state.
         self._nearby = nearby
-        self._nearby_static = nearby_static
-        self._sas_nonce = sas_nonce
+        self._nearby_static = pinned.nearby_static
+        self._sas_nonce = pinned.sas_nonce
         self._sas_commitment: bytes | None = None
         self._sas_hash: bytes | None = None
         if initiator:

@@ -171,7 +171,7 @@ SPLIT = [
 ]
 # Not split into a package but held to the complexity caps all the same (their per-file
 # ignores are gone): long functions there are split, not exempted.
-CAPPED = ["service.py", "nearby.py", "cli/*.py", "net/transport.py"]
+CAPPED = ["service.py", "nearby.py", "cli/*.py", "net/transport.py", "protocol/session.py"]
 MAX_SPLIT_LINES = 400
 
 
