@@ -1,5 +1,5 @@
 """Downloading a file from every source that has it, and what sources tell us
-(FileHave, FileControl); chunk work runs on worker threads (bulk.py)."""
+(FileHave, FileControl); chunk work runs on worker threads (bulk.py, fetching.py)."""
 
 from __future__ import annotations
 
@@ -20,15 +20,13 @@ from .base import FileBase
 from .bulk import (
     BulkError,
     Channel,
-    Download,
-    RateLimit,
     SourceMisbehaved,
     SourceStopped,
     derive_keys,
     encode_preamble,
-    fetch,
 )
 from .chunks import Bitmap
+from .fetching import Download, RateLimit, fetch
 from .names import human_size
 from .store import StoreError
 from .transfer import PERSIST_INTERVAL, SETTING_MAX_SIZE, SETTING_RATE_LIMIT, Transfer
