@@ -11,11 +11,17 @@
    timed from its restart (the profile open) until it stored all 10,000 (each signature
    checked). Raw baseline: pipelined asyncio TCP echo of 200-byte messages.
 
-    python -m bench.bench_group [--quick]
+    python -m bench.bench_group [--quick] [--fan-out [--rounds N] [--profile DIR]]
+
+`--fan-out` measures the separate-process fan-out row alone (raw, service, raw), `--rounds`
+times, with `--members` and `--count`; `--profile DIR` records one member and the admin
+with py-spy meanwhile; CHINWAG_BENCH_WRAP="-m bench.loop_cpu FILE" writes member 1's
+event-loop CPU per callback to FILE (bench/loop_cpu.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import os
@@ -35,6 +41,7 @@ from messenger.identity import Identity
 from messenger.protocol import wire
 from messenger.service import PeerService
 
+from .bench_processes import Spy
 from .common import (
     _LEN,
     Result,
@@ -48,7 +55,6 @@ from .common import (
     fmt_rate,
     fmt_time,
     frame,
-    parse_args,
     percentile,
     print_table,
     quiet_logging,
@@ -121,10 +127,15 @@ async def _delivered_to_all(
 
 
 async def fan_out_processes(
-    root: Path, members: int, count: int, cpu: list[float] | None = None
+    root: Path,
+    members: int,
+    count: int,
+    cpu: list[float] | None = None,
+    spy: Spy | None = None,
 ) -> list[float]:
     """The admin in this process, the other members as `chinwag-cli run` processes;
-    `cpu` receives the CPU seconds per message of the members together."""
+    `cpu` receives the CPU seconds per message of the members together; `spy` records
+    the first member and this process (the admin) with py-spy while the samples run."""
     admin = await _peer(root, "admin")
     procs: list[asyncio.subprocess.Process] = []
     try:
@@ -137,9 +148,11 @@ async def fan_out_processes(
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
         for i in range(1, members):
             profile = str(root / f"p{i:02d}")
+            # Member 1 under a wrapper (CHINWAG_BENCH_WRAP), e.g. "-m bench.loop_cpu FILE".
+            wrap = os.environ.get("CHINWAG_BENCH_WRAP", "").split() if i == 1 else []
             procs.append(
                 await asyncio.create_subprocess_exec(
-                    *(sys.executable, "-m", "messenger.cli", "--profile", profile, "run"),
+                    *(sys.executable, *wrap, "-m", "messenger.cli", "--profile", profile, "run"),
                     *("--listen", "127.0.0.1:0", "--no-discovery"),
                     stdout=asyncio.subprocess.DEVNULL,
                     stderr=asyncio.subprocess.DEVNULL,
@@ -151,7 +164,9 @@ async def fan_out_processes(
         group_id = record.id
         await _delivered_to_all(admin, group_id, members - 1, 5, warmup=0)  # all have it
         used = -sum(cpu_seconds(p.pid) for p in procs)
-        samples = await _delivered_to_all(admin, group_id, members - 1, count, warmup=0)
+        watched = {"member": procs[0].pid, "admin": os.getpid()}
+        async with (spy or Spy(None)).recording(watched, "fan-out"):
+            samples = await _delivered_to_all(admin, group_id, members - 1, count, warmup=0)
         if cpu is not None:
             cpu.append((used + sum(cpu_seconds(p.pid) for p in procs)) / count)
         return samples
@@ -403,9 +418,44 @@ async def run(quick: bool = False) -> list[Result]:
     ]
 
 
+async def fan_out_only(rounds: int, spy: Spy, members: int = 20, count: int = 200) -> None:
+    """The separate-process fan-out row alone, `rounds` times: raw, service, raw."""
+    for r in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="chinwag-bench-fan-") as tmp:
+            root = Path(tmp)
+            raw_cpu: list[float] = []
+            member_cpu: list[float] = []
+            raw_fan = await raw_fan_out(root, members - 1, count // 2, cpu=raw_cpu)
+            procs = await fan_out_processes(
+                root / "procs", members, count, cpu=member_cpu, spy=spy if r == 0 else None
+            )
+            raw_fan += await raw_fan_out(root, members - 1, count // 2, cpu=raw_cpu)
+        q50, fan50 = percentile(procs, 50), percentile(raw_fan, 50)
+        print(
+            f"round {r + 1}: load {os.getloadavg()[0]:.1f}; group p50 {fmt_time(q50)} "
+            f"(p99 {fmt_time(percentile(procs, 99))}), raw fan-out p50 {fmt_time(fan50)}: "
+            f"{q50 / fan50:.2f}x; CPU per msg, members {fmt_time(member_cpu[0])}, "
+            f"raw {fmt_time(statistics.mean(raw_cpu))}",
+            flush=True,
+        )
+    spy.report()
+
+
 def main() -> None:
-    args = parse_args(__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--fan-out", action="store_true", help="the process fan-out row alone")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of --fan-out")
+    parser.add_argument("--profile", type=Path, help="py-spy a member and the admin (--fan-out)")
+    parser.add_argument("--members", type=int, default=20, help="group size (--fan-out)")
+    parser.add_argument("--count", type=int, default=200, help="messages (--fan-out)")
+    args = parser.parse_args()
     quiet_logging()
+    if args.fan_out:
+        if args.profile:
+            args.profile.mkdir(parents=True, exist_ok=True)
+        asyncio.run(fan_out_only(args.rounds, Spy(args.profile), args.members, args.count))
+        return
     print_table("Groups", asyncio.run(run(quick=args.quick)))
 
 

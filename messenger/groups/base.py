@@ -76,6 +76,9 @@ class GroupBase:
         # and the task checking them (one at a time, so they are accepted in order).
         self._unverified: list[tuple[Connection, wire.GroupMessage]] = []
         self._verifying: asyncio.Task[None] | None = None
+        # A message was checked on arrival in this loop pass: the rest of the read queues.
+        self._inline_checked = False
+        self._closed = False
         self._verifier: ThreadPoolExecutor | None = None
         # Messages queued for checking so far, and how many of them are through (handed to
         # the committer or refused); send_text waits on these (_arrivals_checked).
@@ -83,6 +86,8 @@ class GroupBase:
         self._checked = 0
         self._checked_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._delivery_dirty: dict[tuple[bytes, bytes], int] = {}
+        # Stored messages are added to the search index in batches, off their commits.
+        self._index_wanted = asyncio.Event()
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -52,12 +52,18 @@ class GroupManager(GroupJoining, GroupSync):
         opened = await self._db.run(self._settings.get_setting, SETTING_OPEN_GROUPS, [])
         self._open = [bytes.fromhex(g) for g in opened if bytes.fromhex(g) in self._groups]
         self._committer = Batcher(self._store, self._batch_max, "chinwag-group-messages")
+        self._index_wanted.set()  # whatever a killed process left unindexed
+        self._tasks.spawn(self._search_indexer(), "chinwag-group-search-indexer")
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._verifying is not None:
             self._verifying.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._verifying
+        if self._unverified:  # queued behind an inline check, never to be checked now
+            self._unverified.clear()
+            self._note_checked(self._arrived)
         if self._verifier is not None:
             self._verifier.shutdown(wait=True)
         if self._committer is not None:
@@ -158,11 +164,12 @@ class GroupManager(GroupJoining, GroupSync):
         assert self._committer is not None
         stored = await self._committer.submit(Arrival(self._new(message, outgoing=True), None))
         assert stored is not None
+        encoded = wire.encode_message(message)  # once, the same bytes for every member
         for m in group.roster.members:
             if m.ed25519_public != self._me:
                 conn = self._live(m.ed25519_public)
                 if conn is not None:
-                    conn.send(message)
+                    conn.send(message, encoded)
         return self._message_record(group, stored)
 
     def get(self, group_id: GroupId) -> Group | None:

@@ -52,10 +52,13 @@ def sign_leave(identity: Identity, leave: wire.GroupLeave) -> wire.GroupLeave:
 
 
 def verify(context: bytes, message: Any, key: bytes) -> bool:
+    """Check a signature of a message decode_message made (so validated already: the
+    bytes signed are rebuilt without validating it again, see encode_with_signature)."""
     try:
+        signed = context + wire.encode_with_signature(message, NO_SIGNATURE)
         # The binding itself: a VerifyKey object per check cost ~5 us more (catch-up
         # checks thousands of these).
-        nacl.bindings.crypto_sign_open(message.signature + signed_bytes(context, message), key)
+        nacl.bindings.crypto_sign_open(message.signature + signed, key)
     except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
         return False
     except (wire.WireError, TypeError):

@@ -29,6 +29,9 @@ DELIVERY_WRITE_DELAY: Final = 0.2
 # VERIFY_THREADS threads (PyNaCl drops the GIL inside libsodium).
 VERIFY_INLINE_MAX: Final = 16
 VERIFY_THREADS: Final = 2
+# Seconds stored messages wait before they are added to the search index, in one
+# transaction with whatever else arrived meanwhile (searches index what is left first).
+SEARCH_INDEX_DELAY: Final = 0.5
 
 
 class GroupSync(GroupBase):
@@ -69,15 +72,23 @@ class GroupSync(GroupBase):
             log.warning("group message refused: %s", problem)
             return
         self._arrived += 1
-        if self._verifying is None:
+        if self._verifying is None and not self._inline_checked:
             # Nothing waits to be checked: check this one now (a live message, or the
             # first of a read), without a loop pass on the way to the committer.
             self._accept_verified([(conn, m)], verify_messages([m]))
             self._note_checked(self._checked + 1)
-            self._verifying = self._tasks.spawn(self._verify_arrivals(), "chinwag-group-verify")
+            # The rest of this read waits for the end of this loop pass and is checked
+            # together; a lone message costs no task (one per message was ~15 us).
+            self._inline_checked = True
+            asyncio.get_running_loop().call_soon(self._after_inline_check)
             return
         # The signature is checked by _verify_arrivals with the rest of this read.
         self._unverified.append((conn, m))
+
+    def _after_inline_check(self) -> None:
+        self._inline_checked = False
+        if self._unverified and self._verifying is None and not self._closed:
+            self._verifying = self._tasks.spawn(self._verify_arrivals(), "chinwag-group-verify")
 
     async def _verify_arrivals(self) -> None:
         """Check the signatures of what arrived (the messages of a whole read, often
@@ -170,6 +181,8 @@ class GroupSync(GroupBase):
             if any(a.connection is None for a in arrivals):
                 raise  # one of ours: the user's send fails with the plain DiskFull
             return [None] * len(arrivals)
+        if stored:
+            self._index_wanted.set()
         by_id = {m.msg_id: m for m in stored}
         acks: dict[Connection, dict[bytes, set[bytes]]] = {}
         for a in arrivals:
@@ -191,6 +204,19 @@ class GroupSync(GroupBase):
             if group is not None:
                 self._emit(GroupMessageAdded(self._message_record(group, m)))
         return [by_id.get(a.message.msg_id) for a in arrivals]
+
+    async def _search_indexer(self) -> None:
+        """Index stored group messages for search in batches, never inside a message's
+        commit (the FTS5 insert was a third of a lone arriving message's storing)."""
+        while True:
+            await self._index_wanted.wait()
+            await asyncio.sleep(SEARCH_INDEX_DELAY)  # let a burst finish first
+            self._index_wanted.clear()
+            try:
+                while await self._db.run(self.repo.index_pending, 2000):
+                    pass  # in chunks, so other work gets the database in between
+            except DiskFull as exc:  # indexed with the next message stored, or a search
+                self._not_stored(exc, set())
 
     def _ack_soon(self, conn: Connection, group: Group, author: bytes) -> None:
         """Duplicates (a second member replaying a catch-up) are acknowledged once per

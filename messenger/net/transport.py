@@ -113,15 +113,18 @@ class Connection:
         if data and not self.writer.is_closing():
             self.writer.write(data)
 
-    def send(self, message: wire.WireMessage) -> None:
+    def send(self, message: wire.WireMessage, encoded: bytes | None = None) -> None:
         """Send if the session is live; otherwise drop it (the outbox resends chat).
+        `encoded` is the message as `wire.encode_message` gives it, for a sender that
+        sends one message on many sessions (a group message to every member).
 
         Messages queued in one pass of the event loop are encrypted together (chat
         messages and receipts in Batch records) and leave in one write."""
         if not self.session.established or self.writer.is_closing():
             return
         # Encoded (and so validated) now: a bad message fails here, at its sender.
-        self._pending.append((wire.encode_message(message), isinstance(message, wire.BATCHABLE)))
+        record = wire.encode_message(message) if encoded is None else encoded
+        self._pending.append((record, isinstance(message, wire.BATCHABLE)))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)

@@ -100,6 +100,9 @@ def _insert_group_messages(cur: Any, rows: Sequence[tuple[Any, ...]]) -> list[in
     row_ids: list[int | None] = []
     if not rows:
         return row_ids
+    if len(rows) == 1:
+        cur.execute(_INSERT_HEAD + _ROW + _INSERT_TAIL, rows[0])
+        return [cur.lastrowid if cur.rowcount == 1 else None]
     (last,) = cur.execute("SELECT coalesce(max(id), 0) FROM group_messages").fetchone()
     for start in range(0, len(rows), _INSERT_CHUNK):
         chunk = rows[start : start + _INSERT_CHUNK]
@@ -272,15 +275,21 @@ class GroupRepository:
             # The transaction holds the write lock: what is not stored now is new. Then
             # multi-row INSERTs (a catch-up stores hundreds per batch): one statement per
             # row with RETURNING stepped SQLite, and handed the GIL over, once per row.
-            seen = _existing_group_msg_ids(cur, [m.msg_id for m in messages])
-            keys: set[tuple[bytes, bytes, int]] = set()
-            new: list[NewGroupMessage] = []
-            for m in messages:
-                key = (m.group_id, m.author, m.seq)
-                if m.msg_id not in seen and key not in keys:
-                    seen.add(m.msg_id)
-                    keys.add(key)
-                    new.append(m)
+            if len(messages) == 1:
+                # A lone (live) message: the INSERT's ON CONFLICT drops a duplicate, and
+                # its row id is `lastrowid`: no query for stored ids, no max(id) either
+                # side (three statements of the five a live message cost).
+                new = list(messages)
+            else:
+                seen = _existing_group_msg_ids(cur, [m.msg_id for m in messages])
+                keys: set[tuple[bytes, bytes, int]] = set()
+                new = []
+                for m in messages:
+                    key = (m.group_id, m.author, m.seq)
+                    if m.msg_id not in seen and key not in keys:
+                        seen.add(m.msg_id)
+                        keys.add(key)
+                        new.append(m)
             rows = [
                 (
                     m.msg_id,
@@ -375,6 +384,30 @@ class GroupRepository:
             rows = _cursor(conn).execute(sql, params).fetchall()
         return [_stored(r) for r in reversed(rows)]
 
+    def index_pending(self, limit: int = 5000) -> int:
+        """Add up to `limit` group messages not yet indexed to the search index; returns
+        how many. Indexing runs after storing (migration 0010), never inside a message's
+        commit: as Repository.index_pending does for 1:1 messages."""
+        with self._repo.write_transaction() as cur:
+            (last,) = cur.execute(
+                "SELECT last_id FROM group_search_progress WHERE id = 1"
+            ).fetchone()
+            count, top = cur.execute(
+                "SELECT count(*), max(id) FROM "
+                "(SELECT id FROM group_messages WHERE id > ? ORDER BY id LIMIT ?)",
+                (last, limit),
+            ).fetchone()
+            if not count:
+                return 0
+            # One statement inside SQLite: the bodies never travel through Python.
+            cur.execute(
+                "INSERT INTO group_messages_fts(rowid, body) "
+                "SELECT id, body FROM group_messages WHERE id > ? AND id <= ? ORDER BY id",
+                (last, top),
+            )
+            cur.execute("UPDATE group_search_progress SET last_id = ? WHERE id = 1", (top,))
+        return int(count)
+
     def search(
         self,
         text: str,
@@ -388,6 +421,8 @@ class GroupRepository:
         match = fts_match(text)
         if match is None or limit <= 0:
             return []
+        while self.index_pending():
+            pass  # a search sees every stored message
         with self.engine.connect() as conn:
             rows = (
                 _cursor(conn)

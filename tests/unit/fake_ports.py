@@ -122,12 +122,15 @@ class FakeConn:
         self._queue: asyncio.Queue[wire.WireMessage] = asyncio.Queue()
         self._pump: asyncio.Task[None] | None = None
 
-    def send(self, message: wire.WireMessage) -> None:
+    def send(self, message: wire.WireMessage, encoded: bytes | None = None) -> None:
         if self.closed.is_set():
             return
         self.sent.append(message)
+        record = wire.encode_message(message)
+        # A sender that passes the encoding along must pass this message's own.
+        assert encoded is None or encoded == record, "encoded is not this message"
         if self.other is not None:
-            decoded = wire.decode_message(wire.encode_message(message))
+            decoded = wire.decode_message(record)
             self.other.deliver(decoded)
 
     def deliver(self, message: wire.WireMessage) -> None:

@@ -123,7 +123,7 @@ def test_migration_0009_adds_the_columns_to_an_old_profile(tmp_path: Path) -> No
                 "0, 0)"
             )
         )
-    migrate(engine)
+    migrate(engine, "0009")
     assert current_revision(engine) == "0009"
     repo = Repository(engine)
     record = repo.contact("a")

@@ -169,6 +169,79 @@ def test_a_reused_row_id_is_still_indexed(repo: Repository) -> None:
     assert [m.body for m in repo.search("apple")] == ["apple"]
 
 
+def _gm(group_id: bytes, seq: int, body: str, msg_id: bytes | None = None) -> NewGroupMessage:
+    return NewGroupMessage(
+        msg_id or os.urandom(16), group_id, b"a" * 32, seq, 1, seq, NOW_MS, body, b"s", False
+    )
+
+
+def _group_fts_rows(repo: Repository) -> int:
+    with repo.engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT count(*) FROM group_messages_fts_docsize").one()[0])
+
+
+def test_group_messages_are_indexed_after_their_commit_and_before_a_search(
+    repo: Repository,
+) -> None:
+    """Migration 0010: storing a group message leaves the search index alone (the FTS5
+    insert was a third of a lone message's commit); index_pending, and every search,
+    catch up."""
+    groups = GroupRepository(repo)
+    gid = b"g" * 16
+    groups.save_roster(gid, epoch=1, name="G", roster=b"r", roster_hash=b"h", state=0, now=0)
+    (one,) = groups.store_messages([_gm(gid, 1, "damson jam")], NOW_MS)
+    groups.store_messages([_gm(gid, 2, "greengage"), _gm(gid, 3, "damson tart")], NOW_MS)
+    assert _group_fts_rows(repo) == 0
+    assert groups.index_pending(limit=2) == 2
+    assert _group_fts_rows(repo) == 2
+    assert [m.body for m in groups.search("damson")] == ["damson tart", "damson jam"]
+    assert groups.index_pending() == 0
+    # A lone message again: a duplicate (same id, or same author and seq) is dropped and
+    # not reported as stored; a new one gets the next row id.
+    assert groups.store_messages([_gm(gid, 1, "damson jam", one.msg_id)], NOW_MS) == []
+    assert groups.store_messages([_gm(gid, 1, "other id, same seq")], NOW_MS) == []
+    (four,) = groups.store_messages([_gm(gid, 4, "sloe gin")], NOW_MS)
+    assert four.row_id == one.row_id + 3
+    assert [m.body for m in groups.search("sloe")] == ["sloe gin"]
+    assert groups.message_count(gid) == 4
+
+
+def test_a_reused_group_row_id_is_still_indexed(repo: Repository) -> None:
+    """As for 1:1 messages: deleting a group's messages hands their ids out again, and
+    the deferred indexer must not take such an id for one it already indexed."""
+    groups = GroupRepository(repo)
+    keep, drop = b"k" * 16, b"d" * 16
+    for g in (keep, drop):
+        groups.save_roster(g, epoch=1, name="G", roster=b"r", roster_hash=b"h", state=0, now=0)
+    groups.store_messages([_gm(keep, 1, "apple")], NOW_MS)
+    (gone,) = groups.store_messages([_gm(drop, 1, "banana")], NOW_MS)
+    assert [m.body for m in groups.search("banana")] == ["banana"]  # indexes up to here
+    groups.forget_group(drop, 3)
+    (new,) = groups.store_messages([_gm(keep, 2, "cherry")], NOW_MS)
+    assert new.row_id == gone.row_id  # the id was given out again
+    assert [m.body for m in groups.search("cherry")] == ["cherry"]
+    assert groups.search("banana") == []
+    assert [m.body for m in groups.search("apple")] == ["apple"]
+
+
+def test_upgrade_to_0010_keeps_group_messages_searchable(tmp_path: Path) -> None:
+    eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(eng, "0009")
+        groups = GroupRepository(Repository(eng))
+        gid = b"g" * 16
+        groups.save_roster(gid, epoch=1, name="G", roster=b"r", roster_hash=b"h", state=0, now=0)
+        groups.store_messages([_gm(gid, 1, "medlar")], NOW_MS)  # indexed by 0008's trigger
+        migrate(eng)
+        groups.store_messages([_gm(gid, 2, "medlar jelly")], NOW_MS)  # indexed later
+        assert [m.body for m in groups.search("medlar")] == ["medlar jelly", "medlar"]
+        with eng.connect() as conn:  # and the index holds each once
+            (n,) = conn.exec_driver_sql("SELECT count(*) FROM group_messages_fts_docsize").one()
+        assert n == 2
+    finally:
+        eng.dispose()
+
+
 def index_as_0007(repo: Repository) -> None:
     """The deferred indexer as it ran on a 0007 schema (the index had only the body)."""
     with repo.engine.begin() as conn:

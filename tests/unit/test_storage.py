@@ -39,7 +39,8 @@ from messenger.storage.repository import (
 
 FTS_PREFIX = "messages_fts"  # the FTS5 table and its shadow tables: built by 0002, not models
 GROUP_FTS = "group_messages_fts"  # the same for group messages, built by 0007
-RAW_SQL_TABLES = (FTS_PREFIX, "search_progress", GROUP_FTS)  # as excluded in migrations/env.py
+# As excluded in migrations/env.py.
+RAW_SQL_TABLES = (FTS_PREFIX, "search_progress", GROUP_FTS, "group_search_progress")
 NOW = 1_700_000_000.0
 NOW_MS = int(NOW * 1000)
 
@@ -119,6 +120,7 @@ def test_fresh_database_is_at_head_with_the_models_schema(engine: Engine) -> Non
     assert {d[0] for d in everything} == {"remove_table"}
     assert {d[1].name for d in everything} == {
         "search_progress",
+        "group_search_progress",
         *(
             name
             for fts in (FTS_PREFIX, GROUP_FTS)
@@ -799,7 +801,7 @@ def test_upgrade_to_0007_indexes_the_group_messages_already_stored(tmp_path: Pat
                 )
         migrate(old)
         assert current_revision(old) == SCHEMA_HEAD
-        found = GroupRepository(old).search("rhubarb")
+        found = GroupRepository(Repository(old)).search("rhubarb")
         assert [m.body for m in found] == ["rhubarb crumble"]
     finally:
         old.dispose()

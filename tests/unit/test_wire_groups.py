@@ -38,6 +38,7 @@ from messenger.protocol.wire import (
     encode_batch,
     encode_group_attachment,
     encode_message,
+    encode_with_signature,
 )
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -432,3 +433,26 @@ def test_a_batched_group_message_is_checked_like_a_lone_one() -> None:
     ack = msgpack.unpackb(encode_message(GroupAck(b"g" * 16, ())))
     with pytest.raises(WireError, match="cannot be batched"):
         decode_message(msgpack.packb([int(MessageType.BATCH), [fields, ack]]))
+
+
+# --------------------------------------------------------------------------
+# What a signature covers, rebuilt without validating again (encode_with_signature)
+# --------------------------------------------------------------------------
+
+
+@FAST
+@given(st.one_of(group_messages, rosters, leaves), sigs)
+def test_the_signed_bytes_of_a_decoded_message_match_a_validated_encoding(
+    msg: GroupMessage | GroupRoster | GroupLeave, blank: bytes
+) -> None:
+    decoded = decode_message(encode_message(msg))
+    slow = encode_message(dataclasses.replace(decoded, signature=blank))
+    assert encode_with_signature(decoded, blank) == slow
+    assert decode_message(slow) == dataclasses.replace(msg, signature=blank)
+
+
+def test_only_a_signed_message_has_signed_bytes() -> None:
+    with pytest.raises(WireError, match="carries no signature"):
+        encode_with_signature(GroupAck(b"g" * 16, ()), b"s" * 64)
+    with pytest.raises(WireError, match="not a wire message"):
+        encode_with_signature(GroupMark(b"a" * 32, 1), b"s" * 64)  # type: ignore[arg-type]

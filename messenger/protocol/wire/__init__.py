@@ -86,6 +86,7 @@ from .codec import (
     encode_group_attachment,
     encode_hello,
     encode_message,
+    encode_with_signature,
 )
 from .files import FILE_MESSAGES, FileControl, FileHave, FileOffer, FileRequest
 from .groups import (
@@ -187,6 +188,7 @@ __all__ = [
     "encode_message",
     "encode_preamble",
     "encode_rejection",
+    "encode_with_signature",
     "parse_preamble",
     "parse_rejection",
 ]

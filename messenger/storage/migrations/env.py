@@ -7,7 +7,12 @@ from messenger.storage.models import Base
 connection = context.config.attributes["connection"]
 
 
-RAW_SQL_TABLES = ("messages_fts", "search_progress", "group_messages_fts")
+RAW_SQL_TABLES = (
+    "messages_fts",
+    "search_progress",
+    "group_messages_fts",
+    "group_search_progress",
+)
 
 
 def include_name(name: str | None, type_: str, _parents: object) -> bool:

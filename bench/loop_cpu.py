@@ -1,0 +1,74 @@
+"""CPU time of a process's event loop, per callback: which task or callback spends it.
+
+    python -m bench.loop_cpu OUT -m MODULE [ARGS...]
+
+Runs MODULE as `python -m` would and, at exit, writes to OUT the thread CPU time
+(`time.thread_time_ns`, so time spent waiting for a core is not counted, unlike py-spy's
+or cProfile's wall-clock samples on a loaded machine) spent in each event-loop callback,
+grouped by task coroutine or callback name, with calls and time per call. For one member
+of the fan-out benchmark:
+
+    CHINWAG_BENCH_WRAP="-m bench.loop_cpu /tmp/member.txt" \\
+        python -m bench.bench_group --fan-out --members 2 --count 3000
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import collections
+import runpy
+import sys
+import time
+from typing import Any
+
+_spent: collections.Counter[str] = collections.Counter()
+_calls: collections.Counter[str] = collections.Counter()
+
+
+def _name(handle: asyncio.Handle) -> str:
+    callback: Any = handle._callback  # type: ignore[attr-defined]
+    owner = getattr(callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        coro = owner.get_coro()
+        return "task " + getattr(coro, "__qualname__", repr(coro))
+    return str(getattr(callback, "__qualname__", repr(callback)))
+
+
+def _install() -> None:
+    original = asyncio.Handle._run
+
+    def timed(self: asyncio.Handle) -> None:
+        started = time.thread_time_ns()
+        try:
+            original(self)
+        finally:
+            name = _name(self)
+            _spent[name] += time.thread_time_ns() - started
+            _calls[name] += 1
+
+    asyncio.Handle._run = timed  # type: ignore[method-assign]
+
+
+def _report(path: str) -> None:
+    total = sum(_spent.values())
+    lines = [f"total {total / 1e6:.1f} ms of loop-thread CPU"]
+    for name, ns in _spent.most_common(40):
+        per_call = ns / max(_calls[name], 1) / 1e3
+        lines.append(f"{ns / 1e6:9.1f} ms {_calls[name]:8d} calls {per_call:8.1f} us/call  {name}")
+    with open(path, "w", encoding="utf-8") as out:
+        out.write("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    if len(sys.argv) < 4 or sys.argv[2] != "-m":
+        raise SystemExit(__doc__)
+    path, module = sys.argv[1], sys.argv[3]
+    sys.argv = [module, *sys.argv[4:]]
+    _install()
+    atexit.register(_report, path)
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()
