@@ -1,5 +1,5 @@
 """Downloading a file from every source that has it, and what sources tell us
-(FileHave, FileControl); chunk work runs on worker threads (bulk.py)."""
+(FileHave, FileControl); chunk work runs on worker threads (bulk.py, fetching.py)."""
 
 from __future__ import annotations
 
@@ -20,15 +20,13 @@ from .base import FileBase
 from .bulk import (
     BulkError,
     Channel,
-    Download,
-    RateLimit,
     SourceMisbehaved,
     SourceStopped,
     derive_keys,
     encode_preamble,
-    fetch,
 )
 from .chunks import Bitmap
+from .fetching import Download, RateLimit, fetch
 from .names import human_size
 from .store import StoreError
 from .transfer import PERSIST_INTERVAL, SETTING_MAX_SIZE, SETTING_RATE_LIMIT, Transfer
@@ -89,100 +87,97 @@ class FileDownloads(FileBase):
         last_bytes, last_time = self._have_bytes(f), time.monotonic()
         try:
             while f.state is TransferState.DOWNLOADING and not download.complete:
-                now = time.monotonic()
-                for contact_id in sorted(f.sources - f.bad_sources):
-                    task = workers.get(contact_id)
-                    if task is not None and not task.done():
-                        continue
-                    if contact_id in f.remote_paused or retry_at.get(contact_id, 0) > now:
-                        continue
-                    if not self._links.is_online(contact_id):
-                        continue
-                    retry_at[contact_id] = now + RETRY_DELAY
-                    workers[contact_id] = self._spawn(
-                        self._fetch_from(f, download, contact_id),
-                        f"chinwag-fetch-{f.root.hex()[:8]}-{contact_id[:8]}",
-                    )
+                self._spawn_fetchers(f, download, workers, retry_at)
                 f.wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(PERSIST_INTERVAL):
                         await f.wake.wait()
                 if download.error is not None:
-                    await self._set_state(f, TransferState.FAILED, error=str(download.error))
-                    if "manifest" in str(download.error):
-                        self._tell_sources(f, wire.FileAction.REJECT, str(download.error)[:200])
+                    await self._download_failed(f, download.error)
                     break
                 await self._persist(f)
-                now = time.monotonic()
-                have = self._have_bytes(f)
-                if now > last_time:
-                    f.speed = 0.5 * f.speed + 0.5 * max(0, have - last_bytes) / (now - last_time)
-                last_bytes, last_time = have, now
+                last_bytes, last_time = self._measure_speed(f, last_bytes, last_time)
                 self._changed(f)
             if download.complete and f.state is TransferState.DOWNLOADING:
-                download.stopped.set()
-                await self._persist(f)
-                await self._set_state(f, TransferState.COMPLETE, error=None)
-                f.speed = 0.0
-                # Our sources stop counting on us; group members gain a source.
-                for contact_id in f.sources | self._members_of_groups(f):
-                    conn = self._links.connection(contact_id)
-                    if conn is not None:
-                        conn.send(wire.FileHave(f.root))
+                await self._download_complete(f, download)
         finally:
-            download.stopped.set()
-            for channel in [c for c in self._channels if c.download is download]:
-                channel.close()
-            await asyncio.gather(*workers.values(), return_exceptions=True)
-            await self._persist(f)
-            await asyncio.get_running_loop().run_in_executor(self._pool, download.close)
-            f.download = None
-            f.last_download = download
-            self._changed(f)
-            if f.state is TransferState.DOWNLOADING and not self._closing:
-                # Resumed while this run was winding down: go again once it is done.
-                asyncio.get_running_loop().call_soon(self._start, f)
+            await self._wind_down(f, download, workers)
+
+    def _spawn_fetchers(
+        self,
+        f: Transfer,
+        download: Download,
+        workers: dict[str, asyncio.Task[None]],
+        retry_at: dict[str, float],
+    ) -> None:
+        """One fetch worker per usable source that has none running: online, not paused
+        by the source, and not tried in the last RETRY_DELAY seconds."""
+        now = time.monotonic()
+        for contact_id in sorted(self._other_sources(f)):
+            task = workers.get(contact_id)
+            if task is not None and not task.done():
+                continue
+            if contact_id in f.remote_paused or retry_at.get(contact_id, 0) > now:
+                continue
+            if not self._links.is_online(contact_id):
+                continue
+            retry_at[contact_id] = now + RETRY_DELAY
+            workers[contact_id] = self._spawn(
+                self._fetch_from(f, download, contact_id),
+                f"chinwag-fetch-{f.root.hex()[:8]}-{contact_id[:8]}",
+            )
+
+    async def _download_failed(self, f: Transfer, error: Exception) -> None:
+        await self._set_state(f, TransferState.FAILED, error=str(error))
+        if "manifest" in str(error):
+            self._tell_sources(f, wire.FileAction.REJECT, str(error)[:200])
+
+    def _measure_speed(self, f: Transfer, last_bytes: int, last_time: float) -> tuple[int, float]:
+        """Smooths f.speed with the bytes gained since the last look; returns this look."""
+        now = time.monotonic()
+        have = self._have_bytes(f)
+        if now > last_time:
+            f.speed = 0.5 * f.speed + 0.5 * max(0, have - last_bytes) / (now - last_time)
+        return have, now
+
+    async def _download_complete(self, f: Transfer, download: Download) -> None:
+        download.stopped.set()
+        await self._persist(f)
+        await self._set_state(f, TransferState.COMPLETE, error=None)
+        f.speed = 0.0
+        # Our sources stop counting on us; group members gain a source.
+        for contact_id in f.sources | self._members_of_groups(f):
+            conn = self._links.connection(contact_id)
+            if conn is not None:
+                conn.send(wire.FileHave(f.root))
+
+    async def _wind_down(
+        self, f: Transfer, download: Download, workers: dict[str, asyncio.Task[None]]
+    ) -> None:
+        """Ends a download run however it ended: channels closed, workers awaited, state
+        saved, the store's files closed."""
+        download.stopped.set()
+        for channel in [c for c in self._channels if c.download is download]:
+            channel.close()
+        await asyncio.gather(*workers.values(), return_exceptions=True)
+        await self._persist(f)
+        await asyncio.get_running_loop().run_in_executor(self._pool, download.close)
+        f.download = None
+        f.last_download = download
+        self._changed(f)
+        if f.state is TransferState.DOWNLOADING and not self._closing:
+            # Resumed while this run was winding down: go again once it is done.
+            asyncio.get_running_loop().call_soon(self._start, f)
 
     async def _fetch_from(self, f: Transfer, download: Download, contact_id: str) -> None:
-        conn = self._links.connection(contact_id)
-        if conn is None or conn.peer_address is None or conn.session.peer is None:
-            return
-        host = conn.peer_address[0]
-        port = conn.peer_address[1] if conn.initiator else conn.session.peer.hello.listen_port
-        tunnelled = self._tunnel is not None and self._tunnel.wanted(contact_id, conn)
-        if not port and not tunnelled:
-            return
-        ticket, secret = nacl.utils.random(16), nacl.utils.random(32)
-        conn.send(wire.FileRequest(f.root, ticket, secret))
-        await conn.drain()
-        d2s, s2d = derive_keys(secret)
-        loop = asyncio.get_running_loop()
-        timeout = self._timing.connect_timeout
-        opened: socket.socket | None = None
-        if tunnelled:
-            assert self._tunnel is not None
-            try:
-                opened = await self._tunnel.open(contact_id)
-            except OSError as exc:
-                log.info("cannot reach %s for %s: %s", contact_id[:8], f.row.name, exc)
-                return
-
-        def dial() -> Channel:
-            sock = opened or socket.create_connection((host, port), timeout=timeout)
-            sock.settimeout(None)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.sendall(encode_preamble(ticket))
-            return Channel(sock, send_key=d2s, recv_key=s2d)
-
-        try:
-            channel = await loop.run_in_executor(self._pool, dial)
-        except OSError as exc:
-            log.info("cannot reach %s for %s: %s", contact_id[:8], f.row.name, exc)
+        channel = await self._open_channel(f, contact_id)
+        if channel is None:
             return
         channel.download, channel.source = download, contact_id
         self._channels.add(channel)
         if download.stopped.is_set():
             channel.close()
+        loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._pool, fetch, channel, download, contact_id)
         except SourceMisbehaved as exc:
@@ -203,6 +198,40 @@ class FileDownloads(FileBase):
             self._channels.discard(channel)
             channel.close()
             f.wake.set()
+
+    async def _open_channel(self, f: Transfer, contact_id: str) -> Channel | None:
+        """Asks the source for the file over its session and opens the bulk channel to it
+        (a direct TCP connection, or the tunnel); None when it cannot be reached."""
+        conn = self._links.connection(contact_id)
+        if conn is None or conn.peer_address is None or conn.session.peer is None:
+            return None
+        host = conn.peer_address[0]
+        port = conn.peer_address[1] if conn.initiator else conn.session.peer.hello.listen_port
+        tunnelled = self._tunnel is not None and self._tunnel.wanted(contact_id, conn)
+        if not port and not tunnelled:
+            return None
+        ticket, secret = nacl.utils.random(16), nacl.utils.random(32)
+        conn.send(wire.FileRequest(f.root, ticket, secret))
+        await conn.drain()
+        d2s, s2d = derive_keys(secret)
+        timeout = self._timing.connect_timeout
+        opened: socket.socket | None = None
+
+        def dial() -> Channel:
+            sock = opened or socket.create_connection((host, port), timeout=timeout)
+            sock.settimeout(None)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(encode_preamble(ticket))
+            return Channel(sock, send_key=d2s, recv_key=s2d)
+
+        try:
+            if tunnelled:
+                assert self._tunnel is not None
+                opened = await self._tunnel.open(contact_id)
+            return await asyncio.get_running_loop().run_in_executor(self._pool, dial)
+        except OSError as exc:
+            log.info("cannot reach %s for %s: %s", contact_id[:8], f.row.name, exc)
+            return None
 
     async def _stop_source(self, f: Transfer, contact_id: str) -> None:
         # Closing the source's channel makes its worker return; the rest carry on.

@@ -3,8 +3,9 @@
 
 Constructed by PeerService, which calls it from a handful of one-line hooks (messages of
 tags 40-59, a contact's session going live, an inbound bulk preamble, outbox resends,
-shutdown). Chunk work runs on worker threads (bulk.py); the event loop only coordinates:
-it persists the bitmap of verified chunks twice a second and emits TransferChanged.
+shutdown). Chunk work runs on worker threads (bulk.py, fetching.py); the event loop only
+coordinates: it persists the bitmap of verified chunks twice a second and emits
+TransferChanged.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ class FileManager(FileOffers, FileServing):
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    # One loop per table it reads back (settings, files, links, sources, group offers).
-    async def load(self) -> None:  # noqa: C901, PLR0912
+    async def load(self) -> None:
+        """Reads back what the database holds, then resumes the downloads that ran."""
         db = self._db.run
         for key, default in DEFAULT_FILE_SETTINGS.items():
             self.settings[key] = int(await db(self._settings_repo.get_setting, key, default))
@@ -51,6 +52,15 @@ class FileManager(FileOffers, FileServing):
             have = Bitmap(manifest.count, row.have) if manifest and row.have else None
             self._files[row.root] = Transfer(row, manifest, have)
         await asyncio.get_running_loop().run_in_executor(self._pool, self._upgrade_store)
+        await self._load_links()
+        await self._load_group_links()
+        for f in self._files.values():
+            if f.state is TransferState.DOWNLOADING:
+                self._start(f)
+
+    async def _load_links(self) -> None:
+        """Which 1:1 messages offer each file, and which contacts are its sources."""
+        db = self._db.run
         for link in await db(self._repo.links):
             f = self._files.get(link.root)
             if f is not None:
@@ -60,9 +70,11 @@ class FileManager(FileOffers, FileServing):
         for root, contact_id in await db(self._repo.sources):
             if root in self._files:
                 self._files[root].sources.add(contact_id)
-        group_links = await self._groups.attachment_links()
+
+    async def _load_group_links(self) -> None:
+        """Which group messages offer each file; offers stored but not yet noted are noted."""
         unregistered = []
-        for msg_id, group_id, author, outgoing, encoded in group_links:
+        for msg_id, group_id, author, outgoing, encoded in await self._groups.attachment_links():
             root = wire.decode_group_attachment(encoded).root
             f = self._files.get(root)
             if f is not None:
@@ -71,9 +83,6 @@ class FileManager(FileOffers, FileServing):
                 unregistered.append((msg_id, group_id, author, encoded))
         if unregistered:  # stored, then killed before the file was noted: note it now
             await self._register_group_offers(unregistered)
-        for f in self._files.values():
-            if f.state is TransferState.DOWNLOADING:
-                self._start(f)
 
     def _upgrade_store(self) -> None:
         """Move attachments kept in an earlier version's layout to the current one."""

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 from ..protocol import wire
 from ..records import GroupId, GroupMessageRecord, TransferState
 from ..storage.attachments import AttachmentRow
-from .bulk import Download
 from .chunks import Bitmap, Manifest
+from .fetching import Download
 from .names import human_size
 
 if TYPE_CHECKING:

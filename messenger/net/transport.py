@@ -178,45 +178,62 @@ class Connection:
         handshake_deadline = self._started + self._timing.handshake_timeout
         while not self.closed.is_set():
             t = self._timing  # may change while live (use_timing)
-            now = self._clock()
-            if self.session.established:
-                if now - self._started >= t.max_session_age:
-                    self.close("rehandshake")  # fresh ephemeral keys: the dialer reconnects
-                    return
-                wait = t.keepalive_interval
-            else:
-                # One deadline for the whole handshake, so a stranger trickling bytes
-                # cannot hold the connection open.
-                wait = handshake_deadline - now
-                if wait <= 0:
-                    self.close("handshake timed out")
-                    return
+            wait = self._next_wait(t, handshake_deadline)
+            if wait is None:
+                return
             try:
                 async with asyncio.timeout(wait):
                     data = await self.reader.read(READ_CHUNK)
             except TimeoutError:
-                if not self.session.established:
+                if self._on_silence(t):
                     continue
-                if self._clock() - self._last_heard >= t.dead_after:
-                    self.close("peer unresponsive")
-                    return
-                self._ping += 1
-                self.send(wire.Ping(self._ping))
-                continue
+                return
             if not data:
                 for event in self.session.receive_eof():
                     await self._emit(event)
                 return
-            self._last_heard = self._clock()
-            events = self.session.receive_data(data)
-            self._flush()
-            for event in events:
-                if isinstance(event, Received) and self.closed.is_set():
-                    continue  # closed by a handler: unacknowledged, the peer sends it again
-                await self._emit(event)
-            self._flush()  # handlers may have queued bytes (an accepted invite's hello)
+            await self._deliver(data)
             if self.session.closed:
                 return
+
+    def _next_wait(self, t: Timing, handshake_deadline: float) -> float | None:
+        """How long the next read may take, or None once the connection is closed for age
+        or for a handshake that took too long."""
+        now = self._clock()
+        if self.session.established:
+            if now - self._started >= t.max_session_age:
+                self.close("rehandshake")  # fresh ephemeral keys: the dialer reconnects
+                return None
+            return t.keepalive_interval
+        # One deadline for the whole handshake, so a stranger trickling bytes cannot hold
+        # the connection open.
+        wait = handshake_deadline - now
+        if wait <= 0:
+            self.close("handshake timed out")
+            return None
+        return wait
+
+    def _on_silence(self, t: Timing) -> bool:
+        """Nothing arrived in time: ping a live peer, or close one that stayed silent too
+        long. False once closed."""
+        if not self.session.established:
+            return True  # the handshake deadline is checked before the next read
+        if self._clock() - self._last_heard >= t.dead_after:
+            self.close("peer unresponsive")
+            return False
+        self._ping += 1
+        self.send(wire.Ping(self._ping))
+        return True
+
+    async def _deliver(self, data: bytes) -> None:
+        self._last_heard = self._clock()
+        events = self.session.receive_data(data)
+        self._flush()
+        for event in events:
+            if isinstance(event, Received) and self.closed.is_set():
+                continue  # closed by a handler: unacknowledged, the peer sends it again
+            await self._emit(event)
+        self._flush()  # handlers may have queued bytes (an accepted invite's hello)
 
     async def _emit(self, event: SessionEvent) -> None:
         if isinstance(event, Closed):

@@ -381,6 +381,33 @@ class HandshakePattern:
 
 def parse_protocol_name(protocol_name: str) -> HandshakePattern:
     """Parse ``Noise_<pattern>_25519_ChaChaPoly_BLAKE2b``; raise NoiseError if bad/unsupported."""
+    full_pattern = _pattern_part(protocol_name)
+    m = _NAME_RE.fullmatch(full_pattern)
+    if m is None:
+        raise NoiseError(f"invalid handshake pattern {full_pattern!r}")
+    base, modifier_str = m.group(1), m.group(2)
+    if base not in _PATTERNS:
+        raise UnsupportedProtocolError(f"unsupported handshake pattern {base!r}")
+    init_pre, resp_pre, base_messages = _PATTERNS[base]
+
+    modifiers: tuple[str, ...] = tuple(modifier_str.split("+")) if modifier_str else ()
+    if len(set(modifiers)) != len(modifiers):
+        raise NoiseError(f"duplicate pattern modifier in {full_pattern!r}")
+    return HandshakePattern(
+        protocol_name=protocol_name,
+        pattern_name=base,
+        modifiers=modifiers,
+        initiator_pre=init_pre,
+        responder_pre=resp_pre,
+        messages=_with_psks(base, base_messages, modifiers),
+        one_way=base in _ONE_WAY,
+        psk_count=len(modifiers),  # every modifier is a pskN (others are refused)
+    )
+
+
+def _pattern_part(protocol_name: str) -> str:
+    """The <pattern> of ``Noise_<pattern>_<dh>_<cipher>_<hash>``, once the rest is checked
+    to name the one suite implemented here."""
     if not isinstance(protocol_name, str):
         raise NoiseError("protocol name must be a str")
     if not protocol_name.isascii() or len(protocol_name) > MAX_PROTOCOL_NAME_LEN:
@@ -398,20 +425,14 @@ def parse_protocol_name(protocol_name: str) -> HandshakePattern:
         raise UnsupportedProtocolError(f"unsupported cipher {cipher!r} (only ChaChaPoly)")
     if hash_name != "BLAKE2b":
         raise UnsupportedProtocolError(f"unsupported hash {hash_name!r} (only BLAKE2b)")
+    return full_pattern
 
-    m = _NAME_RE.fullmatch(full_pattern)
-    if m is None:
-        raise NoiseError(f"invalid handshake pattern {full_pattern!r}")
-    base, modifier_str = m.group(1), m.group(2)
-    if base not in _PATTERNS:
-        raise UnsupportedProtocolError(f"unsupported handshake pattern {base!r}")
-    init_pre, resp_pre, base_messages = _PATTERNS[base]
+
+def _with_psks(
+    base: str, base_messages: tuple[tuple[str, ...], ...], modifiers: tuple[str, ...]
+) -> tuple[tuple[str, ...], ...]:
+    """The base pattern's messages with each pskN modifier's token placed (spec 9.2)."""
     messages = [list(msg) for msg in base_messages]
-
-    modifiers: tuple[str, ...] = tuple(modifier_str.split("+")) if modifier_str else ()
-    if len(set(modifiers)) != len(modifiers):
-        raise NoiseError(f"duplicate pattern modifier in {full_pattern!r}")
-    psk_count = 0
     for mod in modifiers:
         pm = _PSK_RE.fullmatch(mod)
         if pm is None:
@@ -423,18 +444,7 @@ def parse_protocol_name(protocol_name: str) -> HandshakePattern:
             messages[index - 1].append("psk")
         else:
             raise NoiseError(f"modifier {mod!r} needs {index} messages, {base} has {len(messages)}")
-        psk_count += 1
-
-    return HandshakePattern(
-        protocol_name=protocol_name,
-        pattern_name=base,
-        modifiers=modifiers,
-        initiator_pre=init_pre,
-        responder_pre=resp_pre,
-        messages=tuple(tuple(msg) for msg in messages),
-        one_way=base in _ONE_WAY,
-        psk_count=psk_count,
-    )
+    return tuple(tuple(msg) for msg in messages)
 
 
 def _min_message_lengths(pattern: HandshakePattern) -> tuple[int, ...]:
@@ -462,7 +472,9 @@ def _min_message_lengths(pattern: HandshakePattern) -> tuple[int, ...]:
 class HandshakeState:
     """Spec section 5.3. Drive with :meth:`write_message` / :meth:`read_message`."""
 
-    def __init__(
+    # One parameter for each of the spec's Initialize(handshake_pattern, initiator,
+    # prologue, s, e, rs, re), named as the spec names them, plus the psks of pskN.
+    def __init__(  # noqa: PLR0913  (the spec's Initialize() parameters)
         self,
         protocol_name: str,
         *,
@@ -496,16 +508,29 @@ class HandshakeState:
         for psk in psks:
             self.set_psk(psk)
 
-        # which keys must be present now, which must not be (they arrive in a message)
+        self._check_given_keys(initiator)
+        self._ss = SymmetricState(protocol_name.encode("ascii"))
+        self._ss.mix_hash(bytes(prologue))
+        self._mix_pre_messages(initiator)
+
+        self._index = 0  # next message pattern
+        self._failed = False
+        self._split_done = False
+
+    def _check_given_keys(self, initiator: bool) -> None:
+        """Which keys must be given now (pre-messages, our static), and which must not be
+        (they arrive in a message)."""
+        pattern = self._pattern
+        protocol_name = pattern.protocol_name
         local_pre = pattern.initiator_pre if initiator else pattern.responder_pre
         remote_pre = pattern.responder_pre if initiator else pattern.initiator_pre
         mine = range(0 if initiator else 1, len(pattern.messages), 2)
         theirs = range(1 if initiator else 0, len(pattern.messages), 2)
         local_sends_s = "s" in local_pre or any("s" in pattern.messages[i] for i in mine)
         remote_sends_s = any("s" in pattern.messages[i] for i in theirs)
-        if local_sends_s and s is None:
+        if local_sends_s and self._s is None:
             raise NoiseError(f"{protocol_name} requires a local static key pair (s)")
-        if "e" in local_pre and e is None:
+        if "e" in local_pre and self._e is None:
             raise NoiseError(f"{protocol_name} requires a pre-shared local ephemeral (e)")
         if "s" in remote_pre and self._rs is None:
             raise NoiseError(f"{protocol_name} requires the remote static public key (rs)")
@@ -516,8 +541,10 @@ class HandshakeState:
         if "e" not in remote_pre and self._re is not None:
             raise NoiseError(f"{protocol_name} transmits the remote ephemeral key; do not pass re")
 
-        self._ss = SymmetricState(protocol_name.encode("ascii"))
-        self._ss.mix_hash(bytes(prologue))
+    def _mix_pre_messages(self, initiator: bool) -> None:
+        """Spec 5.3 Initialize(): each pre-message public key is hashed in (and, in psk
+        mode, an ephemeral also mixed into the key)."""
+        pattern = self._pattern
         for owner_pre, is_local in (
             (pattern.initiator_pre, initiator),
             (pattern.responder_pre, not initiator),
@@ -527,14 +554,10 @@ class HandshakeState:
                     key = self._s.public if is_local and self._s else self._rs
                 else:
                     key = self._e.public if is_local and self._e else self._re
-                assert key is not None  # validated above
+                assert key is not None  # validated by _check_given_keys
                 self._ss.mix_hash(key)
                 if tok == "e" and self._psk_mode:
                     self._ss.mix_key(key)
-
-        self._index = 0  # next message pattern
-        self._failed = False
-        self._split_done = False
 
     # ------------------------------------------------------------------ properties
 

@@ -188,6 +188,18 @@ def _as_close(record: bytes) -> wire.Close | None:
     return message if isinstance(message, wire.Close) else None
 
 
+@dataclass(frozen=True, slots=True)
+class Pinned:
+    """What a test fixes where a session otherwise draws fresh values or takes the default
+    (the service passes none): its ephemeral key, the NEARBY one-time static key and SAS
+    nonce, the largest record it accepts."""
+
+    ephemeral: KeyPair | None = None
+    nearby_static: KeyPair | None = None
+    sas_nonce: bytes | None = None
+    max_record: int = framing.MAX_RECORD
+
+
 class Session:
     def __init__(
         self,
@@ -197,11 +209,8 @@ class Session:
         hello: wire.Hello,
         target: InviteTarget | ContactTarget | NearbyTarget | None = None,
         authority: Authority | None = None,
-        ephemeral: KeyPair | None = None,
-        max_record: int = framing.MAX_RECORD,
         nearby: bool = False,
-        nearby_static: KeyPair | None = None,
-        sas_nonce: bytes | None = None,
+        pinned: Pinned | None = None,
     ) -> None:
         if initiator and target is None:
             raise ValueError("an initiator needs a target")
@@ -215,12 +224,13 @@ class Session:
         self.frames_sent = 0
         self.frames_received = 0
         self._static = static
-        self._ephemeral = ephemeral
+        pinned = pinned or Pinned()
+        self._ephemeral = pinned.ephemeral
         self._hello = hello
         self._target = target
         self._authority = authority
         self._decoder = framing.FrameDecoder()
-        self._reassembler = framing.Reassembler(max_record)
+        self._reassembler = framing.Reassembler(pinned.max_record)
         self._out = bytearray()
         self._events: list[SessionEvent] = []
         self._hs: HandshakeState | None = None
@@ -230,8 +240,8 @@ class Session:
         self._pending_hello: wire.Hello | None = None
         # NEARBY: offered by this responder?; one-time static key; SAS state.
         self._nearby = nearby
-        self._nearby_static = nearby_static
-        self._sas_nonce = sas_nonce
+        self._nearby_static = pinned.nearby_static
+        self._sas_nonce = pinned.sas_nonce
         self._sas_commitment: bytes | None = None
         self._sas_hash: bytes | None = None
         if initiator:
@@ -458,94 +468,114 @@ class Session:
             self._events.append(Established(self.peer))
 
     def _on_responder_handshake(self, frame: bytes) -> None:
-        authority = self._authority
-        assert authority is not None
         if self._hs is None:
-            try:
-                preamble, first = wire.parse_preamble(frame)
-            except wire.UnsupportedVersion as exc:
-                self.reject(wire.RejectCode.VERSION)
-                self._events.append(Closed(str(exc), clean=False))
-                return
-            self.kind = preamble.kind
-            if preamble.kind is wire.HandshakeKind.INVITE:
-                assert preamble.invite_id is not None
-                answer = authority.invite_psk(preamble.invite_id)
-                if answer is None:
-                    raise ProtocolViolation("handshake for an invite we never issued")
-                if isinstance(answer, wire.RejectCode):
-                    self.reject(answer)
-                    self._events.append(Closed(f"invite refused: {answer.name}", clean=False))
-                    return
-                self._hs = HandshakeState(
-                    XXPSK3,
-                    initiator=False,
-                    prologue=_prologue(preamble.kind, preamble.invite_id),
-                    s=self._static,
-                    e=self._ephemeral,
-                    psks=[answer],
-                )
-                if self._hs.read_message(first):
-                    raise ProtocolViolation("unexpected payload in handshake message 1")
-                self._out += framing.encode_frame(self._hs.write_message(b""))
-            elif preamble.kind is wire.HandshakeKind.RECONNECT:
-                hs = HandshakeState(
-                    IKPSK2,
-                    initiator=False,
-                    prologue=_prologue(preamble.kind, None),
-                    s=self._static,
-                    e=self._ephemeral,
-                )
-                self._hs = hs
-                payload = hs.read_message(first)
-                rs = hs.remote_static
-                assert rs is not None
-                hello = _checked_hello(payload, rs)
-                match = authority.match_contact(rs, hello)
-                if match is None:
-                    # Strangers get silence: nothing tells them a Chinwag peer is here.
-                    raise ProtocolViolation("reconnect from a key that is not a contact")
-                hs.set_psk(match.psk)
-                self._out += framing.encode_frame(hs.write_message(wire.encode_hello(self._hello)))
-                self._split(hs)
-                self.peer = PeerIdentity(hello, rs, hs.handshake_hash, match.contact_id)
-                self.state = State.AWAIT_CONFIRM
-            elif preamble.kind is wire.HandshakeKind.NEARBY and self._nearby:
-                hs = HandshakeState(
-                    XX,
-                    initiator=False,
-                    prologue=_prologue(preamble.kind, None),
-                    s=self._nearby_static or KeyPair.generate(),
-                    e=self._ephemeral,
-                )
-                self._hs = hs
-                commitment = hs.read_message(first)
-                if len(commitment) != 32:
-                    raise ProtocolViolation("NEARBY message 1 must carry a 32-byte commitment")
-                self._sas_commitment = commitment
-                name = self._hello.display_name.encode("utf-8")
-                self._out += framing.encode_frame(hs.write_message(name))
-                self._sas_hash = hs.handshake_hash
-            else:
-                raise ProtocolViolation(f"handshake kind {preamble.kind.name} is not offered here")
+            self._on_responder_first(frame)
+        elif self.kind is wire.HandshakeKind.NEARBY:
+            self._on_nearby_last(frame)
+        else:
+            self._on_invite_last(frame)
+
+    def _on_responder_first(self, frame: bytes) -> None:
+        """Message 1 behind its preamble: the handshake kind picks the pattern."""
+        try:
+            preamble, first = wire.parse_preamble(frame)
+        except wire.UnsupportedVersion as exc:
+            self.reject(wire.RejectCode.VERSION)
+            self._events.append(Closed(str(exc), clean=False))
             return
+        self.kind = preamble.kind
+        if preamble.kind is wire.HandshakeKind.INVITE:
+            self._on_invite_first(preamble, first)
+        elif preamble.kind is wire.HandshakeKind.RECONNECT:
+            self._on_reconnect_first(first)
+        elif preamble.kind is wire.HandshakeKind.NEARBY and self._nearby:
+            self._on_nearby_first(first)
+        else:
+            raise ProtocolViolation(f"handshake kind {preamble.kind.name} is not offered here")
+
+    def _on_invite_first(self, preamble: wire.Preamble, first: bytes) -> None:
+        assert self._authority is not None and preamble.invite_id is not None
+        answer = self._authority.invite_psk(preamble.invite_id)
+        if answer is None:
+            raise ProtocolViolation("handshake for an invite we never issued")
+        if isinstance(answer, wire.RejectCode):
+            self.reject(answer)
+            self._events.append(Closed(f"invite refused: {answer.name}", clean=False))
+            return
+        self._hs = HandshakeState(
+            XXPSK3,
+            initiator=False,
+            prologue=_prologue(preamble.kind, preamble.invite_id),
+            s=self._static,
+            e=self._ephemeral,
+            psks=[answer],
+        )
+        if self._hs.read_message(first):
+            raise ProtocolViolation("unexpected payload in handshake message 1")
+        self._out += framing.encode_frame(self._hs.write_message(b""))
+
+    def _on_reconnect_first(self, first: bytes) -> None:
+        assert self._authority is not None
+        hs = HandshakeState(
+            IKPSK2,
+            initiator=False,
+            prologue=_prologue(wire.HandshakeKind.RECONNECT, None),
+            s=self._static,
+            e=self._ephemeral,
+        )
+        self._hs = hs
+        payload = hs.read_message(first)
+        rs = hs.remote_static
+        assert rs is not None
+        hello = _checked_hello(payload, rs)
+        match = self._authority.match_contact(rs, hello)
+        if match is None:
+            # Strangers get silence: nothing tells them a Chinwag peer is here.
+            raise ProtocolViolation("reconnect from a key that is not a contact")
+        hs.set_psk(match.psk)
+        self._out += framing.encode_frame(hs.write_message(wire.encode_hello(self._hello)))
+        self._split(hs)
+        self.peer = PeerIdentity(hello, rs, hs.handshake_hash, match.contact_id)
+        self.state = State.AWAIT_CONFIRM
+
+    def _on_nearby_first(self, first: bytes) -> None:
+        hs = HandshakeState(
+            XX,
+            initiator=False,
+            prologue=_prologue(wire.HandshakeKind.NEARBY, None),
+            s=self._nearby_static or KeyPair.generate(),
+            e=self._ephemeral,
+        )
+        self._hs = hs
+        commitment = hs.read_message(first)
+        if len(commitment) != 32:
+            raise ProtocolViolation("NEARBY message 1 must carry a 32-byte commitment")
+        self._sas_commitment = commitment
+        name = self._hello.display_name.encode("utf-8")
+        self._out += framing.encode_frame(hs.write_message(name))
+        self._sas_hash = hs.handshake_hash
+
+    def _on_nearby_last(self, frame: bytes) -> None:
+        """XX message 3: the initiator's nonce (checked against its commitment) and name."""
         hs = self._hs
-        if self.kind is wire.HandshakeKind.NEARBY:
-            # XX message 3: the initiator's nonce (checked against its commitment) and name.
-            payload = hs.read_message(frame)
-            nonce, name_bytes = payload[:SAS_NONCE_LEN], payload[SAS_NONCE_LEN:]
-            assert self._sas_commitment is not None and self._sas_hash is not None
-            if len(nonce) != SAS_NONCE_LEN or not nacl.bindings.sodium_memcmp(
-                sas_commitment(nonce), self._sas_commitment
-            ):
-                raise ProtocolViolation("the SAS nonce does not match its commitment")
-            peer_name = _nearby_name(name_bytes)
-            self._split(hs)
-            self.state = State.TRANSPORT
-            sas = short_authentication_string(self._sas_hash, nonce)
-            self._events.append(PairingReady(sas, hs.handshake_hash, peer_name))
-            return
-        # INVITE message 3: the acceptor's static key and Hello, under the invite's psk.
+        assert hs is not None
+        payload = hs.read_message(frame)
+        nonce, name_bytes = payload[:SAS_NONCE_LEN], payload[SAS_NONCE_LEN:]
+        assert self._sas_commitment is not None and self._sas_hash is not None
+        if len(nonce) != SAS_NONCE_LEN or not nacl.bindings.sodium_memcmp(
+            sas_commitment(nonce), self._sas_commitment
+        ):
+            raise ProtocolViolation("the SAS nonce does not match its commitment")
+        peer_name = _nearby_name(name_bytes)
+        self._split(hs)
+        self.state = State.TRANSPORT
+        sas = short_authentication_string(self._sas_hash, nonce)
+        self._events.append(PairingReady(sas, hs.handshake_hash, peer_name))
+
+    def _on_invite_last(self, frame: bytes) -> None:
+        """INVITE message 3: the acceptor's static key and Hello, under the invite's psk."""
+        hs = self._hs
+        assert hs is not None
         payload = hs.read_message(frame)
         rs = hs.remote_static
         assert rs is not None

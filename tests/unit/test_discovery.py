@@ -40,6 +40,7 @@ from messenger.protocol.session import (
     Closed,
     NearbyTarget,
     PairingReady,
+    Pinned,
     Session,
     State,
 )
@@ -401,7 +402,7 @@ def _nearby_pair(offered: bool = True, nonce: bytes | None = None) -> tuple[Sess
         static=KeyPair.generate(),
         hello=_hello("Erin"),
         target=NearbyTarget(),
-        sas_nonce=nonce,
+        pinned=Pinned(sas_nonce=nonce),
     )
     responder = Session(
         initiator=False,

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from messenger.files import bulk
+from messenger.files import bulk, fetching
 from messenger.files.chunks import (
     HASH_LEN,
     MANIFEST_MAGIC,
@@ -272,9 +272,9 @@ def test_serve_and_fetch_over_a_socket_pair(tmp_path: Path) -> None:
     down, src = _pair()
     worker = threading.Thread(target=bulk.serve, args=(src, store, served))
     worker.start()
-    download = bulk.Download(manifest.root, AttachmentStore(tmp_path / "dst"), 1 << 30)
+    download = fetching.Download(manifest.root, AttachmentStore(tmp_path / "dst"), 1 << 30)
     download.expected = (manifest.size, manifest.chunk_size)
-    bulk.fetch(down, download, "source")
+    fetching.fetch(down, download, "source")
     worker.join(timeout=10)
     download.close()
     assert download.complete and download.fetched == 5
@@ -288,9 +288,9 @@ def test_serve_and_fetch_over_a_socket_pair(tmp_path: Path) -> None:
     down, src = _pair()
     worker = threading.Thread(target=lambda: _quietly(bulk.serve, src, store, served))
     worker.start()
-    download = bulk.Download(manifest.root, AttachmentStore(tmp_path / "dst2"), 1 << 30)
+    download = fetching.Download(manifest.root, AttachmentStore(tmp_path / "dst2"), 1 << 30)
     with pytest.raises(bulk.SourceMisbehaved, match="chunk 2"):
-        bulk.fetch(down, download, "source")
+        fetching.fetch(down, download, "source")
     down.close()
     worker.join(timeout=10)
     download.close()
@@ -433,7 +433,7 @@ def test_stopping_mid_fetch_keeps_every_chunk_already_received(
     down, src = _pair()
     worker = threading.Thread(target=lambda: _quietly(bulk.serve, src, store, served))
     worker.start()
-    download = bulk.Download(
+    download = fetching.Download(
         manifest.root, AttachmentStore(tmp_path / "dst"), 1 << 30, manifest=manifest,
         have=Bitmap(manifest.count),
     )  # fmt: skip
@@ -450,7 +450,7 @@ def test_stopping_mid_fetch_keeps_every_chunk_already_received(
             download.stopped.set()
 
     monkeypatch.setattr(download, "store_chunk", slow_store)
-    bulk.fetch(down, download, "source")
+    fetching.fetch(down, download, "source")
     down.close()
     worker.join(timeout=10)
     download.sync()

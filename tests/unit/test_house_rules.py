@@ -171,9 +171,7 @@ SPLIT = [
 ]
 # Not split into a package but held to the complexity caps all the same (their per-file
 # ignores are gone): long functions there are split, not exempted.
-CAPPED = ["service.py", "nearby.py", "cli/*.py"]
-# Moved out as they were and over a cap today (each wants its own look): the download loop.
-SPLIT_EXEMPT = {"files/download.py", "files/bulk.py"}
+CAPPED = ["service.py", "nearby.py", "cli/*.py", "net/transport.py", "protocol/*.py"]
 MAX_SPLIT_LINES = 400
 
 
@@ -205,17 +203,24 @@ def _capped_modules() -> list[Path]:
 @pytest.mark.parametrize("path", _capped_modules(), ids=_rel)
 def test_split_modules_keep_the_complexity_caps(path: Path) -> None:
     name = f"messenger/{_rel(path)}"
-    if _rel(path) in SPLIT_EXEMPT:
-        return
     lifted = set(_per_file_ignores().get(name, [])) & COMPLEXITY_RULES
     assert not lifted, f"{name} lifts {sorted(lifted)}: split the function instead"
+
+
+def test_no_file_lifts_the_complexity_caps() -> None:
+    """Not in messenger/, ui/, tests/ or bench/: a long function is split, or its def
+    carries a narrow `# noqa` with the reason."""
+    lifted = {
+        pattern: sorted(set(rules) & COMPLEXITY_RULES)
+        for pattern, rules in _per_file_ignores().items()
+        if set(rules) & COMPLEXITY_RULES
+    }
+    assert lifted == {}
 
 
 @pytest.mark.parametrize("path", _split_modules(), ids=_rel)
 def test_split_modules_stay_small(path: Path) -> None:
     lines = len(path.read_text().splitlines())
-    if _rel(path) == "files/bulk.py":
-        return  # not part of the split (the bulk connection, one piece)
     assert lines <= MAX_SPLIT_LINES, f"{_rel(path)} has {lines} lines: split it further"
 
 

@@ -25,6 +25,7 @@ from messenger.protocol.session import (
     ContactTarget,
     Established,
     InviteTarget,
+    Pinned,
     Received,
     Rejected,
     Session,
@@ -143,7 +144,7 @@ def invite_setup(
         static=inviter.static,
         hello=inviter.hello,
         authority=authority,
-        ephemeral=e_r,
+        pinned=Pinned(ephemeral=e_r),
     )
     target = InviteTarget(
         invite_id,
@@ -156,7 +157,7 @@ def invite_setup(
         static=acceptor.static,
         hello=acceptor.hello,
         target=target,
-        ephemeral=e_i,
+        pinned=Pinned(ephemeral=e_i),
     )
     return Pair(initiator, responder, acceptor, inviter, authority)
 
@@ -384,14 +385,18 @@ def _record_conversation(kind: str) -> Transcript:
         target = ContactTarget("bob-id", bob.ed25519, bob.x25519, psk)
         pair = Pair(
             Session(
-                initiator=True, static=alice.static, hello=alice.hello, target=target, ephemeral=e_i
+                initiator=True,
+                static=alice.static,
+                hello=alice.hello,
+                target=target,
+                pinned=Pinned(ephemeral=e_i),
             ),
             Session(
                 initiator=False,
                 static=bob.static,
                 hello=bob.hello,
                 authority=authority,
-                ephemeral=e_r,
+                pinned=Pinned(ephemeral=e_r),
             ),
             alice,
             bob,
@@ -399,10 +404,18 @@ def _record_conversation(kind: str) -> Transcript:
         )
     i, r = pair.initiator, pair.responder
     init_args = dict(
-        initiator=True, static=i._static, hello=i._hello, target=i._target, ephemeral=e_i
+        initiator=True,
+        static=i._static,
+        hello=i._hello,
+        target=i._target,
+        pinned=Pinned(ephemeral=e_i),
     )
     resp_args = dict(
-        initiator=False, static=r._static, hello=r._hello, authority=pair.authority, ephemeral=e_r
+        initiator=False,
+        static=r._static,
+        hello=r._hello,
+        authority=pair.authority,
+        pinned=Pinned(ephemeral=e_r),
     )
     to_r: list[bytes] = []
     to_i: list[bytes] = []
@@ -583,7 +596,11 @@ def test_record_over_receivers_limit_closes() -> None:
     psk = os.urandom(32)
     authority = FakeAuthority(contacts={alice.ed25519: ContactMatch("alice-id", psk)})
     r = Session(
-        initiator=False, static=bob.static, hello=bob.hello, authority=authority, max_record=1000
+        initiator=False,
+        static=bob.static,
+        hello=bob.hello,
+        authority=authority,
+        pinned=Pinned(max_record=1000),
     )
     i = Session(
         initiator=True,
