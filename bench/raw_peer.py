@@ -2,10 +2,12 @@
 
     python -m bench.raw_peer echo
     python -m bench.raw_peer durable DB_PATH
+    python -m bench.raw_peer floor DB_PATH KEY_IN_HEX KEY_OUT_HEX
 
 Listens on 127.0.0.1, prints its port on one line, then echoes 2-byte length-prefixed
 messages until stdin closes. `durable` first commits each message as one row to a
 SQLCipher database with the service's settings (`raw_store`) and answers after the commit.
+`floor` is the receiver of the durable throughput floor (bench.durable_floor).
 Kept free of `messenger` imports: the baseline is Python, asyncio and sqlcipher3 alone.
 """
 
@@ -47,6 +49,20 @@ def commit_one(conn: Any, conv: bytes, seq: int, data: bytes) -> None:
     conn.execute("COMMIT")
 
 
+async def serve_until_stdin_closes(server: asyncio.Server) -> None:
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    server.close()
+    with contextlib.suppress(Exception):
+        await server.wait_closed()
+
+
+async def serve_floor(db: Path, key_in: bytes, key_out: bytes) -> None:
+    from .durable_floor import serve_floor as start
+
+    await serve_until_stdin_closes(await start(db, key_in, key_out))
+
+
 async def serve(durable: Path | None) -> None:
     store = raw_store(durable) if durable is not None else None
     conv = os.urandom(16)
@@ -82,6 +98,11 @@ async def serve(durable: Path | None) -> None:
 
 def main() -> None:
     mode = sys.argv[1]
+    if mode == "floor":
+        asyncio.run(
+            serve_floor(Path(sys.argv[2]), bytes.fromhex(sys.argv[3]), bytes.fromhex(sys.argv[4]))
+        )
+        return
     asyncio.run(serve(Path(sys.argv[2]) if mode == "durable" else None))
 
 

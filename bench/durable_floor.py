@@ -1,0 +1,240 @@
+"""The durable throughput floor (issue 15): the least work per message that 1:1 throughput
+with each peer its own process must do, written as a careful raw asyncio program.
+
+Sender (this process, `floor_throughput`) and receiver (`bench.raw_peer floor`, its own
+process) do, per window of messages:
+
+* sender: store every message (one transaction per window: group commit, as the product's
+  send batcher), pack the window as one msgpack Batch record of Chat messages, fragment,
+  pad to the protocol's buckets, encrypt each fragment with ChaCha20-Poly1305 (IETF, PyNaCl,
+  the Noise transport's nonce layout), frame (u16 length) and write;
+* receiver: per read from the socket, take the complete frames, decrypt, unpad, reassemble,
+  msgpack-decode, store every message in one transaction, answer with one encrypted
+  Receipt batch of their ids;
+* sender: per read, decrypt and decode the receipts and mark those messages delivered in
+  one transaction.
+
+Same storage settings as messenger/storage/database.py: SQLCipher 4 defaults (page size,
+HMAC-SHA512, no KDF: a raw 256-bit key), WAL, synchronous=NORMAL, and a table shaped like
+`messages` with its two indexes and the unique msg_id.
+
+Left out, because a floor is the least the work allows: the Noise handshake (done before),
+field validation of decoded messages, events to subscribers, conversation summaries and
+unread counters, foreign keys (no contacts table), the database thread (all of it runs on
+the event loop thread), SQLAlchemy, and the search index (the product defers it too).
+Kept free of `messenger` imports: Python, asyncio, msgpack, PyNaCl and sqlcipher3 alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+from nacl.bindings import (
+    crypto_aead_chacha20poly1305_ietf_decrypt as _decrypt,
+)
+from nacl.bindings import (
+    crypto_aead_chacha20poly1305_ietf_encrypt as _encrypt,
+)
+
+_LEN = struct.Struct("!H")
+CHAT, RECEIPT, BATCH = 1, 2, 11  # the wire tags (docs/protocol.md)
+DELIVERED = 0  # ReceiptKind
+TAG = 16
+BUCKETS = (64, 256, 1024, 4096, 16384, 65535 - TAG)  # framing.BUCKETS
+MAX_CHUNK = BUCKETS[-1] - 2  # room for the flags byte and the 0x80 marker
+MAX_IDS = 512  # ids per Receipt, messages per Batch
+READ_SIZE = 1 << 18
+
+_INSERT = (
+    "INSERT INTO messages (msg_id, contact_id, outgoing, seq, lamport, sent_at_ms,"
+    " received_at_ms, body, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def floor_store(path: Path) -> Any:
+    """A SQLCipher file with the service's settings and a `messages`-shaped table."""
+    import sqlcipher3
+
+    conn = sqlcipher3.connect(str(path), isolation_level=None)
+    conn.execute(f"PRAGMA key = \"x'{os.urandom(32).hex()}'\"")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, msg_id BLOB UNIQUE, contact_id TEXT,"
+        " outgoing INT, seq INT, lamport INT, sent_at_ms INT, received_at_ms INT, body TEXT,"
+        " state INT)"
+    )
+    conn.execute("CREATE INDEX ix1 ON messages (contact_id, lamport, msg_id)")
+    conn.execute("CREATE INDEX ix2 ON messages (contact_id, state)")
+    return conn
+
+
+def _write(conn: Any, sql: str, rows: list[Any]) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(sql, rows)
+    conn.execute("COMMIT")
+
+
+class Sealer:
+    """One direction of a Noise transport: fragment, pad, encrypt, frame a record."""
+
+    __slots__ = ("key", "n")
+
+    def __init__(self, key: bytes) -> None:
+        self.key, self.n = key, 0
+
+    def seal(self, record: bytes) -> bytes:
+        out = []
+        for start in range(0, len(record), MAX_CHUNK):
+            chunk = record[start : start + MAX_CHUNK]
+            size = len(chunk) + 2
+            bucket = next(b for b in BUCKETS if b >= size)
+            flags = b"\x01" if start + MAX_CHUNK < len(record) else b"\x00"
+            padded = flags + chunk + b"\x80" + bytes(bucket - size)
+            sealed = _encrypt(padded, None, (self.n << 32).to_bytes(12, "little"), self.key)
+            self.n += 1
+            out.append(_LEN.pack(len(sealed)) + sealed)
+        return b"".join(out)
+
+
+class Opener:
+    """The other direction: frames in, records out (decrypt, unpad, reassemble)."""
+
+    __slots__ = ("buf", "key", "n", "parts")
+
+    def __init__(self, key: bytes) -> None:
+        self.key, self.n = key, 0
+        self.buf = bytearray()
+        self.parts: list[bytes] = []
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self.buf
+        buf += data
+        records = []
+        pos, end = 0, len(buf)
+        while end - pos >= 2:
+            size = (buf[pos] << 8) | buf[pos + 1]
+            if end - pos - 2 < size:
+                break
+            plain = _decrypt(
+                bytes(buf[pos + 2 : pos + 2 + size]),
+                None,
+                (self.n << 32).to_bytes(12, "little"),
+                self.key,
+            )
+            self.n += 1
+            pos += 2 + size
+            self.parts.append(plain[1 : plain.rindex(0x80)])
+            if not plain[0] & 1:
+                records.append(b"".join(self.parts))
+                self.parts.clear()
+        del buf[:pos]
+        return records
+
+
+async def serve_floor(db: Path, key_in: bytes, key_out: bytes) -> asyncio.Server:
+    """The receiver: stores what arrives, one transaction per read, and acks it."""
+    store = floor_store(db)
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        opener, sealer = Opener(key_in), Sealer(key_out)
+        try:
+            while data := await reader.read(READ_SIZE):
+                records = opener.feed(data)
+                if not records:
+                    continue
+                now = time.time_ns() // 1_000_000
+                rows = []
+                for record in records:
+                    for m in msgpack.unpackb(record)[1]:
+                        rows.append((m[1], "alice", False, m[3], m[4], m[5], now, m[6], 1))
+                _write(store, _INSERT, rows)
+                ids = [row[0] for row in rows]
+                receipts = [
+                    [RECEIPT, DELIVERED, ids[i : i + MAX_IDS]] for i in range(0, len(ids), MAX_IDS)
+                ]
+                writer.write(sealer.seal(msgpack.packb([BATCH, receipts])))
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handler, "127.0.0.1", 0)
+
+
+async def floor_throughput(
+    port: int, store: Any, key_out: bytes, key_in: bytes, bodies: list[str], window: int
+) -> float:
+    """Messages/s from the first store to the last delivered mark, `window` messages sent
+    at a time (as the service benchmark keeps `window` sends in flight)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sealer, opener = Sealer(key_out), Opener(key_in)
+    conv = os.urandom(16)
+    count = len(bodies)
+    pending = count
+    update = "UPDATE messages SET state = 2 WHERE msg_id = ?"
+
+    async def acks() -> None:
+        nonlocal pending
+        while pending > 0:
+            data = await reader.read(READ_SIZE)
+            if not data:
+                raise ConnectionError("the floor's receiver hung up")
+            ids = [
+                (msg_id,)
+                for record in opener.feed(data)
+                for receipt in msgpack.unpackb(record)[1]
+                for msg_id in receipt[2]
+            ]
+            if ids:
+                _write(store, update, ids)
+                pending -= len(ids)
+
+    try:
+        start = time.perf_counter()
+        acking = asyncio.create_task(acks())
+        try:
+            for first in range(0, count, window):
+                now = time.time_ns() // 1_000_000
+                # Time-ordered ids as the product's (repository.new_msg_ids): each batch
+                # lands at the end of the unique msg_id index instead of on random pages.
+                prefix = now.to_bytes(6, "big")
+                n = min(window, count - first)
+                tails = os.urandom(10 * n)
+                rows = [
+                    (prefix + tails[10 * i : 10 * i + 10], "bob", True, seq + 1, seq + 1, now)
+                    + (None, bodies[seq], 0)
+                    for i, seq in enumerate(range(first, first + n))
+                ]
+                _write(store, _INSERT, rows)
+                for i in range(0, len(rows), MAX_IDS):
+                    record = msgpack.packb(
+                        [BATCH, [[CHAT, r[0], conv, r[3], r[4], now, r[7]] for r in rows[i : i + MAX_IDS]]]
+                    )
+                    writer.write(sealer.seal(record))
+                await writer.drain()
+            await acking
+        finally:
+            acking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await acking
+        return count / (time.perf_counter() - start)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+
+
+def undelivered(store: Any) -> int:
+    """Messages this sender stored that were not marked delivered (a check: must be 0)."""
+    return int(store.execute("SELECT count(*) FROM messages WHERE state != 2").fetchone()[0])
