@@ -211,16 +211,25 @@ async def floor_throughput(
                 prefix = now.to_bytes(6, "big")
                 n = min(window, count - first)
                 tails = os.urandom(10 * n)
+                ids = [prefix + tails[10 * i : 10 * i + 10] for i in range(n)]
+                seqs = range(first + 1, first + n + 1)
+                texts = bodies[first : first + n]
                 rows = [
-                    (prefix + tails[10 * i : 10 * i + 10], "bob", True, seq + 1, seq + 1, now)
-                    + (None, bodies[seq], 0)
-                    for i, seq in enumerate(range(first, first + n))
+                    (msg_id, "bob", True, seq, seq, now, None, text, 0)
+                    for msg_id, seq, text in zip(ids, seqs, texts, strict=True)
                 ]
                 _write(store, _INSERT, rows)
                 for i in range(0, len(rows), MAX_IDS):
-                    record = msgpack.packb(
-                        [BATCH, [[CHAT, r[0], conv, r[3], r[4], now, r[7]] for r in rows[i : i + MAX_IDS]]]
-                    )
+                    chats = [
+                        [CHAT, msg_id, conv, seq, seq, now, text]
+                        for msg_id, seq, text in zip(
+                            ids[i : i + MAX_IDS],
+                            seqs[i : i + MAX_IDS],
+                            texts[i : i + MAX_IDS],
+                            strict=True,
+                        )
+                    ]
+                    record = msgpack.packb([BATCH, chats])
                     writer.write(sealer.seal(record))
                 await writer.drain()
             await acking
