@@ -55,8 +55,12 @@ READ_SIZE = 1 << 18
 
 _INSERT = (
     "INSERT INTO messages (msg_id, contact_id, outgoing, seq, lamport, sent_at_ms,"
-    " received_at_ms, body, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " received_at_ms, body, state) VALUES "
 )
+_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# Rows per multi-row statement, as the product's repository: ~1 µs per row less than
+# executemany here (one sqlite3_step per statement instead of one per row).
+_CHUNK = 100
 
 
 def floor_store(path: Path) -> Any:
@@ -77,9 +81,22 @@ def floor_store(path: Path) -> Any:
     return conn
 
 
-def _write(conn: Any, sql: str, rows: list[Any]) -> None:
+def _insert(conn: Any, rows: list[tuple[Any, ...]]) -> None:
+    """One transaction, multi-row INSERTs."""
     conn.execute("BEGIN IMMEDIATE")
-    conn.executemany(sql, rows)
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        conn.execute(_INSERT + ", ".join([_VALUES] * len(chunk)), [v for row in chunk for v in row])
+    conn.execute("COMMIT")
+
+
+def _mark_delivered(conn: Any, ids: list[bytes]) -> None:
+    """One transaction, `msg_id IN (...)` by up to MAX_IDS ids (as the repository does)."""
+    conn.execute("BEGIN IMMEDIATE")
+    for start in range(0, len(ids), MAX_IDS):
+        chunk = ids[start : start + MAX_IDS]
+        marks = ",".join("?" * len(chunk))
+        conn.execute(f"UPDATE messages SET state = 2 WHERE msg_id IN ({marks})", chunk)
     conn.execute("COMMIT")
 
 
@@ -157,7 +174,7 @@ async def serve_floor(db: Path, key_in: bytes, key_out: bytes) -> asyncio.Server
                 for record in records:
                     for m in msgpack.unpackb(record)[1]:
                         rows.append((m[1], "alice", False, m[3], m[4], m[5], now, m[6], 1))
-                _write(store, _INSERT, rows)
+                _insert(store, rows)
                 ids = [row[0] for row in rows]
                 receipts = [
                     [RECEIPT, DELIVERED, ids[i : i + MAX_IDS]] for i in range(0, len(ids), MAX_IDS)
@@ -182,7 +199,6 @@ async def floor_throughput(
     conv = os.urandom(16)
     count = len(bodies)
     pending = count
-    update = "UPDATE messages SET state = 2 WHERE msg_id = ?"
 
     async def acks() -> None:
         nonlocal pending
@@ -191,13 +207,13 @@ async def floor_throughput(
             if not data:
                 raise ConnectionError("the floor's receiver hung up")
             ids = [
-                (msg_id,)
+                msg_id
                 for record in opener.feed(data)
                 for receipt in msgpack.unpackb(record)[1]
                 for msg_id in receipt[2]
             ]
             if ids:
-                _write(store, update, ids)
+                _mark_delivered(store, ids)
                 pending -= len(ids)
 
     try:
@@ -218,7 +234,7 @@ async def floor_throughput(
                     (msg_id, "bob", True, seq, seq, now, None, text, 0)
                     for msg_id, seq, text in zip(ids, seqs, texts, strict=True)
                 ]
-                _write(store, _INSERT, rows)
+                _insert(store, rows)
                 for i in range(0, len(rows), MAX_IDS):
                     chats = [
                         [CHAT, msg_id, conv, seq, seq, now, text]
