@@ -71,7 +71,7 @@ from .common import (
     raw_peer_process,
     wait_for,
 )
-from .durable_floor import floor_store, floor_throughput, undelivered
+from .durable_floor import FloorSender, floor_store, undelivered
 from .raw_peer import commit_one, raw_store
 
 THROUGHPUT_TARGET = 0.30
@@ -313,19 +313,22 @@ async def measure(
     floor_pids: list[int] = []
     floor_args = ("floor", str(root / "floor-recv.db"), keys[0].hex(), keys[1].hex())
     floor_db = floor_store(root / "floor-send.db")
+    floor = FloorSender(floor_db, *keys)
     floor_sent = 0
 
     async def floor_round(n: int) -> float:
         nonlocal floor_sent
         bodies = [body(BODY_SIZE, floor_sent + i) for i in range(n)]
         floor_sent += n
-        return await floor_throughput(floor_port, floor_db, *keys, bodies, WINDOW)
+        return await floor.throughput(bodies, WINDOW)
 
     async with (
         raw_peer_process("echo") as echo_port,
         raw_peer_process(*floor_args, pids=floor_pids) as floor_port,
+        contextlib.aclosing(floor),
     ):
         await raw_throughput(echo_port, 2000)
+        await floor.connect(floor_port)
         await floor_round(500)
         for r in range(rounds):
             got.raw_rates.append(await raw_throughput(echo_port, raw_count))

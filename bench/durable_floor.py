@@ -1,7 +1,7 @@
 """The durable throughput floor (issue 15): the least work per message that 1:1 throughput
 with each peer its own process must do, written as a careful raw asyncio program.
 
-Sender (this process, `floor_throughput`) and receiver (`bench.raw_peer floor`, its own
+Sender (this process, `FloorSender`) and receiver (`bench.raw_peer floor`, its own
 process) do, per window of messages:
 
 * sender: store every message (one transaction per window: group commit, as the product's
@@ -188,35 +188,55 @@ async def serve_floor(db: Path, key_in: bytes, key_out: bytes) -> asyncio.Server
     return await asyncio.start_server(handler, "127.0.0.1", 0)
 
 
-async def floor_throughput(
-    port: int, store: Any, key_out: bytes, key_in: bytes, bodies: list[str], window: int
-) -> float:
-    """Messages/s from the first store to the last delivered mark, `window` messages sent
-    at a time (as the service benchmark keeps `window` sends in flight)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sealer, opener = Sealer(key_out), Opener(key_in)
-    conv = os.urandom(16)
-    count = len(bodies)
-    pending = count
+class FloorSender:
+    """The sender's side: one connection for all rounds, as the service keeps one session
+    (so its nonces never repeat under one key)."""
 
-    async def acks() -> None:
-        nonlocal pending
-        while pending > 0:
-            data = await reader.read(READ_SIZE)
-            if not data:
-                raise ConnectionError("the floor's receiver hung up")
-            ids = [
-                msg_id
-                for record in opener.feed(data)
-                for receipt in msgpack.unpackb(record)[1]
-                for msg_id in receipt[2]
-            ]
-            if ids:
-                _mark_delivered(store, ids)
-                pending -= len(ids)
+    def __init__(self, store: Any, key_out: bytes, key_in: bytes) -> None:
+        self.store = store
+        self.sealer, self.opener = Sealer(key_out), Opener(key_in)
+        self.conv = os.urandom(16)
+        self.seq = 0
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
-    try:
+    async def connect(self, port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.streams = reader, writer
+
+    async def aclose(self) -> None:
+        if self.streams is not None:
+            writer = self.streams[1]
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+            self.streams = None
+
+    async def throughput(self, bodies: list[str], window: int) -> float:
+        """Messages/s from the first store to the last delivered mark, `window` messages
+        sent at a time (as the service benchmark keeps `window` sends in flight)."""
+        assert self.streams is not None, "connect first"
+        reader, writer = self.streams
+        store, sealer, opener, conv = self.store, self.sealer, self.opener, self.conv
+        count = len(bodies)
+        pending = count
+
+        async def acks() -> None:
+            nonlocal pending
+            while pending > 0:
+                data = await reader.read(READ_SIZE)
+                if not data:
+                    raise ConnectionError("the floor's receiver hung up")
+                ids = [
+                    msg_id
+                    for record in opener.feed(data)
+                    for receipt in msgpack.unpackb(record)[1]
+                    for msg_id in receipt[2]
+                ]
+                if ids:
+                    _mark_delivered(store, ids)
+                    pending -= len(ids)
+
         start = time.perf_counter()
         acking = asyncio.create_task(acks())
         try:
@@ -228,14 +248,15 @@ async def floor_throughput(
                 n = min(window, count - first)
                 tails = os.urandom(10 * n)
                 ids = [prefix + tails[10 * i : 10 * i + 10] for i in range(n)]
-                seqs = range(first + 1, first + n + 1)
+                seqs = range(self.seq + 1, self.seq + n + 1)
+                self.seq += n
                 texts = bodies[first : first + n]
                 rows = [
                     (msg_id, "bob", True, seq, seq, now, None, text, 0)
                     for msg_id, seq, text in zip(ids, seqs, texts, strict=True)
                 ]
                 _insert(store, rows)
-                for i in range(0, len(rows), MAX_IDS):
+                for i in range(0, n, MAX_IDS):
                     chats = [
                         [CHAT, msg_id, conv, seq, seq, now, text]
                         for msg_id, seq, text in zip(
@@ -245,8 +266,7 @@ async def floor_throughput(
                             strict=True,
                         )
                     ]
-                    record = msgpack.packb([BATCH, chats])
-                    writer.write(sealer.seal(record))
+                    writer.write(sealer.seal(msgpack.packb([BATCH, chats])))
                 await writer.drain()
             await acking
         finally:
@@ -254,10 +274,6 @@ async def floor_throughput(
             with contextlib.suppress(asyncio.CancelledError):
                 await acking
         return count / (time.perf_counter() - start)
-    finally:
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
 
 
 def undelivered(store: Any) -> int:
