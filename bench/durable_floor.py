@@ -5,9 +5,11 @@ Sender (this process, `FloorSender`) and receiver (`bench.raw_peer floor`, its o
 process) do, per window of messages:
 
 * sender: store every message (one transaction per window: group commit, as the product's
-  send batcher), pack the window as one msgpack Batch record of Chat messages, fragment,
-  pad to the protocol's buckets, encrypt each fragment with ChaCha20-Poly1305 (IETF, PyNaCl,
-  the Noise transport's nonce layout), frame (u16 length) and write;
+  send batcher; multi-row INSERTs and time-ordered ids, as its repository), pack the window
+  as one msgpack Batch record of Chat messages (as the service packs what it queued, see
+  docs/protocol.md §7), fragment, pad to the protocol's buckets, encrypt each fragment with
+  ChaCha20-Poly1305 (IETF, PyNaCl, the Noise transport's nonce layout; so one AEAD call per
+  ~250 messages, not one each), frame (u16 length) and write;
 * receiver: per read from the socket, take the complete frames, decrypt, unpad, reassemble,
   msgpack-decode, store every message in one transaction, answer with one encrypted
   Receipt batch of their ids;
