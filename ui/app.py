@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 _STARTED = time.perf_counter()
 
@@ -600,6 +600,20 @@ def create_application(argv: Sequence[str]) -> QApplication:
     return app
 
 
+def _display_gone() -> NoReturn:
+    """Qt ended its event loop under us: the display went away (the X server or the
+    session ended). Qt's loop cannot run again without one, so the window's task cannot
+    finish its shutdown; end the process at once instead of reporting a pending task.
+    Nothing is lost: a message is shown or acknowledged only once committed (SQLite's
+    commit is atomic if a write is cut short), the profile lock is the process's, and
+    our tor exits with its controlling process (__OwningControllerProcess)."""
+    print("chinwag: the display went away; Chinwag stopped.", file=sys.stderr)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     restrict_umask()  # every file Chinwag writes is the user's only
     args, qt_args = build_parser().parse_known_args(argv)
@@ -617,10 +631,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = create_application([sys.argv[0], *qt_args])
     loop = make_event_loop(app)
     asyncio.set_event_loop(loop)
+    session = loop.create_task(run(args))
     try:
-        return loop.run_until_complete(run(args))
+        return loop.run_until_complete(session)
     except KeyboardInterrupt:
         return 130
+    except RuntimeError as exc:
+        if session.done() or "stopped before Future completed" not in str(exc):
+            raise
+        _display_gone()
     finally:
         with contextlib.suppress(Exception):
             loop.close()

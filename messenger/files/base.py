@@ -29,7 +29,7 @@ class FileBase:
     """State shared by the parts of FileManager (built and wired by PeerService)."""
 
     # The ports PeerService wires in, keyword-only: one argument per collaborator.
-    def __init__(  # noqa: PLR0913
+    def __init__(  # noqa: PLR0913  (the ports PeerService wires in, keyword-only)
         self,
         *,
         folder: Path,

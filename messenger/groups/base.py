@@ -34,7 +34,7 @@ class GroupBase:
     """State shared by the parts of GroupManager (built and wired by PeerService)."""
 
     # The ports PeerService wires in, keyword-only: one argument per collaborator.
-    def __init__(  # noqa: PLR0913
+    def __init__(  # noqa: PLR0913  (the ports PeerService wires in, keyword-only)
         self,
         *,
         me: Me,

@@ -192,7 +192,7 @@ class _Authority:
 class Links:
     # Keyword-only ports and settings, wired by PeerService._build_workers: one argument
     # per collaborator is the point (a test hands each a small fake).
-    def __init__(  # noqa: PLR0913
+    def __init__(  # noqa: PLR0913  (the ports PeerService wires in, keyword-only)
         self,
         *,
         identity: Identity,

@@ -74,7 +74,7 @@ def is_onion_address(text: str) -> bool:
 
 class TorReach:
     # Keyword-only ports, wired by PeerService._build_workers (one per collaborator).
-    def __init__(  # noqa: PLR0913
+    def __init__(  # noqa: PLR0913  (the ports PeerService wires in, keyword-only)
         self,
         *,
         folder: Path,

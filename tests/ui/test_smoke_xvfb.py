@@ -112,3 +112,56 @@ def test_chinwag_shows_its_window_under_xvfb(qloop, tmp_path):
         if app is not None:
             _stop(app)
         _stop(xvfb)
+
+
+@pytest.mark.timeout(90)
+def test_chinwag_stops_plainly_when_the_display_goes_away(qloop, tmp_path):
+    """The X server dies under the window (a session ending): Chinwag says so and exits
+    with 1, without a traceback, and leaves its profile usable."""
+    profile = tmp_path / "profile"
+    service, _ = qloop.run(
+        PeerService.create_profile(profile, "Display Test", None, config=peer_config(network=False))
+    )
+    qloop.run(service.aclose())
+    xvfb, display = _start_xvfb()
+    app: subprocess.Popen[bytes] | None = None
+    log = tmp_path / "chinwag.log"
+    try:
+        env = {
+            **os.environ,
+            "DISPLAY": f":{display}",
+            "QT_QPA_PLATFORM": "xcb",
+            "CHINWAG_PROFILE": str(profile),
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring",
+        }
+        env.pop("CHINWAG_PASSPHRASE", None)
+        env.pop("WAYLAND_DISPLAY", None)
+        with log.open("wb") as out:
+            app = subprocess.Popen(
+                [sys.executable, "-m", "ui.app", "--listen", "127.0.0.1:0"],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 40
+        while "Chinwag" not in _windows(env):
+            if app.poll() is not None:
+                pytest.fail(f"chinwag exited with {app.returncode}:\n{log.read_text()}")
+            assert time.monotonic() < deadline, f"no Chinwag window:\n{log.read_text()}"
+            time.sleep(0.2)
+        xvfb.kill()  # the display goes away at once, as when a session ends
+        xvfb.wait(10)
+        code = app.wait(30)
+        text = log.read_text()
+        assert code == 1, f"exit {code}:\n{text}"
+        assert "the display went away" in text
+        assert "Traceback" not in text
+        # The profile opens again (lock released, database intact).
+        again = qloop.run(PeerService.open(profile, None, config=peer_config(network=False)))
+        assert again.display_name == "Display Test"
+        qloop.run(again.aclose())
+    finally:
+        if app is not None:
+            _stop(app)
+        _stop(xvfb)
