@@ -163,6 +163,25 @@ def befriend(qloop: QLoop, a: PeerService, b: PeerService) -> tuple[str, str]:
     return b.contact_id, contact_at_b.id
 
 
+def top_level(kind: type) -> Any:
+    """The visible top-level widget of this type, or None."""
+    from PySide6.QtWidgets import QApplication
+
+    for widget in QApplication.topLevelWidgets():
+        if isinstance(widget, kind) and widget.isVisible():
+            return widget
+    return None
+
+
+def start_task(qloop: QLoop, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """Start `coro` as a task on the test's loop and return it without waiting."""
+
+    async def start() -> asyncio.Task[T]:
+        return asyncio.ensure_future(coro)
+
+    return qloop.run(start())
+
+
 @pytest.fixture
 def open_window(qloop: QLoop, qtbot: Any) -> Iterator[Callable[[PeerService], Any]]:
     """open_window(service) -> a shown, loaded MainWindow over a Bridge to the service."""

@@ -7,10 +7,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 
 from messenger import KdfParams, PeerService, ProfileDir
-from tests.ui.conftest import peer_config
+from tests.ui.conftest import peer_config, start_task, top_level
 from ui import app as ui_app
 
 FAST_KDF = KdfParams(1, 8 * 1024 * 1024)
@@ -23,20 +23,6 @@ def _make_profile(qloop, path: Path, passphrase: str | None = None) -> None:
         )
     )
     qloop.run(service.aclose())
-
-
-def _top_level(kind: type):
-    for widget in QApplication.topLevelWidgets():
-        if isinstance(widget, kind) and widget.isVisible():
-            return widget
-    return None
-
-
-def _start(qloop, coro) -> asyncio.Task:
-    async def start() -> asyncio.Task:
-        return asyncio.ensure_future(coro)
-
-    return qloop.run(start())
 
 
 def test_existing_profile_without_passphrase_opens_directly(qloop, tmp_path):
@@ -54,9 +40,9 @@ def test_passphrase_from_environment(qloop, tmp_path, monkeypatch):
     qloop.run(service.aclose())
 
     monkeypatch.setenv("CHINWAG_PASSPHRASE", "wrong")
-    task = _start(qloop, ui_app.obtain_service(ProfileDir(tmp_path / "p"), peer_config()))
-    qloop.until(lambda: _top_level(QMessageBox) is not None, what="an error message")
-    box = _top_level(QMessageBox)
+    task = start_task(qloop, ui_app.obtain_service(ProfileDir(tmp_path / "p"), peer_config()))
+    qloop.until(lambda: top_level(QMessageBox) is not None, what="an error message")
+    box = top_level(QMessageBox)
     assert "Wrong passphrase" in box.windowTitle()
     box.accept()
     assert qloop.run(task) is None
@@ -67,9 +53,9 @@ def test_unlock_dialog_when_the_profile_needs_a_passphrase(qloop, tmp_path, monk
 
     monkeypatch.delenv("CHINWAG_PASSPHRASE", raising=False)
     _make_profile(qloop, tmp_path / "p", "correct horse")
-    task = _start(qloop, ui_app.obtain_service(ProfileDir(tmp_path / "p"), peer_config()))
-    qloop.until(lambda: _top_level(UnlockDialog) is not None, what="the unlock dialog")
-    dialog = _top_level(UnlockDialog)
+    task = start_task(qloop, ui_app.obtain_service(ProfileDir(tmp_path / "p"), peer_config()))
+    qloop.until(lambda: top_level(UnlockDialog) is not None, what="the unlock dialog")
+    dialog = top_level(UnlockDialog)
     dialog.passphrase.setText("correct horse")
     qloop.run(dialog.unlock())
     service = qloop.run(task)
@@ -81,9 +67,9 @@ def test_locked_profile_names_the_holder(qloop, tmp_path):
     _make_profile(qloop, tmp_path / "p")
     holder = qloop.run(PeerService.open(tmp_path / "p", None, config=peer_config(), purpose="x"))
     try:
-        task = _start(qloop, ui_app.obtain_service(ProfileDir(tmp_path / "p"), peer_config()))
-        qloop.until(lambda: _top_level(QMessageBox) is not None, what="the locked message")
-        box = _top_level(QMessageBox)
+        task = start_task(qloop, ui_app.obtain_service(ProfileDir(tmp_path / "p"), peer_config()))
+        qloop.until(lambda: top_level(QMessageBox) is not None, what="the locked message")
+        box = top_level(QMessageBox)
         assert "already running" in box.windowTitle()
         assert "pid" in box.text()
         box.accept()
@@ -96,9 +82,9 @@ def test_first_run_onboarding_creates_the_profile(qloop, tmp_path):
     from ui.views.onboarding import OnboardingDialog
 
     profile = ProfileDir(tmp_path / "new")
-    task = _start(qloop, ui_app.obtain_service(profile, peer_config()))
-    qloop.until(lambda: _top_level(OnboardingDialog) is not None, what="onboarding")
-    dialog = _top_level(OnboardingDialog)
+    task = start_task(qloop, ui_app.obtain_service(profile, peer_config()))
+    qloop.until(lambda: top_level(OnboardingDialog) is not None, what="onboarding")
+    dialog = top_level(OnboardingDialog)
     dialog.name.setText("  Nova   Quinn ")
     dialog.protection.no_passphrase.setChecked(True)
     assert dialog.result_passphrase() is None
@@ -106,7 +92,7 @@ def test_first_run_onboarding_creates_the_profile(qloop, tmp_path):
 
     async def dismiss_notes() -> None:  # a no-keyring warning may follow
         while not task.done():
-            box = _top_level(QMessageBox)
+            box = top_level(QMessageBox)
             if box is not None:
                 box.accept()
             await asyncio.sleep(0.02)
@@ -122,9 +108,9 @@ def test_onboarding_cancelled_creates_nothing(qloop, tmp_path):
     from ui.views.onboarding import OnboardingDialog
 
     profile = ProfileDir(tmp_path / "new")
-    task = _start(qloop, ui_app.obtain_service(profile, peer_config()))
-    qloop.until(lambda: _top_level(OnboardingDialog) is not None)
-    _top_level(OnboardingDialog).reject()
+    task = start_task(qloop, ui_app.obtain_service(profile, peer_config()))
+    qloop.until(lambda: top_level(OnboardingDialog) is not None)
+    top_level(OnboardingDialog).reject()
     assert qloop.run(task) is None
     assert not profile.exists()
 
@@ -134,9 +120,9 @@ def test_closing_the_window_shuts_the_service_down(qloop, tmp_path):
 
     _make_profile(qloop, tmp_path / "p")
     service = qloop.run(PeerService.open(tmp_path / "p", None, config=peer_config()))
-    task = _start(qloop, ui_app.run_window(service))
-    qloop.until(lambda: _top_level(MainWindow) is not None, what="the main window")
-    window = _top_level(MainWindow)
+    task = start_task(qloop, ui_app.run_window(service))
+    qloop.until(lambda: top_level(MainWindow) is not None, what="the main window")
+    window = top_level(MainWindow)
     assert window.windowTitle() == "Chinwag"
     window.close()
     assert qloop.run(task) == 0
@@ -150,9 +136,9 @@ def test_quit_action_shuts_down_too(qloop, tmp_path):
 
     _make_profile(qloop, tmp_path / "p")
     service = qloop.run(PeerService.open(tmp_path / "p", None, config=peer_config()))
-    task = _start(qloop, ui_app.run_window(service))
-    qloop.until(lambda: _top_level(MainWindow) is not None)
-    _top_level(MainWindow).quit_action.trigger()
+    task = start_task(qloop, ui_app.run_window(service))
+    qloop.until(lambda: top_level(MainWindow) is not None)
+    top_level(MainWindow).quit_action.trigger()
     assert qloop.run(task) == 0
 
 

@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 
 from messenger import KdfParams, PeerService, ProfileDir, read_startup
-from tests.ui.conftest import befriend, peer_config
+from tests.ui.conftest import befriend, peer_config, start_task, top_level
 from ui import app as ui_app
 from ui.models.conversations import ConversationListModel
 from ui.views.chat_view import STARTING_PLACEHOLDER
@@ -106,20 +106,6 @@ def test_the_unlock_dialog_is_painted_before_the_service_is_imported(qloop, tmp_
     assert code == 1  # the dialog was dismissed: the app ends without opening the profile
 
 
-def _top_level(kind: type):
-    for widget in QApplication.topLevelWidgets():
-        if isinstance(widget, kind) and widget.isVisible():
-            return widget
-    return None
-
-
-def _start(qloop, coro) -> asyncio.Task:
-    async def start() -> asyncio.Task:
-        return asyncio.ensure_future(coro)
-
-    return qloop.run(start())
-
-
 def test_the_early_window_follows_the_service_once_it_is_up(qloop, qtbot, make_peer, tmp_path):
     """Painted from read_startup: the list as stored, the composer and the dialogs that
     need the service off with a visible "starting" state. Then the service opens: a
@@ -146,9 +132,9 @@ def test_the_early_window_follows_the_service_once_it_is_up(qloop, qtbot, make_p
         await gate.wait()
         return await PeerService.open(profile.path, None, config=peer_config())
 
-    task = _start(qloop, ui_app.run_window(None, early=early, opening=opening, profile=profile))
-    qloop.until(lambda: _top_level(MainWindow) is not None, what="the main window")
-    window = _top_level(MainWindow)
+    task = start_task(qloop, ui_app.run_window(None, early=early, opening=opening, profile=profile))
+    qloop.until(lambda: top_level(MainWindow) is not None, what="the main window")
+    window = top_level(MainWindow)
     bridge, chat = window.bridge, window.chat
     qloop.until(lambda: window.conversations.rowCount() == 1, what="the list from the raw read")
     assert not bridge.ready
@@ -209,9 +195,9 @@ def test_quitting_while_the_service_starts_closes_it_cleanly(qloop, tmp_path):
         await asyncio.Event().wait()  # never opens: the user quits first
         raise AssertionError("unreachable")
 
-    task = _start(qloop, ui_app.run_window(None, early=early, opening=opening, profile=profile))
-    qloop.until(lambda: _top_level(MainWindow) is not None and started.is_set())
-    _top_level(MainWindow).quit_action.trigger()
+    task = start_task(qloop, ui_app.run_window(None, early=early, opening=opening, profile=profile))
+    qloop.until(lambda: top_level(MainWindow) is not None and started.is_set())
+    top_level(MainWindow).quit_action.trigger()
     assert qloop.run(task) == 0
     again = qloop.run(PeerService.open(profile.path, None, config=peer_config(network=False)))
     qloop.run(again.aclose())
@@ -227,7 +213,7 @@ def test_a_service_that_cannot_open_behind_the_window_is_reported(qloop, tmp_pat
     early = read_startup(profile, None)
     holder = qloop.run(PeerService.open(profile.path, None, config=peer_config(), purpose="x"))
     try:
-        task = _start(
+        task = start_task(
             qloop,
             ui_app.run_window(
                 None,
@@ -236,9 +222,9 @@ def test_a_service_that_cannot_open_behind_the_window_is_reported(qloop, tmp_pat
                 profile=profile,
             ),
         )
-        qloop.until(lambda: _top_level(QMessageBox) is not None, what="the locked message")
-        assert _top_level(MainWindow) is not None  # the window was shown first
-        box = _top_level(QMessageBox)
+        qloop.until(lambda: top_level(QMessageBox) is not None, what="the locked message")
+        assert top_level(MainWindow) is not None  # the window was shown first
+        box = top_level(QMessageBox)
         assert "already running" in box.windowTitle() and "pid" in box.text()
         box.accept()
         assert qloop.run(task) == 1
