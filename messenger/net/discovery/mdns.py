@@ -15,7 +15,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from ...protocol import wire
@@ -83,7 +83,6 @@ class DiscoveryStats:
     restarts: int = 0
     registered: str = ""
     handler_errors: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Discovery:
