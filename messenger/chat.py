@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .arrivals import Arrivals
 from .core.batch import Batcher
 from .core.settings import SETTING_READ_RECEIPTS, SETTING_TYPING
 from .core.text import check_text
@@ -41,13 +41,6 @@ OUTBOX_DRAIN_EVERY = 256
 SEARCH_INDEX_DELAY = 0.5
 
 _ReceiptUpdate = tuple[str, tuple[bytes, ...], MessageState]
-
-
-@dataclass(slots=True)
-class _Arrival:
-    contact_id: str
-    message: wire.ChatMessage
-    connection: Connection
 
 
 class Chat:
@@ -86,13 +79,21 @@ class Chat:
         self._space_back = space_back
         self._batch_max = batch_max
         self._index_wanted = asyncio.Event()
-        self._incoming: Batcher[_Arrival, bool] | None = None
+        self._incoming: Arrivals | None = None
         self._outgoing: Batcher[tuple[str, str], MessageRecord] | None = None
         self._receipts: Batcher[_ReceiptUpdate, None] | None = None
 
     def start(self) -> None:
         """Start the batchers and the search indexer (once the profile is loaded)."""
-        self._incoming = Batcher(self._store_arrivals, self._batch_max, "chinwag-incoming")
+        self._incoming = Arrivals(
+            db=self._db,
+            repo=self._repo,
+            emit=self._emit,
+            clock=self._clock,
+            not_stored=self._not_stored,
+            stored=self._arrivals_stored,
+            batch_max=self._batch_max,
+        )
         self._outgoing = Batcher(self._queue_sends, self._batch_max, "chinwag-outgoing")
         self._receipts = Batcher(
             self._store_receipts,
@@ -233,7 +234,14 @@ class Chat:
             conn.close("implausible Lamport time or sequence number")
             return
         assert self._incoming is not None
-        self._incoming.post(_Arrival(contact_id, message, conn))
+        self._incoming.post(contact_id, message, conn)
+
+    def _arrivals_stored(self, stored: bool) -> None:
+        """A write of arrivals succeeded: room again, if the disk was full (the service's
+        _space_back does nothing otherwise); new messages are to be indexed."""
+        self._space_back()
+        if stored:
+            self.index_soon()
 
     def index_soon(self) -> None:
         """Wake the background search indexer (it batches, so bursts cost little)."""
@@ -265,48 +273,10 @@ class Chat:
             self._note_disk_full(exc)
         return [None] * len(updates)
 
-    async def _store_arrivals(self, arrivals: list[_Arrival]) -> list[bool]:
-        """Group commit of arriving messages, then one delivery receipt per connection."""
-        by_contact: dict[str, list[wire.ChatMessage]] = {}
-        for a in arrivals:
-            by_contact.setdefault(a.contact_id, []).append(a.message)
-        try:
-            stored = await self._db.write(
-                [a.message.body for a in arrivals],
-                self._repo.store_incoming,
-                list(by_contact.items()),
-                int(self._clock() * 1000),
-            )
-        except DiskFull as exc:
-            # Not stored, so not acknowledged: the senders keep these in their outboxes.
-            # They resend them only on a new session, so ours are closed once there is room
-            # again (the service's _space_back), not now: a session closed at once would be
-            # redialled at once (a successful dial resets the backoff) and fail again, over
-            # and over.
-            self._not_stored(exc, set(by_contact))
-            return [False] * len(arrivals)
-        # Room again, if the disk was full: what failed before is to be resent (the
-        # service's _space_back does nothing while the disk is not full).
-        self._space_back()
-        if stored:
-            self.index_soon()
-        # Acknowledge only now that it is stored: duplicates too, their first ack was lost.
-        acks: dict[Connection, list[bytes]] = {}
-        for a in arrivals:
-            acks.setdefault(a.connection, []).append(a.message.msg_id)
-        for conn, ids in acks.items():
-            if conn.closed.is_set() or not conn.session.established:
-                continue
-            for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
-                conn.send(
-                    wire.Receipt(
-                        wire.ReceiptKind.DELIVERED, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
-                    )
-                )
-            conn.flush()  # the acks leave now, not after the MessageAdded handlers run
-        for record in stored:
-            self._emit(MessageAdded(record))
-        return [True] * len(arrivals)
+    def arrivals_done(self) -> None:
+        """The messages of one read were handed over (see Arrivals.flush_now)."""
+        if self._incoming is not None:
+            self._incoming.flush_now()
 
     async def history(
         self,

@@ -521,6 +521,11 @@ class PeerService:
                 await self.files.on_message(contact_id, conn, message)
 
 
+# What a contact's session hands to the chat worker in the read callback itself (the
+# send -> delivered path); everything else goes through `_on_message`.
+_CHAT_NOW = (wire.ChatMessage, wire.Receipt, wire.Typing)
+
+
 class _Wiring:
     """The service's side of the workers' ports it does not hand over directly: the
     LinkHooks of the links worker, the LAN dialer's address lookup.
@@ -535,6 +540,20 @@ class _Wiring:
 
     async def received(self, conn: Connection, message: wire.WireMessage) -> None:
         await self._service._on_message(conn, message)
+
+    def received_now(self, conn: Connection, message: wire.WireMessage) -> bool:
+        """`_on_message` for the messages that need no await (the same order of checks:
+        a group-only peer's chat message is the groups worker's to drop)."""
+        contact_id = conn.contact_id
+        if contact_id is None or not isinstance(message, _CHAT_NOW):
+            return False
+        service = self._service
+        if isinstance(message, wire.ChatMessage) and service.groups.is_group_only(contact_id):
+            return True
+        return service.chat.on_message(contact_id, conn, message)
+
+    def delivered(self, conn: Connection) -> None:
+        self._service.chat.arrivals_done()
 
     async def nearby(self, conn: Connection, event: SessionEvent) -> None:
         await self._service.pairing.on_event(conn, event)

@@ -42,6 +42,10 @@ class Db(Protocol):
 
     async def write(self, bodies: Sequence[str], fn: Callable[..., T], *args: Any) -> T: ...
 
+    def can_write_now(self, bodies: Sequence[str]) -> bool: ...
+
+    def write_now(self, fn: Callable[..., T], *args: Any) -> T: ...
+
 
 class Tasks(Protocol):
     """Spawn a background task that has an owner (cancelled when the service closes)."""

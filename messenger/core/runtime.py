@@ -59,13 +59,24 @@ class DbThread:
         keeps serving the network while SQLite (which drops the GIL) works. Running inline
         only when no job is queued or running keeps every write in submission order and
         the connection used by one thread at a time."""
-        if (
+        if self.can_write_now(bodies):
+            return fn(*args)
+        return await self.run(fn, *args)
+
+    def can_write_now(self, bodies: Sequence[str]) -> bool:
+        """May a write of these bodies run right now on the loop thread (`write_now`)?"""
+        return (
             self._jobs == 0
             and len(bodies) <= INLINE_WRITE_MAX
             and sum(map(len, bodies)) <= INLINE_WRITE_MAX_CHARS
-        ):
-            return fn(*args)
-        return await self.run(fn, *args)
+        )
+
+    def write_now(self, fn: Callable[..., T], *args: Any) -> T:
+        """`write` from synchronous code (a read callback), once `can_write_now` said
+        yes in the same loop pass: runs here."""
+        if self._jobs:
+            raise RuntimeError("the database thread is busy: use write()")
+        return fn(*args)
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         """Hand a call to the thread from synchronous code (the demo-data writer of

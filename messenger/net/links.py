@@ -132,6 +132,15 @@ class LinkHooks(Protocol):
 
     async def received(self, conn: Connection, message: wire.WireMessage) -> None: ...
 
+    def received_now(self, conn: Connection, message: wire.WireMessage) -> bool:
+        """A contact's message handled synchronously in the read callback (chat, receipts:
+        the hot path); False: it goes to `received`."""
+        ...
+
+    def delivered(self, conn: Connection) -> None:
+        """The messages of one read of a contact's session were all handed over."""
+        ...
+
     async def nearby(self, conn: Connection, event: SessionEvent) -> None:
         """An event of a NEARBY (pairing) connection, not yet any contact's."""
         ...
@@ -397,6 +406,7 @@ class Links:
             garbage = session.receive_data(initial)  # at most a Closed, for a malformed start
             timing = self.tor_timing if tor else self.timing
             conn = Connection(reader, writer, session, self.dispatch, timing)
+            conn.fast = self
             if tor:
                 self._via_tor.add(conn)
             self._connections.add(conn)
@@ -447,6 +457,8 @@ class Links:
     ) -> Connection:
         timing = self.tor_timing if tor else self.timing
         conn = Connection(reader, writer, session, handler or self.dispatch, timing)
+        if handler is None:
+            conn.fast = self
         if tor:
             self._via_tor.add(conn)
         self._connections.add(conn)
@@ -461,6 +473,17 @@ class Links:
         return conn
 
     # -- session events -------------------------------------------------------------------
+
+    def received_now(self, conn: Connection, message: wire.WireMessage) -> bool:
+        """The fast path (transport.FastPath) of a contact's session: what `dispatch`
+        would hand to `hooks.received`, if the hooks take it synchronously."""
+        if conn.contact_id is None:
+            return False
+        return self.hooks.received_now(conn, message)
+
+    def delivered(self, conn: Connection) -> None:
+        if conn.contact_id is not None:
+            self.hooks.delivered(conn)
 
     async def dispatch(self, conn: Connection, event: SessionEvent) -> None:
         """Where every session event goes (unless a caller of `open` took them)."""

@@ -37,6 +37,12 @@ class InlineDb:
     async def write(self, bodies: Any, fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
 
+    def can_write_now(self, bodies: Any) -> bool:
+        return True
+
+    def write_now(self, fn: Callable[..., T], *args: Any) -> T:
+        return fn(*args)
+
 
 class Events(list[ServiceEvent]):
     """The Emit port: every event, in order."""

@@ -43,6 +43,12 @@ class Hooks:
         if isinstance(message, wire.Ping):  # keepalive, as the service answers it
             conn.send(wire.Pong(message.nonce))
 
+    def received_now(self, conn: Connection, message: wire.WireMessage) -> bool:
+        return False  # everything through `received`
+
+    def delivered(self, conn: Connection) -> None:
+        pass
+
     async def nearby(self, conn: Connection, event: SessionEvent) -> None:
         raise AssertionError("no nearby sessions here")
 

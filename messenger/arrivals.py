@@ -1,0 +1,132 @@
+"""1:1 arrivals: stored in group commits, then acknowledged (docs/protocol.md §9.3).
+
+The chat worker (chat.py) hands every chat message a contact's session brings here. They
+are written by a Batcher; once a read's messages were all handed over (`flush_now`, from
+the transport's read callback), what is queued is written right there when nothing else
+is being written, instead of on the batcher task's next turn: a task switch less on the
+send -> delivered path, and still one transaction for all the messages of that read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .core.batch import Batcher
+from .errors import DiskFull
+from .events import MessageAdded
+from .net.transport import Connection
+from .protocol import wire
+
+if TYPE_CHECKING:
+    from .core.ports import Clock, Db, Emit
+    from .records import MessageRecord
+    from .storage.repository import Repository
+
+
+@dataclass(slots=True)
+class _Arrival:
+    contact_id: str
+    message: wire.ChatMessage
+    connection: Connection
+
+
+def _by_contact(arrivals: list[_Arrival]) -> dict[str, list[wire.ChatMessage]]:
+    by_contact: dict[str, list[wire.ChatMessage]] = {}
+    for a in arrivals:
+        by_contact.setdefault(a.contact_id, []).append(a.message)
+    return by_contact
+
+
+class Arrivals:
+    """Stores arriving chat messages, then acknowledges each (duplicates too: their first
+    acknowledgement was lost); on a full disk nothing is acknowledged."""
+
+    def __init__(
+        self,
+        *,
+        db: Db,
+        repo: Repository,
+        emit: Emit,
+        clock: Clock,
+        not_stored: Callable[[DiskFull, set[str]], None],
+        stored: Callable[[bool], None],
+        batch_max: int,
+    ) -> None:
+        self._db = db
+        self._repo = repo
+        self._emit = emit
+        self._clock = clock
+        self._not_stored = not_stored  # the disk is full: these contacts' messages wait
+        self._stored_hook = stored  # a write succeeded (True: with new messages)
+        self._batcher: Batcher[_Arrival, bool] = Batcher(
+            self._store, batch_max, "chinwag-incoming", write_now=self._store_now
+        )
+
+    def post(self, contact_id: str, message: wire.ChatMessage, conn: Connection) -> None:
+        self._batcher.post(_Arrival(contact_id, message, conn))
+
+    def flush_now(self) -> None:
+        """Write what is queued now, in the caller's loop pass, if nothing is being written
+        and the database thread is idle; otherwise the batcher writes it after the rest."""
+        self._batcher.flush_now()
+
+    async def aclose(self) -> None:
+        await self._batcher.aclose()
+
+    def _store_now(self, arrivals: list[_Arrival]) -> list[bool] | None:
+        """`_store` from synchronous code; None if the database thread is busy."""
+        if not self._db.can_write_now([a.message.body for a in arrivals]):
+            return None
+        by_contact = _by_contact(arrivals)
+        try:
+            stored = self._db.write_now(
+                self._repo.store_incoming, list(by_contact.items()), int(self._clock() * 1000)
+            )
+        except DiskFull as exc:
+            return self._unstored(exc, by_contact)
+        return self._acknowledge(arrivals, stored)
+
+    async def _store(self, arrivals: list[_Arrival]) -> list[bool]:
+        """Group commit of arriving messages, then one delivery receipt per connection."""
+        by_contact = _by_contact(arrivals)
+        try:
+            stored = await self._db.write(
+                [a.message.body for a in arrivals],
+                self._repo.store_incoming,
+                list(by_contact.items()),
+                int(self._clock() * 1000),
+            )
+        except DiskFull as exc:
+            return self._unstored(exc, by_contact)
+        return self._acknowledge(arrivals, stored)
+
+    def _unstored(self, exc: DiskFull, by_contact: dict[str, list[wire.ChatMessage]]) -> list[bool]:
+        # Not stored, so not acknowledged: the senders keep these in their outboxes.
+        # They resend them only on a new session, so ours are closed once there is room
+        # again (the service's _space_back), not now: a session closed at once would be
+        # redialled at once (a successful dial resets the backoff) and fail again, over
+        # and over.
+        self._not_stored(exc, set(by_contact))
+        return [False] * sum(map(len, by_contact.values()))
+
+    def _acknowledge(self, arrivals: list[_Arrival], stored: list[MessageRecord]) -> list[bool]:
+        self._stored_hook(bool(stored))
+        # Acknowledge only now that it is stored: duplicates too, their first ack was lost.
+        acks: dict[Connection, list[bytes]] = {}
+        for a in arrivals:
+            acks.setdefault(a.connection, []).append(a.message.msg_id)
+        for conn, ids in acks.items():
+            if conn.closed.is_set() or not conn.session.established:
+                continue
+            for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
+                conn.send(
+                    wire.Receipt(
+                        wire.ReceiptKind.DELIVERED, tuple(ids[start : start + wire.MAX_RECEIPT_IDS])
+                    )
+                )
+            conn.flush()  # the acks leave now, not after the MessageAdded handlers run
+        for record in stored:
+            self._emit(MessageAdded(record))
+        return [True] * len(arrivals)
