@@ -236,20 +236,26 @@ class Connection:
         the StreamReader holds already (a caller may have read from it first)."""
         transport = self._transport
         transport.set_protocol(_Feed(self, transport.get_protocol()))
-        while True:
-            # Its buffer, or b"" if it saw the end: returned at once. Otherwise the read
-            # would wait for bytes that no longer come to it, and is cancelled.
-            read = asyncio.ensure_future(self.reader.read(READ_CHUNK))
-            await asyncio.sleep(0)
-            if not read.done():
-                read.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await read
-                break
-            data = read.result()  # the connection's error, if it had one
-            self._queue(data)
-            if not data:
-                break
+        self._busy = True  # what _Feed gets meanwhile is queued, after what the reader has
+        held: list[bytes] = []
+        try:
+            while True:
+                # Its buffer, or b"" if it saw the end: returned at once. Otherwise the read
+                # would wait for bytes that no longer come to it, and is cancelled.
+                read = asyncio.ensure_future(self.reader.read(READ_CHUNK))
+                await asyncio.sleep(0)
+                if not read.done():
+                    read.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await read
+                    break
+                held.append(read.result())  # raises the connection's error, if it had one
+                if not held[-1]:
+                    break
+        finally:
+            self._busy = False
+        self._inbox.extendleft(reversed(held))
+        self._inbox_bytes += sum(map(len, held))
         if not transport.is_closing() and not transport.is_reading():
             transport.resume_reading()  # the StreamReader may have paused it when full
 
