@@ -5,6 +5,7 @@ encodes and decodes every wire message between the two (no PeerService, no Magic
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections.abc import AsyncIterator
@@ -54,15 +55,32 @@ class Side:
 
 
 class DiskDb(InlineDb):
-    """The Db port on a disk that can be made full: every write then fails."""
+    """The Db port on a disk that can be made full: every write then fails. `busy` stands
+    for a database thread at work (no write may run on the loop thread now); a write
+    through the thread waits for `gate` when one is set."""
 
     def __init__(self) -> None:
         self.disk_full = False
+        self.busy = False
+        self.gate: asyncio.Event | None = None
+        self.at_gate = asyncio.Event()  # a write is waiting there
 
     async def write(self, bodies: Any, fn: Any, *args: Any) -> Any:
+        if self.gate is not None:
+            self.at_gate.set()
+            await self.gate.wait()
         if self.disk_full:
             raise DiskFull(Path("/profile"))
         return await super().write(bodies, fn, *args)
+
+    def can_write_now(self, bodies: Any) -> bool:
+        return not self.busy
+
+    def write_now(self, fn: Any, *args: Any) -> Any:
+        assert not self.busy, "write_now while the database thread is busy"
+        if self.disk_full:
+            raise DiskFull(Path("/profile"))
+        return super().write_now(fn, *args)
 
 
 def make_side(folder: Path, name: str) -> Side:

@@ -1,0 +1,169 @@
+"""The transport's fast path (messenger/net/transport.py): bytes go from the socket to the
+session in the read callback; messages the fast handler takes are handled there, anything
+else (and everything after it) by the connection's task, in the order it came. Real
+sockets (a socketpair) and real Noise sessions; the handlers record what they saw."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from messenger.net.transport import Connection, Timing
+from messenger.protocol import wire
+from messenger.protocol.session import Received, Session, SessionEvent
+from tests.unit.test_session import reconnected
+
+from .conftest import wait_for
+
+Seen = tuple[str, wire.WireMessage | None]
+
+
+@dataclass
+class Recorder:
+    """The FastPath and the event handler: Typing is left to the task (and, with a gate,
+    held there until the gate opens); anything else is taken in the callback."""
+
+    seen: list[Seen] = field(default_factory=list)
+    gate: asyncio.Event | None = None
+    fail: bool = False
+
+    def received_now(self, conn: Connection, message: wire.WireMessage) -> bool:
+        if self.fail:
+            raise RuntimeError("a handler's bug")
+        if isinstance(message, wire.Typing):
+            return False
+        self.seen.append(("now", message))
+        return True
+
+    def delivered(self, conn: Connection) -> None:
+        self.seen.append(("delivered", None))
+
+    async def on_event(self, conn: Connection, event: SessionEvent) -> None:
+        if isinstance(event, Received):
+            self.seen.append(("task", event.message))
+            if self.gate is not None:
+                await self.gate.wait()
+
+    def messages(self, how: str) -> list[wire.WireMessage | None]:
+        return [m for kind, m in self.seen if kind == how]
+
+
+@dataclass
+class Link:
+    conn: Connection
+    ours: Session
+    peer: Session  # the other end's session, driven by the test
+    peer_writer: asyncio.StreamWriter
+    reader: asyncio.StreamReader
+    recorder: Recorder
+
+    def send(self, *messages: wire.WireMessage) -> None:
+        """The peer sends these in one write."""
+        self.peer.send_many(list(messages))
+        self.peer_writer.write(self.peer.data_to_send())
+
+
+TYPING = wire.Typing(b"\x01" * 16, True)
+
+
+@pytest.fixture
+async def link() -> AsyncIterator[Link]:
+    pair = reconnected()  # established in memory; the responder is ours
+    ours_sock, peer_sock = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours_sock)
+    _, peer_writer = await asyncio.open_connection(sock=peer_sock)
+    recorder = Recorder()
+    conn = Connection(reader, writer, pair.responder, recorder.on_event, Timing())
+    conn.fast = recorder
+    made = Link(conn, pair.responder, pair.initiator, peer_writer, reader, recorder)
+    try:
+        yield made
+    finally:
+        if recorder.gate is not None:
+            recorder.gate.set()
+        conn.close("test over")
+        peer_writer.close()
+        await conn.closed.wait()
+
+
+async def run(link: Link) -> asyncio.Task[None]:
+    """Start the connection; returns once the transport is fed to it directly (bytes
+    that came before went through the StreamReader and the task: a Ping shows when)."""
+    task = asyncio.create_task(link.conn.run())
+    link.send(wire.Ping(0))
+    await wait_for(lambda: bool(link.recorder.seen))
+    assert [m for _, m in link.recorder.seen if m is not None] == [wire.Ping(0)]
+    link.recorder.seen.clear()
+    return task
+
+
+async def test_the_messages_of_a_read_are_handled_in_the_callback_then_delivered(
+    link: Link,
+) -> None:
+    task = await run(link)
+    link.send(wire.Ping(1), wire.Ping(2))
+    await wait_for(lambda: len(link.recorder.messages("now")) == 2)
+    assert link.recorder.messages("now") == [wire.Ping(1), wire.Ping(2)]
+    assert link.recorder.messages("task") == []
+    await wait_for(lambda: link.recorder.seen[-1] == ("delivered", None))
+    link.conn.close("done")
+    await task
+
+
+async def test_a_message_left_to_the_task_takes_the_rest_of_its_read_with_it(
+    link: Link,
+) -> None:
+    task = await run(link)
+    link.send(wire.Ping(1), TYPING, wire.Ping(2))
+    await wait_for(lambda: len(link.recorder.messages("task")) == 2)
+    assert link.recorder.messages("now") == [wire.Ping(1)]
+    assert link.recorder.messages("task") == [TYPING, wire.Ping(2)]
+    await wait_for(lambda: link.recorder.seen[-1] == ("delivered", None))
+    link.conn.close("done")
+    await task
+
+
+async def test_a_read_while_the_task_is_busy_waits_behind_it(link: Link) -> None:
+    task = await run(link)
+    link.recorder.gate = gate = asyncio.Event()
+    link.send(TYPING)
+    await wait_for(lambda: link.recorder.messages("task") == [TYPING])  # held at the gate
+    heard = link.conn.last_heard
+    link.send(wire.Ping(5))
+    await wait_for(lambda: link.conn.last_heard != heard)  # it arrived ...
+    assert wire.Ping(5) not in link.recorder.messages("now")  # ... and was not handled
+    assert wire.Ping(5) not in link.recorder.messages("task")
+
+    gate.set()
+    await wait_for(lambda: wire.Ping(5) in link.recorder.messages("task"))
+    assert link.recorder.messages("task") == [TYPING, wire.Ping(5)]
+    assert link.recorder.messages("now") == []
+    link.conn.close("done")
+    await task
+
+
+async def test_what_the_stream_reader_held_goes_first(link: Link) -> None:
+    """A caller may read the first bytes itself (the links worker peeks at them): the
+    rest of that read, still in the StreamReader, comes before anything later."""
+    link.send(wire.Ping(1))
+    head = await link.reader.readexactly(3)  # part of the first frame
+    assert link.ours.receive_data(head) == []
+    task = asyncio.create_task(link.conn.run())
+    link.send(wire.Ping(2))
+    await wait_for(lambda: len(link.recorder.seen) >= 3)
+    assert [m for _, m in link.recorder.seen if m is not None] == [wire.Ping(1), wire.Ping(2)]
+    link.conn.close("done")
+    await task
+
+
+async def test_a_failing_fast_handler_closes_the_connection(link: Link) -> None:
+    task = await run(link)
+    link.recorder.fail = True
+    link.send(wire.Ping(1))
+    await asyncio.wait_for(task, timeout=10)
+    assert link.conn.closed.is_set()
+    assert link.ours.close_reason == "internal error"
