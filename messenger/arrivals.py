@@ -112,7 +112,6 @@ class Arrivals:
         return [False] * sum(map(len, by_contact.values()))
 
     def _acknowledge(self, arrivals: list[_Arrival], stored: list[MessageRecord]) -> list[bool]:
-        self._stored_hook(bool(stored))
         # Acknowledge only now that it is stored: duplicates too, their first ack was lost.
         acks: dict[Connection, list[bytes]] = {}
         for a in arrivals:
@@ -127,6 +126,7 @@ class Arrivals:
                     )
                 )
             conn.flush()  # the acks leave now, not after the MessageAdded handlers run
+        self._stored_hook(bool(stored))  # after the acks: off the send -> delivered path
         for record in stored:
             self._emit(MessageAdded(record))
         return [True] * len(arrivals)

@@ -243,6 +243,8 @@ class Reassembler:
         Raises :class:`FrameError` (and discards the partial record) if the
         record would exceed the limit; the check happens before appending.
         """
+        if not more and not self._buf and len(chunk) <= self._max_record:
+            return chunk  # a record in one chunk (nearly all): no copies
         total = len(self._buf) + len(chunk)
         if total > self._max_record:
             self._buf.clear()
