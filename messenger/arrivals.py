@@ -9,6 +9,8 @@ send -> delivered path, and still one transaction for all the messages of that r
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -18,6 +20,8 @@ from .errors import DiskFull
 from .events import MessageAdded
 from .net.transport import Connection
 from .protocol import wire
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .core.ports import Clock, Db, Emit
@@ -41,7 +45,12 @@ def _by_contact(arrivals: list[_Arrival]) -> dict[str, list[wire.ChatMessage]]:
 
 class Arrivals:
     """Stores arriving chat messages, then acknowledges each (duplicates too: their first
-    acknowledgement was lost); on a full disk nothing is acknowledged."""
+    acknowledgement was lost); on a full disk nothing is acknowledged.
+
+    A read's messages are held until `flush_now` (the transport calls it once the read's
+    messages were handed over; a callback scheduled at the first one is the fallback):
+    written there and then when the batcher is idle and the database thread too, else
+    handed to the batcher, behind what it has."""
 
     def __init__(
         self,
@@ -60,19 +69,39 @@ class Arrivals:
         self._clock = clock
         self._not_stored = not_stored  # the disk is full: these contacts' messages wait
         self._stored_hook = stored  # a write succeeded (True: with new messages)
-        self._batcher: Batcher[_Arrival, bool] = Batcher(
-            self._store, batch_max, "chinwag-incoming", write_now=self._store_now
-        )
+        self._batcher: Batcher[_Arrival, bool] = Batcher(self._store, batch_max, "chinwag-incoming")
+        self._held: list[_Arrival] = []
+        self._writing = False
 
     def post(self, contact_id: str, message: wire.ChatMessage, conn: Connection) -> None:
-        self._batcher.post(_Arrival(contact_id, message, conn))
+        if not self._held:
+            asyncio.get_running_loop().call_soon(self.flush_now)
+        self._held.append(_Arrival(contact_id, message, conn))
 
     def flush_now(self) -> None:
-        """Write what is queued now, in the caller's loop pass, if nothing is being written
-        and the database thread is idle; otherwise the batcher writes it after the rest."""
-        self._batcher.flush_now()
+        """Write the held arrivals now, in the caller's loop pass, if nothing is being
+        written and the database thread is idle (a task switch less on the send ->
+        delivered path, and one transaction for the read); else the batcher writes them
+        after what it has."""
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        if not self._writing and self._batcher.idle:
+            self._writing = True
+            try:
+                if self._store_now(held) is not None:
+                    return
+            except Exception:  # as the batcher does: logged; unacknowledged, so resent
+                log.exception("storing arrivals failed")
+                return
+            finally:
+                self._writing = False
+        for arrival in held:
+            self._batcher.post(arrival)
 
     async def aclose(self) -> None:
+        self._held.clear()  # never acknowledged: their senders still have them
         await self._batcher.aclose()
 
     def _store_now(self, arrivals: list[_Arrival]) -> list[bool] | None:

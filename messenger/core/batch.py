@@ -34,10 +34,8 @@ class Batcher(Generic[T, R]):
         max_batch: int,
         name: str,
         gather_delay: float = 0.0,
-        write_now: Callable[[list[T]], list[R] | None] | None = None,
     ) -> None:
         self._write = write
-        self._write_now = write_now  # synchronous, or None when it cannot write now
         self._max_batch = max_batch
         self._gather_delay = gather_delay  # wait this long after the first item for more
         # A deque and one Event: asyncio.Queue costs several times more per item.
@@ -69,7 +67,7 @@ class Batcher(Generic[T, R]):
     async def _run(self) -> None:
         items = self._items
         while True:
-            while not items:  # `flush_now` may have written what woke us
+            if not items:
                 self._release_settlers()
                 self._ready.clear()
                 await self._ready.wait()
@@ -78,8 +76,6 @@ class Batcher(Generic[T, R]):
                     async with asyncio.timeout(self._gather_delay):
                         await self._wake.wait()
             self._wake.clear()
-            if not items:
-                continue
             batch = [items.popleft() for _ in range(min(len(items), self._max_batch))]
             settlers, self._settlers = self._settlers, []
             await self._write_batch(batch)
@@ -87,35 +83,10 @@ class Batcher(Generic[T, R]):
                 if not settler.done():
                     settler.set_result(None)
 
-    def flush_now(self) -> None:
-        """Write what is queued right here with `write_now`, instead of on the task's
-        next turn (a task switch), when nothing is being written: writes keep their order."""
-        items = self._items
-        if self._write_now is None or self._writing or not items:
-            return
-        batch = [items[i] for i in range(min(len(items), self._max_batch))]
-        self._writing = True
-        try:
-            results = self._write_now([item for item, _ in batch])
-        except Exception as exc:
-            log.exception("batch write failed")
-            self._take(batch)
-            for _, future in batch:
-                if future is not None and not future.done():
-                    future.set_exception(exc)
-            return
-        finally:
-            self._writing = False
-        if results is None:
-            return  # it cannot now: the task writes them
-        self._take(batch)
-        for (_, future), result in zip(batch, results, strict=True):
-            if future is not None and not future.done():
-                future.set_result(result)
-
-    def _take(self, batch: list[tuple[T, asyncio.Future[R] | None]]) -> None:
-        for _ in batch:
-            self._items.popleft()
+    @property
+    def idle(self) -> bool:
+        """Nothing is queued or being written: a write made elsewhere now keeps the order."""
+        return not self._items and not self._writing
 
     async def settle(self) -> None:
         """Write what was submitted so far without waiting out the gather delay, and

@@ -1,4 +1,4 @@
-"""Arrivals stored in the read that brought them (messenger/arrivals.py, Batcher.flush_now):
+"""Arrivals stored in the read that brought them (messenger/arrivals.py):
 the chat worker built alone from fakes of its ports (test_chat_worker's), its messages
 handed over as the transport's fast path does: `on_message` for each message of a read,
 then `arrivals_done`. Everything asserted right after `arrivals_done` happened inside
@@ -103,12 +103,27 @@ async def test_with_the_database_thread_busy_the_batcher_writes_them_in_order(
     b.chat.arrivals_done()
     assert acks(conn) == [] and b.person.repo.message_count(a.id) == 0  # left to the task
 
-    b.db.busy = False  # the next read comes before the batcher's turn: both, in order
+    b.db.busy = False  # the next read comes before the batcher's turn: behind the first
     second = from_ann(a, b, 2, "second")
     arrive(b, a, conn, second)
     b.chat.arrivals_done()
-    assert acks(conn) == [(first.msg_id, second.msg_id)]
+    assert acks(conn) == [] and b.person.repo.message_count(a.id) == 0
+    await until(lambda: bool(acks(conn)))
+    assert acks(conn) == [(first.msg_id, second.msg_id)]  # one batch, in order
     assert added(b) == ["first", "second"]
+
+
+async def test_arrivals_nobody_flushes_are_written_all_the_same(
+    pair: tuple[Side, Side],
+) -> None:
+    """A caller that never says the read is over (the chat worker's own tests): the
+    callback scheduled with the first arrival writes them."""
+    a, b = pair
+    conn = FakeConn(a.id)
+    one = from_ann(a, b, 1, "one")
+    arrive(b, a, conn, one)
+    await until(lambda: bool(acks(conn)))
+    assert acks(conn) == [(one.msg_id,)] and added(b) == ["one"]
 
 
 async def test_a_read_during_a_write_waits_for_it(pair: tuple[Side, Side]) -> None:
