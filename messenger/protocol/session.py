@@ -593,6 +593,12 @@ class Session:
     def _send_record(self, record: bytes) -> None:
         send = self._send
         assert send is not None
+        if len(record) <= framing.MAX_CHUNK:  # one frame, as nearly every record: no list
+            body = send.encrypt_with_ad(b"", framing.pad(record, more=False))
+            self._out += len(body).to_bytes(2, "big")  # the frame's length prefix
+            self._out += body
+            self.frames_sent += 1
+            return
         for chunk, more in framing.fragment(record):
             self._out += framing.encode_frame(
                 send.encrypt_with_ad(b"", framing.pad(chunk, more=more))
