@@ -184,6 +184,7 @@ class MainWindow(QMainWindow):
         self.empty_list.setObjectName("EmptyList")
         self.empty_list.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_list.setWordWrap(True)
+        self.empty_list.setMinimumHeight(120)
 
         header = QFrame(self.sidebar)
         header.setObjectName("SidebarHeader")
@@ -202,8 +203,8 @@ class MainWindow(QMainWindow):
         filter_row.setContentsMargins(14, 8, 14, 10)
         filter_row.addWidget(self.filter)
         side.addLayout(filter_row)
-        side.addWidget(self.list, 1)
-        side.addWidget(self.empty_list, 1)
+        side.addWidget(self.list)  # as tall as its rows: the groups follow right under
+        side.addWidget(self.empty_list)
         return side
 
     def _build_group_section(self, side: QVBoxLayout) -> None:
@@ -222,8 +223,8 @@ class MainWindow(QMainWindow):
         side.addLayout(groups_row)
         self.group_list = GroupListView(self.bridge, self.sidebar)
         self.group_list.setModel(self.groups)
-        self.group_list.setMaximumHeight(4 * 60 + 4)
         side.addWidget(self.group_list)
+        side.addStretch(1)  # the spare room goes below both sections
         # Tor at the foot of the sidebar: bootstrap progress, then reachable/off/...
         self.tor_status = TorStatusBar(self.sidebar)
         self.tor_status.set_unavailable(self.bridge.tor_unavailable())
