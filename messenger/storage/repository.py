@@ -752,8 +752,9 @@ class Repository:
     def _store_one_incoming(
         self, contact_id: str, m: ArrivingMessage, now_ms: int
     ) -> list[MessageRecord]:
-        """store_incoming of a lone message (one at a time, as a person writes): the
-        unique msg_id drops a duplicate in the INSERT itself, without a query first."""
+        """store_incoming of a lone message (one at a time, as a person writes), in one
+        statement: the unique msg_id drops a duplicate in the INSERT itself, without a
+        query first, and the insert trigger moves our Lamport clock (migration 0011)."""
         received = int(MessageState.RECEIVED)
         row = (m.msg_id, contact_id, 0, m.seq, m.lamport, m.sent_at_ms, now_ms, m.body, received)
         with self._write_transaction() as cur:
@@ -761,10 +762,6 @@ class Repository:
             if cur.rowcount != 1:
                 return []  # stored before
             row_id = cur.lastrowid
-            cur.execute(
-                "UPDATE contacts SET lamport = ? WHERE id = ? AND lamport < ?",
-                (m.lamport, contact_id, m.lamport),
-            )
         return [
             MessageRecord(
                 row_id,

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -24,9 +25,20 @@ from hypothesis.stateful import (
 from sqlalchemy import event, text
 
 from messenger.records import MessageState
-from messenger.storage.database import create_db_engine, migrate, open_database
+from messenger.storage.database import (
+    alembic_config,
+    create_db_engine,
+    migrate,
+    open_database,
+)
 from messenger.storage.group_repository import GroupRepository, NewGroupMessage
-from messenger.storage.repository import IncomingMessage, NewContact, Repository
+from messenger.storage.repository import (
+    _INSERT_MESSAGE_HEAD,
+    _MESSAGE_VALUES,
+    IncomingMessage,
+    NewContact,
+    Repository,
+)
 
 NOW = 1_700_000_000.0
 NOW_MS = int(NOW * 1000)
@@ -404,5 +416,44 @@ def test_upgrade_to_0008_builds_summaries_of_what_is_stored(tmp_path: Path) -> N
         repo = Repository(eng)
         assert {c.id: kept_conversation(repo, c.id) for c in (a, b, quiet)} == expected
         assert kept_group(repo, group) == recount_group(repo, group) == (2, (3, b"\x01", 3))
+    finally:
+        eng.dispose()
+
+
+# -- 0011: the insert trigger moves the Lamport clock --------------------------------------
+
+
+def _lamport(repo: Repository, contact_id: str) -> int:
+    ((lamport,),) = _rows(repo, "SELECT lamport FROM contacts WHERE id = ?", contact_id)
+    return int(lamport)
+
+
+def test_upgrade_to_0011_lets_a_lone_arrival_move_the_clock_and_downgrade_undoes_it(
+    tmp_path: Path,
+) -> None:
+    eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(eng, "0010")
+        a = _contact("Ana")
+        Repository(eng).add_contact(a, 0)
+        migrate(eng)  # to the head
+        repo = Repository(eng)
+        repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 1, 41, 0, "in")])], 0)
+        assert _lamport(repo, a.id) == 41
+        repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 2, 7, 0, "old")])], 0)
+        assert _lamport(repo, a.id) == 41  # never backwards
+
+        cfg = alembic_config()
+        with eng.begin() as conn:  # back to 0010: the trigger leaves the clock alone
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0010")
+        old = Repository(eng)
+        with eng.begin() as conn:
+            conn.exec_driver_sql(
+                _INSERT_MESSAGE_HEAD + _MESSAGE_VALUES,
+                (os.urandom(16), a.id, 0, 3, 99, 0, 0, "raw", int(MessageState.RECEIVED)),
+            )
+        assert _lamport(old, a.id) == 41
+        assert kept_conversation(old, a.id) == recount_conversation(old, a.id)
     finally:
         eng.dispose()
