@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import random
 import subprocess
 import time
@@ -248,3 +249,39 @@ async def test_a_send_whose_write_fails_is_an_error_and_never_leaves(tmp_path: P
         finally:
             await alice.aclose()
             await bob.aclose()
+
+
+def test_a_lone_arrival_on_a_full_disk_is_not_stored_and_is_stored_once_there_is_room(
+    tmp_path: Path,
+) -> None:
+    """The store of a lone arriving message runs as one autocommitted statement (no
+    BEGIN/COMMIT, repository._write_one): on a full disk it raises DiskFull and leaves
+    nothing behind, and the same message is stored once there is room."""
+    from messenger.storage.database import open_database
+    from messenger.storage.repository import IncomingMessage, Repository
+
+    from ..unit.test_summaries import _contact
+
+    with small_tmpfs(tmp_path / "small", size="8m") as small:
+        repo = Repository(open_database(small / "db.sqlite", os.urandom(32), create=True))
+        try:
+            ana = _contact("Ana")
+            repo.add_contact(ana, 0)
+            filler = fill(small)
+            failed: IncomingMessage | None = None
+            for seq in range(1, 2000):  # the WAL may hold a few more pages first
+                m = IncomingMessage(os.urandom(16), seq, seq, 0, "y" * 3000)
+                try:
+                    repo.store_incoming([(ana.id, [m])], 0)
+                except DiskFull:
+                    failed = m
+                    break
+            assert failed is not None, "the disk never filled"
+            stored = repo.message_count(ana.id)
+            assert repo.message(failed.msg_id) is None
+            filler.unlink()
+            (record,) = repo.store_incoming([(ana.id, [failed])], 0)
+            assert record.msg_id == failed.msg_id
+            assert repo.message_count(ana.id) == stored + 1
+        finally:
+            repo.close()
