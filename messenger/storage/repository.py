@@ -95,6 +95,12 @@ _INSERT_MESSAGE_HEAD = (
 )
 _MESSAGE_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _SELECT_COUNTERS = "SELECT lamport, next_seq FROM contacts WHERE id = ?"
+# One message of ours, numbered from the contact's counters in the same statement.
+_QUEUE_ONE = (
+    "INSERT INTO messages (msg_id, contact_id, outgoing, seq, lamport, sent_at_ms, "
+    "received_at_ms, body, state) SELECT ?1, id, 1, next_seq, lamport + 1, ?2, NULL, ?3, ?4 "
+    "FROM contacts WHERE id = ?5 RETURNING id, seq, lamport"
+)
 
 
 def _cursor(conn: Any) -> Any:
@@ -282,14 +288,15 @@ class Repository:
             self._driver_engine = self.engine
         return self._driver.cursor()
 
-    def _write_one(self, sql: str, params: Sequence[Any]) -> Any:
+    def _write_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, list[Any]]:
         """One statement in a transaction of its own (SQLite's implicit one: the driver
         runs in autocommit), as durable as _write_transaction's and without the BEGIN
         and COMMIT statements around it (~16 us of a lone message's store, issue 15).
-        Errors as there; a failed statement leaves nothing written. Returns the cursor."""
+        Errors as there; a failed statement leaves nothing written. Returns the cursor
+        and the rows of a RETURNING clause, read to the end (which commits)."""
         cur = self._raw_cursor()
         try:
-            cur.execute(sql, params)
+            rows = cur.execute(sql, params).fetchall()
         except sqlcipher3.Error as exc:
             if self._driver.in_transaction:  # not expected: SQLite ends a failed one
                 cur.execute("ROLLBACK")
@@ -297,7 +304,7 @@ class Repository:
             if plain is None:
                 raise
             raise plain from exc
-        return cur
+        return cur, rows
 
     # -- settings -------------------------------------------------------------------------
 
@@ -625,6 +632,8 @@ class Repository:
             return []
         queued = int(MessageState.QUEUED)
         ids = new_msg_ids(len(items), now_ms)
+        if len(items) == 1:
+            return [self._queue_one(*items[0], ids[0], now_ms)]
         with self._write_transaction() as cur:
             counters: dict[str, list[int]] = {}
             for contact_id, _ in items:
@@ -652,6 +661,21 @@ class Repository:
             )
             for row_id, r in zip(row_ids, rows, strict=True)
         ]
+
+    def _queue_one(self, contact_id: str, body: str, msg_id: bytes, now_ms: int) -> MessageRecord:
+        """queue_outgoing_many of one message (typed one at a time) in one autocommitted
+        statement (_write_one): the INSERT takes its seq and Lamport time from the
+        contact's row and the insert trigger moves both counters (migration 0011), so
+        neither a SELECT nor an UPDATE of the counters nor BEGIN and COMMIT run."""
+        _, rows = self._write_one(
+            _QUEUE_ONE, (msg_id, now_ms, body, int(MessageState.QUEUED), contact_id)
+        )
+        if not rows:
+            raise StorageError(f"no contact {contact_id}")
+        ((row_id, seq, lamport),) = rows
+        return MessageRecord(
+            row_id, msg_id, contact_id, True, seq, lamport, now_ms, None, body, MessageState.QUEUED
+        )
 
     def outbox(self, contact_id: str) -> list[MessageRecord]:
         """Our messages to this contact not yet acknowledged, in the order they were written."""
@@ -778,7 +802,7 @@ class Repository:
         moves our Lamport clock (migration 0011)."""
         received = int(MessageState.RECEIVED)
         row = (m.msg_id, contact_id, 0, m.seq, m.lamport, m.sent_at_ms, now_ms, m.body, received)
-        cur = self._write_one(
+        cur, _ = self._write_one(
             _INSERT_MESSAGE_HEAD + _MESSAGE_VALUES + " ON CONFLICT DO NOTHING", row
         )
         if cur.rowcount != 1:

@@ -428,7 +428,7 @@ def _lamport(repo: Repository, contact_id: str) -> int:
     return int(lamport)
 
 
-def test_upgrade_to_0011_lets_a_lone_arrival_move_the_clock_and_downgrade_undoes_it(
+def test_upgrade_to_0011_lets_lone_messages_move_the_counters_and_downgrade_undoes_it(
     tmp_path: Path,
 ) -> None:
     eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
@@ -442,6 +442,17 @@ def test_upgrade_to_0011_lets_a_lone_arrival_move_the_clock_and_downgrade_undoes
         assert _lamport(repo, a.id) == 41
         repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 2, 7, 0, "old")])], 0)
         assert _lamport(repo, a.id) == 41  # never backwards
+        # Ours, one at a time (one statement each: the trigger moves both counters), then
+        # a batch (the counters read and written around it).
+        one, two = (repo.queue_outgoing(a.id, body, NOW_MS) for body in ("one", "two"))
+        three, four = repo.queue_outgoing_many([(a.id, "three"), (a.id, "four")], NOW_MS)
+        assert [(r.seq, r.lamport) for r in (one, two, three, four)] == [
+            (1, 42),
+            (2, 43),
+            (3, 44),
+            (4, 45),
+        ]
+        assert kept_conversation(repo, a.id) == recount_conversation(repo, a.id)
 
         cfg = alembic_config()
         with eng.begin() as conn:  # back to 0010: the trigger leaves the clock alone
@@ -453,7 +464,7 @@ def test_upgrade_to_0011_lets_a_lone_arrival_move_the_clock_and_downgrade_undoes
                 _INSERT_MESSAGE_HEAD + _MESSAGE_VALUES,
                 (os.urandom(16), a.id, 0, 3, 99, 0, 0, "raw", int(MessageState.RECEIVED)),
             )
-        assert _lamport(old, a.id) == 41
+        assert _lamport(old, a.id) == 45
         assert kept_conversation(old, a.id) == recount_conversation(old, a.id)
     finally:
         eng.dispose()

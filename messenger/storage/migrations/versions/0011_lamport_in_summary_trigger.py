@@ -1,4 +1,4 @@
-"""the message insert trigger also moves the conversation's Lamport clock forward
+"""the message insert trigger also moves the conversation's counters forward
 
 Revision ID: 0011
 Revises: 0010
@@ -7,9 +7,10 @@ Storing an arriving message updated the contact's row twice: the summary trigger
 (counts and newest message) and then an UPDATE of the Lamport clock, a statement of its
 own (~14 us of a ~120 us commit here, on the send -> delivered path of every message,
 issue 15). The trigger now also sets `lamport = max(lamport, new.lamport)`, which is the
-receive rule for an arriving message and a no-op for one of ours (its Lamport time was
-taken from the clock and written back before); a lone arriving message is stored with
-one statement.
+receive rule for an arriving message, and for one of ours the time it was given from
+the clock, and `next_seq` past an outgoing message's seq. A lone arriving message is
+stored with one statement, and a lone message of ours too (its INSERT reads the
+counters from the contact's row): no SELECT and UPDATE of the counters around it.
 """
 
 # ruff: noqa: S608  (constant SQL: no values are interpolated)
@@ -43,7 +44,12 @@ def _trigger(extra: str) -> str:
 
 def upgrade() -> None:
     op.execute("DROP TRIGGER messages_summary_insert")
-    op.execute(_trigger(", lamport = max(lamport, new.lamport)"))
+    op.execute(
+        _trigger(
+            ", lamport = max(lamport, new.lamport), next_seq = CASE WHEN new.outgoing "
+            "THEN max(next_seq, new.seq + 1) ELSE next_seq END"
+        )
+    )
 
 
 def downgrade() -> None:
