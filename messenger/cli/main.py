@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import gc
 import getpass
 import json
 import logging
@@ -683,6 +684,7 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
         await server.start()
         service.subscribe(show)
         service.subscribe(_show_tor_progress)
+        settle_garbage_collector()
         print(
             f"{service.display_name} is online on port {service.listen_port} "
             f"({', '.join(str(a) for a in service.addresses()) or 'no address'}); "
@@ -695,6 +697,16 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
         await server.aclose()
         await service.aclose()
     return 0
+
+
+def settle_garbage_collector() -> None:
+    """Once a long-running peer has started: collect, then move every object alive now
+    (imported modules, SQLAlchemy's tables, the service) out of the cyclic collector's
+    sight, as the window does (ui/app.py, MainThreadCollector.settle). Otherwise every
+    full collection walks them all again: 65-200 ms with the loop stopped, in the middle
+    of a burst of messages (measured under bench.bench_processes, issue 15)."""
+    gc.collect()
+    gc.freeze()
 
 
 def _show_tor_progress(event: ServiceEvent) -> None:

@@ -50,3 +50,17 @@ def test_every_group_action_has_a_handler() -> None:
     whole, one = set(group_api._WHOLE), set(group_api._ONE)
     assert not whole & one
     assert whole | one == set(group_api.GROUP_ACTIONS)
+
+
+def test_a_running_peer_puts_its_start_up_objects_out_of_the_collectors_sight() -> None:
+    """`chinwag-cli run` settles the collector once started (issue 15: full collections
+    walked every start-up object again, 65-200 ms with the loop stopped)."""
+    import gc
+
+    before = gc.get_freeze_count()
+    kept = [[i] for i in range(1000)]  # alive now, tracked by the collector
+    try:
+        cli.settle_garbage_collector()
+        assert gc.get_freeze_count() >= before + len(kept)
+    finally:
+        gc.unfreeze()
