@@ -775,6 +775,45 @@ def test_incoming_batches_store_each_id_once_in_conversation_order(
         assert repo.message_count(contact.id) == len(mine)
 
 
+@settings(
+    max_examples=20,
+    deadline=None,
+    report_multiple_bugs=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    picks=st.lists(
+        st.lists(st.integers(0, 179), min_size=120, max_size=260), min_size=2, max_size=4
+    ),
+)
+def test_big_incoming_batches_return_exactly_the_new_rows_with_their_row_ids(
+    shared_repo: Repository, picks: list[list[int]]
+) -> None:
+    """Batches larger than one multi-row INSERT (100 rows), with ids stored before and
+    repeated inside the batch at any position: the records returned are the new ones,
+    first copy first, in arrival order, each with the row id the database gave it."""
+    repo = shared_repo
+    prefix = next(_example).to_bytes(4, "big")
+    contact = _contact("R")
+    repo.add_contact(contact, NOW)
+    stored_before: set[bytes] = set()
+    for call in picks:
+        msgs = [
+            _incoming(f"{which}", msg_id=prefix + which.to_bytes(12, "big"), lamport=which + 1)
+            for which in call
+        ]
+        expected = []
+        for m in msgs:
+            if m.msg_id not in stored_before:
+                stored_before.add(m.msg_id)
+                expected.append(m.msg_id)
+        stored = repo.store_incoming([(contact.id, msgs)], NOW_MS)
+        assert [r.msg_id for r in stored] == expected
+        for record in stored:
+            assert repo.message(record.msg_id) == record  # row id and all
+    assert repo.message_count(contact.id) == len(stored_before)
+
+
 def test_upgrade_to_0007_indexes_the_group_messages_already_stored(tmp_path: Path) -> None:
     from messenger.storage.group_repository import GroupRepository
 
