@@ -202,6 +202,21 @@ _MESSAGE_COLUMNS = (
 )
 
 
+def advance_states_sql(count: int, *, returning: bool) -> str:
+    """The UPDATE that moves `count` of a contact's messages forward to a state; parameters:
+    state, the ids, contact id, state. The unary + keeps contact_id and state out of the
+    index choice, so each id is found by the unique msg_id index: on the contact's
+    (contact_id, state) index SQLite walked every message still in the outbox once per
+    receipt (with 10,000 in it, 7.2 us a message recorded instead of 5.7)."""
+    marks = ",".join("?" * count)
+    tail = " RETURNING msg_id" if returning else ""
+    # Only "?" placeholders are interpolated; every value is a parameter.
+    return (
+        f"UPDATE messages SET state = ? WHERE msg_id IN ({marks}) "  # noqa: S608
+        f"AND +contact_id = ? AND outgoing = 1 AND +state < ?{tail}"
+    )
+
+
 def _contact(c: Contact) -> ContactRecord:
     return ContactRecord(
         id=c.id,
@@ -709,21 +724,12 @@ class Repository:
         changed: list[bytes] = []
         if not any(ids for _, ids, _ in updates):
             return changed
-        tail = " RETURNING msg_id" if returning else ""
         with self._write_transaction() as cur:
             for contact_id, ids, state in updates:
                 for start in range(0, len(ids), 500):
                     chunk = ids[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    # Only "?" placeholders are interpolated; every value is a parameter.
-                    sql = (
-                        "UPDATE messages SET state = ? WHERE contact_id = ? AND outgoing = 1 "  # noqa: S608
-                        f"AND state < ? AND msg_id IN ({marks}){tail}"
-                    )
-                    rows = cur.execute(
-                        sql,
-                        (int(state), contact_id, int(state), *chunk),
-                    ).fetchall()
+                    sql = advance_states_sql(len(chunk), returning=returning)
+                    rows = cur.execute(sql, (int(state), *chunk, contact_id, int(state))).fetchall()
                     changed += [r[0] for r in rows]
         return changed
 

@@ -35,6 +35,7 @@ from messenger.storage.repository import (
     NewContact,
     Repository,
     StorageError,
+    advance_states_sql,
 )
 
 FTS_PREFIX = "messages_fts"  # the FTS5 table and its shadow tables: built by 0002, not models
@@ -468,6 +469,25 @@ def test_advance_states_in_large_batches(repo: Repository) -> None:
     changed = repo.advance_states(alice.id, [*ids, os.urandom(16)], MessageState.DELIVERED)
     assert sorted(changed) == sorted(ids)
     assert repo.outbox(alice.id) == []
+
+
+@pytest.mark.parametrize("returning", [True, False])
+def test_a_receipt_finds_its_messages_by_id_not_by_walking_the_outbox(
+    repo: Repository, returning: bool
+) -> None:
+    """Each id of a receipt is looked up in the unique msg_id index; the planner must not
+    pick the (contact_id, state) index, which walks every message still in the outbox."""
+    alice = _contact()
+    repo.add_contact(alice, NOW)
+    repo.queue_outgoing_many([(alice.id, str(i)) for i in range(300)], NOW_MS)
+    with repo.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + advance_states_sql(3, returning=returning),
+            (2, os.urandom(16), os.urandom(16), os.urandom(16), alice.id, 2),
+        ).all()
+    steps = " / ".join(str(row[-1]) for row in plan)
+    assert "(msg_id=?)" in steps, steps
+    assert "ix_messages_contact_state" not in steps, steps
 
 
 # -- history ----------------------------------------------------------------------------
