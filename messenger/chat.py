@@ -172,17 +172,23 @@ class Chat:
         self.index_soon()
         # Sent in the same loop pass as the commit, instead of from each send_text once
         # its task resumes (one loop pass later; ~15-25 us of the send -> delivered path).
-        ready: dict[str, Connection | None] = {}
-        for record in records:
-            cid = record.contact_id
-            conn = ready[cid] if cid in ready else ready.setdefault(cid, self._links.ready(cid))
-            if conn is not None:
-                self._send_chat(conn, record)
-        for cid, conn in ready.items():
-            if conn is None:
+        # Per contact once: its live connection and conversation id.
+        routes: dict[str, tuple[Connection, bytes] | None] = {}
+        for r in records:
+            cid = r.contact_id
+            if cid not in routes:
+                conn = self._links.ready(cid)
+                routes[cid] = None if conn is None else (conn, self._contacts.conversation(cid))
+            route = routes[cid]
+            if route is not None:
+                route[0].send(
+                    wire.ChatMessage(r.msg_id, route[1], r.seq, r.lamport, r.sent_at_ms, r.body)
+                )
+        for cid, route in routes.items():
+            if route is None:
                 self._links.poke(cid)
             else:
-                conn.flush()
+                route[0].flush()
         # Announced here, in the same pass (no receipt can be read before it, so
         # MessageAdded comes before the DELIVERED that follows it), and before the
         # senders' awaits return: after the flush, so subscribers cost the sending nothing.
