@@ -281,14 +281,14 @@ def test_fast_encoders_match_the_generic_path(msg: WireMessage) -> None:
 
 def test_fast_encoders_take_the_common_case() -> None:
     """A plain chat message and receipt are packed by the fast path, not just passed on."""
-    from messenger.protocol.wire.codec import _encode_chat, _encode_receipt
+    from messenger.protocol.wire.chat import encode_chat_fast, encode_receipt_fast
 
     chat = ChatMessage(b"i" * 16, b"c" * 16, 1, 2, 3, "hi")
     receipt = Receipt(ReceiptKind.DELIVERED, (b"i" * 16, b"j" * 16))
-    assert _encode_chat(chat) == pack([1, b"i" * 16, b"c" * 16, 1, 2, 3, "hi"])
-    assert _encode_receipt(receipt) == pack([2, 1, [b"i" * 16, b"j" * 16]])
-    assert _encode_chat(ChatMessage(b"i" * 16, b"c" * 16, 1, 2, 3, "é")) is None  # not ASCII
-    assert _encode_receipt(Receipt(ReceiptKind.READ, ())) is None
+    assert encode_chat_fast(chat) == pack([1, b"i" * 16, b"c" * 16, 1, 2, 3, "hi"])
+    assert encode_receipt_fast(receipt) == pack([2, 1, [b"i" * 16, b"j" * 16]])
+    assert encode_chat_fast(ChatMessage(b"i" * 16, b"c" * 16, 1, 2, 3, "é")) is None  # not ASCII
+    assert encode_receipt_fast(Receipt(ReceiptKind.READ, ())) is None
 
 
 # --------------------------------------------------------------------------

@@ -15,10 +15,7 @@ from .base import (
     _MAX_STR_LEN,
     HELLO_TAG,
     MAX_BATCH_MESSAGES,
-    MAX_RECEIPT_IDS,
-    MSG_ID_LEN,
     MessageType,
-    ReceiptKind,
     WireError,
     _array,
     _count,
@@ -45,7 +42,8 @@ from .chat import (
     _make_reach_update,
     _make_receipt,
     _make_typing,
-    _plainly_valid_chat,
+    encode_chat_fast,
+    encode_receipt_fast,
 )
 from .files import (
     FileControl,
@@ -266,41 +264,12 @@ def _unpack(data: bytes, what: str) -> list[object]:
     return obj
 
 
-def _encode_chat(msg: ChatMessage) -> bytes | None:
-    """A plainly valid ChatMessage packed at once (every message sent goes through here);
-    None when in doubt, for the generic path to check and report."""
-    fields = (msg.msg_id, msg.conversation, msg.seq, msg.lamport, msg.sent_at_ms, msg.body)
-    if not _plainly_valid_chat(*fields):
-        return None
-    packed = msgpack.packb((_CHAT_TAG, *fields), use_bin_type=True)
-    assert isinstance(packed, bytes)
-    return packed
-
-
-def _encode_receipt(msg: Receipt) -> bytes | None:
-    """A plainly valid Receipt packed at once (an acknowledgement of every stored batch
-    carries up to 512 ids); None when in doubt, for the generic path."""
-    ids = msg.msg_ids
-    if not (
-        type(msg.kind) is ReceiptKind
-        and type(ids) is tuple
-        and 1 <= len(ids) <= MAX_RECEIPT_IDS
-        and all(type(i) is bytes and len(i) == MSG_ID_LEN for i in ids)
-    ):
-        return None
-    packed = msgpack.packb((_RECEIPT_TAG, int(msg.kind), ids), use_bin_type=True)
-    assert isinstance(packed, bytes)
-    return packed
-
-
-_CHAT_TAG: Final = int(MessageType.CHAT)
-_RECEIPT_TAG: Final = int(MessageType.RECEIPT)
 # The messages sent by the thousand skip the generic field walk (which builds the field
 # list twice and a validated copy of the message: ~6 us of a chat message's ~7 us); the
 # bytes are the generic path's (a property test compares the two).
 _FAST_ENCODERS: Final[dict[type, Callable[[Any], bytes | None]]] = {
-    ChatMessage: _encode_chat,
-    Receipt: _encode_receipt,
+    ChatMessage: encode_chat_fast,
+    Receipt: encode_receipt_fast,
 }
 
 
