@@ -13,7 +13,7 @@ from messenger.events import GroupMessageAdded
 from messenger.groups import GroupManager, group_key
 from messenger.protocol import wire
 from messenger.records import GroupId
-from messenger.storage.group_repository import StoredGroupMessage
+from messenger.storage.group_rows import StoredGroupMessage
 
 from .fake_ports import (
     Events,
