@@ -137,13 +137,10 @@ class Chat:
 
     def send_text(self, contact_id: str, body: str) -> Awaitable[MessageRecord]:
         """Store a message in the outbox (durably) and send it if the contact is online;
-        await the result for the stored record (MessageAdded is emitted before it).
-
-        A plain function returning an awaitable, not a coroutine: a program that gathers
-        a thousand sends makes no Task per message (issue 15: a Task, its steps and the
-        wakeup after the batch cost more than the rest of the call). The body and
-        the contact are checked now (ServiceError raised at the call); whatever fails
-        later (a full disk) is raised by the await."""
+        await it for the stored record (MessageAdded is emitted before). A plain function
+        returning an awaitable, not a coroutine, so a program gathering a thousand sends
+        makes no Task per message (issue 15). Body and contact are checked now (raising
+        ServiceError at the call); a later failure (a full disk) is raised by the await."""
         check_text(body)
         if contact_id not in self._contacts:
             raise ContactNotFound(f"no contact {contact_id}")
@@ -173,8 +170,7 @@ class Chat:
         self.index_soon()
         # Sent in the same loop pass as the commit, instead of from each send_text once
         # its task resumes (one loop pass later; ~15-25 us of the send -> delivered path).
-        # Per contact once: its live connection and conversation id.
-        routes: dict[str, tuple[Connection, bytes] | None] = {}
+        routes: dict[str, tuple[Connection, bytes] | None] = {}  # looked up once each
         for r in records:
             cid = r.contact_id
             if cid not in routes:
@@ -197,18 +193,9 @@ class Chat:
             self._emit(MessageAdded(record))
         return records
 
-    def _send_chat(self, conn: Connection, record: MessageRecord) -> None:
-        contact_conv = self._contacts.conversation(record.contact_id)
-        conn.send(
-            wire.ChatMessage(
-                msg_id=record.msg_id,
-                conversation=contact_conv,
-                seq=record.seq,
-                lamport=record.lamport,
-                sent_at_ms=record.sent_at_ms,
-                body=record.body,
-            )
-        )
+    def _send_chat(self, conn: Connection, r: MessageRecord) -> None:
+        conv = self._contacts.conversation(r.contact_id)
+        conn.send(wire.ChatMessage(r.msg_id, conv, r.seq, r.lamport, r.sent_at_ms, r.body))
 
     def online(self, contact_id: str, conn: Connection) -> None:
         """The contact's session went live: resend its outbox on it."""
