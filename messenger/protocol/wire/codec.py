@@ -265,7 +265,7 @@ def _unpack(data: bytes, what: str) -> list[object]:
 
 
 # The messages sent by the thousand skip the generic field walk (which builds the field
-# list twice and a validated copy of the message: ~6 us of a chat message's ~7 us); the
+# list twice and a validated copy of the message: 3.4 us a chat message, 1.0 us here); the
 # bytes are the generic path's (a property test compares the two).
 _FAST_ENCODERS: Final[dict[type, Callable[[Any], bytes | None]]] = {
     ChatMessage: encode_chat_fast,
