@@ -59,9 +59,9 @@ def test_a_running_peer_puts_its_start_up_objects_out_of_the_collectors_sight(
     walked every start-up object again, 65-200 ms with the loop stopped)."""
     import gc
 
-    # Not a real full collection here: one in the middle of the suite finalizes stray
-    # stream wrappers of earlier tests, which closes the capture stream that Alembic took
-    # as its default stdout when imported (test_storage's `alembic check` then fails).
+    # Not a real full collection here: with one in the middle of tests/unit, test_storage's
+    # `alembic check` failed later with "I/O operation on closed file" (Alembic writes to
+    # the stdout it bound as a default when imported; the cause was not followed further).
     collected: list[tuple[object, ...]] = []
 
     def collect(*args: object) -> int:
