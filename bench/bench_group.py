@@ -132,10 +132,12 @@ async def fan_out_processes(
     count: int,
     cpu: list[float] | None = None,
     spy: Spy | None = None,
+    sender_cpu: list[float] | None = None,
 ) -> list[float]:
     """The admin in this process, the other members as `chinwag-cli run` processes;
-    `cpu` receives the CPU seconds per message of the members together; `spy` records
-    the first member and this process (the admin) with py-spy while the samples run."""
+    `cpu` receives the CPU seconds per message of the members together, `sender_cpu`
+    this process's (the admin's); `spy` records the first member and this process (the
+    admin) with py-spy while the samples run."""
     admin = await _peer(root, "admin")
     procs: list[asyncio.subprocess.Process] = []
     try:
@@ -164,11 +166,14 @@ async def fan_out_processes(
         group_id = record.id
         await _delivered_to_all(admin, group_id, members - 1, 5, warmup=0)  # all have it
         used = -sum(cpu_seconds(p.pid) for p in procs)
+        mine = -_own_cpu()
         watched = {"member": procs[0].pid, "admin": os.getpid()}
         async with (spy or Spy(None)).recording(watched, "fan-out"):
             samples = await _delivered_to_all(admin, group_id, members - 1, count, warmup=0)
         if cpu is not None:
             cpu.append((used + sum(cpu_seconds(p.pid) for p in procs)) / count)
+        if sender_cpu is not None:
+            sender_cpu.append((mine + _own_cpu()) / count)
         return samples
     finally:
         await admin.aclose()
@@ -183,14 +188,25 @@ async def fan_out_processes(
                 await proc.wait()
 
 
+def _own_cpu() -> float:
+    """User + system CPU seconds of this process so far (all threads)."""
+    times = os.times()
+    return times.user + times.system
+
+
 async def raw_fan_out(
-    base: Path, others: int, count: int, warmup: int = 5, cpu: list[float] | None = None
+    base: Path,
+    others: int,
+    count: int,
+    warmup: int = 5,
+    cpu: list[float] | None = None,
+    sender_cpu: list[float] | None = None,
 ) -> list[float]:
     """The raw fan-out baseline: `others` raw asyncio peers in their own processes, each
     committing every message as one row to SQLCipher (the service's settings) before it
     answers; this side commits the message once, writes it to all of them and waits for
     every answer. Seconds per message; `cpu` receives the CPU seconds per message of all
-    the receiving processes together."""
+    the receiving processes together, `sender_cpu` this process's."""
     conv = os.urandom(16)
     root = Path(tempfile.mkdtemp(prefix="raw-fan-", dir=base))  # new files, new keys
     store = raw_store(root / "sender.db")
@@ -205,10 +221,11 @@ async def raw_fan_out(
         links = [await _open(port) for port in ports]
         try:
             samples: list[float] = []
-            used = 0.0
+            used = mine = 0.0
             for i in range(count + warmup):
                 if i == warmup:
                     used = -sum(cpu_seconds(pid) for pid in pids)
+                    mine = -_own_cpu()
                 data = body(i=i).encode()
                 started = time.perf_counter()
                 commit_one(store, conv, i, data)
@@ -224,6 +241,8 @@ async def raw_fan_out(
                     samples.append(time.perf_counter() - started)
             if cpu is not None:
                 cpu.append((used + sum(cpu_seconds(pid) for pid in pids)) / count)
+            if sender_cpu is not None:
+                sender_cpu.append((mine + _own_cpu()) / count)
             return samples
         finally:
             for _, writer in links:
@@ -425,17 +444,29 @@ async def fan_out_only(rounds: int, spy: Spy, members: int = 20, count: int = 20
             root = Path(tmp)
             raw_cpu: list[float] = []
             member_cpu: list[float] = []
-            raw_fan = await raw_fan_out(root, members - 1, count // 2, cpu=raw_cpu)
-            procs = await fan_out_processes(
-                root / "procs", members, count, cpu=member_cpu, spy=spy if r == 0 else None
+            raw_sender: list[float] = []
+            admin_cpu: list[float] = []
+            raw_fan = await raw_fan_out(
+                root, members - 1, count // 2, cpu=raw_cpu, sender_cpu=raw_sender
             )
-            raw_fan += await raw_fan_out(root, members - 1, count // 2, cpu=raw_cpu)
+            procs = await fan_out_processes(
+                root / "procs",
+                members,
+                count,
+                cpu=member_cpu,
+                spy=spy if r == 0 else None,
+                sender_cpu=admin_cpu,
+            )
+            raw_fan += await raw_fan_out(
+                root, members - 1, count // 2, cpu=raw_cpu, sender_cpu=raw_sender
+            )
         q50, fan50 = percentile(procs, 50), percentile(raw_fan, 50)
         print(
             f"round {r + 1}: load {os.getloadavg()[0]:.1f}; group p50 {fmt_time(q50)} "
             f"(p99 {fmt_time(percentile(procs, 99))}), raw fan-out p50 {fmt_time(fan50)}: "
             f"{q50 / fan50:.2f}x; CPU per msg, members {fmt_time(member_cpu[0])}, "
-            f"raw {fmt_time(statistics.mean(raw_cpu))}",
+            f"raw {fmt_time(statistics.mean(raw_cpu))}; sender: admin "
+            f"{fmt_time(admin_cpu[0])}, raw {fmt_time(statistics.mean(raw_sender))}",
             flush=True,
         )
     spy.report()

@@ -68,6 +68,9 @@ class GroupBase:
         self._groups: dict[bytes, Group] = {}
         self._group_only: set[str] = set()
         self._committer: Batcher[Arrival, StoredGroupMessage | None] | None = None
+        # Messages handed to the committer (or being stored from a read) and not through
+        # _store yet: while any are, an arrival queues behind them (storage order).
+        self._committing = 0
         self.rejected = 0  # messages and rosters refused (hostile or stale): for tests, logs
         self._open: list[bytes] = []  # groups announced as open to join, in order
         self._join_requests: dict[tuple[bytes, str], str] = {}  # (group, contact) -> name
