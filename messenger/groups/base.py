@@ -52,6 +52,9 @@ class GroupBase:
         not_stored: Callable[[DiskFull, set[str]], None],
     ) -> None:
         self._me_port = me
+        # Our key, once: Identity.ed25519_public builds it from the signing key on every
+        # call (~2 us), and a message's record compared it with every member's.
+        self._me_key = me.identity.ed25519_public
         self._db = db
         self._settings = repo  # settings and contact rows
         self.repo = GroupRepository(repo)
@@ -96,7 +99,7 @@ class GroupBase:
 
     @property
     def _me(self) -> bytes:
-        return self._me_port.identity.ed25519_public
+        return self._me_key
 
     def _group(self, group_id: GroupId) -> Group:
         """The group a public method names (ids are converted to bytes here, once)."""
@@ -156,11 +159,15 @@ class GroupBase:
         )
 
     def _message_record(self, group: Group, m: StoredGroupMessage) -> GroupMessageRecord:
-        others = [k.ed25519_public for k in group.roster.members if k.ed25519_public != self._me]
-        delivered = sum(1 for k in others if group.delivery.get(k, 0) >= m.seq) if m.outgoing else 0
+        members = group.roster.members
+        delivered = 0
+        if m.outgoing:  # how many others hold it (a received message: nobody counts)
+            delivery = group.delivery
+            delivered = sum(1 for k in members if delivery.get(k.ed25519_public, 0) >= m.seq)
+        me = self._me_key
         name = (
             self._me_port.display_name
-            if m.author == self._me
+            if m.author == me
             else group.names.get(m.author, "former member")
         )
         return GroupMessageRecord(
@@ -177,7 +184,7 @@ class GroupBase:
             body=m.body,
             outgoing=m.outgoing,
             delivered_to=delivered,
-            member_count=len(others),
+            member_count=len(members) - (group.member(me) is not None),
             file_id=wire.decode_group_attachment(m.attachment).root.hex() if m.attachment else None,
         )
 

@@ -286,3 +286,19 @@ async def test_an_arrival_is_stored_after_what_waits_for_the_committer(tmp_path:
             await m.groups.aclose()
             await m.tasks.aclose()
             m.person.repo.close()
+
+
+async def test_a_message_record_counts_the_others_and_who_holds_ours(trio) -> None:
+    ada, bo, cy = trio
+    group = await ada.groups.create_group("Lab", [bo.person.id, cy.person.id])
+    gid = group.id
+    connect(ada, bo)
+    await until(lambda: bo.groups.get(gid) is not None)
+    sent = await ada.groups.send_text(gid, "hello")
+    assert (sent.member_count, sent.delivered_to, sent.author_name) == (2, 0, "ada")
+    await until(lambda: ada.groups.delivery(gid).get(bo.person.id) == 1)
+    (mine,) = await ada.groups.history(gid)
+    assert (mine.member_count, mine.delivered_to) == (2, 1)  # bo holds it, cy was away
+    (theirs,) = await bo.groups.history(gid)
+    assert (theirs.member_count, theirs.delivered_to, theirs.outgoing) == (2, 0, False)
+    assert theirs.author_name == "ada"
