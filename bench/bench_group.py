@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from messenger import GroupId
+from messenger.cli.main import settle_heap
 from messenger.events import GroupDeliveryChanged, ServiceEvent
 from messenger.groups.signing import NO_SIGNATURE, sign_message, verify_messages
 from messenger.groups.sync import VERIFY_THREADS
@@ -315,6 +316,7 @@ async def catch_up_seconds(
         cpu_before = (os.times(), cpu_seconds(proc.pid) if proc is not None else 0.0)
         started = time.perf_counter()
         away = await _peer(root, "away", reopen=True)
+        settle_heap()  # as `chinwag-cli run` and the window do once started (timed)
 
         async def caught_up() -> bool:
             return await away.groups.repo_count(group_id) >= count

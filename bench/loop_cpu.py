@@ -22,6 +22,7 @@ import asyncio
 import atexit
 import collections
 import cProfile
+import gc
 import os
 import runpy
 import sys
@@ -30,6 +31,19 @@ from typing import Any
 
 _spent: collections.Counter[str] = collections.Counter()
 _calls: collections.Counter[str] = collections.Counter()
+# The cyclic collector's passes, per generation (in whichever thread ran them).
+_gc_spent: collections.Counter[int] = collections.Counter()
+_gc_runs: collections.Counter[int] = collections.Counter()
+_gc_started = [0]
+
+
+def _on_gc(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc_started[0] = time.thread_time_ns()
+        return
+    generation = int(info["generation"])
+    _gc_spent[generation] += time.thread_time_ns() - _gc_started[0]
+    _gc_runs[generation] += 1
 
 
 def _name(handle: asyncio.Handle) -> str:
@@ -57,11 +71,16 @@ def _install() -> None:
             _calls[name] += 1
 
     asyncio.Handle._run = timed  # type: ignore[method-assign]
+    gc.callbacks.append(_on_gc)
 
 
 def _report(path: str) -> None:
     total = sum(_spent.values())
     lines = [f"total {total / 1e6:.1f} ms of loop-thread CPU"]
+    lines += [
+        f"  gc generation {g}: {_gc_runs[g]} passes, {_gc_spent[g] / 1e6:.1f} ms"
+        for g in sorted(_gc_runs)
+    ]
     for name, ns in _spent.most_common(40):
         per_call = ns / max(_calls[name], 1) / 1e3
         lines.append(f"{ns / 1e6:9.1f} ms {_calls[name]:8d} calls {per_call:8.1f} us/call  {name}")
