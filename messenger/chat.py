@@ -351,9 +351,18 @@ class Chat:
         )
 
     async def mark_read(self, contact_id: str) -> int:
+        """Mark the conversation read here; tell the contact (a READ receipt) only if the
+        user allows it and the contact is not held (threat-model §4.14: nothing of ours
+        goes to a changed safety number, not even when we read)."""
         ids = await self._db.run(self._repo.mark_seen, contact_id)
         conn = self._links.connection(contact_id)
-        if ids and self._settings[SETTING_READ_RECEIPTS] and conn and conn.session.established:
+        if (
+            ids
+            and self._settings[SETTING_READ_RECEIPTS]
+            and not self._contacts.is_held(contact_id)
+            and conn
+            and conn.session.established
+        ):
             for start in range(0, len(ids), wire.MAX_RECEIPT_IDS):
                 conn.send(
                     wire.Receipt(
@@ -363,8 +372,14 @@ class Chat:
         return len(ids)
 
     def set_typing(self, contact_id: str, active: bool) -> None:
+        """Tell the contact we are typing (if the user allows it; never a held contact)."""
         conn = self._links.connection(contact_id)
-        if self._settings[SETTING_TYPING] and conn and contact_id in self._contacts:
+        if (
+            self._settings[SETTING_TYPING]
+            and conn
+            and contact_id in self._contacts
+            and not self._contacts.is_held(contact_id)
+        ):
             if conn.session.established:
                 conn.send(wire.Typing(self._contacts.conversation(contact_id), active))
 

@@ -54,7 +54,7 @@ from .protocol.invite import Address
 from .protocol.session import Established, SessionEvent
 from .records import InviteRecord
 from .storage.database import open_database
-from .storage.group_repository import StoredGroupMessage
+from .storage.group_rows import StoredGroupMessage
 from .storage.repository import Repository
 
 __all__ = ["PeerService", "ServiceConfig"]

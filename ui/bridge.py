@@ -134,6 +134,10 @@ class Bridge(QObject):
             raise ServiceError("Chinwag is still starting")
         return self._service
 
+    async def wait_ready(self) -> None:
+        """Return once the service is up (at once if it is)."""
+        await self._up.wait()
+
     async def _up_service(self) -> PeerService:
         """The service, once it is up (commands issued while starting wait for it)."""
         await self._up.wait()
@@ -393,6 +397,17 @@ class Bridge(QObject):
 
     async def delete_group(self, group_id: GroupId) -> None:
         await (await self._up_service()).groups.delete(group_id)
+
+    async def group_list(self) -> list[tuple[GroupRecord, GroupMessageRecord | None]]:
+        """Every group with its newest message; while starting, those of the StartupView."""
+        if self._early is not None:
+            return list(self._early.groups)
+        groups = self.service.groups
+        listed: list[tuple[GroupRecord, GroupMessageRecord | None]] = []
+        for group in await groups.groups():
+            newest = await groups.history(group.id, limit=1)
+            listed.append((group, newest[0] if newest else None))
+        return listed
 
     async def group_history(
         self, group_id: GroupId, *, limit: int = 50, before: tuple[int, bytes, int] | None = None

@@ -18,7 +18,7 @@ from ..identity import contact_id as make_contact_id
 from ..protocol import wire
 from ..records import GroupId, MessageRecord, TransferRecord, TransferState
 from ..storage.attachments import AttachmentRow
-from ..storage.group_repository import StoredGroupMessage
+from ..storage.group_rows import StoredGroupMessage
 from ..storage.repository import IncomingMessage
 from .chunks import DEFAULT_CHUNK_SIZE, KEY_LEN, Bitmap, ManifestError, check_geometry
 from .download import FileDownloads

@@ -15,8 +15,14 @@ from ..events import GroupChanged
 from ..identity import contact_id as make_contact_id
 from ..net.transport import Connection
 from ..protocol import wire
-from ..records import GroupId, GroupMemberRecord, GroupMessageRecord, GroupRecord
-from ..storage.group_repository import GroupRepository, NewGroupMessage, StoredGroupMessage
+from ..records import GroupId, GroupMessageRecord, GroupRecord
+from ..storage.group_repository import GroupRepository, NewGroupMessage
+from ..storage.group_rows import (
+    StoredGroupMessage,
+    Viewer,
+    group_message_record,
+    group_record,
+)
 from .model import Group, GroupState, group_key
 
 if TYPE_CHECKING:
@@ -136,57 +142,20 @@ class GroupBase:
     # -- records --------------------------------------------------------------------------
 
     def record(self, group: Group, unread: int = 0) -> GroupRecord:
-        admins = set(group.roster.admins)
-        members = tuple(
-            GroupMemberRecord(
-                contact_id=make_contact_id(m.ed25519_public),
-                name=self._me_port.display_name if m.ed25519_public == self._me else m.display_name,
-                admin=m.ed25519_public in admins,
-                online=m.ed25519_public == self._me
-                or self._links.is_online(make_contact_id(m.ed25519_public)),
-                is_me=m.ed25519_public == self._me,
-            )
-            for m in group.roster.members
-        )
-        return GroupRecord(
-            id=group.id.hex(),
-            name=group.roster.name,
-            epoch=group.epoch,
-            state=group.state.name.lower(),
-            members=members,
-            unread=unread,
-            i_am_admin=self._me in admins and group.state is GroupState.ACTIVE,
+        return group_record(
+            group.id, group.roster, group.state, unread, me=self._me_record(), online=self._online
         )
 
     def _message_record(self, group: Group, m: StoredGroupMessage) -> GroupMessageRecord:
-        members = group.roster.members
-        delivered = 0
-        if m.outgoing:  # how many others hold it (a received message: nobody counts)
-            delivery = group.delivery
-            delivered = sum(1 for k in members if delivery.get(k.ed25519_public, 0) >= m.seq)
-        me = self._me_key
-        name = (
-            self._me_port.display_name
-            if m.author == me
-            else group.names.get(m.author, "former member")
+        return group_message_record(
+            m, group.roster, me=self._me_record(), names=group.names, delivery=group.delivery
         )
-        return GroupMessageRecord(
-            row_id=m.row_id,
-            msg_id=m.msg_id,
-            group_id=m.group_id.hex(),
-            author_id=make_contact_id(m.author),
-            author_key=m.author,
-            author_name=name,
-            seq=m.seq,
-            lamport=m.lamport,
-            sent_at_ms=m.sent_at_ms,
-            received_at_ms=m.received_at_ms,
-            body=m.body,
-            outgoing=m.outgoing,
-            delivered_to=delivered,
-            member_count=len(members) - (group.member(me) is not None),
-            file_id=wire.decode_group_attachment(m.attachment).root.hex() if m.attachment else None,
-        )
+
+    def _me_record(self) -> Viewer:
+        return Viewer(self._me, self._me_port.display_name)
+
+    def _online(self, contact_id: str) -> bool:
+        return self._links.is_online(contact_id)
 
     def _changed(self, group: Group) -> None:
         self._emit(GroupChanged(self.record(group)))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -10,6 +9,7 @@ from ..errors import GroupError
 from ..identity import IdentityError, verify_static_certificate
 from ..protocol import wire
 from ..records import GroupId
+from ..storage.group_rows import GroupState as GroupState  # the state column's values
 from .signing import MESSAGE_CONTEXT, ROSTER_CONTEXT, verify
 
 NO_HASH: Final = bytes(wire.GROUP_HASH_LEN)
@@ -28,13 +28,6 @@ def group_key(group_id: GroupId) -> bytes:
     if len(key) != GROUP_ID_LEN or key.hex() != group_id:
         raise GroupError(f"not a group id: {group_id!r} (it is {2 * GROUP_ID_LEN} hex digits)")
     return key
-
-
-class GroupState(enum.IntEnum):
-    ACTIVE = 0
-    LEFT = 1  # we left; kept read-only until deleted
-    REMOVED = 2  # an admin removed us; kept read-only until deleted
-    DELETED = 3  # a tombstone: history gone, stale rosters that list us are ignored
 
 
 def newer(a: tuple[int, bytes], b: tuple[int, bytes]) -> bool:

@@ -14,7 +14,8 @@ from ..events import GroupDeliveryChanged, GroupMessageAdded
 from ..identity import contact_id as make_contact_id
 from ..net.transport import Connection
 from ..protocol import wire
-from ..storage.group_repository import NewGroupMessage, StoredGroupMessage
+from ..storage.group_repository import NewGroupMessage
+from ..storage.group_rows import StoredGroupMessage
 from .base import Arrival, GroupBase
 from .model import NO_HASH, Group, GroupState, newer
 from .signing import NO_SIGNATURE, message_id, sign_leave, verify_messages

@@ -10,6 +10,12 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
+from .group_rows import (
+    GROUP_MESSAGE_COLUMNS,
+    StoredGroupMessage,
+    delivery_marks,
+    stored_group_message,
+)
 from .models import ChatGroup, Contact
 from .repository import (
     NewContact,
@@ -35,26 +41,6 @@ class GroupRow:
 
 
 @dataclass(frozen=True, slots=True)
-class StoredGroupMessage:
-    """A group message as stored (the signed wire fields plus local bookkeeping)."""
-
-    row_id: int
-    msg_id: bytes
-    group_id: bytes
-    author: bytes
-    seq: int
-    epoch: int
-    lamport: int
-    sent_at_ms: int
-    received_at_ms: int | None
-    body: str
-    signature: bytes
-    outgoing: bool
-    seen: bool
-    attachment: bytes | None = None  # the file offered, as signed (wire.GroupAttachment)
-
-
-@dataclass(frozen=True, slots=True)
 class NewGroupMessage:
     msg_id: bytes
     group_id: bytes
@@ -69,10 +55,6 @@ class NewGroupMessage:
     attachment: bytes | None = None
 
 
-_COLUMNS = (
-    "id, msg_id, group_id, author, seq, epoch, lamport, sent_at_ms, received_at_ms, body, "
-    "signature, outgoing, seen, attachment"
-)
 _INSERT_HEAD = (
     "INSERT INTO group_messages (msg_id, group_id, author, seq, epoch, lamport, sent_at_ms, "
     "received_at_ms, body, signature, outgoing, seen, attachment) VALUES "
@@ -126,28 +108,9 @@ def _insert_group_messages(cur: Any, rows: Sequence[tuple[Any, ...]]) -> list[in
 _SEARCH_SQL = fts_search_sql(
     "group_messages_fts",
     "group_messages",
-    ", ".join(f"m.{c.strip()}" for c in _COLUMNS.split(",")),
+    ", ".join(f"m.{c.strip()}" for c in GROUP_MESSAGE_COLUMNS.split(",")),
     "group_id",
 )
-
-
-def _stored(row: Sequence[Any]) -> StoredGroupMessage:
-    return StoredGroupMessage(
-        row_id=row[0],
-        msg_id=row[1],
-        group_id=row[2],
-        author=row[3],
-        seq=row[4],
-        epoch=row[5],
-        lamport=row[6],
-        sent_at_ms=row[7],
-        received_at_ms=row[8],
-        body=row[9],
-        signature=row[10],
-        outgoing=bool(row[11]),
-        seen=bool(row[12]),
-        attachment=row[13],
-    )
 
 
 class GroupRepository:
@@ -362,18 +325,18 @@ class GroupRepository:
         with self.engine.connect() as conn:
             cur = _cursor(conn)
             rows = cur.execute(
-                f"SELECT {_COLUMNS} FROM group_messages "  # noqa: S608  (constant columns)
+                f"SELECT {GROUP_MESSAGE_COLUMNS} FROM group_messages "  # noqa: S608  (constant columns)
                 "WHERE group_id = ? AND author = ? AND seq > ? ORDER BY seq LIMIT ?",
                 (group_id, author, after_seq, limit),
             ).fetchall()
-        return [_stored(r) for r in rows]
+        return [stored_group_message(r) for r in rows]
 
     def history(
         self, group_id: bytes, *, limit: int = 50, before: tuple[int, bytes, int] | None = None
     ) -> list[StoredGroupMessage]:
         """A page of a group conversation, oldest first, in the order every member shares:
         (Lamport time, author, seq). The newest `limit`, or the `limit` older than `before`."""
-        sql = f"SELECT {_COLUMNS} FROM group_messages WHERE group_id = ?"  # noqa: S608
+        sql = f"SELECT {GROUP_MESSAGE_COLUMNS} FROM group_messages WHERE group_id = ?"  # noqa: S608
         params: list[Any] = [group_id]
         if before is not None:
             sql += " AND (lamport, author, seq) < (?, ?, ?)"
@@ -382,7 +345,7 @@ class GroupRepository:
         params.append(limit)
         with self.engine.connect() as conn:
             rows = _cursor(conn).execute(sql, params).fetchall()
-        return [_stored(r) for r in reversed(rows)]
+        return [stored_group_message(r) for r in reversed(rows)]
 
     def index_pending(self, limit: int = 5000) -> int:
         """Add up to `limit` group messages not yet indexed to the search index; returns
@@ -429,7 +392,7 @@ class GroupRepository:
                 .execute(_SEARCH_SQL, fts_params(match, group_id, limit, before))
                 .fetchall()
             )
-        return [_stored(r) for r in rows]
+        return [stored_group_message(r) for r in rows]
 
     def attachment_links(self) -> list[tuple[bytes, bytes, bytes, bool, bytes]]:
         """(msg_id, group_id, author, outgoing, attachment) of every group message that
@@ -471,13 +434,8 @@ class GroupRepository:
     # -- delivery of our own messages -------------------------------------------------------
 
     def delivery_marks(self) -> dict[bytes, dict[bytes, int]]:
-        found: dict[bytes, dict[bytes, int]] = {}
         with self.engine.connect() as conn:
-            for group_id, member, seq in _cursor(conn).execute(
-                "SELECT group_id, member, seq FROM group_delivery"
-            ):
-                found.setdefault(group_id, {})[member] = seq
-        return found
+            return delivery_marks(_cursor(conn))
 
     def set_delivery_marks(self, marks: Sequence[tuple[bytes, bytes, int]]) -> None:
         if not marks:

@@ -24,7 +24,7 @@ from ..profile import ProfileDir, ProfileLock
 from .database import SCHEMA_HEAD, check_database, plain_error, read_only_connection
 
 if TYPE_CHECKING:
-    from ..records import ConversationSummary
+    from ..records import ConversationSummary, GroupMessageRecord, GroupRecord
 
 READ_COMMANDS = frozenset({"whoami", "contacts"})
 
@@ -54,13 +54,15 @@ def read_command(
 
 @dataclass(frozen=True, slots=True)
 class StartupView:
-    """What the desktop window shows before the service is up: who I am, my settings and
-    the conversation list (nobody online yet), read in one short raw transaction."""
+    """What the desktop window shows before the service is up: who I am, my settings, the
+    conversation list and the group list (nobody online yet), read in one short raw
+    transaction."""
 
     display_name: str
     contact_id: str
     settings: dict[str, Any]
     conversations: list[ConversationSummary]
+    groups: list[tuple[GroupRecord, GroupMessageRecord | None]]  # each with its newest
 
 
 def read_startup(
@@ -71,19 +73,35 @@ def read_startup(
     a migration due). Takes and releases the profile lock as the one-shot commands do, so
     a profile another Chinwag holds raises ProfileLocked here, before any window shows.
     Raises what PeerService.open raises."""
-    from ..records import ConversationSummary  # here: whoami and contacts do without
+    # Here: whoami and contacts do without them.
+    from ..records import ConversationSummary
     from .rows import conversation_rows
 
     with _reading(profile, passphrase, purpose, 0.0, None, None) as conn:
         if conn is None:
             return None
-        me = _whoami(conn, profile)
-        rows = conversation_rows(conn)  # one statement: one consistent snapshot
+        conn.execute("BEGIN")  # both lists from one snapshot
+        try:
+            me = _whoami(conn, profile)
+            rows = conversation_rows(conn)
+            groups = _groups(conn, me["name"])
+        finally:
+            conn.execute("COMMIT")
     summaries = [
         ConversationSummary(r.contact, r.last_message, r.unread, False, r.queued) for r in rows
     ]
     summaries.sort(key=lambda s: -s.last_activity)  # as Chat.conversations orders them
-    return StartupView(me["name"], me["id"], me["settings"], summaries)
+    return StartupView(me["name"], me["id"], me["settings"], summaries, groups)
+
+
+def _groups(conn: Any, my_name: str) -> list[tuple[GroupRecord, GroupMessageRecord | None]]:
+    """The group list, if there is any group: the roster decoder (the wire codec, ~20 ms
+    to import) is loaded only then."""
+    if not conn.execute("SELECT EXISTS (SELECT 1 FROM chat_groups)").fetchone()[0]:
+        return []
+    from .group_rows import Viewer, group_list
+
+    return group_list(conn, Viewer(_identity(conn).ed25519_public, my_name))
 
 
 @contextlib.contextmanager
@@ -139,14 +157,18 @@ def _setting(conn: Any, key: str, default: Any) -> Any:
     return default if row is None or row[0] is None else json.loads(row[0])
 
 
-def _whoami(conn: Any, profile: ProfileDir) -> dict[str, Any]:
-    """LocalApi.cmd_whoami of a service that is not listening."""
+def _identity(conn: Any) -> Identity:
     row = conn.execute("SELECT value FROM settings WHERE key = ?", (BLOB_IDENTITY,)).fetchone()
     if row is None:
         from ..errors import ProfileError
 
         raise ProfileError("the profile database holds no identity")
-    identity = Identity.from_bytes(row[0])
+    return Identity.from_bytes(row[0])
+
+
+def _whoami(conn: Any, profile: ProfileDir) -> dict[str, Any]:
+    """LocalApi.cmd_whoami of a service that is not listening."""
+    identity = _identity(conn)
     return {
         "name": _setting(conn, SETTING_NAME, ""),
         "id": contact_id(identity.ed25519_public),

@@ -22,7 +22,8 @@ from messenger import KdfParams, PeerService, ProfileDir, read_startup
 from tests.ui.conftest import befriend, peer_config, start_task, top_level
 from ui import app as ui_app
 from ui.models.conversations import ConversationListModel
-from ui.views.chat_view import STARTING_PLACEHOLDER
+from ui.models.groups import GroupListModel
+from ui.views.chat.composer import STARTING_PLACEHOLDER
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_KDF = KdfParams(1, 8 * 1024 * 1024)
@@ -180,6 +181,72 @@ def test_the_early_window_follows_the_service_once_it_is_up(qloop, qtbot, make_p
     # The service was closed and its lock released: the profile opens again at once.
     again = qloop.run(PeerService.open(profile.path, None, config=peer_config(network=False)))
     qloop.run(again.aclose())
+
+
+def test_groups_are_painted_first_and_the_service_catches_up(qloop, make_peer, tmp_path):
+    """The group list is in the first paint too (read raw with the conversations): a
+    group opened while starting shows "starting" in its composer, the safety number asked
+    for meanwhile opens once the service is up, and then the same group row stays
+    selected while what arrived meanwhile comes in."""
+    from ui.views.main_window import MainWindow
+    from ui.views.safety_number_dialog import SafetyNumberDialog
+
+    alice, bob = make_peer("alice"), make_peer("bob")
+    bob_at_alice, _ = befriend(qloop, alice, bob)
+    group_id = qloop.run(alice.groups.create_group("Lab", [bob.contact_id])).id
+    qloop.until(lambda: bob.groups.get(group_id) is not None, what="Bob has the group")
+    qloop.run(bob.groups.send_text(group_id, "for the lab"))
+
+    async def stored_at_alice() -> bool:
+        return any(m.body == "for the lab" for m in await alice.groups.history(group_id))
+
+    qloop.until(stored_at_alice, what="Bob's group message at Alice")
+    qloop.run(alice.aclose())
+    profile = ProfileDir(tmp_path / "alice")
+    early = read_startup(profile, None)
+    assert early is not None
+    gate = asyncio.Event()
+
+    async def opening() -> PeerService:
+        await gate.wait()
+        return await PeerService.open(profile.path, None, config=peer_config())
+
+    task = start_task(qloop, ui_app.run_window(None, early=early, opening=opening, profile=profile))
+    qloop.until(lambda: top_level(MainWindow) is not None, what="the main window")
+    window = top_level(MainWindow)
+    qloop.until(lambda: window.groups.rowCount() == 1, what="the group from the raw read")
+    assert not window.bridge.ready
+    item = window.groups.item(group_id)
+    assert item is not None and item.unread == 1 and item.preview() == "Bob: for the lab"
+    assert window.windowTitle() == "Chinwag (1)"  # group unread counts from the first paint
+    window.open_group(group_id)
+    view = window.group_view
+    qloop.until(lambda: view.title.text() == "Lab", what="the group's pane")
+    assert not view.composer.isEnabled()
+    assert view.composer.placeholderText() == STARTING_PLACEHOLDER
+    window.show_safety_number(bob_at_alice)  # needs the service: opens once it is up
+    assert _dialog_of(window, SafetyNumberDialog) is None
+
+    qloop.run(bob.groups.send_text(group_id, "while Alice starts"))
+    gate.set()
+    qloop.until(lambda: window.bridge.ready, what="the service behind the window")
+    qloop.until(lambda: _dialog_of(window, SafetyNumberDialog) is not None, what="the dialog")
+    qloop.until(view.composer.isEnabled, what="the group's composer")
+    assert view.composer.placeholderText() == "Write to the group"
+    assert window.current_group() == group_id
+    selected = window.group_list.currentIndex()
+    assert selected.data(GroupListModel.GroupIdRole) == group_id  # updated in place
+
+    async def caught_up() -> bool:
+        return view.model.rowCount() == 2
+
+    qloop.until(caught_up, what="the message sent while Alice started, in the open group")
+    window.close()
+    assert qloop.run(task) == 0
+
+
+def _dialog_of(window, kind):
+    return next((d for d in window.findChildren(kind) if d.isVisible()), None)
 
 
 def test_quitting_while_the_service_starts_closes_it_cleanly(qloop, tmp_path):

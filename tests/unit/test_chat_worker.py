@@ -286,6 +286,29 @@ async def test_no_read_receipt_unless_the_user_allows_it(pair: tuple[Side, Side]
     assert MessageState.READ not in states(a, b.id)
 
 
+async def test_a_held_contact_gets_acknowledgements_but_no_read_receipt_or_typing(
+    pair: tuple[Side, Side],
+) -> None:
+    """Threat-model §4.14: what a contact with a changed safety number sends is stored
+    and acknowledged (else it is resent for ever), but nothing of ours reaches it: not
+    when we read, not while we type."""
+    a, b = pair
+    _, b_end = connect(a, b)
+    b.settings[SETTING_READ_RECEIPTS] = True
+    b.person.contacts.hold(a.id)
+    await a.chat.send_text(b.id, "from the new key")
+    await until(lambda: MessageState.DELIVERED in states(a, b.id))  # acknowledged
+
+    assert await b.chat.mark_read(a.id) == 1  # read here
+    b.chat.set_typing(a.id, True)
+    await b_end.drain()
+    assert [type(m) for m in b_end.sent] == [wire.Receipt]
+    assert [m.kind for m in b_end.sent if isinstance(m, wire.Receipt)] == [
+        wire.ReceiptKind.DELIVERED
+    ]
+    assert MessageState.READ not in states(a, b.id) and a.events.of(TypingChanged) == []
+
+
 async def test_a_burst_of_acknowledgements_is_split_into_receipts_of_the_allowed_size(
     pair: tuple[Side, Side],
 ) -> None:

@@ -16,7 +16,7 @@ from messenger.groups import GroupManager, group_key
 from messenger.groups.signing import NO_SIGNATURE, sign_message
 from messenger.protocol import wire
 from messenger.records import GroupId
-from messenger.storage.group_repository import StoredGroupMessage
+from messenger.storage.group_rows import StoredGroupMessage
 
 from .fake_ports import (
     Events,

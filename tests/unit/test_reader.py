@@ -57,6 +57,16 @@ async def _profile(path: Path) -> dict[str, Any]:
         repo.store_incoming([(bob.id, incoming)], 1_700_000_000_000)
         repo.queue_outgoing_many([(amy2.id, "queued: Amy is offline")], 1_700_000_000_000)
         await service.set_setting("theme", "dark")
+        # Groups in every state the list shows (a deleted one is not listed).
+        solo = await service.groups.create_group("Solo", [])
+        await service.groups.send_text(solo.id, "a note to self")
+        await service.groups.send_text(solo.id, "the newest note")
+        await service.groups.create_group("Empty", [])
+        left = await service.groups.create_group("Left", [])
+        await service.groups.leave(left.id)
+        deleted = await service.groups.create_group("Deleted", [])
+        await service.groups.leave(deleted.id)
+        await service.groups.delete(deleted.id)
         api = LocalApi(service)
         return {
             "whoami": await api.call("whoami", {}),
@@ -80,8 +90,9 @@ async def test_whoami_and_contacts_read_raw_equal_the_services_answers(tmp_path:
 async def test_the_windows_first_paint_read_raw_equals_the_services_answers(
     tmp_path: Path,
 ) -> None:
-    """read_startup (the window before the service is up): who I am, the settings and the
-    conversation list, exactly as the service gives them once open (nobody online yet)."""
+    """read_startup (the window before the service is up): who I am, the settings, the
+    conversation list and the group list, exactly as the service gives them once open
+    (nobody online yet)."""
     folder = tmp_path / "zoe"
     await _profile(folder)
     view = read_startup(ProfileDir(folder), None)
@@ -91,7 +102,19 @@ async def test_the_windows_first_paint_read_raw_equals_the_services_answers(
         expected = await service.chat.conversations()
         assert (view.display_name, view.contact_id) == (service.display_name, service.contact_id)
         assert view.settings == service.settings
+        groups = []
+        for group in await service.groups.groups():
+            newest = await service.groups.history(group.id, limit=1)
+            groups.append((group, newest[0] if newest else None))
     assert view.conversations == expected  # the same rows, in the same order
+    assert view.groups == groups
+    listed = {group.name: (group, newest) for group, newest in view.groups}
+    assert set(listed) == {"Solo", "Empty", "Left"}
+    solo, newest = listed["Solo"]
+    assert newest is not None and newest.body == "the newest note" and newest.outgoing
+    assert newest.author_name == "Zoë" and solo.i_am_admin and solo.state == "active"
+    assert listed["Empty"][1] is None
+    assert listed["Left"][0].state == "left" and not listed["Left"][0].i_am_admin
     bob = next(s for s in view.conversations if s.contact.display_name == "Bob")
     assert bob.unread == 2 and bob.last_message is not None and bob.last_message.body == "hi"
     assert sum(s.queued for s in view.conversations) == 1

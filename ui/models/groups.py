@@ -81,13 +81,21 @@ class GroupListModel(RecordListModel[GroupItem]):
         )
 
     async def load(self) -> None:
-        items = []
-        for group in await self.bridge.groups():
-            last = await self.bridge.group_history(group.id, limit=1)
-            items.append(GroupItem(group, last[0] if last else None, group.unread))
-        self.beginResetModel()
-        self._rows = sorted(items, key=lambda i: (-i.activity_ms, i.group.name.casefold()))
-        self.endResetModel()
+        """Fill the list; when the same groups are listed already (painted from the
+        StartupView, then the service came up) the rows are updated in place, so the
+        selection stays."""
+        items = [
+            GroupItem(group, last, group.unread) for group, last in await self.bridge.group_list()
+        ]
+        items.sort(key=lambda i: (-i.activity_ms, i.group.name.casefold()))
+        if [i.id for i in items] == [i.id for i in self._rows]:
+            self._rows = items
+            for row in range(len(items)):
+                self._changed(row)
+        else:
+            self.beginResetModel()
+            self._rows = items
+            self.endResetModel()
         self.unreadTotalChanged.emit(self.unread_total())
 
     # -- Qt model ------------------------------------------------------------------------

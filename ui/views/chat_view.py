@@ -28,16 +28,13 @@ from ui.models.conversations import ConversationItem, ConversationListModel
 from ui.models.history import HistoryModel
 from ui.tasks import TaskSet
 from ui.views.chat.attachments import offers_files, pasted_image_file, take_files
-from ui.views.chat.composer import Composer
+from ui.views.chat.composer import STARTING_PLACEHOLDER, Composer
 from ui.views.chat.header import ChatHeader
 from ui.views.chat.history_view import HistoryView
 from ui.views.chat.key_changed_banner import KeyChangedBanner
 from ui.views.chat.search_bar import SearchBar
 from ui.views.chat.typing_indicator import TypingIndicator
 from ui.views.transfers import TransfersPanel
-
-# What the composer says while the service starts behind an already filled window.
-STARTING_PLACEHOLDER = "Starting Chinwag… you can write in a moment"
 
 
 class ChatView(QWidget):

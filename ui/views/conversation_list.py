@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from ui import theme
 from ui.models.conversations import ConversationItem, ConversationListModel
 from ui.models.history import local_time, time_label
+from ui.views.fitted_list import FittedListView
 from ui.views.paint import paint_avatar, paint_badge, paint_presence, paint_ticks, paint_verified
 
 ROW_HEIGHT = 72
@@ -203,7 +204,7 @@ class ConversationDelegate(QStyledItemDelegate):
         painter.restore()
 
 
-class ConversationListView(QListView):
+class ConversationListView(FittedListView):
     """Emits `conversationActivated(contact_id)` when a row becomes current (click or keys)."""
 
     conversationActivated = Signal(str)
@@ -211,7 +212,9 @@ class ConversationListView(QListView):
     conversationClicked = Signal(str)  # a click: the composer takes the focus
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        # As tall as its rows; at least three when the sidebar is short (the groups keep
+        # theirs, see main_window).
+        super().__init__(parent, min_rows=3)
         self.setObjectName("ConversationList")
         self.setAccessibleName("Conversations")
         self.setItemDelegate(ConversationDelegate(self))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRectF, Qt, Signal
+from PySide6.QtGui import QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QListView,
-    QStyle,
-    QStyledItemDelegate,
     QStyleOptionViewItem,
     QWidget,
 )
@@ -16,79 +14,91 @@ from PySide6.QtWidgets import (
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.groups import GroupItem, GroupListModel
+from ui.views.conversation_list import AVATAR, PAD, ConversationDelegate, list_time
+from ui.views.fitted_list import FittedListView
 from ui.views.paint import paint_avatar, paint_badge
 
+VISIBLE_GROUPS = 3  # rows of the sidebar's group section before it scrolls
+
 Index = QModelIndex | QPersistentModelIndex
-ROW_HEIGHT = 60
 
 
-class GroupDelegate(QStyledItemDelegate):
+class GroupDelegate(ConversationDelegate):
+    """A group row drawn like a conversation row (the same size, avatar, fonts, selection
+    and time), so the sidebar's two sections read as one list."""
+
     def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.bridge = bridge
-
-    def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
-        return QSize(option.rect.width(), ROW_HEIGHT)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         item: GroupItem | None = index.data(GroupListModel.ItemRole)
         if item is None:
             return
         t = theme.current()
-        rect = option.rect
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        if option.state & QStyle.StateFlag.State_Selected:
-            painter.fillRect(rect, t.color("selected"))
-        elif option.state & QStyle.StateFlag.State_MouseOver:
-            painter.fillRect(rect, t.color("hover"))
-        avatar = QRectF(rect.left() + 14, rect.top() + 10, 40, 40)
-        paint_avatar(painter, avatar, "# " + item.group.name, item.id)
-        base = QFont(option.font)
-        name_font = QFont(base)
-        name_font.setWeight(QFont.Weight.DemiBold)
-        small = theme.scaled_font(base, 0.9)
-        left = avatar.right() + 12
-        width = rect.right() - left - 12
-        online = item.online_count(self.bridge)
-        count = f"{online}/{len(item.group.members)}"
-        painter.setFont(small)
-        painter.setPen(QColor(t.text_muted))
-        count_w = QFontMetrics(small).horizontalAdvance(count)
-        painter.drawText(
-            QRectF(rect.right() - 12 - count_w, rect.top() + 12, count_w, 20),
-            Qt.AlignmentFlag.AlignRight,
-            count,
-        )
-        painter.setFont(name_font)
-        painter.setPen(QColor(t.text))
-        name = QFontMetrics(name_font).elidedText(
-            item.group.name, Qt.TextElideMode.ElideRight, int(width - count_w - 8)
-        )
-        painter.drawText(QRectF(left, rect.top() + 10, width, 22), Qt.AlignmentFlag.AlignLeft, name)
-        badge = 0.0
+        painter.setRenderHint(QPainter.RenderHint.TextAntialiasing)
+        rect = QRectF(option.rect)
+        self._paint_background(painter, option, rect)
+        avatar = QRectF(rect.left() + PAD + 6, rect.center().y() - AVATAR / 2, AVATAR, AVATAR)
+        paint_avatar(painter, avatar, "# " + item.group.name, item.id, option.font)
+
+        name_font, small, preview_font, unread_font = self._fonts(option.font)
         if item.unread:
-            badge = paint_badge(painter, rect.right() - 12, rect.top() + 41, item.unread, small)
-        painter.setFont(small)
-        painter.setPen(QColor(t.text_secondary))
-        preview = QFontMetrics(small).elidedText(
-            item.preview(), Qt.TextElideMode.ElideRight, int(width - badge - 8)
+            preview_font = unread_font
+        fm_name, fm_small, fm_preview = (
+            self._metrics[f.key()] for f in (name_font, small, preview_font)
         )
+        left = avatar.right() + PAD
+        right = rect.right() - PAD - 10
+        gap = 4.0
+        line1_h, line2_h = fm_name.height(), fm_preview.height()
+        top = rect.center().y() - (line1_h + gap + line2_h) / 2
+
+        # Line 1: name, time of the newest message.
+        when = list_time(item.activity_ms) if item.activity_ms else ""
+        time_w = fm_small.horizontalAdvance(when)
+        painter.setFont(small)
+        painter.setPen(t.color("accent" if item.unread else "text_muted"))
         painter.drawText(
-            QRectF(left, rect.top() + 32, width - badge - 8, 20),
-            Qt.AlignmentFlag.AlignLeft,
-            preview,
+            QRectF(right - time_w, top, time_w, line1_h),
+            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+            when,
+        )
+        name_room = max(10.0, right - time_w - 8 - left)
+        painter.setFont(name_font)
+        painter.setPen(t.color("text"))
+        painter.drawText(
+            QRectF(left, top, name_room, line1_h),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            fm_name.elidedText(item.group.name, Qt.TextElideMode.ElideRight, name_room),
+        )
+
+        # Line 2: preview, unread badge.
+        y2 = top + line1_h + gap
+        badge_w = 0.0
+        if item.unread:
+            badge_w = paint_badge(painter, right, y2 + line2_h / 2, item.unread, small) + 8
+        room = max(10.0, right - badge_w - left)
+        painter.setFont(preview_font)
+        painter.setPen(t.color("text" if item.unread else "text_secondary"))
+        painter.drawText(
+            QRectF(left, y2, room, line2_h),
+            Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+            fm_preview.elidedText(item.preview(), Qt.TextElideMode.ElideRight, room),
         )
         painter.restore()
 
 
-class GroupListView(QListView):
+class GroupListView(FittedListView):
     """Emits `groupActivated(group_id)` when a row becomes current (click or keys)."""
 
     groupActivated = Signal(str)
 
     def __init__(self, bridge: Bridge, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
+        # Up to three groups shown whole (the conversations give way first); more scroll.
+        super().__init__(parent, min_rows=VISIBLE_GROUPS, max_rows=VISIBLE_GROUPS)
         self.setObjectName("GroupList")
         self.setAccessibleName("Groups")
         self.setItemDelegate(GroupDelegate(bridge, self))

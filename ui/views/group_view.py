@@ -71,7 +71,7 @@ from ui.views.chat.attachments import (
     take_files,
     thumbnail_size,
 )
-from ui.views.chat.composer import ComposerEdit
+from ui.views.chat.composer import STARTING_PLACEHOLDER, ComposerEdit
 from ui.views.paint import paint_avatar, paint_presence, rounded_path
 from ui.views.transfers import TransfersPanel
 
@@ -530,16 +530,26 @@ class GroupView(QWidget):
         self.title.setText(group.name)
         self.subtitle.setText(f"{len(group.members)} members, {online} online")
         active = group.state == "active"
-        self.composer.setEnabled(active)
-        self.send_button.setEnabled(active)
-        self.attach_button.setEnabled(active)
-        self.composer.setPlaceholderText(
-            "Write to the group" if active else "You are no longer a member of this group"
-        )
+        writable = active and self.bridge.ready  # painted from the StartupView: not yet
+        self.composer.setEnabled(writable)
+        self.send_button.setEnabled(writable)
+        self.attach_button.setEnabled(writable)
+        if not active:
+            self.composer.setPlaceholderText("You are no longer a member of this group")
+        else:
+            self.composer.setPlaceholderText(
+                "Write to the group" if self.bridge.ready else STARTING_PLACEHOLDER
+            )
         pending = len(self.bridge.join_requests(group.id)) if group.i_am_admin else 0
         self.requests_button.setText(f"{pending} asking to join" if pending else "")
         self.requests_button.setAccessibleName(self.requests_button.text())
         self.requests_button.setVisible(pending > 0)
+
+    def service_ready(self, group: GroupRecord | None) -> None:
+        """The service is up (the group list was read again): the open group's header,
+        members and composer follow its fresh record."""
+        if group is not None and group.id == self.group_id:
+            self._on_group_changed(group)
 
     def _on_join_requested(self, group_id: str, _contact_id: str, _name: str) -> None:
         if group_id == self.group_id:

@@ -41,6 +41,8 @@ from ui.views.paint import Avatar
 from ui.views.tor_status import TorStatusBar
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ui.views.chat_view import ChatView
     from ui.views.group_view import GroupView
 
@@ -182,6 +184,7 @@ class MainWindow(QMainWindow):
         self.empty_list.setObjectName("EmptyList")
         self.empty_list.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_list.setWordWrap(True)
+        self.empty_list.setMinimumHeight(120)
 
         header = QFrame(self.sidebar)
         header.setObjectName("SidebarHeader")
@@ -200,8 +203,8 @@ class MainWindow(QMainWindow):
         filter_row.setContentsMargins(14, 8, 14, 10)
         filter_row.addWidget(self.filter)
         side.addLayout(filter_row)
-        side.addWidget(self.list, 1)
-        side.addWidget(self.empty_list, 1)
+        side.addWidget(self.list)  # as tall as its rows: the groups follow right under
+        side.addWidget(self.empty_list)
         return side
 
     def _build_group_section(self, side: QVBoxLayout) -> None:
@@ -220,8 +223,8 @@ class MainWindow(QMainWindow):
         side.addLayout(groups_row)
         self.group_list = GroupListView(self.bridge, self.sidebar)
         self.group_list.setModel(self.groups)
-        self.group_list.setMaximumHeight(4 * 60 + 4)
         side.addWidget(self.group_list)
+        side.addStretch(1)  # the spare room goes below both sections
         # Tor at the foot of the sidebar: bootstrap progress, then reachable/off/...
         self.tor_status = TorStatusBar(self.sidebar)
         self.tor_status.set_unavailable(self.bridge.tor_unavailable())
@@ -234,6 +237,8 @@ class MainWindow(QMainWindow):
         first paint (build_panes): the first paint shows the empty pane (issue 15)."""
         self._chat: ChatView | None = None
         self._group_view: GroupView | None = None
+        # What the user asked for while the service starts (see _when_ready).
+        self._after_start: Callable[[], None] | None = None
         self.empty = EmptyState(self)
         self.stack = QStackedWidget(self)
         self.stack.addWidget(self.empty)
@@ -400,15 +405,13 @@ class MainWindow(QMainWindow):
     # -- loading and shutting down ----------------------------------------------------------
 
     async def load(self) -> None:
-        """Fill the lists. While the service starts (bridge not ready) the conversations
-        come from the StartupView and the groups wait for the service."""
+        """Fill the lists. While the service starts (bridge not ready) they come from the
+        StartupView."""
         await self.conversations.load()
+        await self.groups.load()
         self._update_empty()
         self.list.setFocus()
-        self._on_unread(self.conversations.unread_total())
-        if self.bridge.ready:
-            await self.groups.load()
-            self._on_unread(0)
+        self._on_unread(0)
 
     # What needs the running service (its dialogs ask it synchronously), off while starting.
     def _starting_actions(self) -> list[Any]:
@@ -445,6 +448,9 @@ class MainWindow(QMainWindow):
         if self._chat is not None:
             self._chat.service_ready()
         await self.groups.load()
+        if self._group_view is not None and self._group_view.group_id is not None:
+            item = self.groups.item(self._group_view.group_id)
+            self._group_view.service_ready(item.group if item is not None else None)
         self._update_empty()
         self._on_unread(0)
 
@@ -673,23 +679,47 @@ class MainWindow(QMainWindow):
         self._show_dialog(MyCodeDialog(self.bridge, self))
 
     def show_safety_number(self, contact_id: str) -> None:
+        """The contact's safety number; asked for while starting, it opens once the
+        service is up (the dialog reads our keys from it)."""
+        if not self.bridge.ready:
+            self._when_ready(lambda: self.show_safety_number(contact_id))
+            return
         from ui.views.safety_number_dialog import SafetyNumberDialog
 
         item = self.conversations.item(contact_id)
-        if item is None or not self.bridge.ready:
-            return
-        self._show_dialog(SafetyNumberDialog(self.bridge, item.contact, self))
+        if item is not None:
+            self._show_dialog(SafetyNumberDialog(self.bridge, item.contact, self))
 
     def show_settings(self, page: str | None = None) -> None:
-        from ui.views.settings_dialog import SettingsDialog
-
+        """Settings (at `page`); asked for while starting (the Tor line is clickable), they
+        open once the service is up."""
         if not self.bridge.ready:
-            return  # the Tor line is clickable while starting; settings need the service
+            self._when_ready(lambda: self.show_settings(page))
+            return
+        from ui.views.settings_dialog import SettingsDialog
 
         dialog = SettingsDialog(self.bridge, self)
         if page is not None:
             dialog.show_page(page)
         self._show_dialog(dialog)
+
+    def _when_ready(self, show: Callable[[], None]) -> None:
+        """Run `show` once the service is up, with a busy cursor meanwhile; asked again
+        while waiting, the newest request wins (one dialog opens, not a pile)."""
+        waiting = self._after_start is not None
+        self._after_start = show
+        if not waiting:
+            self._tasks.spawn(self._show_after_start())
+
+    async def _show_after_start(self) -> None:
+        QApplication.setOverrideCursor(Qt.CursorShape.BusyCursor)
+        try:
+            await self.bridge.wait_ready()
+        finally:
+            QApplication.restoreOverrideCursor()
+        show, self._after_start = self._after_start, None
+        if show is not None and not self._closing:
+            show()
 
     # -- groups (ui/views/group_view.py, group_dialogs.py) --------------------------------------
 

@@ -96,7 +96,7 @@ class TorConnection:
             raise TorStartFailed(f"tor control connection failed: {exc}") from exc
         state = parse_bootstrap_phase(str(phase))
         if state is not None:
-            self._on_bootstrap(state)
+            self.on_bootstrap(state)
 
     async def _launch(self) -> Controller:
         proc = await spawn_tor(self.settings, self.folder, self.data_dir, self.log_file)
@@ -137,7 +137,7 @@ class TorConnection:
 
         subscribe(
             controller,
-            on_bootstrap=lambda state: later(lambda: self._on_bootstrap(state)),
+            on_bootstrap=lambda state: later(lambda: self.on_bootstrap(state)),
             on_uploaded=lambda address: later(lambda: self._on_uploaded(address)),
             on_closed=lambda: later(lambda: self.on_lost("control connection closed")),
         )
@@ -147,7 +147,8 @@ class TorConnection:
         if generation == self._generation and not self._is_closed():
             self.on_lost(f"tor exited with {code}")
 
-    def _on_bootstrap(self, state: TorBootstrap) -> None:
+    def on_bootstrap(self, state: TorBootstrap) -> None:
+        """A bootstrap report from tor (stem's callback hands it to the loop here)."""
         if state.percent < self.bootstrap.percent:
             # tor steps back a phase at times (seen: 30 % then 25 %, a consensus fetched
             # again); progress as shown never goes backwards. Reset on every (re)connect.

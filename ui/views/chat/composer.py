@@ -29,6 +29,9 @@ from PySide6.QtWidgets import (
 from ui import theme
 from ui.views.chat.attachments import take_files
 
+# What a composer says while the service starts behind an already filled window.
+STARTING_PLACEHOLDER = "Starting Chinwag… you can write in a moment"
+
 EMOJI = (
     "😀 😂 🥲 😊 😍 🥰 😘 😉 😎 🤔 😅 😭 😡 😱 🥳 😴 "
     "👍 👎 👏 🙏 🙌 💪 👋 🤝 ❤️ 🔥 ✨ 🎉 💯 ✅ ❌ ⭐ "
