@@ -72,7 +72,7 @@ def test_a_running_peer_puts_its_start_up_objects_out_of_the_collectors_sight(
     before = gc.get_freeze_count()
     kept = [[i] for i in range(1000)]  # alive now, tracked by the collector
     try:
-        cli.settle_garbage_collector()
+        cli.settle_heap()
         assert collected == [()]
         assert gc.get_freeze_count() >= before + len(kept)
     finally:
