@@ -8,7 +8,7 @@ service's public messaging methods delegate here.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .arrivals import Arrivals
@@ -136,23 +136,26 @@ class Chat:
                 return False
         return True
 
-    async def send_text(self, contact_id: str, body: str) -> MessageRecord:
-        """Store a message in the outbox (durably) and send it if the contact is online."""
+    def send_text(self, contact_id: str, body: str) -> Awaitable[MessageRecord]:
+        """Store a message in the outbox (durably) and send it if the contact is online;
+        await it for the stored record (MessageAdded is emitted before). A plain function
+        returning an awaitable, not a coroutine, so a program gathering a thousand sends
+        makes no Task per message (issue 15). Body and contact are checked now (raising
+        ServiceError at the call); a later failure (a full disk) is raised by the await."""
         check_text(body)
         if contact_id not in self._contacts:
             raise ContactNotFound(f"no contact {contact_id}")
-        await self._refuse_held(contact_id)
-        assert self._outgoing is not None
-        record = await self._outgoing.submit((contact_id, body))  # stored and sent
-        self._emit(MessageAdded(record))
-        return record
-
-    async def _refuse_held(self, contact_id: str) -> None:
-        """Nothing of ours goes to a contact whose safety number changed until the user
-        verified or accepted it (docs/threat-model.md §4.14)."""
         if self._contacts.is_held(contact_id):
-            record = await self._db.run(self._repo.contact, contact_id)
-            raise ContactKeyChanged(contact_id, record.display_name if record else None)
+            return self._refuse_held(contact_id)
+        assert self._outgoing is not None
+        return self._outgoing.submit_nowait((contact_id, body))  # stored, sent, announced
+
+    async def _refuse_held(self, contact_id: str) -> MessageRecord:
+        """Nothing of ours goes to a contact whose safety number changed until the user
+        verified or accepted it (docs/threat-model.md §4.14): raises ContactKeyChanged
+        with the contact's name, read from the database."""
+        record = await self._db.run(self._repo.contact, contact_id)
+        raise ContactKeyChanged(contact_id, record.display_name if record else None)
 
     async def _queue_sends(self, items: list[tuple[str, str]]) -> list[MessageRecord]:
         # Stored first, then sent: a message is in the outbox before it leaves (DESIGN
@@ -168,33 +171,32 @@ class Chat:
         self.index_soon()
         # Sent in the same loop pass as the commit, instead of from each send_text once
         # its task resumes (one loop pass later; ~15-25 us of the send -> delivered path).
-        # The flush still comes before any receipt can be read, so MessageAdded is
-        # emitted before the DELIVERED that follows it.
-        ready: dict[str, Connection | None] = {}
-        for record in records:
-            cid = record.contact_id
-            conn = ready[cid] if cid in ready else ready.setdefault(cid, self._links.ready(cid))
-            if conn is not None:
-                self._send_chat(conn, record)
-        for cid, conn in ready.items():
-            if conn is None:
+        routes: dict[str, tuple[Connection, bytes] | None] = {}  # looked up once each
+        for r in records:
+            cid = r.contact_id
+            if cid not in routes:
+                conn = self._links.ready(cid)
+                routes[cid] = None if conn is None else (conn, self._contacts.conversation(cid))
+            route = routes[cid]
+            if route is not None:
+                route[0].send(
+                    wire.ChatMessage(r.msg_id, route[1], r.seq, r.lamport, r.sent_at_ms, r.body)
+                )
+        for cid, route in routes.items():
+            if route is None:
                 self._links.poke(cid)
             else:
-                conn.flush()
+                route[0].flush()
+        # Announced here, in the same pass (no receipt can be read before it, so
+        # MessageAdded comes before the DELIVERED that follows it), and before the
+        # senders' awaits return: after the flush, so subscribers cost the sending nothing.
+        for record in records:
+            self._emit(MessageAdded(record))
         return records
 
-    def _send_chat(self, conn: Connection, record: MessageRecord) -> None:
-        contact_conv = self._contacts.conversation(record.contact_id)
-        conn.send(
-            wire.ChatMessage(
-                msg_id=record.msg_id,
-                conversation=contact_conv,
-                seq=record.seq,
-                lamport=record.lamport,
-                sent_at_ms=record.sent_at_ms,
-                body=record.body,
-            )
-        )
+    def _send_chat(self, conn: Connection, r: MessageRecord) -> None:
+        conv = self._contacts.conversation(r.contact_id)
+        conn.send(wire.ChatMessage(r.msg_id, conv, r.seq, r.lamport, r.sent_at_ms, r.body))
 
     def online(self, contact_id: str, conn: Connection) -> None:
         """The contact's session went live: resend its outbox on it."""

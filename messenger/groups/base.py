@@ -58,6 +58,9 @@ class GroupBase:
         not_stored: Callable[[DiskFull, set[str]], None],
     ) -> None:
         self._me_port = me
+        # Our key, once: Identity.ed25519_public builds it from the signing key on every
+        # call (~2 us), and a message's record compared it with every member's.
+        self._me_key = me.identity.ed25519_public
         self._db = db
         self._settings = repo  # settings and contact rows
         self.repo = GroupRepository(repo)
@@ -74,6 +77,9 @@ class GroupBase:
         self._groups: dict[bytes, Group] = {}
         self._group_only: set[str] = set()
         self._committer: Batcher[Arrival, StoredGroupMessage | None] | None = None
+        # Messages handed to the committer (or being stored from a read) and not through
+        # _store yet: while any are, an arrival queues behind them (storage order).
+        self._committing = 0
         self.rejected = 0  # messages and rosters refused (hostile or stale): for tests, logs
         self._open: list[bytes] = []  # groups announced as open to join, in order
         self._join_requests: dict[tuple[bytes, str], str] = {}  # (group, contact) -> name
@@ -99,7 +105,7 @@ class GroupBase:
 
     @property
     def _me(self) -> bytes:
-        return self._me_port.identity.ed25519_public
+        return self._me_key
 
     def _group(self, group_id: GroupId) -> Group:
         """The group a public method names (ids are converted to bytes here, once)."""

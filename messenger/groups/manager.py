@@ -162,6 +162,7 @@ class GroupManager(GroupJoining, GroupSync):
             ),
         )
         assert self._committer is not None
+        self._committing += 1
         stored = await self._committer.submit(Arrival(self._new(message, outgoing=True), None))
         assert stored is not None
         encoded = wire.encode_message(message)  # once, the same bytes for every member
@@ -253,7 +254,7 @@ class GroupManager(GroupJoining, GroupSync):
         """Service hook: True if the message was a group matter (handled here)."""
         match message:
             case wire.GroupMessage():
-                self._on_group_message(conn, message)
+                await self._on_group_message(conn, message)
             case wire.GroupHave():
                 await self._on_have(conn, message)
             case wire.GroupAck():

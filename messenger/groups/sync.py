@@ -55,7 +55,7 @@ class GroupSync(GroupBase):
             ),
         )
 
-    def _on_group_message(self, conn: Connection, m: wire.GroupMessage) -> None:
+    async def _on_group_message(self, conn: Connection, m: wire.GroupMessage) -> None:
         group = self._groups.get(m.group_id)
         if group is None or group.state is not GroupState.ACTIVE:
             return
@@ -76,12 +76,26 @@ class GroupSync(GroupBase):
         if self._verifying is None and not self._inline_checked:
             # Nothing waits to be checked: check this one now (a live message, or the
             # first of a read), without a loop pass on the way to the committer.
-            self._accept_verified([(conn, m)], verify_messages([m]))
-            self._note_checked(self._checked + 1)
+            accepted = self._accept_verified([(conn, m)], verify_messages([m]))
             # The rest of this read waits for the end of this loop pass and is checked
             # together; a lone message costs no task (one per message was ~15 us).
             self._inline_checked = True
             asyncio.get_running_loop().call_soon(self._after_inline_check)
+            if accepted and self._committing == 0 and m.attachment is None:
+                # Nothing is queued to be stored before it: store it here, in this read's
+                # loop pass, instead of waking the committer's task for it (a task step
+                # and a loop pass less per live message; its ack leaves with this read's
+                # flush). A file offer goes the committer's way (its hook awaits more).
+                self._committing += 1
+                self._note_checked(self._checked + 1)
+                try:
+                    await self._store(accepted)
+                except Exception:  # as the committer does: logged, not acknowledged
+                    log.exception("storing a group message failed")
+                return
+            for arrival in accepted:
+                self._post(arrival)
+            self._note_checked(self._checked + 1)
             return
         # The signature is checked by _verify_arrivals with the rest of this read.
         self._unverified.append((conn, m))
@@ -104,7 +118,8 @@ class GroupSync(GroupBase):
                     good = verify_messages(messages)
                 else:
                     good = await self._verify_in_threads(messages)
-                self._accept_verified(batch, good)
+                for arrival in self._accept_verified(batch, good):
+                    self._post(arrival)
                 self._note_checked(self._checked + len(batch))
         finally:
             self._verifying = None
@@ -147,8 +162,9 @@ class GroupSync(GroupBase):
 
     def _accept_verified(
         self, batch: list[tuple[Connection, wire.GroupMessage]], good: list[bool]
-    ) -> None:
-        assert self._committer is not None
+    ) -> list[Arrival]:
+        """The messages whose signature checked, to be stored (the others refused)."""
+        accepted: list[Arrival] = []
         for (conn, m), ok in zip(batch, good, strict=True):
             if not ok:
                 self.rejected += 1
@@ -158,10 +174,23 @@ class GroupSync(GroupBase):
             if group is None or group.state is not GroupState.ACTIVE:
                 continue  # left or deleted while it was checked
             group.lamport = max(group.lamport, m.lamport)
-            self._committer.post(Arrival(self._new(m, outgoing=False), conn))  # nobody awaits it
+            accepted.append(Arrival(self._new(m, outgoing=False), conn))
+        return accepted
+
+    def _post(self, arrival: Arrival) -> None:
+        """Queue an arrival for the committer (nobody awaits it)."""
+        assert self._committer is not None
+        self._committing += 1
+        self._committer.post(arrival)
 
     async def _store(self, arrivals: list[Arrival]) -> list[StoredGroupMessage | None]:
         """Group commit of group messages (ours and arriving ones), then acks and events."""
+        try:
+            return await self._store_counted(arrivals)
+        finally:
+            self._committing -= len(arrivals)
+
+    async def _store_counted(self, arrivals: list[Arrival]) -> list[StoredGroupMessage | None]:
         try:
             messages = [a.message for a in arrivals]
             # db.write: a few messages (a live one) commit right here when the database

@@ -156,16 +156,42 @@ def _insert_messages(cur: Any, rows: Sequence[tuple[Any, ...]]) -> list[int]:
     return row_ids
 
 
-def _existing_msg_ids(cur: Any, msg_ids: Sequence[bytes]) -> set[bytes]:
-    """Which of these message ids are stored already (usually none: one SQLite step)."""
-    found: set[bytes] = set()
-    for start in range(0, len(msg_ids), 500):
-        chunk = msg_ids[start : start + 500]
-        marks = ",".join("?" * len(chunk))
-        # Only "?" placeholders are interpolated; every value is a parameter.
-        sql = f"SELECT msg_id FROM messages WHERE msg_id IN ({marks})"  # noqa: S608
-        found.update(row[0] for row in cur.execute(sql, chunk).fetchall())
-    return found
+def _insert_new_messages(
+    cur: Any, rows: Sequence[tuple[Any, ...]]
+) -> list[tuple[int, tuple[Any, ...]]]:
+    """Insert arriving message rows, dropping each whose msg_id is stored already (or
+    came earlier in `rows`): multi-row INSERTs that skip a conflicting row themselves, so
+    a batch of new messages (the usual case) is not looked up first (that query cost
+    ~1.6 us a message, a fifth of storing it). Returns (row id, row) of the rows stored,
+    in order."""
+    stored: list[tuple[int, tuple[Any, ...]]] = []
+    (last,) = cur.execute("SELECT coalesce(max(id), 0) FROM messages").fetchone()
+    for start in range(0, len(rows), _INSERT_CHUNK):
+        chunk = rows[start : start + _INSERT_CHUNK]
+        cur.execute(
+            _INSERT_MESSAGE_HEAD
+            + ", ".join([_MESSAGE_VALUES] * len(chunk))
+            + " ON CONFLICT DO NOTHING",
+            [value for row in chunk for value in row],
+        )
+        added = cur.rowcount
+        if added == len(chunk) and cur.lastrowid - last == added:
+            # All new, numbered after the previous maximum (see _insert_messages).
+            stored.extend(zip(range(last + 1, cur.lastrowid + 1), chunk, strict=True))
+            last = cur.lastrowid
+        elif added:
+            # Some were stored before: the rows this statement added are the ones with a
+            # larger id than any before it (a repeated id is added once, the first time).
+            marks = ",".join("?" * len(chunk))
+            # Only "?" placeholders are interpolated; every value is a parameter.
+            sql = f"SELECT msg_id, id FROM messages WHERE id > ? AND msg_id IN ({marks})"  # noqa: S608
+            new = dict(cur.execute(sql, (last, *(row[0] for row in chunk))).fetchall())
+            for row in chunk:
+                row_id = new.pop(row[0], None)
+                if row_id is not None:
+                    stored.append((row_id, row))
+                    last = max(last, row_id)
+    return stored
 
 
 _MESSAGE_COLUMNS = (
@@ -180,6 +206,21 @@ _MESSAGE_COLUMNS = (
     Message.body,
     Message.state,
 )
+
+
+def advance_states_sql(count: int, *, returning: bool) -> str:
+    """The UPDATE that moves `count` of a contact's messages forward to a state; parameters:
+    state, the ids, contact id, state. The unary + keeps contact_id and state out of the
+    index choice, so each id is found by the unique msg_id index: on the contact's
+    (contact_id, state) index SQLite walked every message still in the outbox once per
+    receipt (with 10,000 in it, 7.2 us a message recorded instead of 5.7)."""
+    marks = ",".join("?" * count)
+    tail = " RETURNING msg_id" if returning else ""
+    # Only "?" placeholders are interpolated; every value is a parameter.
+    return (
+        f"UPDATE messages SET state = ? WHERE msg_id IN ({marks}) "  # noqa: S608
+        f"AND +contact_id = ? AND outgoing = 1 AND +state < ?{tail}"
+    )
 
 
 def _contact(c: Contact) -> ContactRecord:
@@ -727,21 +768,12 @@ class Repository:
         changed: list[bytes] = []
         if not any(ids for _, ids, _ in updates):
             return changed
-        tail = " RETURNING msg_id" if returning else ""
         with self._write_transaction() as cur:
             for contact_id, ids, state in updates:
                 for start in range(0, len(ids), 500):
                     chunk = ids[start : start + 500]
-                    marks = ",".join("?" * len(chunk))
-                    # Only "?" placeholders are interpolated; every value is a parameter.
-                    sql = (
-                        "UPDATE messages SET state = ? WHERE contact_id = ? AND outgoing = 1 "  # noqa: S608
-                        f"AND state < ? AND msg_id IN ({marks}){tail}"
-                    )
-                    rows = cur.execute(
-                        sql,
-                        (int(state), contact_id, int(state), *chunk),
-                    ).fetchall()
+                    sql = advance_states_sql(len(chunk), returning=returning)
+                    rows = cur.execute(sql, (int(state), *chunk, contact_id, int(state))).fetchall()
                     changed += [r[0] for r in rows]
         return changed
 
@@ -757,31 +789,18 @@ class Repository:
         if len(lone) == 1 and sum(len(ms) for _, ms in batches) == 1:
             return self._store_one_incoming(*lone[0], now_ms)
         with self._write_transaction() as cur:
-            # BEGIN IMMEDIATE holds the write lock: what is not stored now is new.
-            seen = _existing_msg_ids(cur, [m.msg_id for _, ms in batches for m in ms])
-            rows: list[tuple[Any, ...]] = []
-            tops: dict[str, int] = {}
-            for contact_id, messages in batches:
-                for m in messages:
-                    if m.msg_id in seen:
-                        continue
-                    seen.add(m.msg_id)
-                    rows.append(
-                        (
-                            m.msg_id,
-                            contact_id,
-                            0,
-                            m.seq,
-                            m.lamport,
-                            m.sent_at_ms,
-                            now_ms,
-                            m.body,
-                            received,
-                        )
-                    )
-                    if m.lamport > tops.get(contact_id, -1):
-                        tops[contact_id] = m.lamport
-            row_ids = _insert_messages(cur, rows)
+            stored = _insert_new_messages(
+                cur,
+                [
+                    (m.msg_id, cid, 0, m.seq, m.lamport, m.sent_at_ms, now_ms, m.body, received)
+                    for cid, messages in batches
+                    for m in messages
+                ],
+            )
+            tops: dict[str, int] = {}  # from what was stored: a dropped copy moves no clock
+            for _, r in stored:
+                if r[4] > tops.get(r[1], -1):
+                    tops[r[1]] = r[4]
             cur.executemany(
                 "UPDATE contacts SET lamport = ? WHERE id = ? AND lamport < ?",
                 [(top, contact_id, top) for contact_id, top in tops.items()],
@@ -790,7 +809,7 @@ class Repository:
             MessageRecord(
                 row_id, r[0], r[1], False, r[3], r[4], r[5], now_ms, r[7], MessageState.RECEIVED
             )
-            for row_id, r in zip(row_ids, rows, strict=True)
+            for row_id, r in stored
         ]
 
     def _store_one_incoming(

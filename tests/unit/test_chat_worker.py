@@ -226,6 +226,27 @@ async def test_what_is_not_sent(pair: tuple[Side, Side]) -> None:
     assert a.person.repo.message_count() == 0 and a.events.of(MessageAdded) == []
 
 
+async def test_sends_gathered_by_the_hundred_are_futures_stored_announced_and_sent_in_order(
+    pair: tuple[Side, Side],
+) -> None:
+    """send_text hands back its batch's future, not a coroutine, so gathering many makes
+    no Task per message; each is stored, numbered in call order, announced once before
+    the awaits return, and delivered."""
+    a, b = pair
+    connect(a, b)
+    bodies = [f"burst {i}" for i in range(120)]
+    pending = [a.chat.send_text(b.id, body) for body in bodies]
+
+    assert all(asyncio.isfuture(p) for p in pending)
+    assert a.events.of(MessageAdded) == []  # stored in one batch, not yet
+    records = await asyncio.gather(*pending)
+    assert [r.body for r in records] == bodies
+    assert [r.seq for r in records] == list(range(records[0].seq, records[0].seq + 120))
+    assert [e.message for e in a.events.of(MessageAdded)] == records
+    await until(lambda: states(a, b.id).count(MessageState.DELIVERED) == 120)
+    assert [e.message.body for e in b.events.of(MessageAdded)] == bodies
+
+
 # -- what arrives -------------------------------------------------------------------------
 
 

@@ -3,14 +3,17 @@ that were away catch up from whoever was there, acks come back, forgeries are re
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
 from messenger.events import GroupMessageAdded
 from messenger.groups import GroupManager, group_key
+from messenger.groups.signing import NO_SIGNATURE, sign_message
 from messenger.protocol import wire
 from messenger.records import GroupId
 from messenger.storage.group_rows import StoredGroupMessage
@@ -29,6 +32,8 @@ from .fake_ports import (
     until,
 )
 
+T = TypeVar("T")
+
 
 @dataclasses.dataclass
 class Member:
@@ -44,7 +49,26 @@ class Member:
         return [m.body for m in await self.groups.history(group_id)]
 
 
-async def build(person: Person) -> Member:
+class GatedDb(InlineDb):
+    """The Db port as the database thread runs hot-path writes: at once when it is idle,
+    else one at a time in the order they came (its queue); `gate`, while clear, holds
+    the thread busy."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.held = 0  # writes that had to wait
+        self._thread = asyncio.Lock()  # first come, first served
+
+    async def write(self, bodies: Any, fn: Callable[..., T], *args: Any) -> T:
+        if self._thread.locked() or not self.gate.is_set():
+            self.held += 1
+        async with self._thread:
+            await self.gate.wait()
+            return fn(*args)
+
+
+async def build(person: Person, db: InlineDb | None = None, batch_max: int = 100) -> Member:
     links, events, tasks = FakeLinks(), Events(), Tasks()
     removed: list[str] = []
     offers: list[StoredGroupMessage] = []
@@ -57,7 +81,7 @@ async def build(person: Person) -> Member:
 
     groups = GroupManager(
         me=person.me,
-        db=InlineDb(),
+        db=db or InlineDb(),
         repo=person.repo,
         emit=events,
         tasks=tasks,
@@ -67,7 +91,7 @@ async def build(person: Person) -> Member:
         lan=FakeLan(),
         remove_contact=remove_contact,
         on_offers=on_offers,
-        batch_max=100,
+        batch_max=batch_max,
         not_stored=lambda exc, contact_ids: None,  # a full disk is tested in tests/net
     )
     await groups.load()
@@ -180,3 +204,101 @@ async def test_a_removed_member_hears_it_and_is_let_go(trio) -> None:
     assert [m.contact_id for m in (await bo.groups.group(gid)).members if not m.is_me] == [
         ada.person.id
     ]
+
+
+def signed(author: Person, gid: GroupId, seq: int, body: str) -> wire.GroupMessage:
+    return sign_message(
+        author.identity,
+        wire.GroupMessage(
+            group_key(gid), author.identity.ed25519_public, 1, seq, seq + 1, 0, body, NO_SIGNATURE
+        ),
+    )
+
+
+async def test_a_live_message_is_stored_and_acknowledged_in_its_read(trio) -> None:
+    """Nothing queued before it: the message is stored and its ack sent before the
+    handler returns (no turn of the committer's task in between)."""
+    ada, bo, _ = trio
+    group = await ada.groups.create_group("Lab", [bo.person.id])
+    gid = group.id
+    connect(ada, bo)
+    await until(lambda: bo.groups.get(gid) is not None)
+    b_end = bo.links.conns[ada.person.id]
+    b_end.sent.clear()
+    await bo.groups.on_message(b_end, signed(ada.person, gid, 1, "live"))  # type: ignore[arg-type]
+    assert await bo.bodies(gid) == ["live"]
+    assert added(bo)() == 1
+    acks = [m for m in b_end.sent if isinstance(m, wire.GroupAck)]
+    assert [(a.author, a.seq) for a in acks[0].marks] == [(ada.person.identity.ed25519_public, 1)]
+    # A bad signature on that path is refused: not stored, not acknowledged, not shown.
+    await asyncio.sleep(0)  # the next loop pass: the next message is checked inline too
+    b_end.sent.clear()
+    forged = dataclasses.replace(signed(ada.person, gid, 2, "forged"), signature=bytes(64))
+    await bo.groups.on_message(b_end, forged)  # type: ignore[arg-type]
+    assert bo.groups.rejected == 1
+    assert await bo.bodies(gid) == ["live"]
+    assert added(bo)() == 1
+    assert not [m for m in b_end.sent if isinstance(m, wire.GroupAck)]
+
+
+async def test_an_arrival_is_stored_after_what_waits_for_the_committer(tmp_path: Path) -> None:
+    """A live message that arrives while a catch-up waits to be stored (the database
+    busy, more queued than one batch) is stored after it, not in between."""
+    people = [make_person(tmp_path / n, n) for n in ("ada", "bo", "cy")]
+    for i, a in enumerate(people):
+        for b in people[i + 1 :]:
+            befriend(a, b)
+    db = GatedDb()
+    ada, cy = await build(people[0]), await build(people[2])
+    bo = await build(people[1], db, batch_max=2)
+    conns: list[FakeConn] = []
+    for m in (ada, bo, cy):
+        m.conns = conns  # type: ignore[attr-defined]
+    try:
+        group = await ada.groups.create_group("Lab", [bo.person.id, cy.person.id])
+        gid = group.id
+        connect(ada, bo)
+        connect(ada, cy)
+        _, c_end = connect(cy, bo)
+        await until(lambda: bo.groups.get(gid) is not None and cy.groups.get(gid) is not None)
+        b_end = bo.links.conns[ada.person.id]
+        db.gate.clear()
+        # One read of six of ada's: the first is stored from the read (held at the
+        # gate), the other five are checked together and queued for the committer.
+        burst = [
+            asyncio.ensure_future(bo.groups.on_message(b_end, signed(ada.person, gid, i, f"a{i}")))  # type: ignore[arg-type]
+            for i in range(1, 7)
+        ]
+        await until(lambda: db.held == 2)  # the first, and the committer's first batch
+        live = asyncio.ensure_future(
+            bo.groups.on_message(c_end, signed(cy.person, gid, 1, "cy"))  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0)
+        db.gate.set()
+        await asyncio.gather(*burst, live)
+        await until(lambda: added(bo)() == 7)
+        rows = sorted(await bo.groups.history(gid), key=lambda m: m.row_id)
+        assert [m.body for m in rows] == ["a1", "a2", "a3", "a4", "a5", "a6", "cy"]
+    finally:
+        for c in conns:
+            await c.aclose()
+        for m in (ada, bo, cy):
+            await m.groups.aclose()
+            await m.tasks.aclose()
+            m.person.repo.close()
+
+
+async def test_a_message_record_counts_the_others_and_who_holds_ours(trio) -> None:
+    ada, bo, cy = trio
+    group = await ada.groups.create_group("Lab", [bo.person.id, cy.person.id])
+    gid = group.id
+    connect(ada, bo)
+    await until(lambda: bo.groups.get(gid) is not None)
+    sent = await ada.groups.send_text(gid, "hello")
+    assert (sent.member_count, sent.delivered_to, sent.author_name) == (2, 0, "ada")
+    await until(lambda: ada.groups.delivery(gid).get(bo.person.id) == 1)
+    (mine,) = await ada.groups.history(gid)
+    assert (mine.member_count, mine.delivered_to) == (2, 1)  # bo holds it, cy was away
+    (theirs,) = await bo.groups.history(gid)
+    assert (theirs.member_count, theirs.delivered_to, theirs.outgoing) == (2, 0, False)
+    assert theirs.author_name == "ada"

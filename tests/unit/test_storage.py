@@ -35,6 +35,7 @@ from messenger.storage.repository import (
     NewContact,
     Repository,
     StorageError,
+    advance_states_sql,
 )
 
 FTS_PREFIX = "messages_fts"  # the FTS5 table and its shadow tables: built by 0002, not models
@@ -470,6 +471,25 @@ def test_advance_states_in_large_batches(repo: Repository) -> None:
     assert repo.outbox(alice.id) == []
 
 
+@pytest.mark.parametrize("returning", [True, False])
+def test_a_receipt_finds_its_messages_by_id_not_by_walking_the_outbox(
+    repo: Repository, returning: bool
+) -> None:
+    """Each id of a receipt is looked up in the unique msg_id index; the planner must not
+    pick the (contact_id, state) index, which walks every message still in the outbox."""
+    alice = _contact()
+    repo.add_contact(alice, NOW)
+    repo.queue_outgoing_many([(alice.id, str(i)) for i in range(300)], NOW_MS)
+    with repo.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + advance_states_sql(3, returning=returning),
+            (2, os.urandom(16), os.urandom(16), os.urandom(16), alice.id, 2),
+        ).all()
+    steps = " / ".join(str(row[-1]) for row in plan)
+    assert "(msg_id=?)" in steps, steps
+    assert "ix_messages_contact_state" not in steps, steps
+
+
 # -- history ----------------------------------------------------------------------------
 
 
@@ -773,6 +793,45 @@ def test_incoming_batches_store_each_id_once_in_conversation_order(
             (lamport, m) for m, lamport in mine.items()
         )
         assert repo.message_count(contact.id) == len(mine)
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    report_multiple_bugs=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    picks=st.lists(
+        st.lists(st.integers(0, 179), min_size=120, max_size=260), min_size=2, max_size=4
+    ),
+)
+def test_big_incoming_batches_return_exactly_the_new_rows_with_their_row_ids(
+    shared_repo: Repository, picks: list[list[int]]
+) -> None:
+    """Batches larger than one multi-row INSERT (100 rows), with ids stored before and
+    repeated inside the batch at any position: the records returned are the new ones,
+    first copy first, in arrival order, each with the row id the database gave it."""
+    repo = shared_repo
+    prefix = next(_example).to_bytes(4, "big")
+    contact = _contact("R")
+    repo.add_contact(contact, NOW)
+    stored_before: set[bytes] = set()
+    for call in picks:
+        msgs = [
+            _incoming(f"{which}", msg_id=prefix + which.to_bytes(12, "big"), lamport=which + 1)
+            for which in call
+        ]
+        expected = []
+        for m in msgs:
+            if m.msg_id not in stored_before:
+                stored_before.add(m.msg_id)
+                expected.append(m.msg_id)
+        stored = repo.store_incoming([(contact.id, msgs)], NOW_MS)
+        assert [r.msg_id for r in stored] == expected
+        for record in stored:
+            assert repo.message(record.msg_id) == record  # row id and all
+    assert repo.message_count(contact.id) == len(stored_before)
 
 
 def test_upgrade_to_0007_indexes_the_group_messages_already_stored(tmp_path: Path) -> None:

@@ -229,6 +229,69 @@ def test_largest_messages_fit_in_a_record() -> None:
 
 
 # --------------------------------------------------------------------------
+# The fast encoders of chat messages and receipts give the generic path's bytes and errors
+# --------------------------------------------------------------------------
+
+# Field values valid or not: the fast path must accept exactly what the generic checks
+# accept, with the same bytes, and leave every doubtful value to them (same error).
+any_ids = ids | st.binary(max_size=20) | st.text(max_size=2) | st.integers(-1, 1) | st.none()
+any_counters = (
+    pos63 | st.integers(-2, 2) | st.sampled_from([2**63 - 1, 2**63, 2**64]) | st.booleans()
+)
+any_bodies = (
+    bodies
+    | st.text(max_size=3)
+    | st.sampled_from(["x" * (MAX_BODY_BYTES + 1), "é" * (MAX_BODY_BYTES // 2 + 1), " "])
+    | st.binary(max_size=4)
+    | st.integers()
+)
+any_chat_messages = st.builds(
+    ChatMessage,
+    msg_id=any_ids,
+    conversation=any_ids,
+    seq=any_counters,
+    lamport=any_counters,
+    sent_at_ms=any_counters | st.just(0),
+    body=any_bodies,
+)
+any_receipts = st.builds(
+    Receipt,
+    kind=st.sampled_from(ReceiptKind) | st.integers(0, 3) | st.booleans() | st.none(),
+    msg_ids=st.lists(any_ids, max_size=4).map(tuple)
+    | st.lists(ids, min_size=1, max_size=4)  # a list, not a tuple
+    | st.lists(ids, min_size=MAX_RECEIPT_IDS, max_size=MAX_RECEIPT_IDS + 1).map(tuple),
+)
+
+
+def _outcome(encode: Any, msg: WireMessage) -> tuple[str, object]:
+    try:
+        return ("bytes", encode(msg))
+    except WireError as exc:
+        return (type(exc).__name__, str(exc))
+
+
+@FAST
+@given(any_chat_messages | any_receipts | chat_messages | receipts)
+def test_fast_encoders_match_the_generic_path(msg: WireMessage) -> None:
+    # The generic path is private: it is what the fast one must equal.
+    from messenger.protocol.wire.codec import _encode_checked
+
+    assert _outcome(encode_message, msg) == _outcome(_encode_checked, msg)
+
+
+def test_fast_encoders_take_the_common_case() -> None:
+    """A plain chat message and receipt are packed by the fast path, not just passed on."""
+    from messenger.protocol.wire.chat import encode_chat_fast, encode_receipt_fast
+
+    chat = ChatMessage(b"i" * 16, b"c" * 16, 1, 2, 3, "hi")
+    receipt = Receipt(ReceiptKind.DELIVERED, (b"i" * 16, b"j" * 16))
+    assert encode_chat_fast(chat) == pack([1, b"i" * 16, b"c" * 16, 1, 2, 3, "hi"])
+    assert encode_receipt_fast(receipt) == pack([2, 1, [b"i" * 16, b"j" * 16]])
+    assert encode_chat_fast(ChatMessage(b"i" * 16, b"c" * 16, 1, 2, 3, "é")) is None  # not ASCII
+    assert encode_receipt_fast(Receipt(ReceiptKind.READ, ())) is None
+
+
+# --------------------------------------------------------------------------
 # Explicit edge cases
 # --------------------------------------------------------------------------
 

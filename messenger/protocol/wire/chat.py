@@ -4,6 +4,9 @@ profile and discovery-key updates, pairing, batches, reach updates."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+import msgpack
 
 from .base import (
     _INT63,
@@ -17,6 +20,7 @@ from .base import (
     MAX_RECEIPT_IDS,
     MSG_ID_LEN,
     X25519_PUBLIC_LEN,
+    MessageType,
     ReceiptKind,
     _array,
     _body,
@@ -118,11 +122,18 @@ class ReachUpdate:
 # decoder or from a dataclass being encoded) and returns a validated message.
 
 
-def _make_chat(f: list[object]) -> ChatMessage:
-    msg_id, conversation, seq, lamport, sent_at_ms, body = f
-    # Fast path for the common case (the hot path of every chat message, both ways); any
-    # doubt falls through to the field-by-field checks below, which give the error.
-    if (
+def _plainly_valid_chat(
+    msg_id: object,
+    conversation: object,
+    seq: object,
+    lamport: object,
+    sent_at_ms: object,
+    body: object,
+) -> bool:
+    """The common case of a valid ChatMessage, checked at once (the hot path of every chat
+    message, both ways). False means "not sure": the field-by-field checks of _make_chat
+    then decide, and give the error."""
+    return (
         type(msg_id) is bytes
         and len(msg_id) == MSG_ID_LEN
         and type(conversation) is bytes
@@ -136,8 +147,14 @@ def _make_chat(f: list[object]) -> ChatMessage:
         and type(body) is str
         and body.isascii()  # then its UTF-8 size is its length
         and 0 < len(body) <= MAX_BODY_BYTES
-    ):
-        return ChatMessage(msg_id, conversation, seq, lamport, sent_at_ms, body)
+    )
+
+
+def _make_chat(f: list[object]) -> ChatMessage:
+    msg_id, conversation, seq, lamport, sent_at_ms, body = f
+    if _plainly_valid_chat(msg_id, conversation, seq, lamport, sent_at_ms, body):
+        # The types were checked just now (mypy cannot narrow through a function call).
+        return ChatMessage(msg_id, conversation, seq, lamport, sent_at_ms, body)  # type: ignore[arg-type]
     return ChatMessage(
         msg_id=_bytes(f[0], "msg_id", MSG_ID_LEN),
         conversation=_bytes(f[1], "conversation", MSG_ID_LEN),
@@ -197,3 +214,35 @@ def _make_pair_accept(f: list[object]) -> PairAccept:
 def _make_reach_update(f: list[object]) -> ReachUpdate:
     addrs = _array(f[0], "addresses", 1, MAX_ADDRESSES)
     return ReachUpdate(addresses=tuple(check_address(a, "address") for a in addrs))
+
+
+# Encoding the messages sent by the thousand (codec.encode_message tries these first).
+_CHAT_TAG: Final = int(MessageType.CHAT)
+_RECEIPT_TAG: Final = int(MessageType.RECEIPT)
+
+
+def encode_chat_fast(msg: ChatMessage) -> bytes | None:
+    """A plainly valid ChatMessage packed at once (every message sent goes through here);
+    None when in doubt, for the generic path to check and report."""
+    fields = (msg.msg_id, msg.conversation, msg.seq, msg.lamport, msg.sent_at_ms, msg.body)
+    if not _plainly_valid_chat(*fields):
+        return None
+    packed = msgpack.packb((_CHAT_TAG, *fields), use_bin_type=True)
+    assert isinstance(packed, bytes)
+    return packed
+
+
+def encode_receipt_fast(msg: Receipt) -> bytes | None:
+    """A plainly valid Receipt packed at once (an acknowledgement of every stored batch
+    carries up to 512 ids); None when in doubt, for the generic path."""
+    ids = msg.msg_ids
+    if not (
+        type(msg.kind) is ReceiptKind
+        and type(ids) is tuple
+        and 1 <= len(ids) <= MAX_RECEIPT_IDS
+        and all(type(i) is bytes and len(i) == MSG_ID_LEN for i in ids)
+    ):
+        return None
+    packed = msgpack.packb((_RECEIPT_TAG, int(msg.kind), ids), use_bin_type=True)
+    assert isinstance(packed, bytes)
+    return packed
