@@ -118,11 +118,12 @@ async def make_peer(tmp_path: Path, tor_settings: TorSettings) -> AsyncIterator[
         for peer in reversed(peers):
             await peer.tor.aclose()
         for pid in pids:
-            assert not _alive(pid), f"tor {pid} still running after aclose()"
+            assert not pid_alive(pid), f"tor {pid} still running after aclose()"
 
 
-def _alive(pid: int) -> bool:
-    # aclose() waited for its tor; a zombie would already have been reaped by asyncio.
+def pid_alive(pid: int) -> bool:
+    """Whether a process of ours is still running (our tors are asyncio children: a
+    finished one has been reaped, so it is gone, not a zombie)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -20,6 +20,7 @@ from messenger.net.tor.connection import TorConnection
 from messenger.net.tor.errors import TorStartFailed, TorTimeout
 from messenger.net.tor.events import TorBootstrap
 
+from .conftest import pid_alive
 from .network import tor_unavailable
 
 pytestmark = [pytest.mark.tor, pytest.mark.slow, pytest.mark.timeout(120)]
@@ -83,14 +84,6 @@ async def launched(tmp_path: Path) -> AsyncIterator[tuple[TorConnection, Owner]]
         await owner.aclose()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 async def test_a_launched_tor_answers_and_is_gone_after_disconnect(tmp_path: Path) -> None:
     async with launched(tmp_path) as (conn, owner):
         assert conn.proc is not None and conn.proc.returncode is None
@@ -103,7 +96,7 @@ async def test_a_launched_tor_answers_and_is_gone_after_disconnect(tmp_path: Pat
             assert path.stat().st_mode & 0o077 == 0, path
         await conn.disconnect()
         assert conn.proc is None and conn.controller is None
-        assert not _alive(pid)
+        assert not pid_alive(pid)
         # Letting go on purpose is not a loss.
         assert owner.lost_calls == 0 and not conn.lost.is_set()
 

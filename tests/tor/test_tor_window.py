@@ -8,7 +8,6 @@ onion mark; turning the setting off in Settings stops her tor while the window r
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from messenger.net.tor import TorSettings
 from messenger.net.transport import Timing
 from messenger.service import PeerService, ServiceConfig
+from tests.tor.conftest import pid_alive
 from tests.ui import conftest as ui_fixtures
 
 # The Qt tests' fixtures (a qasync loop on pytest-qt's QApplication, the app's theme, main
@@ -47,14 +47,6 @@ def _config(
         tor_settings=tor_settings,
         tor_only=tor_only,  # no direct path: every session runs through Tor
     )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_window_reaches_tor_shows_a_tor_contact_and_switches_tor_off(
@@ -145,7 +137,7 @@ def test_window_reaches_tor_shows_a_tor_contact_and_switches_tor_off(
             what="Bob offline once Tor is off",
         )
         if pid is not None:
-            assert not _alive(pid), "tor still running after it was turned off"
+            assert not pid_alive(pid), "tor still running after it was turned off"
         dialog.reject()
     finally:
         for service in reversed(services):

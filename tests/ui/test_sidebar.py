@@ -7,24 +7,14 @@ from __future__ import annotations
 import os
 
 from messenger import PeerService
-from messenger.storage.repository import IncomingMessage, NewContact
+from messenger.storage.repository import IncomingMessage
+from tests.contacts import random_contact
 from ui.views.group_list import VISIBLE_GROUPS
 
 
 def _add_contacts(service: PeerService, count: int) -> None:
     for i in range(count):
-        contact = NewContact(
-            id=os.urandom(16).hex(),
-            display_name=f"Contact {i}",
-            ed25519_public=os.urandom(32),
-            x25519_public=os.urandom(32),
-            static_certificate=os.urandom(64),
-            psk=os.urandom(32),
-            discovery_key=os.urandom(32),
-            conversation_id=os.urandom(16),
-            verified=False,
-            addresses=(),
-        )
+        contact = random_contact(f"Contact {i}")
         service.repo.add_contact(contact, 1_700_000_000 + i)
         message = IncomingMessage(os.urandom(16), 1, 1, 1_700_000_000_000, f"hi {i}")
         service.repo.store_incoming([(contact.id, [message])], 1_700_000_000_000)

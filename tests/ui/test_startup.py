@@ -107,13 +107,29 @@ def test_the_unlock_dialog_is_painted_before_the_service_is_imported(qloop, tmp_
     assert code == 1  # the dialog was dismissed: the app ends without opening the profile
 
 
+def _early_window(qloop, profile: ProfileDir):
+    """The app's window painted from read_startup, the service held back until `gate` is
+    set: (the window, run_window's task, the gate)."""
+    from ui.views.main_window import MainWindow
+
+    early = read_startup(profile, None)
+    assert early is not None
+    gate = asyncio.Event()
+
+    async def opening() -> PeerService:
+        await gate.wait()
+        return await PeerService.open(profile.path, None, config=peer_config())
+
+    task = start_task(qloop, ui_app.run_window(None, early=early, opening=opening, profile=profile))
+    qloop.until(lambda: top_level(MainWindow) is not None, what="the main window")
+    return top_level(MainWindow), task, gate
+
+
 def test_the_early_window_follows_the_service_once_it_is_up(qloop, qtbot, make_peer, tmp_path):
     """Painted from read_startup: the list as stored, the composer and the dialogs that
     need the service off with a visible "starting" state. Then the service opens: a
     message sent while it was starting arrives live, the contact shows online, and the
     composer sends."""
-    from ui.views.main_window import MainWindow
-
     alice, bob = make_peer("alice"), make_peer("bob")
     bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
     qloop.run(bob.chat.send_text(alice_at_bob, "before the window"))
@@ -124,18 +140,7 @@ def test_the_early_window_follows_the_service_once_it_is_up(qloop, qtbot, make_p
     qloop.until(stored_at_alice, what="the first message at Alice")
     qloop.run(alice.aclose())
     profile = ProfileDir(tmp_path / "alice")
-    early = read_startup(profile, None)
-    assert early is not None
-
-    gate = asyncio.Event()
-
-    async def opening() -> PeerService:
-        await gate.wait()
-        return await PeerService.open(profile.path, None, config=peer_config())
-
-    task = start_task(qloop, ui_app.run_window(None, early=early, opening=opening, profile=profile))
-    qloop.until(lambda: top_level(MainWindow) is not None, what="the main window")
-    window = top_level(MainWindow)
+    window, task, gate = _early_window(qloop, profile)
     bridge, chat = window.bridge, window.chat
     qloop.until(lambda: window.conversations.rowCount() == 1, what="the list from the raw read")
     assert not bridge.ready
@@ -188,7 +193,6 @@ def test_groups_are_painted_first_and_the_service_catches_up(qloop, make_peer, t
     group opened while starting shows "starting" in its composer, the safety number asked
     for meanwhile opens once the service is up, and then the same group row stays
     selected while what arrived meanwhile comes in."""
-    from ui.views.main_window import MainWindow
     from ui.views.safety_number_dialog import SafetyNumberDialog
 
     alice, bob = make_peer("alice"), make_peer("bob")
@@ -202,18 +206,7 @@ def test_groups_are_painted_first_and_the_service_catches_up(qloop, make_peer, t
 
     qloop.until(stored_at_alice, what="Bob's group message at Alice")
     qloop.run(alice.aclose())
-    profile = ProfileDir(tmp_path / "alice")
-    early = read_startup(profile, None)
-    assert early is not None
-    gate = asyncio.Event()
-
-    async def opening() -> PeerService:
-        await gate.wait()
-        return await PeerService.open(profile.path, None, config=peer_config())
-
-    task = start_task(qloop, ui_app.run_window(None, early=early, opening=opening, profile=profile))
-    qloop.until(lambda: top_level(MainWindow) is not None, what="the main window")
-    window = top_level(MainWindow)
+    window, task, gate = _early_window(qloop, ProfileDir(tmp_path / "alice"))
     qloop.until(lambda: window.groups.rowCount() == 1, what="the group from the raw read")
     assert not window.bridge.ready
     item = window.groups.item(group_id)

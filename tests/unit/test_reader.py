@@ -19,24 +19,10 @@ from messenger.cli.api import LocalApi
 from messenger.profile import ProfileDir, ProfileLock
 from messenger.storage.group_repository import GroupRepository
 from messenger.storage.reader import read_command, read_startup
-from messenger.storage.repository import IncomingMessage, NewContact
+from messenger.storage.repository import IncomingMessage
+from tests.contacts import random_contact
 
 OFFLINE = ServiceConfig(network=False)
-
-
-def _contact(name: str, addresses: tuple[str, ...] = ()) -> NewContact:
-    return NewContact(
-        id=os.urandom(16).hex(),
-        display_name=name,
-        ed25519_public=os.urandom(32),
-        x25519_public=os.urandom(32),
-        static_certificate=os.urandom(64),
-        psk=os.urandom(32),
-        discovery_key=os.urandom(32),
-        conversation_id=os.urandom(16),
-        verified=False,
-        addresses=addresses,
-    )
 
 
 async def _profile(path: Path) -> dict[str, Any]:
@@ -47,10 +33,11 @@ async def _profile(path: Path) -> dict[str, Any]:
     )
     async with service:
         repo = service.repo
-        bob, amy, amy2 = _contact("Bob", ("10.0.0.2:4000",)), _contact("amy"), _contact("Amy")
+        bob = random_contact("Bob", ("10.0.0.2:4000",))
+        amy, amy2 = random_contact("amy"), random_contact("Amy")
         for c in (bob, amy, amy2):
             repo.add_contact(c, 1_700_000_000.5)
-        GroupRepository(repo).add_group_contact(_contact("Member"), 1_700_000_000.0)
+        GroupRepository(repo).add_group_contact(random_contact("Member"), 1_700_000_000.0)
         repo.set_verified(bob.id)
         repo.update_presence(amy.id, ["192.168.1.5:1234"], 1_700_000_100.25, "amy")
         incoming = [IncomingMessage(os.urandom(16), i, i, 1_700_000_000_000, "hi") for i in (1, 2)]

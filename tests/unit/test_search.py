@@ -17,27 +17,12 @@ from messenger.storage.group_repository import GroupRepository, NewGroupMessage
 from messenger.storage.repository import (
     _SEARCH_SQL,
     IncomingMessage,
-    NewContact,
     Repository,
 )
+from tests.contacts import random_contact
 from tests.unit.test_summaries import add_contact_0007
 
 NOW_MS = 1_700_000_000_000
-
-
-def _contact(name: str) -> NewContact:
-    return NewContact(
-        id=os.urandom(16).hex(),
-        display_name=name,
-        ed25519_public=os.urandom(32),
-        x25519_public=os.urandom(32),
-        static_certificate=os.urandom(64),
-        psk=os.urandom(32),
-        discovery_key=os.urandom(32),
-        conversation_id=os.urandom(16),
-        verified=False,
-        addresses=(),
-    )
 
 
 def _incoming(body: str, lamport: int = 1, sent_at_ms: int = NOW_MS) -> IncomingMessage:
@@ -90,7 +75,7 @@ def test_pages_are_newest_stored_first_without_gaps_or_overlaps(
     path = tmp_path_factory.mktemp("search") / "chinwag.db"
     repo = Repository(open_database(path, os.urandom(32), create=True))
     try:
-        people = [_contact(n) for n in ("Ana", "Bo", "Cy")]
+        people = [random_contact(n) for n in ("Ana", "Bo", "Cy")]
         for c in people:
             repo.add_contact(c, 0)
         stored = []  # (row_id, contact, body), in the order they were stored
@@ -155,7 +140,7 @@ def test_group_search_pages_newest_stored_first(repo: Repository) -> None:
 def test_a_reused_row_id_is_still_indexed(repo: Repository) -> None:
     """Deleting the newest rows (a contact removed) hands their ids out again; the
     deferred indexer must not take such an id for one it already indexed."""
-    keep, drop = _contact("Keep"), _contact("Drop")
+    keep, drop = random_contact("Keep"), random_contact("Drop")
     repo.add_contact(keep, 0)
     repo.add_contact(drop, 0)
     repo.store_incoming([(keep.id, [_incoming("apple")])], NOW_MS)
@@ -261,7 +246,7 @@ def test_upgrade_to_0008_repairs_an_index_that_missed_a_reused_id(tmp_path: Path
     try:
         migrate(eng, "0007")
         old = Repository(eng)
-        keep, drop = _contact("Keep"), _contact("Drop")
+        keep, drop = random_contact("Keep"), random_contact("Drop")
         add_contact_0007(old, keep)
         add_contact_0007(old, drop)
         old.store_incoming([(keep.id, [_incoming("apple")])], NOW_MS)
@@ -287,7 +272,7 @@ def test_upgrade_to_0008_repairs_an_index_that_missed_a_reused_id(tmp_path: Path
 
 
 def test_a_one_letter_last_word_is_a_whole_word_not_a_prefix(repo: Repository) -> None:
-    c = _contact("Ana")
+    c = random_contact("Ana")
     repo.add_contact(c, 0)
     repo.store_incoming([(c.id, [_incoming("plum"), _incoming("p is for pear")])], NOW_MS)
     assert [m.body for m in repo.search("p")] == ["p is for pear"]
@@ -296,7 +281,7 @@ def test_a_one_letter_last_word_is_a_whole_word_not_a_prefix(repo: Repository) -
 
 
 def test_words_that_look_like_fts_syntax_or_a_column_are_text(repo: Repository) -> None:
-    c = _contact("Ana")
+    c = random_contact("Ana")
     repo.add_contact(c, 0)
     repo.store_incoming([(c.id, [_incoming(f"about {c.id}"), _incoming("contact_id : x")])], 0)
     # The contact id column is not searched by what the user types, only the body.

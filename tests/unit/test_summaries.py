@@ -39,26 +39,12 @@ from messenger.storage.repository import (
     NewContact,
     Repository,
 )
+from tests.contacts import random_contact
 
 NOW = 1_700_000_000.0
 NOW_MS = int(NOW * 1000)
 RECEIVED, SEEN = int(MessageState.RECEIVED), int(MessageState.SEEN)
 PENDING = (int(MessageState.QUEUED), int(MessageState.SENT))
-
-
-def _contact(name: str) -> NewContact:
-    return NewContact(
-        id=os.urandom(16).hex(),
-        display_name=name,
-        ed25519_public=os.urandom(32),
-        x25519_public=os.urandom(32),
-        static_certificate=os.urandom(64),
-        psk=os.urandom(32),
-        discovery_key=os.urandom(32),
-        conversation_id=os.urandom(16),
-        verified=False,
-        addresses=(),
-    )
 
 
 def add_contact_0007(repo: Repository, c: NewContact) -> None:
@@ -185,7 +171,7 @@ class Writes(RuleBasedStateMachine):
 
     @rule(target=contacts)
     def add_contact(self) -> str:
-        c = _contact(f"C{len(self.mine)}")
+        c = random_contact(f"C{len(self.mine)}")
         self.repo.add_contact(c, NOW)
         self.mine.append(c.id)
         return c.id
@@ -325,7 +311,7 @@ def test_summaries_equal_a_recount_after_any_sequence_of_writes(shared: Reposito
 
 
 def test_newest_message_is_by_lamport_then_id_not_by_arrival(repo: Repository) -> None:
-    c = _contact("Ana")
+    c = random_contact("Ana")
     repo.add_contact(c, NOW)
     late_but_old = IncomingMessage(b"\x01" * 16, 1, 2, NOW_MS, "older")
     newest = IncomingMessage(b"\x00" * 16, 2, 5, NOW_MS, "newest")
@@ -340,7 +326,7 @@ def test_newest_message_is_by_lamport_then_id_not_by_arrival(repo: Repository) -
 
 
 def test_a_contact_without_messages_is_listed_with_an_empty_summary(repo: Repository) -> None:
-    c = _contact("Ana")
+    c = random_contact("Ana")
     repo.add_contact(c, NOW)
     (row,) = repo.conversations()
     assert (row.contact.id, row.last_message, row.unread, row.queued) == (c.id, None, 0, 0)
@@ -348,7 +334,7 @@ def test_a_contact_without_messages_is_listed_with_an_empty_summary(repo: Reposi
 
 def test_deleting_the_newest_message_falls_back_to_the_one_before(repo: Repository) -> None:
     # Nothing in the app deletes single messages yet; the trigger must still be right.
-    c = _contact("Ana")
+    c = random_contact("Ana")
     repo.add_contact(c, NOW)
     first, second = repo.queue_outgoing_many([(c.id, "one"), (c.id, "two")], NOW_MS)
     assert kept_conversation(repo, c.id) == (0, 2, second.msg_id)
@@ -361,7 +347,7 @@ def test_deleting_the_newest_message_falls_back_to_the_one_before(repo: Reposito
 
 
 def test_moving_a_message_to_another_conversation_recounts_both(repo: Repository) -> None:
-    a, b = _contact("Ana"), _contact("Bo")
+    a, b = random_contact("Ana"), random_contact("Bo")
     repo.add_contact(a, NOW)
     repo.add_contact(b, NOW)
     (m,) = repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 1, 3, 0, "x")])], 0)
@@ -381,7 +367,7 @@ def test_upgrade_to_0008_builds_summaries_of_what_is_stored(tmp_path: Path) -> N
     try:
         migrate(eng, "0007")
         old = Repository(eng)
-        a, b, quiet = _contact("Ana"), _contact("Bo"), _contact("Quiet")
+        a, b, quiet = random_contact("Ana"), random_contact("Bo"), random_contact("Quiet")
         for c in (a, b, quiet):
             add_contact_0007(old, c)
         old.store_incoming(
@@ -434,7 +420,7 @@ def test_upgrade_to_0011_lets_lone_messages_move_the_counters_and_downgrade_undo
     eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
     try:
         migrate(eng, "0010")
-        a = _contact("Ana")
+        a = random_contact("Ana")
         Repository(eng).add_contact(a, 0)
         migrate(eng)  # to the head
         repo = Repository(eng)
