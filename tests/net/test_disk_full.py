@@ -260,12 +260,12 @@ def test_a_lone_arrival_on_a_full_disk_is_not_stored_and_is_stored_once_there_is
     from messenger.storage.database import open_database
     from messenger.storage.repository import IncomingMessage, Repository
 
-    from ..unit.test_summaries import _contact
+    from ..contacts import random_contact
 
     with small_tmpfs(tmp_path / "small", size="8m") as small:
         repo = Repository(open_database(small / "db.sqlite", os.urandom(32), create=True))
         try:
-            ana = _contact("Ana")
+            ana = random_contact("Ana")
             repo.add_contact(ana, 0)
             filler = fill(small)
             failed: IncomingMessage | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
@@ -248,3 +250,34 @@ def test_search_everywhere_finds_group_messages_and_opens_the_group_at_one(
     # A hit that is gone (say, the group was emptied meanwhile) is said so.
     qloop.run(view.jump_to(b"\x00" * 16))
     assert view.notice.text() == "That message is no longer in this group."
+
+
+def test_a_message_sent_while_the_group_opens_stays_in_view(
+    qloop, make_peer, open_window, monkeypatch
+):
+    """The group's first page is read while the message is stored: the message, shown
+    at once, is not wiped by the page that arrives after it (nor shown twice)."""
+    alice, bob, cai = _three(qloop, make_peer)
+    record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id, cai.contact_id]))
+    window = open_window(alice)
+    qloop.until(lambda: window.groups.rowCount() == 1, what="the group in the sidebar")
+    gate, returned = asyncio.Event(), []
+    read_page = window.bridge.group_history
+
+    async def slow_page(group_id, **kwargs):
+        page = await read_page(group_id, **kwargs)  # read before the message is stored
+        await gate.wait()
+        returned.append(page)
+        return page
+
+    monkeypatch.setattr(window.bridge, "group_history", slow_page)
+    window.open_group(record.id)
+    model = window.group_view.model
+    qloop.until(lambda: model.group_id == record.id, what="the group opening")
+    qloop.run(alice.groups.send_text(record.id, "sent while it opens"))
+    qloop.until(lambda: model.rowCount() == 1, what="the message shown at once")
+    gate.set()
+    qloop.until(lambda: bool(returned), what="the first page")
+    assert returned[0] == []  # read before the message was stored
+    assert model.rowCount() == 1
+    assert model.index(0, 0).data() == "sent while it opens"

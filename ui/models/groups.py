@@ -218,8 +218,12 @@ class GroupHistoryModel(RecordListModel[GroupMessageRecord]):
         page = await self.bridge.group_history(group.id, limit=PAGE)
         if self.group_id != group.id:
             return  # another group was opened meanwhile
+        # Messages of this group that came in while the page was read (our own, sent at
+        # once, among them) were added to the rows on screen: they stay, after the page.
+        listed = {m.msg_id for m in page}
+        arrived = [m for m in self._rows if m.group_id == group.id and m.msg_id not in listed]
         self.beginResetModel()
-        self._rows = page
+        self._rows = sorted([*page, *arrived], key=message_order) if arrived else page
         self._more = len(page) == PAGE
         self._transfers = {t.id: t for t in self.bridge.transfers(group_id=group.id)}
         self.endResetModel()
@@ -363,6 +367,8 @@ class GroupHistoryModel(RecordListModel[GroupMessageRecord]):
     def _on_message(self, message: GroupMessageRecord) -> None:
         if message.group_id != self.group_id:
             return
+        if any(m.msg_id == message.msg_id for m in self._rows):
+            return  # the page read while the group opened has it already
         key = message_order(message)
         row = len(self._rows)
         while row > 0 and message_order(self._rows[row - 1]) > key:
