@@ -7,12 +7,12 @@ service's public messaging methods delegate here.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .arrivals import Arrivals
 from .core.batch import Batcher
+from .core.indexer import SearchIndexer
 from .core.settings import SETTING_READ_RECEIPTS, SETTING_TYPING
 from .core.text import check_text
 from .errors import ContactKeyChanged, ContactNotFound, DiskFull
@@ -36,9 +36,6 @@ RECEIPT_COMMIT_DELAY = 0.05
 
 # An outbox resend waits for the socket's buffer after this many messages.
 OUTBOX_DRAIN_EVERY = 256
-
-# Seconds after a write before its messages are added to the search index.
-SEARCH_INDEX_DELAY = 0.5
 
 _ReceiptUpdate = tuple[str, tuple[bytes, ...], MessageState]
 
@@ -78,7 +75,7 @@ class Chat:
         self._note_disk_full = note_disk_full
         self._space_back = space_back
         self._batch_max = batch_max
-        self._index_wanted = asyncio.Event()
+        self._indexer = SearchIndexer(db, repo.index_pending, note_disk_full)
         self._incoming: Arrivals | None = None
         self._outgoing: Batcher[tuple[str, str], MessageRecord] | None = None
         self._receipts: Batcher[_ReceiptUpdate, None] | None = None
@@ -101,7 +98,7 @@ class Chat:
             "chinwag-receipts",
             gather_delay=RECEIPT_COMMIT_DELAY,
         )
-        self._tasks.spawn(self._search_indexer(), "chinwag-search-indexer")
+        self._tasks.spawn(self._indexer.run(), "chinwag-search-indexer")
         self.index_soon()  # whatever a killed process left unindexed
 
     async def aclose(self) -> None:
@@ -247,18 +244,7 @@ class Chat:
 
     def index_soon(self) -> None:
         """Wake the background search indexer (it batches, so bursts cost little)."""
-        self._index_wanted.set()
-
-    async def _search_indexer(self) -> None:
-        while True:
-            await self._index_wanted.wait()
-            await asyncio.sleep(SEARCH_INDEX_DELAY)  # let a burst finish first
-            self._index_wanted.clear()
-            try:
-                while await self._db.run(self._repo.index_pending, 2000):
-                    pass  # in chunks, so other work gets the database in between
-            except DiskFull as exc:  # indexed once there is room again (_space_back)
-                self._note_disk_full(exc)
+        self._indexer.soon()
 
     async def states_recorded(self) -> None:
         """Wait until every receipt that arrived so far is recorded, so that a read shows

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..core.batch import Batcher
+from ..core.indexer import SearchIndexer
 from ..errors import DiskFull, GroupError
 from ..events import GroupChanged
 from ..identity import contact_id as make_contact_id
@@ -99,7 +100,9 @@ class GroupBase:
         self._checked_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._delivery_dirty: dict[tuple[bytes, bytes], int] = {}
         # Stored messages are added to the search index in batches, off their commits.
-        self._index_wanted = asyncio.Event()
+        self._indexer = SearchIndexer(
+            db, self.repo.index_pending, lambda exc: not_stored(exc, set())
+        )
 
     # -- helpers --------------------------------------------------------------------------
 

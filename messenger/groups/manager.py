@@ -52,8 +52,8 @@ class GroupManager(GroupJoining, GroupSync):
         opened = await self._db.run(self._settings.get_setting, SETTING_OPEN_GROUPS, [])
         self._open = [bytes.fromhex(g) for g in opened if bytes.fromhex(g) in self._groups]
         self._committer = Batcher(self._store, self._batch_max, "chinwag-group-messages")
-        self._index_wanted.set()  # whatever a killed process left unindexed
-        self._tasks.spawn(self._search_indexer(), "chinwag-group-search-indexer")
+        self._indexer.soon()  # whatever a killed process left unindexed
+        self._tasks.spawn(self._indexer.run(), "chinwag-group-search-indexer")
 
     async def aclose(self) -> None:
         self._closed = True

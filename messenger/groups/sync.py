@@ -30,9 +30,6 @@ DELIVERY_WRITE_DELAY: Final = 0.2
 # VERIFY_THREADS threads (PyNaCl drops the GIL inside libsodium).
 VERIFY_INLINE_MAX: Final = 16
 VERIFY_THREADS: Final = 2
-# Seconds stored messages wait before they are added to the search index, in one
-# transaction with whatever else arrived meanwhile (searches index what is left first).
-SEARCH_INDEX_DELAY: Final = 0.5
 
 
 class GroupSync(GroupBase):
@@ -212,7 +209,7 @@ class GroupSync(GroupBase):
                 raise  # one of ours: the user's send fails with the plain DiskFull
             return [None] * len(arrivals)
         if stored:
-            self._index_wanted.set()
+            self._indexer.soon()
         by_id = {m.msg_id: m for m in stored}
         acks: dict[Connection, dict[bytes, set[bytes]]] = {}
         for a in arrivals:
@@ -234,19 +231,6 @@ class GroupSync(GroupBase):
             if group is not None:
                 self._emit(GroupMessageAdded(self._message_record(group, m)))
         return [by_id.get(a.message.msg_id) for a in arrivals]
-
-    async def _search_indexer(self) -> None:
-        """Index stored group messages for search in batches, never inside a message's
-        commit (the FTS5 insert was a third of a lone arriving message's storing)."""
-        while True:
-            await self._index_wanted.wait()
-            await asyncio.sleep(SEARCH_INDEX_DELAY)  # let a burst finish first
-            self._index_wanted.clear()
-            try:
-                while await self._db.run(self.repo.index_pending, 2000):
-                    pass  # in chunks, so other work gets the database in between
-            except DiskFull as exc:  # indexed with the next message stored, or a search
-                self._not_stored(exc, set())
 
     def _ack_soon(self, conn: Connection, group: Group, author: bytes) -> None:
         """Duplicates (a second member replaying a catch-up) are acknowledged once per

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 from PySide6.QtCore import (
     QEvent,
@@ -45,6 +46,24 @@ AVATAR = 48
 PAD = 12
 
 Index = QModelIndex | QPersistentModelIndex
+LINE_GAP = 4.0  # between a row's two lines of text
+
+
+@dataclass(frozen=True, slots=True)
+class RowLines:
+    """A list row's two lines of text: their fonts, metrics and place."""
+
+    name_font: QFont
+    small: QFont
+    preview_font: QFont
+    fm_name: QFontMetricsF
+    fm_small: QFontMetricsF
+    fm_preview: QFontMetricsF
+    left: float
+    right: float
+    top: float
+    line1_h: float
+    line2_h: float
 
 
 def list_time(ms: int, now: dt.datetime | None = None) -> str:
@@ -114,6 +133,42 @@ class ConversationDelegate(QStyledItemDelegate):
                 painter.drawRoundedRect(rect.adjusted(9, 3, -9, -3), 9, 9)
         return background
 
+    def _lines(self, base: QFont, rect: QRectF, avatar: QRectF, unread: bool) -> RowLines:
+        """Where a row's two lines of text go, beside its avatar (conversation and group
+        rows share it)."""
+        name_font, small, preview_font, unread_font = self._fonts(base)
+        if unread:
+            preview_font = unread_font
+        fm_name, fm_small, fm_preview = (
+            self._metrics[f.key()] for f in (name_font, small, preview_font)
+        )
+        line1_h, line2_h = fm_name.height(), fm_preview.height()
+        return RowLines(
+            name_font=name_font,
+            small=small,
+            preview_font=preview_font,
+            fm_name=fm_name,
+            fm_small=fm_small,
+            fm_preview=fm_preview,
+            left=avatar.right() + PAD,
+            right=rect.right() - PAD - 10,
+            top=rect.center().y() - (line1_h + LINE_GAP + line2_h) / 2,
+            line1_h=line1_h,
+            line2_h=line2_h,
+        )
+
+    def _paint_time(self, painter: QPainter, lines: RowLines, when: str, unread: bool) -> float:
+        """The time at the end of line 1 (accent when unread); returns its width."""
+        time_w = lines.fm_small.horizontalAdvance(when)
+        painter.setFont(lines.small)
+        painter.setPen(theme.current().color("accent" if unread else "text_muted"))
+        painter.drawText(
+            QRectF(lines.right - time_w, lines.top, time_w, lines.line1_h),
+            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+            when,
+        )
+        return time_w
+
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         item: ConversationItem | None = index.data(ConversationListModel.ItemRole)
         if item is None:
@@ -129,30 +184,15 @@ class ConversationDelegate(QStyledItemDelegate):
         paint_avatar(painter, avatar, item.name, item.id, option.font)
         paint_presence(painter, avatar, item.online, background, item.route)
 
-        name_font, small, preview_font, unread_font = self._fonts(option.font)
-        if item.unread:
-            preview_font = unread_font
-        fm_name, fm_small, fm_preview = (
-            self._metrics[f.key()] for f in (name_font, small, preview_font)
-        )
-
-        left = avatar.right() + PAD
-        right = rect.right() - PAD - 10
-        gap = 4.0
-        line1_h = fm_name.height()
-        line2_h = fm_preview.height()
-        top = rect.center().y() - (line1_h + gap + line2_h) / 2
+        lines = self._lines(option.font, rect, avatar, bool(item.unread))
+        name_font, small, preview_font = lines.name_font, lines.small, lines.preview_font
+        fm_name, fm_small, fm_preview = lines.fm_name, lines.fm_small, lines.fm_preview
+        left, right, top = lines.left, lines.right, lines.top
+        line1_h, line2_h, gap = lines.line1_h, lines.line2_h, LINE_GAP
 
         # Line 1: name, verified mark, time.
         when = list_time(item.last.sent_at_ms if item.last else int(item.contact.created_at * 1000))
-        time_w = fm_small.horizontalAdvance(when)
-        painter.setFont(small)
-        painter.setPen(t.color("accent" if item.unread else "text_muted"))
-        painter.drawText(
-            QRectF(right - time_w, top, time_w, line1_h),
-            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-            when,
-        )
+        time_w = self._paint_time(painter, lines, when, bool(item.unread))
         mark = fm_name.height() * 0.72 if item.contact.verified else 0.0
         name_room = right - time_w - 8 - left - (mark + 4 if mark else 0)
         name = fm_name.elidedText(item.name, Qt.TextElideMode.ElideRight, max(10.0, name_room))

@@ -14,7 +14,13 @@ from PySide6.QtWidgets import (
 from ui import theme
 from ui.bridge import Bridge
 from ui.models.groups import GroupItem, GroupListModel
-from ui.views.conversation_list import AVATAR, PAD, ConversationDelegate, list_time
+from ui.views.conversation_list import (
+    AVATAR,
+    LINE_GAP,
+    PAD,
+    ConversationDelegate,
+    list_time,
+)
 from ui.views.fitted_list import FittedListView
 from ui.views.paint import paint_avatar, paint_badge
 
@@ -44,28 +50,15 @@ class GroupDelegate(ConversationDelegate):
         avatar = QRectF(rect.left() + PAD + 6, rect.center().y() - AVATAR / 2, AVATAR, AVATAR)
         paint_avatar(painter, avatar, "# " + item.group.name, item.id, option.font)
 
-        name_font, small, preview_font, unread_font = self._fonts(option.font)
-        if item.unread:
-            preview_font = unread_font
-        fm_name, fm_small, fm_preview = (
-            self._metrics[f.key()] for f in (name_font, small, preview_font)
-        )
-        left = avatar.right() + PAD
-        right = rect.right() - PAD - 10
-        gap = 4.0
-        line1_h, line2_h = fm_name.height(), fm_preview.height()
-        top = rect.center().y() - (line1_h + gap + line2_h) / 2
+        lines = self._lines(option.font, rect, avatar, bool(item.unread))
+        name_font, small, preview_font = lines.name_font, lines.small, lines.preview_font
+        fm_name, fm_preview = lines.fm_name, lines.fm_preview
+        left, right, top = lines.left, lines.right, lines.top
+        line1_h, line2_h = lines.line1_h, lines.line2_h
 
         # Line 1: name, time of the newest message.
         when = list_time(item.activity_ms) if item.activity_ms else ""
-        time_w = fm_small.horizontalAdvance(when)
-        painter.setFont(small)
-        painter.setPen(t.color("accent" if item.unread else "text_muted"))
-        painter.drawText(
-            QRectF(right - time_w, top, time_w, line1_h),
-            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-            when,
-        )
+        time_w = self._paint_time(painter, lines, when, bool(item.unread))
         name_room = max(10.0, right - time_w - 8 - left)
         painter.setFont(name_font)
         painter.setPen(t.color("text"))
@@ -76,7 +69,7 @@ class GroupDelegate(ConversationDelegate):
         )
 
         # Line 2: preview, unread badge.
-        y2 = top + line1_h + gap
+        y2 = top + line1_h + LINE_GAP
         badge_w = 0.0
         if item.unread:
             badge_w = paint_badge(painter, right, y2 + line2_h / 2, item.unread, small) + 8
