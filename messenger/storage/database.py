@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 from pathlib import Path
@@ -293,7 +294,10 @@ def _check_structure(conn: Any, db_path: Path) -> None:
 def alembic_config() -> Config:
     from alembic.config import Config
 
-    cfg = Config()
+    # Alembic's default output is the sys.stdout of the moment it was imported, which
+    # may since have been closed (a test's capture, a detached pipe). Its command
+    # messages are of no use to a user, so they go to a buffer of their own.
+    cfg = Config(stdout=io.StringIO())
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg
 
