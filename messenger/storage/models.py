@@ -59,11 +59,12 @@ class Contact(Base):
     # accepts its safety number (migration 0009). `replaces` names that earlier contact.
     key_changed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     replaces: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    # The conversation's summary, kept by triggers on messages (migration 0008) in the
-    # statement that writes the message: unread (RECEIVED) and outbox (QUEUED or SENT)
-    # counts and the newest message in conversation order (lamport, msg_id). On this row
-    # because storing or queueing a message updates it anyway (its Lamport clock): no
-    # extra page to encrypt and write per commit.
+    # The conversation's summary: unread (RECEIVED) and outbox (QUEUED or SENT) counts and
+    # the newest message in conversation order (lamport, msg_id), and with them `lamport`
+    # and `next_seq` above, as the messages up to the search index's mark make them: the
+    # indexer folds each chunk it indexes in, readers add the rows above the mark
+    # (storage/rows.py), state changes and deletes move them by trigger (migrations 0008,
+    # 0012). Storing a message writes no contact row: one page less per commit.
     unread: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     queued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # messages.id

@@ -184,10 +184,14 @@ def _whoami(conn: Any, profile: ProfileDir) -> dict[str, Any]:
 def _contacts(conn: Any) -> list[dict[str, Any]]:
     """LocalApi.cmd_contacts of a service that is not online: the contacts the user added
     (not members known only through a group), by name, with the summary counts the
-    triggers keep (migration 0008)."""
+    indexer keeps and the rows it has not reached (migrations 0008, 0012)."""
+    from .rows import QUEUED, SUMMARY_DELTA, UNREAD
+
     rows = conn.execute(
-        "SELECT id, display_name, verified, last_seen, addresses, unread, queued, "
-        "key_changed, replaces FROM contacts WHERE group_only IS 0 ORDER BY display_name, id"
+        f"WITH d AS ({SUMMARY_DELTA}) "  # noqa: S608
+        f"SELECT c.id, c.display_name, c.verified, c.last_seen, c.addresses, {UNREAD}, "
+        f"{QUEUED}, c.key_changed, c.replaces FROM contacts c LEFT JOIN d ON d.cid = c.id "
+        "WHERE c.group_only IS 0 ORDER BY c.display_name, c.id"
     ).fetchall()
     return [
         {

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from ..records import ContactRecord, InviteRecord, MessageRecord, MessageState
 from .database import create_db_engine, plain_error
 from .models import AttachmentMessage, Contact, Invite, Message, Setting
+from .rows import MARK, QUEUED, SUMMARY_DELTA, UNREAD, ConversationRow, conversation_rows
 from .rows import MESSAGE_SQL_COLUMNS as _MESSAGE_SQL_COLUMNS
-from .rows import ConversationRow, conversation_rows
 from .rows import message_from_row as _message
 
 MSG_ID_LEN = 16
@@ -94,12 +94,29 @@ _INSERT_MESSAGE_HEAD = (
     "received_at_ms, body, state) VALUES "
 )
 _MESSAGE_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_SELECT_COUNTERS = "SELECT lamport, next_seq FROM contacts WHERE id = ?"
-# One message of ours, numbered from the contact's counters in the same statement.
-_QUEUE_ONE = (
-    "INSERT INTO messages (msg_id, contact_id, outgoing, seq, lamport, sent_at_ms, "
-    "received_at_ms, body, state) SELECT ?1, id, 1, next_seq, lamport + 1, ?2, NULL, ?3, ?4 "
-    "FROM contacts WHERE id = ?5 RETURNING id, seq, lamport"
+# A contact's Lamport clock and next seq as the stored messages make them (migration
+# 0012): the kept columns, the conversation's largest Lamport time (one seek of its
+# (contact_id, lamport) index) and the seq of our messages above the search index's mark
+# (the indexer folds the rest into next_seq). Read once per contact; the repository then
+# keeps them (Repository._counters).
+_SELECT_COUNTERS = (
+    "SELECT max(c.lamport, coalesce((SELECT max(lamport) FROM messages "  # noqa: S608
+    "WHERE contact_id = ?1), 0)), max(c.next_seq, coalesce((SELECT max(seq) + 1 FROM "
+    f"messages WHERE id > {MARK} AND +contact_id = ?1 AND outgoing), 0)) "
+    "FROM contacts c WHERE c.id = ?1"
+)
+# What the indexer folds into the kept summaries and counters for the rows (?1, ?2] it
+# indexes (migration 0012): counts, the newest message up to ?2, the counters.
+_FOLD_SUMMARIES = (
+    "UPDATE contacts SET unread = contacts.unread + d.unread, "
+    "queued = contacts.queued + d.queued, lamport = max(contacts.lamport, d.lamport), "
+    "next_seq = max(contacts.next_seq, coalesce(d.seq + 1, 0)), "
+    "(last_id, last_lamport, last_msg_id) = (SELECT n.id, n.lamport, n.msg_id FROM messages n "
+    "WHERE n.contact_id = contacts.id AND n.id <= ?2 "
+    "ORDER BY n.lamport DESC, n.msg_id DESC LIMIT 1) "
+    "FROM (SELECT contact_id AS cid, sum(state = 10) AS unread, sum(state IN (0, 1)) AS queued, "
+    "max(lamport) AS lamport, max(CASE WHEN outgoing THEN seq END) AS seq FROM messages "
+    "WHERE id > ?1 AND id <= ?2 GROUP BY +contact_id) AS d WHERE contacts.id = d.cid"
 )
 
 
@@ -288,6 +305,12 @@ class Repository:
         self._synchronous = synchronous
         self._driver: Any = None  # the engine's DB-API connection, for the hot paths
         self._driver_engine: Engine | None = None
+        # contact id -> [Lamport clock, next seq], as _SELECT_COUNTERS reads them, moved
+        # after each commit that stores messages: storing a message then reads and
+        # writes no contact row (migration 0012). This repository is the database's only
+        # writer; what rewrites counters otherwise (accept_new_key, delete_contact)
+        # drops the entry.
+        self._counters: dict[str, list[int]] = {}
 
     def close(self) -> None:
         self._driver = self._driver_engine = None
@@ -547,15 +570,15 @@ class Repository:
         are kept, so a copy that did reach the earlier contact is the same message.
         Returns the ids moved. One transaction."""
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(Contact.replaces, Contact.lamport, Contact.next_seq).where(
-                    Contact.id == contact_id
-                )
-            ).first()
+            row = conn.execute(select(Contact.replaces).where(Contact.id == contact_id)).first()
             if row is None:
                 raise StorageError(f"no contact {contact_id}")
             conn.execute(update(Contact).where(Contact.id == contact_id).values(key_changed=False))
-            replaces, lamport, seq = row
+            replaces = row[0]
+            lamport, seq = _cursor(conn).execute(_SELECT_COUNTERS, (contact_id,)).fetchone()
+            self._counters.pop(contact_id, None)  # read again after this transaction
+            if replaces is not None:
+                self._counters.pop(replaces, None)
             if not move_queued or replaces is None:
                 return []
             waiting = conn.execute(self._waiting_texts(replaces)).all()
@@ -591,6 +614,7 @@ class Repository:
 
     def delete_contact(self, contact_id: str) -> bool:
         """Remove a contact and its whole conversation, in one transaction."""
+        self._counters.pop(contact_id, None)
         with self.engine.begin() as conn:
             conn.execute(delete(Message).where(Message.contact_id == contact_id))
             gone = conn.execute(delete(Contact).where(Contact.id == contact_id))
@@ -678,12 +702,8 @@ class Repository:
         with self._write_transaction() as cur:
             counters: dict[str, list[int]] = {}
             for contact_id, _ in items:
-                if contact_id in counters:
-                    continue
-                row = cur.execute(_SELECT_COUNTERS, (contact_id,)).fetchone()
-                if row is None:
-                    raise StorageError(f"no contact {contact_id}")
-                counters[contact_id] = [row[0], row[1]]
+                if contact_id not in counters:
+                    counters[contact_id] = list(self._counters_of(cur, contact_id))
             rows: list[tuple[Any, ...]] = []
             for i, (contact_id, body) in enumerate(items):
                 counter = counters[contact_id]
@@ -692,10 +712,7 @@ class Repository:
                 counter[1] += 1
                 rows.append((ids[i], contact_id, 1, seq, lamport, now_ms, None, body, queued))
             row_ids = _insert_messages(cur, rows)
-            cur.executemany(
-                "UPDATE contacts SET lamport = ?, next_seq = ? WHERE id = ?",
-                [(lamport, next_seq, cid) for cid, (lamport, next_seq) in counters.items()],
-            )
+        self._counters.update(counters)  # committed
         return [
             MessageRecord(
                 row_id, r[0], r[1], True, r[3], r[4], now_ms, None, r[7], MessageState.QUEUED
@@ -705,18 +722,37 @@ class Repository:
 
     def _queue_one(self, contact_id: str, body: str, msg_id: bytes, now_ms: int) -> MessageRecord:
         """queue_outgoing_many of one message (typed one at a time) in one autocommitted
-        statement (_write_one): the INSERT takes its seq and Lamport time from the
-        contact's row and the insert trigger moves both counters (migration 0011), so
-        neither a SELECT nor an UPDATE of the counters nor BEGIN and COMMIT run."""
-        _, rows = self._write_one(
-            _QUEUE_ONE, (msg_id, now_ms, body, int(MessageState.QUEUED), contact_id)
-        )
-        if not rows:
-            raise StorageError(f"no contact {contact_id}")
-        ((row_id, seq, lamport),) = rows
+        statement (_write_one), numbered from the counters kept here: no BEGIN and
+        COMMIT, and no contact row read or written (migration 0012)."""
+        clock, seq = self._counters_of(self._raw_cursor(), contact_id)
+        lamport = clock + 1
+        row = (msg_id, contact_id, 1, seq, lamport, now_ms, None, body, int(MessageState.QUEUED))
+        cur, _ = self._write_one(_INSERT_MESSAGE_HEAD + _MESSAGE_VALUES, row)
+        row_id = cur.lastrowid
+        self._counters[contact_id] = [lamport, seq + 1]
         return MessageRecord(
             row_id, msg_id, contact_id, True, seq, lamport, now_ms, None, body, MessageState.QUEUED
         )
+
+    def _counters_of(self, cur: Any, contact_id: str) -> tuple[int, int]:
+        """The contact's (Lamport clock, next seq): kept here, else read (and kept)."""
+        kept = self._counters.get(contact_id)
+        if kept is None:
+            row = cur.execute(_SELECT_COUNTERS, (contact_id,)).fetchone()
+            if row is None:
+                raise StorageError(f"no contact {contact_id}")
+            kept = self._counters[contact_id] = [row[0], row[1]]
+        return kept[0], kept[1]
+
+    def _took(self, contact_id: str, lamport: int) -> None:
+        """A message of the contact's with this Lamport time was stored (receive rule)."""
+        kept = self._counters.get(contact_id)
+        if kept is not None and lamport > kept[0]:
+            kept[0] = lamport
+
+    def counters(self, contact_id: str) -> tuple[int, int]:
+        """The contact's Lamport clock and the seq our next message to it gets."""
+        return self._counters_of(self._raw_cursor(), contact_id)
 
     def outbox(self, contact_id: str) -> list[MessageRecord]:
         """Our messages to this contact not yet acknowledged, in the order they were written."""
@@ -736,15 +772,13 @@ class Repository:
         return self._summary_counts("queued")
 
     def _summary_counts(self, column: str) -> dict[str, int]:
-        assert column in ("unread", "queued")
+        value = {"unread": UNREAD, "queued": QUEUED}[column]  # kept + not yet folded
+        sql = (
+            f"WITH d AS ({SUMMARY_DELTA}) SELECT c.id, {value} AS n "  # noqa: S608
+            "FROM contacts c LEFT JOIN d ON d.cid = c.id WHERE n > 0"
+        )
         with self.engine.connect() as conn:
-            rows = (
-                _cursor(conn)
-                .execute(
-                    f"SELECT id, {column} FROM contacts WHERE {column} > 0"  # noqa: S608
-                )
-                .fetchall()
-            )
+            rows = _cursor(conn).execute(sql).fetchall()
         return {r[0]: r[1] for r in rows}
 
     def advance_states(
@@ -797,14 +831,10 @@ class Repository:
                     for m in messages
                 ],
             )
-            tops: dict[str, int] = {}  # from what was stored: a dropped copy moves no clock
-            for _, r in stored:
-                if r[4] > tops.get(r[1], -1):
-                    tops[r[1]] = r[4]
-            cur.executemany(
-                "UPDATE contacts SET lamport = ? WHERE id = ? AND lamport < ?",
-                [(top, contact_id, top) for contact_id, top in tops.items()],
-            )
+        # The clock moves by what was stored (a dropped copy moves none); the rows carry
+        # it, so only the kept counters are moved here (migration 0012).
+        for _, r in stored:
+            self._took(r[1], r[4])
         return [
             MessageRecord(
                 row_id, r[0], r[1], False, r[3], r[4], r[5], now_ms, r[7], MessageState.RECEIVED
@@ -817,8 +847,8 @@ class Repository:
     ) -> list[MessageRecord]:
         """store_incoming of a lone message (one at a time, as a person writes), in one
         statement and so without BEGIN and COMMIT (_write_one): the unique msg_id drops a
-        duplicate in the INSERT itself, without a query first, and the insert trigger
-        moves our Lamport clock (migration 0011)."""
+        duplicate in the INSERT itself, without a query first; the row it stores is what
+        moves our Lamport clock (migration 0012)."""
         received = int(MessageState.RECEIVED)
         row = (m.msg_id, contact_id, 0, m.seq, m.lamport, m.sent_at_ms, now_ms, m.body, received)
         cur, _ = self._write_one(
@@ -827,6 +857,7 @@ class Repository:
         if cur.rowcount != 1:
             return []  # stored before
         row_id = cur.lastrowid
+        self._took(contact_id, m.lamport)
         return [
             MessageRecord(
                 row_id,
@@ -882,9 +913,10 @@ class Repository:
         }
 
     def index_pending(self, limit: int = 5000) -> int:
-        """Add up to `limit` not yet indexed messages to the search index; returns how many.
+        """Add up to `limit` not yet indexed messages to the search index, and to the
+        conversation summaries and counters the contacts' rows keep; returns how many.
 
-        Indexing runs after storing (see migration 0003), never inside a message's commit."""
+        Runs after storing (see migrations 0003 and 0012), never inside a message's commit."""
         with self._write_transaction() as cur:
             (last,) = cur.execute("SELECT last_id FROM search_progress WHERE id = 1").fetchone()
             count, top = cur.execute(
@@ -894,6 +926,8 @@ class Repository:
             ).fetchone()
             if not count:
                 return 0
+            # The chunk joins the kept summaries and counters (migration 0012).
+            cur.execute(_FOLD_SUMMARIES, (last, top))
             # One statement inside SQLite: the bodies never travel through Python (and
             # the database thread does not hand the GIL back and forth once per row).
             cur.execute(

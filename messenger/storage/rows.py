@@ -19,11 +19,30 @@ MESSAGE_SQL_COLUMNS = (
     "m.id, m.msg_id, m.contact_id, m.outgoing, m.seq, m.lamport, m.sent_at_ms, "
     "m.received_at_ms, m.body, m.state"
 )
+# The search index's mark: the summary columns of `contacts` hold what the messages up
+# to it make them (the indexer folds each chunk it indexes in; migration 0012).
+MARK = "(SELECT last_id FROM search_progress WHERE id = 1)"
+# What the rows above the mark add, per contact: a walk of the newest rows by row id
+# (the unary + keeps SQLite from walking a contact index of every message instead).
+SUMMARY_DELTA = (
+    "SELECT contact_id AS cid, sum(state = 10) AS unread, sum(state IN (0, 1)) AS queued "  # noqa: S608
+    f"FROM messages WHERE id > {MARK} GROUP BY +contact_id"
+)
+# Summary columns as readers see them: kept + delta. `c` is contacts, `d` the delta.
+UNREAD = "c.unread + coalesce(d.unread, 0)"
+QUEUED = "c.queued + coalesce(d.queued, 0)"
+# The newest message: the kept one, unless newer rows came since (then one seek of the
+# conversation's (lamport, msg_id) index).
+_NEWEST = (
+    "CASE WHEN d.cid IS NULL THEN c.last_id ELSE (SELECT n.id FROM messages n "
+    "WHERE n.contact_id = c.id ORDER BY n.lamport DESC, n.msg_id DESC LIMIT 1) END"
+)
 SELECT_CONVERSATIONS = (
-    "SELECT c.id, c.display_name, c.ed25519_public, c.x25519_public, c.verified, c.addresses, "  # noqa: S608
-    "c.created_at, c.last_seen, c.conversation_id, c.unread, "
-    f"c.queued, c.key_changed, c.replaces, {MESSAGE_SQL_COLUMNS} FROM contacts c "
-    "LEFT JOIN messages m ON m.id = c.last_id "
+    f"WITH d AS ({SUMMARY_DELTA}) "  # noqa: S608
+    "SELECT c.id, c.display_name, c.ed25519_public, c.x25519_public, c.verified, c.addresses, "
+    f"c.created_at, c.last_seen, c.conversation_id, {UNREAD}, "
+    f"{QUEUED}, c.key_changed, c.replaces, {MESSAGE_SQL_COLUMNS} FROM contacts c "
+    f"LEFT JOIN d ON d.cid = c.id LEFT JOIN messages m ON m.id = {_NEWEST} "
     "WHERE NOT c.group_only ORDER BY c.display_name, c.id"
 )
 
@@ -56,7 +75,8 @@ def message_from_row(row: Sequence[Any]) -> MessageRecord:
 
 def conversation_rows(cursor: Any) -> list[ConversationRow]:
     """Every listed contact with its newest message, unread and outbox counts, by name:
-    one read of the summary columns the triggers keep (migration 0008)."""
+    one read of the summary columns the indexer keeps, plus the rows it has not reached
+    (migrations 0008, 0012)."""
     found = []
     for row in cursor.execute(SELECT_CONVERSATIONS).fetchall():
         contact = ContactRecord(

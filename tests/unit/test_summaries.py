@@ -164,6 +164,9 @@ class Writes(RuleBasedStateMachine):
         self.my_groups: list[bytes] = []
         self.outgoing: dict[str, list[bytes]] = {}
         self.group_seq = itertools.count(1)
+        # Per contact: the Lamport clock and next seq the messages stored so far make
+        # (the largest Lamport time stored, one past the largest seq of ours).
+        self.clocks: dict[str, list[int]] = {}
 
     def msg_id(self, which: int) -> bytes:
         # A small pool per example: the same id arriving twice is common.
@@ -174,6 +177,7 @@ class Writes(RuleBasedStateMachine):
         c = random_contact(f"C{len(self.mine)}")
         self.repo.add_contact(c, NOW)
         self.mine.append(c.id)
+        self.clocks[c.id] = [0, 1]
         return c.id
 
     @rule(
@@ -187,14 +191,43 @@ class Writes(RuleBasedStateMachine):
             IncomingMessage(self.msg_id(which), 1, lamport, NOW_MS, f"m{which}")
             for which, lamport in batch
         ]
-        self.repo.store_incoming([(contact, messages)], NOW_MS)
+        # One message goes the lone path (one statement, no transaction around it).
+        for r in self.repo.store_incoming([(contact, messages)], NOW_MS):
+            self._took(contact, r.lamport)
 
     @rule(contact=contacts, count=st.integers(1, 4))
     def send(self, contact: str, count: int) -> None:
         if not self._alive(contact):
             return
+        # One message goes the lone path (numbered from the counters the repository keeps).
         sent = self.repo.queue_outgoing_many([(contact, "out")] * count, NOW_MS)
+        for r in sent:
+            assert (r.lamport, r.seq) == (self.clocks[contact][0] + 1, self.clocks[contact][1])
+            self.clocks[contact] = [r.lamport, r.seq + 1]
         self.outgoing.setdefault(contact, []).extend(r.msg_id for r in sent)
+
+    def _took(self, contact: str, lamport: int) -> None:
+        self.clocks[contact][0] = max(self.clocks[contact][0], lamport)
+
+    @rule(limit=st.integers(1, 8))
+    def index(self, limit: int) -> None:
+        """The background indexer takes a chunk in, folding it into the kept summaries."""
+        self.repo.index_pending(limit)
+
+    @rule(pick=st.integers(0, 200))
+    def delete_message(self, pick: int) -> None:
+        """One message goes (nothing in the app deletes single messages yet; the triggers
+        must still be right), indexed or not: a clock it moved stays moved."""
+        mine = [c for c in self.mine if self._alive(c)]
+        rows = _rows(
+            self.repo,
+            f"SELECT id FROM messages WHERE contact_id IN ({','.join('?' * len(mine))}) "
+            "ORDER BY id",
+            *mine,
+        )
+        if rows:
+            with self.repo.engine.begin() as conn:
+                conn.exec_driver_sql("DELETE FROM messages WHERE id = ?", rows[pick % len(rows)])
 
     @rule(
         picks=st.lists(st.integers(0, 50), min_size=1, max_size=5),
@@ -284,6 +317,17 @@ class Writes(RuleBasedStateMachine):
             u, q, _ = recount_conversation(self.repo, contact)
             assert unread.get(contact, 0) == u
             assert queued.get(contact, 0) == q
+
+    @invariant()
+    def counters_never_go_back(self) -> None:
+        """The kept counters, and what a repository that keeps none reads from the
+        database, are the clock and seq of every message stored so far."""
+        fresh = Repository(self.repo.engine)
+        for contact in self.mine:
+            if self._alive(contact):
+                expected = tuple(self.clocks[contact])
+                assert self.repo.counters(contact) == expected
+                assert fresh.counters(contact) == expected
 
     @invariant()
     def groups_match_a_recount(self) -> None:
@@ -409,12 +453,33 @@ def test_upgrade_to_0008_builds_summaries_of_what_is_stored(tmp_path: Path) -> N
 # -- 0011: the insert trigger moves the Lamport clock --------------------------------------
 
 
-def _lamport(repo: Repository, contact_id: str) -> int:
-    ((lamport,),) = _rows(repo, "SELECT lamport FROM contacts WHERE id = ?", contact_id)
-    return int(lamport)
+def _counter_columns(eng: Any, contact_id: str) -> tuple[int, int]:
+    with eng.connect() as conn:
+        row = conn.exec_driver_sql(
+            "SELECT lamport, next_seq FROM contacts WHERE id = ?", (contact_id,)
+        ).one()
+    return int(row[0]), int(row[1])
 
 
-def test_upgrade_to_0011_lets_lone_messages_move_the_counters_and_downgrade_undoes_it(
+def _raw_message(eng: Any, contact_id: str, *, outgoing: bool, seq: int, lamport: int) -> bytes:
+    msg_id = os.urandom(16)
+    state = MessageState.QUEUED if outgoing else MessageState.RECEIVED
+    with eng.begin() as conn:
+        conn.exec_driver_sql(
+            _INSERT_MESSAGE_HEAD + _MESSAGE_VALUES,
+            (msg_id, contact_id, int(outgoing), seq, lamport, 0, 0, "raw", int(state)),
+        )
+    return msg_id
+
+
+def _to(eng: Any, revision: str) -> None:
+    cfg = alembic_config()
+    with eng.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+def test_upgrade_to_0011_lets_an_insert_move_the_counters_and_downgrade_undoes_it(
     tmp_path: Path,
 ) -> None:
     eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
@@ -422,35 +487,105 @@ def test_upgrade_to_0011_lets_lone_messages_move_the_counters_and_downgrade_undo
         migrate(eng, "0010")
         a = random_contact("Ana")
         Repository(eng).add_contact(a, 0)
-        migrate(eng)  # to the head
-        repo = Repository(eng)
-        repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 1, 41, 0, "in")])], 0)
-        assert _lamport(repo, a.id) == 41
-        repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 2, 7, 0, "old")])], 0)
-        assert _lamport(repo, a.id) == 41  # never backwards
-        # Ours, one at a time (one statement each: the trigger moves both counters), then
-        # a batch (the counters read and written around it).
-        one, two = (repo.queue_outgoing(a.id, body, NOW_MS) for body in ("one", "two"))
-        three, four = repo.queue_outgoing_many([(a.id, "three"), (a.id, "four")], NOW_MS)
-        assert [(r.seq, r.lamport) for r in (one, two, three, four)] == [
-            (1, 42),
-            (2, 43),
-            (3, 44),
-            (4, 45),
-        ]
-        assert kept_conversation(repo, a.id) == recount_conversation(repo, a.id)
+        migrate(eng, "0011")
+        _raw_message(eng, a.id, outgoing=False, seq=1, lamport=41)
+        assert _counter_columns(eng, a.id) == (41, 1)
+        _raw_message(eng, a.id, outgoing=False, seq=2, lamport=7)
+        assert _counter_columns(eng, a.id) == (41, 1)  # never backwards
+        _raw_message(eng, a.id, outgoing=True, seq=1, lamport=42)
+        assert _counter_columns(eng, a.id) == (42, 2)
+        _to(eng, "0010")  # the trigger leaves the counters alone
+        _raw_message(eng, a.id, outgoing=False, seq=3, lamport=99)
+        assert _counter_columns(eng, a.id) == (42, 2)
+    finally:
+        eng.dispose()
 
-        cfg = alembic_config()
-        with eng.begin() as conn:  # back to 0010: the trigger leaves the clock alone
-            cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0010")
-        old = Repository(eng)
+
+# -- 0012: the indexer folds messages into the summaries; an insert writes no other row ------
+
+
+def test_storing_a_message_changes_no_other_row(repo: Repository) -> None:
+    """The summary and counters no longer move in the message's statement (a second
+    page to encrypt and write per lone commit, migration 0012); they are still right."""
+    a = random_contact("Ana")
+    repo.add_contact(a, NOW)
+    with repo.engine.connect() as conn:  # the one connection (StaticPool)
+        driver = conn.connection.driver_connection
+    assert driver is not None
+    before = driver.total_changes  # rows changed, by triggers too
+    (mine,) = repo.queue_outgoing_many([(a.id, "one")], NOW_MS)
+    repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 1, 9, 0, "in")])], NOW_MS)
+    assert driver.total_changes - before == 2
+    assert (mine.seq, mine.lamport) == (1, 1)
+    assert kept_conversation(repo, a.id) == recount_conversation(repo, a.id)
+    assert repo.counters(a.id) == (9, 2)
+    assert _counter_columns(repo.engine, a.id) == (0, 1)  # not folded yet
+    assert repo.index_pending() == 2
+    assert _counter_columns(repo.engine, a.id) == (9, 2)
+    assert kept_conversation(repo, a.id) == recount_conversation(repo, a.id)
+
+
+@pytest.mark.parametrize("indexed", [False, True])
+def test_deleting_a_message_keeps_the_clocks_it_moved(repo: Repository, indexed: bool) -> None:
+    a = random_contact("Ana")
+    repo.add_contact(a, NOW)
+    repo.queue_outgoing_many([(a.id, "one"), (a.id, "two")], NOW_MS)
+    repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 1, 50, 0, "in")])], NOW_MS)
+    if indexed:
+        repo.index_pending()
+    with repo.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM messages WHERE id >= 2")  # "two" and theirs
+    assert Repository(repo.engine).counters(a.id) == (50, 3)  # read afresh
+    assert kept_conversation(repo, a.id) == recount_conversation(repo, a.id)
+    assert repo.index_pending() == (0 if indexed else 1)  # "one" is left
+    assert kept_conversation(repo, a.id) == recount_conversation(repo, a.id)
+    assert _counter_columns(repo.engine, a.id) == (50, 3)
+
+
+def test_upgrade_to_0012_keeps_summaries_and_counters_and_downgrade_restores_0011(
+    tmp_path: Path,
+) -> None:
+    eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(eng, "0011")
+        a, b = random_contact("Ana"), random_contact("Bo")
+        Repository(eng).add_contact(a, 0)
+        Repository(eng).add_contact(b, 0)
+        # Stored by 0011's triggers, some not yet indexed.
+        _raw_message(eng, a.id, outgoing=False, seq=1, lamport=5)
         with eng.begin() as conn:
-            conn.exec_driver_sql(
-                _INSERT_MESSAGE_HEAD + _MESSAGE_VALUES,
-                (os.urandom(16), a.id, 0, 3, 99, 0, 0, "raw", int(MessageState.RECEIVED)),
-            )
-        assert _lamport(old, a.id) == 45
-        assert kept_conversation(old, a.id) == recount_conversation(old, a.id)
+            conn.exec_driver_sql("UPDATE search_progress SET last_id = 1")
+        _raw_message(eng, a.id, outgoing=True, seq=1, lamport=6)
+        _raw_message(eng, b.id, outgoing=False, seq=1, lamport=3)
+        expected = {c.id: recount_conversation(Repository(eng), c.id) for c in (a, b)}
+        assert expected[a.id][:2] == (1, 1)
+
+        migrate(eng)
+
+        repo = Repository(eng)
+        assert {c.id: kept_conversation(repo, c.id) for c in (a, b)} == expected
+        assert repo.counters(a.id) == (6, 2) and repo.counters(b.id) == (3, 1)
+        ((mark,),) = _rows(repo, "SELECT last_id FROM search_progress")
+        assert mark == 3  # everything indexed, so the kept columns mean what 0012 says
+        # Written under 0012 and not folded: downgrading folds them.
+        repo.queue_outgoing(b.id, "new", NOW_MS)
+        repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 2, 20, 0, "in")])], NOW_MS)
+        expected = {c.id: recount_conversation(repo, c.id) for c in (a, b)}
+        assert {c.id: kept_conversation(repo, c.id) for c in (a, b)} == expected
+
+        _to(eng, "0011")
+        old = Repository(eng)
+        assert _counter_columns(eng, a.id) == (20, 2) and _counter_columns(eng, b.id) == (4, 2)
+        _raw_message(eng, b.id, outgoing=False, seq=2, lamport=30)  # 0011's trigger again
+        assert _counter_columns(eng, b.id) == (30, 2)
+        with eng.connect() as conn:
+            kept = {
+                r[0]: (r[1], r[2], r[3])
+                for r in conn.exec_driver_sql(
+                    "SELECT c.id, c.unread, c.queued, m.msg_id FROM contacts c "
+                    "LEFT JOIN messages m ON m.id = c.last_id"
+                )
+            }
+        assert kept == {c.id: recount_conversation(old, c.id) for c in (a, b)}
     finally:
         eng.dispose()
