@@ -7,6 +7,8 @@ service's public messaging methods delegate here.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,7 @@ from .core.batch import Batcher
 from .core.indexer import SearchIndexer
 from .core.settings import SETTING_READ_RECEIPTS, SETTING_TYPING
 from .core.text import check_text
-from .errors import ContactKeyChanged, ContactNotFound, DiskFull
+from .errors import ContactKeyChanged, ContactNotFound, DiskFull, ServiceError
 from .events import MessageAdded, MessageStatesChanged, TypingChanged
 from .net.transport import Connection
 from .protocol import wire
@@ -24,6 +26,8 @@ from .records import ConversationSummary, MessageRecord, MessageState
 if TYPE_CHECKING:
     from .core.ports import Clock, ContactKeyring, Db, Emit, LinkRegistry, Tasks
     from .storage.repository import Repository
+
+log = logging.getLogger(__name__)
 
 # A Lamport time or sequence number this large can only come from a hostile peer (and
 # would overflow SQLite's 64-bit integers one increment later).
@@ -38,6 +42,7 @@ RECEIPT_COMMIT_DELAY = 0.05
 OUTBOX_DRAIN_EVERY = 256
 
 _ReceiptUpdate = tuple[str, tuple[bytes, ...], MessageState]
+_Send = tuple[str, str]  # contact id, body
 
 
 class Chat:
@@ -77,7 +82,9 @@ class Chat:
         self._batch_max = batch_max
         self._indexer = SearchIndexer(db, repo.index_pending, note_disk_full)
         self._incoming: Arrivals | None = None
-        self._outgoing: Batcher[tuple[str, str], MessageRecord] | None = None
+        self._outgoing: Batcher[_Send, MessageRecord] | None = None
+        # Sends of this loop pass, written at its end (_send_held).
+        self._held: list[tuple[_Send, asyncio.Future[MessageRecord]]] = []
         self._receipts: Batcher[_ReceiptUpdate, None] | None = None
 
     def start(self) -> None:
@@ -103,6 +110,11 @@ class Chat:
 
     async def aclose(self) -> None:
         """Commit what the batchers hold (the service's tasks are cancelled already)."""
+        held, self._held = self._held, []
+        for _, future in held:  # as the batcher fails what it had not begun to write
+            if not future.done():
+                future.set_exception(ServiceError("the service is shutting down"))
+                future.exception()  # retrieved: the caller may not await it
         for committer in (self._incoming, self._outgoing):
             if committer is not None:
                 await committer.aclose()
@@ -144,8 +156,38 @@ class Chat:
             raise ContactNotFound(f"no contact {contact_id}")
         if self._contacts.is_held(contact_id):
             return self._refuse_held(contact_id)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[MessageRecord] = loop.create_future()
+        if not self._held:
+            loop.call_soon(self._send_held)
+        self._held.append(((contact_id, body), future))
+        return future  # stored, sent, announced
+
+    def _send_held(self) -> None:
+        """The sends of a loop pass, at its end: written right here when nothing is being
+        written and they are few (a lone message typed: no batcher task to wake, a task
+        switch less on the send -> delivered path, issue 15); else handed to the
+        outgoing batcher behind what it has, one group commit for a burst."""
+        held, self._held = self._held, []
+        if not held:
+            return
         assert self._outgoing is not None
-        return self._outgoing.submit_nowait((contact_id, body))  # stored, sent, announced
+        items = [item for item, _ in held]
+        if not self._outgoing.idle or not self._db.can_write_now([b for _, b in items]):
+            for item, future in held:
+                self._outgoing.enqueue(item, future)
+            return
+        try:
+            records = self._queue_sends_now(items)
+        except Exception as exc:  # as the batcher does: logged, raised by each await
+            log.exception("batch write failed")
+            for _, future in held:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), record in zip(held, records, strict=True):
+            if not future.done():
+                future.set_result(record)
 
     async def _refuse_held(self, contact_id: str) -> MessageRecord:
         """Nothing of ours goes to a contact whose safety number changed until the user
@@ -154,7 +196,7 @@ class Chat:
         record = await self._db.run(self._repo.contact, contact_id)
         raise ContactKeyChanged(contact_id, record.display_name if record else None)
 
-    async def _queue_sends(self, items: list[tuple[str, str]]) -> list[MessageRecord]:
+    async def _queue_sends(self, items: list[_Send]) -> list[MessageRecord]:
         # Stored first, then sent: a message is in the outbox before it leaves (DESIGN
         # "kept in the outbox until acknowledged"). Sending while the row commits saved
         # ~100 us of send -> delivered on a quiet machine, but a failed commit would have
@@ -165,6 +207,17 @@ class Chat:
             items,
             int(self._clock() * 1000),
         )
+        return self._sent(records)
+
+    def _queue_sends_now(self, items: list[_Send]) -> list[MessageRecord]:
+        """_queue_sends from synchronous code, once `can_write_now` said yes."""
+        records = self._db.write_now(
+            self._repo.queue_outgoing_many, items, int(self._clock() * 1000)
+        )
+        return self._sent(records)
+
+    def _sent(self, records: list[MessageRecord]) -> list[MessageRecord]:
+        """Stored: send them to whoever is online, dial the others, announce them."""
         self.index_soon()
         # Sent in the same loop pass as the commit, instead of from each send_text once
         # its task resumes (one loop pass later; ~15-25 us of the send -> delivered path).

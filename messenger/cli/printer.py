@@ -3,7 +3,9 @@ pairing request, transfer step and so on (a table from event type to printer).""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -32,8 +34,31 @@ def digits(sas: str) -> str:
     return f"{sas[:3]} {sas[3:]}"
 
 
-def say(text: str) -> None:
-    print(text, flush=True)
+class _Lines:
+    """Lines printed during a loop pass are flushed together at its end: a burst of
+    arriving messages is one write to the terminal or pipe, not one per line (~2 us a
+    message of `chinwag-cli run`, issue 15); outside a running loop, at once."""
+
+    def __init__(self) -> None:
+        self._flush_due = False
+
+    def say(self, text: str) -> None:
+        print(text)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            sys.stdout.flush()
+            return
+        if not self._flush_due:
+            self._flush_due = True
+            loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        sys.stdout.flush()
+
+
+say = _Lines().say
 
 
 class RunPrinter:

@@ -64,6 +64,10 @@ class Batcher(Generic[T, R]):
     def post(self, item: T) -> None:
         self._put(item, None)
 
+    def enqueue(self, item: T, future: asyncio.Future[R]) -> None:
+        """`submit_nowait` with the caller's future (held elsewhere first)."""
+        self._put(item, future)
+
     async def _run(self) -> None:
         items = self._items
         while True:

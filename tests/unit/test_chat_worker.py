@@ -64,8 +64,10 @@ class DiskDb(InlineDb):
         self.busy = False
         self.gate: asyncio.Event | None = None
         self.at_gate = asyncio.Event()  # a write is waiting there
+        self.writes: list[tuple[str, int]] = []  # ("task" or "now", items) per write
 
     async def write(self, bodies: Any, fn: Any, *args: Any) -> Any:
+        self.writes.append(("task", len(bodies)))
         if self.gate is not None:
             self.at_gate.set()
             await self.gate.wait()
@@ -78,6 +80,7 @@ class DiskDb(InlineDb):
 
     def write_now(self, fn: Any, *args: Any) -> Any:
         assert not self.busy, "write_now while the database thread is busy"
+        self.writes.append(("now", len(args[0])))
         if self.disk_full:
             raise DiskFull(Path("/profile"))
         return super().write_now(fn, *args)
@@ -245,6 +248,40 @@ async def test_sends_gathered_by_the_hundred_are_futures_stored_announced_and_se
     assert [e.message for e in a.events.of(MessageAdded)] == records
     await until(lambda: states(a, b.id).count(MessageState.DELIVERED) == 120)
     assert [e.message.body for e in b.events.of(MessageAdded)] == bodies
+
+
+async def test_a_lone_send_is_written_at_the_end_of_its_loop_pass_not_by_a_task(
+    pair: tuple[Side, Side],
+) -> None:
+    """No batcher task is woken for a message typed alone (a task switch less on the
+    send -> delivered path); a burst in one pass is still one write."""
+    a, b = pair
+    connect(a, b)
+    record = await a.chat.send_text(b.id, "alone")
+    assert a.db.writes == [("now", 1)]
+    assert [e.message for e in a.events.of(MessageAdded)] == [record]
+    records = await asyncio.gather(*(a.chat.send_text(b.id, f"b{i}") for i in range(30)))
+    assert a.db.writes == [("now", 1), ("now", 30)]
+    assert [r.seq for r in records] == list(range(record.seq + 1, record.seq + 31))
+    await until(lambda: states(a, b.id).count(MessageState.DELIVERED) == 31)
+
+
+async def test_a_send_while_a_batch_is_being_written_is_written_after_it(
+    pair: tuple[Side, Side],
+) -> None:
+    a, b = pair
+    connect(a, b)
+    a.db.busy, a.db.gate = True, asyncio.Event()  # the thread at work: the batcher writes
+    first = asyncio.gather(*(a.chat.send_text(b.id, f"first {i}") for i in range(3)))
+    await a.db.at_gate.wait()
+    a.db.busy = False  # the thread is free, but the batcher is still writing
+    later = a.chat.send_text(b.id, "later")
+    a.db.gate.set()
+    records = [*await first, await later]
+    assert [r.body for r in records] == ["first 0", "first 1", "first 2", "later"]
+    assert [r.seq for r in records] == list(range(records[0].seq, records[0].seq + 4))
+    assert a.db.writes == [("task", 3), ("task", 1)]
+    assert [e.message.body for e in a.events.of(MessageAdded)] == [r.body for r in records]
 
 
 # -- what arrives -------------------------------------------------------------------------

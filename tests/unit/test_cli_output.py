@@ -1,10 +1,18 @@
-"""What chinwag-cli prints: a part of a sent id that tells messages apart; Tor's circuits."""
+"""What chinwag-cli prints: a part of a sent id that tells messages apart; Tor's circuits;
+when `run` writes its lines."""
 
 from __future__ import annotations
+
+import asyncio
+import io
+import sys
 
 import pytest
 
 from messenger.cli import main as cli
+from messenger.cli.printer import RunPrinter, say
+from messenger.events import MessageAdded
+from messenger.records import MessageRecord, MessageState
 from messenger.storage.repository import new_msg_ids
 
 
@@ -77,3 +85,44 @@ def test_a_running_peer_puts_its_start_up_objects_out_of_the_collectors_sight(
         assert gc.get_freeze_count() >= before + len(kept)
     finally:
         gc.unfreeze()
+
+
+class _Stream(io.StringIO):
+    """stdout that counts its flushes (each is a write to the terminal or pipe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flushes = 0
+        self.flushed = ""
+
+    def flush(self) -> None:
+        self.flushes += 1
+        self.flushed = self.getvalue()
+
+
+async def test_messages_printed_in_one_loop_pass_are_written_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = _Stream()
+    monkeypatch.setattr(sys, "stdout", stream)
+    ana = "a" * 32
+    show = RunPrinter({ana: "Ana"}, {}, [])
+    for i in range(3):
+        record = MessageRecord(i, bytes(16), ana, False, i, i, 0, 0, f"m{i}", MessageState.RECEIVED)
+        show(MessageAdded(record))
+    assert stream.flushes == 0  # a burst is not written line by line
+    loop = asyncio.get_running_loop()
+    passed = loop.create_future()
+    loop.call_soon(passed.set_result, None)  # runs after what the printing scheduled
+    await passed
+    assert stream.flushes == 1
+    assert stream.flushed == "Ana: m0\nAna: m1\nAna: m2\n"
+
+
+def test_outside_a_running_loop_a_line_is_written_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = _Stream()
+    monkeypatch.setattr(sys, "stdout", stream)
+    say("* hello")
+    assert (stream.flushes, stream.flushed) == (1, "* hello\n")
