@@ -37,6 +37,7 @@ from messenger.identity import contact_id as make_contact_id
 from messenger.profile import ProfileDir
 from messenger.records import MessageState
 from messenger.service import PeerService, ServiceConfig
+from messenger.storage.repository import FOLD_SUMMARIES
 
 from .common import Result, fmt_time, print_table, quiet_logging
 
@@ -163,12 +164,18 @@ def build_profile(path: Path, messages: int, contacts: int = CONTACTS, seed: int
             "UPDATE contacts SET lamport = ?, next_seq = ? WHERE id = ?",
             (lamports[c], seqs[c] + 1, cid),
         )
-    # The search index as the background indexer would leave it: everything indexed.
+    # As the background indexer would leave it (Repository.index_pending): every message
+    # folded into the conversation summaries (migration 0012) and in the search index.
+    ((last, top),) = conn.execute(
+        "SELECT last_id, (SELECT max(id) FROM messages) FROM search_progress"
+    ).fetchall()
+    conn.execute(FOLD_SUMMARIES, (last, top))
     conn.execute(
-        "INSERT INTO messages_fts(rowid, body) SELECT id, body FROM messages "
-        "WHERE id > (SELECT last_id FROM search_progress)"
+        "INSERT INTO messages_fts(rowid, body, contact_id) SELECT id, body, contact_id "
+        "FROM messages WHERE id > ? AND id <= ?",
+        (last, top),
     )
-    conn.execute("UPDATE search_progress SET last_id = (SELECT max(id) FROM messages)")
+    conn.execute("UPDATE search_progress SET last_id = ?", (top,))
     conn.execute("COMMIT")
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()

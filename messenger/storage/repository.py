@@ -107,7 +107,7 @@ _SELECT_COUNTERS = (
 )
 # What the indexer folds into the kept summaries and counters for the rows (?1, ?2] it
 # indexes (migration 0012): counts, the newest message up to ?2, the counters.
-_FOLD_SUMMARIES = (
+FOLD_SUMMARIES = (
     "UPDATE contacts SET unread = contacts.unread + d.unread, "
     "queued = contacts.queued + d.queued, lamport = max(contacts.lamport, d.lamport), "
     "next_seq = max(contacts.next_seq, coalesce(d.seq + 1, 0)), "
@@ -927,7 +927,7 @@ class Repository:
             if not count:
                 return 0
             # The chunk joins the kept summaries and counters (migration 0012).
-            cur.execute(_FOLD_SUMMARIES, (last, top))
+            cur.execute(FOLD_SUMMARIES, (last, top))
             # One statement inside SQLite: the bodies never travel through Python (and
             # the database thread does not hand the GIL back and forth once per row).
             cur.execute(
