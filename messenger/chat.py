@@ -7,8 +7,6 @@ service's public messaging methods delegate here.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +15,7 @@ from .core.batch import Batcher
 from .core.indexer import SearchIndexer
 from .core.settings import SETTING_READ_RECEIPTS, SETTING_TYPING
 from .core.text import check_text
-from .errors import ContactKeyChanged, ContactNotFound, DiskFull, ServiceError
+from .errors import ContactKeyChanged, ContactNotFound, DiskFull
 from .events import MessageAdded, MessageStatesChanged, TypingChanged
 from .net.transport import Connection
 from .protocol import wire
@@ -26,8 +24,6 @@ from .records import ConversationSummary, MessageRecord, MessageState
 if TYPE_CHECKING:
     from .core.ports import Clock, ContactKeyring, Db, Emit, LinkRegistry, Tasks
     from .storage.repository import Repository
-
-log = logging.getLogger(__name__)
 
 # A Lamport time or sequence number this large can only come from a hostile peer (and
 # would overflow SQLite's 64-bit integers one increment later).
@@ -83,8 +79,6 @@ class Chat:
         self._indexer = SearchIndexer(db, repo.index_pending, note_disk_full)
         self._incoming: Arrivals | None = None
         self._outgoing: Batcher[_Send, MessageRecord] | None = None
-        # Sends of this loop pass, written at its end (_send_held).
-        self._held: list[tuple[_Send, asyncio.Future[MessageRecord]]] = []
         self._receipts: Batcher[_ReceiptUpdate, None] | None = None
 
     def start(self) -> None:
@@ -98,7 +92,12 @@ class Chat:
             stored=self._arrivals_stored,
             batch_max=self._batch_max,
         )
-        self._outgoing = Batcher(self._queue_sends, self._batch_max, "chinwag-outgoing")
+        self._outgoing = Batcher(
+            self._queue_sends,
+            self._batch_max,
+            "chinwag-outgoing",
+            write_now=self._queue_sends_now,
+        )
         self._receipts = Batcher(
             self._store_receipts,
             self._batch_max,
@@ -110,11 +109,6 @@ class Chat:
 
     async def aclose(self) -> None:
         """Commit what the batchers hold (the service's tasks are cancelled already)."""
-        held, self._held = self._held, []
-        for _, future in held:  # as the batcher fails what it had not begun to write
-            if not future.done():
-                future.set_exception(ServiceError("the service is shutting down"))
-                future.exception()  # retrieved: the caller may not await it
         for committer in (self._incoming, self._outgoing):
             if committer is not None:
                 await committer.aclose()
@@ -156,38 +150,10 @@ class Chat:
             raise ContactNotFound(f"no contact {contact_id}")
         if self._contacts.is_held(contact_id):
             return self._refuse_held(contact_id)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[MessageRecord] = loop.create_future()
-        if not self._held:
-            loop.call_soon(self._send_held)
-        self._held.append(((contact_id, body), future))
-        return future  # stored, sent, announced
-
-    def _send_held(self) -> None:
-        """The sends of a loop pass, at its end: written right here when nothing is being
-        written and they are few (a lone message typed: no batcher task to wake, a task
-        switch less on the send -> delivered path, issue 15); else handed to the
-        outgoing batcher behind what it has, one group commit for a burst."""
-        held, self._held = self._held, []
-        if not held:
-            return
         assert self._outgoing is not None
-        items = [item for item, _ in held]
-        if not self._outgoing.idle or not self._db.can_write_now([b for _, b in items]):
-            for item, future in held:
-                self._outgoing.enqueue(item, future)
-            return
-        try:
-            records = self._queue_sends_now(items)
-        except Exception as exc:  # as the batcher does: logged, raised by each await
-            log.exception("batch write failed")
-            for _, future in held:
-                if not future.done():
-                    future.set_exception(exc)
-            return
-        for (_, future), record in zip(held, records, strict=True):
-            if not future.done():
-                future.set_result(record)
+        # Written at the end of this loop pass: right there if it is alone (or few) and
+        # nothing else is being written (_queue_sends_now), else by the batcher.
+        return self._outgoing.submit_soon((contact_id, body))  # stored, sent, announced
 
     async def _refuse_held(self, contact_id: str) -> MessageRecord:
         """Nothing of ours goes to a contact whose safety number changed until the user
@@ -209,8 +175,11 @@ class Chat:
         )
         return self._sent(records)
 
-    def _queue_sends_now(self, items: list[_Send]) -> list[MessageRecord]:
-        """_queue_sends from synchronous code, once `can_write_now` said yes."""
+    def _queue_sends_now(self, items: list[_Send]) -> list[MessageRecord] | None:
+        """_queue_sends from synchronous code (the batcher's `write_now`): None if the
+        database thread is busy or the write is big."""
+        if not self._db.can_write_now([body for _, body in items]):
+            return None
         records = self._db.write_now(
             self._repo.queue_outgoing_many, items, int(self._clock() * 1000)
         )

@@ -25,7 +25,9 @@ class Batcher(Generic[T, R]):
     """Collects items submitted concurrently and writes them in one batch (group commit).
 
     `submit` waits until its item is durably written and returns that item's result;
-    `post` queues an item whose result nobody waits for.
+    `post` queues an item whose result nobody waits for; `submit_soon` holds its item
+    until the end of the loop pass, then writes what the pass submitted with `write_now`
+    right there if nothing is queued or being written, else queues it (see there).
     """
 
     def __init__(
@@ -34,8 +36,12 @@ class Batcher(Generic[T, R]):
         max_batch: int,
         name: str,
         gather_delay: float = 0.0,
+        write_now: Callable[[list[T]], list[R] | None] | None = None,
     ) -> None:
         self._write = write
+        # Writes a pass's items synchronously, or returns None when it cannot now.
+        self._write_now = write_now
+        self._held: list[tuple[T, asyncio.Future[R]]] = []
         self._max_batch = max_batch
         self._gather_delay = gather_delay  # wait this long after the first item for more
         # A deque and one Event: asyncio.Queue costs several times more per item.
@@ -64,9 +70,38 @@ class Batcher(Generic[T, R]):
     def post(self, item: T) -> None:
         self._put(item, None)
 
-    def enqueue(self, item: T, future: asyncio.Future[R]) -> None:
-        """`submit_nowait` with the caller's future (held elsewhere first)."""
-        self._put(item, future)
+    def submit_soon(self, item: T) -> asyncio.Future[R]:
+        """`submit_nowait`, woken by a loop callback at the end of this loop pass instead
+        of the batcher's task: a lone item (a message typed) is written there with
+        `write_now`, without a task switch (issue 15); the items of a burst, submitted in
+        one pass, are still one batch."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        if not self._held:
+            loop.call_soon(self._flush_held)
+        self._held.append((item, future))
+        return future
+
+    def _flush_held(self) -> None:
+        held, self._held = self._held, []
+        if not held:
+            return
+        if self._write_now is not None and self.idle:  # else behind what is queued
+            try:
+                results = self._write_now([item for item, _ in held])
+            except Exception as exc:
+                log.exception("batch write failed")
+                for _, future in held:
+                    if not future.done():
+                        future.set_exception(exc)
+                return
+            if results is not None:
+                for (_, future), result in zip(held, results, strict=True):
+                    if not future.done():
+                        future.set_result(result)
+                return
+        for item, future in held:
+            self._put(item, future)
 
     async def _run(self) -> None:
         items = self._items
@@ -130,7 +165,8 @@ class Batcher(Generic[T, R]):
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        left = list(self._items)
+        left: list[tuple[T, asyncio.Future[R] | None]] = [*self._held, *self._items]
+        self._held.clear()
         self._items.clear()
         if flush and left:
             await self._write_batch(left)

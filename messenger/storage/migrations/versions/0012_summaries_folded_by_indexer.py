@@ -59,10 +59,11 @@ _TAKE_CLOCKS = (
 
 TRIGGERS = {
     "messages_summary_state": (
+        # The mark is read last: only for a change that moves a count.
         "CREATE TRIGGER messages_summary_state AFTER UPDATE OF state ON messages "
-        f"WHEN old.contact_id = new.contact_id AND old.id <= {_MARK} AND "
+        "WHEN old.contact_id = new.contact_id AND "
         "((old.state = 10) != (new.state = 10) "
-        "OR (old.state IN (0, 1)) != (new.state IN (0, 1))) BEGIN "
+        f"OR (old.state IN (0, 1)) != (new.state IN (0, 1))) AND old.id <= {_MARK} BEGIN "
         "UPDATE contacts SET "
         "unread = unread + (new.state = 10) - (old.state = 10), "
         "queued = queued + (new.state IN (0, 1)) - (old.state IN (0, 1)) "
