@@ -99,7 +99,10 @@ class Message(Base):
 
     __table_args__ = (
         Index("ix_messages_conversation_order", "contact_id", "lamport", "msg_id"),
-        Index("ix_messages_contact_state", "contact_id", "state"),
+        # Our messages not yet acknowledged (QUEUED, SENT) only: an arriving message adds
+        # no entry and a receipt removes one (migration 0013). A query uses it only if it
+        # says `state IN (0, 1)` in these words (see Repository.outbox).
+        Index("ix_messages_outbox", "contact_id", sqlite_where=text("state IN (0, 1)")),
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import nacl.utils
 import sqlcipher3
-from sqlalchemy import Engine, and_, delete, func, or_, select, tuple_, update
+from sqlalchemy import Engine, and_, delete, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
@@ -104,6 +104,23 @@ _SELECT_COUNTERS = (
     "WHERE contact_id = ?1), 0)), max(c.next_seq, coalesce((SELECT max(seq) + 1 FROM "
     f"messages WHERE id > {MARK} AND +contact_id = ?1 AND outgoing), 0)) "
     "FROM contacts c WHERE c.id = ?1"
+)
+# Our messages not yet acknowledged. The state test in these words lets SQLite use the
+# outbox index (a partial index, migration 0013).
+_PENDING = "state IN (0, 1)"
+_OUTBOX = (
+    f"SELECT {_MESSAGE_SQL_COLUMNS} FROM messages m "  # noqa: S608
+    f"WHERE m.contact_id = ? AND m.{_PENDING} ORDER BY m.id"
+)
+# A contact's unread count as readers see it (kept + not yet folded; migration 0012).
+_UNREAD_OF = (
+    "SELECT c.unread + coalesce((SELECT sum(state = 10) FROM messages "  # noqa: S608
+    f"WHERE id > {MARK} AND +contact_id = ?1), 0) FROM contacts c WHERE c.id = ?1"
+)
+# Its newest `?2` unread messages: a walk back along the conversation's order index.
+_NEWEST_UNREAD = (
+    "SELECT id, msg_id FROM messages WHERE contact_id = ? AND state = 10 "
+    "ORDER BY lamport DESC, msg_id DESC LIMIT ?"
 )
 # What the indexer folds into the kept summaries and counters for the rows (?1, ?2] it
 # indexes (migration 0012): counts, the newest message up to ?2, the counters.
@@ -552,7 +569,7 @@ class Repository:
             select(Message.id, Message.msg_id)
             .where(
                 Message.contact_id == contact_id,
-                Message.state.in_([int(MessageState.QUEUED), int(MessageState.SENT)]),
+                text(f"messages.{_PENDING}"),  # the outbox index (migration 0013)
                 Message.msg_id.not_in(select(AttachmentMessage.msg_id)),
             )
             .order_by(Message.id)
@@ -757,14 +774,7 @@ class Repository:
     def outbox(self, contact_id: str) -> list[MessageRecord]:
         """Our messages to this contact not yet acknowledged, in the order they were written."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(*_MESSAGE_COLUMNS)
-                .where(
-                    Message.contact_id == contact_id,
-                    Message.state.in_([int(MessageState.QUEUED), int(MessageState.SENT)]),
-                )
-                .order_by(Message.id)
-            ).all()
+            rows = _cursor(conn).execute(_OUTBOX, (contact_id,)).fetchall()
         return [_message(r) for r in rows]
 
     def outbox_counts(self) -> dict[str, int]:
@@ -985,12 +995,22 @@ class Repository:
         return _message(row) if row else None
 
     def mark_seen(self, contact_id: str) -> list[bytes]:
-        """Mark every received message of the conversation read; returns their ids."""
-        where = and_(Message.contact_id == contact_id, Message.state == int(MessageState.RECEIVED))
+        """Mark every received message of the conversation read; returns their ids, oldest
+        first. No index holds the unread (migration 0013): the conversation's newest
+        messages are walked until as many are found as the summary counts (usually the
+        last few), never the whole conversation."""
         with self.engine.begin() as conn:
-            ids = list(conn.execute(select(Message.msg_id).where(where)).scalars())
-            conn.execute(update(Message).where(where).values(state=int(MessageState.SEEN)))
-        return ids
+            cur = _cursor(conn)
+            ((unread,),) = cur.execute(_UNREAD_OF, (contact_id,)).fetchall() or [(0,)]
+            if not unread:
+                return []
+            rows = cur.execute(_NEWEST_UNREAD, (contact_id, unread)).fetchall()
+            for start in range(0, len(rows), 500):
+                chunk = [row_id for row_id, _ in rows[start : start + 500]]
+                # Only "?" placeholders are interpolated; every value is a parameter.
+                sql = f"UPDATE messages SET state = ? WHERE id IN ({','.join('?' * len(chunk))})"  # noqa: S608
+                cur.execute(sql, (int(MessageState.SEEN), *chunk))
+        return [msg_id for _, msg_id in reversed(rows)]
 
     def unread_counts(self) -> dict[str, int]:
         """Received messages not yet read, per contact that has any (the summary)."""

@@ -244,7 +244,16 @@ class Writes(RuleBasedStateMachine):
 
     @rule(contact=contacts)
     def read(self, contact: str) -> None:
-        self.repo.mark_seen(contact)
+        """Marking read finds every unread message (by the kept count, migration 0013)."""
+        unread = _rows(
+            self.repo,
+            "SELECT msg_id FROM messages WHERE contact_id = ? AND state = ? "
+            "ORDER BY lamport, msg_id",
+            contact,
+            RECEIVED,
+        )
+        assert self.repo.mark_seen(contact) == [r[0] for r in unread]
+        assert recount_conversation(self.repo, contact)[0] == 0
 
     @rule(contact=consumes(contacts))
     def delete(self, contact: str) -> None:
@@ -419,7 +428,11 @@ def test_upgrade_to_0008_builds_summaries_of_what_is_stored(tmp_path: Path) -> N
         )
         sent = old.queue_outgoing_many([(a.id, "x"), (b.id, "y"), (b.id, "z")], NOW_MS)
         old.advance_states_many([(b.id, [sent[1].msg_id], MessageState.DELIVERED)])
-        old.mark_seen(b.id)
+        with eng.begin() as conn:  # as 0007's mark_seen did (today's reads the summary)
+            conn.exec_driver_sql(
+                "UPDATE messages SET state = ? WHERE contact_id = ? AND state = ?",
+                (SEEN, b.id, RECEIVED),
+            )
         group = b"g" * 16
         with eng.begin() as conn:
             conn.execute(
@@ -587,5 +600,72 @@ def test_upgrade_to_0012_keeps_summaries_and_counters_and_downgrade_restores_001
                 )
             }
         assert kept == {c.id: recount_conversation(old, c.id) for c in (a, b)}
+    finally:
+        eng.dispose()
+
+
+# -- 0013: only the outbox is indexed by contact and state -----------------------------------
+
+
+def _plan(repo: Repository, sql: str, *params: Any) -> str:
+    return " ".join(str(r[3]) for r in _rows(repo, "EXPLAIN QUERY PLAN " + sql, *params))
+
+
+def test_the_outbox_is_read_from_its_own_index_and_arrivals_are_not_in_it(
+    repo: Repository,
+) -> None:
+    a = random_contact("Ana")
+    repo.add_contact(a, NOW)
+    ours = repo.queue_outgoing_many([(a.id, "one"), (a.id, "two")], NOW_MS)
+    repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 1, 1, 0, "in")])], NOW_MS)
+    repo.advance_states_many([(a.id, [ours[0].msg_id], MessageState.DELIVERED)])
+    assert [r.msg_id for r in repo.outbox(a.id)] == [ours[1].msg_id]
+    assert "ix_messages_outbox" in _plan(
+        repo, "SELECT id FROM messages WHERE contact_id = ? AND state IN (0, 1)", a.id
+    )
+    with repo.engine.connect() as conn:  # entries: only "two", still waiting
+        (entries,) = conn.exec_driver_sql(
+            "SELECT count(*) FROM messages INDEXED BY ix_messages_outbox "
+            "WHERE contact_id = ? AND state IN (0, 1)",
+            (a.id,),
+        ).one()
+    assert entries == 1
+
+
+def test_marking_read_finds_unread_messages_among_many_read_ones(repo: Repository) -> None:
+    a = random_contact("Ana")
+    repo.add_contact(a, NOW)
+    first = [IncomingMessage(os.urandom(16), i, 10 * i, 0, f"m{i}") for i in range(1, 60)]
+    repo.store_incoming([(a.id, first)], NOW_MS)
+    repo.index_pending()
+    assert len(repo.mark_seen(a.id)) == 59
+    late = IncomingMessage(os.urandom(16), 60, 15, 0, "late, old Lamport time")  # mid-history
+    new = IncomingMessage(os.urandom(16), 61, 700, 0, "new")
+    repo.store_incoming([(a.id, [late])], NOW_MS)
+    repo.index_pending()  # one folded, one not
+    repo.store_incoming([(a.id, [new])], NOW_MS)
+    assert repo.mark_seen(a.id) == [late.msg_id, new.msg_id]
+    assert repo.mark_seen(a.id) == []
+    assert kept_conversation(repo, a.id) == recount_conversation(repo, a.id)
+
+
+def test_upgrade_to_0013_keeps_the_outbox_and_downgrade_restores_the_state_index(
+    tmp_path: Path,
+) -> None:
+    eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(eng, "0012")
+        a = random_contact("Ana")
+        Repository(eng).add_contact(a, 0)
+        waiting = _raw_message(eng, a.id, outgoing=True, seq=1, lamport=1)
+        _raw_message(eng, a.id, outgoing=False, seq=1, lamport=2)
+        migrate(eng)
+        repo = Repository(eng)
+        assert [r.msg_id for r in repo.outbox(a.id)] == [waiting]
+        indexes = {r[1] for r in _rows(repo, "PRAGMA index_list(messages)")}
+        assert "ix_messages_outbox" in indexes and "ix_messages_contact_state" not in indexes
+        _to(eng, "0012")
+        indexes = {r[1] for r in _rows(repo, "PRAGMA index_list(messages)")}
+        assert "ix_messages_contact_state" in indexes and "ix_messages_outbox" not in indexes
     finally:
         eng.dispose()
