@@ -454,3 +454,79 @@ def test_upgrade_to_0011_lets_lone_messages_move_the_counters_and_downgrade_undo
         assert kept_conversation(old, a.id) == recount_conversation(old, a.id)
     finally:
         eng.dispose()
+
+
+# -- 0012: the group message insert trigger moves the group's counters -----------------------
+
+
+def _group_counters(repo: Repository, group_id: bytes) -> tuple[int, int]:
+    ((lamport, next_seq),) = _rows(
+        repo, "SELECT lamport, next_seq FROM chat_groups WHERE id = ?", group_id
+    )
+    return int(lamport), int(next_seq)
+
+
+def _group_message(group_id: bytes, seq: int, lamport: int, *, outgoing: bool) -> NewGroupMessage:
+    author = b"\x01" * 32 if outgoing else b"\x02" * 32
+    return NewGroupMessage(
+        os.urandom(16), group_id, author, seq, 1, lamport, NOW_MS, "g", b"s", outgoing
+    )
+
+
+def test_upgrade_to_0012_lets_lone_group_messages_move_the_counters_and_downgrade_undoes_it(
+    tmp_path: Path,
+) -> None:
+    eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(eng, "0011")
+        group_id = os.urandom(16)
+        GroupRepository(Repository(eng)).save_roster(
+            group_id, epoch=1, name="G", roster=b"r", roster_hash=b"h", state=0, now=NOW
+        )
+        migrate(eng)  # to the head
+        repo = Repository(eng)
+        groups = GroupRepository(repo)
+        # One at a time (one statement each: the trigger moves the counters) ...
+        driver = repo._raw_cursor().connection  # the connection the hot paths write on
+        statements: list[str] = []
+        driver.set_trace_callback(statements.append)
+        try:
+            assert groups.store_messages([_group_message(group_id, 1, 41, outgoing=False)], NOW_MS)
+        finally:
+            driver.set_trace_callback(None)
+        # (the legacy trace repeats a statement as each trigger of it starts)
+        ours = {s for s in statements if not s.startswith("--")}
+        assert len(ours) == 1 and ours.pop().startswith("INSERT INTO group_messages")
+        assert _group_counters(repo, group_id) == (41, 1)
+        assert groups.store_messages([_group_message(group_id, 2, 7, outgoing=False)], NOW_MS)
+        assert _group_counters(repo, group_id) == (41, 1)  # never backwards
+        assert groups.store_messages([_group_message(group_id, 1, 42, outgoing=True)], NOW_MS)
+        assert _group_counters(repo, group_id) == (42, 2)
+        # ... a duplicate (same author and seq) is dropped and moves nothing ...
+        assert not groups.store_messages([_group_message(group_id, 1, 90, outgoing=True)], NOW_MS)
+        assert _group_counters(repo, group_id) == (42, 2)
+        # ... and a batch (no UPDATE after its INSERTs any more).
+        batch = [
+            _group_message(group_id, 2, 43, outgoing=True),
+            _group_message(group_id, 3, 44, outgoing=False),
+        ]
+        assert len(groups.store_messages(batch, NOW_MS)) == 2
+        assert _group_counters(repo, group_id) == (44, 3)
+        assert kept_group(repo, group_id) == recount_group(repo, group_id)
+
+        cfg = alembic_config()
+        with eng.begin() as conn:  # back to 0011: the trigger leaves the counters alone
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0011")
+        old = Repository(eng)
+        with eng.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO group_messages (msg_id, group_id, author, seq, epoch, lamport, "
+                "sent_at_ms, received_at_ms, body, signature, outgoing, seen) "
+                "VALUES (?, ?, ?, 9, 1, 99, 0, 0, 'raw', x'00', 1, 1)",
+                (os.urandom(16), group_id, b"\x01" * 32),
+            )
+        assert _group_counters(old, group_id) == (44, 3)
+        assert kept_group(old, group_id) == recount_group(old, group_id)
+    finally:
+        eng.dispose()
