@@ -54,8 +54,7 @@ class GroupSync(GroupBase):
 
     def _on_group_message(self, conn: Connection, m: wire.GroupMessage) -> None:
         """A group message from a member: synchronous, so the transport's read callback
-        can hand it over (`received_now`, the fast path) with no task switch; whatever
-        must wait (the database thread busy, others queued before it) is queued here."""
+        hands it over (`received_now`, the fast path); what must wait is queued here."""
         group = self._groups.get(m.group_id)
         if group is None or group.state is not GroupState.ACTIVE:
             return
@@ -82,8 +81,7 @@ class GroupSync(GroupBase):
             self._inline_checked = True
             asyncio.get_running_loop().call_soon(self._after_inline_check)
             # Nothing is queued to be stored before it: store it here, in this read's
-            # loop pass, instead of waking the committer's task for it (a task step and
-            # a loop pass less per live message; its ack leaves with this read's
+            # loop pass, not on the committer's task (its ack leaves with this read's
             # flush). A file offer goes the committer's way (its hook awaits more), and
             # so does everything while the database thread is busy.
             if not (
