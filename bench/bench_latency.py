@@ -137,7 +137,7 @@ async def run(quick: bool = False, profile: bool = False) -> list[Result]:
     commit_p50 = percentile(commits, 50)
     return [
         Result(
-            name=f"send -> delivered receipt p50 ({count} msgs, one at a time)",
+            name=f"send -> delivered p50, both peers in one process ({count} msgs, one at a time)",
             result=f"{fmt_time(p50)} (send_text returns after {fmt_time(q50)})",
             baseline=f"{fmt_time(raw_p50)} (asyncio TCP ping-pong p50)",
             ratio=p50 / raw_p50,
@@ -146,14 +146,14 @@ async def run(quick: bool = False, profile: bool = False) -> list[Result]:
             met=p50 / raw_p50 <= TARGET,
         ),
         Result(
-            name="send -> delivered receipt p99",
+            name="send -> delivered p99, both peers in one process",
             result=fmt_time(p99),
             baseline=f"{fmt_time(raw_p99)} (ping-pong p99)",
             ratio=p99 / raw_p99,
             ratio_text=f"{p99 / raw_p99:.1f}x",
         ),
         Result(
-            name="send -> delivered p50 vs a durable raw round trip",
+            name="send -> delivered p50 vs a durable raw round trip, both peers in one process",
             result=fmt_time(p50),
             baseline=(
                 f"{fmt_time(durable_p50)} (ping-pong, echo side commits each message "

@@ -115,7 +115,10 @@ async def run(quick: bool = False, profile: bool = False) -> list[Result]:
     spread = f" (rounds: {', '.join(f'{r:,.0f}' for r in service_rates)})" if rounds > 1 else ""
     return [
         Result(
-            name=f"1:1 throughput, {BODY_SIZE} B bodies, {count} msgs, stored both sides + acked",
+            name=(
+                f"1:1 throughput, both peers in one process, {BODY_SIZE} B bodies, {count} msgs, "
+                "stored both sides + acked"
+            ),
             result=fmt_rate(got, "msg") + spread,
             baseline=f"{fmt_rate(raw, 'msg')} (asyncio TCP echo, pipelined)",
             ratio=ratio,

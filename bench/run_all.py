@@ -12,12 +12,22 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from . import bench_handshake, bench_latency, bench_throughput
+from . import (
+    bench_group,
+    bench_handshake,
+    bench_latency,
+    bench_processes,
+    bench_throughput,
+)
 from .common import Result, machine_line, markdown_table, parse_args, quiet_logging
 
+# What people run first (each peer its own process, a group of separate processes), then
+# the single-process variants kept for comparison with earlier rounds.
 BENCHMARKS: list[tuple[str, Callable[[bool], Awaitable[list[Result]]]]] = [
-    ("throughput", bench_throughput.run),
-    ("latency", bench_latency.run),
+    ("1:1, two processes", bench_processes.run),
+    ("group, separate processes", bench_group.run),
+    ("throughput, one process", bench_throughput.run),
+    ("latency, one process", bench_latency.run),
     ("handshake + unlock", bench_handshake.run),
 ]
 
