@@ -4,6 +4,7 @@ pairing request, transfer step and so on (a table from event type to printer).""
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +34,11 @@ def digits(sas: str) -> str:
 
 
 def say(text: str) -> None:
-    print(text, flush=True)
+    # One write per line: print() writes the text and the newline separately when stdout
+    # writes through (PYTHONUNBUFFERED), and `run` says a line for every message.
+    out = sys.stdout
+    out.write(text + "\n")
+    out.flush()
 
 
 class RunPrinter:

@@ -253,6 +253,7 @@ class GroupSync(GroupBase):
         for conn, by_group in acks.items():
             for group_id, authors in by_group.items():
                 self._ack(conn, self._groups[group_id], authors)
+            conn.flush()  # the acks leave now, not after the events' handlers have run
 
     def _added(self, stored: list[StoredGroupMessage]) -> None:
         for m in stored:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from messenger import GroupId
-from messenger.events import GroupDeliveryChanged, ServiceEvent
+from messenger.events import GroupDeliveryChanged, GroupMessageAdded, ServiceEvent
 from messenger.groups import NO_SIGNATURE, group_key, sign_message
 from messenger.net.transport import Connection, FastPath
 from messenger.protocol import wire
@@ -61,6 +61,18 @@ def record_sends(conn: Connection, log: Log) -> None:
     conn.send = recording  # type: ignore[method-assign]
 
 
+def record_writes(conn: Connection, log: Log) -> None:
+    """Log each write of `conn`'s bytes to its socket."""
+    writer = conn.writer
+    write = writer.write
+
+    def recording(data: Any) -> None:
+        log.append(("written",))
+        write(data)
+
+    writer.write = recording  # type: ignore[method-assign]
+
+
 def record_stores(peer: PeerService, log: Log) -> None:
     repo = peer.groups.repo
     store = repo.store_messages
@@ -100,6 +112,7 @@ async def test_a_live_group_message_is_stored_and_acked_in_the_read_that_brought
     assert from_admin is not None and to_bea is not None
     Watch(from_admin, at_bea)
     record_sends(from_admin, at_bea)
+    record_writes(from_admin, at_bea)
     record_stores(bea, at_bea)
     Watch(to_bea, at_admin)
 
@@ -107,15 +120,23 @@ async def test_a_live_group_message_is_stored_and_acked_in_the_read_that_brought
         if isinstance(event, GroupDeliveryChanged):
             at_admin.append(("delivered", event.seq))
 
+    def at_bea_event(event: ServiceEvent) -> None:
+        if isinstance(event, GroupMessageAdded):
+            at_bea.append(("added", event.message.body))
+
     admin.subscribe(on_event)
+    bea.subscribe(at_bea_event)
     await admin.groups.send_text(group_id, "live")
     await wait_for(lambda: ("now", "GroupAck") in at_admin, what="the ack at the admin")
 
-    # The member: stored, then acknowledged, both inside the read callback.
+    # The member: stored, then acknowledged (the ack written before the event's
+    # handlers run), all inside the read callback.
     assert [e for e in at_bea if e[0] != "pong"] == [
         ("read", "GroupMessage"),
         ("stored", ("live",)),
         ("ack", (2,)),
+        ("written",),
+        ("added", "live"),
         ("now", "GroupMessage"),
     ]
     # The author: the ack taken in its read callback, the delivery noted there.
