@@ -165,7 +165,7 @@ def build_profile(path: Path, messages: int, contacts: int = CONTACTS, seed: int
             (lamports[c], seqs[c] + 1, cid),
         )
     # As the background indexer would leave it (Repository.index_pending): every message
-    # folded into the conversation summaries (migration 0012) and in the search index.
+    # folded into the conversation summaries (migration 0013) and in the search index.
     ((last, top),) = conn.execute(
         "SELECT last_id, (SELECT max(id) FROM messages) FROM search_progress"
     ).fetchall()

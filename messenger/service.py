@@ -524,6 +524,9 @@ class PeerService:
 # What a contact's session hands to the chat worker in the read callback itself (the
 # send -> delivered path); everything else goes through `_on_message`.
 _CHAT_NOW = (wire.ChatMessage, wire.Receipt, wire.Typing)
+# And to the groups worker: a live group message (stored and acknowledged there, when the
+# database is free) and a member's ack of ours (the group send -> delivered path).
+_GROUPS_NOW = (wire.GroupMessage, wire.GroupAck)
 
 
 class _Wiring:
@@ -545,9 +548,13 @@ class _Wiring:
         """`_on_message` for the messages that need no await (the same order of checks:
         a group-only peer's chat message is the groups worker's to drop)."""
         contact_id = conn.contact_id
-        if contact_id is None or not isinstance(message, _CHAT_NOW):
+        if contact_id is None:
             return False
         service = self._service
+        if isinstance(message, _GROUPS_NOW):
+            return service.groups.received_now(conn, message)
+        if not isinstance(message, _CHAT_NOW):
+            return False
         if isinstance(message, wire.ChatMessage) and service.groups.is_group_only(contact_id):
             return True
         return service.chat.on_message(contact_id, conn, message)

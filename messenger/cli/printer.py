@@ -43,7 +43,9 @@ class _Lines:
         self._flush_due = False
 
     def say(self, text: str) -> None:
-        print(text)
+        # One write per line: print() writes the text and the newline separately when
+        # stdout writes through (PYTHONUNBUFFERED), and `run` says a line per message.
+        sys.stdout.write(text + "\n")
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

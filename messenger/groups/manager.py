@@ -250,15 +250,25 @@ class GroupManager(GroupJoining, GroupSync):
 
     # -- message dispatch -----------------------------------------------------------------
 
-    async def on_message(self, conn: Connection, message: wire.WireMessage) -> bool:
-        """Service hook: True if the message was a group matter (handled here)."""
+    def received_now(self, conn: Connection, message: wire.WireMessage) -> bool:
+        """Service hook for the transport's fast path (its read callback): a live group
+        message and an ack are handled here, synchronously; False: not one of those."""
         match message:
             case wire.GroupMessage():
-                await self._on_group_message(conn, message)
+                self._on_group_message(conn, message)
+            case wire.GroupAck():
+                self._on_ack(conn, message)
+            case _:
+                return False
+        return True
+
+    async def on_message(self, conn: Connection, message: wire.WireMessage) -> bool:
+        """Service hook: True if the message was a group matter (handled here)."""
+        if self.received_now(conn, message):
+            return True
+        match message:
             case wire.GroupHave():
                 await self._on_have(conn, message)
-            case wire.GroupAck():
-                await self._on_ack(conn, message)
             case wire.GroupRoster():
                 await self._on_roster(conn, message)
             case wire.GroupLeave():

@@ -113,6 +113,14 @@ class Group:
     marks: Marks = field(default_factory=Marks)
     delivery: dict[bytes, int] = field(default_factory=dict)  # member -> our seq it holds
     names: dict[bytes, str] = field(default_factory=dict)  # every author we have met
+    # The members by key, for the roster they were taken from (every message and ack
+    # looks its sender up: a walk of the roster was ~1-2 us with 20 members).
+    _members: dict[bytes, wire.GroupMember] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _members_of: wire.GroupRoster | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def id(self) -> bytes:
@@ -127,10 +135,11 @@ class Group:
         return (self.roster.epoch, self.hash)
 
     def member(self, key: bytes) -> wire.GroupMember | None:
-        for m in self.roster.members:
-            if m.ed25519_public == key:
-                return m
-        return None
+        roster = self.roster
+        if self._members_of is not roster:
+            self._members = {m.ed25519_public: m for m in reversed(roster.members)}
+            self._members_of = roster
+        return self._members.get(key)
 
     def removed_cutoff(self, key: bytes) -> int | None:
         for r in self.roster.removed:

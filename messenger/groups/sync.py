@@ -52,7 +52,9 @@ class GroupSync(GroupBase):
             ),
         )
 
-    async def _on_group_message(self, conn: Connection, m: wire.GroupMessage) -> None:
+    def _on_group_message(self, conn: Connection, m: wire.GroupMessage) -> None:
+        """A group message from a member: synchronous, so the transport's read callback
+        hands it over (`received_now`, the fast path); what must wait is queued here."""
         group = self._groups.get(m.group_id)
         if group is None or group.state is not GroupState.ACTIVE:
             return
@@ -78,24 +80,40 @@ class GroupSync(GroupBase):
             # together; a lone message costs no task (one per message was ~15 us).
             self._inline_checked = True
             asyncio.get_running_loop().call_soon(self._after_inline_check)
-            if accepted and self._committing == 0 and m.attachment is None:
-                # Nothing is queued to be stored before it: store it here, in this read's
-                # loop pass, instead of waking the committer's task for it (a task step
-                # and a loop pass less per live message; its ack leaves with this read's
-                # flush). A file offer goes the committer's way (its hook awaits more).
-                self._committing += 1
-                self._note_checked(self._checked + 1)
-                try:
-                    await self._store(accepted)
-                except Exception:  # as the committer does: logged, not acknowledged
-                    log.exception("storing a group message failed")
-                return
-            for arrival in accepted:
-                self._post(arrival)
+            # Nothing is queued to be stored before it: store it here, in this read's
+            # loop pass, not on the committer's task (its ack leaves with this read's
+            # flush). A file offer goes the committer's way (its hook awaits more), and
+            # so does everything while the database thread is busy.
+            if not (
+                accepted
+                and self._committing == 0
+                and m.attachment is None
+                and self._store_now(accepted)
+            ):
+                for arrival in accepted:
+                    self._post(arrival)
             self._note_checked(self._checked + 1)
             return
         # The signature is checked by _verify_arrivals with the rest of this read.
         self._unverified.append((conn, m))
+
+    def _store_now(self, arrivals: list[Arrival]) -> bool:
+        """Store arrivals (no file offers among them) right here, with their acks and
+        events, if the database thread is idle; False: it is not, nothing was done."""
+        messages = [a.message for a in arrivals]
+        if not self._db.can_write_now([m.body for m in messages]):
+            return False
+        try:
+            try:
+                stored = self._db.write_now(self.repo.store_messages, messages, self._now_ms())
+            except DiskFull as exc:
+                self._unstored(exc, arrivals)
+                return True
+            self._acknowledge(arrivals, stored)
+            self._added(stored)
+        except Exception:  # as the committer does: logged, not acknowledged
+            log.exception("storing a group message failed")
+        return True
 
     def _after_inline_check(self) -> None:
         self._inline_checked = False
@@ -188,29 +206,41 @@ class GroupSync(GroupBase):
             self._committing -= len(arrivals)
 
     async def _store_counted(self, arrivals: list[Arrival]) -> list[StoredGroupMessage | None]:
+        messages = [a.message for a in arrivals]
         try:
-            messages = [a.message for a in arrivals]
             # db.write: a few messages (a live one) commit right here when the database
             # thread is idle, as 1:1 messages do, instead of two thread hand-offs.
             stored = await self._db.write(
                 [m.body for m in messages], self.repo.store_messages, messages, self._now_ms()
             )
         except DiskFull as exc:
-            # Not stored, not acknowledged, not marked: the members that sent them are
-            # told to catch us up again on a new session once there is room (the service
-            # closes those sessions then, protocol.md 9.3).
-            senders = {
-                a.connection.contact_id
-                for a in arrivals
-                if a.connection is not None and a.connection.contact_id is not None
-            }
-            self._not_stored(exc, senders)
+            self._unstored(exc, arrivals)
             if any(a.connection is None for a in arrivals):
                 raise  # one of ours: the user's send fails with the plain DiskFull
             return [None] * len(arrivals)
+        self._acknowledge(arrivals, stored)
+        offers = [m for m in stored if m.attachment is not None and not m.outgoing]
+        if offers:
+            await self._on_offers(offers)  # before the UI hears of the messages
+        self._added(stored)
+        by_id = {m.msg_id: m for m in stored}
+        return [by_id.get(a.message.msg_id) for a in arrivals]
+
+    def _unstored(self, exc: DiskFull, arrivals: list[Arrival]) -> None:
+        # Not stored, not acknowledged, not marked: the members that sent them are told
+        # to catch us up again on a new session once there is room (the service closes
+        # those sessions then, protocol.md 9.3).
+        senders = {
+            a.connection.contact_id
+            for a in arrivals
+            if a.connection is not None and a.connection.contact_id is not None
+        }
+        self._not_stored(exc, senders)
+
+    def _acknowledge(self, arrivals: list[Arrival], stored: list[StoredGroupMessage]) -> None:
+        """Stored: mark them held and acknowledge them to the members that sent them."""
         if stored:
             self._indexer.soon()
-        by_id = {m.msg_id: m for m in stored}
         acks: dict[Connection, dict[bytes, set[bytes]]] = {}
         for a in arrivals:
             new = a.message
@@ -223,14 +253,13 @@ class GroupSync(GroupBase):
         for conn, by_group in acks.items():
             for group_id, authors in by_group.items():
                 self._ack(conn, self._groups[group_id], authors)
-        offers = [m for m in stored if m.attachment is not None and not m.outgoing]
-        if offers:
-            await self._on_offers(offers)  # before the UI hears of the messages
+            conn.flush()  # the acks leave now, not after the events' handlers have run
+
+    def _added(self, stored: list[StoredGroupMessage]) -> None:
         for m in stored:
             group = self._groups.get(m.group_id)
             if group is not None:
                 self._emit(GroupMessageAdded(self._message_record(group, m)))
-        return [by_id.get(a.message.msg_id) for a in arrivals]
 
     def _ack_soon(self, conn: Connection, group: Group, author: bytes) -> None:
         """Duplicates (a second member replaying a catch-up) are acknowledged once per
@@ -339,7 +368,7 @@ class GroupSync(GroupBase):
                 after = batch[-1].seq
                 await conn.drain()
 
-    async def _on_ack(self, conn: Connection, ack: wire.GroupAck) -> None:
+    def _on_ack(self, conn: Connection, ack: wire.GroupAck) -> None:
         peer = self._peer_key(conn)
         group = self._groups.get(ack.group_id)
         if peer is None or group is None or group.member(peer) is None:

@@ -534,6 +534,11 @@ class Links:
             current.contact_id = None  # its close must not mark the contact offline
             current.close("duplicate connection")
         self._live[contact_id] = conn
+        if conn.fast is None:
+            # A session opened with a handler of its own (an accepted invite's) hands what
+            # it receives to `dispatch` once adopted: its fast path is ours too, or the
+            # first session with a new contact would have none.
+            conn.fast = self
         conn.adopted.set()
         # A replacement is announced only when it moves the session to another route
         # (Tor -> LAN, say): the window shows the route.

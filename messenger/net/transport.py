@@ -330,13 +330,19 @@ class Connection:
         if self._busy or self._events or self._inbox or not data or self.fast is None:
             self._queue(data)
             return
+        scheduled = self._flush_scheduled
+        # What the handlers send leaves with this read's own flush, below: no loop
+        # callback of its own per read (send() schedules one only if none is due).
+        self._flush_scheduled = True
         try:
             events = self.session.receive_data(data)
-            self._flush()
             self._handle_now(events, self.fast)
+            self._flush()  # the session's own answers first, then what handlers sent
         except Exception:
             log.exception("handling a read failed on %r", self)
             self.close("internal error")
+        finally:
+            self._flush_scheduled = scheduled
 
     def _handle_now(self, events: list[SessionEvent], fast: FastPath) -> None:
         for i, event in enumerate(events):
@@ -348,7 +354,6 @@ class Connection:
             return
         if events:
             fast.delivered(self)
-            self._flush()
 
     def _delivered(self) -> None:
         if self.fast is not None:

@@ -64,6 +64,44 @@ _INSERT_TAIL = " ON CONFLICT DO NOTHING"
 _INSERT_CHUNK = 70  # rows per INSERT: 13 parameters each, under SQLite's old limit of 999
 
 
+def _row(m: NewGroupMessage, now_ms: int) -> tuple[Any, ...]:
+    """A message's values in _INSERT_HEAD's order."""
+    return (
+        m.msg_id,
+        m.group_id,
+        m.author,
+        m.seq,
+        m.epoch,
+        m.lamport,
+        m.sent_at_ms,
+        None if m.outgoing else now_ms,
+        m.body,
+        m.signature,
+        int(m.outgoing),
+        int(m.outgoing),
+        m.attachment,
+    )
+
+
+def _stored(m: NewGroupMessage, row_id: int, now_ms: int) -> StoredGroupMessage:
+    return StoredGroupMessage(
+        row_id,
+        m.msg_id,
+        m.group_id,
+        m.author,
+        m.seq,
+        m.epoch,
+        m.lamport,
+        m.sent_at_ms,
+        None if m.outgoing else now_ms,
+        m.body,
+        m.signature,
+        m.outgoing,
+        m.outgoing,
+        m.attachment,
+    )
+
+
 def _existing_group_msg_ids(cur: Any, msg_ids: Sequence[bytes]) -> set[bytes]:
     """Which of these group message ids are stored already (usually none)."""
     found: set[bytes] = set()
@@ -230,81 +268,40 @@ class GroupRepository:
     ) -> list[StoredGroupMessage]:
         """Store in ONE transaction; duplicates (same group, author and seq) are dropped.
         Returns the messages that are new. Each group's Lamport clock (and, for our own
-        messages, the next sequence number) moves past what was stored."""
-        stored: list[StoredGroupMessage] = []
-        clocks: dict[bytes, list[int]] = {}
+        messages, the next sequence number) moves past what was stored: the insert
+        trigger does it (migration 0012)."""
+        if len(messages) == 1:
+            return self._store_one(messages[0], now_ms)
         # The raw write transaction of the 1:1 hot paths (engine.begin() cost ~150 us).
         with self._repo.write_transaction() as cur:
             # The transaction holds the write lock: what is not stored now is new. Then
             # multi-row INSERTs (a catch-up stores hundreds per batch): one statement per
             # row with RETURNING stepped SQLite, and handed the GIL over, once per row.
-            if len(messages) == 1:
-                # A lone (live) message: the INSERT's ON CONFLICT drops a duplicate, and
-                # its row id is `lastrowid`: no query for stored ids, no max(id) either
-                # side (three statements of the five a live message cost).
-                new = list(messages)
-            else:
-                seen = _existing_group_msg_ids(cur, [m.msg_id for m in messages])
-                keys: set[tuple[bytes, bytes, int]] = set()
-                new = []
-                for m in messages:
-                    key = (m.group_id, m.author, m.seq)
-                    if m.msg_id not in seen and key not in keys:
-                        seen.add(m.msg_id)
-                        keys.add(key)
-                        new.append(m)
-            rows = [
-                (
-                    m.msg_id,
-                    m.group_id,
-                    m.author,
-                    m.seq,
-                    m.epoch,
-                    m.lamport,
-                    m.sent_at_ms,
-                    None if m.outgoing else now_ms,
-                    m.body,
-                    m.signature,
-                    int(m.outgoing),
-                    int(m.outgoing),
-                    m.attachment,
-                )
-                for m in new
-            ]
-            row_ids = _insert_group_messages(cur, rows)
-            for m, row_id in zip(new, row_ids, strict=True):
-                if row_id is None:
-                    continue
-                received = None if m.outgoing else now_ms
-                clock = clocks.setdefault(m.group_id, [0, 0])
-                clock[0] = max(clock[0], m.lamport)
-                if m.outgoing:
-                    clock[1] = max(clock[1], m.seq + 1)
-                stored.append(
-                    StoredGroupMessage(
-                        row_id,
-                        m.msg_id,
-                        m.group_id,
-                        m.author,
-                        m.seq,
-                        m.epoch,
-                        m.lamport,
-                        m.sent_at_ms,
-                        received,
-                        m.body,
-                        m.signature,
-                        m.outgoing,
-                        m.outgoing,
-                        m.attachment,
-                    )
-                )
-            for group_id, (lamport, next_seq) in clocks.items():
-                cur.execute(
-                    "UPDATE chat_groups SET lamport = max(lamport, ?), "
-                    "next_seq = max(next_seq, ?) WHERE id = ?",
-                    (lamport, next_seq, group_id),
-                )
-        return stored
+            seen = _existing_group_msg_ids(cur, [m.msg_id for m in messages])
+            keys: set[tuple[bytes, bytes, int]] = set()
+            new = []
+            for m in messages:
+                key = (m.group_id, m.author, m.seq)
+                if m.msg_id not in seen and key not in keys:
+                    seen.add(m.msg_id)
+                    keys.add(key)
+                    new.append(m)
+            row_ids = _insert_group_messages(cur, [_row(m, now_ms) for m in new])
+        return [
+            _stored(m, row_id, now_ms)
+            for m, row_id in zip(new, row_ids, strict=True)
+            if row_id is not None
+        ]
+
+    def _store_one(self, m: NewGroupMessage, now_ms: int) -> list[StoredGroupMessage]:
+        """A lone (live) message in one autocommitted statement (Repository.write_one):
+        the INSERT's ON CONFLICT drops a duplicate, its row id is `lastrowid`, and the
+        insert trigger moves the group's counters, so no query for stored ids, no UPDATE,
+        no BEGIN and COMMIT (issue 15)."""
+        cur, _ = self._repo.write_one(_INSERT_HEAD + _ROW + _INSERT_TAIL, _row(m, now_ms))
+        if cur.rowcount != 1:
+            return []  # stored before
+        return [_stored(m, cur.lastrowid, now_ms)]
 
     def author_seqs(self, group_id: bytes) -> dict[bytes, list[int]]:
         """Every stored sequence number per author, ascending (for high-water marks)."""

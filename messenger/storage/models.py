@@ -64,7 +64,7 @@ class Contact(Base):
     # and `next_seq` above, as the messages up to the search index's mark make them: the
     # indexer folds each chunk it indexes in, readers add the rows above the mark
     # (storage/rows.py), state changes and deletes move them by trigger (migrations 0008,
-    # 0012). Storing a message writes no contact row: one page less per commit.
+    # 0013). Storing a message writes no contact row: one page less per commit.
     unread: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     queued: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # messages.id
@@ -100,7 +100,7 @@ class Message(Base):
     __table_args__ = (
         Index("ix_messages_conversation_order", "contact_id", "lamport", "msg_id"),
         # Our messages not yet acknowledged (QUEUED, SENT) only: an arriving message adds
-        # no entry and a receipt removes one (migration 0013). A query uses it only if it
+        # no entry and a receipt removes one (migration 0014). A query uses it only if it
         # says `state IN (0, 1)` in these words (see Repository.outbox).
         Index("ix_messages_outbox", "contact_id", sqlite_where=text("state IN (0, 1)")),
     )

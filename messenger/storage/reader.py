@@ -184,7 +184,7 @@ def _whoami(conn: Any, profile: ProfileDir) -> dict[str, Any]:
 def _contacts(conn: Any) -> list[dict[str, Any]]:
     """LocalApi.cmd_contacts of a service that is not online: the contacts the user added
     (not members known only through a group), by name, with the summary counts the
-    indexer keeps and the rows it has not reached (migrations 0008, 0012)."""
+    indexer keeps and the rows it has not reached (migrations 0008, 0013)."""
     from .rows import QUEUED, SUMMARY_DELTA, UNREAD
 
     rows = conn.execute(

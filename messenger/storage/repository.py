@@ -95,7 +95,7 @@ _INSERT_MESSAGE_HEAD = (
 )
 _MESSAGE_VALUES = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 # A contact's Lamport clock and next seq as the stored messages make them (migration
-# 0012): the kept columns, the conversation's largest Lamport time (one seek of its
+# 0013): the kept columns, the conversation's largest Lamport time (one seek of its
 # (contact_id, lamport) index) and the seq of our messages above the search index's mark
 # (the indexer folds the rest into next_seq). Read once per contact; the repository then
 # keeps them (Repository._counters).
@@ -106,13 +106,13 @@ _SELECT_COUNTERS = (
     "FROM contacts c WHERE c.id = ?1"
 )
 # Our messages not yet acknowledged. The state test in these words lets SQLite use the
-# outbox index (a partial index, migration 0013).
+# outbox index (a partial index, migration 0014).
 _PENDING = "state IN (0, 1)"
 _OUTBOX = (
     f"SELECT {_MESSAGE_SQL_COLUMNS} FROM messages m "  # noqa: S608
     f"WHERE m.contact_id = ? AND m.{_PENDING} ORDER BY m.id"
 )
-# A contact's unread count as readers see it (kept + not yet folded; migration 0012).
+# A contact's unread count as readers see it (kept + not yet folded; migration 0013).
 _UNREAD_OF = (
     "SELECT c.unread + coalesce((SELECT sum(state = 10) FROM messages "  # noqa: S608
     f"WHERE id > {MARK} AND +contact_id = ?1), 0) FROM contacts c WHERE c.id = ?1"
@@ -123,7 +123,7 @@ _NEWEST_UNREAD = (
     "ORDER BY lamport DESC, msg_id DESC LIMIT ?"
 )
 # What the indexer folds into the kept summaries and counters for the rows (?1, ?2] it
-# indexes (migration 0012): counts, the newest message up to ?2, the counters.
+# indexes (migration 0013): counts, the newest message up to ?2, the counters.
 FOLD_SUMMARIES = (
     "UPDATE contacts SET unread = contacts.unread + d.unread, "
     "queued = contacts.queued + d.queued, lamport = max(contacts.lamport, d.lamport), "
@@ -324,7 +324,7 @@ class Repository:
         self._driver_engine: Engine | None = None
         # contact id -> [Lamport clock, next seq], as _SELECT_COUNTERS reads them, moved
         # after each commit that stores messages: storing a message then reads and
-        # writes no contact row (migration 0012). This repository is the database's only
+        # writes no contact row (migration 0013). This repository is the database's only
         # writer; what rewrites counters otherwise (accept_new_key, delete_contact)
         # drops the entry.
         self._counters: dict[str, list[int]] = {}
@@ -336,6 +336,10 @@ class Repository:
     def write_transaction(self) -> contextlib.AbstractContextManager[Any]:
         """The hot paths' raw cursor in BEGIN IMMEDIATE .. COMMIT (group_repository.py)."""
         return self._write_transaction()
+
+    def write_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, list[Any]]:
+        """The hot paths' one autocommitted statement (_write_one; group_repository.py)."""
+        return self._write_one(sql, params)
 
     @contextlib.contextmanager
     def _write_transaction(self) -> Iterator[Any]:
@@ -569,7 +573,7 @@ class Repository:
             select(Message.id, Message.msg_id)
             .where(
                 Message.contact_id == contact_id,
-                text(f"messages.{_PENDING}"),  # the outbox index (migration 0013)
+                text(f"messages.{_PENDING}"),  # the outbox index (migration 0014)
                 Message.msg_id.not_in(select(AttachmentMessage.msg_id)),
             )
             .order_by(Message.id)
@@ -740,7 +744,7 @@ class Repository:
     def _queue_one(self, contact_id: str, body: str, msg_id: bytes, now_ms: int) -> MessageRecord:
         """queue_outgoing_many of one message (typed one at a time) in one autocommitted
         statement (_write_one), numbered from the counters kept here: no BEGIN and
-        COMMIT, and no contact row read or written (migration 0012)."""
+        COMMIT, and no contact row read or written (migration 0013)."""
         clock, seq = self._counters_of(self._raw_cursor(), contact_id)
         lamport = clock + 1
         row = (msg_id, contact_id, 1, seq, lamport, now_ms, None, body, int(MessageState.QUEUED))
@@ -842,7 +846,7 @@ class Repository:
                 ],
             )
         # The clock moves by what was stored (a dropped copy moves none); the rows carry
-        # it, so only the kept counters are moved here (migration 0012).
+        # it, so only the kept counters are moved here (migration 0013).
         for _, r in stored:
             self._took(r[1], r[4])
         return [
@@ -858,7 +862,7 @@ class Repository:
         """store_incoming of a lone message (one at a time, as a person writes), in one
         statement and so without BEGIN and COMMIT (_write_one): the unique msg_id drops a
         duplicate in the INSERT itself, without a query first; the row it stores is what
-        moves our Lamport clock (migration 0012)."""
+        moves our Lamport clock (migration 0013)."""
         received = int(MessageState.RECEIVED)
         row = (m.msg_id, contact_id, 0, m.seq, m.lamport, m.sent_at_ms, now_ms, m.body, received)
         cur, _ = self._write_one(
@@ -926,7 +930,7 @@ class Repository:
         """Add up to `limit` not yet indexed messages to the search index, and to the
         conversation summaries and counters the contacts' rows keep; returns how many.
 
-        Runs after storing (see migrations 0003 and 0012), never inside a message's commit."""
+        Runs after storing (see migrations 0003 and 0013), never inside a message's commit."""
         with self._write_transaction() as cur:
             (last,) = cur.execute("SELECT last_id FROM search_progress WHERE id = 1").fetchone()
             count, top = cur.execute(
@@ -936,7 +940,7 @@ class Repository:
             ).fetchone()
             if not count:
                 return 0
-            # The chunk joins the kept summaries and counters (migration 0012).
+            # The chunk joins the kept summaries and counters (migration 0013).
             cur.execute(FOLD_SUMMARIES, (last, top))
             # One statement inside SQLite: the bodies never travel through Python (and
             # the database thread does not hand the GIL back and forth once per row).
@@ -996,7 +1000,7 @@ class Repository:
 
     def mark_seen(self, contact_id: str) -> list[bytes]:
         """Mark every received message of the conversation read; returns their ids, oldest
-        first. No index holds the unread (migration 0013): the conversation's newest
+        first. No index holds the unread (migration 0014): the conversation's newest
         messages are walked until as many are found as the summary counts (usually the
         last few), never the whole conversation."""
         with self.engine.begin() as conn:

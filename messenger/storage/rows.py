@@ -20,7 +20,7 @@ MESSAGE_SQL_COLUMNS = (
     "m.received_at_ms, m.body, m.state"
 )
 # The search index's mark: the summary columns of `contacts` hold what the messages up
-# to it make them (the indexer folds each chunk it indexes in; migration 0012).
+# to it make them (the indexer folds each chunk it indexes in; migration 0013).
 MARK = "(SELECT last_id FROM search_progress WHERE id = 1)"
 # What the rows above the mark add, per contact: a walk of the newest rows by row id
 # (the unary + keeps SQLite from walking a contact index of every message instead).
@@ -76,7 +76,7 @@ def message_from_row(row: Sequence[Any]) -> MessageRecord:
 def conversation_rows(cursor: Any) -> list[ConversationRow]:
     """Every listed contact with its newest message, unread and outbox counts, by name:
     one read of the summary columns the indexer keeps, plus the rows it has not reached
-    (migrations 0008, 0012)."""
+    (migrations 0008, 0013)."""
     found = []
     for row in cursor.execute(SELECT_CONVERSATIONS).fetchall():
         contact = ContactRecord(

@@ -126,3 +126,29 @@ def test_outside_a_running_loop_a_line_is_written_at_once(
     monkeypatch.setattr(sys, "stdout", stream)
     say("* hello")
     assert (stream.flushes, stream.flushed) == (1, "* hello\n")
+
+
+def test_a_line_run_says_is_one_write_flushed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`chinwag-cli run` says a line for every message that arrives: one write of the
+    line (print() made two, the text and the newline, when stdout writes through, as
+    under PYTHONUNBUFFERED), then a flush, so a reader of the pipe sees it at once."""
+    import io
+
+    from messenger.cli.printer import say
+
+    class Recorder(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[str] = []
+
+        def write(self, s: str) -> int:
+            self.calls.append(s)
+            return super().write(s)
+
+        def flush(self) -> None:
+            self.calls.append("<flush>")
+
+    out = Recorder()
+    monkeypatch.setattr("sys.stdout", out)
+    say("[Lab] Ada: hello")
+    assert out.calls == ["[Lab] Ada: hello\n", "<flush>"]

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from messenger.events import GroupMessageAdded
+from messenger.errors import DiskFull
+from messenger.events import GroupDeliveryChanged, GroupMessageAdded
 from messenger.groups import GroupManager, group_key
 from messenger.groups.signing import NO_SIGNATURE, sign_message
 from messenger.protocol import wire
@@ -61,14 +62,40 @@ class GatedDb(InlineDb):
         self._thread = asyncio.Lock()  # first come, first served
 
     async def write(self, bodies: Any, fn: Callable[..., T], *args: Any) -> T:
-        if self._thread.locked() or not self.gate.is_set():
+        if not self.can_write_now(bodies):
             self.held += 1
         async with self._thread:
             await self.gate.wait()
             return fn(*args)
 
+    def can_write_now(self, bodies: Any) -> bool:
+        return not self._thread.locked() and self.gate.is_set()
 
-async def build(person: Person, db: InlineDb | None = None, batch_max: int = 100) -> Member:
+    def write_now(self, fn: Callable[..., T], *args: Any) -> T:
+        if not self.can_write_now(()):
+            raise RuntimeError("the database thread is busy")
+        return fn(*args)
+
+
+class FullDb(InlineDb):
+    """The Db port on a full disk: every write fails as SQLite's SQLITE_FULL does."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    async def write(self, bodies: Any, fn: Callable[..., T], *args: Any) -> T:
+        raise DiskFull(self.folder)
+
+    def write_now(self, fn: Callable[..., T], *args: Any) -> T:
+        raise DiskFull(self.folder)
+
+
+async def build(
+    person: Person,
+    db: InlineDb | None = None,
+    batch_max: int = 100,
+    not_stored: Callable[[DiskFull, set[str]], None] = lambda exc, contact_ids: None,
+) -> Member:
     links, events, tasks = FakeLinks(), Events(), Tasks()
     removed: list[str] = []
     offers: list[StoredGroupMessage] = []
@@ -92,7 +119,7 @@ async def build(person: Person, db: InlineDb | None = None, batch_max: int = 100
         remove_contact=remove_contact,
         on_offers=on_offers,
         batch_max=batch_max,
-        not_stored=lambda exc, contact_ids: None,  # a full disk is tested in tests/net
+        not_stored=not_stored,  # a whole service on a full disk: tests/net/test_disk_full.py
     )
     await groups.load()
     return Member(person, groups, links, events, tasks, removed, offers)
@@ -263,13 +290,14 @@ async def test_an_arrival_is_stored_after_what_waits_for_the_committer(tmp_path:
         await until(lambda: bo.groups.get(gid) is not None and cy.groups.get(gid) is not None)
         b_end = bo.links.conns[ada.person.id]
         db.gate.clear()
-        # One read of six of ada's: the first is stored from the read (held at the
-        # gate), the other five are checked together and queued for the committer.
+        # One read of six of ada's: the first is checked at once and, the database being
+        # busy, queued for the committer (whose write is held at the gate); the other
+        # five are checked together and queued behind it.
         burst = [
             asyncio.ensure_future(bo.groups.on_message(b_end, signed(ada.person, gid, i, f"a{i}")))  # type: ignore[arg-type]
             for i in range(1, 7)
         ]
-        await until(lambda: db.held == 2)  # the first, and the committer's first batch
+        await until(lambda: db.held == 1)  # the committer's first batch
         live = asyncio.ensure_future(
             bo.groups.on_message(c_end, signed(cy.person, gid, 1, "cy"))  # type: ignore[arg-type]
         )
@@ -302,3 +330,120 @@ async def test_a_message_record_counts_the_others_and_who_holds_ours(trio) -> No
     (theirs,) = await bo.groups.history(gid)
     assert (theirs.member_count, theirs.delivered_to, theirs.outgoing) == (2, 0, False)
     assert theirs.author_name == "ada"
+
+
+def log_stores_and_acks(member: Member, conn: FakeConn, log: list[tuple[Any, ...]]) -> None:
+    """Record, in order, each store of `member`'s messages and each ack sent on `conn`."""
+    repo = member.groups.repo
+    store, send = repo.store_messages, conn.send
+
+    def storing(messages: Any, now_ms: int) -> Any:
+        stored = store(messages, now_ms)
+        log.append(("stored", *(m.body for m in messages)))
+        return stored
+
+    def sending(message: wire.WireMessage, encoded: bytes | None = None) -> None:
+        if isinstance(message, wire.GroupAck):
+            log.append(("ack", *(m.seq for m in message.marks)))
+        send(message, encoded)
+
+    repo.store_messages = storing  # type: ignore[method-assign]
+    conn.send = sending  # type: ignore[method-assign]
+
+
+async def test_the_fast_path_stores_a_live_message_then_acks_it_before_returning(
+    trio,
+) -> None:
+    """`received_now` (the transport's read callback) takes a live group message and,
+    the database being free, stores it and queues its ack before it returns; the
+    author takes the ack the same way. Other group matters are left to the task."""
+    ada, bo, _ = trio
+    group = await ada.groups.create_group("Lab", [bo.person.id])
+    gid = group.id
+    a_end, b_end = connect(ada, bo)
+    await until(lambda: bo.groups.get(gid) is not None)
+    a_end.handler = b_end.handler = None  # what each sends is handed over below, by hand
+    await ada.groups.send_text(gid, "live")
+    (live,) = [m for m in a_end.sent if isinstance(m, wire.GroupMessage)]
+    log: list[tuple[Any, ...]] = []
+    log_stores_and_acks(bo, b_end, log)  # type: ignore[arg-type]
+
+    assert bo.groups.received_now(b_end, live)  # type: ignore[arg-type]
+    assert log == [("stored", "live"), ("ack", 1)]
+    assert added(bo)() == 1
+
+    ack = next(m for m in b_end.sent if isinstance(m, wire.GroupAck))
+    assert ada.groups.received_now(a_end, ack)  # type: ignore[arg-type]
+    assert [e.seq for e in ada.events.of(GroupDeliveryChanged)] == [1]
+    assert ada.groups.delivery(gid) == {bo.person.id: 1}
+
+    have = wire.GroupHave(group_key(gid), 1, bytes(32), ())
+    assert not bo.groups.received_now(b_end, have)  # type: ignore[arg-type]
+
+
+async def test_on_a_busy_database_a_live_message_waits_and_is_acked_once_stored(
+    tmp_path: Path,
+) -> None:
+    people = [make_person(tmp_path / n, n) for n in ("ada", "bo")]
+    befriend(people[0], people[1])
+    db = GatedDb()
+    ada, bo = await build(people[0]), await build(people[1], db)
+    conns: list[FakeConn] = []
+    for m in (ada, bo):
+        m.conns = conns  # type: ignore[attr-defined]
+    try:
+        group = await ada.groups.create_group("Lab", [bo.person.id])
+        gid = group.id
+        _, b_end = connect(ada, bo)
+        await until(lambda: bo.groups.get(gid) is not None)
+        log: list[tuple[Any, ...]] = []
+        log_stores_and_acks(bo, b_end, log)
+        db.gate.clear()  # the database thread is busy
+        assert bo.groups.received_now(b_end, signed(ada.person, gid, 1, "one"))  # type: ignore[arg-type]
+        assert bo.groups.received_now(b_end, signed(ada.person, gid, 2, "two"))  # type: ignore[arg-type]
+        await until(lambda: db.held == 1)  # the committer waits for the database
+        assert log == []  # neither stored nor acknowledged yet
+        db.gate.set()
+        await until(lambda: len([e for e in log if e[0] == "ack"]) == 2)
+        assert [e[0] for e in log] == ["stored", "ack", "stored", "ack"]
+        assert [e[1] for e in log if e[0] == "stored"] == ["one", "two"]
+        assert await bo.bodies(gid) == ["one", "two"]
+    finally:
+        for c in conns:
+            await c.aclose()
+        for m in (ada, bo):
+            await m.groups.aclose()
+            await m.tasks.aclose()
+            m.person.repo.close()
+
+
+async def test_on_a_full_disk_the_fast_path_acks_nothing_and_names_the_sender(
+    tmp_path: Path,
+) -> None:
+    people = [make_person(tmp_path / n, n) for n in ("ada", "bo")]
+    befriend(people[0], people[1])
+    told: list[set[str]] = []
+    ada = await build(people[0])
+    bo = await build(people[1], not_stored=lambda exc, contact_ids: told.append(contact_ids))
+    conns: list[FakeConn] = []
+    for m in (ada, bo):
+        m.conns = conns  # type: ignore[attr-defined]
+    try:
+        group = await ada.groups.create_group("Lab", [bo.person.id])
+        gid = group.id
+        _, b_end = connect(ada, bo)
+        await until(lambda: bo.groups.get(gid) is not None)
+        bo.groups._db = FullDb(tmp_path)  # the disk fills up now
+        b_end.sent.clear()
+        assert bo.groups.received_now(b_end, signed(ada.person, gid, 1, "lost?"))  # type: ignore[arg-type]
+        assert told == [{ada.person.id}]  # its sender is to send it again, later
+        assert not [m for m in b_end.sent if isinstance(m, wire.GroupAck)]
+        assert bo.groups.marks(gid) == {}  # not marked as held
+        assert added(bo)() == 0
+    finally:
+        for c in conns:
+            await c.aclose()
+        for m in (ada, bo):
+            await m.groups.aclose()
+            await m.tasks.aclose()
+            m.person.repo.close()

@@ -151,6 +151,18 @@ def test_a_removed_member_cannot_sign_anything_after_its_removal() -> None:
     assert old.check_message(forged(4, 3, 41)) is None
 
 
+def test_members_are_looked_up_in_the_roster_the_group_holds_now() -> None:
+    """Group.member keeps the members by key for its roster; a new roster (a member
+    added or removed) is looked up afresh."""
+    first = roster(1, members=(member(ADMIN), member(BEA)))
+    group = Group(first, roster_hash(first), GroupState.ACTIVE, 0, 1)
+    assert group.member(BEA.ed25519_public) == member(BEA)
+    assert group.member(EVE.ed25519_public) is None
+    group.roster = roster(2, members=(member(ADMIN), member(EVE, joined=2)))
+    assert group.member(BEA.ed25519_public) is None
+    assert group.member(EVE.ed25519_public) == member(EVE, joined=2)
+
+
 def test_message_rules() -> None:
     current = roster(
         3,

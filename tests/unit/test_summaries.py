@@ -244,7 +244,7 @@ class Writes(RuleBasedStateMachine):
 
     @rule(contact=contacts)
     def read(self, contact: str) -> None:
-        """Marking read finds every unread message (by the kept count, migration 0013)."""
+        """Marking read finds every unread message (by the kept count, migration 0014)."""
         unread = _rows(
             self.repo,
             "SELECT msg_id FROM messages WHERE contact_id = ? AND state = ? "
@@ -514,12 +514,12 @@ def test_upgrade_to_0011_lets_an_insert_move_the_counters_and_downgrade_undoes_i
         eng.dispose()
 
 
-# -- 0012: the indexer folds messages into the summaries; an insert writes no other row ------
+# -- 0013: the indexer folds messages into the summaries; an insert writes no other row ------
 
 
 def test_storing_a_message_changes_no_other_row(repo: Repository) -> None:
     """The summary and counters no longer move in the message's statement (a second
-    page to encrypt and write per lone commit, migration 0012); they are still right."""
+    page to encrypt and write per lone commit, migration 0013); they are still right."""
     a = random_contact("Ana")
     repo.add_contact(a, NOW)
     with repo.engine.connect() as conn:  # the one connection (StaticPool)
@@ -555,12 +555,12 @@ def test_deleting_a_message_keeps_the_clocks_it_moved(repo: Repository, indexed:
     assert _counter_columns(repo.engine, a.id) == (50, 3)
 
 
-def test_upgrade_to_0012_keeps_summaries_and_counters_and_downgrade_restores_0011(
+def test_upgrade_to_0013_keeps_summaries_and_counters_and_downgrade_restores_0012(
     tmp_path: Path,
 ) -> None:
     eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
     try:
-        migrate(eng, "0011")
+        migrate(eng, "0012")
         a, b = random_contact("Ana"), random_contact("Bo")
         Repository(eng).add_contact(a, 0)
         Repository(eng).add_contact(b, 0)
@@ -579,14 +579,14 @@ def test_upgrade_to_0012_keeps_summaries_and_counters_and_downgrade_restores_001
         assert {c.id: kept_conversation(repo, c.id) for c in (a, b)} == expected
         assert repo.counters(a.id) == (6, 2) and repo.counters(b.id) == (3, 1)
         ((mark,),) = _rows(repo, "SELECT last_id FROM search_progress")
-        assert mark == 3  # everything indexed, so the kept columns mean what 0012 says
-        # Written under 0012 and not folded: downgrading folds them.
+        assert mark == 3  # everything indexed, so the kept columns mean what 0013 says
+        # Written under 0013 and not folded: downgrading folds them.
         repo.queue_outgoing(b.id, "new", NOW_MS)
         repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 2, 20, 0, "in")])], NOW_MS)
         expected = {c.id: recount_conversation(repo, c.id) for c in (a, b)}
         assert {c.id: kept_conversation(repo, c.id) for c in (a, b)} == expected
 
-        _to(eng, "0011")
+        _to(eng, "0012")
         old = Repository(eng)
         assert _counter_columns(eng, a.id) == (20, 2) and _counter_columns(eng, b.id) == (4, 2)
         _raw_message(eng, b.id, outgoing=False, seq=2, lamport=30)  # 0011's trigger again
@@ -604,7 +604,7 @@ def test_upgrade_to_0012_keeps_summaries_and_counters_and_downgrade_restores_001
         eng.dispose()
 
 
-# -- 0013: only the outbox is indexed by contact and state -----------------------------------
+# -- 0014: only the outbox is indexed by contact and state -----------------------------------
 
 
 def _plan(repo: Repository, sql: str, *params: Any) -> str:
@@ -649,12 +649,12 @@ def test_marking_read_finds_unread_messages_among_many_read_ones(repo: Repositor
     assert kept_conversation(repo, a.id) == recount_conversation(repo, a.id)
 
 
-def test_upgrade_to_0013_keeps_the_outbox_and_downgrade_restores_the_state_index(
+def test_upgrade_to_0014_keeps_the_outbox_and_downgrade_restores_the_state_index(
     tmp_path: Path,
 ) -> None:
     eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
     try:
-        migrate(eng, "0012")
+        migrate(eng, "0013")
         a = random_contact("Ana")
         Repository(eng).add_contact(a, 0)
         waiting = _raw_message(eng, a.id, outgoing=True, seq=1, lamport=1)
@@ -664,8 +664,84 @@ def test_upgrade_to_0013_keeps_the_outbox_and_downgrade_restores_the_state_index
         assert [r.msg_id for r in repo.outbox(a.id)] == [waiting]
         indexes = {r[1] for r in _rows(repo, "PRAGMA index_list(messages)")}
         assert "ix_messages_outbox" in indexes and "ix_messages_contact_state" not in indexes
-        _to(eng, "0012")
+        _to(eng, "0013")
         indexes = {r[1] for r in _rows(repo, "PRAGMA index_list(messages)")}
         assert "ix_messages_contact_state" in indexes and "ix_messages_outbox" not in indexes
+    finally:
+        eng.dispose()
+
+
+# -- 0012: the group message insert trigger moves the group's counters -----------------------
+
+
+def _group_counters(repo: Repository, group_id: bytes) -> tuple[int, int]:
+    ((lamport, next_seq),) = _rows(
+        repo, "SELECT lamport, next_seq FROM chat_groups WHERE id = ?", group_id
+    )
+    return int(lamport), int(next_seq)
+
+
+def _group_message(group_id: bytes, seq: int, lamport: int, *, outgoing: bool) -> NewGroupMessage:
+    author = b"\x01" * 32 if outgoing else b"\x02" * 32
+    return NewGroupMessage(
+        os.urandom(16), group_id, author, seq, 1, lamport, NOW_MS, "g", b"s", outgoing
+    )
+
+
+def test_upgrade_to_0012_lets_lone_group_messages_move_the_counters_and_downgrade_undoes_it(
+    tmp_path: Path,
+) -> None:
+    eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(eng, "0011")
+        group_id = os.urandom(16)
+        GroupRepository(Repository(eng)).save_roster(
+            group_id, epoch=1, name="G", roster=b"r", roster_hash=b"h", state=0, now=NOW
+        )
+        migrate(eng)  # to the head
+        repo = Repository(eng)
+        groups = GroupRepository(repo)
+        # One at a time (one statement each: the trigger moves the counters) ...
+        driver = repo._raw_cursor().connection  # the connection the hot paths write on
+        statements: list[str] = []
+        driver.set_trace_callback(statements.append)
+        try:
+            assert groups.store_messages([_group_message(group_id, 1, 41, outgoing=False)], NOW_MS)
+        finally:
+            driver.set_trace_callback(None)
+        # (the legacy trace repeats a statement as each trigger of it starts)
+        ours = {s for s in statements if not s.startswith("--")}
+        assert len(ours) == 1 and ours.pop().startswith("INSERT INTO group_messages")
+        assert _group_counters(repo, group_id) == (41, 1)
+        assert groups.store_messages([_group_message(group_id, 2, 7, outgoing=False)], NOW_MS)
+        assert _group_counters(repo, group_id) == (41, 1)  # never backwards
+        assert groups.store_messages([_group_message(group_id, 1, 42, outgoing=True)], NOW_MS)
+        assert _group_counters(repo, group_id) == (42, 2)
+        # ... a duplicate (same author and seq) is dropped and moves nothing ...
+        assert not groups.store_messages([_group_message(group_id, 1, 90, outgoing=True)], NOW_MS)
+        assert _group_counters(repo, group_id) == (42, 2)
+        # ... and a batch (no UPDATE after its INSERTs any more).
+        batch = [
+            _group_message(group_id, 2, 43, outgoing=True),
+            _group_message(group_id, 3, 44, outgoing=False),
+        ]
+        assert len(groups.store_messages(batch, NOW_MS)) == 2
+        assert _group_counters(repo, group_id) == (44, 3)
+        assert kept_group(repo, group_id) == recount_group(repo, group_id)
+
+        cfg = alembic_config()
+        with eng.begin() as conn:  # back to 0011: the trigger leaves the counters alone
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0011")
+        old = Repository(eng)
+        with eng.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO group_messages (msg_id, group_id, author, seq, epoch, lamport, "
+                "sent_at_ms, received_at_ms, body, signature, outgoing, seen) "
+                "VALUES (?, ?, ?, 9, 1, 99, 0, 0, 'raw', x'00', 1, 1)",
+                (os.urandom(16), group_id, b"\x01" * 32),
+            )
+        assert _group_counters(old, group_id) == (44, 3)
+        assert kept_group(old, group_id) == recount_group(old, group_id)
     finally:
         eng.dispose()

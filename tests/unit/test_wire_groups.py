@@ -456,3 +456,52 @@ def test_only_a_signed_message_has_signed_bytes() -> None:
         encode_with_signature(GroupAck(b"g" * 16, ()), b"s" * 64)
     with pytest.raises(WireError, match="not a wire message"):
         encode_with_signature(GroupMark(b"a" * 32, 1), b"s" * 64)  # type: ignore[arg-type]
+
+
+# -- the fast encoding of GroupAck (every member acks every message it stores) ------------
+
+any_keys = keys | st.binary(max_size=40) | st.text(max_size=2) | st.integers(-1, 1) | st.none()
+any_seqs = (
+    u63 | st.sampled_from([-1, 2**63, 2**64]) | st.booleans() | st.none() | st.text(max_size=1)
+)
+any_marks = (
+    st.builds(GroupMark, author=any_keys, seq=any_seqs)
+    | st.tuples(keys, u63)  # a mark that is not a GroupMark
+    | st.none()
+)
+any_acks = st.builds(
+    GroupAck,
+    group_id=ids | st.binary(max_size=20) | st.text(max_size=2) | st.none(),
+    marks=st.lists(any_marks, max_size=4).map(tuple)
+    | st.lists(marks, max_size=3)  # a list, not a tuple
+    | st.lists(marks, min_size=MAX_GROUP_MARKS, max_size=MAX_GROUP_MARKS + 1).map(tuple),
+)
+
+
+def _outcome(encode: Any, msg: WireMessage) -> tuple[str, object]:
+    try:
+        return ("bytes", encode(msg))
+    except WireError as exc:
+        return (type(exc).__name__, str(exc))
+
+
+@FAST
+@given(any_acks | acks)
+def test_the_fast_ack_encoder_matches_the_generic_path(msg: GroupAck) -> None:
+    # The generic path is private: it is what the fast one must equal, bytes and errors.
+    from messenger.protocol.wire.codec import _encode_checked
+
+    assert _outcome(encode_message, msg) == _outcome(_encode_checked, msg)
+
+
+def test_the_fast_ack_encoder_takes_the_common_case() -> None:
+    from messenger.protocol.wire.groups import encode_group_ack_fast
+
+    ack = GroupAck(b"g" * 16, (GroupMark(b"a" * 32, 7), GroupMark(b"b" * 32, 0)))
+    packed = encode_group_ack_fast(ack)
+    assert packed == msgpack.packb(
+        [int(MessageType.GROUP_ACK), b"g" * 16, [[b"a" * 32, 7], [b"b" * 32, 0]]],
+        use_bin_type=True,
+    )
+    assert decode_message(packed) == ack
+    assert encode_group_ack_fast(GroupAck(b"g" * 16, (GroupMark(b"a" * 32, True),))) is None

@@ -73,6 +73,7 @@ from .groups import (
     _make_group_leave,
     _make_group_message,
     _make_group_roster,
+    encode_group_ack_fast,
 )
 from .handshake import Hello, _make_hello
 
@@ -270,6 +271,7 @@ def _unpack(data: bytes, what: str) -> list[object]:
 _FAST_ENCODERS: Final[dict[type, Callable[[Any], bytes | None]]] = {
     ChatMessage: encode_chat_fast,
     Receipt: encode_receipt_fast,
+    GroupAck: encode_group_ack_fast,
 }
 
 

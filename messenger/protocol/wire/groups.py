@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
+
+import msgpack
 
 from .base import (
     _INT63,
@@ -20,6 +23,7 @@ from .base import (
     MAX_MIME_CHARS,
     MSG_ID_LEN,
     X25519_PUBLIC_LEN,
+    MessageType,
     WireError,
     _array,
     _body,
@@ -245,6 +249,40 @@ def _make_group_have(f: list[object]) -> GroupHave:
 
 def _make_group_ack(f: list[object]) -> GroupAck:
     return GroupAck(group_id=_bytes(f[0], "group_id", MSG_ID_LEN), marks=_marks(f[1]))
+
+
+# Every member acknowledges every group message it stores (codec.encode_message tries
+# this first): the generic field walk and validated copy cost ~7 us of an ack, this ~2.
+_GROUP_ACK_TAG: Final = int(MessageType.GROUP_ACK)
+
+
+def encode_group_ack_fast(msg: GroupAck) -> bytes | None:
+    """A plainly valid GroupAck packed at once; None when in doubt, for the generic path
+    to check and report."""
+    group_id, marks = msg.group_id, msg.marks
+    if not (
+        type(group_id) is bytes
+        and len(group_id) == MSG_ID_LEN
+        and type(marks) is tuple
+        and len(marks) <= MAX_GROUP_MARKS
+    ):
+        return None
+    fields = []
+    for mark in marks:
+        if type(mark) is not GroupMark:
+            return None
+        author, seq = mark.author, mark.seq
+        if not (
+            type(author) is bytes
+            and len(author) == ED25519_PUBLIC_LEN
+            and type(seq) is int
+            and 0 <= seq < _INT63
+        ):
+            return None
+        fields.append((author, seq))
+    packed = msgpack.packb((_GROUP_ACK_TAG, group_id, fields), use_bin_type=True)
+    assert isinstance(packed, bytes)
+    return packed
 
 
 def _make_group_leave(f: list[object]) -> GroupLeave:

@@ -1,8 +1,8 @@
 """conversation summaries and counters are brought up to date by the search indexer, not
 by a trigger on every message insert
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 
 The insert trigger of 0008/0011 updated the contact's row in the statement that stores a
 message. That row is on a page of its own, so every commit of a lone message encrypted
@@ -27,8 +27,8 @@ search part lowers the mark.
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
@@ -162,7 +162,7 @@ _OLD_TRIGGERS = {
 
 def _index_everything() -> None:
     """Index the rows the indexer had not reached, so the mark is the newest row: the
-    summaries the old triggers kept (of every row) are then exactly what 0012's columns
+    summaries the old triggers kept (of every row) are then exactly what 0013's columns
     mean (the rows up to the mark)."""
     op.execute(
         "INSERT INTO messages_fts(rowid, body, contact_id) SELECT id, body, contact_id "
