@@ -190,21 +190,32 @@ class Chat:
         self.index_soon()
         # Sent in the same loop pass as the commit, instead of from each send_text once
         # its task resumes (one loop pass later; ~15-25 us of the send -> delivered path).
-        routes: dict[str, tuple[Connection, bytes] | None] = {}  # looked up once each
+        # Packed from the records' fields and queued per contact in one call: no
+        # ChatMessage and no Connection.send per message (issue 15).
+        routes: dict[str, tuple[Connection, bytes, list[bytes]] | None] = {}  # once each
+        pack = wire.pack_chat_fields
         for r in records:
             cid = r.contact_id
-            if cid not in routes:
+            if cid in routes:
+                route = routes[cid]
+            else:
                 conn = self._links.ready(cid)
-                routes[cid] = None if conn is None else (conn, self._contacts.conversation(cid))
-            route = routes[cid]
-            if route is not None:
-                route[0].send(
-                    wire.ChatMessage(r.msg_id, route[1], r.seq, r.lamport, r.sent_at_ms, r.body)
+                route = routes[cid] = (
+                    None if conn is None else (conn, self._contacts.conversation(cid), [])
                 )
+            if route is not None:
+                conv = route[1]
+                packed = pack(r.msg_id, conv, r.seq, r.lamport, r.sent_at_ms, r.body)
+                if packed is None:  # not plainly valid: the checked path raises the error
+                    packed = wire.encode_message(
+                        wire.ChatMessage(r.msg_id, conv, r.seq, r.lamport, r.sent_at_ms, r.body)
+                    )
+                route[2].append(packed)
         for cid, route in routes.items():
             if route is None:
                 self._links.poke(cid)
             else:
+                route[0].send_encoded(route[2])
                 route[0].flush()
         # Announced here, in the same pass (no receipt can be read before it, so
         # MessageAdded comes before the DELIVERED that follows it), and before the

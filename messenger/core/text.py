@@ -10,12 +10,13 @@ from ..protocol import wire
 
 def check_text(body: str) -> None:
     """The rules every text message obeys, 1:1 or group: within the size limit, not blank."""
-    size = len(body.encode("utf-8"))
+    # ASCII text is as many bytes as characters: no encoded copy to count (issue 15).
+    size = len(body) if body.isascii() else len(body.encode("utf-8"))
     if size > wire.MAX_BODY_BYTES:
         raise MessageTooLong(
             f"message is {size} bytes; the limit is {wire.MAX_BODY_BYTES} bytes of text"
         )
-    if not body.strip():
+    if not body or body.isspace():  # what `not body.strip()` says, without the copy
         raise ServiceError("an empty message is not sent")
 
 

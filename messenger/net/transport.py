@@ -184,6 +184,18 @@ class Connection:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
 
+    def send_encoded(self, records: list[bytes]) -> None:
+        """`send` of chat messages already encoded by `wire.encode_message` (or its fast
+        encoders), all of them batchable: a stored batch of ours, queued in one call
+        instead of one `send` per message (issue 15). Dropped if the session is not live,
+        as in `send`."""
+        if not self.session.established or self.writer.is_closing():
+            return
+        self._pending += [(record, True) for record in records]
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
+
     def flush(self) -> None:
         """Encrypt and write what is queued now, instead of at the end of this loop pass
         (for a caller that has queued everything it has: the acks of a stored batch)."""

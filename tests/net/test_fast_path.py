@@ -167,3 +167,34 @@ async def test_a_failing_fast_handler_closes_the_connection(link: Link) -> None:
     await asyncio.wait_for(task, timeout=10)
     assert link.conn.closed.is_set()
     assert link.ours.close_reason == "internal error"
+
+
+async def test_encoded_chat_messages_leave_in_order_with_what_was_sent_around_them() -> None:
+    """Connection.send_encoded (a stored batch of ours, issue 15) queues its records
+    where `send` would have: in order with the messages sent before and after it, in the
+    same flush; nothing is queued on a closed connection."""
+    pair = reconnected()
+    ours_sock, peer_sock = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours_sock)
+    peer_reader, peer_writer = await asyncio.open_connection(sock=peer_sock)
+    conn = Connection(reader, writer, pair.responder, Recorder().on_event, Timing())
+    try:
+        chats = [wire.ChatMessage(bytes([i]) * 16, b"c" * 16, i, i, 5, f"m{i}") for i in (1, 2, 3)]
+        receipt = wire.Receipt(wire.ReceiptKind.DELIVERED, (b"r" * 16,))
+        conn.send(receipt)
+        conn.send_encoded([wire.encode_message(m) for m in chats[:2]])
+        conn.send(chats[2])
+        conn.flush()
+        got: list[wire.WireMessage] = []
+        while len(got) < 4:
+            data = await asyncio.wait_for(peer_reader.read(65536), 5)
+            assert data, "the connection closed"
+            got += [e.message for e in pair.initiator.receive_data(data) if isinstance(e, Received)]
+        assert got == [receipt, *chats]
+        conn.close("done")
+        conn.send_encoded([wire.encode_message(chats[0])])
+        assert conn._pending == []
+    finally:
+        conn.close("test over")
+        peer_writer.close()
+        writer.close()

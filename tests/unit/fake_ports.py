@@ -139,6 +139,17 @@ class FakeConn:
             decoded = wire.decode_message(record)
             self.other.deliver(decoded)
 
+    def send_encoded(self, records: list[bytes]) -> None:
+        """Connection.send_encoded: chat messages already encoded (each must decode)."""
+        if self.closed.is_set():
+            return
+        for record in records:
+            decoded = wire.decode_message(record)
+            assert isinstance(decoded, wire.ChatMessage), "send_encoded takes chat messages"
+            self.sent.append(decoded)
+            if self.other is not None:
+                self.other.deliver(decoded)
+
     def deliver(self, message: wire.WireMessage) -> None:
         self._queue.put_nowait(message)
         if self._pump is None:

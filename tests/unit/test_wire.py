@@ -291,6 +291,60 @@ def test_fast_encoders_take_the_common_case() -> None:
     assert encode_receipt_fast(Receipt(ReceiptKind.READ, ())) is None
 
 
+@FAST
+@given(any_chat_messages | chat_messages)
+def test_packing_chat_fields_matches_encode_message(msg: ChatMessage) -> None:
+    """The sender's batch packs from its rows' fields (issue 15): the same bytes as
+    encode_message when plainly valid, None (the checked path decides) otherwise."""
+    from messenger.protocol.wire import pack_chat_fields
+
+    fields = (msg.msg_id, msg.conversation, msg.seq, msg.lamport, msg.sent_at_ms, msg.body)
+    packed = pack_chat_fields(*fields)  # type: ignore[arg-type]
+    if packed is not None:
+        assert packed == encode_message(msg)
+    from messenger.protocol.wire.chat import encode_chat_fast
+
+    assert (packed is None) == (encode_chat_fast(msg) is None)
+
+
+def _receipt_per_id(f: list[object]) -> tuple[str, object]:
+    """The receipt decoder as it was (a check per id), for the fast path to equal."""
+    from messenger.protocol.wire.base import _array, _bytes, _enum
+
+    try:
+        ids = _array(f[1], "msg_ids", 1, MAX_RECEIPT_IDS)
+        return (
+            "receipt",
+            Receipt(
+                kind=_enum(f[0], "receipt kind", ReceiptKind),
+                msg_ids=tuple(_bytes(i, "msg_ids entry", MSG_ID_LEN) for i in ids),
+            ),
+        )
+    except WireError as exc:
+        return (type(exc).__name__, str(exc))
+
+
+@FAST
+@given(
+    st.sampled_from([0, 1, 2, 3, True, None, "1"]),
+    st.lists(any_ids, max_size=6)
+    | st.lists(ids, min_size=1, max_size=6)
+    | st.lists(ids, min_size=MAX_RECEIPT_IDS, max_size=MAX_RECEIPT_IDS + 1).map(tuple)
+    | st.lists(any_ids, min_size=1, max_size=3).map(lambda xs: [*xs, b"x" * MSG_ID_LEN]),
+)
+def test_receipt_decoder_checks_ids_as_before(kind: object, msg_ids: object) -> None:
+    """A receipt's ids are checked in C loops when they are all 16-byte bytes: the same
+    message or the same error as the per-id checks, whatever arrives."""
+    from messenger.protocol.wire.chat import _make_receipt
+
+    f: list[object] = [kind, msg_ids]
+    try:
+        got: tuple[str, object] = ("receipt", _make_receipt(f))
+    except WireError as exc:
+        got = (type(exc).__name__, str(exc))
+    assert got == _receipt_per_id(f)
+
+
 # --------------------------------------------------------------------------
 # Explicit edge cases
 # --------------------------------------------------------------------------

@@ -75,6 +75,7 @@ from .chat import (
     ReachUpdate,
     Receipt,
     Typing,
+    pack_chat_fields,
 )
 from .codec import (
     BATCHABLE,
@@ -189,6 +190,7 @@ __all__ = [
     "encode_preamble",
     "encode_rejection",
     "encode_with_signature",
+    "pack_chat_fields",
     "parse_preamble",
     "parse_rejection",
 ]
