@@ -100,8 +100,9 @@ class Batcher(Generic[T, R]):
                     if not future.done():
                         future.set_result(result)
                 return
-        for item, future in held:
-            self._put(item, future)
+        self._items.extend(held)  # one call for a burst's items (issue 15)
+        if not self._ready.is_set():
+            self._ready.set()
 
     async def _run(self) -> None:
         items = self._items

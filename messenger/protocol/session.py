@@ -295,16 +295,17 @@ class Session:
         group: list[bytes] = []
         size = 0
         for record, batchable in records:
-            if not batchable or len(record) > BATCH_BYTES:
+            n = len(record)
+            if not batchable or n > BATCH_BYTES:
                 self._send_group(group)
                 group, size = [], 0
                 self._send_record(record)
                 continue
-            if size + len(record) > BATCH_BYTES or len(group) >= wire.MAX_BATCH_MESSAGES:
+            if size + n > BATCH_BYTES or len(group) >= wire.MAX_BATCH_MESSAGES:
                 self._send_group(group)
                 group, size = [], 0
             group.append(record)
-            size += len(record)
+            size += n
         self._send_group(group)
 
     def _send_group(self, group: list[bytes]) -> None:
