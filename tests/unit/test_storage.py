@@ -7,7 +7,7 @@ import itertools
 import os
 import random
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -515,6 +515,66 @@ def test_a_receipt_finds_its_messages_by_id_not_by_walking_the_outbox(
     steps = " / ".join(str(row[-1]) for row in plan)
     assert "(msg_id=?)" in steps, steps
     assert "ix_messages_contact_state" not in steps, steps
+
+
+def _traced_updates(repo: Repository, record: Callable[[], object]) -> list[str]:
+    """The UPDATE statements `record` runs on the connection the hot paths write on."""
+    driver = repo._raw_cursor().connection
+    statements: list[str] = []
+    driver.set_trace_callback(statements.append)
+    try:
+        record()
+    finally:
+        driver.set_trace_callback(None)
+    # (the legacy trace repeats a statement as each trigger of it starts)
+    return list(dict.fromkeys(s for s in statements if s.startswith("UPDATE messages")))
+
+
+def test_a_receipt_for_messages_stored_here_updates_them_by_row_id(repo: Repository) -> None:
+    """Our messages committed by this repository are recorded delivered by their row ids
+    (no msg_id index read, issue 15); ids it does not know still go by msg_id."""
+    alice = _contact()
+    repo.add_contact(alice, NOW)
+    ours = repo.queue_outgoing_many([(alice.id, str(i)) for i in range(3)], NOW_MS)
+    lone = repo.queue_outgoing_many([(alice.id, "lone")], NOW_MS)  # the one-statement path
+    stranger = os.urandom(16)
+    ids = [r.msg_id for r in [*ours, *lone]]
+    updates = _traced_updates(
+        repo, lambda: repo.record_states([(alice.id, [*ids, stranger], MessageState.DELIVERED)])
+    )
+    row_ids = ",".join(str(r.row_id) for r in [*ours, *lone])
+    assert len(updates) == 2, updates
+    assert f"WHERE id IN ({row_ids}) AND" in updates[0], updates
+    assert f"WHERE msg_id IN (x'{stranger.hex()}') AND" in updates[1], updates
+    assert repo.outbox(alice.id) == []
+    states = {repo.message(i).state for i in ids}  # type: ignore[union-attr]
+    assert states == {MessageState.DELIVERED}
+    # A second receipt (READ) for the same messages finds them by msg_id, and moves them.
+    changed = repo.advance_states(alice.id, ids, MessageState.READ)
+    assert sorted(changed) == sorted(ids)
+
+
+def test_a_receipt_never_moves_a_message_that_took_a_deleted_messages_row_id(
+    repo: Repository,
+) -> None:
+    """A message deleted (here behind the repository's back) frees the largest row id,
+    and SQLite gives it to the next message: a late receipt for the deleted one must not
+    mark the new one delivered."""
+    alice, bob = _contact("Alice"), _contact("Bob")
+    repo.add_contact(alice, NOW)
+    repo.add_contact(bob, NOW)
+    (gone,) = repo.queue_outgoing_many([(alice.id, "deleted")], NOW_MS)
+    with repo.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM messages WHERE msg_id = ?", (gone.msg_id,))
+    (new,) = repo.queue_outgoing_many([(alice.id, "new")], NOW_MS)
+    assert new.row_id == gone.row_id  # the case at hand
+    repo.record_states([(alice.id, [gone.msg_id], MessageState.DELIVERED)])
+    assert [r.msg_id for r in repo.outbox(alice.id)] == [new.msg_id]
+    # Nor does a receipt from another contact move ours, by row id or not.
+    repo.record_states([(bob.id, [new.msg_id], MessageState.DELIVERED)])
+    assert [r.msg_id for r in repo.outbox(alice.id)] == [new.msg_id]
+    repo.record_states([(alice.id, [new.msg_id], MessageState.DELIVERED)])
+    assert repo.outbox(alice.id) == []
 
 
 # -- history ----------------------------------------------------------------------------
