@@ -4,6 +4,7 @@ that were away catch up from whoever was there, acks come back, forgeries are re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -125,23 +126,35 @@ async def build(
     return Member(person, groups, links, events, tasks, removed, offers)
 
 
-@pytest.fixture
-async def trio(tmp_path: Path) -> AsyncIterator[tuple[Member, Member, Member]]:
-    people = [make_person(tmp_path / n, n) for n in ("ada", "bo", "cy")]
+@contextlib.asynccontextmanager
+async def members(
+    tmp_path: Path, names: tuple[str, ...], **options: dict[str, Any]
+) -> AsyncIterator[list[Member]]:
+    """Members who are all each other's contacts, built with `options[name]` (build's
+    keywords); closed with their connections afterwards."""
+    people = [make_person(tmp_path / n, n) for n in names]
     for i, a in enumerate(people):
         for b in people[i + 1 :]:
             befriend(a, b)
-    members = [await build(p) for p in people]
+    built = [await build(p, **options.get(n, {})) for n, p in zip(names, people, strict=True)]
     conns: list[FakeConn] = []
-    for m in members:
+    for m in built:
         m.conns = conns  # type: ignore[attr-defined]
-    yield members[0], members[1], members[2]
-    for c in conns:
-        await c.aclose()
-    for m in members:
-        await m.groups.aclose()
-        await m.tasks.aclose()
-        m.person.repo.close()
+    try:
+        yield built
+    finally:
+        for c in conns:
+            await c.aclose()
+        for m in built:
+            await m.groups.aclose()
+            await m.tasks.aclose()
+            m.person.repo.close()
+
+
+@pytest.fixture
+async def trio(tmp_path: Path) -> AsyncIterator[tuple[Member, Member, Member]]:
+    async with members(tmp_path, ("ada", "bo", "cy")) as (ada, bo, cy):
+        yield ada, bo, cy
 
 
 def connect(a: Member, b: Member) -> tuple[FakeConn, FakeConn]:
@@ -271,17 +284,9 @@ async def test_a_live_message_is_stored_and_acknowledged_in_its_read(trio) -> No
 async def test_an_arrival_is_stored_after_what_waits_for_the_committer(tmp_path: Path) -> None:
     """A live message that arrives while a catch-up waits to be stored (the database
     busy, more queued than one batch) is stored after it, not in between."""
-    people = [make_person(tmp_path / n, n) for n in ("ada", "bo", "cy")]
-    for i, a in enumerate(people):
-        for b in people[i + 1 :]:
-            befriend(a, b)
     db = GatedDb()
-    ada, cy = await build(people[0]), await build(people[2])
-    bo = await build(people[1], db, batch_max=2)
-    conns: list[FakeConn] = []
-    for m in (ada, bo, cy):
-        m.conns = conns  # type: ignore[attr-defined]
-    try:
+    bo_options = {"db": db, "batch_max": 2}
+    async with members(tmp_path, ("ada", "bo", "cy"), bo=bo_options) as (ada, bo, cy):
         group = await ada.groups.create_group("Lab", [bo.person.id, cy.person.id])
         gid = group.id
         connect(ada, bo)
@@ -307,13 +312,6 @@ async def test_an_arrival_is_stored_after_what_waits_for_the_committer(tmp_path:
         await until(lambda: added(bo)() == 7)
         rows = sorted(await bo.groups.history(gid), key=lambda m: m.row_id)
         assert [m.body for m in rows] == ["a1", "a2", "a3", "a4", "a5", "a6", "cy"]
-    finally:
-        for c in conns:
-            await c.aclose()
-        for m in (ada, bo, cy):
-            await m.groups.aclose()
-            await m.tasks.aclose()
-            m.person.repo.close()
 
 
 async def test_a_message_record_counts_the_others_and_who_holds_ours(trio) -> None:
@@ -384,14 +382,8 @@ async def test_the_fast_path_stores_a_live_message_then_acks_it_before_returning
 async def test_on_a_busy_database_a_live_message_waits_and_is_acked_once_stored(
     tmp_path: Path,
 ) -> None:
-    people = [make_person(tmp_path / n, n) for n in ("ada", "bo")]
-    befriend(people[0], people[1])
     db = GatedDb()
-    ada, bo = await build(people[0]), await build(people[1], db)
-    conns: list[FakeConn] = []
-    for m in (ada, bo):
-        m.conns = conns  # type: ignore[attr-defined]
-    try:
+    async with members(tmp_path, ("ada", "bo"), bo={"db": db}) as (ada, bo):
         group = await ada.groups.create_group("Lab", [bo.person.id])
         gid = group.id
         _, b_end = connect(ada, bo)
@@ -408,27 +400,17 @@ async def test_on_a_busy_database_a_live_message_waits_and_is_acked_once_stored(
         assert [e[0] for e in log] == ["stored", "ack", "stored", "ack"]
         assert [e[1] for e in log if e[0] == "stored"] == ["one", "two"]
         assert await bo.bodies(gid) == ["one", "two"]
-    finally:
-        for c in conns:
-            await c.aclose()
-        for m in (ada, bo):
-            await m.groups.aclose()
-            await m.tasks.aclose()
-            m.person.repo.close()
 
 
 async def test_on_a_full_disk_the_fast_path_acks_nothing_and_names_the_sender(
     tmp_path: Path,
 ) -> None:
-    people = [make_person(tmp_path / n, n) for n in ("ada", "bo")]
-    befriend(people[0], people[1])
     told: list[set[str]] = []
-    ada = await build(people[0])
-    bo = await build(people[1], not_stored=lambda exc, contact_ids: told.append(contact_ids))
-    conns: list[FakeConn] = []
-    for m in (ada, bo):
-        m.conns = conns  # type: ignore[attr-defined]
-    try:
+
+    def not_stored(exc: DiskFull, contact_ids: set[str]) -> None:
+        told.append(contact_ids)
+
+    async with members(tmp_path, ("ada", "bo"), bo={"not_stored": not_stored}) as (ada, bo):
         group = await ada.groups.create_group("Lab", [bo.person.id])
         gid = group.id
         _, b_end = connect(ada, bo)
@@ -440,10 +422,3 @@ async def test_on_a_full_disk_the_fast_path_acks_nothing_and_names_the_sender(
         assert not [m for m in b_end.sent if isinstance(m, wire.GroupAck)]
         assert bo.groups.marks(gid) == {}  # not marked as held
         assert added(bo)() == 0
-    finally:
-        for c in conns:
-            await c.aclose()
-        for m in (ada, bo):
-            await m.groups.aclose()
-            await m.tasks.aclose()
-            m.person.repo.close()

@@ -48,6 +48,7 @@ from messenger.protocol.wire import (
     parse_preamble,
     parse_rejection,
 )
+from tests.wire_outcome import encode_outcome
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -263,20 +264,13 @@ any_receipts = st.builds(
 )
 
 
-def _outcome(encode: Any, msg: WireMessage) -> tuple[str, object]:
-    try:
-        return ("bytes", encode(msg))
-    except WireError as exc:
-        return (type(exc).__name__, str(exc))
-
-
 @FAST
 @given(any_chat_messages | any_receipts | chat_messages | receipts)
 def test_fast_encoders_match_the_generic_path(msg: WireMessage) -> None:
     # The generic path is private: it is what the fast one must equal.
     from messenger.protocol.wire.codec import _encode_checked
 
-    assert _outcome(encode_message, msg) == _outcome(_encode_checked, msg)
+    assert encode_outcome(encode_message, msg) == encode_outcome(_encode_checked, msg)
 
 
 def test_fast_encoders_take_the_common_case() -> None:

@@ -40,6 +40,7 @@ from messenger.protocol.wire import (
     encode_message,
     encode_with_signature,
 )
+from tests.wire_outcome import encode_outcome
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -478,20 +479,13 @@ any_acks = st.builds(
 )
 
 
-def _outcome(encode: Any, msg: WireMessage) -> tuple[str, object]:
-    try:
-        return ("bytes", encode(msg))
-    except WireError as exc:
-        return (type(exc).__name__, str(exc))
-
-
 @FAST
 @given(any_acks | acks)
 def test_the_fast_ack_encoder_matches_the_generic_path(msg: GroupAck) -> None:
     # The generic path is private: it is what the fast one must equal, bytes and errors.
     from messenger.protocol.wire.codec import _encode_checked
 
-    assert _outcome(encode_message, msg) == _outcome(_encode_checked, msg)
+    assert encode_outcome(encode_message, msg) == encode_outcome(_encode_checked, msg)
 
 
 def test_the_fast_ack_encoder_takes_the_common_case() -> None:
