@@ -93,7 +93,7 @@ class GroupBase:
         # and the task checking them (one at a time, so they are accepted in order).
         self._unverified: list[tuple[Connection, wire.GroupMessage]] = []
         self._verifying: asyncio.Task[None] | None = None
-        # A message was checked on arrival in this loop pass: the rest of the read queues.
+        # A message was checked on arrival in this read: the rest of the read queues.
         self._inline_checked = False
         self._closed = False
         self._verifier: ThreadPoolExecutor | None = None

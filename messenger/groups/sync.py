@@ -81,10 +81,10 @@ class GroupSync(GroupBase):
             # pass it on to, as a gap would (§16.4; threat-model.md §4.11). ~45 us a message.
             good = [True] if sender == m.author else self._verify([m])
             accepted = self._accept_verified([(conn, m)], good)
-            # The rest of this read waits for the end of this loop pass and is checked
-            # together; a lone message costs no task (one per message was ~15 us).
+            # The rest of this read is queued and checked together; a lone message costs
+            # no task (one per message was ~15 us) and no loop callback: the transport's
+            # end of the read (arrivals_done) lets the next read's first one in again.
             self._inline_checked = True
-            asyncio.get_running_loop().call_soon(self._after_inline_check)
             # Nothing is queued to be stored before it: store it here, in this read's
             # loop pass, not on the committer's task (its ack leaves with this read's
             # flush). A file offer goes the committer's way (its hook awaits more), and
@@ -99,8 +99,18 @@ class GroupSync(GroupBase):
                     self._post(arrival)
             self._note_checked(self._checked + 1)
             return
-        # The signature is checked by _verify_arrivals with the rest of this read.
+        # The signature is checked by _verify_arrivals with the rest of this read, from
+        # the end of this loop pass on (or by the one running now).
         self._unverified.append((conn, m))
+        if self._verifying is None and len(self._unverified) == 1:
+            asyncio.get_running_loop().call_soon(self._after_inline_check)
+
+    def arrivals_done(self) -> None:
+        """Service hook (transport.FastPath.delivered): the messages of one read were all
+        handed over. Unless some wait to be checked, the next read's first message may be
+        checked and stored on arrival again."""
+        if not self._unverified:
+            self._inline_checked = False
 
     def _store_now(self, arrivals: list[Arrival]) -> bool:
         """Store arrivals (no file offers among them) right here, with their acks and

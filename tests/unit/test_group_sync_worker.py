@@ -175,6 +175,7 @@ def connect(a: Member, b: Member) -> tuple[FakeConn, FakeConn]:
     a_end, b_end = pipe(a.person.id, b.person.id)
     a_end.handler = a.groups.on_message  # type: ignore[assignment]
     b_end.handler = b.groups.on_message  # type: ignore[assignment]
+    a_end.done, b_end.done = a.groups.arrivals_done, b.groups.arrivals_done
     a.links.conns[b.person.id] = a_end
     b.links.conns[a.person.id] = b_end
     a.conns.extend((a_end, b_end))  # type: ignore[attr-defined]
@@ -289,8 +290,8 @@ async def test_a_live_message_is_stored_and_acknowledged_in_its_read(trio) -> No
     assert [(a.author, a.seq) for a in acks[0].marks] == [(ada.person.identity.ed25519_public, 1)]
     # A bad signature on that path from a member passing ada's message on is refused:
     # not stored, not acknowledged, not shown.
-    await asyncio.sleep(0)  # the next loop pass: the next message is checked inline too
     _, from_cy = connect(cy, bo)
+    bo.groups.arrivals_done()  # the transport's end of that read: the next read's first too
     from_cy.sent.clear()
     forged = dataclasses.replace(signed(ada.person, gid, 2, "forged"), signature=bytes(64))
     await bo.groups.on_message(from_cy, forged)  # type: ignore[arg-type]
@@ -350,6 +351,31 @@ async def test_a_bad_signature_from_its_author_is_stored_but_refused_when_passed
     assert cy.groups.get(gid) is not None
     assert await cy.bodies(gid) == []
     assert cy.groups.marks(gid).get(ada.person.id, 0) == 0
+
+
+async def test_the_next_read_is_stored_on_arrival_without_a_loop_pass(trio) -> None:
+    """The end of a read (the transport's FastPath.delivered) lets the next read's first
+    message be checked and stored on arrival, with no loop callback in between; the
+    second message of one read waits to be checked with the rest of it."""
+    ada, bo, _ = trio
+    group = await ada.groups.create_group("Lab", [bo.person.id])
+    gid = group.id
+    connect(ada, bo)
+    await until(lambda: bo.groups.get(gid) is not None)
+    b_end = bo.links.conns[ada.person.id]
+    for seq in (1, 2):
+        await bo.groups.on_message(b_end, signed(ada.person, gid, seq, f"read {seq}"))  # type: ignore[arg-type]
+        bo.groups.arrivals_done()
+    assert await bo.bodies(gid) == ["read 1", "read 2"]  # no await let a task run between
+    # Two in one read: the second is queued; the end of the read does not let the
+    # next one in ahead of it.
+    await bo.groups.on_message(b_end, signed(ada.person, gid, 3, "read 3, first"))  # type: ignore[arg-type]
+    await bo.groups.on_message(b_end, signed(ada.person, gid, 4, "read 3, second"))  # type: ignore[arg-type]
+    bo.groups.arrivals_done()
+    await bo.groups.on_message(b_end, signed(ada.person, gid, 5, "read 4"))  # type: ignore[arg-type]
+    assert added(bo)() == 3
+    await until(lambda: added(bo)() == 5)
+    assert await bo.bodies(gid) == ["read 1", "read 2", "read 3, first", "read 3, second", "read 4"]
 
 
 async def test_an_arrival_is_stored_after_what_waits_for_the_committer(tmp_path: Path) -> None:
