@@ -146,6 +146,13 @@ class GroupBase:
     def is_group_only(self, contact_id: str) -> bool:
         return contact_id in self._group_only
 
+    def arrivals_done(self) -> None:
+        """Service hook (transport.FastPath.delivered): the messages of one read were all
+        handed over. Unless some wait to be checked (sync.py), the next read's first
+        message may be checked and stored on arrival again."""
+        if not self._unverified:
+            self._inline_checked = False
+
     # -- records --------------------------------------------------------------------------
 
     def record(self, group: Group, unread: int = 0) -> GroupRecord:

@@ -73,18 +73,12 @@ class GroupSync(GroupBase):
             return
         self._arrived += 1
         if self._verifying is None and not self._inline_checked:
-            # Nothing waits to be checked: check this one now (a live message, or the
-            # first of a read), without a loop pass on the way to the committer. From its
-            # author over the author's own session it is not checked: the session (its
-            # static key certified by this identity key, protocol.md §2.1) already shows
-            # who sent it, and a bad signature would only get it refused by the members we
-            # pass it on to, as a gap would (§16.4; threat-model.md §4.11). ~45 us a message.
+            # Nothing waits to be checked: check the first of a read now, unless its author
+            # sent it on its own session (that proves the sender; a bad signature only gets
+            # it refused where we pass it on, as a gap would: protocol.md §16.4, ~45 us).
             good = [True] if sender == m.author else self._verify([m])
             accepted = self._accept_verified([(conn, m)], good)
-            # The rest of this read is queued and checked together; a lone message costs
-            # no task (one per message was ~15 us) and no loop callback: the transport's
-            # end of the read (arrivals_done) lets the next read's first one in again.
-            self._inline_checked = True
+            self._inline_checked = True  # the rest of the read queues (arrivals_done)
             # Nothing is queued to be stored before it: store it here, in this read's
             # loop pass, not on the committer's task (its ack leaves with this read's
             # flush). A file offer goes the committer's way (its hook awaits more), and
@@ -99,18 +93,9 @@ class GroupSync(GroupBase):
                     self._post(arrival)
             self._note_checked(self._checked + 1)
             return
-        # The signature is checked by _verify_arrivals with the rest of this read, from
-        # the end of this loop pass on (or by the one running now).
-        self._unverified.append((conn, m))
+        self._unverified.append((conn, m))  # checked by _verify_arrivals with the read's rest
         if self._verifying is None and len(self._unverified) == 1:
             asyncio.get_running_loop().call_soon(self._after_inline_check)
-
-    def arrivals_done(self) -> None:
-        """Service hook (transport.FastPath.delivered): the messages of one read were all
-        handed over. Unless some wait to be checked, the next read's first message may be
-        checked and stored on arrival again."""
-        if not self._unverified:
-            self._inline_checked = False
 
     def _store_now(self, arrivals: list[Arrival]) -> bool:
         """Store arrivals (no file offers among them) right here, with their acks and
