@@ -9,10 +9,11 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from messenger.net.transport import Connection, Timing
+from messenger.net.transport import Connection, Timing, send_to_all
 from messenger.protocol import wire
 from messenger.protocol.session import Received, Session, SessionEvent
 from tests.unit.test_session import reconnected
@@ -198,3 +199,53 @@ async def test_encoded_chat_messages_leave_in_order_with_what_was_sent_around_th
         conn.close("test over")
         peer_writer.close()
         writer.close()
+
+
+async def test_one_message_to_many_connections_schedules_one_flush_for_all() -> None:
+    """transport.send_to_all (a group message to every member, issue 15): each session
+    gets the message once, in order with what it was sent before and after it in the same
+    loop pass, in one write; the loop gets one callback for all of their flushes, where
+    one `send` per connection scheduled one each. A closed connection gets nothing."""
+    loop = asyncio.get_running_loop()
+    links = []
+    for _ in range(4):
+        pair = reconnected()
+        ours_sock, peer_sock = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours_sock)
+        peer_reader, peer_writer = await asyncio.open_connection(sock=peer_sock)
+        conn = Connection(reader, writer, pair.responder, Recorder().on_event, Timing())
+        links.append((conn, pair.initiator, peer_reader, peer_writer))
+    gone, *live = [conn for conn, *_ in links]
+    gone.close("gone")
+    message = wire.GroupAck(b"g" * 16, (wire.GroupMark(b"a" * 32, 7),))
+    before, after = wire.Ping(1), wire.Ping(2)
+    scheduled: list[object] = []
+    call_soon = loop.call_soon
+
+    def counting(callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        scheduled.append(callback)
+        return call_soon(callback, *args, context=context)
+
+    loop.call_soon = counting  # type: ignore[method-assign]
+    try:
+        live[0].send(before)  # its flush is due already: the group send joins it
+        send_to_all([conn for conn, *_ in links], message, wire.encode_message(message))
+        for conn in live:
+            conn.send(after)
+    finally:
+        loop.call_soon = call_soon  # type: ignore[method-assign]
+    try:
+        assert len(scheduled) == 2  # live[0]'s own flush, and one for the other two
+        assert gone._pending == []
+        for i, (_, peer, peer_reader, _) in enumerate(links[1:]):
+            expected = [before, message, after] if i == 0 else [message, after]
+            got: list[wire.WireMessage] = []
+            while len(got) < len(expected):
+                data = await asyncio.wait_for(peer_reader.read(65536), 5)
+                assert data, "the connection closed"
+                got += [e.message for e in peer.receive_data(data) if isinstance(e, Received)]
+            assert got == expected
+    finally:
+        for conn, _, _, peer_writer in links:
+            conn.close("test over")
+            peer_writer.close()
