@@ -164,6 +164,9 @@ class Connection:
 
     def _flush(self) -> None:
         self._push()
+        self._write_out()
+
+    def _write_out(self) -> None:
         data = self.session.data_to_send()
         if data and not self.writer.is_closing():
             self.writer.write(data)
@@ -474,8 +477,14 @@ def send_to_all(conns: Iterable[Connection], message: wire.WireMessage, encoded:
 
 
 def _scheduled_flushes(conns: list[Connection]) -> None:
+    # Every session's frames first, then the writes back to back: a write wakes its
+    # member, which may take this CPU from us before the next member's frame is built;
+    # so the last member hears of the message ~20 us per member sooner (issue 15).
     for conn in conns:
-        conn._scheduled_flush()
+        conn._flush_scheduled = False
+        conn._push()
+    for conn in conns:
+        conn._write_out()
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

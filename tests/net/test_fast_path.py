@@ -249,3 +249,48 @@ async def test_one_message_to_many_connections_schedules_one_flush_for_all() -> 
         for conn, _, _, peer_writer in links:
             conn.close("test over")
             peer_writer.close()
+
+
+async def test_one_message_to_many_connections_is_encrypted_for_all_then_written() -> None:
+    """transport.send_to_all builds every session's frame before the first write, so a
+    member woken by its write cannot delay the frames of the members after it."""
+    log: list[tuple[str, int]] = []
+    conns, peers = [], []
+    for i in range(3):
+        pair = reconnected()
+        ours_sock, peer_sock = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours_sock)
+        peers.append(await asyncio.open_connection(sock=peer_sock))
+        conn = Connection(reader, writer, pair.responder, Recorder().on_event, Timing())
+        session_send, write = conn.session.send_records, writer.write
+
+        def sending(
+            records: list[tuple[bytes, bool]], i: int = i, send: Any = session_send
+        ) -> None:
+            log.append(("frame", i))
+            send(records)
+
+        def writing(data: bytes, i: int = i, write: Any = write) -> None:
+            log.append(("write", i))
+            write(data)
+
+        conn.session.send_records = sending  # type: ignore[method-assign]
+        writer.write = writing  # type: ignore[method-assign]
+        conns.append(conn)
+    try:
+        message = wire.Ping(5)
+        send_to_all(conns, message, wire.encode_message(message))
+        await wait_for(lambda: len(log) == 6)
+        assert log == [
+            ("frame", 0),
+            ("frame", 1),
+            ("frame", 2),
+            ("write", 0),
+            ("write", 1),
+            ("write", 2),
+        ]
+    finally:
+        for conn in conns:
+            conn.close("test over")
+        for _, peer_writer in peers:
+            peer_writer.close()
