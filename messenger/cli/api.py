@@ -13,6 +13,7 @@ from typing import Any
 from .. import PeerService
 from ..errors import FileError, ServiceError
 from ..identity import format_safety_number
+from ..net.tor.control import MAX_STREAMS_PER_CIRCUIT
 from ..qr import save_invite_qr
 from ..records import ContactRecord, MessageRecord, TransferRecord
 from .group_api import GroupCommands
@@ -132,6 +133,11 @@ class LocalApi(GroupCommands):
             else None,
             "restarts": manager.restarts if manager is not None else 0,
             "circuits": await manager.circuits() if manager is not None else {},
+            # tor's proof-of-work defence on our onion (None: no onion yet)
+            "pow_defence": manager.service.pow_defence
+            if manager is not None and manager.service is not None
+            else None,
+            "streams_per_circuit": MAX_STREAMS_PER_CIRCUIT,
         }
 
     async def cmd_invite(

@@ -117,6 +117,9 @@ def _show_tor(r: dict[str, Any]) -> None:
         line += f" ({r['summary']})"
     print(line)
     print(f"onion        {r['onion'] or '- (not yet created)'}")
+    if r.get("pow_defence") is not None:
+        pow_text = "proof-of-work on" if r["pow_defence"] else "no proof-of-work (tor < 0.4.9)"
+        print(f"defences     {pow_text}, {r['streams_per_circuit']} streams a circuit")
     if r["error"]:
         print(f"last error   {r['error']}")
     if r.get("socks"):

@@ -43,12 +43,19 @@ def test_tor_status_shows_the_circuits_in_use(capsys: pytest.CaptureFixture[str]
         "socks": "127.0.0.1:40123",
         "restarts": 0,
         "circuits": {"to contacts": 2, "from contacts": 1, "introduction": 3, "other": 0},
+        "pow_defence": None,
+        "streams_per_circuit": 4,
     }
     cli._show_tor(status)
     out = capsys.readouterr().out
     assert "circuits     6 built (2 to contacts, 1 from contacts, 3 introduction)" in out
+    assert "defences" not in out  # no onion yet
     cli._show_tor({**status, "circuits": {}})  # tor not answering: no circuits line
     assert "circuits" not in capsys.readouterr().out
+    cli._show_tor({**status, "pow_defence": True})
+    assert "defences     proof-of-work on, 4 streams a circuit" in capsys.readouterr().out
+    cli._show_tor({**status, "pow_defence": False})
+    assert "no proof-of-work (tor < 0.4.9)" in capsys.readouterr().out
 
 
 def test_every_group_action_has_a_handler() -> None:

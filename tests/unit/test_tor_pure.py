@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+import stem.response
 from hypothesis import given
 from hypothesis import strategies as st
 from nacl.bindings import crypto_sign_keypair
@@ -27,7 +28,7 @@ from messenger.net.tor import (
     onion_address_from_public_key,
     parse_torrc_lines,
 )
-from messenger.net.tor.control import parse_bootstrap_phase
+from messenger.net.tor.control import MAX_STREAMS_PER_CIRCUIT, add_onion, parse_bootstrap_phase
 
 # rend-spec-v3 / tor's own unit test (test_hs_common.c, test_build_address): this public
 # key gives this address.
@@ -116,3 +117,52 @@ def test_bootstrap_phase_is_read_with_stems_parser() -> None:
     assert (state.percent, state.tag) == (45, "requesting_descriptors")
     assert state.summary == "Asking for relay descriptors"
     assert parse_bootstrap_phase("NOTICE BOOTSTRAP TAG=x") is None
+
+
+class OlderTor:
+    """A control connection to a tor that predates ADD_ONION's PoW keywords (0.4.8): it
+    answers as tor does, with stem's own message type. Only `msg` is used by add_onion."""
+
+    def __init__(self, service_id: str, key: bytes) -> None:
+        self.commands: list[str] = []
+        self.service_id = service_id
+        self.key = key
+
+    def msg(self, command: str) -> stem.response.ControlMessage:
+        self.commands.append(command)
+        if "PoWDefensesEnabled" in command:
+            text = (
+                "512 Bad arguments to ADD_ONION: "
+                'Unrecognized keyword argument "PoWDefensesEnabled"\r\n'
+            )
+        else:
+            private = base64.b64encode(self.key).decode()
+            text = (
+                f"250-ServiceID={self.service_id}\r\n"
+                f"250-PrivateKey=ED25519-V3:{private}\r\n250 OK\r\n"
+            )
+        return stem.response.ControlMessage.from_str(text)
+
+
+def test_an_older_tor_gets_the_onion_without_the_pow_defence() -> None:
+    key = bytes([0x40]) + bytes(30) + bytes([0x40]) + bytes(32)
+    service_id = onion_address_from_key(key).removesuffix(".onion")
+    tor = OlderTor(service_id, key)
+    got_id, got_key, with_pow = add_onion(tor, 7777, ("127.0.0.1", 4242), None)
+    assert (got_id, got_key, with_pow) == (service_id, key, False)
+    first, second = tor.commands
+    assert "PoWDefensesEnabled=1" in first and "PoWDefensesEnabled" not in second
+    # The stream limit stays: any tor since 0.2.9 takes it.
+    for command in tor.commands:
+        assert f"MaxStreams={MAX_STREAMS_PER_CIRCUIT}" in command
+        assert "Flags=MaxStreamsCloseCircuit" in command
+        assert "Port=7777,127.0.0.1:4242" in command
+
+
+def test_add_onion_failure_is_a_tor_error_with_tors_reason() -> None:
+    class Refusing:
+        def msg(self, command: str) -> stem.response.ControlMessage:
+            return stem.response.ControlMessage.from_str("552 Onion address collision\r\n")
+
+    with pytest.raises(TorError, match="Onion address collision"):
+        add_onion(Refusing(), 7777, ("127.0.0.1", 1), None)

@@ -14,6 +14,7 @@ one file read is the control port tor writes for its controller (ControlPortWrit
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -25,6 +26,8 @@ from stem.control import Controller, EventType, Listener, State
 from .errors import TorError, TorStartFailed
 from .events import TorBootstrap
 from .settings import TOR_CONTROL_ENV
+
+log = logging.getLogger(__name__)
 
 # What a built circuit is for, by tor's purpose (control-spec CIRC_PURPOSE).
 _CIRCUIT_USE = {
@@ -106,31 +109,51 @@ def socks_listener(controller: Controller) -> tuple[str, int]:
     return str(host), int(port)
 
 
+# Per rendezvous circuit. Our dialer opens every connection on circuits of its own (fresh
+# SOCKS credentials each time, dialer.py), so a contact needs one stream per circuit; more
+# than a few is someone multiplying half-open connections over one introduction, and tor
+# then closes the whole circuit (MaxStreamsCloseCircuit).
+MAX_STREAMS_PER_CIRCUIT = 4
+# Tor's proof-of-work defence for the introduction queue (proposal 327): free while the
+# queue keeps up, then clients solve puzzles to be let in first. tor 0.4.9 takes it in
+# ADD_ONION; an older attached tor refuses the keyword and the onion goes up without it.
+POW_KEYWORDS = "PoWDefensesEnabled=1"
+
+
 def add_onion(
     controller: Controller, virtual_port: int, target: tuple[str, int], key: bytes | None
-) -> tuple[str, bytes]:
-    """ADD_ONION, ephemeral (gone with our control connection): the service id and the
-    key (tor's new one when `key` is None)."""
-    mapping = {virtual_port: f"{target[0]}:{target[1]}"}
+) -> tuple[str, bytes, bool]:
+    """ADD_ONION, ephemeral (gone with our control connection), with tor's onion DoS
+    defences: the service id, the key (tor's new one when `key` is None) and whether the
+    proof-of-work defence is on. stem's create_ephemeral_hidden_service knows no PoW
+    keywords, so the command is sent as tor documents it (control-spec ADD_ONION)."""
     if key is None:
-        key_type, key_content = "NEW", "ED25519-V3"
+        key_arg = "NEW:ED25519-V3"
     else:
-        key_type, key_content = "ED25519-V3", base64.b64encode(key).decode()
+        key_arg = "ED25519-V3:" + base64.b64encode(key).decode()
+    command = (
+        f"ADD_ONION {key_arg} Flags=MaxStreamsCloseCircuit MaxStreams={MAX_STREAMS_PER_CIRCUIT}"
+        f" Port={virtual_port},{target[0]}:{target[1]}"
+    )
     try:
-        response = controller.create_ephemeral_hidden_service(
-            mapping,
-            key_type=key_type,
-            key_content=key_content,
-            detached=False,
-            await_publication=False,
-        )
+        with_pow = True
+        response = controller.msg(f"{command} {POW_KEYWORDS}")
+        if not response.is_ok() and "PoWDefensesEnabled" in str(response):
+            log.warning(
+                "tor refused the onion proof-of-work defence (%s); adding without", response
+            )
+            with_pow = False
+            response = controller.msg(command)
+        if not response.is_ok():
+            raise TorError(f"ADD_ONION failed: {response}")
+        stem.response.convert("ADD_ONION", response)
     except (stem.ControllerError, stem.SocketError) as exc:
         raise TorError(f"ADD_ONION failed: {exc}") from exc
     if key is None:
-        if response.private_key_type != "ED25519-V3":
+        if response.private_key_type != "ED25519-V3" or response.private_key is None:
             raise TorError(f"tor made a {response.private_key_type} key, not ED25519-V3")
         key = base64.b64decode(response.private_key)
-    return str(response.service_id), key
+    return str(response.service_id), key, with_pow
 
 
 def circuit_counts(circuits: Iterable[Any]) -> dict[str, int]:

@@ -247,13 +247,15 @@ class TorManager:
         self, virtual_port: int, target: tuple[str, int], key: bytes | None
     ) -> OnionService:
         controller = self._tor.require_controller()
-        service_id, made = await asyncio.to_thread(add_onion, controller, virtual_port, target, key)
+        service_id, made, pow_defence = await asyncio.to_thread(
+            add_onion, controller, virtual_port, target, key
+        )
         address = service_id + ".onion"
         if onion_address_from_key(made) != address:
             raise TorError("tor's onion address does not match the key")  # never expected
         await self._tor.wait_uploaded(service_id)
         self._emit(OnionPublished(address))
-        return OnionService(address, made, virtual_port, target)
+        return OnionService(address, made, virtual_port, target, pow_defence)
 
     async def circuits(self) -> dict[str, int]:
         """Circuits tor has built now, by what they are for: "to contacts" (rendezvous

@@ -57,3 +57,4 @@ class OnionService:
     key: bytes  # 64-byte ed25519 expanded secret key: store it encrypted
     virtual_port: int
     target: tuple[str, int]
+    pow_defence: bool = False  # tor's proof-of-work defence is on (tor >= 0.4.9)
