@@ -22,10 +22,11 @@ SEARCH_INDEX_DELAY = 0.5
 # Rows per indexing transaction, so other work gets the database in between. Each
 # transaction adds an FTS5 segment (merged later with others) and folds its chunk into
 # the summaries, so larger chunks cost less a row: measured alone (SQLCipher, the
-# benchmarks' bodies, 15,000 rows pending per pass) 3.3 us a row in chunks of 2,000, 2.9
-# in 5,000, 2.8 in 10,000, for a transaction of up to ~36 ms at load 13 (issue 15,
-# eighth round). A search indexes whatever is pending first, so this delays no result.
-INDEX_CHUNK = 10_000
+# benchmarks' bodies, 15,000 rows pending per pass) 3.3-3.9 us a row in chunks of 2,000,
+# 2.9-3.0 in 5,000, 2.8 in 10,000; a 5,000-row transaction holds the database thread
+# ~30 ms at load 13, one of 10,000 up to ~45 (issue 15, eighth round). A search indexes
+# whatever is pending first, so the chunk delays no result.
+INDEX_CHUNK = 5_000
 
 
 class SearchIndexer:
