@@ -36,6 +36,7 @@ from messenger.storage.repository import (
     NewContact,
     Repository,
     StorageError,
+    advance_runs_sql,
     advance_states_sql,
     split_runs,
 )
@@ -516,6 +517,22 @@ def test_a_receipt_finds_its_messages_by_id_not_by_walking_the_outbox(
     steps = " / ".join(str(row[-1]) for row in plan)
     assert "(msg_id=?)" in steps, steps
     assert "ix_messages_contact_state" not in steps, steps
+
+
+@pytest.mark.parametrize("returning", [True, False])
+def test_a_run_of_row_ids_is_one_walk_of_the_table(repo: Repository, returning: bool) -> None:
+    """The range statement reads the table's own b-tree between the two ids, not an index
+    of the contact's messages or of the outbox."""
+    alice = _contact()
+    repo.add_contact(alice, NOW)
+    repo.queue_outgoing_many([(alice.id, str(i)) for i in range(300)], NOW_MS)
+    with repo.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + advance_runs_sql(returning=returning),
+            (2, 10, 200, alice.id, 2),
+        ).all()
+    steps = " / ".join(str(row[-1]) for row in plan)
+    assert "INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in steps, steps
 
 
 def _traced_updates(repo: Repository, record: Callable[[], object]) -> list[str]:
