@@ -561,6 +561,7 @@ class _Wiring:
 
     def delivered(self, conn: Connection) -> None:
         self._service.chat.arrivals_done()
+        self._service.groups.arrivals_done()
 
     async def nearby(self, conn: Connection, event: SessionEvent) -> None:
         await self._service.pairing.on_event(conn, event)

@@ -36,8 +36,10 @@ def digits(sas: str) -> str:
 
 class _Lines:
     """Lines printed during a loop pass are flushed together at its end: a burst of
-    arriving messages is one write to the terminal or pipe, not one per line (~2 us a
-    message of `chinwag-cli run`, issue 15); outside a running loop, at once."""
+    arriving messages is one write to a pipe or file, not one per line (~2 us a message
+    of `chinwag-cli run`, issue 15); outside a running loop, at once. A terminal's stdout
+    (line-buffered) and an unbuffered one (PYTHONUNBUFFERED) write each line at once
+    anyway: for them no flush callback is scheduled (one loop callback a message)."""
 
     def __init__(self) -> None:
         self._flush_due = False
@@ -45,7 +47,10 @@ class _Lines:
     def say(self, text: str) -> None:
         # One write per line: print() writes the text and the newline separately when
         # stdout writes through (PYTHONUNBUFFERED), and `run` says a line per message.
-        sys.stdout.write(text + "\n")
+        out = sys.stdout
+        out.write(text + "\n")
+        if getattr(out, "write_through", False) or getattr(out, "line_buffering", False):
+            return  # written already (unbuffered, or a terminal): no flush callback due
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

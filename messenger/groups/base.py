@@ -4,7 +4,7 @@ the parts (rosters.py, joining.py, sync.py) build on it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -25,6 +25,7 @@ from ..storage.group_rows import (
     group_record,
 )
 from .model import Group, GroupState, group_key
+from .signing import verify_messages
 
 if TYPE_CHECKING:
     from ..core.ports import Clock, ContactKeyring, Db, Emit, LanKeys, LinkRegistry, Me, Tasks
@@ -57,6 +58,7 @@ class GroupBase:
         on_offers: Callable[[list[StoredGroupMessage]], Awaitable[None]],
         batch_max: int,
         not_stored: Callable[[DiskFull, set[str]], None],
+        verify: Callable[[Sequence[wire.GroupMessage]], list[bool]] = verify_messages,
     ) -> None:
         self._me_port = me
         # Our key, once: Identity.ed25519_public builds it from the signing key on every
@@ -75,6 +77,8 @@ class GroupBase:
         self._on_offers = on_offers
         self._not_stored = not_stored  # a full disk: these contacts' messages were not stored
         self._batch_max = batch_max
+        # Checks group messages' author signatures (a port so tests can count the checks).
+        self._verify = verify
         self._groups: dict[bytes, Group] = {}
         self._group_only: set[str] = set()
         self._committer: Batcher[Arrival, StoredGroupMessage | None] | None = None
@@ -89,7 +93,7 @@ class GroupBase:
         # and the task checking them (one at a time, so they are accepted in order).
         self._unverified: list[tuple[Connection, wire.GroupMessage]] = []
         self._verifying: asyncio.Task[None] | None = None
-        # A message was checked on arrival in this loop pass: the rest of the read queues.
+        # A message was checked on arrival in this read: the rest of the read queues.
         self._inline_checked = False
         self._closed = False
         self._verifier: ThreadPoolExecutor | None = None
@@ -141,6 +145,13 @@ class GroupBase:
 
     def is_group_only(self, contact_id: str) -> bool:
         return contact_id in self._group_only
+
+    def arrivals_done(self) -> None:
+        """Service hook (transport.FastPath.delivered): the messages of one read were all
+        handed over. Unless some wait to be checked (sync.py), the next read's first
+        message may be checked and stored on arrival again."""
+        if not self._unverified:
+            self._inline_checked = False
 
     # -- records --------------------------------------------------------------------------
 

@@ -137,7 +137,7 @@ async def test_an_offer_missed_while_away_arrives_by_catch_up_and_others_serve_i
 
 async def test_a_hostile_group_offer_stays_text_and_is_refused_with_a_reason(make_peer, tmp_path):
     peers = (await _star(make_peer))[:3]
-    admin, bea, _cai = peers
+    admin, bea, cai = peers
     group_id = await _group(peers)
     key = group_key(group_id)  # the group id on the wire
     events = Recorder(admin)
@@ -162,14 +162,15 @@ async def test_a_hostile_group_offer_stays_text_and_is_refused_with_a_reason(mak
         "\U0001f4ce offer 1",
         "\U0001f4ce offer 2",
     ]
-    # Tampering with the attachment breaks the author's signature.
+    # Tampering with the attachment breaks the author's signature: a member passing the
+    # offer on (cai) cannot swap the file.
     forged = sign_message(
         bea.identity,
         wire.GroupMessage(key, me, 1, 3, 3, 0, "fine", NO_SIGNATURE, None),
     )
     tampered = wire.GroupMessage(key, me, 1, 3, 3, 0, "fine", forged.signature, bad)
     rejected = admin.groups.rejected
-    bea.links.connection(admin.contact_id).send(tampered)
+    cai.links.connection(admin.contact_id).send(tampered)
     await wait_for(lambda: admin.groups.rejected == rejected + 1, what="tampered refused")
     assert await admin.groups.repo_count(group_id) == 2
 

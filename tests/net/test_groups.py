@@ -186,8 +186,11 @@ async def test_forged_messages_are_rejected_and_nothing_stored(make_peer):
     unsigned = dataclasses.replace(good, seq=2, signature=NO_SIGNATURE)
     future_epoch = sign_message(bea.identity, dataclasses.replace(good, seq=3, epoch=7))
     rejected = admin.groups.rejected
+    # Passed on by another member (cai): a signature that does not check is refused.
+    # (Over bea's own session the session itself shows that bea sent it: §16.4.)
+    relay = cai.links.connection(admin.contact_id)
     for forged in (bad_signature, not_a_member, unsigned, future_epoch):
-        conn.send(forged)
+        relay.send(forged)
     await wait_for(lambda: admin.groups.rejected == rejected + 4, what="four refusals")
     # A stale roster (epoch 1 again, after a rename made epoch 2) changes nothing.
     old_roster = admin.groups.get(group_id).roster

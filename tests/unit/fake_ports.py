@@ -125,6 +125,9 @@ class FakeConn:
         self.close_reason: str | None = None
         self.other: FakeConn | None = None
         self.handler: Handler | None = None
+        # Called once what arrived is all handled, as the transport calls
+        # FastPath.delivered at the end of a read.
+        self.done: Callable[[], None] | None = None
         self._queue: asyncio.Queue[wire.WireMessage] = asyncio.Queue()
         self._pump: asyncio.Task[None] | None = None
 
@@ -163,6 +166,8 @@ class FakeConn:
                     await self.handler(self, message)
             finally:
                 self._queue.task_done()
+            if self.done is not None and self._queue.empty():
+                self.done()
 
     async def drain(self) -> None:
         if self.other is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import sys
+from typing import Any
 
 import pytest
 
@@ -124,6 +125,46 @@ async def test_messages_printed_in_one_loop_pass_are_written_together(
     await passed
     assert stream.flushes == 1
     assert stream.flushed == "Ana: m0\nAna: m1\nAna: m2\n"
+
+
+class _Through(_Stream):
+    """stdout as a terminal (line-buffered) or PYTHONUNBUFFERED (write-through) has it:
+    each write is on its way at once, nothing is left to flush."""
+
+    def __init__(self, attribute: str) -> None:
+        super().__init__()
+        self.attribute = attribute
+
+    @property
+    def write_through(self) -> bool:
+        return self.attribute == "write_through"
+
+    @property
+    def line_buffering(self) -> bool:  # type: ignore[override]
+        return self.attribute == "line_buffering"
+
+
+@pytest.mark.parametrize("attribute", ["write_through", "line_buffering"])
+async def test_a_stdout_that_writes_at_once_gets_no_flush_callback(
+    monkeypatch: pytest.MonkeyPatch, attribute: str
+) -> None:
+    """No loop callback per message where a flush would do nothing (`chinwag-cli run` in
+    a terminal, or under PYTHONUNBUFFERED as the benchmarks and CI run it)."""
+    stream = _Through(attribute)
+    monkeypatch.setattr(sys, "stdout", stream)
+    loop = asyncio.get_running_loop()
+    scheduled: list[object] = []
+    call_soon = loop.call_soon
+
+    def recording(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        scheduled.append(callback)
+        return call_soon(callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_soon", recording)
+    say("[Lab] Ada: hello")
+    monkeypatch.undo()
+    assert scheduled == []
+    assert stream.getvalue() == "[Lab] Ada: hello\n"
 
 
 def test_outside_a_running_loop_a_line_is_written_at_once(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,7 +15,7 @@ import pytest
 from messenger.errors import DiskFull
 from messenger.events import GroupDeliveryChanged, GroupMessageAdded
 from messenger.groups import GroupManager, group_key
-from messenger.groups.signing import NO_SIGNATURE, sign_message
+from messenger.groups.signing import NO_SIGNATURE, sign_message, verify_messages
 from messenger.protocol import wire
 from messenger.records import GroupId
 from messenger.storage.group_rows import StoredGroupMessage
@@ -91,11 +91,23 @@ class FullDb(InlineDb):
         raise DiskFull(self.folder)
 
 
+class CountedVerify:
+    """The verify port: the real signature check, recording the messages it was given."""
+
+    def __init__(self) -> None:
+        self.checked: list[wire.GroupMessage] = []
+
+    def __call__(self, messages: Sequence[wire.GroupMessage]) -> list[bool]:
+        self.checked.extend(messages)
+        return verify_messages(messages)
+
+
 async def build(
     person: Person,
     db: InlineDb | None = None,
     batch_max: int = 100,
     not_stored: Callable[[DiskFull, set[str]], None] = lambda exc, contact_ids: None,
+    verify: CountedVerify | None = None,
 ) -> Member:
     links, events, tasks = FakeLinks(), Events(), Tasks()
     removed: list[str] = []
@@ -121,6 +133,7 @@ async def build(
         on_offers=on_offers,
         batch_max=batch_max,
         not_stored=not_stored,  # a whole service on a full disk: tests/net/test_disk_full.py
+        verify=verify or verify_messages,
     )
     await groups.load()
     return Member(person, groups, links, events, tasks, removed, offers)
@@ -162,6 +175,7 @@ def connect(a: Member, b: Member) -> tuple[FakeConn, FakeConn]:
     a_end, b_end = pipe(a.person.id, b.person.id)
     a_end.handler = a.groups.on_message  # type: ignore[assignment]
     b_end.handler = b.groups.on_message  # type: ignore[assignment]
+    a_end.done, b_end.done = a.groups.arrivals_done, b.groups.arrivals_done
     a.links.conns[b.person.id] = a_end
     b.links.conns[a.person.id] = b_end
     a.conns.extend((a_end, b_end))  # type: ignore[attr-defined]
@@ -207,10 +221,13 @@ async def test_whoever_was_there_passes_messages_on(trio) -> None:
 
 
 async def test_a_forged_message_is_refused_and_not_stored(trio) -> None:
-    ada, bo, _ = trio
-    group = await ada.groups.create_group("Lab", [bo.person.id])
+    """A member that passes on a message of another author with a bad signature (a
+    forgery, or a relay's corruption): refused, and the genuine one is stored."""
+    ada, bo, cy = trio
+    group = await ada.groups.create_group("Lab", [bo.person.id, cy.person.id])
     gid = group.id
-    a_end, _ = connect(ada, bo)
+    connect(ada, bo)
+    c_end, _ = connect(cy, bo)
     await until(lambda: bo.groups.get(gid) is not None)
     real = await ada.groups.send_text(gid, "real")
     await until(lambda: added(bo)() == 1)
@@ -224,7 +241,8 @@ async def test_a_forged_message_is_refused_and_not_stored(trio) -> None:
         "forged",
         bytes(64),  # not ada's signature
     )
-    a_end.send(forged)
+    c_end.send(forged)  # cy passes it on as ada's
+    await until(lambda: bo.groups.rejected == 1)
     await ada.groups.send_text(gid, "after")  # seq real+1 as well: the genuine one
     await until(lambda: added(bo)() == 2)
     assert bo.groups.rejected == 1
@@ -258,8 +276,8 @@ def signed(author: Person, gid: GroupId, seq: int, body: str) -> wire.GroupMessa
 async def test_a_live_message_is_stored_and_acknowledged_in_its_read(trio) -> None:
     """Nothing queued before it: the message is stored and its ack sent before the
     handler returns (no turn of the committer's task in between)."""
-    ada, bo, _ = trio
-    group = await ada.groups.create_group("Lab", [bo.person.id])
+    ada, bo, cy = trio
+    group = await ada.groups.create_group("Lab", [bo.person.id, cy.person.id])
     gid = group.id
     connect(ada, bo)
     await until(lambda: bo.groups.get(gid) is not None)
@@ -270,15 +288,94 @@ async def test_a_live_message_is_stored_and_acknowledged_in_its_read(trio) -> No
     assert added(bo)() == 1
     acks = [m for m in b_end.sent if isinstance(m, wire.GroupAck)]
     assert [(a.author, a.seq) for a in acks[0].marks] == [(ada.person.identity.ed25519_public, 1)]
-    # A bad signature on that path is refused: not stored, not acknowledged, not shown.
-    await asyncio.sleep(0)  # the next loop pass: the next message is checked inline too
-    b_end.sent.clear()
+    # A bad signature on that path from a member passing ada's message on is refused:
+    # not stored, not acknowledged, not shown.
+    _, from_cy = connect(cy, bo)
+    bo.groups.arrivals_done()  # the transport's end of that read: the next read's first too
+    from_cy.sent.clear()
     forged = dataclasses.replace(signed(ada.person, gid, 2, "forged"), signature=bytes(64))
-    await bo.groups.on_message(b_end, forged)  # type: ignore[arg-type]
+    await bo.groups.on_message(from_cy, forged)  # type: ignore[arg-type]
     assert bo.groups.rejected == 1
     assert await bo.bodies(gid) == ["live"]
     assert added(bo)() == 1
-    assert not [m for m in b_end.sent if isinstance(m, wire.GroupAck)]
+    assert not [m for m in from_cy.sent if isinstance(m, wire.GroupAck)]
+
+
+async def test_only_a_message_from_its_author_over_its_own_session_skips_the_check(
+    tmp_path: Path,
+) -> None:
+    """The author's own session proves who sent a live message: its signature is not
+    checked; the same author's message passed on by another member is."""
+    verify = CountedVerify()
+    async with members(tmp_path, ("ada", "bo", "cy"), bo={"verify": verify}) as (ada, bo, cy):
+        group = await ada.groups.create_group("Lab", [bo.person.id, cy.person.id])
+        gid = group.id
+        connect(ada, bo)
+        connect(ada, cy)
+        await until(lambda: bo.groups.get(gid) is not None and cy.groups.get(gid) is not None)
+        await ada.groups.send_text(gid, "direct")
+        await until(lambda: added(bo)() == 1 and added(cy)() == 1)
+        assert verify.checked == []
+        # ada goes away; cy passes on what it has of ada's that bo lacks.
+        relayed = signed(ada.person, gid, 2, "relayed")
+        await cy.groups.on_message(cy.links.conns[ada.person.id], relayed)  # type: ignore[arg-type]
+        assert await cy.bodies(gid) == ["direct", "relayed"]
+        del ada.links.conns[bo.person.id]
+        del bo.links.conns[ada.person.id]
+        connect(cy, bo)
+        await until(lambda: added(bo)() == 2)
+        assert [m.body for m in verify.checked] == ["relayed"]
+        assert await bo.bodies(gid) == ["direct", "relayed"]
+
+
+async def test_a_bad_signature_from_its_author_is_stored_but_refused_when_passed_on(
+    trio,
+) -> None:
+    """An author that signs badly over its own session harms only itself: the member
+    stores it (as it was received), and a member it is passed on to refuses it (every
+    catch-up message is checked), as if the author had left a gap."""
+    ada, bo, cy = trio
+    group = await ada.groups.create_group("Lab", [bo.person.id, cy.person.id])
+    gid = group.id
+    a_end, _ = connect(ada, bo)
+    await until(lambda: bo.groups.get(gid) is not None)
+    bad = dataclasses.replace(signed(ada.person, gid, 1, "badly signed"), signature=bytes(64))
+    a_end.send(bad)
+    await until(lambda: added(bo)() == 1)
+    assert bo.groups.rejected == 0
+    stored = await bo.groups.history(gid)
+    assert [m.body for m in stored] == ["badly signed"]
+    # cy was away: it meets only bo, gets the roster, and refuses the message.
+    connect(bo, cy)
+    await until(lambda: cy.groups.rejected == 1)
+    assert cy.groups.get(gid) is not None
+    assert await cy.bodies(gid) == []
+    assert cy.groups.marks(gid).get(ada.person.id, 0) == 0
+
+
+async def test_the_next_read_is_stored_on_arrival_without_a_loop_pass(trio) -> None:
+    """The end of a read (the transport's FastPath.delivered) lets the next read's first
+    message be checked and stored on arrival, with no loop callback in between; the
+    second message of one read waits to be checked with the rest of it."""
+    ada, bo, _ = trio
+    group = await ada.groups.create_group("Lab", [bo.person.id])
+    gid = group.id
+    connect(ada, bo)
+    await until(lambda: bo.groups.get(gid) is not None)
+    b_end = bo.links.conns[ada.person.id]
+    for seq in (1, 2):
+        await bo.groups.on_message(b_end, signed(ada.person, gid, seq, f"read {seq}"))  # type: ignore[arg-type]
+        bo.groups.arrivals_done()
+    assert await bo.bodies(gid) == ["read 1", "read 2"]  # no await let a task run between
+    # Two in one read: the second is queued; the end of the read does not let the
+    # next one in ahead of it.
+    await bo.groups.on_message(b_end, signed(ada.person, gid, 3, "read 3, first"))  # type: ignore[arg-type]
+    await bo.groups.on_message(b_end, signed(ada.person, gid, 4, "read 3, second"))  # type: ignore[arg-type]
+    bo.groups.arrivals_done()
+    await bo.groups.on_message(b_end, signed(ada.person, gid, 5, "read 4"))  # type: ignore[arg-type]
+    assert added(bo)() == 3
+    await until(lambda: added(bo)() == 5)
+    assert await bo.bodies(gid) == ["read 1", "read 2", "read 3, first", "read 3, second", "read 4"]
 
 
 async def test_an_arrival_is_stored_after_what_waits_for_the_committer(tmp_path: Path) -> None:
