@@ -285,6 +285,8 @@ class Samples:
     cpu: dict[str, list[float]] = field(default_factory=lambda: {"alice": [], "bob": []})
     # CPU seconds per round trip, both processes together, per round.
     floor_cpu: list[float] = field(default_factory=list)
+    # CPU seconds per message of each process's threads by kind ("alice loop", "bob db").
+    thread_cpu: dict[str, list[float]] = field(default_factory=dict)
     service_cpu: list[float] = field(default_factory=list)
     sent: int = 0
 
@@ -340,6 +342,7 @@ async def measure(
                 (_cpu_of(floor_pids[:1]) - before["receiver"]) / count
             )
             before = {name: _cpu_of([pid]) for name, pid in pids.items()}
+            threads_before = {name: _threads_cpu(pid) for name, pid in pids.items()}
             async with spy.recording(pids, f"throughput{r}"):
                 if cprofile and r == 0:
                     async with ThreadProfiles({"alice": alice}) as prof:
@@ -349,6 +352,9 @@ async def measure(
                     got.rates.append(await service_throughput(alice, bob_id, count, r * count))
             for name, pid in pids.items():
                 got.cpu[name].append((_cpu_of([pid]) - before[name]) / count)
+                for thread, seconds in _threads_cpu(pid).items():
+                    spent = seconds - threads_before[name].get(thread, 0.0)
+                    got.thread_cpu.setdefault(f"{name} {thread}", []).append(spent / count)
             got.sent += count
             got.plain += await raw_round_trips(echo_port, rtt_count)
     if undelivered(floor_db):
@@ -382,6 +388,18 @@ def _cpu_of(pids: list[int]) -> float:
             with contextlib.suppress(OSError):  # a thread that just ended
                 total += int((task / "schedstat").read_text().split()[0])
     return total / 1e9
+
+
+def _threads_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's loop (its main thread) and of its other threads (Python
+    names no OS thread; in the throughput rounds they are the database thread's)."""
+    kinds: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            kind = "loop" if task.name == str(pid) else "threads"
+            seconds = int((task / "schedstat").read_text().split()[0]) / 1e9
+            kinds[kind] = kinds.get(kind, 0.0) + seconds
+    return kinds
 
 
 async def run(
@@ -428,7 +446,12 @@ async def run(
     floor_rate = median(got.floor_rates)
     floor_rounds = ", ".join(f"{r:,.0f}" for r in got.floor_rates)
     floor_cpu = ", ".join(f"{name} {fmt_time(median(v))}" for name, v in got.floor_cpu_msg.items())
-    cpu_text = ", ".join(f"{name} {fmt_time(median(v))}" for name, v in got.cpu.items())
+    cpu_text = ", ".join(f"{name} {median(v) * 1e6:.1f} µs" for name, v in got.cpu.items())
+    cpu_text += (
+        " ("
+        + ", ".join(f"{name} {median(v) * 1e6:.1f}" for name, v in sorted(got.thread_cpu.items()))
+        + ")"
+    )
     return [
         Result(
             name=(

@@ -19,8 +19,14 @@ if TYPE_CHECKING:
 
 # Seconds after a write before its messages are indexed: a burst finishes first.
 SEARCH_INDEX_DELAY = 0.5
-# Rows per indexing transaction, so other work gets the database in between.
-INDEX_CHUNK = 2000
+# Rows per indexing transaction, so other work gets the database in between. Each
+# transaction adds an FTS5 segment (merged later with others) and folds its chunk into
+# the summaries, so larger chunks cost less a row: measured alone (SQLCipher, the
+# benchmarks' bodies, 15,000 rows pending per pass) 3.3-3.9 us a row in chunks of 2,000,
+# 2.9-3.0 in 5,000, 2.8 in 10,000; a 5,000-row transaction holds the database thread
+# ~30 ms at load 13, one of 10,000 up to ~45 (issue 15, eighth round). A search indexes
+# whatever is pending first, so the chunk delays no result.
+INDEX_CHUNK = 5_000
 
 
 class SearchIndexer:

@@ -263,6 +263,46 @@ def advance_states_sql(count: int, *, returning: bool, by_row_id: bool = False) 
     )
 
 
+# A run of at least this many consecutive row ids is recorded with one range statement
+# (advance_runs_sql); shorter runs go in the IN list, so a scattered receipt does not
+# become a statement per id.
+_RUN_MIN = 8
+
+
+def advance_runs_sql(*, returning: bool) -> str:
+    """advance_states_sql for a run of consecutive row ids, all named by the receipt:
+    parameters state, first id, last id, contact id, state. The range is one walk of the
+    table's b-tree, where an IN list builds an ephemeral index of its values and seeks
+    each (issue 15, eighth round); the guards are the same, and a row id in the range is
+    one of the receipt's, so the rows it can change are exactly those of the IN list."""
+    return _ADVANCE_RUN + " RETURNING msg_id" if returning else _ADVANCE_RUN
+
+
+_ADVANCE_RUN = (
+    "UPDATE messages SET state = ? WHERE id BETWEEN ? AND ? "
+    "AND +contact_id = ? AND outgoing = 1 AND +state < ?"
+)
+
+
+def split_runs(
+    row_ids: Iterable[int], min_run: int = _RUN_MIN
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """The distinct row ids as (first, last) runs of at least `min_run` consecutive ids,
+    and the ids of shorter runs, each in ascending order."""
+    ordered = sorted(set(row_ids))
+    runs: list[tuple[int, int]] = []
+    rest: list[int] = []
+    start = 0
+    for i in range(1, len(ordered) + 1):
+        if i == len(ordered) or ordered[i] != ordered[i - 1] + 1:
+            if i - start >= min_run:
+                runs.append((ordered[start], ordered[i - 1]))
+            else:
+                rest.extend(ordered[start:i])
+            start = i
+    return runs, rest
+
+
 def _contact(c: Contact) -> ContactRecord:
     return ContactRecord(
         id=c.id,
@@ -852,6 +892,12 @@ class Repository:
                         msg_ids.append(msg_id)
                     else:
                         row_ids.append(row_id)
+                runs, row_ids = split_runs(row_ids)
+                tail = (contact_id, int(state))
+                for first, last in runs:
+                    sql = advance_runs_sql(returning=returning)
+                    params = (int(state), first, last, *tail)
+                    changed += [r[0] for r in cur.execute(sql, params).fetchall()]
                 for keys, by_row_id in ((row_ids, True), (msg_ids, False)):
                     for start in range(0, len(keys), 500):
                         chunk = keys[start : start + 500]

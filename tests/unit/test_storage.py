@@ -36,7 +36,9 @@ from messenger.storage.repository import (
     NewContact,
     Repository,
     StorageError,
+    advance_runs_sql,
     advance_states_sql,
+    split_runs,
 )
 
 FTS_PREFIX = "messages_fts"  # the FTS5 table and its shadow tables: built by 0002, not models
@@ -517,6 +519,22 @@ def test_a_receipt_finds_its_messages_by_id_not_by_walking_the_outbox(
     assert "ix_messages_contact_state" not in steps, steps
 
 
+@pytest.mark.parametrize("returning", [True, False])
+def test_a_run_of_row_ids_is_one_walk_of_the_table(repo: Repository, returning: bool) -> None:
+    """The range statement reads the table's own b-tree between the two ids, not an index
+    of the contact's messages or of the outbox."""
+    alice = _contact()
+    repo.add_contact(alice, NOW)
+    repo.queue_outgoing_many([(alice.id, str(i)) for i in range(300)], NOW_MS)
+    with repo.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + advance_runs_sql(returning=returning),
+            (2, 10, 200, alice.id, 2),
+        ).all()
+    steps = " / ".join(str(row[-1]) for row in plan)
+    assert "INTEGER PRIMARY KEY (rowid>? AND rowid<?)" in steps, steps
+
+
 def _traced_updates(repo: Repository, record: Callable[[], object]) -> list[str]:
     """The UPDATE statements `record` runs on the connection the hot paths write on."""
     driver = repo._raw_cursor().connection
@@ -575,6 +593,57 @@ def test_a_receipt_never_moves_a_message_that_took_a_deleted_messages_row_id(
     assert [r.msg_id for r in repo.outbox(alice.id)] == [new.msg_id]
     repo.record_states([(alice.id, [new.msg_id], MessageState.DELIVERED)])
     assert repo.outbox(alice.id) == []
+
+
+def test_a_receipt_records_a_run_of_consecutive_row_ids_with_one_range(
+    repo: Repository,
+) -> None:
+    """A receipt naming a run of our consecutive rows updates it with one BETWEEN (one
+    walk of the table, issue 15, eighth round); a short run and lone ids stay in the IN
+    list, ids this repository does not know go by msg_id, and our row inside the run's
+    span that the receipt does not name is untouched."""
+    alice = _contact()
+    repo.add_contact(alice, NOW)
+    ours = repo.queue_outgoing_many([(alice.id, str(i)) for i in range(40)], NOW_MS)
+    named = [*ours[0:20], *ours[21:24], ours[30]]  # a run of 20, one of 3, a lone one
+    stranger = os.urandom(16)
+    updates = _traced_updates(
+        repo,
+        lambda: repo.record_states(
+            [(alice.id, [stranger, *(r.msg_id for r in reversed(named))], MessageState.DELIVERED)]
+        ),
+    )
+    first, last = ours[0].row_id, ours[19].row_id
+    short = ",".join(str(r.row_id) for r in [*ours[21:24], ours[30]])
+    assert len(updates) == 3, updates
+    assert f"WHERE id BETWEEN {first} AND {last} AND" in updates[0], updates
+    assert f"WHERE id IN ({short}) AND" in updates[1], updates
+    assert f"WHERE msg_id IN (x'{stranger.hex()}') AND" in updates[2], updates
+    left = {r.msg_id for r in ours} - {r.msg_id for r in named}
+    assert {r.msg_id for r in repo.outbox(alice.id)} == left
+
+
+@pytest.mark.parametrize(
+    ("ids", "runs", "rest"),
+    [
+        ([], [], []),
+        ([5], [], [5]),
+        (list(range(10, 18)), [(10, 17)], []),
+        (list(range(10, 17)), [], list(range(10, 17))),
+        ([*range(30, 40), 7, *range(10, 20), 25, 20], [(10, 20), (30, 39)], [7, 25]),
+        ([3, 3, 4, 4, 5, 6, 7, 8, 9, 10], [(3, 10)], []),  # repeated ids count once
+    ],
+)
+def test_split_runs(ids: list[int], runs: list[tuple[int, int]], rest: list[int]) -> None:
+    assert split_runs(ids) == (runs, rest)
+
+
+@given(st.lists(st.integers(0, 60)), st.integers(1, 10))
+def test_split_runs_covers_exactly_the_ids_given(ids: list[int], min_run: int) -> None:
+    runs, rest = split_runs(ids, min_run)
+    covered = [i for first, last in runs for i in range(first, last + 1)]
+    assert sorted(covered + rest) == sorted(set(ids))
+    assert all(last - first + 1 >= min_run for first, last in runs)
 
 
 # -- history ----------------------------------------------------------------------------
@@ -919,6 +988,88 @@ def test_big_incoming_batches_return_exactly_the_new_rows_with_their_row_ids(
         for record in stored:
             assert repo.message(record.msg_id) == record  # row id and all
     assert repo.message_count(contact.id) == len(stored_before)
+
+
+_stored_batch = st.tuples(
+    st.sampled_from(["ours", "ours to another", "theirs"]), st.integers(1, 30)
+)
+_span = st.tuples(st.integers(0, 400), st.integers(1, 40))  # (start, length), wrapped
+_state = st.sampled_from([MessageState.SENT, MessageState.DELIVERED, MessageState.READ])
+
+
+def _pick(spans: list[tuple[int, int]], ids: list[bytes]) -> list[bytes]:
+    return [ids[(start + i) % len(ids)] for start, length in spans for i in range(length)]
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    report_multiple_bugs=False,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    batches=st.lists(_stored_batch, min_size=1, max_size=8),
+    earlier=st.tuples(st.lists(_span, max_size=3), _state),
+    receipt=st.lists(_span, min_size=1, max_size=5),
+    holes=st.lists(st.integers(0, 400), max_size=6),
+    unknown=st.integers(0, 3),
+    state=_state,
+    returning=st.booleans(),
+)
+def test_a_receipt_moves_exactly_the_rows_a_per_row_update_would(  # noqa: PLR0913
+    shared_repo: Repository,
+    batches: list[tuple[str, int]],
+    earlier: tuple[list[tuple[int, int]], MessageState],
+    receipt: list[tuple[int, int]],
+    holes: list[int],
+    unknown: int,
+    state: MessageState,
+    returning: bool,
+) -> None:
+    """Whatever ids a receipt names (runs with gaps of any size, repeats, in any order, ids of other
+    conversations, of arrivals, unknown ones; some moved on by an earlier receipt), the
+    rows after it are those of a per-row `UPDATE .. WHERE msg_id = ?` with the same
+    guards: only our messages to that contact, only forward."""
+    repo = shared_repo
+    alice, bob = _contact("A"), _contact("B")
+    repo.add_contact(alice, NOW)
+    repo.add_contact(bob, NOW)
+    ids: list[bytes] = []
+    for kind, count in batches:
+        if kind == "theirs":
+            stored = repo.store_incoming([(alice.id, [_incoming() for _ in range(count)])], NOW_MS)
+        else:
+            who = alice.id if kind == "ours" else bob.id
+            stored = repo.queue_outgoing_many([(who, "x")] * count, NOW_MS)
+        ids += [r.msg_id for r in stored]
+    spans, earlier_state = earlier
+    repo.advance_states(alice.id, _pick(spans, ids), earlier_state)  # some leave the map
+
+    def rows() -> dict[bytes, tuple[str, bool, MessageState]]:
+        with repo.engine.connect() as conn:
+            found = conn.exec_driver_sql(
+                "SELECT msg_id, contact_id, outgoing, state FROM messages "
+                "WHERE contact_id IN (?, ?)",
+                (alice.id, bob.id),
+            ).all()
+        return {r[0]: (r[1], bool(r[2]), MessageState(r[3])) for r in found}
+
+    before = rows()
+    gaps = {ids[i % len(ids)] for i in holes}  # ids left out of the spans: short gaps
+    named = [i for i in _pick(receipt, ids) if i not in gaps]
+    named += [os.urandom(16) for _ in range(unknown)]
+    random.Random(len(named)).shuffle(named)
+    expected = dict(before)
+    moved = set()
+    for msg_id in named:  # the per-row update, in Python
+        if msg_id in expected:
+            cid, outgoing, old = expected[msg_id]
+            if cid == alice.id and outgoing and old < state:
+                expected[msg_id] = (cid, outgoing, state)
+                moved.add(msg_id)
+    changed = repo.advance_states_many([(alice.id, named, state)], returning=returning)
+    assert rows() == expected
+    assert sorted(changed) == (sorted(moved) if returning else [])
 
 
 def test_upgrade_to_0007_indexes_the_group_messages_already_stored(tmp_path: Path) -> None:

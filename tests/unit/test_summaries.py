@@ -745,3 +745,40 @@ def test_upgrade_to_0012_lets_lone_group_messages_move_the_counters_and_downgrad
         assert kept_group(old, group_id) == recount_group(old, group_id)
     finally:
         eng.dispose()
+
+
+# -- 0015: the search indexes merge their segments 8 at a time ------------------------------
+
+
+def _automerge(eng: Any) -> dict[str, int | None]:
+    found: dict[str, int | None] = {}
+    with eng.connect() as conn:
+        for fts in ("messages_fts", "group_messages_fts"):
+            row = conn.exec_driver_sql(f"SELECT v FROM {fts}_config WHERE k = 'automerge'").first()
+            found[fts] = None if row is None else int(row[0])
+    return found
+
+
+def test_upgrade_to_0015_sets_automerge_8_on_both_indexes_and_downgrade_restores_4(
+    tmp_path: Path,
+) -> None:
+    """Fewer, larger segment merges: each indexed row costs less (issue 15, eighth round)."""
+    eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(eng, "0014")
+        a = random_contact("Ana")
+        repo = Repository(eng)
+        repo.add_contact(a, 0)
+        repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 1, 1, 0, "rhubarb")])], 0)
+        repo.index_pending()
+        assert _automerge(eng) == {"messages_fts": None, "group_messages_fts": None}
+        migrate(eng)
+        assert _automerge(eng) == {"messages_fts": 8, "group_messages_fts": 8}
+        # The index is the same index: what was found before still is, and new rows join it.
+        repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 2, 2, 0, "rhubarb pie")])], 0)
+        assert [m.body for m in repo.search("rhubarb")] == ["rhubarb pie", "rhubarb"]
+        _to(eng, "0014")
+        assert _automerge(eng) == {"messages_fts": 4, "group_messages_fts": 4}
+        assert len(repo.search("rhubarb")) == 2
+    finally:
+        eng.dispose()
