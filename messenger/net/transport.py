@@ -481,8 +481,13 @@ def _scheduled_flushes(conns: list[Connection]) -> None:
     # member, which may take this CPU from us before the next member's frame is built;
     # so the last member hears of the message ~20 us per member sooner (issue 15).
     for conn in conns:
-        conn._flush_scheduled = False
-        conn._push()
+        conn._flush_scheduled = False  # a later send schedules its own flush again
+    for conn in conns:
+        try:
+            conn._push()
+        except Exception:  # one session's failure must not keep the others' frames
+            log.exception("sending failed on %r", conn)
+            conn.close("internal error")
     for conn in conns:
         conn._write_out()
 

@@ -294,3 +294,39 @@ async def test_one_message_to_many_connections_is_encrypted_for_all_then_written
             conn.close("test over")
         for _, peer_writer in peers:
             peer_writer.close()
+
+
+async def test_a_session_that_fails_in_send_to_all_is_closed_and_the_others_still_send() -> None:
+    """One flush callback serves every connection of a send_to_all: a session whose
+    frame cannot be built is closed, and the others' frames still leave."""
+    conns, peers, sessions = [], [], []
+    for _ in range(3):
+        pair = reconnected()
+        ours_sock, peer_sock = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours_sock)
+        peers.append(await asyncio.open_connection(sock=peer_sock))
+        conns.append(Connection(reader, writer, pair.responder, Recorder().on_event, Timing()))
+        sessions.append(pair.initiator)
+
+    def broken(records: list[tuple[bytes, bool]]) -> None:
+        raise RuntimeError("a session's bug")
+
+    conns[1].session.send_records = broken  # type: ignore[method-assign]
+    try:
+        message = wire.Ping(9)
+        send_to_all(conns, message, wire.encode_message(message))
+        await conns[1].closed.wait()
+        for i in (0, 2):
+            got: list[wire.WireMessage] = []
+            while not got:
+                data = await asyncio.wait_for(peers[i][0].read(65536), 5)
+                assert data, "the connection closed"
+                got += [
+                    e.message for e in sessions[i].receive_data(data) if isinstance(e, Received)
+                ]
+            assert got == [message]
+    finally:
+        for conn in conns:
+            conn.close("test over")
+        for _, peer_writer in peers:
+            peer_writer.close()
