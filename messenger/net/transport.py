@@ -478,8 +478,8 @@ def send_to_all(conns: Iterable[Connection], message: wire.WireMessage, encoded:
 
 def _scheduled_flushes(conns: list[Connection]) -> None:
     # Every session's frames first, then the writes back to back: a write wakes its
-    # member, which may take this CPU from us before the next member's frame is built;
-    # so the last member hears of the message ~20 us per member sooner (issue 15).
+    # member, which may take this CPU from us before the next member's frame is built
+    # (issue 15).
     for conn in conns:
         conn._flush_scheduled = False  # a later send schedules its own flush again
     for conn in conns:
