@@ -66,15 +66,31 @@ async def test_both_families_answer_on_the_advertised_port() -> None:
         await listener.wait_closed()
 
 
+def _squat_ipv6_only_on_a_port_free_on_ipv4() -> tuple[socket.socket, int]:
+    """An IPv6-only listening socket on a port that was just free on IPv4 too: the port
+    is chosen on IPv4, so the check that serve() left nothing bound there is not fooled by
+    another process that holds the same number on IPv4 (seen on a busy machine)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as reserve:
+            reserve.bind(("0.0.0.0", 0))
+            port = reserve.getsockname()[1]
+            squatter = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            squatter.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                squatter.bind(("::", port))
+            except OSError:
+                squatter.close()
+                continue  # taken on IPv6: another number
+        squatter.listen(1)
+        return squatter, port
+    raise AssertionError("no port free on both IPv4 and IPv6 in 50 tries")
+
+
 async def test_a_given_port_taken_on_ipv6_only_is_an_error_not_a_second_port() -> None:
     if not _ipv6_loopback_works():
         pytest.skip("this machine has no IPv6 loopback")
-    squatter = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-    squatter.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    squatter.bind(("::", 0))
-    squatter.listen(1)
+    squatter, port = _squat_ipv6_only_on_a_port_free_on_ipv4()
     try:
-        port = squatter.getsockname()[1]
         with pytest.raises(OSError) as caught:
             await serve("", port, _echo_once)
         assert caught.value.errno == errno.EADDRINUSE

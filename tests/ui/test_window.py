@@ -276,6 +276,45 @@ def test_search_in_conversation_and_everywhere(qloop, qtbot, make_peer, open_win
     )
 
 
+def test_a_filter_that_names_no_conversation_offers_the_message_search(
+    qloop, qtbot, make_peer, open_window
+):
+    alice, bob = make_peer("alice"), make_peer("bob")
+    bob_at_alice, alice_at_bob = befriend(qloop, alice, bob)
+    qloop.run(bob.chat.send_text(alice_at_bob, "meet at the trailhead"))
+    qloop.until(_has_body(alice, bob_at_alice, "meet at the trailhead"))
+    window = open_window(alice)
+    from ui.views.search_dialog import SearchDialog
+
+    qtbot.keyClicks(window.filter, "<b>trail")
+    # No name matches: the sidebar says so and links to the message search; the typed
+    # text is shown as text, never as markup.
+    assert window.empty_list.isVisible() and not window.list.isVisible()
+    label = window.empty_list.text()
+    assert "&lt;b&gt;trail" in label and "<b>trail" not in label
+    assert '<a href="search">' in label
+    window.empty_list.linkActivated.emit("search")
+    dialog = next(d for d in window._dialogs if isinstance(d, SearchDialog))
+    assert dialog.field.text() == "<b>trail"
+    qloop.until(lambda: dialog.status.text().startswith("No messages match"))
+    dialog.reject()
+
+    # Enter in the filter does the same; the search finds the message.
+    window.filter.setText("trailhead")
+    qtbot.keyClick(window.filter, Qt.Key.Key_Return)
+    dialogs = [d for d in window._dialogs if isinstance(d, SearchDialog) and d.isVisible()]
+    assert len(dialogs) == 1 and dialogs[0].field.text() == "trailhead"
+    qloop.until(lambda: dialogs[0].model.rowCount() == 1, what="the message found")
+    assert dialogs[0].model.results[0].body == "meet at the trailhead"
+
+    # A filter that names a conversation opens it on Enter, as before.
+    dialogs[0].reject()
+    window.filter.setText("bo")
+    assert not window.empty_list.isVisible()
+    qtbot.keyClick(window.filter, Qt.Key.Key_Return)
+    assert window.chat.contact_id == bob_at_alice
+
+
 def test_keyboard_quick_switcher_and_shortcuts(qloop, qtbot, make_peer, open_window):
     alice, bob = make_peer("alice"), make_peer("bob")
     bob_at_alice, _ = befriend(qloop, alice, bob)

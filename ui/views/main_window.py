@@ -7,6 +7,7 @@ Ctrl+Q quit. Esc closes dialogs and bars.
 
 from __future__ import annotations
 
+import html
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -185,6 +186,10 @@ class MainWindow(QMainWindow):
         self.empty_list.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty_list.setWordWrap(True)
         self.empty_list.setMinimumHeight(120)
+        # With a filter that names no conversation, a link searches the messages instead
+        # (as Signal's one search box finds both); the filter's own text is escaped.
+        self.empty_list.setTextFormat(Qt.TextFormat.RichText)
+        self.empty_list.linkActivated.connect(lambda _href: self._search_filter_text())
 
         header = QFrame(self.sidebar)
         header.setObjectName("SidebarHeader")
@@ -496,9 +501,13 @@ class MainWindow(QMainWindow):
         self.list.setVisible(shown)
         self.empty_list.setVisible(not shown)
         if not has:
-            self.empty_list.setText("No conversations yet.\nPress Ctrl+N to add a contact.")
+            self.empty_list.setText("No conversations yet.<br>Press Ctrl+N to add a contact.")
         else:
-            self.empty_list.setText(f"No conversation matches “{self.filter.text().strip()}”.")
+            text = html.escape(self.filter.text().strip())
+            self.empty_list.setText(
+                f"No conversation is named “{text}”.<br><br>"
+                f'<a href="search">Search messages for “{text}”</a> (Enter)'
+            )
 
     def _on_filter(self, text: str) -> None:
         self.filtered.set_filter(text)
@@ -509,6 +518,12 @@ class MainWindow(QMainWindow):
         if self.filtered.rowCount():
             contact_id = self.filtered.index(0, 0).data(ConversationListModel.ContactIdRole)
             self._open_and_focus(contact_id)
+        elif self.filter.text().strip() and self.conversations.rowCount():
+            self._search_filter_text()
+
+    def _search_filter_text(self) -> None:
+        """The filter named no conversation: search every message for its text."""
+        self.show_search(self.filter.text().strip())
 
     def focus_filter(self) -> None:
         self.filter.setFocus()
@@ -630,12 +645,15 @@ class MainWindow(QMainWindow):
         dialog.chosen.connect(self._open_and_focus)
         self._show_dialog(dialog)
 
-    def show_search(self) -> None:
+    def show_search(self, query: str = "") -> None:
         from ui.views.search_dialog import SearchDialog
 
         dialog = SearchDialog(self.bridge, self.conversations, self, groups=self.groups)
         dialog.resultChosen.connect(self.jump_to_message)
         self._show_dialog(dialog)
+        if query:
+            dialog.field.setText(query)
+            dialog.run_search()
 
     def jump_to_message(self, record: MessageRecord | GroupMessageRecord) -> None:
         """Open the message's conversation with the message shown and highlighted."""
