@@ -20,7 +20,7 @@ from ..core.text import check_text
 from ..errors import GroupError
 from ..events import GroupDeleted
 from ..identity import contact_id as make_contact_id
-from ..net.transport import Connection
+from ..net.transport import Connection, send_to_all
 from ..protocol import wire
 from ..records import GroupId, GroupMessageRecord, GroupRecord
 from .base import Arrival
@@ -166,11 +166,11 @@ class GroupManager(GroupJoining, GroupSync):
         stored = await self._committer.submit(Arrival(self._new(message, outgoing=True), None))
         assert stored is not None
         encoded = wire.encode_message(message)  # once, the same bytes for every member
-        for m in group.roster.members:
-            if m.ed25519_public != self._me:
-                conn = self._live(m.ed25519_public)
-                if conn is not None:
-                    conn.send(message, encoded)
+        me = self._me
+        live = (
+            self._live(m.ed25519_public) for m in group.roster.members if m.ed25519_public != me
+        )
+        send_to_all([c for c in live if c is not None], message, encoded)
         return self._message_record(group, stored)
 
     def get(self, group_id: GroupId) -> Group | None:

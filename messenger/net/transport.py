@@ -18,7 +18,7 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -164,6 +164,9 @@ class Connection:
 
     def _flush(self) -> None:
         self._push()
+        self._write_out()
+
+    def _write_out(self) -> None:
         data = self.session.data_to_send()
         if data and not self.writer.is_closing():
             self.writer.write(data)
@@ -183,6 +186,17 @@ class Connection:
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
+
+    def queue(self, message: wire.WireMessage, encoded: bytes) -> bool:
+        """`send(message, encoded)` without scheduling the flush: True when the caller
+        must see that this connection's flush runs in this loop pass (`send_to_all`)."""
+        if not self.session.established or self.writer.is_closing():
+            return False
+        self._pending.append((encoded, isinstance(message, wire.BATCHABLE)))
+        if self._flush_scheduled:
+            return False  # a flush is due already
+        self._flush_scheduled = True
+        return True
 
     def send_encoded(self, records: list[bytes]) -> None:
         """`send` of chat messages already encoded by `wire.encode_message` (or its fast
@@ -449,6 +463,33 @@ class Connection:
         except Exception:
             log.exception("event handler failed for %r on %r", event, self)
             self.close("internal error")
+
+
+def send_to_all(conns: Iterable[Connection], message: wire.WireMessage, encoded: bytes) -> None:
+    """`Connection.send(message, encoded)` on each of `conns`, in their order, with one
+    loop callback for all of their flushes instead of one per connection (a group
+    message to 19 members scheduled 19, ~3 us each on the admin's path: issue 15). Each
+    connection still writes once in this loop pass, with whatever else it was sent in
+    the pass, as with `send`."""
+    due = [conn for conn in conns if conn.queue(message, encoded)]
+    if due:
+        asyncio.get_running_loop().call_soon(_scheduled_flushes, due)
+
+
+def _scheduled_flushes(conns: list[Connection]) -> None:
+    # Every session's frames first, then the writes back to back: a write wakes its
+    # member, which may take this CPU from us before the next member's frame is built
+    # (issue 15).
+    for conn in conns:
+        conn._flush_scheduled = False  # a later send schedules its own flush again
+    for conn in conns:
+        try:
+            conn._push()
+        except Exception:  # one session's failure must not keep the others' frames
+            log.exception("sending failed on %r", conn)
+            conn.close("internal error")
+    for conn in conns:
+        conn._write_out()
 
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

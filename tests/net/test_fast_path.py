@@ -9,10 +9,11 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from messenger.net.transport import Connection, Timing
+from messenger.net.transport import Connection, Timing, send_to_all
 from messenger.protocol import wire
 from messenger.protocol.session import Received, Session, SessionEvent
 from tests.unit.test_session import reconnected
@@ -198,3 +199,134 @@ async def test_encoded_chat_messages_leave_in_order_with_what_was_sent_around_th
         conn.close("test over")
         peer_writer.close()
         writer.close()
+
+
+async def test_one_message_to_many_connections_schedules_one_flush_for_all() -> None:
+    """transport.send_to_all (a group message to every member, issue 15): each session
+    gets the message once, in order with what it was sent before and after it in the same
+    loop pass, in one write; the loop gets one callback for all of their flushes, where
+    one `send` per connection scheduled one each. A closed connection gets nothing."""
+    loop = asyncio.get_running_loop()
+    links = []
+    for _ in range(4):
+        pair = reconnected()
+        ours_sock, peer_sock = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours_sock)
+        peer_reader, peer_writer = await asyncio.open_connection(sock=peer_sock)
+        conn = Connection(reader, writer, pair.responder, Recorder().on_event, Timing())
+        links.append((conn, pair.initiator, peer_reader, peer_writer))
+    gone, *live = [conn for conn, *_ in links]
+    gone.close("gone")
+    message = wire.GroupAck(b"g" * 16, (wire.GroupMark(b"a" * 32, 7),))
+    before, after = wire.Ping(1), wire.Ping(2)
+    scheduled: list[object] = []
+    call_soon = loop.call_soon
+
+    def counting(callback: Any, *args: Any, context: Any = None) -> asyncio.Handle:
+        scheduled.append(callback)
+        return call_soon(callback, *args, context=context)
+
+    loop.call_soon = counting  # type: ignore[method-assign]
+    try:
+        live[0].send(before)  # its flush is due already: the group send joins it
+        send_to_all([conn for conn, *_ in links], message, wire.encode_message(message))
+        for conn in live:
+            conn.send(after)
+    finally:
+        loop.call_soon = call_soon  # type: ignore[method-assign]
+    try:
+        assert len(scheduled) == 2  # live[0]'s own flush, and one for the other two
+        assert gone._pending == []
+        for i, (_, peer, peer_reader, _) in enumerate(links[1:]):
+            expected = [before, message, after] if i == 0 else [message, after]
+            got: list[wire.WireMessage] = []
+            while len(got) < len(expected):
+                data = await asyncio.wait_for(peer_reader.read(65536), 5)
+                assert data, "the connection closed"
+                got += [e.message for e in peer.receive_data(data) if isinstance(e, Received)]
+            assert got == expected
+    finally:
+        for conn, _, _, peer_writer in links:
+            conn.close("test over")
+            peer_writer.close()
+
+
+async def test_one_message_to_many_connections_is_encrypted_for_all_then_written() -> None:
+    """transport.send_to_all builds every session's frame before the first write, so a
+    member woken by its write cannot delay the frames of the members after it."""
+    log: list[tuple[str, int]] = []
+    conns, peers = [], []
+    for i in range(3):
+        pair = reconnected()
+        ours_sock, peer_sock = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours_sock)
+        peers.append(await asyncio.open_connection(sock=peer_sock))
+        conn = Connection(reader, writer, pair.responder, Recorder().on_event, Timing())
+        session_send, write = conn.session.send_records, writer.write
+
+        def sending(
+            records: list[tuple[bytes, bool]], i: int = i, send: Any = session_send
+        ) -> None:
+            log.append(("frame", i))
+            send(records)
+
+        def writing(data: bytes, i: int = i, write: Any = write) -> None:
+            log.append(("write", i))
+            write(data)
+
+        conn.session.send_records = sending  # type: ignore[method-assign]
+        writer.write = writing  # type: ignore[method-assign]
+        conns.append(conn)
+    try:
+        message = wire.Ping(5)
+        send_to_all(conns, message, wire.encode_message(message))
+        await wait_for(lambda: len(log) == 6)
+        assert log == [
+            ("frame", 0),
+            ("frame", 1),
+            ("frame", 2),
+            ("write", 0),
+            ("write", 1),
+            ("write", 2),
+        ]
+    finally:
+        for conn in conns:
+            conn.close("test over")
+        for _, peer_writer in peers:
+            peer_writer.close()
+
+
+async def test_a_session_that_fails_in_send_to_all_is_closed_and_the_others_still_send() -> None:
+    """One flush callback serves every connection of a send_to_all: a session whose
+    frame cannot be built is closed, and the others' frames still leave."""
+    conns, peers, sessions = [], [], []
+    for _ in range(3):
+        pair = reconnected()
+        ours_sock, peer_sock = socket.socketpair()
+        reader, writer = await asyncio.open_connection(sock=ours_sock)
+        peers.append(await asyncio.open_connection(sock=peer_sock))
+        conns.append(Connection(reader, writer, pair.responder, Recorder().on_event, Timing()))
+        sessions.append(pair.initiator)
+
+    def broken(records: list[tuple[bytes, bool]]) -> None:
+        raise RuntimeError("a session's bug")
+
+    conns[1].session.send_records = broken  # type: ignore[method-assign]
+    try:
+        message = wire.Ping(9)
+        send_to_all(conns, message, wire.encode_message(message))
+        await conns[1].closed.wait()
+        for i in (0, 2):
+            got: list[wire.WireMessage] = []
+            while not got:
+                data = await asyncio.wait_for(peers[i][0].read(65536), 5)
+                assert data, "the connection closed"
+                got += [
+                    e.message for e in sessions[i].receive_data(data) if isinstance(e, Received)
+                ]
+            assert got == [message]
+    finally:
+        for conn in conns:
+            conn.close("test over")
+        for _, peer_writer in peers:
+            peer_writer.close()

@@ -142,6 +142,11 @@ class FakeConn:
             decoded = wire.decode_message(record)
             self.other.deliver(decoded)
 
+    def queue(self, message: wire.WireMessage, encoded: bytes) -> bool:
+        """Connection.queue (transport.send_to_all): sent at once, no flush to schedule."""
+        self.send(message, encoded)
+        return False
+
     def send_encoded(self, records: list[bytes]) -> None:
         """Connection.send_encoded: chat messages already encoded (each must decode)."""
         if self.closed.is_set():

@@ -499,3 +499,44 @@ def test_the_fast_ack_encoder_takes_the_common_case() -> None:
     )
     assert decode_message(packed) == ack
     assert encode_group_ack_fast(GroupAck(b"g" * 16, (GroupMark(b"a" * 32, True),))) is None
+
+
+def _checked_marks(value: object) -> tuple[GroupMark, ...]:
+    """What the decoder's marks were before their fast path: every mark by the checks."""
+    from messenger.protocol.wire.base import _array
+    from messenger.protocol.wire.groups import _make_mark_checked
+
+    return tuple(_make_mark_checked(m) for m in _array(value, "marks", 0, MAX_GROUP_MARKS))
+
+
+near_marks = st.lists(
+    st.one_of(
+        st.builds(lambda a, s: [a, s], keys, u63),
+        st.builds(lambda a, s: [a, s], st.binary(max_size=40), st.integers(-5, 2**64 - 1)),
+        st.builds(lambda a, s: [a, s], keys, st.booleans() | st.none() | st.text(max_size=3)),
+        st.lists(msgpack_values, max_size=3),
+        msgpack_values,
+    ),
+    max_size=MAX_GROUP_MARKS + 1,
+)
+
+
+@FUZZ
+@given(st.binary(min_size=16, max_size=16), near_marks)
+def test_the_fast_marks_decode_as_the_checked_ones(group_id: bytes, marks: list[Any]) -> None:
+    """A GroupAck's marks (what the admin reads from every member for every message) are
+    taken without the generic checks when plainly valid: the same message, or the same
+    refusal, as the checked way gives."""
+    data = pack([int(MessageType.GROUP_ACK), group_id, marks])
+    try:
+        expected: object = GroupAck(group_id, _checked_marks(marks))
+    except WireError as exc:
+        expected = str(exc)
+    try:
+        got: object = decode_message(data)
+    except WireError as exc:
+        got = str(exc)
+    assert got == expected
+    # And a mark that is a bool where an int goes (an int subclass) is refused.
+    with pytest.raises(WireError, match="mark seq"):
+        decode_message(pack([int(MessageType.GROUP_ACK), group_id, [[b"a" * 32, True]]]))
