@@ -83,8 +83,9 @@ async def test_too_many_streams_on_one_circuit_close_it(make_peer: PeerFactory) 
                 streams.append(await asyncio.open_connection(sock=sock))
                 payload = f"stream {n}".encode()
                 assert await exchange(*streams[-1], payload) == payload
-            # All of them on one rendezvous circuit, and all working.
-            assert (await bob.tor.circuits())["to contacts"] == 1
+            # All working. (That they share one rendezvous circuit shows below: the one
+            # extra stream ends them all. Counting circuits here would also count one
+            # that tor left from a retried rendezvous on a slow machine.)
 
             # One more: tor at Alice's end closes the circuit, with every stream on it.
             try:
