@@ -182,9 +182,7 @@ class Connection:
             return
         # Encoded (and so validated) now: a bad message fails here, at its sender.
         record = wire.encode_message(message) if encoded is None else encoded
-        self._pending.append((record, isinstance(message, wire.BATCHABLE)))
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if self.queue(message, record):
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
 
     def queue(self, message: wire.WireMessage, encoded: bytes) -> bool:
