@@ -76,40 +76,41 @@ class GroupSync(GroupBase):
             # Nothing waits to be checked: check the first of a read now, unless its author
             # sent it on its own session (that proves the sender; a bad signature only gets
             # it refused where we pass it on, as a gap would: protocol.md §16.4, ~45 us).
-            good = [True] if sender == m.author else self._verify([m])
-            accepted = self._accept_verified([(conn, m)], good)
             self._inline_checked = True  # the rest of the read queues (arrivals_done)
+            if sender != m.author and not self._verify([m])[0]:
+                self.rejected += 1
+                log.warning("group message refused: bad signature")
+                self._note_checked(self._checked + 1)
+                return
+            # Accepted (as _accept_verified does; the group was looked up just now).
+            group.lamport = max(group.lamport, m.lamport)
+            arrival = Arrival(self._new(m, outgoing=False), conn)
             # Nothing is queued to be stored before it: store it here, in this read's
             # loop pass, not on the committer's task (its ack leaves with this read's
             # flush). A file offer goes the committer's way (its hook awaits more), and
             # so does everything while the database thread is busy.
-            if not (
-                accepted
-                and self._committing == 0
-                and m.attachment is None
-                and self._store_now(accepted)
-            ):
-                for arrival in accepted:
-                    self._post(arrival)
+            if not (self._committing == 0 and m.attachment is None and self._store_now(arrival)):
+                self._post(arrival)
             self._note_checked(self._checked + 1)
             return
         self._unverified.append((conn, m))  # checked by _verify_arrivals with the read's rest
         if self._verifying is None and len(self._unverified) == 1:
             asyncio.get_running_loop().call_soon(self._after_inline_check)
 
-    def _store_now(self, arrivals: list[Arrival]) -> bool:
-        """Store arrivals (no file offers among them) right here, with their acks and
-        events, if the database thread is idle; False: it is not, nothing was done."""
-        messages = [a.message for a in arrivals]
-        if not self._db.can_write_now([m.body for m in messages]):
+    def _store_now(self, arrival: Arrival) -> bool:
+        """Store an arrival (not a file offer) right here, with its ack and event, if the
+        database thread is idle; False: it is not, nothing was done. One message, so none
+        of _store's batch steps (issue 15: the member's Python per message)."""
+        message = arrival.message
+        if not self._db.can_write_now((message.body,)):
             return False
         try:
             try:
-                stored = self._db.write_now(self.repo.store_messages, messages, self._now_ms())
+                stored = self._db.write_now(self.repo.store_messages, (message,), self._now_ms())
             except DiskFull as exc:
-                self._unstored(exc, arrivals)
+                self._unstored(exc, [arrival])
                 return True
-            self._acknowledge(arrivals, stored)
+            self._acknowledge_one(arrival, stored)
             self._added(stored)
         except Exception:  # as the committer does: logged, not acknowledged
             log.exception("storing a group message failed")
@@ -254,6 +255,23 @@ class GroupSync(GroupBase):
             for group_id, authors in by_group.items():
                 self._ack(conn, self._groups[group_id], authors)
             conn.flush()  # the acks leave now, not after the events' handlers have run
+
+    def _acknowledge_one(self, arrival: Arrival, stored: list[StoredGroupMessage]) -> None:
+        """_acknowledge of one arrival from a member: its ack is encoded from the three
+        values it carries, without building a GroupAck to check and walk again."""
+        if stored:
+            self._indexer.soon()
+        new = arrival.message
+        group = self._groups.get(new.group_id)
+        conn = arrival.connection
+        if group is None or conn is None:
+            return
+        marks = group.marks
+        marks.add(new.author, new.seq)
+        if not conn.closed.is_set():  # as _ack; send_encoded checks the session
+            ack = wire.encode_group_ack_one(group.id, new.author, marks.mark.get(new.author, 0))
+            conn.send_encoded((ack,), batchable=False)
+        conn.flush()  # the ack leaves now, not after the event's handlers have run
 
     def _added(self, stored: list[StoredGroupMessage]) -> None:
         for m in stored:

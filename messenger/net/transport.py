@@ -18,7 +18,7 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -196,14 +196,14 @@ class Connection:
         self._flush_scheduled = True
         return True
 
-    def send_encoded(self, records: list[bytes]) -> None:
-        """`send` of chat messages already encoded by `wire.encode_message` (or its fast
-        encoders), all of them batchable: a stored batch of ours, queued in one call
-        instead of one `send` per message (issue 15). Dropped if the session is not live,
-        as in `send`."""
+    def send_encoded(self, records: Sequence[bytes], *, batchable: bool = True) -> None:
+        """`send` of messages already encoded by `wire.encode_message` (or its fast
+        encoders), all batchable (chat: a stored batch of ours, queued in one call instead
+        of one `send` per message, issue 15) or, with batchable=False, none (a group ack).
+        Dropped if the session is not live, as in `send`."""
         if not self.session.established or self.writer.is_closing():
             return
-        self._pending += [(record, True) for record in records]
+        self._pending += [(record, batchable) for record in records]
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)

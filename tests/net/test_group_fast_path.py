@@ -8,6 +8,7 @@ does what it did."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -49,16 +50,25 @@ class Watch:
 
 def record_sends(conn: Connection, log: Log) -> None:
     """Log the acks and pongs `conn` is asked to send (when they are queued)."""
-    send = conn.send
+    send, send_encoded = conn.send, conn.send_encoded
 
-    def recording(message: wire.WireMessage, encoded: bytes | None = None) -> None:
+    def note(message: wire.WireMessage) -> None:
         if isinstance(message, wire.GroupAck):
             log.append(("ack", tuple(m.seq for m in message.marks)))
         elif isinstance(message, wire.Pong):
             log.append(("pong",))
+
+    def recording(message: wire.WireMessage, encoded: bytes | None = None) -> None:
+        note(message)
         send(message, encoded)
 
+    def recording_encoded(records: Sequence[bytes], *, batchable: bool = True) -> None:
+        for record in records:  # an ack encoded without a GroupAck (the inline store)
+            note(wire.decode_message(record))
+        send_encoded(records, batchable=batchable)
+
     conn.send = recording  # type: ignore[method-assign]
+    conn.send_encoded = recording_encoded  # type: ignore[method-assign]
 
 
 def record_writes(conn: Connection, log: Log) -> None:

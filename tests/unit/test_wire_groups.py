@@ -501,6 +501,18 @@ def test_the_fast_ack_encoder_takes_the_common_case() -> None:
     assert encode_group_ack_fast(GroupAck(b"g" * 16, (GroupMark(b"a" * 32, True),))) is None
 
 
+@FAST
+@given(ids, keys, u63)
+def test_a_lone_ack_encoded_from_its_values_is_the_messages_encoding(
+    group_id: bytes, author: bytes, seq: int
+) -> None:
+    from messenger.protocol.wire import encode_group_ack_one
+
+    ack = GroupAck(group_id, (GroupMark(author, seq),))
+    assert encode_group_ack_one(group_id, author, seq) == encode_message(ack)
+    assert decode_message(encode_group_ack_one(group_id, author, seq)) == ack
+
+
 def _checked_marks(value: object) -> tuple[GroupMark, ...]:
     """What the decoder's marks were before their fast path: every mark by the checks."""
     from messenger.protocol.wire.base import _array
