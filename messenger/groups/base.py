@@ -162,7 +162,12 @@ class GroupBase:
 
     def _message_record(self, group: Group, m: StoredGroupMessage) -> GroupMessageRecord:
         return group_message_record(
-            m, group.roster, me=self._me_record(), names=group.names, delivery=group.delivery
+            m,
+            group.roster,
+            me=self._me_record(),
+            names=group.names,
+            delivery=group.delivery,
+            others=group.others(self._me),
         )
 
     def _me_record(self) -> Viewer:

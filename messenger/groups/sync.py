@@ -145,6 +145,8 @@ class GroupSync(GroupBase):
 
     def _note_checked(self, checked: int) -> None:
         self._checked = checked
+        if not self._checked_waiters:
+            return  # as nearly always: no new list for every message
         waiting, self._checked_waiters = self._checked_waiters, []
         for target, waiter in waiting:
             if target > checked:

@@ -210,3 +210,25 @@ async def test_the_first_session_of_an_accepted_invite_has_the_fast_path(make_pe
         conn = peer.links.connection(other.contact_id)
         assert conn is not None
         assert conn.fast is peer.links
+
+
+async def test_a_subscriber_may_unsubscribe_while_an_event_is_handed_round(make_peer) -> None:
+    """The service walks its subscribers without copying them for each event (each
+    group message is one); one that unsubscribes as it runs still leaves the others
+    theirs, and hears nothing after."""
+    peer = await make_peer("ada")
+    heard: list[tuple[str, ServiceEvent]] = []
+
+    def once(event: ServiceEvent) -> None:
+        heard.append(("once", event))
+        unsubscribe_once()
+
+    unsubscribe_once = peer.subscribe(once)
+    unsubscribe_all = peer.subscribe(lambda e: heard.append(("all", e)))
+    first, second = GroupDeliveryChanged("g", "c", 1), GroupDeliveryChanged("g", "c", 2)
+    peer._emit(first)
+    peer._emit(second)
+    assert heard == [("once", first), ("all", first), ("all", second)]
+    unsubscribe_all()
+    with pytest.raises(ValueError):
+        unsubscribe_all()  # as list.remove: once only
