@@ -292,6 +292,9 @@ class Session:
         """send_many for messages already encoded: (record, may it go in a Batch)."""
         if self.state is not State.TRANSPORT:
             raise RuntimeError(f"cannot send in state {self.state.name}")
+        if len(records) == 1:  # one record (an ack, a lone message) goes alone either way
+            self._send_record(records[0][0])
+            return
         group: list[bytes] = []
         size = 0
         for record, batchable in records:
