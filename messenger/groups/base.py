@@ -167,11 +167,11 @@ class GroupBase:
             me=self._me_record(),
             names=group.names,
             delivery=group.delivery,
-            others=group.others(self._me),
+            others=group.others(self._me_key),
         )
 
     def _me_record(self) -> Viewer:
-        return Viewer(self._me, self._me_port.display_name)
+        return Viewer(self._me_key, self._me_port.display_name)
 
     def _online(self, contact_id: str) -> bool:
         return self._links.is_online(contact_id)

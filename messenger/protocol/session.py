@@ -260,7 +260,10 @@ class Session:
             return []
         try:
             for frame in self._decoder.feed(data):
-                self._on_frame(frame)
+                if self._recv is not None:  # live: _on_frame's first case, without its call
+                    self._on_transport_frame(frame)
+                else:
+                    self._on_frame(frame)
                 if self.closed:
                     break
         except (ProtocolViolation, framing.FrameError, wire.WireError, NoiseError) as exc:

@@ -336,8 +336,9 @@ async def test_a_session_that_fails_in_send_to_all_is_closed_and_the_others_stil
 async def test_a_read_costs_no_push_when_nothing_is_queued_and_an_answer_no_more_calls(
     link: Link,
 ) -> None:
-    """The member's Python per message (issue 15): a read whose messages are taken and
-    answer nothing does not push an empty queue; an answer of one record is sealed
+    """The member's Python per message (issue 15): a live session's frame goes straight
+    to its transport-frame handler; a read whose messages are taken and answer nothing
+    does not push an empty queue; an answer of one record is sealed
     alone without the batching steps, and the transport is asked directly whether it
     is closing (not through the StreamWriter). Counted on the real parts."""
     task = await run(link)
@@ -354,6 +355,7 @@ async def test_a_read_costs_no_push_when_nothing_is_queued_and_an_answer_no_more
     conn._push = counted("push", conn._push)  # type: ignore[method-assign]
     conn.writer.is_closing = counted("writer.is_closing", conn.writer.is_closing)  # type: ignore[method-assign]
     link.ours._send_group = counted("send_group", link.ours._send_group)  # type: ignore[method-assign]
+    link.ours._on_frame = counted("on_frame", link.ours._on_frame)  # type: ignore[method-assign]
     link.send(wire.Ping(1))
     await wait_for(lambda: link.recorder.seen[-1:] == [("delivered", None)])
     assert calls == []

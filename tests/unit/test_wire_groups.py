@@ -510,7 +510,15 @@ def test_a_lone_ack_encoded_from_its_values_is_the_messages_encoding(
     from messenger.protocol.wire import encode_group_ack_one
 
     ack = GroupAck(group_id, (GroupMark(author, seq),))
-    assert encode_group_ack_one(group_id, author, seq) == encode_message(ack)
+    packers: list[object] = []
+    packb = msgpack.packb
+    msgpack.packb = lambda *a, **k: (packers.append(a), packb(*a, **k))[1]
+    try:
+        lone = encode_group_ack_one(group_id, author, seq)
+    finally:
+        msgpack.packb = packb
+    assert packers == []  # its Packer is made once, not one a call
+    assert lone == encode_message(ack)
     assert decode_message(encode_group_ack_one(group_id, author, seq)) == ack
 
 

@@ -344,9 +344,15 @@ def encode_group_ack_one(group_id: bytes, author: bytes, seq: int) -> bytes:
     checked (a stored message's group and author, our mark of it): a member acks each
     message it stores as it arrives, and the ack's objects were built only to be walked
     and checked again (a property test compares the two)."""
-    packed = msgpack.packb((_GROUP_ACK_TAG, group_id, ((author, seq),)), use_bin_type=True)
+    packed = _ACK_PACKER.pack((_GROUP_ACK_TAG, group_id, ((author, seq),)))
     assert isinstance(packed, bytes)
     return packed
+
+
+# One Packer for the acks instead of one per call (msgpack.packb makes one). Safe from
+# any thread: pack() of bytes, ints and tuples runs in C under the GIL, calling no
+# Python code, and (autoreset) returns its bytes and empties its buffer in that call.
+_ACK_PACKER: Final = msgpack.Packer(use_bin_type=True)
 
 
 def _make_group_leave(f: list[object]) -> GroupLeave:
