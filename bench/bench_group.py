@@ -177,6 +177,11 @@ async def fan_out_processes(
         record = await admin.groups.create_group("Processes", ids)
         group_id = record.id
         await _delivered_to_all(admin, group_id, members - 1, 5, warmup=0)  # all have it
+        # The admin runs as a user's does: `chinwag-cli run` and the window freeze their
+        # heap once started, so the cyclic collector's full passes skip what start-up
+        # made (here also the bench's own set-up). Without it, full collections cost the
+        # admin 0.4-0.5 ms a message in some runs (docs/performance.md, ninth round).
+        settle_heap()
         used = -sum(cpu_seconds(p.pid) for p in procs)
         mine = -_own_cpu()
         watched = {"member": procs[0].pid, "admin": os.getpid()}
@@ -231,6 +236,7 @@ async def raw_fan_out(
             for i in range(others)
         ]
         links = [await _open(port) for port in ports]
+        settle_heap()  # as the admin's (fan_out_processes): both senders alike
         try:
             samples: list[float] = []
             used = mine = 0.0
