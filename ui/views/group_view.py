@@ -71,6 +71,7 @@ from ui.views.chat.attachments import (
     take_files,
     thumbnail_size,
 )
+from ui.views.chat.bottom_anchor import fit_to_bottom
 from ui.views.chat.composer import STARTING_PLACEHOLDER, ComposerEdit
 from ui.views.paint import paint_avatar, paint_presence, rounded_path
 from ui.views.transfers import TransfersPanel
@@ -281,6 +282,10 @@ class GroupMessageList(QListView):
         self.verticalScrollBar().rangeChanged.connect(self._schedule_fetch)
         model.loadingChanged.connect(self._schedule_fetch)
         model.rowsAboutToBeInserted.connect(self._before_insert)  # before the view's own
+
+    def updateGeometries(self) -> None:
+        super().updateGeometries()
+        fit_to_bottom(self)  # a short history sits by the composer
 
     def _schedule_fetch(self, *_args: object) -> None:
         self._fetch_timer.start()  # once the scroll or layout has settled
