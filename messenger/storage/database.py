@@ -51,7 +51,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration's revision. Kept here so an up-to-date profile opens without
 # importing Alembic (about half a second of start-up); tests/unit/test_storage.py checks it
 # against Alembic's own idea of the head, so a new migration cannot be forgotten here.
-SCHEMA_HEAD = "0015"
+SCHEMA_HEAD = "0016"
 
 
 def _url(db_path: Path, key: bytes) -> URL:
