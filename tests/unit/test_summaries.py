@@ -848,3 +848,42 @@ def test_upgrade_to_0016_drops_the_size_tables_and_keeps_the_indexes_whole(
         assert len(Repository(eng).search("quince", contact_id=b.id)) == 1
     finally:
         eng.dispose()
+
+
+@pytest.mark.parametrize("threshold", [2, 3])
+def test_the_upgrade_to_0016_says_so_first_when_the_index_is_big(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    threshold: int,
+) -> None:
+    """Made again, the indexes take seconds on a big profile: the start says why, before
+    (at REBUILD_NOTICE_ROWS messages, lowered here), and stays quiet below it."""
+    from messenger.storage import database
+
+    monkeypatch.setattr(database, "REBUILD_NOTICE_ROWS", threshold)
+    eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(eng, "0015")
+        a = random_contact("Ana")
+        repo = Repository(eng)
+        repo.add_contact(a, 0)
+        repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 1, 1, 0, "fig")])], 0)
+        repo.queue_outgoing(a.id, "fig roll", NOW_MS)
+        with caplog.at_level("WARNING", logger="messenger.storage.database"):
+            migrate(eng)
+        notices = [r.getMessage() for r in caplog.records if "search index" in r.getMessage()]
+        assert notices == (
+            [
+                "updating the database: the search index of about 2 messages "
+                "is made again, once (a few seconds a million messages)"
+            ]
+            if threshold == 2
+            else []
+        )
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="messenger.storage.database"):
+            migrate(eng)  # at the head: nothing to say
+        assert caplog.records == []
+    finally:
+        eng.dispose()
