@@ -11,12 +11,14 @@
    timed from its restart (the profile open) until it stored all 10,000 (each signature
    checked). Raw baseline: pipelined asyncio TCP echo of 200-byte messages.
 
-    python -m bench.bench_group [--quick] [--fan-out [--rounds N] [--profile DIR]]
+    python -m bench.bench_group [--quick] [--fan-out [--rounds N] [--floor] [--profile DIR]]
 
 `--fan-out` measures the separate-process fan-out row alone (raw, service, raw), `--rounds`
-times, with `--members` and `--count`; `--profile DIR` records one member and the admin
-with py-spy meanwhile; CHINWAG_BENCH_WRAP="-m bench.loop_cpu FILE" writes member 1's
-event-loop CPU per callback to FILE (bench/loop_cpu.py).
+times, with `--members` and `--count`; `--floor` adds the encrypted fan-out floor
+(bench/group_floor.py: the least a secure group message needs, in raw asyncio);
+`--profile DIR` records one member and the admin with py-spy meanwhile;
+CHINWAG_BENCH_WRAP="-m bench.loop_cpu FILE" writes member 1's event-loop CPU per callback
+to FILE (bench/loop_cpu.py).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from .common import (
     raw_ping_pong,
     wait_for,
 )
+from .group_floor import FloorGroup, group_store, member_keys
 from .raw_peer import commit_one, raw_store
 
 
@@ -177,6 +180,11 @@ async def fan_out_processes(
         record = await admin.groups.create_group("Processes", ids)
         group_id = record.id
         await _delivered_to_all(admin, group_id, members - 1, 5, warmup=0)  # all have it
+        # The admin runs as a user's does: `chinwag-cli run` and the window freeze their
+        # heap once started, so the cyclic collector's full passes skip what start-up
+        # made (here also the bench's own set-up). Without it, full collections cost the
+        # admin 0.4-0.5 ms a message in some runs (docs/performance.md, ninth round).
+        settle_heap()
         used = -sum(cpu_seconds(p.pid) for p in procs)
         mine = -_own_cpu()
         watched = {"member": procs[0].pid, "admin": os.getpid()}
@@ -231,6 +239,7 @@ async def raw_fan_out(
             for i in range(others)
         ]
         links = [await _open(port) for port in ports]
+        settle_heap()  # as the admin's (fan_out_processes): both senders alike
         try:
             samples: list[float] = []
             used = mine = 0.0
@@ -260,6 +269,51 @@ async def raw_fan_out(
             for _, writer in links:
                 await _close(writer)
             store.close()
+
+
+async def floor_fan_out(
+    base: Path,
+    others: int,
+    count: int,
+    warmup: int = 5,
+    cpu: list[float] | None = None,
+    sender_cpu: list[float] | None = None,
+) -> list[float]:
+    """The encrypted fan-out floor (bench/group_floor.py): the raw fan-out's processes
+    doing the least a secure group message needs (sign once, seal per member, each member
+    opens, decodes, commits and seals an ack). Seconds per message; `cpu` and
+    `sender_cpu` as in `raw_fan_out`."""
+    root = Path(tempfile.mkdtemp(prefix="floor-fan-", dir=base))  # new files, new keys
+    group = FloorGroup(group_store(root / "sender.db"))
+    async with contextlib.AsyncExitStack() as stack:
+        pids: list[int] = []
+        for i in range(others):
+            keys = member_keys()
+            db = str(root / f"floor{i}.db")
+            port = await stack.enter_async_context(
+                raw_peer_process("group-floor", db, keys[0].hex(), keys[1].hex(), pids=pids)
+            )
+            await group.connect(port, keys)
+        settle_heap()  # as the other two senders
+        try:
+            samples: list[float] = []
+            used = mine = 0.0
+            for i in range(count + warmup):
+                if i == warmup:
+                    used = -sum(cpu_seconds(pid) for pid in pids)
+                    mine = -_own_cpu()
+                started = time.perf_counter()
+                await group.send(body(i=i))
+                if i >= warmup:
+                    samples.append(time.perf_counter() - started)
+            if cpu is not None:
+                cpu.append((used + sum(cpu_seconds(pid) for pid in pids)) / count)
+            if sender_cpu is not None:
+                sender_cpu.append((mine + _own_cpu()) / count)
+            return samples
+        finally:
+            await group.aclose()
+            group.store.close()
 
 
 async def _start_run(profile: Path) -> asyncio.subprocess.Process:
@@ -450,8 +504,11 @@ async def run(quick: bool = False) -> list[Result]:
     ]
 
 
-async def fan_out_only(rounds: int, spy: Spy, members: int = 20, count: int = 200) -> None:
-    """The separate-process fan-out row alone, `rounds` times: raw, service, raw."""
+async def fan_out_only(
+    rounds: int, spy: Spy, members: int = 20, count: int = 200, *, floor: bool = False
+) -> None:
+    """The separate-process fan-out row alone, `rounds` times: raw, service, raw; with
+    `floor`, the encrypted floor too (raw, floor, service, floor, raw)."""
     for r in range(rounds):
         with tempfile.TemporaryDirectory(prefix="chinwag-bench-fan-") as tmp:
             root = Path(tmp)
@@ -459,9 +516,16 @@ async def fan_out_only(rounds: int, spy: Spy, members: int = 20, count: int = 20
             member_cpu: list[float] = []
             raw_sender: list[float] = []
             admin_cpu: list[float] = []
+            floor_cpu: list[float] = []
+            floor_sender: list[float] = []
+            floor_fan: list[float] = []
             raw_fan = await raw_fan_out(
                 root, members - 1, count // 2, cpu=raw_cpu, sender_cpu=raw_sender
             )
+            if floor:
+                floor_fan += await floor_fan_out(
+                    root, members - 1, count // 2, cpu=floor_cpu, sender_cpu=floor_sender
+                )
             procs = await fan_out_processes(
                 root / "procs",
                 members,
@@ -470,10 +534,23 @@ async def fan_out_only(rounds: int, spy: Spy, members: int = 20, count: int = 20
                 spy=spy if r == 0 else None,
                 sender_cpu=admin_cpu,
             )
+            if floor:
+                floor_fan += await floor_fan_out(
+                    root, members - 1, count // 2, cpu=floor_cpu, sender_cpu=floor_sender
+                )
             raw_fan += await raw_fan_out(
                 root, members - 1, count // 2, cpu=raw_cpu, sender_cpu=raw_sender
             )
         q50, fan50 = percentile(procs, 50), percentile(raw_fan, 50)
+        if floor:
+            f50 = percentile(floor_fan, 50)
+            print(
+                f"round {r + 1} floor: encrypted fan-out p50 {fmt_time(f50)}: "
+                f"{f50 / fan50:.2f}x raw, the group {q50 / f50:.2f}x the floor; CPU per msg, "
+                f"floor members {fmt_time(statistics.mean(floor_cpu))}, floor sender "
+                f"{fmt_time(statistics.mean(floor_sender))}",
+                flush=True,
+            )
         print(
             f"round {r + 1}: load {os.getloadavg()[0]:.1f}; group p50 {fmt_time(q50)} "
             f"(p99 {fmt_time(percentile(procs, 99))}), raw fan-out p50 {fmt_time(fan50)}: "
@@ -493,12 +570,17 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="py-spy a member and the admin (--fan-out)")
     parser.add_argument("--members", type=int, default=20, help="group size (--fan-out)")
     parser.add_argument("--count", type=int, default=200, help="messages (--fan-out)")
+    parser.add_argument(
+        "--floor", action="store_true", help="the encrypted fan-out floor too (--fan-out)"
+    )
     args = parser.parse_args()
     quiet_logging()
     if args.fan_out:
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
-        asyncio.run(fan_out_only(args.rounds, Spy(args.profile), args.members, args.count))
+        asyncio.run(
+            fan_out_only(args.rounds, Spy(args.profile), args.members, args.count, floor=args.floor)
+        )
         return
     print_table("Groups", asyncio.run(run(quick=args.quick)))
 

@@ -3,11 +3,13 @@
     python -m bench.raw_peer echo
     python -m bench.raw_peer durable DB_PATH
     python -m bench.raw_peer floor DB_PATH KEY_IN_HEX KEY_OUT_HEX
+    python -m bench.raw_peer group-floor DB_PATH KEY_IN_HEX KEY_OUT_HEX
 
 Listens on 127.0.0.1, prints its port on one line, then echoes 2-byte length-prefixed
 messages until stdin closes. `durable` first commits each message as one row to a
 SQLCipher database with the service's settings (`raw_store`) and answers after the commit.
-`floor` is the receiver of the durable throughput floor (bench.durable_floor).
+`floor` is the receiver of the durable throughput floor (bench.durable_floor),
+`group-floor` a member of the encrypted group fan-out floor (bench.group_floor).
 Kept free of `messenger` imports: the baseline is Python, asyncio and sqlcipher3 alone.
 """
 
@@ -96,11 +98,18 @@ async def serve(durable: Path | None) -> None:
         await server.wait_closed()
 
 
+async def serve_group_floor(db: Path, key_in: bytes, key_out: bytes) -> None:
+    from .group_floor import serve_member
+
+    await serve_until_stdin_closes(await serve_member(db, key_in, key_out))
+
+
 def main() -> None:
     mode = sys.argv[1]
-    if mode == "floor":
+    if mode in ("floor", "group-floor"):
+        serve_one = serve_floor if mode == "floor" else serve_group_floor
         asyncio.run(
-            serve_floor(Path(sys.argv[2]), bytes.fromhex(sys.argv[3]), bytes.fromhex(sys.argv[4]))
+            serve_one(Path(sys.argv[2]), bytes.fromhex(sys.argv[3]), bytes.fromhex(sys.argv[4]))
         )
         return
     asyncio.run(serve(Path(sys.argv[2]) if mode == "durable" else None))

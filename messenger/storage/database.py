@@ -51,7 +51,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest migration's revision. Kept here so an up-to-date profile opens without
 # importing Alembic (about half a second of start-up); tests/unit/test_storage.py checks it
 # against Alembic's own idea of the head, so a new migration cannot be forgotten here.
-SCHEMA_HEAD = "0015"
+SCHEMA_HEAD = "0016"
 
 
 def _url(db_path: Path, key: bytes) -> URL:
@@ -302,15 +302,45 @@ def alembic_config() -> Config:
     return cfg
 
 
+# Migration 0016 makes both search indexes again: ~6 s a million messages, once (issue 15,
+# ninth round of 1:1 throughput). Past this many messages the first start after the
+# update says so before it starts, instead of sitting silent for seconds.
+REBUILD_NOTICE_ROWS = 200_000
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    if revision == "head" and current_revision(engine) == SCHEMA_HEAD:
+    current = current_revision(engine)
+    if revision == "head" and current == SCHEMA_HEAD:
         return
     from alembic import command
+
+    if current is not None and current < "0016" and (revision == "head" or revision >= "0016"):
+        _notice_rebuild(engine)
 
     cfg = alembic_config()
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+def _notice_rebuild(engine: Engine) -> None:
+    from sqlalchemy import text
+
+    rows = 0
+    with engine.connect() as conn:
+        tables = set(conn.execute(text("SELECT name FROM sqlite_master")).scalars())
+        for table in ("messages", "group_messages"):  # the latter since 0004
+            if table in tables:
+                # The largest row id, not count(*): the end of the table, not a walk of it.
+                # Only these two constant names are interpolated.
+                sql = f"SELECT coalesce(max(id), 0) FROM {table}"  # noqa: S608
+                rows += conn.execute(text(sql)).scalar_one()
+    if rows >= REBUILD_NOTICE_ROWS:
+        log.warning(
+            "updating the database: the search index of about %s messages is made again, "
+            "once (a few seconds a million messages)",
+            f"{rows:,}",
+        )
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from dataclasses import replace
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QStyleOptionViewItem
 
 from tests.ui.conftest import befriend
+from ui.models.history import day_label, local_time
 from ui.views.group_dialogs import CreateGroupDialog, ManageGroupDialog
 
 
@@ -281,3 +284,47 @@ def test_a_message_sent_while_the_group_opens_stays_in_view(
     assert returned[0] == []  # read before the message was stored
     assert model.rowCount() == 1
     assert model.index(0, 0).data() == "sent while it opens"
+
+
+def test_days_are_marked_in_the_group_history(qloop, make_peer, open_window):
+    """A pill with the day above the first message of each day, as in a 1:1 chat: the
+    rows it tops are taller by it and their bubbles start under it."""
+    alice, bob = make_peer("alice"), make_peer("bob")
+    befriend(qloop, alice, bob)
+    record = qloop.run(alice.groups.create_group("Lab", [bob.contact_id]))
+    today = qloop.run(alice.groups.send_text(record.id, "same words"))
+    window = open_window(alice)
+    window.resize(900, 640)
+    window.open_group(record.id)
+    view, model = window.group_view.messages, window.group_view.model
+    qloop.until(lambda: model.rowCount() == 1, what="today's message")
+    assert model.day_of(0) == "Today"
+
+    # Two messages of three days ago arrive (Lamport times before today's message).
+    earlier = today.sent_at_ms - 3 * 86_400_000
+    for i in (1, 2):
+        window.bridge.groupMessageAdded.emit(
+            replace(
+                today,
+                msg_id=os.urandom(16),
+                seq=i,
+                lamport=today.lamport - 1,
+                sent_at_ms=earlier + i,
+            )
+        )
+    qloop.until(lambda: model.rowCount() == 3, what="the older two")
+    three_days_ago = day_label(local_time(earlier).date())
+    assert [model.day_of(row) for row in range(3)] == [three_days_ago, None, "Today"]
+
+    view.executeDelayedItemsLayout()
+    rects = [view.visualRect(model.index(row, 0)) for row in range(3)]
+    # The same words, the same bubble: only the pill makes the first and last rows taller.
+    assert rects[0].height() == rects[2].height() > rects[1].height() + 20
+    delegate = view.itemDelegate()
+    option = QStyleOptionViewItem()
+    option.initFrom(view)
+    for row, rect in enumerate(rects):
+        option.rect = rect
+        bubble = delegate.bubble_rect(option, model.index(row, 0))
+        gap = bubble.top() - rect.top()
+        assert (gap > 20) if row != 1 else (gap < 10), (row, gap)

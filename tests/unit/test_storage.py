@@ -128,7 +128,7 @@ def test_fresh_database_is_at_head_with_the_models_schema(engine: Engine) -> Non
         *(
             name
             for fts in (FTS_PREFIX, GROUP_FTS)
-            for name in (fts, *(f"{fts}_{s}" for s in ("data", "idx", "docsize", "config")))
+            for name in (fts, *(f"{fts}_{s}" for s in ("data", "idx", "config")))
         ),
     }
 

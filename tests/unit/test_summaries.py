@@ -782,3 +782,108 @@ def test_upgrade_to_0015_sets_automerge_8_on_both_indexes_and_downgrade_restores
         assert len(repo.search("rhubarb")) == 2
     finally:
         eng.dispose()
+
+
+# -- 0016: the search indexes keep no per-row size table ------------------------------------
+
+
+def _tables(eng: Any) -> set[str]:
+    with eng.connect() as conn:
+        return {r[0] for r in conn.exec_driver_sql("SELECT name FROM sqlite_master")}
+
+
+def test_upgrade_to_0016_drops_the_size_tables_and_keeps_the_indexes_whole(
+    tmp_path: Path,
+) -> None:
+    """The indexes are made again without `_docsize` (issue 15, ninth round): they hold
+    what they held, the rows above each indexer's mark stay the indexer's (indexed once,
+    folded into the summaries once), a search in one conversation still filters inside
+    the index, and downgrade makes them as 0015 had them."""
+    from tests.unit.test_search import fts_matches_content, fts_rows
+
+    eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(eng, "0015")
+        a, b = random_contact("Ana"), random_contact("Bo")
+        repo = Repository(eng)
+        repo.add_contact(a, 0)
+        repo.add_contact(b, 0)
+        groups = GroupRepository(repo)
+        gid = b"g" * 16
+        groups.save_roster(gid, epoch=1, name="G", roster=b"r", roster_hash=b"h", state=0, now=0)
+        repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 1, 1, 0, "quince")])], 0)
+        repo.queue_outgoing(b.id, "quince paste", NOW_MS)
+        groups.store_messages([_group_message(gid, 1, 1, outgoing=False)], NOW_MS)
+        assert repo.index_pending() == 2 and groups.index_pending() == 1
+        # Stored and not yet indexed (nor folded) when the upgrade runs.
+        repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 2, 2, 0, "quince jam")])], 0)
+        groups.store_messages([_group_message(gid, 2, 2, outgoing=False)], NOW_MS)
+        assert {"messages_fts_docsize", "group_messages_fts_docsize"} <= _tables(eng)
+        expected = {c.id: recount_conversation(repo, c.id) for c in (a, b)}
+
+        migrate(eng)
+
+        assert not {"messages_fts_docsize", "group_messages_fts_docsize"} & _tables(eng)
+        assert _automerge(eng) == {"messages_fts": 8, "group_messages_fts": 8}
+        repo = Repository(eng)
+        groups = GroupRepository(repo)
+        assert fts_rows(eng, "messages_fts") == 2 and fts_rows(eng) == 1  # up to the marks
+        assert repo.index_pending() == 1 and groups.index_pending() == 1
+        fts_matches_content(eng, "messages_fts")  # each row once, as stored
+        fts_matches_content(eng)
+        assert {c.id: kept_conversation(repo, c.id) for c in (a, b)} == expected
+        assert [m.body for m in repo.search("quin")] == ["quince jam", "quince paste", "quince"]
+        assert [m.body for m in repo.search("quince", contact_id=a.id)] == ["quince jam", "quince"]
+        assert (
+            "contact_id"
+            in _rows(repo, "SELECT sql FROM sqlite_master WHERE name = 'messages_fts'")[0][0]
+        )
+        assert len(groups.search("g")) == 2
+
+        _to(eng, "0015")
+        assert {"messages_fts_docsize", "group_messages_fts_docsize"} <= _tables(eng)
+        assert _automerge(eng) == {"messages_fts": 8, "group_messages_fts": 8}
+        fts_matches_content(eng, "messages_fts")
+        fts_matches_content(eng)
+        assert len(Repository(eng).search("quince", contact_id=b.id)) == 1
+    finally:
+        eng.dispose()
+
+
+@pytest.mark.parametrize("threshold", [2, 3])
+def test_the_upgrade_to_0016_says_so_first_when_the_index_is_big(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    threshold: int,
+) -> None:
+    """Made again, the indexes take seconds on a big profile: the start says why, before
+    (at REBUILD_NOTICE_ROWS messages, lowered here), and stays quiet below it."""
+    from messenger.storage import database
+
+    monkeypatch.setattr(database, "REBUILD_NOTICE_ROWS", threshold)
+    eng = create_db_engine(tmp_path / "old.db", os.urandom(32))
+    try:
+        migrate(eng, "0015")
+        a = random_contact("Ana")
+        repo = Repository(eng)
+        repo.add_contact(a, 0)
+        repo.store_incoming([(a.id, [IncomingMessage(os.urandom(16), 1, 1, 0, "fig")])], 0)
+        repo.queue_outgoing(a.id, "fig roll", NOW_MS)
+        with caplog.at_level("WARNING", logger="messenger.storage.database"):
+            migrate(eng)
+        notices = [r.getMessage() for r in caplog.records if "search index" in r.getMessage()]
+        assert notices == (
+            [
+                "updating the database: the search index of about 2 messages "
+                "is made again, once (a few seconds a million messages)"
+            ]
+            if threshold == 2
+            else []
+        )
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="messenger.storage.database"):
+            migrate(eng)  # at the head: nothing to say
+        assert caplog.records == []
+    finally:
+        eng.dispose()

@@ -19,6 +19,7 @@ from PySide6.QtGui import QImage
 from messenger import GroupMessageRecord, GroupRecord, TransferRecord
 from ui.bridge import Bridge
 from ui.models.base import RecordListModel
+from ui.models.history import day_label, local_time
 from ui.models.thumbnails import Thumbnails
 from ui.models.transfers import status_text
 from ui.tasks import TaskSet
@@ -242,6 +243,14 @@ class GroupHistoryModel(RecordListModel[GroupMessageRecord]):
             file = f", file {t.name}: {status_text(t)}" if t is not None else ""
             return f"{who}: {m.body}{file}{tail}"
         return None
+
+    def day_of(self, row: int) -> str | None:
+        """The day's label shown above this row ("Today", "Yesterday", a date): on the
+        first row, and on each row sent on another day than the row before it."""
+        day = local_time(self._rows[row].sent_at_ms).date()
+        if row > 0 and local_time(self._rows[row - 1].sent_at_ms).date() == day:
+            return None
+        return day_label(day)
 
     def transfer_of(self, m: GroupMessageRecord) -> TransferRecord | None:
         """The file a message offers (its current state); None for text, or a file this

@@ -28,6 +28,7 @@ from PySide6.QtGui import (
     QDropEvent,
     QFont,
     QFontMetrics,
+    QFontMetricsF,
     QMouseEvent,
     QPainter,
     QPen,
@@ -71,8 +72,15 @@ from ui.views.chat.attachments import (
     take_files,
     thumbnail_size,
 )
+from ui.views.chat.bottom_anchor import fit_to_bottom
 from ui.views.chat.composer import STARTING_PLACEHOLDER, ComposerEdit
-from ui.views.paint import paint_avatar, paint_presence, rounded_path
+from ui.views.paint import (
+    day_pill_height,
+    paint_avatar,
+    paint_day_pill,
+    paint_presence,
+    rounded_path,
+)
 from ui.views.transfers import TransfersPanel
 
 Index = QModelIndex | QPersistentModelIndex
@@ -132,6 +140,14 @@ class GroupMessageDelegate(QStyledItemDelegate):
         total = PAD + header + body + file_h + 4 + QFontMetrics(meta).height() + PAD
         return bubble, body, total + 6
 
+    def _day(self, option: QStyleOptionViewItem, index: Index) -> tuple[str | None, QFont, float]:
+        """The day's pill above this row, if it is the first of a day: (label, font, the
+        room it takes)."""
+        font = theme.scaled_font(QFont(option.font), 0.84, QFont.Weight.DemiBold)
+        row = index.row()
+        day = self.model.day_of(row) if 0 <= row < self.model.rowCount() else None
+        return day, font, day_pill_height(QFontMetricsF(font)) if day else 0.0
+
     def bubble_rect(self, option: QStyleOptionViewItem, index: Index) -> QRectF | None:
         m = index.data(GroupHistoryModel.MessageRole)
         if m is None:
@@ -139,13 +155,14 @@ class GroupMessageDelegate(QStyledItemDelegate):
         bubble_w, _, total = self._layout(option, m)
         rect = option.rect
         left = rect.right() - bubble_w - 16 if m.outgoing else rect.left() + 52
-        return QRectF(left, rect.top() + 3, bubble_w, total - 6)
+        return QRectF(left, rect.top() + self._day(option, index)[2] + 3, bubble_w, total - 6)
 
     def sizeHint(self, option: QStyleOptionViewItem, index: Index) -> QSize:
         m = index.data(GroupHistoryModel.MessageRole)
         if m is None:
             return QSize(0, 0)
-        return QSize(option.rect.width(), int(self._layout(option, m)[2]))
+        height = self._layout(option, m)[2] + self._day(option, index)[2]
+        return QSize(option.rect.width(), int(height))
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: Index) -> None:
         m: GroupMessageRecord | None = index.data(GroupHistoryModel.MessageRole)
@@ -155,10 +172,16 @@ class GroupMessageDelegate(QStyledItemDelegate):
         base, name, meta = self._fonts(option)
         bubble_w, body_h, total = self._layout(option, m)
         rect = option.rect
+        day, day_font, day_h = self._day(option, index)
         left = rect.right() - bubble_w - 16 if m.outgoing else rect.left() + 52
-        bubble = QRectF(left, rect.top() + 3, bubble_w, total - 6)
+        bubble = QRectF(left, rect.top() + day_h + 3, bubble_w, total - 6)
         painter.save()
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if day is not None:
+            pill = QRectF(rect.left(), rect.top(), rect.width(), day_h)
+            paint_day_pill(
+                painter, pill, day, day_font, QColor(t.day_pill), QColor(t.day_pill_text)
+            )
         if not m.outgoing:
             avatar = QRectF(rect.left() + 12, bubble.top(), 30, 30)
             paint_avatar(painter, avatar, m.author_name, m.author_id)
@@ -281,6 +304,10 @@ class GroupMessageList(QListView):
         self.verticalScrollBar().rangeChanged.connect(self._schedule_fetch)
         model.loadingChanged.connect(self._schedule_fetch)
         model.rowsAboutToBeInserted.connect(self._before_insert)  # before the view's own
+
+    def updateGeometries(self) -> None:
+        super().updateGeometries()
+        fit_to_bottom(self)  # a short history sits by the composer
 
     def _schedule_fetch(self, *_args: object) -> None:
         self._fetch_timer.start()  # once the scroll or layout has settled

@@ -30,6 +30,31 @@ def rounded_path(rect: QRectF, tl: float, tr: float, br: float, bl: float) -> QP
     return path
 
 
+DAY_PILL_MARGIN = 24  # above and below a day's pill, together
+
+
+def day_pill_height(fm: QFontMetricsF) -> float:
+    """The room a day's pill takes above the first message of a day."""
+    return fm.height() + 8 + DAY_PILL_MARGIN
+
+
+def paint_day_pill(
+    painter: QPainter, rect: QRectF, day: str, font: QFont, fill: QColor, text: QColor
+) -> None:
+    """The day's pill ("Today", "Yesterday", "Mon, 7 December"), centred at the top of
+    `rect`, above the first message of a day."""
+    fm = QFontMetricsF(font)
+    w = fm.horizontalAdvance(day) + 24
+    h = fm.height() + 8
+    pill = QRectF(rect.center().x() - w / 2, rect.top() + DAY_PILL_MARGIN * 2 / 3, w, h)
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(fill)
+    painter.drawRoundedRect(pill, h / 2, h / 2)
+    painter.setFont(font)
+    painter.setPen(text)
+    painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, day)
+
+
 def paint_avatar(
     painter: QPainter, rect: QRectF, name: str, contact_id: str, font: QFont | None = None
 ) -> None:

@@ -33,7 +33,13 @@ from ui.views.chat.attachments import (
     thumbnail_size,
 )
 from ui.views.chat.text import URL_RE, build_document, jumbo_emoji
-from ui.views.paint import paint_ticks, rounded_path, tick_width
+from ui.views.paint import (
+    day_pill_height,
+    paint_day_pill,
+    paint_ticks,
+    rounded_path,
+    tick_width,
+)
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -210,7 +216,7 @@ class BubbleDelegate(QStyledItemDelegate):
         bubble_w = content_w + 2 * PAD_X
         bubble_h = content_h + 2 * PAD_Y
 
-        day_h = st.fm_day.height() + 8 + 24 if day else 0.0
+        day_h = day_pill_height(st.fm_day) if day else 0.0
         top = day_h + (GROUP_GAP if joins_prev and not day else GAP if not day else 4)
         bottom = 12.0 if last else 0.0
         result = BubbleLayout(
@@ -355,16 +361,8 @@ class BubbleDelegate(QStyledItemDelegate):
     def _paint_day(self, painter: QPainter, rect: QRectF, day: str) -> None:
         """The day's pill above the first message of a day."""
         st = self.style()
-        fm = st.fm_day
-        w = fm.horizontalAdvance(day) + 24
-        h = fm.height() + 8
-        pill = QRectF(rect.center().x() - w / 2, rect.top() + 16, w, h)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(st.colors["day_pill"])
-        painter.drawRoundedRect(pill, h / 2, h / 2)
-        painter.setFont(st.day)
-        painter.setPen(st.colors["day_pill_text"])
-        painter.drawText(pill, Qt.AlignmentFlag.AlignCenter, day)
+        colors = st.colors
+        paint_day_pill(painter, rect, day, st.day, colors["day_pill"], colors["day_pill_text"])
 
     def _paint_meta(
         self, painter: QPainter, bubble: QRectF, lay: BubbleLayout, m: MessageRecord

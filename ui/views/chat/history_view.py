@@ -32,6 +32,7 @@ from messenger import MessageRecord, TransferRecord
 from ui import theme
 from ui.models.history import HistoryModel, local_time
 from ui.views.chat.attachments import FileClick, add_file_actions, bubble_actions
+from ui.views.chat.bottom_anchor import fit_to_bottom
 from ui.views.chat.bubbles import BubbleDelegate
 
 Index = QModelIndex | QPersistentModelIndex
@@ -232,6 +233,10 @@ class HistoryView(QListView):
             history.fetch_newer_soon()
 
     # -- geometry -----------------------------------------------------------------------------
+
+    def updateGeometries(self) -> None:
+        super().updateGeometries()
+        fit_to_bottom(self)  # a short history sits by the composer
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         at_bottom = self.is_at_bottom()
