@@ -10,13 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from ..errors import DiskFull
-from ..events import GroupDeliveryChanged, GroupMessageAdded
+from ..events import GroupDeliveryChanged
 from ..identity import contact_id as make_contact_id
 from ..net.transport import Connection
 from ..protocol import wire
 from ..storage.group_repository import NewGroupMessage
 from ..storage.group_rows import StoredGroupMessage
-from .base import Arrival, GroupBase
+from .base import Arrival
+from .live import GroupLive
 from .model import NO_HASH, Group, GroupState, newer
 from .signing import NO_SIGNATURE, message_id, sign_leave
 
@@ -32,7 +33,7 @@ VERIFY_INLINE_MAX: Final = 16
 VERIFY_THREADS: Final = 2
 
 
-class GroupSync(GroupBase):
+class GroupSync(GroupLive):
     """Messages in, acks out, and what a member that was away lacks."""
 
     def _new(self, m: wire.GroupMessage, *, outgoing: bool) -> NewGroupMessage:
@@ -96,25 +97,6 @@ class GroupSync(GroupBase):
         self._unverified.append((conn, m))  # checked by _verify_arrivals with the read's rest
         if self._verifying is None and len(self._unverified) == 1:
             asyncio.get_running_loop().call_soon(self._after_inline_check)
-
-    def _store_now(self, arrival: Arrival) -> bool:
-        """Store an arrival (not a file offer) right here, with its ack and event, if the
-        database thread is idle; False: it is not, nothing was done. One message, so none
-        of _store's batch steps (issue 15: the member's Python per message)."""
-        message = arrival.message
-        if not self._db.can_write_now((message.body,)):
-            return False
-        try:
-            try:
-                stored = self._db.write_now(self.repo.store_messages, (message,), self._now_ms())
-            except DiskFull as exc:
-                self._unstored(exc, [arrival])
-                return True
-            self._acknowledge_one(arrival, stored)
-            self._added(stored)
-        except Exception:  # as the committer does: logged, not acknowledged
-            log.exception("storing a group message failed")
-        return True
 
     def _after_inline_check(self) -> None:
         self._inline_checked = False
@@ -229,17 +211,6 @@ class GroupSync(GroupBase):
         by_id = {m.msg_id: m for m in stored}
         return [by_id.get(a.message.msg_id) for a in arrivals]
 
-    def _unstored(self, exc: DiskFull, arrivals: list[Arrival]) -> None:
-        # Not stored, not acknowledged, not marked: the members that sent them are told
-        # to catch us up again on a new session once there is room (the service closes
-        # those sessions then, protocol.md 9.3).
-        senders = {
-            a.connection.contact_id
-            for a in arrivals
-            if a.connection is not None and a.connection.contact_id is not None
-        }
-        self._not_stored(exc, senders)
-
     def _acknowledge(self, arrivals: list[Arrival], stored: list[StoredGroupMessage]) -> None:
         """Stored: mark them held and acknowledge them to the members that sent them."""
         if stored:
@@ -257,29 +228,6 @@ class GroupSync(GroupBase):
             for group_id, authors in by_group.items():
                 self._ack(conn, self._groups[group_id], authors)
             conn.flush()  # the acks leave now, not after the events' handlers have run
-
-    def _acknowledge_one(self, arrival: Arrival, stored: list[StoredGroupMessage]) -> None:
-        """_acknowledge of one arrival from a member: its ack is encoded from the three
-        values it carries, without building a GroupAck to check and walk again."""
-        if stored:
-            self._indexer.soon()
-        new = arrival.message
-        group = self._groups.get(new.group_id)
-        conn = arrival.connection
-        if group is None or conn is None:
-            return
-        marks = group.marks
-        marks.add(new.author, new.seq)
-        if not conn.closed.is_set():  # as _ack; send_encoded checks the session
-            ack = wire.encode_group_ack_one(group.id, new.author, marks.mark.get(new.author, 0))
-            conn.send_encoded((ack,), batchable=False)
-        conn.flush()  # the ack leaves now, not after the event's handlers have run
-
-    def _added(self, stored: list[StoredGroupMessage]) -> None:
-        for m in stored:
-            group = self._groups.get(m.group_id)
-            if group is not None:
-                self._emit(GroupMessageAdded(self._message_record(group, m)))
 
     def _ack_soon(self, conn: Connection, group: Group, author: bytes) -> None:
         """Duplicates (a second member replaying a catch-up) are acknowledged once per
