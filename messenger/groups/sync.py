@@ -77,8 +77,9 @@ class GroupSync(GroupLive):
             # Nothing waits to be checked: check the first of a read now, unless its author
             # sent it on its own session (that proves the sender; a bad signature only gets
             # it refused where we pass it on, as a gap would: protocol.md §16.4, ~45 us).
+            bad = sender != m.author and not self._verify([m])[0]
             self._inline_checked = True  # the rest of the read queues (arrivals_done)
-            if sender != m.author and not self._verify([m])[0]:
+            if bad:
                 self.rejected += 1
                 log.warning("group message refused: bad signature")
                 self._note_checked(self._checked + 1)
