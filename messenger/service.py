@@ -88,7 +88,7 @@ class PeerService:
         self.display_name: str = ""
         self.settings: dict[str, Any] = dict(DEFAULT_SETTINGS)
         self._tasks = TaskOwner()
-        self._subscribers: list[Callable[[ServiceEvent], None]] = []
+        self._subscribers: tuple[Callable[[ServiceEvent], None], ...] = ()
         self._invites: dict[bytes, InviteRecord] = {}
         self._closing = False
         self._build_workers()
@@ -416,11 +416,18 @@ class PeerService:
     # -- events ---------------------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[ServiceEvent], None]) -> Callable[[], None]:
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
+        # A new tuple on each change, so an event's walk needs no copy of its own (a
+        # callback may unsubscribe while it runs).
+        self._subscribers = (*self._subscribers, callback)
+        return lambda: self._unsubscribe(callback)
+
+    def _unsubscribe(self, callback: Callable[[ServiceEvent], None]) -> None:
+        subscribers = list(self._subscribers)
+        subscribers.remove(callback)
+        self._subscribers = tuple(subscribers)
 
     def _emit(self, event: ServiceEvent) -> None:
-        for callback in list(self._subscribers):
+        for callback in self._subscribers:
             try:
                 callback(event)
             except Exception:

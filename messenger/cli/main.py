@@ -32,10 +32,6 @@ from ..errors import (
     ProfileLocked,
     ServiceError,
 )
-from ..events import (
-    ServiceEvent,
-    TorStatusChanged,
-)
 from ..nearby import PAIRING_TIMEOUT
 from ..net.tor import TOR_CONTROL_ENV, TorNotFound, find_tor
 from ..profile import KdfParams, ProfileDir, restrict_umask
@@ -685,8 +681,7 @@ async def _run(profile: ProfileDir, args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await server.start()
-        service.subscribe(show)
-        service.subscribe(_show_tor_progress)
+        service.subscribe(show)  # Tor's progress too: one subscriber per event, not two
         settle_heap()
         print(
             f"{service.display_name} is online on port {service.listen_port} "
@@ -709,17 +704,6 @@ def settle_heap() -> None:
     message of a 10,000-message group catch-up (bench.bench_group)."""
     gc.collect()
     gc.freeze()
-
-
-def _show_tor_progress(event: ServiceEvent) -> None:
-    if not isinstance(event, TorStatusChanged):
-        return
-    if event.state == "starting":
-        print(f"* Tor: connecting to the Tor network... {event.percent} %", flush=True)
-    elif event.state == "ready":
-        print(f"* Tor: reachable at {event.onion}", flush=True)
-    elif event.state in ("lost", "failed"):
-        print(f"* Tor {event.state}: {event.error}", flush=True)
 
 
 def _doctor(profile: ProfileDir, args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from ..events import (
     PresenceChanged,
     SafetyNumberChanged,
     ServiceEvent,
+    TorStatusChanged,
     TransferChanged,
 )
 from ..records import TransferRecord, TransferState
@@ -90,6 +91,7 @@ class RunPrinter:
             FileOfferRejected: self._offer_rejected,
             TransferChanged: self._transfer,
             SafetyNumberChanged: self._safety_number,
+            TorStatusChanged: self._tor,
         }
 
     def __call__(self, event: ServiceEvent) -> None:
@@ -165,3 +167,13 @@ class RunPrinter:
             "you have, so the safety number has changed; nothing is sent to it until you "
             f"`chinwag-cli verify {c.id[:8]}` or `chinwag-cli accept-key {c.id[:8]}`"
         )
+
+    def _tor(self, event: TorStatusChanged) -> None:
+        # Printed and flushed at once (not say()'s end of the loop pass): the bootstrap
+        # may take a while, and its progress is worth seeing as it comes.
+        if event.state == "starting":
+            print(f"* Tor: connecting to the Tor network... {event.percent} %", flush=True)
+        elif event.state == "ready":
+            print(f"* Tor: reachable at {event.onion}", flush=True)
+        elif event.state in ("lost", "failed"):
+            print(f"* Tor {event.state}: {event.error}", flush=True)

@@ -162,11 +162,16 @@ class GroupBase:
 
     def _message_record(self, group: Group, m: StoredGroupMessage) -> GroupMessageRecord:
         return group_message_record(
-            m, group.roster, me=self._me_record(), names=group.names, delivery=group.delivery
+            m,
+            group.roster,
+            me=self._me_record(),
+            names=group.names,
+            delivery=group.delivery,
+            others=group.others(self._me_key),
         )
 
     def _me_record(self) -> Viewer:
-        return Viewer(self._me, self._me_port.display_name)
+        return Viewer(self._me_key, self._me_port.display_name)
 
     def _online(self, contact_id: str) -> bool:
         return self._links.is_online(contact_id)

@@ -121,6 +121,12 @@ class Group:
     _members_of: wire.GroupRoster | None = field(
         default=None, init=False, repr=False, compare=False
     )
+    # The members other than us, for the roster and key they were taken from: every
+    # message's record counts them (a walk of 20 members, ~1 us a message).
+    _others: list[bytes] = field(default_factory=list, init=False, repr=False, compare=False)
+    _others_of: tuple[wire.GroupRoster, bytes] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def id(self) -> bytes:
@@ -140,6 +146,14 @@ class Group:
             self._members = {m.ed25519_public: m for m in reversed(roster.members)}
             self._members_of = roster
         return self._members.get(key)
+
+    def others(self, me: bytes) -> list[bytes]:
+        """The members' keys other than `me`, in roster order (do not change the list)."""
+        of = self._others_of
+        if of is None or of[0] is not self.roster or of[1] != me:
+            self._others = [m.ed25519_public for m in self.roster.members if m.ed25519_public != me]
+            self._others_of = (self.roster, me)
+        return self._others
 
     def removed_cutoff(self, key: bytes) -> int | None:
         for r in self.roster.removed:

@@ -10,13 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Final
 
 from ..errors import DiskFull
-from ..events import GroupDeliveryChanged, GroupMessageAdded
+from ..events import GroupDeliveryChanged
 from ..identity import contact_id as make_contact_id
 from ..net.transport import Connection
 from ..protocol import wire
 from ..storage.group_repository import NewGroupMessage
 from ..storage.group_rows import StoredGroupMessage
-from .base import Arrival, GroupBase
+from .base import Arrival
+from .live import GroupLive
 from .model import NO_HASH, Group, GroupState, newer
 from .signing import NO_SIGNATURE, message_id, sign_leave
 
@@ -32,7 +33,7 @@ VERIFY_INLINE_MAX: Final = 16
 VERIFY_THREADS: Final = 2
 
 
-class GroupSync(GroupBase):
+class GroupSync(GroupLive):
     """Messages in, acks out, and what a member that was away lacks."""
 
     def _new(self, m: wire.GroupMessage, *, outgoing: bool) -> NewGroupMessage:
@@ -76,44 +77,27 @@ class GroupSync(GroupBase):
             # Nothing waits to be checked: check the first of a read now, unless its author
             # sent it on its own session (that proves the sender; a bad signature only gets
             # it refused where we pass it on, as a gap would: protocol.md §16.4, ~45 us).
-            good = [True] if sender == m.author else self._verify([m])
-            accepted = self._accept_verified([(conn, m)], good)
+            bad = sender != m.author and not self._verify([m])[0]
             self._inline_checked = True  # the rest of the read queues (arrivals_done)
+            if bad:
+                self.rejected += 1
+                log.warning("group message refused: bad signature")
+                self._note_checked(self._checked + 1)
+                return
+            # Accepted (as _accept_verified does; the group was looked up just now).
+            group.lamport = max(group.lamport, m.lamport)
+            arrival = Arrival(self._new(m, outgoing=False), conn)
             # Nothing is queued to be stored before it: store it here, in this read's
             # loop pass, not on the committer's task (its ack leaves with this read's
             # flush). A file offer goes the committer's way (its hook awaits more), and
             # so does everything while the database thread is busy.
-            if not (
-                accepted
-                and self._committing == 0
-                and m.attachment is None
-                and self._store_now(accepted)
-            ):
-                for arrival in accepted:
-                    self._post(arrival)
+            if not (self._committing == 0 and m.attachment is None and self._store_now(arrival)):
+                self._post(arrival)
             self._note_checked(self._checked + 1)
             return
         self._unverified.append((conn, m))  # checked by _verify_arrivals with the read's rest
         if self._verifying is None and len(self._unverified) == 1:
             asyncio.get_running_loop().call_soon(self._after_inline_check)
-
-    def _store_now(self, arrivals: list[Arrival]) -> bool:
-        """Store arrivals (no file offers among them) right here, with their acks and
-        events, if the database thread is idle; False: it is not, nothing was done."""
-        messages = [a.message for a in arrivals]
-        if not self._db.can_write_now([m.body for m in messages]):
-            return False
-        try:
-            try:
-                stored = self._db.write_now(self.repo.store_messages, messages, self._now_ms())
-            except DiskFull as exc:
-                self._unstored(exc, arrivals)
-                return True
-            self._acknowledge(arrivals, stored)
-            self._added(stored)
-        except Exception:  # as the committer does: logged, not acknowledged
-            log.exception("storing a group message failed")
-        return True
 
     def _after_inline_check(self) -> None:
         self._inline_checked = False
@@ -144,6 +128,8 @@ class GroupSync(GroupBase):
 
     def _note_checked(self, checked: int) -> None:
         self._checked = checked
+        if not self._checked_waiters:
+            return  # as nearly always: no new list for every message
         waiting, self._checked_waiters = self._checked_waiters, []
         for target, waiter in waiting:
             if target > checked:
@@ -226,17 +212,6 @@ class GroupSync(GroupBase):
         by_id = {m.msg_id: m for m in stored}
         return [by_id.get(a.message.msg_id) for a in arrivals]
 
-    def _unstored(self, exc: DiskFull, arrivals: list[Arrival]) -> None:
-        # Not stored, not acknowledged, not marked: the members that sent them are told
-        # to catch us up again on a new session once there is room (the service closes
-        # those sessions then, protocol.md 9.3).
-        senders = {
-            a.connection.contact_id
-            for a in arrivals
-            if a.connection is not None and a.connection.contact_id is not None
-        }
-        self._not_stored(exc, senders)
-
     def _acknowledge(self, arrivals: list[Arrival], stored: list[StoredGroupMessage]) -> None:
         """Stored: mark them held and acknowledge them to the members that sent them."""
         if stored:
@@ -254,12 +229,6 @@ class GroupSync(GroupBase):
             for group_id, authors in by_group.items():
                 self._ack(conn, self._groups[group_id], authors)
             conn.flush()  # the acks leave now, not after the events' handlers have run
-
-    def _added(self, stored: list[StoredGroupMessage]) -> None:
-        for m in stored:
-            group = self._groups.get(m.group_id)
-            if group is not None:
-                self._emit(GroupMessageAdded(self._message_record(group, m)))
 
     def _ack_soon(self, conn: Connection, group: Group, author: bytes) -> None:
         """Duplicates (a second member replaying a catch-up) are acknowledged once per

@@ -18,7 +18,7 @@ import random
 import socket
 import struct
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -124,6 +124,9 @@ class Connection:
         self._busy = False  # the run task is handling events: new reads queue behind them
         self._wake = asyncio.Event()
         self._quiet_since = self._last_heard  # the last read, or the last keepalive check
+        # The writer's transport, asked directly (StreamWriter.is_closing only asks it,
+        # a call more three times a message; it never changes for a connection).
+        self._transport = cast(asyncio.Transport, writer.transport)
         peer = writer.get_extra_info("peername")
         self.peer_address: tuple[str, int] | None = (peer[0], peer[1]) if peer else None
 
@@ -156,19 +159,20 @@ class Connection:
         if not pending:
             return
         self._pending = []
-        if not self.session.established or self.writer.is_closing():
+        if not self.session.established or self._transport.is_closing():
             return  # dropped, as in send(): the outbox resends chat
         self.session.send_records(pending)
         if self.session.needs_rehandshake:
             self.close("rehandshake")
 
     def _flush(self) -> None:
-        self._push()
+        if self._pending:  # a read's closing flush usually has nothing queued
+            self._push()
         self._write_out()
 
     def _write_out(self) -> None:
         data = self.session.data_to_send()
-        if data and not self.writer.is_closing():
+        if data and not self._transport.is_closing():
             self.writer.write(data)
 
     def send(self, message: wire.WireMessage, encoded: bytes | None = None) -> None:
@@ -178,7 +182,7 @@ class Connection:
 
         Messages queued in one pass of the event loop are encrypted together (chat
         messages and receipts in Batch records) and leave in one write."""
-        if not self.session.established or self.writer.is_closing():
+        if not self.session.established or self._transport.is_closing():
             return
         # Encoded (and so validated) now: a bad message fails here, at its sender.
         record = wire.encode_message(message) if encoded is None else encoded
@@ -188,7 +192,7 @@ class Connection:
     def queue(self, message: wire.WireMessage, encoded: bytes) -> bool:
         """`send(message, encoded)` without scheduling the flush: True when the caller
         must see that this connection's flush runs in this loop pass (`send_to_all`)."""
-        if not self.session.established or self.writer.is_closing():
+        if not self.session.established or self._transport.is_closing():
             return False
         self._pending.append((encoded, isinstance(message, wire.BATCHABLE)))
         if self._flush_scheduled:
@@ -196,14 +200,14 @@ class Connection:
         self._flush_scheduled = True
         return True
 
-    def send_encoded(self, records: list[bytes]) -> None:
-        """`send` of chat messages already encoded by `wire.encode_message` (or its fast
-        encoders), all of them batchable: a stored batch of ours, queued in one call
-        instead of one `send` per message (issue 15). Dropped if the session is not live,
-        as in `send`."""
-        if not self.session.established or self.writer.is_closing():
+    def send_encoded(self, records: Sequence[bytes], *, batchable: bool = True) -> None:
+        """`send` of messages already encoded by `wire.encode_message` (or its fast
+        encoders), all batchable (chat: a stored batch of ours, queued in one call instead
+        of one `send` per message, issue 15) or, with batchable=False, none (a group ack).
+        Dropped if the session is not live, as in `send`."""
+        if not self.session.established or self._transport.is_closing():
             return
-        self._pending += [(record, True) for record in records]
+        self._pending += [(record, batchable) for record in records]
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._scheduled_flush)
@@ -392,10 +396,6 @@ class Connection:
             transport = self._transport
             if self._inbox_bytes > 2 * READ_CHUNK and not transport.is_closing():
                 transport.pause_reading()  # the handlers are behind: let TCP push back
-
-    @property
-    def _transport(self) -> asyncio.Transport:
-        return cast(asyncio.Transport, self.writer.transport)
 
     def _resume_if_drained(self) -> None:
         transport = self._transport

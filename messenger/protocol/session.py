@@ -260,7 +260,10 @@ class Session:
             return []
         try:
             for frame in self._decoder.feed(data):
-                self._on_frame(frame)
+                if self._recv is not None:  # live: _on_frame's first case, without its call
+                    self._on_transport_frame(frame)
+                else:
+                    self._on_frame(frame)
                 if self.closed:
                     break
         except (ProtocolViolation, framing.FrameError, wire.WireError, NoiseError) as exc:
@@ -292,6 +295,9 @@ class Session:
         """send_many for messages already encoded: (record, may it go in a Batch)."""
         if self.state is not State.TRANSPORT:
             raise RuntimeError(f"cannot send in state {self.state.name}")
+        if len(records) == 1:  # one record (an ack, a lone message) goes alone either way
+            self._send_record(records[0][0])
+            return
         group: list[bytes] = []
         size = 0
         for record, batchable in records:

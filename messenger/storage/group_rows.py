@@ -163,10 +163,12 @@ def group_message_record(
     me: Viewer,
     names: Mapping[bytes, str],
     delivery: Mapping[bytes, int],
+    others: Sequence[bytes] | None = None,
 ) -> GroupMessageRecord:
     """`names`: every author met (a former member keeps a name); `delivery`: member ->
-    our highest seq it holds."""
-    others = [k.ed25519_public for k in roster.members if k.ed25519_public != me.key]
+    our highest seq it holds; `others`: the roster's members but us, if known already."""
+    if others is None:
+        others = [k.ed25519_public for k in roster.members if k.ed25519_public != me.key]
     delivered = sum(1 for k in others if delivery.get(k, 0) >= m.seq) if m.outgoing else 0
     name = me.name if m.author == me.key else names.get(m.author, "former member")
     return GroupMessageRecord(

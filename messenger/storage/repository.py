@@ -391,10 +391,6 @@ class Repository:
         """The hot paths' raw cursor in BEGIN IMMEDIATE .. COMMIT (group_repository.py)."""
         return self._write_transaction()
 
-    def write_one(self, sql: str, params: Sequence[Any]) -> tuple[Any, list[Any]]:
-        """The hot paths' one autocommitted statement (_write_one; group_repository.py)."""
-        return self._write_one(sql, params)
-
     @contextlib.contextmanager
     def _write_transaction(self) -> Iterator[Any]:
         """A raw DB-API cursor in BEGIN IMMEDIATE .. COMMIT, for the hot write paths:
@@ -444,6 +440,10 @@ class Repository:
                 raise
             raise plain from exc
         return cur, rows
+
+    # The hot paths' one autocommitted statement (group_repository.py): the same method,
+    # not a call that forwards to it (a group member stores every message through it).
+    write_one = _write_one
 
     # -- settings -------------------------------------------------------------------------
 

@@ -61,6 +61,7 @@ class Link:
     peer_writer: asyncio.StreamWriter
     reader: asyncio.StreamReader
     recorder: Recorder
+    peer_reader: asyncio.StreamReader | None = None  # what our end writes, at the peer
 
     def send(self, *messages: wire.WireMessage) -> None:
         """The peer sends these in one write."""
@@ -76,11 +77,11 @@ async def link() -> AsyncIterator[Link]:
     pair = reconnected()  # established in memory; the responder is ours
     ours_sock, peer_sock = socket.socketpair()
     reader, writer = await asyncio.open_connection(sock=ours_sock)
-    _, peer_writer = await asyncio.open_connection(sock=peer_sock)
+    peer_reader, peer_writer = await asyncio.open_connection(sock=peer_sock)
     recorder = Recorder()
     conn = Connection(reader, writer, pair.responder, recorder.on_event, Timing())
     conn.fast = recorder
-    made = Link(conn, pair.responder, pair.initiator, peer_writer, reader, recorder)
+    made = Link(conn, pair.responder, pair.initiator, peer_writer, reader, recorder, peer_reader)
     try:
         yield made
     finally:
@@ -330,3 +331,50 @@ async def test_a_session_that_fails_in_send_to_all_is_closed_and_the_others_stil
             conn.close("test over")
         for _, peer_writer in peers:
             peer_writer.close()
+
+
+async def test_a_read_costs_no_push_when_nothing_is_queued_and_an_answer_no_more_calls(
+    link: Link,
+) -> None:
+    """The member's Python per message (issue 15): a live session's frame goes straight
+    to its transport-frame handler; a read whose messages are taken and answer nothing
+    does not push an empty queue; an answer of one record is sealed
+    alone without the batching steps, and the transport is asked directly whether it
+    is closing (not through the StreamWriter). Counted on the real parts."""
+    task = await run(link)
+    conn = link.conn
+    calls: list[str] = []
+
+    def counted(name: str, fn: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return fn(*args, **kwargs)
+
+        return call
+
+    conn._push = counted("push", conn._push)  # type: ignore[method-assign]
+    conn.writer.is_closing = counted("writer.is_closing", conn.writer.is_closing)  # type: ignore[method-assign]
+    link.ours._send_group = counted("send_group", link.ours._send_group)  # type: ignore[method-assign]
+    link.ours._on_frame = counted("on_frame", link.ours._on_frame)  # type: ignore[method-assign]
+    link.send(wire.Ping(1))
+    await wait_for(lambda: link.recorder.seen[-1:] == [("delivered", None)])
+    assert calls == []
+
+    received_now = link.recorder.received_now
+
+    def answering(c: Connection, message: wire.WireMessage) -> bool:
+        if isinstance(message, wire.Ping):
+            c.send(wire.Pong(message.nonce))
+        return received_now(c, message)
+
+    link.recorder.received_now = answering  # type: ignore[method-assign]
+    link.send(wire.Ping(2))
+    assert link.peer_reader is not None
+    answers: list[wire.WireMessage] = []
+    while not answers:  # a frame may come in parts
+        data = await asyncio.wait_for(link.peer_reader.read(65536), 10)
+        answers += [e.message for e in link.peer.receive_data(data) if isinstance(e, Received)]
+    assert answers == [wire.Pong(2)]
+    assert calls == ["push"]
+    conn.close("done")
+    await task

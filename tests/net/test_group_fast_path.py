@@ -8,6 +8,7 @@ does what it did."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -49,16 +50,25 @@ class Watch:
 
 def record_sends(conn: Connection, log: Log) -> None:
     """Log the acks and pongs `conn` is asked to send (when they are queued)."""
-    send = conn.send
+    send, send_encoded = conn.send, conn.send_encoded
 
-    def recording(message: wire.WireMessage, encoded: bytes | None = None) -> None:
+    def note(message: wire.WireMessage) -> None:
         if isinstance(message, wire.GroupAck):
             log.append(("ack", tuple(m.seq for m in message.marks)))
         elif isinstance(message, wire.Pong):
             log.append(("pong",))
+
+    def recording(message: wire.WireMessage, encoded: bytes | None = None) -> None:
+        note(message)
         send(message, encoded)
 
+    def recording_encoded(records: Sequence[bytes], *, batchable: bool = True) -> None:
+        for record in records:  # an ack encoded without a GroupAck (the inline store)
+            note(wire.decode_message(record))
+        send_encoded(records, batchable=batchable)
+
     conn.send = recording  # type: ignore[method-assign]
+    conn.send_encoded = recording_encoded  # type: ignore[method-assign]
 
 
 def record_writes(conn: Connection, log: Log) -> None:
@@ -200,3 +210,25 @@ async def test_the_first_session_of_an_accepted_invite_has_the_fast_path(make_pe
         conn = peer.links.connection(other.contact_id)
         assert conn is not None
         assert conn.fast is peer.links
+
+
+async def test_a_subscriber_may_unsubscribe_while_an_event_is_handed_round(make_peer) -> None:
+    """The service walks its subscribers without copying them for each event (each
+    group message is one); one that unsubscribes as it runs still leaves the others
+    theirs, and hears nothing after."""
+    peer = await make_peer("ada")
+    heard: list[tuple[str, ServiceEvent]] = []
+
+    def once(event: ServiceEvent) -> None:
+        heard.append(("once", event))
+        unsubscribe_once()
+
+    unsubscribe_once = peer.subscribe(once)
+    unsubscribe_all = peer.subscribe(lambda e: heard.append(("all", e)))
+    first, second = GroupDeliveryChanged("g", "c", 1), GroupDeliveryChanged("g", "c", 2)
+    peer._emit(first)
+    peer._emit(second)
+    assert heard == [("once", first), ("all", first), ("all", second)]
+    unsubscribe_all()
+    with pytest.raises(ValueError):
+        unsubscribe_all()  # as list.remove: once only

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -147,13 +147,14 @@ class FakeConn:
         self.send(message, encoded)
         return False
 
-    def send_encoded(self, records: list[bytes]) -> None:
-        """Connection.send_encoded: chat messages already encoded (each must decode)."""
+    def send_encoded(self, records: Sequence[bytes], *, batchable: bool = True) -> None:
+        """Connection.send_encoded: messages already encoded (each must decode), chat
+        messages (batchable) or not batchable ones (a group ack)."""
         if self.closed.is_set():
             return
         for record in records:
             decoded = wire.decode_message(record)
-            assert isinstance(decoded, wire.ChatMessage), "send_encoded takes chat messages"
+            assert isinstance(decoded, wire.BATCHABLE) == batchable, "batchable is not right"
             self.sent.append(decoded)
             if self.other is not None:
                 self.other.deliver(decoded)

@@ -12,7 +12,7 @@ import pytest
 
 from messenger.cli import main as cli
 from messenger.cli.printer import RunPrinter, say
-from messenger.events import MessageAdded
+from messenger.events import MessageAdded, TorStatusChanged
 from messenger.records import MessageRecord, MessageState
 from messenger.storage.repository import new_msg_ids
 
@@ -200,3 +200,21 @@ def test_a_line_run_says_is_one_write_flushed_at_once(monkeypatch: pytest.Monkey
     monkeypatch.setattr("sys.stdout", out)
     say("[Lab] Ada: hello")
     assert out.calls == ["[Lab] Ada: hello\n", "<flush>"]
+
+
+def test_run_prints_tors_progress_through_its_one_printer(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`run` subscribes one printer (one call per event, not one per printer); Tor's
+    progress is among what it prints, flushed at once."""
+    show = RunPrinter({}, {}, [])
+    show(TorStatusChanged("starting", 45, "Loading relay descriptors"))
+    show(TorStatusChanged("ready", 100, "Done", "abc.onion"))
+    show(TorStatusChanged("lost", 100, "", "abc.onion", "tor exited"))
+    show(TorStatusChanged("failed", 100, "", None, "no consensus"))
+    assert capsys.readouterr().out.splitlines() == [
+        "* Tor: connecting to the Tor network... 45 %",
+        "* Tor: reachable at abc.onion",
+        "* Tor lost: tor exited",
+        "* Tor failed: no consensus",
+    ]

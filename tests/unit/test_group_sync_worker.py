@@ -430,7 +430,7 @@ async def test_a_message_record_counts_the_others_and_who_holds_ours(trio) -> No
 def log_stores_and_acks(member: Member, conn: FakeConn, log: list[tuple[Any, ...]]) -> None:
     """Record, in order, each store of `member`'s messages and each ack sent on `conn`."""
     repo = member.groups.repo
-    store, send = repo.store_messages, conn.send
+    store, send, send_encoded = repo.store_messages, conn.send, conn.send_encoded
 
     def storing(messages: Any, now_ms: int) -> Any:
         stored = store(messages, now_ms)
@@ -442,8 +442,16 @@ def log_stores_and_acks(member: Member, conn: FakeConn, log: list[tuple[Any, ...
             log.append(("ack", *(m.seq for m in message.marks)))
         send(message, encoded)
 
+    def sending_encoded(records: Sequence[bytes], *, batchable: bool = True) -> None:
+        for record in records:  # an ack encoded without a GroupAck (the inline store)
+            message = wire.decode_message(record)
+            if isinstance(message, wire.GroupAck):
+                log.append(("ack", *(m.seq for m in message.marks)))
+        send_encoded(records, batchable=batchable)
+
     repo.store_messages = storing  # type: ignore[method-assign]
     conn.send = sending  # type: ignore[method-assign]
+    conn.send_encoded = sending_encoded  # type: ignore[method-assign]
 
 
 async def test_the_fast_path_stores_a_live_message_then_acks_it_before_returning(
@@ -474,6 +482,41 @@ async def test_the_fast_path_stores_a_live_message_then_acks_it_before_returning
 
     have = wire.GroupHave(group_key(gid), 1, bytes(32), ())
     assert not bo.groups.received_now(b_end, have)  # type: ignore[arg-type]
+
+
+async def test_the_inline_store_acks_with_the_mark_and_builds_no_group_ack(trio) -> None:
+    """A message stored in the read callback is acknowledged with our contiguous mark of
+    its author (0 while an earlier one is missing), encoded straight from those values:
+    no GroupAck is built and sent through `send` (issue 15, the member's Python)."""
+    ada, bo, _ = trio
+    group = await ada.groups.create_group("Lab", [bo.person.id])
+    gid = group.id
+    _, b_end = connect(ada, bo)
+    await until(lambda: bo.groups.get(gid) is not None)
+    built: list[wire.WireMessage] = []
+    acks: list[wire.WireMessage] = []
+    send, send_encoded = b_end.send, b_end.send_encoded
+
+    def counting(message: wire.WireMessage, encoded: bytes | None = None) -> None:
+        built.append(message)
+        send(message, encoded)
+
+    def decoding(records: Sequence[bytes], *, batchable: bool = True) -> None:
+        acks.extend(wire.decode_message(r) for r in records)
+        send_encoded(records, batchable=batchable)
+
+    b_end.send = counting  # type: ignore[method-assign]
+    b_end.send_encoded = decoding  # type: ignore[method-assign]
+    for seq in (2, 1):  # the second first: a gap until the first comes
+        assert bo.groups.received_now(b_end, signed(ada.person, gid, seq, f"m{seq}"))  # type: ignore[arg-type]
+        bo.groups.arrivals_done()
+    key, author = group_key(gid), ada.person.identity.ed25519_public
+    assert acks == [
+        wire.GroupAck(key, (wire.GroupMark(author, 0),)),
+        wire.GroupAck(key, (wire.GroupMark(author, 2),)),
+    ]
+    assert [m for m in built if isinstance(m, wire.GroupAck)] == []
+    assert sorted(await bo.bodies(gid)) == ["m1", "m2"]
 
 
 async def test_on_a_busy_database_a_live_message_waits_and_is_acked_once_stored(

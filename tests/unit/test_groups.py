@@ -163,6 +163,18 @@ def test_members_are_looked_up_in_the_roster_the_group_holds_now() -> None:
     assert group.member(EVE.ed25519_public) == member(EVE, joined=2)
 
 
+def test_the_others_a_record_counts_follow_the_roster() -> None:
+    """Group.others (a message's record counts them) is kept for its roster and key: a
+    new roster, or another key, is walked afresh; the same roster is not walked again."""
+    first = roster(1, members=(member(ADMIN), member(BEA)))
+    group = Group(first, roster_hash(first), GroupState.ACTIVE, 0, 1)
+    assert group.others(ADMIN.ed25519_public) == [BEA.ed25519_public]
+    assert group.others(ADMIN.ed25519_public) is group.others(ADMIN.ed25519_public)
+    assert group.others(BEA.ed25519_public) == [ADMIN.ed25519_public]
+    group.roster = roster(2, members=(member(ADMIN), member(BEA), member(EVE, joined=2)))
+    assert group.others(ADMIN.ed25519_public) == [BEA.ed25519_public, EVE.ed25519_public]
+
+
 def test_message_rules() -> None:
     current = roster(
         3,

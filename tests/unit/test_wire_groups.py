@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -501,6 +502,26 @@ def test_the_fast_ack_encoder_takes_the_common_case() -> None:
     assert encode_group_ack_fast(GroupAck(b"g" * 16, (GroupMark(b"a" * 32, True),))) is None
 
 
+@FAST
+@given(ids, keys, u63)
+def test_a_lone_ack_encoded_from_its_values_is_the_messages_encoding(
+    group_id: bytes, author: bytes, seq: int
+) -> None:
+    from messenger.protocol.wire import encode_group_ack_one
+
+    ack = GroupAck(group_id, (GroupMark(author, seq),))
+    packers: list[object] = []
+    packb = msgpack.packb
+    msgpack.packb = lambda *a, **k: (packers.append(a), packb(*a, **k))[1]
+    try:
+        lone = encode_group_ack_one(group_id, author, seq)
+    finally:
+        msgpack.packb = packb
+    assert packers == []  # its Packer is made once, not one a call
+    assert lone == encode_message(ack)
+    assert decode_message(encode_group_ack_one(group_id, author, seq)) == ack
+
+
 def _checked_marks(value: object) -> tuple[GroupMark, ...]:
     """What the decoder's marks were before their fast path: every mark by the checks."""
     from messenger.protocol.wire.base import _array
@@ -540,3 +561,50 @@ def test_the_fast_marks_decode_as_the_checked_ones(group_id: bytes, marks: list[
     # And a mark that is a bool where an int goes (an int subclass) is refused.
     with pytest.raises(WireError, match="mark seq"):
         decode_message(pack([int(MessageType.GROUP_ACK), group_id, [[b"a" * 32, True]]]))
+
+
+near_group_messages = st.one_of(
+    st.tuples(ids, keys, u63, u63, u63, u63, st.text(max_size=5), sigs).map(list),
+    st.lists(
+        st.sampled_from([b"g" * 16, b"a" * 32, 1, 0, 2**63, -1, True, "", "x", b"s" * 64])
+        | msgpack_values,
+        min_size=8,
+        max_size=9,
+    ),
+)
+
+
+@FUZZ
+@given(near_group_messages)
+def test_the_fast_group_message_decode_is_the_checked_one(fields: list[Any]) -> None:
+    """A group message (every member decodes every one) is taken without the generic
+    checks when plainly valid: the same message, or the same refusal, as the checked way."""
+    from messenger.protocol.wire.groups import _make_group_message_checked
+
+    def outcome(make: Callable[[list[Any]], object]) -> object:
+        try:
+            return make(list(fields))
+        except WireError as exc:
+            return (type(exc).__name__, str(exc))
+
+    assert outcome(lambda f: decode_message(pack([21, *f]))) == outcome(_make_group_message_checked)
+
+
+def test_the_fast_group_message_decode_takes_a_text_message_and_refuses_a_bad_body(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from messenger.protocol.wire import groups
+
+    checks: list[str] = []
+    for name in ("_int", "_bytes"):  # the generic checks, counted
+        check = getattr(groups, name)
+        monkeypatch.setattr(
+            groups, name, lambda *a, _c=check, _n=name: (checks.append(_n), _c(*a))[1]
+        )
+    fields = [b"g" * 16, b"a" * 32, 1, 2, 3, 4, "hello", b"s" * 64]
+    assert decode_message(pack([21, *fields])) == GroupMessage(*fields)  # type: ignore[arg-type]
+    assert checks == []  # plainly valid: one test per field, no generic check
+    with pytest.raises(WireError, match="body: must not be empty"):
+        decode_message(pack([21, *fields[:6], "", fields[7]]))
+    with pytest.raises(WireError, match="epoch"):
+        decode_message(pack([21, fields[0], fields[1], True, *fields[3:]]))

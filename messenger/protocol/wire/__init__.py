@@ -101,6 +101,7 @@ from .groups import (
     GroupMessage,
     GroupRemoved,
     GroupRoster,
+    encode_group_ack_one,
 )
 from .handshake import (
     Hello,
@@ -184,6 +185,7 @@ __all__ = [
     "decode_hello",
     "decode_message",
     "encode_batch",
+    "encode_group_ack_one",
     "encode_group_attachment",
     "encode_hello",
     "encode_message",
