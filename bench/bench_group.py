@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -214,6 +215,34 @@ def _own_cpu() -> float:
     return times.user + times.system
 
 
+async def _sampled(
+    send: Callable[[int], Awaitable[None]],
+    pids: list[int],
+    count: int,
+    warmup: int,
+    cpu: list[float] | None,
+    sender_cpu: list[float] | None,
+) -> list[float]:
+    """`send(i)` for `warmup` + `count` messages, one at a time: the seconds of each after
+    the warm-up; `cpu` receives the CPU seconds per message of the processes `pids`
+    together, `sender_cpu` this process's."""
+    samples: list[float] = []
+    used = mine = 0.0
+    for i in range(count + warmup):
+        if i == warmup:
+            used = -sum(cpu_seconds(pid) for pid in pids)
+            mine = -_own_cpu()
+        started = time.perf_counter()
+        await send(i)
+        if i >= warmup:
+            samples.append(time.perf_counter() - started)
+    if cpu is not None:
+        cpu.append((used + sum(cpu_seconds(pid) for pid in pids)) / count)
+    if sender_cpu is not None:
+        sender_cpu.append((mine + _own_cpu()) / count)
+    return samples
+
+
 async def raw_fan_out(
     base: Path,
     others: int,
@@ -240,31 +269,21 @@ async def raw_fan_out(
         ]
         links = [await _open(port) for port in ports]
         settle_heap()  # as the admin's (fan_out_processes): both senders alike
+
+        async def send(i: int) -> None:
+            data = body(i=i).encode()
+            commit_one(store, conv, i, data)
+            for _, writer in links:
+                writer.write(frame(data))
+
+            async def answer(reader: asyncio.StreamReader) -> None:
+                header = await reader.readexactly(_LEN.size)
+                await reader.readexactly(_LEN.unpack(header)[0])
+
+            await asyncio.gather(*(answer(reader) for reader, _ in links))
+
         try:
-            samples: list[float] = []
-            used = mine = 0.0
-            for i in range(count + warmup):
-                if i == warmup:
-                    used = -sum(cpu_seconds(pid) for pid in pids)
-                    mine = -_own_cpu()
-                data = body(i=i).encode()
-                started = time.perf_counter()
-                commit_one(store, conv, i, data)
-                for _, writer in links:
-                    writer.write(frame(data))
-
-                async def answer(reader: asyncio.StreamReader) -> None:
-                    header = await reader.readexactly(_LEN.size)
-                    await reader.readexactly(_LEN.unpack(header)[0])
-
-                await asyncio.gather(*(answer(reader) for reader, _ in links))
-                if i >= warmup:
-                    samples.append(time.perf_counter() - started)
-            if cpu is not None:
-                cpu.append((used + sum(cpu_seconds(pid) for pid in pids)) / count)
-            if sender_cpu is not None:
-                sender_cpu.append((mine + _own_cpu()) / count)
-            return samples
+            return await _sampled(send, pids, count, warmup, cpu, sender_cpu)
         finally:
             for _, writer in links:
                 await _close(writer)
@@ -295,22 +314,12 @@ async def floor_fan_out(
             )
             await group.connect(port, keys)
         settle_heap()  # as the other two senders
+
+        async def send(i: int) -> None:
+            await group.send(body(i=i))
+
         try:
-            samples: list[float] = []
-            used = mine = 0.0
-            for i in range(count + warmup):
-                if i == warmup:
-                    used = -sum(cpu_seconds(pid) for pid in pids)
-                    mine = -_own_cpu()
-                started = time.perf_counter()
-                await group.send(body(i=i))
-                if i >= warmup:
-                    samples.append(time.perf_counter() - started)
-            if cpu is not None:
-                cpu.append((used + sum(cpu_seconds(pid) for pid in pids)) / count)
-            if sender_cpu is not None:
-                sender_cpu.append((mine + _own_cpu()) / count)
-            return samples
+            return await _sampled(send, pids, count, warmup, cpu, sender_cpu)
         finally:
             await group.aclose()
             group.store.close()

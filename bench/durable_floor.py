@@ -46,6 +46,8 @@ from nacl.bindings import (
     crypto_aead_chacha20poly1305_ietf_encrypt as _encrypt,
 )
 
+from .raw_peer import sqlcipher_file
+
 _LEN = struct.Struct("!H")
 CHAT, RECEIPT, BATCH = 1, 2, 11  # the wire tags (docs/protocol.md)
 DELIVERED = 0  # ReceiptKind
@@ -67,12 +69,7 @@ _CHUNK = 100
 
 def floor_store(path: Path) -> Any:
     """A SQLCipher file with the service's settings and a `messages`-shaped table."""
-    import sqlcipher3
-
-    conn = sqlcipher3.connect(str(path), isolation_level=None)
-    conn.execute(f"PRAGMA key = \"x'{os.urandom(32).hex()}'\"")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn = sqlcipher_file(path)
     conn.execute(
         "CREATE TABLE messages (id INTEGER PRIMARY KEY, msg_id BLOB UNIQUE, contact_id TEXT,"
         " outgoing INT, seq INT, lamport INT, sent_at_ms INT, received_at_ms INT, body TEXT,"

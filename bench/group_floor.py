@@ -35,18 +35,14 @@ import msgpack
 from nacl.signing import SigningKey
 
 from .durable_floor import READ_SIZE, Opener, Sealer
+from .raw_peer import sqlcipher_file
 
 GROUP_MESSAGE, GROUP_ACK = 30, 31  # tags of this floor's own records
 
 
 def group_store(path: Path) -> Any:
     """A SQLCipher file with the service's settings and a `group_messages`-shaped table."""
-    import sqlcipher3
-
-    conn = sqlcipher3.connect(str(path), isolation_level=None)
-    conn.execute(f"PRAGMA key = \"x'{os.urandom(32).hex()}'\"")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
+    conn = sqlcipher_file(path)
     conn.execute(
         "CREATE TABLE group_messages (id INTEGER PRIMARY KEY, msg_id BLOB UNIQUE,"
         " group_id BLOB, author BLOB, seq INT, epoch INT, lamport INT, sent_at_ms INT,"

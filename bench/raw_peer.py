@@ -27,16 +27,22 @@ from typing import Any
 _LEN = struct.Struct("!H")
 
 
-def raw_store(path: Path) -> Any:
-    """A SQLCipher file with the service's settings (raw 256-bit key, WAL,
-    synchronous=NORMAL, default page size and HMAC) and a message-shaped table with three
-    indexes, as in bench_latency's floor."""
+def sqlcipher_file(path: Path) -> Any:
+    """A new SQLCipher file with the service's settings: a raw 256-bit key (no KDF), WAL,
+    synchronous=NORMAL, SQLCipher 4's default page size and HMAC; autocommit."""
     import sqlcipher3
 
     conn = sqlcipher3.connect(str(path), isolation_level=None)
     conn.execute(f"PRAGMA key = \"x'{os.urandom(32).hex()}'\"")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def raw_store(path: Path) -> Any:
+    """A SQLCipher file with the service's settings and a message-shaped table with three
+    indexes, as in bench_latency's floor."""
+    conn = sqlcipher_file(path)
     conn.execute(
         "CREATE TABLE m (id BLOB PRIMARY KEY, conv BLOB, seq INT, at INT, body BLOB, st INT)"
     )
