@@ -48,6 +48,9 @@ class Tap:
     def __init__(self, ports: set[int]) -> None:
         self.ports = ports
         self.flows: dict[tuple[int, int], bytearray] = {}
+        # The tap's thread adds flows while the test reads them (a dict may not change
+        # size while it is iterated).
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(0x0800))
         self._sock.bind(("lo", 0))
@@ -78,7 +81,8 @@ class Tap:
             return
         payload = tcp[(tcp[12] >> 4) * 4 :]
         if payload:
-            self.flows.setdefault((sport, dport), bytearray()).extend(payload)
+            with self._lock:
+                self.flows.setdefault((sport, dport), bytearray()).extend(payload)
 
     def stop(self) -> None:
         self._stop.set()
@@ -86,10 +90,12 @@ class Tap:
         self._sock.close()
 
     def seen(self) -> int:
-        return sum(len(b) for b in self.flows.values())
+        with self._lock:
+            return sum(len(b) for b in self.flows.values())
 
     def find(self, needle: bytes) -> list[tuple[int, int]]:
-        return [flow for flow, data in self.flows.items() if needle in data]
+        with self._lock:
+            return [flow for flow, data in self.flows.items() if needle in data]
 
 
 @pytest.fixture
